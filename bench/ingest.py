@@ -1,0 +1,94 @@
+"""Ingest benchmark: signed Typeform webhooks into `hookhub serve` vs a bare Starlette endpoint.
+
+Both servers are started the same way (one uvicorn process on loopback) and measured in
+the same run by the same load generator. The hub runs with `--no-dispatch` so the
+figures are the receiver's: verify + durable (fsynced) spool write + answer.
+
+    python bench/ingest.py [--requests 20000] [--connections 32] [--rate 1000] [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.loadgen import build_request, closed_loop, open_loop  # noqa: E402
+from bench.servers import free_port, process  # noqa: E402
+from hub.config.loader import load_config  # noqa: E402
+from hub.runtime import prepare_sources  # noqa: E402
+
+CONFIG = """
+sources:
+  contact-form:
+    provider: typeform
+    secret: bench-typeform-secret
+destinations:
+  out: {type: file, path: out.jsonl}
+routes:
+  - {name: all, from: [contact-form], to: [out]}
+"""
+
+
+def signed_requests(config_path: Path, count: int) -> list[bytes]:
+    source = prepare_sources(load_config(config_path))["contact-form"]
+    now = time.time()
+    out = []
+    for _ in range(count):
+        request = source.connector.sample_request(source.config, "http://127.0.0.1/hooks/contact-form", now)
+        out.append(build_request("/hooks/contact-form", dict(request.headers), request.body))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=20_000)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--rate", type=float, default=1000.0, help="offered rate for the latency run")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of the latency run")
+    parser.add_argument("--durability", choices=["full", "normal"], default="full")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="hookhub-bench-") as tmp:
+        root = Path(tmp)
+        config = root / "connectors.yaml"
+        config.write_text(CONFIG, encoding="utf-8")
+        latency_count = int(args.rate * args.seconds)
+        print(f"signing {args.requests + latency_count + 1000:,} Typeform requests ...", flush=True)
+        requests = signed_requests(config, args.requests + latency_count + 1000)
+        warmup, throughput, latency = (requests[:1000], requests[1000:1000 + args.requests],
+                                       requests[1000 + args.requests:])
+
+        bare_port = free_port()
+        with process(["-m", "bench.bare_app", "--port", str(bare_port)], bare_port):
+            asyncio.run(closed_loop(bare_port, warmup, args.connections))
+            bare = asyncio.run(closed_loop(bare_port, throughput, args.connections))
+            bare_open = asyncio.run(open_loop(bare_port, latency, args.rate))
+
+        hub_port = free_port()
+        hub_args = ["-m", "hub.cli", "serve", "--no-dispatch", "--port", str(hub_port), "--config", str(config),
+                    "--data-dir", str(root / "data"), "--durability", args.durability, "--log-level", "warning"]
+        with process(hub_args, hub_port, log=root / "hub.log"):
+            asyncio.run(closed_loop(hub_port, warmup, args.connections))
+            hub = asyncio.run(closed_loop(hub_port, throughput, args.connections))
+            hub_open = asyncio.run(open_loop(hub_port, latency, args.rate))
+
+    print()
+    print(f"bare Starlette, max rate   : {bare.summary()}")
+    print(f"hookhub /hooks, max rate   : {hub.summary()}")
+    print(f"bare Starlette, {args.rate:,.0f}/s offered: {bare_open.summary()}")
+    print(f"hookhub /hooks, {args.rate:,.0f}/s offered: {hub_open.summary()}")
+    print()
+    ratio = hub.rate() / bare.rate() if bare.rate() else float("nan")
+    print(f"accepted/s: {hub.rate():,.0f} (goal >= 3,000); ratio to bare endpoint: {ratio:.0%} (goal >= 60%)")
+    print(f"p99 at {args.rate:,.0f}/s offered: {hub_open.percentile(99) * 1000:.1f} ms (goal <= 25 ms); "
+          f"non-2xx answers: {hub.sent - hub.ok() + hub_open.sent - hub_open.ok()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""Signature schemes shared by several connectors.
+
+Sources: ../shared/reference/providers.md, sections "Standard Webhooks (generic signed JSON)" (spec:
+https://github.com/standard-webhooks/standard-webhooks/blob/main/spec/standard-webhooks.md) and
+"Published test vectors"; ../shared/fixtures/providers/README.md, section "Schemes".
+
+We implement Standard Webhooks ourselves instead of using the `standardwebhooks` package because
+verification must take an injected clock (`now`: the edge passes its receive time, tests pass a
+fixture's `received_at`), and that package reads the wall clock inside `verify`. The scheme is a
+dozen lines, so owning it is cheaper than patching time.
+
+Every comparison goes through `hmac.compare_digest` on bytes: comparing `str`s would raise on
+non-ASCII header values, and `==` would leak timing.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from connectors import _answers as A
+from connectors.base import (
+    Envelope,
+    InboundRequest,
+    SourceSettings,
+    UnsupportedPayload,
+    VerificationFailed,
+    require_secrets,
+)
+
+STANDARD_WEBHOOKS = "standard-webhooks"
+_WHSEC_PREFIX = "whsec_"
+PING = "hookhub.ping"
+"""Type of hookhub's own signed connectivity test (Apps Script `sendPing`, generic senders)."""
+
+
+def hmac_digest(key: bytes, msg: bytes, algo: str = "sha256") -> bytes:
+    return hmac.new(key, msg, getattr(hashlib, algo)).digest()
+
+
+def b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
+
+
+def equal(a: str | bytes, b: str | bytes) -> bool:
+    """Constant-time equality that accepts any header text (non-ASCII included)."""
+    a_bytes = a.encode("utf-8") if isinstance(a, str) else a
+    b_bytes = b.encode("utf-8") if isinstance(b, str) else b
+    return hmac.compare_digest(a_bytes, b_bytes)
+
+
+def matches_any(candidates: Iterable[str], expected: Iterable[str]) -> bool:
+    # Compare every pair without stopping early, so timing does not tell which secret is current.
+    found = False
+    expected = list(expected)
+    for candidate in candidates:
+        for value in expected:
+            found |= equal(candidate, value)
+    return found
+
+
+def verify_body_hmac_b64(
+    request: InboundRequest, source: SourceSettings, header: str, prefix: str = ""
+) -> None:
+    """`<header>: <prefix>base64(HMAC-SHA256(secret, raw body))` with any configured secret (Typeform, Tally)."""
+    secrets = require_secrets(source)
+    received = request.header(header)
+    if not received:
+        raise VerificationFailed(f"missing {header.lower()} header")
+    expected = (prefix + b64(hmac_digest(s.encode("utf-8"), request.body)) for s in secrets)
+    if not matches_any([received.strip()], expected):
+        raise VerificationFailed("signature mismatch")
+
+
+# --- Standard Webhooks ---------------------------------------------------------------------------
+
+
+def standard_webhooks_key(secret: str) -> bytes:
+    encoded = secret.removeprefix(_WHSEC_PREFIX)
+    try:
+        return base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        # A configuration error, but the caller only learns that verification failed.
+        raise VerificationFailed("configured secret is not a whsec_ base64 secret") from None
+
+
+def _standard_webhooks_signature(key: bytes, msg_id: str, timestamp: str, body: bytes) -> str:
+    signed = msg_id.encode("utf-8") + b"." + timestamp.encode("utf-8") + b"." + body
+    return b64(hmac_digest(key, signed))
+
+
+def sign_standard_webhooks(secret: str, msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+    """The three request headers (lower-case names) for a body sent with `secret`."""
+    ts = str(int(timestamp))
+    signature = _standard_webhooks_signature(standard_webhooks_key(secret), msg_id, ts, body)
+    return {"webhook-id": msg_id, "webhook-timestamp": ts, "webhook-signature": f"v1,{signature}"}
+
+
+def verify_standard_webhooks(
+    request: InboundRequest, secrets: Sequence[str], tolerance: int, now: float
+) -> None:
+    if not secrets:
+        raise VerificationFailed("source has no secret configured")
+    headers = {}
+    for name in ("webhook-id", "webhook-timestamp", "webhook-signature"):
+        value = request.header(name)
+        if not value:
+            raise VerificationFailed(f"missing {name} header")
+        headers[name] = value.strip()
+    timestamp = headers["webhook-timestamp"]
+    if not timestamp.isascii() or not timestamp.isdigit():
+        raise VerificationFailed("invalid webhook-timestamp header")
+    # Both directions: a far-future timestamp is as replayable as an old one.
+    if abs(now - int(timestamp)) > tolerance:
+        raise VerificationFailed("timestamp outside tolerance")
+    received = [
+        sig
+        for version, _, sig in (part.partition(",") for part in headers["webhook-signature"].split())
+        if version == "v1" and sig
+    ]
+    if not received:
+        raise VerificationFailed("no v1 signature in webhook-signature header")
+    expected = [
+        _standard_webhooks_signature(standard_webhooks_key(s), headers["webhook-id"], timestamp, request.body)
+        for s in secrets
+    ]
+    if not matches_any(received, expected):
+        raise VerificationFailed("signature mismatch")
+
+
+class StandardWebhooksVerification:
+    """Mixin for connectors whose requests are signed the Standard Webhooks way."""
+
+    scheme = STANDARD_WEBHOOKS
+
+    def verify(self, request: InboundRequest, source: SourceSettings, now: float) -> None:
+        verify_standard_webhooks(request, require_secrets(source), source.tolerance, now)
+
+
+# --- Standard Webhooks messages: the spec's recommended `{type, timestamp, data}` body ---------------
+
+
+def webhook_id(request: InboundRequest) -> str:
+    """The Standard Webhooks message id: stable across the sender's retries, so the dedupe key."""
+    value = (request.header("webhook-id") or "").strip()
+    if not value:
+        raise UnsupportedPayload("missing webhook-id header")
+    return value
+
+
+def typed_envelope(request: InboundRequest, submitted: str) -> Envelope:
+    """Envelope of a `{type, timestamp, data}` body whose submission event type is `submitted`."""
+    event_id = webhook_id(request)
+    body = A.parse_json_object(request.body)
+    data = A.maybe_obj(body, "data")
+    form_id = A.optional_text(data, "form_id")
+    event_type = body.get("type")
+    if not isinstance(event_type, str):
+        raise UnsupportedPayload('body.type is missing: expected {"type", "timestamp", "data"}')
+    if event_type == submitted:
+        if not isinstance(body.get("data"), dict):
+            raise UnsupportedPayload("body.data is missing or not an object")
+        return Envelope(event_id=event_id, form_id=form_id)
+    if event_type == PING:
+        return Envelope(event_id=event_id, kind="test", form_id=form_id, note="hookhub.ping test message")
+    note = f"event type {event_type!r} is not {submitted!r}"
+    return Envelope(event_id=event_id, kind="ignored", form_id=form_id, note=note)
+
+
+def signed_request(source: SourceSettings, url: str, now: float, msg_id: str, payload: Any) -> InboundRequest:
+    """A send-test request signed with the source's first (current) secret."""
+    body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+    headers = {
+        "content-type": "application/json",
+        "user-agent": "hookhub-send-test",
+        **sign_standard_webhooks(require_secrets(source)[0], msg_id, int(now), body),
+    }
+    return InboundRequest(method="POST", url=url, headers=headers, body=body)

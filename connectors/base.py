@@ -1,0 +1,157 @@
+"""What a connector is: one provider's verification, envelope and normalization.
+
+A connector module in this package defines one `Connector` subclass instance named
+`connector`. The registry (`connectors.registry`) finds it by module name, so adding a
+provider means adding one file here and its fixtures, nothing else.
+
+The three jobs are deliberately separate because they run at different places:
+- `verify` and `envelope` run on the request path, before the 2xx; they must be cheap
+  and must never raise anything but `VerificationFailed` / `UnsupportedPayload`.
+- `normalize` runs in the pipeline, from the stored raw request, so a connector bug can
+  never lose a verified submission: it fails into a dead letter instead.
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import ClassVar, Literal, Mapping, Protocol, Sequence
+from urllib.parse import parse_qsl, urlsplit
+
+from pydantic import BaseModel, ConfigDict
+
+from hub.submission import Submission
+
+
+class VerificationFailed(Exception):
+    """The request is not provably from the provider: answered with 401.
+
+    The message is short and safe to return to the caller (no secrets, no expected
+    signature values).
+    """
+
+
+class UnsupportedPayload(Exception):
+    """The payload does not have the provider's documented shape.
+
+    On the request path this is not fatal: the verified request is still stored (keyed
+    on a hash of its body) and marked unnormalizable with this message.
+    """
+
+
+class NoOptions(BaseModel):
+    """Connectors that need nothing beyond `secret`, `tolerance` and `public_url`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class SourceSettings(Protocol):
+    """The parts of a configured source a connector may read (see hub.config.models)."""
+
+    @property
+    def secrets(self) -> list[str]: ...
+
+    @property
+    def tolerance(self) -> int: ...
+
+    @property
+    def public_url(self) -> str | None: ...
+
+    @property
+    def options(self) -> BaseModel: ...
+
+
+@dataclass(frozen=True)
+class InboundRequest:
+    """A webhook request as received: the bytes every signature is computed over."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str]  # names lower-cased
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+    @property
+    def media_type(self) -> str:
+        raw = self.headers.get("content-type", "")
+        return raw.split(";", 1)[0].strip().lower()
+
+    @property
+    def query(self) -> dict[str, str]:
+        return dict(parse_qsl(urlsplit(self.url).query, keep_blank_values=True))
+
+    def body_sha256(self) -> str:
+        return hashlib.sha256(self.body).hexdigest()
+
+
+Kind = Literal["submission", "test", "ignored"]
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """What the edge needs to know before answering: the dedupe key and the kind.
+
+    `kind` is `test` for provider pings/test events and `ignored` for authentic events
+    that are not new submissions (partial responses, other event types, updates); both
+    are acknowledged and recorded but never routed. `note` says why, for the admin.
+    """
+
+    event_id: str
+    kind: Kind = "submission"
+    form_id: str | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class NormalizeContext:
+    """Where a stored request came from, for building its Submission."""
+
+    submission_id: str
+    source: str
+    received_at: datetime
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+class Connector(abc.ABC):
+    """Base class: subclasses set the class attributes and implement the three jobs."""
+
+    provider: ClassVar[str]
+    title: ClassVar[str]
+    scheme: ClassVar[str]
+    """Short name of the verification scheme, as `hookhub providers` lists it."""
+    content_types: ClassVar[frozenset[str]] = frozenset({"application/json"})
+    credential_headers: ClassVar[frozenset[str]] = frozenset()
+    """Request headers (lower-case) that carry credentials and are never stored."""
+    credential_query: ClassVar[frozenset[str]] = frozenset()
+    """URL query parameters that carry credentials and are never stored."""
+    requires_secret: ClassVar[bool] = True
+    Options: ClassVar[type[BaseModel]] = NoOptions
+
+    @abc.abstractmethod
+    def verify(self, request: InboundRequest, source: SourceSettings, now: float) -> None:
+        """Raise `VerificationFailed` unless the request is authentic. `now` is epoch seconds."""
+
+    @abc.abstractmethod
+    def envelope(self, request: InboundRequest) -> Envelope:
+        """Dedupe key and kind; raise `UnsupportedPayload` if the shape is not the provider's."""
+
+    @abc.abstractmethod
+    def normalize(self, request: InboundRequest, context: NormalizeContext) -> Submission:
+        """Build the Submission; raise `UnsupportedPayload` with a reason an admin can act on."""
+
+    @abc.abstractmethod
+    def sample_request(self, source: SourceSettings, url: str, now: float) -> InboundRequest:
+        """A realistic, correctly signed submission for `hookhub send-test`."""
+
+    def describe(self) -> str:
+        return f"{self.provider}: {self.title} ({self.scheme})"
+
+
+def require_secrets(source: SourceSettings) -> Sequence[str]:
+    if not source.secrets:
+        raise VerificationFailed("source has no secret configured")
+    return source.secrets

@@ -1,0 +1,100 @@
+"""Google Forms through hookhub's Apps Script template (docs/providers/google_forms_apps_script.gs).
+
+Sources: ../shared/reference/providers.md, sections "Google Forms", "A. Apps Script `onFormSubmit` →
+`UrlFetchApp`" (developers.google.com/apps-script/reference/forms/form-response; the body and the
+Standard Webhooks signing are hookhub's design) and "Standard Webhooks"; answer rules from
+../shared/fixtures/providers/README.md ("google_forms_apps_script" row).
+
+Body: `{"type": "form.response.submitted", "timestamp", "data": {form_id, form_title, response_id,
+submitted_at, respondent_email, edit_response_url, items: [{item_id, title, type, response}]}}`;
+`webhook-id` is the FormResponse id, so the script's retries dedupe.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+from connectors import _answers as A
+from connectors._schemes import StandardWebhooksVerification, signed_request, typed_envelope, webhook_id
+from connectors.base import (
+    Connector,
+    Envelope,
+    InboundRequest,
+    NormalizeContext,
+    SourceSettings,
+)
+from hub.submission import Answer, Submission, iso_utc
+
+SUBMITTED = "form.response.submitted"
+
+
+def _item_answer(item: dict[str, Any]) -> Answer | None:
+    title = item.get("title") or str(item.get("item_id", ""))
+    type_ = str(item.get("type") or "unknown")
+    value = item.get("response")
+    if type_ == "FILE_UPLOAD" and isinstance(value, list):
+        value = A.file_value(v for v in value if isinstance(v, str))
+    return A.answer(str(item.get("item_id") or title), title, type_, value)
+
+
+class GoogleFormsAppsScriptConnector(StandardWebhooksVerification, Connector):
+    provider = "google_forms_apps_script"
+    title = "Google Forms (Apps Script)"
+
+    def envelope(self, request: InboundRequest) -> Envelope:
+        return typed_envelope(request, SUBMITTED)
+
+    def normalize(self, request: InboundRequest, context: NormalizeContext) -> Submission:
+        body = A.parse_json_object(request.body)
+        data = A.obj(body, "data", "body")
+        answers = A.collect(_item_answer(item) for item in A.items(data, "items", "data"))
+        metadata = {k: data[k] for k in ("response_id", "edit_response_url") if data.get(k) is not None}
+        if body.get("timestamp"):
+            metadata["event_timestamp"] = body["timestamp"]
+        return Submission(
+            id=context.submission_id,
+            source=context.source,
+            provider=self.provider,
+            form_id=A.optional_text(data, "form_id"),
+            form_title=A.optional_text(data, "form_title"),
+            event_id=webhook_id(request),
+            submitted_at=A.instant(data.get("submitted_at"), "data.submitted_at", context.received_at),
+            email=A.pick_email(data.get("respondent_email"), answers),
+            name=A.pick_name(answers),
+            answers=answers,
+            metadata=metadata,
+        )
+
+    def sample_request(self, source: SourceSettings, url: str, now: float) -> InboundRequest:
+        at = datetime.fromtimestamp(now, UTC)
+        # FormResponse ids look like "2_ABaOnu..."; a fresh one per call keeps send-tests apart.
+        response_id = "2_ABaOnu" + secrets.token_urlsafe(30)
+        form_id = "1hookhubTestForm" + "x" * 28
+        payload = {
+            "type": SUBMITTED,
+            "timestamp": iso_utc(at),
+            "data": {
+                "form_id": form_id,
+                "form_title": "hookhub test form",
+                "response_id": response_id,
+                "submitted_at": iso_utc(at),
+                "respondent_email": "ada@example.org",
+                "edit_response_url": f"https://docs.google.com/forms/d/e/{form_id}/viewform?edit2={response_id}",
+                "items": [
+                    {"item_id": 100000001, "title": "Full name", "type": "TEXT", "response": "Ada Lovelace"},
+                    {
+                        "item_id": 100000002,
+                        "title": "Sessions",
+                        "type": "CHECKBOX",
+                        "response": ["Keynote", "Party"],
+                    },
+                    {"item_id": 100000003, "title": "How would you rate it?", "type": "SCALE", "response": 5},
+                ],
+            },
+        }
+        return signed_request(source, url, now, response_id, payload)
+
+
+connector = GoogleFormsAppsScriptConnector()

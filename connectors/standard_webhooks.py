@@ -1,0 +1,91 @@
+"""Generic signed JSON: any sender that signs per Standard Webhooks and sends hookhub's canonical body.
+
+Sources: ../shared/reference/providers.md, section "Standard Webhooks (generic signed JSON)" (spec:
+github.com/standard-webhooks/standard-webhooks, spec/standard-webhooks.md; canonical body is hookhub's
+design); answer rules from ../shared/fixtures/providers/README.md ("standard_webhooks" row).
+
+Body: `{"type": "form.submission.created", "timestamp", "data": {form_id, form_name, submission_id,
+submitted_at, respondent_email, answers: [{label, type, value, key?}], hidden?}}`. `hookhub.ping` is a
+signed connectivity test.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from datetime import UTC, datetime
+
+from connectors import _answers as A
+from connectors._schemes import StandardWebhooksVerification, signed_request, typed_envelope, webhook_id
+from connectors.base import (
+    Connector,
+    Envelope,
+    InboundRequest,
+    NormalizeContext,
+    SourceSettings,
+)
+from hub.submission import Submission, iso_utc
+
+SUBMITTED = "form.submission.created"
+
+
+class StandardWebhooksConnector(StandardWebhooksVerification, Connector):
+    provider = "standard_webhooks"
+    title = "Standard Webhooks (generic signed JSON)"
+
+    def envelope(self, request: InboundRequest) -> Envelope:
+        return typed_envelope(request, SUBMITTED)
+
+    def normalize(self, request: InboundRequest, context: NormalizeContext) -> Submission:
+        body = A.parse_json_object(request.body)
+        data = A.obj(body, "data", "body")
+        answers = A.collect(
+            A.answer(
+                a.get("key") or a.get("id") or a.get("label") or f"answer_{i}",
+                a.get("label") or a.get("key") or f"answer_{i}",
+                a.get("type") or "unknown",
+                a.get("value"),
+            )
+            for i, a in enumerate(A.items(data, "answers", "data"), start=1)
+        )
+        metadata = {k: data[k] for k in ("submission_id",) if data.get(k) is not None}
+        if body.get("timestamp"):
+            metadata["event_timestamp"] = body["timestamp"]
+        return Submission(
+            id=context.submission_id,
+            source=context.source,
+            provider=self.provider,
+            form_id=A.optional_text(data, "form_id"),
+            form_title=A.optional_text(data, "form_name") or A.optional_text(data, "form_title"),
+            event_id=webhook_id(request),
+            submitted_at=A.instant(data.get("submitted_at"), "data.submitted_at", context.received_at),
+            email=A.pick_email(data.get("respondent_email"), answers),
+            name=A.pick_name(answers),
+            answers=answers,
+            hidden=A.maybe_obj(data, "hidden"),
+            metadata=metadata,
+        )
+
+    def sample_request(self, source: SourceSettings, url: str, now: float) -> InboundRequest:
+        at = datetime.fromtimestamp(now, UTC)
+        payload = {
+            "type": SUBMITTED,
+            "timestamp": iso_utc(at),
+            "data": {
+                "form_id": "frm_hookhub_test",
+                "form_name": "hookhub test form",
+                "submission_id": "sub_" + secrets.token_urlsafe(12),
+                "submitted_at": iso_utc(at.replace(microsecond=0)),
+                "respondent_email": "ada@example.org",
+                "answers": [
+                    {"label": "Full name", "type": "name", "value": "Ada Lovelace"},
+                    {"label": "Email", "type": "email", "value": "ada@example.org"},
+                    {"label": "How many tickets?", "type": "number", "value": 2},
+                    {"label": "Sessions", "type": "multi", "value": ["Keynote", "Party"]},
+                ],
+            },
+        }
+        return signed_request(source, url, now, "msg_" + uuid.uuid4().hex, payload)
+
+
+connector = StandardWebhooksConnector()

@@ -1,0 +1,174 @@
+"""Tally webhooks (`FORM_RESPONSE`).
+
+Sources: ../shared/reference/providers.md, section "Tally" (tally.so/help/webhooks,
+developers.tally.so webhook API; option-id values and CHECKBOXES sub-fields observed in receiver
+code); answer rules from ../shared/fixtures/providers/README.md ("tally" row).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from connectors import _answers as A
+from connectors._schemes import b64, hmac_digest, verify_body_hmac_b64
+from connectors.base import (
+    Connector,
+    Envelope,
+    InboundRequest,
+    NormalizeContext,
+    SourceSettings,
+    require_secrets,
+)
+from hub.submission import Answer, Submission, iso_utc
+
+_SUBMITTED = "FORM_RESPONSE"
+_ONE_OPTION = frozenset({"MULTIPLE_CHOICE", "DROPDOWN"})
+_MANY_OPTIONS = frozenset({"CHECKBOXES", "MULTI_SELECT", "RANKING"})
+_FILES = frozenset({"FILE_UPLOAD", "SIGNATURE"})
+
+
+def _field_value(field: dict[str, Any]) -> Any:
+    type_ = field.get("type")
+    value = field.get("value")
+    if type_ in _ONE_OPTION or type_ in _MANY_OPTIONS:
+        options = {o.get("id"): o.get("text") for o in A.items(field, "options", "field")}
+        chosen = value if isinstance(value, list) else [value]
+        # An id missing from options[] is kept as sent rather than dropped.
+        labels = [options.get(v, v) if isinstance(v, str) else v for v in chosen if not A.is_empty(v)]
+        if type_ in _ONE_OPTION and len(labels) == 1:
+            return labels[0]
+        return labels
+    if type_ in _FILES and isinstance(value, list):
+        return A.file_value(f.get("url", "") for f in value if isinstance(f, dict))
+    return value
+
+
+def _answers(fields: list[dict[str, Any]]) -> list[Answer]:
+    out: list[Answer | None] = []
+    checkbox_parents: list[str] = []
+    for field in fields:
+        key = str(field.get("key") or "")
+        # A CHECKBOXES question is followed by one boolean per option (`<parent>_<option id>`):
+        # the parent already carries the selection.
+        if field.get("type") == "CHECKBOXES" and any(key.startswith(p + "_") for p in checkbox_parents):
+            continue
+        if field.get("type") == "CHECKBOXES":
+            checkbox_parents.append(key)
+        label = field.get("label") or key
+        out.append(A.answer(key or label, label, str(field.get("type") or "unknown"), _field_value(field)))
+    return A.collect(out)
+
+
+class TallyConnector(Connector):
+    provider = "tally"
+    title = "Tally"
+    scheme = "tally-hmac-sha256"
+
+    def verify(self, request: InboundRequest, source: SourceSettings, now: float) -> None:
+        # Tally signs without a timestamp: `now` and the tolerance do not apply.
+        verify_body_hmac_b64(request, source, "tally-signature")
+
+    def envelope(self, request: InboundRequest) -> Envelope:
+        body = A.parse_json_object(request.body)
+        event_id = A.text(body, "eventId", "body")
+        data = A.obj(body, "data", "body")
+        form_id = A.optional_text(data, "formId")
+        event_type = body.get("eventType")
+        if event_type == _SUBMITTED:
+            return Envelope(event_id=event_id, form_id=form_id)
+        return Envelope(
+            event_id=event_id,
+            kind="ignored",
+            form_id=form_id,
+            note=f"event type {event_type!r} is not a submission",
+        )
+
+    def normalize(self, request: InboundRequest, context: NormalizeContext) -> Submission:
+        body = A.parse_json_object(request.body)
+        data = A.obj(body, "data", "body")
+        fields = A.items(data, "fields", "data")
+        answers = _answers(fields)
+        hidden = {
+            str(f.get("label") or f.get("key")): f["value"]
+            for f in fields
+            if f.get("type") == "HIDDEN_FIELDS" and not A.is_empty(f.get("value"))
+        }
+        metadata = {
+            k: data[k] for k in ("responseId", "submissionId", "respondentId") if data.get(k) is not None
+        }
+        if body.get("createdAt"):
+            metadata["event_created_at"] = body["createdAt"]
+        return Submission(
+            id=context.submission_id,
+            source=context.source,
+            provider=self.provider,
+            form_id=A.optional_text(data, "formId"),
+            form_title=A.optional_text(data, "formName"),
+            event_id=A.text(body, "eventId", "body"),
+            submitted_at=A.instant(data.get("createdAt"), "data.createdAt", context.received_at),
+            email=A.pick_email(None, answers),
+            name=A.pick_name(answers),
+            answers=answers,
+            hidden=hidden,
+            metadata=metadata,
+        )
+
+    def sample_request(self, source: SourceSettings, url: str, now: float) -> InboundRequest:
+        secret = require_secrets(source)[0]
+        at = iso_utc(datetime.fromtimestamp(now, UTC))
+        response_id = secrets.token_urlsafe(4)[:6]
+        options = [{"id": str(uuid.uuid4()), "text": t} for t in ("Keynote", "Workshop", "Party")]
+        fields = [
+            {"key": "question_name", "label": "Full name", "type": "INPUT_TEXT", "value": "Ada Lovelace"},
+            {"key": "question_mail", "label": "Email", "type": "INPUT_EMAIL", "value": "ada@example.org"},
+            {
+                "key": "question_sess",
+                "label": "Sessions",
+                "type": "CHECKBOXES",
+                "value": [options[0]["id"], options[2]["id"]],
+                "options": options,
+            },
+            *(
+                {
+                    "key": f"question_sess_{o['id']}",
+                    "label": f"Sessions ({o['text']})",
+                    "type": "CHECKBOXES",
+                    "value": o is not options[1],
+                }
+                for o in options
+            ),
+            {
+                "key": "question_utms",
+                "label": "utm_source",
+                "type": "HIDDEN_FIELDS",
+                "value": "hookhub-send-test",
+            },
+        ]
+        payload = {
+            "eventId": str(uuid.uuid4()),
+            "eventType": _SUBMITTED,
+            "createdAt": at,
+            "data": {
+                "responseId": response_id,
+                "submissionId": response_id,
+                "respondentId": secrets.token_urlsafe(4)[:6],
+                "formId": "hhTest",
+                "formName": "hookhub test form",
+                "createdAt": at,
+                "fields": fields,
+            },
+        }
+        body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        headers = {
+            "content-type": "application/json",
+            "user-agent": "hookhub-send-test",
+            "tally-signature": b64(hmac_digest(secret.encode("utf-8"), body)),
+        }
+        return InboundRequest(method="POST", url=url, headers=headers, body=body)
+
+
+connector = TallyConnector()

@@ -1,0 +1,172 @@
+"""Typeform webhooks (`form_response`).
+
+Sources: ../shared/reference/providers.md, section "Typeform" (typeform.com/developers/webhooks:
+example payload, "secure your webhooks", create-or-update webhook); answer rules from
+../shared/fixtures/providers/README.md ("typeform" row).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from connectors import _answers as A
+from connectors._schemes import b64, hmac_digest, verify_body_hmac_b64
+from connectors.base import (
+    Connector,
+    Envelope,
+    InboundRequest,
+    NormalizeContext,
+    SourceSettings,
+    require_secrets,
+)
+from hub.submission import Answer, Submission, iso_utc
+
+_SUBMITTED = "form_response"
+
+
+def _answer_value(raw: dict[str, Any]) -> Any:
+    kind = raw.get("type")
+    value = raw.get(kind) if isinstance(kind, str) else None
+    if kind == "choice" and isinstance(value, dict):
+        return value.get("label") or value.get("other")
+    if kind == "choices" and isinstance(value, dict):
+        # Labels come in selection (ranking: rank) order; a free-text "other" goes last.
+        labels = list(value.get("labels") or [])
+        return labels + [value["other"]] if value.get("other") else labels
+    if kind == "payment" and isinstance(value, dict):
+        return value.get("amount")
+    return value
+
+
+class TypeformConnector(Connector):
+    provider = "typeform"
+    title = "Typeform"
+    scheme = "typeform-hmac-sha256"
+
+    def verify(self, request: InboundRequest, source: SourceSettings, now: float) -> None:
+        # Typeform signs without a timestamp: `now` and the tolerance do not apply.
+        verify_body_hmac_b64(request, source, "typeform-signature", prefix="sha256=")
+
+    def envelope(self, request: InboundRequest) -> Envelope:
+        body = A.parse_json_object(request.body)
+        event_id = A.text(body, "event_id", "body")
+        response = A.obj(body, "form_response", "body")
+        form_id = A.optional_text(response, "form_id")
+        event_type = body.get("event_type")
+        if event_type == _SUBMITTED:
+            return Envelope(event_id=event_id, form_id=form_id)
+        note = (
+            "partial response (form_response_partial), not a submission"
+            if event_type == "form_response_partial"
+            else f"event type {event_type!r} is not a submission"
+        )
+        return Envelope(event_id=event_id, kind="ignored", form_id=form_id, note=note)
+
+    def normalize(self, request: InboundRequest, context: NormalizeContext) -> Submission:
+        body = A.parse_json_object(request.body)
+        response = A.obj(body, "form_response", "body")
+        definition = A.maybe_obj(response, "definition")
+        fields = {f.get("id"): f for f in A.items(definition, "fields", "form_response.definition")}
+
+        answers: list[Answer | None] = []
+        for position, raw in enumerate(A.items(response, "answers", "form_response"), start=1):
+            ref = A.maybe_obj(raw, "field")
+            field = fields.get(ref.get("id"), {})
+            key = ref.get("ref") or ref.get("id") or f"answer_{position}"
+            label = field.get("title") or key
+            type_ = ref.get("type") or field.get("type") or raw.get("type") or "unknown"
+            answers.append(A.answer(key, label, type_, _answer_value(raw)))
+        hidden = A.maybe_obj(response, "hidden")
+        answers.extend(A.answer(name, name, "hidden", value) for name, value in hidden.items())
+        collected = A.collect(answers)
+
+        metadata: dict[str, Any] = {
+            k: response[k] for k in ("token", "landed_at") if response.get(k) is not None
+        }
+        score = A.maybe_obj(response, "calculated").get("score")
+        if score is not None:
+            metadata["score"] = score
+        variables = {
+            v["key"]: v.get(str(v.get("type")))
+            for v in A.items(response, "variables", "form_response")
+            if isinstance(v.get("key"), str)
+        }
+        if variables:
+            metadata["variables"] = variables
+        ending = response.get("ending")
+        if isinstance(ending, dict) and ending.get("ref"):
+            metadata["ending"] = ending["ref"]
+
+        return Submission(
+            id=context.submission_id,
+            source=context.source,
+            provider=self.provider,
+            form_id=A.optional_text(response, "form_id") or A.optional_text(definition, "id"),
+            form_title=A.optional_text(definition, "title"),
+            event_id=A.text(body, "event_id", "body"),
+            submitted_at=A.instant(
+                response.get("submitted_at"), "form_response.submitted_at", context.received_at
+            ),
+            email=A.pick_email(None, collected),
+            name=A.pick_name(collected),
+            answers=collected,
+            hidden=dict(hidden),
+            metadata=metadata,
+        )
+
+    def sample_request(self, source: SourceSettings, url: str, now: float) -> InboundRequest:
+        secret = require_secrets(source)[0]
+        at = datetime.fromtimestamp(now, UTC).replace(microsecond=0)
+        form_id = "hookhubTest"
+        fields = [
+            {"id": "nameFld00001", "ref": "full_name", "type": "short_text", "title": "Full name"},
+            {"id": "emailFld0001", "ref": "email", "type": "email", "title": "Email"},
+            {"id": "ticketFld001", "ref": "tickets", "type": "number", "title": "How many tickets?"},
+        ]
+        answers = [
+            {
+                "type": "text",
+                "text": "Ada Lovelace",
+                "field": {"id": "nameFld00001", "type": "short_text", "ref": "full_name"},
+            },
+            {
+                "type": "email",
+                "email": "ada@example.org",
+                "field": {"id": "emailFld0001", "type": "email", "ref": "email"},
+            },
+            {
+                "type": "number",
+                "number": 2,
+                "field": {"id": "ticketFld001", "type": "number", "ref": "tickets"},
+            },
+        ]
+        payload = {
+            # Typeform event ids are ULIDs: 26 upper-case characters, unique per delivery.
+            "event_id": uuid.uuid4().hex[:26].upper(),
+            "event_type": _SUBMITTED,
+            "form_response": {
+                "form_id": form_id,
+                "token": secrets.token_hex(16),
+                "landed_at": iso_utc(at),
+                "submitted_at": iso_utc(at),
+                "hidden": {"utm_source": "hookhub-send-test"},
+                "calculated": {"score": 0},
+                "definition": {"id": form_id, "title": "hookhub test form", "fields": fields},
+                "answers": answers,
+            },
+        }
+        body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        signature = "sha256=" + b64(hmac_digest(secret.encode("utf-8"), body))
+        headers = {
+            "content-type": "application/json",
+            "user-agent": "hookhub-send-test",
+            "typeform-signature": signature,
+        }
+        return InboundRequest(method="POST", url=url, headers=headers, body=body)
+
+
+connector = TypeformConnector()

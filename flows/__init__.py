@@ -1,0 +1,1 @@
+"""Prefect flows that route stored submissions to their destinations."""

@@ -1,0 +1,150 @@
+"""The `hookhub` command line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+DEFAULT_CONFIG = "connectors.yaml"
+DEFAULT_DATA_DIR = ".hookhub"
+DEFAULT_PORT = 8000
+
+
+def _config_arg(parser: argparse.ArgumentParser, positional: bool = False) -> None:
+    default = os.environ.get("HOOKHUB_CONFIG", DEFAULT_CONFIG)
+    if positional:
+        parser.add_argument("file", nargs="?", default=default, help=f"config file (default {default})")
+    else:
+        parser.add_argument("--config", default=default, help=f"config file (default {default}, env HOOKHUB_CONFIG)")
+
+
+def _data_dir_arg(parser: argparse.ArgumentParser) -> None:
+    default = os.environ.get("HOOKHUB_DATA_DIR", DEFAULT_DATA_DIR)
+    parser.add_argument("--data-dir", default=default, help=f"spool and state (default {default}, env HOOKHUB_DATA_DIR)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hookhub", description="Webhook integration hub for online forms.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="receive webhooks and deliver them")
+    serve.add_argument("--host", default=os.environ.get("HOOKHUB_HOST", "127.0.0.1"))
+    serve.add_argument("--port", type=int, default=int(os.environ.get("HOOKHUB_PORT", DEFAULT_PORT)))
+    _config_arg(serve)
+    _data_dir_arg(serve)
+    serve.add_argument("--durability", choices=["full", "normal"], default="full",
+                       help="full: fsync every commit (survives power loss); normal: survives process crashes")
+    serve.add_argument("--log-level", default="info")
+    serve.add_argument("--no-dispatch", action="store_true", help="only receive and spool; do not deliver")
+
+    check = sub.add_parser("check", help="validate connectors.yaml")
+    _config_arg(check, positional=True)
+
+    sub.add_parser("providers", help="list connectors and their verification schemes")
+
+    send = sub.add_parser("send-test", help="post a correctly signed sample submission to a running hub")
+    send.add_argument("target", help="a source id from the config, or a provider id with exactly one source")
+    send.add_argument("--url", default=None, help=f"hub base URL (default http://127.0.0.1:{DEFAULT_PORT})")
+    _config_arg(send)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = {
+        "serve": cmd_serve,
+        "check": cmd_check,
+        "providers": cmd_providers,
+        "send-test": cmd_send_test,
+    }[args.command]
+    return handler(args)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from hub.config.check import check_file
+
+    code, text = check_file(args.file)
+    print(text, file=sys.stdout if code == 0 else sys.stderr)
+    return code
+
+
+def cmd_providers(args: argparse.Namespace) -> int:
+    from connectors import all_connectors
+
+    connectors = all_connectors()
+    width = max(len(c.provider) for c in connectors)
+    for connector in connectors:
+        types = ", ".join(sorted(connector.content_types))
+        print(f"{connector.provider:<{width}}  {connector.scheme:<24}  {connector.title} [{types}]")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from hub.config.loader import ConfigError
+    from hub.logs import setup_logging
+    from hub.runtime import ConfigHolder
+    from hub.server import Hub, serve
+
+    setup_logging(args.log_level)
+    try:
+        holder = ConfigHolder(Path(args.config))
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        print("hookhub: not starting: fix the problems above (`hookhub check` shows them too)", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"{args.config}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    hub = Hub(config=holder, data_dir=Path(args.data_dir), durability=args.durability)
+    if not args.no_dispatch:
+        from hub.dispatch import attach_dispatcher
+
+        attach_dispatcher(hub)
+    print(f"hookhub: listening on http://{args.host}:{args.port}/hooks/<source id> "
+          f"(sources: {', '.join(sorted(holder.sources)) or 'none'}; spool {hub.spool_path})", file=sys.stderr)
+    serve(hub, args.host, args.port)
+    return 0
+
+
+def cmd_send_test(args: argparse.Namespace) -> int:
+    import httpx
+
+    from hub.config.loader import ConfigError, load_config
+    from hub.runtime import prepare_sources
+
+    try:
+        config = load_config(Path(args.config))
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    sources = prepare_sources(config)
+    source = sources.get(args.target)
+    if source is None:
+        matching = [s for s in sources.values() if s.connector.provider == args.target]
+        if len(matching) != 1:
+            known = ", ".join(f"{s.id} ({s.connector.provider})" for s in sources.values()) or "none"
+            why = "several sources use" if matching else "no source or provider named"
+            print(f"hookhub send-test: {why} {args.target!r}; sources: {known}", file=sys.stderr)
+            return 2
+        source = matching[0]
+    base = (args.url or config.server.public_base_url or f"http://127.0.0.1:{DEFAULT_PORT}").rstrip("/")
+    post_url = f"{base}/hooks/{source.id}"
+    signed_url = source.config.public_url or post_url
+    if not source.config.secrets and source.connector.requires_secret:
+        print(f"hookhub send-test: source {source.id!r} has no secret to sign with", file=sys.stderr)
+        return 2
+    request = source.connector.sample_request(source.config, signed_url, time.time())
+    try:
+        response = httpx.post(post_url, content=request.body, headers=dict(request.headers), timeout=10)
+    except httpx.HTTPError as exc:
+        print(f"hookhub send-test: cannot reach {post_url}: {exc} (is `hookhub serve` running?)", file=sys.stderr)
+        return 1
+    print(f"POST {post_url} -> {response.status_code} {response.text}")
+    return 0 if response.is_success else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""connectors.yaml: models, loading with positions, and `hookhub check`."""

@@ -1,0 +1,38 @@
+"""`hookhub check [FILE]`: validate connectors.yaml and say so in a form fit for CI.
+
+`check_file(path, environ=None) -> (exit_code, text)`: the CLI prints `text` and exits
+with `exit_code`. Invalid: exit 1 and every problem, one per line, `FILE:LINE:COL:
+key.path: message`. Valid: exit 0, one summary line, then one `warning: ...` line per
+warning (unused sources or destinations).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from hub.config.loader import load_config_with_warnings
+from hub.config.problems import ConfigError
+
+EXIT_OK = 0
+EXIT_INVALID = 1
+
+
+def check_file(path: str | Path, environ: Mapping[str, str] | None = None) -> tuple[int, str]:
+    try:
+        config, warnings = load_config_with_warnings(path, environ)
+    except ConfigError as exc:
+        return EXIT_INVALID, str(exc)
+    counts = ", ".join(
+        [
+            _count(len(config.sources), "source"),
+            _count(len(config.destinations), "destination"),
+            _count(len(config.routes), "route"),
+        ]
+    )
+    lines = [f"{path}: OK — {counts}", *(f"warning: {w}" for w in warnings)]
+    return EXIT_OK, "\n".join(lines)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

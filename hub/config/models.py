@@ -1,0 +1,127 @@
+"""Pydantic models of connectors.yaml.
+
+Key names are part of the user-facing contract (see README). Every model forbids
+unknown keys so a typo is an error with a position instead of a silently ignored
+setting.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+
+DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class SourceConfig(BaseModel):
+    """One webhook URL: POST /hooks/<source id>.
+
+    Keys beyond the common ones below belong to the provider's scheme (the keys of a
+    fixture's `verify_config`); the loader validates them against the connector's
+    `Options` model and stores the result in `options`.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    provider: str
+    secret: str | list[str] | None = Field(
+        default=None, description="signing secret or token; a list accepts any of them (rotation)"
+    )
+    tolerance: int = Field(default=300, ge=1, description="seconds, for schemes with a timestamp")
+    public_url: str | None = Field(
+        default=None, description="the exact URL registered with the provider, for schemes that sign it"
+    )
+    max_body_bytes: int | None = Field(default=None, ge=1, description="overrides server.max_body_bytes")
+    description: str | None = None
+    _options: BaseModel | None = PrivateAttr(default=None)
+
+    @property
+    def options(self) -> BaseModel:
+        if self._options is None:
+            raise RuntimeError("source options are set by hub.config.loader; load configs through it")
+        return self._options
+
+    @property
+    def secrets(self) -> list[str]:
+        if self.secret is None:
+            return []
+        if isinstance(self.secret, str):
+            return [self.secret]
+        return list(self.secret)
+
+    @field_validator("secret")
+    @classmethod
+    def _non_empty(cls, value: str | list[str] | None) -> str | list[str] | None:
+        values = [value] if isinstance(value, str) else (value or [])
+        if any(not v for v in values):
+            raise ValueError("a secret must not be empty (is an environment variable unset?)")
+        if isinstance(value, list) and not value:
+            raise ValueError("the list of secrets is empty")
+        return value
+
+
+class DestinationConfig(BaseModel):
+    """A delivery target; `type` picks the destination module whose `Config` validates the rest."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    _settings: BaseModel | None = PrivateAttr(default=None)
+
+    @property
+    def settings(self) -> BaseModel:
+        if self._settings is None:
+            raise RuntimeError("destination settings are set by hub.config.loader; load configs through it")
+        return self._settings
+
+
+class RouteTarget(Strict):
+    """A destination in a route, optionally with its own template or field mapping."""
+
+    destination: str
+    template: str | None = None
+    map: dict[str, str] | None = None
+
+
+class RouteConfig(Strict):
+    name: str
+    from_: list[str] = Field(alias="from", min_length=1)
+    when: str | None = None
+    to: list[str | RouteTarget] = Field(min_length=1)
+
+    @field_validator("from_", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    def destination_ids(self) -> list[str]:
+        return [t if isinstance(t, str) else t.destination for t in self.to]
+
+    def matches_source(self, source_id: str) -> bool:
+        return "*" in self.from_ or source_id in self.from_
+
+
+class ServerConfig(Strict):
+    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1)
+    public_base_url: str | None = Field(
+        default=None, description="how providers reach this hub, for links in messages and send-test"
+    )
+
+
+class DispatchConfig(Strict):
+    batch_size: int = Field(default=500, ge=1, le=10_000)
+    batch_wait: float = Field(default=0.2, ge=0, le=60, description="seconds to wait to fill a batch")
+    chunk_size: int = Field(default=50, ge=1, le=1_000, description="submissions per delivery task")
+
+
+class HubConfig(Strict):
+    sources: dict[str, SourceConfig] = Field(default_factory=dict)
+    destinations: dict[str, DestinationConfig] = Field(default_factory=dict)
+    routes: list[RouteConfig] = Field(default_factory=list)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    dispatch: DispatchConfig = Field(default_factory=DispatchConfig)

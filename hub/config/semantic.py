@@ -1,0 +1,196 @@
+"""Checks beyond the models: providers, destination types, references between sections.
+
+They run on the interpolated plain data, not on a validated HubConfig, so a typo in one
+section does not hide a dangling reference in another: `hookhub check` shows all of it.
+Whatever a check cannot interpret (a section of the wrong shape) the model validation
+has reported already, so it is skipped here.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+import connectors
+from connectors import UnknownProvider
+from flows import destinations as destination_registry
+from flows.destinations import UnknownDestinationType
+from hub.config.models import SourceConfig
+from hub.config.positions import KeyPath
+from hub.config.problems import Reporter
+from hub.config.validation import report_validation_error
+
+# Ids are URL path segments (/hooks/<source id>) and file/metric labels: keep them plain.
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_ID_RULE = "use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+SOURCE_KEYS: tuple[str, ...] = tuple(f.alias or n for n, f in SourceConfig.model_fields.items())
+
+
+def check_sources(reporter: Reporter, sources: Any) -> dict[str, BaseModel]:
+    """Provider, provider options and secret of every source; returns valid options by id."""
+    options: dict[str, BaseModel] = {}
+    if not isinstance(sources, dict):
+        return options
+    for source_id, raw in sources.items():
+        path = ("sources", source_id)
+        _check_id(reporter, path, source_id, "source id", "(it is the URL /hooks/<source id>)")
+        if not isinstance(raw, dict) or not isinstance(raw.get("provider"), str):
+            continue
+        provider = raw["provider"]
+        try:
+            connector = connectors.get_connector(provider)
+        except UnknownProvider as exc:
+            reporter.error((*path, "provider"), str(exc))
+            continue
+        extras = {k: v for k, v in raw.items() if k not in SOURCE_KEYS}
+        try:
+            options[source_id] = connector.Options.model_validate(extras)
+        except ValidationError as exc:
+            report_validation_error(
+                reporter,
+                exc,
+                extras,
+                connector.Options,
+                prefix=path,
+                context=f" for provider {provider}",
+                extra_keys=SOURCE_KEYS,
+            )
+        if connector.requires_secret and raw.get("secret") is None:
+            reporter.error(
+                (*path, "secret"),
+                f"missing required key 'secret' (provider {provider} verifies requests with it)",
+                at="key",
+                pos_path=path,
+            )
+    return options
+
+
+def check_destinations(reporter: Reporter, destinations: Any) -> dict[str, BaseModel]:
+    """Type and type-specific settings of every destination; returns valid settings by id."""
+    settings: dict[str, BaseModel] = {}
+    if not isinstance(destinations, dict):
+        return settings
+    for dest_id, raw in destinations.items():
+        path = ("destinations", dest_id)
+        _check_id(reporter, path, dest_id, "destination id", "(it names the target in routes, logs and URLs)")
+        if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):
+            continue
+        type_name = raw["type"]
+        try:
+            destination = destination_registry.get_destination(type_name)
+        except UnknownDestinationType as exc:
+            reporter.error((*path, "type"), str(exc))
+            continue
+        config_model = destination.Config
+        data = raw if "type" in config_model.model_fields else {k: v for k, v in raw.items() if k != "type"}
+        try:
+            settings[dest_id] = config_model.model_validate(data)
+        except ValidationError as exc:
+            report_validation_error(
+                reporter,
+                exc,
+                data,
+                config_model,
+                prefix=path,
+                context=f" for destination type {type_name}",
+                extra_keys=("type",),
+            )
+            continue
+        for message in destination.check(settings[dest_id]):
+            reporter.error(path, message, at="key")
+    return settings
+
+
+def check_routes(reporter: Reporter, data: dict[str, Any]) -> None:
+    """Unique names, existing sources and destinations, no empty `when`."""
+    routes = data.get("routes")
+    if not isinstance(routes, list):
+        return
+    # An absent section defines nothing; one of the wrong shape was reported by the models.
+    sources, destinations = data.get("sources", {}), data.get("destinations", {})
+    first_line: dict[str, int] = {}
+    for index, route in enumerate(routes):
+        if not isinstance(route, dict):
+            continue
+        path = ("routes", index)
+        name = route.get("name")
+        if isinstance(name, str):
+            line = reporter.locator.value_pos((*path, "name"))[0]
+            if name in first_line:
+                reporter.error(
+                    (*path, "name"),
+                    f"duplicate route name {name!r} (first defined at line {first_line[name]})",
+                )
+            else:
+                first_line[name] = line
+        if isinstance(sources, dict):
+            for ref_path, ref in _references(route.get("from"), (*path, "from")):
+                if ref != "*" and ref not in sources:
+                    reporter.error(ref_path, f"unknown source {ref!r}; {_defined('sources', sources)}")
+        if isinstance(destinations, dict):
+            for ref_path, ref in _targets(route.get("to"), (*path, "to")):
+                if ref not in destinations:
+                    reporter.error(
+                        ref_path, f"unknown destination {ref!r}; {_defined('destinations', destinations)}"
+                    )
+        if "when" in route and _is_blank(route["when"]):
+            reporter.error(
+                (*path, "when"),
+                "empty condition: remove `when` to route every submission, or write one",
+                at="key",
+            )
+
+
+def warn_unused(reporter: Reporter, data: dict[str, Any]) -> None:
+    """Sources nobody routes from and destinations nobody routes to are likely mistakes."""
+    sources, destinations = data.get("sources") or {}, data.get("destinations") or {}
+    routes = [r for r in data.get("routes") or [] if isinstance(r, dict)]
+    if not sources:
+        reporter.warn(("sources",), "no sources configured: the hub will not accept any webhook")
+    taken = {ref for r in routes for _, ref in _references(r.get("from"), ())}
+    if "*" not in taken:
+        for source_id in sources:
+            if source_id not in taken:
+                reporter.warn(
+                    ("sources", source_id),
+                    "no route takes from this source: its submissions are stored, not delivered",
+                )
+    sent = {ref for r in routes for _, ref in _targets(r.get("to"), ())}
+    for dest_id in destinations:
+        if dest_id not in sent:
+            reporter.warn(("destinations", dest_id), "no route sends to this destination")
+
+
+def _is_blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _check_id(reporter: Reporter, path: KeyPath, value: Any, what: str, why: str) -> None:
+    if isinstance(value, str) and not ID_PATTERN.fullmatch(value):
+        reporter.error(path, f"invalid {what} {value!r} {why}: {_ID_RULE}", at="key")
+
+
+def _references(value: Any, path: KeyPath) -> list[tuple[KeyPath, str]]:
+    if isinstance(value, str):
+        return [(path, value)]
+    if isinstance(value, list):
+        return [((*path, i), v) for i, v in enumerate(value) if isinstance(v, str)]
+    return []
+
+
+def _targets(value: Any, path: KeyPath) -> list[tuple[KeyPath, str]]:
+    if not isinstance(value, list):
+        return []
+    found: list[tuple[KeyPath, str]] = []
+    for index, item in enumerate(value):
+        if isinstance(item, str):
+            found.append(((*path, index), item))
+        elif isinstance(item, dict) and isinstance(item.get("destination"), str):
+            found.append(((*path, index, "destination"), item["destination"]))
+    return found
+
+
+def _defined(section: str, items: dict[str, Any]) -> str:
+    return f"defined {section}: {', '.join(map(str, items))}" if items else f"no {section} are defined"

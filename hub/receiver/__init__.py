@@ -1,0 +1,1 @@
+"""The HTTP edge: POST /hooks/{source_id} → verify → spool → 2xx."""

@@ -1,0 +1,210 @@
+"""Starlette app: POST /hooks/{source_id}, /healthz, /readyz, /metrics.
+
+Order on the request path is fixed: source → content type → body (size-limited) →
+verify → envelope → durable spool write → answer. Nothing is parsed before it is
+verified and nothing is answered 2xx before it is committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from connectors.base import Envelope, InboundRequest, UnsupportedPayload, VerificationFailed
+from hub.receiver.body import BadContentLength, BodyTooLarge, read_limited
+from hub.runtime import ConfigHolder, PreparedSource
+from hub.spool.ids import new_id
+from hub.spool.writer import SpoolRecord, SpoolUnavailable, SpoolWriter
+
+log = logging.getLogger("hookhub.receiver")
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        self.requests = Counter(
+            "hookhub_webhooks", "Webhook requests by source and outcome", ["source", "outcome"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "hookhub_receive_seconds", "Time from request to answer for accepted webhooks",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0), registry=self.registry,
+        )
+
+
+@dataclass
+class Receiver:
+    config: ConfigHolder
+    spool: SpoolWriter
+    clock: Callable[[], float] = time.time
+    metrics: Metrics = field(default_factory=Metrics)
+
+    async def hooks(self, request: Request) -> Response:
+        started = time.perf_counter()
+        source_id: str = request.path_params["source_id"]
+        source = self.config.sources.get(source_id)
+        if source is None:
+            return self._reject(404, "-", "unknown source", f"no source {source_id!r} is configured")
+
+        media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if media_type not in source.connector.content_types:
+            accepted = ", ".join(sorted(source.connector.content_types))
+            return self._reject(
+                415, source_id, "unsupported media type",
+                f"{source.connector.title} sends {accepted}; got {media_type or 'no Content-Type'}",
+            )
+        try:
+            body = await read_limited(request, source.max_body_bytes)
+        except BodyTooLarge as exc:
+            return self._reject(413, source_id, "payload too large", str(exc))
+        except BadContentLength as exc:
+            return self._reject(400, source_id, "bad request", str(exc))
+
+        inbound = InboundRequest(
+            method=request.method,
+            url=_verification_url(request, source),
+            headers=_headers(request),
+            body=body,
+        )
+        received_at = self.clock()
+        try:
+            source.connector.verify(inbound, source.config, received_at)
+        except VerificationFailed as exc:
+            return self._reject(401, source_id, "unauthorized", str(exc))
+
+        envelope = _envelope(source, inbound)
+        record = SpoolRecord(
+            id=new_id(received_at),
+            received_at=received_at,
+            source=source_id,
+            provider=source.connector.provider,
+            event_id=envelope.event_id,
+            kind=envelope.kind,
+            note=envelope.note,
+            method=inbound.method,
+            url=_redact_url(inbound.url, source.credential_query),
+            headers={k: v for k, v in inbound.headers.items() if k not in source.credential_headers},
+            body=body,
+        )
+        try:
+            stored = await self.spool.store(record)
+        except SpoolUnavailable as exc:
+            log.error("spool write failed", extra={"event": "spool_unavailable", "source": source_id,
+                                                   "error": str(exc)})
+            self.metrics.requests.labels(source_id, "spool_error").inc()
+            return JSONResponse(
+                {"error": "temporarily unavailable", "detail": "could not store the request; retry later"},
+                status_code=503, headers={"Retry-After": "5"},
+            )
+        if stored.duplicate:
+            outcome = "duplicate"
+        elif envelope.kind != "submission":
+            outcome = envelope.kind
+        else:
+            outcome = "accepted"
+        self.metrics.requests.labels(source_id, outcome).inc()
+        self.metrics.latency.observe(time.perf_counter() - started)
+        answer: dict[str, object] = {"status": outcome, "id": stored.id}
+        if envelope.note and not stored.duplicate:
+            answer["note"] = envelope.note
+        return JSONResponse(answer, status_code=200)
+
+    def _reject(self, status: int, source_id: str, error: str, detail: str) -> JSONResponse:
+        self.metrics.requests.labels(source_id, str(status)).inc()
+        log.info("webhook rejected", extra={"event": "rejected", "status": status, "source": source_id,
+                                            "reason": detail})
+        return JSONResponse({"error": error, "detail": detail}, status_code=status)
+
+    async def healthz(self, request: Request) -> Response:
+        return JSONResponse({"status": "alive"})
+
+    async def readyz(self, request: Request) -> Response:
+        problems: list[str] = []
+        try:
+            await asyncio.wait_for(self.spool.probe(), timeout=2.0)
+        except (SpoolUnavailable, asyncio.TimeoutError) as exc:
+            problems.append(f"spool not writable: {exc or 'timed out'}")
+        body: dict[str, object] = {
+            "status": "ready" if not problems else "not ready",
+            "sources": len(self.config.sources),
+            "config_loaded_at": self.config.loaded_at,
+        }
+        if self.config.last_error:
+            body["config_error"] = self.config.last_error.splitlines()
+        if problems:
+            body["problems"] = problems
+        return JSONResponse(body, status_code=200 if not problems else 503)
+
+    async def metrics_endpoint(self, request: Request) -> Response:
+        return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _envelope(source: PreparedSource, inbound: InboundRequest) -> Envelope:
+    """The connector's envelope, or a body-hash key when the payload is not of its shape.
+
+    A verified request is never refused for its shape: it is stored, and the pipeline
+    dead-letters it with the connector's reason, where an admin can see and replay it.
+    """
+    try:
+        return source.connector.envelope(inbound)
+    except UnsupportedPayload as exc:
+        note = f"unrecognized payload: {exc}"
+    except Exception as exc:  # noqa: BLE001 - a connector bug must not lose the request
+        log.exception("connector envelope crashed", extra={"event": "connector_error", "source": source.id})
+        note = f"connector error: {type(exc).__name__}"
+    return Envelope(event_id=f"sha256:{inbound.body_sha256()}", kind="submission", note=note)
+
+
+def _headers(request: Request) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for name, value in request.headers.items():
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    return headers
+
+
+def _verification_url(request: Request, source: PreparedSource) -> str:
+    """The URL the provider signed: the configured public URL (behind proxies the Host differs)."""
+    public = source.config.public_url
+    if not public:
+        return str(request.url)
+    query = request.url.query
+    if query and "?" not in public:
+        return f"{public}?{query}"
+    return public
+
+
+def _redact_url(url: str, names: frozenset[str]) -> str:
+    parts = urlsplit(url)
+    if not parts.query:
+        return url
+    pairs = [(k, "REDACTED" if k.lower() in names else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+    return urlunsplit(parts._replace(query=urlencode(pairs)))
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+def create_app(receiver: Receiver, lifespan=None) -> Starlette:  # type: ignore[no-untyped-def]
+    routes = [
+        Route("/hooks/{source_id}", receiver.hooks, methods=["POST"]),
+        Route("/healthz", receiver.healthz, methods=["GET"]),
+        Route("/readyz", receiver.readyz, methods=["GET"]),
+        Route("/metrics", receiver.metrics_endpoint, methods=["GET"]),
+    ]
+    return Starlette(routes=routes, exception_handlers={HTTPException: _http_error}, lifespan=lifespan)

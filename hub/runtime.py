@@ -1,0 +1,95 @@
+"""The live state of a running hub: the config in force, prepared per source.
+
+A reload swaps the whole prepared table at once; a broken file leaves the old one
+serving and records why.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping
+
+from connectors import get_connector
+from connectors.base import Connector
+from hub.config.loader import ConfigError, load_config
+from hub.config.models import HubConfig, SourceConfig
+
+log = logging.getLogger("hookhub.config")
+
+# Headers that authenticate the caller; stored requests keep signatures (not secrets,
+# and useful to re-verify) but never these.
+CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key"})
+CREDENTIAL_QUERY = frozenset({"token", "key", "secret", "api_key", "access_token"})
+
+
+@dataclass(frozen=True)
+class PreparedSource:
+    id: str
+    config: SourceConfig
+    connector: Connector
+    max_body_bytes: int
+    credential_headers: frozenset[str]
+    credential_query: frozenset[str]
+
+
+def prepare_sources(config: HubConfig) -> dict[str, PreparedSource]:
+    prepared = {}
+    for source_id, source in config.sources.items():
+        connector = get_connector(source.provider)
+        prepared[source_id] = PreparedSource(
+            id=source_id,
+            config=source,
+            connector=connector,
+            max_body_bytes=source.max_body_bytes or config.server.max_body_bytes,
+            credential_headers=CREDENTIAL_HEADERS | connector.credential_headers,
+            credential_query=CREDENTIAL_QUERY | connector.credential_query,
+        )
+    return prepared
+
+
+@dataclass
+class ConfigHolder:
+    path: Path
+    environ: Mapping[str, str] | None = None
+    config: HubConfig = field(init=False)
+    sources: dict[str, PreparedSource] = field(init=False)
+    loaded_at: float = field(init=False)
+    last_error: str | None = field(default=None, init=False)
+    listeners: list[Callable[[HubConfig], None]] = field(default_factory=list, init=False)
+
+    def __post_init__(self) -> None:
+        # The first load raises: a hub must not start on a broken file.
+        self._install(load_config(self.path, self.environ))
+
+    def _install(self, config: HubConfig) -> None:
+        self.sources = prepare_sources(config)
+        self.config = config
+        self.loaded_at = time.time()
+        self.last_error = None
+        for listener in self.listeners:
+            listener(config)
+
+    def reload(self) -> bool:
+        """Load the file again; on any problem keep serving the old config. True if swapped."""
+        try:
+            config = load_config(self.path, self.environ)
+        except ConfigError as exc:
+            self.last_error = str(exc)
+            log.error(
+                "config reload rejected; the previous config keeps serving",
+                extra={"event": "config_rejected", "file": str(self.path), "problems": str(exc).splitlines()},
+            )
+            return False
+        except OSError as exc:
+            self.last_error = f"{self.path}: {exc.strerror or exc}"
+            log.error("config reload failed", extra={"event": "config_rejected", "error": self.last_error})
+            return False
+        self._install(config)
+        log.info(
+            "config reloaded",
+            extra={"event": "config_reloaded", "sources": len(config.sources), "routes": len(config.routes)},
+        )
+        return True

@@ -1,0 +1,82 @@
+"""The one shape every provider's webhook becomes.
+
+The JSON field names of `Submission` are a public contract: the generic webhook
+destination sends it as is, and routes/templates address these names.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
+
+AnswerValue = str | int | float | bool | list[str] | None
+
+
+class Answer(BaseModel):
+    """One answered question, in form order.
+
+    `key` is the provider's stable identifier for the question (field id, ref, input
+    name); `label` is the most human-facing name the payload carries; `type` is the
+    provider's own type name, lower-cased; `value` keeps the JSON type the provider used
+    (lists of strings for multi-select, URL strings for files, YYYY-MM-DD for dates).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: str
+    label: str
+    type: str
+    value: AnswerValue
+
+
+class Submission(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(description="hookhub's id of the stored request (stable across retries and replays)")
+    source: str
+    provider: str
+    form_id: str | None = None
+    form_title: str | None = None
+    event_id: str
+    submitted_at: datetime
+    email: str | None = None
+    name: str | None = None
+    answers: list[Answer] = Field(default_factory=list)
+    hidden: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("submitted_at")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+    @field_serializer("submitted_at")
+    def _iso_utc(self, value: datetime) -> str:
+        return iso_utc(value)
+
+    def answer_map(self) -> dict[str, AnswerValue]:
+        """Answers by label (first wins), the view routes and templates use most."""
+        out: dict[str, AnswerValue] = {}
+        for answer in self.answers:
+            out.setdefault(answer.label, answer.value)
+        return out
+
+
+def iso_utc(value: datetime) -> str:
+    """ISO 8601 in UTC with a `Z`, milliseconds only when the source had sub-seconds."""
+    value = value.astimezone(timezone.utc)
+    if value.microsecond:
+        return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_instant(text: str) -> datetime:
+    """Parse an ISO 8601 instant as providers send it (`Z` or offset); naive means UTC."""
+    value = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)

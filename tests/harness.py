@@ -1,0 +1,105 @@
+"""Shared test helpers: a real hub on a real loopback socket, fixture loading, waiting.
+
+Servers run uvicorn in a thread of the test process so a test can inject the clock
+(fixtures are verified at their own `received_at`) while still talking HTTP over a
+real socket.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import uvicorn
+
+from hub.runtime import ConfigHolder
+from hub.server import Hub, uvicorn_config
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("HOOKHUB_SHARED", REPO.parent / "shared"))
+PROVIDER_FIXTURES = Path(os.environ.get("HOOKHUB_FIXTURES", SHARED / "fixtures" / "providers"))
+DESTINATION_FIXTURES = SHARED / "fixtures" / "destinations"
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02, what: str = "") -> Any:
+    """Poll `condition` until truthy; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
+        time.sleep(interval)
+
+
+def free_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+class FakeClock:
+    def __init__(self, now: float | None = None) -> None:
+        self.now = time.time() if now is None else now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class RunningServer:
+    server: uvicorn.Server
+    thread: threading.Thread
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+        assert not self.thread.is_alive(), "server did not stop"
+
+
+def serve_app(app: Any, **overrides: Any) -> RunningServer:
+    sock = free_socket()
+    port = sock.getsockname()[1]
+    config = uvicorn_config(app, "127.0.0.1", port, **overrides)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    wait_for(lambda: server.started or not thread.is_alive(), timeout=30, what="uvicorn to start")
+    if not server.started:
+        raise RuntimeError("uvicorn failed to start")
+    return RunningServer(server=server, thread=thread, port=port)
+
+
+def start_hub(config_path: Path, data_dir: Path, clock: Callable[[], float] | None = None,
+              environ: dict[str, str] | None = None, **hub_args: Any) -> tuple[Hub, RunningServer]:
+    holder = ConfigHolder(config_path, environ=environ)
+    hub = Hub(config=holder, data_dir=data_dir, clock=clock or time.time, watch_config=False, **hub_args)
+    return hub, serve_app(hub.app())
+
+
+def load_fixture(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def fixture_files(provider: str | None = None) -> Iterator[Path]:
+    pattern = f"{provider}/*.json" if provider else "*/*.json"
+    yield from sorted(PROVIDER_FIXTURES.glob(pattern))
+
+
+def epoch(iso: str) -> float:
+    from hub.submission import parse_instant
+
+    return parse_instant(iso).timestamp()
