@@ -1,1 +1,21 @@
-"""Prefect flows that route stored submissions to their destinations."""
+"""Prefect flows and destinations.
+
+Prefect reads its settings from the environment once, at import; every module that
+imports prefect lives in this package, so the defaults below are in place first. Each
+is only a default: an environment variable set by the admin wins.
+"""
+
+import os
+
+_PREFECT_DEFAULTS = {
+    # The ephemeral server needs ~7 s on an idle 2-core machine and far more under load;
+    # Prefect's 20 s default makes a busy hub start a second server on the same port.
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+    # A self-hosted hub sends nothing anywhere it was not told to.
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    # One INFO line per task run drowns the hub's own structured log; the Prefect UI has them.
+    "PREFECT_LOGGING_LEVEL": "WARNING",
+}
+
+for _name, _value in _PREFECT_DEFAULTS.items():
+    os.environ.setdefault(_name, _value)

@@ -49,12 +49,19 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("target", help="a source id from the config, or a provider id with exactly one source")
     send.add_argument("--url", default=None, help=f"hub base URL (default http://127.0.0.1:{DEFAULT_PORT})")
     _config_arg(send)
+
+    from hub.cli_admin import add_parsers
+
+    add_parsers(sub, _data_dir_arg, _config_arg)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from hub.cli_admin import HANDLERS
+
     args = build_parser().parse_args(argv)
     handler = {
+        **HANDLERS,
         "serve": cmd_serve,
         "check": cmd_check,
         "providers": cmd_providers,
@@ -105,7 +112,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         attach_dispatcher(hub)
     print(f"hookhub: listening on http://{args.host}:{args.port}/hooks/<source id> "
           f"(sources: {', '.join(sorted(holder.sources)) or 'none'}; spool {hub.spool_path})", file=sys.stderr)
-    serve(hub, args.host, args.port)
+    try:
+        serve(hub, args.host, args.port)
+    except KeyboardInterrupt:
+        pass  # uvicorn re-raises the Ctrl-C it already handled by shutting down cleanly
     return 0
 
 

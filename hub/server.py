@@ -10,7 +10,7 @@ import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import AsyncIterator, Awaitable, Callable
+from typing import AsyncIterator, Awaitable, Callable, Protocol
 
 import uvicorn
 from starlette.applications import Starlette
@@ -25,6 +25,14 @@ log = logging.getLogger("hookhub.server")
 BackgroundTask = Callable[["Hub"], Awaitable[None]]
 
 
+class Service(Protocol):
+    """Something that runs beside the receiver in its own thread (the dispatcher)."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
 @dataclass
 class Hub:
     """Everything one running hub owns; tests build one and serve it on a loopback port."""
@@ -35,6 +43,7 @@ class Hub:
     clock: Callable[[], float] = time.time
     watch_config: bool = True
     background: list[BackgroundTask] = field(default_factory=list)
+    services: list[Service] = field(default_factory=list)
     spool: SpoolWriter = field(init=False)
     receiver: Receiver = field(init=False)
 
@@ -50,6 +59,8 @@ class Hub:
     @asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         self.spool.start()
+        for service in self.services:
+            service.start()
         tasks = [asyncio.create_task(job(self), name=getattr(job, "__name__", "job")) for job in self.background]
         if self.watch_config:
             tasks.append(asyncio.create_task(_watch_config(self.config), name="config-watch"))
@@ -63,6 +74,9 @@ class Hub:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            for service in reversed(self.services):
+                # Off the event loop: a service may wait for in-flight flow runs to finish.
+                await asyncio.to_thread(service.stop)
             self.spool.stop()
             log.info("hub stopped", extra={"event": "stopped"})
 

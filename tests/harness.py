@@ -84,9 +84,14 @@ def serve_app(app: Any, **overrides: Any) -> RunningServer:
 
 
 def start_hub(config_path: Path, data_dir: Path, clock: Callable[[], float] | None = None,
-              environ: dict[str, str] | None = None, **hub_args: Any) -> tuple[Hub, RunningServer]:
+              environ: dict[str, str] | None = None, dispatch: bool = False,
+              **hub_args: Any) -> tuple[Hub, RunningServer]:
     holder = ConfigHolder(config_path, environ=environ)
     hub = Hub(config=holder, data_dir=data_dir, clock=clock or time.time, watch_config=False, **hub_args)
+    if dispatch:
+        from hub.dispatch import attach_dispatcher
+
+        attach_dispatcher(hub)
     return hub, serve_app(hub.app())
 
 

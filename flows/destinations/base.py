@@ -3,19 +3,58 @@
 `deliver` answers, for each item, delivered / retry later (with when) / failed for good
 (with why). It never raises for a bad answer from the target: garbage is a recorded
 failure, not a crash.
+
+Every destination's config model subclasses `DestinationSettings`, so the keys every
+destination shares (`retry`, `timeout`) mean the same everywhere and the ledger can read
+them without knowing the type.
 """
 
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from hub.submission import Submission
 
 Status = Literal["delivered", "retry", "failed"]
+
+DAY = 24 * 3600.0
+
+
+class RetryPolicy(BaseModel):
+    """Exponential backoff with jitter between attempts, until `horizon` after the first one.
+
+    The default horizon outlasts every provider's own retry window (10-32 h), so a
+    destination that is down for a day still gets every submission once it is back.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    initial: float = Field(default=10.0, gt=0, description="seconds before the first retry")
+    multiplier: float = Field(default=2.0, ge=1.0, description="growth of the wait per attempt")
+    max_delay: float = Field(default=3600.0, gt=0, description="longest wait between two attempts, seconds")
+    horizon: float = Field(default=2 * DAY, gt=0, description="give up this many seconds after the first attempt")
+    max_attempts: int | None = Field(default=None, ge=1, description="give up after this many attempts")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RetryPolicy:
+        if self.max_delay < self.initial:
+            raise ValueError("max_delay must be at least initial")
+        return self
+
+
+class DestinationSettings(BaseModel):
+    """Keys every destination type accepts besides its own."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    timeout: float = Field(default=30.0, gt=0, le=600, description="seconds for one request to the target")
 
 
 class Outcome(BaseModel):
@@ -49,17 +88,24 @@ class DeliveryItem:
 
 @dataclass
 class DeliveryContext:
-    """Shared, per-process things a destination may use: HTTP client, pacing, links."""
+    """Per-task things a destination may use.
+
+    `http` is an `httpx.AsyncClient` owned by the calling task (one event loop per task);
+    `pacer` is the process-wide `flows.pacing.Pacer`, shared by every task and flow run, so
+    budgets hold across routes and batches; `record_link(submission_id)` is the URL of the
+    hub's record of a submission, or None when the hub has no public URL.
+    """
 
     http: Any
     pacer: Any
-    record_url: str | None = None
+    destination_id: str = ""
+    record_link: Callable[[str], str | None] = lambda _id: None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Destination(abc.ABC):
     type: ClassVar[str]
-    Config: ClassVar[type[BaseModel]]
+    Config: ClassVar[type[DestinationSettings]]
 
     def check(self, config: BaseModel) -> list[str]:
         """Problems that can be known before start (beyond the Config model's own validation)."""

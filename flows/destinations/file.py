@@ -7,15 +7,12 @@ import json
 import os
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-from flows.destinations.base import DeliveryContext, DeliveryItem, Destination, Outcome
+from flows.destinations.base import DeliveryContext, DeliveryItem, Destination, DestinationSettings, Outcome
 
 
-class FileConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    type: str = "file"
+class FileConfig(DestinationSettings):
     path: str = Field(description="JSON-lines file; relative paths are relative to the data dir")
     fsync: bool = Field(default=True, description="fsync after each batch so a delivered line survives a crash")
 

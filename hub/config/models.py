@@ -116,7 +116,8 @@ class ServerConfig(Strict):
 class DispatchConfig(Strict):
     batch_size: int = Field(default=500, ge=1, le=10_000)
     batch_wait: float = Field(default=0.2, ge=0, le=60, description="seconds to wait to fill a batch")
-    chunk_size: int = Field(default=50, ge=1, le=1_000, description="submissions per delivery task")
+    chunk_size: int = Field(default=100, ge=1, le=1_000, description="submissions per delivery task")
+    max_flows: int = Field(default=2, ge=1, le=16, description="flow runs in flight at once")
 
 
 class HubConfig(Strict):

@@ -21,6 +21,7 @@ from hub.config.models import SourceConfig
 from hub.config.positions import KeyPath
 from hub.config.problems import Reporter
 from hub.config.validation import report_validation_error
+from hub.routing.when import WhenSyntaxError, compile_when
 
 # Ids are URL path segments (/hooks/<source id>) and file/metric labels: keep them plain.
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -104,7 +105,7 @@ def check_destinations(reporter: Reporter, destinations: Any) -> dict[str, BaseM
 
 
 def check_routes(reporter: Reporter, data: dict[str, Any]) -> None:
-    """Unique names, existing sources and destinations, no empty `when`."""
+    """Unique names, existing sources and destinations, a `when` that compiles."""
     routes = data.get("routes")
     if not isinstance(routes, list):
         return
@@ -141,6 +142,12 @@ def check_routes(reporter: Reporter, data: dict[str, Any]) -> None:
                 "empty condition: remove `when` to route every submission, or write one",
                 at="key",
             )
+        elif isinstance(route.get("when"), str):  # any other type was reported by the models
+            try:
+                compile_when(route["when"])
+            except WhenSyntaxError as exc:
+                # Positioned at the value; the message names the column inside the condition.
+                reporter.error((*path, "when"), f"invalid condition: {exc}")
 
 
 def warn_unused(reporter: Reporter, data: dict[str, Any]) -> None:

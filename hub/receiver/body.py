@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from starlette.requests import Request
+from starlette.types import Receive
 
 
 class BodyTooLarge(Exception):
@@ -15,13 +15,16 @@ class BadContentLength(Exception):
     pass
 
 
-async def read_limited(request: Request, limit: int) -> bytes:
-    """The raw body, or BodyTooLarge as soon as it is known to exceed `limit`.
+class ClientGone(Exception):
+    """The client disconnected before sending the whole body: there is no one to answer."""
+
+
+async def read_limited(receive: Receive, declared: str | None, limit: int) -> bytes:
+    """The raw body from ASGI `receive`, or BodyTooLarge as soon as it is known to exceed `limit`.
 
     A declared Content-Length over the limit is refused before any byte is read; a
     chunked body (no Content-Length) is counted as it arrives and abandoned at the limit.
     """
-    declared = request.headers.get("content-length")
     if declared is not None:
         try:
             length = int(declared)
@@ -31,9 +34,14 @@ async def read_limited(request: Request, limit: int) -> bytes:
             raise BodyTooLarge(limit)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone()
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise BodyTooLarge(limit)
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)

@@ -12,15 +12,21 @@ Durability = Literal["full", "normal"]
 
 SPOOL_FILE = "spool.db"
 
-# States of a stored request:
+# States of a stored request (inbox.state):
 #   pending     waiting for the dispatcher
-#   claimed     handed to a flow run (reclaimed if that run dies)
-#   done        every routed destination delivered (or nothing routed)
-#   partial     some destinations dead-lettered, the rest delivered
-#   retrying    at least one destination waits for its next attempt
-#   unnormalizable  the connector could not read it (dead letter, replayable)
+#   claimed     handed to a flow run (put back to pending if the process dies)
+#   routed      normalized; its deliveries (one row per destination) are under way
+#   done        every planned delivery delivered (or no route took it)
+#   failed      a dead letter: unnormalizable, a route that could not be evaluated, or a
+#               delivery that failed for good; `error` says why; `hookhub replay` retries
 #   skipped     test/ping or non-submission event: recorded, never routed
-INBOX_STATES = ("pending", "claimed", "done", "partial", "retrying", "unnormalizable", "skipped")
+INBOX_STATES = ("pending", "claimed", "routed", "done", "failed", "skipped")
+
+# States of one (submission, destination) delivery (deliveries.status):
+#   pending     planned, not tried yet        sending    handed to a delivery task
+#   retrying    waits for next_attempt_at     delivered  done; never sent again
+#   dead        failed for good (dead letter; `hookhub replay` puts it back to pending)
+DELIVERY_STATES = ("pending", "sending", "retrying", "delivered", "dead")
 
 
 def connect(path: Path, durability: Durability = "full") -> sqlite3.Connection:
@@ -60,6 +66,7 @@ def ensure_schema(path: Path) -> None:
             "claimed_at": float,
             "claimed_by": str,
             "error": str,
+            "submission": str,
             "updated_at": float,
         },
         pk="id",
@@ -74,4 +81,50 @@ def ensure_schema(path: Path) -> None:
         "CREATE INDEX IF NOT EXISTS inbox_by_state ON inbox(state, received_at)"
     )
     db.table("meta").create({"key": str, "value": str}, pk="key", if_not_exists=True)
+    _ensure_ledger(db)
     db.close()
+
+
+def _ensure_ledger(db: sqlite_utils.Database) -> None:
+    """The delivery ledger: one row per (submission, destination), and every attempt made."""
+    db.table("deliveries").create(
+        {
+            "inbox_id": str,
+            "destination": str,
+            "route": str,
+            "status": str,
+            "attempts": int,
+            "first_attempt_at": float,
+            "last_attempt_at": float,
+            "next_attempt_at": float,
+            "last_status_code": int,
+            "last_error": str,
+            "remote_id": str,
+            "delivered_at": float,
+            "created_at": float,
+            "updated_at": float,
+        },
+        pk=("inbox_id", "destination"),
+        not_null={"status", "attempts", "next_attempt_at", "created_at"},
+        defaults={"attempts": 0, "status": "pending"},
+        foreign_keys=[("inbox_id", "inbox", "id")],
+        if_not_exists=True,
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(status, next_attempt_at)")
+    db.table("attempts").create(
+        {
+            "inbox_id": str,
+            "destination": str,
+            "attempt": int,
+            "at": float,
+            "outcome": str,
+            "status_code": int,
+            "error": str,
+            "retry_after": float,
+        },
+        pk=("inbox_id", "destination", "attempt"),
+        if_not_exists=True,
+    )
+    db.table("disabled_destinations").create(
+        {"destination": str, "since": float, "reason": str}, pk="destination", if_not_exists=True
+    )

@@ -7,6 +7,13 @@ answered before their row is committed.
 
 sqlite-utils builds the schema; the hot path uses a prepared INSERT on the raw connection
 because `Table.insert` inspects columns on every call, which costs more than the insert.
+
+The writer thread shares the GIL with the event loop, and every SQLite call gives it up
+and must win it back from a busy loop (up to one switch interval each time). So the work
+per group is one SQLite call, not a few per row: the rows are encoded on the event loop
+(`store`) and the group is one multi-row INSERT, its own transaction in autocommit mode.
+Only when the unique index refused a row does the writer go row by row, in a second
+transaction, to tell the stored rows from the duplicates.
 """
 
 from __future__ import annotations
@@ -57,15 +64,25 @@ class StoreResult:
     duplicate: bool
 
 
-_INSERT = (
+_INSERT_ROWS = (
     "INSERT INTO inbox (id, received_at, source, provider, event_id, kind, note, method, url,"
-    " headers, body, state, redeliveries, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,0,?)"
-    " ON CONFLICT(source, event_id) DO NOTHING RETURNING id"
+    " headers, body, state, redeliveries, updated_at) VALUES {} ON CONFLICT(source, event_id) DO NOTHING"
 )
+_ROW = "(?,?,?,?,?,?,?,?,?,?,?,?,0,?)"
 _FIND = "SELECT id FROM inbox WHERE source = ? AND event_id = ?"
 _COUNT_REDELIVERY = "UPDATE inbox SET redeliveries = redeliveries + 1 WHERE id = ?"
 
-_Job = tuple[SpoolRecord | None, asyncio.Future, asyncio.AbstractEventLoop]
+
+def _insert_sql(rows: int) -> str:
+    # One statement text per group size; sqlite3's statement cache keeps them prepared.
+    return _INSERT_ROWS.format(",".join([_ROW] * rows))
+
+
+_Row = tuple[object, ...]
+"""A record's INSERT parameters, without updated_at (the commit time, added per group)."""
+
+# A probe has neither record nor row.
+_Job = tuple[SpoolRecord | None, _Row | None, asyncio.Future, asyncio.AbstractEventLoop]
 
 
 class SpoolWriter:
@@ -112,7 +129,7 @@ class SpoolWriter:
             raise SpoolUnavailable("spool writer is not running")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[StoreResult] = loop.create_future()
-        self._jobs.put((record, future, loop))
+        self._jobs.put((record, _row(record), future, loop))
         return await future
 
     async def probe(self) -> None:
@@ -121,7 +138,7 @@ class SpoolWriter:
             raise SpoolUnavailable("spool writer is not running")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[StoreResult] = loop.create_future()
-        self._jobs.put((None, future, loop))
+        self._jobs.put((None, None, future, loop))
         await future
 
     # -- writer thread ---------------------------------------------------------------
@@ -167,31 +184,42 @@ class SpoolWriter:
         _resolve(group, results)
 
     def _write(self, conn: sqlite3.Connection, group: list[_Job]) -> list[StoreResult | None]:
-        results: list[StoreResult | None] = []
         now = time.time()
-        conn.execute("BEGIN IMMEDIATE")
-        for record, _, _ in group:
-            if record is None:
-                conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('probe', ?)", (str(now),))
-                results.append(None)
-                continue
-            row = conn.execute(
-                _INSERT,
-                (
-                    record.id, record.received_at, record.source, record.provider, record.event_id,
-                    record.kind, record.note, record.method, record.url,
-                    json.dumps(record.headers, ensure_ascii=False), record.body,
-                    record.initial_state, now,
-                ),
-            ).fetchone()
-            if row is not None:
-                results.append(StoreResult(id=row[0], duplicate=False))
-                continue
-            # The unique index refused it: a redelivery (possibly earlier in this same group).
-            existing = conn.execute(_FIND, (record.source, record.event_id)).fetchone()
-            conn.execute(_COUNT_REDELIVERY, (existing[0],))
-            results.append(StoreResult(id=existing[0], duplicate=True))
-        conn.execute("COMMIT")
+        if any(record is None for record, _, _, _ in group):
+            conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('probe', ?)", (str(now),))
+        rows = [(record, row) for record, row, _, _ in group if record is not None]
+        stored: dict[str, StoreResult] = {}
+        if rows:
+            params: list[object] = []
+            for _, row in rows:
+                params.extend(row)
+                params.append(now)
+            # The connection is in autocommit mode, so this one statement is a whole transaction:
+            # every row or none, committed (and fsynced) before execute() returns.
+            inserted = conn.execute(_insert_sql(len(rows)), params).rowcount
+            if inserted == len(rows):
+                stored = {record.id: StoreResult(id=record.id, duplicate=False) for record, _ in rows}
+            else:
+                conn.execute("BEGIN IMMEDIATE")
+                stored = self._sort_out_duplicates(conn, [record for record, _ in rows])
+                conn.execute("COMMIT")
+        return [stored[record.id] if record is not None else None for record, _, _, _ in group]
+
+    @staticmethod
+    def _sort_out_duplicates(conn: sqlite3.Connection, records: list[SpoolRecord]) -> dict[str, StoreResult]:
+        """The unique index refused some rows: each record either owns its key's row or repeats it.
+
+        The multi-row INSERT went in group order, so the first record with a new key owns the
+        row; later ones in the group, and any whose key was stored earlier, are redeliveries.
+        """
+        results: dict[str, StoreResult] = {}
+        for record in records:
+            owner = conn.execute(_FIND, (record.source, record.event_id)).fetchone()[0]
+            if owner == record.id:
+                results[record.id] = StoreResult(id=owner, duplicate=False)
+            else:
+                conn.execute(_COUNT_REDELIVERY, (owner,))
+                results[record.id] = StoreResult(id=owner, duplicate=True)
         return results
 
     @staticmethod
@@ -207,13 +235,21 @@ def _resolve(group: list[_Job], results: list) -> None:
     by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future, object]]] = {}
     if len(results) == 1 and len(group) > 1:
         results = results * len(group)
-    for (_, future, loop), result in zip(group, results):
+    for (_, _, future, loop), result in zip(group, results):
         by_loop.setdefault(loop, []).append((future, result))
     for loop, pairs in by_loop.items():
         try:
             loop.call_soon_threadsafe(_settle, pairs)
         except RuntimeError:
             pass  # that loop has closed: its requests are gone, nothing to answer
+
+
+def _row(record: SpoolRecord) -> _Row:
+    return (
+        record.id, record.received_at, record.source, record.provider, record.event_id,
+        record.kind, record.note, record.method, record.url,
+        json.dumps(record.headers, ensure_ascii=False), record.body, record.initial_state,
+    )
 
 
 def _settle(pairs: list[tuple[asyncio.Future, object]]) -> None:

@@ -1,0 +1,202 @@
+"""`webhook`: POST each Submission as JSON to any URL, signed the Standard Webhooks way.
+
+Source: ../shared/reference/destinations.md §6 (outbound webhook, Standard Webhooks) and the
+recorded answers in ../shared/fixtures/destinations/webhook/. The body is exactly
+`Submission.model_dump(mode="json")`, the public field names. `webhook-id` is the delivery key,
+the same on every attempt for one (submission, destination), so receivers dedupe on it;
+`webhook-timestamp` is the time of this attempt.
+
+Answers: 2xx delivered; 410 stop sending (disable); 429, 408, 409, 425 and 5xx retry, after
+Retry-After when given; redirects are not followed (the URL must be updated); any other 4xx
+is a permanent failure carrying the status and the start of the body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import re
+import time
+from collections.abc import Callable
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from connectors._schemes import sign_standard_webhooks
+from flows.destinations import _http
+from flows.destinations.base import DeliveryContext, DeliveryItem, Destination, DestinationSettings, Outcome
+from hub.submission import Submission
+
+log = logging.getLogger("hookhub.destinations.webhook")
+
+USER_AGENT = "hookhub-webhook/0.1"
+MIN_SECRET_BYTES = 24
+"""The Standard Webhooks spec asks for at least 192 bits of random key."""
+RETRY_STATUSES = frozenset({408, 409, 425, 429})
+_RESERVED_HEADER = re.compile(r"^(webhook-.*|content-type|content-length)$", re.IGNORECASE)
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+
+
+class WebhookConfig(DestinationSettings):
+    # Validation errors must not echo the input: the secret, and often the URL, are credentials.
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    url: str = Field(description="receiver URL, https:// (or http://)")
+    secret: SecretStr = Field(
+        description="Standard Webhooks secret: whsec_ followed by base64 of ≥24 random bytes"
+    )
+    headers: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="extra request headers, e.g. Authorization; not webhook-* or content-type",
+    )
+    concurrency: int = Field(default=10, ge=1, le=100, description="requests in flight at once per batch")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        return _http.check_url(value, allow_http=True)
+
+    @field_validator("secret")
+    @classmethod
+    def _whsec(cls, value: SecretStr) -> SecretStr:
+        text = value.get_secret_value().strip()
+        if not text.startswith("whsec_"):
+            raise ValueError("must start with whsec_ (a Standard Webhooks secret)")
+        try:
+            key = base64.b64decode(text.removeprefix("whsec_"), validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("the part after whsec_ is not valid base64") from None
+        if len(key) < MIN_SECRET_BYTES:
+            raise ValueError(
+                f"too short: decodes to {len(key)} bytes, at least {MIN_SECRET_BYTES} are needed"
+            )
+        return SecretStr(text)
+
+    @field_validator("headers")
+    @classmethod
+    def _own_headers(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        # Values are SecretStr because they usually carry credentials (Authorization, API keys).
+        for name, header_value in value.items():
+            if not _TOKEN.match(name):
+                raise ValueError(f"{name!r} is not a valid header name")
+            if _RESERVED_HEADER.match(name):
+                raise ValueError(
+                    f"{name!r} is set by hookhub (signature and JSON body) and cannot be overridden"
+                )
+            if any(char in header_value.get_secret_value() for char in "\r\n\0"):
+                raise ValueError(f"the value of {name!r} must be one line")
+        return {name.lower(): header_value for name, header_value in value.items()}
+
+
+class WebhookDestination(Destination):
+    type = "webhook"
+    Config = WebhookConfig
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock  # unix time: webhook-timestamp and Retry-After dates
+
+    async def deliver(
+        self, items: list[DeliveryItem], config: BaseModel, context: DeliveryContext
+    ) -> list[Outcome]:
+        if not isinstance(config, WebhookConfig):
+            raise TypeError("webhook destination needs a validated WebhookConfig")
+        pacing_key = _http.account_key("webhook", config.url)
+        # Created here, not at import: a semaphore belongs to the event loop of the calling task.
+        slots = asyncio.Semaphore(config.concurrency)
+
+        async def one(item: DeliveryItem) -> Outcome:
+            async with slots:
+                return await self._deliver_one(item, config, pacing_key, context)
+
+        return list(await asyncio.gather(*(one(item) for item in items)))
+
+    async def _deliver_one(
+        self, item: DeliveryItem, config: WebhookConfig, pacing_key: str, context: DeliveryContext
+    ) -> Outcome:
+        paused = context.pacer.paused_for(pacing_key)
+        if paused > 0:
+            # Another attempt was told to wait; sending now would only earn another 429.
+            reason = f"not sent: the receiver asked to wait (Retry-After), {paused:.0f} s left"
+            return Outcome(key=item.key, status="retry", reason=reason, retry_after=paused)
+        body = encode_submission(item.submission)
+        headers = {
+            "content-type": "application/json",
+            "user-agent": USER_AGENT,
+            **{name: value.get_secret_value() for name, value in config.headers.items()},
+            **sign_standard_webhooks(config.secret.get_secret_value(), item.key, int(self._clock()), body),
+        }
+        try:
+            answer = await _http.post(
+                context.http, config.url, content=body, headers=headers, timeout=config.timeout
+            )
+        except _http.TransportFailed as exc:
+            outcome = Outcome(key=item.key, status="retry", reason=f"receiver: {exc.reason}")
+        else:
+            outcome = classify(item.key, answer, now=self._clock())
+            if outcome.status == "retry" and outcome.retry_after:
+                context.pacer.pause(pacing_key, outcome.retry_after)
+        _log(context, item, outcome)
+        return outcome
+
+
+def encode_submission(submission: Submission) -> bytes:
+    """The exact bytes sent and signed: the Submission's public JSON."""
+    data = submission.model_dump(mode="json")
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def classify(key: str, answer: _http.Answer, now: float) -> Outcome:
+    """Delivered / retry / failed for one receiver answer; never raises on odd bodies."""
+    status = answer.status
+    if 200 <= status < 300:
+        return Outcome(key=key, status="delivered", status_code=status, remote_id=remote_id(answer))
+    if status == 410:
+        reason = "the receiver answered 410 Gone: it asked hookhub to stop sending; update url to re-enable"
+        return Outcome(key=key, status="failed", status_code=status, reason=reason, disable=True)
+    if status in RETRY_STATUSES or 500 <= status < 600:
+        retry_after = _http.parse_retry_after(answer.headers.get("retry-after"), now)
+        reason = f"the receiver answered HTTP {status}: {_body(answer)}"
+        return Outcome(key=key, status="retry", status_code=status, reason=reason, retry_after=retry_after)
+    if 300 <= status < 400:
+        location = _http.snippet(answer.headers.get("location", "(no Location header)"))
+        reason = (
+            f"the receiver redirects (HTTP {status}) to {location}; redirects are not followed: update url"
+        )
+        return Outcome(key=key, status="failed", status_code=status, reason=reason)
+    reason = f"the receiver refused the request (HTTP {status}): {_body(answer)}"
+    return Outcome(key=key, status="failed", status_code=status, reason=reason)
+
+
+def _body(answer: _http.Answer) -> str:
+    return repr(_http.snippet(answer.text)) if answer.body.strip() else "empty body"
+
+
+def remote_id(answer: _http.Answer) -> str | None:
+    """The receiver's id for what it created, when it answers a JSON object with `id`."""
+    try:
+        data = json.loads(answer.body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    value = data.get("id") if isinstance(data, dict) else None
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        return None
+    text = str(value).strip()
+    return text[:200] or None
+
+
+def _log(context: DeliveryContext, item: DeliveryItem, outcome: Outcome) -> None:
+    # The reason may quote the receiver's body, which can echo personal data: keep it out of logs.
+    level = logging.INFO if outcome.status == "delivered" else logging.WARNING
+    log.log(level, "webhook delivery %s", outcome.status, extra={
+        "destination": context.destination_id,
+        "delivery_key": item.key,
+        "outcome": outcome.status,
+        "status_code": outcome.status_code,
+        "retry_after": outcome.retry_after,
+        "disable": outcome.disable,
+    })
+
+
+destination = WebhookDestination()

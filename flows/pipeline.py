@@ -1,0 +1,176 @@
+"""The Prefect flow that moves a batch of spooled webhooks to their destinations.
+
+One flow run per batch (a flow run costs ~1 s of orchestration here, so one per webhook
+would cap the hub at ~1 submission/s) and one task per chunk of submissions: a
+"normalize and route" task per chunk, then a "deliver" task per destination per chunk,
+which sends its items concurrently with httpx inside. Every outcome is written to the
+ledger before the task ends, so a retried or crashed flow run redoes only what is missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from typing import Any, TypeVar
+
+import httpx
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+
+from flows.destinations import get_destination
+from flows.destinations.base import DeliveryContext, DeliveryItem, DestinationSettings, Outcome
+from flows.pacing import PACER
+from flows.retry import decide
+from flows.runtime import Runtime, runtime_for
+from hub.routing.plan import route_target
+from hub.routing.process import route_rows
+from hub.spool import ledger
+from hub.spool.ledger import Decision, DeliveryRow
+from hub.spool.schema import connect
+from hub.submission import Submission
+
+log = logging.getLogger("hookhub.pipeline")
+T = TypeVar("T")
+
+
+def _chunks(items: list[T], size: int) -> Iterator[list[T]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+@task(name="normalize and route", task_run_name="normalize and route {count} submissions",
+      cache_policy=NO_CACHE, persist_result=False)
+async def normalize_and_route(spool_path: str, config_path: str, inbox_ids: list[str], count: int) -> list[list[str]]:
+    runtime = runtime_for(spool_path, config_path)
+
+    def work() -> list[list[str]]:
+        conn = connect(runtime.spool_path)
+        try:
+            routed, failed = route_rows(runtime.config(), ledger.load_inbox(conn, inbox_ids))
+            return [list(k) for k in ledger.save_routing(conn, routed, failed)]
+        finally:
+            conn.close()
+
+    return await asyncio.to_thread(work)
+
+
+def _item(runtime: Runtime, row: DeliveryRow) -> DeliveryItem:
+    target = route_target(runtime.config(), row.route, row.destination)
+    return DeliveryItem(
+        key=f"{row.inbox_id}.{row.destination}",
+        submission=Submission.model_validate_json(row.submission or "{}"),
+        route=row.route,
+        template=target.template if target else None,
+        mapping=target.map if target else None,
+        remote_id=row.remote_id,
+    )
+
+
+def _not_sent(rows: list[DeliveryRow], reason: str) -> list[Decision]:
+    return [Decision(inbox_id=r.inbox_id, destination=r.destination, status="dead", outcome="failed",
+                     attempted=False, error=reason) for r in rows]
+
+
+async def deliver_rows(runtime: Runtime, destination_id: str, rows: list[DeliveryRow],
+                       disabled: dict[str, str]) -> list[Decision]:
+    """Send `rows` to one destination and decide, for each, delivered / retry when / dead why."""
+    config = runtime.config()
+    destination_config = config.destinations.get(destination_id)
+    if destination_config is None:
+        return _not_sent(rows, f"destination {destination_id!r} is no longer in connectors.yaml")
+    if destination_id in disabled:
+        return _not_sent(rows, f"destination disabled: {disabled[destination_id]} (hookhub replay re-enables it)")
+    settings = destination_config.settings
+    assert isinstance(settings, DestinationSettings)
+    impl = get_destination(destination_config.type)
+    items: dict[str, DeliveryItem] = {}
+    decisions: list[Decision] = []
+    by_key: dict[str, DeliveryRow] = {}
+    for row in rows:
+        try:
+            item = _item(runtime, row)
+        except ValueError as exc:
+            decisions.extend(_not_sent([row], f"stored submission is unreadable: {exc}"))
+            continue
+        items[item.key] = item
+        by_key[item.key] = row
+    if not items:
+        return decisions
+    async with httpx.AsyncClient(timeout=settings.timeout) as http:
+        context = DeliveryContext(http=http, pacer=PACER, destination_id=destination_id,
+                                  record_link=runtime.record_link, extra={"data_dir": str(runtime.data_dir)})
+        try:
+            outcomes = await impl.deliver(list(items.values()), settings, context)
+        except Exception as exc:
+            log.exception("destination crashed", extra={"event": "destination_error", "destination": destination_id})
+            outcomes = [Outcome(key=k, status="retry", reason=f"destination error: {type(exc).__name__}: {exc}")
+                        for k in items]
+    answered = {o.key: o for o in outcomes if o.key in items}
+    now = time.time()
+    for key, row in by_key.items():
+        outcome = answered.get(key) or Outcome(key=key, status="retry", reason="destination returned no outcome")
+        decisions.append(decide(row, outcome, settings.retry, now))
+    gone = next((o for o in answered.values() if o.disable), None)
+    if gone is not None:
+        disabled[destination_id] = f"{destination_id} answered {gone.status_code or ''} {gone.reason or 'gone'}".strip()
+    return decisions
+
+
+@task(name="deliver", task_run_name="deliver {count} to {destination}", cache_policy=NO_CACHE,
+      persist_result=False)
+async def deliver_chunk(spool_path: str, config_path: str, destination: str, keys: list[list[str]],
+                        count: int) -> dict[str, int]:
+    runtime = runtime_for(spool_path, config_path)
+    conn = connect(runtime.spool_path)
+    try:
+        rows = await asyncio.to_thread(ledger.load_deliveries, conn, [(k[0], k[1]) for k in keys])
+        disabled = await asyncio.to_thread(ledger.disabled_destinations, conn)
+        before = dict(disabled)
+        decisions = await deliver_rows(runtime, destination, rows, disabled)
+        if destination in disabled and destination not in before:
+            await asyncio.to_thread(ledger.disable_destination, conn, destination, disabled[destination])
+        await asyncio.to_thread(ledger.record, conn, decisions)
+    finally:
+        conn.close()
+    counts: dict[str, int] = defaultdict(int)
+    for d in decisions:
+        counts[d.status] += 1
+    return dict(counts)
+
+
+def _run_name() -> str:
+    from prefect.runtime import flow_run
+
+    params: dict[str, Any] = flow_run.parameters or {}
+    new, due = len(params.get("inbox_ids") or []), len(params.get("due") or [])
+    return f"{new} new, {due} retrying"
+
+
+@flow(name="hookhub-deliver", flow_run_name=_run_name, persist_result=False, log_prints=False,
+      validate_parameters=False)
+async def deliver_batch(spool_path: str, config_path: str, inbox_ids: list[str], due: list[list[str]],
+                        chunk_size: int = 100) -> dict[str, int]:
+    """Normalize and route the new submissions, then deliver them and the due retries."""
+    keys: list[list[str]] = list(due)
+    routed = await asyncio.gather(*[
+        normalize_and_route(spool_path, config_path, chunk, len(chunk))
+        for chunk in _chunks(inbox_ids, max(chunk_size, 250))
+    ])
+    for chunk_keys in routed:
+        keys.extend(chunk_keys)
+    by_destination: dict[str, list[list[str]]] = defaultdict(list)
+    for inbox_id, destination in keys:
+        by_destination[destination].append([inbox_id, destination])
+    results = await asyncio.gather(*[
+        deliver_chunk(spool_path, config_path, destination, chunk, len(chunk))
+        for destination, destination_keys in sorted(by_destination.items())
+        for chunk in _chunks(destination_keys, chunk_size)
+    ])
+    totals: dict[str, int] = defaultdict(int)
+    for counts in results:
+        for status, n in counts.items():
+            totals[status] += n
+    return dict(totals)

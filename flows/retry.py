@@ -1,0 +1,49 @@
+"""From a destination's Outcome to the ledger's Decision: backoff, Retry-After, horizon.
+
+Retries span minutes to days, far longer than any process or flow run lives, so they are
+scheduled in the ledger (`next_attempt_at`) rather than by tenacity's retry loop; tenacity
+still computes the wait, so the backoff curve is the well-known one.
+"""
+
+from __future__ import annotations
+
+import tenacity
+
+from flows.destinations.base import Outcome, RetryPolicy
+from hub.spool.ledger import Decision, DeliveryRow
+
+
+def backoff(policy: RetryPolicy, attempt: int) -> float:
+    """Seconds to wait after failed attempt number `attempt` (1-based): exponential with jitter."""
+    wait = tenacity.wait_exponential_jitter(
+        initial=policy.initial, max=policy.max_delay, exp_base=policy.multiplier, jitter=policy.initial / 2
+    )
+    state = tenacity.RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
+    state.attempt_number = attempt
+    return min(float(wait(state)), policy.max_delay)
+
+
+def decide(row: DeliveryRow, outcome: Outcome, policy: RetryPolicy, now: float) -> Decision:
+    attempt = row.attempts + 1
+    common = dict(
+        inbox_id=row.inbox_id, destination=row.destination, status_code=outcome.status_code,
+        retry_after=outcome.retry_after, remote_id=outcome.remote_id,
+    )
+    if outcome.status == "delivered":
+        return Decision(status="delivered", outcome="delivered", **common)
+    reason = outcome.reason or (f"HTTP {outcome.status_code}" if outcome.status_code else "unknown error")
+    if outcome.status == "failed":
+        return Decision(status="dead", outcome="failed", error=reason, **common)
+    wait = backoff(policy, attempt)
+    if outcome.retry_after is not None:
+        # Never earlier than the target asked, and never clamped: its limit is the limit.
+        wait = max(wait, outcome.retry_after)
+    first = row.first_attempt_at if row.first_attempt_at is not None else now
+    if policy.max_attempts is not None and attempt >= policy.max_attempts:
+        return Decision(status="dead", outcome="gave_up",
+                        error=f"gave up after {attempt} attempts: {reason}", **common)
+    if now + wait > first + policy.horizon:
+        hours = policy.horizon / 3600
+        return Decision(status="dead", outcome="gave_up",
+                        error=f"gave up after {attempt} attempts over {hours:g} h: {reason}", **common)
+    return Decision(status="retrying", outcome="retry", next_attempt_at=now + wait, error=reason, **common)

@@ -1,0 +1,51 @@
+"""What a flow run needs from the hub that runs it: config in force, spool, data dir, links.
+
+Flow parameters stay plain (paths and ids) so the Prefect UI shows them and a worker on
+another machine could run the same flow; inside `hookhub serve` the dispatcher binds the
+live runtime, so a config reload is seen by the very next task without re-reading files.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from hub.config.loader import load_config
+from hub.config.models import HubConfig
+
+
+@dataclass(frozen=True)
+class Runtime:
+    config: Callable[[], HubConfig]
+    spool_path: Path
+    data_dir: Path
+
+    def record_link(self, submission_id: str) -> str | None:
+        base = self.config().server.public_base_url
+        return f"{base.rstrip('/')}/submissions/{submission_id}" if base else None
+
+
+_bound: dict[str, Runtime] = {}
+_lock = threading.Lock()
+
+
+def bind(runtime: Runtime) -> None:
+    with _lock:
+        _bound[str(runtime.spool_path)] = runtime
+
+
+def unbind(runtime: Runtime) -> None:
+    with _lock:
+        _bound.pop(str(runtime.spool_path), None)
+
+
+def runtime_for(spool_path: str, config_path: str) -> Runtime:
+    """The bound runtime of this spool, or one read from the files (a standalone worker)."""
+    with _lock:
+        found = _bound.get(spool_path)
+    if found is not None:
+        return found
+    config = load_config(config_path)
+    return Runtime(config=lambda: config, spool_path=Path(spool_path), data_dir=Path(spool_path).parent)

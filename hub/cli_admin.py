@@ -1,0 +1,157 @@
+"""`hookhub status`, `hookhub deadletters`, `hookhub replay`: see and redo what happened."""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from hub.spool import report
+from hub.spool.ledger import load_inbox, open_spool
+from hub.spool.schema import SPOOL_FILE
+
+INBOX_COLUMNS = ("pending", "claimed", "routed", "done", "failed", "skipped")
+DELIVERY_COLUMNS = ("pending", "sending", "retrying", "delivered", "dead")
+
+
+def _open(args: argparse.Namespace) -> sqlite3.Connection | None:
+    path = Path(args.data_dir) / SPOOL_FILE
+    if not path.exists():
+        print(f"hookhub: no spool at {path} (has `hookhub serve --data-dir {args.data_dir}` run yet?)",
+              file=sys.stderr)
+        return None
+    return open_spool(path)
+
+
+def _table(title: str, columns: tuple[str, ...], rows: list[tuple[str, dict[str, int]]]) -> None:
+    width = max([len(title), *(len(name) for name, _ in rows)])
+    print(f"{title:<{width}}  " + "  ".join(f"{c:>9}" for c in columns))
+    for name, counts in rows:
+        print(f"{name:<{width}}  " + "  ".join(f"{counts.get(c, 0):>9}" for c in columns))
+    if not rows:
+        print("(none yet)")
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    conn = _open(args)
+    if conn is None:
+        return 1
+    sources = report.source_status(conn)
+    accepted = sum(n for _, counts in sources for n in counts.values())
+    print(f"{accepted} webhooks stored in {args.data_dir}/{SPOOL_FILE}\n")
+    _table("source", INBOX_COLUMNS, sources)
+    print()
+    _table("destination", DELIVERY_COLUMNS, report.destination_status(conn))
+    return 0
+
+
+def _when(at: float) -> str:
+    return datetime.fromtimestamp(at, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _print_letter(letter: report.DeadLetter) -> None:
+    target = letter.destination or "(not routed)"
+    code = f" HTTP {letter.last_status_code}" if letter.last_status_code else ""
+    tries = f", {letter.attempts} attempts" if letter.attempts else ""
+    print(f"{letter.inbox_id}  {letter.source} -> {target}  [{_when(letter.at)}{code}{tries}]")
+    print(f"    {letter.reason}")
+
+
+def cmd_deadletters(args: argparse.Namespace) -> int:
+    conn = _open(args)
+    if conn is None:
+        return 1
+    letters = report.dead_letters(conn, source=args.source)
+    for letter in letters:
+        _print_letter(letter)
+    print(f"{len(letters)} dead letters" + ("; `hookhub replay --all` puts them back" if letters else ""))
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    if not (args.id or args.source or args.all):
+        print("hookhub replay: say what to replay: --id ID (repeatable), --source SOURCE or --all", file=sys.stderr)
+        return 2
+    conn = _open(args)
+    if conn is None:
+        return 1
+    letters = report.dead_letters(conn, source=args.source, ids=args.id or None)
+    if not letters:
+        print("nothing to replay: no dead letters match")
+        return 0
+    if args.dry_run:
+        _dry_run(conn, args, letters)
+        return 0
+    count = report.replay(conn, letters)
+    print(f"replaying {count} dead letters; a running `hookhub serve` delivers them")
+    if args.wait:
+        return _wait(conn, sorted({letter.inbox_id for letter in letters}), args.wait)
+    return 0
+
+
+def _dry_run(conn: sqlite3.Connection, args: argparse.Namespace, letters: list[report.DeadLetter]) -> None:
+    from hub.config.loader import ConfigError, load_config
+    from hub.routing.process import route_rows
+
+    try:
+        config = load_config(args.config)
+    except (ConfigError, OSError) as exc:
+        print(f"(cannot load {args.config} to show routing: {exc})")
+        config = None
+    for letter in letters:
+        if letter.destination is not None:
+            print(f"would send {letter.inbox_id} ({letter.source}) to {letter.destination} again")
+            continue
+        if config is None:
+            print(f"would normalize and route {letter.inbox_id} ({letter.source}) again")
+            continue
+        routed, failed = route_rows(config, load_inbox(conn, [letter.inbox_id]))
+        targets = ", ".join(p.destination for p in routed.get(letter.inbox_id, ("", []))[1]) or "no destination"
+        outcome = f"; still failing: {failed[letter.inbox_id]}" if letter.inbox_id in failed else ""
+        print(f"would normalize and route {letter.inbox_id} ({letter.source}) -> {targets}{outcome}")
+    print(f"dry run: {len(letters)} dead letters would be replayed; nothing was changed")
+
+
+def _wait(conn: sqlite3.Connection, ids: list[str], timeout: float) -> int:
+    """Show progress until every replayed submission is settled again (or the timeout)."""
+    deadline = time.monotonic() + timeout
+    marks = ",".join("?" * len(ids))
+    while True:
+        states = dict(conn.execute(
+            f"SELECT state, count(*) FROM inbox WHERE id IN ({marks}) GROUP BY state", ids
+        ).fetchall())
+        settled = states.get("done", 0) + states.get("failed", 0)
+        print(f"\r{settled}/{len(ids)} settled ({states.get('done', 0)} done, {states.get('failed', 0)} failed)",
+              end="", flush=True)
+        if settled == len(ids):
+            print()
+            return 0 if not states.get("failed") else 1
+        if time.monotonic() > deadline:
+            print("\nhookhub replay: still in progress; `hookhub status` shows where it is", file=sys.stderr)
+            return 1
+        time.sleep(0.5)
+
+
+def add_parsers(sub: argparse._SubParsersAction, data_dir_arg, config_arg) -> None:  # type: ignore[type-arg,no-untyped-def]
+    status = sub.add_parser("status", help="counts per source and destination: pending, delivered, retrying, dead")
+    data_dir_arg(status)
+
+    dead = sub.add_parser("deadletters", help="list what failed for good, with reasons")
+    dead.add_argument("--source", default=None)
+    data_dir_arg(dead)
+
+    replay = sub.add_parser("replay", help="put dead letters back in the queue")
+    replay.add_argument("--id", action="append", help="a submission id (repeatable)")
+    replay.add_argument("--source", default=None, help="every dead letter of this source")
+    replay.add_argument("--all", action="store_true", help="every dead letter")
+    replay.add_argument("--dry-run", action="store_true", help="show what would be sent where; change nothing")
+    replay.add_argument("--wait", type=float, default=0, metavar="SECONDS",
+                        help="show progress until the replayed submissions settle (at most SECONDS)")
+    data_dir_arg(replay)
+    config_arg(replay)
+
+
+HANDLERS = {"status": cmd_status, "deadletters": cmd_deadletters, "replay": cmd_replay}

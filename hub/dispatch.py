@@ -1,0 +1,129 @@
+"""The dispatcher: claims spooled work in batches and runs one Prefect flow per batch.
+
+It runs in its own thread with its own event loop, so Prefect's engine (and the ~7 s
+start of its ephemeral server) never stalls the receiver: webhooks are accepted and
+spooled from the first second, and the dispatcher catches up once Prefect is ready.
+
+A batch is whatever is pending when the first item has waited `batch_wait` seconds, up to
+`batch_size`; up to `max_flows` flow runs are in flight at once. Claims are recorded in
+the spool, and a flow run that fails gives its claims back, so nothing is held by a run
+that is gone; at start, claims of a killed process are put back too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from hub.spool import ledger
+
+if TYPE_CHECKING:
+    from hub.server import Hub
+
+log = logging.getLogger("hookhub.dispatch")
+
+POLL_SECONDS = 0.05
+FLOW_FAILURE_BACKOFF = 5.0
+
+
+@dataclass
+class Dispatcher:
+    hub: Hub
+    stop_timeout: float = 30.0
+    owner: str = field(default_factory=lambda: f"{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    _stop: threading.Event = field(default_factory=threading.Event, init=False)
+    _thread: threading.Thread | None = field(default=None, init=False)
+    flows_run: int = field(default=0, init=False)
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="hookhub-dispatcher", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.stop_timeout + 5)
+            self._thread = None
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except Exception:
+            log.exception("dispatcher stopped on an error", extra={"event": "dispatcher_error"})
+
+    async def _main(self) -> None:
+        from flows.runtime import Runtime, bind, unbind
+
+        conn = ledger.open_spool(self.hub.spool_path)
+        inbox, deliveries = ledger.recover(conn)
+        if inbox or deliveries:
+            log.info("resuming work of a previous run", extra={"event": "recovered", "submissions": inbox,
+                                                              "deliveries": deliveries})
+        runtime = Runtime(config=lambda: self.hub.config.config, spool_path=self.hub.spool_path,
+                          data_dir=self.hub.data_dir)
+        bind(runtime)
+        in_flight: set[asyncio.Task[None]] = set()
+        try:
+            while not self._stop.is_set():
+                settings = self.hub.config.config.dispatch
+                if len(in_flight) >= settings.max_flows or not ledger.has_work(conn, time.time()):
+                    await asyncio.sleep(POLL_SECONDS)
+                    continue
+                await self._fill(conn, settings.batch_size, settings.batch_wait)
+                inbox_ids = ledger.claim_inbox(conn, settings.batch_size, self.owner)
+                due = ledger.claim_due(conn, time.time(), settings.batch_size)
+                if not inbox_ids and not due:
+                    continue
+                job = asyncio.create_task(self._flow(conn, inbox_ids, due, settings.chunk_size))
+                in_flight.add(job)
+                job.add_done_callback(in_flight.discard)
+        finally:
+            if in_flight:
+                # Let running batches finish; what does not is reclaimed at the next start.
+                await asyncio.wait(in_flight, timeout=self.stop_timeout)
+            unbind(runtime)
+            conn.close()
+
+    async def _fill(self, conn, batch_size: int, batch_wait: float) -> None:  # type: ignore[no-untyped-def]
+        """Give a batch up to `batch_wait` seconds to fill, so one flow run carries many submissions."""
+        deadline = time.monotonic() + batch_wait
+        while time.monotonic() < deadline and not self._stop.is_set():
+            if ledger.pending_count(conn) >= batch_size:
+                return
+            await asyncio.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+
+    async def _flow(self, conn, inbox_ids: list[str], due: list[tuple[str, str]], chunk_size: int) -> None:  # type: ignore[no-untyped-def]
+        from flows.pipeline import deliver_batch
+
+        started = time.perf_counter()
+        try:
+            totals = await deliver_batch(
+                spool_path=str(self.hub.spool_path), config_path=str(self.hub.config.path),
+                inbox_ids=inbox_ids, due=[list(k) for k in due], chunk_size=chunk_size,
+            )
+        except BaseException as exc:
+            ledger.release(conn, inbox_ids, due)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            log.error("flow run failed; its batch goes back to the queue",
+                      extra={"event": "flow_failed", "error": f"{type(exc).__name__}: {exc}",
+                             "submissions": len(inbox_ids), "retries": len(due)})
+            await asyncio.sleep(FLOW_FAILURE_BACKOFF)
+            return
+        self.flows_run += 1
+        log.info("batch delivered", extra={"event": "batch_done", "submissions": len(inbox_ids),
+                                           "retries": len(due), "outcomes": totals,
+                                           "seconds": round(time.perf_counter() - started, 3)})
+
+
+def attach_dispatcher(hub: Hub) -> Dispatcher:
+    dispatcher = Dispatcher(hub)
+    hub.services.append(dispatcher)
+    return dispatcher

@@ -1,0 +1,58 @@
+"""Which destinations one submission goes to, by the routes in force."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from hub.config.models import HubConfig, RouteConfig, RouteTarget
+from hub.routing.when import Condition, WhenError, WhenSyntaxError, compile_when
+from hub.spool.ledger import PlannedDelivery
+from hub.submission import Submission
+
+
+@dataclass
+class RoutingResult:
+    deliveries: list[PlannedDelivery] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+@lru_cache(maxsize=512)
+def _condition(text: str) -> Condition:
+    return compile_when(text)
+
+
+def plan(config: HubConfig, submission: Submission) -> RoutingResult:
+    """Every destination a matching route sends to, once each (the first route naming it wins).
+
+    A route whose condition cannot be evaluated for this submission is an error for this
+    submission only; the other routes still deliver.
+    """
+    result = RoutingResult()
+    seen: set[str] = set()
+    for route in config.routes:
+        if not route.matches_source(submission.source):
+            continue
+        if route.when:
+            try:
+                if not _condition(route.when)(submission):
+                    continue
+            except (WhenError, WhenSyntaxError) as exc:
+                result.errors.append(f"route {route.name!r}: cannot evaluate `when`: {exc}")
+                continue
+        for destination in route.destination_ids():
+            if destination not in seen:
+                seen.add(destination)
+                result.deliveries.append(PlannedDelivery(destination=destination, route=route.name))
+    return result
+
+
+def route_target(config: HubConfig, route_name: str, destination: str) -> RouteTarget | None:
+    """The route's per-destination template or mapping, if it gave one."""
+    route: RouteConfig | None = next((r for r in config.routes if r.name == route_name), None)
+    if route is None:
+        return None
+    for target in route.to:
+        if isinstance(target, RouteTarget) and target.destination == destination:
+            return target
+    return None

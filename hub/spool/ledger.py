@@ -1,0 +1,314 @@
+"""The delivery ledger: claims, plans and outcomes, each one short SQLite transaction.
+
+Every state change a flow makes goes through here, so the rules that make delivery
+exactly-once-per-ledger live in one place:
+- work is claimed with a conditional UPDATE (pending -> claimed/sending), so two flow
+  runs can never hold the same submission or delivery;
+- a delivered row is never claimed again, whatever replays or restarts happen;
+- planning inserts with INSERT OR IGNORE, so re-routing a submission after a crash or a
+  replay adds only what is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from hub.spool.schema import connect, ensure_schema
+
+DeliveryStatus = Literal["pending", "sending", "retrying", "delivered", "dead"]
+
+
+@dataclass(frozen=True)
+class InboxRow:
+    id: str
+    received_at: float
+    source: str
+    provider: str
+    event_id: str
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True)
+class PlannedDelivery:
+    destination: str
+    route: str
+
+
+@dataclass(frozen=True)
+class DeliveryRow:
+    inbox_id: str
+    destination: str
+    route: str
+    attempts: int
+    first_attempt_at: float | None
+    remote_id: str | None
+    submission: str | None
+    """The normalized Submission JSON stored at routing time."""
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.inbox_id, self.destination)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What one attempt concluded for one (submission, destination)."""
+
+    inbox_id: str
+    destination: str
+    status: DeliveryStatus  # delivered, retrying or dead
+    outcome: str  # what the attempt itself was: delivered, retry, failed, disabled, gave_up
+    attempted: bool = True
+    next_attempt_at: float | None = None
+    status_code: int | None = None
+    error: str | None = None
+    retry_after: float | None = None
+    remote_id: str | None = None
+
+
+def open_spool(path: Path) -> sqlite3.Connection:
+    ensure_schema(path)
+    return connect(path, durability="full")
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def recover(conn: sqlite3.Connection) -> tuple[int, int]:
+    """Put back what a killed process held: claimed submissions and in-flight deliveries.
+
+    A delivery that was `sending` may have reached the target before the crash; sending it
+    again is the price of never losing one, and the stable idempotency key (webhook-id,
+    upsert keys) lets the target drop the copy.
+    """
+    now = time.time()
+    with transaction(conn):
+        inbox = conn.execute(
+            "UPDATE inbox SET state='pending', claimed_at=NULL, claimed_by=NULL, updated_at=? WHERE state='claimed'",
+            (now,),
+        ).rowcount
+        deliveries = conn.execute(
+            "UPDATE deliveries SET status='pending', updated_at=? WHERE status='sending'", (now,)
+        ).rowcount
+    return inbox, deliveries
+
+
+def has_work(conn: sqlite3.Connection, now: float) -> bool:
+    row = conn.execute(
+        "SELECT EXISTS(SELECT 1 FROM inbox WHERE state='pending')"
+        " OR EXISTS(SELECT 1 FROM deliveries WHERE status IN ('pending','retrying') AND next_attempt_at <= ?)",
+        (now,),
+    ).fetchone()
+    return bool(row[0])
+
+
+def pending_count(conn: sqlite3.Connection) -> int:
+    return conn.execute("SELECT count(*) FROM inbox WHERE state='pending'").fetchone()[0]
+
+
+def next_due_at(conn: sqlite3.Connection) -> float | None:
+    row = conn.execute(
+        "SELECT min(next_attempt_at) FROM deliveries WHERE status IN ('pending','retrying')"
+    ).fetchone()
+    return row[0]
+
+
+def claim_inbox(conn: sqlite3.Connection, limit: int, owner: str) -> list[str]:
+    now = time.time()
+    with transaction(conn):
+        rows = conn.execute(
+            "UPDATE inbox SET state='claimed', claimed_at=?, claimed_by=?, updated_at=?"
+            " WHERE id IN (SELECT id FROM inbox WHERE state='pending' ORDER BY received_at LIMIT ?)"
+            " RETURNING id",
+            (now, owner, now, limit),
+        ).fetchall()
+    return sorted(r[0] for r in rows)
+
+
+def claim_due(conn: sqlite3.Connection, now: float, limit: int) -> list[tuple[str, str]]:
+    with transaction(conn):
+        rows = conn.execute(
+            "UPDATE deliveries SET status='sending', updated_at=?"
+            " WHERE rowid IN (SELECT rowid FROM deliveries WHERE status IN ('pending','retrying')"
+            "   AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?)"
+            " RETURNING inbox_id, destination",
+            (now, now, limit),
+        ).fetchall()
+    return [(r[0], r[1]) for r in rows]
+
+
+def release(conn: sqlite3.Connection, inbox_ids: list[str], deliveries: list[tuple[str, str]]) -> None:
+    """Give back claims a flow run could not finish (e.g. Prefect was unreachable)."""
+    now = time.time()
+    with transaction(conn):
+        conn.executemany(
+            "UPDATE inbox SET state='pending', claimed_by=NULL, updated_at=? WHERE id=? AND state='claimed'",
+            [(now, i) for i in inbox_ids],
+        )
+        conn.executemany(
+            "UPDATE deliveries SET status='pending', updated_at=?"
+            " WHERE inbox_id=? AND destination=? AND status='sending'",
+            [(now, i, d) for i, d in deliveries],
+        )
+
+
+def load_inbox(conn: sqlite3.Connection, ids: list[str]) -> list[InboxRow]:
+    rows: list[InboxRow] = []
+    for chunk in _chunks(ids, 500):
+        marks = ",".join("?" * len(chunk))
+        for r in conn.execute(
+            "SELECT id, received_at, source, provider, event_id, method, url, headers, body"
+            f" FROM inbox WHERE id IN ({marks}) ORDER BY received_at",
+            chunk,
+        ):
+            rows.append(InboxRow(r[0], r[1], r[2], r[3], r[4], r[5] or "POST", r[6] or "",
+                                 json.loads(r[7] or "{}"), r[8]))
+    return rows
+
+
+def save_routing(
+    conn: sqlite3.Connection,
+    routed: dict[str, tuple[str, list[PlannedDelivery]]],
+    failed: dict[str, str],
+) -> list[tuple[str, str]]:
+    """Store normalized submissions and plan their deliveries; returns the deliveries to send now.
+
+    `routed`: inbox id -> (Submission JSON, planned deliveries); `failed`: inbox id -> why it
+    is a dead letter (unnormalizable, route error). A submission can be both: routes that
+    evaluated deliver, and the one that did not makes it a dead letter to look at.
+    """
+    now = time.time()
+    claimed: list[tuple[str, str]] = []
+    with transaction(conn):
+        for inbox_id, (submission, planned) in routed.items():
+            conn.executemany(
+                "INSERT OR IGNORE INTO deliveries (inbox_id, destination, route, status, attempts,"
+                " next_attempt_at, created_at, updated_at) VALUES (?,?,?,'pending',0,?,?,?)",
+                [(inbox_id, p.destination, p.route, now, now, now) for p in planned],
+            )
+            for p in planned:
+                row = conn.execute(
+                    "UPDATE deliveries SET status='sending', updated_at=? WHERE inbox_id=? AND destination=?"
+                    " AND status='pending' RETURNING inbox_id",
+                    (now, inbox_id, p.destination),
+                ).fetchone()
+                if row:
+                    claimed.append((inbox_id, p.destination))
+            state = "failed" if inbox_id in failed else "routed"
+            conn.execute(
+                "UPDATE inbox SET submission=?, state=?, error=?, claimed_by=NULL, updated_at=? WHERE id=?",
+                (submission, state, failed.get(inbox_id), now, inbox_id),
+            )
+        for inbox_id, reason in failed.items():
+            if inbox_id not in routed:
+                conn.execute(
+                    "UPDATE inbox SET state='failed', error=?, claimed_by=NULL, updated_at=? WHERE id=?",
+                    (reason, now, inbox_id),
+                )
+    settle_inbox(conn, list(routed))
+    return claimed
+
+
+def load_deliveries(conn: sqlite3.Connection, keys: list[tuple[str, str]]) -> list[DeliveryRow]:
+    rows: list[DeliveryRow] = []
+    for inbox_id, destination in keys:
+        r = conn.execute(
+            "SELECT d.inbox_id, d.destination, d.route, d.attempts, d.first_attempt_at, d.remote_id, i.submission"
+            " FROM deliveries d JOIN inbox i ON i.id = d.inbox_id WHERE d.inbox_id=? AND d.destination=?",
+            (inbox_id, destination),
+        ).fetchone()
+        if r is not None:
+            rows.append(DeliveryRow(*r))
+    return rows
+
+
+def disabled_destinations(conn: sqlite3.Connection) -> dict[str, str]:
+    return {d: reason for d, reason in conn.execute("SELECT destination, reason FROM disabled_destinations")}
+
+
+def disable_destination(conn: sqlite3.Connection, destination: str, reason: str) -> None:
+    with transaction(conn):
+        conn.execute(
+            "INSERT OR REPLACE INTO disabled_destinations(destination, since, reason) VALUES (?,?,?)",
+            (destination, time.time(), reason),
+        )
+
+
+def record(conn: sqlite3.Connection, decisions: list[Decision]) -> None:
+    """Apply what delivery attempts concluded, with one row per attempt in `attempts`."""
+    now = time.time()
+    with transaction(conn):
+        for d in decisions:
+            if d.attempted:
+                attempt = conn.execute(
+                    "UPDATE deliveries SET attempts = attempts + 1,"
+                    " first_attempt_at = coalesce(first_attempt_at, ?), last_attempt_at = ?"
+                    " WHERE inbox_id=? AND destination=? RETURNING attempts",
+                    (now, now, d.inbox_id, d.destination),
+                ).fetchone()
+                if attempt is None:
+                    continue
+                conn.execute(
+                    "INSERT OR REPLACE INTO attempts (inbox_id, destination, attempt, at, outcome, status_code,"
+                    " error, retry_after) VALUES (?,?,?,?,?,?,?,?)",
+                    (d.inbox_id, d.destination, attempt[0], now, d.outcome, d.status_code, d.error, d.retry_after),
+                )
+            conn.execute(
+                "UPDATE deliveries SET status=?, next_attempt_at=coalesce(?, next_attempt_at),"
+                " last_status_code=coalesce(?, last_status_code), last_error=?,"
+                " remote_id=coalesce(?, remote_id), delivered_at=?, updated_at=?"
+                " WHERE inbox_id=? AND destination=? AND status != 'delivered'",
+                (
+                    d.status, d.next_attempt_at, d.status_code, None if d.status == "delivered" else d.error,
+                    d.remote_id, now if d.status == "delivered" else None, now, d.inbox_id, d.destination,
+                ),
+            )
+    settle_inbox(conn, sorted({d.inbox_id for d in decisions}))
+
+
+def settle_inbox(conn: sqlite3.Connection, inbox_ids: list[str]) -> None:
+    """Derive each submission's state from its deliveries once none is left in flight."""
+    now = time.time()
+    with transaction(conn):
+        for inbox_id in inbox_ids:
+            row = conn.execute(
+                "SELECT sum(status IN ('pending','sending','retrying')), sum(status='dead'),"
+                " group_concat(CASE WHEN status='dead' THEN destination || ': ' || coalesce(last_error,'') END, '; ')"
+                " FROM deliveries WHERE inbox_id=?",
+                (inbox_id,),
+            ).fetchone()
+            open_, dead, why = row[0] or 0, row[1] or 0, row[2]
+            if open_:
+                continue
+            if dead:
+                conn.execute(
+                    "UPDATE inbox SET state='failed', error=?, updated_at=? WHERE id=? AND state='routed'",
+                    (why, now, inbox_id),
+                )
+            else:
+                conn.execute(
+                    "UPDATE inbox SET state='done', updated_at=? WHERE id=? AND state='routed'", (now, inbox_id)
+                )
+
+
+def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]

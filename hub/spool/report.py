@@ -1,0 +1,109 @@
+"""What the admin commands read and change: status counts, dead letters, replay.
+
+They open the spool file directly (WAL lets them run beside a serving hub); a replay only
+moves rows back to `pending`, and the running dispatcher picks them up from there.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+
+from hub.spool.ledger import transaction
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A submission (destination None: not normalizable or unroutable) or one of its deliveries."""
+
+    inbox_id: str
+    source: str
+    destination: str | None
+    reason: str
+    attempts: int
+    last_status_code: int | None
+    at: float
+
+
+def source_status(conn: sqlite3.Connection) -> list[tuple[str, dict[str, int]]]:
+    rows = conn.execute("SELECT source, state, count(*) FROM inbox GROUP BY source, state ORDER BY source")
+    return _pivot(rows)
+
+
+def destination_status(conn: sqlite3.Connection) -> list[tuple[str, dict[str, int]]]:
+    rows = conn.execute(
+        "SELECT destination, status, count(*) FROM deliveries GROUP BY destination, status ORDER BY destination"
+    )
+    return _pivot(rows)
+
+
+def _pivot(rows: sqlite3.Cursor) -> list[tuple[str, dict[str, int]]]:
+    out: dict[str, dict[str, int]] = {}
+    for name, state, count in rows:
+        out.setdefault(name, {})[state] = count
+    return list(out.items())
+
+
+def dead_letters(conn: sqlite3.Connection, source: str | None = None, ids: list[str] | None = None) -> list[DeadLetter]:
+    where, args = _filter("i", source, ids)
+    letters = [
+        DeadLetter(r[0], r[1], None, r[2] or "failed", 0, None, r[3])
+        for r in conn.execute(
+            "SELECT i.id, i.source, i.error, i.updated_at FROM inbox i"
+            " WHERE i.state='failed' AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.inbox_id=i.id"
+            f"   AND d.status='dead') {where} ORDER BY i.received_at",
+            args,
+        )
+    ]
+    letters += [
+        DeadLetter(r[0], r[1], r[2], r[3] or "failed", r[4], r[5], r[6])
+        for r in conn.execute(
+            "SELECT d.inbox_id, i.source, d.destination, d.last_error, d.attempts, d.last_status_code, d.updated_at"
+            f" FROM deliveries d JOIN inbox i ON i.id=d.inbox_id WHERE d.status='dead' {where}"
+            " ORDER BY i.received_at, d.destination",
+            args,
+        )
+    ]
+    return letters
+
+
+def replay(conn: sqlite3.Connection, letters: list[DeadLetter]) -> int:
+    """Put dead letters back in the queue; delivered (submission, destination) pairs stay delivered.
+
+    A dead delivery goes back to pending with a fresh retry horizon; a submission that
+    could not be normalized or routed goes back to pending as a whole, so it is normalized
+    and routed again by the connector and routes now in force (INSERT OR IGNORE keeps its
+    delivered rows). Destinations disabled by a 410 are enabled again.
+    """
+    now = time.time()
+    with transaction(conn):
+        for letter in letters:
+            if letter.destination is None:
+                conn.execute(
+                    "UPDATE inbox SET state='pending', error=NULL, updated_at=? WHERE id=? AND state='failed'",
+                    (now, letter.inbox_id),
+                )
+                continue
+            conn.execute(
+                "UPDATE deliveries SET status='pending', next_attempt_at=?, first_attempt_at=NULL, updated_at=?"
+                " WHERE inbox_id=? AND destination=? AND status='dead'",
+                (now, now, letter.inbox_id, letter.destination),
+            )
+            conn.execute("DELETE FROM disabled_destinations WHERE destination=?", (letter.destination,))
+            conn.execute(
+                "UPDATE inbox SET state='routed', error=NULL, updated_at=? WHERE id=? AND state='failed'",
+                (now, letter.inbox_id),
+            )
+    return len(letters)
+
+
+def _filter(alias: str, source: str | None, ids: list[str] | None) -> tuple[str, list[str]]:
+    clauses, args = [], []
+    if source:
+        clauses.append(f"{alias}.source = ?")
+        args.append(source)
+    if ids:
+        clauses.append(f"{alias}.id IN ({','.join('?' * len(ids))})")
+        args.extend(ids)
+    return ("AND " + " AND ".join(clauses)) if clauses else "", args

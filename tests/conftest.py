@@ -1,0 +1,19 @@
+"""Test session setup: Prefect runs on its own ephemeral server with a throw-away home.
+
+Set before anything imports prefect (it reads its settings once, at import), so tests
+never touch the developer's ~/.prefect and every run starts from an empty Prefect DB.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+_PREFECT_HOME = tempfile.mkdtemp(prefix="hookhub-tests-prefect-")
+os.environ["PREFECT_HOME"] = _PREFECT_HOME
+os.environ.pop("PREFECT_API_URL", None)
+
+
+def pytest_unconfigure(config: object) -> None:
+    shutil.rmtree(_PREFECT_HOME, ignore_errors=True)
