@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -112,10 +113,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         attach_dispatcher(hub)
     print(f"hookhub: listening on http://{args.host}:{args.port}/hooks/<source id> "
           f"(sources: {', '.join(sorted(holder.sources)) or 'none'}; spool {hub.spool_path})", file=sys.stderr)
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT and then re-raises the signal to the
+    # previous handler; answering it with a normal exit makes a clean stop exit 0.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         serve(hub, args.host, args.port)
     except KeyboardInterrupt:
-        pass  # uvicorn re-raises the Ctrl-C it already handled by shutting down cleanly
+        pass
     return 0
 
 

@@ -13,6 +13,7 @@ cost about as much as verifying and storing a webhook (measured with bench/inges
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -88,7 +89,7 @@ class Receiver:
 
         inbound = InboundRequest(
             method=scope["method"],
-            url=_verification_url(scope, source),
+            url=_verification_url(scope, headers, source),
             headers=headers,
             body=body,
         )
@@ -182,10 +183,14 @@ def _envelope(source: PreparedSource, inbound: InboundRequest) -> Envelope:
     return Envelope(event_id=f"sha256:{inbound.body_sha256()}", kind="submission", note=note)
 
 
+# JSONResponse's encoding; one encoder for all answers (json.dumps with options builds one per call).
+_encode_answer = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+
+
 async def _answer(send: Send, status: int, content: dict[str, object],
                   extra_headers: list[tuple[bytes, bytes]] | None = None) -> None:
     """What JSONResponse would send, without building one."""
-    body = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+    body = _encode_answer(content).encode("utf-8")
     headers = [(b"content-length", str(len(body)).encode("latin-1")), (b"content-type", b"application/json")]
     if extra_headers:
         headers += extra_headers
@@ -203,15 +208,32 @@ def _headers(scope: Scope) -> dict[str, str]:
     return headers
 
 
-def _verification_url(scope: Scope, source: PreparedSource) -> str:
+def _verification_url(scope: Scope, headers: dict[str, str], source: PreparedSource) -> str:
     """The URL the provider signed: the configured public URL (behind proxies the Host differs)."""
     public = source.config.public_url
     if not public:
-        return str(URL(scope=scope))
+        return _request_url(scope, headers)
     query = URL(scope=scope).query if scope.get("query_string") else ""
     if query and "?" not in public:
         return f"{public}?{query}"
     return public
+
+
+def _request_url(scope: Scope, headers: dict[str, str]) -> str:
+    """`str(request.url)`, as Starlette builds it; remembered, as it costs more than the HMAC."""
+    host = headers.get("host")
+    if host is not None and "," in host:  # repeated Host headers: Starlette takes the first
+        return str(URL(scope=scope))
+    return _url_from_parts(scope.get("scheme", "http"), host, scope.get("server"), scope["path"],
+                           scope.get("query_string", b""))
+
+
+@functools.lru_cache(maxsize=1024)
+def _url_from_parts(scheme: str, host: str | None, server: tuple[str, int] | None, path: str,
+                    query_string: bytes) -> str:
+    headers = [] if host is None else [(b"host", host.encode("latin-1"))]
+    scope = {"scheme": scheme, "server": server, "path": path, "query_string": query_string, "headers": headers}
+    return str(URL(scope=scope))
 
 
 def _redact_url(url: str, names: frozenset[str]) -> str:

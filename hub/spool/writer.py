@@ -244,11 +244,14 @@ def _resolve(group: list[_Job], results: list) -> None:
             pass  # that loop has closed: its requests are gone, nothing to answer
 
 
+_encode_headers = json.JSONEncoder(ensure_ascii=False).encode  # built once, not per json.dumps call
+
+
 def _row(record: SpoolRecord) -> _Row:
     return (
         record.id, record.received_at, record.source, record.provider, record.event_id,
         record.kind, record.note, record.method, record.url,
-        json.dumps(record.headers, ensure_ascii=False), record.body, record.initial_state,
+        _encode_headers(record.headers), record.body, record.initial_state,
     )
 
 
