@@ -11,8 +11,9 @@ import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
+from urllib.parse import parse_qsl
 
-from connectors.base import UnsupportedPayload
+from connectors.base import InboundRequest, UnsupportedPayload
 from hub.submission import Answer, AnswerValue, parse_instant
 
 # Deliberately loose: providers validate addresses; this only tells an address from other text.
@@ -148,3 +149,19 @@ def instant(value: object, where: str, fallback: datetime) -> datetime:
         return parse_instant(value)
     except ValueError:
         raise UnsupportedPayload(f"{where} is not an ISO 8601 instant: {value[:40]!r}") from None
+
+
+def parse_form_urlencoded(body: bytes) -> dict[str, str]:
+    """An `application/x-www-form-urlencoded` body, empty values kept; a repeated name keeps its last value."""
+    try:
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, encoding="utf-8", errors="strict")
+    except UnicodeDecodeError:
+        raise UnsupportedPayload("form body is not UTF-8 text (after percent-decoding)") from None
+    return dict(pairs)
+
+
+def parse_body_object(request: InboundRequest) -> dict[str, Any]:
+    """The body as an object, for providers that let the admin pick JSON or form encoding (WordPress add-ons)."""
+    if request.media_type == "application/x-www-form-urlencoded":
+        return dict(parse_form_urlencoded(request.body))
+    return parse_json_object(request.body)

@@ -16,12 +16,12 @@ from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any, TypeVar
 
-import httpx
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.destinations import get_destination
 from flows.destinations.base import DeliveryContext, DeliveryItem, DestinationSettings, Outcome
+from flows.http_clients import shared_client
 from flows.pacing import PACER
 from flows.retry import decide
 from flows.runtime import Runtime, runtime_for
@@ -99,15 +99,14 @@ async def deliver_rows(runtime: Runtime, destination_id: str, rows: list[Deliver
         by_key[item.key] = row
     if not items:
         return decisions
-    async with httpx.AsyncClient(timeout=settings.timeout) as http:
-        context = DeliveryContext(http=http, pacer=PACER, destination_id=destination_id,
-                                  record_link=runtime.record_link, extra={"data_dir": str(runtime.data_dir)})
-        try:
-            outcomes = await impl.deliver(list(items.values()), settings, context)
-        except Exception as exc:
-            log.exception("destination crashed", extra={"event": "destination_error", "destination": destination_id})
-            outcomes = [Outcome(key=k, status="retry", reason=f"destination error: {type(exc).__name__}: {exc}")
-                        for k in items]
+    context = DeliveryContext(http=shared_client(), pacer=PACER, destination_id=destination_id,
+                              record_link=runtime.record_link, extra={"data_dir": str(runtime.data_dir)})
+    try:
+        outcomes = await impl.deliver(list(items.values()), settings, context)
+    except Exception as exc:  # a destination bug is a retryable failure, not a crash
+        log.exception("destination crashed", extra={"event": "destination_error", "destination": destination_id})
+        outcomes = [Outcome(key=k, status="retry", reason=f"destination error: {type(exc).__name__}: {exc}")
+                    for k in items]
     answered = {o.key: o for o in outcomes if o.key in items}
     now = time.time()
     for key, row in by_key.items():
@@ -125,16 +124,22 @@ async def deliver_chunk(spool_path: str, config_path: str, destination: str, key
                         count: int) -> dict[str, int]:
     runtime = runtime_for(spool_path, config_path)
     conn = connect(runtime.spool_path)
+    started = time.perf_counter()
     try:
         rows = await asyncio.to_thread(ledger.load_deliveries, conn, [(k[0], k[1]) for k in keys])
         disabled = await asyncio.to_thread(ledger.disabled_destinations, conn)
         before = dict(disabled)
+        loaded = time.perf_counter()
         decisions = await deliver_rows(runtime, destination, rows, disabled)
+        sent = time.perf_counter()
         if destination in disabled and destination not in before:
             await asyncio.to_thread(ledger.disable_destination, conn, destination, disabled[destination])
         await asyncio.to_thread(ledger.record, conn, decisions)
     finally:
         conn.close()
+    log.debug("chunk delivered", extra={"event": "chunk_done", "destination": destination, "items": len(keys),
+                                        "load_s": round(loaded - started, 3), "send_s": round(sent - loaded, 3),
+                                        "record_s": round(time.perf_counter() - sent, 3)})
     counts: dict[str, int] = defaultdict(int)
     for d in decisions:
         counts[d.status] += 1

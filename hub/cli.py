@@ -8,6 +8,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 DEFAULT_CONFIG = "connectors.yaml"
 DEFAULT_DATA_DIR = ".hookhub"
@@ -151,12 +152,17 @@ def cmd_send_test(args: argparse.Namespace) -> int:
         print(f"hookhub send-test: source {source.id!r} has no secret to sign with", file=sys.stderr)
         return 2
     request = source.connector.sample_request(source.config, signed_url, time.time())
+    # URL-token schemes carry the credential in the query of the sample's URL.
+    query = urlsplit(request.url).query
+    if query:
+        post_url = f"{post_url}?{query}"
     try:
         response = httpx.post(post_url, content=request.body, headers=dict(request.headers), timeout=10)
     except httpx.HTTPError as exc:
         print(f"hookhub send-test: cannot reach {post_url}: {exc} (is `hookhub serve` running?)", file=sys.stderr)
         return 1
-    print(f"POST {post_url} -> {response.status_code} {response.text}")
+    shown = post_url.split("?", 1)[0] + ("?..." if query else "")  # never print the token
+    print(f"POST {shown} -> {response.status_code} {response.text}")
     return 0 if response.is_success else 1
 
 

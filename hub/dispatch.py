@@ -54,7 +54,9 @@ class Dispatcher:
 
     def _run(self) -> None:
         try:
-            asyncio.run(self._main())
+            # uvloop where installed (uvicorn[standard] brings it): the delivery loop is CPU-bound.
+            with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+                runner.run(self._main())
         except Exception:
             log.exception("dispatcher stopped on an error", extra={"event": "dispatcher_error"})
 
@@ -70,6 +72,7 @@ class Dispatcher:
                           data_dir=self.hub.data_dir)
         bind(runtime)
         in_flight: set[asyncio.Task[None]] = set()
+        warm_up = asyncio.create_task(_prefect_ready())
         try:
             while not self._stop.is_set():
                 settings = self.hub.config.config.dispatch
@@ -85,11 +88,15 @@ class Dispatcher:
                 in_flight.add(job)
                 job.add_done_callback(in_flight.discard)
         finally:
+            warm_up.cancel()
             if in_flight:
                 # Let running batches finish; what does not is reclaimed at the next start.
                 await asyncio.wait(in_flight, timeout=self.stop_timeout)
             unbind(runtime)
             conn.close()
+            from flows.http_clients import close_shared_client
+
+            await close_shared_client()
 
     async def _fill(self, conn, batch_size: int, batch_wait: float) -> None:  # type: ignore[no-untyped-def]
         """Give a batch up to `batch_wait` seconds to fill, so one flow run carries many submissions."""
@@ -121,6 +128,30 @@ class Dispatcher:
         log.info("batch delivered", extra={"event": "batch_done", "submissions": len(inbox_ids),
                                            "retries": len(due), "outcomes": totals,
                                            "seconds": round(time.perf_counter() - started, 3)})
+
+
+def _loop_factory():  # type: ignore[no-untyped-def]
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+async def _prefect_ready() -> None:
+    """Start Prefect's (ephemeral) server now rather than with the first webhook's flow run."""
+    from prefect.client.orchestration import get_client
+
+    started = time.perf_counter()
+    try:
+        async with get_client() as client:
+            failure = await client.api_healthcheck()
+    except Exception as exc:  # noqa: BLE001 - the first flow run will try again and report
+        failure = exc
+    if failure is None:
+        log.info("prefect ready", extra={"event": "prefect_ready", "seconds": round(time.perf_counter() - started, 1)})
+    else:
+        log.warning("prefect not reachable yet", extra={"event": "prefect_unreachable", "error": str(failure)})
 
 
 def attach_dispatcher(hub: Hub) -> Dispatcher:

@@ -187,7 +187,7 @@ def transport_outcome(key: str, exc: _http.TransportFailed) -> Outcome:
 
 
 def _log(context: DeliveryContext, item: DeliveryItem, outcome: Outcome, slack_error: str | None) -> None:
-    level = logging.INFO if outcome.status == "delivered" else logging.WARNING
+    level = logging.DEBUG if outcome.status == "delivered" else logging.WARNING
     log.log(level, "slack delivery %s", outcome.status, extra={
         "destination": context.destination_id,
         "delivery_key": item.key,

@@ -188,7 +188,8 @@ def remote_id(answer: _http.Answer) -> str | None:
 
 def _log(context: DeliveryContext, item: DeliveryItem, outcome: Outcome) -> None:
     # The reason may quote the receiver's body, which can echo personal data: keep it out of logs.
-    level = logging.INFO if outcome.status == "delivered" else logging.WARNING
+    # One line per success would cost more CPU than the delivery at hundreds per second.
+    level = logging.DEBUG if outcome.status == "delivered" else logging.WARNING
     log.log(level, "webhook delivery %s", outcome.status, extra={
         "destination": context.destination_id,
         "delivery_key": item.key,

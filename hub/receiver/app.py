@@ -18,7 +18,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -53,6 +53,14 @@ class Metrics:
             "hookhub_receive_seconds", "Time from request to answer for accepted webhooks",
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0), registry=self.registry,
         )
+        self._counters: dict[tuple[str, str], Any] = {}
+
+    def count(self, source: str, outcome: str) -> None:
+        # labels() validates and locks on every call; the labelled children never change, so keep them.
+        counter = self._counters.get((source, outcome))
+        if counter is None:
+            counter = self._counters[(source, outcome)] = self.requests.labels(source, outcome)
+        counter.inc()
 
 
 @dataclass
@@ -118,7 +126,7 @@ class Receiver:
         except SpoolUnavailable as exc:
             log.error("spool write failed", extra={"event": "spool_unavailable", "source": source_id,
                                                    "error": str(exc)})
-            self.metrics.requests.labels(source_id, "spool_error").inc()
+            self.metrics.count(source_id, "spool_error")
             return await _answer(
                 send, 503,
                 {"error": "temporarily unavailable", "detail": "could not store the request; retry later"},
@@ -130,7 +138,7 @@ class Receiver:
             outcome = envelope.kind
         else:
             outcome = "accepted"
-        self.metrics.requests.labels(source_id, outcome).inc()
+        self.metrics.count(source_id, outcome)
         self.metrics.latency.observe(time.perf_counter() - started)
         answer: dict[str, object] = {"status": outcome, "id": stored.id}
         if envelope.note and not stored.duplicate:
@@ -138,7 +146,7 @@ class Receiver:
         await _answer(send, 200, answer)
 
     async def _reject(self, send: Send, status: int, source_id: str, error: str, detail: str) -> None:
-        self.metrics.requests.labels(source_id, str(status)).inc()
+        self.metrics.count(source_id, str(status))
         log.info("webhook rejected", extra={"event": "rejected", "status": status, "source": source_id,
                                             "reason": detail})
         await _answer(send, status, {"error": error, "detail": detail})
@@ -209,14 +217,17 @@ def _headers(scope: Scope) -> dict[str, str]:
 
 
 def _verification_url(scope: Scope, headers: dict[str, str], source: PreparedSource) -> str:
-    """The URL the provider signed: the configured public URL (behind proxies the Host differs)."""
+    """The URL the provider signed: the configured public URL (behind proxies the Host differs).
+
+    The query always comes from the request itself: it can carry the credential (URL-token
+    schemes), so a query written into `public_url` must never stand in for the real one.
+    """
     public = source.config.public_url
     if not public:
         return _request_url(scope, headers)
+    base = public.split("?", 1)[0]
     query = URL(scope=scope).query if scope.get("query_string") else ""
-    if query and "?" not in public:
-        return f"{public}?{query}"
-    return public
+    return f"{base}?{query}" if query else base
 
 
 def _request_url(scope: Scope, headers: dict[str, str]) -> str:
@@ -224,7 +235,8 @@ def _request_url(scope: Scope, headers: dict[str, str]) -> str:
     host = headers.get("host")
     if host is not None and "," in host:  # repeated Host headers: Starlette takes the first
         return str(URL(scope=scope))
-    return _url_from_parts(scope.get("scheme", "http"), host, scope.get("server"), scope["path"],
+    server = scope.get("server")
+    return _url_from_parts(scope.get("scheme", "http"), host, tuple(server) if server else None, scope["path"],
                            scope.get("query_string", b""))
 
 
@@ -237,6 +249,8 @@ def _url_from_parts(scheme: str, host: str | None, server: tuple[str, int] | Non
 
 
 def _redact_url(url: str, names: frozenset[str]) -> str:
+    if "?" not in url:
+        return url
     parts = urlsplit(url)
     if not parts.query:
         return url

@@ -168,6 +168,11 @@ def release(conn: sqlite3.Connection, inbox_ids: list[str], deliveries: list[tup
             " WHERE inbox_id=? AND destination=? AND status='sending'",
             [(now, i, d) for i, d in deliveries],
         )
+        # Deliveries the run planned itself (routing happened before it failed).
+        conn.executemany(
+            "UPDATE deliveries SET status='pending', updated_at=? WHERE inbox_id=? AND status='sending'",
+            [(now, i) for i in inbox_ids],
+        )
 
 
 def load_inbox(conn: sqlite3.Connection, ids: list[str]) -> list[InboxRow]:
@@ -204,14 +209,13 @@ def save_routing(
                 " next_attempt_at, created_at, updated_at) VALUES (?,?,?,'pending',0,?,?,?)",
                 [(inbox_id, p.destination, p.route, now, now, now) for p in planned],
             )
-            for p in planned:
-                row = conn.execute(
-                    "UPDATE deliveries SET status='sending', updated_at=? WHERE inbox_id=? AND destination=?"
-                    " AND status='pending' RETURNING inbox_id",
-                    (now, inbox_id, p.destination),
-                ).fetchone()
-                if row:
-                    claimed.append((inbox_id, p.destination))
+            if planned:
+                # Only what is still pending: a replayed submission's delivered rows stay as they are.
+                claimed.extend(conn.execute(
+                    "UPDATE deliveries SET status='sending', updated_at=? WHERE inbox_id=? AND status='pending'"
+                    " RETURNING inbox_id, destination",
+                    (now, inbox_id),
+                ).fetchall())
             state = "failed" if inbox_id in failed else "routed"
             conn.execute(
                 "UPDATE inbox SET submission=?, state=?, error=?, claimed_by=NULL, updated_at=? WHERE id=?",
@@ -228,15 +232,18 @@ def save_routing(
 
 
 def load_deliveries(conn: sqlite3.Connection, keys: list[tuple[str, str]]) -> list[DeliveryRow]:
-    rows: list[DeliveryRow] = []
+    by_destination: dict[str, list[str]] = {}
     for inbox_id, destination in keys:
-        r = conn.execute(
-            "SELECT d.inbox_id, d.destination, d.route, d.attempts, d.first_attempt_at, d.remote_id, i.submission"
-            " FROM deliveries d JOIN inbox i ON i.id = d.inbox_id WHERE d.inbox_id=? AND d.destination=?",
-            (inbox_id, destination),
-        ).fetchone()
-        if r is not None:
-            rows.append(DeliveryRow(*r))
+        by_destination.setdefault(destination, []).append(inbox_id)
+    rows: list[DeliveryRow] = []
+    for destination, inbox_ids in by_destination.items():
+        for chunk in _chunks(inbox_ids, 500):
+            rows.extend(DeliveryRow(*r) for r in conn.execute(
+                "SELECT d.inbox_id, d.destination, d.route, d.attempts, d.first_attempt_at, d.remote_id, i.submission"
+                " FROM deliveries d JOIN inbox i ON i.id = d.inbox_id"
+                f" WHERE d.destination=? AND d.inbox_id IN ({','.join('?' * len(chunk))})",
+                (destination, *chunk),
+            ))
     return rows
 
 

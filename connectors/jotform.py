@@ -1,0 +1,351 @@
+"""Jotform webhooks (multipart/form-data, one request per submission).
+
+Sources: ../shared/reference/providers.md, section "Jotform": captured requests in Zulip's integration
+fixtures (zerver/webhooks/jotform/fixtures: response.multipart, screenshot_response.multipart,
+response_with_colon_comma_characters.multipart) and the n8n JotForm trigger, both [obs]; answer rules
+from ../shared/fixtures/providers/README.md ("jotform" row).
+
+Jotform signs nothing and posts no submission time: the source's secret is a token in the webhook URL
+query (`?token=...`, connectors/_tokens.py), the receive time stands in for the submission time, and the
+dedupe key is `submissionID`. Answers come from the `rawRequest` JSON (keys `q<id>_<slug>`); labels exist
+only in `pretty` ("Label:Value, Label:Value"), where labels and values may contain ":" and ", ". So we do not
+split `pretty`: we predict how each rawRequest value is shown there and align the two (see `_labels`).
+Answers the alignment cannot place keep their slug as label (listed in metadata `labels_not_in_pretty`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from bisect import bisect_left
+from dataclasses import dataclass
+from heapq import heappop, heappush
+from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from python_multipart import FormParser
+from python_multipart.exceptions import FormParserError
+from python_multipart.multipart import Field, parse_options_header
+
+from connectors import _answers as A
+from connectors._tokens import TOKEN_PARAM, URL_TOKEN, verify_query_token
+from connectors.base import (
+    Connector,
+    Envelope,
+    InboundRequest,
+    NormalizeContext,
+    SourceSettings,
+    UnsupportedPayload,
+    require_secrets,
+)
+from hub.submission import Answer, Submission
+
+_MULTIPART = "multipart/form-data"
+_QKEY = re.compile(r"^q(\d+)_(.+)$")
+_NAME = ("prefix", "first", "middle", "last", "suffix")
+_ADDRESS = ("addr_line1", "addr_line2", "city", "state", "postal", "country")
+_MAX_STEPS = 200_000  # bound on the pretty alignment search; past it every answer keeps its slug
+_SPAN = 8  # most ", " a label, or a value in an unpredicted format, is looked for with
+_LOOSE, _SEGMENT, _NOT_SHOWN, _SKIP = 100, 50, 200, 300  # alignment costs; ", " in a label costs 1
+_LOOKS_LIKE_SEGMENT = re.compile(r", [^,:]*:")
+
+
+@dataclass(frozen=True)
+class _Field:
+    key: str  # q3_fullName
+    slug: str
+    qid: int
+    type: str
+    value: Any
+    shown: tuple[str, ...]  # how `pretty` is expected to render the value
+    loose: bool = False  # rendering not known for sure: may take a segment in another format
+
+
+def _multipart(body: bytes, content_type: str) -> dict[str, str]:
+    media, params = parse_options_header(content_type)
+    if not params.get(b"boundary"):
+        raise UnsupportedPayload("multipart body without a boundary in its Content-Type")
+    fields: dict[str, str] = {}
+
+    def on_field(field: Field) -> None:
+        if field.field_name is not None:
+            fields[field.field_name.decode("utf-8")] = (field.value or b"").decode("utf-8")
+
+    try:
+        # Jotform sends text parts only; a file part (none expected) is parsed and dropped.
+        parser = FormParser(
+            media.decode("latin-1"), on_field, lambda _file: None, boundary=params[b"boundary"]
+        )
+        parser.write(body)
+        parser.finalize()
+    except FormParserError as exc:
+        raise UnsupportedPayload(f"malformed multipart body ({exc})") from None
+    except UnicodeDecodeError:
+        raise UnsupportedPayload("a multipart field is not UTF-8 text") from None
+    return fields
+
+
+def _form(request: InboundRequest) -> dict[str, str]:
+    return _multipart(request.body, request.header("content-type") or "")
+
+
+def _raw_request(form: dict[str, str]) -> dict[str, Any]:
+    if "rawRequest" not in form:
+        raise UnsupportedPayload("no rawRequest field: not a Jotform submission webhook")
+    try:
+        raw = json.loads(form["rawRequest"])
+    except json.JSONDecodeError as exc:
+        raise UnsupportedPayload(f"rawRequest is not valid JSON ({exc.msg})") from None
+    if not isinstance(raw, dict):
+        raise UnsupportedPayload("rawRequest is not a JSON object")
+    return raw
+
+
+def _deep_empty(value: Any) -> bool:
+    if isinstance(value, dict):
+        return all(_deep_empty(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_deep_empty(v) for v in value)
+    return A.is_empty(value)
+
+
+def _joined(raw: dict[str, Any], keys: tuple[str, ...], sep: str) -> str:
+    return sep.join(str(raw[k]).strip() for k in keys if not A.is_empty(raw.get(k)) and str(raw[k]).strip())
+
+
+def _shape(raw: Any) -> tuple[str, Any, tuple[str, ...], bool]:
+    """(type, value, how `pretty` shows it, loose) of one non-empty rawRequest answer."""
+    if isinstance(raw, str):
+        return "text", raw, (raw, raw.strip()), False
+    if isinstance(raw, list):
+        items = [
+            v if isinstance(v, str) else json.dumps(v, ensure_ascii=False) for v in raw if not _deep_empty(v)
+        ]
+        return "list", items, (" ".join(items),), not all(isinstance(v, str) for v in raw)
+    if not isinstance(raw, dict):  # a JSON number or boolean: keep its type
+        return type(raw).__name__, raw, (json.dumps(raw),), True
+    keys = set(raw)
+    if "full" in keys or ("phone" in keys and keys <= {"area", "phone", "country"}):
+        value = raw.get("full") or _joined(raw, ("country", "area", "phone"), " ")
+        return "phone", value, (value,), "full" not in keys
+    if keys >= {"month", "day", "year"}:
+        y, m, d = (str(raw[k]).strip() for k in ("year", "month", "day"))
+        if not (y + m + d).isdigit():
+            return "date", A.coerce_value(raw), (), True
+        value = f"{y:0>4}-{m:0>2}-{d:0>2}"
+        if not A.is_empty(raw.get("hour")):  # a date field with a time part keeps the time as sent
+            value += f" {raw['hour']}:{raw.get('min') or '00'}" + (
+                f" {raw['ampm']}" if raw.get("ampm") else ""
+            )
+        # `pretty` follows the field's display format (MM-DD-YYYY in captures); try the common ones.
+        shown = tuple(
+            f"{a}{sep}{b}{sep}{c}" for sep in "-/." for a, b, c in ((m, d, y), (d, m, y), (y, m, d))
+        )
+        return "date", value, shown, True
+    if keys & {"first", "last"} and keys <= set(_NAME):
+        value = _joined(raw, _NAME, " ")
+        return "name", value, (value,), False
+    if keys & {"addr_line1", "city", "postal"} and keys <= set(_ADDRESS):
+        value = _joined(raw, _ADDRESS, ", ")
+        return "address", value, (value,), True
+    if keys >= {"hourSelect", "minuteSelect"}:
+        value = f"{raw['hourSelect']}:{raw['minuteSelect']}" + (f" {raw['ampm']}" if raw.get("ampm") else "")
+        return "time", value, (value,), True
+    # Matrix, products, widgets: compact JSON text, placed in `pretty` by position only.
+    return "object", A.coerce_value(raw), (), True
+
+
+def _fields(raw: dict[str, Any]) -> list[_Field]:
+    uploads = A.maybe_obj(raw, "temp_upload")
+    fields: list[_Field] = []
+    for key, value in raw.items():
+        match = _QKEY.match(key)
+        if match and key not in uploads and not _deep_empty(value):
+            fields.append(_Field(key, match[2], int(match[1]), *_shape(value)))
+    for key, names in uploads.items():
+        match = _QKEY.match(key)
+        if not match or not isinstance(names, list) or not names:
+            continue
+        # temp_upload holds "<file name>#<server>#<id>"; the public URLs sit under the bare slug.
+        shown = [str(n).split("#", 1)[0] for n in names]
+        found = raw.get(match[2])
+        urls = [u for u in (found if isinstance(found, list) else [found]) if isinstance(u, str)]
+        f = _Field(key, match[2], int(match[1]), "file", A.file_value(urls or shown), (" ".join(shown),))
+        # Form order is unknown until `pretty` is matched; put the upload where its question id fits.
+        at = next((i for i, g in enumerate(fields) if g.qid > f.qid), len(fields))
+        fields.insert(at, f)
+    return fields
+
+
+def _occurrences(pretty: str, field: _Field) -> list[tuple[int, int]]:
+    """(colon, end) of every place `pretty` shows `field` exactly: ":<value>" then ", " or the end."""
+    found: set[tuple[int, int]] = set()
+    for shown in {s for s in field.shown if s}:
+        at = pretty.find(":" + shown)
+        while at != -1:
+            end = at + 1 + len(shown)
+            if end == len(pretty) or pretty.startswith(", ", end):
+                found.add((at, end))
+            at = pretty.find(":" + shown, at + 1)
+    return sorted(found)
+
+
+def _labels(pretty: str, fields: list[_Field]) -> dict[int, str]:
+    """Field index → label, from the cheapest reading of `pretty` as "Label:Value" segments.
+
+    `pretty` lists answered fields in form order, which is rawRequest's order, so this is an
+    alignment, searched cheapest-first (Dijkstra over (position, field)): field i shows exactly
+    (cost 0), in an unpredicted format (loose fields only), is not shown, or a segment explains no
+    field. A label that swallows later segments forces their fields to "not shown", so it loses;
+    each ", " inside a label costs 1, which only breaks ties (a value may hold ", " too).
+    """
+    n, size = len(fields), len(pretty)
+    if not pretty or not fields:
+        return {}
+    bounds = [m.start() for m in re.finditer(", ", pretty)]
+    colons = [m.start() for m in re.finditer(":", pretty)]
+    exact = [_occurrences(pretty, f) for f in fields]
+    dist: dict[tuple[int, int], int] = {(0, 0): 0}
+    back: dict[tuple[int, int], tuple[int, int, int, int]] = {}  # state → (pos, i, field, colon)
+    heap = [(0, 0, 0)]
+    for _ in range(_MAX_STEPS):
+        if not heap:
+            break
+        cost, pos, i = heappop(heap)
+        if (pos, i) == (size, n):
+            return _traced(pretty, back, (size, n))
+        if cost > dist[(pos, i)]:
+            continue
+        moves: list[tuple[int, int, int, int, int]] = []  # (cost, next pos, next i, field, colon)
+        if i < n:
+            moves.append((_NOT_SHOWN, pos, i + 1, -1, 0))
+        if pos < size:
+            k = bisect_left(colons, pos)
+            colon = colons[k] if k < len(colons) else -1
+            a = bisect_left(bounds, colon + 1 if colon >= 0 else pos)
+            after = bounds[a : a + _SPAN]  # value ends for a loose field
+            # A label holds at most _SPAN ", ": bounds how far an exact match may be looked for.
+            b = bisect_left(bounds, pos) + _SPAN
+            limit = bounds[b] if b < len(bounds) else size
+            if i < n:
+                at = bisect_left(exact[i], (pos, 0))
+                for c, e in exact[i][at:]:
+                    if c > limit:
+                        break
+                    moves.append((pretty.count(", ", pos, c), e + 2, i + 1, i, c))
+                if fields[i].loose and colon >= 0:
+                    extra = _LOOSE + pretty.count(", ", pos, colon)
+                    # A loose value may hold ", " (dates, addresses) but rarely ", Label:" itself.
+                    for e in [*after, size]:
+                        segments = len(_LOOKS_LIKE_SEGMENT.findall(pretty, colon, e))
+                        moves.append((extra + _SEGMENT * segments, e + 2, i + 1, i, colon))
+            moves.append((_SKIP, (after[0] if after else size) + 2, i, -1, 0))
+        for step, nxt, j, taken, colon in moves:
+            state = (min(nxt, size), j)
+            if cost + step < dist.get(state, cost + step + 1):
+                dist[state] = cost + step
+                back[state] = (pos, i, taken, colon)
+                heappush(heap, (cost + step, *state))
+    return {}  # search budget spent: every answer keeps its slug
+
+
+def _traced(
+    pretty: str, back: dict[tuple[int, int], tuple[int, int, int, int]], state: tuple[int, int]
+) -> dict[int, str]:
+    labels: dict[int, str] = {}
+    while state in back:
+        pos, i, taken, colon = back[state]
+        if taken >= 0:
+            labels[taken] = pretty[pos:colon]
+        state = (pos, i)
+    return labels
+
+
+def _answers(form: dict[str, str], raw: dict[str, Any]) -> tuple[list[Answer], list[str]]:
+    fields = _fields(raw)
+    labels = _labels(form.get("pretty") or "", fields)
+    answers: list[Answer | None] = []
+    unplaced: list[str] = []
+    for i, f in enumerate(fields):
+        label = labels.get(i, "").strip()
+        if not label:
+            unplaced.append(f.key)
+        answers.append(A.answer(f.key, label or f.slug, f.type, f.value))
+    return A.collect(answers), unplaced
+
+
+class JotformConnector(Connector):
+    provider = "jotform"
+    title = "Jotform"
+    scheme = URL_TOKEN
+    content_types = frozenset({_MULTIPART})
+    credential_query = frozenset({TOKEN_PARAM})
+
+    def verify(self, request: InboundRequest, source: SourceSettings, now: float) -> None:
+        # Unsigned provider: no body signature and no timestamp, so `now` does not apply.
+        verify_query_token(request, source)
+
+    def envelope(self, request: InboundRequest) -> Envelope:
+        form = _form(request)
+        _raw_request(form)  # shape check on the request path: a broken body is flagged at once
+        return Envelope(
+            event_id=A.text(form, "submissionID", "body"), form_id=A.optional_text(form, "formID")
+        )
+
+    def normalize(self, request: InboundRequest, context: NormalizeContext) -> Submission:
+        form = _form(request)
+        answers, unplaced = _answers(form, _raw_request(form))
+        # Not `webhookURL`: it repeats the URL token.
+        metadata: dict[str, Any] = {k: form[k] for k in ("username", "ip", "type") if form.get(k)}
+        if unplaced:
+            metadata["labels_not_in_pretty"] = unplaced  # these answers are labelled by their slug
+        return Submission(
+            id=context.submission_id,
+            source=context.source,
+            provider=self.provider,
+            form_id=A.optional_text(form, "formID"),
+            form_title=A.optional_text(form, "formTitle"),
+            event_id=A.text(form, "submissionID", "body"),
+            submitted_at=context.received_at,  # Jotform posts no submission time
+            email=A.pick_email(None, answers),
+            name=A.pick_name(answers),
+            answers=answers,
+            metadata=metadata,
+        )
+
+    def sample_request(self, source: SourceSettings, url: str, now: float) -> InboundRequest:
+        form_id, submission_id = "240000000000001", str(secrets.randbelow(9 * 10**18) + 10**18)
+        raw = {
+            "q3_fullName": {"first": "Ada", "last": "Lovelace"},
+            "q4_email": "ada@example.org",
+            "q5_sessions": ["Keynote", "Workshop: Engines"],
+            "q6_arrivalDate": {"month": "03", "day": "14", "year": "2026"},
+            "q7_notes": "",
+        }
+        parts = {
+            "webhookURL": urlunsplit(urlsplit(url)._replace(query="")),
+            "formID": form_id,
+            "type": "WEB",
+            "formTitle": "hookhub test form",
+            "submissionID": submission_id,
+            # PHP json_encode style, as Jotform sends it: \uXXXX escapes and escaped slashes.
+            "rawRequest": json.dumps(raw, separators=(",", ":")).replace("/", "\\/"),
+            "pretty": "Full name:Ada Lovelace, Email:ada@example.org, Sessions:Keynote Workshop: Engines, "
+            "Arrival date:03-14-2026",
+        }
+        boundary = "------------------------" + secrets.token_hex(11)
+        body = "".join(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'
+            for k, v in parts.items()
+        )
+        token = urlencode({TOKEN_PARAM: require_secrets(source)[0]})
+        return InboundRequest(
+            method="POST",
+            url=f"{url}{'&' if '?' in url else '?'}{token}",
+            headers={"content-type": f"{_MULTIPART}; boundary={boundary}", "user-agent": "hookhub-send-test"},
+            body=f"{body}--{boundary}--\r\n".encode(),
+        )
+
+
+connector = JotformConnector()
