@@ -1,0 +1,117 @@
+"""The delivery ledger and retry decisions, on real SQLite files, without Prefect."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from flows.destinations.base import Outcome, RetryPolicy
+from flows.retry import backoff, decide
+from hub.spool import ledger, report
+from hub.spool.ledger import Decision, DeliveryRow, PlannedDelivery
+
+
+def _row(attempts: int = 0, first: float | None = None) -> DeliveryRow:
+    return DeliveryRow("S1", "crm", "r", attempts, first, None, "{}")
+
+
+def test_backoff_grows_exponentially_with_bounded_jitter_and_a_cap() -> None:
+    policy = RetryPolicy(initial=10, multiplier=2, max_delay=300)
+    for attempt, base in [(1, 10), (2, 20), (3, 40), (4, 80)]:
+        waits = [backoff(policy, attempt) for _ in range(50)]
+        assert all(base <= w <= base + 5 for w in waits), (attempt, min(waits), max(waits))
+    assert all(backoff(policy, 30) == 300 for _ in range(20))
+
+
+def test_decide_delivered_failed_and_retry() -> None:
+    policy = RetryPolicy(initial=1, max_delay=10)
+    now = 1000.0
+    assert decide(_row(), Outcome(key="k", status="delivered", status_code=200), policy, now).status == "delivered"
+    dead = decide(_row(), Outcome(key="k", status="failed", status_code=400, reason="bad field"), policy, now)
+    assert (dead.status, dead.error) == ("dead", "bad field")
+    retry = decide(_row(), Outcome(key="k", status="retry", status_code=503), policy, now)
+    assert retry.status == "retrying" and now + 1 <= retry.next_attempt_at <= now + 1.5
+    assert retry.error == "HTTP 503"
+
+
+def test_retry_after_is_never_shortened_or_clamped() -> None:
+    policy = RetryPolicy(initial=1, max_delay=10)
+    decision = decide(_row(), Outcome(key="k", status="retry", status_code=429, retry_after=3600), policy, 0.0)
+    assert decision.next_attempt_at == 3600  # longer than max_delay: the target's limit wins
+    assert decision.retry_after == 3600
+
+
+def test_gives_up_past_the_horizon_or_max_attempts() -> None:
+    policy = RetryPolicy(initial=60, max_delay=3600, horizon=7200)
+    late = decide(_row(attempts=5, first=0.0), Outcome(key="k", status="retry", status_code=500), policy, 7000.0)
+    assert late.status == "dead" and late.outcome == "gave_up" and "6 attempts" in late.error
+    capped = RetryPolicy(initial=1, max_delay=10, max_attempts=3)
+    third = decide(_row(attempts=2, first=0.0), Outcome(key="k", status="retry", status_code=500), capped, 5.0)
+    assert third.status == "dead" and "gave up after 3 attempts" in third.error
+
+
+@pytest.fixture
+def conn(tmp_path: Path):
+    connection = ledger.open_spool(tmp_path / "spool.db")
+    connection.execute(
+        "INSERT INTO inbox (id, received_at, source, provider, event_id, kind, body, state)"
+        " VALUES ('S1', 1.0, 'form', 'typeform', 'e1', 'submission', x'7b7d', 'pending')"
+    )
+    yield connection
+    connection.close()
+
+
+def _status(conn, destination: str) -> str:  # type: ignore[no-untyped-def]
+    return conn.execute("SELECT status FROM deliveries WHERE inbox_id='S1' AND destination=?",
+                        (destination,)).fetchone()[0]
+
+
+def test_claims_are_exclusive_and_recovered_after_a_crash(conn) -> None:  # type: ignore[no-untyped-def]
+    assert ledger.claim_inbox(conn, 10, "a") == ["S1"]
+    assert ledger.claim_inbox(conn, 10, "b") == []
+    assert ledger.recover(conn) == (1, 0)
+    assert ledger.claim_inbox(conn, 10, "b") == ["S1"]
+
+
+def test_routing_twice_adds_only_what_is_missing_and_never_resends_delivered(conn) -> None:  # type: ignore[no-untyped-def]
+    planned = [PlannedDelivery("crm", "r"), PlannedDelivery("slack", "r")]
+    assert sorted(ledger.save_routing(conn, {"S1": ("{}", planned)}, {})) == [("S1", "crm"), ("S1", "slack")]
+    ledger.record(conn, [Decision("S1", "crm", "delivered", "delivered", status_code=200),
+                         Decision("S1", "slack", "dead", "failed", status_code=400, error="no_text")])
+    assert conn.execute("SELECT state FROM inbox WHERE id='S1'").fetchone()[0] == "failed"
+
+    # Routed again (a replay of the whole submission): the delivered row is left alone.
+    assert ledger.save_routing(conn, {"S1": ("{}", planned)}, {}) == []
+    letters = report.dead_letters(conn)
+    assert [(letter.destination, letter.reason) for letter in letters] == [("slack", "no_text")]
+    assert report.replay(conn, letters) == 1
+    assert (_status(conn, "crm"), _status(conn, "slack")) == ("delivered", "pending")
+    assert ledger.claim_due(conn, time.time() + 1, 10) == [("S1", "slack")]
+
+    # A late outcome for a delivered row cannot undo it.
+    ledger.record(conn, [Decision("S1", "crm", "retrying", "retry", next_attempt_at=0.0)])
+    assert _status(conn, "crm") == "delivered"
+    assert conn.execute("SELECT attempts FROM deliveries WHERE destination='crm'").fetchone()[0] == 2
+    ledger.record(conn, [Decision("S1", "slack", "delivered", "delivered", status_code=200)])
+    assert conn.execute("SELECT state FROM inbox WHERE id='S1'").fetchone()[0] == "done"
+
+
+def test_unroutable_submission_is_a_dead_letter_that_replays_as_a_whole(conn) -> None:  # type: ignore[no-untyped-def]
+    ledger.claim_inbox(conn, 10, "a")
+    ledger.save_routing(conn, {}, {"S1": "unnormalizable (typeform): body.form_response is missing"})
+    (letter,) = report.dead_letters(conn)
+    assert letter.destination is None and "form_response" in letter.reason
+    report.replay(conn, [letter])
+    assert conn.execute("SELECT state, error FROM inbox WHERE id='S1'").fetchone() == ("pending", None)
+
+
+def test_attempts_are_recorded_one_row_each(conn) -> None:  # type: ignore[no-untyped-def]
+    ledger.save_routing(conn, {"S1": ("{}", [PlannedDelivery("crm", "r")])}, {})
+    ledger.record(conn, [Decision("S1", "crm", "retrying", "retry", status_code=500, next_attempt_at=5.0,
+                                  error="HTTP 500")])
+    ledger.record(conn, [Decision("S1", "crm", "delivered", "delivered", status_code=200)])
+    rows = conn.execute("SELECT attempt, outcome, status_code FROM attempts ORDER BY attempt").fetchall()
+    assert rows == [(1, "retry", 500), (2, "delivered", 200)]
+    assert conn.execute("SELECT last_error, delivered_at IS NOT NULL FROM deliveries").fetchone() == (None, 1)
