@@ -1,0 +1,61 @@
+"""`hookhub test-route`: the requests a route would make, rendered by the real destinations, unsent."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from connectors._schemes import verify_standard_webhooks
+from connectors.base import InboundRequest
+from hub.cli import main as cli
+from tests.harness import PROVIDER_FIXTURES
+
+FIXTURE = PROVIDER_FIXTURES / "typeform" / "full_event_registration.json"
+SLACK_URL = "https://hooks.slack.com/services/T000/B000/SECRETXYZ"
+WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+CONFIG = f"""
+sources:
+  contact-form: {{provider: typeform, secret: x}}
+destinations:
+  team: {{type: slack, webhook_url: "{SLACK_URL}"}}
+  crm: {{type: webhook, url: "https://crm.example.com/in", secret: {WHSEC}}}
+  out: {{type: file, path: out.jsonl}}
+routes:
+  - name: leads
+    from: [contact-form]
+    when: "answers['How many tickets?'] > 5"
+    to: [team, crm, out]
+"""
+
+
+def test_renders_every_destination_without_sending_and_without_secrets(tmp_path: Path, capsys) -> None:
+    config = tmp_path / "connectors.yaml"
+    config.write_text(CONFIG, encoding="utf-8")
+    assert cli(["test-route", "leads", "--fixture", str(FIXTURE), "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "is false: a real run would not send this" in out
+    assert "=== team (slack) — not sent" in out and "=== crm (webhook) — not sent" in out
+    assert "=== out (file) — not sent" in out and "append to out.jsonl" in out
+    assert "SECRETXYZ" not in out and WHSEC not in out
+    assert "POST https://crm.example.com/in" in out
+    assert '"Berlin PyConf 2026' in out  # the Slack header block, from the real renderer
+    # The webhook part is the real signed request: its body and signature headers verify.
+    crm = out.split("=== crm (webhook) — not sent\n", 1)[1].split("=== out", 1)[0]
+    head, body = crm.split("\n\n", 1)
+    headers = dict(line.split(": ", 1) for line in head.splitlines()[1:])
+    sent = json.loads(body)
+    assert sent["event_id"] == "01KVG79GJE6RRHM8TEPJ283Y60" and sent["source"] == "contact-form"
+    raw = json.dumps(sent, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    verify_standard_webhooks(InboundRequest("POST", "x", headers, raw), [WHSEC], 10**10,
+                             float(headers["webhook-timestamp"]))
+
+
+def test_unknown_route_and_bad_fixture_are_clear_errors(tmp_path: Path, capsys) -> None:
+    config = tmp_path / "connectors.yaml"
+    config.write_text(CONFIG, encoding="utf-8")
+    assert cli(["test-route", "nope", "--fixture", str(FIXTURE), "--config", str(config)]) == 2
+    assert "no route named 'nope'; routes: leads" in capsys.readouterr().err
+    bad = tmp_path / "bad.json"
+    bad.write_text("{", encoding="utf-8")
+    assert cli(["test-route", "leads", "--fixture", str(bad), "--config", str(config)]) == 2
+    assert "cannot read a JSON fixture" in capsys.readouterr().err
