@@ -150,6 +150,25 @@ class Connector(abc.ABC):
     def describe(self) -> str:
         return f"{self.provider}: {self.title} ({self.scheme})"
 
+    # Per-source hooks. Defaults fit every connector whose behaviour the class attributes
+    # describe; a connector configured by its `Options` (connectors/mapped.py) overrides them.
+
+    def for_source(self, options: BaseModel) -> Connector:
+        """This connector set up for one source's validated `Options`; by default itself.
+
+        Whoever holds a source's options and calls `envelope`/`normalize` (which take no
+        source) should call them on `get_connector(provider).for_source(options)`.
+        """
+        return self
+
+    def needs_secret(self, options: BaseModel) -> bool:
+        """Whether a source with these options must set `secret` (checked by `hookhub check`)."""
+        return self.requires_secret
+
+    def warnings(self, options: BaseModel) -> list[str]:
+        """Valid but risky settings of a source, reported by `hookhub check` as warnings."""
+        return []
+
 
 def require_secrets(source: SourceSettings) -> Sequence[str]:
     if not source.secrets:

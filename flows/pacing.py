@@ -1,4 +1,5 @@
-"""Process-wide send pacing: at most one send per `min_interval` per key, and pauses.
+"""Process-wide send pacing: at most one send per `min_interval` per key, rolling budgets
+(at most N sends per window per key, fed by what the target reports), and pauses.
 
 A key names one account whose budget the target enforces (a Slack webhook, a receiver
 endpoint), e.g. ``"slack-webhook:" + sha256(url)[:16]``. Keys end up in logs, so they must
@@ -16,12 +17,27 @@ import asyncio
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 log = logging.getLogger("hookhub.pacing")
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass
+class _Window:
+    """A rolling budget: at most `limit` sends in any `seconds`; `sends` holds their times, oldest first."""
+
+    limit: int
+    seconds: float
+    sends: deque[float] = field(default_factory=deque)
+
+    def expire(self, now: float) -> None:
+        while self.sends and self.sends[0] <= now - self.seconds:
+            self.sends.popleft()
 
 
 class Pacer:
@@ -37,6 +53,7 @@ class Pacer:
         self._lock = threading.Lock()
         self._next_free: dict[str, float] = {}
         self._paused_until: dict[str, float] = {}
+        self._windows: dict[str, _Window] = {}
 
     async def wait_turn(self, key: str, min_interval: float) -> None:
         """Return when the caller may send on `key`; the slot is taken when this returns."""
@@ -86,6 +103,72 @@ class Pacer:
         with self._lock:
             until = self._paused_until.get(key)
             return 0.0 if until is None else max(0.0, until - self._clock())
+
+    async def acquire(self, key: str, limit: int, window: float, max_wait: float | None = None) -> bool:
+        """Wait until one more send on `key` fits a rolling budget of `limit` sends per `window`
+        seconds and `key` is not paused; the send is counted when this returns True.
+
+        `limit` and `window` are the caller's defaults (e.g. a vendor's documented minimum);
+        once `observe` has learned the target's own numbers for `key`, those are used instead.
+        Returns False, without counting a send, when the wait would exceed `max_wait`: a caller
+        can then hand its work back rather than hold a task asleep for an hour.
+        """
+        if limit < 1 or window <= 0:
+            raise ValueError("a budget needs limit >= 1 and window > 0")
+        while True:
+            wait = self._take(key, limit, window)
+            if wait is None:
+                return True
+            if max_wait is not None and wait > max_wait:
+                return False
+            await self._sleep(wait)
+
+    def _take(self, key: str, limit: int, window: float) -> float | None:
+        """None when a send was counted now, else seconds until one might fit."""
+        with self._lock:
+            now = self._clock()
+            paused = self._paused_until.get(key, now) - now
+            if paused > 0:
+                return paused
+            budget = self._windows.setdefault(key, _Window(limit, window))
+            budget.expire(now)
+            if len(budget.sends) < budget.limit:
+                budget.sends.append(now)
+                return None
+            # The send that must leave the window before one more fits.
+            return budget.sends[len(budget.sends) - budget.limit] + budget.seconds - now
+
+    def observe(self, key: str, remaining: int, limit: int | None = None, window: float | None = None) -> None:
+        """The target says `remaining` sends are left in its current window for `key` (and, when
+        given, the window's size): sends this process cannot see (other processes, other apps on
+        the same account) then count against the budget too.
+
+        They are recorded as sends made now, which frees their slots no earlier than the target
+        would: never optimistic. A `remaining` above what is known never gives slots back.
+        """
+        with self._lock:
+            now = self._clock()
+            budget = self._windows.get(key)
+            if budget is None:
+                if limit is None or window is None:
+                    return
+                budget = self._windows[key] = _Window(limit, window)
+            if limit is not None and limit >= 1:
+                budget.limit = limit
+            if window is not None and window > 0:
+                budget.seconds = window
+            budget.expire(now)
+            unseen = budget.limit - max(0, remaining) - len(budget.sends)
+            budget.sends.extend([now] * max(0, unseen))
+
+    def budget_left(self, key: str) -> int | None:
+        """Sends that fit `key`'s rolling budget right now (None when it has none yet)."""
+        with self._lock:
+            budget = self._windows.get(key)
+            if budget is None:
+                return None
+            budget.expire(self._clock())
+            return max(0, budget.limit - len(budget.sends))
 
 
 PACER = Pacer()

@@ -38,7 +38,8 @@ class PreparedSource:
 def prepare_sources(config: HubConfig) -> dict[str, PreparedSource]:
     prepared = {}
     for source_id, source in config.sources.items():
-        connector = get_connector(source.provider)
+        # Configurable connectors (mapped) bind their per-source options here.
+        connector = get_connector(source.provider).for_source(source.options)
         prepared[source_id] = PreparedSource(
             id=source_id,
             config=source,

@@ -1,12 +1,14 @@
 """`slack` destination: recorded answers, exact request body, Block Kit limits, pacing, config.
 
-Fixtures: ../shared/fixtures/destinations/slack_webhook/*.json, replayed with respx; the retry
-class of each case is the one in shared/reference/destinations.md §1.1.
+Fixtures: ../shared/fixtures/destinations/slack_webhook/*.json (incoming webhook) and
+slack_chat_postmessage/*.json (Web API), replayed with respx; the retry class of each case is the
+one in shared/reference/destinations.md §1.1 and §1.2.
 """
 
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
 import logging
 import re
@@ -15,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
@@ -24,9 +26,10 @@ from pydantic import ValidationError
 
 from flows.destinations import get_destination
 from flows.destinations._http import account_key
+from flows.destinations._slack_api import ADVICE as API_ADVICE
 from flows.destinations._slack_blocks import render_message
 from flows.destinations.base import DeliveryContext, DeliveryItem, Outcome
-from flows.destinations.slack import ADVICE, SlackConfig, SlackDestination
+from flows.destinations.slack import ADVICE, SlackConfig, SlackDestination, channel_key
 from flows.pacing import Pacer
 from hub.config.loader import ConfigError, load_config
 from hub.submission import Answer, Submission
@@ -85,8 +88,8 @@ def make_submission(answers: list[Answer] | None = None, **changes: Any) -> Subm
     return Submission.model_validate(data)
 
 
-def item(n: int = 1, submission: Submission | None = None) -> DeliveryItem:
-    return DeliveryItem(key=f"dlv_{n}", submission=submission or make_submission(), route="r")
+def item(n: int = 1, submission: Submission | None = None, **changes: Any) -> DeliveryItem:
+    return DeliveryItem(key=f"dlv_{n}", submission=submission or make_submission(), route="r", **changes)
 
 
 def config(url: str = URL, **extra: Any) -> SlackConfig:
@@ -440,7 +443,8 @@ def test_config_problems_are_reported_by_the_loader(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(path, {})
     problems = [str(p) for p in caught.value.problems]
-    missing = "missing required key 'webhook_url' (the Slack incoming webhook URL)"
+    missing = ("missing the Slack target: set webhook_url (an incoming webhook URL), "
+               "or token (a bot token, xoxb-…) + channel (where to post)")
     assert f"{path}:3:5: destinations.a: {missing}" in problems
     assert any("destinations.b.webhook_url: must start with https://" in p for p in problems)
     assert any("destinations.b.icon_emoji: must be an emoji name" in p for p in problems)
@@ -482,9 +486,9 @@ def test_logs_carry_facts_but_no_url_or_personal_data() -> None:
 
 
 class _SlackLike(BaseHTTPRequestHandler):
-    received: list[tuple[str, bytes]] = []
+    received: ClassVar[list[tuple[str, bytes]]] = []
 
-    def do_POST(self) -> None:  # noqa: N802 (http.server API)
+    def do_POST(self) -> None:  # the name http.server dispatches to
         body = self.rfile.read(int(self.headers.get("content-length", "0")))
         self.received.append((self.path, body))
         self.send_response(200)
@@ -512,3 +516,570 @@ def test_posts_to_a_real_loopback_server() -> None:
     assert path == f"/services/T/B/{TOKEN}"
     header = {"type": "header", "text": {"type": "plain_text", "text": "Contact us"}}
     assert json.loads(body)["blocks"][0] == header
+
+
+# === Web API: token + channel, chat.postMessage / chat.update (reference §1.2) =================
+
+XOXB = "xoxb-0000000000-1111111111111-SECRETbotTOKENxyz0000000"
+CHANNEL = "C0123456789"
+POST_URL = "https://slack.com/api/chat.postMessage"
+UPDATE_URL = "https://slack.com/api/chat.update"
+API_FIXTURES = DESTINATION_FIXTURES / "slack_chat_postmessage"
+API_CASES = sorted(API_FIXTURES.glob("*.json"))
+# The conclusion each recorded case demands (reference §1.2 "Retryable" / "Permanent").
+API_EXPECTED = {
+    "ok": "delivered",
+    "ok_with_warning": "delivered",
+    "ratelimited": "retry",
+    "internal_error": "retry",
+    "http_503": "retry",
+    "channel_not_found": "failed",
+    "not_in_channel": "failed",
+    "is_archived": "failed",
+    "invalid_auth": "failed",
+    "invalid_blocks": "failed",
+    "msg_too_long": "failed",
+}
+TRANSIENT_CODES = {"ratelimited", "rate_limited", "internal_error", "fatal_error", "service_unavailable"}
+POSTED = "C0123456789:1763892900.000100"
+
+
+def api_config(**extra: Any) -> SlackConfig:
+    return SlackConfig.model_validate({"type": "slack", "token": XOXB, "channel": CHANNEL, **extra})
+
+
+def slack_ok(channel: str = CHANNEL, ts: str = "1763892900.000100") -> httpx.Response:
+    return httpx.Response(200, json={"ok": True, "channel": channel, "ts": ts})
+
+
+def slack_error(code: str, status: int = 200, **headers: str) -> httpx.Response:
+    return httpx.Response(status, json={"ok": False, "error": code}, headers=headers)
+
+
+def expected_class(recorded: dict[str, Any]) -> str:
+    """For a case added later without an entry above: the reference's rule."""
+    status, body = recorded["status"], recorded["body"]
+    if status == 429 or status >= 500:
+        return "retry"
+    if isinstance(body, dict) and body.get("ok") is True:
+        return "delivered"
+    return "retry" if isinstance(body, dict) and body.get("error") in TRANSIENT_CODES else "failed"
+
+
+def test_api_fixture_folder_is_there() -> None:
+    assert API_CASES, f"no fixtures under {API_FIXTURES}"
+    assert {p.stem for p in API_CASES} >= set(API_EXPECTED)
+
+
+@pytest.mark.parametrize("path", API_CASES, ids=[p.stem for p in API_CASES])
+def test_recorded_api_answer_is_classified(path: Path) -> None:
+    case, recorded = path.stem, json.loads(path.read_text(encoding="utf-8"))
+    expected = API_EXPECTED.get(case) or expected_class(recorded)
+    pacer, _ = fake_pacer()
+    with respx.mock(assert_all_called=True) as router:
+        route = router.post(POST_URL).mock(return_value=replay(path))
+        [outcome] = deliver([item()], api_config(), pacer)
+    assert route.call_count == 1
+    assert outcome.key == "dlv_1"
+    assert outcome.status == expected, outcome.reason
+    assert outcome.status_code == recorded["status"]
+    body = recorded["body"]
+    if expected == "delivered":
+        assert outcome.remote_id == f"{body['channel']}:{body['ts']}"
+        assert outcome.reason is None
+    else:
+        assert outcome.remote_id is None
+    if expected == "failed":
+        # Slack's code plus what an admin can do about it.
+        assert (outcome.reason or "").startswith(f"Slack says {body['error']}: {API_ADVICE[body['error']]}")
+    key = channel_key(api_config())
+    if recorded["status"] == 429:
+        wait = float(recorded["headers"]["Retry-After"])
+        assert outcome.retry_after == wait
+        assert pacer.paused_for(key) == wait
+    else:
+        assert outcome.retry_after is None
+        assert pacer.paused_for(key) == 0.0
+    if expected == "retry" and recorded["status"] != 429:
+        assert "may be posted twice" in (outcome.reason or "")
+
+
+@pytest.mark.parametrize(("case", "advice"), [
+    ("channel_not_found", "/invite"),
+    ("not_in_channel", "chat:write.public"),
+    ("is_archived", "unarchive"),
+    ("invalid_auth", "reinstall the Slack app"),
+    ("msg_too_long", "shorten the route's template"),
+])
+def test_permanent_api_errors_say_what_to_do(case: str, advice: str) -> None:
+    pacer, _ = fake_pacer()
+    with respx.mock() as router:
+        router.post(POST_URL).mock(return_value=replay(API_FIXTURES / f"{case}.json"))
+        [outcome] = deliver([item()], api_config(), pacer)
+    assert outcome.status == "failed"
+    assert advice in (outcome.reason or "")
+
+
+def test_invalid_blocks_reason_carries_slacks_explanation() -> None:
+    pacer, _ = fake_pacer()
+    with respx.mock() as router:
+        router.post(POST_URL).mock(return_value=replay(API_FIXTURES / "invalid_blocks.json"))
+        [outcome] = deliver([item()], api_config(), pacer)
+    assert outcome.reason == (
+        "Slack says invalid_blocks: Slack rejected the message hookhub built; please report it with the "
+        "submission id [must be less than 151 characters [json-pointer:/blocks/0/text/text]]"
+    )
+
+
+@pytest.mark.parametrize(("answer", "expected"), [
+    (slack_error("fatal_error"), "retry"),
+    (slack_error("service_unavailable"), "retry"),
+    (slack_error("token_revoked"), "failed"),
+    (httpx.Response(200, json={"ok": False, "error": "missing_scope", "needed": "chat:write"}), "failed"),
+    (slack_error("some_future_error"), "failed"),
+    (httpx.Response(200, json={"ok": False}), "failed"),
+    (httpx.Response(200, text="<html>captive portal</html>"), "failed"),
+    (httpx.Response(200, content=b""), "failed"),
+    (httpx.Response(200, json=[1, 2]), "failed"),
+    (httpx.Response(200, json={"ok": "yes"}), "failed"),
+    (httpx.Response(200, content=b"\xff\xfe{garbage\x80"), "failed"),
+    (httpx.Response(404, text="<html>Not Found</html>"), "failed"),
+    (httpx.Response(302, headers={"location": "https://elsewhere.example"}), "failed"),
+    (httpx.Response(502, text="<html>Bad Gateway</html>"), "retry"),
+    (httpx.Response(500, content=b"x" * 100_000), "retry"),
+    (httpx.Response(200, json={"ok": True}), "delivered"),
+])
+def test_odd_api_answers_are_recorded_not_raised(answer: httpx.Response, expected: str) -> None:
+    pacer, _ = fake_pacer()
+    with respx.mock() as router:
+        router.post(POST_URL).mock(return_value=answer)
+        [outcome] = deliver([item()], api_config(), pacer)
+    assert outcome.status == expected, outcome.reason
+    assert outcome.reason is None or len(outcome.reason) < 400
+    if expected == "delivered":
+        assert outcome.remote_id is None  # no ts, nothing to edit later
+
+
+def test_missing_scope_names_the_scope() -> None:
+    pacer, _ = fake_pacer()
+    answer = httpx.Response(200, json={"ok": False, "error": "missing_scope", "needed": "chat:write"})
+    with respx.mock() as router:
+        router.post(POST_URL).mock(return_value=answer)
+        [outcome] = deliver([item()], api_config(), pacer)
+    assert outcome.reason == f"Slack says missing_scope: {API_ADVICE['missing_scope']} (needed: chat:write)"
+
+
+def test_golden_api_request() -> None:
+    pacer, _ = fake_pacer()
+    cfg = api_config(username="hookhub", icon_emoji=":inbox_tray:", timeout=9)
+    with respx.mock() as router:
+        route = router.post(POST_URL).mock(return_value=replay(API_FIXTURES / "ok.json"))
+        [outcome] = deliver([item()], cfg, pacer)
+    assert outcome.status == "delivered"
+    request = route.calls.last.request
+    assert request.method == "POST"
+    assert str(request.url) == "https://slack.com/api/chat.postMessage"
+    assert request.headers["authorization"] == f"Bearer {XOXB}"
+    assert request.headers["content-type"] == "application/json; charset=utf-8"
+    assert sorted(request.headers) == sorted(
+        ["host", "accept", "accept-encoding", "connection", "user-agent", "content-length",
+         "content-type", "authorization"])
+    assert request.extensions["timeout"] == {"connect": 9, "read": 9, "write": 9, "pool": 9}
+    expected = {
+        "channel": CHANNEL,
+        "text": "New submission: Contact us from Ada Lovelace (ada@example.com)",
+        "blocks": [
+            {"type": "header", "text": {"type": "plain_text", "text": "Contact us"}},
+            {"type": "section", "fields": [
+                {"type": "mrkdwn", "text": "*Name*\nAda Lovelace"},
+                {"type": "mrkdwn", "text": "*Email*\nada@example.com"},
+            ]},
+            {"type": "section", "fields": [{"type": "mrkdwn", "text": "*Topic*\nSales"}]},
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": (
+                f"Submitted 2026-11-23 10:15 UTC · source contact-form · <{LINK}|View in hookhub>")}]},
+        ],
+        "username": "hookhub",
+        "icon_emoji": ":inbox_tray:",
+    }
+    assert request.content == json.dumps(expected, ensure_ascii=False).encode("utf-8")
+    # The same Block Kit rendering as the webhook way.
+    assert {k: v for k, v in expected.items() if k != "channel"} == render_message(
+        make_submission(), LINK, "hookhub", ":inbox_tray:")
+
+
+def test_base_url_points_at_another_api_root() -> None:
+    pacer, _ = fake_pacer()
+    with respx.mock(assert_all_called=True) as router:
+        route = router.post("https://slack-proxy.example.com/api/chat.postMessage").mock(return_value=slack_ok())
+        [outcome] = deliver([item()], api_config(base_url="https://slack-proxy.example.com/api/"), pacer)
+    assert outcome.status == "delivered" and route.call_count == 1
+
+
+@pytest.mark.parametrize("error", [httpx.ConnectError("refused"), httpx.ReadTimeout("slow")])
+def test_api_transport_errors_are_retried(error: Exception) -> None:
+    pacer, _ = fake_pacer()
+    with respx.mock() as router:
+        router.post(POST_URL).mock(side_effect=error)
+        [outcome] = deliver([item()], api_config(), pacer)
+    assert outcome.status == "retry" and outcome.status_code is None
+    assert XOXB not in (outcome.reason or "")
+    assert ("may be posted twice" in (outcome.reason or "")) == isinstance(error, httpx.ReadTimeout)
+
+
+# --- remote_id: record (channel, ts), edit instead of posting again --------------------------
+
+
+def test_a_replayed_message_is_edited_not_posted_twice() -> None:
+    pacer, _ = fake_pacer()
+    cfg = api_config(username="hookhub", icon_emoji=":inbox_tray:")
+    with respx.mock(assert_all_called=True) as router:
+        post = router.post(POST_URL).mock(return_value=replay(API_FIXTURES / "ok.json"))
+        update = router.post(UPDATE_URL).mock(return_value=slack_ok())
+        [first] = deliver([item()], cfg, pacer)
+        # The ledger hands the recorded id back on a replay of the same (submission, destination).
+        [again] = deliver([item(remote_id=first.remote_id)], cfg, pacer)
+    assert first.remote_id == POSTED
+    assert post.call_count == 1 and update.call_count == 1
+    assert again.status == "delivered" and again.remote_id == POSTED
+    posted = json.loads(post.calls.last.request.content)
+    edited = json.loads(update.calls.last.request.content)
+    assert update.calls.last.request.headers["authorization"] == f"Bearer {XOXB}"
+    # chat.update takes the channel ID and ts, the same text and blocks, and no identity overrides.
+    assert edited == {"channel": "C0123456789", "ts": "1763892900.000100",
+                      "text": posted["text"], "blocks": posted["blocks"]}
+
+
+def test_an_edit_of_a_deleted_message_posts_it_anew() -> None:
+    pacer, vt = fake_pacer()
+    sent: list[tuple[str, float]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append((request.url.path, vt.now))
+        if request.url.path.endswith("chat.update"):
+            return slack_error("message_not_found")
+        return slack_ok(ts="1763899999.000200")
+
+    with respx.mock() as router:
+        router.post(url__startswith="https://slack.com/api/").mock(side_effect=answer)
+        [outcome] = deliver([item(remote_id=POSTED)], api_config(), pacer)
+    assert sent == [("/api/chat.update", 1000.0), ("/api/chat.postMessage", 1001.0)]
+    assert outcome.status == "delivered" and outcome.remote_id == "C0123456789:1763899999.000200"
+
+
+def test_an_edit_slack_refuses_fails_without_posting() -> None:
+    pacer, _ = fake_pacer()
+    with respx.mock(assert_all_called=False) as router:
+        post = router.post(POST_URL).mock(return_value=slack_ok())
+        router.post(UPDATE_URL).mock(return_value=slack_error("cant_update_message"))
+        [outcome] = deliver([item(remote_id=POSTED)], api_config(), pacer)
+    assert post.call_count == 0
+    assert outcome.status == "failed"
+    assert outcome.reason == f"Slack says cant_update_message: {API_ADVICE['cant_update_message']}"
+
+
+def test_an_edit_that_times_out_is_retried_without_a_duplicate_warning() -> None:
+    pacer, _ = fake_pacer()
+    with respx.mock() as router:
+        router.post(UPDATE_URL).mock(side_effect=httpx.ReadTimeout("slow"))
+        [outcome] = deliver([item(remote_id=POSTED)], api_config(), pacer)
+    assert outcome.status == "retry"
+    assert "twice" not in (outcome.reason or "")
+
+
+@pytest.mark.parametrize("foreign", ["rec_123", "", "C0123456789", "1763892900.000100", "c01:1.2"])
+def test_a_remote_id_that_is_not_a_slack_message_is_ignored(foreign: str) -> None:
+    pacer, _ = fake_pacer()
+    with respx.mock(assert_all_called=True) as router:
+        post = router.post(POST_URL).mock(return_value=slack_ok())
+        [outcome] = deliver([item(remote_id=foreign)], api_config(), pacer)
+    assert post.call_count == 1 and outcome.status == "delivered"
+
+
+# --- per-channel pacing and Retry-After, on a fake clock --------------------------------------
+
+
+def _sent_at(vt: VirtualTime, answers: list[httpx.Response] | None = None):  # type: ignore[no-untyped-def]
+    log_: list[tuple[str, float]] = []
+    queue = list(answers or [])
+
+    def record(request: httpx.Request) -> httpx.Response:
+        log_.append((json.loads(request.content)["channel"], vt.now))
+        return queue.pop(0) if queue else slack_ok()
+
+    return log_, record
+
+
+def test_routes_posting_to_one_channel_share_its_one_per_second_budget() -> None:
+    pacer, vt = fake_pacer()
+    sent, record = _sent_at(vt)
+
+    async def main() -> None:
+        async with httpx.AsyncClient() as http:
+            context = DeliveryContext(http=http, pacer=pacer)
+            dest = SlackDestination()
+            # Two routes, two destinations, two tasks: same workspace token and channel.
+            a, b = api_config(), api_config(username="other route")
+            other = api_config(channel="C0000000OTHER")
+            await asyncio.gather(dest.deliver([item(1), item(2)], a, context),
+                                 dest.deliver([item(3)], b, context),
+                                 dest.deliver([item(4)], other, context))
+
+    with respx.mock() as router:
+        router.post(POST_URL).mock(side_effect=record)
+        asyncio.run(main())
+    same = sorted(t for channel, t in sent if channel == CHANNEL)
+    assert same == [1000.0, 1001.0, 1002.0]
+    assert [t for channel, t in sent if channel == "C0000000OTHER"] == [1000.0]  # its own budget
+
+
+def test_another_workspace_token_has_its_own_budget() -> None:
+    assert channel_key(api_config()) != channel_key(api_config(token="xoxb-9999999999-other-workspace"))
+    assert channel_key(api_config()) != channel_key(api_config(channel="C0000000OTHER"))
+    assert channel_key(api_config()) == channel_key(api_config(username="x"))
+    assert XOXB not in channel_key(api_config()) and CHANNEL not in channel_key(api_config())
+
+
+def test_a_short_retry_after_queues_the_rest_of_the_batch() -> None:
+    pacer, vt = fake_pacer()
+    sent, record = _sent_at(vt, [replay(API_FIXTURES / "ratelimited.json")])
+    with respx.mock() as router:
+        router.post(POST_URL).mock(side_effect=record)
+        outcomes = deliver([item(1), item(2)], api_config(), pacer)
+    assert [o.status for o in outcomes] == ["retry", "delivered"]
+    assert outcomes[0].retry_after == 1.0
+    assert [t for _, t in sent] == [1000.0, 1001.0]
+
+
+@pytest.mark.parametrize("seconds", [30, 7200])
+def test_retry_after_is_honoured_exactly_by_every_route_to_the_channel(seconds: int) -> None:
+    pacer, vt = fake_pacer()
+    sent, record = _sent_at(vt, [slack_error("ratelimited", 429, **{"Retry-After": str(seconds)})])
+    with respx.mock() as router:
+        router.post(POST_URL).mock(side_effect=record)
+        first = deliver([item(1), item(2)], api_config(), pacer)
+        later = deliver([item(3)], api_config(username="another route"), pacer)
+        elsewhere = deliver([item(4)], api_config(channel="C0000000OTHER"), pacer)
+    assert len(sent) == 2  # one 429, then only the other channel
+    assert [o.status for o in first + later] == ["retry"] * 3
+    assert [o.retry_after for o in first + later] == [float(seconds)] * 3  # never clamped
+    assert "paused" in (later[0].reason or "")
+    assert elsewhere[0].status == "delivered"
+    assert pacer.paused_for(channel_key(api_config())) == float(seconds)
+    vt.now += seconds
+    with respx.mock() as router:
+        router.post(POST_URL).mock(side_effect=record)
+        [after] = deliver([item(5)], api_config(), pacer)
+    assert after.status == "delivered"
+
+
+def test_retry_after_as_an_http_date() -> None:
+    pacer, _ = fake_pacer()
+    when = email.utils.formatdate(1_795_000_000 + 90, usegmt=True)  # wall clock of deliver()
+    with respx.mock() as router:
+        router.post(POST_URL).mock(return_value=slack_error("ratelimited", 429, **{"Retry-After": when}))
+        [outcome] = deliver([item()], api_config(), pacer)
+    assert outcome.retry_after == 90.0
+    assert pacer.paused_for(channel_key(api_config())) == 90.0
+
+
+# --- templates ------------------------------------------------------------------------------
+
+
+def test_route_template_replaces_the_block_kit_message_in_both_ways() -> None:
+    answers = [Answer(key="q1", label="Terms & conditions", type="yes_no", value="yes <!channel>"),
+               Answer(key="q2", label="Company", type="text", value="Engines & Co <https://evil|click>")]
+    template = ("*New lead*: {{ name | first_name }} from {{ answers['Company'] }} "
+                "(terms: {{ answers['Terms & conditions'] }}) <https://crm.example.com|open CRM>")
+    expected_text = ("*New lead*: Ada from Engines &amp; Co &lt;https://evil|click&gt; "
+                     "(terms: yes &lt;!channel&gt;) <https://crm.example.com|open CRM>")
+    submission = make_submission(answers)
+    pacer, _ = fake_pacer()
+    with respx.mock() as router:
+        hook = router.post(URL).mock(return_value=httpx.Response(200, text="ok"))
+        api = router.post(POST_URL).mock(return_value=slack_ok())
+        cfg_hook = config(icon_emoji=":inbox_tray:", template="config template, not used")
+        [via_hook] = deliver([item(submission=submission, template=template)], cfg_hook, pacer)
+        [via_api] = deliver([item(submission=submission, template=template)], api_config(), pacer)
+    assert via_hook.status == via_api.status == "delivered"
+    assert json.loads(hook.calls.last.request.content) == {"text": expected_text, "icon_emoji": ":inbox_tray:"}
+    assert json.loads(api.calls.last.request.content) == {"channel": CHANNEL, "text": expected_text}
+
+
+def test_config_template_applies_when_the_route_has_none() -> None:
+    pacer, _ = fake_pacer()
+    with respx.mock() as router:
+        api = router.post(POST_URL).mock(return_value=slack_ok())
+        deliver([item()], api_config(template="{{ form_title }}: {{ email | upper }}"), pacer)
+    assert json.loads(api.calls.last.request.content) == {"channel": CHANNEL, "text": "Contact us: ADA@EXAMPLE.COM"}
+
+
+def test_a_template_that_cannot_render_fails_only_that_item() -> None:
+    template = "Campaign {{ hidden['campaign'] }}"
+    good = make_submission(hidden={"campaign": "spring"})
+    pacer, _ = fake_pacer()
+    with respx.mock() as router:
+        api = router.post(POST_URL).mock(return_value=slack_ok())
+        outcomes = deliver([item(1, good, template=template), item(2, template=template),
+                            item(3, good, template=template)], api_config(), pacer)
+    assert [o.status for o in outcomes] == ["delivered", "failed", "delivered"]
+    assert (outcomes[1].reason or "").startswith("template: cannot render")
+    assert "campaign" in (outcomes[1].reason or "")
+    assert api.call_count == 2
+    assert json.loads(api.calls.last.request.content)["text"] == "Campaign spring"
+
+
+def test_a_template_that_renders_nothing_is_not_sent() -> None:
+    pacer, _ = fake_pacer()
+    with respx.mock(assert_all_called=False) as router:
+        hook = router.post(URL).mock(return_value=httpx.Response(200, text="ok"))
+        [outcome] = deliver([item(template="{% if false %}x{% endif %}  \n")], config(), pacer)
+    assert hook.call_count == 0
+    assert outcome.status == "failed"
+    assert outcome.reason == "template: rendered to an empty message; Slack refuses a message without text"
+
+
+def test_a_huge_template_result_is_clipped() -> None:
+    pacer, _ = fake_pacer()
+    with respx.mock() as router:
+        api = router.post(POST_URL).mock(return_value=slack_ok())
+        deliver([item(template="{% for i in range(50000) %}ab{% endfor %}")], api_config(), pacer)
+    text = json.loads(api.calls.last.request.content)["text"]
+    assert len(text) == 40_000 and text.endswith("…")
+
+
+def test_check_reports_template_syntax_before_start(tmp_path: Path) -> None:
+    dest = get_destination("slack")
+    assert dest.check(api_config(template="{{ name }}")) == []
+    assert dest.check(api_config()) == []
+    [problem] = dest.check(api_config(template="Hi {{ name "))
+    assert problem.startswith("template: ") and "line 1" in problem
+    path = tmp_path / "connectors.yaml"
+    path.write_text(
+        "destinations:\n"
+        f"  s:\n    type: slack\n    token: {XOXB}\n    channel: C0123456789\n"
+        "    template: 'Hi {% if name %}'\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, {})
+    problems = [str(p) for p in caught.value.problems]
+    assert any("destinations.s: template: " in p for p in problems), problems
+    assert XOXB not in "\n".join(problems)
+
+
+# --- Web API config --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("extra", [
+    {},
+    {"channel": "#sales"},
+    {"channel": "sales-team_2"},
+    {"channel": "G01234567AB"},
+    {"base_url": "https://slack-proxy.example.com/api"},
+    {"base_url": "http://127.0.0.1:9000/api"},
+    {"username": "Forms", "icon_emoji": ":inbox_tray:", "timeout": 5, "retry": {"horizon": 3600}},
+])
+def test_web_api_configs_are_accepted(extra: dict[str, Any]) -> None:
+    cfg = api_config(**extra)
+    assert cfg.token is not None and cfg.token.get_secret_value() == XOXB
+    assert cfg.webhook_url is None
+    assert not cfg.base_url.endswith("/")
+    assert XOXB not in repr(cfg) and XOXB not in str(cfg.model_dump())
+
+
+BAD_CONFIGS = {
+    "both ways": ({"webhook_url": URL, "token": XOXB, "channel": CHANNEL}, "not both"),
+    "webhook and channel": ({"webhook_url": URL, "channel": CHANNEL}, "not both"),
+    "token only": ({"token": XOXB}, "missing required key 'channel'"),
+    "channel only": ({"channel": CHANNEL}, "missing required key 'token'"),
+    "user token": ({"token": "xoxp-" + XOXB[5:], "channel": CHANNEL}, "user token (xoxp-)"),
+    "not a token": ({"token": XOXB[5:], "channel": CHANNEL}, "must be a Slack bot token"),
+    "header injection": ({"token": XOXB + "\r\nX-Evil: 1", "channel": CHANNEL}, "must be a Slack bot token"),
+    "webhook as token": ({"token": URL, "channel": CHANNEL}, "must be a Slack bot token"),
+    "channel with spaces": ({"token": XOXB, "channel": "sales team"}, "must be a channel ID"),
+    "empty channel": ({"token": XOXB, "channel": ""}, "must be a channel ID"),
+    "plain http base": ({"token": XOXB, "channel": CHANNEL, "base_url": "http://slack.example.com/api"},
+                        "must start with https://"),
+    "base_url on a webhook": ({"webhook_url": URL, "base_url": "https://slack.com/api"}, "base_url applies only"),
+    "unknown key": ({"token": XOXB, "channel": CHANNEL, "map": {"email": "{{ email }}"}}, "Extra inputs"),
+}
+
+
+@pytest.mark.parametrize(("data", "message"), BAD_CONFIGS.values(), ids=BAD_CONFIGS.keys())
+def test_bad_web_api_configs_are_rejected_without_echoing_secrets(data: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        SlackConfig.model_validate({"type": "slack", **data})
+    text = str(caught.value)
+    assert message in text
+    for secret in (XOXB, XOXB[5:], TOKEN):
+        assert secret not in text
+
+
+def test_web_api_config_problems_are_reported_by_the_loader(tmp_path: Path) -> None:
+    path = tmp_path / "connectors.yaml"
+    path.write_text(
+        "destinations:\n"
+        f"  a:\n    type: slack\n    token: {XOXB}\n"
+        "  b:\n    type: slack\n    token: ${SLACK_TOKEN}\n    channel: 'sales team'\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, {"SLACK_TOKEN": "xoxp-" + XOXB[5:]})
+    problems = [str(p) for p in caught.value.problems]
+    assert any("destinations.a: missing required key 'channel'" in p for p in problems), problems
+    assert any("destinations.b.token: is a user token (xoxp-)" in p for p in problems), problems
+    assert any("destinations.b.channel: must be a channel ID" in p for p in problems), problems
+    assert XOXB[5:] not in "\n".join(problems)
+
+
+def test_api_logs_carry_facts_and_warnings_but_no_token_or_personal_data() -> None:
+    pacer, _ = fake_pacer()
+    with captured_logs() as records, respx.mock() as router:
+        router.post(POST_URL).mock(side_effect=[
+            replay(API_FIXTURES / "ok_with_warning.json"), replay(API_FIXTURES / "not_in_channel.json"),
+            replay(API_FIXTURES / "ratelimited.json")])
+        deliver([item(1), item(2), item(3)], api_config(), pacer)
+    dumped = " ".join(json.dumps(vars(r), default=str) for r in records)
+    for secret in (XOXB, XOXB[5:], "Bearer", "ada@example.com", "Ada Lovelace", "Sales", "Contact us"):
+        assert secret not in dumped
+    facts = [(r.slack_method, r.outcome, r.slack_error, r.slack_warnings, r.levelno)
+             for r in records if hasattr(r, "outcome")]
+    assert facts == [
+        ("chat.postMessage", "delivered", None, ["superfluous_charset"], logging.WARNING),
+        ("chat.postMessage", "failed", "not_in_channel", [], logging.WARNING),
+        ("chat.postMessage", "retry", "ratelimited", [], logging.WARNING),
+    ]
+
+
+class _WebApiLike(BaseHTTPRequestHandler):
+    received: ClassVar[list[tuple[str, str, bytes]]] = []
+
+    def do_POST(self) -> None:  # the name http.server dispatches to
+        body = self.rfile.read(int(self.headers.get("content-length", "0")))
+        self.received.append((self.path, self.headers.get("authorization", ""), body))
+        answer = json.dumps({"ok": True, "channel": "C0123456789", "ts": "1763892901.000300"}).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json; charset=utf-8")
+        self.send_header("content-length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_posts_to_a_real_loopback_web_api() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _WebApiLike)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        pacer, _ = fake_pacer()
+        cfg = api_config(base_url=f"http://127.0.0.1:{server.server_address[1]}/api")
+        [outcome] = deliver([item()], cfg, pacer)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert outcome.status == "delivered" and outcome.remote_id == "C0123456789:1763892901.000300"
+    path, authorization, body = _WebApiLike.received[-1]
+    assert (path, authorization) == ("/api/chat.postMessage", f"Bearer {XOXB}")
+    assert json.loads(body)["channel"] == CHANNEL

@@ -1,4 +1,5 @@
-"""Block Kit rendering of a Submission for Slack (helper of `slack`, not a destination type).
+"""Slack message bodies for a Submission: Block Kit by default, or a route's text template
+(helper of `slack`, not a destination type).
 
 Limits come from ../shared/reference/destinations.md §1.3 (Block Kit limits): 50 blocks per
 message, header plain_text ≤150, section text ≤3000, ≤10 section fields of ≤2000 each. Slack
@@ -14,6 +15,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from flows.mapping import MappingError, render
 from hub.submission import AnswerValue, Submission
 
 MAX_BLOCKS = 50
@@ -28,6 +30,8 @@ LABEL_CHARS = 200
 SHORT_ANSWER_CHARS = 120
 """Answers longer than this get a full-width section (3000) instead of a two-column field (2000)."""
 MAX_LINK_CHARS = 1000
+TEMPLATE_TEXT_CHARS = 40_000
+"""Slack truncates a longer `text` (§1.2, unconfirmed) or answers msg_too_long: clip it first."""
 ELLIPSIS = "…"
 
 Block = dict[str, Any]
@@ -188,11 +192,59 @@ def render_message(
     username: str | None = None,
     icon_emoji: str | None = None,
 ) -> dict[str, Any]:
-    """The incoming-webhook request body: blocks plus the `text` notifications show."""
+    """The default message body: blocks plus the `text` notifications show."""
     message: dict[str, Any] = {
         "text": fallback_text(submission),
         "blocks": render_blocks(submission, record_link),
     }
+    return _with_identity(message, username, icon_emoji)
+
+
+def render_template_message(
+    template: str,
+    submission: Submission,
+    username: str | None = None,
+    icon_emoji: str | None = None,
+) -> dict[str, Any]:
+    """A plain-text message from an admin's Jinja template; raises MappingError.
+
+    The template's own markup (`*bold*`, `<https://…|links>`) is kept, while what respondents
+    typed is escaped before rendering, so an answer cannot mention @channel or forge a link.
+    """
+    text = render(template, escaped_submission(submission), field="template").strip()
+    if not text:
+        raise MappingError("template: rendered to an empty message; Slack refuses a message without text")
+    return _with_identity({"text": clip(text, TEMPLATE_TEXT_CHARS, escaped=True)}, username, icon_emoji)
+
+
+def escaped_submission(submission: Submission) -> Submission:
+    """`submission` with respondent-supplied text mrkdwn-escaped.
+
+    Answer keys and labels are left alone: the form owner wrote them, and templates look
+    answers up by them (`answers['Terms & conditions']`).
+    """
+    answers = [answer.model_copy(update={"value": _escaped(answer.value)}) for answer in submission.answers]
+    return submission.model_copy(update={
+        "form_title": _escaped(submission.form_title),
+        "email": _escaped(submission.email),
+        "name": _escaped(submission.name),
+        "answers": answers,
+        "hidden": _escaped(submission.hidden),
+        "metadata": _escaped(submission.metadata),
+    })
+
+
+def _escaped(value: Any) -> Any:
+    if isinstance(value, str):
+        return escape(value)
+    if isinstance(value, list):
+        return [_escaped(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _escaped(item) for key, item in value.items()}
+    return value
+
+
+def _with_identity(message: dict[str, Any], username: str | None, icon_emoji: str | None) -> dict[str, Any]:
     if username:
         message["username"] = username
     if icon_emoji:

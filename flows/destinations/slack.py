@@ -1,12 +1,20 @@
-"""`slack`: post one Block Kit message per submission to a Slack incoming webhook.
+"""`slack`: post one message per submission, through an incoming webhook or the Web API.
 
-Source: ../shared/reference/destinations.md §1.1 (incoming webhooks) and §1.3 (Block Kit limits);
-recorded answers in ../shared/fixtures/destinations/slack_webhook/. A webhook answers 200 `ok`
-or a status with a short error string; 429 carries Retry-After in seconds. There is no
-idempotency key, so a retry after a 5xx or a timeout may post the message twice.
+Source: ../shared/reference/destinations.md §1.1 (incoming webhooks), §1.2 (`chat.postMessage`)
+and §1.3 (Block Kit limits); recorded answers in ../shared/fixtures/destinations/slack_webhook/
+and slack_chat_postmessage/. Two ways to name the target, exactly one per destination:
 
-The webhook URL is the credential: it never reaches a log, a reason or a validation error,
-and pacing keys use a hash of it.
+- `webhook_url`: the URL is the credential; answers are classified in `_slack_webhook`.
+- `token` (bot token, `xoxb-`, scope chat:write) + `channel`: POST {base_url}/chat.postMessage;
+  answers (HTTP 200 with `ok: false` for errors) are classified in `_slack_api`. The answer's
+  channel and `ts` become the Outcome's remote_id, and a delivery that already has one (a replay
+  of a posted message) edits that message with chat.update instead of posting a second copy.
+
+The body is the Block Kit rendering of `_slack_blocks`, or plain text from a Jinja template
+(the route's, else the config's). Pacing: one message per second per webhook, or per
+(token, channel) — Slack's per-channel limit — shared by every route and task through the
+process-wide pacer; a 429 pauses that key for exactly its Retry-After. Secrets (the webhook
+URL, the token) never reach a log, a reason or a validation error; pacing keys hash them.
 """
 
 from __future__ import annotations
@@ -16,63 +24,46 @@ import logging
 import re
 import time
 from collections.abc import Callable
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from flows.destinations import _http
-from flows.destinations._slack_blocks import render_message
+from flows.destinations import _http, _slack_api, _slack_webhook
+from flows.destinations._slack_blocks import render_message, render_template_message
 from flows.destinations.base import DeliveryContext, DeliveryItem, Destination, DestinationSettings, Outcome
+from flows.mapping import MappingError, check_template
 
 log = logging.getLogger("hookhub.destinations.slack")
 
+DEFAULT_BASE_URL = "https://slack.com/api"
 MIN_INTERVAL = 1.0
-"""Slack's posting guidance: about one message per second per webhook (§1.1 Rate limit)."""
+"""Slack's posting limit: about one message per second per webhook / per channel (§1.1, §1.2)."""
 MAX_INLINE_PAUSE = 5.0
 """A longer pause hands the item back to the ledger instead of holding the task asleep."""
-
-_REBUILD = "create a new incoming webhook (Slack app > Incoming Webhooks) and update webhook_url"
-_HOOKHUB_BUG = "Slack rejected the message hookhub built; please report it with the submission id"
-ADVICE: dict[str, str] = {
-    "invalid_payload": _HOOKHUB_BUG,
-    "invalid_blocks": _HOOKHUB_BUG,
-    "invalid_blocks_format": _HOOKHUB_BUG,
-    "no_text": _HOOKHUB_BUG,
-    "missing_text_or_fallback_or_attachments": _HOOKHUB_BUG,
-    "too_many_attachments": _HOOKHUB_BUG,
-    "user_not_found": "the message names a user that does not exist in the workspace",
-    "action_prohibited": "a workspace admin restricts posting to this channel; "
-    "ask them to allow the app, or point the webhook at another channel",
-    "posting_to_general_channel_denied": "only admins may post to this channel; "
-    "point the webhook at another channel",
-    "channel_not_found": f"the webhook's channel was deleted or is out of the app's reach; {_REBUILD}",
-    "channel_is_archived": "unarchive the channel or point the webhook at another",
-    "invalid_token": f"the webhook's token was revoked or the app uninstalled; {_REBUILD}",
-    "no_service": f"the webhook was removed or disabled in Slack; {_REBUILD}",
-    "no_service_id": f"the webhook was removed or disabled in Slack; {_REBUILD}",
-    "no_active_hooks": "the app's incoming webhooks are turned off; turn them back on in the app settings",
-    "no_team": f"the webhook's Slack workspace no longer exists; {_REBUILD}",
-    "team_disabled": "the webhook's Slack workspace is disabled; ask a Slack admin or use another workspace",
-}
-_RETRY_STATUSES = frozenset({408, 429})
+ADVICE = _slack_webhook.ADVICE  # webhook error strings; Web API codes are in _slack_api.ADVICE
+_CHANNEL_ID = re.compile(r"[A-Z][A-Z0-9]{8,}")
+_CHANNEL_NAME = re.compile(r"#?[^\sA-Z#,<>@|]{1,80}")
 
 
 class SlackConfig(DestinationSettings):
-    """Where and as whom to post.
+    """Where and as whom to post: `webhook_url`, or `token` + `channel`."""
 
-    `webhook_url` is optional in the model because `token` + `channel` (chat.postMessage)
-    will be the other way to name a target; for now the validator requires it.
-    """
-
-    # Validation errors must not echo the input: the URL is a credential.
+    # Validation errors must not echo the input: the URL and the token are credentials.
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     webhook_url: SecretStr | None = Field(
         default=None, description="Slack incoming webhook URL (https://hooks.slack.com/services/...)"
     )
+    token: SecretStr | None = Field(default=None, description="bot token (xoxb-…) with chat:write, with channel")
+    channel: str | None = Field(default=None, description="channel ID (C0123456789) or #name, with token")
+    base_url: str = Field(default=DEFAULT_BASE_URL, description="Web API root (a proxy or test server)")
     username: str | None = Field(
         default=None, min_length=1, max_length=80, description="display name override"
     )
     icon_emoji: str | None = Field(default=None, description="icon override such as :inbox_tray:")
+    template: str | None = Field(
+        default=None, description="Jinja template of the message text, instead of the Block Kit message"
+    )
 
     @field_validator("webhook_url")
     @classmethod
@@ -82,6 +73,35 @@ class SlackConfig(DestinationSettings):
             return None
         return SecretStr(_http.check_url(value.get_secret_value(), allow_http=False))
 
+    @field_validator("token")
+    @classmethod
+    def _bot_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        text = value.get_secret_value().strip()
+        if text.startswith("xoxp-"):
+            raise ValueError("is a user token (xoxp-); use the app's Bot User OAuth Token (xoxb-)")
+        if not re.fullmatch(r"xoxb-[A-Za-z0-9-]{8,}", text):
+            raise ValueError("must be a Slack bot token: xoxb- followed by letters, digits and dashes "
+                             "(Slack app > OAuth & Permissions > Bot User OAuth Token)")
+        return SecretStr(text)
+
+    @field_validator("channel")
+    @classmethod
+    def _channel(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        if not (_CHANNEL_ID.fullmatch(value) or _CHANNEL_NAME.fullmatch(value)):
+            raise ValueError("must be a channel ID such as C0123456789 (preferred: it survives renames) "
+                             "or a channel name such as #sales (lower case, no spaces)")
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        return _http.check_url(value, allow_http=False).rstrip("/")
+
     @field_validator("icon_emoji")
     @classmethod
     def _emoji(cls, value: str | None) -> str | None:
@@ -90,9 +110,21 @@ class SlackConfig(DestinationSettings):
         return value
 
     @model_validator(mode="after")
-    def _has_target(self) -> SlackConfig:
-        if self.webhook_url is None:
-            raise ValueError("missing required key 'webhook_url' (the Slack incoming webhook URL)")
+    def _one_target(self) -> SlackConfig:
+        api = self.token is not None or self.channel is not None
+        if self.webhook_url is not None and api:
+            raise ValueError("give either webhook_url (incoming webhook) or token + channel (Web API), not both")
+        if self.webhook_url is None and not api:
+            raise ValueError("missing the Slack target: set webhook_url (an incoming webhook URL), "
+                             "or token (a bot token, xoxb-…) + channel (where to post)")
+        if self.webhook_url is None and self.token is None:
+            raise ValueError("missing required key 'token' (a bot token, xoxb-…, with the chat:write "
+                             "scope): channel needs it")
+        if self.webhook_url is None and self.channel is None:
+            raise ValueError("missing required key 'channel' (the channel ID such as C0123456789, "
+                             "or #name): token needs it")
+        if self.webhook_url is not None and "base_url" in self.model_fields_set:
+            raise ValueError("base_url applies only to token + channel; a webhook posts to webhook_url as is")
         return self
 
 
@@ -103,97 +135,137 @@ class SlackDestination(Destination):
     def __init__(self, wall_clock: Callable[[], float] = time.time) -> None:
         self._wall_clock = wall_clock  # only to read Retry-After HTTP-dates
 
+    def check(self, config: BaseModel) -> list[str]:
+        problem = check_template(config.template) if isinstance(config, SlackConfig) and config.template else None
+        return [f"template: {problem}"] if problem else []
+
     async def deliver(
         self, items: list[DeliveryItem], config: BaseModel, context: DeliveryContext
     ) -> list[Outcome]:
-        if not isinstance(config, SlackConfig) or config.webhook_url is None:
-            raise TypeError("slack destination needs a validated SlackConfig with webhook_url")
-        url = config.webhook_url.get_secret_value()
-        pacing_key = _http.account_key("slack-webhook", url)
-        # One after the other: the webhook takes one message per second anyway.
-        return [await self._deliver_one(item, url, pacing_key, config, context) for item in items]
+        if not isinstance(config, SlackConfig):
+            raise TypeError("slack destination needs a validated SlackConfig")
+        # One after the other: Slack takes one message per second per channel anyway.
+        return [await self._deliver_one(item, config, context) for item in items]
 
-    async def _deliver_one(
-        self, item: DeliveryItem, url: str, pacing_key: str, config: SlackConfig, context: DeliveryContext
-    ) -> Outcome:
-        paused = context.pacer.paused_for(pacing_key)
-        if paused > MAX_INLINE_PAUSE:
-            reason = f"not sent: Slack asked to slow down (429); the webhook is paused for {paused:.0f} s"
-            return Outcome(key=item.key, status="retry", reason=reason, retry_after=paused)
-        await context.pacer.wait_turn(pacing_key, MIN_INTERVAL)
-        message = render_message(item.submission, context.record_link(item.submission.id),
-                                 config.username, config.icon_emoji)
-        body = json.dumps(message, ensure_ascii=False).encode("utf-8")
-        headers = {"content-type": "application/json; charset=utf-8"}
+    async def _deliver_one(self, item: DeliveryItem, config: SlackConfig, context: DeliveryContext) -> Outcome:
+        template = item.template if item.template is not None else config.template
         try:
-            answer = await _http.post(
-                context.http, url, content=body, headers=headers, timeout=config.timeout
-            )
-        except _http.TransportFailed as exc:
-            outcome = transport_outcome(item.key, exc)
-            _log(context, item, outcome, slack_error=None)
+            if template is not None:
+                message = render_template_message(template, item.submission, config.username, config.icon_emoji)
+            else:
+                link = context.record_link(item.submission.id)
+                message = render_message(item.submission, link, config.username, config.icon_emoji)
+        except MappingError as exc:
+            # The template cannot render this submission: only this item fails, nothing is sent.
+            outcome = Outcome(key=item.key, status="failed", reason=str(exc))
+            _log(context, item, outcome, method=None)
             return outcome
-        outcome = classify(item.key, answer, now=self._wall_clock())
-        if answer.status == 429:
-            # Every task posting to this webhook must hold off, not just this one.
-            wait = outcome.retry_after if outcome.retry_after is not None else MIN_INTERVAL
-            context.pacer.pause(pacing_key, wait)
-        _log(context, item, outcome, slack_error=error_code(answer.text))
+        if config.webhook_url is not None:
+            return await self._via_webhook(item, message, config.webhook_url.get_secret_value(), config, context)
+        return await self._via_api(item, message, config, context)
+
+    async def _via_webhook(self, item: DeliveryItem, message: dict[str, Any], url: str,
+                           config: SlackConfig, context: DeliveryContext) -> Outcome:
+        key = _http.account_key("slack-webhook", url)
+        outcome, code = await _held(item, key, context), None
+        if outcome is None:
+            try:
+                answer = await _http.post(context.http, url, content=_json(message),
+                                          headers=_JSON, timeout=config.timeout)
+            except _http.TransportFailed as exc:
+                outcome = transport_outcome(item.key, exc, posting=True)
+            else:
+                outcome = _slack_webhook.classify(item.key, answer, now=self._wall_clock())
+                code = _slack_webhook.error_code(answer.text)
+                if answer.status == 429:
+                    # Every task posting to this webhook must hold off, not just this one.
+                    context.pacer.pause(key, outcome.retry_after or MIN_INTERVAL)
+        _log(context, item, outcome, method="webhook", slack_error=code)
         return outcome
 
+    async def _via_api(self, item: DeliveryItem, message: dict[str, Any],
+                       config: SlackConfig, context: DeliveryContext) -> Outcome:
+        key = channel_key(config)
+        earlier = _slack_api.parse_remote_id(item.remote_id)
+        if earlier is not None:
+            # Already posted once: edit that message, so a replay never shows it twice.
+            edit = {k: v for k, v in message.items() if k not in ("username", "icon_emoji")}
+            body = {"channel": earlier[0], "ts": earlier[1], **edit}
+            result = await self._call("chat.update", body, key, item, config, context)
+            if result.error not in _slack_api.REPOST_ERRORS:
+                return result.outcome
+        body = {"channel": config.channel, **message}
+        return (await self._call("chat.postMessage", body, key, item, config, context)).outcome
 
-def error_code(body: str) -> str | None:
-    """Slack's error string when the body is one (`channel_is_archived`), else None."""
-    text = body.strip()
-    return text if re.fullmatch(r"[a-z][a-z0-9_]{0,63}", text) else None
-
-
-def classify(key: str, answer: _http.Answer, now: float) -> Outcome:
-    """Delivered / retry / failed for one webhook answer; never raises on odd bodies."""
-    status = answer.status
-    code = error_code(answer.text)
-    if status == 200 and code == "ok":
-        return Outcome(key=key, status="delivered", status_code=status)
-    if status in _RETRY_STATUSES:
-        retry_after = _http.parse_retry_after(answer.headers.get("retry-after"), now)
-        reason = f"Slack answered HTTP {status}"
-        if status == 429:
-            reason = "Slack rate limit (429): too many messages to this webhook"
-        return Outcome(key=key, status="retry", status_code=status, reason=reason, retry_after=retry_after)
-    if status >= 500:
-        what = f"Slack says {code}" if code else f"Slack server error: {_http.snippet(answer.text)}"
-        reason = f"{what} (HTTP {status}); retrying, the message may be posted twice"
-        return Outcome(key=key, status="retry", status_code=status, reason=reason)
-    reason = _failure_reason(status, code, answer.text)
-    return Outcome(key=key, status="failed", status_code=status, reason=reason)
-
-
-def _failure_reason(status: int, code: str | None, body: str) -> str:
-    if code and code in ADVICE:
-        return f"Slack says {code}: {ADVICE[code]}"
-    if code and 400 <= status < 500:
-        return f"Slack says {code} (HTTP {status}): the message was refused; check the webhook in Slack"
-    seen = _http.snippet(body) if body.strip() else "an empty body"
-    if status == 200:
-        return f"Slack answered HTTP 200 with {seen!r} instead of 'ok'; the message may or may not be posted"
-    return f"unexpected answer from Slack (HTTP {status}): {seen!r}"
+    async def _call(self, method: str, body: dict[str, Any], key: str, item: DeliveryItem,
+                    config: SlackConfig, context: DeliveryContext) -> _slack_api.ApiResult:
+        posting = method == "chat.postMessage"
+        held = await _held(item, key, context)
+        if held is not None:
+            result = _slack_api.ApiResult(held)
+        else:
+            headers = {**_JSON, "authorization": f"Bearer {_token(config)}"}
+            try:
+                answer = await _http.post(context.http, f"{config.base_url}/{method}", content=_json(body),
+                                          headers=headers, timeout=config.timeout)
+            except _http.TransportFailed as exc:
+                result = _slack_api.ApiResult(transport_outcome(item.key, exc, posting=posting))
+            else:
+                result = _slack_api.classify(item.key, answer, now=self._wall_clock(), posting=posting)
+                if answer.status == 429 or result.error in _slack_api.RATE_LIMITED:
+                    # The channel's budget is shared: every route and task posting there waits.
+                    context.pacer.pause(key, result.outcome.retry_after or MIN_INTERVAL)
+        _log(context, item, result.outcome, method=method, slack_error=result.error, warnings=result.warnings)
+        return result
 
 
-def transport_outcome(key: str, exc: _http.TransportFailed) -> Outcome:
+_JSON = {"content-type": "application/json; charset=utf-8"}
+
+
+def _json(message: dict[str, Any]) -> bytes:
+    return json.dumps(message, ensure_ascii=False).encode("utf-8")
+
+
+def _token(config: SlackConfig) -> str:
+    if config.token is None:  # SlackConfig._one_target rules this out for validated configs
+        raise TypeError("the Slack Web API needs a token")
+    return config.token.get_secret_value()
+
+
+def channel_key(config: SlackConfig) -> str:
+    """The pacing key of one channel of one workspace token; reveals neither."""
+    return _http.account_key("slack-channel", f"{_token(config)}\n{config.channel}")
+
+
+async def _held(item: DeliveryItem, key: str, context: DeliveryContext) -> Outcome | None:
+    """A retry outcome when `key` is paused for long, else None once it is this item's turn."""
+    paused = context.pacer.paused_for(key)
+    if paused > MAX_INLINE_PAUSE:
+        reason = f"not sent: Slack asked to slow down (429); this channel is paused for {paused:.0f} s"
+        return Outcome(key=item.key, status="retry", reason=reason, retry_after=paused)
+    await context.pacer.wait_turn(key, MIN_INTERVAL)
+    return None
+
+
+def transport_outcome(key: str, exc: _http.TransportFailed, posting: bool = True) -> Outcome:
     reason = f"Slack: {exc.reason}"
-    if exc.sent:
+    if exc.sent and posting:
         reason += "; retrying, the message may be posted twice"
     return Outcome(key=key, status="retry", reason=reason)
 
 
-def _log(context: DeliveryContext, item: DeliveryItem, outcome: Outcome, slack_error: str | None) -> None:
-    level = logging.DEBUG if outcome.status == "delivered" else logging.WARNING
+def _log(context: DeliveryContext, item: DeliveryItem, outcome: Outcome, method: str | None,
+         slack_error: str | None = None, warnings: tuple[str, ...] = ()) -> None:
+    # Facts only: the reason may quote rendered text (personal data), so it stays in the ledger.
+    level = logging.DEBUG if outcome.status == "delivered" and not warnings else logging.WARNING
     log.log(level, "slack delivery %s", outcome.status, extra={
         "destination": context.destination_id,
         "delivery_key": item.key,
+        "slack_method": method,
         "outcome": outcome.status,
         "status_code": outcome.status_code,
         "slack_error": slack_error,
+        "slack_warnings": list(warnings),
         "retry_after": outcome.retry_after,
     })
 

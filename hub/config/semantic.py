@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 import connectors
 from connectors import UnknownProvider
+from connectors.base import Connector
 from flows import destinations as destination_registry
 from flows.destinations import UnknownDestinationType
 from hub.config.models import SourceConfig
@@ -46,6 +47,7 @@ def check_sources(reporter: Reporter, sources: Any) -> dict[str, BaseModel]:
             reporter.error((*path, "provider"), str(exc))
             continue
         extras = {k: v for k, v in raw.items() if k not in SOURCE_KEYS}
+        needs_secret = connector.requires_secret
         try:
             options[source_id] = connector.Options.model_validate(extras)
         except ValidationError as exc:
@@ -58,7 +60,15 @@ def check_sources(reporter: Reporter, sources: Any) -> dict[str, BaseModel]:
                 context=f" for provider {provider}",
                 extra_keys=SOURCE_KEYS,
             )
-        if connector.requires_secret and raw.get("secret") is None:
+            # Where the options decide whether a secret is needed, that waits for valid options.
+            needs_secret &= getattr(type(connector), "needs_secret", None) in (None, Connector.needs_secret)
+        else:
+            # Per-options answers (connectors.base.Connector); duck-typed connectors may lack them.
+            if hasattr(connector, "needs_secret"):
+                needs_secret = connector.needs_secret(options[source_id])
+            for message in getattr(connector, "warnings", lambda _options: [])(options[source_id]):
+                reporter.warn(path, message)
+        if needs_secret and raw.get("secret") is None:
             reporter.error(
                 (*path, "secret"),
                 f"missing required key 'secret' (provider {provider} verifies requests with it)",

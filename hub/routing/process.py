@@ -23,7 +23,7 @@ Routed = dict[str, tuple[str, list[PlannedDelivery]]]
 
 def normalize_row(config: HubConfig, row: InboxRow) -> Submission:
     source = config.sources.get(row.source)
-    connector = get_connector(source.provider if source else row.provider)
+    connector = get_connector(source.provider).for_source(source.options) if source else get_connector(row.provider)
     request = InboundRequest(method=row.method, url=row.url, headers=row.headers, body=row.body)
     context = NormalizeContext(
         submission_id=row.id, source=row.source,

@@ -1,0 +1,128 @@
+"""Config keys and addresses every e-mail destination shares (a helper, not a destination type).
+
+`smtp`, `sendgrid` and `postmark` subclass `EmailSettings`, so `from`, `to`, `subject`, the body
+templates and `map` mean the same whatever carries the mail. Rendering is in `_email_render`.
+"""
+
+from __future__ import annotations
+
+import re
+from email.utils import getaddresses
+from typing import NamedTuple
+
+from pydantic import ConfigDict, Field, field_validator
+
+from flows.destinations.base import DestinationSettings
+
+MAP_FIELDS = ("to", "cc", "bcc", "subject", "reply_to", "reply_to_name")
+"""What a `map:` may set: the message's submission-dependent fields."""
+
+DEFAULT_SUBJECT = "New submission: {{ title }}{% if name %} from {{ name }}{% endif %}"
+
+_ATOM = r"[^\s@<>()\[\],;:\"\\]"
+_ADDRESS = re.compile(rf"{_ATOM}+@[^\s@<>()\[\],;:\"\\.]+(\.[^\s@<>()\[\],;:\"\\.]+)+")
+_NAME_SPECIALS = re.compile(r"[()<>\[\]:;@\\,.\"]")
+
+
+class Mailbox(NamedTuple):
+    name: str
+    address: str
+
+    def formatted(self) -> str:
+        """`Name <address>` as JSON APIs take it; the name quoted when it holds specials."""
+        if not self.name:
+            return self.address
+        name = self.name
+        if _NAME_SPECIALS.search(name):
+            name = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return f"{name} <{self.address}>"
+
+
+def has_jinja(text: str) -> bool:
+    return "{{" in text or "{%" in text or "{#" in text
+
+
+def one_line(text: str, limit: int) -> str:
+    """A header value: whitespace (CR/LF included) collapsed, so user data cannot add headers."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def parse_mailboxes(text: str) -> list[Mailbox]:
+    """Addresses in `text` (separated by `,` or `;`, `Name <a@b>` allowed); ValueError on a bad one."""
+    found: list[Mailbox] = []
+    for part in _split_addresses(" ".join(text.split())):
+        pairs = getaddresses([part])
+        name, address = pairs[0] if len(pairs) == 1 else ("", "")
+        if not _ADDRESS.fullmatch(address):
+            raise ValueError(f"{one_line(part, 80)!r} is not an e-mail address")
+        found.append(Mailbox(one_line(name, 100), address))
+    return found
+
+
+def _split_addresses(text: str) -> list[str]:
+    """Split on separators outside quotes and angle brackets (`"Doe, Jane" <j@x>, k@y`)."""
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = angle = False
+    for char in text:
+        if char == '"':
+            quoted = not quoted
+        elif char in "<>" and not quoted:
+            angle = char == "<"
+        if char in ",;" and not quoted and not angle:
+            parts.append("".join(current))
+            current = []
+            continue
+        current.append(char)
+    parts.append("".join(current))
+    return [p.strip() for p in parts if p.strip()]
+
+
+class EmailSettings(DestinationSettings):
+    # Validation errors must not echo the input: subclasses add passwords and API keys.
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    from_: str = Field(alias="from", description="sender: forms@example.com or 'Forms <forms@example.com>'")
+    to: list[str] = Field(min_length=1, description="recipients; each entry addresses or a Jinja template")
+    cc: list[str] = Field(default_factory=list, description="copy recipients, like `to`")
+    bcc: list[str] = Field(default_factory=list, description="blind-copy recipients, like `to`")
+    subject: str = Field(default=DEFAULT_SUBJECT, min_length=1, description="Jinja template of the subject")
+    text_template: str | None = Field(default=None, description="Jinja template of the plain-text body")
+    html_template: str | None = Field(default=None, description="Jinja template of the HTML body (autoescaped)")
+    html: bool = Field(default=True, description="also send an HTML part")
+    map: dict[str, str] | None = Field(
+        default=None, description=f"Jinja templates for {', '.join(MAP_FIELDS)}; a route's map replaces it"
+    )
+
+    @field_validator("from_")
+    @classmethod
+    def _sender(cls, value: str) -> str:
+        try:
+            found = parse_mailboxes(value)
+        except ValueError:
+            found = []
+        if len(found) != 1:
+            raise ValueError("must be one e-mail address, such as forms@example.com or 'Forms <forms@example.com>'")
+        return value.strip()
+
+    @field_validator("to", "cc", "bcc")
+    @classmethod
+    def _recipients(cls, value: list[str]) -> list[str]:
+        # Literal entries are checked now; templates only once a submission renders them.
+        for entry in value:
+            if not has_jinja(entry):
+                parse_mailboxes(entry)
+        return value
+
+    @field_validator("map")
+    @classmethod
+    def _map_fields(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        unknown = sorted(set(value or {}) - set(MAP_FIELDS))
+        if unknown:
+            raise ValueError(f"unknown e-mail field {unknown[0]!r}; known: {', '.join(MAP_FIELDS)}")
+        return value
+
+    @property
+    def sender(self) -> Mailbox:
+        return parse_mailboxes(self.from_)[0]

@@ -1,0 +1,198 @@
+"""HubSpot requests, batch inputs and the facts in answers (helper of `hubspot`, not a destination type).
+
+Source: ../shared/reference/destinations.md §2.3 (rate-limit headers, 429 bodies) and §2.4 (error
+body fields, all optional: parse defensively). Nothing here logs, and no URL or token ever
+reaches a reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from flows.destinations import _http
+
+MAX_BODY_BYTES = 1024 * 1024
+"""A batch answer echoes every contact's properties: 100 of them can pass _http's 64 KiB cap,
+and a truncated answer would turn 100 upserted contacts into 100 unreadable results."""
+REASON_CHARS = 300
+
+
+async def send(client: httpx.AsyncClient, method: str, url: str, *, content: bytes,
+               headers: dict[str, str], timeout: float) -> _http.Answer:
+    """One request without following redirects; raises _http.TransportFailed when there is no answer.
+
+    Same rules as `_http.post` (whole-exchange timeout, errors described by type so the URL
+    never shows) with a larger body cap.
+    """
+    try:
+        async with asyncio.timeout(timeout):
+            request = client.build_request(method, url, content=content, headers=headers, timeout=timeout)
+            response = await client.send(request, stream=True, follow_redirects=False)
+            try:
+                body = await _read_capped(response)
+            finally:
+                await response.aclose()
+    except TimeoutError:
+        raise _http.TransportFailed(f"no answer within {timeout:g} s", sent=True) from None
+    except httpx.ConnectTimeout:
+        raise _http.TransportFailed(f"could not connect within {timeout:g} s", sent=False) from None
+    except httpx.TimeoutException:
+        raise _http.TransportFailed(f"no answer within {timeout:g} s", sent=True) from None
+    except httpx.ConnectError:
+        raise _http.TransportFailed("could not connect (DNS, refused or TLS error)", sent=False) from None
+    except httpx.TransportError as exc:
+        raise _http.TransportFailed(f"connection failed ({type(exc).__name__})", sent=True) from None
+    return _http.Answer(status=response.status_code, headers=response.headers, body=body)
+
+
+async def _read_capped(response: httpx.Response) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= MAX_BODY_BYTES:
+            break
+    return b"".join(chunks)[:MAX_BODY_BYTES]
+
+
+@dataclass(frozen=True)
+class Input:
+    """One contact bound for the batch upsert."""
+
+    key: str
+    email: str
+    properties: dict[str, str]
+    remote_id: str | None = None
+
+    def body(self) -> dict[str, Any]:
+        # §2.2: idProperty email, no match creates, one match updates.
+        return {"idProperty": "email", "id": self.email, "properties": self.properties,
+                "objectWriteTraceId": self.key}
+
+
+def batches(inputs: list[Input], size: int) -> list[list[Input]]:
+    """Groups of at most `size`, each email at most once per group (HubSpot refuses duplicate ids in
+    one batch); a repeated email goes to a later group, so the later submission is applied last."""
+    groups: list[list[Input]] = []
+    emails: list[set[str]] = []
+    for one in inputs:
+        email = one.email.casefold()
+        index = next((i for i, group in enumerate(groups) if len(group) < size and email not in emails[i]), None)
+        if index is None:
+            groups.append([])
+            emails.append(set())
+            index = len(groups) - 1
+        groups[index].append(one)
+        emails[index].add(email)
+    return groups
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The X-HubSpot-RateLimit-* headers of one answer; None where absent or unreadable."""
+
+    max: int | None = None
+    remaining: int | None = None
+    interval: float | None = None
+    """Seconds of the rolling window (the header is in milliseconds)."""
+    daily: int | None = None
+    daily_remaining: int | None = None
+    """Not sent for OAuth calls (§2.3)."""
+
+
+def limits(headers: httpx.Headers) -> Limits:
+    interval_ms = _int(headers.get("x-hubspot-ratelimit-interval-milliseconds"))
+    return Limits(
+        max=_int(headers.get("x-hubspot-ratelimit-max")),
+        remaining=_int(headers.get("x-hubspot-ratelimit-remaining")),
+        interval=interval_ms / 1000 if interval_ms else None,
+        daily=_int(headers.get("x-hubspot-ratelimit-daily")),
+        daily_remaining=_int(headers.get("x-hubspot-ratelimit-daily-remaining")),
+    )
+
+
+def _int(value: str | None) -> int | None:
+    if value is None or not re.fullmatch(r"\s*\d{1,12}\s*", value):
+        return None
+    return int(value)
+
+
+def json_body(answer: _http.Answer) -> Any:
+    """The parsed JSON body, or None when it is not JSON."""
+    try:
+        return json.loads(answer.body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def error_object(data: Any) -> dict[str, Any]:
+    """An error body as a dict ({} when the body was not a JSON object)."""
+    return data if isinstance(data, dict) else {}
+
+
+def sub_errors(error: dict[str, Any]) -> list[dict[str, Any]]:
+    found = error.get("errors")
+    return [e for e in found if isinstance(e, dict)] if isinstance(found, list) else []
+
+
+def texts(error: dict[str, Any]) -> list[str]:
+    """Every message an error carries (its own and its `errors[]`), for finding names in them."""
+    found = [error.get("message")] + [e.get("message") for e in sub_errors(error)]
+    return [text for text in found if isinstance(text, str)]
+
+
+def category(error: dict[str, Any]) -> str | None:
+    value = error.get("category") or error.get("errorType")
+    return value if isinstance(value, str) else None
+
+
+def codes(error: dict[str, Any]) -> list[str]:
+    """Specific codes such as PROPERTY_DOESNT_EXIST, INVALID_EMAIL, CONTACT_EXISTS."""
+    found = [e.get("code") or e.get("errorType") for e in sub_errors(error)] + [error.get("error")]
+    return [code for code in found if isinstance(code, str) and code]
+
+
+def describe(error: dict[str, Any], fallback: str) -> str:
+    """`CATEGORY: message (CODE)` from an error object, one line, bounded."""
+    details = [e.get("message") for e in sub_errors(error) if isinstance(e.get("message"), str)]
+    # errors[].message is the readable one; the top message often embeds the same as JSON.
+    message = "; ".join(details[:3]) or error.get("message")
+    text = message if isinstance(message, str) and message.strip() else fallback
+    label = category(error)
+    code_list = [c for c in codes(error) if c != label]
+    out = f"{label}: {text}" if label else text
+    if code_list:
+        out += f" ({', '.join(dict.fromkeys(code_list))})"
+    return _http.snippet(out, REASON_CHARS)
+
+
+def existing_id(error: dict[str, Any]) -> str | None:
+    """The contact id a 409 names ("Contact already exists. Existing ID: 51209")."""
+    for text in texts(error):
+        match = re.search(r"Existing ID:\s*(\d+)", text)
+        if match:
+            return match.group(1)
+    return None
+
+
+def required_scopes(error: dict[str, Any]) -> list[str]:
+    scopes: list[str] = []
+    for sub in sub_errors(error):
+        context = sub.get("context")
+        if isinstance(context, dict):
+            for name in ("requiredGranularScopes", "requiredScopes"):
+                value = context.get(name)
+                if isinstance(value, list):
+                    scopes.extend(str(scope) for scope in value)
+    return list(dict.fromkeys(scopes))
+
+
+def body_snippet(answer: _http.Answer) -> str:
+    return repr(_http.snippet(answer.text)) if answer.body.strip() else "an empty body"

@@ -1,0 +1,229 @@
+"""`sendgrid`: e-mail each submission through SendGrid's v3 Mail Send API.
+
+Source: ../shared/reference/destinations.md §5.2 (SendGrid v3 Mail Send) and §5.6 (dedupe);
+recorded answers in ../shared/fixtures/destinations/sendgrid/. One request per submission:
+`POST {base_url}/v3/mail/send` with `Authorization: Bearer <api_key>`; content (subject, text and
+HTML bodies, recipients, Reply-To) from `_email_render`, shared with `smtp` and `postmark`.
+
+- 2xx (202, empty body) → delivered; the `X-Message-Id` header is the remote_id.
+- 429 → retry after `Retry-After`, else after `X-RateLimit-Reset` (epoch seconds), exactly; the
+  whole API key is paused in the process-wide pacer. `X-RateLimit-Remaining: 0` on any answer
+  pauses it until the reset too, so a burst queues instead of collecting 429s.
+- 408 and 5xx → retry (no idempotency key: after an ambiguous failure the mail may arrive twice);
+  every other status (400 validation, 401 key, 403 sender identity, 413 size, 3xx) → failed with
+  SendGrid's own error messages.
+- `custom_args.hookhub_submission_id` ties SendGrid's event webhooks back to the submission.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from flows.destinations import _http
+from flows.destinations._email_render import EmailContent, check_email, render_email
+from flows.destinations._email_settings import EmailSettings, Mailbox
+from flows.destinations.base import DeliveryContext, DeliveryItem, Destination, Outcome
+from flows.mapping import MappingError
+
+log = logging.getLogger("hookhub.destinations.sendgrid")
+
+DEFAULT_BASE_URL = "https://api.sendgrid.com"
+USER_AGENT = "hookhub-sendgrid/0.1"
+MAX_INLINE_PAUSE = 5.0
+"""A shorter pause is waited out in the task; a longer one hands the item back as retry."""
+UNTIMED_PAUSE = 60.0
+"""A 429 without Retry-After or X-RateLimit-Reset says nothing about when: leave the key alone this long."""
+RETRY_STATUSES = frozenset({408, 429})
+ADVICE = {
+    401: "check api_key (revoked, mistyped, or missing the Mail Send permission)",
+    403: "verify the `from` address as a Sender Identity in SendGrid, or check the key's permissions",
+    413: "the message is too large for SendGrid; shorten the templates",
+}
+
+
+class SendgridConfig(EmailSettings):
+    # Validation errors must not echo the input: the API key is a credential.
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    api_key: SecretStr = Field(description="SendGrid API key (SG.…) with the Mail Send permission")
+    base_url: str = Field(
+        default=DEFAULT_BASE_URL, description="API root; https://api.eu.sendgrid.com for EU subusers"
+    )
+    concurrency: int = Field(default=4, ge=1, le=50, description="requests in flight at once per batch")
+
+    @field_validator("api_key")
+    @classmethod
+    def _one_line(cls, value: SecretStr) -> SecretStr:
+        text = value.get_secret_value().strip()
+        if not text or any(char.isspace() for char in text):
+            raise ValueError("must be the API key itself: one word, no spaces (is the environment variable set?)")
+        return SecretStr(text)
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        return _http.check_url(value, allow_http=False).rstrip("/")
+
+
+class SendgridDestination(Destination):
+    type = "sendgrid"
+    Config = SendgridConfig
+
+    def __init__(self, wall_clock: Callable[[], float] = time.time) -> None:
+        self._wall_clock = wall_clock  # unix time: X-RateLimit-Reset and Retry-After dates
+
+    def check(self, config: BaseModel) -> list[str]:
+        return check_email(config) if isinstance(config, SendgridConfig) else []
+
+    async def deliver(
+        self, items: list[DeliveryItem], config: BaseModel, context: DeliveryContext
+    ) -> list[Outcome]:
+        if not isinstance(config, SendgridConfig):
+            raise TypeError("sendgrid destination needs a validated SendgridConfig")
+        pacing_key = _http.account_key("sendgrid", config.api_key.get_secret_value())
+        # Created here, not at import: a semaphore belongs to the event loop of the calling task.
+        slots = asyncio.Semaphore(config.concurrency)
+
+        async def one(item: DeliveryItem) -> Outcome:
+            async with slots:
+                outcome = await self._deliver_one(item, config, pacing_key, context)
+            _log(context, item, outcome)
+            return outcome
+
+        return list(await asyncio.gather(*(one(item) for item in items)))
+
+    async def _deliver_one(
+        self, item: DeliveryItem, config: SendgridConfig, pacing_key: str, context: DeliveryContext
+    ) -> Outcome:
+        try:
+            content = render_email(config, item, context.record_link(item.submission.id))
+        except MappingError as exc:
+            return Outcome(key=item.key, status="failed", reason=str(exc))
+        paused = context.pacer.paused_for(pacing_key)
+        if paused > MAX_INLINE_PAUSE:
+            reason = f"not sent: SendGrid asked to slow down (429); the API key is paused for {paused:.0f} s"
+            return Outcome(key=item.key, status="retry", reason=reason, retry_after=paused)
+        await context.pacer.wait_turn(pacing_key, 0.0)  # returns at once unless a short pause is on
+        headers = {
+            "authorization": f"Bearer {config.api_key.get_secret_value()}",
+            "content-type": "application/json",
+            "user-agent": USER_AGENT,
+        }
+        body = json.dumps(mail_body(content), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        try:
+            answer = await _http.post(context.http, f"{config.base_url}/v3/mail/send", content=body,
+                                      headers=headers, timeout=config.timeout)
+        except _http.TransportFailed as exc:
+            reason = f"SendGrid: {exc.reason}" + ("; retrying, the mail may arrive twice" if exc.sent else "")
+            return Outcome(key=item.key, status="retry", reason=reason)
+        now = self._wall_clock()
+        outcome = classify(item.key, answer, now)
+        pause = budget_pause(answer, now)
+        if outcome.status == "retry" and outcome.retry_after is not None:
+            pause = max(pause, outcome.retry_after)  # exactly what SendGrid asked, never clamped
+        elif answer.status == 429:
+            pause = max(pause, UNTIMED_PAUSE)
+        if pause:
+            context.pacer.pause(pacing_key, pause)
+        return outcome
+
+
+def _person(mailbox: Mailbox) -> dict[str, str]:
+    return {"email": mailbox.address, "name": mailbox.name} if mailbox.name else {"email": mailbox.address}
+
+
+def mail_body(content: EmailContent) -> dict[str, Any]:
+    """The Mail Send request body (§5.2): one personalization, text/plain before text/html."""
+    personalization: dict[str, Any] = {"to": [_person(m) for m in content.to]}
+    if content.cc:
+        personalization["cc"] = [_person(m) for m in content.cc]
+    if content.bcc:
+        personalization["bcc"] = [_person(m) for m in content.bcc]
+    body: dict[str, Any] = {"personalizations": [personalization], "from": _person(content.sender)}
+    if content.reply_to:
+        body["reply_to"] = _person(content.reply_to)
+    body["subject"] = content.subject
+    body["content"] = [{"type": "text/plain", "value": content.text}]
+    if content.html is not None:
+        body["content"].append({"type": "text/html", "value": content.html})
+    body["custom_args"] = {"hookhub_submission_id": content.submission_id}
+    return body
+
+
+def classify(key: str, answer: _http.Answer, now: float) -> Outcome:
+    """Delivered / retry / failed for one Mail Send answer; never raises on odd bodies."""
+    status = answer.status
+    if 200 <= status < 300:
+        message_id = (answer.headers.get("x-message-id") or "").strip()[:200] or None
+        return Outcome(key=key, status="delivered", status_code=status, remote_id=message_id)
+    if status in RETRY_STATUSES or status >= 500:
+        retry_after = _http.parse_retry_after(answer.headers.get("retry-after"), now)
+        if retry_after is None and status == 429:
+            retry_after = _until_reset(answer, now)
+        what = "rate limit (429)" if status == 429 else f"HTTP {status}"
+        reason = f"SendGrid {what}: {errors_text(answer)}"
+        if status >= 500:
+            reason += "; retrying, the mail may arrive twice"
+        return Outcome(key=key, status="retry", status_code=status, reason=reason, retry_after=retry_after)
+    reason = f"SendGrid refused the mail (HTTP {status}): {errors_text(answer)}"
+    if status in ADVICE:
+        reason += f"; {ADVICE[status]}"
+    elif 300 <= status < 400:
+        reason += "; SendGrid redirects are not followed: check base_url"
+    return Outcome(key=key, status="failed", status_code=status, reason=reason)
+
+
+def _until_reset(answer: _http.Answer, now: float) -> float | None:
+    """Seconds until `X-RateLimit-Reset` (epoch seconds), None when absent or unreadable."""
+    try:
+        reset = float(answer.headers.get("x-ratelimit-reset", ""))
+    except ValueError:
+        return None
+    return max(0.0, reset - now)
+
+
+def budget_pause(answer: _http.Answer, now: float) -> float:
+    """How long the key must rest because its budget is spent (`X-RateLimit-Remaining: 0`)."""
+    if (answer.headers.get("x-ratelimit-remaining") or "").strip() != "0":
+        return 0.0
+    return _until_reset(answer, now) or 0.0
+
+
+def errors_text(answer: _http.Answer) -> str:
+    """SendGrid's `errors[]` as `field: message; …`, or the start of whatever came instead."""
+    try:
+        data = json.loads(answer.body)
+    except (ValueError, UnicodeDecodeError):
+        data = None
+    errors = data.get("errors") if isinstance(data, dict) else None
+    if isinstance(errors, list) and errors:
+        parts = []
+        for error in errors[:5]:
+            if isinstance(error, dict):
+                field = error.get("field")
+                message = str(error.get("message") or "").strip()
+                parts.append(f"{field}: {message}" if field else message)
+        return _http.snippet("; ".join(p for p in parts if p), 400) or "no error message"
+    return repr(_http.snippet(answer.text)) if answer.body.strip() else "empty body"
+
+
+def _log(context: DeliveryContext, item: DeliveryItem, outcome: Outcome) -> None:
+    # Never the addresses, subject or SendGrid's messages: they can carry personal data.
+    level = logging.DEBUG if outcome.status == "delivered" else logging.WARNING
+    log.log(level, "sendgrid delivery %s", outcome.status, extra={
+        "destination": context.destination_id,
+        "delivery_key": item.key,
+        "outcome": outcome.status,
+        "status_code": outcome.status_code,
+        "retry_after": outcome.retry_after,
+    })
+
+
+destination = SendgridDestination()
