@@ -129,6 +129,9 @@ class Connector(abc.ABC):
     credential_query: ClassVar[frozenset[str]] = frozenset()
     """URL query parameters that carry credentials and are never stored."""
     requires_secret: ClassVar[bool] = True
+    event_ids_per_form: ClassVar[bool] = False
+    """True where the provider numbers events per form (Wufoo, Microsoft Forms): the spool then
+    dedupes on (form id, event id), so two forms posting to one source cannot collide."""
     Options: ClassVar[type[BaseModel]] = NoOptions
 
     @abc.abstractmethod
@@ -168,6 +171,13 @@ class Connector(abc.ABC):
     def warnings(self, options: BaseModel) -> list[str]:
         """Valid but risky settings of a source, reported by `hookhub check` as warnings."""
         return []
+
+
+def dedupe_key(connector: Connector, envelope: Envelope) -> str:
+    """The spool's dedupe key for a request (the Submission keeps the provider's own event id)."""
+    if connector.event_ids_per_form and envelope.form_id:
+        return f"{envelope.form_id}/{envelope.event_id}"
+    return envelope.event_id
 
 
 def require_secrets(source: SourceSettings) -> Sequence[str]:

@@ -141,6 +141,7 @@ class WufooConnector(Connector):
     provider = "wufoo"
     title = "Wufoo"
     scheme = "handshake-key-body"
+    event_ids_per_form = True
     content_types = frozenset({"application/x-www-form-urlencoded"})
 
     def verify(self, request: InboundRequest, source: SourceSettings, now: float) -> None:

@@ -485,11 +485,13 @@ def test_a_429_pauses_every_route_using_the_token_then_everything_is_delivered()
     window: dict[str, float] = {}
     early: list[float] = []
 
+    sent: list[tuple[float, str, list[str]]] = []
+
     def hubspot(request: httpx.Request) -> httpx.Response:
+        sent.append((vt.now, request.url.host, [i["id"] for i in json.loads(request.content)["inputs"]]))
         # HubSpot's side: the token's window is spent at the first call and opens 10 s later.
         if "closed_until" not in window:
             window["closed_until"] = vt.now + 10
-            fake.calls.append((vt.now, request.method, str(request.url.host), json.loads(request.content)))
             return limited
         if vt.now < window["closed_until"]:
             early.append(vt.now)
@@ -515,7 +517,6 @@ def test_a_429_pauses_every_route_using_the_token_then_everything_is_delivered()
         outcomes = asyncio.run(main())
     assert [[o.status for o in batch] for batch in outcomes] == [["delivered"] * 2, ["delivered"] * 2]
     assert early == []  # nothing reached HubSpot while the token was paused
-    sent = [(t, host, [i["id"] for i in body["inputs"]]) for t, _, host, body in fake.calls]
     assert sent[0] == (1000.0, "api.hubapi.com", [ADA, GRACE])
     # After exactly the documented interval: the first route's resend and the EU route's
     # two single-contact requests (batch_size 1), none before.

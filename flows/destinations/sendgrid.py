@@ -5,7 +5,8 @@ recorded answers in ../shared/fixtures/destinations/sendgrid/. One request per s
 `POST {base_url}/v3/mail/send` with `Authorization: Bearer <api_key>`; content (subject, text and
 HTML bodies, recipients, Reply-To) from `_email_render`, shared with `smtp` and `postmark`.
 
-- 2xx (202, empty body) → delivered; the `X-Message-Id` header is the remote_id.
+- 202 (empty body) → delivered; the `X-Message-Id` header is the remote_id. Any other 2xx is not
+  Mail Send's answer (a proxy, a portal) → failed, not retried: the mail may have gone out.
 - 429 → retry after `Retry-After`, else after `X-RateLimit-Reset` (epoch seconds), exactly; the
   whole API key is paused in the process-wide pacer. `X-RateLimit-Remaining: 0` on any answer
   pauses it until the reset too, so a burst queues instead of collecting 429s.
@@ -160,9 +161,14 @@ def mail_body(content: EmailContent) -> dict[str, Any]:
 def classify(key: str, answer: _http.Answer, now: float) -> Outcome:
     """Delivered / retry / failed for one Mail Send answer; never raises on odd bodies."""
     status = answer.status
-    if 200 <= status < 300:
+    if status == 202:
         message_id = (answer.headers.get("x-message-id") or "").strip()[:200] or None
         return Outcome(key=key, status="delivered", status_code=status, remote_id=message_id)
+    if 200 <= status < 300:
+        # Mail Send answers 202 (§5.2); another 2xx is something else talking (a proxy, a portal).
+        reason = f"unexpected answer for SendGrid (HTTP {status}): {errors_text(answer)}; the mail may or " \
+                 "may not have been sent: check base_url"
+        return Outcome(key=key, status="failed", status_code=status, reason=reason)
     if status in RETRY_STATUSES or status >= 500:
         retry_after = _http.parse_retry_after(answer.headers.get("retry-after"), now)
         if retry_after is None and status == 429:
@@ -186,7 +192,8 @@ def _until_reset(answer: _http.Answer, now: float) -> float | None:
         reset = float(answer.headers.get("x-ratelimit-reset", ""))
     except ValueError:
         return None
-    return max(0.0, reset - now)
+    # A reset already past says nothing usable (clocks differ): the caller falls back.
+    return reset - now if reset > now else None
 
 
 def budget_pause(answer: _http.Answer, now: float) -> float:

@@ -158,6 +158,25 @@ def check_routes(reporter: Reporter, data: dict[str, Any]) -> None:
             except WhenSyntaxError as exc:
                 # Positioned at the value; the message names the column inside the condition.
                 reporter.error((*path, "when"), f"invalid condition: {exc}")
+        _check_target_templates(reporter, route.get("to"), (*path, "to"))
+
+
+def _check_target_templates(reporter: Reporter, targets: Any, path: KeyPath) -> None:
+    """Route-level templates and field mappings must at least parse before any submission comes."""
+    from flows.mapping import check_template
+
+    if not isinstance(targets, list):
+        return
+    for index, target in enumerate(targets):
+        if not isinstance(target, dict):
+            continue
+        texts: list[tuple[KeyPath, Any]] = [((*path, index, "template"), target.get("template"))]
+        mapping = target.get("map")
+        if isinstance(mapping, dict):
+            texts += [((*path, index, "map", field), text) for field, text in mapping.items()]
+        for text_path, text in texts:
+            if isinstance(text, str) and (problem := check_template(text)):
+                reporter.error(text_path, f"invalid template: {problem}")
 
 
 def warn_unused(reporter: Reporter, data: dict[str, Any]) -> None:

@@ -32,7 +32,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from connectors.base import Envelope, InboundRequest, UnsupportedPayload, VerificationFailed
+from connectors.base import Envelope, InboundRequest, UnsupportedPayload, VerificationFailed, dedupe_key
 from hub.receiver.body import BadContentLength, BodyTooLarge, ClientGone, read_limited
 from hub.runtime import ConfigHolder, PreparedSource
 from hub.spool.ids import new_id
@@ -114,7 +114,7 @@ class Receiver:
             received_at=received_at,
             source=source_id,
             provider=source.connector.provider,
-            event_id=envelope.event_id,
+            event_id=dedupe_key(source.connector, envelope),
             kind=envelope.kind,
             note=envelope.note,
             method=inbound.method,
