@@ -127,6 +127,9 @@ class Pacer:
         """None when a send was counted now, else seconds until one might fit."""
         with self._lock:
             now = self._clock()
+            paused = self._paused_until.get(key, now) - now
+            if paused > 0:
+                return paused
             budget = self._windows.setdefault(key, _Window(limit, window))
             budget.expire(now)
             if len(budget.sends) < budget.limit:

@@ -35,11 +35,12 @@ FLOW_FAILURE_BACKOFF = 5.0
 @dataclass
 class Dispatcher:
     hub: Hub
-    stop_timeout: float = 30.0
+    stop_timeout: float = 20.0
     owner: str = field(default_factory=lambda: f"{os.getpid()}-{uuid.uuid4().hex[:8]}")
     _stop: threading.Event = field(default_factory=threading.Event, init=False)
     _thread: threading.Thread | None = field(default=None, init=False)
     flows_run: int = field(default=0, init=False)
+    in_flight: int = field(default=0, init=False)
 
     def start(self) -> None:
         self._stop.clear()
@@ -49,7 +50,10 @@ class Dispatcher:
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=self.stop_timeout + 5)
+            # Wait for batches under way; with none, do not wait for Prefect's server to finish
+            # starting (that blocks the thread for seconds): an unfinished claim is recovered
+            # at the next start anyway.
+            self._thread.join(timeout=self.stop_timeout + 5 if self.in_flight else 2.0)
             self._thread = None
 
     def _run(self) -> None:
@@ -87,6 +91,8 @@ class Dispatcher:
                 job = asyncio.create_task(self._flow(conn, inbox_ids, due, settings.chunk_size))
                 in_flight.add(job)
                 job.add_done_callback(in_flight.discard)
+                self.in_flight = len(in_flight)
+                job.add_done_callback(lambda _: setattr(self, "in_flight", len(in_flight)))
         finally:
             warm_up.cancel()
             if in_flight:

@@ -477,14 +477,21 @@ def test_a_failed_note_keeps_the_contact_id_and_says_what_happened() -> None:
 # --- the token's budget -------------------------------------------------------------------------
 
 
-def test_a_429_pauses_every_route_using_the_token_then_everything_is_delivered() -> None:
-    """Two routes, two destinations with different configs, one token: one budget for both."""
+@pytest.mark.parametrize("headers", ["recorded", "none"])
+def test_a_429_pauses_every_route_using_the_token_then_everything_is_delivered(headers: str) -> None:
+    """Two routes, two destinations with different configs, one token: one budget for both.
+
+    "recorded" replays the fixture with its X-HubSpot-RateLimit-* headers (Remaining: 0);
+    "none" strips them, so only the 429's policy and the documented 10 s interval tell.
+    """
     pacer, vt = fake_pacer()
-    fake = FakeHubSpot(vt)
-    limited = replay(HUBSPOT_FIXTURES / "rate_limit_ten_secondly_429.json")
+    fake = FakeHubSpot(vt, headers=None if headers == "recorded" else {})
+    recorded = json.loads((HUBSPOT_FIXTURES / "rate_limit_ten_secondly_429.json").read_text())
+    if headers == "none":
+        recorded["headers"] = {"Content-Type": "application/json"}
+    limited = httpx.Response(429, headers=recorded["headers"], content=json.dumps(recorded["body"]).encode())
     window: dict[str, float] = {}
     early: list[float] = []
-
     sent: list[tuple[float, str, list[str]]] = []
 
     def hubspot(request: httpx.Request) -> httpx.Response:

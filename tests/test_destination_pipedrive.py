@@ -313,7 +313,7 @@ def test_a_mapping_error_fails_only_that_submission() -> None:
 # --- rate limits --------------------------------------------------------------------------------
 
 
-def test_calls_are_spaced_and_an_empty_window_waits_for_its_reset() -> None:
+def test_an_empty_window_waits_for_its_reset() -> None:
     pacer, vt = fake_pacer()
     times: dict[str, list[float]] = {"search": [], "person": [], "lead": []}
     spent = httpx.Response(200, headers={"x-ratelimit-remaining": "0", "x-ratelimit-reset": "2"},
@@ -332,11 +332,42 @@ def test_calls_are_spaced_and_an_empty_window_waits_for_its_reset() -> None:
         outcomes = deliver([item(1), item(2)], pacer=pacer)
     assert [o.status for o in outcomes] == ["delivered", "delivered"]
     # The search answer said the window is used up: nothing is sent until it resets, 2 s later.
-    assert times["search"][0] == 1000.0
-    assert times["person"][0] == pytest.approx(1002.0)
-    assert times["lead"][0] == pytest.approx(1002.1)
-    assert times["search"][1] == pytest.approx(1002.2)
-    assert times["person"][1] == pytest.approx(1004.2)
+    assert times == {"search": [1000.0, 1002.0], "person": [1002.0, 1004.0], "lead": [1002.0, 1004.0]}
+
+
+def test_the_budget_follows_the_tokens_own_rate_limit_headers() -> None:
+    pacer, vt = fake_pacer()
+    sent_at: list[float] = []
+    headers = {"x-ratelimit-limit": "4", "x-ratelimit-remaining": "3", "x-ratelimit-reset": "2"}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent_at.append(vt.now)
+        if request.method == "GET":
+            return httpx.Response(200, headers=headers, json={"success": True, "data": {"items": [
+                {"result_score": 1.0, "item": {"id": 1042}}]}})
+        return httpx.Response(201, headers=headers, json={"success": True, "data": {"id": LEAD_ID}})
+
+    with mocked() as router:
+        router.get(SEARCH).mock(side_effect=answer)
+        router.post(LEADS).mock(side_effect=answer)
+        outcomes = deliver([item(n) for n in range(1, 4)], pacer=pacer)
+    assert [o.status for o in outcomes] == ["delivered"] * 3
+    # 4 calls per 2 s, as the token's headers say (not the default 20): the 5th waits for the window.
+    assert sent_at == [1000.0, 1000.0, 1000.0, 1000.0, 1002.0, 1002.0]
+
+
+def test_searches_have_their_own_smaller_budget() -> None:
+    pacer, vt = fake_pacer()
+    searched_at: list[float] = []
+
+    def search(_request: httpx.Request) -> httpx.Response:
+        searched_at.append(vt.now)
+        return fixture("person_search_hit_200")
+
+    with mocked() as router:
+        happy_routes(router)["search"].mock(side_effect=search)
+        deliver([item(n) for n in range(1, 12)], pacer=pacer)
+    assert searched_at == [1000.0] * 10 + [1002.0]  # 10 searches per 2 s, on every plan
 
 
 def test_a_429_pauses_the_token_exactly_and_a_short_pause_queues_the_next_submission() -> None:

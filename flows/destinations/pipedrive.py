@@ -12,10 +12,12 @@ delivery whose lead exists is never sent again. A timeout or 5xx *during* a crea
 leave a duplicate (§4 "Idempotency: none").
 
 Rate limits (§4): a burst budget per token per rolling 2 s window (search has a stricter one)
-and a daily token budget per company. Calls are spaced through the shared pacer per token
-(hashed), `x-ratelimit-remaining: 0` pauses the token until `x-ratelimit-reset`, and a 429 pauses
-it for Retry-After exactly (or `x-ratelimit-reset`). A pause longer than a few seconds hands the
-rest of the batch back to the ledger unsent.
+and a daily token budget per company. Every call takes a slot of the token's rolling budget in
+the shared pacer (keyed by a hash of the token): 20 per 2 s until the answers'
+`x-ratelimit-limit`/`-remaining` give the real numbers, searches also 10 per 2 s.
+`x-ratelimit-remaining: 0` pauses the token until `x-ratelimit-reset`, and a 429 pauses it for
+Retry-After exactly (or `x-ratelimit-reset`). A pause longer than a few seconds hands the rest
+of the batch back to the ledger unsent.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from flows.destinations import _crm_http, _http
 from flows.destinations._pipedrive_api import (
+    WINDOW,
     Progress,
     Stopped,
     created_id,
@@ -44,9 +47,10 @@ from flows.mapping import MappingError, check_template, render, render_map
 log = logging.getLogger("hookhub.destinations.pipedrive")
 
 DEFAULT_BASE_URL = "https://api.pipedrive.com"
-MIN_INTERVAL = 0.1
-"""20 requests per 2 s: the smallest api_token burst budget (Essential plan, §4)."""
-SEARCH_INTERVAL = 0.2
+BURST_LIMIT = 20
+"""Requests per rolling WINDOW before the token's own numbers are known: the smallest api_token
+burst budget (Essential plan, §4); `x-ratelimit-limit`/`-remaining` then replace it."""
+SEARCH_LIMIT = 10
 """The Search API allows 10 requests per 2 s on every plan (§4)."""
 MAX_INLINE_PAUSE = 5.0
 """A longer pause hands the item back to the ledger instead of holding the task asleep."""
@@ -182,13 +186,7 @@ class PipedriveDestination(Destination):
         action: str, body: Any = None, params: dict[str, str] | None = None, search: bool = False,
     ) -> tuple[Any, int]:
         """One paced API call: its `data` and status, or Stopped."""
-        paused = max(context.pacer.paused_for(keys.main), context.pacer.paused_for(keys.search) if search else 0.0)
-        if paused > MAX_INLINE_PAUSE:
-            raise Stopped("retry", f"not sent: Pipedrive's rate limit holds this api_token ({paused:.0f} s left)",
-                          retry_after=paused)
-        await context.pacer.wait_turn(keys.main, MIN_INTERVAL)
-        if search:
-            await context.pacer.wait_turn(keys.search, SEARCH_INTERVAL)
+        await self._wait_for_budget(context, keys, search)
         headers = {"x-api-token": config.api_token.get_secret_value(), "accept": "application/json",
                    "user-agent": USER_AGENT}
         if body is not None:
@@ -203,7 +201,28 @@ class PipedriveDestination(Destination):
         wait = limit_wait(answer, self._wall_clock())
         if wait:
             context.pacer.pause(keys.main, wait)  # every call with this token holds off, exactly as asked
+        remaining = _crm_http.header_number(answer, "x-ratelimit-remaining")
+        if remaining is not None:  # other apps on this token spend the same budget
+            limit = _crm_http.header_number(answer, "x-ratelimit-limit")
+            context.pacer.observe(keys.main, int(remaining), limit=int(limit) if limit else None, window=WINDOW)
         return judge(answer, action, creates, wait), answer.status
+
+    @staticmethod
+    async def _wait_for_budget(context: DeliveryContext, keys: Keys, search: bool) -> None:
+        """Return when one more call fits the token's budgets; Stopped when that is more than
+        MAX_INLINE_PAUSE away (the item goes back to the ledger instead of holding the task)."""
+        paused = context.pacer.paused_for(keys.main)
+        if paused > MAX_INLINE_PAUSE:
+            raise Stopped("retry", f"not sent: Pipedrive's rate limit holds this api_token ({paused:.0f} s left)",
+                          retry_after=paused)
+        await context.pacer.wait_turn(keys.main, 0.0)  # sits out a short pause
+        fits = await context.pacer.acquire(keys.main, BURST_LIMIT, WINDOW, MAX_INLINE_PAUSE)
+        if fits and search:
+            fits = await context.pacer.acquire(keys.search, SEARCH_LIMIT, WINDOW, MAX_INLINE_PAUSE)
+        if not fits:
+            wait = context.pacer.paused_for(keys.main) or WINDOW
+            raise Stopped("retry", f"not sent: this api_token's request budget is spent ({wait:.0f} s)",
+                          retry_after=wait)
 
 
 def render_item(item: DeliveryItem, config: PipedriveConfig) -> tuple[dict[str, str], str]:

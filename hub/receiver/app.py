@@ -152,6 +152,11 @@ class Receiver:
                                             "reason": detail})
         await _answer(send, status, {"error": error, "detail": detail})
 
+    async def probe_source(self, request: Request) -> Response:
+        """HEAD /hooks/<id>: some providers (SurveyMonkey) check the URL exists before using it."""
+        known = request.path_params["source_id"] in self.config.sources
+        return Response(status_code=200 if known else 404)
+
     async def healthz(self, request: Request) -> Response:
         return JSONResponse({"status": "alive"})
 
@@ -286,6 +291,7 @@ class HubApp(Starlette):
 def create_app(receiver: Receiver, lifespan=None) -> Starlette:  # type: ignore[no-untyped-def]
     routes = [
         Route("/hooks/{source_id}", receiver, methods=["POST"]),
+        Route("/hooks/{source_id}", receiver.probe_source, methods=["HEAD"]),
         Route("/healthz", receiver.healthz, methods=["GET"]),
         Route("/readyz", receiver.readyz, methods=["GET"]),
         Route("/metrics", receiver.metrics_endpoint, methods=["GET"]),

@@ -1,4 +1,4 @@
-"""Providers that number responses per form (Microsoft Forms, Wufoo) dedupe on (form, response)."""
+"""Receiver details: per-form dedupe (Microsoft Forms, Wufoo) and HEAD probes of hook URLs."""
 
 from __future__ import annotations
 
@@ -32,3 +32,16 @@ routes:
     assert first.json()["status"] == "accepted" and second.json()["status"] == "accepted"
     assert first.json()["id"] != second.json()["id"]
     assert again.json() == {"status": "duplicate", "id": second.json()["id"]}
+
+
+def test_head_on_a_hook_url_answers_whether_the_source_exists(tmp_path: Path) -> None:
+    config = tmp_path / "connectors.yaml"
+    config.write_text(f"sources:\n  msforms: {{provider: microsoft_forms, secret: \"{FX['secret']}\"}}\n",
+                      encoding="utf-8")
+    hub, server = start_hub(config, tmp_path / "data")
+    try:
+        assert httpx.head(f"{server.url}/hooks/msforms").status_code == 200
+        assert httpx.head(f"{server.url}/hooks/nope").status_code == 404
+        assert httpx.get(f"{server.url}/hooks/msforms").status_code == 405
+    finally:
+        server.stop()
