@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
@@ -397,6 +397,37 @@ def test_an_answer_that_leaves_contacts_unclear_sends_each_alone() -> None:
     assert [emails for _, emails in fake.upserts()] == [[ADA], [GRACE]]
 
 
+@pytest.mark.parametrize("note", [False, True])
+def test_results_that_name_nobody_count_as_upserted_but_a_note_needs_the_id(note: bool) -> None:
+    fake = FakeHubSpot()
+    nameless = {"status": "COMPLETE", "results": [{"id": "1"}, {"id": "2"}]}
+    answers = iter([httpx.Response(200, json=nameless)])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return next(answers, None) or fake(request)
+
+    batch = items(ADA, GRACE)
+    with respx.mock() as router:
+        mock_hubspot(router, handler)
+        outcomes = deliver(batch, config(note=note))
+    assert [o.status for o in outcomes] == ["delivered", "delivered"]
+    if note:  # each sent again alone, so its id is unambiguous, then the notes
+        assert [emails for _, emails in fake.upserts()] == [[ADA], [GRACE]]
+        assert [o.remote_id for o in outcomes] == ["60001", "60002"]
+        assert len([c for c in fake.calls if c[2] == NOTES]) == 2
+    else:  # upserted for sure; which id is whose is unknown, and nothing needs it
+        assert fake.calls == [] and [o.remote_id for o in outcomes] == [None, None]
+
+
+def test_a_route_map_without_email_fails_that_route_only() -> None:
+    routed = replace(item(GRACE, 2), mapping={"firstname": "{{ name | first_name }}"})
+    with respx.mock() as router:
+        mock_hubspot(router, FakeHubSpot())
+        outcomes = deliver([item(), routed])
+    assert [o.status for o in outcomes] == ["delivered", "failed"]
+    assert "the route's map has no email key" in (outcomes[1].reason or "")
+
+
 def test_per_contact_transient_error_is_retried() -> None:
     answer = {"status": "COMPLETE", "results": [], "numErrors": 1, "errors": [
         {"status": "error", "category": "LOCKED", "message": "locked", "context": {"id": [ADA]}}]}
@@ -770,9 +801,9 @@ def test_logs_carry_facts_but_no_token_or_personal_data() -> None:
 
 
 class _HubSpotLike(BaseHTTPRequestHandler):
-    received: list[tuple[str, str, dict[str, Any]]] = []
+    received: ClassVar[list[tuple[str, str, dict[str, Any]]]] = []
 
-    def do_POST(self) -> None:  # noqa: N802 (http.server API)
+    def do_POST(self) -> None:  # http.server's name
         body = json.loads(self.rfile.read(int(self.headers.get("content-length", "0"))))
         self.received.append((self.path, self.headers.get("authorization", ""), body))
         answer = json.dumps({"status": "COMPLETE", "results": [
@@ -801,3 +832,43 @@ def test_upserts_to_a_real_loopback_server() -> None:
     path, authorization, body = _HubSpotLike.received[-1]
     assert path == "/proxy" + UPSERT and authorization == f"Bearer {TOKEN}"
     assert body["inputs"][0]["id"] == ADA
+
+
+def test_a_409_in_a_batch_updates_the_named_contact_and_sends_the_others_again() -> None:
+    fake = FakeHubSpot()
+    conflict = replay(HUBSPOT_FIXTURES / "contact_exists_409.json")  # names ada@example.com, id 51209
+    answers = iter([conflict])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return next(answers, None) or fake(request)
+
+    batch = items(GRACE, ADA)
+    with respx.mock() as router:
+        mock_hubspot(router, handler)
+        outcomes = by_email(batch, deliver(batch))
+    assert (outcomes[ADA].status, outcomes[ADA].remote_id) == ("delivered", "51209")
+    assert (outcomes[GRACE].status, outcomes[GRACE].remote_id) == ("delivered", "60001")
+    sent = [(method, path, body) for _, method, path, body in fake.calls]
+    assert ("PATCH", "/crm/v3/objects/contacts/51209",
+            {"properties": {"firstname": "Ada", "lastname": "Lovelace"}}) in sent
+    assert fake.upserts()[0][1] == [GRACE]
+
+
+def test_test_route_shows_the_upsert_without_the_token(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from hub.cli import main as cli
+    from tests.harness import PROVIDER_FIXTURES
+
+    path = tmp_path / "connectors.yaml"
+    path.write_text(
+        "sources:\n  contact-form: {provider: typeform, secret: x}\n"
+        f"destinations:\n  crm: {{type: hubspot, token: \"{TOKEN}\", note: true}}\n"
+        "routes:\n  - name: leads\n    from: [contact-form]\n    to: [crm]\n",
+        encoding="utf-8",
+    )
+    fixture = PROVIDER_FIXTURES / "typeform" / "full_event_registration.json"
+    assert cli(["test-route", "leads", "--fixture", str(fixture), "--config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "=== crm (hubspot) — not sent" in out
+    assert "POST https://api.hubapi.com/crm/v3/objects/contacts/batch/upsert" in out
+    assert '"idProperty": "email"' in out
+    assert TOKEN not in out and "SECRETSECRET" not in out

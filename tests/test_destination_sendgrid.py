@@ -110,10 +110,10 @@ def test_accepted_mail_keeps_sendgrids_message_id() -> None:
     ("case", "reason"),
     [
         ("bad_request_400", "SendGrid refused the mail (HTTP 400): from.email: The from object must be provided"),
-        ("sender_identity_403", "SendGrid refused the mail (HTTP 403): from: The from address does not match a "
-                                "verified Sender Identity."),
-        ("unauthorized_401", "SendGrid refused the mail (HTTP 401): The provided authorization grant is invalid, "
-                             "expired, or revoked; check api_key"),
+        ("sender_identity_403", ("SendGrid refused the mail (HTTP 403): from: The from address does not match a "
+                                 "verified Sender Identity.")),
+        ("unauthorized_401", ("SendGrid refused the mail (HTTP 401): The provided authorization grant is invalid, "
+                              "expired, or revoked; check api_key")),
     ],
 )
 def test_failures_quote_sendgrid_and_say_what_to_do(case: str, reason: str) -> None:

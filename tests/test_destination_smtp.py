@@ -69,14 +69,14 @@ class Mailbox:
         self.rcpt_reply: dict[str, str] = {}
         self.data_replies: list[str] = []
 
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,  # noqa: N802
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
                           rcpt_options: list[str]) -> str:
         if address in self.rcpt_reply:
             return self.rcpt_reply[address]
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self.data_replies:
             return self.data_replies.pop(0)
         self.envelopes.append(envelope)
@@ -108,7 +108,7 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ssl.SSL
     folder = tmp_path_factory.mktemp("smtp-tls")
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
         .serial_number(x509.random_serial_number())
@@ -205,7 +205,7 @@ def test_one_connection_carries_the_whole_batch() -> None:
     connections: list[str] = []
 
     class Counting(Mailbox):
-        async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,  # noqa: N802
+        async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,
                               responses: list[str]) -> list[str]:
             connections.append(hostname)
             session.host_name = hostname  # aiosmtpd leaves this to an EHLO hook
@@ -226,6 +226,7 @@ def test_one_connection_carries_the_whole_batch() -> None:
     assert ids == [message_id_of(f"sub_{n:04d}.sales-mail") for n in (1, 2, 3)]
 
 
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
 def test_implicit_tls(certificate: tuple[Path, ssl.SSLContext]) -> None:
     cert_path, tls = certificate
     # aiosmtpd only knows STARTTLS as "TLS" for AUTH, so AUTH over implicit TLS needs this switch.
@@ -373,6 +374,36 @@ def test_send_exceptions_are_outcomes_not_crashes(error: Exception, expected: st
     assert words in (outcome.reason or "")
 
 
+def test_test_route_renders_every_email_destination_unsent_and_without_secrets(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from hub.cli import main as cli
+    from tests.harness import PROVIDER_FIXTURES
+
+    path = tmp_path / "connectors.yaml"
+    path.write_text(
+        "sources:\n  contact-form: {provider: typeform, secret: x}\n"
+        "destinations:\n"
+        f"  mail: {{type: smtp, host: smtp.invalid, username: {USER}, password: {PASSWORD},"
+        " from: forms@hookhub.example, to: [sales@example.com]}\n"
+        "  sg: {type: sendgrid, api_key: SG.sendgrid-secret-key, from: forms@hookhub.example, to: [s@example.com]}\n"
+        "  pm: {type: postmark, server_token: postmark-secret-token, from: forms@hookhub.example,"
+        " to: [s@example.com]}\n"
+        "routes:\n  - name: leads\n    from: [contact-form]\n"
+        "    to: [mail, sg, {destination: pm, map: {subject: 'Lead: {{ name }}'}}]\n",
+        encoding="utf-8",
+    )
+    fixture = PROVIDER_FIXTURES / "typeform" / "full_event_registration.json"
+    assert cli(["test-route", "leads", "--fixture", str(fixture), "--config", str(path)]) == 0
+    out = capsys.readouterr().out
+    for secret in (PASSWORD, "sendgrid-secret-key", "postmark-secret-token"):
+        assert secret not in out
+    mail = out.split("=== mail (smtp) — not sent\n", 1)[1].split("=== sg", 1)[0]
+    assert f"Message-ID: {message_id_of('test-route.mail')}" in mail
+    assert "Content-Type: text/html" in mail and "Content-Type: text/plain" in mail
+    assert "POST https://api.sendgrid.com/v3/mail/send" in out
+    assert "POST https://api.postmarkapp.com/email" in out and '"Subject": "Lead: Ren' in out
+
+
 # --- pacing on virtual time --------------------------------------------------------------------
 
 
@@ -428,8 +459,11 @@ def test_a_mapping_error_fails_only_that_item() -> None:
     undefined = item(2, template="Hello {{ nobody }}")
     bad_to = item(3, mapping={"to": "{{ answers['Company'] }}"})
     fine = item(4, mapping={"subject": "Lead: {{ answers['Company'] }}", "to": "{{ 'boss@example.com' }}"})
-    outcomes = deliver([broken, undefined, bad_to, fine], unreachable(), extra={"smtp_send": sent.append})
-    assert [o.status for o in outcomes] == ["failed", "failed", "failed", "delivered"]
+    arithmetic = item(5, mapping={"subject": "{{ answers['Company'] + 1 }}"})
+    outcomes = deliver([broken, undefined, bad_to, fine, arithmetic], unreachable(),
+                       extra={"smtp_send": sent.append})
+    assert [o.status for o in outcomes] == ["failed", "failed", "failed", "delivered", "failed"]
+    assert (outcomes[4].reason or "").startswith("map.subject: cannot render: TypeError: ")
     assert outcomes[0].reason == "map.subject: cannot render line 1: No filter named 'nosuchfilter'."
     assert outcomes[1].reason == "template: cannot render: 'nobody' is undefined"
     assert outcomes[2].reason == "map.to: 'Engines & Co <Ltd>' is not an e-mail address"
@@ -534,6 +568,30 @@ def test_loader_reports_config_and_template_problems(tmp_path: Path) -> None:
     assert "destinations.a: map.reply_to: No filter named 'nope'" in problems
     assert "destinations.b: security: none would send the password in clear" in problems
     assert PASSWORD not in problems
+
+
+def test_route_templates_for_email_pass_hookhub_check(tmp_path: Path) -> None:
+    from hub.config.check import check_file
+
+    path = tmp_path / "connectors.yaml"
+    path.write_text(
+        "sources:\n  a: {provider: typeform, secret: x}\n"
+        "destinations:\n  mail: {type: smtp, host: smtp.example.com, from: f@example.com, to: [t@example.com]}\n"
+        "routes:\n  - name: r\n    from: [a]\n    to:\n      - destination: mail\n"
+        "        template: \"{% for a in answer_list %}{{ a.label }}: {{ a.text | indent(2) }}\\n{% endfor %}\"\n"
+        "        map: {subject: \"{{ title }}: {{ name | first_name }}\"}\n",
+        encoding="utf-8",
+    )
+    code, text = check_file(path)
+    assert code == 0, text
+    sent: list[EmailMessage] = []
+    template = "{% for a in answer_list %}{{ a.label }}: {{ a.text | indent(2) }}\n{% endfor %}"
+    deliver([item(template=template, mapping={"subject": "{{ title }}: {{ name | first_name }}"})],
+            unreachable(), extra={"smtp_send": sent.append})
+    assert sent[0]["Subject"] == "Contact us: Ada"
+    assert bodies(sent[0])[0] == (
+        "Company: Engines & Co <Ltd>\nTopics: Sales, Support\nMessage: Hello,\n  please call me.\n"
+        "Newsletter: Yes\nComments: (no answer)\n")
 
 
 def test_logs_carry_facts_but_no_secret_or_personal_data() -> None:

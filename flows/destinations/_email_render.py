@@ -1,13 +1,13 @@
 """E-mail content shared by `smtp`, `sendgrid` and `postmark` (a helper, not a destination type).
 
 One rendering for the three: subject, plain-text and HTML bodies from Jinja templates in the
-sandbox of flows/mapping.py (its filters and names, plus `answer`, `title`, `submitted`,
-`record_link`); the HTML ones run with autoescape, so an answer can never inject markup.
-Headers come from rendered user data, so every header value is flattened to one line (no header
-injection) and every address is checked before anything is sent. Per-item problems (a template
-that does not render, a recipient that is not an address) raise `MappingError`, which fails that
-item only. Facts: ../shared/reference/destinations.md §5 (limits: ≤50 recipients per message).
-"""
+sandbox of flows/mapping.py, with its filters and names plus `title`, `submitted`, `record_link`
+and `text` on each `answer_list` entry; HTML templates run with autoescape, so an answer can never
+inject markup. Headers come from rendered user data, so every header value is flattened to one
+line (no header injection) and every address is checked before anything is sent. Per-item
+problems (a template that does not render, a recipient that is not an address) raise
+`MappingError`, which fails that item only. Facts: ../shared/reference/destinations.md §5
+(limits: ≤50 recipients per message)."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ Email: {{ email }}
 
 {% endif %}
 {% for a in answer_list %}
-{{ a.label or a.key }}: {{ a.value | answer | indent(2) }}
+{{ a.label or a.key }}: {{ a.text | indent(2) }}
 {% else %}
 (no answers)
 {% endfor %}
@@ -79,7 +79,7 @@ DEFAULT_HTML = f"""\
 <table role="presentation" cellspacing="0" style="border-collapse:collapse;max-width:640px;">
 {{% for a in answer_list %}}
 <tr><th align="left" style="{_CELL}">{{{{ a.label or a.key }}}}</th>\
-<td style="{_CELL}white-space:pre-wrap;">{{{{ a.value | answer }}}}</td></tr>
+<td style="{_CELL}white-space:pre-wrap;">{{{{ a.text }}}}</td></tr>
 {{% else %}}
 <tr><td style="{_CELL}">(no answers)</td></tr>
 {{% endfor %}}
@@ -129,8 +129,8 @@ def _environment(autoescape: bool) -> SandboxedEnvironment:
     # {% if %} on lines of their own without leaving blank lines behind.
     env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=autoescape,
                                trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    # Exactly the mapping filters: route templates are checked against those (hub/config/semantic.py).
     env.filters.update(mapping_environment().filters)
-    env.filters["answer"] = format_value
     return env
 
 
@@ -160,11 +160,17 @@ def render(text: str, names: dict[str, Any], field: str, html: bool = False) -> 
     except TemplateError as exc:
         line = f" line {exc.lineno}" if getattr(exc, "lineno", None) else ""
         raise MappingError(f"{field}: cannot render{line}: {exc.message or exc}") from None
+    except (TypeError, ValueError, ArithmeticError) as exc:
+        # `{{ answers['Age'] + 1 }}` on a text answer: the admin's template meets this submission.
+        raise MappingError(f"{field}: cannot render: {type(exc).__name__}: {exc}") from None
 
 
 def template_names(submission: Submission, record_link: str | None) -> dict[str, Any]:
     """What e-mail templates see: the mapping names plus a title, the time and the hub's link."""
     names = mapping_context(submission)
+    # Each answer also as people read it (`a.text`): lists joined, Yes/No, "(no answer)".
+    names["answer_list"] = [{**entry, "text": format_value(answer.value)}
+                            for entry, answer in zip(names["answer_list"], submission.answers)]
     title = submission.form_title or submission.form_id or submission.source or ""
     names["title"] = title.strip() or "Form submission"
     names["submitted"] = submission.submitted_at.strftime("%Y-%m-%d %H:%M UTC")

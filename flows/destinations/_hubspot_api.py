@@ -78,8 +78,8 @@ class Input:
 
 
 def batches(inputs: list[Input], size: int) -> list[list[Input]]:
-    """Groups of at most `size`, each email at most once per group (HubSpot refuses duplicate ids in
-    one batch); a repeated email goes to a later group, so the later submission is applied last."""
+    """Groups of at most `size`, each email at most once per group: a repeated email goes to a later
+    group, so the later submission is applied last rather than in an order HubSpot picks (or refuses)."""
     groups: list[list[Input]] = []
     emails: list[set[str]] = []
     for one in inputs:

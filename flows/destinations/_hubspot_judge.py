@@ -67,10 +67,11 @@ def seconds_to_next_hour(wall_now: float) -> float:
     return 3600.0 - wall_now % 3600.0 + DAILY_PROBE_MARGIN
 
 
-def judge_batch(answer: _http.Answer, inputs: list[Input], wall_now: float) -> Verdict:
+def judge_batch(answer: _http.Answer, inputs: list[Input], wall_now: float, need_ids: bool = False) -> Verdict:
+    """`need_ids`: a contact upserted without a known id must be sent again alone (a note needs the id)."""
     data = api.json_body(answer)
     if 200 <= answer.status < 300:
-        return _judge_results(answer, data, inputs)
+        return _judge_results(answer, data, inputs, need_ids)
     error = api.error_object(data)
     verdict = Verdict(status_code=answer.status)
     if answer.status == 409:
@@ -153,20 +154,21 @@ def _rate_limited(answer: _http.Answer, error: dict[str, Any], retry_after: floa
 def _conflict(verdict: Verdict, error: dict[str, Any], inputs: list[Input]) -> Verdict:
     """§2.1: 409 names the existing contact ("Existing ID: …"): update that one instead."""
     named = named_by(error, inputs) or (inputs if len(inputs) == 1 else [])
-    found = api.existing_id(error)
-    if not named:
-        verdict.alone = list(inputs)
+    if len(named) != 1:
+        # The one id in the answer cannot be told apart: each named (or unclear) contact goes alone.
+        verdict.alone = named or list(inputs)
+        verdict.resend = [one for one in inputs if one not in verdict.alone]
         return verdict
-    for one in named:
-        if found:
-            verdict.updates.append((one, found))
-        else:
-            verdict.decided[one.key] = input_outcome(one.key, error, 409)
-    verdict.resend = [one for one in inputs if one not in named]
+    found = api.existing_id(error)
+    if found:
+        verdict.updates.append((named[0], found))
+    else:
+        verdict.decided[named[0].key] = input_outcome(named[0].key, error, 409)
+    verdict.resend = [one for one in inputs if one is not named[0]]
     return verdict
 
 
-def _judge_results(answer: _http.Answer, data: Any, inputs: list[Input]) -> Verdict:
+def _judge_results(answer: _http.Answer, data: Any, inputs: list[Input], need_ids: bool) -> Verdict:
     verdict = Verdict(status_code=answer.status)
     if not isinstance(data, dict) or not isinstance(data.get("results"), list):
         reason = (f"HubSpot answered HTTP {answer.status} without per-contact results "
@@ -193,16 +195,16 @@ def _judge_results(answer: _http.Answer, data: Any, inputs: list[Input]) -> Verd
         for one in named:
             verdict.decided[one.key] = input_outcome(one.key, error, answer.status)
             del left[one.key]
-    _unclear(verdict, list(left.values()), spare, orphans, answer.status)
+    _unclear(verdict, list(left.values()), spare, orphans, answer.status, need_ids)
     return verdict
 
 
 def _unclear(verdict: Verdict, left: list[Input], spare: list[dict[str, Any]],
-             orphans: list[dict[str, Any]], status: int) -> None:
+             orphans: list[dict[str, Any]], status: int, need_ids: bool) -> None:
     """Inputs no result or error named."""
     if not left:
         return
-    if not orphans and len(spare) >= len(left):
+    if not orphans and len(spare) >= len(left) and (len(left) == 1 or not need_ids):
         # Every input has a result we could not pair: all were upserted; ids only when unambiguous.
         for one in left:
             result = spare[0] if len(left) == len(spare) == 1 else {}

@@ -201,7 +201,7 @@ class HubspotDestination(Destination):
             return Verdict(None, decided={one.key: Outcome(key=one.key, status="retry", reason=reason)
                                           for one in group})
         self._learn(answer, run, "upsert", len(group))
-        return judge_batch(answer, group, self._wall_clock())
+        return judge_batch(answer, group, self._wall_clock(), need_ids=run.config.note)
 
     async def _update(self, one: Input, contact_id: str, run: _Run) -> Outcome:
         """§2.1: a 409 names the existing contact; update it by id (its primary email stays)."""
@@ -270,6 +270,9 @@ def _prepare(item: DeliveryItem, config: HubspotConfig,
     except MappingError as exc:
         return Outcome(key=item.key, status="failed", reason=str(exc))
     email = properties.pop("email", "")
+    if "email" not in mapping:
+        reason = "the route's map has no email key, and HubSpot upserts contacts by email: add email to it"
+        return Outcome(key=item.key, status="failed", reason=reason)
     if not email:
         reason = "no e-mail address: map.email is empty for this submission, and HubSpot upserts contacts by email"
         return Outcome(key=item.key, status="failed", reason=reason)

@@ -133,7 +133,7 @@ class SmtpDestination(Destination):
             refused = await sender.send(message, content.sender.address, content.recipients)
         except ConnectFailed as exc:
             return connect_outcome(item.key, exc.cause), True
-        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+        except (aiosmtplib.SMTPException, OSError, TimeoutError, ValueError) as exc:
             outcome = send_outcome(item.key, exc)
             if outcome.status_code == 421:
                 context.pacer.pause(pacing_key, BUSY_PAUSE)
@@ -217,6 +217,8 @@ def send_outcome(key: str, exc: BaseException) -> Outcome:
         return _by_code(key, code, f"the SMTP server refused every recipient ({replies})")
     if isinstance(exc, aiosmtplib.SMTPResponseException):
         return _by_code(key, exc.code, f"the SMTP server refused the message ({_reply(exc.code, exc.message)})")
+    if isinstance(exc, ValueError):  # aiosmtplib refused the message before talking to the server
+        return Outcome(key=key, status="failed", reason=f"the message cannot be sent as built: {exc}")
     if isinstance(exc, aiosmtplib.SMTPNotSupported):
         return Outcome(key=key, status="failed", reason=f"the SMTP server cannot take this message: {exc}")
     detail = _http.snippet(str(exc)) or type(exc).__name__
