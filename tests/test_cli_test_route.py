@@ -59,3 +59,49 @@ def test_unknown_route_and_bad_fixture_are_clear_errors(tmp_path: Path, capsys) 
     bad.write_text("{", encoding="utf-8")
     assert cli(["test-route", "leads", "--fixture", str(bad), "--config", str(config)]) == 2
     assert "cannot read a JSON fixture" in capsys.readouterr().err
+
+
+ALL_TYPES = f"""
+sources:
+  contact-form: {{provider: typeform, secret: x}}
+destinations:
+  d-file: {{type: file, path: out.jsonl}}
+  d-webhook: {{type: webhook, url: "https://crm.example.com/in", secret: {WHSEC}}}
+  d-slack-hook: {{type: slack, webhook_url: "{SLACK_URL}"}}
+  d-slack-api: {{type: slack, token: xoxb-1111-2222-SECRETTOKEN, channel: "#leads"}}
+  d-smtp: {{type: smtp, host: smtp.example.com, username: u, password: SECRETPASS, from: hub@example.com,
+           to: [sales@example.com]}}
+  d-sendgrid: {{type: sendgrid, api_key: SG.SECRETKEY, from: hub@example.com, to: [sales@example.com]}}
+  d-postmark: {{type: postmark, server_token: SECRETPOSTMARK, from: hub@example.com, to: [sales@example.com]}}
+  d-hubspot: {{type: hubspot, token: pat-eu1-SECRETHUBSPOT}}
+  d-salesforce: {{type: salesforce, instance_url: "https://acme.my.salesforce.com",
+                 access_token: SECRETSF, external_id_field: Hookhub_Id__c,
+                 map: {{LastName: "{{{{ name | last_name }}}}", Company: "{{{{ answers['Company'] | default('n/a') }}}}",
+                       Email: "{{{{ email }}}}"}}}}
+  d-pipedrive: {{type: pipedrive, api_token: SECRETPIPEDRIVE}}
+routes:
+  - name: everywhere
+    from: ["*"]
+    to: [d-file, d-webhook, d-slack-hook, d-slack-api, d-smtp, d-sendgrid, d-postmark, d-hubspot, d-salesforce,
+         d-pipedrive]
+"""
+
+
+def test_every_destination_type_renders_its_request(tmp_path: Path, capsys) -> None:
+    from flows.destinations import destination_types
+
+    config = tmp_path / "connectors.yaml"
+    config.write_text(ALL_TYPES, encoding="utf-8")
+    assert cli(["test-route", "everywhere", "--fixture", str(FIXTURE), "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    sections = dict(part.split(" — not sent\n", 1) for part in out.split("=== ")[1:])
+    rendered_types = {head.split("(")[1].rstrip(")") for head in sections}
+    assert rendered_types == set(destination_types())
+    for head, body in sections.items():
+        assert "(nothing would be sent)" not in body and "would not send" not in body, (head, body)
+        assert "SECRET" not in body, head
+    assert "POST https://slack.com/api/chat.postMessage" in sections["d-slack-api (slack)"]
+    assert "Subject:" in sections["d-smtp (smtp)"] and "renee.mueller@example.de" in sections["d-smtp (smtp)"]
+    assert "POST https://api.hubapi.com/crm/v3/objects/contacts/batch/upsert" in sections["d-hubspot (hubspot)"]
+    assert "/services/data/" in sections["d-salesforce (salesforce)"]
+    assert "api.pipedrive.com" in sections["d-pipedrive (pipedrive)"]
