@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import abc
 import hashlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import ClassVar, Literal, Mapping, Protocol, Sequence
+from typing import ClassVar, Literal, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import BaseModel, ConfigDict

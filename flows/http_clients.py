@@ -15,7 +15,7 @@ from functools import cache
 import httpx
 from httpx_aiohttp import HttpxAiohttpClient
 
-_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient]" = weakref.WeakKeyDictionary()
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
 
 
 IN_FLIGHT = 64

@@ -25,10 +25,10 @@ def backoff(policy: RetryPolicy, attempt: int) -> float:
 
 def decide(row: DeliveryRow, outcome: Outcome, policy: RetryPolicy, now: float) -> Decision:
     attempt = row.attempts + 1
-    common = dict(
-        inbox_id=row.inbox_id, destination=row.destination, status_code=outcome.status_code,
-        retry_after=outcome.retry_after, remote_id=outcome.remote_id,
-    )
+    common = {
+        "inbox_id": row.inbox_id, "destination": row.destination, "status_code": outcome.status_code,
+        "retry_after": outcome.retry_after, "remote_id": outcome.remote_id,
+    }
     if outcome.status == "delivered":
         return Decision(status="delivered", outcome="delivered", **common)
     reason = outcome.reason or (f"HTTP {outcome.status_code}" if outcome.status_code else "unknown error")

@@ -12,7 +12,7 @@ import asyncio
 import json
 import logging
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -63,7 +63,7 @@ def submission_from_fixture(path: Path, config: HubConfig, route: RouteConfig) -
         method=data.get("method", "POST"), url=data.get("url", ""),
         headers={k.lower(): v for k, v in (data.get("headers") or {}).items()}, body=data["body"].encode("utf-8"),
     )
-    received = parse_instant(data["received_at"]) if data.get("received_at") else datetime.now(timezone.utc)
+    received = parse_instant(data["received_at"]) if data.get("received_at") else datetime.now(UTC)
     context = NormalizeContext(submission_id="test-route", source=source, received_at=received)
     return get_connector(provider).normalize(request, context)
 
@@ -133,11 +133,11 @@ async def _render(config: HubConfig, route: RouteConfig, submission: Submission)
         recorded: list[httpx.Request] = []
         emails: list[EmailMessage] = []
 
-        def answer(request: httpx.Request) -> httpx.Response:
+        def answer(request: httpx.Request, recorded: list[httpx.Request] = recorded) -> httpx.Response:
             recorded.append(request)
             return httpx.Response(200, json={"ok": True, "id": "test-route", "results": []})
 
-        async def smtp_send(message: EmailMessage, *_: Any, **__: Any) -> None:
+        async def smtp_send(message: EmailMessage, *_: Any, emails: list[EmailMessage] = emails, **__: Any) -> None:
             emails.append(message)
 
         target = route_target(config, route.name, destination_id)

@@ -6,7 +6,7 @@ destination sends it as is, and routes/templates address these names.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
@@ -51,8 +51,8 @@ class Submission(BaseModel):
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
         if value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
 
     @field_serializer("submitted_at")
     def _iso_utc(self, value: datetime) -> str:
@@ -68,7 +68,7 @@ class Submission(BaseModel):
 
 def iso_utc(value: datetime) -> str:
     """ISO 8601 in UTC with a `Z`, milliseconds only when the source had sub-seconds."""
-    value = value.astimezone(timezone.utc)
+    value = value.astimezone(UTC)
     if value.microsecond:
         return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
     return value.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -78,5 +78,5 @@ def parse_instant(text: str) -> datetime:
     """Parse an ISO 8601 instant as providers send it (`Z` or offset); naive means UTC."""
     value = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)

@@ -54,7 +54,7 @@ class FakeDestination:
         status, headers, text = answer
         return Response(text, status_code=status, headers=headers)
 
-    def start(self) -> "FakeDestination":
+    def start(self) -> FakeDestination:
         app = Starlette(routes=[Route("/{path:path}", self._handle, methods=["POST"])])
         self.server = serve_app(app)
         return self

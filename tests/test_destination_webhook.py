@@ -10,7 +10,7 @@ import asyncio
 import dataclasses
 import json
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -253,7 +253,7 @@ def test_webhook_id_is_stable_across_attempts_and_the_timestamp_is_not() -> None
 class _Receiver(BaseHTTPRequestHandler):
     received: list[InboundRequest] = []
 
-    def do_POST(self) -> None:  # noqa: N802 (http.server API)
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("content-length", "0")))
         headers = {k.lower(): v for k, v in self.headers.items()}
         self.received.append(InboundRequest(method="POST", url=self.path, headers=headers, body=body))
@@ -289,7 +289,7 @@ def test_signature_verifies_on_a_real_loopback_receiver() -> None:
 
 
 def test_retry_after_parsing() -> None:
-    now = datetime(2026, 11, 23, 10, 0, 0, tzinfo=timezone.utc).timestamp()
+    now = datetime(2026, 11, 23, 10, 0, 0, tzinfo=UTC).timestamp()
     assert parse_retry_after("120", now) == 120.0
     assert parse_retry_after(" 7 ", now) == 7.0
     assert parse_retry_after("0", now) == 0.0
@@ -304,7 +304,7 @@ def test_retry_after_parsing() -> None:
 def test_retry_after_http_date_is_honoured_and_pauses_the_endpoint() -> None:
     clock = Clock()
     pacer = Pacer(clock=clock)
-    date = format_datetime(datetime.fromtimestamp(NOW + 90, tz=timezone.utc), usegmt=True)
+    date = format_datetime(datetime.fromtimestamp(NOW + 90, tz=UTC), usegmt=True)
     with respx.mock() as router:
         route = router.post(URL).mock(return_value=httpx.Response(429, headers={"Retry-After": date}))
         [outcome] = deliver([item(1)], pacer=pacer, clock=clock)

@@ -14,7 +14,7 @@ import httpx
 from connectors import provider_ids
 from hub.submission import parse_instant
 from tests.fake_destination import FakeDestination, json_body
-from tests.harness import FakeClock, PROVIDER_FIXTURES, epoch, load_fixture, start_hub, wait_for
+from tests.harness import PROVIDER_FIXTURES, FakeClock, epoch, load_fixture, start_hub, wait_for
 
 WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
@@ -55,7 +55,7 @@ def test_every_provider_is_normalized_and_delivered(tmp_path: Path) -> None:
     config = tmp_path / "connectors.yaml"
     config.write_text(_config(fixtures, fake.url("/hook")), encoding="utf-8")
     clock = FakeClock()
-    hub, server = start_hub(config, tmp_path / "data", clock=clock, dispatch=True)
+    _, server = start_hub(config, tmp_path / "data", clock=clock, dispatch=True)
     try:
         ids: dict[str, dict[str, Any]] = {}
         for fx in fixtures:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 import sqlite3
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import pytest

@@ -21,11 +21,11 @@ destinations:
 routes:
   - {{name: all, from: [msforms], to: [out]}}
 """, encoding="utf-8")
-    hub, server = start_hub(config, tmp_path / "data")
+    _, server = start_hub(config, tmp_path / "data")
     headers = {k: v for k, v in FX["headers"].items() if k.lower() != "content-length"}
     other_form = FX["body"].replace(FX["expect"]["form_id"], "2otherFormId")
     try:
-        post = lambda body: httpx.post(f"{server.url}/hooks/msforms", content=body.encode(), headers=headers)  # noqa: E731
+        post = lambda body: httpx.post(f"{server.url}/hooks/msforms", content=body.encode(), headers=headers)
         first, second, again = post(FX["body"]), post(other_form), post(other_form)
     finally:
         server.stop()
@@ -38,7 +38,7 @@ def test_head_on_a_hook_url_answers_whether_the_source_exists(tmp_path: Path) ->
     config = tmp_path / "connectors.yaml"
     config.write_text(f"sources:\n  msforms: {{provider: microsoft_forms, secret: \"{FX['secret']}\"}}\n",
                       encoding="utf-8")
-    hub, server = start_hub(config, tmp_path / "data")
+    _, server = start_hub(config, tmp_path / "data")
     try:
         assert httpx.head(f"{server.url}/hooks/msforms").status_code == 200
         assert httpx.head(f"{server.url}/hooks/nope").status_code == 404

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import builtins
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from itertools import product
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ def submission(**overrides: Any) -> Submission:
         "form_id": "f-42",
         "form_title": "Summer party",
         "event_id": "evt-1",
-        "submitted_at": datetime(2024, 5, 1, 12, 30, tzinfo=timezone.utc),
+        "submitted_at": datetime(2024, 5, 1, 12, 30, tzinfo=UTC),
         "email": "ann@example.com",
         "name": "Ann Smith",
         "answers": [
