@@ -18,7 +18,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import BaseModel, ConfigDict
@@ -40,6 +40,10 @@ class UnsupportedPayload(Exception):
     On the request path this is not fatal: the verified request is still stored (keyed
     on a hash of its body) and marked unnormalizable with this message.
     """
+
+
+class FetchFailed(Exception):
+    """A provider API needed to complete a submission could not be read; the message says why."""
 
 
 class NoOptions(BaseModel):
@@ -172,6 +176,29 @@ class Connector(abc.ABC):
     def warnings(self, options: BaseModel) -> list[str]:
         """Valid but risky settings of a source, reported by `hookhub check` as warnings."""
         return []
+
+    # Pipeline hooks for providers whose webhook is only a notification (SurveyMonkey, the
+    # Forms API watch). They run inside the delivery flow, never on the request path.
+
+    fetches: ClassVar[bool] = False
+    """True if `expand` fetches what the webhook did not carry; the flow then calls it."""
+
+    async def expand(self, submission: Submission, source: SourceSettings, http: Any) -> list[Submission]:
+        """The submission(s) a notification stands for, fetched from the provider's API.
+
+        One Submission with the same `event_id`: it replaces the thin one. Otherwise each one
+        becomes a submission of its own (deduplicated on its `event_id`, so responses fetched
+        again by a later notification are not delivered twice) and the notification is done.
+        Raise `FetchFailed` when the API cannot be read; `http` is an `httpx.AsyncClient`.
+        """
+        return [submission]
+
+    maintenance_interval: ClassVar[float | None] = None
+    """Seconds between `maintain` runs for each source of this provider (None: never)."""
+
+    async def maintain(self, source_id: str, source: SourceSettings, http: Any) -> str:
+        """Periodic upkeep of one source (renewing a watch); returns what it did, for the log."""
+        return "nothing to do"
 
 
 def dedupe_key(connector: Connector, envelope: Envelope) -> str:

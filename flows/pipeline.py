@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -25,10 +26,12 @@ from flows.http_clients import shared_client
 from flows.pacing import PACER
 from flows.retry import decide
 from flows.runtime import Runtime, runtime_for
+from hub.config.models import HubConfig
 from hub.routing.plan import route_target
-from hub.routing.process import route_rows
+from hub.routing.process import connector_for, normalize_rows, plan_submissions
 from hub.spool import ledger
-from hub.spool.ledger import Decision, DeliveryRow
+from hub.spool.ids import new_id
+from hub.spool.ledger import Decision, DeliveryRow, InboxRow
 from hub.spool.schema import connect
 from hub.submission import Submission
 
@@ -41,20 +44,64 @@ def _chunks(items: list[T], size: int) -> Iterator[list[T]]:
         yield items[start:start + size]
 
 
+FETCH_RETRIES = 8
+"""A notification whose details cannot be fetched is tried again this many times (backing off
+from 30 s to an hour) before it becomes a dead letter."""
+
+
+async def fetch_details(config: HubConfig, conn: sqlite3.Connection, rows: dict[str, InboxRow],
+                        submissions: dict[str, Submission], failed: dict[str, str]) -> None:
+    """Complete thin notifications through their provider's API (connectors with `fetches`)."""
+    for inbox_id, submission in list(submissions.items()):
+        row = rows[inbox_id]
+        connector = connector_for(config, row.source, row.provider)
+        source = config.sources.get(row.source)
+        if not connector.fetches:
+            continue
+        del submissions[inbox_id]
+        if source is None:
+            failed[inbox_id] = f"source {row.source!r} is no longer configured: cannot fetch its details"
+            continue
+        try:
+            found = await connector.expand(submission, source, shared_client())
+        except Exception as exc:  # noqa: BLE001 - a provider API failure must not fail the batch
+            reason = f"could not fetch details from {connector.title}: {exc}"
+            attempts = await asyncio.to_thread(ledger.fetch_attempts, conn, inbox_id)
+            if attempts + 1 >= FETCH_RETRIES:
+                failed[inbox_id] = f"{reason} (gave up after {attempts + 1} attempts)"
+            else:
+                await asyncio.to_thread(ledger.fetch_later, conn, inbox_id, min(30.0 * 2**attempts, 3600.0), reason)
+            log.warning("fetch failed", extra={"event": "fetch_failed", "id": inbox_id, "source": row.source,
+                                               "attempt": attempts + 1, "error": type(exc).__name__})
+            continue
+        if len(found) == 1 and found[0].event_id == submission.event_id:
+            submissions[inbox_id] = found[0].model_copy(update={"id": inbox_id, "source": row.source})
+            continue
+        children = []
+        for child in found:
+            child_id = new_id()
+            key = f"{child.form_id}/{child.event_id}" if connector.event_ids_per_form and child.form_id else child.event_id
+            children.append((child_id, key, child.model_copy(update={"id": child_id, "source": row.source})
+                             .model_dump_json()))
+        added = await asyncio.to_thread(ledger.add_expanded, conn, row, children, "flow")
+        for child_id, data in added.items():
+            submissions[child_id] = Submission.model_validate_json(data)
+
+
 @task(name="normalize and route", task_run_name="normalize and route {count} submissions",
       cache_policy=NO_CACHE, persist_result=False)
 async def normalize_and_route(spool_path: str, config_path: str, inbox_ids: list[str], count: int) -> list[list[str]]:
     runtime = runtime_for(spool_path, config_path)
-
-    def work() -> list[list[str]]:
-        conn = connect(runtime.spool_path)
-        try:
-            routed, failed = route_rows(runtime.config(), ledger.load_inbox(conn, inbox_ids))
-            return [list(k) for k in ledger.save_routing(conn, routed, failed)]
-        finally:
-            conn.close()
-
-    return await asyncio.to_thread(work)
+    config = runtime.config()
+    conn = connect(runtime.spool_path)
+    try:
+        rows = await asyncio.to_thread(ledger.load_inbox, conn, inbox_ids)
+        submissions, failed = await asyncio.to_thread(normalize_rows, config, rows)
+        await fetch_details(config, conn, {r.id: r for r in rows}, submissions, failed)
+        routed = plan_submissions(config, submissions, failed)
+        return [list(k) for k in await asyncio.to_thread(ledger.save_routing, conn, routed, failed)]
+    finally:
+        conn.close()
 
 
 def _item(runtime: Runtime, row: DeliveryRow) -> DeliveryItem:

@@ -7,10 +7,10 @@ a dry run shows is what a real run does.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 
 from connectors import get_connector
-from connectors.base import InboundRequest, NormalizeContext
+from connectors.base import Connector, InboundRequest, NormalizeContext
 from hub.config.models import HubConfig
 from hub.routing.plan import plan
 from hub.spool.ledger import InboxRow, PlannedDelivery
@@ -21,34 +21,51 @@ log = logging.getLogger("hookhub.routing")
 Routed = dict[str, tuple[str, list[PlannedDelivery]]]
 
 
+def connector_for(config: HubConfig, source_id: str, provider: str) -> Connector:
+    source = config.sources.get(source_id)
+    # Configurable connectors (mapped) read their per-source options through for_source.
+    return get_connector(source.provider).for_source(source.options) if source else get_connector(provider)
+
+
 def normalize_row(config: HubConfig, row: InboxRow) -> Submission:
-    source = config.sources.get(row.source)
-    connector = get_connector(source.provider).for_source(source.options) if source else get_connector(row.provider)
+    connector = connector_for(config, row.source, row.provider)
     request = InboundRequest(method=row.method, url=row.url, headers=row.headers, body=row.body)
     context = NormalizeContext(
         submission_id=row.id, source=row.source,
-        received_at=datetime.fromtimestamp(row.received_at, tz=UTC),
+        received_at=datetime.fromtimestamp(row.received_at, tz=timezone.utc),
     )
     return connector.normalize(request, context)
 
 
-def route_rows(config: HubConfig, rows: list[InboxRow]) -> tuple[Routed, dict[str, str]]:
-    """Normalize and route each row on its own: one poisoned submission never fails its batch.
+def normalize_rows(config: HubConfig, rows: list[InboxRow]) -> tuple[dict[str, Submission], dict[str, str]]:
+    """Each row on its own: one poisoned submission never fails its batch.
 
-    Returns (inbox id -> (Submission JSON, deliveries), inbox id -> why it is a dead letter).
+    Returns (inbox id -> Submission, inbox id -> why it is a dead letter).
     """
-    routed: Routed = {}
+    normalized: dict[str, Submission] = {}
     failed: dict[str, str] = {}
     for row in rows:
         try:
-            submission = normalize_row(config, row)
+            normalized[row.id] = normalize_row(config, row)
         except Exception as exc:  # noqa: BLE001 - any connector failure makes a dead letter, never a lost row
             failed[row.id] = f"unnormalizable ({row.provider}): {exc}"
             log.warning("submission not normalizable", extra={"event": "unnormalizable", "id": row.id,
                                                               "source": row.source, "error": type(exc).__name__})
-            continue
+    return normalized, failed
+
+
+def plan_submissions(config: HubConfig, submissions: dict[str, Submission], failed: dict[str, str]) -> Routed:
+    """Deliveries for each submission; a route that cannot be evaluated adds to `failed`."""
+    routed: Routed = {}
+    for inbox_id, submission in submissions.items():
         result = plan(config, submission)
-        routed[row.id] = (submission.model_dump_json(), result.deliveries)
+        routed[inbox_id] = (submission.model_dump_json(), result.deliveries)
         if result.errors:
-            failed[row.id] = "; ".join(result.errors)
-    return routed, failed
+            failed[inbox_id] = "; ".join(result.errors)
+    return routed
+
+
+def route_rows(config: HubConfig, rows: list[InboxRow]) -> tuple[Routed, dict[str, str]]:
+    """Normalize and plan (what `hookhub replay --dry-run` shows; the flow adds fetching between)."""
+    normalized, failed = normalize_rows(config, rows)
+    return plan_submissions(config, normalized, failed), failed

@@ -113,15 +113,17 @@ def recover(conn: sqlite3.Connection) -> tuple[int, int]:
 
 def has_work(conn: sqlite3.Connection, now: float) -> bool:
     row = conn.execute(
-        "SELECT EXISTS(SELECT 1 FROM inbox WHERE state='pending')"
-        " OR EXISTS(SELECT 1 FROM deliveries WHERE status IN ('pending','retrying') AND next_attempt_at <= ?)",
+        "SELECT EXISTS(SELECT 1 FROM inbox WHERE state='pending' AND coalesce(not_before, 0) <= ?1)"
+        " OR EXISTS(SELECT 1 FROM deliveries WHERE status IN ('pending','retrying') AND next_attempt_at <= ?1)",
         (now,),
     ).fetchone()
     return bool(row[0])
 
 
 def pending_count(conn: sqlite3.Connection) -> int:
-    return conn.execute("SELECT count(*) FROM inbox WHERE state='pending'").fetchone()[0]
+    return conn.execute(
+        "SELECT count(*) FROM inbox WHERE state='pending' AND coalesce(not_before, 0) <= ?", (time.time(),)
+    ).fetchone()[0]
 
 
 def next_due_at(conn: sqlite3.Connection) -> float | None:
@@ -136,9 +138,10 @@ def claim_inbox(conn: sqlite3.Connection, limit: int, owner: str) -> list[str]:
     with transaction(conn):
         rows = conn.execute(
             "UPDATE inbox SET state='claimed', claimed_at=?, claimed_by=?, updated_at=?"
-            " WHERE id IN (SELECT id FROM inbox WHERE state='pending' ORDER BY received_at LIMIT ?)"
+            " WHERE id IN (SELECT id FROM inbox WHERE state='pending' AND coalesce(not_before, 0) <= ?"
+            "   ORDER BY received_at LIMIT ?)"
             " RETURNING id",
-            (now, owner, now, limit),
+            (now, owner, now, now, limit),
         ).fetchall()
     return sorted(r[0] for r in rows)
 
@@ -229,6 +232,53 @@ def save_routing(
                 )
     settle_inbox(conn, list(routed))
     return claimed
+
+
+def fetch_later(conn: sqlite3.Connection, inbox_id: str, delay: float, reason: str) -> None:
+    """A provider API could not be read this time: try the whole submission again after `delay`."""
+    now = time.time()
+    with transaction(conn):
+        conn.execute(
+            "UPDATE inbox SET state='pending', not_before=?, fetch_attempts=fetch_attempts+1, error=?,"
+            " claimed_by=NULL, updated_at=? WHERE id=?",
+            (now + delay, reason, now, inbox_id),
+        )
+
+
+def fetch_attempts(conn: sqlite3.Connection, inbox_id: str) -> int:
+    row = conn.execute("SELECT fetch_attempts FROM inbox WHERE id=?", (inbox_id,)).fetchone()
+    return int(row[0] or 0) if row else 0
+
+
+def add_expanded(
+    conn: sqlite3.Connection, parent: InboxRow, children: list[tuple[str, str, str]], owner: str
+) -> dict[str, str]:
+    """Store the submissions a notification stood for as rows of their own; the parent is done.
+
+    `children`: (new id, dedupe key, Submission JSON). A child whose dedupe key the source has
+    already stored (a response fetched again by a later notification) is skipped. Returns the
+    new ids actually inserted, with their Submission JSON, claimed for the calling flow run.
+    """
+    now = time.time()
+    added: dict[str, str] = {}
+    with transaction(conn):
+        for child_id, key, submission in children:
+            row = conn.execute(
+                "INSERT INTO inbox (id, received_at, source, provider, event_id, kind, note, method, url, headers,"
+                " body, state, redeliveries, claimed_at, claimed_by, submission, updated_at)"
+                " VALUES (?,?,?,?,?,'submission',?,?,?,'{}',?,'claimed',0,?,?,?,?)"
+                " ON CONFLICT(source, event_id) DO NOTHING RETURNING id",
+                (child_id, now, parent.source, parent.provider, key, f"fetched for notification {parent.id}",
+                 parent.method, parent.url, submission.encode("utf-8"), now, owner, submission, now),
+            ).fetchone()
+            if row is not None:
+                added[child_id] = submission
+        note = f"notification: {len(added)} new of {len(children)} fetched"
+        conn.execute(
+            "UPDATE inbox SET state='done', note=?, error=NULL, claimed_by=NULL, updated_at=? WHERE id=?",
+            (note, now, parent.id),
+        )
+    return added
 
 
 def load_deliveries(conn: sqlite3.Connection, keys: list[tuple[str, str]]) -> list[DeliveryRow]:

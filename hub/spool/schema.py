@@ -67,11 +67,13 @@ def ensure_schema(path: Path) -> None:
             "claimed_by": str,
             "error": str,
             "submission": str,
+            "not_before": float,
+            "fetch_attempts": int,
             "updated_at": float,
         },
         pk="id",
         not_null={"received_at", "source", "provider", "event_id", "kind", "state", "body"},
-        defaults={"redeliveries": 0, "state": "pending"},
+        defaults={"redeliveries": 0, "state": "pending", "fetch_attempts": 0},
         if_not_exists=True,
     )
     # The dedupe guarantee: one row per (source, provider event id), enforced by SQLite
