@@ -30,6 +30,7 @@ log = logging.getLogger("hookhub.dispatch")
 
 POLL_SECONDS = 0.05
 FLOW_FAILURE_BACKOFF = 5.0
+UPKEEP_CHECK_SECONDS = 60.0
 
 
 @dataclass
@@ -78,7 +79,11 @@ class Dispatcher:
         in_flight: set[asyncio.Task[None]] = set()
         warm_up = asyncio.create_task(_prefect_ready())
         try:
+            next_upkeep = 0.0
             while not self._stop.is_set():
+                if time.monotonic() >= next_upkeep:
+                    next_upkeep = time.monotonic() + UPKEEP_CHECK_SECONDS
+                    await self._upkeep(conn)
                 settings = self.hub.config.config.dispatch
                 if len(in_flight) >= settings.max_flows or not ledger.has_work(conn, time.time()):
                     await asyncio.sleep(POLL_SECONDS)
@@ -103,6 +108,19 @@ class Dispatcher:
             from flows.http_clients import close_shared_client
 
             await close_shared_client()
+
+    async def _upkeep(self, conn) -> None:  # type: ignore[no-untyped-def]
+        """Start the maintenance flow for sources whose upkeep is due (watch renewals)."""
+        from flows.maintenance import due_sources, maintain_sources
+
+        due = due_sources(self.hub.config.config, conn, time.time())
+        if not due:
+            return
+        try:
+            await maintain_sources(spool_path=str(self.hub.spool_path), config_path=str(self.hub.config.path),
+                                   source_ids=due)
+        except Exception as exc:  # noqa: BLE001 - upkeep must never stop deliveries
+            log.error("maintenance flow failed", extra={"event": "maintenance_failed", "error": str(exc)})
 
     async def _fill(self, conn, batch_size: int, batch_wait: float) -> None:  # type: ignore[no-untyped-def]
         """Give a batch up to `batch_wait` seconds to fill, so one flow run carries many submissions."""

@@ -1,0 +1,65 @@
+"""The scheduled upkeep flow: connectors that need periodic work per source (renewing the
+Google Forms watch, which expires after 7 days) get it here, one task per source.
+
+The dispatcher runs it when a source's `maintenance_interval` has passed since its last run,
+recorded in the spool so a restart does not redo it early nor forget it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+
+from flows.http_clients import shared_client
+from flows.runtime import runtime_for
+from hub.routing.process import connector_for
+from hub.spool.schema import connect
+
+log = logging.getLogger("hookhub.maintenance")
+
+
+def due_sources(config, conn, now: float) -> list[str]:  # type: ignore[no-untyped-def]
+    """Sources whose connector asks for upkeep and whose interval has passed."""
+    due = []
+    for source_id, source in config.sources.items():
+        connector = connector_for(config, source_id, source.provider)
+        if connector.maintenance_interval is None:
+            continue
+        row = conn.execute("SELECT value FROM meta WHERE key=?", (f"maintained:{source_id}",)).fetchone()
+        if row is None or now - float(row[0]) >= connector.maintenance_interval:
+            due.append(source_id)
+    return due
+
+
+@task(name="maintain source", task_run_name="maintain {source_id}", cache_policy=NO_CACHE, persist_result=False)
+async def maintain_source(spool_path: str, config_path: str, source_id: str) -> str:
+    runtime = runtime_for(spool_path, config_path)
+    config = runtime.config()
+    source = config.sources[source_id]
+    connector = connector_for(config, source_id, source.provider)
+    done = await connector.maintain(source_id, source, shared_client())
+    conn = connect(runtime.spool_path)
+    try:
+        conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+                     (f"maintained:{source_id}", str(time.time())))
+    finally:
+        conn.close()
+    log.info("source maintained", extra={"event": "maintained", "source": source_id, "result": done})
+    return done
+
+
+@flow(name="hookhub-maintenance", persist_result=False, validate_parameters=False)
+async def maintain_sources(spool_path: str, config_path: str, source_ids: list[str]) -> dict[str, str]:
+    """Run each source's upkeep; one failing source does not stop the others (it is retried next time)."""
+    results: dict[str, str] = {}
+    for source_id in source_ids:
+        try:
+            results[source_id] = await maintain_source(spool_path, config_path, source_id)
+        except Exception as exc:  # noqa: BLE001 - reported; the next round tries again
+            results[source_id] = f"failed: {type(exc).__name__}: {exc}"
+            log.warning("source upkeep failed", extra={"event": "maintenance_failed", "source": source_id,
+                                                       "error": str(exc)})
+    return results
