@@ -1,25 +1,29 @@
-"""Google Forms API watches delivered by a Cloud Pub/Sub push subscription.
+"""Google Forms API watches delivered by a Cloud Pub/Sub push subscription, and the responses they announce.
 
 Sources: ../shared/reference/providers.md, section "Google Forms", part "B. Forms API watches → Cloud
 Pub/Sub push" (developers.google.com/workspace/forms/api/guides/push-notifications,
 cloud.google.com/pubsub/docs/authenticate-push-subscriptions, cloud.google.com/pubsub/docs/push,
 .../payload-unwrapping); ../shared/fixtures/providers/README.md (scheme `google-oidc-jwt`; answers
-`{}` for this provider).
+`{}` for the notification itself); the Forms API reference for fetching (connectors/_google_forms_api.py).
 
 Pub/Sub signs nothing in the body: it sends `Authorization: Bearer <OIDC JWT>` signed by Google
 (RS256). `verify` checks it against the configured key set only (`jwks`) and the injected clock; it
-never fetches anything. Fetching and caching Google's certificates (`certs_url`), the Forms API
-fetch of the responses (`forms.responses.list`) and the 7-day watch renewal are pending elsewhere.
-A RESPONSES notification carries ids only: it becomes a Submission without answers whose
-`metadata` tells the fetch step which form to read.
+never fetches anything (fetching Google's certificates from `certs_url` is still pending).
+A RESPONSES notification carries ids only: `normalize` makes it a Submission without answers whose
+`metadata` names the form; `expand` (pipeline step) lists the form's responses submitted since the
+notification's publish time minus `lookback_seconds` and returns one Submission per response (event id =
+responseId, so responses listed again by a later notification are dropped by the pipeline's dedupe).
+`maintain` (daily) renews the configured watch, which Google expires after 7 days, and re-creates it
+when it is gone.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
@@ -27,10 +31,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from connectors import _answers as A
+from connectors import _google_forms_api as api
 from connectors._schemes import equal
 from connectors.base import (
     Connector,
     Envelope,
+    FetchFailed,
     InboundRequest,
     NormalizeContext,
     SourceSettings,
@@ -44,10 +50,12 @@ _ALGORITHM = "RS256"
 GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v3/certs"
 GOOGLE_ISSUERS = ("https://accounts.google.com", "accounts.google.com")
 FORMS_API = "https://forms.googleapis.com/v1"
+log = logging.getLogger("hookhub.connectors.google_forms_pubsub")
 
 
-class GoogleFormsPubSubOptions(BaseModel):
-    """The push subscription's OIDC settings, and where Google's signing keys come from."""
+class GoogleFormsPubSubOptions(api.FetchOptions):
+    """The push subscription's OIDC settings, where Google's signing keys come from, and (inherited) the
+    Forms API credentials and watch settings of the fetch step and the watch upkeep."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -201,6 +209,12 @@ class GoogleFormsPubSubConnector(Connector):
     credential_headers = frozenset({"authorization"})
     requires_secret = False
     Options = GoogleFormsPubSubOptions
+    fetches = True
+    maintenance_interval = 24 * 3600.0
+    """Watches expire 7 days after creation or the last renewal: renewing daily leaves 6 days of retries."""
+
+    def __init__(self) -> None:
+        self.api = api.FormsClient()
 
     def verify(self, request: InboundRequest, source: SourceSettings, now: float) -> None:
         options = _options(source)
@@ -308,7 +322,105 @@ class GoogleFormsPubSubConnector(Connector):
             )
         if options.signing_key:
             found.append("jwks holds a private key: only for offline tests, never Google's real keys")
+        if not options.has_credentials:
+            found.append("no access_token or service_account_file: answers will not be fetched; "
+                         "submissions become dead letters")
+        elif options.access_token:
+            found.append("access_token is a Google access token, valid for 1 hour: use service_account_file "
+                         "for unattended operation")
+        if not options.form_id:
+            found.append("form_id and watch_id are not set: the Forms API watch is not renewed by hookhub "
+                         "and stops 7 days after its creation or last renewal")
+        elif not (options.watch_id or options.topic_name):
+            found.append("form_id is set without watch_id or topic_name: there is no watch to renew")
         return found
+
+    # --- the fetch step and the watch upkeep (pipeline) ------------------------------------------
+
+    async def expand(self, submission: Submission, source: SourceSettings, http: Any) -> list[Submission]:
+        """One Submission per response listed since the notification's publish time (minus the look-back)."""
+        options = source.options
+        if not isinstance(options, GoogleFormsPubSubOptions):
+            raise FetchFailed("source options are not google_forms_pubsub options")
+        form_id = submission.form_id
+        if not form_id:
+            raise FetchFailed("the stored notification has no formId")
+        since = iso_utc(_published(submission) - timedelta(seconds=options.lookback_seconds))
+        form = await self.api.form(http, options, form_id)
+        found = await self.api.responses(http, options, form_id, since)
+        if not found:
+            # The notification follows a submission, so one should be listed: it may not be yet.
+            raise FetchFailed(f"the Forms API lists no response of form {form_id} submitted after {since} "
+                              "(yet); the notification is tried again later")
+        questions = api.questions_of(form)
+        if any(q not in questions for r in found for q in A.maybe_obj(r, "answers")):
+            form = await self.api.form(http, options, form_id, refresh=True)  # edited since it was cached
+            questions = api.questions_of(form)
+        info = A.maybe_obj(form, "info")
+        title = info.get("title") or info.get("documentTitle") or None
+        return [self._response(submission, form_id, title, questions, r) for r in found]
+
+    def _response(self, notification: Submission, form_id: str, title: str | None,
+                  questions: dict[str, Any], response: dict[str, Any]) -> Submission:
+        answers = api.map_answers(response, questions)
+        try:
+            at = A.instant(response.get("lastSubmittedTime") or response.get("createTime"), "lastSubmittedTime",
+                           notification.submitted_at)
+        except UnsupportedPayload:
+            at = notification.submitted_at
+        facts = {
+            "response_id": response["responseId"],
+            "create_time": response.get("createTime"),
+            "total_score": response.get("totalScore"),
+            "notification_id": notification.event_id,
+            "watch_id": notification.metadata.get("watch_id"),
+            "publish_time": notification.metadata.get("publish_time"),
+        }
+        return Submission(
+            id=notification.id, source=notification.source, provider=self.provider, form_id=form_id,
+            form_title=title, event_id=str(response["responseId"]),
+            submitted_at=at.replace(microsecond=at.microsecond // 1000 * 1000),
+            email=A.pick_email(response.get("respondentEmail"), answers), name=A.pick_name(answers),
+            answers=answers, metadata={k: v for k, v in facts.items() if v is not None},
+        )
+
+    async def maintain(self, source_id: str, source: SourceSettings, http: Any) -> str:
+        """Renew the configured watch; re-create it when it is gone. Returns what was done, for the log."""
+        options = source.options
+        if not isinstance(options, GoogleFormsPubSubOptions) or not options.form_id:
+            return "nothing to do: set form_id and watch_id (and topic_name) to have hookhub renew the watch"
+        if not options.has_credentials:
+            return "cannot renew the watch: set access_token or service_account_file"
+        form_id, watch_id = options.form_id, options.watch_id
+        if watch_id:
+            try:
+                watch = await self.api.renew_watch(http, options, watch_id)
+                return f"renewed watch {watch_id} of form {form_id} until {watch.get('expireTime', '?')}"
+            except api.ApiError as exc:
+                if exc.status != 404:
+                    raise
+            if not options.topic_name:
+                raise FetchFailed(f"watch {watch_id} of form {form_id} is gone (expired?) and no topic_name is "
+                                  "set to create a new one: set topic_name, or create a watch and set watch_id")
+        elif not options.topic_name:
+            return "nothing to do: set watch_id (or topic_name) to have hookhub renew the watch"
+        watch, done = await self.api.create_watch(http, options)
+        new_id = str(watch.get("id") or "?")
+        message = f"{done} watch {new_id} on form {form_id} (expires {watch.get('expireTime', '?')})"
+        if watch_id:
+            message = f"watch {watch_id} was gone; {message}"
+        if new_id != watch_id:
+            message += f": set watch_id: {new_id} for source {source_id} in connectors.yaml"
+            log.warning(message, extra={"event": "watch_replaced", "source": source_id, "watch_id": new_id})
+        return message
+
+
+def _published(notification: Submission) -> datetime:
+    """When Pub/Sub published the notification (its receive time when the message has none)."""
+    try:
+        return A.instant(notification.metadata.get("publish_time"), "publish_time", notification.submitted_at)
+    except UnsupportedPayload:
+        return notification.submitted_at
 
 
 connector = GoogleFormsPubSubConnector()

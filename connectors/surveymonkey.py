@@ -1,14 +1,18 @@
-"""SurveyMonkey webhooks (API v3 callbacks, `response_completed`).
+"""SurveyMonkey webhooks (API v3 callbacks, `response_completed`) and the fetch of their answers.
 
 Sources: ../shared/reference/providers.md, section "SurveyMonkey (`response_completed`)"; the vendor's
 API docs repository (github.com/SurveyMonkey/public_api_docs, includes/_webhooks.md: callback fields,
 `Sm-Apikey`/`Sm-Signature` headers and their Python verification sample, "subscription_url must
-accept a HEAD request and return a 200"); ../shared/fixtures/providers/README.md (scheme
-`surveymonkey-hmac-sha1`; answers `{}` for this provider).
+accept a HEAD request and return a 200"; includes/_responses.md, _surveys.md, _questions.md for the
+fetch, see connectors/_surveymonkey_api.py); ../shared/fixtures/providers/README.md (scheme
+`surveymonkey-hmac-sha1`; answers `{}` for the callback itself).
 
 The callback is thin: ids only, no answers. `normalize` yields a Submission without answers and puts
-the response and survey ids and the response's API URLs in `metadata`, for a later pipeline step
-that fetches `GET /v3/surveys/{survey_id}/responses/{response_id}/details`. That fetch is not here.
+the response and survey ids and the response's API URLs in `metadata`; `expand` (pipeline step, with the
+source's `access_token`) then fetches `GET /v3/surveys/{survey_id}/responses/{response_id}/details` and,
+for question headings and choice texts, `GET /v3/surveys/{survey_id}/details` (cached per survey for a
+few minutes), and returns the same submission with its answers. What is uncertain about the API's
+shapes is listed in connectors/_surveymonkey_api.py.
 
 The scheme has no timestamp: `now` and `tolerance` do not apply; replays are caught only by
 deduplication on `event_id`.
@@ -26,10 +30,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from connectors import _answers as A
+from connectors import _surveymonkey_api as api
 from connectors._schemes import b64, hmac_digest, matches_any
 from connectors.base import (
     Connector,
     Envelope,
+    FetchFailed,
     InboundRequest,
     NormalizeContext,
     SourceSettings,
@@ -42,13 +48,14 @@ from hub.submission import Submission
 _SUBMITTED = "response_completed"
 _API_KEY = "sm-apikey"
 _SIGNATURE = "sm-signature"
-# Accounts in SurveyMonkey's EU or Canadian data centre use another API host (see the docs page);
-# the fetch step may rewrite the host, the path stays the same.
+# Accounts in SurveyMonkey's EU or Canadian data centre use another API host (option `api_base_url`);
+# the thin submission names the default host, the fetch step uses the configured one.
 API_BASE = "https://api.surveymonkey.com/v3"
 
 
-class SurveyMonkeyOptions(BaseModel):
-    """`api_key`: the app's Client ID (API key), which SurveyMonkey sends as `Sm-Apikey`."""
+class SurveyMonkeyOptions(api.FetchOptions):
+    """`api_key`: the app's Client ID (API key), which SurveyMonkey sends as `Sm-Apikey`;
+    `access_token` and `api_base_url`: for fetching the answers (connectors/_surveymonkey_api.py)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -135,6 +142,10 @@ class SurveyMonkeyConnector(Connector):
     title = "SurveyMonkey"
     scheme = "surveymonkey-hmac-sha1"
     Options = SurveyMonkeyOptions
+    fetches = True
+
+    def __init__(self) -> None:
+        self.surveys = api.SurveyCache()
 
     def verify(self, request: InboundRequest, source: SourceSettings, now: float) -> None:
         secrets = require_secrets(source)
@@ -233,13 +244,78 @@ class SurveyMonkeyConnector(Connector):
         return InboundRequest(method="POST", url=url, headers=headers, body=body)
 
     def warnings(self, options: BaseModel) -> list[str]:
-        if isinstance(options, SurveyMonkeyOptions) and not options.api_keys:
-            message = (
+        if not isinstance(options, SurveyMonkeyOptions):
+            return []
+        found = []
+        if not options.api_keys:
+            found.append(
                 "api_key is not set: the Sm-Apikey header is taken as sent (the signature still needs "
                 "your app's secret); set api_key to the app's Client ID to pin it"
             )
-            return [message]
-        return []
+        if not options.access_token:
+            found.append(
+                "access_token is not set: answers will not be fetched; submissions become dead letters "
+                "(set access_token to the app's access token, e.g. ${SURVEYMONKEY_ACCESS_TOKEN})"
+            )
+        return found
+
+    # --- the fetch step (pipeline) ---------------------------------------------------------------
+
+    async def expand(self, submission: Submission, source: SourceSettings, http: Any) -> list[Submission]:
+        """The thin submission completed with the response's answers, from SurveyMonkey's API."""
+        options = _options(source)
+        if not options.access_token:
+            raise FetchFailed("access_token is not set for this source: add the SurveyMonkey app's access token "
+                              "(scopes View Responses, View Response Details) to fetch the answers")
+        survey_id = _id(submission.metadata.get("survey_id")) or submission.form_id
+        response_id = _id(submission.metadata.get("response_id"))
+        if not survey_id or not response_id:
+            raise FetchFailed("the stored callback has no survey_id/response_id in its metadata")
+        base, token = options.api_base_url, options.access_token
+        response_href = f"{base}/v3/surveys/{survey_id}/responses/{response_id}"
+        details = await api.get_json(http, f"{response_href}/details", token,
+                                     f"response {response_id} of survey {survey_id}")
+        survey = await self._survey(http, base, token, survey_id, api.answered_ids(details))
+        answers = api.map_answers(details, api.questions_of(survey))
+        email, name = api.respondent(details, answers)
+        metadata = {k: v for k, v in submission.metadata.items() if k != "answers_pending"}
+        metadata.update(response_href=response_href, details_href=f"{response_href}/details")
+        for key in ("response_status", "collection_mode", "custom_value", "analyze_url"):
+            if isinstance(details.get(key), str) and details[key]:
+                metadata[key] = details[key]
+        hidden = {k: v for k, v in (details.get("custom_variables") or {}).items() if not A.is_empty(v)}
+        title = survey.get("title")
+        return [submission.model_copy(update={
+            "answers": answers,
+            "email": email,
+            "name": name,
+            "hidden": {**submission.hidden, **hidden},
+            "form_title": title if isinstance(title, str) and title else submission.form_title,
+            "submitted_at": _response_time(details, submission.submitted_at),
+            "metadata": metadata,
+        })]
+
+    async def _survey(self, http: Any, base: str, token: str, survey_id: str, needed: list[str]) -> dict[str, Any]:
+        """The survey's structure, from the cache unless it lacks a question the response answered."""
+        key = (base, survey_id)
+        survey = self.surveys.get(key)
+        if survey is not None and set(needed) <= set(api.questions_of(survey)):
+            return survey
+        survey = await api.get_json(http, f"{base}/v3/surveys/{survey_id}/details", token, f"survey {survey_id}")
+        self.surveys.put(key, survey)
+        return survey
+
+
+def _response_time(details: dict[str, Any], fallback: datetime) -> datetime:
+    """When the response was completed: its last modification (else creation), to the millisecond."""
+    for key in ("date_modified", "date_created"):
+        try:
+            at = A.instant(details.get(key), f"details.{key}", fallback)
+        except UnsupportedPayload:
+            continue
+        if at is not fallback:
+            return at.replace(microsecond=at.microsecond // 1000 * 1000)
+    return fallback
 
 
 connector = SurveyMonkeyConnector()
