@@ -160,6 +160,10 @@ def parse_form_urlencoded(body: bytes) -> dict[str, str]:
     return dict(pairs)
 
 
+BODY_OBJECT_TYPES = frozenset({"application/json", "application/x-www-form-urlencoded"})
+"""What `parse_body_object` reads: a connector using it accepts exactly these."""
+
+
 def parse_body_object(request: InboundRequest) -> dict[str, Any]:
     """The body as an object, for providers that let the admin pick JSON or form encoding (WordPress add-ons)."""
     if request.media_type == "application/x-www-form-urlencoded":

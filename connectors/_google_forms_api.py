@@ -165,7 +165,7 @@ class FormsClient:
             return options.access_token
         if not options.service_account_file:
             raise FetchFailed("no access_token or service_account_file is set for this source: the Forms API "
-                              "cannot be read")
+                              "cannot be read", permanent=True)
         key = self._token_key(options)
         cached = self._tokens.get(key)
         if cached and self.clock() < cached[1] - TOKEN_MARGIN:

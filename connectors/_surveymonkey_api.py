@@ -123,7 +123,8 @@ async def get_json(http: Any, url: str, token: str, what: str) -> dict[str, Any]
     except Exception as exc:  # noqa: BLE001 - any transport failure (httpx or the aiohttp transport)
         raise FetchFailed(f"could not reach SurveyMonkey at {host} for {what}: {type(exc).__name__}") from None
     if response.status_code != 200:
-        raise FetchFailed(explain(response.status_code, what, _detail(response), response.headers.get("retry-after")))
+        raise FetchFailed(explain(response.status_code, what, _detail(response), response.headers.get("retry-after")),
+                          permanent=response.status_code in (401, 403, 404))
     try:
         data = response.json()
     except ValueError:

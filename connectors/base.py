@@ -43,7 +43,15 @@ class UnsupportedPayload(Exception):
 
 
 class FetchFailed(Exception):
-    """A provider API needed to complete a submission could not be read; the message says why."""
+    """A provider API needed to complete a submission could not be read; the message says why.
+
+    `permanent`: trying again cannot help (missing credentials, 401/403/404), so the
+    submission becomes a dead letter at once instead of after the retries.
+    """
+
+    def __init__(self, message: str, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
 class NoOptions(BaseModel):

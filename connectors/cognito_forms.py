@@ -16,10 +16,9 @@ import json
 import secrets
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode, urlsplit
 
 from connectors import _answers as A
-from connectors._tokens import TOKEN_PARAM, URL_TOKEN, verify_query_token
+from connectors._tokens import UrlTokenVerification, url_with_token
 from connectors.base import (
     Connector,
     Envelope,
@@ -108,19 +107,9 @@ def _name(answers: list[Answer]) -> str | None:
     return A.pick_name(answers)
 
 
-def _url_with_token(url: str, token: str) -> str:
-    return f"{url}{'&' if urlsplit(url).query else '?'}{urlencode({TOKEN_PARAM: token})}"
-
-
-class CognitoFormsConnector(Connector):
+class CognitoFormsConnector(UrlTokenVerification, Connector):
     provider = "cognito_forms"
     title = "Cognito Forms"
-    scheme = URL_TOKEN
-    credential_query = frozenset({TOKEN_PARAM})
-
-    def verify(self, request: InboundRequest, source: SourceSettings, now: float) -> None:
-        # Nothing is signed and there is no timestamp: only the URL token (`now` unused).
-        verify_query_token(request, source)
 
     def envelope(self, request: InboundRequest) -> Envelope:
         body = _entry(request)
@@ -183,7 +172,7 @@ class CognitoFormsConnector(Connector):
         }
         body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
         headers = {"content-type": "application/json; charset=utf-8", "user-agent": "hookhub-send-test"}
-        return InboundRequest(method="POST", url=_url_with_token(url, token), headers=headers, body=body)
+        return InboundRequest(method="POST", url=url_with_token(url, token), headers=headers, body=body)
 
 
 connector = CognitoFormsConnector()

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from connectors import _answers as A
-from connectors._tokens import TOKEN_PARAM, URL_TOKEN, verify_query_token
+from connectors._tokens import TOKEN_PARAM, UrlTokenVerification
 from connectors.base import (
     Connector,
     Envelope,
@@ -76,15 +76,9 @@ def _answers(submission: dict[str, Any]) -> tuple[list[Answer], dict[str, Any]]:
     return A.collect(out), hidden
 
 
-class FilloutConnector(Connector):
+class FilloutConnector(UrlTokenVerification, Connector):
     provider = "fillout"
     title = "Fillout"
-    scheme = URL_TOKEN
-    credential_query = frozenset({TOKEN_PARAM})
-
-    def verify(self, request: InboundRequest, source: SourceSettings, now: float) -> None:
-        # Unsigned provider: no body signature and no timestamp, so `now` does not apply.
-        verify_query_token(request, source)
 
     def envelope(self, request: InboundRequest) -> Envelope:
         body = A.parse_json_object(request.body)

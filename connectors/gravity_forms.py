@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from connectors import _answers as A
-from connectors._tokens import HEADER_TOKEN, verify_header_token
+from connectors._tokens import HookhubOrBearerTokenVerification
 from connectors.base import (
     Connector,
     Envelope,
@@ -33,7 +33,6 @@ from connectors.base import (
 )
 from hub.submission import Answer, Submission
 
-TOKEN_HEADER = "x-hookhub-token"
 _INPUT_ID = re.compile(r"^\d+(\.\d+)?$")
 # Entry properties of the "All Fields" body (GFAPI entry object) that a "Select Fields" mapping may
 # also use as keys; never answers.
@@ -83,19 +82,10 @@ def _answers(body: dict[str, Any]) -> list[Answer]:
     return A.collect(out)
 
 
-class GravityFormsConnector(Connector):
+class GravityFormsConnector(HookhubOrBearerTokenVerification, Connector):
     provider = "gravity_forms"
     title = "Gravity Forms (Webhooks Add-On)"
-    scheme = HEADER_TOKEN
-    content_types = frozenset({"application/json", "application/x-www-form-urlencoded"})
-    credential_headers = frozenset({"authorization", TOKEN_HEADER})
-
-    def verify(self, request: InboundRequest, source: SourceSettings, now: float) -> None:
-        # Nothing is signed and there is no timestamp: only the header the feed adds (`now` unused).
-        if request.header(TOKEN_HEADER) is not None:
-            verify_header_token(request, source, header=TOKEN_HEADER, prefix="")
-        else:
-            verify_header_token(request, source)
+    content_types = A.BODY_OBJECT_TYPES
 
     def envelope(self, request: InboundRequest) -> Envelope:
         body = A.parse_body_object(request)

@@ -29,7 +29,7 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import Field, parse_options_header
 
 from connectors import _answers as A
-from connectors._tokens import TOKEN_PARAM, URL_TOKEN, verify_query_token
+from connectors._tokens import TOKEN_PARAM, UrlTokenVerification
 from connectors.base import (
     Connector,
     Envelope,
@@ -275,16 +275,10 @@ def _answers(form: dict[str, str], raw: dict[str, Any]) -> tuple[list[Answer], l
     return A.collect(answers), unplaced
 
 
-class JotformConnector(Connector):
+class JotformConnector(UrlTokenVerification, Connector):
     provider = "jotform"
     title = "Jotform"
-    scheme = URL_TOKEN
     content_types = frozenset({_MULTIPART})
-    credential_query = frozenset({TOKEN_PARAM})
-
-    def verify(self, request: InboundRequest, source: SourceSettings, now: float) -> None:
-        # Unsigned provider: no body signature and no timestamp, so `now` does not apply.
-        verify_query_token(request, source)
 
     def envelope(self, request: InboundRequest) -> Envelope:
         form = _form(request)

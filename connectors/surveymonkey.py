@@ -266,7 +266,7 @@ class SurveyMonkeyConnector(Connector):
         options = _options(source)
         if not options.access_token:
             raise FetchFailed("access_token is not set for this source: add the SurveyMonkey app's access token "
-                              "(scopes View Responses, View Response Details) to fetch the answers")
+                              "(scopes View Responses, View Response Details) to fetch the answers", permanent=True)
         survey_id = _id(submission.metadata.get("survey_id")) or submission.form_id
         response_id = _id(submission.metadata.get("response_id"))
         if not survey_id or not response_id:

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from connectors import _answers as A
-from connectors._tokens import HEADER_TOKEN, verify_header_token
+from connectors._tokens import TOKEN_HEADER, HookhubOrBearerTokenVerification
 from connectors.base import (
     Connector,
     Envelope,
@@ -33,7 +33,6 @@ from connectors.base import (
 )
 from hub.submission import Answer, Submission, parse_instant
 
-TOKEN_HEADER = "x-hookhub-token"
 _NOT_ANSWERS = frozenset({"entry_id", "form_id", "submitted_at"})
 
 
@@ -66,19 +65,10 @@ def _answers(body: dict[str, Any]) -> list[Answer]:
     return A.collect(A.answer(k, k, "text", v) for k, v in body.items() if k not in _NOT_ANSWERS)
 
 
-class WPFormsConnector(Connector):
+class WPFormsConnector(HookhubOrBearerTokenVerification, Connector):
     provider = "wpforms"
     title = "WPForms (Webhooks addon)"
-    scheme = HEADER_TOKEN
-    content_types = frozenset({"application/json", "application/x-www-form-urlencoded"})
-    credential_headers = frozenset({"authorization", TOKEN_HEADER})
-
-    def verify(self, request: InboundRequest, source: SourceSettings, now: float) -> None:
-        # Nothing is signed and there is no timestamp: only the header the admin adds (`now` unused).
-        if request.header(TOKEN_HEADER) is not None:
-            verify_header_token(request, source, header=TOKEN_HEADER, prefix="")
-        else:
-            verify_header_token(request, source)
+    content_types = A.BODY_OBJECT_TYPES
 
     def envelope(self, request: InboundRequest) -> Envelope:
         body = A.parse_body_object(request)

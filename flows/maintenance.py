@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
@@ -29,9 +30,24 @@ def due_sources(config, conn, now: float) -> list[str]:  # type: ignore[no-untyp
         if connector.maintenance_interval is None:
             continue
         row = conn.execute("SELECT value FROM meta WHERE key=?", (f"maintained:{source_id}",)).fetchone()
-        if row is None or now - float(row[0]) >= connector.maintenance_interval:
+        if row is None:
+            due.append(source_id)
+            continue
+        at, _, outcome = row[0].partition(":")
+        # A failed upkeep is tried again within the hour, not at every check.
+        wait = connector.maintenance_interval if outcome != "failed" else min(connector.maintenance_interval, 3600)
+        if now - float(at) >= wait:
             due.append(source_id)
     return due
+
+
+def _remember(spool_path: str, source_id: str, outcome: str) -> None:
+    conn = connect(Path(spool_path))
+    try:
+        conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+                     (f"maintained:{source_id}", f"{time.time()}:{outcome}"))
+    finally:
+        conn.close()
 
 
 @task(name="maintain source", task_run_name="maintain {source_id}", cache_policy=NO_CACHE, persist_result=False)
@@ -41,12 +57,7 @@ async def maintain_source(spool_path: str, config_path: str, source_id: str) -> 
     source = config.sources[source_id]
     connector = connector_for(config, source_id, source.provider)
     done = await connector.maintain(source_id, source, shared_client())
-    conn = connect(runtime.spool_path)
-    try:
-        conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
-                     (f"maintained:{source_id}", str(time.time())))
-    finally:
-        conn.close()
+    _remember(spool_path, source_id, "ok")
     log.info("source maintained", extra={"event": "maintained", "source": source_id, "result": done})
     return done
 
@@ -60,6 +71,7 @@ async def maintain_sources(spool_path: str, config_path: str, source_ids: list[s
             results[source_id] = await maintain_source(spool_path, config_path, source_id)
         except Exception as exc:  # noqa: BLE001 - reported; the next round tries again
             results[source_id] = f"failed: {type(exc).__name__}: {exc}"
+            _remember(spool_path, source_id, "failed")
             log.warning("source upkeep failed", extra={"event": "maintenance_failed", "source": source_id,
                                                        "error": str(exc)})
     return results

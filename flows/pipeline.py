@@ -56,7 +56,7 @@ async def fetch_details(config: HubConfig, conn: sqlite3.Connection, rows: dict[
         row = rows[inbox_id]
         connector = connector_for(config, row.source, row.provider)
         source = config.sources.get(row.source)
-        if not connector.fetches:
+        if not connector.fetches or row.kind == "fetched":
             continue
         del submissions[inbox_id]
         if source is None:
@@ -67,7 +67,9 @@ async def fetch_details(config: HubConfig, conn: sqlite3.Connection, rows: dict[
         except Exception as exc:  # noqa: BLE001 - a provider API failure must not fail the batch
             reason = f"could not fetch details from {connector.title}: {exc}"
             attempts = await asyncio.to_thread(ledger.fetch_attempts, conn, inbox_id)
-            if attempts + 1 >= FETCH_RETRIES:
+            if getattr(exc, "permanent", False):
+                failed[inbox_id] = reason
+            elif attempts + 1 >= FETCH_RETRIES:
                 failed[inbox_id] = f"{reason} (gave up after {attempts + 1} attempts)"
             else:
                 await asyncio.to_thread(ledger.fetch_later, conn, inbox_id, min(30.0 * 2**attempts, 3600.0), reason)

@@ -80,10 +80,12 @@ class Dispatcher:
         warm_up = asyncio.create_task(_prefect_ready())
         try:
             next_upkeep = 0.0
+            upkeep: asyncio.Task[None] | None = None
             while not self._stop.is_set():
-                if time.monotonic() >= next_upkeep:
+                if time.monotonic() >= next_upkeep and (upkeep is None or upkeep.done()):
                     next_upkeep = time.monotonic() + UPKEEP_CHECK_SECONDS
-                    await self._upkeep(conn)
+                    # Beside the deliveries, not before them: a slow provider API must not stall them.
+                    upkeep = asyncio.create_task(self._upkeep(conn))
                 settings = self.hub.config.config.dispatch
                 if len(in_flight) >= settings.max_flows or not ledger.has_work(conn, time.time()):
                     await asyncio.sleep(POLL_SECONDS)
@@ -100,6 +102,8 @@ class Dispatcher:
                 job.add_done_callback(lambda _: setattr(self, "in_flight", len(in_flight)))
         finally:
             warm_up.cancel()
+            if upkeep is not None:
+                upkeep.cancel()
             if in_flight:
                 # Let running batches finish; what does not is reclaimed at the next start.
                 await asyncio.wait(in_flight, timeout=self.stop_timeout)

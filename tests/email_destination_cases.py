@@ -1,23 +1,14 @@
 """Shared cases of the e-mail destination tests (smtp, sendgrid, postmark): one submission, the
-bodies it must render to (typed out here, independently of the renderer), virtual time, replay
-of recorded answers and log capture.
+bodies it must render to (typed out here, independently of the renderer). Virtual time, replay
+of recorded answers and log capture are in tests/destination_helpers.py.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import json
-import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
-import httpx
-
 from flows.destinations.base import DeliveryItem
-from flows.pacing import Pacer
 from hub.submission import Answer, Submission
 
 NOW = 1_795_428_905.0
@@ -112,56 +103,3 @@ def item(n: int = 0, submission: Submission | None = None, **changes: Any) -> De
 
 def message_id_of(key: str) -> str:
     return f"<{hashlib.sha256(key.encode()).hexdigest()[:32]}.hookhub@hookhub.example>"
-
-
-class VirtualTime:
-    """A monotonic clock plus an async sleep that advances it instead of waiting."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        start = self.now
-        await asyncio.sleep(0)
-        self.now = max(self.now, start + seconds)
-
-
-def fake_pacer() -> tuple[Pacer, VirtualTime]:
-    vt = VirtualTime()
-    return Pacer(clock=vt, sleep=vt.sleep), vt
-
-
-def replay(path: Path) -> httpx.Response:
-    recorded = json.loads(path.read_text(encoding="utf-8"))
-    body = recorded["body"]
-    if body is None:
-        return httpx.Response(recorded["status"], headers=recorded["headers"])
-    content = body.encode() if isinstance(body, str) else json.dumps(body).encode()
-    return httpx.Response(recorded["status"], headers=recorded["headers"], content=content)
-
-
-@contextmanager
-def captured_logs(*names: str) -> Iterator[list[logging.LogRecord]]:
-    records: list[logging.LogRecord] = []
-    handler = logging.Handler(level=logging.DEBUG)
-    handler.emit = records.append  # type: ignore[method-assign]
-    loggers = [logging.getLogger(name) for name in (*names, "hookhub.pacing")]
-    saved = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.addHandler(handler)
-        lg.setLevel(logging.DEBUG)
-    try:
-        yield records
-    finally:
-        for lg, level in zip(loggers, saved):
-            lg.removeHandler(handler)
-            lg.setLevel(level)
-
-
-def dumped(records: list[logging.LogRecord]) -> str:
-    return " ".join(json.dumps(vars(r), default=str) for r in records)

@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -31,6 +28,7 @@ from flows.destinations.hubspot import DEFAULT_MAP, HubspotConfig, HubspotDestin
 from flows.pacing import Pacer
 from hub.config.loader import ConfigError, load_config
 from hub.submission import Answer, Submission
+from tests.destination_helpers import VirtualTime, captured_logs, fake_pacer, loopback_server, replay
 from tests.harness import DESTINATION_FIXTURES
 
 TOKEN = "pat-na1-5ecre7aa-1111-2222-3333-SECRETSECRET"
@@ -47,24 +45,6 @@ ADA, GRACE, BAD = "ada@example.com", "grace@example.com", "not-an-email"
 NAMES = {ADA: "Ada Lovelace", GRACE: "Grace Hopper", BAD: "Bad Address"}
 LIMIT_HEADERS = {"X-HubSpot-RateLimit-Max": "100", "X-HubSpot-RateLimit-Remaining": "99",
                  "X-HubSpot-RateLimit-Interval-Milliseconds": "10000"}
-
-
-class VirtualTime:
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        start = self.now
-        await asyncio.sleep(0)  # let other tasks run, as a real sleep would
-        self.now = max(self.now, start + seconds)
-
-
-def fake_pacer() -> tuple[Pacer, VirtualTime]:
-    vt = VirtualTime()
-    return Pacer(clock=vt, sleep=vt.sleep), vt
 
 
 def make_submission(email: str | None = ADA, n: int = 1, **changes: Any) -> Submission:
@@ -110,15 +90,6 @@ def by_email(batch: list[DeliveryItem], outcomes: list[Outcome]) -> dict[str | N
     found = {o.key: o for o in outcomes}
     assert sorted(found) == sorted(i.key for i in batch)  # exactly one outcome per item
     return {i.submission.email: found[i.key] for i in batch}
-
-
-def replay(path: Path) -> httpx.Response:
-    recorded = json.loads(path.read_text(encoding="utf-8"))
-    body = recorded["body"]
-    if body is None:
-        return httpx.Response(recorded["status"], headers=recorded["headers"])
-    content = body.encode() if isinstance(body, str) else json.dumps(body).encode()
-    return httpx.Response(recorded["status"], headers=recorded["headers"], content=content)
 
 
 class FakeHubSpot:
@@ -759,24 +730,6 @@ def test_config_problems_are_reported_by_the_loader(tmp_path: Path) -> None:
     assert TOKEN not in problems
 
 
-@contextmanager
-def captured_logs() -> Iterator[list[logging.LogRecord]]:
-    records: list[logging.LogRecord] = []
-    handler = logging.Handler(level=logging.DEBUG)
-    handler.emit = records.append  # type: ignore[method-assign]
-    loggers = [logging.getLogger("hookhub.destinations.hubspot"), logging.getLogger("hookhub.pacing")]
-    saved = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.addHandler(handler)
-        lg.setLevel(logging.DEBUG)
-    try:
-        yield records
-    finally:
-        for lg, level in zip(loggers, saved):
-            lg.removeHandler(handler)
-            lg.setLevel(level)
-
-
 def test_logs_carry_facts_but_no_token_or_personal_data() -> None:
     pacer, _ = fake_pacer()
     fake = FakeHubSpot()
@@ -787,7 +740,7 @@ def test_logs_carry_facts_but_no_token_or_personal_data() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         return next(answers, None) or fake(request)
 
-    with captured_logs() as records, respx.mock() as router:
+    with captured_logs("hookhub.destinations.hubspot") as records, respx.mock() as router:
         mock_hubspot(router, handler)
         deliver(items(ADA, BAD), config(), pacer)
         deliver([item(GRACE, 3)], config(note=True), pacer)
@@ -819,15 +772,9 @@ class _HubSpotLike(BaseHTTPRequestHandler):
 
 
 def test_upserts_to_a_real_loopback_server() -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _HubSpotLike)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        cfg = config(base_url=f"http://127.0.0.1:{server.server_address[1]}/proxy/")
+    with loopback_server(_HubSpotLike) as port:
+        cfg = config(base_url=f"http://127.0.0.1:{port}/proxy/")
         [outcome] = deliver([item()], cfg)
-    finally:
-        server.shutdown()
-        server.server_close()
     assert (outcome.status, outcome.remote_id) == ("delivered", "7")
     path, authorization, body = _HubSpotLike.received[-1]
     assert path == "/proxy" + UPSERT and authorization == f"Bearer {TOKEN}"

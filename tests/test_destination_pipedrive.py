@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +24,7 @@ from flows.destinations.base import DeliveryContext, DeliveryItem, Outcome
 from flows.destinations.pipedrive import PipedriveConfig, PipedriveDestination
 from flows.pacing import Pacer
 from hub.submission import Submission
+from tests.destination_helpers import captured_logs, fake_pacer, replay
 from tests.harness import DESTINATION_FIXTURES
 
 BASE = "https://api.pipedrive.com"
@@ -56,24 +54,6 @@ EXPECTED: dict[str, tuple[str, str, str | None, float | None, str | None]] = {
 STEP_URLS = {"search": SEARCH, "person": PERSONS, "lead": LEADS, "deal": DEALS}
 
 
-class VirtualTime:
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        start = self.now
-        await asyncio.sleep(0)
-        self.now = max(self.now, start + seconds)
-
-
-def fake_pacer() -> tuple[Pacer, VirtualTime]:
-    vt = VirtualTime()
-    return Pacer(clock=vt, sleep=vt.sleep), vt
-
-
 def make_submission(n: int = 1, **changes: Any) -> Submission:
     data: dict[str, Any] = {
         "id": f"sub_{n:04d}", "source": "contact-form", "provider": "typeform", "form_id": "frm_contact",
@@ -101,15 +81,6 @@ def deliver(items: list[DeliveryItem], cfg: PipedriveConfig | None = None,
             return await dest.deliver(items, cfg or config(), context)
 
     return asyncio.run(main())
-
-
-def replay(path: Path) -> httpx.Response:
-    recorded = json.loads(path.read_text(encoding="utf-8"))
-    body = recorded["body"]
-    if body is None:
-        return httpx.Response(recorded["status"], headers=recorded["headers"])
-    content = body.encode() if isinstance(body, str) else json.dumps(body).encode()
-    return httpx.Response(recorded["status"], headers=recorded["headers"], content=content)
 
 
 def fixture(case: str) -> httpx.Response:
@@ -455,26 +426,8 @@ def test_check_reports_template_errors_and_a_map_without_a_name() -> None:
     assert PipedriveDestination().check(config()) == []
 
 
-@contextmanager
-def captured_logs() -> Iterator[list[logging.LogRecord]]:
-    records: list[logging.LogRecord] = []
-    handler = logging.Handler(level=logging.DEBUG)
-    handler.emit = records.append  # type: ignore[method-assign]
-    loggers = [logging.getLogger("hookhub.destinations.pipedrive"), logging.getLogger("hookhub.pacing")]
-    saved = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.addHandler(handler)
-        lg.setLevel(logging.DEBUG)
-    try:
-        yield records
-    finally:
-        for lg, level in zip(loggers, saved):
-            lg.removeHandler(handler)
-            lg.setLevel(level)
-
-
 def test_logs_carry_facts_but_no_token_or_personal_data() -> None:
-    with captured_logs() as records, mocked() as router:
+    with captured_logs("hookhub.destinations.pipedrive") as records, mocked() as router:
         routes = happy_routes(router)
         routes["lead"].mock(side_effect=[fixture("lead_create_201"), fixture("rate_limited_429")])
         outcomes = deliver([item(1), item(2), item(3, make_submission(3, name=None, email=None))])

@@ -24,6 +24,7 @@ from flows.destinations._http import account_key
 from flows.destinations.base import DeliveryContext, DeliveryItem, Outcome
 from flows.destinations.postmark import BATCH_SIZE, UNTIMED_PAUSE, PostmarkConfig, PostmarkDestination
 from flows.pacing import Pacer
+from tests.destination_helpers import captured_logs, dumped, fake_pacer, replay
 from tests.email_destination_cases import (
     CONFIG,
     EXPECTED_HTML,
@@ -32,11 +33,7 @@ from tests.email_destination_cases import (
     LINK,
     NOW,
     PERSONAL,
-    captured_logs,
-    dumped,
-    fake_pacer,
     item,
-    replay,
 )
 from tests.harness import DESTINATION_FIXTURES
 

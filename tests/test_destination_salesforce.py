@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +23,7 @@ from flows.destinations.salesforce import SalesforceConfig, SalesforceDestinatio
 from flows.pacing import Pacer
 from hub.config.loader import ConfigError, load_config
 from hub.submission import Answer, Submission
+from tests.destination_helpers import captured_logs, fake_pacer, replay
 from tests.harness import DESTINATION_FIXTURES
 
 BASE = "https://acme.my.salesforce.com"
@@ -56,24 +54,6 @@ EXPECTED: dict[str, tuple[int, list[str], list[str | None], float | None, str | 
     # A /composite answer is not what the collection upsert returns: unreadable, so no record counts.
     "composite_partial_200": (2, ["failed", "failed"], [None, None], None, "no list of results"),
 }
-
-
-class VirtualTime:
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        start = self.now
-        await asyncio.sleep(0)
-        self.now = max(self.now, start + seconds)
-
-
-def fake_pacer() -> tuple[Pacer, VirtualTime]:
-    vt = VirtualTime()
-    return Pacer(clock=vt, sleep=vt.sleep), vt
 
 
 def make_submission(n: int = 1, **changes: Any) -> Submission:
@@ -117,15 +97,6 @@ def deliver(items: list[DeliveryItem], cfg: SalesforceConfig | None = None,
             return await dest.deliver(items, cfg or config(), context)
 
     return asyncio.run(main())
-
-
-def replay(path: Path) -> httpx.Response:
-    recorded = json.loads(path.read_text(encoding="utf-8"))
-    body = recorded["body"]
-    if body is None:
-        return httpx.Response(recorded["status"], headers=recorded["headers"])
-    content = body.encode() if isinstance(body, str) else json.dumps(body).encode()
-    return httpx.Response(recorded["status"], headers=recorded["headers"], content=content)
 
 
 def sent(route: respx.Route, index: int = -1) -> Any:
@@ -490,24 +461,6 @@ def test_loader_reports_problems_with_their_position_and_no_token(tmp_path: Path
     assert TOKEN not in "\n".join(problems)
 
 
-@contextmanager
-def captured_logs() -> Iterator[list[logging.LogRecord]]:
-    records: list[logging.LogRecord] = []
-    handler = logging.Handler(level=logging.DEBUG)
-    handler.emit = records.append  # type: ignore[method-assign]
-    loggers = [logging.getLogger("hookhub.destinations.salesforce"), logging.getLogger("hookhub.pacing")]
-    saved = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.addHandler(handler)
-        lg.setLevel(logging.DEBUG)
-    try:
-        yield records
-    finally:
-        for lg, level in zip(loggers, saved):
-            lg.removeHandler(handler)
-            lg.setLevel(level)
-
-
 def test_logs_carry_facts_but_no_token_url_or_personal_data() -> None:
     answer = [{"id": "00Q1", "success": True, "errors": []},
               {"success": False, "errors": [{"statusCode": "INVALID_EMAIL_ADDRESS",
@@ -515,7 +468,7 @@ def test_logs_carry_facts_but_no_token_url_or_personal_data() -> None:
     cfg = config(map={"LastName": "{{ name }}", "Email": "{{ email }}", "Secret__c": "{{ hidden.missing }}"})
     items = [item(1, mapping={"LastName": "{{ name }}"}), item(2, make_submission(2, email="grace@example.com"),
              mapping={"Email": "{{ email }}"}), item(3)]
-    with captured_logs() as records, respx.mock() as router:
+    with captured_logs("hookhub.destinations.salesforce") as records, respx.mock() as router:
         router.patch(COLLECTION).mock(return_value=httpx.Response(200, json=answer))
         router.patch(single(4)).mock(return_value=replay(FIXTURES / "request_limit_exceeded_403.json"))
         outcomes = deliver(items, cfg) + deliver([item(4)])

@@ -23,6 +23,7 @@ from flows.destinations.base import DeliveryContext, DeliveryItem, Outcome
 from flows.destinations.sendgrid import UNTIMED_PAUSE, SendgridConfig, SendgridDestination
 from flows.pacing import Pacer
 from hub.config.loader import ConfigError, load_config
+from tests.destination_helpers import captured_logs, dumped, fake_pacer, replay
 from tests.email_destination_cases import (
     CONFIG,
     EXPECTED_HTML,
@@ -30,11 +31,7 @@ from tests.email_destination_cases import (
     EXPECTED_TEXT,
     LINK,
     PERSONAL,
-    captured_logs,
-    dumped,
-    fake_pacer,
     item,
-    replay,
 )
 from tests.harness import DESTINATION_FIXTURES
 

@@ -12,10 +12,7 @@ import email.utils
 import json
 import logging
 import re
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -33,6 +30,7 @@ from flows.destinations.slack import ADVICE, SlackConfig, SlackDestination, chan
 from flows.pacing import Pacer
 from hub.config.loader import ConfigError, load_config
 from hub.submission import Answer, Submission
+from tests.destination_helpers import VirtualTime, captured_logs, fake_pacer, loopback_server, replay
 from tests.harness import DESTINATION_FIXTURES
 
 URL = "https://hooks.slack.com/services/T0000TEST/B0000TEST/SECRETtoken0000000000000"
@@ -53,19 +51,6 @@ EXPECTED = {
     "invalid_token": "failed",
     "no_service": "failed",
 }
-
-
-class VirtualTime:
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        start = self.now
-        await asyncio.sleep(0)
-        self.now = max(self.now, start + seconds)
 
 
 DEFAULT_ANSWERS = [Answer(key="q1", label="Topic", type="text", value="Sales")]
@@ -105,20 +90,6 @@ def deliver(items: list[DeliveryItem], cfg: SlackConfig, pacer: Pacer,
             return await SlackDestination(wall_clock=lambda: 1_795_000_000.0).deliver(items, cfg, context)
 
     return asyncio.run(main())
-
-
-def fake_pacer() -> tuple[Pacer, VirtualTime]:
-    vt = VirtualTime()
-    return Pacer(clock=vt, sleep=vt.sleep), vt
-
-
-def replay(path: Path) -> httpx.Response:
-    recorded = json.loads(path.read_text(encoding="utf-8"))
-    body = recorded["body"]
-    if body is None:
-        return httpx.Response(recorded["status"], headers=recorded["headers"])
-    content = body.encode() if isinstance(body, str) else json.dumps(body).encode()
-    return httpx.Response(recorded["status"], headers=recorded["headers"], content=content)
 
 
 # --- recorded answers ---------------------------------------------------------------------------
@@ -299,18 +270,18 @@ def test_too_many_blocks_are_summarised_with_a_link() -> None:
 
 
 PATHOLOGICAL = {
-    "600 short answers": dict(answers=[Answer(key=f"k{i}", label=f"L{i}", type="t", value=i)
-                                       for i in range(600)]),
-    "huge title": dict(form_title="T" * 5000),
-    "huge label": dict(answers=[Answer(key="k", label="L" * 5000, type="t", value="v")]),
-    "ampersands": dict(answers=[Answer(key="k", label="&" * 3000, type="t", value="&" * 5000)]),
-    "field ampersands": dict(answers=[Answer(key="k", label="x", type="t", value="<&>" * 40)]),
-    "emoji": dict(answers=[Answer(key="k", label="😀" * 300, type="t", value="😀" * 5000)],
-                  form_title="😀" * 200),
-    "huge respondent": dict(name="N" * 5000, email="e" * 5000 + "@example.com"),
-    "no answers, no title": dict(answers=[], form_title=None, form_id=None, name=None, email=None),
-    "empty strings": dict(answers=[Answer(key="", label="", type="t", value="")], form_title="", form_id=""),
-    "many lists": dict(answers=[Answer(key="k", label="Pick", type="t", value=["x" * 100] * 100)] * 80),
+    "600 short answers": {"answers": [Answer(key=f"k{i}", label=f"L{i}", type="t", value=i)
+                                       for i in range(600)]},
+    "huge title": {"form_title": "T" * 5000},
+    "huge label": {"answers": [Answer(key="k", label="L" * 5000, type="t", value="v")]},
+    "ampersands": {"answers": [Answer(key="k", label="&" * 3000, type="t", value="&" * 5000)]},
+    "field ampersands": {"answers": [Answer(key="k", label="x", type="t", value="<&>" * 40)]},
+    "emoji": {"answers": [Answer(key="k", label="😀" * 300, type="t", value="😀" * 5000)],
+              "form_title": "😀" * 200},
+    "huge respondent": {"name": "N" * 5000, "email": "e" * 5000 + "@example.com"},
+    "no answers, no title": {"answers": [], "form_title": None, "form_id": None, "name": None, "email": None},
+    "empty strings": {"answers": [Answer(key="", label="", type="t", value="")], "form_title": "", "form_id": ""},
+    "many lists": {"answers": [Answer(key="k", label="Pick", type="t", value=["x" * 100] * 100)] * 80},
 }
 
 
@@ -452,27 +423,9 @@ def test_config_problems_are_reported_by_the_loader(tmp_path: Path) -> None:
     assert TOKEN not in repr(config())
 
 
-@contextmanager
-def captured_logs() -> Iterator[list[logging.LogRecord]]:
-    records: list[logging.LogRecord] = []
-    handler = logging.Handler(level=logging.DEBUG)
-    handler.emit = records.append  # type: ignore[method-assign]
-    loggers = [logging.getLogger("hookhub.destinations.slack"), logging.getLogger("hookhub.pacing")]
-    saved = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.addHandler(handler)
-        lg.setLevel(logging.DEBUG)
-    try:
-        yield records
-    finally:
-        for lg, level in zip(loggers, saved):
-            lg.removeHandler(handler)
-            lg.setLevel(level)
-
-
 def test_logs_carry_facts_but_no_url_or_personal_data() -> None:
     pacer, _ = fake_pacer()
-    with captured_logs() as records, respx.mock() as router:
+    with captured_logs("hookhub.destinations.slack") as records, respx.mock() as router:
         router.post(URL).mock(
             side_effect=[httpx.Response(200, text="ok"), replay(SLACK_FIXTURES / "rate_limited.json")]
         )
@@ -501,16 +454,10 @@ class _SlackLike(BaseHTTPRequestHandler):
 
 
 def test_posts_to_a_real_loopback_server() -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _SlackLike)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with loopback_server(_SlackLike) as port:
         pacer, _ = fake_pacer()
-        url = f"http://127.0.0.1:{server.server_address[1]}/services/T/B/{TOKEN}"
+        url = f"http://127.0.0.1:{port}/services/T/B/{TOKEN}"
         [outcome] = deliver([item()], config(url), pacer)
-    finally:
-        server.shutdown()
-        server.server_close()
     assert outcome.status == "delivered"
     path, body = _SlackLike.received[-1]
     assert path == f"/services/T/B/{TOKEN}"
@@ -1034,7 +981,7 @@ def test_web_api_config_problems_are_reported_by_the_loader(tmp_path: Path) -> N
 
 def test_api_logs_carry_facts_and_warnings_but_no_token_or_personal_data() -> None:
     pacer, _ = fake_pacer()
-    with captured_logs() as records, respx.mock() as router:
+    with captured_logs("hookhub.destinations.slack") as records, respx.mock() as router:
         router.post(POST_URL).mock(side_effect=[
             replay(API_FIXTURES / "ok_with_warning.json"), replay(API_FIXTURES / "not_in_channel.json"),
             replay(API_FIXTURES / "ratelimited.json")])
@@ -1069,16 +1016,10 @@ class _WebApiLike(BaseHTTPRequestHandler):
 
 
 def test_posts_to_a_real_loopback_web_api() -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _WebApiLike)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with loopback_server(_WebApiLike) as port:
         pacer, _ = fake_pacer()
-        cfg = api_config(base_url=f"http://127.0.0.1:{server.server_address[1]}/api")
+        cfg = api_config(base_url=f"http://127.0.0.1:{port}/api")
         [outcome] = deliver([item()], cfg, pacer)
-    finally:
-        server.shutdown()
-        server.server_close()
     assert outcome.status == "delivered" and outcome.remote_id == "C0123456789:1763892901.000300"
     path, authorization, body = _WebApiLike.received[-1]
     assert (path, authorization) == ("/api/chat.postMessage", f"Bearer {XOXB}")

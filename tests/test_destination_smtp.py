@@ -37,6 +37,7 @@ from flows.destinations.base import DeliveryContext, DeliveryItem, Outcome
 from flows.destinations.smtp import BUSY_PAUSE, SmtpConfig, SmtpDestination
 from flows.pacing import Pacer
 from hub.config.loader import ConfigError, load_config
+from tests.destination_helpers import captured_logs, dumped, fake_pacer
 from tests.email_destination_cases import (
     CONFIG,
     EXPECTED_HTML,
@@ -46,9 +47,6 @@ from tests.email_destination_cases import (
     MESSAGE_ID,
     NOW,
     PERSONAL,
-    captured_logs,
-    dumped,
-    fake_pacer,
     item,
     make_submission,
     message_id_of,

@@ -9,12 +9,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import threading
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
@@ -29,6 +28,7 @@ from flows.destinations.base import DeliveryContext, DeliveryItem, Outcome
 from flows.destinations.webhook import WebhookConfig, WebhookDestination
 from flows.pacing import Pacer
 from hub.submission import Answer, Submission
+from tests.destination_helpers import loopback_server, replay
 from tests.harness import DESTINATION_FIXTURES
 
 URL = "https://crm.example.com/hooks/forms"
@@ -94,15 +94,6 @@ def deliver(items: list[DeliveryItem], cfg: WebhookConfig | None = None, pacer: 
             return await WebhookDestination(clock=clock).deliver(items, cfg or config(), context)
 
     return asyncio.run(main())
-
-
-def replay(path: Path) -> httpx.Response:
-    recorded = json.loads(path.read_text(encoding="utf-8"))
-    body = recorded["body"]
-    if body is None:
-        return httpx.Response(recorded["status"], headers=recorded["headers"])
-    content = body.encode() if isinstance(body, str) else json.dumps(body).encode()
-    return httpx.Response(recorded["status"], headers=recorded["headers"], content=content)
 
 
 def inbound(request: httpx.Request) -> InboundRequest:
@@ -251,7 +242,7 @@ def test_webhook_id_is_stable_across_attempts_and_the_timestamp_is_not() -> None
 
 
 class _Receiver(BaseHTTPRequestHandler):
-    received: list[InboundRequest] = []
+    received: ClassVar[list[InboundRequest]] = []
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("content-length", "0")))
@@ -269,16 +260,10 @@ class _Receiver(BaseHTTPRequestHandler):
 
 
 def test_signature_verifies_on_a_real_loopback_receiver() -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with loopback_server(_Receiver) as port:
         cfg = WebhookConfig.model_validate(
-            {"type": "webhook", "url": f"http://127.0.0.1:{server.server_address[1]}/in", "secret": SECRET})
+            {"type": "webhook", "url": f"http://127.0.0.1:{port}/in", "secret": SECRET})
         [outcome] = deliver([item()], cfg)
-    finally:
-        server.shutdown()
-        server.server_close()
     assert (outcome.status, outcome.remote_id) == ("delivered", "rcv_1")
     received = _Receiver.received[-1]
     verify_standard_webhooks(received, [SECRET], tolerance=300, now=NOW)

@@ -115,3 +115,22 @@ def test_attempts_are_recorded_one_row_each(conn) -> None:  # type: ignore[no-un
     rows = conn.execute("SELECT attempt, outcome, status_code FROM attempts ORDER BY attempt").fetchall()
     assert rows == [(1, "retry", 500), (2, "delivered", 200)]
     assert conn.execute("SELECT last_error, delivered_at IS NOT NULL FROM deliveries").fetchone() == (None, 1)
+
+
+def test_a_fetched_submission_is_read_back_as_stored_not_renormalized(conn) -> None:  # type: ignore[no-untyped-def]
+    from hub.config.models import HubConfig
+    from hub.routing.process import normalize_row
+    from hub.submission import Submission
+
+    parent = ledger.load_inbox(conn, ["S1"])[0]
+    child = Submission(id="C1", source="form", provider="typeform", event_id="resp-1",
+                       submitted_at="2026-01-01T00:00:00Z", answers=[{"key": "k", "label": "Q", "type": "t",
+                                                                      "value": "A"}])
+    added = ledger.add_expanded(conn, parent, [("C1", "resp-1", child.model_dump_json())], "test")
+    assert list(added) == ["C1"]
+    # The same response fetched again by a later notification is not stored twice.
+    assert ledger.add_expanded(conn, parent, [("C2", "resp-1", child.model_dump_json())], "test") == {}
+    (row,) = ledger.load_inbox(conn, ["C1"])
+    assert row.kind == "fetched"
+    assert normalize_row(HubConfig(), row) == child
+    assert conn.execute("SELECT state FROM inbox WHERE id='S1'").fetchone()[0] == "done"

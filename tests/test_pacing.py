@@ -8,43 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
 
 import pytest
 
 from flows.pacing import PACER, Pacer
+from tests.destination_helpers import fake_pacer
 
 KEY = "slack-webhook:0123456789abcdef"
 OTHER = "slack-webhook:fedcba9876543210"
 
 
-class VirtualTime:
-    """A clock plus an async sleep that advances it; `on_sleep` runs when a sleep starts."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-        self.sleeps: list[float] = []
-        self.on_sleep: Callable[[float], None] | None = None
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        if self.on_sleep:
-            self.on_sleep(seconds)
-        start = self.now
-        await asyncio.sleep(0)  # let other tasks run, as a real sleep would
-        self.now = max(self.now, start + seconds)
-
-
-def pacer_with_time() -> tuple[Pacer, VirtualTime]:
-    vt = VirtualTime()
-    return Pacer(clock=vt, sleep=vt.sleep), vt
-
-
 def test_first_send_goes_at_once_and_the_next_waits_the_interval() -> None:
-    pacer, vt = pacer_with_time()
+    pacer, vt = fake_pacer()
 
     async def main() -> list[float]:
         times = []
@@ -58,7 +33,7 @@ def test_first_send_goes_at_once_and_the_next_waits_the_interval() -> None:
 
 
 def test_concurrent_callers_get_distinct_slots() -> None:
-    pacer, vt = pacer_with_time()
+    pacer, vt = fake_pacer()
     sent: list[float] = []
 
     async def caller() -> None:
@@ -73,7 +48,7 @@ def test_concurrent_callers_get_distinct_slots() -> None:
 
 
 def test_keys_are_independent_and_idle_time_is_not_banked() -> None:
-    pacer, vt = pacer_with_time()
+    pacer, vt = fake_pacer()
 
     async def main() -> None:
         await pacer.wait_turn(KEY, 1.0)
@@ -88,7 +63,7 @@ def test_keys_are_independent_and_idle_time_is_not_banked() -> None:
 
 
 def test_pause_blocks_every_caller_until_it_ends() -> None:
-    pacer, vt = pacer_with_time()
+    pacer, vt = fake_pacer()
     pacer.pause(KEY, 30)
     assert pacer.paused_for(KEY) == 30
     assert pacer.paused_for(OTHER) == 0
@@ -105,7 +80,7 @@ def test_pause_blocks_every_caller_until_it_ends() -> None:
 
 
 def test_pause_is_honoured_exactly_never_clamped_or_shortened() -> None:
-    pacer, vt = pacer_with_time()
+    pacer, vt = fake_pacer()
     pacer.pause(KEY, 7200.5)
     assert pacer.paused_for(KEY) == 7200.5
     pacer.pause(KEY, 5)  # a shorter answer later must not cut the longer pause
@@ -117,7 +92,7 @@ def test_pause_is_honoured_exactly_never_clamped_or_shortened() -> None:
 
 
 def test_pause_during_a_wait_applies_to_callers_already_holding_a_slot() -> None:
-    pacer, vt = pacer_with_time()
+    pacer, vt = fake_pacer()
 
     def pause_once(_seconds: float) -> None:
         # While the second caller sleeps towards its slot, a 429 arrives for the key.
@@ -156,7 +131,7 @@ def test_threads_with_their_own_event_loops_share_one_budget() -> None:
             ready.wait()
             asyncio.run(pacer.wait_turn(KEY, 2.0))
             waited.append(sum(getattr(local, "waits", [])))
-        except BaseException as exc:  # surfaced by the assertion below
+        except BaseException as exc:  # noqa: BLE001 - surfaced by the assertion below
             errors.append(exc)
 
     threads = [threading.Thread(target=worker) for _ in range(8)]
@@ -186,6 +161,6 @@ def test_real_sleep_and_the_process_pacer() -> None:
 
 
 def test_negative_interval_is_a_caller_bug() -> None:
-    pacer, _ = pacer_with_time()
+    pacer, _ = fake_pacer()
     with pytest.raises(ValueError):
         asyncio.run(pacer.wait_turn(KEY, -1.0))

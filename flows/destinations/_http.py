@@ -49,17 +49,35 @@ class TransportFailed(Exception):
 async def post(
     client: httpx.AsyncClient, url: str, *, content: bytes, headers: dict[str, str], timeout: float
 ) -> Answer:
-    """POST without following redirects; raises TransportFailed when there is no answer.
+    """POST without following redirects; raises TransportFailed when there is no answer."""
+    return await request(client, "POST", url, content=content, headers=headers, timeout=timeout)
+
+
+async def request(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    headers: dict[str, str],
+    timeout: float,
+    content: bytes | None = None,
+    params: dict[str, str] | None = None,
+    max_bytes: int = MAX_BODY_BYTES,
+) -> Answer:
+    """One request without following redirects; raises TransportFailed when there is no answer.
 
     httpx's timeout bounds each phase (connect, each read); `asyncio.timeout` also bounds the
-    whole exchange so a receiver dripping bytes cannot hold a task forever.
+    whole exchange so a receiver dripping bytes cannot hold a task forever. `max_bytes` is for
+    callers whose answers legitimately outgrow MAX_BODY_BYTES (CRM batch results).
     """
     try:
         async with asyncio.timeout(timeout):
-            request = client.build_request("POST", url, content=content, headers=headers, timeout=timeout)
-            response = await client.send(request, stream=True, follow_redirects=False)
+            built = client.build_request(
+                method, url, params=params, content=content, headers=headers, timeout=timeout
+            )
+            response = await client.send(built, stream=True, follow_redirects=False)
             try:
-                body = await _read_capped(response)
+                body = await _read_capped(response, max_bytes)
             finally:
                 await response.aclose()
     except TimeoutError:
@@ -75,15 +93,15 @@ async def post(
     return Answer(status=response.status_code, headers=response.headers, body=body)
 
 
-async def _read_capped(response: httpx.Response) -> bytes:
+async def _read_capped(response: httpx.Response, max_bytes: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.aiter_bytes():
         chunks.append(chunk)
         size += len(chunk)
-        if size >= MAX_BODY_BYTES:
+        if size >= max_bytes:
             break
-    return b"".join(chunks)[:MAX_BODY_BYTES]
+    return b"".join(chunks)[:max_bytes]
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:

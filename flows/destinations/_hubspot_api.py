@@ -7,7 +7,6 @@ reaches a reason.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from dataclasses import dataclass
@@ -25,41 +24,9 @@ REASON_CHARS = 300
 
 async def send(client: httpx.AsyncClient, method: str, url: str, *, content: bytes,
                headers: dict[str, str], timeout: float) -> _http.Answer:
-    """One request without following redirects; raises _http.TransportFailed when there is no answer.
-
-    Same rules as `_http.post` (whole-exchange timeout, errors described by type so the URL
-    never shows) with a larger body cap.
-    """
-    try:
-        async with asyncio.timeout(timeout):
-            request = client.build_request(method, url, content=content, headers=headers, timeout=timeout)
-            response = await client.send(request, stream=True, follow_redirects=False)
-            try:
-                body = await _read_capped(response)
-            finally:
-                await response.aclose()
-    except TimeoutError:
-        raise _http.TransportFailed(f"no answer within {timeout:g} s", sent=True) from None
-    except httpx.ConnectTimeout:
-        raise _http.TransportFailed(f"could not connect within {timeout:g} s", sent=False) from None
-    except httpx.TimeoutException:
-        raise _http.TransportFailed(f"no answer within {timeout:g} s", sent=True) from None
-    except httpx.ConnectError:
-        raise _http.TransportFailed("could not connect (DNS, refused or TLS error)", sent=False) from None
-    except httpx.TransportError as exc:
-        raise _http.TransportFailed(f"connection failed ({type(exc).__name__})", sent=True) from None
-    return _http.Answer(status=response.status_code, headers=response.headers, body=body)
-
-
-async def _read_capped(response: httpx.Response) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size >= MAX_BODY_BYTES:
-            break
-    return b"".join(chunks)[:MAX_BODY_BYTES]
+    """`_http.request` with HubSpot's larger body cap (see MAX_BODY_BYTES)."""
+    return await _http.request(client, method, url, content=content, headers=headers, timeout=timeout,
+                               max_bytes=MAX_BODY_BYTES)
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from flows.destinations import _crm_http, _http
+from flows.destinations._config import one_word_secret
 from flows.destinations._pipedrive_api import (
     WINDOW,
     Progress,
@@ -75,10 +76,7 @@ class PipedriveConfig(DestinationSettings):
     @field_validator("api_token")
     @classmethod
     def _token(cls, value: SecretStr) -> SecretStr:
-        text = value.get_secret_value().strip()
-        if not text or any(c.isspace() for c in text):
-            raise ValueError("must be a non-empty token without spaces or line breaks")
-        return SecretStr(text)
+        return one_word_secret(value, "must be a non-empty token without spaces or line breaks")
 
     @field_validator("base_url")
     @classmethod

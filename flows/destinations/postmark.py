@@ -28,6 +28,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from flows.destinations import _http
+from flows.destinations._config import one_word_secret
 from flows.destinations._email_render import EmailContent, check_email, render_email
 from flows.destinations._email_settings import EmailSettings
 from flows.destinations.base import DeliveryContext, DeliveryItem, Destination, Outcome
@@ -69,10 +70,7 @@ class PostmarkConfig(EmailSettings):
     @field_validator("server_token")
     @classmethod
     def _one_line(cls, value: SecretStr) -> SecretStr:
-        text = value.get_secret_value().strip()
-        if not text or any(char.isspace() for char in text):
-            raise ValueError("must be the token itself: one word, no spaces (is the environment variable set?)")
-        return SecretStr(text)
+        return one_word_secret(value, "must be the token itself: one word, no spaces (is the environment variable set?)")
 
     @field_validator("base_url")
     @classmethod

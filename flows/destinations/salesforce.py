@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 from flows.destinations import _crm_http, _http
 from flows.destinations import _salesforce_results as results
+from flows.destinations._config import one_word_secret
 from flows.destinations.base import DeliveryContext, DeliveryItem, Destination, DestinationSettings, Outcome
 from flows.mapping import MappingError, check_template, render, render_map
 
@@ -88,10 +89,7 @@ class SalesforceConfig(DestinationSettings):
     @field_validator("access_token")
     @classmethod
     def _token(cls, value: SecretStr) -> SecretStr:
-        text = value.get_secret_value().strip()
-        if not text or any(c.isspace() for c in text):
-            raise ValueError("must be a non-empty token without spaces or line breaks")
-        return SecretStr(text)
+        return one_word_secret(value, "must be a non-empty token without spaces or line breaks")
 
     @field_validator("api_version")
     @classmethod

@@ -28,6 +28,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from flows.destinations import _http
+from flows.destinations._config import one_word_secret
 from flows.destinations._email_render import EmailContent, check_email, render_email
 from flows.destinations._email_settings import EmailSettings, Mailbox
 from flows.destinations.base import DeliveryContext, DeliveryItem, Destination, Outcome
@@ -62,10 +63,7 @@ class SendgridConfig(EmailSettings):
     @field_validator("api_key")
     @classmethod
     def _one_line(cls, value: SecretStr) -> SecretStr:
-        text = value.get_secret_value().strip()
-        if not text or any(char.isspace() for char in text):
-            raise ValueError("must be the API key itself: one word, no spaces (is the environment variable set?)")
-        return SecretStr(text)
+        return one_word_secret(value, "must be the API key itself: one word, no spaces (is the environment variable set?)")
 
     @field_validator("base_url")
     @classmethod

@@ -7,7 +7,7 @@ a dry run shows is what a real run does.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from connectors import get_connector
 from connectors.base import Connector, InboundRequest, NormalizeContext
@@ -28,11 +28,13 @@ def connector_for(config: HubConfig, source_id: str, provider: str) -> Connector
 
 
 def normalize_row(config: HubConfig, row: InboxRow) -> Submission:
+    if row.kind == "fetched":  # already normalized when its notification was expanded
+        return Submission.model_validate_json(row.body)
     connector = connector_for(config, row.source, row.provider)
     request = InboundRequest(method=row.method, url=row.url, headers=row.headers, body=row.body)
     context = NormalizeContext(
         submission_id=row.id, source=row.source,
-        received_at=datetime.fromtimestamp(row.received_at, tz=timezone.utc),
+        received_at=datetime.fromtimestamp(row.received_at, tz=UTC),
     )
     return connector.normalize(request, context)
 

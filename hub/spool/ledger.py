@@ -36,6 +36,8 @@ class InboxRow:
     url: str
     headers: dict[str, str]
     body: bytes
+    kind: str = "submission"
+    """`fetched`: a submission a notification stood for; its body is the Submission JSON."""
 
 
 @dataclass(frozen=True)
@@ -183,12 +185,12 @@ def load_inbox(conn: sqlite3.Connection, ids: list[str]) -> list[InboxRow]:
     for chunk in _chunks(ids, 500):
         marks = ",".join("?" * len(chunk))
         for r in conn.execute(
-            "SELECT id, received_at, source, provider, event_id, method, url, headers, body"
+            "SELECT id, received_at, source, provider, event_id, method, url, headers, body, kind"
             f" FROM inbox WHERE id IN ({marks}) ORDER BY received_at",
             chunk,
         ):
             rows.append(InboxRow(r[0], r[1], r[2], r[3], r[4], r[5] or "POST", r[6] or "",
-                                 json.loads(r[7] or "{}"), r[8]))
+                                 json.loads(r[7] or "{}"), r[8], r[9] or "submission"))
     return rows
 
 
@@ -266,7 +268,7 @@ def add_expanded(
             row = conn.execute(
                 "INSERT INTO inbox (id, received_at, source, provider, event_id, kind, note, method, url, headers,"
                 " body, state, redeliveries, claimed_at, claimed_by, submission, updated_at)"
-                " VALUES (?,?,?,?,?,'submission',?,?,?,'{}',?,'claimed',0,?,?,?,?)"
+                " VALUES (?,?,?,?,?,'fetched',?,?,?,'{}',?,'claimed',0,?,?,?,?)"
                 " ON CONFLICT(source, event_id) DO NOTHING RETURNING id",
                 (child_id, now, parent.source, parent.provider, key, f"fetched for notification {parent.id}",
                  parent.method, parent.url, submission.encode("utf-8"), now, owner, submission, now),

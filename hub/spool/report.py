@@ -81,7 +81,8 @@ def replay(conn: sqlite3.Connection, letters: list[DeadLetter]) -> int:
         for letter in letters:
             if letter.destination is None:
                 conn.execute(
-                    "UPDATE inbox SET state='pending', error=NULL, updated_at=? WHERE id=? AND state='failed'",
+                    "UPDATE inbox SET state='pending', error=NULL, fetch_attempts=0, not_before=NULL, updated_at=?"
+                    " WHERE id=? AND state='failed'",
                     (now, letter.inbox_id),
                 )
                 continue
