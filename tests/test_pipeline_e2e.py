@@ -239,3 +239,24 @@ def test_route_that_cannot_evaluate_dead_letters_that_submission_only(tmp_path, 
     error = conn.execute("SELECT error FROM inbox WHERE id=?", (broken,)).fetchone()[0]
     conn.close()
     assert "route 'picky'" in error and "when" in error
+
+
+def test_signed_payload_of_the_wrong_shape_is_kept_as_a_dead_letter(tmp_path, fake, hub_factory, capsys) -> None:
+    import base64
+    import hashlib
+    import hmac
+
+    hub, server = hub_factory(write_config(tmp_path / "connectors.yaml", fake))
+    body = b'{"event_id": "01WRONGSHAPE", "event_type": "form_response", "form_response": "not an object"}'
+    signature = base64.b64encode(hmac.new(FULL["secret"].encode(), body, hashlib.sha256).digest()).decode()
+    answer = httpx.post(f"{server.url}/hooks/contact-form", content=body, timeout=30,
+                        headers={"content-type": "application/json", "typeform-signature": f"sha256={signature}"})
+    assert answer.status_code == 200  # verified: stored, never refused for its shape
+    broken = answer.json()["id"]
+    fine = post(server, MINIMAL).json()["id"]
+    wait_for(lambda: inbox_state(hub, broken) == "failed" and inbox_state(hub, fine) == "done",
+             timeout=FIRST_DELIVERY, what="both settled")
+    assert cli(["deadletters", "--data-dir", str(hub.data_dir)]) == 0
+    listed = capsys.readouterr().out
+    assert f"{broken}  contact-form -> (not routed)" in listed and "unnormalizable (typeform)" in listed
+    assert ledger(hub) and all(r["inbox_id"] == fine for r in ledger(hub))
