@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -24,9 +23,9 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.ingest import signed_requests  # noqa: E402
-from bench.loadgen import closed_loop  # noqa: E402
-from bench.servers import free_port, process  # noqa: E402
+from bench.ingest import signed_requests
+from bench.loadgen import closed_loop
+from bench.servers import free_port, process
 
 DESTINATIONS = ("a", "b", "c")
 WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -145,7 +144,7 @@ def run_naive(root: Path, sink: Sink, sink_port: int, requests: list[bytes]) -> 
 
 
 def percentile(values: list[float], p: float) -> float:
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+    return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))]
 
 
 def main() -> None:

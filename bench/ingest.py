@@ -18,10 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.loadgen import build_request, closed_loop, open_loop  # noqa: E402
-from bench.servers import free_port, process  # noqa: E402
-from hub.config.loader import load_config  # noqa: E402
-from hub.runtime import prepare_sources  # noqa: E402
+from bench.loadgen import build_request, closed_loop, open_loop
+from bench.servers import free_port, process
+from hub.config.loader import load_config
+from hub.runtime import prepare_sources
 
 CONFIG = """
 sources:

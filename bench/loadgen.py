@@ -35,7 +35,7 @@ class Result:
         if not self.latencies:
             return float("nan")
         ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+        return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
     def summary(self) -> str:
         return (f"{self.ok()}/{self.sent} ok in {self.seconds:.2f}s = {self.rate():,.0f}/s, "

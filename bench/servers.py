@@ -9,8 +9,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 
@@ -39,7 +39,7 @@ def wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 30) -> None
 
 @contextlib.contextmanager
 def process(args: list[str], port: int, log: Path | None = None) -> Iterator[subprocess.Popen]:
-    out = open(log, "wb") if log else subprocess.DEVNULL
+    out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 - closed in the finally below
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, *args], cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env)
     try:

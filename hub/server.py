@@ -7,10 +7,11 @@ import contextlib
 import logging
 import sys
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import AsyncIterator, Awaitable, Callable, Protocol
+from typing import Protocol
 
 import uvicorn
 from starlette.applications import Starlette

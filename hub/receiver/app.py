@@ -18,8 +18,9 @@ import functools
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -164,7 +165,7 @@ class Receiver:
         problems: list[str] = []
         try:
             await asyncio.wait_for(self.spool.probe(), timeout=2.0)
-        except (SpoolUnavailable, asyncio.TimeoutError) as exc:
+        except (TimeoutError, SpoolUnavailable) as exc:
             problems.append(f"spool not writable: {exc or 'timed out'}")
         body: dict[str, object] = {
             "status": "ready" if not problems else "not ready",
@@ -191,7 +192,7 @@ def _envelope(source: PreparedSource, inbound: InboundRequest) -> Envelope:
         return source.connector.envelope(inbound)
     except UnsupportedPayload as exc:
         note = f"unrecognized payload: {exc}"
-    except Exception as exc:  # noqa: BLE001 - a connector bug must not lose the request
+    except Exception as exc:
         log.exception("connector envelope crashed", extra={"event": "connector_error", "source": source.id})
         note = f"connector error: {type(exc).__name__}"
     return Envelope(event_id=f"sha256:{inbound.body_sha256()}", kind="submission", note=note)
