@@ -16,7 +16,6 @@ responseId, so responses listed again by a later notification are dropped by the
 `maintain` (daily) renews the configured watch, which Google expires after 7 days, and re-creates it
 when it is gone.
 """
-
 from __future__ import annotations
 
 import json
@@ -26,13 +25,13 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import jwt
-from cryptography.hazmat.primitives.asymmetric import rsa
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import BaseModel
 
 from connectors import _answers as A
 from connectors import _google_forms_api as api
-from connectors._schemes import equal
+from connectors import _google_oidc as oidc
+from connectors._google_oidc import GOOGLE_CERTS_URL, GOOGLE_ISSUERS
+from connectors._google_pubsub_options import GoogleFormsPubSubOptions
 from connectors.base import (
     Connector,
     Envelope,
@@ -45,76 +44,19 @@ from connectors.base import (
 )
 from hub.submission import Submission, iso_utc
 
+# Names that moved to helper modules stay importable from here.
+__all__ = [
+    "FORMS_API",
+    "GOOGLE_CERTS_URL",
+    "GOOGLE_ISSUERS",
+    "GoogleFormsPubSubConnector",
+    "GoogleFormsPubSubOptions",
+    "connector",
+]
+
 _SUBMITTED = "RESPONSES"
-_ALGORITHM = "RS256"
-GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v3/certs"
-GOOGLE_ISSUERS = ("https://accounts.google.com", "accounts.google.com")
 FORMS_API = "https://forms.googleapis.com/v1"
 log = logging.getLogger("hookhub.connectors.google_forms_pubsub")
-
-
-class GoogleFormsPubSubOptions(api.FetchOptions):
-    """The push subscription's OIDC settings, where Google's signing keys come from, and (inherited) the
-    Forms API credentials and watch settings of the fetch step and the watch upkeep."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    service_account_email: str = Field(description="the push subscription's service account")
-    audience: str | None = Field(default=None, description="default: the source's public_url")
-    issuer: list[str] = Field(default_factory=lambda: list(GOOGLE_ISSUERS))
-    leeway_seconds: int = Field(default=60, ge=0, le=600, description="clock skew allowed on iat/exp")
-    jwks: dict[str, Any] | None = Field(default=None, description="trusted JWK set (Google's certs)")
-    certs_url: str = Field(default=GOOGLE_CERTS_URL, description="where a key fetcher would read them")
-    _keys: dict[str, Any] = PrivateAttr(default_factory=dict)
-    _signing: tuple[str, rsa.RSAPrivateKey] | None = PrivateAttr(default=None)
-
-    @field_validator("issuer", mode="before")
-    @classmethod
-    def _one_or_many(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value
-
-    @field_validator("jwks", mode="before")
-    @classmethod
-    def _json_text(cls, value: Any) -> Any:
-        # Lets `jwks: ${GOOGLE_JWKS}` carry the certs document as one JSON string.
-        return json.loads(value) if isinstance(value, str) else value
-
-    @model_validator(mode="after")
-    def _parse_keys(self) -> GoogleFormsPubSubOptions:
-        # Parsed once at config load, so the request path only looks a key up by `kid`.
-        if not self.service_account_email.strip():
-            raise ValueError("service_account_email must not be empty")
-        if self.jwks is None:
-            return self
-        keys = self.jwks.get("keys")
-        if not isinstance(keys, list) or not keys:
-            raise ValueError('jwks must be a JWK set: {"keys": [...]}')
-        for index, jwk in enumerate(keys):
-            if not isinstance(jwk, dict) or jwk.get("kty") != "RSA" or not jwk.get("kid"):
-                raise ValueError(f"jwks.keys[{index}] is not an RSA key with a kid")
-            if jwk.get("alg", _ALGORITHM) != _ALGORITHM:
-                raise ValueError(f"jwks.keys[{index}].alg is {jwk.get('alg')!r}, expected RS256")
-            try:
-                key = jwt.PyJWK(jwk, algorithm=_ALGORITHM).key
-            except jwt.PyJWTError as exc:
-                raise ValueError(f"jwks.keys[{index}]: {exc}") from None
-            if isinstance(key, rsa.RSAPrivateKey):
-                # Only offline test key sets carry private parts: they let send-test sign.
-                self._signing = self._signing or (str(jwk["kid"]), key)
-                key = key.public_key()
-            self._keys[str(jwk["kid"])] = key
-        return self
-
-    def key(self, kid: str) -> Any | None:
-        return self._keys.get(kid)
-
-    @property
-    def has_keys(self) -> bool:
-        return bool(self._keys)
-
-    @property
-    def signing_key(self) -> tuple[str, rsa.RSAPrivateKey] | None:
-        return self._signing
 
 
 def _options(source: SourceSettings) -> GoogleFormsPubSubOptions:
@@ -122,66 +64,6 @@ def _options(source: SourceSettings) -> GoogleFormsPubSubOptions:
     if not isinstance(options, GoogleFormsPubSubOptions):
         raise VerificationFailed("source options are not google_forms_pubsub options")
     return options
-
-
-def _bearer(request: InboundRequest) -> str:
-    value = (request.header("authorization") or "").strip()
-    if not value:
-        raise VerificationFailed("missing authorization header (is OIDC auth enabled on the push subscription?)")
-    scheme, _, token = value.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise VerificationFailed("authorization header is not a Bearer token")
-    return token.strip()
-
-
-def _claims(token: str, options: GoogleFormsPubSubOptions) -> dict[str, Any]:
-    try:
-        header = jwt.get_unverified_header(token)
-    except jwt.PyJWTError:
-        raise VerificationFailed("malformed JWT") from None
-    # Pin the algorithm before choosing a key: a token must not pick how it is checked.
-    if header.get("alg") != _ALGORITHM:
-        raise VerificationFailed("JWT is not RS256")
-    key = options.key(str(header.get("kid") or ""))
-    if key is None:
-        raise VerificationFailed("JWT key id is not in the trusted key set")
-    try:
-        # Time claims are checked below against the injected clock, not PyJWT's wall clock.
-        return jwt.decode(
-            token,
-            key,
-            algorithms=[_ALGORITHM],
-            options={**{f"verify_{c}": False for c in ("exp", "iat", "nbf", "aud", "iss")},
-                     "require": ["aud", "iss", "email", "iat", "exp"]},
-        )
-    except jwt.InvalidSignatureError:
-        raise VerificationFailed("JWT signature does not verify") from None
-    except jwt.MissingRequiredClaimError as exc:
-        raise VerificationFailed(f"JWT has no {exc.claim!r} claim") from None
-    except jwt.PyJWTError:
-        raise VerificationFailed("invalid JWT") from None
-
-
-def _check_claims(claims: dict[str, Any], options: GoogleFormsPubSubOptions, audience: str, now: float) -> None:
-    aud = claims["aud"]
-    audiences = aud if isinstance(aud, list) else [aud]
-    if not any(isinstance(a, str) and equal(a, audience) for a in audiences):
-        raise VerificationFailed("JWT audience is not this source's audience")
-    if claims["iss"] not in options.issuer:
-        raise VerificationFailed("JWT issuer is not Google")
-    email = claims["email"]
-    if not isinstance(email, str) or not equal(email.lower(), options.service_account_email.strip().lower()):
-        raise VerificationFailed("JWT is not from the configured service account")
-    if claims.get("email_verified") not in (True, "true"):
-        raise VerificationFailed("JWT email is not verified")
-    iat, exp, nbf = claims["iat"], claims["exp"], claims.get("nbf", claims["iat"])
-    if not all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in (iat, exp, nbf)):
-        raise VerificationFailed("JWT time claims are not numbers")
-    leeway = options.leeway_seconds
-    if now + leeway < max(iat, nbf):
-        raise VerificationFailed("JWT issued in the future (timestamp outside leeway)")
-    if now >= exp + leeway:
-        raise VerificationFailed("JWT expired (timestamp outside leeway)")
 
 
 def _message(request: InboundRequest) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], str]:
@@ -222,10 +104,10 @@ class GoogleFormsPubSubConnector(Connector):
         audience = options.audience or source.public_url
         if not audience:
             raise VerificationFailed("hub misconfiguration: set audience (or public_url) for this source")
-        token = _bearer(request)
+        token = oidc.bearer(request)
         if not options.has_keys:
             raise VerificationFailed("hub misconfiguration: no Google signing keys configured (jwks)")
-        _check_claims(_claims(token, options), options, audience, now)
+        oidc.check_claims(oidc.verified_claims(token, options), options, audience, now)
 
     def envelope(self, request: InboundRequest) -> Envelope:
         _, _, attributes, message_id = _message(request)
@@ -297,13 +179,7 @@ class GoogleFormsPubSubConnector(Connector):
             "iss": options.issuer[0] if options.issuer else GOOGLE_ISSUERS[0],
             "sub": subject,
         }
-        # Only Google holds the real keys. An offline test key set with private parts signs for real;
-        # otherwise a throwaway key shows the token path and is answered 401 (see the docs page).
-        kid, key = options.signing_key or (
-            "hookhub-send-test",
-            rsa.generate_private_key(public_exponent=65537, key_size=2048),
-        )
-        token = jwt.encode(claims, key, algorithm=_ALGORITHM, headers={"kid": kid})
+        token = oidc.sign_test_token(claims, options.signing_key)
         headers = {
             "content-type": "application/json",
             "user-agent": "hookhub-send-test",

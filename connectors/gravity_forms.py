@@ -131,7 +131,7 @@ class GravityFormsConnector(HookhubOrBearerTokenVerification, Connector):
             "1.3": "Ada", "1.6": "Lovelace", "2": "ada@example.org", "3": "2",
             "4.1": "Keynote", "4.2": "", "5": json.dumps(uploads),
         }
-        body = json.dumps(payload).encode("utf-8")  # ASCII with \uXXXX escapes, as wp_json_encode
+        body = json.dumps(payload).encode("utf-8")  # ASCII with \uNNNN escapes, as wp_json_encode
         headers = {
             "content-type": "application/json",
             "user-agent": "WordPress (hookhub-send-test)",

@@ -323,7 +323,7 @@ class JotformConnector(UrlTokenVerification, Connector):
             "type": "WEB",
             "formTitle": "hookhub test form",
             "submissionID": submission_id,
-            # PHP json_encode style, as Jotform sends it: \uXXXX escapes and escaped slashes.
+            # PHP json_encode style, as Jotform sends it: \uNNNN escapes and escaped slashes.
             "rawRequest": json.dumps(raw, separators=(",", ":")).replace("/", "\\/"),
             "pretty": "Full name:Ada Lovelace, Email:ada@example.org, Sessions:Keynote Workshop: Engines, "
             "Arrival date:03-14-2026",

@@ -103,7 +103,7 @@ class WPFormsConnector(HookhubOrBearerTokenVerification, Connector):
             "tickets": "2",
             "sessions": "Keynote\nWorkshop",  # checkbox values arrive newline-joined, as text
         }
-        body = json.dumps(payload).encode("utf-8")  # ASCII with \uXXXX escapes, as wp_json_encode
+        body = json.dumps(payload).encode("utf-8")  # ASCII with \uNNNN escapes, as wp_json_encode
         headers = {
             "content-type": "application/json",
             "user-agent": "WordPress (hookhub-send-test)",

@@ -16,7 +16,7 @@ The language (nothing else is accepted; user text never reaches eval, exec or co
   `provider`, `event_id`, `submitted_at` (ISO 8601 text, UTC, `Z`), `hidden.x` /
   `hidden['x y']`, `metadata.x` (hidden and metadata may nest: `metadata.a.b`).
   A missing answer, hidden field or metadata key is null, not an error.
-- literals: 'text' or "text" (escapes \\ \' \" \n \t \r \0 \uXXXX; any other backslash
+- literals: 'text' or "text" (escapes \\ \' \" \n \t \r \0 \uNNNN; any other backslash
   stays, so `matches '\d+'` works), 3, -1.5, 2e3, true/false/null (True/False/None too),
   lists of literals `['a', 'b']`.
 - operators, loosest first: `or`; `and`; `not`; comparisons `==` `!=` `<` `<=` `>` `>=`,

@@ -1,0 +1,115 @@
+"""Reading a mapped payload: the body as an object (JSON or form fields) and its values as answer parts."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+from python_multipart import FormParser
+from python_multipart.exceptions import FormParserError
+from python_multipart.multipart import Field as MultipartField
+from python_multipart.multipart import parse_options_header
+
+from connectors import _answers as A
+from connectors._mapped_paths import MISSING
+from connectors.base import UnsupportedPayload
+
+JSON = "application/json"
+FORM = "application/x-www-form-urlencoded"
+MULTIPART = "multipart/form-data"
+
+
+def fields(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
+    """Form fields as an object: a repeated name, or one ending in `[]` (name kept without it), is a list."""
+    out: dict[str, Any] = {}
+    for name, value in pairs:
+        many = name.endswith("[]")
+        if many:
+            name = name[:-2]
+        if name in out:
+            before = out[name]
+            out[name] = [*(before if isinstance(before, list) else [before]), value]
+        else:
+            out[name] = [value] if many else value
+    return out
+
+
+def urlencoded(body: bytes) -> dict[str, Any]:
+    try:
+        return fields(
+            parse_qsl(body.decode("utf-8"), keep_blank_values=True, encoding="utf-8", errors="strict")
+        )
+    except UnicodeDecodeError:
+        raise UnsupportedPayload("form body is not UTF-8 text (after percent-decoding)") from None
+
+
+def multipart(body: bytes, content_type: str) -> dict[str, Any]:
+    media, params = parse_options_header(content_type)
+    if not params.get(b"boundary"):
+        raise UnsupportedPayload("multipart body without a boundary in its Content-Type")
+    pairs: list[tuple[str, str]] = []
+
+    def on_field(field: MultipartField) -> None:
+        if field.field_name is not None:
+            pairs.append((field.field_name.decode("utf-8"), (field.value or b"").decode("utf-8")))
+
+    try:
+        # Text parts only: an uploaded file has no URL to keep, so file parts are dropped.
+        parser = FormParser(
+            media.decode("latin-1"), on_field, lambda _file: None, boundary=params[b"boundary"]
+        )
+        parser.write(body)
+        parser.finalize()
+    except FormParserError as exc:
+        raise UnsupportedPayload(f"malformed multipart body ({exc})") from None
+    except UnicodeDecodeError:
+        raise UnsupportedPayload("a multipart field is not UTF-8 text") from None
+    return fields(pairs)
+
+
+def kind_of(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    return "a list" if isinstance(value, list) else "an object"
+
+
+def inferred_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, list):
+        return "list"
+    return "object" if isinstance(value, dict) else "text"
+
+
+def scalar_text(value: Any) -> str | None:
+    if isinstance(value, bool) or value is None or value is MISSING:
+        return None
+    if isinstance(value, (int, float)):
+        return str(value)
+    return value if isinstance(value, str) and value else None
+
+
+def instant(value: Any, where: str, fallback: datetime) -> datetime:
+    """ISO 8601, or epoch seconds / milliseconds (a number or digits); absent: `fallback`."""
+    if value is MISSING or value is None or value == "":
+        return fallback
+    if isinstance(value, str) and re.fullmatch(r"\d+(\.\d+)?", value.strip()):
+        value = float(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = value / 1000 if value >= 100_000_000_000 else value  # 1e11 s is the year 5138
+        try:
+            return datetime.fromtimestamp(seconds, UTC)
+        except (OverflowError, OSError, ValueError):
+            raise UnsupportedPayload(f"{where} is not a usable epoch time") from None
+    return A.instant(value, where, fallback)
