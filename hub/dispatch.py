@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sqlite3
 import threading
 import time
 import uuid
@@ -87,12 +88,19 @@ class Dispatcher:
                     # Beside the deliveries, not before them: a slow provider API must not stall them.
                     upkeep = asyncio.create_task(self._upkeep(conn))
                 settings = self.hub.config.config.dispatch
-                if len(in_flight) >= settings.max_flows or not ledger.has_work(conn, time.time()):
-                    await asyncio.sleep(POLL_SECONDS)
+                try:
+                    if len(in_flight) >= settings.max_flows or not ledger.has_work(conn, time.time()):
+                        await asyncio.sleep(POLL_SECONDS)
+                        continue
+                    await self._fill(conn, settings.batch_size, settings.batch_wait)
+                    inbox_ids = ledger.claim_inbox(conn, settings.batch_size, self.owner)
+                    due = ledger.claim_due(conn, time.time(), settings.batch_size)
+                except sqlite3.Error as exc:
+                    # A locked or full disk is usually passing; the spool keeps the work meanwhile.
+                    log.error("spool unavailable to the dispatcher; retrying",
+                              extra={"event": "dispatch_spool_error", "error": str(exc)})
+                    await asyncio.sleep(FLOW_FAILURE_BACKOFF)
                     continue
-                await self._fill(conn, settings.batch_size, settings.batch_wait)
-                inbox_ids = ledger.claim_inbox(conn, settings.batch_size, self.owner)
-                due = ledger.claim_due(conn, time.time(), settings.batch_size)
                 if not inbox_ids and not due:
                     continue
                 job = asyncio.create_task(self._flow(conn, inbox_ids, due, settings.chunk_size))
@@ -117,10 +125,10 @@ class Dispatcher:
         """Start the maintenance flow for sources whose upkeep is due (watch renewals)."""
         from flows.maintenance import due_sources, maintain_sources
 
-        due = due_sources(self.hub.config.config, conn, time.time())
-        if not due:
-            return
         try:
+            due = due_sources(self.hub.config.config, conn, time.time())
+            if not due:
+                return
             await maintain_sources(spool_path=str(self.hub.spool_path), config_path=str(self.hub.config.path),
                                    source_ids=due)
         except Exception as exc:  # noqa: BLE001 - upkeep must never stop deliveries
