@@ -26,7 +26,6 @@ import httpx
 import pytest
 from pydantic import BaseModel
 
-import hub.runtime
 from connectors import get_connector
 from connectors.base import InboundRequest, NormalizeContext, UnsupportedPayload, VerificationFailed
 from connectors.mapped import MappedConnector, MappedOptions, compile_condition, compile_path
@@ -975,41 +974,17 @@ def test_every_option_is_documented() -> None:
 # --- a real hub on a loopback socket ----------------------------------------------------------------
 
 
-def _binding_prepare_sources(original: Any) -> Any:
-    """prepare_sources that hands each source its connector `for_source(options)`.
-
-    Connector.for_source is how a connector gets its source's options; this wraps the hub's
-    own prepare_sources so the test holds whether or not hub.runtime already does it.
-    """
-
-    def prepare(config: Any) -> dict[str, hub.runtime.PreparedSource]:
-        prepared = original(config)
-        out = {}
-        for source_id, source in prepared.items():
-            connector = source.connector.for_source(source.config.options)
-            out[source_id] = dataclasses.replace(
-                source,
-                connector=connector,
-                credential_headers=source.credential_headers | connector.credential_headers,
-                credential_query=source.credential_query | connector.credential_query,
-            )
-        return out
-
-    return prepare
-
-
 @pytest.fixture(scope="module")
 def running_hub(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("mapped-hub")
     config = root / "connectors.yaml"
     config.write_text(FULL_CONFIG.replace("path: out.jsonl", f"path: {root / 'out.jsonl'}"), encoding="utf-8")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(hub.runtime, "prepare_sources", _binding_prepare_sources(hub.runtime.prepare_sources))
-        hub_, server = start_hub(config, root / "data", environ=ENV)
-        try:
-            yield hub_, server
-        finally:
-            server.stop()
+    # hub.runtime.prepare_sources binds each source's connector with for_source(options).
+    hub_, server = start_hub(config, root / "data", environ=ENV)
+    try:
+        yield hub_, server
+    finally:
+        server.stop()
 
 
 def _rows(hub_: Any, inbox_id: str) -> sqlite3.Row:
