@@ -13,6 +13,11 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
+from python_multipart import FormParser
+from python_multipart.exceptions import FormParserError
+from python_multipart.multipart import Field as MultipartField
+from python_multipart.multipart import parse_options_header
+
 from connectors.base import InboundRequest, UnsupportedPayload
 from hub.submission import Answer, AnswerValue, parse_instant
 
@@ -169,3 +174,28 @@ def parse_body_object(request: InboundRequest) -> dict[str, Any]:
     if request.media_type == "application/x-www-form-urlencoded":
         return dict(parse_form_urlencoded(request.body))
     return parse_json_object(request.body)
+
+
+def multipart_pairs(body: bytes, content_type: str) -> list[tuple[str, str]]:
+    """The text fields of a multipart/form-data body, in order (python-multipart does the parsing).
+
+    File parts are dropped: a webhook's uploads come as URLs in text fields, never as bytes.
+    """
+    media, params = parse_options_header(content_type)
+    if not params.get(b"boundary"):
+        raise UnsupportedPayload("multipart body without a boundary in its Content-Type")
+    pairs: list[tuple[str, str]] = []
+
+    def on_field(field: MultipartField) -> None:
+        if field.field_name is not None:
+            pairs.append((field.field_name.decode("utf-8"), (field.value or b"").decode("utf-8")))
+
+    try:
+        parser = FormParser(media.decode("latin-1"), on_field, lambda _file: None, boundary=params[b"boundary"])
+        parser.write(body)
+        parser.finalize()
+    except FormParserError as exc:
+        raise UnsupportedPayload(f"malformed multipart body ({exc})") from None
+    except UnicodeDecodeError:
+        raise UnsupportedPayload("a multipart field is not UTF-8 text") from None
+    return pairs

@@ -8,11 +8,6 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
-from python_multipart import FormParser
-from python_multipart.exceptions import FormParserError
-from python_multipart.multipart import Field as MultipartField
-from python_multipart.multipart import parse_options_header
-
 from connectors import _answers as A
 from connectors._mapped_paths import MISSING
 from connectors.base import UnsupportedPayload
@@ -47,27 +42,7 @@ def urlencoded(body: bytes) -> dict[str, Any]:
 
 
 def multipart(body: bytes, content_type: str) -> dict[str, Any]:
-    media, params = parse_options_header(content_type)
-    if not params.get(b"boundary"):
-        raise UnsupportedPayload("multipart body without a boundary in its Content-Type")
-    pairs: list[tuple[str, str]] = []
-
-    def on_field(field: MultipartField) -> None:
-        if field.field_name is not None:
-            pairs.append((field.field_name.decode("utf-8"), (field.value or b"").decode("utf-8")))
-
-    try:
-        # Text parts only: an uploaded file has no URL to keep, so file parts are dropped.
-        parser = FormParser(
-            media.decode("latin-1"), on_field, lambda _file: None, boundary=params[b"boundary"]
-        )
-        parser.write(body)
-        parser.finalize()
-    except FormParserError as exc:
-        raise UnsupportedPayload(f"malformed multipart body ({exc})") from None
-    except UnicodeDecodeError:
-        raise UnsupportedPayload("a multipart field is not UTF-8 text") from None
-    return fields(pairs)
+    return fields(A.multipart_pairs(body, content_type))
 
 
 def kind_of(value: Any) -> str:

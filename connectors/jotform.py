@@ -24,10 +24,6 @@ from heapq import heappop, heappush
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from python_multipart import FormParser
-from python_multipart.exceptions import FormParserError
-from python_multipart.multipart import Field, parse_options_header
-
 from connectors import _answers as A
 from connectors._tokens import TOKEN_PARAM, UrlTokenVerification
 from connectors.base import (
@@ -62,32 +58,9 @@ class _Field:
     loose: bool = False  # rendering not known for sure: may take a segment in another format
 
 
-def _multipart(body: bytes, content_type: str) -> dict[str, str]:
-    media, params = parse_options_header(content_type)
-    if not params.get(b"boundary"):
-        raise UnsupportedPayload("multipart body without a boundary in its Content-Type")
-    fields: dict[str, str] = {}
-
-    def on_field(field: Field) -> None:
-        if field.field_name is not None:
-            fields[field.field_name.decode("utf-8")] = (field.value or b"").decode("utf-8")
-
-    try:
-        # Jotform sends text parts only; a file part (none expected) is parsed and dropped.
-        parser = FormParser(
-            media.decode("latin-1"), on_field, lambda _file: None, boundary=params[b"boundary"]
-        )
-        parser.write(body)
-        parser.finalize()
-    except FormParserError as exc:
-        raise UnsupportedPayload(f"malformed multipart body ({exc})") from None
-    except UnicodeDecodeError:
-        raise UnsupportedPayload("a multipart field is not UTF-8 text") from None
-    return fields
-
-
 def _form(request: InboundRequest) -> dict[str, str]:
-    return _multipart(request.body, request.header("content-type") or "")
+    # A repeated name keeps its last value, as PHP (Jotform's side) reads it.
+    return dict(A.multipart_pairs(request.body, request.header("content-type") or ""))
 
 
 def _raw_request(form: dict[str, str]) -> dict[str, Any]:
