@@ -43,6 +43,17 @@ def join_list(value: Any, separator: str = ", ") -> str:
     return "" if value is None else str(value)
 
 
+def format_value(value: Any) -> str:
+    """An answer as a person reads it, for messages, e-mails and notes (not escaped)."""
+    if value is None or value == "" or value == []:
+        return "(no answer)"
+    if isinstance(value, bool):
+        return "Yes" if value else "No"
+    if isinstance(value, list):
+        return ", ".join(str(item) for item in value)
+    return str(value)
+
+
 class _Answers(dict):  # type: ignore[type-arg]
     """`answers['Label']` by label, then key; a missing answer is None (use `default`)."""
 

@@ -28,10 +28,10 @@ from flows.destinations._email_settings import (
     parse_mailboxes,
 )
 from flows.destinations.base import DeliveryItem
-from flows.mapping import MappingError
+from flows.mapping import MappingError, format_value
 from flows.mapping import context as mapping_context
 from flows.mapping import environment as mapping_environment
-from hub.submission import AnswerValue, Submission
+from hub.submission import Submission
 
 MAX_RECIPIENTS = 50
 """Postmark's per-message cap (§5.4); SES has the same (§5.5). Kept for every path alike."""
@@ -113,15 +113,6 @@ class EmailContent:
         return [m.address for m in (*self.to, *self.cc, *self.bcc)]
 
 
-def format_value(value: AnswerValue) -> str:
-    """An answer as a person reads it."""
-    if value is None or value == "" or value == []:
-        return "(no answer)"
-    if isinstance(value, bool):
-        return "Yes" if value else "No"
-    if isinstance(value, list):
-        return ", ".join(str(item) for item in value)
-    return str(value)
 
 
 def _environment(autoescape: bool) -> SandboxedEnvironment:

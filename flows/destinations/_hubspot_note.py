@@ -15,22 +15,14 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from flows.mapping import render
-from hub.submission import AnswerValue, Submission, iso_utc
+from flows.mapping import format_value, render
+from hub.submission import Submission, iso_utc
 
 MAX_BODY_CHARS = 65_536
 NOTE_TO_CONTACT = 202
 CLIPPED = "<br>… (clipped: HubSpot notes hold at most 65,536 characters)"
 
 
-def format_value(value: AnswerValue) -> str:
-    if value is None or value == "" or value == []:
-        return "(no answer)"
-    if isinstance(value, bool):
-        return "Yes" if value else "No"
-    if isinstance(value, list):
-        return ", ".join(str(item) for item in value)
-    return str(value)
 
 
 def default_text(submission: Submission, record_link: str | None) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from flows.mapping import MappingError, render
+from flows.mapping import MappingError, format_value, render
 from hub.submission import AnswerValue, Submission
 
 MAX_BLOCKS = 50
@@ -72,15 +72,6 @@ def mrkdwn(text: str, limit: int) -> Block:
     return {"type": "mrkdwn", "text": clip(text, limit, escaped=True)}
 
 
-def format_value(value: AnswerValue) -> str:
-    """An answer as a person reads it (not escaped)."""
-    if value is None or value == "" or value == []:
-        return "(no answer)"
-    if isinstance(value, bool):
-        return "Yes" if value else "No"
-    if isinstance(value, list):
-        return ", ".join(str(item) for item in value)
-    return str(value)
 
 
 def title_of(submission: Submission) -> str:
