@@ -178,6 +178,12 @@ async def _prefect_ready() -> None:
     """Start Prefect's (ephemeral) server now rather than with the first webhook's flow run."""
     from prefect.client.orchestration import get_client
 
+    # Only for the ephemeral server's own process, which reads it from the environment when it
+    # starts (just below); this process configured its logging at import, so uvicorn's and the
+    # hub's loggers keep their levels. The server shares the hub's process group, so Ctrl-C or a
+    # service manager's SIGTERM reaches it at the same moment, and it logs the events it could
+    # not flush as ERROR tracebacks; hookhub's ledger records every outcome either way.
+    os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
     started = time.perf_counter()
     try:
         async with get_client() as client:
