@@ -15,6 +15,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.http_clients import shared_client
+from flows.prefect_clients import unpersisted_results
 from flows.runtime import runtime_for
 from hub.routing.process import connector_for
 from hub.spool.schema import connect
@@ -62,7 +63,8 @@ async def maintain_source(spool_path: str, config_path: str, source_id: str) -> 
     return done
 
 
-@flow(name="hookhub-maintenance", persist_result=False, validate_parameters=False)
+@flow(name="hookhub-maintenance", persist_result=False, validate_parameters=False,
+      result_storage=unpersisted_results())
 async def maintain_sources(spool_path: str, config_path: str, source_ids: list[str]) -> dict[str, str]:
     """Run each source's upkeep; one failing source does not stop the others (it is retried next time)."""
     results: dict[str, str] = {}

@@ -22,9 +22,10 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.destinations import get_destination
 from flows.destinations.base import DeliveryContext, DeliveryItem, DestinationSettings, Outcome
-from flows.http_clients import shared_client
+from flows.http_clients import delivery_session, shared_client
 from flows.pacing import PACER
 from flows.retry import decide
+from flows.prefect_clients import unpersisted_results
 from flows.runtime import Runtime, runtime_for
 from hub.config.models import HubConfig
 from hub.routing.plan import route_target
@@ -42,6 +43,16 @@ T = TypeVar("T")
 def _chunks(items: list[T], size: int) -> Iterator[list[T]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
+
+
+def _join(ids: list[str]) -> str:
+    # Ids travel between tasks as one string: Prefect walks list parameters and results item by
+    # item (visit_collection), which cost more CPU than the delivery of a chunk itself.
+    return ",".join(ids)
+
+
+def _split(joined: str) -> list[str]:
+    return joined.split(",") if joined else []
 
 
 FETCH_RETRIES = 8
@@ -92,18 +103,23 @@ async def fetch_details(config: HubConfig, conn: sqlite3.Connection, rows: dict[
 
 @task(name="normalize and route", task_run_name="normalize and route {count} submissions",
       cache_policy=NO_CACHE, persist_result=False)
-async def normalize_and_route(spool_path: str, config_path: str, inbox_ids: list[str], count: int) -> list[list[str]]:
+async def normalize_and_route(spool_path: str, config_path: str, inbox_ids: str, count: int) -> dict[str, str]:
+    """Returns, per destination, the (comma-joined) submissions to deliver there."""
     runtime = runtime_for(spool_path, config_path)
     config = runtime.config()
     conn = connect(runtime.spool_path)
     try:
-        rows = await asyncio.to_thread(ledger.load_inbox, conn, inbox_ids)
+        rows = await asyncio.to_thread(ledger.load_inbox, conn, _split(inbox_ids))
         submissions, failed = await asyncio.to_thread(normalize_rows, config, rows)
         await fetch_details(config, conn, {r.id: r for r in rows}, submissions, failed)
         routed = plan_submissions(config, submissions, failed)
-        return [list(k) for k in await asyncio.to_thread(ledger.save_routing, conn, routed, failed)]
+        keys = await asyncio.to_thread(ledger.save_routing, conn, routed, failed)
     finally:
         conn.close()
+    by_destination: dict[str, list[str]] = defaultdict(list)
+    for inbox_id, destination in keys:
+        by_destination[destination].append(inbox_id)
+    return {destination: _join(ids) for destination, ids in by_destination.items()}
 
 
 def _item(runtime: Runtime, row: DeliveryRow) -> DeliveryItem:
@@ -148,7 +164,7 @@ async def deliver_rows(runtime: Runtime, destination_id: str, rows: list[Deliver
         by_key[item.key] = row
     if not items:
         return decisions
-    context = DeliveryContext(http=shared_client(), pacer=PACER, destination_id=destination_id,
+    context = DeliveryContext(http=delivery_session(), pacer=PACER, destination_id=destination_id,
                               record_link=runtime.record_link, extra={"data_dir": str(runtime.data_dir)})
     try:
         outcomes = await impl.deliver(list(items.values()), settings, context)
@@ -169,13 +185,14 @@ async def deliver_rows(runtime: Runtime, destination_id: str, rows: list[Deliver
 
 @task(name="deliver", task_run_name="deliver {count} to {destination}", cache_policy=NO_CACHE,
       persist_result=False)
-async def deliver_chunk(spool_path: str, config_path: str, destination: str, keys: list[list[str]],
+async def deliver_chunk(spool_path: str, config_path: str, destination: str, inbox_ids: str,
                         count: int) -> dict[str, int]:
     runtime = runtime_for(spool_path, config_path)
     conn = connect(runtime.spool_path)
     started = time.perf_counter()
+    keys = [(inbox_id, destination) for inbox_id in _split(inbox_ids)]
     try:
-        rows = await asyncio.to_thread(ledger.load_deliveries, conn, [(k[0], k[1]) for k in keys])
+        rows = await asyncio.to_thread(ledger.load_deliveries, conn, keys)
         disabled = await asyncio.to_thread(ledger.disabled_destinations, conn)
         before = dict(disabled)
         loaded = time.perf_counter()
@@ -204,24 +221,24 @@ def _run_name() -> str:
 
 
 @flow(name="hookhub-deliver", flow_run_name=_run_name, persist_result=False, log_prints=False,
-      validate_parameters=False)
+      validate_parameters=False, result_storage=unpersisted_results())
 async def deliver_batch(spool_path: str, config_path: str, inbox_ids: list[str], due: list[list[str]],
                         chunk_size: int = 100) -> dict[str, int]:
     """Normalize and route the new submissions, then deliver them and the due retries."""
-    keys: list[list[str]] = list(due)
+    by_destination: dict[str, list[str]] = defaultdict(list)
+    for inbox_id, destination in due:
+        by_destination[destination].append(inbox_id)
     routed = await asyncio.gather(*[
-        normalize_and_route(spool_path, config_path, chunk, len(chunk))
+        normalize_and_route(spool_path, config_path, _join(chunk), len(chunk))
         for chunk in _chunks(inbox_ids, max(chunk_size, 250))
     ])
-    for chunk_keys in routed:
-        keys.extend(chunk_keys)
-    by_destination: dict[str, list[list[str]]] = defaultdict(list)
-    for inbox_id, destination in keys:
-        by_destination[destination].append([inbox_id, destination])
+    for chunk_routes in routed:
+        for destination, joined in chunk_routes.items():
+            by_destination[destination].extend(_split(joined))
     results = await asyncio.gather(*[
-        deliver_chunk(spool_path, config_path, destination, chunk, len(chunk))
-        for destination, destination_keys in sorted(by_destination.items())
-        for chunk in _chunks(destination_keys, chunk_size)
+        deliver_chunk(spool_path, config_path, destination, _join(chunk), len(chunk))
+        for destination, ids in sorted(by_destination.items())
+        for chunk in _chunks(ids, chunk_size)
     ])
     totals: dict[str, int] = defaultdict(int)
     for counts in results:

@@ -22,6 +22,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from flows.prefect_clients import SharedPrefectClients
 from hub.spool import ledger
 
 if TYPE_CHECKING:
@@ -78,11 +79,13 @@ class Dispatcher:
                           data_dir=self.hub.data_dir)
         bind(runtime)
         in_flight: set[asyncio.Task[None]] = set()
-        warm_up = asyncio.create_task(_prefect_ready())
+        prefect = SharedPrefectClients()
         try:
             next_upkeep = 0.0
             upkeep: asyncio.Task[None] | None = None
             while not self._stop.is_set():
+                # Here, not in a task of its own: the runs started below inherit the clients.
+                await prefect.ensure()
                 if time.monotonic() >= next_upkeep and (upkeep is None or upkeep.done()):
                     next_upkeep = time.monotonic() + UPKEEP_CHECK_SECONDS
                     # Beside the deliveries, not before them: a slow provider API must not stall them.
@@ -109,7 +112,6 @@ class Dispatcher:
                 self.in_flight = len(in_flight)
                 job.add_done_callback(lambda _: setattr(self, "in_flight", len(in_flight)))
         finally:
-            warm_up.cancel()
             if upkeep is not None:
                 upkeep.cancel()
             if in_flight:
@@ -117,6 +119,7 @@ class Dispatcher:
                 await asyncio.wait(in_flight, timeout=self.stop_timeout)
             unbind(runtime)
             conn.close()
+            await prefect.aclose()
             from flows.http_clients import close_shared_client
 
             await close_shared_client()
@@ -172,28 +175,6 @@ def _loop_factory():  # type: ignore[no-untyped-def]
     except ImportError:
         return None
     return uvloop.new_event_loop
-
-
-async def _prefect_ready() -> None:
-    """Start Prefect's (ephemeral) server now rather than with the first webhook's flow run."""
-    from prefect.client.orchestration import get_client
-
-    # Only for the ephemeral server's own process, which reads it from the environment when it
-    # starts (just below); this process configured its logging at import, so uvicorn's and the
-    # hub's loggers keep their levels. The server shares the hub's process group, so Ctrl-C or a
-    # service manager's SIGTERM reaches it at the same moment, and it logs the events it could
-    # not flush as ERROR tracebacks; hookhub's ledger records every outcome either way.
-    os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
-    started = time.perf_counter()
-    try:
-        async with get_client() as client:
-            failure = await client.api_healthcheck()
-    except Exception as exc:  # noqa: BLE001 - the first flow run will try again and report
-        failure = exc
-    if failure is None:
-        log.info("prefect ready", extra={"event": "prefect_ready", "seconds": round(time.perf_counter() - started, 1)})
-    else:
-        log.warning("prefect not reachable yet", extra={"event": "prefect_unreachable", "error": str(failure)})
 
 
 def attach_dispatcher(hub: Hub) -> Dispatcher:

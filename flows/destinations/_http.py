@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC
 from urllib.parse import urlsplit
 
+import aiohttp
 import httpx
 
 MAX_BODY_BYTES = 64 * 1024
@@ -46,15 +47,21 @@ class TransportFailed(Exception):
         """Whether the request may have reached the target (a retry may then duplicate)."""
 
 
+Client = httpx.AsyncClient | aiohttp.ClientSession
+"""Deliveries inside the hub go through aiohttp (see flows/http_clients.py); destination tests,
+`hookhub test-route` and anything else that hands in an httpx client (respx, MockTransport) get
+httpx. Both answer with the same `Answer` and fail with the same `TransportFailed`."""
+
+
 async def post(
-    client: httpx.AsyncClient, url: str, *, content: bytes, headers: dict[str, str], timeout: float
+    client: Client, url: str, *, content: bytes, headers: dict[str, str], timeout: float
 ) -> Answer:
     """POST without following redirects; raises TransportFailed when there is no answer."""
     return await request(client, "POST", url, content=content, headers=headers, timeout=timeout)
 
 
 async def request(
-    client: httpx.AsyncClient,
+    client: Client,
     method: str,
     url: str,
     *,
@@ -70,6 +77,9 @@ async def request(
     whole exchange so a receiver dripping bytes cannot hold a task forever. `max_bytes` is for
     callers whose answers legitimately outgrow MAX_BODY_BYTES (CRM batch results).
     """
+    if isinstance(client, aiohttp.ClientSession):
+        return await _request_aiohttp(client, method, url, headers=headers, timeout=timeout, content=content,
+                                      params=params, max_bytes=max_bytes)
     try:
         async with asyncio.timeout(timeout):
             built = client.build_request(
@@ -91,6 +101,51 @@ async def request(
     except httpx.TransportError as exc:
         raise TransportFailed(f"connection failed ({type(exc).__name__})", sent=True) from None
     return Answer(status=response.status_code, headers=response.headers, body=body)
+
+
+async def _request_aiohttp(
+    session: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    *,
+    headers: dict[str, str],
+    timeout: float,
+    content: bytes | None,
+    params: dict[str, str] | None,
+    max_bytes: int,
+) -> Answer:
+    # httpx sends no Content-Type of its own for raw bytes; aiohttp would add
+    # application/octet-stream, which some APIs reject. Keep the two paths identical.
+    skip = () if any(k.lower() == "content-type" for k in headers) else ("Content-Type",)
+    try:
+        async with asyncio.timeout(timeout):
+            async with session.request(
+                method, url, params=params, data=content, headers=headers, allow_redirects=False,
+                skip_auto_headers=skip, timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=timeout),
+            ) as response:
+                body = await _read_capped_aiohttp(response, max_bytes)
+                return Answer(status=response.status, headers=httpx.Headers(list(response.headers.items())),
+                              body=body)
+    except aiohttp.ConnectionTimeoutError:  # before TimeoutError, which it also is
+        raise TransportFailed(f"could not connect within {timeout:g} s", sent=False) from None
+    except TimeoutError:
+        raise TransportFailed(f"no answer within {timeout:g} s", sent=True) from None
+    except (aiohttp.ClientConnectorError, aiohttp.InvalidURL):
+        raise TransportFailed("could not connect (DNS, refused or TLS error)", sent=False) from None
+    except aiohttp.ClientError as exc:
+        raise TransportFailed(f"connection failed ({type(exc).__name__})", sent=True) from None
+
+
+async def _read_capped_aiohttp(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while size < max_bytes:
+        chunk = await response.content.readany()
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)[:max_bytes]
 
 
 async def _read_capped(response: httpx.Response, max_bytes: int) -> bytes:

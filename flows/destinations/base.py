@@ -90,7 +90,8 @@ class DeliveryItem:
 class DeliveryContext:
     """Per-task things a destination may use.
 
-    `http` is an `httpx.AsyncClient` owned by the calling task (one event loop per task);
+    `http` is the client to hand to `flows.destinations._http.request`: the hub's shared
+    aiohttp session in the pipeline, an `httpx.AsyncClient` in tests and `hookhub test-route`;
     `pacer` is the process-wide `flows.pacing.Pacer`, shared by every task and flow run, so
     budgets hold across routes and batches; `record_link(submission_id)` is the URL of the
     hub's record of a submission, or None when the hub has no public URL.

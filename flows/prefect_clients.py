@@ -1,0 +1,135 @@
+"""One pair of Prefect API clients for the dispatcher's loop, shared by every flow and task run.
+
+Left alone, Prefect's engine builds fresh API clients for each flow run, plus a sync one to
+ask the server for its default result storage; each new httpx client loads the CA bundle
+into a new SSL context. Under load that was the largest single cost of the dispatcher
+(py-spy: ~25 % of its CPU in `ssl.create_default_context`). Prefect reuses the clients of
+an enclosing `SyncClientContext` / `AsyncClientContext`, so the dispatcher opens those once
+and every run it starts (asyncio tasks copy the context) finds them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import time
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+log = logging.getLogger("hookhub.prefect")
+
+RETRY_SECONDS = 10.0
+"""How long to wait before trying again to reach a Prefect API that was not reachable."""
+
+BUSY_RETRIES = (0.02, 0.05, 0.1, 0.2, 0.4)
+"""Pauses before sending again a request the API answered 503 (see QuickRetryOnBusy)."""
+
+
+class QuickRetryOnBusy(httpx.AsyncBaseTransport):
+    """Sends again, within ~1 s, a request that Prefect's server answered 503.
+
+    On its SQLite database (the ephemeral server and `prefect server start` by default) the
+    server answers 503 when a write transaction loses to a concurrent one ("database is
+    locked" on a snapshot conflict, which SQLite reports at once instead of waiting). That
+    happens to a few flow-run creations per minute under load, and Prefect's client then
+    backs off 2 s, 4 s, 8 s: it was the whole p95 of ack->delivered (bench/e2e.py). The
+    conflict clears in milliseconds, so a few quick tries first; a 503 that persists still
+    reaches Prefect's own backoff. Retrying is safe: the server rolled the transaction back.
+    """
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        for pause in BUSY_RETRIES:
+            response = await self.inner.handle_async_request(request)
+            if response.status_code != 503:
+                return response
+            await response.aclose()
+            log.debug("prefect api busy; sending again", extra={"event": "prefect_busy", "path": request.url.path})
+            await asyncio.sleep(pause * (0.5 + random.random()))
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def _retry_quickly_on_busy(client: object) -> None:
+    # Prefect builds its httpx client itself and reuses a context's client only when it was
+    # made with no httpx settings, so the transport is wrapped in place (versions pinned in
+    # pyproject.toml; should the attributes move, the client keeps Prefect's own backoff).
+    http = getattr(client, "_client", None)
+    transport = getattr(http, "_transport", None)
+    if isinstance(transport, httpx.AsyncBaseTransport) and not isinstance(transport, QuickRetryOnBusy):
+        http._transport = QuickRetryOnBusy(transport)  # type: ignore[union-attr]
+    else:
+        log.debug("prefect client transport not wrapped", extra={"event": "prefect_transport_unwrapped"})
+
+
+class SharedPrefectClients:
+    """Opens the shared clients on first use (that also starts the ephemeral server), keeps them."""
+
+    def __init__(self) -> None:
+        self._stack = contextlib.AsyncExitStack()
+        self.ready = False
+        self._next_try = 0.0
+
+    async def ensure(self) -> bool:
+        """Open the clients if not yet open; False while the API cannot be reached.
+
+        Must be awaited in the coroutine whose context the runs are created from, because the
+        clients are handed down through context variables. Blocks the calling loop while an
+        ephemeral server starts (~7 s); the dispatcher has nothing to run before that anyway.
+        """
+        if self.ready or time.monotonic() < self._next_try:
+            return self.ready
+        from prefect.context import AsyncClientContext, SyncClientContext
+
+        # Only for the ephemeral server's own process, which reads it from the environment when
+        # it starts (just below); this process configured its logging at import, so uvicorn's
+        # and the hub's loggers keep their levels. The server shares the hub's process group,
+        # so Ctrl-C or a service manager's SIGTERM reaches it at the same moment, and it logs
+        # the events it could not flush as ERROR tracebacks; the ledger records every outcome.
+        os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
+        started = time.perf_counter()
+        opened = contextlib.AsyncExitStack()
+        try:
+            opened.enter_context(SyncClientContext())
+            shared = await opened.enter_async_context(AsyncClientContext())
+            _retry_quickly_on_busy(shared.client)
+        except Exception as exc:  # noqa: BLE001 - runs create their own clients and report
+            await opened.aclose()
+            self._next_try = time.monotonic() + RETRY_SECONDS
+            log.warning("prefect not reachable yet", extra={"event": "prefect_unreachable", "error": str(exc)})
+            return False
+        self._stack.push_async_exit(opened)
+        self.ready = True
+        log.info("prefect ready", extra={"event": "prefect_ready", "seconds": round(time.perf_counter() - started, 1)})
+        return True
+
+    async def aclose(self) -> None:
+        self.ready = False
+        await self._stack.aclose()
+
+    async def __aenter__(self) -> SharedPrefectClients:
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.aclose()
+
+
+def unpersisted_results() -> Path:
+    """Result storage for flows that persist nothing (`persist_result=False`).
+
+    Naming one saves every flow run a blocking call asking the server for its default storage;
+    a path is the one kind Prefect takes without a block saved on the server.
+    """
+    from prefect.settings import get_current_settings
+
+    return Path(get_current_settings().results.local_storage_path)
