@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
+import orjson
 from python_multipart import FormParser
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import Field as MultipartField
@@ -95,14 +96,25 @@ def pick_name(answers: Iterable[Answer]) -> str | None:
 
 
 def parse_json_object(body: bytes) -> dict[str, Any]:
+    # orjson parses a typical webhook ~4x faster than json, and this runs on the request path
+    # (envelope). Anything it refuses (not UTF-8, NaN, huge integers, broken JSON) goes
+    # through json, so what is accepted and every error message stay json's.
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        data = _parse_with_json(body)
+    if not isinstance(data, dict):
+        raise UnsupportedPayload(f"JSON body is {type(data).__name__}, expected an object")
+    return data
+
+
+def _parse_with_json(body: bytes) -> Any:
     try:
         data = json.loads(body)
     except UnicodeDecodeError:
         raise UnsupportedPayload("body is not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise UnsupportedPayload(f"body is not valid JSON ({exc.msg} at position {exc.pos})") from None
-    if not isinstance(data, dict):
-        raise UnsupportedPayload(f"JSON body is {type(data).__name__}, expected an object")
     return data
 
 

@@ -40,7 +40,8 @@ PING = "hookhub.ping"
 
 
 def hmac_digest(key: bytes, msg: bytes, algo: str = "sha256") -> bytes:
-    return hmac.new(key, msg, getattr(hashlib, algo)).digest()
+    # The one-shot C path: a third of the cost of building an HMAC object, on every request.
+    return hmac.digest(key, msg, algo)
 
 
 def b64(raw: bytes) -> str:

@@ -15,6 +15,11 @@ _PREFECT_DEFAULTS = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     # One INFO line per task run drowns the hub's own structured log; the Prefect UI has them.
     "PREFECT_LOGGING_LEVEL": "WARNING",
+    # For the ephemeral server the hub starts: its SQLite database takes one writer at a time,
+    # and persisting every task-run event (the UI's Events feed) made flow-run creation lose
+    # write conflicts and back off for seconds (bench/e2e.py p95 at 50/s: 3.5-4.2 s with it,
+    # 1.3 s without). Flow and task runs, states and logs are still recorded and shown.
+    "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED": "false",
 }
 
 for _name, _value in _PREFECT_DEFAULTS.items():

@@ -17,7 +17,6 @@ import os
 import random
 import time
 from pathlib import Path
-from types import TracebackType
 
 import httpx
 
@@ -115,13 +114,6 @@ class SharedPrefectClients:
     async def aclose(self) -> None:
         self.ready = False
         await self._stack.aclose()
-
-    async def __aenter__(self) -> SharedPrefectClients:
-        return self
-
-    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        await self.aclose()
 
 
 def unpersisted_results() -> Path:

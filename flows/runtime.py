@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from hub.config.loader import load_config
 from hub.config.models import HubConfig
@@ -21,6 +22,8 @@ class Runtime:
     config: Callable[[], HubConfig]
     spool_path: Path
     data_dir: Path
+    delivery_pool: Any = None
+    """A flows.delivery_pool.DeliveryPool when deliveries may run in worker processes."""
 
     def record_link(self, submission_id: str) -> str | None:
         base = self.config().server.public_base_url

@@ -22,6 +22,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from flows.delivery_pool import DeliveryPool
 from flows.prefect_clients import SharedPrefectClients
 from hub.spool import ledger
 
@@ -43,6 +44,7 @@ class Dispatcher:
     _stop: threading.Event = field(default_factory=threading.Event, init=False)
     _thread: threading.Thread | None = field(default=None, init=False)
     flows_run: int = field(default=0, init=False)
+    pool: DeliveryPool | None = field(default=None, init=False)
     in_flight: int = field(default=0, init=False)
 
     def start(self) -> None:
@@ -75,17 +77,23 @@ class Dispatcher:
         if inbox or deliveries:
             log.info("resuming work of a previous run", extra={"event": "recovered", "submissions": inbox,
                                                               "deliveries": deliveries})
+        processes = self.hub.config.config.dispatch.delivery_processes
+        pool = DeliveryPool(processes, _log_level()) if processes else None
+        self.pool = pool
         runtime = Runtime(config=lambda: self.hub.config.config, spool_path=self.hub.spool_path,
-                          data_dir=self.hub.data_dir)
+                          data_dir=self.hub.data_dir, delivery_pool=pool)
         bind(runtime)
         in_flight: set[asyncio.Task[None]] = set()
         prefect = SharedPrefectClients()
+        pool_started: asyncio.Task[None] | None = None
         try:
             next_upkeep = 0.0
             upkeep: asyncio.Task[None] | None = None
             while not self._stop.is_set():
                 # Here, not in a task of its own: the runs started below inherit the clients.
                 await prefect.ensure()
+                if pool is not None and pool_started is None:
+                    pool_started = asyncio.create_task(self._start_pool(pool))
                 if time.monotonic() >= next_upkeep and (upkeep is None or upkeep.done()):
                     next_upkeep = time.monotonic() + UPKEEP_CHECK_SECONDS
                     # Beside the deliveries, not before them: a slow provider API must not stall them.
@@ -120,9 +128,20 @@ class Dispatcher:
             unbind(runtime)
             conn.close()
             await prefect.aclose()
+            if pool_started is not None:
+                pool_started.cancel()
+            if pool is not None:
+                await asyncio.to_thread(pool.close)
             from flows.http_clients import close_shared_client
 
             await close_shared_client()
+
+    async def _start_pool(self, pool: DeliveryPool) -> None:
+        try:
+            await pool.start()
+        except Exception as exc:  # noqa: BLE001 - deliveries then fail and retry, and say why
+            log.error("delivery worker processes did not start", extra={"event": "delivery_pool_failed",
+                                                                      "error": f"{type(exc).__name__}: {exc}"})
 
     async def _upkeep(self, conn) -> None:  # type: ignore[no-untyped-def]
         """Start the maintenance flow for sources whose upkeep is due (watch renewals)."""
@@ -167,6 +186,10 @@ class Dispatcher:
         log.info("batch delivered", extra={"event": "batch_done", "submissions": len(inbox_ids),
                                            "retries": len(due), "outcomes": totals,
                                            "seconds": round(time.perf_counter() - started, 3)})
+
+
+def _log_level() -> str:
+    return logging.getLevelName(logging.getLogger("hookhub").getEffectiveLevel()).lower()
 
 
 def _loop_factory():  # type: ignore[no-untyped-def]

@@ -107,6 +107,10 @@ class DeliveryContext:
 class Destination(abc.ABC):
     type: ClassVar[str]
     Config: ClassVar[type[DestinationSettings]]
+    any_process: ClassVar[bool] = False
+    """Whether deliveries may run in several processes at once (flows/delivery_pool.py): only
+    for types that keep no budget that must hold across all sends (Slack's 1 message/s, CRM
+    rate limits and SMTP sessions do; a Retry-After pause is learnt by each process anyway)."""
 
     def check(self, config: BaseModel) -> list[str]:
         """Problems that can be known before start (beyond the Config model's own validation)."""

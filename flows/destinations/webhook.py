@@ -93,6 +93,7 @@ class WebhookConfig(DestinationSettings):
 class WebhookDestination(Destination):
     type = "webhook"
     Config = WebhookConfig
+    any_process = True  # no send budget; a 429's Retry-After pauses each process that sees it
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock  # unix time: webhook-timestamp and Retry-After dates

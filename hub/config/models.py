@@ -118,6 +118,11 @@ class DispatchConfig(Strict):
     batch_wait: float = Field(default=0.2, ge=0, le=60, description="seconds to wait to fill a batch")
     chunk_size: int = Field(default=100, ge=1, le=1_000, description="submissions per delivery task")
     max_flows: int = Field(default=2, ge=1, le=16, description="flow runs in flight at once")
+    delivery_processes: int = Field(
+        default=1, ge=0, le=16,
+        description="worker processes for deliveries to webhook destinations (0: all in the hub's process);"
+                    " read at start",
+    )
 
 
 class HubConfig(Strict):

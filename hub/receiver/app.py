@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import orjson
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
@@ -198,14 +198,15 @@ def _envelope(source: PreparedSource, inbound: InboundRequest) -> Envelope:
     return Envelope(event_id=f"sha256:{inbound.body_sha256()}", kind="submission", note=note)
 
 
-# JSONResponse's encoding; one encoder for all answers (json.dumps with options builds one per call).
-_encode_answer = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+def _encode_answer(content: dict[str, object]) -> bytes:
+    # JSONResponse's output (compact, UTF-8) at a tenth of json's cost; answers hold only text.
+    return orjson.dumps(content)
 
 
 async def _answer(send: Send, status: int, content: dict[str, object],
                   extra_headers: list[tuple[bytes, bytes]] | None = None) -> None:
     """What JSONResponse would send, without building one."""
-    body = _encode_answer(content).encode("utf-8")
+    body = _encode_answer(content)
     headers = [(b"content-length", str(len(body)).encode("latin-1")), (b"content-type", b"application/json")]
     if extra_headers:
         headers += extra_headers

@@ -19,7 +19,6 @@ transaction, to tell the stored rows from the duplicates.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import queue
 import sqlite3
@@ -27,6 +26,8 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import orjson
 
 from hub.spool.schema import Durability, connect, ensure_schema
 
@@ -244,7 +245,9 @@ def _resolve(group: list[_Job], results: list) -> None:
             pass  # that loop has closed: its requests are gone, nothing to answer
 
 
-_encode_headers = json.JSONEncoder(ensure_ascii=False).encode  # built once, not per json.dumps call
+def _encode_headers(headers: dict[str, str]) -> str:
+    # On the request path: a tenth of json.dumps's cost. Stored as TEXT, as before.
+    return orjson.dumps(headers).decode("utf-8")
 
 
 def _row(record: SpoolRecord) -> _Row:

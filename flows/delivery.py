@@ -1,0 +1,113 @@
+"""Delivering one chunk to one destination and recording the outcomes (no Prefect here).
+
+The "deliver" task runs this in the dispatcher's process, or hands it to a delivery worker
+process (flows/delivery_pool.py), which imports this module but never Prefect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from typing import Any
+
+from flows.destinations import get_destination
+from flows.destinations.base import DeliveryContext, DeliveryItem, DestinationSettings, Outcome
+from flows.pacing import PACER
+from flows.retry import decide
+from flows.runtime import Runtime
+from hub.routing.plan import route_target
+from hub.spool import ledger
+from hub.spool.ledger import Decision, DeliveryRow
+from hub.spool.schema import connect
+from hub.submission import Submission
+
+log = logging.getLogger("hookhub.pipeline")
+
+
+def _item(runtime: Runtime, row: DeliveryRow) -> DeliveryItem:
+    target = route_target(runtime.config(), row.route, row.destination)
+    return DeliveryItem(
+        key=f"{row.inbox_id}.{row.destination}",
+        submission=Submission.model_validate_json(row.submission or "{}"),
+        route=row.route,
+        template=target.template if target else None,
+        mapping=target.map if target else None,
+        remote_id=row.remote_id,
+    )
+
+
+def _not_sent(rows: list[DeliveryRow], reason: str) -> list[Decision]:
+    return [Decision(inbox_id=r.inbox_id, destination=r.destination, status="dead", outcome="failed",
+                     attempted=False, error=reason) for r in rows]
+
+
+async def deliver_rows(runtime: Runtime, destination_id: str, rows: list[DeliveryRow],
+                       disabled: dict[str, str], http: Any) -> list[Decision]:
+    """Send `rows` to one destination and decide, for each, delivered / retry when / dead why."""
+    config = runtime.config()
+    destination_config = config.destinations.get(destination_id)
+    if destination_config is None:
+        return _not_sent(rows, f"destination {destination_id!r} is no longer in connectors.yaml")
+    if destination_id in disabled:
+        return _not_sent(rows, f"destination disabled: {disabled[destination_id]} (hookhub replay re-enables it)")
+    settings = destination_config.settings
+    assert isinstance(settings, DestinationSettings)
+    impl = get_destination(destination_config.type)
+    items: dict[str, DeliveryItem] = {}
+    decisions: list[Decision] = []
+    by_key: dict[str, DeliveryRow] = {}
+    for row in rows:
+        try:
+            item = _item(runtime, row)
+        except ValueError as exc:
+            decisions.extend(_not_sent([row], f"stored submission is unreadable: {exc}"))
+            continue
+        items[item.key] = item
+        by_key[item.key] = row
+    if not items:
+        return decisions
+    context = DeliveryContext(http=http, pacer=PACER, destination_id=destination_id,
+                              record_link=runtime.record_link, extra={"data_dir": str(runtime.data_dir)})
+    try:
+        outcomes = await impl.deliver(list(items.values()), settings, context)
+    except Exception as exc:  # a destination bug is a retryable failure, not a crash
+        log.exception("destination crashed", extra={"event": "destination_error", "destination": destination_id})
+        outcomes = [Outcome(key=k, status="retry", reason=f"destination error: {type(exc).__name__}: {exc}")
+                    for k in items]
+    answered = {o.key: o for o in outcomes if o.key in items}
+    now = time.time()
+    for key, row in by_key.items():
+        outcome = answered.get(key) or Outcome(key=key, status="retry", reason="destination returned no outcome")
+        decisions.append(decide(row, outcome, settings.retry, now))
+    gone = next((o for o in answered.values() if o.disable), None)
+    if gone is not None:
+        disabled[destination_id] = f"{destination_id} answered {gone.status_code or ''} {gone.reason or 'gone'}".strip()
+    return decisions
+
+
+async def deliver_and_record(runtime: Runtime, destination: str, inbox_ids: list[str], http: Any) -> dict[str, int]:
+    """Deliver the claimed (inbox id, `destination`) rows and record every outcome; counts by status."""
+    conn = connect(runtime.spool_path)
+    started = time.perf_counter()
+    keys = [(inbox_id, destination) for inbox_id in inbox_ids]
+    try:
+        rows = await asyncio.to_thread(ledger.load_deliveries, conn, keys)
+        disabled = await asyncio.to_thread(ledger.disabled_destinations, conn)
+        before = dict(disabled)
+        loaded = time.perf_counter()
+        decisions = await deliver_rows(runtime, destination, rows, disabled, http)
+        sent = time.perf_counter()
+        if destination in disabled and destination not in before:
+            await asyncio.to_thread(ledger.disable_destination, conn, destination, disabled[destination])
+        await asyncio.to_thread(ledger.record, conn, decisions)
+    finally:
+        conn.close()
+    log.debug("chunk delivered", extra={"event": "chunk_done", "destination": destination, "items": len(keys),
+                                        "load_s": round(loaded - started, 3), "send_s": round(sent - loaded, 3),
+                                        "record_s": round(time.perf_counter() - sent, 3)})
+    counts: dict[str, int] = defaultdict(int)
+    for d in decisions:
+        counts[d.status] += 1
+    return dict(counts)
