@@ -1,0 +1,40 @@
+"""JSON webhook bodies: the fast parser accepts and rejects exactly what json does, with json's messages."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from connectors._answers import parse_json_object
+from connectors.base import UnsupportedPayload
+
+
+@pytest.mark.parametrize("body", [
+    b'{"a": 1, "b": [true, null, "\\u00e9"], "c": {"d": 1.5}}',
+    '{"name": "Zoë", "emoji": "😀"}'.encode(),
+    b'{"big": 123456789012345678901234567890}',   # beyond 64 bits: exact, as json parses it
+    b'{"big": -18446744073709551616, "s": "12345678901234567890123"}',
+    b'{"below_int64": -9223372036854775809}',
+    b'{"x": NaN, "y": Infinity}',                  # not JSON, but what json.loads (and so we) accept
+    '{"utf16": "text"}'.encode("utf-16"),           # json detects UTF-16/32 byte order marks
+    b'  {"padded": true}\n',
+    b'{"dup": 1, "dup": 2, "f": 0.1, "e": 1e-7, "z": -0.0}',
+])
+def test_same_result_as_json(body: bytes) -> None:
+    parsed = parse_json_object(body)
+    expected = json.loads(body)
+    assert json.dumps(parsed, sort_keys=True) == json.dumps(expected, sort_keys=True)
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    (b'{"a": ', "body is not valid JSON (Expecting value at position 6)"),
+    (b'{"a": "\xff"}', "body is not UTF-8 text"),
+    (b"[1, 2]", "JSON body is list, expected an object"),
+    (b'"text"', "JSON body is str, expected an object"),
+    (b"", "body is not valid JSON (Expecting value at position 0)"),
+])
+def test_errors_name_the_problem(body: bytes, message: str) -> None:
+    with pytest.raises(UnsupportedPayload) as raised:
+        parse_json_object(body)
+    assert str(raised.value) == message
