@@ -7,6 +7,8 @@ Measured in one run, against the same sink process and the same Prefect server:
 - naive: one Prefect flow run per webhook (dispatch batch_size 1), the shape we beat.
 
     python bench/e2e.py [--requests 5000] [--rate 50] [--seconds 20] [--naive 15]
+
+BENCH_LOG_LEVEL=info|debug sets the hubs' log level, and BENCH_LOG_DIR=<dir> keeps their logs.
 """
 
 from __future__ import annotations
