@@ -8,6 +8,10 @@ pool of worker processes; the Prefect task still runs, and is still what the UI 
 the dispatcher. A worker loads the claimed rows from the spool, delivers and records every
 outcome itself, exactly as the in-process path (flows/delivery.py) does.
 
+Each worker runs every chunk it is given at once on its own event loop, as the hub's loop
+would: a receiver that takes its time holds only its own chunk, not the other destinations'.
+(concurrent.futures' process pool runs one call per process at a time, hence this small pool:
+a pipe per worker, jobs and results pickled, results read by the dispatcher's event loop.)
 Workers are spawned (not forked: the hub has threads), import no Prefect, ignore Ctrl-C (the
 dispatcher drains and stops them) and die with the hub, so a killed hub leaves no worker
 sending rows that its restart puts back in the queue.
@@ -16,16 +20,16 @@ sending rows that its restart puts back in the queue.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import multiprocessing
 import pickle
 import signal
-import threading
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
-from multiprocessing import util as mp_util
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from pathlib import Path
+from typing import Any
 
 from flows.destinations import UnknownDestinationType, get_destination
 from flows.runtime import Runtime
@@ -33,14 +37,21 @@ from hub.config.models import HubConfig
 
 log = logging.getLogger("hookhub.delivery_pool")
 
+STOP_SECONDS = 30.0
+"""How long a stopping worker may take to finish its chunks before it is killed."""
+
 
 class DeliveryWorkerLost(RuntimeError):
     """A worker process died during a chunk; the flow run fails and its claims go back to the queue."""
 
 
+class DeliveryWorkerFailed(RuntimeError):
+    """A chunk raised in the worker; the flow run fails and its claims go back to the queue."""
+
+
 @dataclass(frozen=True)
 class ChunkJob:
-    """Everything a worker needs, pickled: the live config goes along, so a reload applies at once."""
+    """Everything a worker needs, pickled: the config in force goes along, so a reload applies at once."""
 
     spool_path: str
     data_dir: str
@@ -49,12 +60,24 @@ class ChunkJob:
     inbox_ids: list[str]
 
 
+@dataclass
+class _Worker:
+    process: BaseProcess
+    conn: Connection
+    pending: dict[int, asyncio.Future[dict[str, int]]] = field(default_factory=dict)
+    gone: bool = False
+
+
 class DeliveryPool:
+    """Worker processes, used round-robin from the dispatcher's event loop (not thread-safe)."""
+
     def __init__(self, processes: int, log_level: str = "info") -> None:
         self.processes = processes
         self.log_level = log_level
-        self._executor: ProcessPoolExecutor | None = None
-        self._lock = threading.Lock()
+        self._workers: list[_Worker | None] = [None] * processes
+        self._turn = itertools.cycle(range(processes))
+        self._ids = itertools.count(1)
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @staticmethod
     def takes(destination_type: str) -> bool:
@@ -63,20 +86,15 @@ class DeliveryPool:
         except UnknownDestinationType:
             return False
 
-    def _pool(self) -> ProcessPoolExecutor:
-        with self._lock:
-            if self._executor is None:
-                self._executor = ProcessPoolExecutor(
-                    self.processes, mp_context=multiprocessing.get_context("spawn"),
-                    initializer=_start_worker, initargs=(self.log_level,),
-                )
-            return self._executor
-
     async def start(self) -> None:
         """Spawn the workers now (~1 s each) rather than under the first chunk."""
-        loop = asyncio.get_running_loop()
-        pool = self._pool()
-        await asyncio.gather(*(loop.run_in_executor(pool, _ready) for _ in range(self.processes)))
+        for index in range(self.processes):
+            await self._worker(index)
+
+    def pids(self) -> list[int]:
+        """The worker processes alive now."""
+        return [w.process.pid for w in self._workers
+                if w is not None and not w.gone and w.process.is_alive() and w.process.pid is not None]
 
     async def deliver(self, runtime: Runtime, destination: str, inbox_ids: list[str]) -> dict[str, int]:
         config = runtime.config()
@@ -85,8 +103,9 @@ class DeliveryPool:
             k: v for k, v in config.destinations.items() if k == destination}})
         job = ChunkJob(spool_path=str(runtime.spool_path), data_dir=str(runtime.data_dir), config=needed,
                        destination=destination, inbox_ids=inbox_ids)
+        job_id = next(self._ids)
         try:
-            blob = pickle.dumps(job)
+            message = pickle.dumps((job_id, job))
         except (pickle.PicklingError, TypeError, AttributeError) as exc:
             log.warning("destination config cannot go to a worker process; delivering in the hub's",
                         extra={"event": "delivery_pool_skipped", "destination": destination, "error": str(exc)})
@@ -94,41 +113,89 @@ class DeliveryPool:
             from flows.http_clients import delivery_session
 
             return await deliver_and_record(runtime, destination, inbox_ids, delivery_session())
+        worker = await self._worker(next(self._turn))
+        result: asyncio.Future[dict[str, int]] = asyncio.get_running_loop().create_future()
+        worker.pending[job_id] = result
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._pool(), _run_job, blob)
-        except BrokenProcessPool:
-            with self._lock:
-                broken, self._executor = self._executor, None
-            if broken is not None:
-                broken.shutdown(wait=False, cancel_futures=True)
+            worker.conn.send_bytes(message)
+        except OSError:
+            self._lost(worker)
+        try:
+            return await result
+        except DeliveryWorkerLost:
             log.error("a delivery worker process died; its chunk goes back to the queue",
                       extra={"event": "delivery_worker_lost", "destination": destination, "items": len(inbox_ids)})
-            raise DeliveryWorkerLost(f"a delivery worker died while delivering {len(inbox_ids)} to {destination}") \
-                from None
+            raise
 
-    def pids(self) -> list[int]:
-        """The worker processes alive now (for `hookhub status`-style checks and tests)."""
-        with self._lock:
-            processes = getattr(self._executor, "_processes", None) or {}
-            return [pid for pid, proc in processes.items() if proc.is_alive()]
-
-    def close(self) -> None:
+    async def aclose(self) -> None:
         """Let the chunks under way finish (their outcomes get recorded), then stop the workers."""
-        with self._lock:
-            executor, self._executor = self._executor, None
-        if executor is not None:
-            executor.shutdown(wait=True, cancel_futures=True)
+        workers = [w for w in self._workers if w is not None]
+        self._workers = [None] * self.processes
+        for worker in workers:
+            if not worker.gone:
+                try:
+                    worker.conn.send_bytes(pickle.dumps(None))
+                except OSError:
+                    pass
+        for worker in workers:
+            await asyncio.to_thread(worker.process.join, STOP_SECONDS)
+            if worker.process.is_alive():
+                worker.process.kill()
+                await asyncio.to_thread(worker.process.join, 5)
+            self._lost(worker)
+
+    async def _worker(self, index: int) -> _Worker:
+        worker = self._workers[index]
+        if worker is not None and not worker.gone:
+            return worker
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        parent_end, child_end = multiprocessing.Pipe()
+        process = multiprocessing.get_context("spawn").Process(
+            target=_worker_main, args=(child_end, self.log_level), name=f"hookhub-delivery-{index}", daemon=True)
+        # Started from this (the dispatcher's) thread, not a helper thread: the worker's
+        # die-with-parent signal follows the thread that started it. Spawning blocks this loop
+        # for tens of milliseconds; the worker's imports then run in the worker.
+        process.start()
+        child_end.close()  # so the parent sees EOF when the worker dies
+        worker = _Worker(process=process, conn=parent_end)
+        self._workers[index] = worker
+        loop.add_reader(parent_end.fileno(), self._on_readable, worker)
+        return worker
+
+    def _on_readable(self, worker: _Worker) -> None:
+        try:
+            job_id, ok, value = pickle.loads(worker.conn.recv_bytes())
+        except (EOFError, OSError):
+            self._lost(worker)
+            return
+        future = worker.pending.pop(job_id, None)
+        if future is None or future.done():
+            return
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(DeliveryWorkerFailed(value))
+
+    def _lost(self, worker: _Worker) -> None:
+        if worker.gone:
+            return
+        worker.gone = True
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.remove_reader(worker.conn.fileno())
+        worker.conn.close()
+        pending, worker.pending = worker.pending, {}
+        for future in pending.values():
+            if not future.done():
+                future.set_exception(DeliveryWorkerLost("a delivery worker process died during this chunk"))
 
 
 # -- in the worker process ------------------------------------------------------------------
 
-_loop: asyncio.AbstractEventLoop | None = None
 
-
-def _start_worker(log_level: str) -> None:
-    global _loop
+def _worker_main(conn: Connection, log_level: str) -> None:
     # Ctrl-C, and a service manager's SIGTERM, reach the whole process group; the dispatcher
-    # finishes the chunks under way and then shuts the pool down, so workers must not die first
+    # finishes the chunks under way and then stops the workers, so they must not die first
     # (they still die with the hub, below).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -139,12 +206,62 @@ def _start_worker(log_level: str) -> None:
     try:
         import uvloop
 
-        _loop = uvloop.new_event_loop()
+        loop = uvloop.new_event_loop()
     except ImportError:
-        _loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(_loop)
-    # Runs as the worker exits (multiprocessing skips atexit): close connections cleanly.
-    mp_util.Finalize(None, _close_loop, exitpriority=10)
+        loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(_serve(conn))
+    finally:
+        loop.close()
+
+
+async def _serve(conn: Connection) -> None:
+    from flows.http_clients import close_shared_client
+
+    loop = asyncio.get_running_loop()
+    stopped = asyncio.Event()
+    running: set[asyncio.Task[None]] = set()
+
+    def on_readable() -> None:
+        try:
+            message = pickle.loads(conn.recv_bytes())
+        except (EOFError, OSError):
+            message = None  # the hub is gone or closed the pipe
+        if message is None:
+            loop.remove_reader(conn.fileno())
+            stopped.set()
+            return
+        job_id, job = message
+        task = loop.create_task(_run(conn, job_id, job))
+        running.add(task)
+        task.add_done_callback(running.discard)
+
+    loop.add_reader(conn.fileno(), on_readable)
+    await stopped.wait()
+    if running:
+        await asyncio.wait(running)
+    await close_shared_client()
+
+
+async def _run(conn: Connection, job_id: int, job: ChunkJob) -> None:
+    from flows.delivery import deliver_and_record
+    from flows.http_clients import delivery_session
+
+    config = job.config
+    runtime = Runtime(config=lambda: config, spool_path=Path(job.spool_path), data_dir=Path(job.data_dir))
+    answer: tuple[int, bool, Any]
+    try:
+        answer = (job_id, True, await deliver_and_record(runtime, job.destination, job.inbox_ids,
+                                                          delivery_session()))
+    except Exception as exc:  # reported to the task, which fails and gives its claims back
+        logging.getLogger("hookhub.delivery_pool").exception(
+            "chunk failed in a delivery worker", extra={"event": "delivery_chunk_error", "destination": job.destination})
+        answer = (job_id, False, f"{type(exc).__name__}: {exc}")
+    try:
+        conn.send_bytes(pickle.dumps(answer))
+    except OSError:
+        pass  # the hub is gone; the ledger has the outcomes
 
 
 def _die_with_parent() -> None:
@@ -155,32 +272,5 @@ def _die_with_parent() -> None:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         pr_set_pdeathsig = 1
         libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
-    except (OSError, AttributeError):  # not Linux: the pool's own pipes end the worker later
+    except (OSError, AttributeError):  # not Linux: the worker sees EOF on its pipe and stops
         pass
-
-
-def _ready() -> bool:
-    return True
-
-
-def _run_job(blob: bytes) -> dict[str, int]:
-    assert _loop is not None, "worker not initialized"
-    return _loop.run_until_complete(_deliver(pickle.loads(blob)))
-
-
-async def _deliver(job: ChunkJob) -> dict[str, int]:
-    from flows.delivery import deliver_and_record
-    from flows.http_clients import delivery_session
-
-    config = job.config
-    runtime = Runtime(config=lambda: config, spool_path=Path(job.spool_path), data_dir=Path(job.data_dir))
-    return await deliver_and_record(runtime, job.destination, job.inbox_ids, delivery_session())
-
-
-def _close_loop() -> None:
-    if _loop is None or _loop.is_closed():
-        return
-    from flows.http_clients import close_shared_client
-
-    _loop.run_until_complete(close_shared_client())
-    _loop.close()

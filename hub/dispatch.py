@@ -131,7 +131,7 @@ class Dispatcher:
             if pool_started is not None:
                 pool_started.cancel()
             if pool is not None:
-                await asyncio.to_thread(pool.close)
+                await pool.aclose()
             from flows.http_clients import close_shared_client
 
             await close_shared_client()

@@ -181,3 +181,36 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
 
+
+
+SLOW_AND_QUICK = """
+sources:
+  contact-form:
+    provider: typeform
+    secret: {secret}
+destinations:
+  slow: {{type: webhook, url: '{slow}', secret: {whsec}, timeout: 60}}
+  quick: {{type: webhook, url: '{quick}', secret: {whsec}}}
+routes:
+  - {{name: both, from: ["*"], to: [slow, quick]}}
+"""
+
+
+def test_a_slow_receiver_holds_only_its_own_chunk(tmp_path, fake: FakeDestination, hub_factory) -> None:  # type: ignore[no-untyped-def]
+    from tests.test_pipeline_e2e import WHSEC
+
+    config = tmp_path / "connectors.yaml"
+    config.write_text(SLOW_AND_QUICK.format(secret=FULL["secret"], slow=fake.url("/slow"), quick=fake.url("/quick"),
+                                            whsec=WHSEC), encoding="utf-8")
+    hub, server = hub_factory(config)
+    fake.hold("/slow", seconds=60)
+    try:
+        submission_id = post(server, FULL).json()["id"]
+        wait_for(lambda: fake.waiting("/slow") == 1, timeout=FIRST_DELIVERY, what="the slow receiver to be reached")
+        # Both chunks are in the one worker process; the quick one is not stuck behind the slow one.
+        wait_for(lambda: status_of(hub, submission_id, "quick") == "delivered", timeout=30, what="the quick one")
+        assert fake.waiting("/slow") == 1 and status_of(hub, submission_id, "slow") == "sending"
+        assert len(dispatcher_of(hub).pool.pids()) == 1
+    finally:
+        fake.release("/slow")
+    wait_for(lambda: status_of(hub, submission_id, "slow") == "delivered", timeout=30, what="the slow one")
