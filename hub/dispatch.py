@@ -137,6 +137,9 @@ class Dispatcher:
             await close_shared_client()
 
     async def _start_pool(self, pool: DeliveryPool) -> None:
+        """Spawn the workers ahead of the first chunk, if any destination will use them (else on first use)."""
+        if not any(pool.takes(d.type) for d in self.hub.config.config.destinations.values()):
+            return
         try:
             await pool.start()
         except Exception as exc:  # noqa: BLE001 - deliveries then fail and retry, and say why

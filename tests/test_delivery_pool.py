@@ -214,3 +214,20 @@ def test_a_slow_receiver_holds_only_its_own_chunk(tmp_path, fake: FakeDestinatio
     finally:
         fake.release("/slow")
     wait_for(lambda: status_of(hub, submission_id, "slow") == "delivered", timeout=30, what="the slow one")
+
+
+def test_no_worker_is_spawned_without_destinations_that_use_one(tmp_path, hub_factory) -> None:  # type: ignore[no-untyped-def]
+    config = tmp_path / "connectors.yaml"
+    config.write_text(f"""
+sources:
+  contact-form: {{provider: typeform, secret: {FULL["secret"]}}}
+destinations:
+  out: {{type: file, path: {tmp_path / "out.jsonl"}}}
+routes:
+  - {{name: all, from: ["*"], to: [out]}}
+""", encoding="utf-8")
+    hub, server = hub_factory(config)
+    submission_id = post(server, FULL).json()["id"]
+    wait_for(lambda: status_of(hub, submission_id, "out") == "delivered", timeout=FIRST_DELIVERY, what="delivery")
+    pool = dispatcher_of(hub).pool
+    assert pool is not None and pool.pids() == []
