@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import uvicorn
 
 from hub.runtime import ConfigHolder
@@ -109,3 +113,48 @@ def epoch(iso: str) -> float:
     from hub.submission import parse_instant
 
     return parse_instant(iso).timestamp()
+
+
+class ServeProcess:
+    """`hookhub serve` as a real subprocess in its own process group (with its Prefect server)."""
+
+    def __init__(self, config: Path, data_dir: Path, prefect_home: Path, log: Path) -> None:
+        sock = free_socket()
+        self.port = sock.getsockname()[1]
+        sock.close()
+        env = {**os.environ, "PREFECT_HOME": str(prefect_home)}
+        self.log = log
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "hub.cli", "serve", "--config", str(config), "--data-dir", str(data_dir),
+             "--port", str(self.port)],
+            env=env, stdout=subprocess.DEVNULL, stderr=log.open("ab"), start_new_session=True,
+        )
+        wait_for(self._healthy, timeout=60, what="hookhub serve to answer /healthz")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _healthy(self) -> bool:
+        assert self.proc.poll() is None, f"hookhub serve exited: {self.log.read_text(errors='replace')}"
+        try:
+            return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:  # the whole group is gone already
+            pass
+        self.proc.wait(timeout=30)
+
+    def terminate(self) -> int:
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=60)
+        finally:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)  # whatever is left of the group
+            except ProcessLookupError:
+                pass

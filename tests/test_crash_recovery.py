@@ -6,61 +6,17 @@ die together), against a loopback destination that counts deliveries by webhook-
 
 from __future__ import annotations
 
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.fake_destination import FakeDestination, by_webhook_id
-from tests.harness import PROVIDER_FIXTURES, free_socket, load_fixture, wait_for
+from tests.harness import PROVIDER_FIXTURES, ServeProcess, load_fixture, wait_for
 
 FULL = load_fixture(PROVIDER_FIXTURES / "typeform" / "full_event_registration.json")
 WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-
-
-class ServeProcess:
-    def __init__(self, config: Path, data_dir: Path, prefect_home: Path, log: Path) -> None:
-        sock = free_socket()
-        self.port = sock.getsockname()[1]
-        sock.close()
-        env = {**os.environ, "PREFECT_HOME": str(prefect_home)}
-        self.log = log
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "hub.cli", "serve", "--config", str(config), "--data-dir", str(data_dir),
-             "--port", str(self.port)],
-            env=env, stdout=subprocess.DEVNULL, stderr=log.open("ab"), start_new_session=True,
-        )
-        wait_for(self._healthy, timeout=60, what="hookhub serve to answer /healthz")
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def _healthy(self) -> bool:
-        assert self.proc.poll() is None, f"hookhub serve exited: {self.log.read_text(errors='replace')}"
-        try:
-            return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def kill(self) -> None:
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=30)
-
-    def terminate(self) -> int:
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=60)
-        finally:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)  # whatever is left of the group
-            except ProcessLookupError:
-                pass
 
 
 def _delivery(spool: Path) -> tuple[str, int] | None:

@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from flows.delivery_pool import DeliveryPool
 from hub.dispatch import Dispatcher
 from tests.fake_destination import FakeDestination, by_webhook_id
-from tests.harness import wait_for
+from tests.harness import ServeProcess, wait_for
 from tests.test_pipeline_e2e import (
     FIRST_DELIVERY,
     FULL,
@@ -123,34 +122,20 @@ def test_a_worker_killed_mid_chunk_loses_nothing(tmp_path, fake: FakeDestination
 
 
 def test_workers_die_with_a_killed_hub(tmp_path, fake: FakeDestination) -> None:  # type: ignore[no-untyped-def]
-    from tests.harness import free_socket
-
-    config = write_config(tmp_path / "connectors.yaml", fake)
-    with free_socket() as sock:
-        port = sock.getsockname()[1]
-    hub = subprocess.Popen([sys.executable, "-m", "hub.cli", "serve", "--port", str(port), "--config", str(config),
-                            "--data-dir", str(tmp_path / "data")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    serve = ServeProcess(write_config(tmp_path / "connectors.yaml", fake), tmp_path / "data", tmp_path / "prefect",
+                         tmp_path / "serve.log")
     try:
-        import httpx
-
-        def up() -> bool:
-            try:
-                return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-        wait_for(up, timeout=60, what="the hub to start")
-        httpx.post(f"http://127.0.0.1:{port}/hooks/contact-form", content=FULL["body"].encode("utf-8"), timeout=30,
+        httpx.post(f"{serve.url}/hooks/contact-form", content=FULL["body"].encode("utf-8"), timeout=30,
                    headers={k: v for k, v in FULL["headers"].items() if k.lower() != "content-length"})
         wait_for(lambda: len(fake.received("/hook")) == 1, timeout=FIRST_DELIVERY, what="the delivery")
-        workers = wait_for(lambda: [p for p in children(hub.pid) if b"multiprocessing" in cmdline(p)
+        workers = wait_for(lambda: [p for p in children(serve.proc.pid) if b"multiprocessing" in cmdline(p)
                                     and b"resource_tracker" not in cmdline(p)], timeout=10, what="the worker")
-        hub.kill()
-        hub.wait(timeout=10)
+        # The hub alone, not its process group: the worker must go because the hub went.
+        os.kill(serve.proc.pid, signal.SIGKILL)
+        serve.proc.wait(timeout=10)
         wait_for(lambda: not any(alive(p) for p in workers), timeout=10, what="the workers to go")
     finally:
-        if hub.poll() is None:
-            hub.kill()
-        hub.wait(timeout=10)
+        serve.kill()
 
 
 def children(pid: int) -> list[int]:

@@ -219,7 +219,10 @@ class SlackDestination(Destination):
         return result
 
 
-_JSON = {"content-type": "application/json; charset=utf-8"}
+# Our own User-Agent, as every other destination sends: Slack support asks for it, and the
+# HTTP library's default would change with each of its releases.
+USER_AGENT = "hookhub-slack/0.1"
+_JSON = {"content-type": "application/json; charset=utf-8", "user-agent": USER_AGENT}
 
 
 def _json(message: dict[str, Any]) -> bytes:
