@@ -21,16 +21,17 @@ from hub.routing.plan import route_target
 from hub.spool import ledger
 from hub.spool.ledger import Decision, DeliveryRow
 from hub.spool.schema import connect
-from hub.submission import Submission
 
 log = logging.getLogger("hookhub.pipeline")
 
 
 def _item(runtime: Runtime, row: DeliveryRow) -> DeliveryItem:
     target = route_target(runtime.config(), row.route, row.destination)
+    if not row.submission:
+        raise ValueError("no Submission JSON was stored for it")
     return DeliveryItem(
         key=f"{row.inbox_id}.{row.destination}",
-        submission=Submission.model_validate_json(row.submission or "{}"),
+        submission_json=row.submission,
         route=row.route,
         template=target.template if target else None,
         mapping=target.map if target else None,
@@ -61,6 +62,8 @@ async def deliver_rows(runtime: Runtime, destination_id: str, rows: list[Deliver
     for row in rows:
         try:
             item = _item(runtime, row)
+            if impl.reads_submission:
+                item.submission  # noqa: B018 - parsed here, so one unreadable row is its own dead letter
         except ValueError as exc:
             decisions.extend(_not_sent([row], f"stored submission is unreadable: {exc}"))
             continue

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
-from dataclasses import replace
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, ClassVar
@@ -290,7 +289,7 @@ def test_golden_note_request_with_the_full_answers() -> None:
 
 def test_route_mapping_and_template_win_over_the_config() -> None:
     fake = FakeHubSpot()
-    routed = replace(item(), mapping={"email": "{{ email }}", "company": "{{ answers['Company'] | upper }}"},
+    routed = item().replace(mapping={"email": "{{ email }}", "company": "{{ answers['Company'] | upper }}"},
                      template="Lead from {{ form_title }}\n{{ answers['Company'] }}")
     with respx.mock() as router:
         mock_hubspot(router, fake)
@@ -316,9 +315,9 @@ def test_a_huge_note_is_clipped_to_hubspot_limit() -> None:
 
 def test_mapping_errors_fail_only_that_item() -> None:
     fake = FakeHubSpot()
-    broken = replace(item(GRACE, 2), mapping={"email": "{{ email }}", "city": "{{ hidden.city }}"})
+    broken = item(GRACE, 2).replace(mapping={"email": "{{ email }}", "city": "{{ hidden.city }}"})
     no_email = item(None, 3)
-    bad_note = replace(item(BAD, 4), template="{{ answers['Company'] | nope }}")
+    bad_note = item(BAD, 4).replace(template="{{ answers['Company'] | nope }}")
     batch = [item(ADA, 1), broken, no_email, bad_note]
     with respx.mock() as router:
         mock_hubspot(router, fake)
@@ -391,7 +390,7 @@ def test_results_that_name_nobody_count_as_upserted_but_a_note_needs_the_id(note
 
 
 def test_a_route_map_without_email_fails_that_route_only() -> None:
-    routed = replace(item(GRACE, 2), mapping={"firstname": "{{ name | first_name }}"})
+    routed = item(GRACE, 2).replace(mapping={"firstname": "{{ name | first_name }}"})
     with respx.mock() as router:
         mock_hubspot(router, FakeHubSpot())
         outcomes = deliver([item(), routed])

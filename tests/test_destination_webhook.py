@@ -225,6 +225,25 @@ def test_body_is_the_public_submission_json_and_the_signature_verifies() -> None
         verify_standard_webhooks(tampered, [SECRET], tolerance=300, now=NOW)
 
 
+def test_an_item_from_the_spool_sends_the_stored_json_byte_for_byte() -> None:
+    stored = make_submission(7).model_dump_json()
+    from_spool = DeliveryItem(key="dlv_sub_0007_crm", submission_json=stored, route="all-leads")
+    with respx.mock() as router:
+        route = router.post(URL).mock(return_value=httpx.Response(200))
+        [outcome] = deliver([from_spool])
+    request = route.calls.last.request
+    assert outcome.status == "delivered"
+    assert request.content == stored.encode("utf-8")
+    verify_standard_webhooks(inbound(request), [SECRET], tolerance=300, now=NOW)
+    # Parsed only when read, and then the same submission.
+    assert from_spool.submission == make_submission(7)
+
+
+def test_an_item_needs_a_submission_or_its_json() -> None:
+    with pytest.raises(TypeError, match="stored JSON"):
+        DeliveryItem(key="k", route="r")
+
+
 def test_webhook_id_is_stable_across_attempts_and_the_timestamp_is_not() -> None:
     clock = Clock()
     with respx.mock() as router:

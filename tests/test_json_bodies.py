@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from connectors._answers import parse_json_object
+from connectors._answers import has_long_digit_run, parse_json_object
 from connectors.base import UnsupportedPayload
 
 
@@ -38,3 +38,14 @@ def test_errors_name_the_problem(body: bytes, message: str) -> None:
     with pytest.raises(UnsupportedPayload) as raised:
         parse_json_object(body)
     assert str(raised.value) == message
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    (b'{"n": 123456789012345678}', False),            # 18 digits: within int64, orjson's exact path
+    (b'{"n": 1234567890123456789}', True),
+    (b'{"a": 123456789, "b": 1234567890}', False),   # short runs never add up
+    (b'{"s": "0000000000000000000"}', True),          # any run counts, strings too: json is exact anyway
+    ("{\"s\": \"\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668\u0669\u0660\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668\u0669\"}".encode(), False),
+])
+def test_long_digit_runs_are_found(body: bytes, expected: bool) -> None:
+    assert has_long_digit_run(body) is expected

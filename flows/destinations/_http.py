@@ -116,7 +116,9 @@ async def _request_aiohttp(
 ) -> Answer:
     # httpx sends no Content-Type of its own for raw bytes; aiohttp would add
     # application/octet-stream, which some APIs reject. Keep the two paths identical.
-    skip = () if any(k.lower() == "content-type" for k in headers) else ("Content-Type",)
+    # None, not an empty tuple, when there is nothing to skip: aiohttp then takes its fast path
+    # instead of building and merging a header multidict per request.
+    skip = None if any(k.lower() == "content-type" for k in headers) else ("Content-Type",)
     try:
         async with asyncio.timeout(timeout):
             async with session.request(

@@ -72,18 +72,53 @@ class Outcome(BaseModel):
     """The target said it is gone for good (410): stop sending to it."""
 
 
-@dataclass(frozen=True)
 class DeliveryItem:
-    """One submission bound for one destination through one route."""
+    """One submission bound for one destination through one route.
 
-    key: str
-    """Stable per (submission, destination): the idempotency key receivers dedupe on."""
-    submission: Submission
-    route: str
-    template: str | None = None
-    mapping: dict[str, str] | None = None
-    remote_id: str | None = None
-    """Set when an earlier attempt already created something (e.g. Slack ts for an update)."""
+    Built from the spool, an item holds the Submission JSON stored at routing time and parses
+    it only when a destination reads `submission`: a webhook sends those bytes as they are,
+    which spares a parse and a re-encode per delivery (~70 us of a worker's CPU each).
+    """
+
+    __slots__ = ("_json", "_submission", "key", "mapping", "remote_id", "route", "template")
+
+    def __init__(self, key: str, submission: Submission | None = None, route: str = "", template: str | None = None,
+                 mapping: dict[str, str] | None = None, remote_id: str | None = None, *,
+                 submission_json: str | None = None) -> None:
+        if submission is None and submission_json is None:
+            raise TypeError("a DeliveryItem needs its submission or the submission's stored JSON")
+        self.key = key
+        """Stable per (submission, destination): the idempotency key receivers dedupe on."""
+        self.route = route
+        self.template = template
+        self.mapping = mapping
+        self.remote_id = remote_id
+        """Set when an earlier attempt already created something (e.g. Slack ts for an update)."""
+        self._submission = submission
+        self._json = submission_json
+
+    @property
+    def submission(self) -> Submission:
+        if self._submission is None:
+            assert self._json is not None
+            self._submission = Submission.model_validate_json(self._json)
+        return self._submission
+
+    def submission_json(self) -> bytes:
+        """The Submission's public JSON (compact, UTF-8): as stored, or encoded from the model."""
+        if self._json is None:
+            self._json = self.submission.model_dump_json()
+        return self._json.encode("utf-8")
+
+    def replace(self, **changes: Any) -> DeliveryItem:
+        fields = {"key": self.key, "route": self.route, "template": self.template, "mapping": self.mapping,
+                  "remote_id": self.remote_id, "submission": self._submission, "submission_json": self._json}
+        if "submission" in changes:
+            fields["submission_json"] = None
+        return DeliveryItem(**{**fields, **changes})
+
+    def __repr__(self) -> str:
+        return f"DeliveryItem(key={self.key!r}, route={self.route!r})"
 
 
 @dataclass
@@ -111,6 +146,9 @@ class Destination(abc.ABC):
     """Whether deliveries may run in several processes at once (flows/delivery_pool.py): only
     for types that keep no budget that must hold across all sends (Slack's 1 message/s, CRM
     rate limits and SMTP sessions do; a Retry-After pause is learnt by each process anyway)."""
+    reads_submission: ClassVar[bool] = True
+    """Whether `deliver` reads `item.submission` (the parsed model) rather than only
+    `item.submission_json()`: stored JSON that does not parse is then a dead letter up front."""
 
     def check(self, config: BaseModel) -> list[str]:
         """Problems that can be known before start (beyond the Config model's own validation)."""

@@ -312,60 +312,64 @@ def disable_destination(conn: sqlite3.Connection, destination: str, reason: str)
 
 
 def record(conn: sqlite3.Connection, decisions: list[Decision]) -> None:
-    """Apply what delivery attempts concluded, with one row per attempt in `attempts`."""
+    """Apply what delivery attempts concluded, with one row per attempt in `attempts`.
+
+    Set-based (`executemany`, one transaction with the settling of the submissions): this
+    runs for every delivered chunk, and a statement per row and step cost more than the send.
+    A decision whose delivery row is gone changes nothing.
+    """
     now = time.time()
+    attempted = [(d.inbox_id, d.destination) for d in decisions if d.attempted]
     with transaction(conn):
-        for d in decisions:
-            if d.attempted:
-                attempt = conn.execute(
-                    "UPDATE deliveries SET attempts = attempts + 1,"
-                    " first_attempt_at = coalesce(first_attempt_at, ?), last_attempt_at = ?"
-                    " WHERE inbox_id=? AND destination=? RETURNING attempts",
-                    (now, now, d.inbox_id, d.destination),
-                ).fetchone()
-                if attempt is None:
-                    continue
-                conn.execute(
-                    "INSERT OR REPLACE INTO attempts (inbox_id, destination, attempt, at, outcome, status_code,"
-                    " error, retry_after) VALUES (?,?,?,?,?,?,?,?)",
-                    (d.inbox_id, d.destination, attempt[0], now, d.outcome, d.status_code, d.error, d.retry_after),
-                )
-            conn.execute(
-                "UPDATE deliveries SET status=?, next_attempt_at=coalesce(?, next_attempt_at),"
-                " last_status_code=coalesce(?, last_status_code), last_error=?,"
-                " remote_id=coalesce(?, remote_id), delivered_at=?, updated_at=?"
-                " WHERE inbox_id=? AND destination=? AND status != 'delivered'",
-                (
-                    d.status, d.next_attempt_at, d.status_code, None if d.status == "delivered" else d.error,
-                    d.remote_id, now if d.status == "delivered" else None, now, d.inbox_id, d.destination,
-                ),
-            )
-    settle_inbox(conn, sorted({d.inbox_id for d in decisions}))
+        conn.executemany(
+            "UPDATE deliveries SET attempts = attempts + 1, first_attempt_at = coalesce(first_attempt_at, ?),"
+            " last_attempt_at = ? WHERE inbox_id=? AND destination=?",
+            [(now, now, inbox_id, destination) for inbox_id, destination in attempted],
+        )
+        conn.executemany(
+            "INSERT OR REPLACE INTO attempts (inbox_id, destination, attempt, at, outcome, status_code, error,"
+            " retry_after) SELECT inbox_id, destination, attempts, ?, ?, ?, ?, ? FROM deliveries"
+            " WHERE inbox_id=? AND destination=?",
+            [(now, d.outcome, d.status_code, d.error, d.retry_after, d.inbox_id, d.destination)
+             for d in decisions if d.attempted],
+        )
+        conn.executemany(
+            "UPDATE deliveries SET status=?, next_attempt_at=coalesce(?, next_attempt_at),"
+            " last_status_code=coalesce(?, last_status_code), last_error=?,"
+            " remote_id=coalesce(?, remote_id), delivered_at=?, updated_at=?"
+            " WHERE inbox_id=? AND destination=? AND status != 'delivered'",
+            [(d.status, d.next_attempt_at, d.status_code, None if d.status == "delivered" else d.error,
+              d.remote_id, now if d.status == "delivered" else None, now, d.inbox_id, d.destination)
+             for d in decisions],
+        )
+        _settle(conn, sorted({d.inbox_id for d in decisions}), now)
 
 
 def settle_inbox(conn: sqlite3.Connection, inbox_ids: list[str]) -> None:
     """Derive each submission's state from its deliveries once none is left in flight."""
-    now = time.time()
     with transaction(conn):
-        for inbox_id in inbox_ids:
-            row = conn.execute(
-                "SELECT sum(status IN ('pending','sending','retrying')), sum(status='dead'),"
-                " group_concat(CASE WHEN status='dead' THEN destination || ': ' || coalesce(last_error,'') END, '; ')"
-                " FROM deliveries WHERE inbox_id=?",
-                (inbox_id,),
-            ).fetchone()
-            open_, dead, why = row[0] or 0, row[1] or 0, row[2]
-            if open_:
-                continue
-            if dead:
-                conn.execute(
-                    "UPDATE inbox SET state='failed', error=?, updated_at=? WHERE id=? AND state='routed'",
-                    (why, now, inbox_id),
-                )
-            else:
-                conn.execute(
-                    "UPDATE inbox SET state='done', updated_at=? WHERE id=? AND state='routed'", (now, inbox_id)
-                )
+        _settle(conn, inbox_ids, time.time())
+
+
+_NONE_OPEN = ("NOT EXISTS (SELECT 1 FROM deliveries WHERE inbox_id = inbox.id"
+              " AND status IN ('pending', 'sending', 'retrying'))")
+
+
+def _settle(conn: sqlite3.Connection, inbox_ids: list[str], now: float) -> None:
+    # A routed submission with nothing in flight is failed if a delivery is dead (the reasons
+    # joined), else done; one with deliveries still open stays routed.
+    conn.executemany(
+        "UPDATE inbox SET state='failed', updated_at=?, error=(SELECT group_concat("
+        " destination || ': ' || coalesce(last_error, ''), '; ') FROM deliveries"
+        " WHERE inbox_id = inbox.id AND status = 'dead')"
+        f" WHERE id=? AND state='routed' AND {_NONE_OPEN}"
+        " AND EXISTS (SELECT 1 FROM deliveries WHERE inbox_id = inbox.id AND status = 'dead')",
+        [(now, inbox_id) for inbox_id in inbox_ids],
+    )
+    conn.executemany(
+        f"UPDATE inbox SET state='done', updated_at=? WHERE id=? AND state='routed' AND {_NONE_OPEN}",
+        [(now, inbox_id) for inbox_id in inbox_ids],
+    )
 
 
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
