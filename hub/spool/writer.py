@@ -40,8 +40,10 @@ class SpoolUnavailable(Exception):
     """The spool could not commit; the caller answers 503 so the provider retries."""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class SpoolRecord:
+    # Not frozen: a frozen dataclass sets each field through object.__setattr__, ~2 us of the
+    # request path for these eleven; nothing changes a record after the receiver builds it.
     id: str
     received_at: float
     source: str
