@@ -114,7 +114,7 @@ def warm_up(port: int, sink: Sink, requests: list[bytes]) -> None:
 
 def run_batched(root: Path, sink: Sink, sink_port: int, args: argparse.Namespace,
                 requests: list[bytes]) -> tuple[float, list[float]]:
-    config = write_config(root / "batched.yaml", sink_port, "{batch_size: 1000, batch_wait: 0.2, chunk_size: 200}")
+    config = write_config(root / "batched.yaml", sink_port, "{batch_size: 1000, batch_wait: 0.2, chunk_size: 500}")
     port = free_port()
     warm, burst, paced = requests[:5], requests[5:5 + args.requests], requests[5 + args.requests:]
     with hub_process(config, root / "batched", port, root / "batched.log"):
