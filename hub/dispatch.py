@@ -34,6 +34,8 @@ log = logging.getLogger("hookhub.dispatch")
 POLL_SECONDS = 0.05
 FLOW_FAILURE_BACKOFF = 5.0
 UPKEEP_CHECK_SECONDS = 60.0
+CANCEL_SECONDS = 10.0
+"""How long a cancelled flow run may take to wind down (Prefect records the crash if it can)."""
 
 
 @dataclass
@@ -58,7 +60,7 @@ class Dispatcher:
             # Wait for batches under way; with none, do not wait for Prefect's server to finish
             # starting (that blocks the thread for seconds): an unfinished claim is recovered
             # at the next start anyway.
-            self._thread.join(timeout=self.stop_timeout + 5 if self.in_flight else 2.0)
+            self._thread.join(timeout=self.stop_timeout + CANCEL_SECONDS + 5 if self.in_flight else 2.0)
             self._thread = None
 
     def _run(self) -> None:
@@ -122,9 +124,17 @@ class Dispatcher:
         finally:
             if upkeep is not None:
                 upkeep.cancel()
+                await asyncio.gather(upkeep, return_exceptions=True)
             if in_flight:
-                # Let running batches finish; what does not is reclaimed at the next start.
-                await asyncio.wait(in_flight, timeout=self.stop_timeout)
+                # Let running batches finish. One that cannot (a signal to the process group stops
+                # Prefect's ephemeral server at once, so its run can no longer report) is cancelled
+                # while the spool is still open: it gives its claims back, and what it delivered
+                # is in the ledger already.
+                _, unfinished = await asyncio.wait(in_flight, timeout=self.stop_timeout)
+                for job in unfinished:
+                    job.cancel()
+                if unfinished:
+                    await asyncio.wait(unfinished, timeout=CANCEL_SECONDS)
             unbind(runtime)
             conn.close()
             await prefect.aclose()
@@ -177,7 +187,11 @@ class Dispatcher:
                 inbox_ids=inbox_ids, due=[list(k) for k in due], chunk_size=chunk_size,
             )
         except BaseException as exc:
-            ledger.release(conn, inbox_ids, due)
+            try:
+                ledger.release(conn, inbox_ids, due)
+            except sqlite3.Error as error:  # the claims are recovered at the next start instead
+                log.warning("could not give a batch's claims back", extra={"event": "release_failed",
+                                                                           "error": str(error)})
             if isinstance(exc, asyncio.CancelledError):
                 raise
             log.error("flow run failed; its batch goes back to the queue",

@@ -134,3 +134,20 @@ def test_a_fetched_submission_is_read_back_as_stored_not_renormalized(conn) -> N
     assert row.kind == "fetched"
     assert normalize_row(HubConfig(), row) == child
     assert conn.execute("SELECT state FROM inbox WHERE id='S1'").fetchone()[0] == "done"
+
+
+def test_a_submission_settles_only_when_no_delivery_is_open(conn) -> None:  # type: ignore[no-untyped-def]
+    planned = [PlannedDelivery(d, "r") for d in ("crm", "slack", "mail")]
+    ledger.save_routing(conn, {"S1": ("{}", planned)}, {})
+
+    def state() -> tuple[str, str | None]:
+        return conn.execute("SELECT state, error FROM inbox WHERE id='S1'").fetchone()
+
+    ledger.record(conn, [Decision("S1", "crm", "dead", "failed", status_code=400, error="bad field"),
+                         Decision("S1", "slack", "retrying", "retry", status_code=429, next_attempt_at=9.0)])
+    assert state() == ("routed", None)  # slack retries and mail has not been tried
+    ledger.record(conn, [Decision("S1", "slack", "delivered", "delivered", status_code=200),
+                         Decision("S1", "mail", "dead", "failed", error="mailbox full")])
+    status, error = state()
+    assert status == "failed"
+    assert sorted(error.split("; ")) == ["crm: bad field", "mail: mailbox full"]
