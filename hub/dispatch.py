@@ -48,6 +48,9 @@ class Dispatcher:
     flows_run: int = field(default=0, init=False)
     pool: DeliveryPool | None = field(default=None, init=False)
     in_flight: int = field(default=0, init=False)
+    _claims: dict[asyncio.Task[None], tuple[list[str], list[tuple[str, str]]]] = field(
+        default_factory=dict, init=False)
+    """What each flow run in flight has claimed, until it ends or gives it back."""
 
     def start(self) -> None:
         self._stop.clear()
@@ -117,6 +120,8 @@ class Dispatcher:
                 if not inbox_ids and not due:
                     continue
                 job = asyncio.create_task(self._flow(conn, inbox_ids, due, settings.chunk_size))
+                self._claims[job] = (inbox_ids, due)
+                job.add_done_callback(lambda done: self._claims.pop(done, None))
                 in_flight.add(job)
                 job.add_done_callback(in_flight.discard)
                 self.in_flight = len(in_flight)
@@ -127,14 +132,16 @@ class Dispatcher:
                 await asyncio.gather(upkeep, return_exceptions=True)
             if in_flight:
                 # Let running batches finish. One that cannot (a signal to the process group stops
-                # Prefect's ephemeral server at once, so its run can no longer report) is cancelled
-                # while the spool is still open: it gives its claims back, and what it delivered
-                # is in the ledger already.
+                # Prefect's ephemeral server at once, so its run can no longer report) is cancelled,
+                # and its claims are given back here while the spool is still open: Prefect's
+                # crash handling may outlast CANCEL_SECONDS. What it delivered is in the ledger.
                 _, unfinished = await asyncio.wait(in_flight, timeout=self.stop_timeout)
                 for job in unfinished:
                     job.cancel()
                 if unfinished:
                     await asyncio.wait(unfinished, timeout=CANCEL_SECONDS)
+                for job in unfinished:
+                    self._give_back(conn, job)
             unbind(runtime)
             conn.close()
             await prefect.aclose()
@@ -187,11 +194,9 @@ class Dispatcher:
                 inbox_ids=inbox_ids, due=[list(k) for k in due], chunk_size=chunk_size,
             )
         except BaseException as exc:
-            try:
-                ledger.release(conn, inbox_ids, due)
-            except sqlite3.Error as error:  # the claims are recovered at the next start instead
-                log.warning("could not give a batch's claims back", extra={"event": "release_failed",
-                                                                           "error": str(error)})
+            task = asyncio.current_task()
+            if task is not None:
+                self._give_back(conn, task)
             if isinstance(exc, asyncio.CancelledError):
                 raise
             log.error("flow run failed; its batch goes back to the queue",
@@ -203,6 +208,18 @@ class Dispatcher:
         log.info("batch delivered", extra={"event": "batch_done", "submissions": len(inbox_ids),
                                            "retries": len(due), "outcomes": totals,
                                            "seconds": round(time.perf_counter() - started, 3)})
+
+
+    def _give_back(self, conn: sqlite3.Connection, job: asyncio.Task[None]) -> None:
+        """Release what `job` claimed, once; a spool error leaves it to the next start's recovery."""
+        claims = self._claims.pop(job, None)
+        if claims is None:
+            return
+        try:
+            ledger.release(conn, *claims)
+        except sqlite3.Error as error:
+            log.warning("could not give a batch's claims back; the next start recovers them",
+                        extra={"event": "release_failed", "error": str(error)})
 
 
 def _log_level() -> str:
