@@ -14,7 +14,6 @@ The three jobs are deliberately separate because they run at different places:
 from __future__ import annotations
 
 import abc
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,6 +22,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import BaseModel, ConfigDict
 
+from connectors._hashing import sha256_hex
 from hub.submission import Submission
 
 
@@ -98,7 +98,7 @@ class InboundRequest:
         return dict(parse_qsl(urlsplit(self.url).query, keep_blank_values=True))
 
     def body_sha256(self) -> str:
-        return hashlib.sha256(self.body).hexdigest()
+        return sha256_hex(self.body)
 
 
 Kind = Literal["submission", "test", "ignored"]

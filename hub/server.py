@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import sys
 import time
@@ -45,6 +46,8 @@ class Hub:
     watch_config: bool = True
     background: list[BackgroundTask] = field(default_factory=list)
     services: list[Service] = field(default_factory=list)
+    freeze_heap: bool = False
+    """Move what startup allocated out of the cyclic GC's reach (set by `serve`, not by tests)."""
     spool: SpoolWriter = field(init=False)
     receiver: Receiver = field(init=False)
 
@@ -65,6 +68,8 @@ class Hub:
         tasks = [asyncio.create_task(job(self), name=getattr(job, "__name__", "job")) for job in self.background]
         if self.watch_config:
             tasks.append(asyncio.create_task(_watch_config(self.config), name="config-watch"))
+        if self.freeze_heap:
+            _freeze_startup_heap()
         log.info("hub started", extra={"event": "started", "sources": sorted(self.config.sources),
                                        "spool": str(self.spool_path)})
         try:
@@ -83,6 +88,15 @@ class Hub:
 
     def app(self) -> Starlette:
         return create_app(self.receiver, lifespan=self.lifespan)
+
+
+def _freeze_startup_heap() -> None:
+    # A full collection walks every object the process holds: with Prefect imported that is
+    # ~130,000 objects and ~50 ms with the event loop stopped, on the receiver's p99.
+    # Modules, classes and config live as long as the process, so the collector need not
+    # look at them again; what requests allocate later is still collected as usual.
+    gc.collect()
+    gc.freeze()
 
 
 async def _watch_config(holder: ConfigHolder) -> None:
@@ -115,5 +129,6 @@ def serve(hub: Hub, host: str, port: int) -> None:
     # while the writer waits, so a short interval costs little. Under bench/ingest.py's
     # closed-loop load a group commit took ~1.8 ms at 0.1 ms against ~2.4 ms at 0.5 ms.
     sys.setswitchinterval(0.0001)
+    hub.freeze_heap = True
     server = uvicorn.Server(uvicorn_config(hub.app(), host, port))
     server.run()

@@ -1,0 +1,26 @@
+"""Request-path hashing gives the same digests as hmac/hashlib at every size around its piece boundary."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import random
+
+import pytest
+
+from connectors._hashing import hmac_digest, sha256_hex
+
+SIZES = [0, 1, 2046, 2047, 2048, 2049, 4094, 4095, 5600, 65_537]
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("algo", ["sha256", "sha1", "sha512"])
+def test_hmac_digest_matches_the_one_shot(size: int, algo: str) -> None:
+    body = random.Random(size).randbytes(size)
+    assert hmac_digest(b"secret", body, algo) == hmac.digest(b"secret", body, algo)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_sha256_hex_matches_hashlib(size: int) -> None:
+    body = random.Random(size).randbytes(size)
+    assert sha256_hex(body) == hashlib.sha256(body).hexdigest()

@@ -1,0 +1,110 @@
+"""The group-commit spool writer on a real SQLite file: batching, duplicates within a batch, stopping."""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hub.spool.ids import new_id
+from hub.spool.writer import MAX_GROUP, SpoolRecord, SpoolUnavailable, SpoolWriter
+
+
+def _record(event_id: str) -> SpoolRecord:
+    now = time.time()
+    return SpoolRecord(
+        id=new_id(now), received_at=now, source="contact-form", provider="typeform", event_id=event_id,
+        kind="submission", note=None, method="POST", url="http://127.0.0.1/hooks/contact-form",
+        headers={"content-type": "application/json"}, body=b'{"event_id": "%s"}' % event_id.encode(),
+    )
+
+
+class CountingQueue(queue.SimpleQueue):
+    def __init__(self) -> None:
+        self.puts = 0
+
+    def put(self, item, block=True, timeout=None) -> None:  # type: ignore[no-untyped-def]
+        self.puts += 1
+        super().put(item, block, timeout)
+
+
+@pytest.fixture
+def writer(tmp_path: Path):
+    spool = SpoolWriter(tmp_path / "spool.db")
+    spool._jobs = CountingQueue()
+    spool.start()
+    yield spool
+    spool.stop()
+
+
+def _stored(path: Path) -> dict[str, str]:
+    with sqlite3.connect(path) as conn:
+        return dict(conn.execute("SELECT id, event_id FROM inbox").fetchall())
+
+
+def test_requests_of_one_loop_turn_wake_the_writer_once(writer: SpoolWriter) -> None:
+    records = [_record(f"evt-{i}") for i in range(100)]
+
+    async def store_all():
+        return await asyncio.gather(*(writer.store(r) for r in records))
+
+    results = asyncio.run(store_all())
+    assert writer._jobs.puts == 1
+    assert [r.id for r in results] == [r.id for r in records]
+    assert not any(r.duplicate for r in results)
+    assert _stored(writer.path) == {r.id: r.event_id for r in records}
+
+
+def test_repeats_within_one_batch_point_at_the_first(writer: SpoolWriter) -> None:
+    records = [_record(f"evt-{i % 5}") for i in range(10)]
+
+    async def store_all():
+        return await asyncio.gather(*(writer.store(r) for r in records))
+
+    results = asyncio.run(store_all())
+    assert [r.duplicate for r in results] == [False] * 5 + [True] * 5
+    assert [r.id for r in results[5:]] == [r.id for r in records[:5]]
+    assert set(_stored(writer.path)) == {r.id for r in records[:5]}
+    with sqlite3.connect(writer.path) as conn:
+        assert conn.execute("SELECT sum(redeliveries) FROM inbox").fetchone()[0] == 5
+
+
+def test_a_batch_larger_than_one_statement_is_stored_whole(writer: SpoolWriter) -> None:
+    records = [_record(f"evt-{i}") for i in range(2 * MAX_GROUP + 7)]
+
+    async def store_all():
+        return await asyncio.gather(*(writer.store(r) for r in records))
+
+    results = asyncio.run(store_all())
+    assert not any(r.duplicate for r in results)
+    assert len(_stored(writer.path)) == len(records)
+
+
+def test_stop_before_the_hand_over_answers_unavailable_instead_of_hanging(writer: SpoolWriter) -> None:
+    async def scenario() -> None:
+        pending = asyncio.ensure_future(writer.store(_record("evt-late")))
+        await asyncio.sleep(0)  # the request is read and waits for its batch to be handed over
+        writer.stop()
+        with pytest.raises(SpoolUnavailable):
+            await asyncio.wait_for(pending, timeout=10)
+
+    asyncio.run(scenario())
+    assert _stored(writer.path) == {}
+    with pytest.raises(SpoolUnavailable):
+        asyncio.run(writer.store(_record("evt-after")))
+
+
+def test_serve_freezes_the_startup_heap_out_of_the_collectors_way() -> None:
+    """`hookhub serve` moves startup objects out of the cyclic GC (a full collection stalled the loop)."""
+    script = (
+        "import gc; from hub.server import _freeze_startup_heap; "
+        "assert gc.get_freeze_count() == 0; _freeze_startup_heap(); print(gc.get_freeze_count())"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60)
+    assert int(out.stdout) > 10_000
