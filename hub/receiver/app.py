@@ -19,11 +19,10 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.datastructures import URL
@@ -35,6 +34,7 @@ from starlette.types import Receive, Scope, Send
 
 from connectors.base import Envelope, InboundRequest, UnsupportedPayload, VerificationFailed, dedupe_key
 from hub.receiver.body import BadContentLength, BodyTooLarge, ClientGone, read_limited
+from hub.receiver.metrics import ReceiverMetrics
 from hub.runtime import ConfigHolder, PreparedSource
 from hub.spool.ids import new_id
 from hub.spool.writer import SpoolRecord, SpoolUnavailable, SpoolWriter
@@ -43,34 +43,11 @@ log = logging.getLogger("hookhub.receiver")
 
 
 @dataclass
-class Metrics:
-    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
-
-    def __post_init__(self) -> None:
-        self.requests = Counter(
-            "hookhub_webhooks", "Webhook requests by source and outcome", ["source", "outcome"],
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "hookhub_receive_seconds", "Time from request to answer for accepted webhooks",
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0), registry=self.registry,
-        )
-        self._counters: dict[tuple[str, str], Any] = {}
-
-    def count(self, source: str, outcome: str) -> None:
-        # labels() validates and locks on every call; the labelled children never change, so keep them.
-        counter = self._counters.get((source, outcome))
-        if counter is None:
-            counter = self._counters[(source, outcome)] = self.requests.labels(source, outcome)
-        counter.inc()
-
-
-@dataclass
 class Receiver:
     config: ConfigHolder
     spool: SpoolWriter
     clock: Callable[[], float] = time.time
-    metrics: Metrics = field(default_factory=Metrics)
+    metrics: ReceiverMetrics = field(default_factory=ReceiverMetrics)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The ASGI app for POST /hooks/{source_id} (Starlette routes to an instance as an app)."""
@@ -141,7 +118,7 @@ class Receiver:
         else:
             outcome = "accepted"
         self.metrics.count(source_id, outcome)
-        self.metrics.latency.observe(time.perf_counter() - started)
+        self.metrics.observe_latency(time.perf_counter() - started)
         answer: dict[str, object] = {"status": outcome, "id": stored.id}
         if envelope.note and not stored.duplicate:
             answer["note"] = envelope.note
