@@ -7,6 +7,7 @@ import queue
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -108,3 +109,52 @@ def test_serve_freezes_the_startup_heap_out_of_the_collectors_way() -> None:
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60)
     assert int(out.stdout) > 10_000
+
+
+def test_an_unexpected_error_answers_unavailable_and_the_writer_keeps_serving(
+    writer: SpoolWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_write = SpoolWriter._write
+    calls = {"n": 0}
+
+    def failing_once(self, conn, group):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("bug")
+        return real_write(self, conn, group)
+
+    monkeypatch.setattr(SpoolWriter, "_write", failing_once)
+    with pytest.raises(SpoolUnavailable):
+        asyncio.run(asyncio.wait_for(writer.store(_record("evt-1")), timeout=10))
+    stored = asyncio.run(asyncio.wait_for(writer.store(_record("evt-1")), timeout=10))
+    assert not stored.duplicate and writer.alive
+    assert list(_stored(writer.path).values()) == ["evt-1"]
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the crash is the test
+def test_work_queued_when_the_thread_dies_is_answered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """If the writer thread ends for any reason, what is queued gets a 503, not a wait forever."""
+    may_die = threading.Event()
+
+    def dies_later(self, conn):  # type: ignore[no-untyped-def]
+        may_die.wait(10)
+        raise RuntimeError("writer thread crashed")
+
+    monkeypatch.setattr(SpoolWriter, "_loop", dies_later)
+    spool = SpoolWriter(tmp_path / "spool.db")
+    spool.start()
+
+    async def scenario() -> None:
+        pending = asyncio.ensure_future(spool.store(_record("evt-x")))
+        await asyncio.sleep(0)  # read: waits for the loop turn's hand-over
+        await asyncio.sleep(0)  # handed over: queued for a writer that will never read it
+        assert spool._jobs.qsize() == 1
+        may_die.set()
+        with pytest.raises(SpoolUnavailable):
+            await asyncio.wait_for(pending, timeout=10)
+
+    asyncio.run(scenario())
+    assert not spool.alive
+    with pytest.raises(SpoolUnavailable):
+        asyncio.run(spool.store(_record("evt-y")))
+    spool.stop()

@@ -99,6 +99,9 @@ class SpoolWriter:
         self._running = False
         """True from a successful start until the writer thread exits: a plain flag, because the
         receiver checks it on every request and Thread.is_alive() takes a lock."""
+        self._accepting = threading.Lock()
+        """Held while putting work on the queue and while closing it: nothing can be queued
+        after the writer has stopped reading, where it would wait for an answer forever."""
         self.last_error: str | None = None
 
     def start(self) -> None:
@@ -118,7 +121,9 @@ class SpoolWriter:
             try:
                 self._loop(conn)
             finally:
-                self._running = False
+                with self._accepting:
+                    self._running = False
+                self._fail_leftovers()
 
         self._thread = threading.Thread(target=run, name="hookhub-spool-writer", daemon=True)
         self._thread.start()
@@ -128,8 +133,9 @@ class SpoolWriter:
 
     def stop(self) -> None:
         if self._thread is not None:
-            self._running = False  # new requests get 503 (retry) rather than queue behind the end
-            self._jobs.put(None)
+            with self._accepting:
+                self._running = False  # new requests get 503 (retry) rather than queue behind the end
+                self._jobs.put(None)
             self._thread.join(timeout=10)
             self._thread = None
 
@@ -157,24 +163,40 @@ class SpoolWriter:
             raise SpoolUnavailable("spool writer is not running")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[StoreResult] = loop.create_future()
-        self._jobs.put([(None, None, future, loop)])
+        if not self._enqueue([(None, None, future, loop)]):
+            raise SpoolUnavailable("spool writer is not running")
         await future
 
     def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
         """Pass one loop turn's rows to the writer thread in one queue item.
 
-        Waking the writer is the costly part of a hand-off: a thread wake-up and a GIL
-        handover each time, which on this 2-core VM cost the event loop more than the rest
-        of the request (bench/ingest.py). One wake-up per loop turn instead of one per
-        request makes the groups larger and the hand-offs fewer.
+        Each hand-off wakes the writer thread, which then takes the GIL from the busy event
+        loop; one per loop turn instead of one per request made the groups at 128 connections
+        grow from ~7 to ~40 rows and the writer's CPU per row fall from ~45-50 to ~30-35 us
+        (bench/ingest.py's load, per-thread CPU from /proc).
         """
         batch = self._batches.pop(loop, None)
-        if not batch:
-            return
-        if not self._running:  # stopped since these requests were read: the provider retries
+        if batch and not self._enqueue(batch):  # stopped since these were read: the provider retries
             _settle([(future, SpoolUnavailable("spool writer stopped")) for _, _, future, _ in batch])
-            return
-        self._jobs.put(batch)
+
+    def _enqueue(self, batch: list[_Job]) -> bool:
+        with self._accepting:
+            if self._running:
+                self._jobs.put(batch)
+                return True
+        return False
+
+    def _fail_leftovers(self) -> None:
+        """Answer 503 to whatever is still queued when the writer stops (only if it died)."""
+        left: list[_Job] = []
+        while True:
+            try:
+                batch = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            left.extend(batch or [])
+        if left:
+            _resolve(left, [SpoolUnavailable("spool writer stopped")])
 
     # -- writer thread ---------------------------------------------------------------
 
@@ -197,7 +219,13 @@ class SpoolWriter:
                     group.extend(batch)
                 # One statement holds at most MAX_GROUP rows (SQLite caps the parameters).
                 for start in range(0, len(group), MAX_GROUP):
-                    self._commit_group(conn, group[start:start + MAX_GROUP])
+                    part = group[start:start + MAX_GROUP]
+                    try:
+                        self._commit_group(conn, part)
+                    except Exception:  # a bug, not a database error: answer 503 and keep serving
+                        log.exception("spool writer failed", extra={"event": "spool_error"})
+                        self._safe_rollback(conn)
+                        _resolve(part, [SpoolUnavailable("spool writer failed; retry later")])
                 if stop:
                     return
         finally:
