@@ -56,8 +56,10 @@ class Sink:
     def __init__(self, port: int) -> None:
         self.url = f"http://127.0.0.1:{port}/stats"
         # One client for all polls: a new one per poll loads the CA bundle each time, CPU taken
-        # from the hub being measured on this 2-core machine.
-        self.client = httpx.Client(timeout=30)
+        # from the hub being measured on this 2-core machine. No kept-alive connections: the sink
+        # closes one idle for 5 s (uvicorn's default), and a poll after a pause (a hub starting)
+        # could race that close and fail with a ReadError; a loopback connect per poll is cheap.
+        self.client = httpx.Client(timeout=30, limits=httpx.Limits(max_keepalive_connections=0))
         self.seen = 0
         self.last: dict[str, float] = {}  # submission id -> time its last destination got it
         self.copies: dict[str, int] = {}
