@@ -20,18 +20,17 @@ _PIECE = 2047
 
 def hmac_digest(key: bytes, msg: bytes, algo: str = "sha256") -> bytes:
     mac = hmac.new(key, digestmod=algo)
-    if len(msg) <= _PIECE:
-        mac.update(msg)
-    else:
-        view = memoryview(msg)
-        for start in range(0, len(msg), _PIECE):
-            mac.update(view[start:start + _PIECE])
+    _feed(mac, msg)
     return mac.digest()
 
 
 def sha256_hex(data: bytes) -> str:
     digest = hashlib.sha256()
-    view = memoryview(data)
-    for start in range(0, len(data), _PIECE):
-        digest.update(view[start:start + _PIECE])
+    _feed(digest, data)
     return digest.hexdigest()
+
+
+def _feed(hasher: hmac.HMAC | hashlib._Hash, data: bytes) -> None:
+    view = memoryview(data)
+    for start in range(0, len(view), _PIECE):
+        hasher.update(view[start:start + _PIECE])

@@ -159,8 +159,6 @@ class SpoolWriter:
 
     async def probe(self) -> None:
         """Commit a no-op write: proves the spool is writable right now (for /readyz)."""
-        if not self._running:
-            raise SpoolUnavailable("spool writer is not running")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[StoreResult] = loop.create_future()
         if not self._enqueue([(None, None, future, loop)]):
