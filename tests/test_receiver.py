@@ -114,6 +114,20 @@ def test_valid_request_is_stored_durably_before_the_answer(hub, provider):
 
 
 @pytest.mark.parametrize("provider", CONNECTORS)
+def test_credential_headers_are_not_stored(hub, provider):
+    """Credentials a proxy or sender adds (Authorization, Cookie, API keys) never reach the spool."""
+    hub_, server = hub
+    request = _sample(hub_, provider)
+    extra = {"Authorization": "Bearer hunter2", "Cookie": "session=abc", "X-Api-Key": "k-123", "X-Trace": "t-1"}
+    response = _post(server, provider, request, headers=extra)
+    assert response.status_code == 200, response.text
+    stored = json.loads(_rows(hub_, "id = ?", (response.json()["id"],))[0]["headers"])
+    assert not {"authorization", "cookie", "x-api-key"} & stored.keys()
+    assert stored["x-trace"] == "t-1" and "content-type" in stored
+    assert "hunter2" not in json.dumps(stored)
+
+
+@pytest.mark.parametrize("provider", CONNECTORS)
 def test_tampered_body_is_401_and_not_stored(hub, provider):
     hub_, server = hub
     request = _sample(hub_, provider)

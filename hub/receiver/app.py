@@ -97,7 +97,7 @@ class Receiver:
             note=envelope.note,
             method=inbound.method,
             url=_redact_url(inbound.url, source.credential_query),
-            headers={k: v for k, v in headers.items() if k not in source.credential_headers},
+            headers=_without(headers, source.credential_headers),
             body=body,
         )
         try:
@@ -198,6 +198,13 @@ def _headers(scope: Scope) -> dict[str, str]:
         name = raw_name.decode("latin-1").lower()
         value = raw_value.decode("latin-1")
         headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    return headers
+
+
+def _without(headers: dict[str, str], names: frozenset[str]) -> dict[str, str]:
+    """The headers to store: all but the credentials (most requests carry none, kept as they are)."""
+    if headers.keys() & names:
+        return {k: v for k, v in headers.items() if k not in names}
     return headers
 
 
