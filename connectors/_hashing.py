@@ -29,9 +29,10 @@ def hmac_digest(key: bytes, msg: bytes, algo: str = "sha256") -> bytes:
 def _keyed(key: bytes, algo: str) -> hmac.HMAC:
     # An HMAC that has taken its key but no message. Setting a key up (padding it, two
     # hashes of a block) cost ~2 of the ~5 us a webhook's HMAC took; a copy of this is
-    # ready at once. A source has a few secrets, so the cache holds every one in use; it
-    # holds no key that the loaded config does not also hold, except rotated-out ones
-    # until they age out.
+    # ready at once. A source has a few secrets, so the cache holds every one in use. A key
+    # rotated out of the config stays in this process's memory until 256 newer keys have
+    # displaced it or the hub restarts; it is never used to accept a request, as verification
+    # only asks for the configured secrets.
     return hmac.new(key, digestmod=algo)
 
 
