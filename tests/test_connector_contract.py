@@ -27,6 +27,7 @@ from connectors.base import (
     UnsupportedPayload,
     VerificationFailed,
 )
+from hub.spool.ids import encode_time
 
 NOW = 1_795_183_408.0
 TOLERANCE = 300
@@ -118,6 +119,17 @@ def test_sample_requests_have_fresh_event_ids(connector: Connector) -> None:
     secret = new_secret()
     first, second = (connector.envelope(sample(connector, secret)) for _ in range(2))
     assert first.event_id != second.event_id
+
+
+def test_typeform_samples_carry_ulid_event_ids_like_typeform() -> None:
+    """Typeform's event ids are ULIDs (providers.md); samples follow, so send-test and the
+    benchmarks store time-ordered keys as real traffic does."""
+    connector = get_connector("typeform")
+    first = connector.envelope(sample(connector, "s")).event_id
+    later = connector.envelope(connector.sample_request(source(connector, ["s"]), URL, NOW + 1)).event_id
+    crockford = set("0123456789ABCDEFGHJKMNPQRSTVWXYZ")
+    assert len(first) == 26 and set(first) <= crockford
+    assert first[:10] == encode_time(int(NOW * 1000)) and first < later
 
 
 @by_provider
