@@ -27,9 +27,11 @@ from hub.runtime import ConfigHolder
 from hub.server import Hub, uvicorn_config
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("HOOKHUB_SHARED", REPO.parent / "shared"))
-PROVIDER_FIXTURES = Path(os.environ.get("HOOKHUB_FIXTURES", SHARED / "fixtures" / "providers"))
-DESTINATION_FIXTURES = SHARED / "fixtures" / "destinations"
+FIXTURES = REPO / "tests" / "fixtures"
+# The fixtures live in the repository (tests/fixtures/README.md); HOOKHUB_FIXTURES may point the
+# provider tests at another folder of the same format, e.g. a newer upstream copy, never required.
+PROVIDER_FIXTURES = Path(os.environ.get("HOOKHUB_FIXTURES") or FIXTURES / "providers")
+DESTINATION_FIXTURES = FIXTURES / "destinations"
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02, what: str = "") -> Any:

@@ -1,14 +1,13 @@
-"""Every provider fixture in ../shared/fixtures/providers against its connector.
+"""Every provider fixture in tests/fixtures/providers against its connector.
 
 Walks the folders so that new fixtures and new connectors are picked up without code changes;
 fixtures of providers that have no connector module yet are reported as skipped. Format and
-normalization rules: ../shared/fixtures/providers/README.md.
+normalization rules: tests/fixtures/providers/README.md.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -26,11 +25,9 @@ from connectors.base import (
     VerificationFailed,
 )
 from hub.submission import parse_instant
+from tests.harness import PROVIDER_FIXTURES
 
-FIXTURES = Path(
-    os.environ.get("HOOKHUB_FIXTURES")
-    or Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "providers"
-)
+FIXTURES = PROVIDER_FIXTURES
 
 
 @dataclass(frozen=True)
