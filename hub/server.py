@@ -19,6 +19,7 @@ from starlette.applications import Starlette
 
 from hub.receiver.app import Receiver, create_app
 from hub.runtime import ConfigHolder
+from hub.spool.files import ensure_private_dir
 from hub.spool.schema import SPOOL_FILE, Durability
 from hub.spool.writer import SpoolWriter
 
@@ -52,7 +53,7 @@ class Hub:
     receiver: Receiver = field(init=False)
 
     def __post_init__(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        ensure_private_dir(self.data_dir)  # 0700: the spool holds every raw submission
         self.spool = SpoolWriter(self.spool_path, self.durability)
         self.receiver = Receiver(config=self.config, spool=self.spool, clock=self.clock)
 

@@ -42,7 +42,8 @@ class FileDestination(Destination):
 
 def _append(path: Path, lines: list[str], fsync: bool) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as handle:
+    # 0600 like the spool: the lines hold whole submissions (the mode applies when the file is created).
+    with open(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "a", encoding="utf-8") as handle:
         handle.write("".join(line + "\n" for line in lines))
         handle.flush()
         if fsync:

@@ -8,6 +8,8 @@ from typing import Literal
 
 import sqlite_utils
 
+from hub.spool.files import ensure_private_dir, ensure_private_file
+
 Durability = Literal["full", "normal"]
 
 SPOOL_FILE = "spool.db"
@@ -44,7 +46,9 @@ def connect(path: Path, durability: Durability = "full") -> sqlite3.Connection:
 
 
 def ensure_schema(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    # Before SQLite's first open: it creates the file (and later -wal, -shm) with the umask's mode.
+    ensure_private_dir(path.parent)
+    ensure_private_file(path)
     db = sqlite_utils.Database(connect(path))
     db.enable_wal()
     inbox = db.table("inbox")
