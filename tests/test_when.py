@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import builtins
-import re
+import time
 from datetime import UTC, datetime
 from itertools import product
 from pathlib import Path
 from typing import Any
 
 import pytest
+import re2
 
 from hub.config.check import EXIT_INVALID, EXIT_OK, check_file
 from hub.routing.when import FUNCTIONS, KNOWN_NAMES, Condition, WhenError, WhenSyntaxError, compile_when
@@ -334,7 +335,7 @@ def test_and_or_give_booleans_through_the_condition() -> None:
         ("lower == 'a'", 1, "'lower' is a function at column 1"),
         ("lower()", 7, "lower() takes 1 argument, got none at column 7"),
         ("len(email, name)", 10, "len() takes 1 argument, got more at column 10"),
-        ("email matches '(unclosed'", 15, "invalid regular expression at column 15 (missing ), unterminated"),
+        ("email matches '(unclosed'", 15, "invalid regular expression at column 15 (missing ): (unclosed)"),
         ("email matches 3", 15, "'matches' needs a quoted pattern at column 15"),
         ("email in [name]", 11, "list items must be plain values at column 11"),
         ("12abc == 1", 1, "invalid number at column 1"),
@@ -447,18 +448,20 @@ def test_evaluation_errors_do_not_quote_submission_values() -> None:
 def test_literal_patterns_compile_once_at_compile_time(monkeypatch: pytest.MonkeyPatch) -> None:
     condition = compile_when("email matches '^ann'")
     calls: list[str] = []
-    real = re.compile
+    real = re2.compile
 
-    def counting(pattern: str, flags: int = 0) -> re.Pattern[str]:
+    def counting(pattern: str, options: Any = None) -> Any:
         calls.append(pattern)
-        return real(pattern, flags)
+        return real(pattern, options)
 
-    monkeypatch.setattr(re, "compile", counting)
+    monkeypatch.setattr(re2, "compile", counting)
     assert condition(SUB) and condition(SUB)
     assert calls == []
-    # The hook does see patterns that only exist per submission.
-    assert compile_when("email matches hidden.p")(submission(hidden={"p": "^ann"}))
-    assert calls == ["^ann"]
+    # Patterns that only exist per submission are compiled when first seen, then cached.
+    per_submission = compile_when("email matches hidden.p")
+    assert per_submission(submission(hidden={"p": "^an{2}"}))
+    assert per_submission(submission(hidden={"p": "^an{2}"}))
+    assert calls == ["^an{2}"]
 
 
 def test_exported_names() -> None:
@@ -515,3 +518,72 @@ def test_hookhub_check_accepts_good_conditions(tmp_path: Path) -> None:
     code, text = check_file(path)
     assert code == EXIT_OK, text
     assert "3 routes" in text
+
+
+def test_matches_is_linear_in_the_text() -> None:
+    # Python's re took over 120 s on this (catastrophic backtracking) and held the GIL throughout.
+    condition = compile_when("answers.note matches '(a+)+$'")
+    evil = submission(answers=[Answer(key="note", label="Note", type="text", value="a" * 31 + "!")])
+    started = time.perf_counter()
+    assert condition(evil) is False
+    assert time.perf_counter() - started < 5  # a hang guard, not a benchmark: RE2 takes microseconds
+    long_text = submission(answers=[Answer(key="note", label="Note", type="text", value="a" * 1_000_000 + "!")])
+    assert condition(long_text) is False
+
+
+@pytest.mark.parametrize(
+    ("pattern", "feature"),
+    [
+        (r"(a)\\1", "backreferences"),
+        (r"(?P<x>a)(?P=x)", "named backreferences"),
+        ("a(?=b)", "lookahead"),
+        ("a(?!b)", "lookahead"),
+        ("(?<=a)b", "lookbehind"),
+        ("(?<!a)b", "lookbehind"),
+        ("(?>a+)b", "atomic groups"),
+        ("a++b", "possessive quantifiers"),
+        ("(a)?(?(1)b|c)", "conditionals"),
+    ],
+)
+def test_patterns_re2_cannot_run_are_rejected_naming_the_feature(pattern: str, feature: str) -> None:
+    error = syntax_error(f"email matches '{pattern}'")
+    assert error.col == 15
+    assert f"invalid regular expression at column 15 ({feature}" in str(error)
+    assert "not supported: 'matches' runs RE2, which guarantees linear time" in str(error)
+
+
+def test_pattern_hints_and_limits() -> None:
+    assert "write \\z for the end of the text" in str(syntax_error("email matches 'com\\Z'"))
+    assert compile_when("email matches 'com\\z'")(SUB)
+    assert "pattern longer than 10000 characters" in str(syntax_error(f"email matches '{'a' * 10_001}'"))
+
+
+def test_matches_reads_unicode_and_half_an_emoji() -> None:
+    assert run("answers['Größe 🎟'] matches '^\\pL+$'")  # letters of any script: \pL (\w is ASCII)
+    assert not run("answers['Größe 🎟'] matches '^\\w+$'")
+    assert run("form_title matches '(?i)^SUMMER'")
+    # A lone surrogate (an emoji cut in half) is matched as U+FFFD, not an error.
+    cut = submission(answers=[Answer(key="n", label="Name", type="text", value="Ren\ud83d")])
+    assert compile_when("answers.n matches '^Ren.$'")(cut)
+    assert compile_when("answers.n matches '\ufffd'")(cut)
+
+
+def test_a_pattern_from_the_submission_is_run_by_re2_and_never_quoted() -> None:
+    evil = submission(hidden={"p": "(a+)+$", "bad": "(?=secret-lookahead)"}, email="a" * 31 + "!")
+    assert compile_when("email matches hidden.p")(evil) is False
+    error = eval_error("email matches hidden.bad", evil)
+    assert "invalid regular expression: lookahead (?=...) and (?!...) not supported" in str(error)
+    assert "secret" not in str(error)
+
+
+def test_hookhub_check_rejects_a_pattern_re2_cannot_run(tmp_path: Path) -> None:
+    path = tmp_path / "connectors.yaml"
+    path.write_text(CONFIG.replace("when: (email == 'a'", "when: email matches '^(\\w+)@\\1$'"), encoding="utf-8")
+    code, text = check_file(path)
+    assert code == EXIT_INVALID
+    assert (
+        f"{path}:12:11: routes[unclosed].when: invalid condition: invalid regular expression at column 15 "
+        "(backreferences (\\1, \\g<1>, \\k<name>) not supported: 'matches' runs RE2, which guarantees "
+        "linear time and so has no backreferences, lookaround, atomic groups, possessive quantifiers or "
+        "conditionals)"
+    ) in text.splitlines()

@@ -20,6 +20,7 @@ from typing import Any
 
 from hub.routing.errors import WhenError
 from hub.routing.parser import BoolOp, Call, Compare, Field, Literal, Node, Not
+from hub.routing.patterns import Pattern, PatternError, compile_pattern
 from hub.submission import AnswerValue, Submission, iso_utc
 
 _ORDER: dict[str, Callable[[Any, Any], bool]] = {
@@ -168,7 +169,7 @@ class Evaluation:
             raise self.fail(node, f"'{op}' needs text on the left, got {kind(left)}")
         if op == "matches":
             pattern = node.pattern or self.pattern(node, right)
-            return pattern.search(left) is not None
+            return pattern.search(left)
         if not isinstance(right, str):
             raise self.fail(node, f"'{op}' needs text on the right, got {kind(right)}")
         return left.startswith(right) if op == "startswith" else left.endswith(right)
@@ -205,13 +206,14 @@ class Evaluation:
             raise self.fail(node, f"text can only contain text, not {kind(item)}")
         raise self.fail(node, f"a {kind(container)} contains nothing (need text or a list)")
 
-    def pattern(self, node: Compare, right: Any) -> re.Pattern[str]:
+    def pattern(self, node: Compare, right: Any) -> Pattern:
         if not isinstance(right, str):
             raise self.fail(node, f"'matches' needs a text pattern, got {kind(right)}")
         try:
-            return re.compile(right)  # re caches compiled patterns itself
-        except re.error as exc:
-            raise self.fail(node, f"invalid regular expression: {exc.msg}") from None
+            return compile_pattern(right)  # cached: the same field pattern compiles once
+        except PatternError as exc:
+            # Only the problem, never RE2's detail: this pattern is the submission's text.
+            raise self.fail(node, f"invalid regular expression: {exc.problem}") from None
 
     def quote(self, node: Node) -> str:
         snippet = self.text[node.start : node.end]

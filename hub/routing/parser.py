@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import re
 from dataclasses import dataclass, field
 
 from hub.routing.errors import WhenSyntaxError, syntax_error
 from hub.routing.lexer import Token, tokenize
+from hub.routing.patterns import Pattern, PatternError, compile_pattern
 
 # Submission fields that are one value each.
 SCALARS = ("email", "name", "form_id", "form_title", "source", "provider", "event_id", "submitted_at")
@@ -88,7 +88,7 @@ class Compare(Node):
     op: str  # one of COMPARISONS
     left: Node
     right: Node
-    pattern: re.Pattern[str] | None = field(default=None, compare=False)  # `matches` a literal
+    pattern: Pattern | None = field(default=None, compare=False)  # `matches` a literal
 
 
 def parse(text: str) -> Node:
@@ -279,14 +279,15 @@ class _Parser:
         return Field(token.start, end, name, tuple(keys))
 
 
-def _literal_pattern(node: Literal) -> re.Pattern[str]:
-    """Compile a literal `matches` pattern once, so a bad one fails at check time."""
+def _literal_pattern(node: Literal) -> Pattern:
+    """Compile a literal `matches` pattern once, so one RE2 cannot run fails at check time."""
     if not isinstance(node.value, str):
         raise syntax_error("'matches' needs a quoted pattern", node.start + 1)
     try:
-        return re.compile(node.value)
-    except re.error as exc:
-        raise syntax_error("invalid regular expression", node.start + 1, exc.msg) from None
+        return compile_pattern(node.value)
+    except PatternError as exc:
+        # Patterns in connectors.yaml are the admin's own text: the detail may quote them.
+        raise syntax_error("invalid regular expression", node.start + 1, exc.detail) from None
 
 
 def _respan(node: Node, start: int, end: int) -> Node:

@@ -21,8 +21,9 @@ The language (nothing else is accepted; user text never reaches eval, exec or co
   lists of literals `['a', 'b']`.
 - operators, loosest first: `or`; `and`; `not`; comparisons `==` `!=` `<` `<=` `>` `>=`,
   `in`, `not in` (item in list, text in text), `contains` (list contains item, text
-  contains text), `startswith`, `endswith`, `matches` (regex search, Python `re`); and
-  parentheses. Comparisons do not chain. All text comparisons are case-sensitive.
+  contains text), `startswith`, `endswith`, `matches` (regex search run by RE2, linear in
+  the text: hub/routing/patterns.py); and parentheses. Comparisons do not chain. All text
+  comparisons are case-sensitive.
 - functions: `lower(x)`, `upper(x)` (text or list of text; null stays null), `len(x)`
   (null is 0), `number(x)` (a number, or text spelling one), `exists(x)` (x is not null).
 - a number and text spelling a number compare as numbers (`answers.qty > 2` with "3");
