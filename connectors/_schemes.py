@@ -133,6 +133,7 @@ class StandardWebhooksVerification:
     """Mixin for connectors whose requests are signed the Standard Webhooks way."""
 
     scheme = STANDARD_WEBHOOKS
+    stored_headers = frozenset({"webhook-id", "webhook-timestamp", "webhook-signature"})
 
     def verify(self, request: InboundRequest, source: SourceSettings, now: float) -> None:
         verify_standard_webhooks(request, require_secrets(source), source.tolerance, now)

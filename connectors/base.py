@@ -141,6 +141,9 @@ class Connector(abc.ABC):
     """Request headers (lower-case) that carry credentials and are never stored."""
     credential_query: ClassVar[frozenset[str]] = frozenset()
     """URL query parameters that carry credentials and are never stored."""
+    stored_headers: ClassVar[frozenset[str]] = frozenset()
+    """The provider's own id/timestamp/signature headers (lower-case, never a credential): stored with the
+    request beside content-type, content-length and user-agent; every other header is dropped."""
     requires_secret: ClassVar[bool] = True
     event_ids_per_form: ClassVar[bool] = False
     """True where the provider numbers events per form (Wufoo, Microsoft Forms): the spool then

@@ -127,6 +127,7 @@ class FormstackConnector(Connector):
     provider = "formstack"
     title = "Formstack Forms"
     scheme = "formstack-hmac-sha256"
+    stored_headers = frozenset({_SIGNATURE})
     content_types = frozenset({_URLENCODED, "application/json"})
     credential_query = frozenset({TOKEN_PARAM})
     Options = FormstackOptions

@@ -118,6 +118,7 @@ class HubSpotConnector(Connector):
     provider = "hubspot"
     title = "HubSpot (workflow webhook)"
     scheme = "hubspot-signature-v3"
+    stored_headers = frozenset({SIGNATURE, TIMESTAMP})
 
     def verify(self, request: InboundRequest, source: SourceSettings, now: float) -> None:
         secrets = require_secrets(source)

@@ -93,6 +93,8 @@ class MappedConnector(Connector):
         if self.bound:
             # Per source: what the receiver redacts and accepts, and what send-test needs.
             v = self.options.verify
+            if v.mode == "hmac":
+                self.stored_headers = frozenset({v.signature_header.lower()})
             if v.mode == "token":
                 if v.token_header:
                     self.credential_headers = frozenset({v.token_header.lower()})

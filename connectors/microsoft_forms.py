@@ -120,6 +120,7 @@ class MicrosoftFormsConnector(Connector):
     provider = "microsoft_forms"
     title = "Microsoft Forms (Power Automate flow)"
     scheme = HEADER_TOKEN
+    stored_headers = frozenset({"x-ms-workflow-run-id"})  # normalize() reads it
     event_ids_per_form = True
     content_types = frozenset({"application/json"})
     credential_headers = frozenset({"authorization"})

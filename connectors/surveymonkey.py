@@ -141,6 +141,7 @@ class SurveyMonkeyConnector(Connector):
     provider = "surveymonkey"
     title = "SurveyMonkey"
     scheme = "surveymonkey-hmac-sha1"
+    stored_headers = frozenset({_SIGNATURE})  # not sm-apikey: an API key, kept out like any credential
     Options = SurveyMonkeyOptions
     fetches = True
 

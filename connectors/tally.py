@@ -67,6 +67,7 @@ class TallyConnector(Connector):
     provider = "tally"
     title = "Tally"
     scheme = "tally-hmac-sha256"
+    stored_headers = frozenset({"tally-signature"})
 
     def verify(self, request: InboundRequest, source: SourceSettings, now: float) -> None:
         # Tally signs without a timestamp: `now` and the tolerance do not apply.

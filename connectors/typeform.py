@@ -46,6 +46,7 @@ class TypeformConnector(Connector):
     provider = "typeform"
     title = "Typeform"
     scheme = "typeform-hmac-sha256"
+    stored_headers = frozenset({"typeform-signature"})
 
     def verify(self, request: InboundRequest, source: SourceSettings, now: float) -> None:
         # Typeform signs without a timestamp: `now` and the tolerance do not apply.

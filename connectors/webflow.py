@@ -92,6 +92,7 @@ class WebflowConnector(Connector):
     provider = "webflow"
     title = "Webflow"
     scheme = "webflow-hmac-sha256"
+    stored_headers = frozenset({_SIGNATURE, _TIMESTAMP})
     credential_query = frozenset({TOKEN_PARAM})
     Options = WebflowOptions
 

@@ -19,8 +19,11 @@ from hub.config.models import HubConfig, SourceConfig
 
 log = logging.getLogger("hookhub.config")
 
-# Headers that authenticate the caller; stored requests keep signatures (not secrets,
-# and useful to re-verify) but never these.
+# Headers kept with every stored request, beside each connector's own `stored_headers` (its
+# id, timestamp and signature headers: not secrets, and what a re-verification needs). Every
+# other header is dropped: an allow-list, since a credential can travel under any name.
+STORED_HEADERS = frozenset({"content-type", "content-length", "user-agent"})
+# Never stored even if a connector lists them.
 CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key"})
 CREDENTIAL_QUERY = frozenset({"token", "key", "secret", "api_key", "access_token"})
 
@@ -31,7 +34,7 @@ class PreparedSource:
     config: SourceConfig
     connector: Connector
     max_body_bytes: int
-    credential_headers: frozenset[str]
+    stored_headers: frozenset[str]
     credential_query: frozenset[str]
 
 
@@ -45,7 +48,8 @@ def prepare_sources(config: HubConfig) -> dict[str, PreparedSource]:
             config=source,
             connector=connector,
             max_body_bytes=source.max_body_bytes or config.server.max_body_bytes,
-            credential_headers=CREDENTIAL_HEADERS | connector.credential_headers,
+            stored_headers=(STORED_HEADERS | connector.stored_headers)
+            - CREDENTIAL_HEADERS - connector.credential_headers,
             credential_query=CREDENTIAL_QUERY | connector.credential_query,
         )
     return prepared

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import resource
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -17,7 +18,8 @@ from typing import Protocol
 import uvicorn
 from starlette.applications import Starlette
 
-from hub.receiver.app import Receiver, create_app
+from hub.receiver.app import HubApp, Receiver, create_app
+from hub.receiver.protocol import EdgeLimits, protocol_class
 from hub.runtime import ConfigHolder
 from hub.spool.files import ensure_private_dir
 from hub.spool.schema import SPOOL_FILE, Durability
@@ -26,6 +28,8 @@ from hub.spool.writer import SpoolWriter
 log = logging.getLogger("hookhub.server")
 
 BackgroundTask = Callable[["Hub"], Awaitable[None]]
+# File descriptors beyond server.max_connections: spool, delivery workers, outgoing connections.
+FD_MARGIN = 1024
 
 
 class Service(Protocol):
@@ -87,7 +91,7 @@ class Hub:
             self.spool.stop()
             log.info("hub stopped", extra={"event": "stopped"})
 
-    def app(self) -> Starlette:
+    def app(self) -> HubApp:
         return create_app(self.receiver, lifespan=self.lifespan)
 
 
@@ -110,10 +114,15 @@ async def _watch_config(holder: ConfigHolder) -> None:
             holder.reload()
 
 
-def uvicorn_config(app: Starlette, host: str, port: int, **overrides: object) -> uvicorn.Config:
+def uvicorn_config(app: Starlette, host: str, port: int, limits: EdgeLimits | None = None,
+                   **overrides: object) -> uvicorn.Config:
+    """uvicorn's settings for a hub; `limits` default to the hub's `server:` config (else built-in)."""
+    if limits is None:
+        limits = app.edge_limits() if isinstance(app, HubApp) else EdgeLimits()
     settings: dict[str, object] = {
         "host": host,
         "port": port,
+        "http": protocol_class(limits),  # 431/408/connection cap: see hub/receiver/protocol.py
         "log_level": "warning",
         "access_log": False,  # our own structured logs cover rejects; an access line per webhook costs throughput
         "timeout_graceful_shutdown": 10,
@@ -131,5 +140,24 @@ def serve(hub: Hub, host: str, port: int) -> None:
     # closed-loop load a group commit took ~1.8 ms at 0.1 ms against ~2.4 ms at 0.5 ms.
     sys.setswitchinterval(0.0001)
     hub.freeze_heap = True
-    server = uvicorn.Server(uvicorn_config(hub.app(), host, port))
+    app = hub.app()
+    limits = app.edge_limits()
+    _raise_file_limit(limits.max_connections + FD_MARGIN)
+    server = uvicorn.Server(uvicorn_config(app, host, port, limits=limits))
     server.run()
+
+
+def _raise_file_limit(wanted: int) -> None:
+    """Raise the soft RLIMIT_NOFILE towards `wanted` (up to the hard limit), or say why the cap may not hold."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= wanted:
+        return
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    if soft < wanted:
+        log.warning(
+            "open-file limit is below server.max_connections plus a margin: raise `ulimit -n`",
+            extra={"event": "file_limit", "limit": soft, "wanted": wanted},
+        )

@@ -34,14 +34,15 @@ routes:
     assert again.json() == {"status": "duplicate", "id": second.json()["id"]}
 
 
-def test_head_on_a_hook_url_answers_whether_the_source_exists(tmp_path: Path) -> None:
+def test_head_on_a_hook_url_answers_200_for_any_source(tmp_path: Path) -> None:
+    """SurveyMonkey's HEAD check passes; the answer does not tell whether a source exists (issue 11)."""
     config = tmp_path / "connectors.yaml"
     config.write_text(f"sources:\n  msforms: {{provider: microsoft_forms, secret: \"{FX['secret']}\"}}\n",
                       encoding="utf-8")
     _, server = start_hub(config, tmp_path / "data")
     try:
         assert httpx.head(f"{server.url}/hooks/msforms").status_code == 200
-        assert httpx.head(f"{server.url}/hooks/nope").status_code == 404
+        assert httpx.head(f"{server.url}/hooks/nope").status_code == 200
         assert httpx.get(f"{server.url}/hooks/msforms").status_code == 405
     finally:
         server.stop()

@@ -111,6 +111,17 @@ class ServerConfig(Strict):
     public_base_url: str | None = Field(
         default=None, description="how providers reach this hub, for links in messages and send-test"
     )
+    status_token: str | None = Field(
+        default=None, min_length=16,
+        description="bearer token that shows /readyz details and /metrics to non-loopback callers",
+    )
+    # HTTP-layer limits (hub/receiver/protocol.py), read at start.
+    max_connections: int = Field(default=1000, ge=1, description="open connections; more are refused (503)")
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024, description="request line and headers (431)")
+    max_headers: int = Field(default=100, ge=10, le=10_000, description="request header fields (431)")
+    header_timeout: float = Field(default=10.0, gt=0, le=3600, description="seconds to send a request head (408)")
+    body_idle_timeout: float = Field(default=10.0, gt=0, le=3600, description="seconds without body bytes (408)")
+    body_timeout: float = Field(default=60.0, gt=0, le=3600, description="seconds to send a whole body (408)")
 
 
 class DispatchConfig(Strict):

@@ -1,8 +1,9 @@
 """Starlette app: POST /hooks/{source_id}, /healthz, /readyz, /metrics.
 
-Order on the request path is fixed: source → content type → body (size-limited) →
-verify → envelope → durable spool write → answer. Nothing is parsed before it is
-verified and nothing is answered 2xx before it is committed.
+Order on the request path is fixed: source → body (size-limited) → verify → content
+type → envelope → durable spool write → answer. Nothing is parsed before it is verified
+and nothing is answered 2xx before it is committed. An unknown source is read and
+answered like a failed verification (hub/receiver/access.py: what a caller may learn).
 
 The webhook endpoint is a plain ASGI app rather than a Starlette request handler, and
 `HubApp` hands POST /hooks/<id> to it before Starlette's middleware and router. It is
@@ -34,7 +35,9 @@ from starlette.types import Receive, Scope, Send
 
 from connectors.base import Envelope, InboundRequest, UnsupportedPayload, VerificationFailed, dedupe_key
 from hub.receiver.body import BadContentLength, BodyTooLarge, ClientGone, read_limited
+from hub.receiver.access import STATUS_FORBIDDEN_DETAIL, UNVERIFIED_DETAIL, bearer_matches, is_loopback
 from hub.receiver.metrics import ReceiverMetrics
+from hub.receiver.protocol import EdgeLimits
 from hub.runtime import ConfigHolder, PreparedSource
 from hub.spool.ids import new_id
 from hub.spool.writer import SpoolRecord, SpoolUnavailable, SpoolWriter
@@ -54,25 +57,22 @@ class Receiver:
         started = time.perf_counter()
         source_id: str = scope["path_params"]["source_id"]
         source = self.config.sources.get(source_id)
-        if source is None:
-            return await self._reject(send, 404, "-", "unknown source", f"no source {source_id!r} is configured")
-
         headers = _headers(scope)
-        media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
-        if media_type not in source.connector.content_types:
-            accepted = ", ".join(sorted(source.connector.content_types))
-            return await self._reject(
-                send, 415, source_id, "unsupported media type",
-                f"{source.connector.title} sends {accepted}; got {media_type or 'no Content-Type'}",
-            )
+        # An unknown source is read and refused like a known one whose verification fails, so
+        # an anonymous caller cannot tell which source ids exist (see docs/security.md).
+        limit = source.max_body_bytes if source is not None else self.config.config.server.max_body_bytes
+        label = source_id if source is not None else "-"
         try:
-            body = await read_limited(receive, headers.get("content-length"), source.max_body_bytes)
+            body = await read_limited(receive, headers.get("content-length"), limit)
         except BodyTooLarge as exc:
-            return await self._reject(send, 413, source_id, "payload too large", str(exc))
+            return await self._reject(scope, send, 413, label, "payload too large", str(exc))
         except BadContentLength as exc:
-            return await self._reject(send, 400, source_id, "bad request", str(exc))
+            return await self._reject(scope, send, 400, label, "bad request", str(exc))
         except ClientGone:
             return None
+        if source is None:
+            return await self._reject(scope, send, 401, label, "unauthorized",
+                                      f"no source {source_id[:80]!r} is configured")
 
         inbound = InboundRequest(
             method=scope["method"],
@@ -84,7 +84,18 @@ class Receiver:
         try:
             source.connector.verify(inbound, source.config, received_at)
         except VerificationFailed as exc:
-            return await self._reject(send, 401, source_id, "unauthorized", str(exc))
+            return await self._reject(scope, send, 401, source_id, "unauthorized", str(exc))
+        except Exception as exc:  # a connector bug must not answer an anonymous caller with a 500
+            log.exception("connector verify crashed", extra={"event": "connector_error", "source": source_id})
+            return await self._reject(scope, send, 401, source_id, "unauthorized", f"verify failed: {type(exc).__name__}")
+        # After verification, so that only the provider learns the source's media types.
+        media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if media_type not in source.connector.content_types:
+            accepted = ", ".join(sorted(source.connector.content_types))
+            return await self._reject(
+                scope, send, 415, source_id, "unsupported media type",
+                f"{source.connector.title} sends {accepted}; got {media_type or 'no Content-Type'}",
+            )
 
         envelope = _envelope(source, inbound)
         record = SpoolRecord(
@@ -97,7 +108,7 @@ class Receiver:
             note=envelope.note,
             method=inbound.method,
             url=_redact_url(inbound.url, source.credential_query),
-            headers=_without(headers, source.credential_headers),
+            headers=_stored(headers, source.stored_headers),
             body=body,
         )
         try:
@@ -124,16 +135,20 @@ class Receiver:
             answer["note"] = envelope.note
         await _answer(send, 200, answer)
 
-    async def _reject(self, send: Send, status: int, source_id: str, error: str, detail: str) -> None:
+    async def _reject(self, scope: Scope, send: Send, status: int, source_id: str, error: str, detail: str) -> None:
         self.metrics.count(source_id, str(status))
         log.info("webhook rejected", extra={"event": "rejected", "status": status, "source": source_id,
                                             "reason": detail})
+        if status == 401 and not is_loopback(scope):
+            # The reason would tell a remote caller whether the source exists and how it is
+            # verified; the log above has it for the admin. Loopback callers (send-test) see it.
+            detail = UNVERIFIED_DETAIL
         await _answer(send, status, {"error": error, "detail": detail})
 
     async def probe_source(self, request: Request) -> Response:
-        """HEAD /hooks/<id>: some providers (SurveyMonkey) check the URL exists before using it."""
-        known = request.path_params["source_id"] in self.config.sources
-        return Response(status_code=200 if known else 404)
+        """HEAD /hooks/<id>: SurveyMonkey checks the URL answers before using it. 200 for any id,
+        so the probe cannot be used to enumerate sources."""
+        return Response(status_code=200)
 
     async def healthz(self, request: Request) -> Response:
         return JSONResponse({"status": "alive"})
@@ -144,19 +159,26 @@ class Receiver:
             await asyncio.wait_for(self.spool.probe(), timeout=2.0)
         except (TimeoutError, SpoolUnavailable) as exc:
             problems.append(f"spool not writable: {exc or 'timed out'}")
-        body: dict[str, object] = {
-            "status": "ready" if not problems else "not ready",
-            "sources": len(self.config.sources),
-            "config_loaded_at": self.config.loaded_at,
-        }
-        if self.config.last_error:
-            body["config_error"] = self.config.last_error.splitlines()
-        if problems:
-            body["problems"] = problems
+        body: dict[str, object] = {"status": "ready" if not problems else "not ready"}
+        if self._may_see_status(request):
+            # Config errors name files, lines and destinations: for the admin only.
+            body["sources"] = len(self.config.sources)
+            body["config_loaded_at"] = self.config.loaded_at
+            if self.config.last_error:
+                body["config_error"] = self.config.last_error.splitlines()
+            if problems:
+                body["problems"] = problems
         return JSONResponse(body, status_code=200 if not problems else 503)
 
     async def metrics_endpoint(self, request: Request) -> Response:
+        if not self._may_see_status(request):  # the labels name every source
+            return JSONResponse({"error": "forbidden", "detail": STATUS_FORBIDDEN_DETAIL}, status_code=403)
         return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    def _may_see_status(self, request: Request) -> bool:
+        return is_loopback(request.scope) or bearer_matches(
+            request.headers.get("authorization"), self.config.config.server.status_token
+        )
 
 
 def _envelope(source: PreparedSource, inbound: InboundRequest) -> Envelope:
@@ -196,16 +218,24 @@ def _headers(scope: Scope) -> dict[str, str]:
     headers: dict[str, str] = {}
     for raw_name, raw_value in scope["headers"]:
         name = raw_name.decode("latin-1").lower()
-        value = raw_value.decode("latin-1")
-        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        if name in headers:
+            return _joined_headers(scope["headers"])
+        headers[name] = raw_value.decode("latin-1")
     return headers
 
 
-def _without(headers: dict[str, str], names: frozenset[str]) -> dict[str, str]:
-    """The headers to store: all but the credentials (most requests carry none, kept as they are)."""
-    if headers.keys() & names:
-        return {k: v for k, v in headers.items() if k not in names}
-    return headers
+def _joined_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    # Each name's values are joined once at the end: joining per repeat was quadratic
+    # (400,000 repeats of one header took 190 s with the event loop stopped).
+    values: dict[str, list[str]] = {}
+    for raw_name, raw_value in raw:
+        values.setdefault(raw_name.decode("latin-1").lower(), []).append(raw_value.decode("latin-1"))
+    return {name: ", ".join(parts) for name, parts in values.items()}
+
+
+def _stored(headers: dict[str, str], names: frozenset[str]) -> dict[str, str]:
+    """The headers kept with a stored request: only the source's allow-list (see hub.runtime)."""
+    return {name: value for name in names if (value := headers.get(name)) is not None}
 
 
 def _verification_url(scope: Scope, headers: dict[str, str], source: PreparedSource) -> str:
@@ -264,6 +294,10 @@ class HubApp(Starlette):
         super().__init__(**kwargs)
         self._receiver = receiver
 
+    def edge_limits(self) -> EdgeLimits:
+        """The HTTP-layer limits of the config in force (the server reads them once, at start)."""
+        return EdgeLimits.from_config(self._receiver.config.config.server)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
             path: str = scope["path"]
@@ -274,7 +308,7 @@ class HubApp(Starlette):
         await super().__call__(scope, receive, send)
 
 
-def create_app(receiver: Receiver, lifespan=None) -> Starlette:  # type: ignore[no-untyped-def]
+def create_app(receiver: Receiver, lifespan=None) -> HubApp:  # type: ignore[no-untyped-def]
     routes = [
         Route("/hooks/{source_id}", receiver, methods=["POST"]),
         Route("/hooks/{source_id}", receiver.probe_source, methods=["HEAD"]),
