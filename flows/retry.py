@@ -7,10 +7,16 @@ still computes the wait, so the backoff curve is the well-known one.
 
 from __future__ import annotations
 
+import random
+
 import tenacity
 
 from flows.destinations.base import Outcome, RetryPolicy
 from hub.spool.ledger import Decision, DeliveryRow
+
+DEFERRAL_JITTER = 1.0
+"""At most this many seconds (and at most a tenth of the pause) are added to the end of a pause,
+so the rows it held do not all fall due in the same instant."""
 
 
 def backoff(policy: RetryPolicy, attempt: int) -> float:
@@ -34,6 +40,8 @@ def decide(row: DeliveryRow, outcome: Outcome, policy: RetryPolicy, now: float) 
     reason = outcome.reason or (f"HTTP {outcome.status_code}" if outcome.status_code else "unknown error")
     if outcome.status == "failed":
         return Decision(status="dead", outcome="failed", error=reason, **common)
+    if outcome.deferred:
+        return defer(row, outcome, policy, now, reason)
     wait = backoff(policy, attempt)
     if outcome.retry_after is not None:
         # Never earlier than the target asked, and never clamped: its limit is the limit.
@@ -47,3 +55,20 @@ def decide(row: DeliveryRow, outcome: Outcome, policy: RetryPolicy, now: float) 
         return Decision(status="dead", outcome="gave_up",
                         error=f"gave up after {attempt} attempts over {hours:g} h: {reason}", **common)
     return Decision(status="retrying", outcome="retry", next_attempt_at=now + wait, error=reason, **common)
+
+
+def defer(row: DeliveryRow, outcome: Outcome, policy: RetryPolicy, now: float, reason: str) -> Decision:
+    """Not sent because the target's pause was on: due again when the pause ends (plus a little
+    jitter), with `attempts` and so the backoff and `max_attempts` untouched, and no row in the
+    `attempts` table. The horizon still holds: a pause that outlasts it makes a dead letter."""
+    pause = outcome.retry_after if outcome.retry_after is not None else policy.initial
+    due = now + pause + random.uniform(0.0, min(DEFERRAL_JITTER, pause / 10))
+    first = row.first_attempt_at if row.first_attempt_at is not None else now
+    if due > first + policy.horizon:
+        hours = policy.horizon / 3600
+        return Decision(inbox_id=row.inbox_id, destination=row.destination, status="dead", outcome="gave_up",
+                        attempted=False, error=f"gave up after {row.attempts} attempts: the target's pause "
+                                               f"outlasts the retry horizon of {hours:g} h ({reason})")
+    # remote_id: what an earlier step of this attempt created (a CRM person) is kept.
+    return Decision(inbox_id=row.inbox_id, destination=row.destination, status="retrying", outcome="deferred",
+                    attempted=False, next_attempt_at=due, error=reason, remote_id=outcome.remote_id)

@@ -31,13 +31,15 @@ class Stopped(Exception):
     """A step cannot go on; carries what the item's Outcome says."""
 
     def __init__(self, status: Status, reason: str, status_code: int | None = None,
-                 retry_after: float | None = None, code: str | None = None) -> None:
+                 retry_after: float | None = None, code: str | None = None, deferred: bool = False) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
         self.status_code = status_code
         self.retry_after = retry_after
         self.code = code
+        self.deferred = deferred
+        """The call was not made: the token's pause or budget held it (see Outcome.deferred)."""
 
 
 @dataclass(frozen=True)

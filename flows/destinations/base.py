@@ -70,6 +70,10 @@ class Outcome(BaseModel):
     """The destination's own id for what was created (message ts, record id)."""
     disable: bool = False
     """The target said it is gone for good (410): stop sending to it."""
+    deferred: bool = False
+    """Not sent at all: the target's pause (an earlier answer's Retry-After) was still on. With
+    status "retry" and `retry_after` the seconds left, the ledger reschedules it for the end of
+    the pause without counting an attempt or growing the backoff (flows/retry.py)."""
 
 
 class DeliveryItem:

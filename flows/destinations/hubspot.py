@@ -191,7 +191,8 @@ class HubspotDestination(Destination):
 
     async def _send_batch(self, group: list[Input], run: _Run) -> Verdict:
         if not await run.context.pacer.acquire(run.pacing_key, DEFAULT_MAX, DEFAULT_WINDOW, MAX_INLINE_WAIT):
-            return Verdict(None, decided={one.key: _blocked(one.key, run) for one in group})
+            # Nothing of this batch was sent: a deferral. _single's blocks follow a sent upsert.
+            return Verdict(None, decided={one.key: _blocked(one.key, run, deferred=True) for one in group})
         body = _encode({"inputs": [one.body() for one in group]})
         try:
             answer = await api.send(run.context.http, "POST", run.url(UPSERT_PATH), content=body,
@@ -279,10 +280,10 @@ def _prepare(item: DeliveryItem, config: HubspotConfig,
     return Input(key=item.key, email=email, properties=properties, remote_id=item.remote_id), note
 
 
-def _blocked(key: str, run: _Run) -> Outcome:
+def _blocked(key: str, run: _Run, deferred: bool = False) -> Outcome:
     wait = run.context.pacer.paused_for(run.pacing_key) or DEFAULT_WINDOW
     reason = f"not sent: HubSpot's rate limit for this token holds every route for {wait:.0f} s more"
-    return Outcome(key=key, status="retry", reason=reason, retry_after=wait)
+    return Outcome(key=key, status="retry", reason=reason, retry_after=wait, deferred=deferred)
 
 
 def _encode(data: dict[str, Any]) -> bytes:

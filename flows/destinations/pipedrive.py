@@ -145,8 +145,10 @@ class PipedriveDestination(Destination):
             step = config.create
             record, status = await self._record(progress.person or 0, title, config, keys, context)
         except Stopped as stop:
+            # A deferral only if this attempt wrote nothing yet (a person created now makes it one).
+            deferred = stop.deferred and progress == Progress.parse(item.remote_id)
             outcome = Outcome(key=item.key, status=stop.status, status_code=stop.status_code, reason=stop.reason,
-                              retry_after=stop.retry_after, remote_id=progress.remote_id)
+                              retry_after=stop.retry_after, remote_id=progress.remote_id, deferred=deferred)
             return _logged(context, item, outcome, step, stop.code)
         progress = replace(progress, record=record)
         outcome = Outcome(key=item.key, status="delivered", status_code=status, remote_id=progress.remote_id)
@@ -212,7 +214,7 @@ class PipedriveDestination(Destination):
         paused = context.pacer.paused_for(keys.main)
         if paused > MAX_INLINE_PAUSE:
             raise Stopped("retry", f"not sent: Pipedrive's rate limit holds this api_token ({paused:.0f} s left)",
-                          retry_after=paused)
+                          retry_after=paused, deferred=True)
         await context.pacer.wait_turn(keys.main, 0.0)  # sits out a short pause
         fits = await context.pacer.acquire(keys.main, BURST_LIMIT, WINDOW, MAX_INLINE_PAUSE)
         if fits and search:
@@ -220,7 +222,7 @@ class PipedriveDestination(Destination):
         if not fits:
             wait = context.pacer.paused_for(keys.main) or WINDOW
             raise Stopped("retry", f"not sent: this api_token's request budget is spent ({wait:.0f} s)",
-                          retry_after=wait)
+                          retry_after=wait, deferred=True)
 
 
 def render_item(item: DeliveryItem, config: PipedriveConfig) -> tuple[dict[str, str], str]:

@@ -115,7 +115,8 @@ class PostmarkDestination(Destination):
         paused = context.pacer.paused_for(pacing_key)
         if paused > MAX_INLINE_PAUSE:
             reason = f"not sent: Postmark asked to slow down (429); the token is paused for {paused:.0f} s"
-            return [Outcome(key=k, status="retry", reason=reason, retry_after=paused) for k in keys]
+            return [Outcome(key=k, status="retry", reason=reason, retry_after=paused, deferred=True)
+                    for k in keys]
         await context.pacer.wait_turn(pacing_key, 0.0)  # returns at once unless a short pause is on
         single = len(batch) == 1
         payload: Any = batch[0][1] if single else [body for _, body in batch]

@@ -172,7 +172,7 @@ class SalesforceDestination(Destination):
         paused = context.pacer.paused_for(org)
         if paused > MAX_INLINE_PAUSE:
             reason = f"not sent: Salesforce asked hookhub to hold off this org ({paused:.0f} s left)"
-            return self._all(chunk, context, results.Verdict("retry", reason), None, paused)
+            return self._all(chunk, context, results.Verdict("retry", reason), None, paused, deferred=True)
         await context.pacer.wait_turn(org, 0.0)
         method_url, body = _request(chunk, config)
         try:
@@ -213,12 +213,14 @@ class SalesforceDestination(Destination):
 
     @staticmethod
     def _all(chunk: list[Prepared], context: DeliveryContext, verdict: results.Verdict,
-             status_code: int | None, retry_after: float | None) -> dict[str, Outcome]:
+             status_code: int | None, retry_after: float | None,
+             deferred: bool = False) -> dict[str, Outcome]:
         out: dict[str, Outcome] = {}
         for prepared in chunk:
             outcome = Outcome(key=prepared.item.key, status=verdict.status, status_code=status_code,
                               reason=verdict.reason, remote_id=verdict.remote_id,
-                              retry_after=retry_after if verdict.status == "retry" else None)
+                              retry_after=retry_after if verdict.status == "retry" else None,
+                              deferred=deferred)
             _log(context, prepared.item, outcome, verdict.codes)
             out[prepared.item.key] = outcome
         return out

@@ -108,7 +108,7 @@ class SendgridDestination(Destination):
         paused = context.pacer.paused_for(pacing_key)
         if paused > MAX_INLINE_PAUSE:
             reason = f"not sent: SendGrid asked to slow down (429); the API key is paused for {paused:.0f} s"
-            return Outcome(key=item.key, status="retry", reason=reason, retry_after=paused)
+            return Outcome(key=item.key, status="retry", reason=reason, retry_after=paused, deferred=True)
         await context.pacer.wait_turn(pacing_key, 0.0)  # returns at once unless a short pause is on
         headers = {
             "authorization": f"Bearer {config.api_key.get_secret_value()}",

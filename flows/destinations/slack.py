@@ -195,7 +195,9 @@ class SlackDestination(Destination):
             if result.error not in _slack_api.REPOST_ERRORS:
                 return result.outcome
         body = {"channel": config.channel, **message}
-        return (await self._call("chat.postMessage", body, key, item, config, context)).outcome
+        outcome = (await self._call("chat.postMessage", body, key, item, config, context)).outcome
+        # After an update that was sent (and refused), a held repost is part of a real attempt.
+        return outcome.model_copy(update={"deferred": False}) if earlier is not None else outcome
 
     async def _call(self, method: str, body: dict[str, Any], key: str, item: DeliveryItem,
                     config: SlackConfig, context: DeliveryContext) -> _slack_api.ApiResult:
@@ -245,7 +247,7 @@ async def _held(item: DeliveryItem, key: str, context: DeliveryContext) -> Outco
     paused = context.pacer.paused_for(key)
     if paused > MAX_INLINE_PAUSE:
         reason = f"not sent: Slack asked to slow down (429); this channel is paused for {paused:.0f} s"
-        return Outcome(key=item.key, status="retry", reason=reason, retry_after=paused)
+        return Outcome(key=item.key, status="retry", reason=reason, retry_after=paused, deferred=True)
     await context.pacer.wait_turn(key, MIN_INTERVAL)
     return None
 

@@ -126,7 +126,8 @@ class SmtpDestination(Destination):
         paused = context.pacer.paused_for(pacing_key)
         if paused > MAX_INLINE_PAUSE:
             reason = f"not sent: the SMTP server asked to wait (421); paused for {paused:.0f} s"
-            return Outcome(key=item.key, status="retry", reason=reason, retry_after=paused), False
+            deferral = Outcome(key=item.key, status="retry", reason=reason, retry_after=paused, deferred=True)
+            return deferral, False
         interval = 60.0 / config.max_per_minute if config.max_per_minute else 0.0
         await context.pacer.wait_turn(pacing_key, interval)
         try:

@@ -118,9 +118,10 @@ class WebhookDestination(Destination):
     ) -> Outcome:
         paused = context.pacer.paused_for(pacing_key)
         if paused > 0:
-            # Another attempt was told to wait; sending now would only earn another 429.
+            # Another attempt was told to wait; sending now would only earn another 429. Not an
+            # attempt: the ledger holds it until the pause ends, without counting it.
             reason = f"not sent: the receiver asked to wait (Retry-After), {paused:.0f} s left"
-            return Outcome(key=item.key, status="retry", reason=reason, retry_after=paused)
+            return Outcome(key=item.key, status="retry", reason=reason, retry_after=paused, deferred=True)
         body = item.submission_json()
         headers = {
             "content-type": "application/json",
