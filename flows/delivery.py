@@ -12,8 +12,7 @@ import time
 from collections import defaultdict
 from typing import Any
 
-from flows.destinations import get_destination
-from flows.destinations.base import DeliveryContext, DeliveryItem, DestinationSettings, Outcome
+from flows.destinations.base import DeliveryContext, DeliveryItem, Destination, DestinationSettings, Outcome
 from flows.pacing import PACER
 from flows.retry import decide
 from flows.runtime import Runtime
@@ -55,7 +54,7 @@ async def deliver_rows(runtime: Runtime, destination_id: str, rows: list[Deliver
         return _not_sent(rows, f"destination disabled: {disabled[destination_id]} (hookhub replay re-enables it)")
     settings = destination_config.settings
     assert isinstance(settings, DestinationSettings)
-    impl = get_destination(destination_config.type)
+    impl = runtime.stages.destination(destination_config.type)
     items: dict[str, DeliveryItem] = {}
     decisions: list[Decision] = []
     by_key: dict[str, DeliveryRow] = {}
@@ -67,27 +66,66 @@ async def deliver_rows(runtime: Runtime, destination_id: str, rows: list[Deliver
         except ValueError as exc:
             decisions.extend(_not_sent([row], f"stored submission is unreadable: {exc}"))
             continue
+        except Exception as exc:  # noqa: BLE001 - whatever fails building one item fails that item only
+            decisions.extend(_not_sent([row], f"cannot prepare the delivery: {type(exc).__name__}: {exc}"))
+            continue
         items[item.key] = item
         by_key[item.key] = row
     if not items:
         return decisions
     context = DeliveryContext(http=http, pacer=PACER, destination_id=destination_id,
                               record_link=runtime.record_link, extra={"data_dir": str(runtime.data_dir)})
-    try:
-        outcomes = await impl.deliver(list(items.values()), settings, context)
-    except Exception as exc:  # a destination bug is a retryable failure, not a crash
-        log.exception("destination crashed", extra={"event": "destination_error", "destination": destination_id})
-        outcomes = [Outcome(key=k, status="retry", reason=f"destination error: {type(exc).__name__}: {exc}")
-                    for k in items]
+    outcomes = await _deliver_isolating(impl, list(items.values()), settings, context)
     answered = {o.key: o for o in outcomes if o.key in items}
     now = time.time()
     for key, row in by_key.items():
         outcome = answered.get(key) or Outcome(key=key, status="retry", reason="destination returned no outcome")
-        decisions.append(decide(row, outcome, settings.retry, now))
+        try:
+            decisions.append(decide(row, outcome, settings.retry, now))
+        except Exception as exc:  # noqa: BLE001 - one row's bad outcome is its own dead letter
+            decisions.extend(_not_sent([row], f"cannot judge the outcome: {type(exc).__name__}: {exc}"))
     gone = next((o for o in answered.values() if o.disable), None)
     if gone is not None:
         disabled[destination_id] = f"{destination_id} answered {gone.status_code or ''} {gone.reason or 'gone'}".strip()
     return decisions
+
+
+async def _deliver_isolating(impl: Destination, items: list[DeliveryItem], settings: DestinationSettings,
+                             context: DeliveryContext) -> list[Outcome]:
+    """`impl.deliver`, with an exception that escapes it narrowed down to the items that cause it.
+
+    A chunk that raises is delivered again in halves, down to single items. Items that raise on
+    their own while others of the chunk went through are dead letters with the error (their
+    data, not the destination, is the problem); if every item raises, the destination is, and
+    all are retried as before. Items of a half that raised may have been sent already: a retry
+    would send them again too, and receivers dedupe on the delivery's stable key.
+    """
+    raised: dict[str, Exception] = {}
+    outcomes = await _deliver_halving(impl, items, settings, context, raised)
+    if not raised:
+        return outcomes
+    log.error("destination raised", exc_info=next(iter(raised.values())),
+              extra={"event": "destination_error", "destination": context.destination_id, "items": len(items),
+                     "raised": len(raised)})
+    alone = len(raised) < len(items)
+    for key, exc in raised.items():
+        error = f"{type(exc).__name__}: {exc}"
+        outcomes.append(Outcome(key=key, status="failed", reason=f"destination error for this submission: {error}")
+                        if alone else Outcome(key=key, status="retry", reason=f"destination error: {error}"))
+    return outcomes
+
+
+async def _deliver_halving(impl: Destination, items: list[DeliveryItem], settings: DestinationSettings,
+                           context: DeliveryContext, raised: dict[str, Exception]) -> list[Outcome]:
+    try:
+        return list(await impl.deliver(items, settings, context))
+    except Exception as exc:  # noqa: BLE001 - narrowed down below, never a crash of the chunk
+        if len(items) == 1:
+            raised[items[0].key] = exc
+            return []
+    middle = len(items) // 2
+    first = await _deliver_halving(impl, items[:middle], settings, context, raised)
+    return first + await _deliver_halving(impl, items[middle:], settings, context, raised)
 
 
 async def deliver_and_record(runtime: Runtime, destination: str, inbox_ids: list[str], http: Any) -> dict[str, int]:
@@ -104,7 +142,7 @@ async def deliver_and_record(runtime: Runtime, destination: str, inbox_ids: list
         sent = time.perf_counter()
         if destination in disabled and destination not in before:
             await asyncio.to_thread(ledger.disable_destination, conn, destination, disabled[destination])
-        await asyncio.to_thread(ledger.record, conn, decisions)
+        decisions = await asyncio.to_thread(ledger.record, conn, decisions)
     finally:
         conn.close()
     log.debug("chunk delivered", extra={"event": "chunk_done", "destination": destination, "items": len(keys),

@@ -19,12 +19,14 @@ from typing import Any, TypeVar
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
+from connectors import get_connector
+from connectors.base import Connector, FetchFailed
 from flows.delivery import deliver_and_record
 from flows.http_clients import delivery_session, shared_client
 from flows.prefect_clients import unpersisted_results
 from flows.runtime import runtime_for
 from hub.config.models import HubConfig
-from hub.routing.process import connector_for, normalize_rows, plan_submissions
+from hub.routing.process import ConnectorLookup, connector_for, normalize_rows, plan_submissions
 from hub.spool import ledger
 from hub.spool.ids import new_id
 from hub.spool.ledger import InboxRow
@@ -56,44 +58,61 @@ from 30 s to an hour) before it becomes a dead letter."""
 
 
 async def fetch_details(config: HubConfig, conn: sqlite3.Connection, rows: dict[str, InboxRow],
-                        submissions: dict[str, Submission], failed: dict[str, str]) -> None:
-    """Complete thin notifications through their provider's API (connectors with `fetches`)."""
+                        submissions: dict[str, Submission], failed: dict[str, str],
+                        connectors: ConnectorLookup = get_connector) -> None:
+    """Complete thin notifications through their provider's API (connectors with `fetches`).
+
+    Each row on its own: whatever fails for one (the API, the connector, storing what it
+    fetched) makes that row wait for another try or a dead letter, never fails the batch.
+    """
     for inbox_id, submission in list(submissions.items()):
         row = rows[inbox_id]
-        connector = connector_for(config, row.source, row.provider)
-        source = config.sources.get(row.source)
-        if not connector.fetches or row.kind == "fetched":
-            continue
-        del submissions[inbox_id]
-        if source is None:
-            failed[inbox_id] = f"source {row.source!r} is no longer configured: cannot fetch its details"
-            continue
         try:
-            found = await connector.expand(submission, source, shared_client())
-        except Exception as exc:  # noqa: BLE001 - a provider API failure must not fail the batch
-            reason = f"could not fetch details from {connector.title}: {exc}"
-            attempts = await asyncio.to_thread(ledger.fetch_attempts, conn, inbox_id)
-            if getattr(exc, "permanent", False):
-                failed[inbox_id] = reason
-            elif attempts + 1 >= FETCH_RETRIES:
-                failed[inbox_id] = f"{reason} (gave up after {attempts + 1} attempts)"
-            else:
-                await asyncio.to_thread(ledger.fetch_later, conn, inbox_id, min(30.0 * 2**attempts, 3600.0), reason)
+            connector = connector_for(config, row.source, row.provider, connectors)
+            if not connector.fetches or row.kind == "fetched":
+                continue
+            del submissions[inbox_id]
+            await _fetch_one(config, conn, row, connector, submission, submissions, failed)
+        except Exception as exc:  # noqa: BLE001 - a connector bug is this row's dead letter
+            submissions.pop(inbox_id, None)
+            failed[inbox_id] = f"could not complete it from the provider's API: {type(exc).__name__}: {exc}"
             log.warning("fetch failed", extra={"event": "fetch_failed", "id": inbox_id, "source": row.source,
-                                               "attempt": attempts + 1, "error": type(exc).__name__})
-            continue
-        if len(found) == 1 and found[0].event_id == submission.event_id:
-            submissions[inbox_id] = found[0].model_copy(update={"id": inbox_id, "source": row.source})
-            continue
-        children = []
-        for child in found:
-            child_id = new_id()
-            key = f"{child.form_id}/{child.event_id}" if connector.event_ids_per_form and child.form_id else child.event_id
-            children.append((child_id, key, child.model_copy(update={"id": child_id, "source": row.source})
-                             .model_dump_json()))
-        added = await asyncio.to_thread(ledger.add_expanded, conn, row, children, "flow")
-        for child_id, data in added.items():
-            submissions[child_id] = Submission.model_validate_json(data)
+                                               "error": type(exc).__name__})
+
+
+async def _fetch_one(config: HubConfig, conn: sqlite3.Connection, row: InboxRow, connector: Connector,
+                     submission: Submission, submissions: dict[str, Submission], failed: dict[str, str]) -> None:
+    inbox_id = row.id
+    source = config.sources.get(row.source)
+    if source is None:
+        failed[inbox_id] = f"source {row.source!r} is no longer configured: cannot fetch its details"
+        return
+    try:
+        found = await connector.expand(submission, source, shared_client())
+    except FetchFailed as exc:  # the provider's API said no or could not be reached: maybe later
+        reason = f"could not fetch details from {connector.title}: {exc}"
+        attempts = await asyncio.to_thread(ledger.fetch_attempts, conn, inbox_id)
+        if exc.permanent:
+            failed[inbox_id] = reason
+        elif attempts + 1 >= FETCH_RETRIES:
+            failed[inbox_id] = f"{reason} (gave up after {attempts + 1} attempts)"
+        else:
+            await asyncio.to_thread(ledger.fetch_later, conn, inbox_id, min(30.0 * 2**attempts, 3600.0), reason)
+        log.warning("fetch failed", extra={"event": "fetch_failed", "id": inbox_id, "source": row.source,
+                                           "attempt": attempts + 1, "error": type(exc).__name__})
+        return
+    if len(found) == 1 and found[0].event_id == submission.event_id:
+        submissions[inbox_id] = found[0].model_copy(update={"id": inbox_id, "source": row.source})
+        return
+    children = []
+    for child in found:
+        child_id = new_id()
+        key = f"{child.form_id}/{child.event_id}" if connector.event_ids_per_form and child.form_id else child.event_id
+        _, data = child.model_copy(update={"id": child_id, "source": row.source}).to_json()
+        children.append((child_id, key, data))
+    added = await asyncio.to_thread(ledger.add_expanded, conn, row, children, "flow")
+    for child_id, data in added.items():
+        submissions[child_id] = Submission.model_validate_json(data)
 
 
 @task(name="normalize and route", task_run_name="normalize and route {count} submissions",
@@ -101,13 +120,13 @@ async def fetch_details(config: HubConfig, conn: sqlite3.Connection, rows: dict[
 async def normalize_and_route(spool_path: str, config_path: str, inbox_ids: str, count: int) -> dict[str, str]:
     """Returns, per destination, the (comma-joined) submissions to deliver there."""
     runtime = runtime_for(spool_path, config_path)
-    config = runtime.config()
+    config, stages = runtime.config(), runtime.stages
     conn = connect(runtime.spool_path)
     try:
         rows = await asyncio.to_thread(ledger.load_inbox, conn, _split(inbox_ids))
-        submissions, failed = await asyncio.to_thread(normalize_rows, config, rows)
-        await fetch_details(config, conn, {r.id: r for r in rows}, submissions, failed)
-        routed = plan_submissions(config, submissions, failed)
+        submissions, failed = await asyncio.to_thread(normalize_rows, config, rows, stages.connector)
+        await fetch_details(config, conn, {r.id: r for r in rows}, submissions, failed, stages.connector)
+        routed = plan_submissions(config, submissions, failed, stages.condition)
         keys = await asyncio.to_thread(ledger.save_routing, conn, routed, failed)
     finally:
         conn.close()

@@ -8,6 +8,13 @@ A batch is whatever is pending when the first item has waited `batch_wait` secon
 `batch_size`; up to `max_flows` flow runs are in flight at once. Claims are recorded in
 the spool, and a flow run that fails gives its claims back, so nothing is held by a run
 that is gone; at start, claims of a killed process are put back too.
+
+A failed run's claims come back as suspects, not in the queue's order: they are tried again
+after a pause in halves, turn about with fresh batches, down to single rows, and a row whose
+runs fail alone `QUARANTINE_AFTER` times is a dead letter. One row that fails every run it is
+in (for a reason no stage could pin on it) so costs a few runs and holds back nothing. While
+Prefect's API does not answer, a failure is nobody's: the claims go back unchanged and the
+dispatcher pauses.
 """
 
 from __future__ import annotations
@@ -19,11 +26,13 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from flows.delivery_pool import DeliveryPool
 from flows.prefect_clients import SharedPrefectClients
+from flows.stages import Stages
 from hub.spool import ledger
 
 if TYPE_CHECKING:
@@ -33,6 +42,10 @@ log = logging.getLogger("hookhub.dispatch")
 
 POLL_SECONDS = 0.05
 FLOW_FAILURE_BACKOFF = 5.0
+"""Seconds before a failed run's claims are tried again (and the pause while Prefect is away)."""
+QUARANTINE_AFTER = 3
+"""Failed flow runs of a row alone that make it a dead letter."""
+HEALTH_CHECK_SECONDS = 10.0
 UPKEEP_CHECK_SECONDS = 60.0
 CANCEL_SECONDS = 10.0
 """How long a cancelled flow run may take to wind down (Prefect records the crash if it can)."""
@@ -42,6 +55,12 @@ CANCEL_SECONDS = 10.0
 class Dispatcher:
     hub: Hub
     stop_timeout: float = 20.0
+    stages: Stages = field(default_factory=Stages)
+    """The per-row parts flow runs call (tests hand in failing ones)."""
+    run_flow: Callable[..., Awaitable[dict[str, int]]] | None = None
+    """The flow a batch runs in; None: flows.pipeline.deliver_batch."""
+    flow_failure_backoff: float = FLOW_FAILURE_BACKOFF
+    quarantine_after: int = QUARANTINE_AFTER
     owner: str = field(default_factory=lambda: f"{os.getpid()}-{uuid.uuid4().hex[:8]}")
     _stop: threading.Event = field(default_factory=threading.Event, init=False)
     _thread: threading.Thread | None = field(default=None, init=False)
@@ -51,6 +70,10 @@ class Dispatcher:
     _claims: dict[asyncio.Task[None], tuple[list[str], list[tuple[str, str]]]] = field(
         default_factory=dict, init=False)
     """What each flow run in flight has claimed, until it ends or gives it back."""
+    _prefect: SharedPrefectClients | None = field(default=None, init=False)
+    _paused_until: float = field(default=0.0, init=False)
+    """Monotonic time before which no run starts (Prefect's API did not answer)."""
+    _suspects_next: bool = field(default=True, init=False)
 
     def start(self) -> None:
         self._stop.clear()
@@ -86,10 +109,10 @@ class Dispatcher:
         pool = DeliveryPool(processes, _log_level()) if processes else None
         self.pool = pool
         runtime = Runtime(config=lambda: self.hub.config.config, spool_path=self.hub.spool_path,
-                          data_dir=self.hub.data_dir, delivery_pool=pool)
+                          data_dir=self.hub.data_dir, delivery_pool=pool, stages=self.stages)
         bind(runtime)
         in_flight: set[asyncio.Task[None]] = set()
-        prefect = SharedPrefectClients()
+        prefect = self._prefect = SharedPrefectClients()
         pool_started: asyncio.Task[None] | None = None
         try:
             next_upkeep = 0.0
@@ -105,12 +128,11 @@ class Dispatcher:
                     upkeep = asyncio.create_task(self._upkeep(conn))
                 settings = self.hub.config.config.dispatch
                 try:
-                    if len(in_flight) >= settings.max_flows or not ledger.has_work(conn, time.time()):
+                    if (len(in_flight) >= settings.max_flows or time.monotonic() < self._paused_until
+                            or not ledger.has_work(conn, time.time())):
                         await asyncio.sleep(POLL_SECONDS)
                         continue
-                    await self._fill(conn, settings.batch_size, settings.batch_wait)
-                    inbox_ids = ledger.claim_inbox(conn, settings.batch_size, self.owner)
-                    due = ledger.claim_due(conn, time.time(), settings.batch_size)
+                    inbox_ids, due, suspects = await self._claim(conn, settings.batch_size, settings.batch_wait)
                 except sqlite3.Error as exc:
                     # A locked or full disk is usually passing; the spool keeps the work meanwhile.
                     log.error("spool unavailable to the dispatcher; retrying",
@@ -119,7 +141,7 @@ class Dispatcher:
                     continue
                 if not inbox_ids and not due:
                     continue
-                job = asyncio.create_task(self._flow(conn, inbox_ids, due, settings.chunk_size))
+                job = asyncio.create_task(self._flow(conn, inbox_ids, due, settings.chunk_size, suspects))
                 self._claims[job] = (inbox_ids, due)
                 job.add_done_callback(lambda done: self._claims.pop(done, None))
                 in_flight.add(job)
@@ -176,6 +198,24 @@ class Dispatcher:
         except Exception as exc:  # noqa: BLE001 - upkeep must never stop deliveries
             log.error("maintenance flow failed", extra={"event": "maintenance_failed", "error": str(exc)})
 
+    async def _claim(self, conn: sqlite3.Connection, batch_size: int, batch_wait: float,
+                     ) -> tuple[list[str], list[tuple[str, str]], bool]:
+        """A group of suspects and a fresh batch, turn about (either when the other has none).
+
+        Returns (submissions, due deliveries, whether they are suspects).
+        """
+        for suspects in (self._suspects_next, not self._suspects_next):
+            if suspects:
+                inbox_ids, due = ledger.claim_suspects(conn, time.time(), self.owner)
+            else:
+                await self._fill(conn, batch_size, batch_wait)
+                inbox_ids = ledger.claim_inbox(conn, batch_size, self.owner)
+                due = ledger.claim_due(conn, time.time(), batch_size)
+            if inbox_ids or due:
+                self._suspects_next = not suspects
+                return inbox_ids, due, suspects
+        return [], [], False
+
     async def _fill(self, conn, batch_size: int, batch_wait: float) -> None:  # type: ignore[no-untyped-def]
         """Give a batch up to `batch_wait` seconds to fill, so one flow run carries many submissions."""
         deadline = time.monotonic() + batch_wait
@@ -184,31 +224,72 @@ class Dispatcher:
                 return
             await asyncio.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
 
-    async def _flow(self, conn, inbox_ids: list[str], due: list[tuple[str, str]], chunk_size: int) -> None:  # type: ignore[no-untyped-def]
-        from flows.pipeline import deliver_batch
+    async def _flow(self, conn: sqlite3.Connection, inbox_ids: list[str], due: list[tuple[str, str]],
+                    chunk_size: int, suspects: bool = False) -> None:
+        run_flow = self.run_flow
+        if run_flow is None:
+            from flows.pipeline import deliver_batch
 
+            run_flow = deliver_batch
         started = time.perf_counter()
         try:
-            totals = await deliver_batch(
+            totals = await run_flow(
                 spool_path=str(self.hub.spool_path), config_path=str(self.hub.config.path),
                 inbox_ids=inbox_ids, due=[list(k) for k in due], chunk_size=chunk_size,
             )
-        except BaseException as exc:
+        except asyncio.CancelledError:
             task = asyncio.current_task()
             if task is not None:
                 self._give_back(conn, task)
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            log.error("flow run failed; its batch goes back to the queue",
-                      extra={"event": "flow_failed", "error": f"{type(exc).__name__}: {exc}",
-                             "submissions": len(inbox_ids), "retries": len(due)})
-            await asyncio.sleep(FLOW_FAILURE_BACKOFF)
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever failed the run, its claims must not stay held
+            await self._flow_failed(conn, inbox_ids, due, f"{type(exc).__name__}: {exc}")
             return
+        if suspects:
+            try:
+                ledger.flow_succeeded(conn, inbox_ids, due)
+            except sqlite3.Error as error:  # they stay suspects: tried in small groups, no harm
+                log.warning("could not clear suspects", extra={"event": "suspects_not_cleared", "error": str(error)})
         self.flows_run += 1
         log.info("batch delivered", extra={"event": "batch_done", "submissions": len(inbox_ids),
                                            "retries": len(due), "outcomes": totals,
                                            "seconds": round(time.perf_counter() - started, 3)})
 
+
+    async def _flow_failed(self, conn: sqlite3.Connection, inbox_ids: list[str], due: list[tuple[str, str]],
+                           error: str) -> None:
+        """Give the claims back as suspects to bisect, or unchanged if Prefect is what failed."""
+        task = asyncio.current_task()
+        if task is None or task not in self._claims:  # given back already
+            return
+        facts: dict[str, Any] = {"error": error, "submissions": len(inbox_ids), "retries": len(due)}
+        if not await self._prefect_answers():
+            self._paused_until = time.monotonic() + self.flow_failure_backoff
+            log.error("flow run failed and Prefect's API does not answer; its batch goes back to the queue",
+                      extra={"event": "flow_failed", **facts})
+            self._give_back(conn, task)
+            return
+        del self._claims[task]
+        try:
+            quarantined = ledger.flow_failed(conn, inbox_ids, due, error, time.time(), self.flow_failure_backoff,
+                                             self.quarantine_after)
+        except sqlite3.Error as spool_error:
+            log.warning("could not give a failed batch's claims back; the next start recovers them",
+                        extra={"event": "release_failed", "error": str(spool_error)})
+            return
+        log.error("flow run failed; its batch is tried again in halves",
+                  extra={"event": "flow_failed", **facts, "quarantined": quarantined})
+
+    async def _prefect_answers(self) -> bool:
+        if self._prefect is None or not self._prefect.ready:
+            return False
+        from prefect.client.orchestration import get_client
+
+        try:  # the shared client (opened in _main, inherited through the context)
+            error = await asyncio.wait_for(get_client().api_healthcheck(), HEALTH_CHECK_SECONDS)
+        except TimeoutError:
+            return False
+        return error is None
 
     def _give_back(self, conn: sqlite3.Connection, job: asyncio.Task[None]) -> None:
         """Release what `job` claimed, once; a spool error leaves it to the next start's recovery."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -18,15 +19,17 @@ class RoutingResult:
 
 
 @lru_cache(maxsize=512)
-def _condition(text: str) -> Condition:
+def compiled_condition(text: str) -> Condition:
     return compile_when(text)
 
 
-def plan(config: HubConfig, submission: Submission) -> RoutingResult:
+def plan(config: HubConfig, submission: Submission,
+         condition: Callable[[str], Condition] = compiled_condition) -> RoutingResult:
     """Every destination a matching route sends to, once each (the first route naming it wins).
 
     A route whose condition cannot be evaluated for this submission is an error for this
-    submission only; the other routes still deliver.
+    submission only; the other routes still deliver. `condition` compiles a `when` (tests hand
+    in one that fails).
     """
     result = RoutingResult()
     seen: set[str] = set()
@@ -35,10 +38,13 @@ def plan(config: HubConfig, submission: Submission) -> RoutingResult:
             continue
         if route.when:
             try:
-                if not _condition(route.when)(submission):
+                if not condition(route.when)(submission):
                     continue
             except (WhenError, WhenSyntaxError) as exc:
                 result.errors.append(f"route {route.name!r}: cannot evaluate `when`: {exc}")
+                continue
+            except Exception as exc:  # noqa: BLE001 - an evaluator bug fails this submission, not its batch
+                result.errors.append(f"route {route.name!r}: `when` failed: {type(exc).__name__}: {exc}")
                 continue
         for destination in route.destination_ids():
             if destination not in seen:

@@ -12,6 +12,7 @@ exactly-once-per-ledger live in one place:
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import Literal
 
 from hub.spool.schema import connect, ensure_schema
+
+log = logging.getLogger("hookhub.ledger")
 
 DeliveryStatus = Literal["pending", "sending", "retrying", "delivered", "dead"]
 
@@ -124,7 +127,8 @@ def has_work(conn: sqlite3.Connection, now: float) -> bool:
 
 def pending_count(conn: sqlite3.Connection) -> int:
     return conn.execute(
-        "SELECT count(*) FROM inbox WHERE state='pending' AND coalesce(not_before, 0) <= ?", (time.time(),)
+        "SELECT count(*) FROM inbox WHERE state='pending' AND coalesce(not_before, 0) <= ? AND retry_group IS NULL",
+        (time.time(),),
     ).fetchone()[0]
 
 
@@ -136,12 +140,14 @@ def next_due_at(conn: sqlite3.Connection) -> float | None:
 
 
 def claim_inbox(conn: sqlite3.Connection, limit: int, owner: str) -> list[str]:
+    """The oldest pending submissions, but no suspect of a failed flow run (`claim_suspects`
+    takes those): a row that fails its runs can never hold back the ones after it."""
     now = time.time()
     with transaction(conn):
         rows = conn.execute(
             "UPDATE inbox SET state='claimed', claimed_at=?, claimed_by=?, updated_at=?"
             " WHERE id IN (SELECT id FROM inbox WHERE state='pending' AND coalesce(not_before, 0) <= ?"
-            "   ORDER BY received_at LIMIT ?)"
+            "   AND retry_group IS NULL ORDER BY received_at LIMIT ?)"
             " RETURNING id",
             (now, owner, now, now, limit),
         ).fetchall()
@@ -153,11 +159,110 @@ def claim_due(conn: sqlite3.Connection, now: float, limit: int) -> list[tuple[st
         rows = conn.execute(
             "UPDATE deliveries SET status='sending', updated_at=?"
             " WHERE rowid IN (SELECT rowid FROM deliveries WHERE status IN ('pending','retrying')"
-            "   AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?)"
+            "   AND next_attempt_at <= ? AND retry_group IS NULL ORDER BY next_attempt_at LIMIT ?)"
             " RETURNING inbox_id, destination",
             (now, now, limit),
         ).fetchall()
     return [(r[0], r[1]) for r in rows]
+
+
+def claim_suspects(conn: sqlite3.Connection, now: float, owner: str) -> tuple[list[str], list[tuple[str, str]]]:
+    """One group of due suspects of failed flow runs: submissions, else deliveries.
+
+    The smallest group size first, then the oldest: a failed batch of N comes back as two
+    groups of N/2 (see `flow_failed`), and so on down to single rows.
+    """
+    with transaction(conn):
+        size = conn.execute(
+            "SELECT min(retry_group) FROM inbox WHERE state='pending' AND retry_group IS NOT NULL"
+            " AND coalesce(not_before, 0) <= ?", (now,),
+        ).fetchone()[0]
+        if size is not None:
+            rows = conn.execute(
+                "UPDATE inbox SET state='claimed', claimed_at=?, claimed_by=?, updated_at=?"
+                " WHERE id IN (SELECT id FROM inbox WHERE state='pending' AND retry_group=?"
+                "   AND coalesce(not_before, 0) <= ? ORDER BY received_at LIMIT ?)"
+                " RETURNING id",
+                (now, owner, now, size, now, size),
+            ).fetchall()
+            return sorted(r[0] for r in rows), []
+        size = conn.execute(
+            "SELECT min(retry_group) FROM deliveries WHERE status IN ('pending','retrying')"
+            " AND retry_group IS NOT NULL AND next_attempt_at <= ?", (now,),
+        ).fetchone()[0]
+        if size is None:
+            return [], []
+        due = conn.execute(
+            "UPDATE deliveries SET status='sending', updated_at=?"
+            " WHERE rowid IN (SELECT rowid FROM deliveries WHERE status IN ('pending','retrying')"
+            "   AND retry_group=? AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?)"
+            " RETURNING inbox_id, destination",
+            (now, size, now, size),
+        ).fetchall()
+    return [], [(r[0], r[1]) for r in due]
+
+
+def flow_failed(conn: sqlite3.Connection, inbox_ids: list[str], deliveries: list[tuple[str, str]], error: str,
+                now: float, backoff: float, quarantine_after: int) -> list[str]:
+    """Give back what a failed flow run claimed, as suspects to be tried in halves after `backoff`.
+
+    A row that was the run's only claim counts the failure; at `quarantine_after` such
+    failures it is a dead letter ("quarantined ...") instead. Returns the quarantined keys,
+    as `inbox id` or `inbox id/destination`.
+    """
+    error = unrecordable(error)
+    claims = len(inbox_ids) + len(deliveries)
+    group = (claims + 1) // 2
+    quarantined: list[str] = []
+    with transaction(conn):
+        if claims == 1:
+            # Only while still held: a submission the run already routed fails through its deliveries.
+            table, where, args = (("inbox", "id=? AND state='claimed'", (inbox_ids[0],)) if inbox_ids
+                                  else ("deliveries", "inbox_id=? AND destination=? AND status='sending'",
+                                        deliveries[0]))
+            failures = conn.execute(f"UPDATE {table} SET flow_failures = flow_failures + 1 WHERE {where}"
+                                    " RETURNING flow_failures", args).fetchone()
+            if failures is not None and failures[0] >= quarantine_after:
+                reason = f"quarantined after {failures[0]} failed flow runs of it alone: {error}"
+                if inbox_ids:
+                    conn.execute("UPDATE inbox SET state='failed', error=?, claimed_by=NULL, retry_group=NULL,"
+                                 " updated_at=? WHERE id=? AND state='claimed'", (reason, now, inbox_ids[0]))
+                else:
+                    conn.execute("UPDATE deliveries SET status='dead', last_error=?, retry_group=NULL, updated_at=?"
+                                 " WHERE inbox_id=? AND destination=? AND status='sending'",
+                                 (reason, now, *deliveries[0]))
+                    _settle(conn, [deliveries[0][0]], now)
+                quarantined.append("/".join(args))
+        conn.executemany(
+            "UPDATE inbox SET state='pending', claimed_by=NULL, retry_group=?, not_before=?, error=?, updated_at=?"
+            " WHERE id=? AND state='claimed'",
+            [(group, now + backoff, f"flow run failed: {error}", now, i) for i in inbox_ids],
+        )
+        conn.executemany(
+            "UPDATE deliveries SET status='pending', retry_group=?, next_attempt_at=?, updated_at=?"
+            " WHERE inbox_id=? AND destination=? AND status='sending'",
+            [(group, now + backoff, now, i, d) for i, d in deliveries],
+        )
+        # Deliveries the run planned itself (routing happened before it failed) are suspects too.
+        conn.executemany(
+            "UPDATE deliveries SET status='pending', retry_group=?, next_attempt_at=?, updated_at=?"
+            " WHERE inbox_id=? AND status='sending'",
+            [(group, now + backoff, now, i) for i in inbox_ids],
+        )
+    return quarantined
+
+
+def flow_succeeded(conn: sqlite3.Connection, inbox_ids: list[str], deliveries: list[tuple[str, str]]) -> None:
+    """A run that held suspects ended well: they are ordinary rows again."""
+    with transaction(conn):
+        conn.executemany("UPDATE inbox SET retry_group=NULL, flow_failures=0 WHERE id=? AND retry_group IS NOT NULL",
+                         [(i,) for i in inbox_ids])
+        conn.executemany(
+            "UPDATE deliveries SET retry_group=NULL, flow_failures=0"
+            " WHERE inbox_id=? AND destination=? AND retry_group IS NOT NULL", deliveries)
+        conn.executemany(
+            "UPDATE deliveries SET retry_group=NULL, flow_failures=0 WHERE inbox_id=? AND retry_group IS NOT NULL",
+            [(i,) for i in inbox_ids])
 
 
 def release(conn: sqlite3.Connection, inbox_ids: list[str], deliveries: list[tuple[str, str]]) -> None:
@@ -204,7 +309,46 @@ def save_routing(
     `routed`: inbox id -> (Submission JSON, planned deliveries); `failed`: inbox id -> why it
     is a dead letter (unnormalizable, route error). A submission can be both: routes that
     evaluated deliver, and the one that did not makes it a dead letter to look at.
+
+    All in one transaction; if that fails for a reason other than the database itself (a value
+    SQLite cannot bind), each submission is saved alone, and one that still fails is a dead
+    letter saying why: one row never fails its batch.
     """
+    try:
+        return _save_routing(conn, routed, failed)
+    except sqlite3.OperationalError:  # locked, disk full, I/O: the database, not a row
+        raise
+    except Exception:  # noqa: BLE001 - found row by row below
+        pass
+    claimed: list[tuple[str, str]] = []
+    for inbox_id in [*routed, *(i for i in failed if i not in routed)]:
+        one_routed = {inbox_id: routed[inbox_id]} if inbox_id in routed else {}
+        one_failed = {inbox_id: failed[inbox_id]} if inbox_id in failed else {}
+        try:
+            claimed.extend(_save_routing(conn, one_routed, one_failed))
+        except sqlite3.OperationalError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - this row's own dead letter
+            reason = unrecordable(f"could not be stored: {type(exc).__name__}: {exc}")
+            now = time.time()
+            with transaction(conn):
+                conn.execute(
+                    "UPDATE inbox SET state='failed', error=?, claimed_by=NULL, updated_at=? WHERE id=?",
+                    (reason, now, inbox_id),
+                )
+    return claimed
+
+
+def unrecordable(reason: str) -> str:
+    """A reason safe to store whatever the failed value was (its text may be what failed)."""
+    return reason.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _save_routing(
+    conn: sqlite3.Connection,
+    routed: dict[str, tuple[str, list[PlannedDelivery]]],
+    failed: dict[str, str],
+) -> list[tuple[str, str]]:
     now = time.time()
     claimed: list[tuple[str, str]] = []
     with transaction(conn):
@@ -311,13 +455,52 @@ def disable_destination(conn: sqlite3.Connection, destination: str, reason: str)
         )
 
 
-def record(conn: sqlite3.Connection, decisions: list[Decision]) -> None:
+def record(conn: sqlite3.Connection, decisions: list[Decision]) -> list[Decision]:
     """Apply what delivery attempts concluded, with one row per attempt in `attempts`.
 
     Set-based (`executemany`, one transaction with the settling of the submissions): this
     runs for every delivered chunk, and a statement per row and step cost more than the send.
     A decision whose delivery row is gone changes nothing.
+
+    If the chunk cannot be written for a reason other than the database itself (a value
+    SQLite cannot bind: an error text or remote id with a lone surrogate, an integer beyond
+    64 bits), each decision is written alone; one that still fails is written without its
+    details: a delivery that was delivered stays delivered (a dead letter would be sent
+    again on replay), any other becomes a dead letter saying why. Returns what was written.
     """
+    try:
+        _record(conn, decisions)
+        return decisions
+    except sqlite3.OperationalError:  # locked, disk full, I/O: the database, not a row
+        raise
+    except Exception:  # noqa: BLE001 - found decision by decision below
+        pass
+    written: list[Decision] = []
+    for decision in decisions:
+        try:
+            _record(conn, [decision])
+        except sqlite3.OperationalError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - this row's own outcome, reduced to what can be stored
+            decision = _without_details(decision, f"{type(exc).__name__}: {exc}")
+            _record(conn, [decision])
+        written.append(decision)
+    return written
+
+
+def _without_details(decision: Decision, why: str) -> Decision:
+    if decision.status == "delivered":
+        log.warning("delivered, but details of the outcome could not be recorded",
+                    extra={"event": "record_details_failed", "id": decision.inbox_id,
+                           "destination": decision.destination, "error": unrecordable(why)})
+        return Decision(decision.inbox_id, decision.destination, "delivered", decision.outcome,
+                        attempted=decision.attempted)
+    reason = unrecordable(f"its outcome ({decision.outcome}) could not be recorded: {why}")
+    return Decision(decision.inbox_id, decision.destination, "dead", "failed", attempted=decision.attempted,
+                    error=reason)
+
+
+def _record(conn: sqlite3.Connection, decisions: list[Decision]) -> None:
     now = time.time()
     attempted = [(d.inbox_id, d.destination) for d in decisions if d.attempted]
     with transaction(conn):
