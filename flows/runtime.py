@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flows.stages import Stages
 from hub.config.loader import load_config
 from hub.config.models import HubConfig
 
@@ -24,6 +25,7 @@ class Runtime:
     data_dir: Path
     delivery_pool: Any = None
     """A flows.delivery_pool.DeliveryPool when deliveries may run in worker processes."""
+    stages: Stages = field(default_factory=Stages)
 
     def record_link(self, submission_id: str) -> str | None:
         base = self.config().server.public_base_url

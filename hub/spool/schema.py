@@ -88,7 +88,24 @@ def ensure_schema(path: Path) -> None:
     )
     db.table("meta").create({"key": str, "value": str}, pk="key", if_not_exists=True)
     _ensure_ledger(db)
+    _ensure_flow_failure_columns(db)
     db.close()
+
+
+def _ensure_flow_failure_columns(db: sqlite_utils.Database) -> None:
+    """Per claimed row: `flow_failures`, failed flow runs that held it alone (it is quarantined
+    after a few), and `retry_group`, set while it is a suspect of a failed run: it is then
+    claimed only among at most that many suspects (the dispatcher bisects failed batches).
+
+    Added by ALTER TABLE, for new spools and old ones alike (`create(if_not_exists=True)`
+    leaves an existing table as it is).
+    """
+    for table in ("inbox", "deliveries"):
+        columns = db.table(table).columns_dict
+        if "flow_failures" not in columns:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN flow_failures INTEGER NOT NULL DEFAULT 0")
+        if "retry_group" not in columns:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN retry_group INTEGER")
 
 
 def _ensure_ledger(db: sqlite_utils.Database) -> None:
