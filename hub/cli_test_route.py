@@ -119,9 +119,12 @@ def _show_email(message: EmailMessage, secrets: list[str]) -> list[str]:
     return [_blank(message.as_string(), secrets)]
 
 
-async def _render(config: HubConfig, route: RouteConfig, submission: Submission) -> list[tuple[str, list[str]]]:
+async def _render(config: HubConfig, route: RouteConfig, submission: Submission,
+                  refused: list[str] | None = None) -> list[tuple[str, list[str]]]:
+    """(destination id, lines to print) per destination; `refused` collects the ids of those that
+    would not send this submission (a template failing on it, say)."""
     from flows.destinations import get_destination
-    from flows.destinations.base import DeliveryContext, DeliveryItem
+    from flows.destinations.base import DeliveryContext, DeliveryItem, Outcome
     from flows.pacing import Pacer
     from flows.runtime import Runtime
 
@@ -151,7 +154,11 @@ async def _render(config: HubConfig, route: RouteConfig, submission: Submission)
                 shown.append((destination_id, [f"append to {settings.path}:",  # type: ignore[attr-defined]
                                                submission.model_dump_json(indent=2)]))
                 continue
-            outcomes = await get_destination(destination.type).deliver([item], settings, context)
+            try:
+                outcomes = await get_destination(destination.type).deliver([item], settings, context)
+            except Exception as exc:  # noqa: BLE001 - shown as the admin's problem, never a traceback
+                reason = f"cannot render: {type(exc).__name__}: {exc}"
+                outcomes = [Outcome(key=item.key, status="failed", reason=reason)]
         lines: list[str] = []
         secrets = _secrets(settings)
         for request in recorded:
@@ -160,7 +167,9 @@ async def _render(config: HubConfig, route: RouteConfig, submission: Submission)
             lines += _show_email(message, secrets) + [""]
         failed = [o for o in outcomes if o.status == "failed" and not recorded and not emails]
         if failed:
-            lines.append(f"would not send: {failed[0].reason}")
+            lines.append(f"would not send: {_blank(failed[0].reason or 'no reason given', secrets)}")
+            if refused is not None:
+                refused.append(destination_id)
         shown.append((destination_id, lines or ["(nothing would be sent)"]))
     return shown
 
@@ -192,9 +201,14 @@ def cmd_test_route(args: argparse.Namespace) -> int:
             print(f"when: {route.when!r} is {'true' if matches else 'false: a real run would not send this'}")
         except (WhenError, WhenSyntaxError) as exc:
             print(f"when: {route.when!r} cannot be evaluated: {exc} (a real run dead-letters this submission)")
-    for destination_id, lines in asyncio.run(_render(config, route, submission)):
+    refused: list[str] = []
+    for destination_id, lines in asyncio.run(_render(config, route, submission, refused)):
         print(f"=== {destination_id} ({config.destinations[destination_id].type}) — not sent")
         print("\n".join(lines).rstrip())
+    if refused:
+        # Non-zero so a script checking a template change notices; the reasons are printed above.
+        print(f"hookhub test-route: {', '.join(refused)} would not send this submission", file=sys.stderr)
+        return 1
     return 0
 
 

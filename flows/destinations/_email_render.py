@@ -16,21 +16,22 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError
+from jinja2 import Template, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
 from flows.destinations._email_settings import (
     MAP_FIELDS,
     EmailSettings,
     Mailbox,
+    address_value_problem,
+    domain_of,
     has_jinja,
     one_line,
     parse_mailboxes,
 )
 from flows.destinations.base import DeliveryItem
-from flows.mapping import MappingError, format_value
+from flows.mapping import MappingError, Rendered, format_value, run_template, sandbox, split_values
 from flows.mapping import context as mapping_context
-from flows.mapping import environment as mapping_environment
 from hub.submission import Submission
 
 MAX_RECIPIENTS = 50
@@ -115,24 +116,17 @@ class EmailContent:
 
 
 
-def _environment(autoescape: bool) -> SandboxedEnvironment:
-    # Same sandbox and filters as field mappings; trim_blocks so body templates can put
+@lru_cache(maxsize=3)
+def environment(html: bool, mark_values: bool = False) -> SandboxedEnvironment:
+    # The mapping sandbox (filters, limits), with trim_blocks so body templates can put
     # {% if %} on lines of their own without leaving blank lines behind.
-    env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=autoescape,
-                               trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
-    # Exactly the mapping filters: route templates are checked against those (hub/config/semantic.py).
-    env.filters.update(mapping_environment().filters)
-    return env
-
-
-@lru_cache(maxsize=2)
-def environment(html: bool) -> SandboxedEnvironment:
-    return _environment(autoescape=html)
+    return sandbox(mark_values=mark_values, autoescape=html, trim_blocks=True, lstrip_blocks=True,
+                   keep_trailing_newline=True)
 
 
 @lru_cache(maxsize=1024)
-def _compile(text: str, html: bool):  # type: ignore[no-untyped-def]
-    return environment(html).from_string(text)
+def _compile(text: str, html: bool, mark_values: bool = False) -> Template:
+    return environment(html, mark_values).from_string(text)
 
 
 def template_problem(text: str, html: bool = False) -> str | None:
@@ -146,14 +140,12 @@ def template_problem(text: str, html: bool = False) -> str | None:
 
 
 def render(text: str, names: dict[str, Any], field: str, html: bool = False) -> str:
-    try:
-        return _compile(text, html).render(names)
-    except TemplateError as exc:
-        line = f" line {exc.lineno}" if getattr(exc, "lineno", None) else ""
-        raise MappingError(f"{field}: cannot render{line}: {exc.message or exc}") from None
-    except (TypeError, ValueError, ArithmeticError) as exc:
-        # `{{ answers['Age'] + 1 }}` on a text answer: the admin's template meets this submission.
-        raise MappingError(f"{field}: cannot render: {type(exc).__name__}: {exc}") from None
+    return run_template(lambda: _compile(text, html), names, field)
+
+
+def render_marked(text: str, names: dict[str, Any], field: str) -> Rendered:
+    """The plain-text rendering with each `{{ }}` output kept apart (see `flows.mapping.split_values`)."""
+    return split_values(run_template(lambda: _compile(text, False, True), names, field))
 
 
 def template_names(submission: Submission, record_link: str | None) -> dict[str, Any]:
@@ -201,8 +193,7 @@ def _recipients(settings: EmailSettings, chosen: dict[str, str],
             (f"{name}[{index}]", entry) for index, entry in enumerate(getattr(settings, name))]
         unique: list[Mailbox] = []
         for field, entry in entries:
-            text = render(entry, names, field) if has_jinja(entry) else entry
-            for mailbox in _mailboxes(text, field):
+            for mailbox in _addresses(entry, names, field, settings.allowed_recipient_domains):
                 # An address twice in one message is a 400 at SendGrid (§5.2), a double mail elsewhere.
                 if mailbox.address.lower() not in seen:
                     seen.add(mailbox.address.lower())
@@ -213,6 +204,30 @@ def _recipients(settings: EmailSettings, chosen: dict[str, str],
     if len(seen) > MAX_RECIPIENTS:
         raise MappingError(f"to/cc/bcc: {len(seen)} recipients, at most {MAX_RECIPIENTS} per message")
     return lists[0], lists[1], lists[2]
+
+
+def _addresses(entry: str, names: dict[str, Any], field: str, allowed: list[str] | None) -> list[Mailbox]:
+    """The mailboxes of one recipient entry. Each `{{ }}` value may come from a respondent, so it
+    may only be (part of) one address: separators, brackets, quotes and white space in it would let
+    an answer such as `attacker@evil.example, sales` add a recipient (separators the admin wrote
+    outside `{{ }}` are the admin's)."""
+    if not has_jinja(entry):
+        mailboxes = _mailboxes(entry, field)
+    else:
+        rendered = render_marked(entry, names, field)
+        mailboxes = _mailboxes(rendered.text, field)
+        for value in rendered.values:
+            problem = address_value_problem(value)
+            if problem:
+                raise MappingError(f"{field}: the value {one_line(value, 80)!r} from the submission holds "
+                                   f"{problem}; a value from a submission must stay within one address, "
+                                   "so nothing was sent")
+    if allowed is not None:
+        for mailbox in mailboxes:
+            if domain_of(mailbox.address) not in allowed:
+                raise MappingError(f"{field}: {mailbox.address} is outside allowed_recipient_domains "
+                                   f"({', '.join(allowed)}), so nothing was sent")
+    return mailboxes
 
 
 def _reply_to(chosen: dict[str, str], names: dict[str, Any]) -> Mailbox | None:

@@ -7,10 +7,11 @@ templates and `map` mean the same whatever carries the mail. Rendering is in `_e
 from __future__ import annotations
 
 import re
+import unicodedata
 from email.utils import getaddresses
 from typing import NamedTuple
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from flows.destinations.base import DestinationSettings
 
@@ -22,6 +23,12 @@ DEFAULT_SUBJECT = "New submission: {{ title }}{% if name %} from {{ name }}{% en
 _ATOM = r"[^\s@<>()\[\],;:\"\\]"
 _ADDRESS = re.compile(rf"{_ATOM}+@[^\s@<>()\[\],;:\"\\.]+(\.[^\s@<>()\[\],;:\"\\.]+)+")
 _NAME_SPECIALS = re.compile(r"[()<>\[\]:;@\\,.\"]")
+_DOMAIN = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+")
+_STRUCTURE = {",": "a comma", ";": "a semicolon", "<": "an angle bracket", ">": "an angle bracket",
+              '"': "a double quote", "(": "a parenthesis", ")": "a parenthesis", ":": "a colon",
+              "[": "a square bracket", "]": "a square bracket", "\\": "a backslash"}
+"""What would let one value from a submission split into, or wrap, several addresses (RFC 5322
+separators, display names, comments, groups). `'` and `@` stay allowed: o'neil@example.com."""
 
 
 class Mailbox(NamedTuple):
@@ -46,6 +53,23 @@ def one_line(text: str, limit: int) -> str:
     """A header value: whitespace (CR/LF included) collapsed, so user data cannot add headers."""
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def address_value_problem(value: str) -> str | None:
+    """Why `value`, interpolated from a submission into an address template, could add or reshape
+    recipients, or None when it can only be (part of) one address."""
+    for char in value:
+        if char in _STRUCTURE:
+            return _STRUCTURE[char]
+        if char.isspace():
+            return "white space" if char in " \t" else "a line break or other white space"
+        if unicodedata.category(char) in ("Cc", "Cf"):
+            return "a control character"
+    return None
+
+
+def domain_of(address: str) -> str:
+    return address.rpartition("@")[2].lower().rstrip(".")
 
 
 def parse_mailboxes(text: str) -> list[Mailbox]:
@@ -94,6 +118,10 @@ class EmailSettings(DestinationSettings):
     map: dict[str, str] | None = Field(
         default=None, description=f"Jinja templates for {', '.join(MAP_FIELDS)}; a route's map replaces it"
     )
+    allowed_recipient_domains: list[str] | None = Field(
+        default=None, min_length=1,
+        description="when set, every to/cc/bcc address must be at one of these domains (exact match)",
+    )
 
     @field_validator("from_")
     @classmethod
@@ -114,6 +142,30 @@ class EmailSettings(DestinationSettings):
             if not has_jinja(entry):
                 parse_mailboxes(entry)
         return value
+
+    @field_validator("allowed_recipient_domains")
+    @classmethod
+    def _domains(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        domains = [entry.strip().lower().removeprefix("@").rstrip(".") for entry in value]
+        for domain in domains:
+            if not _DOMAIN.fullmatch(domain):
+                raise ValueError(f"{domain!r} is not a domain such as example.com (IDNs in their xn-- form)")
+        return domains
+
+    @model_validator(mode="after")
+    def _literal_recipients_allowed(self) -> EmailSettings:
+        if self.allowed_recipient_domains is None:
+            return self
+        for name in ("to", "cc", "bcc"):
+            for entry in getattr(self, name):
+                if has_jinja(entry):
+                    continue
+                for mailbox in parse_mailboxes(entry):
+                    if domain_of(mailbox.address) not in self.allowed_recipient_domains:
+                        raise ValueError(f"{name}: {mailbox.address} is outside allowed_recipient_domains")
+        return self
 
     @field_validator("map")
     @classmethod

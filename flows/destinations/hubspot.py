@@ -31,8 +31,9 @@ from flows.destinations import _hubspot_api as api
 from flows.destinations._hubspot_api import Input, batches
 from flows.destinations._hubspot_judge import Verdict, judge_batch, judge_single, seconds_to_next_hour
 from flows.destinations._hubspot_note import note_request, note_text, to_html
+from flows.destinations._item_guard import content_failed, send_crashed
 from flows.destinations.base import DeliveryContext, DeliveryItem, Destination, DestinationSettings, Outcome
-from flows.mapping import MappingError, check_template, render_map
+from flows.mapping import check_template, render_map
 
 log = logging.getLogger("hookhub.destinations.hubspot")
 
@@ -159,7 +160,13 @@ class HubspotDestination(Destination):
         outcomes.update(await self._upsert(inputs, run))
         for item in items:
             if item.key in notes and outcomes[item.key].status == "delivered":
-                outcomes[item.key] = await self._note(item, outcomes[item.key], notes[item.key], run)
+                try:
+                    outcomes[item.key] = await self._note(item, outcomes[item.key], notes[item.key], run)
+                except Exception as exc:  # noqa: BLE001 - the contact is upserted; the others go on
+                    crashed = send_crashed(item.key, exc)
+                    upserted = outcomes[item.key].remote_id
+                    reason = f"contact {upserted} upserted, but the note: {crashed.reason}"
+                    outcomes[item.key] = crashed.model_copy(update={"reason": reason, "remote_id": upserted})
             _log(context, item, outcomes[item.key])
         return [outcomes[item.key] for item in items]
 
@@ -168,10 +175,17 @@ class HubspotDestination(Destination):
         queue = deque(batches(inputs, run.config.batch_size))
         while queue:
             group = queue.popleft()
-            verdict = await self._send_batch(group, run)
+            try:
+                verdict = await self._send_batch(group, run)
+            except Exception as exc:  # noqa: BLE001 - batches already sent keep their outcomes
+                outcomes.update({one.key: send_crashed(one.key, exc) for one in group})
+                continue
             outcomes.update(verdict.decided)
             for one, contact_id in verdict.updates:
-                outcomes[one.key] = await self._update(one, contact_id, run)
+                try:
+                    outcomes[one.key] = await self._update(one, contact_id, run)
+                except Exception as exc:  # noqa: BLE001 - one update's crash must not undo the rest
+                    outcomes[one.key] = send_crashed(one.key, exc)
             queue.extend([one] for one in verdict.alone)
             if not verdict.resend:
                 continue
@@ -268,8 +282,8 @@ def _prepare(item: DeliveryItem, config: HubspotConfig,
         if config.note:
             template = item.template if item.template is not None else config.note_template
             note = to_html(note_text(item.submission, template, context.record_link(item.submission.id)))
-    except MappingError as exc:
-        return Outcome(key=item.key, status="failed", reason=str(exc))
+    except Exception as exc:  # noqa: BLE001 - whatever this submission does to the templates
+        return content_failed(item.key, exc, "map")
     email = properties.pop("email", "")
     if "email" not in mapping:
         reason = "the route's map has no email key, and HubSpot upserts contacts by email: add email to it"

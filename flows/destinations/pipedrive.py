@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from flows.destinations import _crm_http, _http
 from flows.destinations._config import one_word_secret
+from flows.destinations._item_guard import content_failed, send_crashed
 from flows.destinations._pipedrive_api import (
     WINDOW,
     Progress,
@@ -124,7 +125,13 @@ class PipedriveDestination(Destination):
         token = config.api_token.get_secret_value()
         keys = Keys(_http.account_key("pipedrive", token), _http.account_key("pipedrive-search", token))
         # One after the other: the token's burst budget is small and shared with every other use.
-        return [await self._deliver_one(item, config, keys, context) for item in items]
+        outcomes: list[Outcome] = []
+        for item in items:
+            try:
+                outcomes.append(await self._deliver_one(item, config, keys, context))
+            except Exception as exc:  # noqa: BLE001 - one item's crash must not re-send the others
+                outcomes.append(_logged(context, item, send_crashed(item.key, exc), "unknown", None))
+        return outcomes
 
     async def _deliver_one(
         self, item: DeliveryItem, config: PipedriveConfig, keys: Keys, context: DeliveryContext
@@ -136,8 +143,8 @@ class PipedriveDestination(Destination):
                                                   remote_id=progress.remote_id), "none", None)
         try:
             person, title = render_item(item, config)
-        except MappingError as exc:  # this submission's problem, not the batch's
-            return _logged(context, item, Outcome(key=item.key, status="failed", reason=str(exc)), "map", None)
+        except Exception as exc:  # noqa: BLE001 - this submission's problem, not the batch's
+            return _logged(context, item, content_failed(item.key, exc, "map"), "map", None)
         step = "person"
         try:
             if progress.person is None:

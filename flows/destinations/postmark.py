@@ -31,8 +31,8 @@ from flows.destinations import _http
 from flows.destinations._config import one_word_secret
 from flows.destinations._email_render import EmailContent, check_email, render_email
 from flows.destinations._email_settings import EmailSettings
+from flows.destinations._item_guard import content_failed, send_crashed
 from flows.destinations.base import DeliveryContext, DeliveryItem, Destination, Outcome
-from flows.mapping import MappingError
 
 log = logging.getLogger("hookhub.destinations.postmark")
 
@@ -99,12 +99,15 @@ class PostmarkDestination(Destination):
         for item in items:
             try:
                 content = render_email(config, item, context.record_link(item.submission.id))
-            except MappingError as exc:
-                outcomes.append(Outcome(key=item.key, status="failed", reason=str(exc)))
-                continue
-            ready.append((item, message_body(content, config)))
+                ready.append((item, message_body(content, config)))
+            except Exception as exc:  # noqa: BLE001 - whatever this submission does to the templates
+                outcomes.append(content_failed(item.key, exc))
         for start in range(0, len(ready), BATCH_SIZE):
-            outcomes += await self._send(ready[start:start + BATCH_SIZE], config, pacing_key, context)
+            batch = ready[start:start + BATCH_SIZE]
+            try:
+                outcomes += await self._send(batch, config, pacing_key, context)
+            except Exception as exc:  # noqa: BLE001 - earlier batches went out: keep their outcomes
+                outcomes += [send_crashed(item.key, exc) for item, _ in batch]
         for outcome in outcomes:
             _log(context, outcome)
         return outcomes
@@ -138,7 +141,10 @@ class PostmarkDestination(Destination):
             # The batch as a whole was refused, nothing went out: let each message answer for itself.
             outcomes: list[Outcome] = []
             for entry in batch:
-                outcomes += await self._send([entry], config, pacing_key, context)
+                try:
+                    outcomes += await self._send([entry], config, pacing_key, context)
+                except Exception as exc:  # noqa: BLE001 - the ones before it went out
+                    outcomes.append(send_crashed(entry[0].key, exc))
             return outcomes
         if single or answer.status != 200:
             outcomes = [classify(k, answer, self._wall_clock()) for k in keys]

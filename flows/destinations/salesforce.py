@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from flows.destinations import _crm_http, _http
 from flows.destinations import _salesforce_results as results
 from flows.destinations._config import one_word_secret
+from flows.destinations._item_guard import content_failed, send_crashed
 from flows.destinations.base import DeliveryContext, DeliveryItem, Destination, DestinationSettings, Outcome
 from flows.mapping import MappingError, check_template, render, render_map
 
@@ -159,11 +160,16 @@ class SalesforceDestination(Destination):
         for item in items:
             try:
                 ready.append(prepare(item, config))
-            except MappingError as exc:  # this submission's problem, not the batch's
-                outcomes[item.key] = Outcome(key=item.key, status="failed", reason=str(exc))
+            except Exception as exc:  # noqa: BLE001 - this submission's problem, not the batch's
+                outcomes[item.key] = content_failed(item.key, exc, "map")
                 _log(context, item, outcomes[item.key], ())
         for chunk in chunks(ready, config.batch_size):
-            outcomes.update(await self._send(chunk, config, org, context))
+            try:
+                outcomes.update(await self._send(chunk, config, org, context))
+            except Exception as exc:  # noqa: BLE001 - chunks already sent keep their outcomes
+                for prepared in chunk:
+                    outcomes[prepared.item.key] = send_crashed(prepared.item.key, exc)
+                    _log(context, prepared.item, outcomes[prepared.item.key], ())
         return [outcomes[item.key] for item in items]
 
     async def _send(
@@ -231,6 +237,9 @@ def prepare(item: DeliveryItem, config: SalesforceConfig) -> Prepared:
     external_id = render(config.external_id, item.submission, field="external_id").strip()
     if not external_id:
         raise MappingError("external_id: rendered empty; the upsert needs a value")
+    if external_id in (".", ".."):
+        # In the single-record URL `..` would climb out of the field: PATCH …/sobjects/Lead itself.
+        raise MappingError(f"external_id: rendered {external_id!r}, which cannot name a record in a URL")
     # A route's own map replaces the destination's (it is the more specific of the two).
     mapping = item.mapping if item.mapping is not None else config.map or DEFAULT_MAPS[config.sobject]
     fields = render_map(mapping, item.submission)

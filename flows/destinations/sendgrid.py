@@ -31,8 +31,8 @@ from flows.destinations import _http
 from flows.destinations._config import one_word_secret
 from flows.destinations._email_render import EmailContent, check_email, render_email
 from flows.destinations._email_settings import EmailSettings, Mailbox
+from flows.destinations._item_guard import content_failed, send_crashed
 from flows.destinations.base import DeliveryContext, DeliveryItem, Destination, Outcome
-from flows.mapping import MappingError
 
 log = logging.getLogger("hookhub.destinations.sendgrid")
 
@@ -92,7 +92,10 @@ class SendgridDestination(Destination):
 
         async def one(item: DeliveryItem) -> Outcome:
             async with slots:
-                outcome = await self._deliver_one(item, config, pacing_key, context)
+                try:
+                    outcome = await self._deliver_one(item, config, pacing_key, context)
+                except Exception as exc:  # noqa: BLE001 - gather would drop the others' outcomes
+                    outcome = send_crashed(item.key, exc)
             _log(context, item, outcome)
             return outcome
 
@@ -103,8 +106,9 @@ class SendgridDestination(Destination):
     ) -> Outcome:
         try:
             content = render_email(config, item, context.record_link(item.submission.id))
-        except MappingError as exc:
-            return Outcome(key=item.key, status="failed", reason=str(exc))
+            body = json.dumps(mail_body(content), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        except Exception as exc:  # noqa: BLE001 - whatever this submission does to the templates
+            return content_failed(item.key, exc)
         paused = context.pacer.paused_for(pacing_key)
         if paused > MAX_INLINE_PAUSE:
             reason = f"not sent: SendGrid asked to slow down (429); the API key is paused for {paused:.0f} s"
@@ -115,7 +119,6 @@ class SendgridDestination(Destination):
             "content-type": "application/json",
             "user-agent": USER_AGENT,
         }
-        body = json.dumps(mail_body(content), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         try:
             answer = await _http.post(context.http, f"{config.base_url}/v3/mail/send", content=body,
                                       headers=headers, timeout=config.timeout)

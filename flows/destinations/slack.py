@@ -29,9 +29,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from flows.destinations import _http, _slack_api, _slack_webhook
+from flows.destinations._item_guard import content_failed, send_crashed
 from flows.destinations._slack_blocks import render_message, render_template_message
 from flows.destinations.base import DeliveryContext, DeliveryItem, Destination, DestinationSettings, Outcome
-from flows.mapping import MappingError, check_template
+from flows.mapping import check_template
 
 log = logging.getLogger("hookhub.destinations.slack")
 
@@ -92,6 +93,10 @@ class SlackConfig(DestinationSettings):
         if value is None:
             return None
         value = value.strip()
+        if "{" in value:
+            # A channel chosen by a template would let a respondent's answer pick where to post.
+            raise ValueError("is not a template: name one channel (ID such as C0123456789, or #name); to "
+                             "post elsewhere by answer, add a destination per channel and route with `when`")
         if not (_CHANNEL_ID.fullmatch(value) or _CHANNEL_NAME.fullmatch(value)):
             raise ValueError("must be a channel ID such as C0123456789 (preferred: it survives renames) "
                              "or a channel name such as #sales (lower case, no spaces)")
@@ -145,7 +150,15 @@ class SlackDestination(Destination):
         if not isinstance(config, SlackConfig):
             raise TypeError("slack destination needs a validated SlackConfig")
         # One after the other: Slack takes one message per second per channel anyway.
-        return [await self._deliver_one(item, config, context) for item in items]
+        outcomes: list[Outcome] = []
+        for item in items:
+            try:
+                outcome = await self._deliver_one(item, config, context)
+            except Exception as exc:  # noqa: BLE001 - one item's crash must not re-send the others
+                outcome = send_crashed(item.key, exc)
+                _log(context, item, outcome, method=None)
+            outcomes.append(outcome)
+        return outcomes
 
     async def _deliver_one(self, item: DeliveryItem, config: SlackConfig, context: DeliveryContext) -> Outcome:
         template = item.template if item.template is not None else config.template
@@ -155,9 +168,9 @@ class SlackDestination(Destination):
             else:
                 link = context.record_link(item.submission.id)
                 message = render_message(item.submission, link, config.username, config.icon_emoji)
-        except MappingError as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever this submission does to the template
             # The template cannot render this submission: only this item fails, nothing is sent.
-            outcome = Outcome(key=item.key, status="failed", reason=str(exc))
+            outcome = content_failed(item.key, exc, "template" if template is not None else "message")
             _log(context, item, outcome, method=None)
             return outcome
         if config.webhook_url is not None:

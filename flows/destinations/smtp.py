@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from flows.destinations import _http
 from flows.destinations._email_render import EmailContent, check_email, render_email
 from flows.destinations._email_settings import EmailSettings, Mailbox
+from flows.destinations._item_guard import content_failed, send_crashed
 from flows.destinations._smtp_session import ConnectFailed, InjectedSender, Sender, SmtpSession
 from flows.destinations.base import DeliveryContext, DeliveryItem, Destination, Outcome
 from flows.mapping import MappingError
@@ -104,8 +105,11 @@ class SmtpDestination(Destination):
         stop: Outcome | None = None  # a failure to connect or log in, applied to the rest
         try:
             for item in items:
-                outcome, ends_session = await self._deliver_one(item, config, context, sender,
-                                                                pacing_key, stop)
+                try:
+                    outcome, ends_session = await self._deliver_one(item, config, context, sender,
+                                                                    pacing_key, stop)
+                except Exception as exc:  # noqa: BLE001 - one item's crash must not re-send the others
+                    outcome, ends_session = send_crashed(item.key, exc), False
                 if ends_session:
                     stop = outcome
                 outcomes.append(outcome)
@@ -119,8 +123,8 @@ class SmtpDestination(Destination):
         try:
             content = render_email(config, item, context.record_link(item.submission.id))
             message = build_message(content, self._wall_clock())
-        except MappingError as exc:
-            return Outcome(key=item.key, status="failed", reason=str(exc)), False
+        except Exception as exc:  # noqa: BLE001 - whatever this submission does to the templates
+            return content_failed(item.key, exc), False
         if stop is not None:
             return stop.model_copy(update={"key": item.key, "reason": f"not sent: {stop.reason}"}), False
         paused = context.pacer.paused_for(pacing_key)
