@@ -268,3 +268,13 @@ routes:
     assert team.startswith(f"would not send: template: cannot render: {shown}"), team
     assert "=== mail (smtp) — not sent" in captured.out and "Subject:" in captured.out  # the others still shown
     assert captured.err.strip() == "hookhub test-route: team would not send this submission"
+
+
+def test_a_crash_while_sending_one_webhook_keeps_the_others() -> None:
+    items = [DeliveryItem(key=f"dlv_{n}", submission=submission(n), route="r") for n in range(3)]
+    handler, seen = _crash_on(2, lambda request: httpx.Response(200, json={"id": "x"}))
+    settings = {"url": "https://crm.example.com/in", "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                "concurrency": 1}
+    outcomes = deliver("webhook", settings, items, handler)
+    assert [o.status for o in outcomes] == ["delivered", "failed", "delivered"]
+    assert len(seen) == 3

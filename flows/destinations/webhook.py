@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from connectors._schemes import sign_standard_webhooks
 from flows.destinations import _http
+from flows.destinations._item_guard import send_crashed
 from flows.destinations.base import DeliveryContext, DeliveryItem, Destination, DestinationSettings, Outcome
 
 log = logging.getLogger("hookhub.destinations.webhook")
@@ -109,7 +110,10 @@ class WebhookDestination(Destination):
 
         async def one(item: DeliveryItem) -> Outcome:
             async with slots:
-                return await self._deliver_one(item, config, pacing_key, context)
+                try:
+                    return await self._deliver_one(item, config, pacing_key, context)
+                except Exception as exc:  # noqa: BLE001 - gather would drop the others' outcomes
+                    return send_crashed(item.key, exc)
 
         return list(await asyncio.gather(*(one(item) for item in items)))
 
