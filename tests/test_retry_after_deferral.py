@@ -306,9 +306,10 @@ def test_deliveries_held_by_a_429_are_sent_after_it_not_dead_lettered(tmp_path: 
 
     deliveries = _deliveries(hub.spool_path)
     assert sorted(deliveries) == sorted(ids)
-    assert sink.rounds == 0, "the receiver asked for fewer pauses than planned: the test proves nothing"
     # max_attempts 2 and at most one real failure each: deferrals did not count, nothing died.
-    assert {status for status, _ in deliveries.values()} == {"delivered"}
+    dead = sorted(i for i, (status, _) in deliveries.items() if status != "delivered")
+    assert not dead, f"{len(dead)} of {SUBMISSIONS} dead-lettered (deferrals counted as attempts?)"
+    assert sink.rounds == 0, "the receiver asked for fewer pauses than planned: the test proves nothing"
     refused = {delivery for _, delivery, status in sink.answers if status == 429}
     assert len(refused) == ROUNDS
     assert {i: a for i, (_, a) in deliveries.items()} == {i: 2 if f"{i}.sink" in refused else 1 for i in ids}
