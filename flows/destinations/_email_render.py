@@ -215,13 +215,13 @@ def _addresses(entry: str, names: dict[str, Any], field: str, allowed: list[str]
         mailboxes = _mailboxes(entry, field)
     else:
         rendered = render_marked(entry, names, field)
-        mailboxes = _mailboxes(rendered.text, field)
         for value in rendered.values:
             problem = address_value_problem(value)
             if problem:
                 raise MappingError(f"{field}: the value {one_line(value, 80)!r} from the submission holds "
                                    f"{problem}; a value from a submission must stay within one address, "
                                    "so nothing was sent")
+        mailboxes = _mailboxes(rendered.text, field)
     if allowed is not None:
         for mailbox in mailboxes:
             if domain_of(mailbox.address) not in allowed:
