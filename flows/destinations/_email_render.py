@@ -4,7 +4,8 @@ One rendering for the three: subject, plain-text and HTML bodies from Jinja temp
 sandbox of flows/mapping.py, with its filters and names plus `title`, `submitted`, `record_link`
 and `text` on each `answer_list` entry; HTML templates run with autoescape, so an answer can never
 inject markup. Headers come from rendered user data, so every header value is flattened to one
-line (no header injection) and every address is checked before anything is sent. Per-item
+line (no header injection) and every address is checked before anything is sent; in recipient
+templates each `{{ }}` value must stay within one address, so an answer cannot add a recipient. Per-item
 problems (a template that does not render, a recipient that is not an address) raise
 `MappingError`, which fails that item only. Facts: ../shared/reference/destinations.md §5
 (limits: ≤50 recipients per message)."""
