@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 import pytest
@@ -83,7 +84,8 @@ def smtp_server() -> Iterator[tuple[int, _Inbox]]:
 def deliver(dest_type: str, settings: dict[str, Any], items: list[DeliveryItem],
             answer: Callable[[httpx.Request], httpx.Response] | None = None) -> list[Outcome]:
     destination = get_destination(dest_type)
-    config = destination.Config.model_validate({"type": dest_type, "from": "forms@example.com", **settings})
+    sender = {"from": "forms@example.com"} if dest_type in ("smtp", "sendgrid", "postmark") else {}
+    config = destination.Config.model_validate({"type": dest_type, **sender, **settings})
 
     async def main() -> list[Outcome]:
         transport = httpx.MockTransport(answer) if answer else None
@@ -261,3 +263,36 @@ def test_a_salesforce_external_id_cannot_climb_out_of_its_url(value: str) -> Non
     [request] = seen
     assert request.url.raw_path.decode() == "/services/data/v62.0/sobjects/Lead/Ref__c/a%2Fb%3Fc"
     assert json.loads(request.content)["Email"] == "p2@example.org"
+
+
+# --- CRM fields that name another record: one id, or nothing is sent -------------------------------
+
+CRM_CASES = {
+    # type: (settings, map naming another record from an answer, what the dead letter names)
+    "hubspot": ({"token": "pat-na1-token"},
+                {"email": "{{ email }}", "hubspot_owner_id": "{{ answers['Department'] }}"}, "map.hubspot_owner_id"),
+    "pipedrive": ({"api_token": "pd-token"},
+                  {"name": "{{ name }}", "email": "{{ email }}", "owner_id": "{{ answers['Department'] }}"},
+                  "map.owner_id"),
+    "salesforce": ({"instance_url": "https://acme.my.salesforce.com", "access_token": "tok",
+                    "external_id_field": "Ref__c"},
+                   {"LastName": "{{ name }}", "Email": "{{ email }}", "OwnerId": "{{ answers['Department'] }}"},
+                   "map.OwnerId"),
+}
+GOOD_ID = {"hubspot": "51209", "pipedrive": "42", "salesforce": "005000000000001AAA"}
+
+
+@pytest.mark.parametrize("dest_type", sorted(CRM_CASES))
+@pytest.mark.parametrize("value", ["12, 13", "12 OR 1=1", "005000000000001AAA/../x"])
+def test_a_crm_owner_id_from_an_answer_must_be_one_id(dest_type: str, value: str) -> None:
+    settings, mapping, field = CRM_CASES[dest_type]
+    # Search finds no one, creates answer an id: what matters is what was sent at all.
+    handler, seen = _recording(httpx.Response(200, json={"success": True, "data": {"id": 7, "items": []}}))
+    items = [item(1, value, mapping=mapping), item(2, GOOD_ID[dest_type], mapping=mapping)]
+    outcomes = deliver(dest_type, settings, items, handler)
+    by_key = {o.key: o for o in outcomes}
+    assert by_key["dlv_1"].status == "failed"
+    assert (by_key["dlv_1"].reason or "").startswith(f"{field}: rendered {value!r}, which is not one ")
+    sent = " ".join(f"{unquote(str(r.url))} {r.content.decode()}" for r in seen)
+    assert "p1@example.org" not in sent and value not in sent
+    assert "p2@example.org" in sent and GOOD_ID[dest_type] in sent

@@ -33,7 +33,7 @@ from flows.destinations._hubspot_judge import Verdict, judge_batch, judge_single
 from flows.destinations._hubspot_note import note_request, note_text, to_html
 from flows.destinations._item_guard import content_failed, send_crashed
 from flows.destinations.base import DeliveryContext, DeliveryItem, Destination, DestinationSettings, Outcome
-from flows.mapping import check_template, render_map
+from flows.mapping import check_ids, check_template, render_map
 
 log = logging.getLogger("hookhub.destinations.hubspot")
 
@@ -56,6 +56,9 @@ DEFAULT_MAP = {
     "lastname": "{{ name | last_name }}",
 }
 _PROPERTY = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_OWNER_OR_COMPANY = re.compile(r"(?:.*_)?owner_id|associatedcompanyid")
+"""Properties that name another HubSpot record: each must render to exactly one numeric id."""
+_NUMERIC_ID = re.compile(r"\d{1,20}")
 _UPSERT_IS_SAFE = "retrying (an upsert by email cannot duplicate the contact)"
 
 
@@ -278,6 +281,7 @@ def _prepare(item: DeliveryItem, config: HubspotConfig,
     mapping = item.mapping if item.mapping is not None else config.mapping()
     try:
         properties = render_map(mapping, item.submission)
+        check_ids(properties, _OWNER_OR_COMPANY.fullmatch, _NUMERIC_ID, "HubSpot id (digits)")
         note = None
         if config.note:
             template = item.template if item.template is not None else config.note_template

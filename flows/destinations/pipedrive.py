@@ -44,7 +44,7 @@ from flows.destinations._pipedrive_api import (
     person_in_search,
 )
 from flows.destinations.base import DeliveryContext, DeliveryItem, Destination, DestinationSettings, Outcome
-from flows.mapping import MappingError, check_template, render, render_map
+from flows.mapping import MappingError, check_ids, check_template, render, render_map
 
 log = logging.getLogger("hookhub.destinations.pipedrive")
 
@@ -62,6 +62,9 @@ DEFAULT_MAP = {"name": "{{ name | default(email) | default('') }}", "email": "{{
 _LIST_FIELDS = frozenset({"email", "phone"})
 """Sent as `[{value, primary, label}]`, the documented shape (§4 "Create a person")."""
 _KEY = re.compile(r"[A-Za-z0-9_]{1,64}")
+_LINKS = frozenset({"owner_id", "org_id"})
+"""Person fields that name another Pipedrive record: each must render to exactly one numeric id."""
+_NUMERIC_ID = re.compile(r"\d{1,20}")
 
 
 class PipedriveConfig(DestinationSettings):
@@ -237,6 +240,7 @@ def render_item(item: DeliveryItem, config: PipedriveConfig) -> tuple[dict[str, 
     # A route's own map and template replace the destination's (they are the more specific).
     mapping = item.mapping if item.mapping is not None else config.map or DEFAULT_MAP
     person = render_map(mapping, item.submission)
+    check_ids(person, _LINKS.__contains__, _NUMERIC_ID, "Pipedrive id (digits)")
     if not person.get("name"):
         raise MappingError("map.name: rendered empty; Pipedrive needs a person name")
     title = render(item.template if item.template is not None else config.title, item.submission, field="title")

@@ -35,7 +35,7 @@ from flows.destinations import _salesforce_results as results
 from flows.destinations._config import one_word_secret
 from flows.destinations._item_guard import content_failed, send_crashed
 from flows.destinations.base import DeliveryContext, DeliveryItem, Destination, DestinationSettings, Outcome
-from flows.mapping import MappingError, check_template, render, render_map
+from flows.mapping import MappingError, check_ids, check_template, render, render_map
 
 log = logging.getLogger("hookhub.destinations.salesforce")
 
@@ -50,6 +50,9 @@ MAX_ANSWER_BYTES = 2 * 1024 * 1024
 USER_AGENT = "hookhub-salesforce/0.1"
 _API_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,79}")
 _SET_BY_HOOKHUB = frozenset({"id", "attributes"})
+_LOOKUP = re.compile(r"[A-Za-z0-9]*Id")
+"""Standard lookups (OwnerId, RecordTypeId, AccountId, …): each must render to exactly one record id."""
+_RECORD_ID = re.compile(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?")
 DEFAULT_MAPS: dict[str, dict[str, str]] = {
     # "[not provided]" is what Salesforce's own Web-to-Lead puts in required fields left empty.
     "Lead": {
@@ -243,6 +246,7 @@ def prepare(item: DeliveryItem, config: SalesforceConfig) -> Prepared:
     # A route's own map replaces the destination's (it is the more specific of the two).
     mapping = item.mapping if item.mapping is not None else config.map or DEFAULT_MAPS[config.sobject]
     fields = render_map(mapping, item.submission)
+    check_ids(fields, _LOOKUP.fullmatch, _RECORD_ID, "Salesforce record id (15 or 18 letters and digits)")
     for key in fields:
         if key.lower() in _SET_BY_HOOKHUB or key == config.external_id_field:
             raise MappingError(f"map.{key}: is set by hookhub and cannot be mapped")
