@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
 import httptools
@@ -59,6 +59,12 @@ class EdgeLimits:
     header_timeout: float = 10.0
     body_idle_timeout: float = 10.0
     body_timeout: float = 60.0
+
+    body_first_check: float = field(init=False)
+    """When the watchdog first looks at a body: the earlier of its two timeouts."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "body_first_check", min(self.body_idle_timeout, self.body_timeout))
 
     @classmethod
     def from_config(cls, server: ServerConfig) -> EdgeLimits:
@@ -141,7 +147,9 @@ class HubHttpProtocol(HttpToolsProtocol):
         if self._phase == _DONE:
             return  # draining after our answer
         self._unset_keepalive_if_required()
-        if self._phase != _BODY:
+        if self._phase == _BODY:
+            self._progress = self.loop.time()
+        else:
             self._head_bytes += len(data)
         try:
             self.parser.feed_data(data)
@@ -179,32 +187,29 @@ class HubHttpProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         limits = self.limits
+        if len(self.headers) > limits.max_headers or self._head_bytes > limits.max_header_bytes:
+            self._check_head()  # raises _Refused if the head is over a limit
+        self._head_bytes = 0
+        self._phase = _BODY
+        self._started = self._progress = now = self.loop.time()
+        self._arm(now + limits.body_first_check)
+        super().on_headers_complete()
+
+    def _check_head(self) -> None:
+        limits = self.limits
         if len(self.headers) > limits.max_headers:
             self._refuse(431, f"more than {limits.max_headers} request headers")
             raise _Refused()
-        if self._head_bytes > limits.max_header_bytes and self._exact_head_size() > limits.max_header_bytes:
+        # The count includes any body bytes that came in the same read as the head; this does not.
+        if len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers) > limits.max_header_bytes:
             self._refuse(self._head_status(), "request head too large")
             raise _Refused()
-        self._head_bytes = 0
-        self._phase = _BODY
-        self._started = self._progress = self.loop.time()
-        self._arm(self._started + min(limits.body_idle_timeout, limits.body_timeout))
-        super().on_headers_complete()
-
-    def on_body(self, body: bytes) -> None:
-        self._progress = self.loop.time()
-        super().on_body(body)
 
     def on_message_complete(self) -> None:
         self._phase = _APP
         super().on_message_complete()
 
     # --- limits --------------------------------------------------------------------------------
-
-    def _exact_head_size(self) -> int:
-        # Only when a head and part of a body arrived together over the limit: the count above
-        # includes the body bytes, this does not.
-        return len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
 
     def _head_status(self) -> int:
         # `url` is set by uvicorn at a request's first byte; a head of only blank lines has none.
@@ -215,7 +220,7 @@ class HubHttpProtocol(HttpToolsProtocol):
         watchdog = self._watchdog
         if watchdog is not None:
             if watchdog.when() <= deadline:
-                return
+                return  # the common case: no timer is set or cancelled per request
             watchdog.cancel()
         self._watchdog = self.loop.call_at(deadline, self._on_watchdog)
 
