@@ -234,6 +234,8 @@ def split_values(marked: str) -> Rendered:
         text.append(char)
         if depth:
             current.append(char)
+    if depth:  # a filter block cut the end marker off: what follows the start is still a value
+        values.append("".join(current))
     return Rendered("".join(text), tuple(values))
 
 

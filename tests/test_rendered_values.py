@@ -296,3 +296,23 @@ def test_a_crm_owner_id_from_an_answer_must_be_one_id(dest_type: str, value: str
     sent = " ".join(f"{unquote(str(r.url))} {r.content.decode()}" for r in seen)
     assert "p1@example.org" not in sent and value not in sent
     assert "p2@example.org" in sent and GOOD_ID[dest_type] in sent
+
+
+def test_values_are_told_from_the_admins_text_however_the_template_is_built() -> None:
+    from flows.mapping import render_marked
+
+    value = "attacker@evil.example, sales"
+    templates = [
+        "{{ answers['Department'] }}",
+        "{% set d = answers['Department'] %}{{ d | lower }}",
+        "{% set d %}x{{ answers['Department'] }}{% endset %}{{ d }}",
+        "{% macro m() %}{{ answers['Department'] }}{% endmacro %}{{ m() }}",
+        "{% filter lower %}{{ answers['Department'] }}{% endfilter %}",
+        "{% filter truncate(12, True, '') %}{{ answers['Department'] }}{% endfilter %}",
+    ]
+    for template in templates:
+        rendered = render_marked(template, submission(1, value), field="to[0]")
+        assert any("," in v or "attacker" in v for v in rendered.values), (template, rendered)
+        assert "\ue000" not in rendered.text and "\ue001" not in rendered.text
+    literal = render_marked("a@example.com, b@example.com", submission(1), field="to[0]")
+    assert literal.values == () and literal.text == "a@example.com, b@example.com"
