@@ -464,8 +464,9 @@ def test_a_mapping_error_fails_only_that_item() -> None:
     assert (outcomes[4].reason or "").startswith("map.subject: cannot render: TypeError: ")
     assert outcomes[0].reason == "map.subject: cannot render line 1: No filter named 'nosuchfilter'."
     assert outcomes[1].reason == "template: cannot render: 'nobody' is undefined"
-    assert outcomes[2].reason == ("map.to: the value 'Engines & Co <Ltd>' from the submission holds white space; "
-                                  "a value from a submission must stay within one address, so nothing was sent")
+    assert outcomes[2].reason == ("map.to: the value 'Engines & Co <Ltd>' from the submission holds white "
+                                  "space; a value from a submission must stay within one address, so "
+                                  "nothing was sent")
     [message] = sent
     assert message["Subject"] == "Lead: Engines & Co <Ltd>"
     assert message["To"] == "boss@example.com"

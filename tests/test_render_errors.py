@@ -43,7 +43,8 @@ def submission(n: int, tickets: Any = "") -> Submission:
 
 
 def deliver(dest_type: str, settings: dict[str, Any], items: list[DeliveryItem],
-            answer: Callable[[httpx.Request], httpx.Response], extra: dict[str, Any] | None = None) -> list[Outcome]:
+            answer: Callable[[httpx.Request], httpx.Response],
+            extra: dict[str, Any] | None = None) -> list[Outcome]:
     destination = get_destination(dest_type)
     config = destination.Config.model_validate({"type": dest_type, **settings})
 
@@ -112,7 +113,8 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "postmark": ({**MAIL, "server_token": "pm-token"}, {"mapping": EMAIL_BROKEN}),
     "hubspot": ({"token": "pat-na1-token"}, {"mapping": {"email": "{{ email }}", "firstname": BROKEN}}),
     "salesforce": ({"instance_url": "https://acme.my.salesforce.com", "access_token": "tok",
-                    "external_id_field": "Hookhub_Id__c"}, {"mapping": {"LastName": BROKEN, "Email": "{{ email }}"}}),
+                    "external_id_field": "Hookhub_Id__c"},
+                   {"mapping": {"LastName": BROKEN, "Email": "{{ email }}"}}),
     "pipedrive": ({"api_token": "pd-token"}, {"mapping": {"name": BROKEN, "email": "{{ email }}"}}),
 }
 
@@ -147,7 +149,8 @@ def test_a_template_exception_fails_only_its_item_in_every_rendering_destination
     assert sorted(by_key) == ["dlv_0", "dlv_1", "dlv_2"]
     assert by_key["dlv_1"].status == "failed"
     assert "cannot render: TypeError: " in (by_key["dlv_1"].reason or ""), by_key["dlv_1"].reason
-    sent = " ".join(f"{r.url} {r.content.decode()}" for r in requests) + " ".join(m.as_string() for m in mails)
+    sent = " ".join(f"{r.url} {r.content.decode()}" for r in requests)
+    sent += " ".join(m.as_string() for m in mails)
     assert "p0@example.com" in sent and "p2@example.com" in sent
     assert "p1@example.com" not in sent  # nothing of the broken item went anywhere
     for key in ("dlv_0", "dlv_2"):
@@ -181,7 +184,8 @@ def test_a_crash_in_the_second_postmark_batch_keeps_the_first_batch_delivered() 
     assert {statuses[f"dlv_{n}"] for n in range(100, 150)} == {"failed"}
     crashed = next(o for o in outcomes if o.key == "dlv_149")
     assert crashed.reason is not None
-    assert crashed.reason.startswith("hookhub failed while sending (RuntimeError: a bug below the destination)")
+    assert crashed.reason.startswith(
+        "hookhub failed while sending (RuntimeError: a bug below the destination)")
 
 
 @pytest.mark.parametrize("dest_type", ["slack", "sendgrid", "pipedrive"])
@@ -191,7 +195,8 @@ def test_a_crash_while_sending_one_item_keeps_the_others(dest_type: str) -> None
     outcomes = deliver(dest_type, CASES[dest_type][0], items, handler)
     by_key = {o.key: o for o in outcomes}
     assert sorted(by_key) == ["dlv_0", "dlv_1", "dlv_2"]
-    crashed = [o for o in outcomes if (o.reason or "").startswith("hookhub failed while sending (RuntimeError")]
+    crashed = [o for o in outcomes
+               if (o.reason or "").startswith("hookhub failed while sending (RuntimeError")]
     assert len(crashed) == 1 and crashed[0].status == "failed"
     if dest_type in ("slack", "sendgrid"):
         assert [o.status for o in outcomes].count("delivered") == 2
@@ -201,7 +206,8 @@ def test_a_crash_in_one_salesforce_chunk_keeps_the_chunk_before_it() -> None:
     settings = {**CASES["salesforce"][0], "batch_size": 1}
 
     def upserted(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(201, json={"id": "00Q000000000001AAA", "success": True, "errors": [], "created": True})
+        return httpx.Response(201, json={"id": "00Q000000000001AAA", "success": True, "errors": [],
+                                         "created": True})
 
     handler, seen = _crash_on(2, upserted)
     items = [DeliveryItem(key=f"dlv_{n}", submission=submission(n), route="r") for n in range(3)]
@@ -266,7 +272,8 @@ routes:
     assert "Traceback" not in captured.out + captured.err
     team = captured.out.split("=== team (slack) — not sent\n", 1)[1].split("=== mail", 1)[0]
     assert team.startswith(f"would not send: template: cannot render: {shown}"), team
-    assert "=== mail (smtp) — not sent" in captured.out and "Subject:" in captured.out  # the others still shown
+    assert "=== mail (smtp) — not sent" in captured.out  # the others are still shown
+    assert "Subject:" in captured.out
     assert captured.err.strip() == "hookhub test-route: team would not send this submission"
 
 

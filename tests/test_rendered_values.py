@@ -64,7 +64,8 @@ class _Inbox:
         return "250 2.0.0 Ok: queued"
 
     def messages(self) -> list[EmailMessage]:
-        return [message_from_bytes(e.content, policy=policy.default) for e in self.envelopes]  # type: ignore[misc]
+        return [message_from_bytes(e.content, policy=policy.default)  # type: ignore[misc]
+                for e in self.envelopes]
 
 
 @contextmanager
@@ -139,8 +140,9 @@ def test_smtp_any_structure_in_a_value_is_refused(value: str) -> None:
 def test_smtp_values_that_stay_within_one_address_are_sent() -> None:
     # o'neil is a valid local part; a whole address from the submission is fine; the admin's own
     # separators (outside {{ }}) still list several recipients.
+    both = "boss@example.com, {{ answers['Department'] | lower }}@example.com"
     items = [item(1, "O'Neil"), item(2, "Sales", mapping={"to": "{{ email }}"}),
-             item(3, "Support", mapping={"to": "boss@example.com, {{ answers['Department'] | lower }}@example.com"})]
+             item(3, "Support", mapping={"to": both})]
     outcomes, inbox = smtp_deliver(items)
     assert [o.status for o in outcomes] == ["delivered"] * 3
     assert [e.rcpt_tos for e in inbox.envelopes] == [
@@ -151,8 +153,8 @@ def test_smtp_allowed_recipient_domains_dead_letters_a_rendered_recipient_elsewh
     items = [item(1, "Sales", mapping={"to": "{{ email }}"}), item(2, "Sales")]
     outcomes, inbox = smtp_deliver(items, allowed_recipient_domains=["Example.com"])
     assert [o.status for o in outcomes] == ["failed", "delivered"]
-    assert outcomes[0].reason == ("map.to: p1@example.org is outside allowed_recipient_domains (example.com), "
-                                  "so nothing was sent")
+    assert outcomes[0].reason == ("map.to: p1@example.org is outside allowed_recipient_domains "
+                                  "(example.com), so nothing was sent")
     assert [e.rcpt_tos for e in inbox.envelopes] == [["sales@example.com"]]
 
 
@@ -208,9 +210,10 @@ def test_api_an_answer_with_a_second_address_is_a_dead_letter_and_not_sent(dest_
 def test_api_allowed_recipient_domains(dest_type: str) -> None:
     settings, ok = API_CASES[dest_type]
     handler, seen = _recording(ok)
-    items = [item(1), DeliveryItem(key="dlv_2", submission=submission(2, email="x@elsewhere.example"), route="r")]
-    outcomes = deliver(dest_type, {**settings, "to": ["{{ email }}"], "allowed_recipient_domains": ["example.org"]},
-                       items, handler)
+    elsewhere = submission(2, email="x@elsewhere.example")
+    items = [item(1), DeliveryItem(key="dlv_2", submission=elsewhere, route="r")]
+    settings = {**settings, "to": ["{{ email }}"], "allowed_recipient_domains": ["example.org"]}
+    outcomes = deliver(dest_type, settings, items, handler)
     by_key = {o.key: o for o in outcomes}
     assert by_key["dlv_1"].status == "delivered" and by_key["dlv_2"].status == "failed"
     assert "x@elsewhere.example is outside allowed_recipient_domains" in (by_key["dlv_2"].reason or "")
@@ -231,7 +234,8 @@ def test_allowed_recipient_domains_is_checked_against_literal_recipients_at_load
         config.model_validate({**base, "to": ["sales@example.com"], "cc": ["boss@corp.example"],
                                "allowed_recipient_domains": ["example.com"]})
     with pytest.raises(ValidationError, match="is not a domain such as example.com"):
-        config.model_validate({**base, "to": ["sales@example.com"], "allowed_recipient_domains": ["exa mple.com"]})
+        config.model_validate({**base, "to": ["sales@example.com"],
+                               "allowed_recipient_domains": ["exa mple.com"]})
 
 
 # --- Slack channel, Salesforce record id -------------------------------------------------------------
@@ -270,13 +274,15 @@ def test_a_salesforce_external_id_cannot_climb_out_of_its_url(value: str) -> Non
 CRM_CASES = {
     # type: (settings, map naming another record from an answer, what the dead letter names)
     "hubspot": ({"token": "pat-na1-token"},
-                {"email": "{{ email }}", "hubspot_owner_id": "{{ answers['Department'] }}"}, "map.hubspot_owner_id"),
+                {"email": "{{ email }}", "hubspot_owner_id": "{{ answers['Department'] }}"},
+                "map.hubspot_owner_id"),
     "pipedrive": ({"api_token": "pd-token"},
                   {"name": "{{ name }}", "email": "{{ email }}", "owner_id": "{{ answers['Department'] }}"},
                   "map.owner_id"),
     "salesforce": ({"instance_url": "https://acme.my.salesforce.com", "access_token": "tok",
                     "external_id_field": "Ref__c"},
-                   {"LastName": "{{ name }}", "Email": "{{ email }}", "OwnerId": "{{ answers['Department'] }}"},
+                   {"LastName": "{{ name }}", "Email": "{{ email }}",
+                    "OwnerId": "{{ answers['Department'] }}"},
                    "map.OwnerId"),
 }
 GOOD_ID = {"hubspot": "51209", "pipedrive": "42", "salesforce": "005000000000001AAA"}
