@@ -148,7 +148,7 @@ def serve(hub: Hub, host: str, port: int) -> None:
 
 
 def _raise_file_limit(wanted: int) -> None:
-    """Raise the soft RLIMIT_NOFILE towards `wanted` (up to the hard limit), or say why the cap may not hold."""
+    """Raise the soft RLIMIT_NOFILE towards `wanted` (up to the hard limit), or warn that it stays below."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft >= wanted:
         return

@@ -43,8 +43,8 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[object, Runn
 def _post(server: RunningServer, source: str, headers: dict[str, str]) -> httpx.Response:
     body = b'{"event_id": "e1", "event_type": "form_response", "form_response": {"form_id": "f"}}'
     signature = "sha256=" + b64(hmac_digest(b"wrong-secret", body))
-    return httpx.post(f"{server.url}/hooks/{source}", content=body, timeout=10,
-                      headers={"content-type": "application/json", "typeform-signature": signature, **headers})
+    headers = {"content-type": "application/json", "typeform-signature": signature, **headers}
+    return httpx.post(f"{server.url}/hooks/{source}", content=body, timeout=10, headers=headers)
 
 
 def test_remote_callers_cannot_tell_unknown_sources_from_failed_verification(hub) -> None:
@@ -52,7 +52,8 @@ def test_remote_callers_cannot_tell_unknown_sources_from_failed_verification(hub
     unknown, forged = _post(server, "nope", REMOTE), _post(server, "tf", REMOTE)
     assert (unknown.status_code, unknown.content) == (forged.status_code, forged.content)
     assert unknown.json() == {"error": "unauthorized", "detail": UNVERIFIED_DETAIL}
-    wrong_type = httpx.post(f"{server.url}/hooks/tf", content=b"x", headers={"content-type": "text/plain", **REMOTE})
+    text = {"content-type": "text/plain", **REMOTE}
+    wrong_type = httpx.post(f"{server.url}/hooks/tf", content=b"x", headers=text)
     assert (wrong_type.status_code, wrong_type.content) == (forged.status_code, forged.content)  # not 415
     assert httpx.head(f"{server.url}/hooks/nope", headers=REMOTE).status_code == 200
 
@@ -87,7 +88,8 @@ def test_readyz_and_metrics_detail_only_for_loopback_or_the_token(hub) -> None:
 
 @pytest.mark.parametrize(("client", "loopback"), [
     (("127.0.0.1", 1), True), (("127.8.9.1", 1), True), (("::1", 1), True), (("::ffff:127.0.0.1", 1), True),
-    (("203.0.113.9", 1), False), (("::ffff:203.0.113.9", 1), False), (("testclient", 1), False), (None, False),
+    (("203.0.113.9", 1), False), (("::ffff:203.0.113.9", 1), False),
+    (("testclient", 1), False), (None, False),
 ])
 def test_is_loopback(client, loopback: bool) -> None:
     assert is_loopback({"client": client}) is loopback

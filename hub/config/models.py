@@ -119,8 +119,10 @@ class ServerConfig(Strict):
     max_connections: int = Field(default=1000, ge=1, description="open connections; more are refused (503)")
     max_header_bytes: int = Field(default=64 * 1024, ge=1024, description="request line and headers (431)")
     max_headers: int = Field(default=100, ge=10, le=10_000, description="request header fields (431)")
-    header_timeout: float = Field(default=10.0, gt=0, le=3600, description="seconds to send a request head (408)")
-    body_idle_timeout: float = Field(default=10.0, gt=0, le=3600, description="seconds without body bytes (408)")
+    header_timeout: float = Field(default=10.0, gt=0, le=3600, description="seconds to send a head (408)")
+    body_idle_timeout: float = Field(
+        default=10.0, gt=0, le=3600, description="seconds without body bytes (408)"
+    )
     body_timeout: float = Field(default=60.0, gt=0, le=3600, description="seconds to send a whole body (408)")
 
 

@@ -87,7 +87,8 @@ class Receiver:
             return await self._reject(scope, send, 401, source_id, "unauthorized", str(exc))
         except Exception as exc:  # a connector bug must not answer an anonymous caller with a 500
             log.exception("connector verify crashed", extra={"event": "connector_error", "source": source_id})
-            return await self._reject(scope, send, 401, source_id, "unauthorized", f"verify failed: {type(exc).__name__}")
+            return await self._reject(scope, send, 401, source_id, "unauthorized",
+                                      f"verify failed: {type(exc).__name__}")
         # After verification, so that only the provider learns the source's media types.
         media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if media_type not in source.connector.content_types:
@@ -135,7 +136,8 @@ class Receiver:
             answer["note"] = envelope.note
         await _answer(send, 200, answer)
 
-    async def _reject(self, scope: Scope, send: Send, status: int, source_id: str, error: str, detail: str) -> None:
+    async def _reject(self, scope: Scope, send: Send, status: int, source_id: str, error: str,
+                      detail: str) -> None:
         self.metrics.count(source_id, str(status))
         log.info("webhook rejected", extra={"event": "rejected", "status": status, "source": source_id,
                                             "reason": detail})

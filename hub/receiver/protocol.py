@@ -201,7 +201,8 @@ class HubHttpProtocol(HttpToolsProtocol):
             self._refuse(431, f"more than {limits.max_headers} request headers")
             raise _Refused()
         # The count includes any body bytes that came in the same read as the head; this does not.
-        if len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers) > limits.max_header_bytes:
+        size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+        if size > limits.max_header_bytes:
             self._refuse(self._head_status(), "request head too large")
             raise _Refused()
 
