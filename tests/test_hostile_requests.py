@@ -464,3 +464,20 @@ def test_cap_warning_is_rate_limited(running: Running) -> None:
             sock.close()
     lines = [r for r in running.logs.records if getattr(r, "event", "") == "connection_cap"]
     assert len(lines) <= 1 and CAP_LOG.interval >= 1  # five refusals, at most one line
+
+
+def test_a_refused_connection_is_closed_after_the_linger(running: Running) -> None:
+    """After a 431 the hub drains for a while, then closes even if the client never does."""
+    from hub.receiver.protocol import LINGER_SECONDS
+
+    sock = socket.create_connection(("127.0.0.1", running.server.port), timeout=LINGER_SECONDS + MARGIN)
+    try:
+        sock.sendall(head("GET", "/healthz", [(f"x-h{i}", "v") for i in range(200)]))
+        received = b""
+        started = time.monotonic()
+        while chunk := sock.recv(65536):  # the answer, then the end of the stream
+            received += chunk
+        assert received.startswith(b"HTTP/1.1 431 ")
+        assert time.monotonic() - started < LINGER_SECONDS + MARGIN
+    finally:
+        sock.close()
