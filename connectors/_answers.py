@@ -7,6 +7,7 @@ Rules followed: ../shared/fixtures/providers/README.md, "How answers are normali
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime
@@ -101,36 +102,100 @@ def pick_name(answers: Iterable[Answer]) -> str | None:
 _DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
 _LONG_DIGIT_RUN = b"0" * 19
 
+MAX_DEPTH = 100
+"""Deepest nesting of objects and lists a JSON body or field may have. Real webhooks nest a few
+levels; a deeper value could not be stored (pydantic stops serializing at ~255 levels) nor
+printed (json.dumps recurses in C), so it is refused while parsing, with a message saying so."""
+MAX_INT_DIGITS = 4300
+"""Longest integer kept as an int: Python's own limit (`sys.get_int_max_str_digits()`) for turning
+text into an int and back, beyond which `int()` and `str()` raise."""
+
 
 def has_long_digit_run(body: bytes) -> bool:
     return _LONG_DIGIT_RUN in body.translate(_DIGITS_TO_ZERO)
 
 
+_ORJSON_MAX_BRACKETS = 1000
+"""orjson (3.8) has no nesting limit: ~100,000 nested objects overflow the C stack, a segfault that
+ends the whole hub. A body with more brackets than this could nest that deep, so json reads it: its
+nesting is bounded by Python's recursion limit (RecursionError, answered below)."""
+
+
+def _brackets(raw: bytes | str) -> int:
+    return raw.count(b"[") + raw.count(b"{") if isinstance(raw, bytes) else raw.count("[") + raw.count("{")
+
+
 def parse_json_object(body: bytes) -> dict[str, Any]:
     # orjson parses a typical webhook ~4x faster than json, and this runs on the request path
-    # (envelope). Anything it refuses (not UTF-8, NaN, broken JSON) goes through json, so what
-    # is accepted and every error message stay json's; so does a body with a 19-digit run,
-    # since some orjson versions turn integers beyond 64 bits (or below -2**63) into rounded floats.
-    if has_long_digit_run(body):
-        data = _parse_with_json(body)
+    # (envelope). Anything it refuses (not UTF-8, NaN, broken JSON, a number beyond a double)
+    # goes through json, so what is accepted and every error message stay json's; so does a
+    # body with a 19-digit run, since some orjson versions turn integers beyond 64 bits (or
+    # below -2**63) into rounded floats, and one with many brackets (see _ORJSON_MAX_BRACKETS).
+    brackets = _brackets(body)
+    if brackets > _ORJSON_MAX_BRACKETS or has_long_digit_run(body):
+        data = parse_json(body)
     else:
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError:
-            data = _parse_with_json(body)
+            data = parse_json(body)
+        else:
+            if brackets > MAX_DEPTH:
+                _check_depth(data)
     if not isinstance(data, dict):
         raise UnsupportedPayload(f"JSON body is {type(data).__name__}, expected an object")
     return data
 
 
-def _parse_with_json(body: bytes) -> Any:
+def parse_json(raw: bytes | str, what: str = "body") -> Any:
+    """JSON `raw` (a body, or a field holding JSON text) by json's rules, with numbers kept as sent.
+
+    An integer is exact (up to MAX_INT_DIGITS digits) and any other number a float (rounded
+    as floats are: 1e-999 is 0.0), except those a float cannot hold, which stay the text that
+    was sent (a string): beyond a double's range (1e999 would be inf), the non-JSON
+    NaN/Infinity/-Infinity (json accepts them), and an integer too long for Python. So no
+    number turns into null or "inf" later, and 1e999 and 2e999 never become equal.
+    UnsupportedPayload names what is wrong with anything else; `what` names `raw` in it.
+    """
     try:
-        data = json.loads(body)
+        data = json.loads(raw, parse_int=_int_or_text, parse_float=_float_or_text, parse_constant=str)
     except UnicodeDecodeError:
-        raise UnsupportedPayload("body is not UTF-8 text") from None
+        raise UnsupportedPayload(f"{what} is not UTF-8 text") from None
     except json.JSONDecodeError as exc:
-        raise UnsupportedPayload(f"body is not valid JSON ({exc.msg} at position {exc.pos})") from None
+        raise UnsupportedPayload(f"{what} is not valid JSON ({exc.msg} at position {exc.pos})") from None
+    except RecursionError:
+        raise UnsupportedPayload(f"{what} is nested more than {MAX_DEPTH} levels deep") from None
+    # Nesting needs brackets: a value with fewer than MAX_DEPTH of them (nearly all) needs no walk.
+    if _brackets(raw) > MAX_DEPTH:
+        _check_depth(data, what)
     return data
+
+
+def _int_or_text(text: str) -> int | str:
+    return int(text) if len(text) <= MAX_INT_DIGITS else text
+
+
+def _float_or_text(text: str) -> float | str:
+    value = float(text)
+    return text if math.isinf(value) else value
+
+
+def _check_depth(data: Any, what: str = "body") -> None:
+    if not _depth_within(data, MAX_DEPTH):
+        raise UnsupportedPayload(f"{what} is nested more than {MAX_DEPTH} levels deep")
+
+
+def _depth_within(data: Any, limit: int) -> bool:
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        for child in children:
+            if isinstance(child, (dict, list)):
+                if depth >= limit:
+                    return False
+                stack.append((child, depth + 1))
+    return True
 
 
 def obj(container: Mapping[str, Any], key: str, where: str) -> dict[str, Any]:
@@ -158,12 +223,31 @@ def items(container: Mapping[str, Any], key: str, where: str) -> list[dict[str, 
 
 
 def text(container: Mapping[str, Any], key: str, where: str) -> str:
+    """`container[key]` as text, for ids: a string, or an integer's digits.
+
+    A number with a fraction or exponent is refused: parsed, it is a float, rounded to ~16
+    digits, so two different ids could become one (and one event be dropped as a duplicate of
+    the other). A number no float can hold (1e999) is already the text that was sent.
+    """
     value = container.get(key)
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if isinstance(value, float):
+        raise UnsupportedPayload(
+            f"{where}.{key} is a number with a fraction or exponent ({value!r}): expected text or an integer"
+        )
+    if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
     if not isinstance(value, str) or not value:
         raise UnsupportedPayload(f"{where}.{key} is missing or not a string")
     return value
+
+
+def key(value: object) -> str | int | None:
+    """`value` if it can name something (a field or option id, a type): text or an integer, else None.
+
+    For payload values used as dict keys or set members: a list or an object there would raise
+    TypeError (unhashable), and is no name anyway.
+    """
+    return value if isinstance(value, (str, int)) else None
 
 
 def optional_text(container: Mapping[str, Any], key: str) -> str | None:

@@ -79,12 +79,12 @@ def instant(value: Any, where: str, fallback: datetime) -> datetime:
     """ISO 8601, or epoch seconds / milliseconds (a number or digits); absent: `fallback`."""
     if value is MISSING or value is None or value == "":
         return fallback
-    if isinstance(value, str) and re.fullmatch(r"\d+(\.\d+)?", value.strip()):
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,30}(\.[0-9]{1,30})?", value.strip()):
         value = float(value)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = value / 1000 if value >= 100_000_000_000 else value  # 1e11 s is the year 5138
         try:
+            seconds = value / 1000 if value >= 100_000_000_000 else value  # 1e11 s is the year 5138
             return datetime.fromtimestamp(seconds, UTC)
-        except (OverflowError, OSError, ValueError):
+        except (OverflowError, OSError, ValueError):  # / of a huge int overflows too
             raise UnsupportedPayload(f"{where} is not a usable epoch time") from None
     return A.instant(value, where, fallback)

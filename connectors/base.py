@@ -214,9 +214,16 @@ class Connector(abc.ABC):
 
 def dedupe_key(connector: Connector, envelope: Envelope) -> str:
     """The spool's dedupe key for a request (the Submission keeps the provider's own event id)."""
-    if connector.event_ids_per_form and envelope.form_id:
-        return f"{envelope.form_id}/{envelope.event_id}"
-    return envelope.event_id
+    key = (
+        f"{envelope.form_id}/{envelope.event_id}"
+        if connector.event_ids_per_form and envelope.form_id
+        else envelope.event_id
+    )
+    if key.isascii():
+        return key
+    # A JSON id may hold a lone UTF-16 surrogate ("Ren\ud83d"), which SQLite cannot store as text:
+    # written as its escape, each such id keeps a key of its own (U+FFFD would merge "\ud83d" and "\ud83e").
+    return key.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def require_secrets(source: SourceSettings) -> Sequence[str]:

@@ -62,8 +62,8 @@ def _value(raw: Any) -> tuple[str, Any]:
     """(type, value). Multi-file uploads arrive as a JSON-encoded array string of URLs: make it a list."""
     if isinstance(raw, str) and raw.startswith("[") and raw.endswith("]"):
         try:
-            decoded = json.loads(raw)
-        except json.JSONDecodeError:
+            decoded = A.parse_json(raw, "answer")
+        except UnsupportedPayload:
             return "text", raw
         if isinstance(decoded, list) and decoded and all(isinstance(v, str) and "://" in v for v in decoded):
             return "fileupload", A.file_value(decoded)

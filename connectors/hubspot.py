@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from connectors import _answers as A
-from connectors._schemes import b64, hmac_digest, matches_any
+from connectors._schemes import b64, epoch_number, hmac_digest, matches_any
 from connectors.base import (
     Connector,
     Envelope,
@@ -57,18 +57,24 @@ def sign_v3(secret: str, method: str, url: str, body: bytes, timestamp: str) -> 
     return b64(hmac_digest(secret.encode("utf-8"), signed))
 
 
+_MAX_MILLIS_DIGITS = 15  # epoch milliseconds have 13 digits until the year 2286
+
+
 def _millis(value: object, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
+    text = str(value).strip() if isinstance(value, (int, str)) and not isinstance(value, bool) else ""
+    digits = text.removeprefix("-")
+    # Bounded before int(): a 4,301-digit number would raise, and no longer one is a time.
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > _MAX_MILLIS_DIGITS:
         raise UnsupportedPayload(f"{where} is not an epoch-milliseconds number")
-    try:
-        return int(value)
-    except ValueError:
-        raise UnsupportedPayload(f"{where} is not an epoch-milliseconds number") from None
+    return int(text)
 
 
-def _instant(ms: int) -> datetime:
+def _instant(ms: int, where: str) -> datetime:
     # Integer arithmetic: a float division would round 14:03:27.501 to .500999.
-    return datetime.fromtimestamp(ms // 1000, UTC) + timedelta(milliseconds=ms % 1000)
+    try:
+        return datetime.fromtimestamp(ms // 1000, UTC) + timedelta(milliseconds=ms % 1000)
+    except (OverflowError, OSError, ValueError):
+        raise UnsupportedPayload(f"{where} is not a time a computer calendar holds") from None
 
 
 def _contact(request: InboundRequest) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -128,10 +134,8 @@ class HubSpotConnector(Connector):
         timestamp = (request.header(TIMESTAMP) or "").strip()
         if not timestamp:
             raise VerificationFailed(f"missing {TIMESTAMP} header")
-        if not timestamp.isascii() or not timestamp.isdigit():
-            raise VerificationFailed(f"invalid {TIMESTAMP} header")
         # Milliseconds. HubSpot only says "older than 5 minutes"; a future stamp is rejected too (replays).
-        if abs(now * 1000 - int(timestamp)) > source.tolerance * 1000:
+        if abs(now * 1000 - epoch_number(timestamp, TIMESTAMP)) > source.tolerance * 1000:
             raise VerificationFailed("timestamp outside tolerance")
         urls = dict.fromkeys([request.url, _decode_uri(request.url)])
         expected = [sign_v3(s, request.method, u, request.body, timestamp) for s in secrets for u in urls]
@@ -179,7 +183,7 @@ class HubSpotConnector(Connector):
             form_id=form_id,
             form_title=A.optional_text(latest, "title"),
             event_id=conversion_id,
-            submitted_at=_instant(at),
+            submitted_at=_instant(at, "form-submissions[].timestamp"),
             email=A.pick_email(_property(properties, "email"), answers),
             name=name or A.pick_name(answers),
             answers=answers,

@@ -38,7 +38,7 @@ from connectors.base import (
 from hub.submission import Answer, Submission
 
 _MULTIPART = "multipart/form-data"
-_QKEY = re.compile(r"^q(\d+)_(.+)$")
+_QKEY = re.compile(r"^q([0-9]{1,18})_(.+)$")  # bounded: int() of a question id stays cheap
 _NAME = ("prefix", "first", "middle", "last", "suffix")
 _ADDRESS = ("addr_line1", "addr_line2", "city", "state", "postal", "country")
 _MAX_STEPS = 200_000  # bound on the pretty alignment search; past it every answer keeps its slug
@@ -66,10 +66,7 @@ def _form(request: InboundRequest) -> dict[str, str]:
 def _raw_request(form: dict[str, str]) -> dict[str, Any]:
     if "rawRequest" not in form:
         raise UnsupportedPayload("no rawRequest field: not a Jotform submission webhook")
-    try:
-        raw = json.loads(form["rawRequest"])
-    except json.JSONDecodeError as exc:
-        raise UnsupportedPayload(f"rawRequest is not valid JSON ({exc.msg})") from None
+    raw = A.parse_json(form["rawRequest"], "rawRequest")
     if not isinstance(raw, dict):
         raise UnsupportedPayload("rawRequest is not a JSON object")
     return raw

@@ -157,6 +157,10 @@ class MappedConnector(Connector):
             return f"sha256:{request.body_sha256()}"
         path = compile_path(self.options.event_id)
         value = path.get(data)
+        if isinstance(value, float):
+            # Parsed, a number with a fraction or exponent is rounded to ~16 digits, so two events
+            # could share it: such an event is keyed on its body, as when no event_id is mapped.
+            return f"sha256:{request.body_sha256()}"
         text = scalar_text(value)
         if text is not None:
             return text

@@ -94,8 +94,8 @@ def _decoded(value: str) -> tuple[str, Any]:
     if not (text.startswith("[") and text.endswith("]")):
         return "text", value
     try:
-        items = json.loads(text)
-    except json.JSONDecodeError:
+        items = A.parse_json(text, "answer")
+    except UnsupportedPayload:
         return "text", value  # e.g. "[draft] my notes": an ordinary answer that looks like a list
     if isinstance(items, list) and all(isinstance(i, str) for i in items):
         return "choices", items

@@ -32,10 +32,10 @@ _FILES = frozenset({"FILE_UPLOAD", "SIGNATURE"})
 
 
 def _field_value(field: dict[str, Any]) -> Any:
-    type_ = field.get("type")
+    type_ = A.key(field.get("type"))
     value = field.get("value")
     if type_ in _ONE_OPTION or type_ in _MANY_OPTIONS:
-        options = {o.get("id"): o.get("text") for o in A.items(field, "options", "field")}
+        options = {A.key(o.get("id")): o.get("text") for o in A.items(field, "options", "field")}
         chosen = value if isinstance(value, list) else [value]
         # An id missing from options[] is kept as sent rather than dropped.
         labels = [options.get(v, v) if isinstance(v, str) else v for v in chosen if not A.is_empty(v)]

@@ -71,12 +71,12 @@ class TypeformConnector(Connector):
         body = A.parse_json_object(request.body)
         response = A.obj(body, "form_response", "body")
         definition = A.maybe_obj(response, "definition")
-        fields = {f.get("id"): f for f in A.items(definition, "fields", "form_response.definition")}
+        fields = {A.key(f.get("id")): f for f in A.items(definition, "fields", "form_response.definition")}
 
         answers: list[Answer | None] = []
         for position, raw in enumerate(A.items(response, "answers", "form_response"), start=1):
             ref = A.maybe_obj(raw, "field")
-            field = fields.get(ref.get("id"), {})
+            field = fields.get(A.key(ref.get("id"))) or {}
             key = ref.get("ref") or ref.get("id") or f"answer_{position}"
             label = field.get("title") or key
             type_ = ref.get("type") or field.get("type") or raw.get("type") or "unknown"

@@ -54,10 +54,7 @@ def _structure(form: dict[str, str], key: str) -> dict[str, Any]:
     raw = form.get(key)
     if not raw:
         return {}
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
-        raise UnsupportedPayload(f"{key} is not valid JSON (Wufoo sends it as a JSON string)") from None
+    value = A.parse_json(raw, f"{key} (Wufoo sends it as a JSON string)")
     if not isinstance(value, dict):
         raise UnsupportedPayload(f"{key} is not a JSON object")
     return value
