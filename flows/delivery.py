@@ -110,8 +110,11 @@ async def _deliver_isolating(impl: Destination, items: list[DeliveryItem], setti
     alone = len(raised) < len(items)
     for key, exc in raised.items():
         error = f"{type(exc).__name__}: {exc}"
-        outcomes.append(Outcome(key=key, status="failed", reason=f"destination error for this submission: {error}")
-                        if alone else Outcome(key=key, status="retry", reason=f"destination error: {error}"))
+        if alone:
+            reason = f"destination error for this submission: {error}"
+            outcomes.append(Outcome(key=key, status="failed", reason=reason))
+        else:
+            outcomes.append(Outcome(key=key, status="retry", reason=f"destination error: {error}"))
     return outcomes
 
 

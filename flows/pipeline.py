@@ -81,7 +81,8 @@ async def fetch_details(config: HubConfig, conn: sqlite3.Connection, rows: dict[
 
 
 async def _fetch_one(config: HubConfig, conn: sqlite3.Connection, row: InboxRow, connector: Connector,
-                     submission: Submission, submissions: dict[str, Submission], failed: dict[str, str]) -> None:
+                     submission: Submission, submissions: dict[str, Submission], failed: dict[str, str],
+                     ) -> None:
     inbox_id = row.id
     source = config.sources.get(row.source)
     if source is None:

@@ -132,7 +132,8 @@ class Dispatcher:
                             or not ledger.has_work(conn, time.time())):
                         await asyncio.sleep(POLL_SECONDS)
                         continue
-                    inbox_ids, due, suspects = await self._claim(conn, settings.batch_size, settings.batch_wait)
+                    inbox_ids, due, suspects = await self._claim(conn, settings.batch_size,
+                                                                 settings.batch_wait)
                 except sqlite3.Error as exc:
                     # A locked or full disk is usually passing; the spool keeps the work meanwhile.
                     log.error("spool unavailable to the dispatcher; retrying",
@@ -249,7 +250,8 @@ class Dispatcher:
             try:
                 ledger.flow_succeeded(conn, inbox_ids, due)
             except sqlite3.Error as error:  # they stay suspects: tried in small groups, no harm
-                log.warning("could not clear suspects", extra={"event": "suspects_not_cleared", "error": str(error)})
+                log.warning("could not clear suspects",
+                            extra={"event": "suspects_not_cleared", "error": str(error)})
         self.flows_run += 1
         log.info("batch delivered", extra={"event": "batch_done", "submissions": len(inbox_ids),
                                            "retries": len(due), "outcomes": totals,
@@ -271,8 +273,8 @@ class Dispatcher:
             return
         del self._claims[task]
         try:
-            quarantined = ledger.flow_failed(conn, inbox_ids, due, error, time.time(), self.flow_failure_backoff,
-                                             self.quarantine_after)
+            quarantined = ledger.flow_failed(conn, inbox_ids, due, error, time.time(),
+                                             self.flow_failure_backoff, self.quarantine_after)
         except sqlite3.Error as spool_error:
             log.warning("could not give a failed batch's claims back; the next start recovers them",
                         extra={"event": "release_failed", "error": str(spool_error)})

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import json
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,9 +34,9 @@ from hub.dispatch import Dispatcher
 from hub.routing.plan import compiled_condition
 from hub.routing.when import Condition
 from hub.server import Hub
-from hub.spool import report
+from hub.spool import ledger, report
 from hub.spool.ids import new_id
-from hub.spool.ledger import load_inbox
+from hub.spool.ledger import Decision, PlannedDelivery, load_inbox
 from hub.spool.schema import connect
 from hub.submission import Submission
 from tests.harness import RunningServer, serve_app, wait_for
@@ -79,12 +80,14 @@ class PoisonedFile(FileDestination):
     """The file destination, but the whole chunk raises if it holds BOOM-deliver, and BOOM-record
     gets an outcome whose reason SQLite cannot store (a lone surrogate, as a receiver's text may be)."""
 
-    async def deliver(self, items: list[DeliveryItem], config: BaseModel, context: DeliveryContext) -> list[Outcome]:
+    async def deliver(self, items: list[DeliveryItem], config: BaseModel,
+                      context: DeliveryContext) -> list[Outcome]:
         if any("BOOM-deliver" in (item.submission.name or "") for item in items):
             raise ValueError("deliver exploded")
         record = [item for item in items if "BOOM-record" in (item.submission.name or "")]
         outcomes = await super().deliver([i for i in items if i not in record], config, context)
-        return outcomes + [Outcome(key=item.key, status="failed", reason="receiver said \ud800") for item in record]
+        refused = [Outcome(key=item.key, status="failed", reason="receiver said \ud800") for item in record]
+        return outcomes + refused
 
 
 def poisoned_condition(text: str) -> Condition:
@@ -106,7 +109,8 @@ def poisoned_destination(type_name: str) -> Destination:
     return PoisonedFile() if type_name == "file" else get_destination(type_name)
 
 
-POISONED = Stages(connector=poisoned_connector, condition=poisoned_condition, destination=poisoned_destination)
+POISONED = Stages(connector=poisoned_connector, condition=poisoned_condition,
+                  destination=poisoned_destination)
 
 
 def typeform_body(name: str) -> bytes:
@@ -252,6 +256,91 @@ def test_a_flow_that_fails_for_no_rows_reason_is_bisected_and_its_row_quarantine
              timeout=FIRST_DELIVERY, what="the others delivered and the culprit quarantined")
     assert sorted(line["id"] for line in delivered_lines(hub)) == sorted(normal)
     reason = dead_letters(hub)[culprit]
-    assert reason.startswith("quarantined after 3 failed flow runs of it alone: RuntimeError: the flow run crashed")
+    assert reason.startswith(
+        "quarantined after 3 failed flow runs of it alone: RuntimeError: the flow run crashed")
     # Bisected (the first batch held all 21 if they came together) and retried alone three times.
     assert runs.count(1) >= 3
+
+
+# The recording stage on its own, on a real spool: a batch SQLite refuses is written row by row.
+
+@pytest.fixture
+def spool(tmp_path: Path) -> Iterator[sqlite3.Connection]:
+    conn = ledger.open_spool(tmp_path / "spool.db")
+    conn.executemany(
+        "INSERT INTO inbox (id, received_at, source, provider, event_id, kind, body, state, claimed_by)"
+        " VALUES (?, ?, 'forms', 'typeform', ?, 'submission', x'7b7d', 'claimed', 'me')",
+        [(f"S{n}", float(n), f"e{n}") for n in range(1, 5)],
+    )
+    yield conn
+    conn.close()
+
+
+def _inbox(conn: sqlite3.Connection) -> dict[str, tuple[str, str | None]]:
+    return {r[0]: (r[1], r[2]) for r in conn.execute("SELECT id, state, error FROM inbox")}
+
+
+def _deliveries(conn: sqlite3.Connection) -> dict[str, tuple[str, str | None, str | None]]:
+    rows = conn.execute("SELECT inbox_id, status, last_error, remote_id FROM deliveries")
+    return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+
+def test_routing_that_sqlite_refuses_for_one_row_fails_that_row_only(spool: sqlite3.Connection) -> None:
+    routed = {f"S{n}": (json.dumps({"n": n}), [PlannedDelivery("out", "all")]) for n in (1, 2, 3)}
+    routed["S2"] = ('{"name": "Ren\ud83d"}', [PlannedDelivery("out", "all")])  # JSON no encoder would write
+    claimed = ledger.save_routing(spool, routed, {"S4": "unnormalizable (typeform): broken"})
+    assert sorted(claimed) == [("S1", "out"), ("S3", "out")]
+    states = _inbox(spool)
+    assert states["S1"][0] == states["S3"][0] == "routed"
+    assert states["S2"][0] == "failed"
+    assert "could not be stored: UnicodeEncodeError" in (states["S2"][1] or "")
+    assert states["S4"] == ("failed", "unnormalizable (typeform): broken")
+
+
+def test_outcomes_that_sqlite_refuses_for_one_row_fail_that_row_only(spool: sqlite3.Connection) -> None:
+    ledger.save_routing(spool, {f"S{n}": ("{}", [PlannedDelivery("out", "all")]) for n in range(1, 5)}, {})
+    decisions = [
+        Decision("S1", "out", "delivered", "delivered", status_code=200, remote_id="r1"),
+        Decision("S2", "out", "dead", "failed", status_code=400, error="receiver said \ud800"),
+        Decision("S3", "out", "delivered", "delivered", status_code=200, remote_id="r\udc00"),
+        Decision("S4", "out", "retrying", "retry", status_code=2**70, next_attempt_at=time.time() + 60),
+    ]
+    written = ledger.record(spool, decisions)
+    rows = _deliveries(spool)
+    assert rows["S1"] == ("delivered", None, "r1")
+    assert rows["S2"][0] == "dead" and "could not be recorded: UnicodeEncodeError" in (rows["S2"][1] or "")
+    # Delivered stays delivered (a dead letter would be sent again on replay), without the id it
+    # could not keep.
+    assert rows["S3"] == ("delivered", None, None)
+    assert rows["S4"][0] == "dead" and "could not be recorded: OverflowError" in (rows["S4"][1] or "")
+    assert [d.status for d in written] == ["delivered", "dead", "delivered", "dead"]
+    assert _inbox(spool)["S1"][0] == "done" and _inbox(spool)["S2"][0] == "failed"
+
+
+def test_a_failed_batch_comes_back_in_halves_behind_no_one_and_a_row_failing_alone_is_quarantined(
+        spool: sqlite3.Connection) -> None:
+    claimed = ["S1", "S2", "S3", "S4"]
+    assert ledger.flow_failed(spool, claimed, [], "RuntimeError: boom", time.time(), 0.0, 3) == []
+    spool.execute("INSERT INTO inbox (id, received_at, source, provider, event_id, kind, body, state)"
+                  " VALUES ('S5', 9.0, 'forms', 'typeform', 'e5', 'submission', x'7b7d', 'pending')")
+    # Fresh work is claimed without the suspects, however old they are.
+    assert ledger.claim_inbox(spool, 100, "me") == ["S5"]
+    assert ledger.claim_suspects(spool, time.time(), "me") == (["S1", "S2"], [])
+    assert ledger.claim_suspects(spool, time.time(), "me") == (["S3", "S4"], [])
+    ledger.flow_succeeded(spool, ["S3", "S4"], [])
+    assert ledger.flow_failed(spool, ["S1", "S2"], [], "RuntimeError: boom", time.time(), 0.0, 3) == []
+    assert ledger.claim_suspects(spool, time.time(), "me") == (["S1"], [])
+    assert ledger.claim_suspects(spool, time.time(), "me") == (["S2"], [])
+    ledger.flow_succeeded(spool, ["S2"], [])
+    for failure in range(1, 4):
+        quarantined = ledger.flow_failed(spool, ["S1"], [], "RuntimeError: boom", time.time(), 0.0, 3)
+        assert quarantined == ([] if failure < 3 else ["S1"])
+        if failure < 3:
+            assert ledger.claim_suspects(spool, time.time(), "me") == (["S1"], [])
+    letters = {letter.inbox_id: letter.reason for letter in report.dead_letters(spool)}
+    assert letters == {"S1": "quarantined after 3 failed flow runs of it alone: RuntimeError: boom"}
+    rows = {r[0]: r[1:] for r in spool.execute("SELECT id, retry_group, flow_failures FROM inbox")}
+    assert rows["S2"] == rows["S3"] == (None, 0)  # cleared by their successful runs
+    # A replay puts it back as an ordinary row.
+    report.replay(spool, report.dead_letters(spool))
+    assert ledger.claim_inbox(spool, 100, "me") == ["S1"]

@@ -32,7 +32,8 @@ def connector_for(config: HubConfig, source_id: str, provider: str,
     return connectors(source.provider).for_source(source.options) if source else connectors(provider)
 
 
-def normalize_row(config: HubConfig, row: InboxRow, connectors: ConnectorLookup = get_connector) -> Submission:
+def normalize_row(config: HubConfig, row: InboxRow,
+                  connectors: ConnectorLookup = get_connector) -> Submission:
     if row.kind == "fetched":  # already normalized when its notification was expanded
         return Submission.model_validate_json(row.body)
     connector = connector_for(config, row.source, row.provider, connectors)
@@ -77,8 +78,9 @@ def plan_submissions(config: HubConfig, submissions: dict[str, Submission], fail
             result = plan(config, stored, condition)
         except Exception as exc:  # noqa: BLE001 - one submission's failure is its own dead letter
             failed[inbox_id] = f"cannot be routed: {type(exc).__name__}: {exc}"
-            log.warning("submission not routable", extra={"event": "unroutable", "id": inbox_id,
-                                                          "source": submission.source, "error": type(exc).__name__})
+            log.warning("submission not routable",
+                        extra={"event": "unroutable", "id": inbox_id, "source": submission.source,
+                               "error": type(exc).__name__})
             continue
         routed[inbox_id] = (data, result.deliveries)
         if result.errors:

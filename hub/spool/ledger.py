@@ -127,7 +127,8 @@ def has_work(conn: sqlite3.Connection, now: float) -> bool:
 
 def pending_count(conn: sqlite3.Connection) -> int:
     return conn.execute(
-        "SELECT count(*) FROM inbox WHERE state='pending' AND coalesce(not_before, 0) <= ? AND retry_group IS NULL",
+        "SELECT count(*) FROM inbox WHERE state='pending' AND coalesce(not_before, 0) <= ?"
+        " AND retry_group IS NULL",
         (time.time(),),
     ).fetchone()[0]
 
@@ -166,7 +167,8 @@ def claim_due(conn: sqlite3.Connection, now: float, limit: int) -> list[tuple[st
     return [(r[0], r[1]) for r in rows]
 
 
-def claim_suspects(conn: sqlite3.Connection, now: float, owner: str) -> tuple[list[str], list[tuple[str, str]]]:
+def claim_suspects(conn: sqlite3.Connection, now: float, owner: str,
+                   ) -> tuple[list[str], list[tuple[str, str]]]:
     """One group of due suspects of failed flow runs: submissions, else deliveries.
 
     The smallest group size first, then the oldest: a failed batch of N comes back as two
@@ -225,17 +227,18 @@ def flow_failed(conn: sqlite3.Connection, inbox_ids: list[str], deliveries: list
             if failures is not None and failures[0] >= quarantine_after:
                 reason = f"quarantined after {failures[0]} failed flow runs of it alone: {error}"
                 if inbox_ids:
-                    conn.execute("UPDATE inbox SET state='failed', error=?, claimed_by=NULL, retry_group=NULL,"
-                                 " updated_at=? WHERE id=? AND state='claimed'", (reason, now, inbox_ids[0]))
+                    conn.execute("UPDATE inbox SET state='failed', error=?, claimed_by=NULL,"
+                                 " retry_group=NULL, updated_at=? WHERE id=? AND state='claimed'",
+                                 (reason, now, inbox_ids[0]))
                 else:
-                    conn.execute("UPDATE deliveries SET status='dead', last_error=?, retry_group=NULL, updated_at=?"
-                                 " WHERE inbox_id=? AND destination=? AND status='sending'",
+                    conn.execute("UPDATE deliveries SET status='dead', last_error=?, retry_group=NULL,"
+                                 " updated_at=? WHERE inbox_id=? AND destination=? AND status='sending'",
                                  (reason, now, *deliveries[0]))
                     _settle(conn, [deliveries[0][0]], now)
                 quarantined.append("/".join(args))
         conn.executemany(
-            "UPDATE inbox SET state='pending', claimed_by=NULL, retry_group=?, not_before=?, error=?, updated_at=?"
-            " WHERE id=? AND state='claimed'",
+            "UPDATE inbox SET state='pending', claimed_by=NULL, retry_group=?, not_before=?, error=?,"
+            " updated_at=? WHERE id=? AND state='claimed'",
             [(group, now + backoff, f"flow run failed: {error}", now, i) for i in inbox_ids],
         )
         conn.executemany(
@@ -255,13 +258,15 @@ def flow_failed(conn: sqlite3.Connection, inbox_ids: list[str], deliveries: list
 def flow_succeeded(conn: sqlite3.Connection, inbox_ids: list[str], deliveries: list[tuple[str, str]]) -> None:
     """A run that held suspects ended well: they are ordinary rows again."""
     with transaction(conn):
-        conn.executemany("UPDATE inbox SET retry_group=NULL, flow_failures=0 WHERE id=? AND retry_group IS NOT NULL",
-                         [(i,) for i in inbox_ids])
+        conn.executemany(
+            "UPDATE inbox SET retry_group=NULL, flow_failures=0 WHERE id=? AND retry_group IS NOT NULL",
+            [(i,) for i in inbox_ids])
         conn.executemany(
             "UPDATE deliveries SET retry_group=NULL, flow_failures=0"
             " WHERE inbox_id=? AND destination=? AND retry_group IS NOT NULL", deliveries)
         conn.executemany(
-            "UPDATE deliveries SET retry_group=NULL, flow_failures=0 WHERE inbox_id=? AND retry_group IS NOT NULL",
+            "UPDATE deliveries SET retry_group=NULL, flow_failures=0"
+            " WHERE inbox_id=? AND retry_group IS NOT NULL",
             [(i,) for i in inbox_ids])
 
 

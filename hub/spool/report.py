@@ -81,14 +81,15 @@ def replay(conn: sqlite3.Connection, letters: list[DeadLetter]) -> int:
         for letter in letters:
             if letter.destination is None:
                 conn.execute(
-                    "UPDATE inbox SET state='pending', error=NULL, fetch_attempts=0, not_before=NULL, flow_failures=0,"
-                    " retry_group=NULL, updated_at=? WHERE id=? AND state='failed'",
+                    "UPDATE inbox SET state='pending', error=NULL, fetch_attempts=0, not_before=NULL,"
+                    " flow_failures=0, retry_group=NULL, updated_at=? WHERE id=? AND state='failed'",
                     (now, letter.inbox_id),
                 )
                 continue
             conn.execute(
-                "UPDATE deliveries SET status='pending', next_attempt_at=?, first_attempt_at=NULL, flow_failures=0,"
-                " retry_group=NULL, updated_at=? WHERE inbox_id=? AND destination=? AND status='dead'",
+                "UPDATE deliveries SET status='pending', next_attempt_at=?, first_attempt_at=NULL,"
+                " flow_failures=0, retry_group=NULL, updated_at=? WHERE inbox_id=? AND destination=?"
+                " AND status='dead'",
                 (now, now, letter.inbox_id, letter.destination),
             )
             conn.execute("DELETE FROM disabled_destinations WHERE destination=?", (letter.destination,))
