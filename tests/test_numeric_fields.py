@@ -66,7 +66,8 @@ TIMESTAMPED = {
 
 
 @pytest.mark.parametrize("provider", sorted(TIMESTAMPED))
-@pytest.mark.parametrize("digits", ["9" * 20, "1" * 4301, "0" * 5000 + "1", "1" * 100_000])
+@pytest.mark.parametrize("digits", ["9" * 20, "1" * 4301, "0" * 5000 + "1", "1" * 100_000],
+                         ids=["20-digits", "4301-digits", "5001-digits", "100000-digits"])
 def test_a_timestamp_header_of_many_digits_is_a_401_with_a_reason(provider: str, digits: str) -> None:
     header, build = TIMESTAMPED[provider]
     connector = get_connector(provider)
