@@ -6,6 +6,7 @@ request path. Sources: cloud.google.com/pubsub/docs/authenticate-push-subscripti
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 import jwt
@@ -97,7 +98,9 @@ def check_claims(claims: dict[str, Any], options: GoogleFormsPubSubOptions, audi
     if claims.get("email_verified") not in (True, "true"):
         raise VerificationFailed("JWT email is not verified")
     iat, exp, nbf = claims["iat"], claims["exp"], claims.get("nbf", claims["iat"])
-    if not all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in (iat, exp, nbf)):
+    # NaN compares false both ways, so an `exp` of NaN would never expire: finite numbers only.
+    if not all(isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t)
+               for t in (iat, exp, nbf)):
         raise VerificationFailed("JWT time claims are not numbers")
     leeway = options.leeway_seconds
     if now + leeway < max(iat, nbf):

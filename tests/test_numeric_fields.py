@@ -46,7 +46,8 @@ def _standard_webhooks(timestamp: str) -> InboundRequest:
 
 
 def _webflow(timestamp: str) -> InboundRequest:
-    headers = {"content-type": "application/json", "x-webflow-timestamp": timestamp, "x-webflow-signature": "ab"}
+    headers = {"content-type": "application/json", "x-webflow-timestamp": timestamp,
+               "x-webflow-signature": "ab"}
     return InboundRequest("POST", URL, headers, b"{}")
 
 
@@ -83,7 +84,8 @@ def test_a_huge_webhook_timestamp_is_answered_401_by_a_running_hub(tmp_path: Pat
     _, server = start_hub(config, tmp_path / "data")
     try:
         request = _standard_webhooks("1" * 4301)
-        answer = httpx.post(f"{server.url}/hooks/generic", content=request.body, headers=dict(request.headers))
+        answer = httpx.post(f"{server.url}/hooks/generic", content=request.body,
+                            headers=dict(request.headers))
     finally:
         server.stop()
     assert answer.status_code == 401
@@ -121,12 +123,14 @@ def test_nesting_is_bounded_with_a_reason() -> None:
 
 def _typeform(event_id: str, tickets: str) -> InboundRequest:
     fx = json.loads(TYPEFORM["body"])
-    fx["form_response"]["definition"]["fields"].append({"id": "n1", "title": "How many tickets?", "type": "number"})
+    fields = fx["form_response"]["definition"]["fields"]
+    fields.append({"id": "n1", "title": "How many tickets?", "type": "number"})
     fx["form_response"]["answers"].append({"type": "number", "number": "TICKETS", "field": {"id": "n1"}})
     fx["event_id"] = "EVENT_ID"
     body = json.dumps(fx).replace('"TICKETS"', tickets).replace('"EVENT_ID"', event_id).encode()
     signature = "sha256=" + b64(hmac_digest(TYPEFORM["secret"].encode(), body))
-    return InboundRequest("POST", URL, {"content-type": "application/json", "typeform-signature": signature}, body)
+    headers = {"content-type": "application/json", "typeform-signature": signature}
+    return InboundRequest("POST", URL, headers, body)
 
 
 def test_ids_beyond_a_double_stay_distinct_and_float_ids_are_refused() -> None:
@@ -135,7 +139,8 @@ def test_ids_beyond_a_double_stay_distinct_and_float_ids_are_refused() -> None:
     assert typeform.envelope(_typeform("2e999", "1")).event_id == "2e999"
     assert typeform.envelope(_typeform("12345678901234567890123", "1")).event_id == "12345678901234567890123"
     # Parsed, 0.1000000000000000001 and 0.1 are the same float: no id may rest on that.
-    with pytest.raises(UnsupportedPayload, match=r"body.event_id is a number with a fraction or exponent \(0.1\)"):
+    refused = r"body.event_id is a number with a fraction or exponent \(0.1\)"
+    with pytest.raises(UnsupportedPayload, match=refused):
         typeform.envelope(_typeform("0.1000000000000000001", "1"))
 
 
@@ -193,5 +198,6 @@ routes:
     lines = [json.loads(line) for line in (tmp_path / "data" / "deliveries.jsonl").read_text().splitlines()]
     delivered = {line["event_id"]: line for line in lines}
     assert sorted(delivered) == ["1e999", "2e999"] and len(lines) == 2
-    tickets = {e: {a["label"]: a["value"] for a in line["answers"]}["How many tickets?"] for e, line in delivered.items()}
+    tickets = {event: {a["label"]: a["value"] for a in line["answers"]}["How many tickets?"]
+               for event, line in delivered.items()}
     assert tickets == {"1e999": "1e999", "2e999": "NaN"}
