@@ -3,8 +3,9 @@
 `verify` may raise only VerificationFailed (the receiver answers 401; anything else was a 500 with a
 traceback), `envelope` only UnsupportedPayload (the request is then stored on its body hash), and
 `normalize` only UnsupportedPayload (a dead letter with the reason; anything else is a connector bug).
-An envelope's dedupe key must be storable text, and a Submission must hold no number that turns into
-`null` or "inf" on its way out (connectors/_answers.py `parse_json` says how numbers are kept).
+An envelope's dedupe key must be storable text, and a Submission must encode to JSON (as the pipeline
+stores it) holding no number that turns into `null` or "inf" on its way out (connectors/_answers.py
+`parse_json` says how numbers are kept).
 
 Two kinds of input per connector: requests built from nothing (random bytes, text, JSON of random
 shapes with huge numbers, NaN, lone surrogates, deep nesting; form and multipart fields; the
@@ -151,6 +152,12 @@ def check_request(case: Case, request: InboundRequest, now: float = NOW) -> None
     else:
         assert isinstance(submission, Submission)
         _assert_numbers_survive(submission.model_dump())
+        _, text = submission.to_json()  # what the pipeline stores and sends: it must encode
+        json.loads(text, parse_constant=_not_json)  # as standard JSON, without NaN or Infinity
+
+
+def _not_json(constant: str) -> None:
+    raise AssertionError(f"{constant} in a Submission's JSON")
 
 
 def _assert_numbers_survive(value: Any) -> None:
