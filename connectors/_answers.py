@@ -263,7 +263,7 @@ def instant(value: object, where: str, fallback: datetime) -> datetime:
         raise UnsupportedPayload(f"{where} is not an ISO 8601 string")
     try:
         return parse_instant(value)
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: 9999-12-31T23:59-01:00 is past year 9999 in UTC
         raise UnsupportedPayload(f"{where} is not an ISO 8601 instant: {value[:40]!r}") from None
 
 

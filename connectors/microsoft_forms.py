@@ -77,7 +77,7 @@ def _submitted_at(value: object, fallback: datetime) -> datetime:
         raise UnsupportedPayload("body.submitted_at is not a string")
     try:
         return parse_instant(value)
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: an offset that moves it out of years 1-9999
         pass
     try:
         return datetime.strptime(value.strip(), _US_TIME).replace(tzinfo=UTC)

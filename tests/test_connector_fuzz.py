@@ -200,7 +200,9 @@ TEXTS = st.one_of(
     st.text(max_size=40),
     st.sampled_from(SURROGATE_TEXT),
     st.sampled_from(HUGE_DIGITS + ["", " ", "[", "[]", "[1e999]", '["a",', '[{"link":1e999}]', "2026-13-45",
-                                   "2026-01-01T00:00:00Z", "ada@example.org", "\x00", "q1_x"]),
+                                   "2026-01-01T00:00:00Z", "9999-12-31T23:59:59-23:59",
+                                   "0001-01-01T00:00+01:00",
+                                   "ada@example.org", "\x00", "q1_x"]),
     st.sampled_from(RAW_TOKENS[:12]),
     st.builds(lambda n: "[" * n + "]" * n, st.integers(0, 3000)),
 )
@@ -314,7 +316,7 @@ def mutate_json(draw: st.DrawFn, value: Any) -> Any:
 
 
 def mutate_text(draw: st.DrawFn, text: str) -> str:
-    """A field's new text: random, or if it holds JSON (Jotform's rawRequest, Wufoo's structures) mutated JSON."""
+    """A field's new text: random, or if it holds JSON (Jotform's rawRequest, Wufoo's structures), mutated."""
     try:
         parsed = json.loads(text)
     except (ValueError, RecursionError):  # RecursionError depends on the stack: never let it steer a draw

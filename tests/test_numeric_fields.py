@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -20,7 +21,14 @@ from connectors import _answers as A
 from connectors import get_connector
 from connectors._hashing import hmac_digest
 from connectors._schemes import b64, sign_standard_webhooks
-from connectors.base import Envelope, InboundRequest, UnsupportedPayload, VerificationFailed, dedupe_key
+from connectors.base import (
+    Envelope,
+    InboundRequest,
+    NormalizeContext,
+    UnsupportedPayload,
+    VerificationFailed,
+    dedupe_key,
+)
 from connectors.hubspot import sign_v3
 from tests.harness import PROVIDER_FIXTURES, load_fixture, start_hub, wait_for
 
@@ -152,6 +160,27 @@ def test_a_dedupe_key_with_a_lone_surrogate_is_storable_and_its_own() -> None:
     conn.execute("CREATE TABLE t (k TEXT UNIQUE)")
     conn.executemany("INSERT INTO t VALUES (?)", [(first,), (second,)])
     assert dedupe_key(typeform, Envelope(event_id="Renée 😀")) == "Renée 😀"
+
+
+def _hubspot_at(timestamp: object) -> dict:
+    submission = {"conversion-id": "c", "form-id": "f", "timestamp": timestamp}
+    return {"properties": {}, "form-submissions": [submission]}
+
+
+@pytest.mark.parametrize(("provider", "body", "reason"), [
+    ("typeform", {"event_id": "e1", "form_response": {"submitted_at": "9999-12-31T23:59:59-23:59"}},
+     "is not an ISO 8601 instant"),
+    ("standard_webhooks", {"type": "x", "data": {"submitted_at": "0001-01-01T00:00:00+01:00"}},
+     "is not an ISO 8601 instant"),
+    ("hubspot", _hubspot_at(9 * 10**14), "not a time a computer calendar holds"),  # year ~30,000
+    ("hubspot", _hubspot_at("1" * 5000), "not an epoch-milliseconds number"),
+], ids=["typeform-past-9999", "standard-webhooks-before-1", "hubspot-year-30000", "hubspot-5000-digits"])
+def test_times_out_of_a_calendar_are_unsupported_payloads(provider: str, body: dict, reason: str) -> None:
+    raw = json.dumps(body).encode()
+    headers = {"content-type": "application/json", "webhook-id": "msg_1"}
+    context = NormalizeContext(submission_id="s", source="x", received_at=datetime.fromtimestamp(NOW, UTC))
+    with pytest.raises(UnsupportedPayload, match=reason):
+        get_connector(provider).normalize(InboundRequest("POST", URL, headers, raw), context)
 
 
 def _state(spool: Path, inbox_id: str) -> str | None:
