@@ -106,9 +106,6 @@ MAX_DEPTH = 100
 """Deepest nesting of objects and lists a JSON body or field may have. Real webhooks nest a few
 levels; a deeper value could not be stored (pydantic stops serializing at ~255 levels) nor
 printed (json.dumps recurses in C), so it is refused while parsing, with a message saying so."""
-MAX_INT_DIGITS = 4300
-"""Longest integer kept as an int: Python's own limit (`sys.get_int_max_str_digits()`) for turning
-text into an int and back, beyond which `int()` and `str()` raise."""
 
 
 def has_long_digit_run(body: bytes) -> bool:
@@ -150,7 +147,7 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
 def parse_json(raw: bytes | str, what: str = "body") -> Any:
     """JSON `raw` (a body, or a field holding JSON text) by json's rules, with numbers kept as sent.
 
-    An integer is exact (up to MAX_INT_DIGITS digits) and any other number a float (rounded
+    An integer is exact (up to Python's limit, 4,300 digits) and any other number a float (rounded
     as floats are: 1e-999 is 0.0), except those a float cannot hold, which stay the text that
     was sent (a string): beyond a double's range (1e999 would be inf), the non-JSON
     NaN/Infinity/-Infinity (json accepts them), and an integer too long for Python. So no
@@ -172,7 +169,10 @@ def parse_json(raw: bytes | str, what: str = "body") -> Any:
 
 
 def _int_or_text(text: str) -> int | str:
-    return int(text) if len(text) <= MAX_INT_DIGITS else text
+    try:
+        return int(text)
+    except ValueError:  # beyond sys.get_int_max_str_digits(); str() of such an int would raise too
+        return text
 
 
 def _float_or_text(text: str) -> float | str:
