@@ -73,6 +73,8 @@ async def fetch_details(config: HubConfig, conn: sqlite3.Connection, rows: dict[
                 continue
             del submissions[inbox_id]
             await _fetch_one(config, conn, row, connector, submission, submissions, failed)
+        except sqlite3.OperationalError:  # the spool (locked, full), not this row: the run fails and is retried
+            raise
         except Exception as exc:  # noqa: BLE001 - a connector bug is this row's dead letter
             submissions.pop(inbox_id, None)
             failed[inbox_id] = f"could not complete it from the provider's API: {type(exc).__name__}: {exc}"
