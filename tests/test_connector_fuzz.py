@@ -139,8 +139,8 @@ def check_request(case: Case, request: InboundRequest, now: float = NOW) -> None
         pass
     try:
         envelope = case.connector.envelope(request)
-    except UnsupportedPayload:
-        pass
+    except UnsupportedPayload as exc:
+        str(exc).encode("utf-8")  # the receiver stores it as the request's note
     else:
         assert envelope.kind in ("submission", "test", "ignored")
         dedupe_key(case.connector, envelope).encode("utf-8")  # SQLite stores it as UTF-8 text
@@ -148,7 +148,7 @@ def check_request(case: Case, request: InboundRequest, now: float = NOW) -> None
     try:
         submission = case.connector.normalize(request, _context())
     except UnsupportedPayload as exc:
-        assert str(exc)  # the dead letter's reason
+        assert str(exc).encode("utf-8")  # the dead letter's reason, stored in SQLite
     else:
         assert isinstance(submission, Submission)
         _assert_numbers_survive(submission.model_dump())
