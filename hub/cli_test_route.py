@@ -186,6 +186,7 @@ def cmd_test_route(args: argparse.Namespace) -> int:
             submission = submission_from_spool(Path(args.data_dir), args.id, config)
         else:
             raise TestRouteError("say what to render: --fixture FILE or --id SUBMISSION_ID")
+        submission, _ = submission.to_json()  # as the pipeline stores it: lone surrogates as U+FFFD
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 1

@@ -105,3 +105,21 @@ def test_every_destination_type_renders_its_request(tmp_path: Path, capsys) -> N
     assert "POST https://api.hubapi.com/crm/v3/objects/contacts/batch/upsert" in sections["d-hubspot (hubspot)"]
     assert "/services/data/" in sections["d-salesforce (salesforce)"]
     assert "api.pipedrive.com" in sections["d-pipedrive (pipedrive)"]
+
+
+def test_a_lone_surrogate_is_shown_as_the_pipeline_sends_it(tmp_path: Path, capsys) -> None:
+    """JSON.stringify cut an emoji in half: the pipeline sends U+FFFD, so test-route shows it too."""
+    fixture = json.loads(FIXTURE.read_text(encoding="utf-8"))
+    assert '"Ren\\u00e9e' not in fixture["body"]
+    fixture["body"] = fixture["body"].replace("Renée", "Ren\\ud83d", 1)
+    assert "\\ud83d" in fixture["body"]
+    cut = tmp_path / "cut_emoji.json"
+    cut.write_text(json.dumps(fixture), encoding="utf-8")
+    config = tmp_path / "connectors.yaml"
+    config.write_text(CONFIG.replace("when: \"answers['How many tickets?'] > 5\"", ""), encoding="utf-8")
+    assert cli(["test-route", "leads", "--fixture", str(cut), "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    crm = out.split("=== crm (webhook) — not sent\n", 1)[1].split("=== out", 1)[0]
+    sent = json.loads(crm.split("\n\n", 1)[1])
+    assert "Ren\ufffd" in json.dumps(sent, ensure_ascii=False)
+    assert "cannot render" not in out

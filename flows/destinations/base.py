@@ -111,7 +111,7 @@ class DeliveryItem:
     def submission_json(self) -> bytes:
         """The Submission's public JSON (compact, UTF-8): as stored, or encoded from the model."""
         if self._json is None:
-            self._json = self.submission.model_dump_json()
+            self._json = self.submission.to_json()[1]  # lone surrogates as U+FFFD
         return self._json.encode("utf-8")
 
     def replace(self, **changes: Any) -> DeliveryItem:
