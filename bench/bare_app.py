@@ -25,4 +25,5 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
-    uvicorn.Server(uvicorn_config(app, "127.0.0.1", args.port)).run()
+    # Stock uvicorn (httptools), as a bare endpoint is served: not the hub's edge protocol.
+    uvicorn.Server(uvicorn_config(app, "127.0.0.1", args.port, http="httptools")).run()

@@ -46,4 +46,5 @@ if __name__ == "__main__":
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="hookhub-bare-sqlite-") as tmp:
         app = make_app(args.db or Path(tmp) / "bare.db")
-        uvicorn.Server(uvicorn_config(app, "127.0.0.1", args.port)).run()
+        # Stock uvicorn (httptools), as a naive endpoint is served: not the hub's edge protocol.
+        uvicorn.Server(uvicorn_config(app, "127.0.0.1", args.port, http="httptools")).run()
