@@ -1,7 +1,7 @@
 """Provider connectors, one module per provider, found by module name.
 
 The provider id is the module name (and the fixture folder name under
-shared/fixtures/providers/). Modules starting with `_` hold shared helpers.
+tests/fixtures/providers/). Modules starting with `_` hold shared helpers.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Normalization helpers shared by connectors.
 
-Rules followed: ../shared/fixtures/providers/README.md, "How answers are normalised" and the
+Rules followed: tests/fixtures/providers/README.md, "How answers are normalised" and the
 `expect.email` row of the file-format table.
 """
 

@@ -1,8 +1,9 @@
 """Signature schemes shared by several connectors.
 
-Sources: ../shared/reference/providers.md, sections "Standard Webhooks (generic signed JSON)" (spec:
-https://github.com/standard-webhooks/standard-webhooks/blob/main/spec/standard-webhooks.md) and
-"Published test vectors"; ../shared/fixtures/providers/README.md, section "Schemes".
+Sources: the Standard Webhooks spec
+(https://github.com/standard-webhooks/standard-webhooks/blob/main/spec/standard-webhooks.md) and the
+test vector of its reference libraries (checked in tests/test_connector_contract.py);
+tests/fixtures/providers/README.md, section "Schemes".
 
 We implement Standard Webhooks ourselves instead of using the `standardwebhooks` package because
 verification must take an injected clock (`now`: the edge passes its receive time, tests pass a

@@ -1,9 +1,9 @@
 """Cognito Forms "Post JSON data to a website" (Submit Entry / Update Entry endpoints).
 
-Sources: ../shared/reference/providers.md, section "Cognito Forms"
-(cognitoforms.com/support/66/data-integration/webhooks: endpoints, plans, short-lived file links; the
-entry JSON shape is observed, not documented in detail); answer rules from
-../shared/fixtures/providers/README.md ("cognito_forms" row and the `url-token` scheme).
+Sources: Cognito Forms' webhook help page
+(https://www.cognitoforms.com/support/66/data-integration/webhooks: endpoints, plans, short-lived file
+links; the entry JSON shape is observed, not documented in detail); answer rules from
+tests/fixtures/providers/README.md ("cognito_forms" row and the `url-token` scheme).
 
 Cognito signs nothing and cannot add headers, so the webhook URL carries a secret `?token=` that we
 compare in constant time (connectors/_tokens.py). The body is the entry: fields under their internal

@@ -1,10 +1,10 @@
 """Fillout form webhooks.
 
-Sources: ../shared/reference/providers.md, section "Fillout": fillout.com/help/api-reference/create-a-webhook
+Sources: Fillout's docs: https://www.fillout.com/help/api-reference/create-a-webhook
 and .../get-all-submissions (the submission object: submissionId, submissionTime, questions[], calculations[],
 urlParameters[], quiz, documents, scheduling, payments), fillout.com/help/webhook; the `{"submission": ...}`
 wrapper is observed in receiver code (n8n community trigger), sibling `formId`/`formName` are unconfirmed;
-answer rules from ../shared/fixtures/providers/README.md ("fillout" row).
+answer rules from tests/fixtures/providers/README.md ("fillout" row).
 
 Fillout documents no request signature, so the source's secret is a token in the webhook URL query
 (`?token=...`, connectors/_tokens.py). Dedupe key: `submission.submissionId` (Fillout's test/resend

@@ -1,11 +1,12 @@
 """Formstack Forms webhooks (URL-encoded by default, or JSON).
 
-Sources: ../shared/reference/providers.md, section "Formstack (Forms)":
+Sources: Formstack's developer docs (https://developers.formstack.com/docs/webhook-setup and the API
+reference https://developers.formstack.com/reference/createwebhook-1):
 developers.formstack.com/docs/webhook-setup and /docs/webhook-examples (body: field keys, `FormID`,
 `UniqueID`, sub-fields as `key = value` lines when URL-encoded and objects when JSON, "include field type"
 wrapping), the API's create-webhook parameters (`hmac_secret`, `content_type`, `include_field_type`) and,
 from a secondary source only, `X-FS-Signature`; classic `HandshakeKey` echo [2nd]. Answer rules from
-../shared/fixtures/providers/README.md ("formstack" row).
+tests/fixtures/providers/README.md ("formstack" row).
 
 Verification (`auth` option): `signature` (default) = `X-FS-Signature` holding HMAC-SHA256 of the raw body.
 Its text format is unconfirmed (fixtures: `sha256=<hex>`), so `sha256=` is optional and hex or base64 are

@@ -1,9 +1,10 @@
 """Google Forms through hookhub's Apps Script template (docs/providers/google_forms_apps_script.gs).
 
-Sources: ../shared/reference/providers.md, sections "Google Forms", "A. Apps Script `onFormSubmit` →
-`UrlFetchApp`" (developers.google.com/apps-script/reference/forms/form-response; the body and the
-Standard Webhooks signing are hookhub's design) and "Standard Webhooks"; answer rules from
-../shared/fixtures/providers/README.md ("google_forms_apps_script" row).
+Sources: Apps Script's `FormResponse` reference (`onFormSubmit` → `UrlFetchApp`,
+https://developers.google.com/apps-script/reference/forms/form-response; the body and the Standard
+Webhooks signing are hookhub's design) and the Standard Webhooks spec
+(https://github.com/standard-webhooks/standard-webhooks/blob/main/spec/standard-webhooks.md); answer
+rules from tests/fixtures/providers/README.md ("google_forms_apps_script" row).
 
 Body: `{"type": "form.response.submitted", "timestamp", "data": {form_id, form_title, response_id,
 submitted_at, respondent_email, edit_response_url, items: [{item_id, title, type, response}]}}`;

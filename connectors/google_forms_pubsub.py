@@ -1,10 +1,11 @@
 """Google Forms API watches delivered by a Cloud Pub/Sub push subscription, and the responses they announce.
 
-Sources: ../shared/reference/providers.md, section "Google Forms", part "B. Forms API watches → Cloud
-Pub/Sub push" (developers.google.com/workspace/forms/api/guides/push-notifications,
-cloud.google.com/pubsub/docs/authenticate-push-subscriptions, cloud.google.com/pubsub/docs/push,
-.../payload-unwrapping); ../shared/fixtures/providers/README.md (scheme `google-oidc-jwt`; answers
-`{}` for the notification itself); the Forms API reference for fetching (connectors/_google_forms_api.py).
+Sources: Google's docs on Forms API watches and Cloud Pub/Sub push
+(https://developers.google.com/workspace/forms/api/guides/push-notifications,
+https://cloud.google.com/pubsub/docs/authenticate-push-subscriptions,
+https://cloud.google.com/pubsub/docs/push, https://cloud.google.com/pubsub/docs/payload-unwrapping);
+tests/fixtures/providers/README.md (scheme `google-oidc-jwt`; answers `{}` for the notification itself);
+the Forms API reference for fetching (connectors/_google_forms_api.py).
 
 Pub/Sub signs nothing in the body: it sends `Authorization: Bearer <OIDC JWT>` signed by Google
 (RS256). `verify` checks it against the configured key set only (`jwks`) and the injected clock; it

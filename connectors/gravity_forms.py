@@ -1,9 +1,9 @@
 """Gravity Forms Webhooks Add-On (a feed on form submission, Request Body "All Fields").
 
-Sources: ../shared/reference/providers.md, section "Gravity Forms (Webhooks Add-On)"
+Sources: Gravity Forms' documentation
 (docs.gravityforms.com: triggering-webhooks-form-submissions, webhooks-feed-meta, the webhooks
 filters, and creating-entries-with-the-rest-api-v2 for `date_created` being UTC; the entry layout and
-the multi-file JSON string are observed); answer rules from ../shared/fixtures/providers/README.md
+the multi-file JSON string are observed); answer rules from tests/fixtures/providers/README.md
 ("gravity_forms" row and the `header-token` scheme). Partial entries reach a webhook feed only through
 custom code that sets `status` to "partial" (docs.gravityforms.com/gform_partialentries_post_event/).
 

@@ -1,8 +1,11 @@
 """HubSpot form submissions, pushed by a workflow's "Send a webhook" action.
 
-Sources: ../shared/reference/providers.md, section "HubSpot" (knowledge.hubspot.com "how do I use
-webhooks with HubSpot workflows", developers.hubspot.com webhook_information, "Validating requests"
-v3/v2 and the v3 changelog); answer rules from ../shared/fixtures/providers/README.md ("hubspot" row,
+Sources: HubSpot's "how do I use webhooks with HubSpot workflows"
+(https://knowledge.hubspot.com/workflows/how-do-i-use-webhooks-with-hubspot-workflows), webhook information
+(https://developers.hubspot.com/docs/methods/workflows/webhook_information), "Validating requests" v3/v2
+(https://developers.hubspot.com/docs/api/webhooks/validating-requests) and the v3 changelog
+(https://developers.hubspot.com/changelog/introducing-version-3-of-webhook-signatures); answer rules from
+tests/fixtures/providers/README.md ("hubspot" row,
 `expect.email`) and its "Schemes" table (`hubspot-signature-v3`). HubSpot's Python SDK
 (`hubspot/utils/signature.py`) builds the v3 source string the same way: method + URI + body +
 timestamp, HMAC-SHA256 keyed with the app's client secret, base64.

@@ -1,9 +1,10 @@
 """Jotform webhooks (multipart/form-data, one request per submission).
 
-Sources: ../shared/reference/providers.md, section "Jotform": captured requests in Zulip's integration
-fixtures (zerver/webhooks/jotform/fixtures: response.multipart, screenshot_response.multipart,
-response_with_colon_comma_characters.multipart) and the n8n JotForm trigger, both [obs]; answer rules
-from ../shared/fixtures/providers/README.md ("jotform" row).
+Sources: captured requests in Zulip's integration fixtures
+(https://github.com/zulip/zulip/tree/main/zerver/webhooks/jotform/fixtures: response.multipart,
+screenshot_response.multipart, response_with_colon_comma_characters.multipart) and the n8n JotForm trigger
+(https://github.com/n8n-io/n8n/blob/master/packages/nodes-base/nodes/JotForm/JotFormTrigger.node.ts),
+both [obs]; answer rules from tests/fixtures/providers/README.md ("jotform" row).
 
 Jotform signs nothing and posts no submission time: the source's secret is a token in the webhook URL
 query (`?token=...`, connectors/_tokens.py), the receive time stands in for the submission time, and the

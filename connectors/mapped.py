@@ -3,7 +3,7 @@
 The admin says where things are (`event_id: data.id`, `answers: {list: data.fields, ...}`)
 and how requests are authenticated (`verify: {mode: hmac | token | basic | none, ...}`);
 docs/providers/mapped.md is the user's guide, `MappedOptions` the reference. Answer values
-follow ../shared/fixtures/providers/README.md ("Value rules common to all").
+follow tests/fixtures/providers/README.md ("Value rules common to all").
 
 `envelope` and `normalize` take no source, but what they do depends on the source's
 options: they run on `connector.for_source(options)` (a `MappedConnector` holding them). The

@@ -1,8 +1,11 @@
 """Microsoft Forms, pushed by hookhub's Power Automate flow (docs/providers/microsoft_forms.md).
 
-Sources: ../shared/reference/providers.md, section "Microsoft Forms (via Power Automate)" (Microsoft
-Forms connector: trigger "When a new response is submitted", action "Get response details"; Logic
-Apps HTTP action retry policy); answer rules from ../shared/fixtures/providers/README.md
+Sources: the Microsoft Forms connector (trigger "When a new response is submitted", action "Get
+response details",
+https://learn.microsoft.com/en-us/dotnet/api/azure.connectors.sdk.microsoftforms.microsoftformsclient.getformresponsebyidasync)
+and the Logic Apps HTTP action retry policy
+(https://learn.microsoft.com/azure/logic-apps/logic-apps-exception-handling); answer rules from
+tests/fixtures/providers/README.md
 ("microsoft_forms" row, `expect.email`) and its `header-token` scheme.
 
 Microsoft Forms has no webhook and Power Automate cannot sign, so the flow's HTTP action sends a

@@ -1,11 +1,11 @@
 """Paperform webhooks (new submissions; partial submissions are acknowledged and ignored).
 
-Sources: ../shared/reference/providers.md, section "Paperform" (paperform.co/help/articles/
-how-to-use-webhooks: no signature, no custom headers, "Test" re-sends the latest submission; payload
+Sources: Paperform's help article (https://paperform.co/help/articles/how-to-use-webhooks/:
+no signature, no custom headers, "Test" re-sends the latest submission; payload
 ids observed in Activepieces' Paperform piece); the `trigger` key and the partial-submission body
 (`submission_id: null`) are observed in Pipedream's Paperform sources (test events) and Paperform's
 webhook API (`triggers: submission | partial_submission`). Answer rules from
-../shared/fixtures/providers/README.md ("paperform" row and the `url-token` scheme).
+tests/fixtures/providers/README.md ("paperform" row and the `url-token` scheme).
 
 Paperform can neither sign nor add headers, so the webhook URL carries a secret `?token=` compared
 in constant time (connectors/_tokens.py). Value encodings per question type are unconfirmed: values

@@ -1,8 +1,8 @@
 """Generic signed JSON: any sender that signs per Standard Webhooks and sends hookhub's canonical body.
 
-Sources: ../shared/reference/providers.md, section "Standard Webhooks (generic signed JSON)" (spec:
-github.com/standard-webhooks/standard-webhooks, spec/standard-webhooks.md; canonical body is hookhub's
-design); answer rules from ../shared/fixtures/providers/README.md ("standard_webhooks" row).
+Sources: the Standard Webhooks spec
+(https://github.com/standard-webhooks/standard-webhooks/blob/main/spec/standard-webhooks.md; canonical
+body is hookhub's design); answer rules from tests/fixtures/providers/README.md ("standard_webhooks" row).
 
 Body: `{"type": "form.submission.created", "timestamp", "data": {form_id, form_name, submission_id,
 submitted_at, respondent_email, answers: [{label, type, value, key?}], hidden?}}`. `hookhub.ping` is a

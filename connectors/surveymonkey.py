@@ -1,10 +1,10 @@
 """SurveyMonkey webhooks (API v3 callbacks, `response_completed`) and the fetch of their answers.
 
-Sources: ../shared/reference/providers.md, section "SurveyMonkey (`response_completed`)"; the vendor's
+Sources: SurveyMonkey's API v3 docs (https://api.surveymonkey.com/v3/docs#webhooks); the vendor's
 API docs repository (github.com/SurveyMonkey/public_api_docs, includes/_webhooks.md: callback fields,
 `Sm-Apikey`/`Sm-Signature` headers and their Python verification sample, "subscription_url must
 accept a HEAD request and return a 200"; includes/_responses.md, _surveys.md, _questions.md for the
-fetch, see connectors/_surveymonkey_api.py); ../shared/fixtures/providers/README.md (scheme
+fetch, see connectors/_surveymonkey_api.py); tests/fixtures/providers/README.md (scheme
 `surveymonkey-hmac-sha1`; answers `{}` for the callback itself).
 
 The callback is thin: ids only, no answers. `normalize` yields a Submission without answers and puts

@@ -1,8 +1,8 @@
 """Tally webhooks (`FORM_RESPONSE`).
 
-Sources: ../shared/reference/providers.md, section "Tally" (tally.so/help/webhooks,
-developers.tally.so webhook API; option-id values and CHECKBOXES sub-fields observed in receiver
-code); answer rules from ../shared/fixtures/providers/README.md ("tally" row).
+Sources: Tally's docs (https://tally.so/help/webhooks, webhook API:
+https://developers.tally.so/api-reference/endpoint/webhooks/post; option-id values and CHECKBOXES
+sub-fields observed in receiver code); answer rules from tests/fixtures/providers/README.md ("tally" row).
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
 """Typeform webhooks (`form_response`).
 
-Sources: ../shared/reference/providers.md, section "Typeform" (typeform.com/developers/webhooks:
-example payload, "secure your webhooks", create-or-update webhook); answer rules from
-../shared/fixtures/providers/README.md ("typeform" row).
+Sources: Typeform's webhook documentation: example payload
+(https://www.typeform.com/developers/webhooks/example-payload/), "secure your webhooks"
+(https://www.typeform.com/developers/webhooks/secure-your-webhooks/), create-or-update webhook
+(https://www.typeform.com/developers/webhooks/reference/create-or-update-webhook/); answer rules from
+tests/fixtures/providers/README.md ("typeform" row).
 """
 
 from __future__ import annotations

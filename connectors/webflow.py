@@ -1,11 +1,11 @@
 """Webflow webhooks (`form_submission` trigger, Data API v2 body).
 
-Sources: ../shared/reference/providers.md, section "Webflow (`form_submission`)":
-developers.webflow.com/data/docs/working-with-webhooks (headers, example body, signature over
-`{x-webflow-timestamp}:{raw body}`, 5-minute window), .../reference/webhooks/events/form-submission
+Sources: Webflow's developer documentation:
+https://developers.webflow.com/data/docs/working-with-webhooks (headers, example body, signature
+over `{x-webflow-timestamp}:{raw body}`, 5-minute window), .../reference/webhooks/events/form-submission
 (payload fields), .../v1.0.0/docs/verifying-webhook-signatures ("Webhooks created via a site's dashboard
 or with a Site's API Key will not include request signatures"); answer rules from
-../shared/fixtures/providers/README.md ("webflow" row and the `webflow-hmac-sha256` scheme).
+tests/fixtures/providers/README.md ("webflow" row and the `webflow-hmac-sha256` scheme).
 
 Because dashboard-made webhooks are unsigned, a source may set `auth: url-token` and carry a token in
 the URL query instead (connectors/_tokens.py); the signed scheme stays the default.

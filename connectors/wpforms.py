@@ -1,10 +1,10 @@
 """WPForms Webhooks addon (a request per submission, body mapped by the site admin).
 
-Sources: ../shared/reference/providers.md, section "WPForms (Webhooks addon)" — no WPForms
+Sources: none from the vendor — no WPForms
 documentation was available, so everything here is the addon's generally known settings (request URL,
 method, JSON or FORM format, custom request headers, a Request Body table mapping keys to fields or
 smart tags) plus hookhub's recommended mapping [design]; answer rules from
-../shared/fixtures/providers/README.md ("wpforms" row and the `header-token` scheme).
+tests/fixtures/providers/README.md ("wpforms" row and the `header-token` scheme).
 
 The addon signs nothing: the admin adds a request header `X-Hookhub-Token: <secret>` (or
 `Authorization: Bearer <secret>`), compared in constant time (connectors/_tokens.py). The recommended

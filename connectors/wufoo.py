@@ -1,9 +1,9 @@
 """Wufoo webhooks (one form-encoded POST per new entry).
 
-Sources: ../shared/reference/providers.md, section "Wufoo" (github.com/wufoo/docs
-source/includes/_webhooks.md: `handshakeKey` and `metadata` parameters; field layout observed in
-n8n's Wufoo trigger); answer rules from ../shared/fixtures/providers/README.md ("wufoo" row and the
-`handshake-key-body` scheme).
+Sources: Wufoo's API docs (https://github.com/wufoo/docs/blob/master/source/includes/_webhooks.md:
+`handshakeKey` and `metadata` parameters; field layout observed in n8n's Wufoo trigger,
+https://github.com/n8n-io/n8n/blob/master/packages/nodes-base/nodes/Wufoo/WufooTrigger.node.ts); answer
+rules from tests/fixtures/providers/README.md ("wufoo" row and the `handshake-key-body` scheme).
 
 Wufoo signs nothing. The only proof of origin is the webhook's Handshake Key, which Wufoo echoes in
 the body as `HandshakeKey`; we compare it in constant time with every configured secret. It travels

@@ -44,7 +44,7 @@ def _route(config: HubConfig, name: str) -> RouteConfig:
 
 
 def submission_from_fixture(path: Path, config: HubConfig, route: RouteConfig) -> Submission:
-    """A provider fixture (shared/fixtures format) normalized by its connector, or a Submission JSON file."""
+    """A fixture (tests/fixtures/providers/ format) normalized by its connector, or a Submission JSON file."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:

@@ -1,7 +1,8 @@
 """`hubspot` destination: recorded answers, exact requests, per-contact judgement, the token's budget, config.
 
-Fixtures: ../shared/fixtures/destinations/hubspot/*.json, replayed with respx; the retry class of each
-case is the one in shared/reference/destinations.md §2.2-§2.4. Time is virtual: the Pacer runs on a fake
+Fixtures: tests/fixtures/destinations/hubspot/*.json, replayed with respx; the retry class of each
+case is HubSpot's (batch answers, rate limits, error handling: docs/destinations/hubspot.md, "How answers
+are classified" and "Sources"). Time is virtual: the Pacer runs on a fake
 clock whose sleep advances it, so nothing here waits for real.
 """
 
@@ -140,7 +141,7 @@ EXPECTED: dict[str, tuple[str, list[str], dict[str, str]]] = {
     "rate_limit_ten_secondly_429": ("upsert", [ADA, GRACE], {ADA: "delivered", GRACE: "delivered"}),
     "rate_limit_daily_429": ("upsert", [ADA], {ADA: "retry"}),
     "bad_gateway_502": ("upsert", [ADA], {ADA: "retry"}),
-    # The Forms API's answers (§2.5), which this destination never calls: from the upsert endpoint
+    # The Forms API's answers, which this destination never calls: from the upsert endpoint
     # they are answers without per-contact results (200) or a plain refusal (400).
     "forms_submit_200": ("upsert", [ADA], {ADA: "failed"}),
     "forms_submit_400": ("upsert", [ADA], {ADA: "failed"}),
@@ -148,7 +149,7 @@ EXPECTED: dict[str, tuple[str, list[str], dict[str, str]]] = {
 
 
 def _rule(status: int) -> str | None:
-    """For a case added later: the reference's retry classes (§2.4); None = cannot tell from the status."""
+    """For a case added later: HubSpot's documented retry classes; None = cannot tell from the status."""
     if status in (423, 429, 477):
         return "delivered"  # waited out inline, then FakeHubSpot accepts the resend
     if status >= 500:

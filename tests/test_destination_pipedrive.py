@@ -1,8 +1,8 @@
 """`pipedrive` destination: recorded answers, exact requests, no duplicate on retry, rate limits, config.
 
-Fixtures: ../shared/fixtures/destinations/pipedrive/*.json, replayed with respx at the step of the
+Fixtures: tests/fixtures/destinations/pipedrive/*.json, replayed with respx at the step of the
 find-or-create sequence they answer; the retry class of each case follows
-shared/reference/destinations.md §4 ("Retry classes": 429 and 5xx retry; 400/401/403/404/410 do not).
+docs/destinations/pipedrive.md ("Sources", retry classes: 429 and 5xx retry; 400/401/403/404/410 do not).
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ def test_fixture_folder_is_there() -> None:
 def test_recorded_answer_is_classified(path: Path) -> None:
     case = path.stem
     status = json.loads(path.read_text())["status"]
-    # A case added later without an entry above answers the lead step; judged by §4's status rule.
+    # A case added later without an entry above answers the lead step; judged by the documented status rule.
     rule = "delivered" if status < 300 else "retry" if status == 429 or status >= 500 else "failed"
     step, expected, remote_id, wait, part = EXPECTED.get(case, ("lead", rule, None, None, None))
     pacer, _ = fake_pacer()

@@ -1,9 +1,9 @@
 """`postmark` destination: recorded answers (single and batch), per-item verdicts, exact requests,
 rate limits on virtual time, config.
 
-Fixtures: ../shared/fixtures/destinations/postmark/*.json, every file replayed with respx: an
+Fixtures: tests/fixtures/destinations/postmark/*.json, every file replayed with respx: an
 object body answers POST /email for one item, an array answers POST /email/batch for as many
-items as it has results. Retry classes: shared/reference/destinations.md §5.4 (retry 429, 500,
+items as it has results. Retry classes: Postmark's, per docs/destinations/postmark.md (retry 429, 500,
 503 and ErrorCode 100; permanent 401, 422, including ErrorCode 406 inactive recipient).
 """
 
@@ -70,7 +70,7 @@ def deliver(items: list[DeliveryItem], cfg: PostmarkConfig | None = None, pacer:
 
 
 def by_rule(result: Any, status: int) -> str:
-    """The reference's rule for a case added later without an entry above."""
+    """The documented rule (docs/destinations/postmark.md) for a case added later without an entry above."""
     code = result.get("ErrorCode") if isinstance(result, dict) else None
     if status == 429 or status >= 500 or code in (100, 429):
         return "retry"

@@ -1,7 +1,8 @@
 """`salesforce` destination: recorded answers, exact requests, per-record results, org budget, config.
 
-Fixtures: ../shared/fixtures/destinations/salesforce/*.json, replayed with respx; the retry class
-of each case follows shared/reference/destinations.md §3 ("Retry classes", "Duplicates", "Limits").
+Fixtures: tests/fixtures/destinations/salesforce/*.json, replayed with respx; the retry class
+of each case follows docs/destinations/salesforce.md ("How answers are classified"; retry classes,
+duplicates and limits with their sources under "Sources").
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ FIXTURES = DESTINATION_FIXTURES / "salesforce"
 CASES = sorted(FIXTURES.glob("*.json"))
 LEAD_ID = "00Q5g00000A1b2CEAR"
 # What each recorded answer means: (records in the request, statuses, remote ids, retry_after, reason part).
-# Two records go to the collection upsert, one to the single-record upsert (§3).
+# Two records go to the collection upsert, one to the single-record upsert.
 EXPECTED: dict[str, tuple[int, list[str], list[str | None], float | None, str | None]] = {
     "lead_create_201": (1, ["delivered"], [LEAD_ID], None, None),
     "lead_upsert_created_201": (1, ["delivered"], [LEAD_ID], None, None),
@@ -114,7 +115,7 @@ def test_fixture_folder_is_there() -> None:
 def test_recorded_answer_is_classified(path: Path) -> None:
     case = path.stem
     status = json.loads(path.read_text())["status"]
-    # A case added later without an entry above is judged by the reference's status rule.
+    # A case added later without an entry above is judged by the documented status rule.
     rule = "delivered" if status < 300 else "retry" if status >= 500 else "failed"
     count, statuses, remote_ids, wait, part = EXPECTED.get(case, (1, [rule], [None], None, None))
     pacer, _ = fake_pacer()
@@ -198,7 +199,7 @@ def test_golden_single_record_upsert() -> None:
     assert own_headers(request) == EXPECTED_HEADERS
     assert request.headers["authorization"] == f"Bearer {TOKEN}"
     assert request.extensions["timeout"]["read"] == 30.0
-    # The value is in the path; the body must not repeat it (§3 "Upsert by external ID").
+    # The value is in the path; the body must not repeat it (upsert by external ID).
     assert json.loads(request.content) == LEAD
 
 

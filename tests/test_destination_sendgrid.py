@@ -1,8 +1,8 @@
 """`sendgrid` destination: recorded answers, exact request, rate limits on virtual time, config.
 
-Fixtures: ../shared/fixtures/destinations/sendgrid/*.json, every file replayed with respx; the
-retry class of each case is the one in shared/reference/destinations.md §5.2 (retry 429, 500, 503;
-permanent 400, 401, 403, 413).
+Fixtures: tests/fixtures/destinations/sendgrid/*.json, every file replayed with respx; the
+retry class of each case is SendGrid's, as docs/destinations/sendgrid.md states and cites it (retry
+429, 500, 503; permanent 400, 401, 403, 413).
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def test_fixture_folder_is_there() -> None:
 @pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
 def test_recorded_answer_is_classified(path: Path) -> None:
     status = json.loads(path.read_text())["status"]
-    # A case added later is judged by the reference's rule: 429 and 5xx retry, other non-2xx fail.
+    # A case added later is judged by the documented rule: 429 and 5xx retry, other non-2xx fail.
     rule = "delivered" if status == 202 else "retry" if status == 429 or status >= 500 else "failed"
     expected, wait = EXPECTED.get(path.stem, (rule, None))
     pacer, _ = fake_pacer()

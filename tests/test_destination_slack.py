@@ -1,8 +1,9 @@
 """`slack` destination: recorded answers, exact request body, Block Kit limits, pacing, config.
 
-Fixtures: ../shared/fixtures/destinations/slack_webhook/*.json (incoming webhook) and
+Fixtures: tests/fixtures/destinations/slack_webhook/*.json (incoming webhook) and
 slack_chat_postmessage/*.json (Web API), replayed with respx; the retry class of each case is the
-one in shared/reference/destinations.md §1.1 and §1.2.
+one Slack documents for incoming webhooks and chat.postMessage (docs/destinations/slack.md, "How
+answers are classified" and "Sources").
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ TOKEN = "SECRETtoken0000000000000"
 LINK = "https://hub.example.com/submissions/sub_01JD4X3T0M9R8Q"
 SLACK_FIXTURES = DESTINATION_FIXTURES / "slack_webhook"
 CASES = sorted(SLACK_FIXTURES.glob("*.json"))
-# The conclusion each recorded case demands (reference §1.1: 429/5xx transient, other 4xx permanent).
+# The conclusion each recorded case demands (incoming webhooks: 429/5xx transient, other 4xx permanent).
 EXPECTED = {
     "ok": "delivered",
     "rate_limited": "retry",
@@ -103,7 +104,7 @@ def test_fixture_folder_is_there() -> None:
 def test_recorded_answer_is_classified(path: Path) -> None:
     case = path.stem
     status = json.loads(path.read_text())["status"]
-    # A case added later without an entry above is judged by the reference's status rule.
+    # A case added later without an entry above is judged by the documented status rule.
     expected = EXPECTED.get(case) or ("retry" if status == 429 or status >= 500 else "failed")
     pacer, _ = fake_pacer()
     with respx.mock(assert_all_called=True) as router:
@@ -293,7 +294,7 @@ def test_every_message_stays_within_slack_limits(changes: dict[str, Any]) -> Non
 
 
 def assert_within_slack_limits(message: dict[str, Any]) -> None:
-    """shared/reference/destinations.md §1.3, checked independently of the renderer."""
+    """Slack's Block Kit limits (docs/destinations/slack.md, Sources), checked apart from the renderer."""
 
     def size(text: str) -> int:
         return len(text.encode("utf-16-le")) // 2
@@ -465,7 +466,7 @@ def test_posts_to_a_real_loopback_server() -> None:
     assert json.loads(body)["blocks"][0] == header
 
 
-# === Web API: token + channel, chat.postMessage / chat.update (reference §1.2) =================
+# === Web API: token + channel, chat.postMessage / chat.update (Slack's Web API) ==============
 
 XOXB = "xoxb-0000000000-1111111111111-SECRETbotTOKENxyz0000000"
 CHANNEL = "C0123456789"
@@ -473,7 +474,7 @@ POST_URL = "https://slack.com/api/chat.postMessage"
 UPDATE_URL = "https://slack.com/api/chat.update"
 API_FIXTURES = DESTINATION_FIXTURES / "slack_chat_postmessage"
 API_CASES = sorted(API_FIXTURES.glob("*.json"))
-# The conclusion each recorded case demands (reference §1.2 "Retryable" / "Permanent").
+# The conclusion each recorded case demands (chat.postMessage: retryable / permanent errors).
 API_EXPECTED = {
     "ok": "delivered",
     "ok_with_warning": "delivered",
@@ -504,7 +505,7 @@ def slack_error(code: str, status: int = 200, **headers: str) -> httpx.Response:
 
 
 def expected_class(recorded: dict[str, Any]) -> str:
-    """For a case added later without an entry above: the reference's rule."""
+    """For a case added later without an entry above: the documented rule."""
     status, body = recorded["status"], recorded["body"]
     if status == 429 or status >= 500:
         return "retry"

@@ -1,9 +1,9 @@
 """`smtp` destination: real mail to a real local SMTP server (aiosmtpd on 127.0.0.1), reply
 classes, session handling, test-route injection, pacing on virtual time, mapping, config.
 
-No SMTP answers are recorded in shared/fixtures (reference §5.1: "point aiosmtplib at a local
-aiosmtpd server"), so the server's replies are produced by aiosmtpd handlers here; the classes
-follow shared/reference/destinations.md §5.1 (RFC 5321: 4yz transient, 5yz permanent).
+No SMTP answers are recorded in tests/fixtures (a local aiosmtpd server stands in for the mail
+server), so the server's replies are produced by aiosmtpd handlers here; the classes follow
+RFC 5321 §4.2.1 (https://www.rfc-editor.org/rfc/rfc5321#section-4.2.1: 4yz transient, 5yz permanent).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """`webhook` destination: recorded answers, Standard Webhooks signing, Retry-After, concurrency, config.
 
-Fixtures: ../shared/fixtures/destinations/webhook/*.json, replayed with respx; the retry class of
-each case follows shared/reference/destinations.md §6 (Standard Webhooks delivery rules).
+Fixtures: tests/fixtures/destinations/webhook/*.json, replayed with respx; the retry class of
+each case follows the Standard Webhooks delivery rules
+(https://github.com/standard-webhooks/standard-webhooks/blob/main/spec/standard-webhooks.md).
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ def test_fixture_folder_is_there() -> None:
 def test_recorded_answer_is_classified(path: Path) -> None:
     case = path.stem
     status = json.loads(path.read_text())["status"]
-    # A case added later without an entry above is judged by the reference's status rules.
+    # A case added later without an entry above is judged by the documented status rules.
     if 200 <= status < 300:
         rule = "delivered"
     elif status in (408, 409, 425, 429) or status >= 500:

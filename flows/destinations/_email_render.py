@@ -7,8 +7,8 @@ inject markup. Headers come from rendered user data, so every header value is fl
 line (no header injection) and every address is checked before anything is sent; in recipient
 templates each `{{ }}` value must stay within one address, so an answer cannot add a recipient. Per-item
 problems (a template that does not render, a recipient that is not an address) raise
-`MappingError`, which fails that item only. Facts: ../shared/reference/destinations.md §5
-(limits: ≤50 recipients per message)."""
+`MappingError`, which fails that item only. Limit: ≤50 recipients per message (Postmark's
+ErrorCode 300, https://postmarkapp.com/support/article/1180-what-does-errorcode-300-mean)."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ from flows.mapping import context as mapping_context
 from hub.submission import Submission
 
 MAX_RECIPIENTS = 50
-"""Postmark's per-message cap (§5.4); SES has the same (§5.5). Kept for every path alike."""
+"""Postmark's per-message cap (ErrorCode 300); SES has the same. Kept for every path alike."""
 SUBJECT_CHARS = 250
 
 DEFAULT_MAP = {"reply_to": "{{ email | default('') }}", "reply_to_name": "{{ name | default('') }}"}
@@ -170,7 +170,7 @@ def _mailboxes(text: str, field: str) -> list[Mailbox]:
 
 
 def message_id(delivery_key: str, sender: Mailbox) -> str:
-    """The same Message-ID on every attempt for one (submission, destination): §5.1 / §5.6."""
+    """The same Message-ID on every attempt for one (submission, destination): SMTP's only dedupe handle."""
     digest = hashlib.sha256(delivery_key.encode("utf-8")).hexdigest()[:32]
     return f"<{digest}.hookhub@{sender.address.rpartition('@')[2]}>"
 
@@ -195,7 +195,7 @@ def _recipients(settings: EmailSettings, chosen: dict[str, str],
         unique: list[Mailbox] = []
         for field, entry in entries:
             for mailbox in _addresses(entry, names, field, settings.allowed_recipient_domains):
-                # An address twice in one message is a 400 at SendGrid (§5.2), a double mail elsewhere.
+                # An address twice in one message is a 400 at SendGrid, a double mail elsewhere.
                 if mailbox.address.lower() not in seen:
                     seen.add(mailbox.address.lower())
                     unique.append(mailbox)

@@ -1,8 +1,10 @@
 """HubSpot requests, batch inputs and the facts in answers (helper of `hubspot`, not a destination type).
 
-Source: ../shared/reference/destinations.md §2.3 (rate-limit headers, 429 bodies) and §2.4 (error
-body fields, all optional: parse defensively). Nothing here logs, and no URL or token ever
-reaches a reason.
+Sources: HubSpot's usage guidelines for the rate-limit headers and 429 bodies
+(https://developers.hubspot.com/docs/developer-tooling/platform/usage-guidelines) and its error-handling
+page for the error body fields, all optional: parse defensively
+(https://developers.hubspot.com/docs/api-reference/error-handling); both listed in
+docs/destinations/hubspot.md. Nothing here logs, and no URL or token ever reaches a reason.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ class Input:
     remote_id: str | None = None
 
     def body(self) -> dict[str, Any]:
-        # §2.2: idProperty email, no match creates, one match updates.
+        # Batch upsert: idProperty email, no match creates, one match updates.
         return {"idProperty": "email", "id": self.email, "properties": self.properties,
                 "objectWriteTraceId": self.key}
 
@@ -71,7 +73,7 @@ class Limits:
     """Seconds of the rolling window (the header is in milliseconds)."""
     daily: int | None = None
     daily_remaining: int | None = None
-    """Not sent for OAuth calls (§2.3)."""
+    """Not sent for OAuth calls (HubSpot's usage guidelines)."""
 
 
 def limits(headers: httpx.Headers) -> Limits:

@@ -1,7 +1,8 @@
 """What HubSpot's answers mean for each contact (helper of `hubspot`, not a destination type).
 
-Source: ../shared/reference/destinations.md §2.2 (batch answers: `results[]`, `errors[]`,
-`numErrors`, 207 Multi-Status), §2.3 (429 policies) and §2.4 (retry classes). Every input is
+Sources (listed in docs/destinations/hubspot.md): HubSpot's batch upsert reference (`results[]`,
+`errors[]`, `numErrors`), its usage guidelines (429 policies) and error handling (207 Multi-Status,
+retry classes: https://developers.hubspot.com/docs/api-reference/error-handling). Every input is
 judged on its own: a result names it (objectWriteTraceId, or its email), an error names it
 (objectWriteTraceId, its email or index in `context`, or its email in a message); an input the
 answer leaves unclear is sent again on its own, which is safe because an upsert by email
@@ -20,9 +21,9 @@ from flows.destinations._hubspot_api import Input
 from flows.destinations.base import Outcome, Status
 
 LOCK_WAIT = 2.0
-"""§2.4: 423 Locked, locks last 2 s: wait at least that."""
+"""423 Locked: locks last 2 s: wait at least that."""
 DEFAULT_WINDOW = 10.0
-"""§2.3: the burst budget is per 10 s (X-HubSpot-RateLimit-Interval-Milliseconds: 10000)."""
+"""The burst budget is per 10 s (X-HubSpot-RateLimit-Interval-Milliseconds: 10000)."""
 DAILY_PROBE_MARGIN = 60.0
 TRANSIENT_CATEGORIES = frozenset({"LOCKED", "RATE_LIMIT", "RATE_LIMITS", "INTERNAL_ERROR", "SERVICE_UNAVAILABLE",
                                   "TIMEOUT"})
@@ -95,7 +96,7 @@ def judge_batch(answer: _http.Answer, inputs: list[Input], wall_now: float, need
 
 
 def judge_error(answer: _http.Answer, error: dict[str, Any], wall_now: float) -> Judged:
-    """A non-2xx answer that concerns the whole request (§2.4)."""
+    """A non-2xx answer that concerns the whole request (error handling)."""
     status = answer.status
     what = api.describe(error, f"HTTP {status} with {api.body_snippet(answer)}")
     retry_after = _http.parse_retry_after(answer.headers.get("retry-after"), wall_now)
@@ -152,7 +153,7 @@ def _rate_limited(answer: _http.Answer, error: dict[str, Any], retry_after: floa
 
 
 def _conflict(verdict: Verdict, error: dict[str, Any], inputs: list[Input]) -> Verdict:
-    """§2.1: 409 names the existing contact ("Existing ID: …"): update that one instead."""
+    """409 names the existing contact ("Existing ID: …"): update that one instead."""
     named = named_by(error, inputs) or (inputs if len(inputs) == 1 else [])
     if len(named) != 1:
         # The one id in the answer cannot be told apart: each named (or unclear) contact goes alone.
@@ -266,7 +267,7 @@ def named_by(error: dict[str, Any], inputs: list[Input]) -> list[Input]:
 
 
 def input_outcome(key: str, error: dict[str, Any], status: int) -> Outcome:
-    """One input's own error (§2.2 `errors[]`): transient categories retry, the rest fail."""
+    """One input's own error (batch `errors[]`): transient categories retry, the rest fail."""
     what = api.describe(error, "no details given")
     if api.category(error) in TRANSIENT_CATEGORIES:
         return Outcome(key=key, status="retry", status_code=status,

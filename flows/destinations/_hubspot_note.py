@@ -1,7 +1,7 @@
 """The note `hubspot` can attach to a contact with the full answers (helper, not a destination type).
 
-The shared reference (../shared/reference/destinations.md §2) does not cover notes; this follows
-HubSpot's notes guide (developers.hubspot.com/docs/api-reference/crm-notes-v3/guide):
+This follows HubSpot's notes guide
+(https://developers.hubspot.com/docs/api-reference/crm-notes-v3/guide):
 `POST /crm/v3/objects/notes` with `hs_timestamp` (required; UTC ISO 8601 accepted) and
 `hs_note_body` (at most 65,536 characters), associated to the contact with the HUBSPOT_DEFINED
 association type 202 (note to contact).

@@ -1,6 +1,7 @@
 """What Pipedrive's answers mean, and what an earlier attempt created (helper of `pipedrive`).
 
-Source: ../shared/reference/destinations.md §4 (response envelope, rate limits, retry classes).
+Sources: Pipedrive's response envelope (https://pipedrive.readme.io/docs/core-api-concepts-responses),
+rate limits and retry classes as docs/destinations/pipedrive.md states and cites them.
 Every answer is `{"success", "data", "error", "error_info"}` (+ `code` on plan caps); a 2xx with
 `success: false` or without `data` is not a success.
 """
@@ -15,9 +16,9 @@ from flows.destinations import _crm_http, _http
 from flows.destinations.base import Status
 
 WINDOW = 2.0
-"""Burst limits count requests per rolling 2-second window (§4 "Rate limits")."""
+"""Burst limits count requests per rolling 2-second window (rate-limiting docs)."""
 QUOTA_PAUSE = 3600.0
-"""The daily token budget refills "the next day", at no stated time: check back hourly (rule 4)."""
+"""The daily token budget refills "the next day", at no stated time: check back hourly (park, do not spin)."""
 _CODE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 ADVICE: dict[int, str] = {
     401: "the api_token is wrong or was rotated (a user has one active token): set the current one",

@@ -1,7 +1,9 @@
 """What Salesforce's answers mean, record by record (helper of `salesforce`, not a destination type).
 
-Source: ../shared/reference/destinations.md §3 ("Error body", "Duplicates", "Limits", "Retry
-classes", "sObject Collections"). Errors are arrays of `{message, errorCode, fields}`; items of a
+Sources: Salesforce's error codes
+(https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/errorcodes.htm), duplicates,
+limits, retry classes and sObject Collections as docs/destinations/salesforce.md states and cites
+them. Errors are arrays of `{message, errorCode, fields}`; items of a
 collection answer spell the code `statusCode` [obs], so both are read. A duplicate-rule error
 carries `duplicateResult`, spelled `duplicateResut` in live answers [obs]: both are read too.
 """
@@ -18,7 +20,7 @@ from flows.destinations.base import Status
 QUOTA_PAUSE = 3600.0
 """The allocation is a rolling 24 h window with no reset time; an hour frees about 1/24 of it."""
 CONCURRENCY_PAUSE = 20.0
-"""`ConcurrentRequests … Limit exceeded` concerns requests lasting ≥20 s (§3 "Limits")."""
+"""`ConcurrentRequests … Limit exceeded` concerns requests lasting ≥20 s (Salesforce's limits)."""
 RETRY_CODES = frozenset({
     "UNABLE_TO_LOCK_ROW",  # another transaction holds the record: gone in a moment [obs]
     "SERVER_UNAVAILABLE",
@@ -162,7 +164,7 @@ def record_id(result: dict[str, Any]) -> str | None:
 
 
 def limit_pause(data: Any, limit_info: str | None) -> float | None:
-    """How long the org must rest when an answer says its API allocation is spent (§3 "Limits")."""
+    """How long the org must rest when an answer says its API allocation is spent (Salesforce's limits)."""
     for error in errors_of(data):
         if error.code == "REQUEST_LIMIT_EXCEEDED":
             return CONCURRENCY_PAUSE if "concurrent" in error.message.lower() else QUOTA_PAUSE

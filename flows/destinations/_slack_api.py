@@ -1,6 +1,8 @@
 """Web API answers of `slack` (chat.postMessage, chat.update; helper of `slack`, not a type).
 
-Source: ../shared/reference/destinations.md §1.2 (`chat.postMessage`): Slack answers HTTP 200
+Source: Slack's `chat.postMessage` reference
+(https://docs.slack.dev/reference/methods/chat.postMessage; docs/destinations/slack.md lists the
+error-code sources): Slack answers HTTP 200
 with `{"ok": true, "channel", "ts", ...}` or `{"ok": false, "error": "<code>"}`, so the HTTP
 status alone says nothing. Retryable: HTTP 429 (after Retry-After), HTTP 5xx, `internal_error`;
 `fatal_error` is ambiguous (part of the operation may have happened). Permanent: the auth,

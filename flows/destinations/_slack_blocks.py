@@ -1,7 +1,8 @@
 """Slack message bodies for a Submission: Block Kit by default, or a route's text template
 (helper of `slack`, not a destination type).
 
-Limits come from ../shared/reference/destinations.md §1.3 (Block Kit limits): 50 blocks per
+Limits come from Slack's Block Kit reference (https://docs.slack.dev/reference/block-kit/blocks;
+each limit's source is listed in docs/destinations/slack.md): 50 blocks per
 message, header plain_text ≤150, section text ≤3000, ≤10 section fields of ≤2000 each. Slack
 rejects a message that breaks one (400 invalid_blocks / invalid_payload), and a retry cannot
 fix that, so every text is clipped here with an ellipsis instead.
@@ -31,7 +32,7 @@ SHORT_ANSWER_CHARS = 120
 """Answers longer than this get a full-width section (3000) instead of a two-column field (2000)."""
 MAX_LINK_CHARS = 1000
 TEMPLATE_TEXT_CHARS = 40_000
-"""Slack truncates a longer `text` (§1.2, unconfirmed) or answers msg_too_long: clip it first."""
+"""Slack truncates a longer `text` (unconfirmed) or answers msg_too_long: clip it first."""
 ELLIPSIS = "…"
 
 Block = dict[str, Any]

@@ -1,8 +1,10 @@
 """Incoming-webhook answers of `slack` (helper of `slack`, not a destination type).
 
-Source: ../shared/reference/destinations.md §1.1 (incoming webhooks). A webhook answers 200 `ok`
-or a status with a short plain-text error string; 429 carries Retry-After in seconds. Rule from
-§1.1: any non-200 is a failure, 429 and 5xx are transient, other 4xx permanent. There is no
+Sources: Slack's incoming-webhook docs (https://docs.slack.dev/tools/python-slack-sdk/webhook,
+https://api.slack.com/changelog/2016-05-17-changes-to-errors-for-incoming-webhooks) and rate limits
+(https://api.slack.com/docs/rate-limits), listed in docs/destinations/slack.md. A webhook answers
+200 `ok` or a status with a short plain-text error string; 429 carries Retry-After in seconds.
+Rule: any non-200 is a failure, 429 and 5xx are transient, other 4xx permanent. There is no
 idempotency key, so a retry after a 5xx or a timeout may post the message twice.
 """
 

@@ -3,8 +3,8 @@
 `SmtpSession` keeps one aiosmtplib connection per `deliver` call, opened on the first message and
 reused for the rest of the batch (connect, TLS and AUTH cost several round trips each); after
 any error it is dropped and the next message reconnects. `InjectedSender` calls a function
-instead (`hookhub test-route` records messages that way). Facts: ../shared/reference/
-destinations.md §5.1.
+instead (`hookhub test-route` records messages that way). Facts: aiosmtplib's documentation
+(https://github.com/cole/aiosmtplib/blob/main/docs/usage.rst), as docs/destinations/smtp.md cites it.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """`hubspot`: upsert each submission as a HubSpot contact by email, optionally with a note of its answers.
 
-Source: ../shared/reference/destinations.md §2 (HubSpot CRM): §2.2 batch upsert by email, §2.3 rate
-limits, §2.4 errors and retry classes; notes follow HubSpot's notes guide (see _hubspot_note.py).
-Recorded answers: ../shared/fixtures/destinations/hubspot/.
+Sources: HubSpot's CRM documentation, listed per topic in docs/destinations/hubspot.md: batch upsert
+by email, rate limits (usage guidelines), errors and retry classes (error handling); notes follow
+HubSpot's notes guide (see _hubspot_note.py). Recorded answers: tests/fixtures/destinations/hubspot/.
 
 - Up to 100 contacts per `POST {base_url}/crm/v3/objects/contacts/batch/upsert`, `idProperty: email`.
   HubSpot takes no idempotency key: the upsert on email is what makes a retry harmless, and the
@@ -42,10 +42,10 @@ UPSERT_PATH = "/crm/v3/objects/contacts/batch/upsert"
 CONTACT_PATH = "/crm/v3/objects/contacts/{id}"
 NOTES_PATH = "/crm/v3/objects/notes"
 MAX_BATCH = 100
-"""§2.2: 100 inputs per batch request (widely used; see the reference's caveat)."""
+"""100 inputs per batch request (widely used, not found in HubSpot's pages: docs/destinations/hubspot.md)."""
 DEFAULT_MAX = 100
 DEFAULT_WINDOW = 10.0
-"""§2.3: the smallest documented burst budget (Free/Starter), used until the headers say more."""
+"""The smallest documented burst budget (Free/Starter), used until the headers say more."""
 MAX_INLINE_WAIT = 30.0
 """A longer wait hands the items back to the ledger instead of holding the task asleep."""
 MAX_INLINE_WAITS = 3
@@ -222,7 +222,7 @@ class HubspotDestination(Destination):
         return judge_batch(answer, group, self._wall_clock(), need_ids=run.config.note)
 
     async def _update(self, one: Input, contact_id: str, run: _Run) -> Outcome:
-        """§2.1: a 409 names the existing contact; update it by id (its primary email stays)."""
+        """A 409 names the existing contact; update it by id (its primary email stays)."""
         url = run.url(CONTACT_PATH.format(id=contact_id))
         outcome = await self._single("PATCH", url, {"properties": one.properties}, one.key, run, "update")
         if outcome.status == "delivered":
@@ -261,7 +261,7 @@ class HubspotDestination(Destination):
                 return outcome
 
     def _learn(self, answer: _http.Answer, run: _Run, operation: str, count: int) -> None:
-        """Feed the token's budget from X-HubSpot-RateLimit-* (§2.3), whatever the answer."""
+        """Feed the token's budget from X-HubSpot-RateLimit-* (usage guidelines), whatever the answer."""
         limits = api.limits(answer.headers)
         if limits.remaining is not None:
             run.context.pacer.observe(run.pacing_key, limits.remaining, limit=limits.max, window=limits.interval)

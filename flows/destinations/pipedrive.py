@@ -1,17 +1,18 @@
 """`pipedrive`: find or create the person by e-mail, then create a lead (or a deal) for them.
 
-Source: ../shared/reference/destinations.md §4 (Pipedrive: auth, create a person, create a lead,
-find a person by email, response envelope, rate limits, retry classes); recorded answers in
-../shared/fixtures/destinations/pipedrive/.
+Sources: Pipedrive's API documentation, listed per topic in docs/destinations/pipedrive.md (auth,
+create a person, create a lead, find a person by email, response envelope, rate limits
+https://pipedrive.readme.io/docs/core-api-concepts-rate-limiting, retry classes); recorded answers in
+tests/fixtures/destinations/pipedrive/.
 
 Pipedrive takes no idempotency key and creates are append-only, so duplicates are avoided by
 (a) searching the person by e-mail before creating one (`GET /api/v2/persons/search`, exact
 match), and (b) keeping what each attempt created in the ledger's `remote_id`
 (`person:1042`, then `person:1042/lead:<uuid>`): a retry after the person step skips it, and a
 delivery whose lead exists is never sent again. A timeout or 5xx *during* a create may still
-leave a duplicate (§4 "Idempotency: none").
+leave a duplicate (Pipedrive takes no idempotency key).
 
-Rate limits (§4): a burst budget per token per rolling 2 s window (search has a stricter one)
+Rate limits: a burst budget per token per rolling 2 s window (search has a stricter one)
 and a daily token budget per company. Every call takes a slot of the token's rolling budget in
 the shared pacer (keyed by a hash of the token): 20 per 2 s until the answers'
 `x-ratelimit-limit`/`-remaining` give the real numbers, searches also 10 per 2 s.
@@ -51,16 +52,16 @@ log = logging.getLogger("hookhub.destinations.pipedrive")
 DEFAULT_BASE_URL = "https://api.pipedrive.com"
 BURST_LIMIT = 20
 """Requests per rolling WINDOW before the token's own numbers are known: the smallest api_token
-burst budget (Essential plan, §4); `x-ratelimit-limit`/`-remaining` then replace it."""
+burst budget (Essential plan); `x-ratelimit-limit`/`-remaining` then replace it."""
 SEARCH_LIMIT = 10
-"""The Search API allows 10 requests per 2 s on every plan (§4)."""
+"""The Search API allows 10 requests per 2 s on every plan (Pipedrive's rate-limiting docs)."""
 MAX_INLINE_PAUSE = 5.0
 """A longer pause hands the item back to the ledger instead of holding the task asleep."""
 USER_AGENT = "hookhub-pipedrive/0.1"
 DEFAULT_TITLE = "{{ form_title | default(source) }}: {{ name | default(email) | default('anonymous') }}"
 DEFAULT_MAP = {"name": "{{ name | default(email) | default('') }}", "email": "{{ email | lower }}"}
 _LIST_FIELDS = frozenset({"email", "phone"})
-"""Sent as `[{value, primary, label}]`, the documented shape (§4 "Create a person")."""
+"""Sent as `[{value, primary, label}]`, the documented shape (Pipedrive's PersonItem)."""
 _KEY = re.compile(r"[A-Za-z0-9_]{1,64}")
 _LINKS = frozenset({"owner_id", "org_id"})
 """Person fields that name another Pipedrive record: each must render to exactly one numeric id."""

@@ -1,7 +1,9 @@
 """`postmark`: e-mail submissions through Postmark's Email API, many per request.
 
-Source: ../shared/reference/destinations.md §5.4 (Postmark Email API, error codes, batch) and §5.6
-(dedupe); recorded answers in ../shared/fixtures/destinations/postmark/. Auth is the
+Sources: Postmark's Email API documentation (https://postmarkapp.com/developer/api/overview: error
+codes; batch: https://postmarkapp.com/developer/user-guide/send-email-with-api/batch-emails), listed in
+docs/destinations/postmark.md; no idempotency key (docs/destinations/email.md, "Duplicates");
+recorded answers in tests/fixtures/destinations/postmark/. Auth is the
 `X-Postmark-Server-Token` header; content comes from `_email_render` (shared with `smtp` and
 `sendgrid`).
 
@@ -39,7 +41,7 @@ log = logging.getLogger("hookhub.destinations.postmark")
 DEFAULT_BASE_URL = "https://api.postmarkapp.com"
 USER_AGENT = "hookhub-postmark/0.1"
 BATCH_SIZE = 100
-"""Postmark takes 500 (§5.4); 100 keeps a batch answer well under the 64 KiB read of `_http`."""
+"""Postmark takes 500 (batch docs); 100 keeps a batch answer well under the 64 KiB read of `_http`."""
 MAX_INLINE_PAUSE = 5.0
 UNTIMED_PAUSE = 60.0
 """Postmark publishes no limits and may send no Retry-After: leave the token alone this long."""
@@ -167,7 +169,7 @@ def rate_limited(answer: _http.Answer) -> bool:
 
 
 def message_body(content: EmailContent, config: PostmarkConfig) -> dict[str, Any]:
-    """One message as /email takes it (§5.4); /email/batch takes a list of these."""
+    """One message as /email takes it (Postmark Email API); /email/batch takes a list of these."""
     body: dict[str, Any] = {"From": content.sender.formatted(), "To": ", ".join(m.formatted() for m in content.to)}
     if content.cc:
         body["Cc"] = ", ".join(m.formatted() for m in content.cc)

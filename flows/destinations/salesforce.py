@@ -1,22 +1,24 @@
 """`salesforce`: upsert each submission as a Lead (or any sObject) by an external id field.
 
-Source: ../shared/reference/destinations.md §3 (Salesforce: upsert by external ID, sObject
-Collections, error body, duplicates, limits, retry classes); recorded answers in
-../shared/fixtures/destinations/salesforce/.
+Sources: Salesforce's REST API documentation, listed per topic in docs/destinations/salesforce.md
+(upsert by external ID, https://developer.salesforce.com/docs/platform/api-rest/guide/dome-upsert.html;
+sObject Collections, error body, duplicates, limits, retry classes); recorded answers in
+tests/fixtures/destinations/salesforce/.
 
 Idempotency comes from the upsert: the external id value defaults to the submission id, so a
-retry or a replay updates the record it created instead of adding one (§3 "Upsert by external
-ID"; cross-cutting rule 3). One record goes to `PATCH …/sobjects/{sobject}/{field}/{value}`
+retry or a replay updates the record it created instead of adding one (Salesforce's upsert by
+external ID; Salesforce takes no idempotency key). One record goes to
+`PATCH …/sobjects/{sobject}/{field}/{value}`
 (201 created, 200 or 204 updated, 300 several matches); several go, ≤200 at a time, to the
 collection upsert `PATCH …/composite/sobjects/{sobject}/{field}` with `allOrNone: false`,
-whose 200 answer holds one result per record, in request order, each judged on its own (§3
-"sObject Collections"; the collection upsert is marked [unconfirmed] there, its answer is the
+whose 200 answer holds one result per record, in request order, each judged on its own
+(sObject Collections; the collection upsert is unconfirmed in Salesforce's docs, its answer is the
 collection create's).
 
 The org's API allocation is one budget for every token and route: `REQUEST_LIMIT_EXCEEDED`
 (or `Sforce-Limit-Info` at its limit) pauses the org in the shared pacer; a deliverable that
-comes up while the pause lasts goes back to the ledger unsent (§3 "Limits"; rule 4: park,
-do not spin).
+comes up while the pause lasts goes back to the ledger unsent (quota exhaustion is not a
+retry: park, do not spin).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from flows.mapping import MappingError, check_ids, check_template, render, rende
 log = logging.getLogger("hookhub.destinations.salesforce")
 
 DEFAULT_API_VERSION = "62.0"
-"""The version the reference's recorded answers come from (§3: "Pin an API version")."""
+"""The version the recorded answers come from (pin an API version: Salesforce's URLs carry it)."""
 MIN_API_VERSION = 46.0
 """Collection upsert by external id needs API v46.0 or later."""
 MAX_INLINE_PAUSE = 5.0
@@ -273,7 +275,7 @@ def chunks(ready: list[Prepared], size: int) -> Iterator[list[Prepared]]:
 
 def _request(chunk: list[Prepared], config: SalesforceConfig) -> tuple[str, object]:
     if len(chunk) == 1:
-        # The single-record upsert names the value in the path and forbids it in the body (§3).
+        # The single-record upsert names the value in the path and forbids it in the body (upsert docs).
         value = quote(chunk[0].external_id, safe="")
         return f"{config.root}/sobjects/{config.sobject}/{config.external_id_field}/{value}", chunk[0].fields
     records = [{"attributes": {"type": config.sobject}, **p.fields, config.external_id_field: p.external_id}

@@ -1,7 +1,9 @@
 """`sendgrid`: e-mail each submission through SendGrid's v3 Mail Send API.
 
-Source: ../shared/reference/destinations.md §5.2 (SendGrid v3 Mail Send) and §5.6 (dedupe);
-recorded answers in ../shared/fixtures/destinations/sendgrid/. One request per submission:
+Sources: SendGrid's v3 Mail Send documentation
+(https://www.twilio.com/docs/sendgrid/api-reference/mail-send.md), listed in docs/destinations/sendgrid.md;
+no idempotency key (docs/destinations/email.md, "Duplicates"); recorded answers in
+tests/fixtures/destinations/sendgrid/. One request per submission:
 `POST {base_url}/v3/mail/send` with `Authorization: Bearer <api_key>`; content (subject, text and
 HTML bodies, recipients, Reply-To) from `_email_render`, shared with `smtp` and `postmark`.
 
@@ -142,7 +144,7 @@ def _person(mailbox: Mailbox) -> dict[str, str]:
 
 
 def mail_body(content: EmailContent) -> dict[str, Any]:
-    """The Mail Send request body (§5.2): one personalization, text/plain before text/html."""
+    """The Mail Send request body (SendGrid v3): one personalization, text/plain before text/html."""
     personalization: dict[str, Any] = {"to": [_person(m) for m in content.to]}
     if content.cc:
         personalization["cc"] = [_person(m) for m in content.cc]
@@ -166,7 +168,7 @@ def classify(key: str, answer: _http.Answer, now: float) -> Outcome:
         message_id = (answer.headers.get("x-message-id") or "").strip()[:200] or None
         return Outcome(key=key, status="delivered", status_code=status, remote_id=message_id)
     if 200 <= status < 300:
-        # Mail Send answers 202 (§5.2); another 2xx is something else talking (a proxy, a portal).
+        # Mail Send answers 202; another 2xx is something else talking (a proxy, a portal).
         reason = f"unexpected answer for SendGrid (HTTP {status}): {errors_text(answer)}; the mail may or " \
                  "may not have been sent: check base_url"
         return Outcome(key=key, status="failed", status_code=status, reason=reason)

@@ -1,7 +1,8 @@
 """`slack`: post one message per submission, through an incoming webhook or the Web API.
 
-Source: ../shared/reference/destinations.md §1.1 (incoming webhooks), §1.2 (`chat.postMessage`)
-and §1.3 (Block Kit limits); recorded answers in ../shared/fixtures/destinations/slack_webhook/
+Sources: Slack's docs on incoming webhooks, `chat.postMessage`
+(https://docs.slack.dev/reference/methods/chat.postMessage) and Block Kit limits, listed in
+docs/destinations/slack.md; recorded answers in tests/fixtures/destinations/slack_webhook/
 and slack_chat_postmessage/. Two ways to name the target, exactly one per destination:
 
 - `webhook_url`: the URL is the credential; answers are classified in `_slack_webhook`.
@@ -38,7 +39,7 @@ log = logging.getLogger("hookhub.destinations.slack")
 
 DEFAULT_BASE_URL = "https://slack.com/api"
 MIN_INTERVAL = 1.0
-"""Slack's posting limit: about one message per second per webhook / per channel (§1.1, §1.2)."""
+"""Slack's posting limit: about one message per second per webhook / per channel (rate limits)."""
 MAX_INLINE_PAUSE = 5.0
 """A longer pause hands the item back to the ledger instead of holding the task asleep."""
 ADVICE = _slack_webhook.ADVICE  # webhook error strings; Web API codes are in _slack_api.ADVICE

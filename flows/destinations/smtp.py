@@ -1,7 +1,8 @@
 """`smtp`: e-mail each submission through an SMTP server (aiosmtplib).
 
-Source: ../shared/reference/destinations.md §5.1 (SMTP with STARTTLS, aiosmtplib; retry classes
-from RFC 5321 §4.2.1) and §5.6 (dedupe). Content (subject, text and HTML bodies, recipients,
+Sources: aiosmtplib's documentation (SMTP with STARTTLS) and RFC 5321 §4.2.1 for the retry
+classes (https://www.rfc-editor.org/rfc/rfc5321#section-4.2.1), both in docs/destinations/smtp.md;
+dedupe per docs/destinations/email.md, "Duplicates". Content (subject, text and HTML bodies, recipients,
 Reply-To) comes from `_email_render`, shared with `sendgrid` and `postmark`.
 
 - One connection per batch (`_smtp_session`): STARTTLS (`security: starttls`, the default, never

@@ -1,7 +1,8 @@
 """`webhook`: POST each Submission as JSON to any URL, signed the Standard Webhooks way.
 
-Source: ../shared/reference/destinations.md §6 (outbound webhook, Standard Webhooks) and the
-recorded answers in ../shared/fixtures/destinations/webhook/. The body is exactly
+Source: the Standard Webhooks spec
+(https://github.com/standard-webhooks/standard-webhooks/blob/main/spec/standard-webhooks.md) and the
+recorded answers in tests/fixtures/destinations/webhook/. The body is exactly
 `Submission.model_dump(mode="json")`, the public field names. `webhook-id` is the delivery key,
 the same on every attempt for one (submission, destination), so receivers dedupe on it;
 `webhook-timestamp` is the time of this attempt.
