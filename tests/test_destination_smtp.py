@@ -277,7 +277,7 @@ def test_nothing_listening_is_retried_without_hammering() -> None:
     assert (outcomes[1].reason or "").startswith("not sent: could not connect")
 
 
-# --- reply classes (RFC 5321 §4.2.1 via reference §5.1) ---------------------------------------
+# --- reply classes (RFC 5321 §4.2.1) --------------------------------------------------------
 
 
 @pytest.mark.parametrize(
