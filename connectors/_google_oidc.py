@@ -23,9 +23,11 @@ GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v3/certs"
 GOOGLE_ISSUERS = ("https://accounts.google.com", "accounts.google.com")
 
 
-def parse_jwks(jwks: dict[str, Any]) -> tuple[dict[str, Any], tuple[str, rsa.RSAPrivateKey] | None]:
+def parse_jwks(
+    jwks: dict[str, Any],
+) -> tuple[dict[str, rsa.RSAPublicKey], tuple[str, rsa.RSAPrivateKey] | None]:
     """(public keys by kid, the first private signing key if any) of a JWK set; ValueError says what is wrong."""
-    found: dict[str, Any] = {}
+    found: dict[str, rsa.RSAPublicKey] = {}
     signing: tuple[str, rsa.RSAPrivateKey] | None = None
     keys = jwks.get("keys")
     if not isinstance(keys, list) or not keys:
@@ -74,8 +76,8 @@ def verified_claims(token: str, options: GoogleFormsPubSubOptions) -> dict[str, 
             token,
             key,
             algorithms=[ALGORITHM],
-            options={**{f"verify_{c}": False for c in ("exp", "iat", "nbf", "aud", "iss")},
-                     "require": ["aud", "iss", "email", "iat", "exp"]},
+            options={"verify_exp": False, "verify_iat": False, "verify_nbf": False, "verify_aud": False,
+                     "verify_iss": False, "require": ["aud", "iss", "email", "iat", "exp"]},
         )
     except jwt.InvalidSignatureError:
         raise VerificationFailed("JWT signature does not verify") from None

@@ -27,7 +27,7 @@ class GoogleFormsPubSubOptions(api.FetchOptions):
     leeway_seconds: int = Field(default=60, ge=0, le=600, description="clock skew allowed on iat/exp")
     jwks: dict[str, Any] | None = Field(default=None, description="trusted JWK set (Google's certs)")
     certs_url: str = Field(default=GOOGLE_CERTS_URL, description="where a key fetcher would read them")
-    _keys: dict[str, Any] = PrivateAttr(default_factory=dict)
+    _keys: dict[str, rsa.RSAPublicKey] = PrivateAttr(default_factory=dict)
     _signing: tuple[str, rsa.RSAPrivateKey] | None = PrivateAttr(default=None)
 
     @field_validator("issuer", mode="before")
@@ -51,7 +51,7 @@ class GoogleFormsPubSubOptions(api.FetchOptions):
         self._keys, self._signing = parse_jwks(self.jwks)
         return self
 
-    def key(self, kid: str) -> Any | None:
+    def key(self, kid: str) -> rsa.RSAPublicKey | None:
         return self._keys.get(kid)
 
     @property

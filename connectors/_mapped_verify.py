@@ -9,8 +9,9 @@ import base64
 import binascii
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
+from connectors._hashing import hmac_digest
 from connectors._mapped_options import VerifyOptions
-from connectors._schemes import equal, hmac_digest, matches_any
+from connectors._schemes import equal, matches_any
 from connectors._tokens import verify_header_token, verify_query_token
 from connectors.base import InboundRequest, SourceSettings, VerificationFailed, require_secrets
 
@@ -41,7 +42,7 @@ def verify_hmac(request: InboundRequest, source: SourceSettings, v: VerifyOption
         raise VerificationFailed(f"malformed signature (expected {v.encoding or 'hex'})")
     algorithm = v.algorithm or "sha256"
     expected = [hmac_digest(s.encode("utf-8"), request.body, algorithm) for s in secrets]
-    if not matches_any([digest], expected):  # type: ignore[list-item]  # bytes compare alike
+    if not matches_any([digest], expected):
         raise VerificationFailed("signature mismatch")
 
 

@@ -51,7 +51,7 @@ def equal(a: str | bytes, b: str | bytes) -> bool:
     return hmac.compare_digest(a_bytes, b_bytes)
 
 
-def matches_any(candidates: Iterable[str], expected: Iterable[str]) -> bool:
+def matches_any(candidates: Iterable[str | bytes], expected: Iterable[str | bytes]) -> bool:
     # Compare every pair without stopping early, so timing does not tell which secret is current.
     found = False
     expected = list(expected)

@@ -193,8 +193,8 @@ def question_answers(qid: str, sent: list[dict[str, Any]], question: dict[str, A
     spec = question.get("answers") or {}
     rows, cols, other = _by_id(spec.get("rows")), _by_id(spec.get("cols")), _by_id(spec.get("other"))
     choices = _by_id(spec.get("choices"))
-    for col in cols.values():
-        choices.update(_by_id(col.get("choices")))
+    for spec_col in cols.values():
+        choices.update(_by_id(spec_col.get("choices")))
     multi = family == "multiple_choice" or (family == "matrix" and subtype == "multi")
     groups: dict[tuple[str, str], list[Any]] = {}
     files: list[str] = []
@@ -207,8 +207,8 @@ def question_answers(qid: str, sent: list[dict[str, Any]], question: dict[str, A
         elif item.get("other_id") is not None:
             spec_other = other.get(str(item["other_id"])) or {}
             # An "other" that is not an answer choice is a comment box: an answer of its own.
-            key = (row, col) if spec_other.get("is_answer_choice", True) else ("#other", str(item["other_id"]))
-            groups.setdefault(key, []).append(item.get("text"))
+            cell = (row, col) if spec_other.get("is_answer_choice", True) else ("#other", str(item["other_id"]))
+            groups.setdefault(cell, []).append(item.get("text"))
         elif item.get("choice_id") is not None:
             choice_id = str(item["choice_id"])
             groups.setdefault((row, col), []).append(_choice_value(choices.get(choice_id), choice_id))

@@ -136,15 +136,16 @@ class Connector(abc.ABC):
     title: ClassVar[str]
     scheme: ClassVar[str]
     """Short name of the verification scheme, as `hookhub providers` lists it."""
-    content_types: ClassVar[frozenset[str]] = frozenset({"application/json"})
-    credential_headers: ClassVar[frozenset[str]] = frozenset()
+    # These five are not ClassVars: a bound MappedConnector sets them per source.
+    content_types: frozenset[str] = frozenset({"application/json"})
+    credential_headers: frozenset[str] = frozenset()
     """Request headers (lower-case) that carry credentials and are never stored."""
-    credential_query: ClassVar[frozenset[str]] = frozenset()
+    credential_query: frozenset[str] = frozenset()
     """URL query parameters that carry credentials and are never stored."""
-    stored_headers: ClassVar[frozenset[str]] = frozenset()
+    stored_headers: frozenset[str] = frozenset()
     """The provider's own id/timestamp/signature headers (lower-case, never a credential): stored with the
     request beside content-type, content-length and user-agent; every other header is dropped."""
-    requires_secret: ClassVar[bool] = True
+    requires_secret: bool = True
     event_ids_per_form: ClassVar[bool] = False
     """True where the provider numbers events per form (Wufoo, Microsoft Forms): the spool then
     dedupes on (form id, event id), so two forms posting to one source cannot collide."""

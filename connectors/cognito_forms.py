@@ -45,8 +45,8 @@ def _entry(request: InboundRequest) -> dict[str, Any]:
 
 
 def _event_id(body: dict[str, Any]) -> str:
-    if isinstance(body.get("Id"), str) and body["Id"]:
-        return body["Id"]
+    if isinstance(entry_id := body.get("Id"), str) and entry_id:
+        return entry_id
     number = A.maybe_obj(body, "Entry").get("Number")
     form_id = A.maybe_obj(body, "Form").get("Id")
     if number is None or form_id is None:

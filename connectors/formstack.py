@@ -26,7 +26,8 @@ from urllib.parse import parse_qsl, urlencode
 from pydantic import BaseModel, ConfigDict
 
 from connectors import _answers as A
-from connectors._schemes import b64, hmac_digest, matches_any
+from connectors._hashing import hmac_digest
+from connectors._schemes import b64, matches_any
 from connectors._tokens import TOKEN_PARAM, verify_query_token, verify_token
 from connectors.base import (
     Connector,

@@ -25,7 +25,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from connectors import _answers as A
-from connectors._schemes import b64, epoch_number, hmac_digest, matches_any
+from connectors._hashing import hmac_digest
+from connectors._schemes import b64, epoch_number, matches_any
 from connectors.base import (
     Connector,
     Envelope,

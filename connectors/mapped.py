@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel
+
 from connectors import _answers as A
 from connectors._mapped_conditions import Condition, compile_condition, conditions
 from connectors._mapped_options import (
@@ -106,13 +108,13 @@ class MappedConnector(Connector):
             elif self.options.body == "form":
                 self.content_types = frozenset({FORM, MULTIPART})
 
-    def for_source(self, options: Any) -> MappedConnector:
+    def for_source(self, options: BaseModel) -> MappedConnector:
         return MappedConnector(options if isinstance(options, MappedOptions) else MappedOptions())
 
-    def needs_secret(self, options: Any) -> bool:
+    def needs_secret(self, options: BaseModel) -> bool:
         return not isinstance(options, MappedOptions) or options.verify.mode != "none"
 
-    def warnings(self, options: Any) -> list[str]:
+    def warnings(self, options: BaseModel) -> list[str]:
         if isinstance(options, MappedOptions) and options.verify.mode == "none":
             return [NO_VERIFICATION_WARNING]
         return []

@@ -31,7 +31,8 @@ from pydantic import BaseModel, ConfigDict, field_validator
 
 from connectors import _answers as A
 from connectors import _surveymonkey_api as api
-from connectors._schemes import b64, hmac_digest, matches_any
+from connectors._hashing import hmac_digest
+from connectors._schemes import b64, matches_any
 from connectors.base import (
     Connector,
     Envelope,

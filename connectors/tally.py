@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from connectors import _answers as A
-from connectors._schemes import b64, hmac_digest, verify_body_hmac_b64
+from connectors._hashing import hmac_digest
+from connectors._schemes import b64, verify_body_hmac_b64
 from connectors.base import (
     Connector,
     Envelope,

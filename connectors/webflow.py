@@ -22,7 +22,8 @@ from urllib.parse import urlencode
 from pydantic import BaseModel, ConfigDict
 
 from connectors import _answers as A
-from connectors._schemes import epoch_number, hmac_digest, matches_any
+from connectors._hashing import hmac_digest
+from connectors._schemes import epoch_number, matches_any
 from connectors._tokens import TOKEN_PARAM, verify_query_token
 from connectors.base import (
     Connector,

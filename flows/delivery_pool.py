@@ -203,6 +203,7 @@ def _worker_main(conn: Connection, log_level: str) -> None:
     from hub.logs import setup_logging
 
     setup_logging(log_level)
+    loop: asyncio.AbstractEventLoop
     try:
         import uvloop
 

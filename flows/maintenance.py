@@ -8,6 +8,7 @@ recorded in the spool so a restart does not redo it early nor forget it.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from pathlib import Path
 
@@ -17,15 +18,16 @@ from prefect.cache_policies import NO_CACHE
 from flows.http_clients import shared_client
 from flows.prefect_clients import unpersisted_results
 from flows.runtime import runtime_for
+from hub.config.models import HubConfig
 from hub.routing.process import connector_for
 from hub.spool.schema import connect
 
 log = logging.getLogger("hookhub.maintenance")
 
 
-def due_sources(config, conn, now: float) -> list[str]:  # type: ignore[no-untyped-def]
+def due_sources(config: HubConfig, conn: sqlite3.Connection, now: float) -> list[str]:
     """Sources whose connector asks for upkeep and whose interval has passed."""
-    due = []
+    due: list[str] = []
     for source_id, source in config.sources.items():
         connector = connector_for(config, source_id, source.provider)
         if connector.maintenance_interval is None:

@@ -21,7 +21,7 @@ from typing import Any
 from jinja2 import StrictUndefined, Template, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
-from hub.submission import Submission
+from hub.submission import AnswerValue, Submission
 
 RANGE_BUDGET = 100_000
 """Items all `range()` calls of one rendering may yield together (Jinja's sandbox caps each call at
@@ -71,7 +71,7 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
-class _Answers(dict):  # type: ignore[type-arg]
+class _Answers(dict[str, AnswerValue]):
     """`answers['Label']` by label, then key; a missing answer is None (use `default`)."""
 
     def __init__(self, submission: Submission) -> None:
@@ -172,7 +172,8 @@ def check_template(text: str) -> str | None:
     try:
         _compile(text)
     except TemplateError as exc:
-        line = f" (line {exc.lineno})" if getattr(exc, "lineno", None) else ""
+        lineno = getattr(exc, "lineno", None)  # TemplateSyntaxError's; other TemplateErrors have none
+        line = f" (line {lineno})" if lineno else ""
         return f"{exc.message or exc}{line}"
     return None
 
@@ -192,7 +193,8 @@ def render_failure(exc: Exception, field: str) -> MappingError:
     if isinstance(exc, MappingError):
         return exc
     if isinstance(exc, TemplateError):
-        line = f" line {exc.lineno}" if getattr(exc, "lineno", None) else ""
+        lineno = getattr(exc, "lineno", None)
+        line = f" line {lineno}" if lineno else ""
         return MappingError(f"{field}: cannot render{line}: {exc.message or exc}")
     return MappingError(f"{field}: cannot render: {type(exc).__name__}: {exc}")
 
@@ -257,7 +259,7 @@ def render_marked(text: str, submission: Submission, field: str) -> Rendered:
     return split_values(run_template(lambda: _compile(text, True), context(submission), field))
 
 
-def check_ids(fields: dict[str, str], is_id: Callable[[str], bool], shape: re.Pattern[str],
+def check_ids(fields: dict[str, str], is_id: Callable[[str], object], shape: re.Pattern[str],
               what: str) -> None:
     """Fields naming a record (an owner, a linked object) must render to exactly one id of `shape`:
     a value from the submission such as `12, 13` or `12 OR 1=1` is refused here with the field's

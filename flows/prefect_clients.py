@@ -64,8 +64,9 @@ def _retry_quickly_on_busy(client: object) -> None:
     # pyproject.toml; should the attributes move, the client keeps Prefect's own backoff).
     http = getattr(client, "_client", None)
     transport = getattr(http, "_transport", None)
-    if isinstance(transport, httpx.AsyncBaseTransport) and not isinstance(transport, QuickRetryOnBusy):
-        http._transport = QuickRetryOnBusy(transport)  # type: ignore[union-attr]
+    if http is not None and isinstance(transport, httpx.AsyncBaseTransport) and not isinstance(
+            transport, QuickRetryOnBusy):
+        http._transport = QuickRetryOnBusy(transport)
     else:
         log.debug("prefect client transport not wrapped", extra={"event": "prefect_transport_unwrapped"})
 

@@ -8,6 +8,7 @@ still computes the wait, so the backoff curve is the well-known one.
 from __future__ import annotations
 
 import random
+from typing import TypedDict
 
 import tenacity
 
@@ -19,19 +20,33 @@ DEFERRAL_JITTER = 1.0
 so the rows it held do not all fall due in the same instant."""
 
 
+_RETRYING = tenacity.Retrying()
+"""Only to fill RetryCallState's `retry_object`: the wait functions read `attempt_number` alone."""
+
+
+class _Common(TypedDict):
+    """The fields every Decision that `decide` returns copies from the row and the outcome."""
+
+    inbox_id: str
+    destination: str
+    status_code: int | None
+    retry_after: float | None
+    remote_id: str | None
+
+
 def backoff(policy: RetryPolicy, attempt: int) -> float:
     """Seconds to wait after failed attempt number `attempt` (1-based): exponential with jitter."""
     wait = tenacity.wait_exponential_jitter(
         initial=policy.initial, max=policy.max_delay, exp_base=policy.multiplier, jitter=policy.initial / 2
     )
-    state = tenacity.RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
+    state = tenacity.RetryCallState(retry_object=_RETRYING, fn=None, args=(), kwargs={})
     state.attempt_number = attempt
     return min(float(wait(state)), policy.max_delay)
 
 
 def decide(row: DeliveryRow, outcome: Outcome, policy: RetryPolicy, now: float) -> Decision:
     attempt = row.attempts + 1
-    common = {
+    common: _Common = {
         "inbox_id": row.inbox_id, "destination": row.destination, "status_code": outcome.status_code,
         "retry_after": outcome.retry_after, "remote_id": outcome.remote_id,
     }

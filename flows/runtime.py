@@ -11,11 +11,14 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from flows.stages import Stages
 from hub.config.loader import load_config
 from hub.config.models import HubConfig
+
+if TYPE_CHECKING:  # flows.delivery_pool imports this module
+    from flows.delivery_pool import DeliveryPool
 
 
 @dataclass(frozen=True)
@@ -23,7 +26,7 @@ class Runtime:
     config: Callable[[], HubConfig]
     spool_path: Path
     data_dir: Path
-    delivery_pool: Any = None
+    delivery_pool: DeliveryPool | None = None
     """A flows.delivery_pool.DeliveryPool when deliveries may run in worker processes."""
     stages: Stages = field(default_factory=Stages)
 

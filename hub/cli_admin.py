@@ -6,6 +6,7 @@ import argparse
 import sqlite3
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -135,7 +136,9 @@ def _wait(conn: sqlite3.Connection, ids: list[str], timeout: float) -> int:
         time.sleep(0.5)
 
 
-def add_parsers(sub: argparse._SubParsersAction, data_dir_arg, config_arg) -> None:  # type: ignore[type-arg,no-untyped-def]
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
+                data_dir_arg: Callable[[argparse.ArgumentParser], None],
+                config_arg: Callable[[argparse.ArgumentParser], None]) -> None:
     status = sub.add_parser("status", help="counts per source and destination: pending, delivered, retrying, dead")
     data_dir_arg(status)
 

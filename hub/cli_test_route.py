@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
@@ -99,6 +100,9 @@ def _blank(text: str, secrets: list[str]) -> str:
     return text
 
 
+AddArgument = Callable[[argparse.ArgumentParser], None]
+"""hub.cli's `_data_dir_arg` / `_config_arg`: add one shared option to a subcommand's parser."""
+
 _SECRET_HEADERS = ("authorization", "x-api-token", "api-key", "x-api-key", "x-postmark-server-token", "cookie")
 
 
@@ -125,6 +129,7 @@ async def _render(config: HubConfig, route: RouteConfig, submission: Submission,
     would not send this submission (a template failing on it, say)."""
     from flows.destinations import get_destination
     from flows.destinations.base import DeliveryContext, DeliveryItem, Outcome
+    from flows.destinations.file import FileConfig
     from flows.pacing import Pacer
     from flows.runtime import Runtime
 
@@ -150,8 +155,8 @@ async def _render(config: HubConfig, route: RouteConfig, submission: Submission,
             context = DeliveryContext(http=http, pacer=Pacer(), destination_id=destination_id,
                                       record_link=runtime.record_link,
                                       extra={"smtp_send": smtp_send, "dry_run": True, "data_dir": "."})
-            if destination.type == "file":
-                shown.append((destination_id, [f"append to {settings.path}:",  # type: ignore[attr-defined]
+            if isinstance(settings, FileConfig):  # a file destination: shown as where it would append
+                shown.append((destination_id, [f"append to {settings.path}:",
                                                submission.model_dump_json(indent=2)]))
                 continue
             try:
@@ -213,7 +218,8 @@ def cmd_test_route(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(sub: argparse._SubParsersAction, data_dir_arg, config_arg) -> None:  # type: ignore[type-arg,no-untyped-def]
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], data_dir_arg: AddArgument,
+               config_arg: AddArgument) -> None:
     parser = sub.add_parser("test-route", help="show what each destination of a route would send, without sending")
     parser.add_argument("route", help="route name")
     parser.add_argument("--fixture", help="a provider fixture JSON file or a Submission JSON file")

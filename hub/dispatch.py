@@ -186,7 +186,7 @@ class Dispatcher:
             log.error("delivery worker processes did not start", extra={"event": "delivery_pool_failed",
                                                                       "error": f"{type(exc).__name__}: {exc}"})
 
-    async def _upkeep(self, conn) -> None:  # type: ignore[no-untyped-def]
+    async def _upkeep(self, conn: sqlite3.Connection) -> None:
         """Start the maintenance flow for sources whose upkeep is due (watch renewals)."""
         from flows.maintenance import due_sources, maintain_sources
 
@@ -217,7 +217,7 @@ class Dispatcher:
                 return inbox_ids, due, suspects
         return [], [], False
 
-    async def _fill(self, conn, batch_size: int, batch_wait: float) -> None:  # type: ignore[no-untyped-def]
+    async def _fill(self, conn: sqlite3.Connection, batch_size: int, batch_wait: float) -> None:
         """Give a batch up to `batch_wait` seconds to fill, so one flow run carries many submissions."""
         deadline = time.monotonic() + batch_wait
         while time.monotonic() < deadline and not self._stop.is_set():
@@ -309,7 +309,7 @@ def _log_level() -> str:
     return logging.getLevelName(logging.getLogger("hookhub").getEffectiveLevel()).lower()
 
 
-def _loop_factory():  # type: ignore[no-untyped-def]
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     try:
         import uvloop
     except ImportError:

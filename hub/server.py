@@ -9,11 +9,11 @@ import logging
 import resource
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import uvicorn
 from starlette.applications import Starlette
@@ -27,7 +27,7 @@ from hub.spool.writer import SpoolWriter
 
 log = logging.getLogger("hookhub.server")
 
-BackgroundTask = Callable[["Hub"], Awaitable[None]]
+BackgroundTask = Callable[["Hub"], Coroutine[Any, Any, None]]
 # File descriptors beyond server.max_connections: spool, delivery workers, outgoing connections.
 FD_MARGIN = 1024
 
@@ -119,7 +119,7 @@ def uvicorn_config(app: Starlette, host: str, port: int, limits: EdgeLimits | No
     """uvicorn's settings for a hub; `limits` default to the hub's `server:` config (else built-in)."""
     if limits is None:
         limits = app.edge_limits() if isinstance(app, HubApp) else EdgeLimits()
-    settings: dict[str, object] = {
+    settings: dict[str, Any] = {  # uvicorn.Config's keyword arguments, each of its own type
         "host": host,
         "port": port,
         "http": protocol_class(limits),  # 431/408/connection cap: see hub/receiver/protocol.py
@@ -129,7 +129,7 @@ def uvicorn_config(app: Starlette, host: str, port: int, limits: EdgeLimits | No
         "lifespan": "on",
     }
     settings.update(overrides)
-    return uvicorn.Config(app, **settings)  # type: ignore[arg-type]
+    return uvicorn.Config(app, **settings)
 
 
 def serve(hub: Hub, host: str, port: int) -> None:

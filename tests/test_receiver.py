@@ -307,3 +307,22 @@ def test_readiness_fails_when_spool_writer_is_down(tmp_path: Path):
         assert response.status_code == 503
     finally:
         server.stop()
+
+
+def test_readiness_says_when_the_spool_probe_timed_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    # A TimeoutError's text is empty: the problem must still say what happened (it once read
+    # "spool not writable: ", since `exc or 'timed out'` is always the exception).
+    config = tmp_path / "connectors.yaml"
+    config.write_text(CONFIG.format(sources=_sources_yaml()), encoding="utf-8")
+    hub_, server = start_hub(config, tmp_path / "data")
+
+    async def probe_times_out() -> None:
+        raise TimeoutError
+
+    try:
+        monkeypatch.setattr(hub_.spool, "probe", probe_times_out)
+        ready = httpx.get(f"{server.url}/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["problems"] == ["spool not writable: timed out"]
+    finally:
+        server.stop()

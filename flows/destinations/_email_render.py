@@ -135,7 +135,8 @@ def template_problem(text: str, html: bool = False) -> str | None:
     try:
         _compile(text, html)
     except TemplateError as exc:
-        line = f" (line {exc.lineno})" if getattr(exc, "lineno", None) else ""
+        lineno = getattr(exc, "lineno", None)  # TemplateSyntaxError's; other TemplateErrors have none
+        line = f" (line {lineno})" if lineno else ""
         return f"{exc.message or exc}{line}"
     return None
 
@@ -246,6 +247,7 @@ def _reply_to(chosen: dict[str, str], names: dict[str, Any]) -> Mailbox | None:
 
 
 def _bodies(settings: EmailSettings, item: DeliveryItem, names: dict[str, Any]) -> tuple[str, str | None]:
+    text_template: str | None
     if item.template is not None:
         text_template, field = item.template, "template"
     else:

@@ -130,7 +130,7 @@ def codes(error: dict[str, Any]) -> list[str]:
 
 def describe(error: dict[str, Any], fallback: str) -> str:
     """`CATEGORY: message (CODE)` from an error object, one line, bounded."""
-    details = [e.get("message") for e in sub_errors(error) if isinstance(e.get("message"), str)]
+    details = [m for e in sub_errors(error) if isinstance(m := e.get("message"), str)]
     # errors[].message is the readable one; the top message often embeds the same as JSON.
     message = "; ".join(details[:3]) or error.get("message")
     text = message if isinstance(message, str) and message.strip() else fallback

@@ -188,7 +188,7 @@ def _judge_results(answer: _http.Answer, data: Any, inputs: list[Input], need_id
         verdict.decided[owner.key] = _delivered(owner.key, answer.status, result)
         del left[owner.key]
     orphans: list[dict[str, Any]] = []
-    errors = data.get("errors") if isinstance(data.get("errors"), list) else []
+    errors = raw if isinstance(raw := data.get("errors"), list) else []
     for error in (e for e in errors if isinstance(e, dict)):
         named = [one for one in named_by(error, inputs) if one.key in left]
         if not named:
@@ -223,7 +223,7 @@ def _owner(result: dict[str, Any], left: dict[str, Input]) -> Input | None:
     trace = result.get("objectWriteTraceId")
     if isinstance(trace, str) and trace in left:
         return left[trace]
-    properties = result.get("properties") if isinstance(result.get("properties"), dict) else {}
+    properties = raw if isinstance(raw := result.get("properties"), dict) else {}
     email = properties.get("email")
     rid = _id(result)
     for one in left.values():
@@ -235,7 +235,7 @@ def _owner(result: dict[str, Any], left: dict[str, Input]) -> Input | None:
 
 
 def _names_someone(result: dict[str, Any]) -> bool:
-    properties = result.get("properties") if isinstance(result.get("properties"), dict) else {}
+    properties = raw if isinstance(raw := result.get("properties"), dict) else {}
     return isinstance(result.get("objectWriteTraceId"), str) or isinstance(properties.get("email"), str)
 
 
@@ -247,7 +247,7 @@ def named_by(error: dict[str, Any], inputs: list[Input]) -> list[Input]:
     contexts = [error] + api.sub_errors(error)
     for where in contexts:
         trace = where.get("objectWriteTraceId")
-        context = where.get("context") if isinstance(where.get("context"), dict) else {}
+        context = raw if isinstance(raw := where.get("context"), dict) else {}
         for name, values in [("objectWriteTraceId", trace), *context.items()]:
             for value in values if isinstance(values, list) else [values]:
                 if isinstance(value, bool) or not isinstance(value, (str, int)):
@@ -260,9 +260,9 @@ def named_by(error: dict[str, Any], inputs: list[Input]) -> list[Input]:
                     found.setdefault(one.key, one)
     for text in api.texts(error):
         for token in _TOKENS.split(text):
-            one = by_email.get(token.strip(".:").casefold())
-            if one is not None and "@" in one.email:  # a bare word must not match an odd address
-                found.setdefault(one.key, one)
+            hit = by_email.get(token.strip(".:").casefold())
+            if hit is not None and "@" in hit.email:  # a bare word must not match an odd address
+                found.setdefault(hit.key, hit)
     return [one for one in inputs if one.key in found]
 
 

@@ -12,6 +12,7 @@ them without knowing the type.
 from __future__ import annotations
 
 import abc
+import builtins
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
@@ -145,7 +146,7 @@ class DeliveryContext:
 
 class Destination(abc.ABC):
     type: ClassVar[str]
-    Config: ClassVar[type[DestinationSettings]]
+    Config: ClassVar[builtins.type[DestinationSettings]]  # `type` here is the class attribute above
     any_process: ClassVar[bool] = False
     """Whether deliveries may run in several processes at once (flows/delivery_pool.py): only
     for types that keep no budget that must hold across all sends (Slack's 1 message/s, CRM

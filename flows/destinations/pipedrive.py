@@ -178,11 +178,11 @@ class PipedriveDestination(Destination):
                 return found
         data, status = await self._call(context, config, keys, "POST", "/api/v1/persons", body=person_body(person),
                                         action="create the person")
-        found = created_id(data, "person", status)
-        if not found.isdigit():  # a person id is a number; anything else cannot be linked to
+        created = created_id(data, "person", status)
+        if not created.isdigit():  # a person id is a number; anything else cannot be linked to
             raise Stopped("failed", f"Pipedrive answered HTTP {status} to create the person with a non-numeric "
                                     "id; the person may have been created", status)
-        return int(found)
+        return int(created)
 
     async def _record(self, person_id: int, title: str, config: PipedriveConfig, keys: Keys,
                       context: DeliveryContext) -> tuple[str, int]:

@@ -95,7 +95,8 @@ def unknown_key_message(key: Any, known: Sequence[str], context: str = "") -> st
 
 
 def _resolve(error: ErrorDetails, data: Any) -> _Resolved:
-    node, path = data, ()
+    node = data
+    path: KeyPath = ()
     site: KeyPath | None = None
     tag: Any = None
     loc = error["loc"]

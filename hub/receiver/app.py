@@ -18,8 +18,9 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
@@ -30,8 +31,8 @@ from starlette.datastructures import URL
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.routing import BaseRoute, Route
+from starlette.types import ExceptionHandler, Lifespan, Receive, Scope, Send
 
 from connectors.base import Envelope, InboundRequest, UnsupportedPayload, VerificationFailed, dedupe_key
 from hub.receiver.body import BadContentLength, BodyTooLarge, ClientGone, read_limited
@@ -160,7 +161,7 @@ class Receiver:
         try:
             await asyncio.wait_for(self.spool.probe(), timeout=2.0)
         except (TimeoutError, SpoolUnavailable) as exc:
-            problems.append(f"spool not writable: {exc or 'timed out'}")
+            problems.append(f"spool not writable: {str(exc) or 'timed out'}")
         body: dict[str, object] = {"status": "ready" if not problems else "not ready"}
         if self._may_see_status(request):
             # Config errors name files, lines and destinations: for the admin only.
@@ -292,8 +293,10 @@ class HubApp(Starlette):
     the receiver. Everything else (other methods and paths, lifespan) goes through Starlette,
     whose own /hooks/{source_id} route (same receiver) answers e.g. 405 to a GET."""
 
-    def __init__(self, receiver: Receiver, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(**kwargs)
+    def __init__(self, receiver: Receiver, routes: Sequence[BaseRoute],
+                 exception_handlers: Mapping[Any, ExceptionHandler], lifespan: Lifespan[HubApp] | None = None,
+                 ) -> None:
+        super().__init__(routes=routes, exception_handlers=exception_handlers, lifespan=lifespan)
         self._receiver = receiver
 
     def edge_limits(self) -> EdgeLimits:
@@ -310,7 +313,7 @@ class HubApp(Starlette):
         await super().__call__(scope, receive, send)
 
 
-def create_app(receiver: Receiver, lifespan=None) -> HubApp:  # type: ignore[no-untyped-def]
+def create_app(receiver: Receiver, lifespan: Lifespan[HubApp] | None = None) -> HubApp:
     routes = [
         Route("/hooks/{source_id}", receiver, methods=["POST"]),
         Route("/hooks/{source_id}", receiver.probe_source, methods=["HEAD"]),

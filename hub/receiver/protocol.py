@@ -28,13 +28,16 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httptools
 import orjson
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 if TYPE_CHECKING:
+    from uvicorn.config import Config
+    from uvicorn.server import ServerState
+
     from hub.config.models import ServerConfig
 
 log = logging.getLogger("hookhub.receiver")
@@ -111,8 +114,9 @@ def protocol_class(limits: EdgeLimits) -> type[HubHttpProtocol]:
 class HubHttpProtocol(HttpToolsProtocol):
     limits: ClassVar[EdgeLimits] = EdgeLimits()
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, config: Config, server_state: ServerState, app_state: dict[str, Any],
+                 _loop: asyncio.AbstractEventLoop | None = None) -> None:
+        super().__init__(config, server_state, app_state, _loop)
         self._phase = _HEAD
         self._head_bytes = 0  # received since the last complete head: an upper bound of this head's size
         self._started = 0.0  # when the current phase began (loop time)
@@ -122,6 +126,7 @@ class HubHttpProtocol(HttpToolsProtocol):
 
     # --- connection ----------------------------------------------------------------------------
 
+    # uvicorn's own connection_made narrows BaseProtocol's BaseTransport the same way (and ignores it too).
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         if len(self.connections) >= self.limits.max_connections:
             self._refused = True

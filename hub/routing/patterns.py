@@ -15,7 +15,6 @@ from __future__ import annotations
 import codecs
 import functools
 import re
-from typing import Any
 
 import re2
 
@@ -70,7 +69,7 @@ class Pattern:
 
     __slots__ = ("_regexp", "text")
 
-    def __init__(self, text: str, regexp: Any) -> None:  # re2 ships no type hints
+    def __init__(self, text: str, regexp: re2._Regexp[str]) -> None:  # google-re2's own class name
         self.text = text
         self._regexp = regexp
 

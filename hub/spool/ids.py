@@ -50,7 +50,8 @@ def _random_part() -> str:
         state["pool"] = os.urandom(_POOL_CHARS).translate(_BYTE_TO_CHAR).decode("ascii")
         pos = 0
     state["pos"] = pos + _RANDOM_CHARS
-    return state["pool"][pos:pos + _RANDOM_CHARS]
+    pool: str = state["pool"]
+    return pool[pos:pos + _RANDOM_CHARS]
 
 
 def encode_time(millis: int) -> str:

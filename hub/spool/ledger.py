@@ -126,18 +126,20 @@ def has_work(conn: sqlite3.Connection, now: float) -> bool:
 
 
 def pending_count(conn: sqlite3.Connection) -> int:
-    return conn.execute(
+    count: int = conn.execute(
         "SELECT count(*) FROM inbox WHERE state='pending' AND coalesce(not_before, 0) <= ?"
         " AND retry_group IS NULL",
         (time.time(),),
     ).fetchone()[0]
+    return count
 
 
 def next_due_at(conn: sqlite3.Connection) -> float | None:
     row = conn.execute(
         "SELECT min(next_attempt_at) FROM deliveries WHERE status IN ('pending','retrying')"
     ).fetchone()
-    return row[0]
+    due: float | None = row[0]
+    return due
 
 
 def claim_inbox(conn: sqlite3.Connection, limit: int, owner: str) -> list[str]:

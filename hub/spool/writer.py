@@ -25,8 +25,10 @@ import queue
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -85,8 +87,9 @@ def _insert_sql(rows: int) -> str:
 _Row = tuple[object, ...]
 """A record's INSERT parameters, without updated_at (the commit time, added per group)."""
 
-# A probe has neither record nor row.
-_Job = tuple[SpoolRecord | None, _Row | None, asyncio.Future, asyncio.AbstractEventLoop]
+# A probe has neither record nor row. The future gets a record's StoreResult, or None for a probe
+# (or the exception that stopped either): one queue carries both, so it is typed loosely here.
+_Job = tuple[SpoolRecord | None, _Row | None, asyncio.Future[Any], asyncio.AbstractEventLoop]
 
 
 class SpoolWriter:
@@ -250,7 +253,7 @@ class SpoolWriter:
         now = time.time()
         if any(record is None for record, _, _, _ in group):
             conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('probe', ?)", (str(now),))
-        rows = [(record, row) for record, row, _, _ in group if record is not None]
+        rows = [(record, row) for record, row, _, _ in group if record is not None and row is not None]
         stored: dict[str, StoreResult] = {}
         if rows:
             params: list[object] = []
@@ -293,11 +296,11 @@ class SpoolWriter:
             pass
 
 
-def _resolve(group: list[_Job], results: list) -> None:
+def _resolve(group: list[_Job], results: Sequence[StoreResult | BaseException | None]) -> None:
     """Hand results back to each request's event loop (one callback per loop per group)."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future, object]]] = {}
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], object]]] = {}
     if len(results) == 1 and len(group) > 1:
-        results = results * len(group)
+        results = [results[0]] * len(group)
     for (_, _, future, loop), result in zip(group, results):
         by_loop.setdefault(loop, []).append((future, result))
     for loop, pairs in by_loop.items():
@@ -320,7 +323,7 @@ def _row(record: SpoolRecord) -> _Row:
     )
 
 
-def _settle(pairs: list[tuple[asyncio.Future, object]]) -> None:
+def _settle(pairs: list[tuple[asyncio.Future[Any], object]]) -> None:
     for future, result in pairs:
         if future.done():
             continue
