@@ -18,8 +18,12 @@ async def hook(request: Request) -> JSONResponse:
     return JSONResponse({"status": "accepted", "id": request.path_params["source_id"]})
 
 
-app = Starlette(routes=[Route("/hooks/{source_id}", hook, methods=["POST"]),
-                        Route("/healthz", lambda r: JSONResponse({"status": "alive"}))])
+app = Starlette(
+    routes=[
+        Route("/hooks/{source_id}", hook, methods=["POST"]),
+        Route("/healthz", lambda r: JSONResponse({"status": "alive"})),
+    ]
+)
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()

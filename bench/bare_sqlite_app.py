@@ -26,17 +26,24 @@ def make_app(db_path: Path) -> Starlette:
     conn = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
-    conn.execute("CREATE TABLE IF NOT EXISTS inbox (id INTEGER PRIMARY KEY, received_at REAL, source TEXT, body BLOB)")
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS inbox (id INTEGER PRIMARY KEY, received_at REAL, source TEXT, body BLOB)"
+    )
 
     async def hook(request: Request) -> JSONResponse:
         body = await request.body()
         source = request.path_params["source_id"]
-        row_id = conn.execute("INSERT INTO inbox (received_at, source, body) VALUES (?, ?, ?)",
-                              (time.time(), source, body)).lastrowid
+        row_id = conn.execute(
+            "INSERT INTO inbox (received_at, source, body) VALUES (?, ?, ?)", (time.time(), source, body)
+        ).lastrowid
         return JSONResponse({"status": "accepted", "id": row_id})
 
-    return Starlette(routes=[Route("/hooks/{source_id}", hook, methods=["POST"]),
-                             Route("/healthz", lambda r: JSONResponse({"status": "alive"}))])
+    return Starlette(
+        routes=[
+            Route("/hooks/{source_id}", hook, methods=["POST"]),
+            Route("/healthz", lambda r: JSONResponse({"status": "alive"})),
+        ]
+    )
 
 
 if __name__ == "__main__":

@@ -47,8 +47,10 @@ def write_config(path: Path, sink_port: int, dispatch: str) -> Path:
         f"  {name}: {{type: webhook, url: 'http://127.0.0.1:{sink_port}/in/{name}', secret: {WHSEC}}}"
         for name in DESTINATIONS
     )
-    path.write_text(CONFIG.format(destinations=destinations, names=", ".join(DESTINATIONS), dispatch=dispatch),
-                    encoding="utf-8")
+    path.write_text(
+        CONFIG.format(destinations=destinations, names=", ".join(DESTINATIONS), dispatch=dispatch),
+        encoding="utf-8",
+    )
     return path
 
 
@@ -89,6 +91,7 @@ async def send_at_rate(port: int, requests: list[bytes], rate: float) -> dict[st
     """POST each prepared request when it is due; returns submission id -> time of its 2xx."""
     acked: dict[str, float] = {}
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+
         async def one(raw: bytes, due: float) -> None:
             await asyncio.sleep(max(0.0, due - time.monotonic()))
             head, body = raw.split(b"\r\n\r\n", 1)
@@ -96,6 +99,7 @@ async def send_at_rate(port: int, requests: list[bytes], rate: float) -> dict[st
             headers.pop("Content-Length", None)
             answer = await client.post("/hooks/contact-form", content=body, headers=headers)
             acked[answer.json()["id"]] = time.time()
+
         start = time.monotonic()
         await asyncio.gather(*(one(raw, start + i / rate) for i, raw in enumerate(requests)))
     return acked
@@ -104,8 +108,23 @@ async def send_at_rate(port: int, requests: list[bytes], rate: float) -> dict[st
 def hub_process(config: Path, data_dir: Path, port: int, log: Path):  # type: ignore[no-untyped-def]
     if os.environ.get("BENCH_LOG_DIR"):  # keep the hub's log after the run (e.g. BENCH_LOG_LEVEL=info)
         log = Path(os.environ["BENCH_LOG_DIR"]) / log.name
-    return process(["-m", "hub.cli", "serve", "--port", str(port), "--config", str(config),
-                    "--data-dir", str(data_dir), "--log-level", os.environ.get("BENCH_LOG_LEVEL", "warning")], port, log=log)
+    return process(
+        [
+            "-m",
+            "hub.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--config",
+            str(config),
+            "--data-dir",
+            str(data_dir),
+            "--log-level",
+            os.environ.get("BENCH_LOG_LEVEL", "warning"),
+        ],
+        port,
+        log=log,
+    )
 
 
 def warm_up(port: int, sink: Sink, requests: list[bytes]) -> None:
@@ -114,11 +133,14 @@ def warm_up(port: int, sink: Sink, requests: list[bytes]) -> None:
     sink.wait(set(acked), timeout=300)
 
 
-def run_batched(root: Path, sink: Sink, sink_port: int, args: argparse.Namespace,
-                requests: list[bytes]) -> tuple[float, list[float]]:
-    config = write_config(root / "batched.yaml", sink_port, "{batch_size: 1000, batch_wait: 0.2, chunk_size: 500}")
+def run_batched(
+    root: Path, sink: Sink, sink_port: int, args: argparse.Namespace, requests: list[bytes]
+) -> tuple[float, list[float]]:
+    config = write_config(
+        root / "batched.yaml", sink_port, "{batch_size: 1000, batch_wait: 0.2, chunk_size: 500}"
+    )
     port = free_port()
-    warm, burst, paced = requests[:5], requests[5:5 + args.requests], requests[5 + args.requests:]
+    warm, burst, paced = requests[:5], requests[5 : 5 + args.requests], requests[5 + args.requests :]
     with hub_process(config, root / "batched", port, root / "batched.log"):
         warm_up(port, sink, warm)
         before = set(sink.last)
@@ -127,7 +149,10 @@ def run_batched(root: Path, sink: Sink, sink_port: int, args: argparse.Namespace
         sink.poll()
         # The burst's ids are whatever reaches the sink from now on: wait for N new submissions.
         deadline = time.monotonic() + 600
-        while sum(1 for i, n in sink.copies.items() if i not in before and n >= len(DESTINATIONS)) < args.requests:
+        while (
+            sum(1 for i, n in sink.copies.items() if i not in before and n >= len(DESTINATIONS))
+            < args.requests
+        ):
             if time.monotonic() > deadline:
                 raise TimeoutError("burst not delivered in 600 s")
             time.sleep(0.1)
@@ -157,11 +182,15 @@ def percentile(values: list[float], p: float) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--requests", type=int, default=5000, help="webhooks in the throughput burst")
     parser.add_argument("--rate", type=float, default=50.0, help="offered rate for the latency run")
     parser.add_argument("--seconds", type=float, default=20.0, help="length of the latency run")
-    parser.add_argument("--naive", type=int, default=15, help="webhooks through the one-flow-per-webhook shape")
+    parser.add_argument(
+        "--naive", type=int, default=15, help="webhooks through the one-flow-per-webhook shape"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="hookhub-e2e-") as tmp:
@@ -175,20 +204,26 @@ def main() -> None:
         sink_port = free_port()
         with process(["-m", "bench.sink_app", "--port", str(sink_port)], sink_port):
             sink = Sink(sink_port)
-            rate, latencies = run_batched(root, sink, sink_port, args, requests[:5 + args.requests + paced])
-            naive = run_naive(root, sink, sink_port, requests[5 + args.requests + paced:])
+            rate, latencies = run_batched(root, sink, sink_port, args, requests[: 5 + args.requests + paced])
+            naive = run_naive(root, sink, sink_port, requests[5 + args.requests + paced :])
             duplicates = sum(1 for n in sink.copies.values() if n > len(DESTINATIONS))
 
     print()
-    print(f"hookhub, {args.requests:,} webhooks as fast as acknowledged: {rate:,.0f} submissions/s "
-          f"(first request to last delivery at {len(DESTINATIONS)} destinations)")
-    print(f"hookhub, {args.rate:,.0f}/s offered for {args.seconds:g}s: ack->delivered p50 "
-          f"{percentile(latencies, 50):.2f} s, p95 {percentile(latencies, 95):.2f} s, max {latencies[-1]:.2f} s")
+    print(
+        f"hookhub, {args.requests:,} webhooks as fast as acknowledged: {rate:,.0f} submissions/s "
+        f"(first request to last delivery at {len(DESTINATIONS)} destinations)"
+    )
+    print(
+        f"hookhub, {args.rate:,.0f}/s offered for {args.seconds:g}s: ack->delivered p50 "
+        f"{percentile(latencies, 50):.2f} s, p95 {percentile(latencies, 95):.2f} s, max {latencies[-1]:.2f} s"
+    )
     print(f"naive (one flow run per webhook), {args.naive} webhooks: {naive:.2f} submissions/s")
     print()
-    print(f"submissions/s: {rate:,.0f} (goal >= 500); ratio to naive: {rate / naive:,.0f}x (goal >= 500x); "
-          f"p95 at {args.rate:g}/s: {percentile(latencies, 95):.2f} s (goal <= 2 s); "
-          f"duplicate deliveries: {duplicates}")
+    print(
+        f"submissions/s: {rate:,.0f} (goal >= 500); ratio to naive: {rate / naive:,.0f}x (goal >= 500x); "
+        f"p95 at {args.rate:g}/s: {percentile(latencies, 95):.2f} s (goal <= 2 s); "
+        f"duplicate deliveries: {duplicates}"
+    )
 
 
 if __name__ == "__main__":

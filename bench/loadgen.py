@@ -38,9 +38,11 @@ class Result:
         return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
     def summary(self) -> str:
-        return (f"{self.ok()}/{self.sent} ok in {self.seconds:.2f}s = {self.rate():,.0f}/s, "
-                f"p50 {self.percentile(50) * 1000:.1f} ms, p99 {self.percentile(99) * 1000:.1f} ms, "
-                f"mean {statistics.fmean(self.latencies) * 1000 if self.latencies else 0:.1f} ms")
+        return (
+            f"{self.ok()}/{self.sent} ok in {self.seconds:.2f}s = {self.rate():,.0f}/s, "
+            f"p50 {self.percentile(50) * 1000:.1f} ms, p99 {self.percentile(99) * 1000:.1f} ms, "
+            f"mean {statistics.fmean(self.latencies) * 1000 if self.latencies else 0:.1f} ms"
+        )
 
 
 def build_request(path: str, headers: dict[str, str], body: bytes, host: str = "127.0.0.1") -> bytes:

@@ -29,7 +29,7 @@ def _stat_fields(pid: int) -> list[str] | None:
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
     # The command name is in parentheses and may itself hold spaces or parentheses.
-    return text[text.rindex(")") + 2:].split()
+    return text[text.rindex(")") + 2 :].split()
 
 
 def info(pid: int) -> ProcInfo | None:
@@ -41,8 +41,12 @@ def info(pid: int) -> ProcInfo | None:
         raw = (PROC / str(pid) / "cmdline").read_bytes()
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
-    return ProcInfo(pid=pid, ppid=int(fields[1]), pgid=int(fields[2]),
-                    cmdline=raw.replace(b"\0", b" ").decode("utf-8", "replace").strip())
+    return ProcInfo(
+        pid=pid,
+        ppid=int(fields[1]),
+        pgid=int(fields[2]),
+        cmdline=raw.replace(b"\0", b" ").decode("utf-8", "replace").strip(),
+    )
 
 
 def everyone() -> list[ProcInfo]:

@@ -27,11 +27,13 @@ async def stats(request: Request) -> JSONResponse:
     return JSONResponse({"count": len(arrivals), "arrivals": arrivals[since:]})
 
 
-app = Starlette(routes=[
-    Route("/in/{name}", receive, methods=["POST"]),
-    Route("/stats", stats),
-    Route("/healthz", lambda r: JSONResponse({"status": "alive"})),
-])
+app = Starlette(
+    routes=[
+        Route("/in/{name}", receive, methods=["POST"]),
+        Route("/stats", stats),
+        Route("/healthz", lambda r: JSONResponse({"status": "alive"})),
+    ]
+)
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()

@@ -95,8 +95,11 @@ def ledger_counts(spool: Path) -> tuple[int, int]:
     try:
         delivered = conn.execute("SELECT count(*) FROM deliveries WHERE status='delivered'").fetchone()[0]
         waiting = conn.execute(
-            "SELECT count(*) FROM deliveries WHERE status IN ('pending', 'sending', 'retrying')").fetchone()[0]
-        unrouted = conn.execute("SELECT count(*) FROM inbox WHERE state IN ('pending', 'claimed')").fetchone()[0]
+            "SELECT count(*) FROM deliveries WHERE status IN ('pending', 'sending', 'retrying')"
+        ).fetchone()[0]
+        unrouted = conn.execute(
+            "SELECT count(*) FROM inbox WHERE state IN ('pending', 'claimed')"
+        ).fetchone()[0]
         return int(delivered), int(waiting) + int(unrouted)
     finally:
         conn.close()
@@ -147,8 +150,11 @@ async def soak(sender: Sender, samples: Samples, hub_pid: int, spool: Path, args
     for minute in range(1, args.minutes + 1):
         await asyncio.sleep(max(0.0, started + 60.0 * minute - time.monotonic()))
         samples.take(hub_pid, started, spool, sender.acked)
-        print(f"  {samples.at[-1] / 60:4.1f} min: {sender.acked:,} acknowledged, "
-              f"{samples.delivered[-1]:,} deliveries done, backlog {samples.backlog[-1]:,}", flush=True)
+        print(
+            f"  {samples.at[-1] / 60:4.1f} min: {sender.acked:,} acknowledged, "
+            f"{samples.delivered[-1]:,} deliveries done, backlog {samples.backlog[-1]:,}",
+            flush=True,
+        )
     await sending
 
 
@@ -166,14 +172,21 @@ def report(samples: Samples, warmup: int, sender: Sender, drained: tuple[int, in
     names = list(samples.rss)
     print()
     print("RSS in MiB, sampled each minute (minute 0: Prefect ready and the first deliveries done):")
-    header = f"{'minute':>6} | " + " | ".join(f"{n:>18}" for n in names) + f" | {'acked':>7} | {'delivered':>9} | backlog"
+    header = (
+        f"{'minute':>6} | "
+        + " | ".join(f"{n:>18}" for n in names)
+        + f" | {'acked':>7} | {'delivered':>9} | backlog"
+    )
     print(header)
     print("-" * len(header))
     for column, at in enumerate(samples.at):
-        cells = " | ".join(f"{'-' if v is None else f'{v:.1f}':>18}"
-                           for v in (samples.rss[n][column] for n in names))
-        print(f"{at / 60:6.1f} | {cells} | {samples.acked[column]:>7,} | {samples.delivered[column]:>9,} "
-              f"| {samples.backlog[column]:,}")
+        cells = " | ".join(
+            f"{'-' if v is None else f'{v:.1f}':>18}" for v in (samples.rss[n][column] for n in names)
+        )
+        print(
+            f"{at / 60:6.1f} | {cells} | {samples.acked[column]:>7,} | {samples.delivered[column]:>9,} "
+            f"| {samples.backlog[column]:,}"
+        )
     print()
     met = True
     for name in names:
@@ -186,15 +199,19 @@ def report(samples: Samples, warmup: int, sender: Sender, drained: tuple[int, in
         met &= change < GOAL_GROWTH
         print(f"{name}: {change:+.1f} % from minute {warmup} to the end ({flag}, goal < {GOAL_GROWTH:g} %)")
     delivered, backlog = drained
-    print(f"acknowledged {sender.acked:,}; failed sends {sender.failed or 0}; deliveries done {delivered:,} "
-          f"(2 destinations each); backlog at the end of sending {samples.backlog[-1]:,}, "
-          f"{backlog:,} after {drain_s:.1f} s more")
+    print(
+        f"acknowledged {sender.acked:,}; failed sends {sender.failed or 0}; deliveries done {delivered:,} "
+        f"(2 destinations each); backlog at the end of sending {samples.backlog[-1]:,}, "
+        f"{backlog:,} after {drain_s:.1f} s more"
+    )
     print("memory after warm-up: " + ("MET (flat)" if met else "NOT MET"))
     return met
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--minutes", type=int, default=10, help="length of the run, in minutes")
     parser.add_argument("--rate", type=float, default=50.0, help="webhooks/s offered")
     parser.add_argument("--warmup", type=int, default=2, help="minutes not counted in the growth")
@@ -210,9 +227,26 @@ def main() -> None:
         data_dir = root / "data"
         spool = data_dir / "spool.db"
         os.environ.setdefault("PREFECT_HOME", str(root / "prefect"))
-        with process(["-m", "bench.sink_app", "--port", str(sink_port)], sink_port), \
-                process(["-m", "hub.cli", "serve", "--port", str(hub_port), "--config", str(config),
-                         "--data-dir", str(data_dir), "--log-level", "warning"], hub_port, log=root / "hub.log") as hub:
+        with (
+            process(["-m", "bench.sink_app", "--port", str(sink_port)], sink_port),
+            process(
+                [
+                    "-m",
+                    "hub.cli",
+                    "serve",
+                    "--port",
+                    str(hub_port),
+                    "--config",
+                    str(config),
+                    "--data-dir",
+                    str(data_dir),
+                    "--log-level",
+                    "warning",
+                ],
+                hub_port,
+                log=root / "hub.log",
+            ) as hub,
+        ):
             sender = Sender(config, hub_port)
             print("waiting for Prefect and the first deliveries ...", flush=True)
             warm_up(sender, spool)

@@ -297,7 +297,9 @@ def multipart_pairs(body: bytes, content_type: str) -> list[tuple[str, str]]:
             pairs.append((field.field_name.decode("utf-8"), (field.value or b"").decode("utf-8")))
 
     try:
-        parser = FormParser(media.decode("latin-1"), on_field, lambda _file: None, boundary=params[b"boundary"])
+        parser = FormParser(
+            media.decode("latin-1"), on_field, lambda _file: None, boundary=params[b"boundary"]
+        )
         parser.write(body)
         parser.finalize()
     except FormParserError as exc:

@@ -38,8 +38,10 @@ from hub.submission import Answer
 
 FORMS_API_BASE = "https://forms.googleapis.com"
 TOKEN_URL = "https://oauth2.googleapis.com/token"
-SCOPES = ("https://www.googleapis.com/auth/forms.responses.readonly",
-          "https://www.googleapis.com/auth/forms.body.readonly")
+SCOPES = (
+    "https://www.googleapis.com/auth/forms.responses.readonly",
+    "https://www.googleapis.com/auth/forms.body.readonly",
+)
 FORM_TTL = 300.0
 TOKEN_MARGIN = 300.0
 """A minted token is replaced this many seconds before it expires."""
@@ -76,7 +78,9 @@ def load_service_account(path: str) -> ServiceAccount:
     except ValueError:
         raise ValueError(f"service_account_file {path!r} is not JSON (download a JSON key)") from None
     if not isinstance(data, dict) or not data.get("client_email") or not data.get("private_key"):
-        raise ValueError(f"service_account_file {path!r} has no client_email/private_key: not a service account key")
+        raise ValueError(
+            f"service_account_file {path!r} has no client_email/private_key: not a service account key"
+        )
     try:
         key = load_pem_private_key(str(data["private_key"]).encode(), password=None)
     except (ValueError, TypeError):
@@ -91,16 +95,26 @@ class FetchOptions(BaseModel):
 
     access_token: str | None = Field(default=None, description="an OAuth access token (expires within 1 h)")
     service_account_file: str | None = Field(default=None, description="path of a service account JSON key")
-    delegated_user: str | None = Field(default=None, description="user to impersonate (domain-wide delegation)")
+    delegated_user: str | None = Field(
+        default=None, description="user to impersonate (domain-wide delegation)"
+    )
     token_url: str = Field(default=TOKEN_URL)
     api_base_url: str = Field(default=FORMS_API_BASE)
-    lookback_seconds: int = Field(default=3600, ge=0, le=7 * 86400,
-                                  description="responses submitted this long before the notification are listed")
+    lookback_seconds: int = Field(
+        default=3600,
+        ge=0,
+        le=7 * 86400,
+        description="responses submitted this long before the notification are listed",
+    )
     form_id: str | None = Field(default=None, description="the watched form, for renewing its watch")
     watch_id: str | None = Field(default=None, description="the watch to renew daily")
-    topic_name: str | None = Field(default=None, description="projects/<p>/topics/<t>, to re-create the watch")
+    topic_name: str | None = Field(
+        default=None, description="projects/<p>/topics/<t>, to re-create the watch"
+    )
 
-    @field_validator("access_token", "service_account_file", "delegated_user", "form_id", "watch_id", "topic_name")
+    @field_validator(
+        "access_token", "service_account_file", "delegated_user", "form_id", "watch_id", "topic_name"
+    )
     @classmethod
     def _not_blank(cls, value: str | None) -> str | None:
         if value is not None and not value.strip():
@@ -140,7 +154,9 @@ class FetchOptions(BaseModel):
 def _error(response: Any) -> str:
     try:
         error = response.json().get("error")
-        message = error.get("message") if isinstance(error, dict) else response.json().get("error_description")
+        message = (
+            error.get("message") if isinstance(error, dict) else response.json().get("error_description")
+        )
         message = message or (error if isinstance(error, str) else "")
     except Exception:  # noqa: BLE001 - error bodies that are not JSON
         message = ""
@@ -164,8 +180,11 @@ class FormsClient:
         if options.access_token:
             return options.access_token
         if not options.service_account_file:
-            raise FetchFailed("no access_token or service_account_file is set for this source: the Forms API "
-                              "cannot be read", permanent=True)
+            raise FetchFailed(
+                "no access_token or service_account_file is set for this source: the Forms API "
+                "cannot be read",
+                permanent=True,
+            )
         key = self._token_key(options)
         cached = self._tokens.get(key)
         if cached and self.clock() < cached[1] - TOKEN_MARGIN:
@@ -175,14 +194,25 @@ class FormsClient:
         except ValueError as exc:
             raise FetchFailed(str(exc)) from None
         now = int(self.clock())
-        claims = {"iss": account.client_email, "scope": " ".join(SCOPES), "aud": options.token_url,
-                  "iat": now, "exp": now + 3600}
+        claims = {
+            "iss": account.client_email,
+            "scope": " ".join(SCOPES),
+            "aud": options.token_url,
+            "iat": now,
+            "exp": now + 3600,
+        }
         if options.delegated_user:
             claims["sub"] = options.delegated_user
         headers = {"kid": account.key_id} if account.key_id else None
         assertion = jwt.encode(claims, account.private_key, algorithm="RS256", headers=headers)
-        data = await self._call(http, "POST", options.token_url, None, "an access token", data={
-            "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": assertion})
+        data = await self._call(
+            http,
+            "POST",
+            options.token_url,
+            None,
+            "an access token",
+            data={"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": assertion},
+        )
         token, expires = data.get("access_token"), data.get("expires_in", 3600)
         if not isinstance(token, str) or not token or not isinstance(expires, (int, float)):
             raise FetchFailed("Google's token endpoint answered without access_token/expires_in")
@@ -191,13 +221,16 @@ class FormsClient:
 
     # HTTP
 
-    async def _call(self, http: Any, method: str, url: str, token: str | None, what: str,
-                    **kwargs: Any) -> dict[str, Any]:
+    async def _call(
+        self, http: Any, method: str, url: str, token: str | None, what: str, **kwargs: Any
+    ) -> dict[str, Any]:
         headers = {"Accept": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
         try:
             response = await http.request(method, url, headers=headers, timeout=TIMEOUT, **kwargs)
         except Exception as exc:  # noqa: BLE001 - any transport failure
-            raise FetchFailed(f"could not reach {urlsplit(url).netloc} for {what}: {type(exc).__name__}") from None
+            raise FetchFailed(
+                f"could not reach {urlsplit(url).netloc} for {what}: {type(exc).__name__}"
+            ) from None
         if response.status_code == 200:
             try:
                 data = response.json()
@@ -206,10 +239,13 @@ class FormsClient:
             if isinstance(data, dict):
                 return data
             raise FetchFailed(f"Google answered {what} with something that is not a JSON object")
-        raise ApiError(response.status_code, _explain(response.status_code, what, _error(response), token is None))
+        raise ApiError(
+            response.status_code, _explain(response.status_code, what, _error(response), token is None)
+        )
 
-    async def api(self, http: Any, options: FetchOptions, method: str, path: str, what: str,
-                  **kwargs: Any) -> dict[str, Any]:
+    async def api(
+        self, http: Any, options: FetchOptions, method: str, path: str, what: str, **kwargs: Any
+    ) -> dict[str, Any]:
         token = await self.token(http, options)
         try:
             return await self._call(http, method, f"{options.api_base_url}/v1/{path}", token, what, **kwargs)
@@ -220,7 +256,9 @@ class FormsClient:
 
     # resources
 
-    async def form(self, http: Any, options: FetchOptions, form_id: str, refresh: bool = False) -> dict[str, Any]:
+    async def form(
+        self, http: Any, options: FetchOptions, form_id: str, refresh: bool = False
+    ) -> dict[str, Any]:
         key = (options.api_base_url, form_id)
         cached = self._forms.get(key)
         if cached and not refresh and time.monotonic() - cached[0] < FORM_TTL:
@@ -229,13 +267,23 @@ class FormsClient:
         self._forms[key] = (time.monotonic(), form)
         return form
 
-    async def responses(self, http: Any, options: FetchOptions, form_id: str, since: str) -> list[dict[str, Any]]:
+    async def responses(
+        self, http: Any, options: FetchOptions, form_id: str, since: str
+    ) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
         params: dict[str, str] = {"filter": f"timestamp > {since}"}
         for _ in range(MAX_PAGES):
-            page = await self.api(http, options, "GET", f"forms/{form_id}/responses",
-                                  f"the responses of form {form_id}", params=params)
-            found.extend(r for r in page.get("responses") or [] if isinstance(r, dict) and r.get("responseId"))
+            page = await self.api(
+                http,
+                options,
+                "GET",
+                f"forms/{form_id}/responses",
+                f"the responses of form {form_id}",
+                params=params,
+            )
+            found.extend(
+                r for r in page.get("responses") or [] if isinstance(r, dict) and r.get("responseId")
+            )
             next_token = page.get("nextPageToken")
             if not next_token or next_token == params.get("pageToken"):
                 return found
@@ -243,8 +291,13 @@ class FormsClient:
         raise FetchFailed(f"form {form_id} has more than {MAX_PAGES} pages of responses since {since}")
 
     async def renew_watch(self, http: Any, options: FetchOptions, watch_id: str) -> dict[str, Any]:
-        return await self.api(http, options, "POST", f"forms/{options.form_id}/watches/{watch_id}:renew",
-                              f"watch {watch_id} of form {options.form_id}")
+        return await self.api(
+            http,
+            options,
+            "POST",
+            f"forms/{options.form_id}/watches/{watch_id}:renew",
+            f"watch {watch_id} of form {options.form_id}",
+        )
 
     async def create_watch(self, http: Any, options: FetchOptions) -> tuple[dict[str, Any], str]:
         """A new RESPONSES watch on `form_id` to `topic_name`, or the existing one renewed; (watch, what was done)."""
@@ -259,7 +312,11 @@ class FormsClient:
                 raise
         # One RESPONSES watch per form and project: an existing one is renewed instead.
         listed = await self.api(http, options, "GET", path, f"the watches of form {form_id}")
-        existing = [w for w in listed.get("watches") or [] if isinstance(w, dict) and w.get("eventType") == "RESPONSES"]
+        existing = [
+            w
+            for w in listed.get("watches") or []
+            if isinstance(w, dict) and w.get("eventType") == "RESPONSES"
+        ]
         if existing and existing[0].get("id"):
             return await self.renew_watch(http, options, str(existing[0]["id"])), "renewed the existing"
         if "watchId" not in body:
@@ -275,14 +332,20 @@ class ApiError(FetchFailed):
 
 def _explain(status: int, what: str, detail: str, token_call: bool) -> str:
     if token_call and status in (400, 401, 403):
-        return (f"Google refused {what} ({status}){detail}: check the service account key (revoked or deleted?), "
-                "delegated_user, and the hub's clock")
+        return (
+            f"Google refused {what} ({status}){detail}: check the service account key (revoked or deleted?), "
+            "delegated_user, and the hub's clock"
+        )
     if status == 401:
-        return (f"Google refused the credentials for {what} (401){detail}: an access_token expires after 1 h; "
-                "use service_account_file for unattended operation")
+        return (
+            f"Google refused the credentials for {what} (401){detail}: an access_token expires after 1 h; "
+            "use service_account_file for unattended operation"
+        )
     if status == 403:
-        return (f"Google denied {what} (403){detail}: share the form with the service account's e-mail (or use "
-                "an account that can open it) and enable the Google Forms API in the project")
+        return (
+            f"Google denied {what} (403){detail}: share the form with the service account's e-mail (or use "
+            "an account that can open it) and enable the Google Forms API in the project"
+        )
     if status == 404:
         return f"Google has no {what} (404){detail}: check the form id and that the credentials can open the form"
     if status == 429 or status >= 500:
@@ -291,6 +354,7 @@ def _explain(status: int, what: str, detail: str, token_call: bool) -> str:
 
 
 # --- answers ---------------------------------------------------------------------------------
+
 
 def questions_of(form: dict[str, Any]) -> dict[str, tuple[str, str, bool]]:
     """questionId -> (label, type, multi-valued), in form order; grids give one entry per row."""
@@ -332,20 +396,36 @@ def map_answers(response: dict[str, Any], questions: dict[str, tuple[str, str, b
     for qid in order:
         answer = sent[qid] if isinstance(sent[qid], dict) else {}
         label, kind, multi = questions.get(qid, (qid, "question", False))
-        files = [f.get("fileId") for f in A.maybe_obj(answer, "fileUploadAnswers").get("answers") or []
-                 if isinstance(f, dict) and f.get("fileId")]
+        files = [
+            f.get("fileId")
+            for f in A.maybe_obj(answer, "fileUploadAnswers").get("answers") or []
+            if isinstance(f, dict) and f.get("fileId")
+        ]
         if files:
-            found.append(A.answer(qid, label, "file_upload",
-                                  A.file_value(f"https://drive.google.com/open?id={f}" for f in files)))
+            found.append(
+                A.answer(
+                    qid,
+                    label,
+                    "file_upload",
+                    A.file_value(f"https://drive.google.com/open?id={f}" for f in files),
+                )
+            )
             continue
-        values = [v.get("value") for v in A.maybe_obj(answer, "textAnswers").get("answers") or []
-                  if isinstance(v, dict) and not A.is_empty(v.get("value"))]
-        found.append(A.answer(qid, label, kind, values if multi or len(values) > 1 else (values or [None])[0]))
+        values = [
+            v.get("value")
+            for v in A.maybe_obj(answer, "textAnswers").get("answers") or []
+            if isinstance(v, dict) and not A.is_empty(v.get("value"))
+        ]
+        found.append(
+            A.answer(qid, label, kind, values if multi or len(values) > 1 else (values or [None])[0])
+        )
     return A.collect(found)
 
 
 def watch_body(topic_name: str, watch_id: str | None) -> dict[str, Any]:
-    body: dict[str, Any] = {"watch": {"target": {"topic": {"topicName": topic_name}}, "eventType": "RESPONSES"}}
+    body: dict[str, Any] = {
+        "watch": {"target": {"topic": {"topicName": topic_name}}, "eventType": "RESPONSES"}
+    }
     if watch_id and _WATCH_ID.fullmatch(watch_id):
         body["watchId"] = watch_id
     return body

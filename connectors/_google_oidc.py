@@ -52,7 +52,9 @@ def parse_jwks(
 def bearer(request: InboundRequest) -> str:
     value = (request.header("authorization") or "").strip()
     if not value:
-        raise VerificationFailed("missing authorization header (is OIDC auth enabled on the push subscription?)")
+        raise VerificationFailed(
+            "missing authorization header (is OIDC auth enabled on the push subscription?)"
+        )
     scheme, _, token = value.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise VerificationFailed("authorization header is not a Bearer token")
@@ -76,8 +78,14 @@ def verified_claims(token: str, options: GoogleFormsPubSubOptions) -> dict[str, 
             token,
             key,
             algorithms=[ALGORITHM],
-            options={"verify_exp": False, "verify_iat": False, "verify_nbf": False, "verify_aud": False,
-                     "verify_iss": False, "require": ["aud", "iss", "email", "iat", "exp"]},
+            options={
+                "verify_exp": False,
+                "verify_iat": False,
+                "verify_nbf": False,
+                "verify_aud": False,
+                "verify_iss": False,
+                "require": ["aud", "iss", "email", "iat", "exp"],
+            },
         )
     except jwt.InvalidSignatureError:
         raise VerificationFailed("JWT signature does not verify") from None
@@ -87,7 +95,9 @@ def verified_claims(token: str, options: GoogleFormsPubSubOptions) -> dict[str, 
         raise VerificationFailed("invalid JWT") from None
 
 
-def check_claims(claims: dict[str, Any], options: GoogleFormsPubSubOptions, audience: str, now: float) -> None:
+def check_claims(
+    claims: dict[str, Any], options: GoogleFormsPubSubOptions, audience: str, now: float
+) -> None:
     aud = claims["aud"]
     audiences = aud if isinstance(aud, list) else [aud]
     if not any(isinstance(a, str) and equal(a, audience) for a in audiences):
@@ -101,8 +111,9 @@ def check_claims(claims: dict[str, Any], options: GoogleFormsPubSubOptions, audi
         raise VerificationFailed("JWT email is not verified")
     iat, exp, nbf = claims["iat"], claims["exp"], claims.get("nbf", claims["iat"])
     # NaN compares false both ways, so an `exp` of NaN would never expire: finite numbers only.
-    if not all(isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t)
-               for t in (iat, exp, nbf)):
+    if not all(
+        isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) for t in (iat, exp, nbf)
+    ):
         raise VerificationFailed("JWT time claims are not numbers")
     leeway = options.leeway_seconds
     if now + leeway < max(iat, nbf):

@@ -45,4 +45,4 @@ def sha256_hex(data: bytes) -> str:
 def _feed(hasher: hmac.HMAC | hashlib._Hash, data: bytes) -> None:
     view = memoryview(data)
     for start in range(0, len(view), _PIECE):
-        hasher.update(view[start:start + _PIECE])
+        hasher.update(view[start : start + _PIECE])

@@ -171,7 +171,6 @@ class AnswersOptions(BaseModel):
         return compile_path(self.list_ if self.list_ is not None else self.object_ or "$")
 
 
-
 class MappedOptions(BaseModel):
     """The `mapped` provider's keys of a source. Paths: `data.id`, `$.data.id`, `items[0].value`, `['a.b']`."""
 

@@ -68,7 +68,9 @@ def verify_basic(request: InboundRequest, source: SourceSettings, username: str)
         raise VerificationFailed("wrong username or password")
 
 
-def sign_sample(source: SourceSettings, v: VerifyOptions, url: str, body: bytes, headers: dict[str, str]) -> str:
+def sign_sample(
+    source: SourceSettings, v: VerifyOptions, url: str, body: bytes, headers: dict[str, str]
+) -> str:
     """Add the credentials `v` asks for to a send-test request: into `headers`, or the returned URL."""
     if v.mode == "hmac":
         digest = hmac_digest(require_secrets(source)[0].encode("utf-8"), body, v.algorithm or "sha256")

@@ -54,8 +54,12 @@ def api_base(value: str, name: str = "api_base_url") -> str:
 class FetchOptions(BaseModel):
     """What the fetch step needs; SurveyMonkeyOptions adds these to the webhook's own options."""
 
-    access_token: str | None = Field(default=None, description="the app's access token (View Response Details)")
-    api_base_url: str = Field(default=DEFAULT_API_BASE, description="https://api.eu.surveymonkey.com for EU accounts")
+    access_token: str | None = Field(
+        default=None, description="the app's access token (View Response Details)"
+    )
+    api_base_url: str = Field(
+        default=DEFAULT_API_BASE, description="https://api.eu.surveymonkey.com for EU accounts"
+    )
 
     @field_validator("access_token")
     @classmethod
@@ -99,14 +103,20 @@ def _detail(response: Any) -> str:
 def explain(status: int, what: str, detail: str, retry_after: str | None) -> str:
     """An actionable message for a failed call (never the token)."""
     if status == 401:
-        return (f"SurveyMonkey refused the access token for {what} (401){detail}: check access_token "
-                "(revoked, or from another app?)")
+        return (
+            f"SurveyMonkey refused the access token for {what} (401){detail}: check access_token "
+            "(revoked, or from another app?)"
+        )
     if status == 403:
-        return (f"SurveyMonkey denied {what} (403){detail}: the app needs the View Responses and View Response "
-                "Details scopes, and the account a plan that includes them")
+        return (
+            f"SurveyMonkey denied {what} (403){detail}: the app needs the View Responses and View Response "
+            "Details scopes, and the account a plan that includes them"
+        )
     if status == 404:
-        return (f"SurveyMonkey has no {what} (404){detail}: deleted, not owned by the token's account, or the "
-                "account is in another data centre (set api_base_url, e.g. https://api.eu.surveymonkey.com)")
+        return (
+            f"SurveyMonkey has no {what} (404){detail}: deleted, not owned by the token's account, or the "
+            "account is in another data centre (set api_base_url, e.g. https://api.eu.surveymonkey.com)"
+        )
     if status == 429:
         wait = f", retry after {retry_after} s" if retry_after else ""
         return f"SurveyMonkey rate limit reached for {what} (429{wait}){detail}; it is tried again later"
@@ -118,13 +128,18 @@ def explain(status: int, what: str, detail: str, retry_after: str | None) -> str
 async def get_json(http: Any, url: str, token: str, what: str) -> dict[str, Any]:
     host = urlsplit(url).netloc
     try:
-        response = await http.get(url, headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
-                                  timeout=TIMEOUT)
+        response = await http.get(
+            url, headers={"Authorization": f"Bearer {token}", "Accept": "application/json"}, timeout=TIMEOUT
+        )
     except Exception as exc:  # noqa: BLE001 - any transport failure (httpx or the aiohttp transport)
-        raise FetchFailed(f"could not reach SurveyMonkey at {host} for {what}: {type(exc).__name__}") from None
+        raise FetchFailed(
+            f"could not reach SurveyMonkey at {host} for {what}: {type(exc).__name__}"
+        ) from None
     if response.status_code != 200:
-        raise FetchFailed(explain(response.status_code, what, _detail(response), response.headers.get("retry-after")),
-                          permanent=response.status_code in (401, 403, 404))
+        raise FetchFailed(
+            explain(response.status_code, what, _detail(response), response.headers.get("retry-after")),
+            permanent=response.status_code in (401, 403, 404),
+        )
     try:
         data = response.json()
     except ValueError:
@@ -135,6 +150,7 @@ async def get_json(http: Any, url: str, token: str, what: str) -> dict[str, Any]
 
 
 # --- answers ---------------------------------------------------------------------------------
+
 
 def questions_of(survey: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Question objects of a survey's details by question id."""
@@ -181,15 +197,23 @@ def _choice_value(choice: dict[str, Any] | None, raw_id: str) -> Any:
     if isinstance(text, str) and text.strip():
         return text
     # Star/emoji ratings have choices without text: their weight is the answer.
-    return next((choice[k] for k in ("weight", "position") if isinstance(choice.get(k), (int, float))), raw_id)
+    return next(
+        (choice[k] for k in ("weight", "position") if isinstance(choice.get(k), (int, float))), raw_id
+    )
 
 
-def question_answers(qid: str, sent: list[dict[str, Any]], question: dict[str, Any] | None) -> list[Answer | None]:
+def question_answers(
+    qid: str, sent: list[dict[str, Any]], question: dict[str, Any] | None
+) -> list[Answer | None]:
     question = question or {}
     heading = _heading(question, qid)
     family, subtype = str(question.get("family") or ""), str(question.get("subtype") or "")
     display = str((question.get("display_options") or {}).get("display_type") or "")
-    kind = "file_upload" if display == "file_upload" else "_".join(p for p in (family, subtype) if p) or "unknown"
+    kind = (
+        "file_upload"
+        if display == "file_upload"
+        else "_".join(p for p in (family, subtype) if p) or "unknown"
+    )
     spec = question.get("answers") or {}
     rows, cols, other = _by_id(spec.get("rows")), _by_id(spec.get("cols")), _by_id(spec.get("other"))
     choices = _by_id(spec.get("choices"))
@@ -207,7 +231,9 @@ def question_answers(qid: str, sent: list[dict[str, Any]], question: dict[str, A
         elif item.get("other_id") is not None:
             spec_other = other.get(str(item["other_id"])) or {}
             # An "other" that is not an answer choice is a comment box: an answer of its own.
-            cell = (row, col) if spec_other.get("is_answer_choice", True) else ("#other", str(item["other_id"]))
+            cell = (
+                (row, col) if spec_other.get("is_answer_choice", True) else ("#other", str(item["other_id"]))
+            )
             groups.setdefault(cell, []).append(item.get("text"))
         elif item.get("choice_id") is not None:
             choice_id = str(item["choice_id"])
@@ -227,7 +253,9 @@ def question_answers(qid: str, sent: list[dict[str, Any]], question: dict[str, A
             spec_row = rows.get(row) or {}
             if family == "demographic" and spec_row.get("type"):
                 type_ = str(spec_row["type"])  # name, email, phone…: SurveyMonkey's own row types
-            row_text = str(spec_row.get("text") or spec_row.get("type") or (row if row and not spec_row else ""))
+            row_text = str(
+                spec_row.get("text") or spec_row.get("type") or (row if row and not spec_row else "")
+            )
             col_text = str((cols.get(col) or {}).get("text") or col) if col else ""
             inner = " / ".join(t for t in (row_text.strip(), col_text.strip()) if t)
             label = f"{heading} [{inner}]" if inner else heading

@@ -39,7 +39,7 @@ def verify_header_token(
     value = request.header(header)
     if value is not None and prefix:
         # The scheme word is case-insensitive (RFC 9110); the token itself is not.
-        value = value[len(prefix):] if value[: len(prefix)].lower() == prefix.lower() else None
+        value = value[len(prefix) :] if value[: len(prefix)].lower() == prefix.lower() else None
     verify_token(value.strip() if value else None, source, f"header {header!r}")
 
 

@@ -33,14 +33,20 @@ from hub.submission import Answer, Submission, iso_utc
 _NOT_ANSWERS = frozenset({"Form", "Entry", "Id"})
 _UPDATE = "Update"
 _ENTRY_META = {
-    "Number": "entry_number", "Status": "status", "Action": "action", "Version": "version", "AdminLink": "admin_link",
+    "Number": "entry_number",
+    "Status": "status",
+    "Action": "action",
+    "Version": "version",
+    "AdminLink": "admin_link",
 }
 
 
 def _entry(request: InboundRequest) -> dict[str, Any]:
     body = A.parse_json_object(request.body)
     if not isinstance(body.get("Form"), dict):
-        raise UnsupportedPayload("body has no Form object: not a Cognito Forms entry (Post JSON data to a website)")
+        raise UnsupportedPayload(
+            "body has no Form object: not a Cognito Forms entry (Post JSON data to a website)"
+        )
     return body
 
 
@@ -166,8 +172,13 @@ class CognitoFormsConnector(UrlTokenVerification, Connector):
             "Tickets": 2,
             "Id": f"999-{number}",
             "Entry": {
-                "Action": "Submit", "Number": number, "Status": "Submitted", "Version": 1,
-                "DateCreated": at, "DateSubmitted": at, "DateUpdated": at,
+                "Action": "Submit",
+                "Number": number,
+                "Status": "Submitted",
+                "Version": 1,
+                "DateCreated": at,
+                "DateSubmitted": at,
+                "DateUpdated": at,
             },
         }
         body = json.dumps(payload, ensure_ascii=False).encode("utf-8")

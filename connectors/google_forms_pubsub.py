@@ -17,6 +17,7 @@ responseId, so responses listed again by a later notification are dropped by the
 `maintain` (daily) renews the configured watch, which Google expires after 7 days, and re-creates it
 when it is gone.
 """
+
 from __future__ import annotations
 
 import json
@@ -81,7 +82,9 @@ def _message(request: InboundRequest) -> tuple[dict[str, Any], dict[str, Any], d
         raise UnsupportedPayload("body.message.messageId is missing")
     attributes = A.obj(message, "attributes", "body.message")
     if A.optional_text(attributes, "eventType") is None:
-        raise UnsupportedPayload("message.attributes.eventType is missing: not a Forms API watch notification")
+        raise UnsupportedPayload(
+            "message.attributes.eventType is missing: not a Forms API watch notification"
+        )
     return body, message, attributes, message_id
 
 
@@ -160,7 +163,11 @@ class GoogleFormsPubSubConnector(Connector):
         message_id = str(uuid.uuid4().int % 10**16)
         payload = {
             "message": {
-                "attributes": {"eventType": _SUBMITTED, "formId": "hookhubTestForm", "watchId": str(uuid.uuid4())},
+                "attributes": {
+                    "eventType": _SUBMITTED,
+                    "formId": "hookhubTestForm",
+                    "watchId": str(uuid.uuid4()),
+                },
                 "messageId": message_id,
                 "message_id": message_id,
                 "publishTime": iso_utc(at),
@@ -200,14 +207,20 @@ class GoogleFormsPubSubConnector(Connector):
         if options.signing_key:
             found.append("jwks holds a private key: only for offline tests, never Google's real keys")
         if not options.has_credentials:
-            found.append("no access_token or service_account_file: answers will not be fetched; "
-                         "submissions become dead letters")
+            found.append(
+                "no access_token or service_account_file: answers will not be fetched; "
+                "submissions become dead letters"
+            )
         elif options.access_token:
-            found.append("access_token is a Google access token, valid for 1 hour: use service_account_file "
-                         "for unattended operation")
+            found.append(
+                "access_token is a Google access token, valid for 1 hour: use service_account_file "
+                "for unattended operation"
+            )
         if not options.form_id:
-            found.append("form_id and watch_id are not set: the Forms API watch is not renewed by hookhub "
-                         "and stops 7 days after its creation or last renewal")
+            found.append(
+                "form_id and watch_id are not set: the Forms API watch is not renewed by hookhub "
+                "and stops 7 days after its creation or last renewal"
+            )
         elif not (options.watch_id or options.topic_name):
             found.append("form_id is set without watch_id or topic_name: there is no watch to renew")
         return found
@@ -227,8 +240,10 @@ class GoogleFormsPubSubConnector(Connector):
         found = await self.api.responses(http, options, form_id, since)
         if not found:
             # The notification follows a submission, so one should be listed: it may not be yet.
-            raise FetchFailed(f"the Forms API lists no response of form {form_id} submitted after {since} "
-                              "(yet); the notification is tried again later")
+            raise FetchFailed(
+                f"the Forms API lists no response of form {form_id} submitted after {since} "
+                "(yet); the notification is tried again later"
+            )
         questions = api.questions_of(form)
         if any(q not in questions for r in found for q in A.maybe_obj(r, "answers")):
             form = await self.api.form(http, options, form_id, refresh=True)  # edited since it was cached
@@ -237,12 +252,21 @@ class GoogleFormsPubSubConnector(Connector):
         title = info.get("title") or info.get("documentTitle") or None
         return [self._response(submission, form_id, title, questions, r) for r in found]
 
-    def _response(self, notification: Submission, form_id: str, title: str | None,
-                  questions: dict[str, Any], response: dict[str, Any]) -> Submission:
+    def _response(
+        self,
+        notification: Submission,
+        form_id: str,
+        title: str | None,
+        questions: dict[str, Any],
+        response: dict[str, Any],
+    ) -> Submission:
         answers = api.map_answers(response, questions)
         try:
-            at = A.instant(response.get("lastSubmittedTime") or response.get("createTime"), "lastSubmittedTime",
-                           notification.submitted_at)
+            at = A.instant(
+                response.get("lastSubmittedTime") or response.get("createTime"),
+                "lastSubmittedTime",
+                notification.submitted_at,
+            )
         except UnsupportedPayload:
             at = notification.submitted_at
         facts = {
@@ -254,11 +278,17 @@ class GoogleFormsPubSubConnector(Connector):
             "publish_time": notification.metadata.get("publish_time"),
         }
         return Submission(
-            id=notification.id, source=notification.source, provider=self.provider, form_id=form_id,
-            form_title=title, event_id=str(response["responseId"]),
+            id=notification.id,
+            source=notification.source,
+            provider=self.provider,
+            form_id=form_id,
+            form_title=title,
+            event_id=str(response["responseId"]),
             submitted_at=at.replace(microsecond=at.microsecond // 1000 * 1000),
-            email=A.pick_email(response.get("respondentEmail"), answers), name=A.pick_name(answers),
-            answers=answers, metadata={k: v for k, v in facts.items() if v is not None},
+            email=A.pick_email(response.get("respondentEmail"), answers),
+            name=A.pick_name(answers),
+            answers=answers,
+            metadata={k: v for k, v in facts.items() if v is not None},
         )
 
     async def maintain(self, source_id: str, source: SourceSettings, http: Any) -> str:
@@ -277,8 +307,10 @@ class GoogleFormsPubSubConnector(Connector):
                 if exc.status != 404:
                     raise
             if not options.topic_name:
-                raise FetchFailed(f"watch {watch_id} of form {form_id} is gone (expired?) and no topic_name is "
-                                  "set to create a new one: set topic_name, or create a watch and set watch_id")
+                raise FetchFailed(
+                    f"watch {watch_id} of form {form_id} is gone (expired?) and no topic_name is "
+                    "set to create a new one: set topic_name, or create a watch and set watch_id"
+                )
         elif not options.topic_name:
             return "nothing to do: set watch_id (or topic_name) to have hookhub renew the watch"
         watch, done = await self.api.create_watch(http, options)

@@ -36,11 +36,31 @@ from hub.submission import Answer, Submission
 _INPUT_ID = re.compile(r"^\d+(\.\d+)?$")
 # Entry properties of the "All Fields" body (GFAPI entry object) that a "Select Fields" mapping may
 # also use as keys; never answers.
-_ENTRY_META = frozenset({
-    "id", "form_id", "status", "date_created", "date_updated", "ip", "source_url", "user_agent",
-    "currency", "post_id", "is_starred", "is_read", "created_by", "payment_status", "payment_date",
-    "payment_amount", "payment_method", "transaction_id", "is_fulfilled", "transaction_type", "source_id",
-})
+_ENTRY_META = frozenset(
+    {
+        "id",
+        "form_id",
+        "status",
+        "date_created",
+        "date_updated",
+        "ip",
+        "source_url",
+        "user_agent",
+        "currency",
+        "post_id",
+        "is_starred",
+        "is_read",
+        "created_by",
+        "payment_status",
+        "payment_date",
+        "payment_amount",
+        "payment_method",
+        "transaction_id",
+        "is_fulfilled",
+        "transaction_type",
+        "source_id",
+    }
+)
 _KEPT_META = ("status", "source_url", "date_updated", "currency", "payment_status", "payment_amount")
 
 
@@ -55,7 +75,9 @@ def _entry_id(body: dict[str, Any]) -> str:
 
 def _form_id(body: dict[str, Any]) -> str | None:
     value = body.get("form_id")
-    return str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value) else None
+    return (
+        str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value) else None
+    )
 
 
 def _value(raw: Any) -> tuple[str, Any]:
@@ -95,7 +117,9 @@ class GravityFormsConnector(HookhubOrBearerTokenVerification, Connector):
         if status not in (None, "", "active"):
             # Spam, trashed or partial entries (custom code can send those to a feed).
             return Envelope(
-                event_id=f"{event_id}:{status}", kind="ignored", form_id=form_id,
+                event_id=f"{event_id}:{status}",
+                kind="ignored",
+                form_id=form_id,
                 note=f"entry status {status!r} is not a completed submission",
             )
         # Gravity Forms has no test or ping request; entry ids are unique per site.
@@ -121,15 +145,30 @@ class GravityFormsConnector(HookhubOrBearerTokenVerification, Connector):
     def sample_request(self, source: SourceSettings, url: str, now: float) -> InboundRequest:
         token = require_secrets(source)[0]
         at = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d %H:%M:%S")
-        uploads = ["https://wp.example.org/wp-content/uploads/gravity_forms/1-x/a.pdf",
-                   "https://wp.example.org/wp-content/uploads/gravity_forms/1-x/b.pdf"]
+        uploads = [
+            "https://wp.example.org/wp-content/uploads/gravity_forms/1-x/a.pdf",
+            "https://wp.example.org/wp-content/uploads/gravity_forms/1-x/b.pdf",
+        ]
         payload = {
-            "id": str(secrets.randbelow(10**9) + 1), "status": "active", "form_id": "1",
-            "ip": "192.0.2.1", "source_url": "https://wp.example.org/register/",
-            "date_created": at, "date_updated": at, "is_starred": 0, "is_read": 0,
-            "user_agent": "hookhub-send-test", "payment_status": None, "created_by": None,
-            "1.3": "Ada", "1.6": "Lovelace", "2": "ada@example.org", "3": "2",
-            "4.1": "Keynote", "4.2": "", "5": json.dumps(uploads),
+            "id": str(secrets.randbelow(10**9) + 1),
+            "status": "active",
+            "form_id": "1",
+            "ip": "192.0.2.1",
+            "source_url": "https://wp.example.org/register/",
+            "date_created": at,
+            "date_updated": at,
+            "is_starred": 0,
+            "is_read": 0,
+            "user_agent": "hookhub-send-test",
+            "payment_status": None,
+            "created_by": None,
+            "1.3": "Ada",
+            "1.6": "Lovelace",
+            "2": "ada@example.org",
+            "3": "2",
+            "4.1": "Keynote",
+            "4.2": "",
+            "5": json.dumps(uploads),
         }
         body = json.dumps(payload).encode("utf-8")  # ASCII with \uNNNN escapes, as wp_json_encode
         headers = {

@@ -44,8 +44,18 @@ TIMESTAMP = "x-hubspot-request-timestamp"
 # HubSpot's v3 instructions: these escapes in the request URI are decoded before hashing. We try the
 # URL both as configured and decoded, so either way of writing `public_url` verifies.
 _DECODED = {
-    "%3A": ":", "%2F": "/", "%3F": "?", "%40": "@", "%21": "!", "%24": "$",
-    "%27": "'", "%28": "(", "%29": ")", "%2A": "*", "%2C": ",", "%3B": ";",
+    "%3A": ":",
+    "%2F": "/",
+    "%3F": "?",
+    "%40": "@",
+    "%21": "!",
+    "%24": "$",
+    "%27": "'",
+    "%28": "(",
+    "%29": ")",
+    "%2A": "*",
+    "%2C": ",",
+    "%3B": ";",
 }
 _FORM = "FORM"
 
@@ -106,7 +116,8 @@ def _answers(properties: dict[str, Any], form_id: str, at: int, conversion_id: s
         if not isinstance(prop, dict):
             raise UnsupportedPayload(f"properties.{name} is not an object {{value, versions}}")
         written = [
-            v for v in A.items(prop, "versions", f"properties.{name}")
+            v
+            for v in A.items(prop, "versions", f"properties.{name}")
             if v.get("source-type") == _FORM
             and v.get("source-id") in (form_id, conversion_id)
             and v.get("timestamp") == at
@@ -208,22 +219,41 @@ class HubSpotConnector(Connector):
 
         def prop(value: str, source_type: str = _FORM, source_id: str | None = form_id) -> dict[str, Any]:
             version = {
-                "value": value, "source-type": source_type, "source-id": source_id, "source-label": None,
-                "updated-by-user-id": None, "timestamp": at, "selected": False,
+                "value": value,
+                "source-type": source_type,
+                "source-id": source_id,
+                "source-label": None,
+                "updated-by-user-id": None,
+                "timestamp": at,
+                "selected": False,
             }
             return {"value": value, "versions": [version]}
 
         properties = {k: prop(v) for k, v in values.items()}
         properties["lifecyclestage"] = prop("lead", "CALCULATED", None)
         payload = {
-            "vid": 1, "canonical-vid": 1, "merged-vids": [], "portal-id": 1, "is-contact": True,
+            "vid": 1,
+            "canonical-vid": 1,
+            "merged-vids": [],
+            "portal-id": 1,
+            "is-contact": True,
             "properties": properties,
-            "form-submissions": [{
-                "conversion-id": str(uuid.uuid4()), "timestamp": at, "form-id": form_id, "portal-id": 1,
-                "page-url": "https://www.example.org/contact", "page-title": "Contact",
-                "title": "hookhub test form", "form-type": "HUBSPOT", "meta-data": [],
-            }],
-            "list-memberships": [], "identity-profiles": [], "merge-audits": [],
+            "form-submissions": [
+                {
+                    "conversion-id": str(uuid.uuid4()),
+                    "timestamp": at,
+                    "form-id": form_id,
+                    "portal-id": 1,
+                    "page-url": "https://www.example.org/contact",
+                    "page-title": "Contact",
+                    "title": "hookhub test form",
+                    "form-type": "HUBSPOT",
+                    "meta-data": [],
+                }
+            ],
+            "list-memberships": [],
+            "identity-profiles": [],
+            "merge-audits": [],
         }
         body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         timestamp = str(int(now * 1000))

@@ -182,9 +182,7 @@ class MappedConnector(Connector):
             return None
         found = scalar_text(value)
         if found is None:
-            raise UnsupportedPayload(
-                f"{key} path {path.text} is {kind_of(value)}, expected text or a number"
-            )
+            raise UnsupportedPayload(f"{key} path {path.text} is {kind_of(value)}, expected text or a number")
         return found
 
     def _container(self, data: dict[str, Any]) -> Any:

@@ -110,13 +110,35 @@ class PaperformConnector(UrlTokenVerification, Connector):
         token = require_secrets(source)[0]
         form_id = "hookhubtestform000000000"
         data = [
-            {"title": "Full name", "type": "text", "key": "nm001", "custom_key": None, "value": "Ada Lovelace"},
-            {"title": "Email", "type": "email", "key": "em001", "custom_key": None, "value": "ada@example.org"},
-            {"title": "Sessions", "type": "choices", "key": "se001", "custom_key": None,
-             "value": ["Keynote", "Workshop"]},
+            {
+                "title": "Full name",
+                "type": "text",
+                "key": "nm001",
+                "custom_key": None,
+                "value": "Ada Lovelace",
+            },
+            {
+                "title": "Email",
+                "type": "email",
+                "key": "em001",
+                "custom_key": None,
+                "value": "ada@example.org",
+            },
+            {
+                "title": "Sessions",
+                "type": "choices",
+                "key": "se001",
+                "custom_key": None,
+                "value": ["Keynote", "Workshop"],
+            },
             {"title": "Tickets", "type": "number", "key": "tk001", "custom_key": None, "value": 2},
-            {"title": "utm_source", "type": "hidden", "key": "ut001", "custom_key": "utm_source",
-             "value": "hookhub-send-test"},
+            {
+                "title": "utm_source",
+                "type": "hidden",
+                "key": "ut001",
+                "custom_key": "utm_source",
+                "value": "hookhub-send-test",
+            },
         ]
         payload = {
             "data": data,

@@ -267,16 +267,20 @@ class SurveyMonkeyConnector(Connector):
         """The thin submission completed with the response's answers, from SurveyMonkey's API."""
         options = _options(source)
         if not options.access_token:
-            raise FetchFailed("access_token is not set for this source: add the SurveyMonkey app's access token "
-                              "(scopes View Responses, View Response Details) to fetch the answers", permanent=True)
+            raise FetchFailed(
+                "access_token is not set for this source: add the SurveyMonkey app's access token "
+                "(scopes View Responses, View Response Details) to fetch the answers",
+                permanent=True,
+            )
         survey_id = _id(submission.metadata.get("survey_id")) or submission.form_id
         response_id = _id(submission.metadata.get("response_id"))
         if not survey_id or not response_id:
             raise FetchFailed("the stored callback has no survey_id/response_id in its metadata")
         base, token = options.api_base_url, options.access_token
         response_href = f"{base}/v3/surveys/{survey_id}/responses/{response_id}"
-        details = await api.get_json(http, f"{response_href}/details", token,
-                                     f"response {response_id} of survey {survey_id}")
+        details = await api.get_json(
+            http, f"{response_href}/details", token, f"response {response_id} of survey {survey_id}"
+        )
         survey = await self._survey(http, base, token, survey_id, api.answered_ids(details))
         answers = api.map_answers(details, api.questions_of(survey))
         email, name = api.respondent(details, answers)
@@ -287,23 +291,31 @@ class SurveyMonkeyConnector(Connector):
                 metadata[key] = details[key]
         hidden = {k: v for k, v in (details.get("custom_variables") or {}).items() if not A.is_empty(v)}
         title = survey.get("title")
-        return [submission.model_copy(update={
-            "answers": answers,
-            "email": email,
-            "name": name,
-            "hidden": {**submission.hidden, **hidden},
-            "form_title": title if isinstance(title, str) and title else submission.form_title,
-            "submitted_at": _response_time(details, submission.submitted_at),
-            "metadata": metadata,
-        })]
+        return [
+            submission.model_copy(
+                update={
+                    "answers": answers,
+                    "email": email,
+                    "name": name,
+                    "hidden": {**submission.hidden, **hidden},
+                    "form_title": title if isinstance(title, str) and title else submission.form_title,
+                    "submitted_at": _response_time(details, submission.submitted_at),
+                    "metadata": metadata,
+                }
+            )
+        ]
 
-    async def _survey(self, http: Any, base: str, token: str, survey_id: str, needed: list[str]) -> dict[str, Any]:
+    async def _survey(
+        self, http: Any, base: str, token: str, survey_id: str, needed: list[str]
+    ) -> dict[str, Any]:
         """The survey's structure, from the cache unless it lacks a question the response answered."""
         key = (base, survey_id)
         survey = self.surveys.get(key)
         if survey is not None and set(needed) <= set(api.questions_of(survey)):
             return survey
-        survey = await api.get_json(http, f"{base}/v3/surveys/{survey_id}/details", token, f"survey {survey_id}")
+        survey = await api.get_json(
+            http, f"{base}/v3/surveys/{survey_id}/details", token, f"survey {survey_id}"
+        )
         self.surveys.put(key, survey)
         return survey
 

@@ -57,7 +57,7 @@ def _submitted_at(body: dict[str, Any], fallback: datetime) -> datetime:
         return parse_instant(str(value))
     except (ValueError, OverflowError):  # OverflowError: an offset that moves it out of years 1-9999
         raise UnsupportedPayload(
-            f"submitted_at {str(value)[:40]!r} is not ISO 8601: map it to the smart tag {{date format=\"c\"}}"
+            f'submitted_at {str(value)[:40]!r} is not ISO 8601: map it to the smart tag {{date format="c"}}'
         ) from None
 
 

@@ -203,19 +203,34 @@ class WufooConnector(Connector):
         key = require_secrets(source)[0]
         at = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d %H:%M:%S")
         fields = [
-            {"Title": "Full name", "Type": "shortname", "ID": "Field1", "SubFields": [
-                {"ID": "Field1", "Label": "First"}, {"ID": "Field2", "Label": "Last"}]},
+            {
+                "Title": "Full name",
+                "Type": "shortname",
+                "ID": "Field1",
+                "SubFields": [{"ID": "Field1", "Label": "First"}, {"ID": "Field2", "Label": "Last"}],
+            },
             {"Title": "Email", "Type": "email", "ID": "Field3"},
-            {"Title": "Sessions", "Type": "checkbox", "ID": "Field4", "SubFields": [
-                {"ID": "Field4", "Label": "Keynote"}, {"ID": "Field5", "Label": "Workshop"}]},
+            {
+                "Title": "Sessions",
+                "Type": "checkbox",
+                "ID": "Field4",
+                "SubFields": [{"ID": "Field4", "Label": "Keynote"}, {"ID": "Field5", "Label": "Workshop"}],
+            },
             {"Title": "Arrival date", "Type": "date", "ID": "Field6"},
         ]
         form_hash = "hookhubtest01"
         body = {
-            "Field1": "Ada", "Field2": "Lovelace", "Field3": "ada@example.org",
-            "Field4": "Keynote", "Field5": "", "Field6": at[:10].replace("-", ""),
-            "CreatedBy": "public", "DateCreated": at,
-            "EntryId": str(secrets.randbelow(10**9) + 1), "IP": "192.0.2.1", HANDSHAKE: key,
+            "Field1": "Ada",
+            "Field2": "Lovelace",
+            "Field3": "ada@example.org",
+            "Field4": "Keynote",
+            "Field5": "",
+            "Field6": at[:10].replace("-", ""),
+            "CreatedBy": "public",
+            "DateCreated": at,
+            "EntryId": str(secrets.randbelow(10**9) + 1),
+            "IP": "192.0.2.1",
+            HANDSHAKE: key,
             "FieldStructure": json.dumps({"Fields": fields}),
             "FormStructure": json.dumps({"Name": "hookhub test form", "Url": form_hash, "Hash": form_hash}),
         }

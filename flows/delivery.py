@@ -39,19 +39,31 @@ def _item(runtime: Runtime, row: DeliveryRow) -> DeliveryItem:
 
 
 def _not_sent(rows: list[DeliveryRow], reason: str) -> list[Decision]:
-    return [Decision(inbox_id=r.inbox_id, destination=r.destination, status="dead", outcome="failed",
-                     attempted=False, error=reason) for r in rows]
+    return [
+        Decision(
+            inbox_id=r.inbox_id,
+            destination=r.destination,
+            status="dead",
+            outcome="failed",
+            attempted=False,
+            error=reason,
+        )
+        for r in rows
+    ]
 
 
-async def deliver_rows(runtime: Runtime, destination_id: str, rows: list[DeliveryRow],
-                       disabled: dict[str, str], http: Any) -> list[Decision]:
+async def deliver_rows(
+    runtime: Runtime, destination_id: str, rows: list[DeliveryRow], disabled: dict[str, str], http: Any
+) -> list[Decision]:
     """Send `rows` to one destination and decide, for each, delivered / retry when / dead why."""
     config = runtime.config()
     destination_config = config.destinations.get(destination_id)
     if destination_config is None:
         return _not_sent(rows, f"destination {destination_id!r} is no longer in connectors.yaml")
     if destination_id in disabled:
-        return _not_sent(rows, f"destination disabled: {disabled[destination_id]} (hookhub replay re-enables it)")
+        return _not_sent(
+            rows, f"destination disabled: {disabled[destination_id]} (hookhub replay re-enables it)"
+        )
     settings = destination_config.settings
     assert isinstance(settings, DestinationSettings)
     impl = runtime.stages.destination(destination_config.type)
@@ -73,25 +85,35 @@ async def deliver_rows(runtime: Runtime, destination_id: str, rows: list[Deliver
         by_key[item.key] = row
     if not items:
         return decisions
-    context = DeliveryContext(http=http, pacer=PACER, destination_id=destination_id,
-                              record_link=runtime.record_link, extra={"data_dir": str(runtime.data_dir)})
+    context = DeliveryContext(
+        http=http,
+        pacer=PACER,
+        destination_id=destination_id,
+        record_link=runtime.record_link,
+        extra={"data_dir": str(runtime.data_dir)},
+    )
     outcomes = await _deliver_isolating(impl, list(items.values()), settings, context)
     answered = {o.key: o for o in outcomes if o.key in items}
     now = time.time()
     for key, row in by_key.items():
-        outcome = answered.get(key) or Outcome(key=key, status="retry", reason="destination returned no outcome")
+        outcome = answered.get(key) or Outcome(
+            key=key, status="retry", reason="destination returned no outcome"
+        )
         try:
             decisions.append(decide(row, outcome, settings.retry, now))
         except Exception as exc:  # noqa: BLE001 - one row's bad outcome is its own dead letter
             decisions.extend(_not_sent([row], f"cannot judge the outcome: {type(exc).__name__}: {exc}"))
     gone = next((o for o in answered.values() if o.disable), None)
     if gone is not None:
-        disabled[destination_id] = f"{destination_id} answered {gone.status_code or ''} {gone.reason or 'gone'}".strip()
+        disabled[destination_id] = (
+            f"{destination_id} answered {gone.status_code or ''} {gone.reason or 'gone'}".strip()
+        )
     return decisions
 
 
-async def _deliver_isolating(impl: Destination, items: list[DeliveryItem], settings: DestinationSettings,
-                             context: DeliveryContext) -> list[Outcome]:
+async def _deliver_isolating(
+    impl: Destination, items: list[DeliveryItem], settings: DestinationSettings, context: DeliveryContext
+) -> list[Outcome]:
     """`impl.deliver`, with an exception that escapes it narrowed down to the items that cause it.
 
     A chunk that raises is delivered again in halves, down to single items. Items that raise on
@@ -104,9 +126,16 @@ async def _deliver_isolating(impl: Destination, items: list[DeliveryItem], setti
     outcomes = await _deliver_halving(impl, items, settings, context, raised)
     if not raised:
         return outcomes
-    log.error("destination raised", exc_info=next(iter(raised.values())),
-              extra={"event": "destination_error", "destination": context.destination_id, "items": len(items),
-                     "raised": len(raised)})
+    log.error(
+        "destination raised",
+        exc_info=next(iter(raised.values())),
+        extra={
+            "event": "destination_error",
+            "destination": context.destination_id,
+            "items": len(items),
+            "raised": len(raised),
+        },
+    )
     alone = len(raised) < len(items)
     for key, exc in raised.items():
         error = f"{type(exc).__name__}: {exc}"
@@ -118,8 +147,13 @@ async def _deliver_isolating(impl: Destination, items: list[DeliveryItem], setti
     return outcomes
 
 
-async def _deliver_halving(impl: Destination, items: list[DeliveryItem], settings: DestinationSettings,
-                           context: DeliveryContext, raised: dict[str, Exception]) -> list[Outcome]:
+async def _deliver_halving(
+    impl: Destination,
+    items: list[DeliveryItem],
+    settings: DestinationSettings,
+    context: DeliveryContext,
+    raised: dict[str, Exception],
+) -> list[Outcome]:
     try:
         return list(await impl.deliver(items, settings, context))
     except Exception as exc:  # noqa: BLE001 - narrowed down below, never a crash of the chunk
@@ -131,7 +165,9 @@ async def _deliver_halving(impl: Destination, items: list[DeliveryItem], setting
     return first + await _deliver_halving(impl, items[middle:], settings, context, raised)
 
 
-async def deliver_and_record(runtime: Runtime, destination: str, inbox_ids: list[str], http: Any) -> dict[str, int]:
+async def deliver_and_record(
+    runtime: Runtime, destination: str, inbox_ids: list[str], http: Any
+) -> dict[str, int]:
     """Deliver the claimed (inbox id, `destination`) rows and record every outcome; counts by status."""
     conn = connect(runtime.spool_path)
     started = time.perf_counter()
@@ -148,9 +184,17 @@ async def deliver_and_record(runtime: Runtime, destination: str, inbox_ids: list
         decisions = await asyncio.to_thread(ledger.record, conn, decisions)
     finally:
         conn.close()
-    log.debug("chunk delivered", extra={"event": "chunk_done", "destination": destination, "items": len(keys),
-                                        "load_s": round(loaded - started, 3), "send_s": round(sent - loaded, 3),
-                                        "record_s": round(time.perf_counter() - sent, 3)})
+    log.debug(
+        "chunk delivered",
+        extra={
+            "event": "chunk_done",
+            "destination": destination,
+            "items": len(keys),
+            "load_s": round(loaded - started, 3),
+            "send_s": round(sent - loaded, 3),
+            "record_s": round(time.perf_counter() - sent, 3),
+        },
+    )
     counts: dict[str, int] = defaultdict(int)
     for d in decisions:
         counts[d.status] += 1

@@ -93,22 +93,36 @@ class DeliveryPool:
 
     def pids(self) -> list[int]:
         """The worker processes alive now."""
-        return [w.process.pid for w in self._workers
-                if w is not None and not w.gone and w.process.is_alive() and w.process.pid is not None]
+        return [
+            w.process.pid
+            for w in self._workers
+            if w is not None and not w.gone and w.process.is_alive() and w.process.pid is not None
+        ]
 
     async def deliver(self, runtime: Runtime, destination: str, inbox_ids: list[str]) -> dict[str, int]:
         config = runtime.config()
         # Only what a delivery reads: sources can hold parsed keys that do not pickle.
-        needed = config.model_copy(update={"sources": {}, "destinations": {
-            k: v for k, v in config.destinations.items() if k == destination}})
-        job = ChunkJob(spool_path=str(runtime.spool_path), data_dir=str(runtime.data_dir), config=needed,
-                       destination=destination, inbox_ids=inbox_ids)
+        needed = config.model_copy(
+            update={
+                "sources": {},
+                "destinations": {k: v for k, v in config.destinations.items() if k == destination},
+            }
+        )
+        job = ChunkJob(
+            spool_path=str(runtime.spool_path),
+            data_dir=str(runtime.data_dir),
+            config=needed,
+            destination=destination,
+            inbox_ids=inbox_ids,
+        )
         job_id = next(self._ids)
         try:
             message = pickle.dumps((job_id, job))
         except (pickle.PicklingError, TypeError, AttributeError) as exc:
-            log.warning("destination config cannot go to a worker process; delivering in the hub's",
-                        extra={"event": "delivery_pool_skipped", "destination": destination, "error": str(exc)})
+            log.warning(
+                "destination config cannot go to a worker process; delivering in the hub's",
+                extra={"event": "delivery_pool_skipped", "destination": destination, "error": str(exc)},
+            )
             from flows.delivery import deliver_and_record
             from flows.http_clients import delivery_session
 
@@ -123,8 +137,10 @@ class DeliveryPool:
         try:
             return await result
         except DeliveryWorkerLost:
-            log.error("a delivery worker process died; its chunk goes back to the queue",
-                      extra={"event": "delivery_worker_lost", "destination": destination, "items": len(inbox_ids)})
+            log.error(
+                "a delivery worker process died; its chunk goes back to the queue",
+                extra={"event": "delivery_worker_lost", "destination": destination, "items": len(inbox_ids)},
+            )
             raise
 
     async def aclose(self) -> None:
@@ -152,7 +168,11 @@ class DeliveryPool:
         self._loop = loop
         parent_end, child_end = multiprocessing.Pipe()
         process = multiprocessing.get_context("spawn").Process(
-            target=_worker_main, args=(child_end, self.log_level), name=f"hookhub-delivery-{index}", daemon=True)
+            target=_worker_main,
+            args=(child_end, self.log_level),
+            name=f"hookhub-delivery-{index}",
+            daemon=True,
+        )
         # Started from this (the dispatcher's) thread, not a helper thread: the worker's
         # die-with-parent signal follows the thread that started it. Spawning blocks this loop
         # for tens of milliseconds; the worker's imports then run in the worker.
@@ -253,11 +273,16 @@ async def _run(conn: Connection, job_id: int, job: ChunkJob) -> None:
     runtime = Runtime(config=lambda: config, spool_path=Path(job.spool_path), data_dir=Path(job.data_dir))
     answer: tuple[int, bool, Any]
     try:
-        answer = (job_id, True, await deliver_and_record(runtime, job.destination, job.inbox_ids,
-                                                          delivery_session()))
+        answer = (
+            job_id,
+            True,
+            await deliver_and_record(runtime, job.destination, job.inbox_ids, delivery_session()),
+        )
     except Exception as exc:  # reported to the task, which fails and gives its claims back
         logging.getLogger("hookhub.delivery_pool").exception(
-            "chunk failed in a delivery worker", extra={"event": "delivery_chunk_error", "destination": job.destination})
+            "chunk failed in a delivery worker",
+            extra={"event": "delivery_chunk_error", "destination": job.destination},
+        )
         answer = (job_id, False, f"{type(exc).__name__}: {exc}")
     try:
         conn.send_bytes(pickle.dumps(answer))

@@ -19,8 +19,12 @@ import aiohttp
 import httpx
 from httpx_aiohttp import HttpxAiohttpClient
 
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
-_sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientSession] = weakref.WeakKeyDictionary()
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+    weakref.WeakKeyDictionary()
+)
+_sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientSession] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 IN_FLIGHT = 64
@@ -49,8 +53,9 @@ def delivery_session() -> aiohttp.ClientSession:
     session = _sessions.get(loop)
     if session is None or session.closed:
         # No cookie jar: one destination's cookies must never ride along to another.
-        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=IN_FLIGHT, ssl=_tls()),
-                                        cookie_jar=aiohttp.DummyCookieJar())
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=IN_FLIGHT, ssl=_tls()), cookie_jar=aiohttp.DummyCookieJar()
+        )
         _sessions[loop] = session
     return session
 

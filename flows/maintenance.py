@@ -38,7 +38,11 @@ def due_sources(config: HubConfig, conn: sqlite3.Connection, now: float) -> list
             continue
         at, _, outcome = row[0].partition(":")
         # A failed upkeep is tried again within the hour, not at every check.
-        wait = connector.maintenance_interval if outcome != "failed" else min(connector.maintenance_interval, 3600)
+        wait = (
+            connector.maintenance_interval
+            if outcome != "failed"
+            else min(connector.maintenance_interval, 3600)
+        )
         if now - float(at) >= wait:
             due.append(source_id)
     return due
@@ -47,13 +51,17 @@ def due_sources(config: HubConfig, conn: sqlite3.Connection, now: float) -> list
 def _remember(spool_path: str, source_id: str, outcome: str) -> None:
     conn = connect(Path(spool_path))
     try:
-        conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
-                     (f"maintained:{source_id}", f"{time.time()}:{outcome}"))
+        conn.execute(
+            "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+            (f"maintained:{source_id}", f"{time.time()}:{outcome}"),
+        )
     finally:
         conn.close()
 
 
-@task(name="maintain source", task_run_name="maintain {source_id}", cache_policy=NO_CACHE, persist_result=False)
+@task(
+    name="maintain source", task_run_name="maintain {source_id}", cache_policy=NO_CACHE, persist_result=False
+)
 async def maintain_source(spool_path: str, config_path: str, source_id: str) -> str:
     runtime = runtime_for(spool_path, config_path)
     config = runtime.config()
@@ -65,8 +73,12 @@ async def maintain_source(spool_path: str, config_path: str, source_id: str) -> 
     return done
 
 
-@flow(name="hookhub-maintenance", persist_result=False, validate_parameters=False,
-      result_storage=unpersisted_results())
+@flow(
+    name="hookhub-maintenance",
+    persist_result=False,
+    validate_parameters=False,
+    result_storage=unpersisted_results(),
+)
 async def maintain_sources(spool_path: str, config_path: str, source_ids: list[str]) -> dict[str, str]:
     """Run each source's upkeep; one failing source does not stop the others (it is retried next time)."""
     results: dict[str, str] = {}
@@ -76,6 +88,8 @@ async def maintain_sources(spool_path: str, config_path: str, source_ids: list[s
         except Exception as exc:  # noqa: BLE001 - reported; the next round tries again
             results[source_id] = f"failed: {type(exc).__name__}: {exc}"
             _remember(spool_path, source_id, "failed")
-            log.warning("source upkeep failed", extra={"event": "maintenance_failed", "source": source_id,
-                                                       "error": str(exc)})
+            log.warning(
+                "source upkeep failed",
+                extra={"event": "maintenance_failed", "source": source_id, "error": str(exc)},
+            )
     return results

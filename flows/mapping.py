@@ -97,8 +97,10 @@ def _budgeted_range(*args: int) -> range:
     left = _range_left.get()
     available = left[0] if left is not None else RANGE_BUDGET
     if len(numbers) > available:
-        raise RenderLimit(f"range() would loop {len(numbers):,} times; one rendering may loop at most "
-                          f"{RANGE_BUDGET:,} times over range() in all")
+        raise RenderLimit(
+            f"range() would loop {len(numbers):,} times; one rendering may loop at most "
+            f"{RANGE_BUDGET:,} times over range() in all"
+        )
     if left is not None:
         left[0] -= len(numbers)
     return numbers
@@ -259,16 +261,18 @@ def render_marked(text: str, submission: Submission, field: str) -> Rendered:
     return split_values(run_template(lambda: _compile(text, True), context(submission), field))
 
 
-def check_ids(fields: dict[str, str], is_id: Callable[[str], object], shape: re.Pattern[str],
-              what: str) -> None:
+def check_ids(
+    fields: dict[str, str], is_id: Callable[[str], object], shape: re.Pattern[str], what: str
+) -> None:
     """Fields naming a record (an owner, a linked object) must render to exactly one id of `shape`:
     a value from the submission such as `12, 13` or `12 OR 1=1` is refused here with the field's
     name instead of being sent for the CRM to read as it likes."""
     for name, value in fields.items():
         if is_id(name) and not shape.fullmatch(value):
             shown = " ".join(value.split())[:80]
-            raise MappingError(f"map.{name}: rendered {shown!r}, which is not one {what}, "
-                               "so nothing was sent")
+            raise MappingError(
+                f"map.{name}: rendered {shown!r}, which is not one {what}, so nothing was sent"
+            )
 
 
 def render_map(mapping: dict[str, str], submission: Submission) -> dict[str, str]:

@@ -138,7 +138,9 @@ class Pacer:
             # The send that must leave the window before one more fits.
             return budget.sends[len(budget.sends) - budget.limit] + budget.seconds - now
 
-    def observe(self, key: str, remaining: int, limit: int | None = None, window: float | None = None) -> None:
+    def observe(
+        self, key: str, remaining: int, limit: int | None = None, window: float | None = None
+    ) -> None:
         """The target says `remaining` sends are left in its current window for `key` (and, when
         given, the window's size): sends this process cannot see (other processes, other apps on
         the same account) then count against the budget too.

@@ -39,7 +39,7 @@ T = TypeVar("T")
 
 def _chunks(items: list[T], size: int) -> Iterator[list[T]]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
 def _join(ids: list[str]) -> str:
@@ -57,9 +57,14 @@ FETCH_RETRIES = 8
 from 30 s to an hour) before it becomes a dead letter."""
 
 
-async def fetch_details(config: HubConfig, conn: sqlite3.Connection, rows: dict[str, InboxRow],
-                        submissions: dict[str, Submission], failed: dict[str, str],
-                        connectors: ConnectorLookup = get_connector) -> None:
+async def fetch_details(
+    config: HubConfig,
+    conn: sqlite3.Connection,
+    rows: dict[str, InboxRow],
+    submissions: dict[str, Submission],
+    failed: dict[str, str],
+    connectors: ConnectorLookup = get_connector,
+) -> None:
     """Complete thin notifications through their provider's API (connectors with `fetches`).
 
     Each row on its own: whatever fails for one (the API, the connector, storing what it
@@ -73,18 +78,33 @@ async def fetch_details(config: HubConfig, conn: sqlite3.Connection, rows: dict[
                 continue
             del submissions[inbox_id]
             await _fetch_one(config, conn, row, connector, submission, submissions, failed)
-        except sqlite3.OperationalError:  # the spool (locked, full), not this row: the run fails and is retried
+        except (
+            sqlite3.OperationalError
+        ):  # the spool (locked, full), not this row: the run fails and is retried
             raise
         except Exception as exc:  # noqa: BLE001 - a connector bug is this row's dead letter
             submissions.pop(inbox_id, None)
             failed[inbox_id] = f"could not complete it from the provider's API: {type(exc).__name__}: {exc}"
-            log.warning("fetch failed", extra={"event": "fetch_failed", "id": inbox_id, "source": row.source,
-                                               "error": type(exc).__name__})
+            log.warning(
+                "fetch failed",
+                extra={
+                    "event": "fetch_failed",
+                    "id": inbox_id,
+                    "source": row.source,
+                    "error": type(exc).__name__,
+                },
+            )
 
 
-async def _fetch_one(config: HubConfig, conn: sqlite3.Connection, row: InboxRow, connector: Connector,
-                     submission: Submission, submissions: dict[str, Submission], failed: dict[str, str],
-                     ) -> None:
+async def _fetch_one(
+    config: HubConfig,
+    conn: sqlite3.Connection,
+    row: InboxRow,
+    connector: Connector,
+    submission: Submission,
+    submissions: dict[str, Submission],
+    failed: dict[str, str],
+) -> None:
     inbox_id = row.id
     source = config.sources.get(row.source)
     if source is None:
@@ -100,9 +120,19 @@ async def _fetch_one(config: HubConfig, conn: sqlite3.Connection, row: InboxRow,
         elif attempts + 1 >= FETCH_RETRIES:
             failed[inbox_id] = f"{reason} (gave up after {attempts + 1} attempts)"
         else:
-            await asyncio.to_thread(ledger.fetch_later, conn, inbox_id, min(30.0 * 2**attempts, 3600.0), reason)
-        log.warning("fetch failed", extra={"event": "fetch_failed", "id": inbox_id, "source": row.source,
-                                           "attempt": attempts + 1, "error": type(exc).__name__})
+            await asyncio.to_thread(
+                ledger.fetch_later, conn, inbox_id, min(30.0 * 2**attempts, 3600.0), reason
+            )
+        log.warning(
+            "fetch failed",
+            extra={
+                "event": "fetch_failed",
+                "id": inbox_id,
+                "source": row.source,
+                "attempt": attempts + 1,
+                "error": type(exc).__name__,
+            },
+        )
         return
     if len(found) == 1 and found[0].event_id == submission.event_id:
         submissions[inbox_id] = found[0].model_copy(update={"id": inbox_id, "source": row.source})
@@ -110,7 +140,11 @@ async def _fetch_one(config: HubConfig, conn: sqlite3.Connection, row: InboxRow,
     children = []
     for child in found:
         child_id = new_id()
-        key = f"{child.form_id}/{child.event_id}" if connector.event_ids_per_form and child.form_id else child.event_id
+        key = (
+            f"{child.form_id}/{child.event_id}"
+            if connector.event_ids_per_form and child.form_id
+            else child.event_id
+        )
         _, data = child.model_copy(update={"id": child_id, "source": row.source}).to_json()
         children.append((child_id, key, data))
     added = await asyncio.to_thread(ledger.add_expanded, conn, row, children, "flow")
@@ -118,9 +152,15 @@ async def _fetch_one(config: HubConfig, conn: sqlite3.Connection, row: InboxRow,
         submissions[child_id] = Submission.model_validate_json(data)
 
 
-@task(name="normalize and route", task_run_name="normalize and route {count} submissions",
-      cache_policy=NO_CACHE, persist_result=False)
-async def normalize_and_route(spool_path: str, config_path: str, inbox_ids: str, count: int) -> dict[str, str]:
+@task(
+    name="normalize and route",
+    task_run_name="normalize and route {count} submissions",
+    cache_policy=NO_CACHE,
+    persist_result=False,
+)
+async def normalize_and_route(
+    spool_path: str, config_path: str, inbox_ids: str, count: int
+) -> dict[str, str]:
     """Returns, per destination, the (comma-joined) submissions to deliver there."""
     runtime = runtime_for(spool_path, config_path)
     config, stages = runtime.config(), runtime.stages
@@ -139,10 +179,15 @@ async def normalize_and_route(spool_path: str, config_path: str, inbox_ids: str,
     return {destination: _join(ids) for destination, ids in by_destination.items()}
 
 
-@task(name="deliver", task_run_name="deliver {count} to {destination}", cache_policy=NO_CACHE,
-      persist_result=False)
-async def deliver_chunk(spool_path: str, config_path: str, destination: str, inbox_ids: str,
-                        count: int) -> dict[str, int]:
+@task(
+    name="deliver",
+    task_run_name="deliver {count} to {destination}",
+    cache_policy=NO_CACHE,
+    persist_result=False,
+)
+async def deliver_chunk(
+    spool_path: str, config_path: str, destination: str, inbox_ids: str, count: int
+) -> dict[str, int]:
     runtime = runtime_for(spool_path, config_path)
     pool = runtime.delivery_pool
     destination_config = runtime.config().destinations.get(destination)
@@ -159,26 +204,37 @@ def _run_name() -> str:
     return f"{new} new, {due} retrying"
 
 
-@flow(name="hookhub-deliver", flow_run_name=_run_name, persist_result=False, log_prints=False,
-      validate_parameters=False, result_storage=unpersisted_results())
-async def deliver_batch(spool_path: str, config_path: str, inbox_ids: list[str], due: list[list[str]],
-                        chunk_size: int = 100) -> dict[str, int]:
+@flow(
+    name="hookhub-deliver",
+    flow_run_name=_run_name,
+    persist_result=False,
+    log_prints=False,
+    validate_parameters=False,
+    result_storage=unpersisted_results(),
+)
+async def deliver_batch(
+    spool_path: str, config_path: str, inbox_ids: list[str], due: list[list[str]], chunk_size: int = 100
+) -> dict[str, int]:
     """Normalize and route the new submissions, then deliver them and the due retries."""
     by_destination: dict[str, list[str]] = defaultdict(list)
     for inbox_id, destination in due:
         by_destination[destination].append(inbox_id)
-    routed = await asyncio.gather(*[
-        normalize_and_route(spool_path, config_path, _join(chunk), len(chunk))
-        for chunk in _chunks(inbox_ids, max(chunk_size, 250))
-    ])
+    routed = await asyncio.gather(
+        *[
+            normalize_and_route(spool_path, config_path, _join(chunk), len(chunk))
+            for chunk in _chunks(inbox_ids, max(chunk_size, 250))
+        ]
+    )
     for chunk_routes in routed:
         for destination, joined in chunk_routes.items():
             by_destination[destination].extend(_split(joined))
-    results = await asyncio.gather(*[
-        deliver_chunk(spool_path, config_path, destination, _join(chunk), len(chunk))
-        for destination, ids in sorted(by_destination.items())
-        for chunk in _chunks(ids, chunk_size)
-    ])
+    results = await asyncio.gather(
+        *[
+            deliver_chunk(spool_path, config_path, destination, _join(chunk), len(chunk))
+            for destination, ids in sorted(by_destination.items())
+            for chunk in _chunks(ids, chunk_size)
+        ]
+    )
     totals: dict[str, int] = defaultdict(int)
     for counts in results:
         for status, n in counts.items():

@@ -50,7 +50,9 @@ class QuickRetryOnBusy(httpx.AsyncBaseTransport):
             if response.status_code != 503:
                 return response
             await response.aclose()
-            log.debug("prefect api busy; sending again", extra={"event": "prefect_busy", "path": request.url.path})
+            log.debug(
+                "prefect api busy; sending again", extra={"event": "prefect_busy", "path": request.url.path}
+            )
             await asyncio.sleep(pause * (0.5 + random.random()))
         return await self.inner.handle_async_request(request)
 
@@ -64,8 +66,11 @@ def _retry_quickly_on_busy(client: object) -> None:
     # pyproject.toml; should the attributes move, the client keeps Prefect's own backoff).
     http = getattr(client, "_client", None)
     transport = getattr(http, "_transport", None)
-    if http is not None and isinstance(transport, httpx.AsyncBaseTransport) and not isinstance(
-            transport, QuickRetryOnBusy):
+    if (
+        http is not None
+        and isinstance(transport, httpx.AsyncBaseTransport)
+        and not isinstance(transport, QuickRetryOnBusy)
+    ):
         http._transport = QuickRetryOnBusy(transport)
     else:
         log.debug("prefect client transport not wrapped", extra={"event": "prefect_transport_unwrapped"})
@@ -105,11 +110,16 @@ class SharedPrefectClients:
         except Exception as exc:  # noqa: BLE001 - runs create their own clients and report
             await opened.aclose()
             self._next_try = time.monotonic() + RETRY_SECONDS
-            log.warning("prefect not reachable yet", extra={"event": "prefect_unreachable", "error": str(exc)})
+            log.warning(
+                "prefect not reachable yet", extra={"event": "prefect_unreachable", "error": str(exc)}
+            )
             return False
         self._stack.push_async_exit(opened)
         self.ready = True
-        log.info("prefect ready", extra={"event": "prefect_ready", "seconds": round(time.perf_counter() - started, 1)})
+        log.info(
+            "prefect ready",
+            extra={"event": "prefect_ready", "seconds": round(time.perf_counter() - started, 1)},
+        )
         return True
 
     async def aclose(self) -> None:

@@ -47,8 +47,11 @@ def backoff(policy: RetryPolicy, attempt: int) -> float:
 def decide(row: DeliveryRow, outcome: Outcome, policy: RetryPolicy, now: float) -> Decision:
     attempt = row.attempts + 1
     common: _Common = {
-        "inbox_id": row.inbox_id, "destination": row.destination, "status_code": outcome.status_code,
-        "retry_after": outcome.retry_after, "remote_id": outcome.remote_id,
+        "inbox_id": row.inbox_id,
+        "destination": row.destination,
+        "status_code": outcome.status_code,
+        "retry_after": outcome.retry_after,
+        "remote_id": outcome.remote_id,
     }
     if outcome.status == "delivered":
         return Decision(status="delivered", outcome="delivered", **common)
@@ -63,12 +66,17 @@ def decide(row: DeliveryRow, outcome: Outcome, policy: RetryPolicy, now: float) 
         wait = max(wait, outcome.retry_after)
     first = row.first_attempt_at if row.first_attempt_at is not None else now
     if policy.max_attempts is not None and attempt >= policy.max_attempts:
-        return Decision(status="dead", outcome="gave_up",
-                        error=f"gave up after {attempt} attempts: {reason}", **common)
+        return Decision(
+            status="dead", outcome="gave_up", error=f"gave up after {attempt} attempts: {reason}", **common
+        )
     if now + wait > first + policy.horizon:
         hours = policy.horizon / 3600
-        return Decision(status="dead", outcome="gave_up",
-                        error=f"gave up after {attempt} attempts over {hours:g} h: {reason}", **common)
+        return Decision(
+            status="dead",
+            outcome="gave_up",
+            error=f"gave up after {attempt} attempts over {hours:g} h: {reason}",
+            **common,
+        )
     return Decision(status="retrying", outcome="retry", next_attempt_at=now + wait, error=reason, **common)
 
 
@@ -81,9 +89,23 @@ def defer(row: DeliveryRow, outcome: Outcome, policy: RetryPolicy, now: float, r
     first = row.first_attempt_at if row.first_attempt_at is not None else now
     if due > first + policy.horizon:
         hours = policy.horizon / 3600
-        return Decision(inbox_id=row.inbox_id, destination=row.destination, status="dead", outcome="gave_up",
-                        attempted=False, error=f"gave up after {row.attempts} attempts: the target's pause "
-                                               f"outlasts the retry horizon of {hours:g} h ({reason})")
+        return Decision(
+            inbox_id=row.inbox_id,
+            destination=row.destination,
+            status="dead",
+            outcome="gave_up",
+            attempted=False,
+            error=f"gave up after {row.attempts} attempts: the target's pause "
+            f"outlasts the retry horizon of {hours:g} h ({reason})",
+        )
     # remote_id: what an earlier step of this attempt created (a CRM person) is kept.
-    return Decision(inbox_id=row.inbox_id, destination=row.destination, status="retrying", outcome="deferred",
-                    attempted=False, next_attempt_at=due, error=reason, remote_id=outcome.remote_id)
+    return Decision(
+        inbox_id=row.inbox_id,
+        destination=row.destination,
+        status="retrying",
+        outcome="deferred",
+        attempted=False,
+        next_attempt_at=due,
+        error=reason,
+        remote_id=outcome.remote_id,
+    )

@@ -20,12 +20,16 @@ def _config_arg(parser: argparse.ArgumentParser, positional: bool = False) -> No
     if positional:
         parser.add_argument("file", nargs="?", default=default, help=f"config file (default {default})")
     else:
-        parser.add_argument("--config", default=default, help=f"config file (default {default}, env HOOKHUB_CONFIG)")
+        parser.add_argument(
+            "--config", default=default, help=f"config file (default {default}, env HOOKHUB_CONFIG)"
+        )
 
 
 def _data_dir_arg(parser: argparse.ArgumentParser) -> None:
     default = os.environ.get("HOOKHUB_DATA_DIR", DEFAULT_DATA_DIR)
-    parser.add_argument("--data-dir", default=default, help=f"spool and state (default {default}, env HOOKHUB_DATA_DIR)")
+    parser.add_argument(
+        "--data-dir", default=default, help=f"spool and state (default {default}, env HOOKHUB_DATA_DIR)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,8 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=int(os.environ.get("HOOKHUB_PORT", DEFAULT_PORT)))
     _config_arg(serve)
     _data_dir_arg(serve)
-    serve.add_argument("--durability", choices=["full", "normal"], default="full",
-                       help="full: fsync every commit (survives power loss); normal: survives process crashes")
+    serve.add_argument(
+        "--durability",
+        choices=["full", "normal"],
+        default="full",
+        help="full: fsync every commit (survives power loss); normal: survives process crashes",
+    )
     serve.add_argument("--log-level", default="info")
     serve.add_argument("--no-dispatch", action="store_true", help="only receive and spool; do not deliver")
 
@@ -106,7 +114,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         holder = ConfigHolder(Path(args.config))
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
-        print("hookhub: not starting: fix the problems above (`hookhub check` shows them too)", file=sys.stderr)
+        print(
+            "hookhub: not starting: fix the problems above (`hookhub check` shows them too)", file=sys.stderr
+        )
         return 1
     except OSError as exc:
         print(f"{args.config}: {exc.strerror or exc}", file=sys.stderr)
@@ -116,8 +126,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from hub.dispatch import attach_dispatcher
 
         attach_dispatcher(hub)
-    print(f"hookhub: listening on http://{args.host}:{args.port}/hooks/<source id> "
-          f"(sources: {', '.join(sorted(holder.sources)) or 'none'}; spool {hub.spool_path})", file=sys.stderr)
+    print(
+        f"hookhub: listening on http://{args.host}:{args.port}/hooks/<source id> "
+        f"(sources: {', '.join(sorted(holder.sources)) or 'none'}; spool {hub.spool_path})",
+        file=sys.stderr,
+    )
     # uvicorn shuts down gracefully on SIGTERM/SIGINT and then re-raises the signal to the
     # previous handler; answering it with a normal exit makes a clean stop exit 0.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -163,7 +176,10 @@ def cmd_send_test(args: argparse.Namespace) -> int:
     try:
         response = httpx.post(post_url, content=request.body, headers=dict(request.headers), timeout=10)
     except httpx.HTTPError as exc:
-        print(f"hookhub send-test: cannot reach {post_url}: {exc} (is `hookhub serve` running?)", file=sys.stderr)
+        print(
+            f"hookhub send-test: cannot reach {post_url}: {exc} (is `hookhub serve` running?)",
+            file=sys.stderr,
+        )
         return 1
     shown = post_url.split("?", 1)[0] + ("?..." if query else "")  # never print the token
     print(f"POST {shown} -> {response.status_code} {response.text}")

@@ -21,8 +21,10 @@ DELIVERY_COLUMNS = ("pending", "sending", "retrying", "delivered", "dead")
 def _open(args: argparse.Namespace) -> sqlite3.Connection | None:
     path = Path(args.data_dir) / SPOOL_FILE
     if not path.exists():
-        print(f"hookhub: no spool at {path} (has `hookhub serve --data-dir {args.data_dir}` run yet?)",
-              file=sys.stderr)
+        print(
+            f"hookhub: no spool at {path} (has `hookhub serve --data-dir {args.data_dir}` run yet?)",
+            file=sys.stderr,
+        )
         return None
     return open_spool(path)
 
@@ -74,7 +76,10 @@ def cmd_deadletters(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     if not (args.id or args.source or args.all):
-        print("hookhub replay: say what to replay: --id ID (repeatable), --source SOURCE or --all", file=sys.stderr)
+        print(
+            "hookhub replay: say what to replay: --id ID (repeatable), --source SOURCE or --all",
+            file=sys.stderr,
+        )
         return 2
     conn = _open(args)
     if conn is None:
@@ -110,7 +115,9 @@ def _dry_run(conn: sqlite3.Connection, args: argparse.Namespace, letters: list[r
             print(f"would normalize and route {letter.inbox_id} ({letter.source}) again")
             continue
         routed, failed = route_rows(config, load_inbox(conn, [letter.inbox_id]))
-        targets = ", ".join(p.destination for p in routed.get(letter.inbox_id, ("", []))[1]) or "no destination"
+        targets = (
+            ", ".join(p.destination for p in routed.get(letter.inbox_id, ("", []))[1]) or "no destination"
+        )
         outcome = f"; still failing: {failed[letter.inbox_id]}" if letter.inbox_id in failed else ""
         print(f"would normalize and route {letter.inbox_id} ({letter.source}) -> {targets}{outcome}")
     print(f"dry run: {len(letters)} dead letters would be replayed; nothing was changed")
@@ -121,12 +128,17 @@ def _wait(conn: sqlite3.Connection, ids: list[str], timeout: float) -> int:
     deadline = time.monotonic() + timeout
     marks = ",".join("?" * len(ids))
     while True:
-        states = dict(conn.execute(
-            f"SELECT state, count(*) FROM inbox WHERE id IN ({marks}) GROUP BY state", ids
-        ).fetchall())
+        states = dict(
+            conn.execute(
+                f"SELECT state, count(*) FROM inbox WHERE id IN ({marks}) GROUP BY state", ids
+            ).fetchall()
+        )
         settled = states.get("done", 0) + states.get("failed", 0)
-        print(f"\r{settled}/{len(ids)} settled ({states.get('done', 0)} done, {states.get('failed', 0)} failed)",
-              end="", flush=True)
+        print(
+            f"\r{settled}/{len(ids)} settled ({states.get('done', 0)} done, {states.get('failed', 0)} failed)",
+            end="",
+            flush=True,
+        )
         if settled == len(ids):
             print()
             return 0 if not states.get("failed") else 1
@@ -136,10 +148,14 @@ def _wait(conn: sqlite3.Connection, ids: list[str], timeout: float) -> int:
         time.sleep(0.5)
 
 
-def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
-                data_dir_arg: Callable[[argparse.ArgumentParser], None],
-                config_arg: Callable[[argparse.ArgumentParser], None]) -> None:
-    status = sub.add_parser("status", help="counts per source and destination: pending, delivered, retrying, dead")
+def add_parsers(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    data_dir_arg: Callable[[argparse.ArgumentParser], None],
+    config_arg: Callable[[argparse.ArgumentParser], None],
+) -> None:
+    status = sub.add_parser(
+        "status", help="counts per source and destination: pending, delivered, retrying, dead"
+    )
     data_dir_arg(status)
 
     dead = sub.add_parser("deadletters", help="list what failed for good, with reasons")
@@ -150,9 +166,16 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
     replay.add_argument("--id", action="append", help="a submission id (repeatable)")
     replay.add_argument("--source", default=None, help="every dead letter of this source")
     replay.add_argument("--all", action="store_true", help="every dead letter")
-    replay.add_argument("--dry-run", action="store_true", help="show what would be sent where; change nothing")
-    replay.add_argument("--wait", type=float, default=0, metavar="SECONDS",
-                        help="show progress until the replayed submissions settle (at most SECONDS)")
+    replay.add_argument(
+        "--dry-run", action="store_true", help="show what would be sent where; change nothing"
+    )
+    replay.add_argument(
+        "--wait",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="show progress until the replayed submissions settle (at most SECONDS)",
+    )
     data_dir_arg(replay)
     config_arg(replay)
 

@@ -61,8 +61,10 @@ def submission_from_fixture(path: Path, config: HubConfig, route: RouteConfig) -
     sources = [s for s, cfg in config.sources.items() if cfg.provider == provider and route.matches_source(s)]
     source = sources[0] if sources else provider
     request = InboundRequest(
-        method=data.get("method", "POST"), url=data.get("url", ""),
-        headers={k.lower(): v for k, v in (data.get("headers") or {}).items()}, body=data["body"].encode("utf-8"),
+        method=data.get("method", "POST"),
+        url=data.get("url", ""),
+        headers={k.lower(): v for k, v in (data.get("headers") or {}).items()},
+        body=data["body"].encode("utf-8"),
     )
     received = parse_instant(data["received_at"]) if data.get("received_at") else datetime.now(UTC)
     context = NormalizeContext(submission_id="test-route", source=source, received_at=received)
@@ -103,7 +105,14 @@ def _blank(text: str, secrets: list[str]) -> str:
 AddArgument = Callable[[argparse.ArgumentParser], None]
 """hub.cli's `_data_dir_arg` / `_config_arg`: add one shared option to a subcommand's parser."""
 
-_SECRET_HEADERS = ("authorization", "x-api-token", "api-key", "x-api-key", "x-postmark-server-token", "cookie")
+_SECRET_HEADERS = (
+    "authorization",
+    "x-api-token",
+    "api-key",
+    "x-api-key",
+    "x-postmark-server-token",
+    "cookie",
+)
 
 
 def _show_http(request: httpx.Request, secrets: list[str]) -> list[str]:
@@ -123,8 +132,9 @@ def _show_email(message: EmailMessage, secrets: list[str]) -> list[str]:
     return [_blank(message.as_string(), secrets)]
 
 
-async def _render(config: HubConfig, route: RouteConfig, submission: Submission,
-                  refused: list[str] | None = None) -> list[tuple[str, list[str]]]:
+async def _render(
+    config: HubConfig, route: RouteConfig, submission: Submission, refused: list[str] | None = None
+) -> list[tuple[str, list[str]]]:
     """(destination id, lines to print) per destination; `refused` collects the ids of those that
     would not send this submission (a template failing on it, say)."""
     from flows.destinations import get_destination
@@ -145,19 +155,31 @@ async def _render(config: HubConfig, route: RouteConfig, submission: Submission,
             recorded.append(request)
             return httpx.Response(200, json={"ok": True, "id": "test-route", "results": []})
 
-        async def smtp_send(message: EmailMessage, *_: Any, emails: list[EmailMessage] = emails, **__: Any) -> None:
+        async def smtp_send(
+            message: EmailMessage, *_: Any, emails: list[EmailMessage] = emails, **__: Any
+        ) -> None:
             emails.append(message)
 
         target = route_target(config, route.name, destination_id)
-        item = DeliveryItem(key=f"{submission.id}.{destination_id}", submission=submission, route=route.name,
-                            template=target.template if target else None, mapping=target.map if target else None)
+        item = DeliveryItem(
+            key=f"{submission.id}.{destination_id}",
+            submission=submission,
+            route=route.name,
+            template=target.template if target else None,
+            mapping=target.map if target else None,
+        )
         async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
-            context = DeliveryContext(http=http, pacer=Pacer(), destination_id=destination_id,
-                                      record_link=runtime.record_link,
-                                      extra={"smtp_send": smtp_send, "dry_run": True, "data_dir": "."})
+            context = DeliveryContext(
+                http=http,
+                pacer=Pacer(),
+                destination_id=destination_id,
+                record_link=runtime.record_link,
+                extra={"smtp_send": smtp_send, "dry_run": True, "data_dir": "."},
+            )
             if isinstance(settings, FileConfig):  # a file destination: shown as where it would append
-                shown.append((destination_id, [f"append to {settings.path}:",
-                                               submission.model_dump_json(indent=2)]))
+                shown.append(
+                    (destination_id, [f"append to {settings.path}:", submission.model_dump_json(indent=2)])
+                )
                 continue
             try:
                 outcomes = await get_destination(destination.type).deliver([item], settings, context)
@@ -206,7 +228,9 @@ def cmd_test_route(args: argparse.Namespace) -> int:
             matches = compile_when(route.when)(submission)
             print(f"when: {route.when!r} is {'true' if matches else 'false: a real run would not send this'}")
         except (WhenError, WhenSyntaxError) as exc:
-            print(f"when: {route.when!r} cannot be evaluated: {exc} (a real run dead-letters this submission)")
+            print(
+                f"when: {route.when!r} cannot be evaluated: {exc} (a real run dead-letters this submission)"
+            )
     refused: list[str] = []
     for destination_id, lines in asyncio.run(_render(config, route, submission, refused)):
         print(f"=== {destination_id} ({config.destinations[destination_id].type}) — not sent")
@@ -218,9 +242,14 @@ def cmd_test_route(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], data_dir_arg: AddArgument,
-               config_arg: AddArgument) -> None:
-    parser = sub.add_parser("test-route", help="show what each destination of a route would send, without sending")
+def add_parser(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    data_dir_arg: AddArgument,
+    config_arg: AddArgument,
+) -> None:
+    parser = sub.add_parser(
+        "test-route", help="show what each destination of a route would send, without sending"
+    )
     parser.add_argument("route", help="route name")
     parser.add_argument("--fixture", help="a provider fixture JSON file or a Submission JSON file")
     parser.add_argument("--id", help="a stored submission id")

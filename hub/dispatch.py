@@ -68,7 +68,8 @@ class Dispatcher:
     pool: DeliveryPool | None = field(default=None, init=False)
     in_flight: int = field(default=0, init=False)
     _claims: dict[asyncio.Task[None], tuple[list[str], list[tuple[str, str]]]] = field(
-        default_factory=dict, init=False)
+        default_factory=dict, init=False
+    )
     """What each flow run in flight has claimed, until it ends or gives it back."""
     _prefect: SharedPrefectClients | None = field(default=None, init=False)
     _paused_until: float = field(default=0.0, init=False)
@@ -103,13 +104,20 @@ class Dispatcher:
         conn = ledger.open_spool(self.hub.spool_path)
         inbox, deliveries = ledger.recover(conn)
         if inbox or deliveries:
-            log.info("resuming work of a previous run", extra={"event": "recovered", "submissions": inbox,
-                                                              "deliveries": deliveries})
+            log.info(
+                "resuming work of a previous run",
+                extra={"event": "recovered", "submissions": inbox, "deliveries": deliveries},
+            )
         processes = self.hub.config.config.dispatch.delivery_processes
         pool = DeliveryPool(processes, _log_level()) if processes else None
         self.pool = pool
-        runtime = Runtime(config=lambda: self.hub.config.config, spool_path=self.hub.spool_path,
-                          data_dir=self.hub.data_dir, delivery_pool=pool, stages=self.stages)
+        runtime = Runtime(
+            config=lambda: self.hub.config.config,
+            spool_path=self.hub.spool_path,
+            data_dir=self.hub.data_dir,
+            delivery_pool=pool,
+            stages=self.stages,
+        )
         bind(runtime)
         in_flight: set[asyncio.Task[None]] = set()
         prefect = self._prefect = SharedPrefectClients()
@@ -128,16 +136,22 @@ class Dispatcher:
                     upkeep = asyncio.create_task(self._upkeep(conn))
                 settings = self.hub.config.config.dispatch
                 try:
-                    if (len(in_flight) >= settings.max_flows or time.monotonic() < self._paused_until
-                            or not ledger.has_work(conn, time.time())):
+                    if (
+                        len(in_flight) >= settings.max_flows
+                        or time.monotonic() < self._paused_until
+                        or not ledger.has_work(conn, time.time())
+                    ):
                         await asyncio.sleep(POLL_SECONDS)
                         continue
-                    inbox_ids, due, suspects = await self._claim(conn, settings.batch_size,
-                                                                 settings.batch_wait)
+                    inbox_ids, due, suspects = await self._claim(
+                        conn, settings.batch_size, settings.batch_wait
+                    )
                 except sqlite3.Error as exc:
                     # A locked or full disk is usually passing; the spool keeps the work meanwhile.
-                    log.error("spool unavailable to the dispatcher; retrying",
-                              extra={"event": "dispatch_spool_error", "error": str(exc)})
+                    log.error(
+                        "spool unavailable to the dispatcher; retrying",
+                        extra={"event": "dispatch_spool_error", "error": str(exc)},
+                    )
                     await asyncio.sleep(FLOW_FAILURE_BACKOFF)
                     continue
                 if not inbox_ids and not due:
@@ -183,8 +197,10 @@ class Dispatcher:
         try:
             await pool.start()
         except Exception as exc:  # noqa: BLE001 - deliveries then fail and retry, and say why
-            log.error("delivery worker processes did not start", extra={"event": "delivery_pool_failed",
-                                                                      "error": f"{type(exc).__name__}: {exc}"})
+            log.error(
+                "delivery worker processes did not start",
+                extra={"event": "delivery_pool_failed", "error": f"{type(exc).__name__}: {exc}"},
+            )
 
     async def _upkeep(self, conn: sqlite3.Connection) -> None:
         """Start the maintenance flow for sources whose upkeep is due (watch renewals)."""
@@ -194,13 +210,18 @@ class Dispatcher:
             due = due_sources(self.hub.config.config, conn, time.time())
             if not due:
                 return
-            await maintain_sources(spool_path=str(self.hub.spool_path), config_path=str(self.hub.config.path),
-                                   source_ids=due)
+            await maintain_sources(
+                spool_path=str(self.hub.spool_path), config_path=str(self.hub.config.path), source_ids=due
+            )
         except Exception as exc:  # noqa: BLE001 - upkeep must never stop deliveries
             log.error("maintenance flow failed", extra={"event": "maintenance_failed", "error": str(exc)})
 
-    async def _claim(self, conn: sqlite3.Connection, batch_size: int, batch_wait: float,
-                     ) -> tuple[list[str], list[tuple[str, str]], bool]:
+    async def _claim(
+        self,
+        conn: sqlite3.Connection,
+        batch_size: int,
+        batch_wait: float,
+    ) -> tuple[list[str], list[tuple[str, str]], bool]:
         """A group of suspects and a fresh batch, turn about (either when the other has none).
 
         Returns (submissions, due deliveries, whether they are suspects).
@@ -225,8 +246,14 @@ class Dispatcher:
                 return
             await asyncio.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
 
-    async def _flow(self, conn: sqlite3.Connection, inbox_ids: list[str], due: list[tuple[str, str]],
-                    chunk_size: int, suspects: bool = False) -> None:
+    async def _flow(
+        self,
+        conn: sqlite3.Connection,
+        inbox_ids: list[str],
+        due: list[tuple[str, str]],
+        chunk_size: int,
+        suspects: bool = False,
+    ) -> None:
         run_flow = self.run_flow
         if run_flow is None:
             from flows.pipeline import deliver_batch
@@ -235,8 +262,11 @@ class Dispatcher:
         started = time.perf_counter()
         try:
             totals = await run_flow(
-                spool_path=str(self.hub.spool_path), config_path=str(self.hub.config.path),
-                inbox_ids=inbox_ids, due=[list(k) for k in due], chunk_size=chunk_size,
+                spool_path=str(self.hub.spool_path),
+                config_path=str(self.hub.config.path),
+                inbox_ids=inbox_ids,
+                due=[list(k) for k in due],
+                chunk_size=chunk_size,
             )
         except asyncio.CancelledError:
             task = asyncio.current_task()
@@ -250,16 +280,24 @@ class Dispatcher:
             try:
                 ledger.flow_succeeded(conn, inbox_ids, due)
             except sqlite3.Error as error:  # they stay suspects: tried in small groups, no harm
-                log.warning("could not clear suspects",
-                            extra={"event": "suspects_not_cleared", "error": str(error)})
+                log.warning(
+                    "could not clear suspects", extra={"event": "suspects_not_cleared", "error": str(error)}
+                )
         self.flows_run += 1
-        log.info("batch delivered", extra={"event": "batch_done", "submissions": len(inbox_ids),
-                                           "retries": len(due), "outcomes": totals,
-                                           "seconds": round(time.perf_counter() - started, 3)})
+        log.info(
+            "batch delivered",
+            extra={
+                "event": "batch_done",
+                "submissions": len(inbox_ids),
+                "retries": len(due),
+                "outcomes": totals,
+                "seconds": round(time.perf_counter() - started, 3),
+            },
+        )
 
-
-    async def _flow_failed(self, conn: sqlite3.Connection, inbox_ids: list[str], due: list[tuple[str, str]],
-                           error: str) -> None:
+    async def _flow_failed(
+        self, conn: sqlite3.Connection, inbox_ids: list[str], due: list[tuple[str, str]], error: str
+    ) -> None:
         """Give the claims back as suspects to bisect, or unchanged if Prefect is what failed."""
         task = asyncio.current_task()
         if task is None or task not in self._claims:  # given back already
@@ -267,20 +305,27 @@ class Dispatcher:
         facts: dict[str, Any] = {"error": error, "submissions": len(inbox_ids), "retries": len(due)}
         if not await self._prefect_answers():
             self._paused_until = time.monotonic() + self.flow_failure_backoff
-            log.error("flow run failed and Prefect's API does not answer; its batch goes back to the queue",
-                      extra={"event": "flow_failed", **facts})
+            log.error(
+                "flow run failed and Prefect's API does not answer; its batch goes back to the queue",
+                extra={"event": "flow_failed", **facts},
+            )
             self._give_back(conn, task)
             return
         del self._claims[task]
         try:
-            quarantined = ledger.flow_failed(conn, inbox_ids, due, error, time.time(),
-                                             self.flow_failure_backoff, self.quarantine_after)
+            quarantined = ledger.flow_failed(
+                conn, inbox_ids, due, error, time.time(), self.flow_failure_backoff, self.quarantine_after
+            )
         except sqlite3.Error as spool_error:
-            log.warning("could not give a failed batch's claims back; the next start recovers them",
-                        extra={"event": "release_failed", "error": str(spool_error)})
+            log.warning(
+                "could not give a failed batch's claims back; the next start recovers them",
+                extra={"event": "release_failed", "error": str(spool_error)},
+            )
             return
-        log.error("flow run failed; its batch is tried again in halves",
-                  extra={"event": "flow_failed", **facts, "quarantined": quarantined})
+        log.error(
+            "flow run failed; its batch is tried again in halves",
+            extra={"event": "flow_failed", **facts, "quarantined": quarantined},
+        )
 
     async def _prefect_answers(self) -> bool:
         if self._prefect is None or not self._prefect.ready:
@@ -301,8 +346,10 @@ class Dispatcher:
         try:
             ledger.release(conn, *claims)
         except sqlite3.Error as error:
-            log.warning("could not give a batch's claims back; the next start recovers them",
-                        extra={"event": "release_failed", "error": str(error)})
+            log.warning(
+                "could not give a batch's claims back; the next start recovers them",
+                extra={"event": "release_failed", "error": str(error)},
+            )
 
 
 def _log_level() -> str:

@@ -49,7 +49,8 @@ def prepare_sources(config: HubConfig) -> dict[str, PreparedSource]:
             connector=connector,
             max_body_bytes=source.max_body_bytes or config.server.max_body_bytes,
             stored_headers=(STORED_HEADERS | connector.stored_headers)
-            - CREDENTIAL_HEADERS - connector.credential_headers,
+            - CREDENTIAL_HEADERS
+            - connector.credential_headers,
             credential_query=CREDENTIAL_QUERY | connector.credential_query,
         )
     return prepared

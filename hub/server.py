@@ -70,13 +70,17 @@ class Hub:
         self.spool.start()
         for service in self.services:
             service.start()
-        tasks = [asyncio.create_task(job(self), name=getattr(job, "__name__", "job")) for job in self.background]
+        tasks = [
+            asyncio.create_task(job(self), name=getattr(job, "__name__", "job")) for job in self.background
+        ]
         if self.watch_config:
             tasks.append(asyncio.create_task(_watch_config(self.config), name="config-watch"))
         if self.freeze_heap:
             _freeze_startup_heap()
-        log.info("hub started", extra={"event": "started", "sources": sorted(self.config.sources),
-                                       "spool": str(self.spool_path)})
+        log.info(
+            "hub started",
+            extra={"event": "started", "sources": sorted(self.config.sources), "spool": str(self.spool_path)},
+        )
         try:
             yield
         finally:
@@ -114,8 +118,9 @@ async def _watch_config(holder: ConfigHolder) -> None:
             holder.reload()
 
 
-def uvicorn_config(app: Starlette, host: str, port: int, limits: EdgeLimits | None = None,
-                   **overrides: object) -> uvicorn.Config:
+def uvicorn_config(
+    app: Starlette, host: str, port: int, limits: EdgeLimits | None = None, **overrides: object
+) -> uvicorn.Config:
     """uvicorn's settings for a hub; `limits` default to the hub's `server:` config (else built-in)."""
     if limits is None:
         limits = app.edge_limits() if isinstance(app, HubApp) else EdgeLimits()

@@ -40,8 +40,10 @@ def _json_is_well_formed(value: Any) -> bool:
     if isinstance(value, str):
         return _is_well_formed(value)
     if isinstance(value, dict):
-        return all((not isinstance(k, str) or _is_well_formed(k)) and _json_is_well_formed(v)
-                   for k, v in value.items())
+        return all(
+            (not isinstance(k, str) or _is_well_formed(k)) and _json_is_well_formed(v)
+            for k, v in value.items()
+        )
     if isinstance(value, list):
         return all(_json_is_well_formed(v) for v in value)
     return True

@@ -78,7 +78,9 @@ class FakeDestination:
     `mix` when given, else 200. Every request is recorded with its arrival time and its answer."""
 
     requests: list[Received] = field(default_factory=list)
-    scripts: dict[str, deque[tuple[int, dict[str, str], str]]] = field(default_factory=lambda: defaultdict(deque))
+    scripts: dict[str, deque[tuple[int, dict[str, str], str]]] = field(
+        default_factory=lambda: defaultdict(deque)
+    )
     default_body: str = "ok"
     server: RunningServer | None = None
     mix: Mix | None = None

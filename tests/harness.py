@@ -34,7 +34,9 @@ PROVIDER_FIXTURES = Path(os.environ.get("HOOKHUB_FIXTURES") or FIXTURES / "provi
 DESTINATION_FIXTURES = FIXTURES / "destinations"
 
 
-def wait_for(condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02, what: str = "") -> Any:
+def wait_for(
+    condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02, what: str = ""
+) -> Any:
     """Poll `condition` until truthy; fail with `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -90,9 +92,14 @@ def serve_app(app: Any, **overrides: Any) -> RunningServer:
     return RunningServer(server=server, thread=thread, port=port)
 
 
-def start_hub(config_path: Path, data_dir: Path, clock: Callable[[], float] | None = None,
-              environ: dict[str, str] | None = None, dispatch: bool = False,
-              **hub_args: Any) -> tuple[Hub, RunningServer]:
+def start_hub(
+    config_path: Path,
+    data_dir: Path,
+    clock: Callable[[], float] | None = None,
+    environ: dict[str, str] | None = None,
+    dispatch: bool = False,
+    **hub_args: Any,
+) -> tuple[Hub, RunningServer]:
     holder = ConfigHolder(config_path, environ=environ)
     hub = Hub(config=holder, data_dir=data_dir, clock=clock or time.time, watch_config=False, **hub_args)
     if dispatch:
@@ -127,9 +134,22 @@ class ServeProcess:
         env = {**os.environ, "PREFECT_HOME": str(prefect_home)}
         self.log = log
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "hub.cli", "serve", "--config", str(config), "--data-dir", str(data_dir),
-             "--port", str(self.port)],
-            env=env, stdout=subprocess.DEVNULL, stderr=log.open("ab"), start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "hub.cli",
+                "serve",
+                "--config",
+                str(config),
+                "--data-dir",
+                str(data_dir),
+                "--port",
+                str(self.port),
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log.open("ab"),
+            start_new_session=True,
         )
         wait_for(self._healthy, timeout=60, what="hookhub serve to answer /healthz")
 

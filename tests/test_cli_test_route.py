@@ -46,8 +46,9 @@ def test_renders_every_destination_without_sending_and_without_secrets(tmp_path:
     sent = json.loads(body)
     assert sent["event_id"] == "01KVG79GJE6RRHM8TEPJ283Y60" and sent["source"] == "contact-form"
     raw = json.dumps(sent, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    verify_standard_webhooks(InboundRequest("POST", "x", headers, raw), [WHSEC], 10**10,
-                             float(headers["webhook-timestamp"]))
+    verify_standard_webhooks(
+        InboundRequest("POST", "x", headers, raw), [WHSEC], 10**10, float(headers["webhook-timestamp"])
+    )
 
 
 def test_unknown_route_and_bad_fixture_are_clear_errors(tmp_path: Path, capsys) -> None:
@@ -102,7 +103,9 @@ def test_every_destination_type_renders_its_request(tmp_path: Path, capsys) -> N
         assert "SECRET" not in body, head
     assert "POST https://slack.com/api/chat.postMessage" in sections["d-slack-api (slack)"]
     assert "Subject:" in sections["d-smtp (smtp)"] and "renee.mueller@example.de" in sections["d-smtp (smtp)"]
-    assert "POST https://api.hubapi.com/crm/v3/objects/contacts/batch/upsert" in sections["d-hubspot (hubspot)"]
+    assert (
+        "POST https://api.hubapi.com/crm/v3/objects/contacts/batch/upsert" in sections["d-hubspot (hubspot)"]
+    )
     assert "/services/data/" in sections["d-salesforce (salesforce)"]
     assert "api.pipedrive.com" in sections["d-pipedrive (pipedrive)"]
 

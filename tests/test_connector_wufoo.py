@@ -32,14 +32,17 @@ def test_reads_what_the_form_parser_reads(pairs: list[tuple[str, str]]) -> None:
     assert _handshake_key(body) == parse_form_urlencoded(body).get("HandshakeKey")
 
 
-@pytest.mark.parametrize(("body", "expected"), [
-    (b"HandshakeKey=a+b%21", "a b!"),
-    (b"Field1=1&HandshakeKey=first&HandshakeKey=last", "last"),
-    (b"xHandshakeKey=forged&Field1=1", None),
-    (b"HandshakeKey=real&xHandshakeKey=forged", "real"),
-    (b"Field1=HandshakeKey=inside", None),
-    (b"", None),
-])
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b"HandshakeKey=a+b%21", "a b!"),
+        (b"Field1=1&HandshakeKey=first&HandshakeKey=last", "last"),
+        (b"xHandshakeKey=forged&Field1=1", None),
+        (b"HandshakeKey=real&xHandshakeKey=forged", "real"),
+        (b"Field1=HandshakeKey=inside", None),
+        (b"", None),
+    ],
+)
 def test_edge_cases(body: bytes, expected: str | None) -> None:
     assert _handshake_key(body) == expected
 

@@ -30,21 +30,25 @@ def _delivery(spool: Path) -> tuple[str, int] | None:
 
 def _config(tmp_path: Path, fake: FakeDestination) -> Path:
     config = tmp_path / "connectors.yaml"
-    config.write_text(f"""
+    config.write_text(
+        f"""
 sources:
-  contact-form: {{provider: typeform, secret: {FULL['secret']}}}
+  contact-form: {{provider: typeform, secret: {FULL["secret"]}}}
 destinations:
-  crm: {{type: webhook, url: "{fake.url('/hook')}", secret: {WHSEC}}}
+  crm: {{type: webhook, url: "{fake.url("/hook")}", secret: {WHSEC}}}
 routes:
   - {{name: crm, from: [contact-form], to: [crm]}}
-""", encoding="utf-8")
+""",
+        encoding="utf-8",
+    )
     return config
 
 
 def _post(serve: ServeProcess, expect: str = "accepted") -> str:
     headers = {k: v for k, v in FULL["headers"].items() if k.lower() != "content-length"}
-    answer = httpx.post(f"{serve.url}/hooks/contact-form", content=FULL["body"].encode("utf-8"),
-                        headers=headers, timeout=30)
+    answer = httpx.post(
+        f"{serve.url}/hooks/contact-form", content=FULL["body"].encode("utf-8"), headers=headers, timeout=30
+    )
     assert answer.status_code == 200 and answer.json()["status"] == expect
     return str(answer.json()["id"])
 
@@ -69,8 +73,11 @@ def test_sigkill_after_2xx_then_restart_delivers_exactly_once(tmp_path: Path) ->
         before_restart = len(fake.received("/hook"))
 
         second = ServeProcess(config, data_dir, prefect_home, log)
-        wait_for(lambda: (_delivery(data_dir / "spool.db") or ("", 0))[0] == "delivered", timeout=300,
-                 what="delivery after restart")
+        wait_for(
+            lambda: (_delivery(data_dir / "spool.db") or ("", 0))[0] == "delivered",
+            timeout=300,
+            what="delivery after restart",
+        )
         assert by_webhook_id(fake.received("/hook")) == {f"{submission_id}.crm": 1}, before_restart
         assert second.terminate() == 0
         # A clean stop says so and nothing else: no traceback from us, uvicorn or Prefect.
@@ -102,9 +109,14 @@ def test_sigterm_to_the_group_with_a_batch_in_flight_stops_cleanly(tmp_path: Pat
         second = ServeProcess(config, data_dir, prefect_home, log)
         assert _post(second, expect="duplicate") == submission_id  # the provider's retry of it
         # The restarted dispatcher gets going (Prefect ready) and finds nothing left to send.
-        wait_for(lambda: log.read_text(errors="replace").count('"prefect_ready"') == 2, timeout=120,
-                 what="the restarted hub's Prefect")
-        wait_for(lambda: _inbox_state(data_dir / "spool.db") == "done", timeout=30, what="the submission done")
+        wait_for(
+            lambda: log.read_text(errors="replace").count('"prefect_ready"') == 2,
+            timeout=120,
+            what="the restarted hub's Prefect",
+        )
+        wait_for(
+            lambda: _inbox_state(data_dir / "spool.db") == "done", timeout=30, what="the submission done"
+        )
         assert second.terminate() == 0
         assert by_webhook_id(fake.received("/hook")) == {f"{submission_id}.crm": 1}
         assert "Traceback" not in log.read_text(errors="replace")

@@ -65,16 +65,34 @@ def dispatcher_of(hub) -> Dispatcher:  # type: ignore[no-untyped-def]
 
 def test_destination_types_that_may_leave_the_hubs_process() -> None:
     assert DeliveryPool.takes("webhook")
-    assert not any(DeliveryPool.takes(t) for t in ("slack", "file", "smtp", "hubspot", "salesforce", "pipedrive",
-                                                    "sendgrid", "postmark", "no-such-type"))
+    assert not any(
+        DeliveryPool.takes(t)
+        for t in (
+            "slack",
+            "file",
+            "smtp",
+            "hubspot",
+            "salesforce",
+            "pipedrive",
+            "sendgrid",
+            "postmark",
+            "no-such-type",
+        )
+    )
 
 
-def test_webhook_goes_out_from_a_worker_and_slack_from_the_hub(tmp_path, fake: FakeDestination,
-                                                               hub_factory) -> None:  # type: ignore[no-untyped-def]
+def test_webhook_goes_out_from_a_worker_and_slack_from_the_hub(
+    tmp_path, fake: FakeDestination, hub_factory
+) -> None:  # type: ignore[no-untyped-def]
     hub, server = hub_factory(write_config(tmp_path / "connectors.yaml", fake))
     submission_id = post(server, FULL).json()["id"]
-    wait_for(lambda: inbox_state(hub, submission_id) == "done" and status_of(hub, submission_id, "crm") == "delivered",
-             timeout=FIRST_DELIVERY, what="delivery")
+    wait_for(
+        lambda: (
+            inbox_state(hub, submission_id) == "done" and status_of(hub, submission_id, "crm") == "delivered"
+        ),
+        timeout=FIRST_DELIVERY,
+        what="delivery",
+    )
     pool = dispatcher_of(hub).pool
     assert pool is not None
     workers = pool.pids()
@@ -91,7 +109,9 @@ def test_a_config_reload_reaches_the_worker(tmp_path, fake: FakeDestination, hub
     config = write_config(tmp_path / "connectors.yaml", fake)
     hub, server = hub_factory(config)
     first = post(server, FULL).json()["id"]
-    wait_for(lambda: status_of(hub, first, "crm") == "delivered", timeout=FIRST_DELIVERY, what="first delivery")
+    wait_for(
+        lambda: status_of(hub, first, "crm") == "delivered", timeout=FIRST_DELIVERY, what="first delivery"
+    )
     write_config(config, fake, hook_path="/moved")
     assert hub.config.reload()  # what the file watch does in `hookhub serve`
     second = post(server, MINIMAL).json()["id"]
@@ -102,7 +122,9 @@ def test_a_config_reload_reaches_the_worker(tmp_path, fake: FakeDestination, hub
 def test_a_worker_killed_mid_chunk_loses_nothing(tmp_path, fake: FakeDestination, hub_factory) -> None:  # type: ignore[no-untyped-def]
     hub, server = hub_factory(write_config(tmp_path / "connectors.yaml", fake))
     warm = post(server, MINIMAL).json()["id"]
-    wait_for(lambda: status_of(hub, warm, "crm") == "delivered", timeout=FIRST_DELIVERY, what="warm-up delivery")
+    wait_for(
+        lambda: status_of(hub, warm, "crm") == "delivered", timeout=FIRST_DELIVERY, what="warm-up delivery"
+    )
     pool = dispatcher_of(hub).pool
     assert pool is not None
     (victim,) = pool.pids()
@@ -122,14 +144,29 @@ def test_a_worker_killed_mid_chunk_loses_nothing(tmp_path, fake: FakeDestination
 
 
 def test_workers_die_with_a_killed_hub(tmp_path, fake: FakeDestination) -> None:  # type: ignore[no-untyped-def]
-    serve = ServeProcess(write_config(tmp_path / "connectors.yaml", fake), tmp_path / "data", tmp_path / "prefect",
-                         tmp_path / "serve.log")
+    serve = ServeProcess(
+        write_config(tmp_path / "connectors.yaml", fake),
+        tmp_path / "data",
+        tmp_path / "prefect",
+        tmp_path / "serve.log",
+    )
     try:
-        httpx.post(f"{serve.url}/hooks/contact-form", content=FULL["body"].encode("utf-8"), timeout=30,
-                   headers={k: v for k, v in FULL["headers"].items() if k.lower() != "content-length"})
+        httpx.post(
+            f"{serve.url}/hooks/contact-form",
+            content=FULL["body"].encode("utf-8"),
+            timeout=30,
+            headers={k: v for k, v in FULL["headers"].items() if k.lower() != "content-length"},
+        )
         wait_for(lambda: len(fake.received("/hook")) == 1, timeout=FIRST_DELIVERY, what="the delivery")
-        workers = wait_for(lambda: [p for p in children(serve.proc.pid) if b"multiprocessing" in cmdline(p)
-                                    and b"resource_tracker" not in cmdline(p)], timeout=10, what="the worker")
+        workers = wait_for(
+            lambda: [
+                p
+                for p in children(serve.proc.pid)
+                if b"multiprocessing" in cmdline(p) and b"resource_tracker" not in cmdline(p)
+            ],
+            timeout=10,
+            what="the worker",
+        )
         # The hub alone, not its process group: the worker must go because the hub went.
         os.kill(serve.proc.pid, signal.SIGKILL)
         serve.proc.wait(timeout=10)
@@ -167,7 +204,6 @@ def alive(pid: int) -> bool:
         return False
 
 
-
 SLOW_AND_QUICK = """
 sources:
   contact-form:
@@ -185,15 +221,23 @@ def test_a_slow_receiver_holds_only_its_own_chunk(tmp_path, fake: FakeDestinatio
     from tests.test_pipeline_e2e import WHSEC
 
     config = tmp_path / "connectors.yaml"
-    config.write_text(SLOW_AND_QUICK.format(secret=FULL["secret"], slow=fake.url("/slow"), quick=fake.url("/quick"),
-                                            whsec=WHSEC), encoding="utf-8")
+    config.write_text(
+        SLOW_AND_QUICK.format(
+            secret=FULL["secret"], slow=fake.url("/slow"), quick=fake.url("/quick"), whsec=WHSEC
+        ),
+        encoding="utf-8",
+    )
     hub, server = hub_factory(config)
     fake.hold("/slow", seconds=60)
     try:
         submission_id = post(server, FULL).json()["id"]
-        wait_for(lambda: fake.waiting("/slow") == 1, timeout=FIRST_DELIVERY, what="the slow receiver to be reached")
+        wait_for(
+            lambda: fake.waiting("/slow") == 1, timeout=FIRST_DELIVERY, what="the slow receiver to be reached"
+        )
         # Both chunks are in the one worker process; the quick one is not stuck behind the slow one.
-        wait_for(lambda: status_of(hub, submission_id, "quick") == "delivered", timeout=30, what="the quick one")
+        wait_for(
+            lambda: status_of(hub, submission_id, "quick") == "delivered", timeout=30, what="the quick one"
+        )
         assert fake.waiting("/slow") == 1 and status_of(hub, submission_id, "slow") == "sending"
         assert len(dispatcher_of(hub).pool.pids()) == 1
     finally:
@@ -203,16 +247,21 @@ def test_a_slow_receiver_holds_only_its_own_chunk(tmp_path, fake: FakeDestinatio
 
 def test_no_worker_is_spawned_without_destinations_that_use_one(tmp_path, hub_factory) -> None:  # type: ignore[no-untyped-def]
     config = tmp_path / "connectors.yaml"
-    config.write_text(f"""
+    config.write_text(
+        f"""
 sources:
   contact-form: {{provider: typeform, secret: {FULL["secret"]}}}
 destinations:
   out: {{type: file, path: {tmp_path / "out.jsonl"}}}
 routes:
   - {{name: all, from: ["*"], to: [out]}}
-""", encoding="utf-8")
+""",
+        encoding="utf-8",
+    )
     hub, server = hub_factory(config)
     submission_id = post(server, FULL).json()["id"]
-    wait_for(lambda: status_of(hub, submission_id, "out") == "delivered", timeout=FIRST_DELIVERY, what="delivery")
+    wait_for(
+        lambda: status_of(hub, submission_id, "out") == "delivered", timeout=FIRST_DELIVERY, what="delivery"
+    )
     pool = dispatcher_of(hub).pool
     assert pool is not None and pool.pids() == []

@@ -34,8 +34,15 @@ def runtime(tmp_path: Path) -> Runtime:
 
 
 def _row(inbox_id: str, destination: str, submission: str | None) -> DeliveryRow:
-    return DeliveryRow(inbox_id=inbox_id, destination=destination, route="all", attempts=0, first_attempt_at=None,
-                       remote_id=None, submission=submission)
+    return DeliveryRow(
+        inbox_id=inbox_id,
+        destination=destination,
+        route="all",
+        attempts=0,
+        first_attempt_at=None,
+        remote_id=None,
+        submission=submission,
+    )
 
 
 @pytest.mark.parametrize("poison", ['{"id": "S2", "answers": "not a list"', "", None])

@@ -21,7 +21,12 @@ from tests.test_cli_test_route import ALL_TYPES, FIXTURE
 
 GOLDEN = Path(__file__).parent / "golden"
 VOLATILE = [
-    (re.compile(r"^(webhook-timestamp|webhook-signature|date|content-length): .*$", re.MULTILINE | re.IGNORECASE), r"\1: <varies>"),
+    (
+        re.compile(
+            r"^(webhook-timestamp|webhook-signature|date|content-length): .*$", re.MULTILINE | re.IGNORECASE
+        ),
+        r"\1: <varies>",
+    ),
     (re.compile(r"^Date: .*$", re.MULTILINE), "Date: <varies>"),
     (re.compile(r'boundary="=+[0-9]+=="'), 'boundary="<boundary>"'),
     (re.compile(r"^--=+[0-9]+==(--)?$", re.MULTILINE), "--<boundary>"),
@@ -54,11 +59,26 @@ def test_every_type_has_a_golden(rendered: dict[str, str]) -> None:
     assert {k.split("-")[0] for k in rendered} == set(destination_types())
 
 
-@pytest.mark.parametrize("name", ["file", "webhook", "slack-hook", "slack-api", "smtp", "sendgrid", "postmark",
-                                  "hubspot", "salesforce", "pipedrive"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "file",
+        "webhook",
+        "slack-hook",
+        "slack-api",
+        "smtp",
+        "sendgrid",
+        "postmark",
+        "hubspot",
+        "salesforce",
+        "pipedrive",
+    ],
+)
 def test_request_matches_golden(rendered: dict[str, str], name: str) -> None:
     path = GOLDEN / f"{name}.txt"
     if os.environ.get("HOOKHUB_UPDATE_GOLDENS"):
         path.parent.mkdir(exist_ok=True)
         path.write_text(rendered[name], encoding="utf-8")
-    assert rendered[name] == path.read_text(encoding="utf-8"), f"{name}: regenerate with HOOKHUB_UPDATE_GOLDENS=1"
+    assert rendered[name] == path.read_text(encoding="utf-8"), (
+        f"{name}: regenerate with HOOKHUB_UPDATE_GOLDENS=1"
+    )

@@ -43,17 +43,28 @@ HUBSPOT_FIXTURES = DESTINATION_FIXTURES / "hubspot"
 CASES = sorted(HUBSPOT_FIXTURES.glob("*.json"))
 ADA, GRACE, BAD = "ada@example.com", "grace@example.com", "not-an-email"
 NAMES = {ADA: "Ada Lovelace", GRACE: "Grace Hopper", BAD: "Bad Address"}
-LIMIT_HEADERS = {"X-HubSpot-RateLimit-Max": "100", "X-HubSpot-RateLimit-Remaining": "99",
-                 "X-HubSpot-RateLimit-Interval-Milliseconds": "10000"}
+LIMIT_HEADERS = {
+    "X-HubSpot-RateLimit-Max": "100",
+    "X-HubSpot-RateLimit-Remaining": "99",
+    "X-HubSpot-RateLimit-Interval-Milliseconds": "10000",
+}
 
 
 def make_submission(email: str | None = ADA, n: int = 1, **changes: Any) -> Submission:
     data: dict[str, Any] = {
-        "id": f"sub_{n:04d}", "source": "contact-form", "provider": "typeform", "form_id": "frm_contact",
-        "form_title": "Contact us", "event_id": f"evt_{n}", "submitted_at": "2026-11-23T10:15:00Z",
-        "email": email, "name": NAMES.get(email or "", "Ada Lovelace"),
-        "answers": [Answer(key="q1", label="Company", type="short_text", value="Engines & <Co>"),
-                    Answer(key="q2", label="Topics", type="multiple_choice", value=["Sales", "Support"])],
+        "id": f"sub_{n:04d}",
+        "source": "contact-form",
+        "provider": "typeform",
+        "form_id": "frm_contact",
+        "form_title": "Contact us",
+        "event_id": f"evt_{n}",
+        "submitted_at": "2026-11-23T10:15:00Z",
+        "email": email,
+        "name": NAMES.get(email or "", "Ada Lovelace"),
+        "answers": [
+            Answer(key="q1", label="Company", type="short_text", value="Engines & <Co>"),
+            Answer(key="q2", label="Topics", type="multiple_choice", value=["Sales", "Support"]),
+        ],
     }
     data.update(changes)
     return Submission.model_validate(data)
@@ -72,16 +83,22 @@ def config(**extra: Any) -> HubspotConfig:
 
 
 def context(http: httpx.AsyncClient, pacer: Pacer, destination_id: str = "crm") -> DeliveryContext:
-    return DeliveryContext(http=http, pacer=pacer, destination_id=destination_id,
-                           record_link=lambda _id: f"https://hub.example.com/submissions/{_id}")
+    return DeliveryContext(
+        http=http,
+        pacer=pacer,
+        destination_id=destination_id,
+        record_link=lambda _id: f"https://hub.example.com/submissions/{_id}",
+    )
 
 
-def deliver(batch: list[DeliveryItem], cfg: HubspotConfig | None = None,
-            pacer: Pacer | None = None) -> list[Outcome]:
+def deliver(
+    batch: list[DeliveryItem], cfg: HubspotConfig | None = None, pacer: Pacer | None = None
+) -> list[Outcome]:
     async def main() -> list[Outcome]:
         async with httpx.AsyncClient() as http:
             return await HubspotDestination(wall_clock=lambda: WALL).deliver(
-                batch, cfg or config(), context(http, pacer or fake_pacer()[0]))
+                batch, cfg or config(), context(http, pacer or fake_pacer()[0])
+            )
 
     return asyncio.run(main())
 
@@ -108,19 +125,31 @@ class FakeHubSpot:
         body = json.loads(request.content)
         self.calls.append((self.vt.now if self.vt else 0.0, request.method, request.url.path, body))
         if request.url.path.endswith(UPSERT):
-            results = [{"id": self.contact_id(i["id"]), "new": False, "archived": False,
-                        "properties": {"email": i["id"].lower(), **i["properties"]}} for i in body["inputs"]]
+            results = [
+                {
+                    "id": self.contact_id(i["id"]),
+                    "new": False,
+                    "archived": False,
+                    "properties": {"email": i["id"].lower(), **i["properties"]},
+                }
+                for i in body["inputs"]
+            ]
             return httpx.Response(200, headers=self.headers, json={"status": "COMPLETE", "results": results})
         if request.url.path.endswith(NOTES):
-            return httpx.Response(201, headers=self.headers, json={"id": "88001", "properties": body["properties"]})
+            return httpx.Response(
+                201, headers=self.headers, json={"id": "88001", "properties": body["properties"]}
+            )
         return httpx.Response(200, headers=self.headers, json={"id": request.url.path.rsplit("/", 1)[-1]})
 
     def upserts(self) -> list[tuple[float, list[str]]]:
-        return [(t, [i["id"] for i in body["inputs"]]) for t, _, path, body in self.calls if path.endswith(UPSERT)]
+        return [
+            (t, [i["id"] for i in body["inputs"]]) for t, _, path, body in self.calls if path.endswith(UPSERT)
+        ]
 
 
-def mock_hubspot(router: respx.Router, handler: Callable[[httpx.Request], httpx.Response],
-                 base: str = BASE) -> None:
+def mock_hubspot(
+    router: respx.Router, handler: Callable[[httpx.Request], httpx.Response], base: str = BASE
+) -> None:
     router.route(host=httpx.URL(base).host).mock(side_effect=handler)
 
 
@@ -201,8 +230,10 @@ def test_recorded_answer_is_classified(path: Path) -> None:
         assert [outcomes[ADA].remote_id, outcomes[GRACE].remote_id] == ["51209", "51230"]
     if case == "batch_upsert_207_partial":
         assert outcomes[ADA].remote_id == "51209" and outcomes[ADA].status_code == 207
-        assert reason[BAD] == ("HubSpot refused this contact (VALIDATION_ERROR: Email address not-an-email is "
-                               "invalid (INVALID_EMAIL)): HubSpot does not accept this submission's e-mail address")
+        assert reason[BAD] == (
+            "HubSpot refused this contact (VALIDATION_ERROR: Email address not-an-email is "
+            "invalid (INVALID_EMAIL)): HubSpot does not accept this submission's e-mail address"
+        )
         assert len(times) == 1  # Ada is not sent again
     if case == "contact_create_201":
         assert outcomes[ADA].remote_id == fake.contact_id(ADA)
@@ -240,9 +271,15 @@ def test_recorded_answer_is_classified(path: Path) -> None:
 
 def test_golden_upsert_request() -> None:
     fake = FakeHubSpot()
-    cfg = config(map={"email": "{{ email | lower }}", "firstname": "{{ name | first_name }}",
-                      "company": "{{ answers['Company'] }}", "topics": "{{ answers['Topics'] | join(';') }}",
-                      "phone": "{{ answers['Phone'] | default('') }}"})
+    cfg = config(
+        map={
+            "email": "{{ email | lower }}",
+            "firstname": "{{ name | first_name }}",
+            "company": "{{ answers['Company'] }}",
+            "topics": "{{ answers['Topics'] | join(';') }}",
+            "phone": "{{ answers['Phone'] | default('') }}",
+        }
+    )
     batch = [item("Ada@Example.com", 1), item(GRACE, 2)]
     with respx.mock() as router:
         route = router.post(BASE + UPSERT).mock(side_effect=fake)
@@ -250,20 +287,36 @@ def test_golden_upsert_request() -> None:
     assert [o.status for o in outcomes] == ["delivered", "delivered"]
     assert [o.remote_id for o in outcomes] == ["60001", "60002"]
     request = route.calls.last.request
-    assert (request.method, str(request.url)) == ("POST", "https://api.hubapi.com/crm/v3/objects/contacts/batch/upsert")
+    assert (request.method, str(request.url)) == (
+        "POST",
+        "https://api.hubapi.com/crm/v3/objects/contacts/batch/upsert",
+    )
     headers = {k: v for k, v in request.headers.items() if k not in ("authorization", "content-length")}
-    assert headers == {"host": "api.hubapi.com", "accept": "application/json", "accept-encoding": "gzip, deflate",
-                       "connection": "keep-alive", "user-agent": "hookhub-hubspot/0.1",
-                       "content-type": "application/json"}
+    assert headers == {
+        "host": "api.hubapi.com",
+        "accept": "application/json",
+        "accept-encoding": "gzip, deflate",
+        "connection": "keep-alive",
+        "user-agent": "hookhub-hubspot/0.1",
+        "content-type": "application/json",
+    }
     assert request.headers["authorization"] == f"Bearer {TOKEN}"
-    expected = {"inputs": [
-        {"idProperty": "email", "id": "ada@example.com",
-         "properties": {"firstname": "Ada", "company": "Engines & <Co>", "topics": "Sales;Support"},
-         "objectWriteTraceId": "in_0001.crm"},
-        {"idProperty": "email", "id": "grace@example.com",
-         "properties": {"firstname": "Grace", "company": "Engines & <Co>", "topics": "Sales;Support"},
-         "objectWriteTraceId": "in_0002.crm"},
-    ]}
+    expected = {
+        "inputs": [
+            {
+                "idProperty": "email",
+                "id": "ada@example.com",
+                "properties": {"firstname": "Ada", "company": "Engines & <Co>", "topics": "Sales;Support"},
+                "objectWriteTraceId": "in_0001.crm",
+            },
+            {
+                "idProperty": "email",
+                "id": "grace@example.com",
+                "properties": {"firstname": "Grace", "company": "Engines & <Co>", "topics": "Sales;Support"},
+                "objectWriteTraceId": "in_0002.crm",
+            },
+        ]
+    }
     assert json.loads(request.content) == expected
     assert request.content == json.dumps(expected, ensure_ascii=False, separators=(",", ":")).encode()
 
@@ -280,18 +333,24 @@ def test_golden_note_request_with_the_full_answers() -> None:
         "properties": {
             "hs_timestamp": "2026-11-23T10:15:00Z",
             "hs_note_body": "Contact us: new submission<br>Submitted 2026-11-23 10:15 UTC · source contact-form"
-                            "<br><br>Company: Engines &amp; &lt;Co&gt;<br>Topics: Sales, Support<br><br>"
-                            "In hookhub: https://hub.example.com/submissions/sub_0001",
+            "<br><br>Company: Engines &amp; &lt;Co&gt;<br>Topics: Sales, Support<br><br>"
+            "In hookhub: https://hub.example.com/submissions/sub_0001",
         },
-        "associations": [{"to": {"id": "60001"},
-                          "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 202}]}],
+        "associations": [
+            {
+                "to": {"id": "60001"},
+                "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 202}],
+            }
+        ],
     }
 
 
 def test_route_mapping_and_template_win_over_the_config() -> None:
     fake = FakeHubSpot()
-    routed = item().replace(mapping={"email": "{{ email }}", "company": "{{ answers['Company'] | upper }}"},
-                     template="Lead from {{ form_title }}\n{{ answers['Company'] }}")
+    routed = item().replace(
+        mapping={"email": "{{ email }}", "company": "{{ answers['Company'] | upper }}"},
+        template="Lead from {{ form_title }}\n{{ answers['Company'] }}",
+    )
     with respx.mock() as router:
         mock_hubspot(router, fake)
         deliver([routed], config(note=True, note_template="ignored {{ email }}"))
@@ -325,8 +384,9 @@ def test_mapping_errors_fail_only_that_item() -> None:
         outcomes = deliver(batch, config(note=True))
     assert [o.status for o in outcomes] == ["delivered", "failed", "failed", "failed"]
     assert outcomes[1].reason == "map.city: cannot render: 'dict object' has no attribute 'city'"
-    assert outcomes[2].reason == ("no e-mail address: map.email is empty for this submission, "
-                                  "and HubSpot upserts contacts by email")
+    assert outcomes[2].reason == (
+        "no e-mail address: map.email is empty for this submission, and HubSpot upserts contacts by email"
+    )
     assert (outcomes[3].reason or "").startswith("note_template: ")
     assert fake.upserts() == [(0.0, [ADA])]  # the others were never sent
 
@@ -334,9 +394,12 @@ def test_mapping_errors_fail_only_that_item() -> None:
 def test_one_contact_refused_in_a_400_fails_alone_and_the_rest_go_again() -> None:
     pacer, vt = fake_pacer()
     fake = FakeHubSpot(vt)
-    refusal = {"status": "error", "category": "VALIDATION_ERROR",
-               "message": 'Property values were not valid: [{"message":"Email address grace@example.com is invalid"}]',
-               "errors": [{"message": "Email address grace@example.com is invalid", "code": "INVALID_EMAIL"}]}
+    refusal = {
+        "status": "error",
+        "category": "VALIDATION_ERROR",
+        "message": 'Property values were not valid: [{"message":"Email address grace@example.com is invalid"}]',
+        "errors": [{"message": "Email address grace@example.com is invalid", "code": "INVALID_EMAIL"}],
+    }
     answers = iter([httpx.Response(400, json=refusal)])
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -346,15 +409,22 @@ def test_one_contact_refused_in_a_400_fails_alone_and_the_rest_go_again() -> Non
     with respx.mock() as router:
         mock_hubspot(router, handler)
         outcomes = by_email(batch, deliver(batch, config(), pacer))
-    assert {e: o.status for e, o in outcomes.items()} == {ADA: "delivered", GRACE: "failed",
-                                                         "alan@example.com": "delivered"}
+    assert {e: o.status for e, o in outcomes.items()} == {
+        ADA: "delivered",
+        GRACE: "failed",
+        "alan@example.com": "delivered",
+    }
     assert fake.upserts() == [(1000.0, [ADA, "alan@example.com"])]
 
 
 def test_an_answer_that_leaves_contacts_unclear_sends_each_alone() -> None:
     fake = FakeHubSpot()
-    unclear = {"status": "COMPLETE", "results": [{"id": "1"}], "numErrors": 1,
-               "errors": [{"status": "error", "category": "VALIDATION_ERROR", "message": "something was wrong"}]}
+    unclear = {
+        "status": "COMPLETE",
+        "results": [{"id": "1"}],
+        "numErrors": 1,
+        "errors": [{"status": "error", "category": "VALIDATION_ERROR", "message": "something was wrong"}],
+    }
     answers = iter([httpx.Response(207, json=unclear)])
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -400,8 +470,12 @@ def test_a_route_map_without_email_fails_that_route_only() -> None:
 
 
 def test_per_contact_transient_error_is_retried() -> None:
-    answer = {"status": "COMPLETE", "results": [], "numErrors": 1, "errors": [
-        {"status": "error", "category": "LOCKED", "message": "locked", "context": {"id": [ADA]}}]}
+    answer = {
+        "status": "COMPLETE",
+        "results": [],
+        "numErrors": 1,
+        "errors": [{"status": "error", "category": "LOCKED", "message": "locked", "context": {"id": [ADA]}}],
+    }
     with respx.mock() as router:
         router.post(BASE + UPSERT).mock(return_value=httpx.Response(207, json=answer))
         [outcome] = deliver([item()])
@@ -445,8 +519,9 @@ def test_garbage_answers_are_recorded_not_raised(status: int, content: bytes, ex
     assert outcome.reason and len(outcome.reason) < 600
 
 
-@pytest.mark.parametrize("error", [httpx.ConnectError("refused"), httpx.ReadTimeout("slow"),
-                                   httpx.RemoteProtocolError("eof")])
+@pytest.mark.parametrize(
+    "error", [httpx.ConnectError("refused"), httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("eof")]
+)
 def test_transport_errors_are_retried(error: Exception) -> None:
     with respx.mock() as router:
         router.post(BASE + UPSERT).mock(side_effect=error)
@@ -508,7 +583,9 @@ def test_a_429_pauses_every_route_using_the_token_then_everything_is_delivered(h
         return fake(request)
 
     leads = config()
-    eu = config(base_url=EU, map={"email": "{{ email }}", "company": "{{ answers['Company'] }}"}, batch_size=1)
+    eu = config(
+        base_url=EU, map={"email": "{{ email }}", "company": "{{ answers['Company'] }}"}, batch_size=1
+    )
 
     async def main() -> list[list[Outcome]]:
         dest = HubspotDestination(wall_clock=lambda: WALL)
@@ -516,8 +593,11 @@ def test_a_429_pauses_every_route_using_the_token_then_everything_is_delivered(h
             first = asyncio.create_task(dest.deliver(items(ADA, GRACE), leads, context(http, pacer, "crm")))
             while "closed_until" not in window:  # the second route starts once the first got its 429
                 await asyncio.sleep(0)
-            second = dest.deliver([item("alan@example.com", 3), item("edsger@example.com", 4)], eu,
-                                  context(http, pacer, "crm-eu"))
+            second = dest.deliver(
+                [item("alan@example.com", 3), item("edsger@example.com", 4)],
+                eu,
+                context(http, pacer, "crm-eu"),
+            )
             return list(await asyncio.gather(first, second))
 
     with respx.mock() as router:
@@ -529,9 +609,11 @@ def test_a_429_pauses_every_route_using_the_token_then_everything_is_delivered(h
     assert sent[0] == (1000.0, "api.hubapi.com", [ADA, GRACE])
     # After exactly the documented interval: the first route's resend and the EU route's
     # two single-contact requests (batch_size 1), none before.
-    assert sorted(sent[1:]) == [(1010.0, "api-eu1.hubapi.com", ["alan@example.com"]),
-                                (1010.0, "api-eu1.hubapi.com", ["edsger@example.com"]),
-                                (1010.0, "api.hubapi.com", [ADA, GRACE])]
+    assert sorted(sent[1:]) == [
+        (1010.0, "api-eu1.hubapi.com", ["alan@example.com"]),
+        (1010.0, "api-eu1.hubapi.com", ["edsger@example.com"]),
+        (1010.0, "api.hubapi.com", [ADA, GRACE]),
+    ]
 
 
 def test_sends_stay_within_the_rolling_budget_hubspot_reports() -> None:
@@ -541,14 +623,18 @@ def test_sends_stay_within_the_rolling_budget_hubspot_reports() -> None:
     def hubspot(request: httpx.Request) -> httpx.Response:
         sent.append(vt.now)
         used = len([t for t in sent if t > vt.now - 10])
-        headers = {"X-HubSpot-RateLimit-Max": "2", "X-HubSpot-RateLimit-Remaining": str(2 - used),
-                   "X-HubSpot-RateLimit-Interval-Milliseconds": "10000"}
+        headers = {
+            "X-HubSpot-RateLimit-Max": "2",
+            "X-HubSpot-RateLimit-Remaining": str(2 - used),
+            "X-HubSpot-RateLimit-Interval-Milliseconds": "10000",
+        }
         return FakeHubSpot(vt, headers)(request)
 
     with respx.mock() as router:
         mock_hubspot(router, hubspot)
-        outcomes = deliver(items(ADA, GRACE, "a@example.com", "b@example.com", "c@example.com"),
-                           config(batch_size=1), pacer)
+        outcomes = deliver(
+            items(ADA, GRACE, "a@example.com", "b@example.com", "c@example.com"), config(batch_size=1), pacer
+        )
     assert {o.status for o in outcomes} == {"delivered"}
     assert sent == [1000.0, 1000.0, 1010.0, 1010.0, 1020.0]
 
@@ -572,8 +658,15 @@ def test_calls_made_elsewhere_with_the_token_count_against_the_budget() -> None:
 def test_retry_after_is_honoured_exactly(status: int, wait: float) -> None:
     pacer, vt = fake_pacer()
     sent: list[float] = []
-    answers = iter([httpx.Response(status, headers={"Retry-After": f"{wait:g}", **LIMIT_HEADERS},
-                                   json={"status": "error", "policyName": "TEN_SECONDLY_ROLLING"})])
+    answers = iter(
+        [
+            httpx.Response(
+                status,
+                headers={"Retry-After": f"{wait:g}", **LIMIT_HEADERS},
+                json={"status": "error", "policyName": "TEN_SECONDLY_ROLLING"},
+            )
+        ]
+    )
 
     def hubspot(request: httpx.Request) -> httpx.Response:
         sent.append(vt.now)
@@ -588,16 +681,20 @@ def test_retry_after_is_honoured_exactly(status: int, wait: float) -> None:
 
 def test_a_long_retry_after_hands_items_back_unclamped_and_holds_other_routes() -> None:
     pacer, _ = fake_pacer()
-    migrating = httpx.Response(477, headers={"Retry-After": "7200"}, json={"status": "error",
-                                                                           "message": "Migration in progress"})
+    migrating = httpx.Response(
+        477, headers={"Retry-After": "7200"}, json={"status": "error", "message": "Migration in progress"}
+    )
     with respx.mock(assert_all_called=False) as router:
         route = router.post(BASE + UPSERT).mock(side_effect=[migrating])
         eu_route = router.post(EU + UPSERT).mock(side_effect=AssertionError("sent while paused"))
         first = deliver(items(ADA, GRACE), pacer=pacer)
         later = deliver([item("alan@example.com", 3)], config(base_url=EU, note=True), pacer)
         other_route = router.post("https://api-other.hubapi.com" + UPSERT).mock(side_effect=FakeHubSpot())
-        other = deliver([item("barbara@example.com", 4)],
-                        config(token=OTHER_TOKEN, base_url="https://api-other.hubapi.com"), pacer)
+        other = deliver(
+            [item("barbara@example.com", 4)],
+            config(token=OTHER_TOKEN, base_url="https://api-other.hubapi.com"),
+            pacer,
+        )
     assert route.call_count == 1 and eu_route.call_count == 0
     assert other[0].status == "delivered" and other_route.call_count == 1  # another account: its own budget
     assert [(o.status, o.retry_after) for o in first] == [("retry", 7200.0)] * 2
@@ -624,7 +721,11 @@ def test_a_persistent_rate_limit_hands_back_after_three_waits() -> None:
 
 def test_a_spent_daily_quota_on_a_success_parks_the_token_until_the_next_hour() -> None:
     pacer, _ = fake_pacer()
-    headers = {**LIMIT_HEADERS, "X-HubSpot-RateLimit-Daily": "250000", "X-HubSpot-RateLimit-Daily-Remaining": "0"}
+    headers = {
+        **LIMIT_HEADERS,
+        "X-HubSpot-RateLimit-Daily": "250000",
+        "X-HubSpot-RateLimit-Daily-Remaining": "0",
+    }
     with respx.mock() as router:
         route = router.post(BASE + UPSERT).mock(side_effect=FakeHubSpot(headers=headers))
         first = deliver([item()], config(batch_size=1), pacer)
@@ -668,31 +769,37 @@ def test_defaults() -> None:
     assert cfg.batch_size == 100 and cfg.timeout == 30 and cfg.retry.horizon == 2 * 24 * 3600
 
 
-@pytest.mark.parametrize("extra", [
-    {"base_url": EU + "/"},
-    {"base_url": "http://127.0.0.1:8080/hubspot"},
-    {"map": {"email": "{{ email }}", "hs_lead_status": "NEW", "company": "{{ answers['Company'] }}"}},
-    {"note": True, "note_template": "{{ answer_list | length }} answers"},
-    {"batch_size": 1, "timeout": 5, "retry": {"initial": 30, "max_attempts": 10}},
-])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"base_url": EU + "/"},
+        {"base_url": "http://127.0.0.1:8080/hubspot"},
+        {"map": {"email": "{{ email }}", "hs_lead_status": "NEW", "company": "{{ answers['Company'] }}"}},
+        {"note": True, "note_template": "{{ answer_list | length }} answers"},
+        {"batch_size": 1, "timeout": 5, "retry": {"initial": 30, "max_attempts": 10}},
+    ],
+)
 def test_good_configs(extra: dict[str, Any]) -> None:
     cfg = config(**extra)
     assert not cfg.base_url.endswith("/")
     assert get_destination("hubspot").check(cfg) == []
 
 
-@pytest.mark.parametrize(("data", "message"), [
-    ({"token": None}, "Field required"),
-    ({"token": "pat na1 " + TOKEN}, "one word, no spaces"),
-    ({"token": "  "}, "one word, no spaces"),
-    ({"base_url": "http://api.hubapi.com"}, "must start with https://"),
-    ({"base_url": f"ftp://{TOKEN}@x"}, "must start with https://"),
-    ({"map": {"firstname": "{{ name }}"}}, "must set email"),
-    ({"map": {"email": "{{ email }}", "first name": "x"}}, "is not a HubSpot property internal name"),
-    ({"note_template": "x"}, "note_template is set but note is false"),
-    ({"tokn": TOKEN}, "Extra inputs are not permitted"),
-    ({"batch_size": 101}, "less than or equal to 100"),
-])
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"token": None}, "Field required"),
+        ({"token": "pat na1 " + TOKEN}, "one word, no spaces"),
+        ({"token": "  "}, "one word, no spaces"),
+        ({"base_url": "http://api.hubapi.com"}, "must start with https://"),
+        ({"base_url": f"ftp://{TOKEN}@x"}, "must start with https://"),
+        ({"map": {"firstname": "{{ name }}"}}, "must set email"),
+        ({"map": {"email": "{{ email }}", "first name": "x"}}, "is not a HubSpot property internal name"),
+        ({"note_template": "x"}, "note_template is set but note is false"),
+        ({"tokn": TOKEN}, "Extra inputs are not permitted"),
+        ({"batch_size": 101}, "less than or equal to 100"),
+    ],
+)
 def test_bad_configs_are_rejected_without_echoing_the_token(data: dict[str, Any], message: str) -> None:
     raw = {"type": "hubspot", "token": TOKEN, **data}
     with pytest.raises(ValidationError) as caught:
@@ -703,8 +810,11 @@ def test_bad_configs_are_rejected_without_echoing_the_token(data: dict[str, Any]
 
 
 def test_check_reports_template_syntax_errors() -> None:
-    cfg = config(map={"email": "{{ email }", "company": "{{ answers['Company'] }}"}, note=True,
-                 note_template="{% if %}")
+    cfg = config(
+        map={"email": "{{ email }", "company": "{{ answers['Company'] }}"},
+        note=True,
+        note_template="{% if %}",
+    )
     problems = get_destination("hubspot").check(cfg)
     assert len(problems) == 2
     assert problems[0].startswith("map.email: ") and "(line 1)" in problems[0]
@@ -716,7 +826,7 @@ def test_config_problems_are_reported_by_the_loader(tmp_path: Path) -> None:
     path.write_text(
         "destinations:\n"
         "  crm:\n    type: hubspot\n    token: ${HUBSPOT_TOKEN}\n"
-        "    map:\n      email: \"{{ email | lower }}\"\n      company: \"{{ answers['Company'] \"\n"
+        '    map:\n      email: "{{ email | lower }}"\n      company: "{{ answers[\'Company\'] "\n'
         "  eu:\n    type: hubspot\n    token: ${HUBSPOT_TOKEN}\n    base_url: http://api-eu1.hubapi.com\n"
         "  none:\n    type: hubspot\n",
         encoding="utf-8",
@@ -759,8 +869,12 @@ class _HubSpotLike(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # http.server's name
         body = json.loads(self.rfile.read(int(self.headers.get("content-length", "0"))))
         self.received.append((self.path, self.headers.get("authorization", ""), body))
-        answer = json.dumps({"status": "COMPLETE", "results": [
-            {"id": "7", "properties": {"email": i["id"]}} for i in body["inputs"]]}).encode()
+        answer = json.dumps(
+            {
+                "status": "COMPLETE",
+                "results": [{"id": "7", "properties": {"email": i["id"]}} for i in body["inputs"]],
+            }
+        ).encode()
         self.send_response(200)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(answer)))
@@ -796,19 +910,24 @@ def test_a_409_in_a_batch_updates_the_named_contact_and_sends_the_others_again()
     assert (outcomes[ADA].status, outcomes[ADA].remote_id) == ("delivered", "51209")
     assert (outcomes[GRACE].status, outcomes[GRACE].remote_id) == ("delivered", "60001")
     sent = [(method, path, body) for _, method, path, body in fake.calls]
-    assert ("PATCH", "/crm/v3/objects/contacts/51209",
-            {"properties": {"firstname": "Ada", "lastname": "Lovelace"}}) in sent
+    assert (
+        "PATCH",
+        "/crm/v3/objects/contacts/51209",
+        {"properties": {"firstname": "Ada", "lastname": "Lovelace"}},
+    ) in sent
     assert fake.upserts()[0][1] == [GRACE]
 
 
-def test_test_route_shows_the_upsert_without_the_token(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_test_route_shows_the_upsert_without_the_token(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from hub.cli import main as cli
     from tests.harness import PROVIDER_FIXTURES
 
     path = tmp_path / "connectors.yaml"
     path.write_text(
         "sources:\n  contact-form: {provider: typeform, secret: x}\n"
-        f"destinations:\n  crm: {{type: hubspot, token: \"{TOKEN}\", note: true}}\n"
+        f'destinations:\n  crm: {{type: hubspot, token: "{TOKEN}", note: true}}\n'
         "routes:\n  - name: leads\n    from: [contact-form]\n    to: [crm]\n",
         encoding="utf-8",
     )

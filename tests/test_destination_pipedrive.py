@@ -45,7 +45,13 @@ EXPECTED: dict[str, tuple[str, str, str | None, float | None, str | None]] = {
     "person_search_empty_200": ("search", "delivered", DONE, None, None),
     "person_create_201": ("person", "delivered", DONE, None, None),
     "lead_create_201": ("lead", "delivered", DONE, None, None),
-    "validation_400": ("lead", "failed", "person:1042", None, "'Lead must be linked to a person or organization'"),
+    "validation_400": (
+        "lead",
+        "failed",
+        "person:1042",
+        None,
+        "'Lead must be linked to a person or organization'",
+    ),
     "unauthorized_401": ("search", "failed", None, None, "the api_token is wrong or was rotated"),
     "plan_cap_403": ("deal", "failed", "person:1042", None, "[feature_capping_deals_limit]"),
     "rate_limited_429": ("search", "retry", None, 2.0, "this api_token waits 2 s"),
@@ -56,9 +62,16 @@ STEP_URLS = {"search": SEARCH, "person": PERSONS, "lead": LEADS, "deal": DEALS}
 
 def make_submission(n: int = 1, **changes: Any) -> Submission:
     data: dict[str, Any] = {
-        "id": f"sub_{n:04d}", "source": "contact-form", "provider": "typeform", "form_id": "frm_contact",
-        "form_title": "Contact us", "event_id": f"evt_{n}", "submitted_at": "2026-11-23T10:15:00Z",
-        "email": "Ada@Example.com", "name": "Ada Lovelace", "hidden": {"campaign": "autumn"},
+        "id": f"sub_{n:04d}",
+        "source": "contact-form",
+        "provider": "typeform",
+        "form_id": "frm_contact",
+        "form_title": "Contact us",
+        "event_id": f"evt_{n}",
+        "submitted_at": "2026-11-23T10:15:00Z",
+        "email": "Ada@Example.com",
+        "name": "Ada Lovelace",
+        "hidden": {"campaign": "autumn"},
     }
     data.update(changes)
     return Submission.model_validate(data)
@@ -72,8 +85,9 @@ def config(**extra: Any) -> PipedriveConfig:
     return PipedriveConfig.model_validate({"type": "pipedrive", "api_token": TOKEN, **extra})
 
 
-def deliver(items: list[DeliveryItem], cfg: PipedriveConfig | None = None,
-            pacer: Pacer | None = None) -> list[Outcome]:
+def deliver(
+    items: list[DeliveryItem], cfg: PipedriveConfig | None = None, pacer: Pacer | None = None
+) -> list[Outcome]:
     async def main() -> list[Outcome]:
         async with httpx.AsyncClient() as http:
             context = DeliveryContext(http=http, pacer=pacer or fake_pacer()[0], destination_id="sales")
@@ -155,21 +169,31 @@ def test_garbage_answers_are_recorded_failures_that_keep_what_exists() -> None:
     assert "unexpected answer from Pipedrive to search persons by email (HTTP 200)" in (outcome.reason or "")
     with mocked() as router:
         routes = happy_routes(router)
-        routes["lead"].mock(side_effect=None, return_value=httpx.Response(201, json={"success": True, "data": {}}))
+        routes["lead"].mock(
+            side_effect=None, return_value=httpx.Response(201, json={"success": True, "data": {}})
+        )
         [outcome] = deliver([item()])
     assert (outcome.status, outcome.remote_id) == ("failed", "person:1042")
     assert "the lead may have been created" in (outcome.reason or "")
     with mocked() as router:
         routes = happy_routes(router)
-        routes["lead"].mock(side_effect=None, return_value=httpx.Response(
-            200, json={"success": False, "error": "Title is required", "data": None}))
+        routes["lead"].mock(
+            side_effect=None,
+            return_value=httpx.Response(
+                200, json={"success": False, "error": "Title is required", "data": None}
+            ),
+        )
         [outcome] = deliver([item()])
     assert outcome.status == "failed"
     assert outcome.reason == "Pipedrive refused to create the lead (HTTP 200): 'Title is required'"
 
 
-@pytest.mark.parametrize(("error", "note"), [(httpx.ReadTimeout("slow"), True), (httpx.ConnectError("no"), False)])
-def test_transport_errors_are_retried_and_say_when_a_duplicate_is_possible(error: Exception, note: bool) -> None:
+@pytest.mark.parametrize(
+    ("error", "note"), [(httpx.ReadTimeout("slow"), True), (httpx.ConnectError("no"), False)]
+)
+def test_transport_errors_are_retried_and_say_when_a_duplicate_is_possible(
+    error: Exception, note: bool
+) -> None:
     with mocked() as router:
         routes = happy_routes(router)
         routes["lead"].mock(side_effect=error)
@@ -202,24 +226,37 @@ def test_golden_find_or_create_then_lead() -> None:
         assert request.headers["x-api-token"] == TOKEN
         assert TOKEN not in str(request.url)
         assert request.extensions["timeout"]["read"] == 30.0
-    assert own_headers(lead) == {"accept": "application/json", "user-agent": "hookhub-pipedrive/0.1",
-                                 "content-type": "application/json"}
+    assert own_headers(lead) == {
+        "accept": "application/json",
+        "user-agent": "hookhub-pipedrive/0.1",
+        "content-type": "application/json",
+    }
     assert json.loads(person.content) == {
-        "name": "Ada Lovelace", "email": [{"value": "ada@example.com", "primary": True, "label": "work"}]}
+        "name": "Ada Lovelace",
+        "email": [{"value": "ada@example.com", "primary": True, "label": "work"}],
+    }
     assert json.loads(lead.content) == {"title": "Contact us: Ada Lovelace", "person_id": 1042}
 
 
 def test_deal_mode_company_domain_route_template_and_map() -> None:
     base = "https://acme.pipedrive.com"
-    cfg = config(base_url=base + "/", create="deal", timeout=12,
-                 map={"name": "{{ name | upper }}", "phone": "{{ answers['Phone'] | default('') }}",
-                      "email": "{{ email | lower }}"})
+    cfg = config(
+        base_url=base + "/",
+        create="deal",
+        timeout=12,
+        map={
+            "name": "{{ name | upper }}",
+            "phone": "{{ answers['Phone'] | default('') }}",
+            "email": "{{ email | lower }}",
+        },
+    )
     with mocked() as router:
         router.get(f"{base}/api/v2/persons/search").mock(return_value=fixture("person_search_empty_200"))
         person = router.post(f"{base}/api/v1/persons").mock(return_value=fixture("person_create_201"))
         deal = router.post(f"{base}/api/v1/deals").mock(return_value=httpx.Response(201, json=DEAL_CREATED))
-        [outcome] = deliver([item(template="Web lead {{ id }}", mapping={"name": "{{ name }}", "x1": "{{ source }}"})],
-                            cfg)
+        [outcome] = deliver(
+            [item(template="Web lead {{ id }}", mapping={"name": "{{ name }}", "x1": "{{ source }}"})], cfg
+        )
     assert (outcome.status, outcome.remote_id) == ("delivered", "person:1042/deal:77")
     # The route's map replaced the destination's (no e-mail there: no search, a plain create).
     assert body(person) == {"name": "Ada Lovelace", "x1": "contact-form"}
@@ -258,10 +295,18 @@ def test_a_delivery_whose_lead_exists_is_not_sent_again() -> None:
     assert sum(route.call_count for route in routes.values()) == 0
 
 
-@pytest.mark.parametrize(("text", "person", "record"), [
-    (None, None, None), ("", None, None), ("person:7", 7, None), (DONE, 1042, f"lead:{LEAD_ID}"),
-    ("person:7/deal:9", 7, "deal:9"), ("person:x/lead:", None, None), ("garbage", None, None),
-])
+@pytest.mark.parametrize(
+    ("text", "person", "record"),
+    [
+        (None, None, None),
+        ("", None, None),
+        ("person:7", 7, None),
+        (DONE, 1042, f"lead:{LEAD_ID}"),
+        ("person:7/deal:9", 7, "deal:9"),
+        ("person:x/lead:", None, None),
+        ("garbage", None, None),
+    ],
+)
 def test_remote_id_round_trip(text: str | None, person: int | None, record: str | None) -> None:
     progress = Progress.parse(text)
     assert (progress.person, progress.record) == (person, record)
@@ -287,13 +332,17 @@ def test_a_mapping_error_fails_only_that_submission() -> None:
 def test_an_empty_window_waits_for_its_reset() -> None:
     pacer, vt = fake_pacer()
     times: dict[str, list[float]] = {"search": [], "person": [], "lead": []}
-    spent = httpx.Response(200, headers={"x-ratelimit-remaining": "0", "x-ratelimit-reset": "2"},
-                           json={"success": True, "data": {"items": []}})
+    spent = httpx.Response(
+        200,
+        headers={"x-ratelimit-remaining": "0", "x-ratelimit-reset": "2"},
+        json={"success": True, "data": {"items": []}},
+    )
 
     def at(step: str, answer: httpx.Response) -> Any:
         def record(_request: httpx.Request) -> httpx.Response:
             times[step].append(vt.now)
             return answer
+
         return record
 
     with mocked() as router:
@@ -314,8 +363,11 @@ def test_the_budget_follows_the_tokens_own_rate_limit_headers() -> None:
     def answer(request: httpx.Request) -> httpx.Response:
         sent_at.append(vt.now)
         if request.method == "GET":
-            return httpx.Response(200, headers=headers, json={"success": True, "data": {"items": [
-                {"result_score": 1.0, "item": {"id": 1042}}]}})
+            return httpx.Response(
+                200,
+                headers=headers,
+                json={"success": True, "data": {"items": [{"result_score": 1.0, "item": {"id": 1042}}]}},
+            )
         return httpx.Response(201, headers=headers, json={"success": True, "data": {"id": LEAD_ID}})
 
     with mocked() as router:
@@ -359,8 +411,11 @@ def test_a_429_pauses_the_token_exactly_and_a_short_pause_queues_the_next_submis
 
 def test_a_long_pause_hands_the_rest_of_the_batch_back_unsent() -> None:
     pacer, vt = fake_pacer()
-    limited = httpx.Response(429, headers={"Retry-After": "7200.5", "x-ratelimit-reset": "2"},
-                             json={"success": False, "error": "Request over limit"})
+    limited = httpx.Response(
+        429,
+        headers={"Retry-After": "7200.5", "x-ratelimit-reset": "2"},
+        json={"success": False, "error": "Request over limit"},
+    )
     with mocked() as router:
         routes = happy_routes(router)
         routes["search"].mock(side_effect=[limited])
@@ -375,8 +430,11 @@ def test_a_long_pause_hands_the_rest_of_the_batch_back_unsent() -> None:
 
 def test_a_spent_daily_budget_parks_deliveries_for_an_hour() -> None:
     pacer, _ = fake_pacer()
-    spent = httpx.Response(429, headers={"x-daily-requests-left": "0", "x-ratelimit-reset": "1"},
-                           json={"success": False, "error": "Daily limit reached"})
+    spent = httpx.Response(
+        429,
+        headers={"x-daily-requests-left": "0", "x-ratelimit-reset": "1"},
+        json={"success": False, "error": "Daily limit reached"},
+    )
     with mocked() as router:
         happy_routes(router)["search"].mock(side_effect=None, return_value=spent)
         [outcome] = deliver([item()], pacer=pacer)

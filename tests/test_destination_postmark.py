@@ -59,11 +59,17 @@ def config(**extra: Any) -> PostmarkConfig:
     return PostmarkConfig.model_validate({"type": "postmark", "server_token": TOKEN, **CONFIG, **extra})
 
 
-def deliver(items: list[DeliveryItem], cfg: PostmarkConfig | None = None, pacer: Pacer | None = None) -> list[Outcome]:
+def deliver(
+    items: list[DeliveryItem], cfg: PostmarkConfig | None = None, pacer: Pacer | None = None
+) -> list[Outcome]:
     async def main() -> list[Outcome]:
         async with httpx.AsyncClient() as http:
-            context = DeliveryContext(http=http, pacer=pacer or fake_pacer()[0], destination_id="sales-mail",
-                                      record_link=lambda _id: LINK)
+            context = DeliveryContext(
+                http=http,
+                pacer=pacer or fake_pacer()[0],
+                destination_id="sales-mail",
+                record_link=lambda _id: LINK,
+            )
             return await PostmarkDestination(wall_clock=lambda: NOW).deliver(items, cfg or config(), context)
 
     return asyncio.run(main())
@@ -94,7 +100,9 @@ def test_recorded_answer_is_classified(path: Path) -> None:
     items = [item(n + 1) for n in range(len(results))]
     pacer, _ = fake_pacer()
     with respx.mock(assert_all_called=True) as router:
-        route = router.post(f"{BASE}/email/batch" if batch else f"{BASE}/email").mock(return_value=replay(path))
+        route = router.post(f"{BASE}/email/batch" if batch else f"{BASE}/email").mock(
+            return_value=replay(path)
+        )
         outcomes = deliver(items, pacer=pacer)
     assert route.call_count == 1
     assert [o.key for o in outcomes] == [i.key for i in items]
@@ -113,7 +121,10 @@ def test_recorded_answer_is_classified(path: Path) -> None:
     ("case", "start"),
     [
         ("inactive_recipient_422_406", "the recipient is inactive in Postmark (hard bounce, spam complaint"),
-        ("sender_not_confirmed_422_401", "the `from` address is not a confirmed Sender Signature in Postmark"),
+        (
+            "sender_not_confirmed_422_401",
+            "the `from` address is not a confirmed Sender Signature in Postmark",
+        ),
         ("bad_token_401", "Postmark refused the server token: check server_token"),
         ("invalid_request_422_300", "Postmark says the e-mail is invalid: Error parsing 'To'"),
     ],
@@ -143,9 +154,11 @@ def test_batch_judges_each_message_and_missing_results_are_failures() -> None:
 def test_a_batch_refused_as_a_whole_is_sent_one_by_one() -> None:
     with respx.mock(assert_all_called=True) as router:
         batch = router.post(f"{BASE}/email/batch").mock(
-            return_value=httpx.Response(422, json={"ErrorCode": 300, "Message": "Invalid 'To' in message 2"}))
-        single = router.post(f"{BASE}/email").mock(side_effect=[
-            replay(FOLDER / "ok_200.json"), replay(FOLDER / "invalid_request_422_300.json")])
+            return_value=httpx.Response(422, json={"ErrorCode": 300, "Message": "Invalid 'To' in message 2"})
+        )
+        single = router.post(f"{BASE}/email").mock(
+            side_effect=[replay(FOLDER / "ok_200.json"), replay(FOLDER / "invalid_request_422_300.json")]
+        )
         outcomes = deliver([item(1), item(2)])
     assert (batch.call_count, single.call_count) == (1, 2)
     assert [o.status for o in outcomes] == ["delivered", "failed"]
@@ -154,8 +167,9 @@ def test_a_batch_refused_as_a_whole_is_sent_one_by_one() -> None:
 def test_more_items_than_a_batch_takes_are_split() -> None:
     def answer(request: httpx.Request) -> httpx.Response:
         count = len(json.loads(request.content))
-        return httpx.Response(200, json=[{"ErrorCode": 0, "Message": "OK", "MessageID": f"m{i}"}
-                                         for i in range(count)])
+        return httpx.Response(
+            200, json=[{"ErrorCode": 0, "Message": "OK", "MessageID": f"m{i}"} for i in range(count)]
+        )
 
     with respx.mock() as router:
         route = router.post(f"{BASE}/email/batch").mock(side_effect=answer)
@@ -173,7 +187,7 @@ def test_more_items_than_a_batch_takes_are_split() -> None:
         (413, b"", "failed"),
         (302, b"", "failed"),
         (503, b"<html>down</html>", "retry"),
-        (422, b"{\"ErrorCode\": 0}", "failed"),
+        (422, b'{"ErrorCode": 0}', "failed"),
     ],
 )
 def test_odd_answers_are_recorded_not_raised(status: int, content: bytes, expected: str) -> None:
@@ -214,10 +228,16 @@ def expected_message(**changes: Any) -> dict[str, Any]:
 
 def check_headers(request: httpx.Request) -> None:
     assert request.headers.pop("x-postmark-server-token") == TOKEN
-    shown = {k: v for k, v in request.headers.items()
-             if k not in ("content-length", "host", "accept-encoding", "connection")}
-    assert shown == {"accept": "application/json", "content-type": "application/json",
-                     "user-agent": "hookhub-postmark/0.1"}
+    shown = {
+        k: v
+        for k, v in request.headers.items()
+        if k not in ("content-length", "host", "accept-encoding", "connection")
+    }
+    assert shown == {
+        "accept": "application/json",
+        "content-type": "application/json",
+        "user-agent": "hookhub-postmark/0.1",
+    }
 
 
 def test_golden_single_request() -> None:
@@ -229,8 +249,11 @@ def test_golden_single_request() -> None:
     assert (request.method, str(request.url)) == ("POST", f"{BASE}/email")
     check_headers(request)
     expected = expected_message()
-    expected = {**{k: v for k, v in expected.items() if k != "Metadata"}, "Tag": "contact-form",
-                "Metadata": expected["Metadata"]}
+    expected = {
+        **{k: v for k, v in expected.items() if k != "Metadata"},
+        "Tag": "contact-form",
+        "Metadata": expected["Metadata"],
+    }
     assert request.content == json.dumps(expected, ensure_ascii=False, separators=(",", ":")).encode()
 
 
@@ -238,8 +261,11 @@ def test_golden_batch_request() -> None:
     other = item(7)
     with respx.mock() as router:
         route = router.post("https://eu.proxy.example/email/batch").mock(
-            return_value=replay(FOLDER / "batch_mixed_200.json"))
-        outcomes = deliver([item(), other], config(base_url="https://eu.proxy.example/", message_stream="forms"))
+            return_value=replay(FOLDER / "batch_mixed_200.json")
+        )
+        outcomes = deliver(
+            [item(), other], config(base_url="https://eu.proxy.example/", message_stream="forms")
+        )
     assert [o.status for o in outcomes] == ["delivered", "failed"]
     request = route.calls.last.request
     check_headers(request)
@@ -266,7 +292,8 @@ def test_429_pauses_the_token_for_every_later_delivery() -> None:
     pacer, vt = fake_pacer()
     with respx.mock() as router:
         route = router.post(f"{BASE}/email").mock(
-            side_effect=[replay(FOLDER / "rate_limited_429.json"), replay(FOLDER / "ok_200.json")])
+            side_effect=[replay(FOLDER / "rate_limited_429.json"), replay(FOLDER / "ok_200.json")]
+        )
         first = deliver([item(1)], pacer=pacer)
         later = deliver([item(2)], pacer=pacer)
         assert route.call_count == 1
@@ -281,8 +308,13 @@ def test_429_pauses_the_token_for_every_later_delivery() -> None:
 def test_retry_after_is_honoured_exactly() -> None:
     pacer, _ = fake_pacer()
     with respx.mock() as router:
-        router.post(f"{BASE}/email").mock(return_value=httpx.Response(
-            429, headers={"Retry-After": "3601"}, json={"ErrorCode": 429, "Message": "Rate limit exceeded."}))
+        router.post(f"{BASE}/email").mock(
+            return_value=httpx.Response(
+                429,
+                headers={"Retry-After": "3601"},
+                json={"ErrorCode": 429, "Message": "Rate limit exceeded."},
+            )
+        )
         [outcome] = deliver([item()], pacer=pacer)
     assert outcome.retry_after == 3601.0
     assert pacer.paused_for(KEY_ID) == 3601.0
@@ -290,7 +322,10 @@ def test_retry_after_is_honoured_exactly() -> None:
 
 def test_a_rate_limited_message_inside_a_batch_pauses_the_token() -> None:
     pacer, _ = fake_pacer()
-    results = [{"ErrorCode": 0, "Message": "OK", "MessageID": "a"}, {"ErrorCode": 429, "Message": "Rate limit"}]
+    results = [
+        {"ErrorCode": 0, "Message": "OK", "MessageID": "a"},
+        {"ErrorCode": 429, "Message": "Rate limit"},
+    ]
     with respx.mock() as router:
         router.post(f"{BASE}/email/batch").mock(return_value=httpx.Response(200, json=results))
         outcomes = deliver([item(1), item(2)], pacer=pacer)
@@ -339,4 +374,6 @@ def test_logs_carry_facts_but_no_token_or_personal_data() -> None:
     for secret in (TOKEN, *PERSONAL, "bounced@example.com"):
         assert secret not in text
     assert [(r.outcome, r.status_code) for r in records if hasattr(r, "outcome")] == [
-        ("delivered", 200), ("failed", 200)]
+        ("delivered", 200),
+        ("failed", 200),
+    ]

@@ -50,8 +50,13 @@ EXPECTED: dict[str, tuple[int, list[str], list[str | None], float | None, str | 
     "invalid_session_401": (1, ["retry"], [None], None, "set a fresh access_token"),
     "request_limit_exceeded_403": (1, ["retry"], [None], 3600.0, "REQUEST_LIMIT_EXCEEDED"),
     "server_unavailable_503": (1, ["retry"], [None], None, "SERVER_UNAVAILABLE"),
-    "composite_sobjects_partial_200": (2, ["delivered", "failed"], [LEAD_ID, None], None,
-                                       "REQUIRED_FIELD_MISSING on LastName"),
+    "composite_sobjects_partial_200": (
+        2,
+        ["delivered", "failed"],
+        [LEAD_ID, None],
+        None,
+        "REQUIRED_FIELD_MISSING on LastName",
+    ),
     # A /composite answer is not what the collection upsert returns: unreadable, so no record counts.
     "composite_partial_200": (2, ["failed", "failed"], [None, None], None, "no list of results"),
 }
@@ -80,8 +85,13 @@ def item(n: int = 1, submission: Submission | None = None, **changes: Any) -> De
 
 
 def config(**extra: Any) -> SalesforceConfig:
-    data = {"type": "salesforce", "instance_url": BASE, "access_token": TOKEN,
-            "external_id_field": "Hookhub_Id__c", **extra}
+    data = {
+        "type": "salesforce",
+        "instance_url": BASE,
+        "access_token": TOKEN,
+        "external_id_field": "Hookhub_Id__c",
+        **extra,
+    }
     return SalesforceConfig.model_validate(data)
 
 
@@ -89,8 +99,9 @@ def single(n: int = 1) -> str:
     return f"{API}/sobjects/Lead/Hookhub_Id__c/sub_{n:04d}"
 
 
-def deliver(items: list[DeliveryItem], cfg: SalesforceConfig | None = None,
-            pacer: Pacer | None = None) -> list[Outcome]:
+def deliver(
+    items: list[DeliveryItem], cfg: SalesforceConfig | None = None, pacer: Pacer | None = None
+) -> list[Outcome]:
     async def main() -> list[Outcome]:
         async with httpx.AsyncClient() as http:
             context = DeliveryContext(http=http, pacer=pacer or fake_pacer()[0], destination_id="crm")
@@ -141,14 +152,24 @@ def test_duplicate_rule_reason_names_the_rule_and_what_to_do() -> None:
         router.patch(single()).mock(return_value=replay(FIXTURES / "duplicates_detected_400.json"))
         [outcome] = deliver([item()])
     assert outcome.reason is not None
-    assert "Standard_Lead_Duplicate_Rule blocks the save (matching records: 00Q5g00000A1b9ZEAR)" in outcome.reason
-    alert = [{"errorCode": "DUPLICATES_DETECTED", "message": "Use one of these records?",
-              "duplicateResult": {"allowSave": True, "duplicateRule": "Lead_Alert", "matchResults": []}}]
+    assert (
+        "Standard_Lead_Duplicate_Rule blocks the save (matching records: 00Q5g00000A1b9ZEAR)"
+        in outcome.reason
+    )
+    alert = [
+        {
+            "errorCode": "DUPLICATES_DETECTED",
+            "message": "Use one of these records?",
+            "duplicateResult": {"allowSave": True, "duplicateRule": "Lead_Alert", "matchResults": []},
+        }
+    ]
     with respx.mock() as router:
         router.patch(single()).mock(return_value=httpx.Response(400, json=alert))
         [outcome] = deliver([item()])
     assert outcome.status == "failed"
-    assert "Lead_Alert only alerts (no matching record listed); set allow_duplicates: true" in (outcome.reason or "")
+    assert "Lead_Alert only alerts (no matching record listed); set allow_duplicates: true" in (
+        outcome.reason or ""
+    )
 
 
 def test_204_update_keeps_the_id_of_the_earlier_attempt() -> None:
@@ -158,8 +179,14 @@ def test_204_update_keeps_the_id_of_the_earlier_attempt() -> None:
     assert (outcome.status, outcome.remote_id) == ("delivered", "00Q000000000042AAA")
 
 
-@pytest.mark.parametrize("answer", [httpx.Response(200, text="<html>proxy</html>"), httpx.Response(201, json=[]),
-                                    httpx.Response(200, json={"id": LEAD_ID})])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        httpx.Response(200, text="<html>proxy</html>"),
+        httpx.Response(201, json=[]),
+        httpx.Response(200, json={"id": LEAD_ID}),
+    ],
+)
 def test_a_2xx_without_an_upsert_result_is_a_recorded_failure(answer: httpx.Response) -> None:
     with respx.mock() as router:
         router.patch(single()).mock(return_value=answer)
@@ -179,10 +206,18 @@ def test_transport_errors_are_retried_because_the_upsert_is_idempotent(error: Ex
 
 # --- exact requests -----------------------------------------------------------------------------
 
-EXPECTED_HEADERS = {"content-type": "application/json; charset=UTF-8", "accept": "application/json",
-                    "user-agent": "hookhub-salesforce/0.1"}
-LEAD = {"FirstName": "Ada", "LastName": "Lovelace", "Email": "ada@example.com",
-        "Company": "Analytical Engines Ltd", "LeadSource": "Web"}
+EXPECTED_HEADERS = {
+    "content-type": "application/json; charset=UTF-8",
+    "accept": "application/json",
+    "user-agent": "hookhub-salesforce/0.1",
+}
+LEAD = {
+    "FirstName": "Ada",
+    "LastName": "Lovelace",
+    "Email": "ada@example.com",
+    "Company": "Analytical Engines Ltd",
+    "LeadSource": "Web",
+}
 
 
 def own_headers(request: httpx.Request) -> dict[str, str]:
@@ -204,8 +239,10 @@ def test_golden_single_record_upsert() -> None:
 
 
 def test_golden_collection_upsert() -> None:
-    answer = [{"id": "00Q1", "success": True, "errors": [], "created": True},
-              {"id": "00Q2", "success": True, "errors": [], "created": False}]
+    answer = [
+        {"id": "00Q1", "success": True, "errors": [], "created": True},
+        {"id": "00Q2", "success": True, "errors": [], "created": False},
+    ]
     cfg = config(api_version="v61.0", allow_duplicates=True)
     url = f"{BASE}/services/data/v61.0/composite/sobjects/Lead/Hookhub_Id__c"
     with respx.mock() as router:
@@ -214,18 +251,28 @@ def test_golden_collection_upsert() -> None:
     assert [(o.status, o.remote_id) for o in outcomes] == [("delivered", "00Q1"), ("delivered", "00Q2")]
     request = route.calls.last.request
     assert own_headers(request) == {**EXPECTED_HEADERS, "sforce-duplicate-rule-header": "allowSave=true"}
-    assert json.loads(request.content) == {"allOrNone": False, "records": [
-        {"attributes": {"type": "Lead"}, **LEAD, "Hookhub_Id__c": "sub_0001"},
-        {"attributes": {"type": "Lead"}, "FirstName": "Grace", "LastName": "Grace",
-         "Company": "[not provided]", "LeadSource": "Web", "Hookhub_Id__c": "sub_0002"},
-    ]}
+    assert json.loads(request.content) == {
+        "allOrNone": False,
+        "records": [
+            {"attributes": {"type": "Lead"}, **LEAD, "Hookhub_Id__c": "sub_0001"},
+            {
+                "attributes": {"type": "Lead"},
+                "FirstName": "Grace",
+                "LastName": "Grace",
+                "Company": "[not provided]",
+                "LeadSource": "Web",
+                "Hookhub_Id__c": "sub_0002",
+            },
+        ],
+    }
 
 
 def test_external_id_value_is_path_encoded() -> None:
     cfg = config(external_id="{{ hidden.campaign }}/{{ id }}")
     with respx.mock() as router:
         route = router.patch(f"{API}/sobjects/Lead/Hookhub_Id__c/autumn%2Fsub_0001").mock(
-            return_value=httpx.Response(201, json={"id": LEAD_ID, "success": True, "errors": []}))
+            return_value=httpx.Response(201, json={"id": LEAD_ID, "success": True, "errors": []})
+        )
         [outcome] = deliver([item()], cfg)
     assert outcome.status == "delivered" and route.call_count == 1
 
@@ -247,11 +294,24 @@ def test_route_mapping_wins_over_the_config_and_other_objects_take_their_own_map
 def test_each_record_of_a_collection_answer_is_judged_on_its_own() -> None:
     answer = [
         {"id": "00Q1", "success": True, "errors": []},
-        {"success": False, "errors": [{"statusCode": "UNABLE_TO_LOCK_ROW", "message": "locked", "fields": []}]},
-        {"success": False, "errors": [{"statusCode": "STRING_TOO_LONG", "message": "Company: data value too "
-                                       "large", "fields": ["Company"]}]},
-        {"success": False, "errors": [{"statusCode": "INVALID_FIELD", "message": "No such column 'Foo__c'",
-                                       "fields": []}]},
+        {
+            "success": False,
+            "errors": [{"statusCode": "UNABLE_TO_LOCK_ROW", "message": "locked", "fields": []}],
+        },
+        {
+            "success": False,
+            "errors": [
+                {
+                    "statusCode": "STRING_TOO_LONG",
+                    "message": "Company: data value too large",
+                    "fields": ["Company"],
+                }
+            ],
+        },
+        {
+            "success": False,
+            "errors": [{"statusCode": "INVALID_FIELD", "message": "No such column 'Foo__c'", "fields": []}],
+        },
     ]
     with respx.mock() as router:
         router.patch(COLLECTION).mock(return_value=httpx.Response(200, json=answer))
@@ -276,8 +336,9 @@ def test_a_mapping_error_fails_only_that_submission() -> None:
 
 def test_an_empty_external_id_fails_that_submission() -> None:
     with respx.mock() as router:  # nothing may be sent
-        [outcome] = deliver([item(1, make_submission(hidden={"crm_id": " "}))],
-                            config(external_id="{{ hidden.crm_id }}"))
+        [outcome] = deliver(
+            [item(1, make_submission(hidden={"crm_id": " "}))], config(external_id="{{ hidden.crm_id }}")
+        )
     assert not router.calls
     assert outcome.status == "failed"
     assert outcome.reason == "external_id: rendered empty; the upsert needs a value"
@@ -286,24 +347,31 @@ def test_an_empty_external_id_fails_that_submission() -> None:
 def test_batches_are_split_and_one_external_id_is_never_twice_in_a_request() -> None:
     def answer(request: httpx.Request) -> httpx.Response:
         records = json.loads(request.content)["records"]
-        return httpx.Response(200, json=[{"id": f"00Q{i}", "success": True, "errors": []} for i in range(len(records))])
+        return httpx.Response(
+            200, json=[{"id": f"00Q{i}", "success": True, "errors": []} for i in range(len(records))]
+        )
 
     cfg = config(batch_size=2, external_id="{{ email | lower }}")
     items = [item(1), item(2), item(3, make_submission(3, email="grace@example.com")), item(4)]
     with respx.mock() as router:
         collection = router.patch(COLLECTION).mock(side_effect=answer)
         one = router.patch(f"{API}/sobjects/Lead/Hookhub_Id__c/ada%40example.com").mock(
-            return_value=httpx.Response(204))
+            return_value=httpx.Response(204)
+        )
         outcomes = deliver(items, cfg)
     assert [o.status for o in outcomes] == ["delivered"] * 4
-    ids = [[r["Hookhub_Id__c"] for r in json.loads(call.request.content)["records"]] for call in collection.calls]
+    ids = [
+        [r["Hookhub_Id__c"] for r in json.loads(call.request.content)["records"]] for call in collection.calls
+    ]
     assert ids == [["ada@example.com", "grace@example.com"]]  # 1 and 3 together
     assert one.call_count == 2  # then 2 and 4, one by one, each updating what 1 created
 
 
 def test_an_answer_with_the_wrong_number_of_results_is_a_recorded_failure() -> None:
     with respx.mock() as router:
-        router.patch(COLLECTION).mock(return_value=httpx.Response(200, json=[{"id": "00Q1", "success": True}]))
+        router.patch(COLLECTION).mock(
+            return_value=httpx.Response(200, json=[{"id": "00Q1", "success": True}])
+        )
         outcomes = deliver([item(1), item(2)])
     assert [o.status for o in outcomes] == ["failed", "failed"]
     assert "1 results for 2 records" in (outcomes[0].reason or "")
@@ -311,7 +379,9 @@ def test_an_answer_with_the_wrong_number_of_results_is_a_recorded_failure() -> N
 
 def test_a_non_list_record_result_fails_that_record_only() -> None:
     with respx.mock() as router:
-        router.patch(COLLECTION).mock(return_value=httpx.Response(200, json=[{"id": "00Q1", "success": True}, "x"]))
+        router.patch(COLLECTION).mock(
+            return_value=httpx.Response(200, json=[{"id": "00Q1", "success": True}, "x"])
+        )
         outcomes = deliver([item(1), item(2)])
     assert [o.status for o in outcomes] == ["delivered", "failed"]
 
@@ -349,8 +419,11 @@ def test_concurrent_request_limit_is_a_short_pause() -> None:
 
 def test_api_usage_at_its_limit_pauses_before_the_org_is_refused() -> None:
     pacer, _ = fake_pacer()
-    ok = httpx.Response(201, headers={"Sforce-Limit-Info": "api-usage=100000/100000"},
-                        json={"id": LEAD_ID, "success": True, "errors": []})
+    ok = httpx.Response(
+        201,
+        headers={"Sforce-Limit-Info": "api-usage=100000/100000"},
+        json={"id": LEAD_ID, "success": True, "errors": []},
+    )
     with respx.mock() as router:
         route = router.patch(single()).mock(return_value=ok)
         [first] = deliver([item()], pacer=pacer)
@@ -395,11 +468,19 @@ def test_registered_as_salesforce() -> None:
 
 def test_good_configs() -> None:
     cfg = config()
-    assert (cfg.api_version, cfg.sobject, cfg.external_id, cfg.batch_size) == ("62.0", "Lead", "{{ id }}", 200)
+    assert (cfg.api_version, cfg.sobject, cfg.external_id, cfg.batch_size) == (
+        "62.0",
+        "Lead",
+        "{{ id }}",
+        200,
+    )
     assert cfg.root == API
     assert config(instance_url=None, base_url=BASE + "/").root == API
     assert config(base_url=BASE).root == API
-    assert config(instance_url="http://127.0.0.1:8080", api_version="v60.0").root == "http://127.0.0.1:8080/services/data/v60.0"
+    assert (
+        config(instance_url="http://127.0.0.1:8080", api_version="v60.0").root
+        == "http://127.0.0.1:8080/services/data/v60.0"
+    )
     assert config(sobject="Contact").sobject == "Contact"
     assert TOKEN not in repr(cfg) and TOKEN not in str(cfg.model_dump())
 
@@ -463,21 +544,45 @@ def test_loader_reports_problems_with_their_position_and_no_token(tmp_path: Path
 
 
 def test_logs_carry_facts_but_no_token_url_or_personal_data() -> None:
-    answer = [{"id": "00Q1", "success": True, "errors": []},
-              {"success": False, "errors": [{"statusCode": "INVALID_EMAIL_ADDRESS",
-                                             "message": "invalid email: grace@example.com", "fields": ["Email"]}]}]
+    answer = [
+        {"id": "00Q1", "success": True, "errors": []},
+        {
+            "success": False,
+            "errors": [
+                {
+                    "statusCode": "INVALID_EMAIL_ADDRESS",
+                    "message": "invalid email: grace@example.com",
+                    "fields": ["Email"],
+                }
+            ],
+        },
+    ]
     cfg = config(map={"LastName": "{{ name }}", "Email": "{{ email }}", "Secret__c": "{{ hidden.missing }}"})
-    items = [item(1, mapping={"LastName": "{{ name }}"}), item(2, make_submission(2, email="grace@example.com"),
-             mapping={"Email": "{{ email }}"}), item(3)]
+    items = [
+        item(1, mapping={"LastName": "{{ name }}"}),
+        item(2, make_submission(2, email="grace@example.com"), mapping={"Email": "{{ email }}"}),
+        item(3),
+    ]
     with captured_logs("hookhub.destinations.salesforce") as records, respx.mock() as router:
         router.patch(COLLECTION).mock(return_value=httpx.Response(200, json=answer))
         router.patch(single(4)).mock(return_value=replay(FIXTURES / "request_limit_exceeded_403.json"))
         outcomes = deliver(items, cfg) + deliver([item(4)])
     assert [o.status for o in outcomes] == ["delivered", "failed", "failed", "retry"]
     dumped = " ".join(json.dumps(vars(r), default=str) for r in records)
-    for secret in (TOKEN, "acme.my.salesforce.com", "ada@example.com", "Ada@Example.com", "grace@example.com",
-                   "Lovelace", "Analytical"):
+    for secret in (
+        TOKEN,
+        "acme.my.salesforce.com",
+        "ada@example.com",
+        "Ada@Example.com",
+        "grace@example.com",
+        "Lovelace",
+        "Analytical",
+    ):
         assert secret not in dumped
     facts = [(r.outcome, r.salesforce_errors) for r in records if hasattr(r, "outcome")]
-    assert facts == [("failed", []), ("delivered", []), ("failed", ["INVALID_EMAIL_ADDRESS"]),
-                     ("retry", ["REQUEST_LIMIT_EXCEEDED"])]
+    assert facts == [
+        ("failed", []),
+        ("delivered", []),
+        ("failed", ["INVALID_EMAIL_ADDRESS"]),
+        ("retry", ["REQUEST_LIMIT_EXCEEDED"]),
+    ]

@@ -57,12 +57,20 @@ def config(**extra: Any) -> SendgridConfig:
     return SendgridConfig.model_validate({"type": "sendgrid", "api_key": API_KEY, **CONFIG, **extra})
 
 
-def deliver(items: list[DeliveryItem], cfg: SendgridConfig | None = None, pacer: Pacer | None = None,
-            wall: float = WALL) -> list[Outcome]:
+def deliver(
+    items: list[DeliveryItem],
+    cfg: SendgridConfig | None = None,
+    pacer: Pacer | None = None,
+    wall: float = WALL,
+) -> list[Outcome]:
     async def main() -> list[Outcome]:
         async with httpx.AsyncClient() as http:
-            context = DeliveryContext(http=http, pacer=pacer or fake_pacer()[0], destination_id="sales-mail",
-                                      record_link=lambda _id: LINK)
+            context = DeliveryContext(
+                http=http,
+                pacer=pacer or fake_pacer()[0],
+                destination_id="sales-mail",
+                record_link=lambda _id: LINK,
+            )
             return await SendgridDestination(wall_clock=lambda: wall).deliver(items, cfg or config(), context)
 
     return asyncio.run(main())
@@ -106,11 +114,24 @@ def test_accepted_mail_keeps_sendgrids_message_id() -> None:
 @pytest.mark.parametrize(
     ("case", "reason"),
     [
-        ("bad_request_400", "SendGrid refused the mail (HTTP 400): from.email: The from object must be provided"),
-        ("sender_identity_403", ("SendGrid refused the mail (HTTP 403): from: The from address does not match a "
-                                 "verified Sender Identity.")),
-        ("unauthorized_401", ("SendGrid refused the mail (HTTP 401): The provided authorization grant is invalid, "
-                              "expired, or revoked; check api_key")),
+        (
+            "bad_request_400",
+            "SendGrid refused the mail (HTTP 400): from.email: The from object must be provided",
+        ),
+        (
+            "sender_identity_403",
+            (
+                "SendGrid refused the mail (HTTP 403): from: The from address does not match a "
+                "verified Sender Identity."
+            ),
+        ),
+        (
+            "unauthorized_401",
+            (
+                "SendGrid refused the mail (HTTP 401): The provided authorization grant is invalid, "
+                "expired, or revoked; check api_key"
+            ),
+        ),
     ],
 )
 def test_failures_quote_sendgrid_and_say_what_to_do(case: str, reason: str) -> None:
@@ -162,21 +183,29 @@ def test_golden_request() -> None:
     request = route.calls.last.request
     assert (request.method, str(request.url)) == ("POST", URL)
     assert request.headers.pop("authorization") == f"Bearer {API_KEY}"
-    assert {k: v for k, v in request.headers.items() if k not in ("content-length", "host",
-                                                                 "accept", "accept-encoding", "connection")} == {
+    assert {
+        k: v
+        for k, v in request.headers.items()
+        if k not in ("content-length", "host", "accept", "accept-encoding", "connection")
+    } == {
         "content-type": "application/json",
         "user-agent": "hookhub-sendgrid/0.1",
     }
     expected = {
-        "personalizations": [{
-            "to": [{"email": "sales@example.com"}],
-            "cc": [{"email": "support@example.com", "name": "Support Team"}],
-            "bcc": [{"email": "audit@example.com"}],
-        }],
+        "personalizations": [
+            {
+                "to": [{"email": "sales@example.com"}],
+                "cc": [{"email": "support@example.com", "name": "Support Team"}],
+                "bcc": [{"email": "audit@example.com"}],
+            }
+        ],
         "from": {"email": "forms@hookhub.example", "name": "Forms"},
         "reply_to": {"email": "ada@example.com", "name": "Ada Lovelace"},
         "subject": EXPECTED_SUBJECT,
-        "content": [{"type": "text/plain", "value": EXPECTED_TEXT}, {"type": "text/html", "value": EXPECTED_HTML}],
+        "content": [
+            {"type": "text/plain", "value": EXPECTED_TEXT},
+            {"type": "text/html", "value": EXPECTED_HTML},
+        ],
         "custom_args": {"hookhub_submission_id": "sub_01JD4X3T0M9R8Q"},
     }
     assert request.content == json.dumps(expected, ensure_ascii=False, separators=(",", ":")).encode()
@@ -208,7 +237,9 @@ def test_a_mapping_error_fails_only_that_item() -> None:
 def test_429_pauses_the_key_for_every_later_delivery_until_the_reset() -> None:
     pacer, vt = fake_pacer()
     with respx.mock() as router:
-        route = router.post(URL).mock(side_effect=[replay(FOLDER / "rate_limited_429.json"), httpx.Response(202)])
+        route = router.post(URL).mock(
+            side_effect=[replay(FOLDER / "rate_limited_429.json"), httpx.Response(202)]
+        )
         first = deliver([item(1), item(2)], config(concurrency=1), pacer)
         later = deliver([item(3)], config(), pacer)
         assert route.call_count == 1  # nothing sent while paused
@@ -300,11 +331,14 @@ def test_loader_reports_template_problems(tmp_path: Path) -> None:
 
 def test_logs_carry_facts_but_no_key_or_personal_data() -> None:
     with captured_logs("hookhub.destinations.sendgrid") as records, respx.mock() as router:
-        router.post(URL).mock(side_effect=[replay(FOLDER / "accepted_202.json"),
-                                           replay(FOLDER / "sender_identity_403.json")])
+        router.post(URL).mock(
+            side_effect=[replay(FOLDER / "accepted_202.json"), replay(FOLDER / "sender_identity_403.json")]
+        )
         deliver([item(1), item(2)], config(concurrency=1))
     text = dumped(records)
     for secret in (API_KEY, *PERSONAL, "Sender Identity"):
         assert secret not in text
     assert [(r.outcome, r.status_code) for r in records if hasattr(r, "outcome")] == [
-        ("delivered", 202), ("failed", 403)]
+        ("delivered", 202),
+        ("failed", 403),
+    ]

@@ -82,12 +82,14 @@ def config(url: str = URL, **extra: Any) -> SlackConfig:
     return SlackConfig.model_validate({"type": "slack", "webhook_url": url, **extra})
 
 
-def deliver(items: list[DeliveryItem], cfg: SlackConfig, pacer: Pacer,
-            link: str | None = LINK) -> list[Outcome]:
+def deliver(
+    items: list[DeliveryItem], cfg: SlackConfig, pacer: Pacer, link: str | None = LINK
+) -> list[Outcome]:
     async def main() -> list[Outcome]:
         async with httpx.AsyncClient() as http:
-            context = DeliveryContext(http=http, pacer=pacer, destination_id="team-slack",
-                                      record_link=lambda _id: link)
+            context = DeliveryContext(
+                http=http, pacer=pacer, destination_id="team-slack", record_link=lambda _id: link
+            )
             return await SlackDestination(wall_clock=lambda: 1_795_000_000.0).deliver(items, cfg, context)
 
     return asyncio.run(main())
@@ -160,8 +162,9 @@ def test_garbage_answers_are_recorded_not_raised(status: int, content: bytes, ex
     assert outcome.reason and len(outcome.reason) < 400
 
 
-@pytest.mark.parametrize("error", [httpx.ConnectError("refused"), httpx.ReadTimeout("slow"),
-                                   httpx.RemoteProtocolError("eof")])
+@pytest.mark.parametrize(
+    "error", [httpx.ConnectError("refused"), httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("eof")]
+)
 def test_transport_errors_are_retried(error: Exception) -> None:
     pacer, _ = fake_pacer()
     with respx.mock() as router:
@@ -204,19 +207,34 @@ def test_golden_body_escapes_user_text() -> None:
         "text": "New submission: Contact us from Ada &lt;Lovelace&gt; (ada@example.com)",
         "blocks": [
             {"type": "header", "text": {"type": "plain_text", "text": "Contact us"}},
-            {"type": "section", "fields": [
-                {"type": "mrkdwn", "text": "*Name*\nAda &lt;Lovelace&gt;"},
-                {"type": "mrkdwn", "text": "*Email*\nada@example.com"},
-            ]},
-            {"type": "section", "fields": [
-                {"type": "mrkdwn", "text": "*Company*\nEngines &amp; Co &lt;Ltd&gt; &lt;!channel&gt;"},
-                {"type": "mrkdwn", "text": "*Topics*\nSales, Support"},
-                {"type": "mrkdwn", "text": "*Newsletter*\nYes"},
-                {"type": "mrkdwn", "text": "*Tickets*\n3"},
-                {"type": "mrkdwn", "text": "*Comments*\n(no answer)"},
-            ]},
-            {"type": "context", "elements": [{"type": "mrkdwn", "text": (
-                f"Submitted 2026-11-23 10:15 UTC · source contact-form · <{LINK}|View in hookhub>")}]},
+            {
+                "type": "section",
+                "fields": [
+                    {"type": "mrkdwn", "text": "*Name*\nAda &lt;Lovelace&gt;"},
+                    {"type": "mrkdwn", "text": "*Email*\nada@example.com"},
+                ],
+            },
+            {
+                "type": "section",
+                "fields": [
+                    {"type": "mrkdwn", "text": "*Company*\nEngines &amp; Co &lt;Ltd&gt; &lt;!channel&gt;"},
+                    {"type": "mrkdwn", "text": "*Topics*\nSales, Support"},
+                    {"type": "mrkdwn", "text": "*Newsletter*\nYes"},
+                    {"type": "mrkdwn", "text": "*Tickets*\n3"},
+                    {"type": "mrkdwn", "text": "*Comments*\n(no answer)"},
+                ],
+            },
+            {
+                "type": "context",
+                "elements": [
+                    {
+                        "type": "mrkdwn",
+                        "text": (
+                            f"Submitted 2026-11-23 10:15 UTC · source contact-form · <{LINK}|View in hookhub>"
+                        ),
+                    }
+                ],
+            },
         ],
         "username": "hookhub",
         "icon_emoji": ":inbox_tray:",
@@ -237,8 +255,12 @@ def test_golden_body_with_60_answers_and_a_5000_char_answer() -> None:
         deliver([item(submission=submission)], config(), pacer, link=None)
 
     def fields(first: int, last: int) -> dict[str, Any]:
-        return {"type": "section", "fields": [
-            {"type": "mrkdwn", "text": f"*Question {i}*\nAnswer {i}"} for i in range(first, last + 1)]}
+        return {
+            "type": "section",
+            "fields": [
+                {"type": "mrkdwn", "text": f"*Question {i}*\nAnswer {i}"} for i in range(first, last + 1)
+            ],
+        }
 
     long_head = "*Question 30*\n"
     expected = {
@@ -246,12 +268,22 @@ def test_golden_body_with_60_answers_and_a_5000_char_answer() -> None:
         "blocks": [
             {"type": "header", "text": {"type": "plain_text", "text": "frm_contact"}},
             {"type": "section", "fields": [{"type": "mrkdwn", "text": "*Email*\nada@example.com"}]},
-            fields(1, 10), fields(11, 20), fields(21, 29),
-            {"type": "section", "text": {"type": "mrkdwn",
-                                         "text": long_head + "A" * (3000 - len(long_head) - 1) + "…"}},
-            fields(31, 40), fields(41, 50), fields(51, 60),
-            {"type": "context", "elements": [
-                {"type": "mrkdwn", "text": "Submitted 2026-11-23 10:15 UTC · source contact-form"}]},
+            fields(1, 10),
+            fields(11, 20),
+            fields(21, 29),
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": long_head + "A" * (3000 - len(long_head) - 1) + "…"},
+            },
+            fields(31, 40),
+            fields(41, 50),
+            fields(51, 60),
+            {
+                "type": "context",
+                "elements": [
+                    {"type": "mrkdwn", "text": "Submitted 2026-11-23 10:15 UTC · source contact-form"}
+                ],
+            },
         ],
     }
     body = json.loads(route.calls.last.request.content)
@@ -266,22 +298,36 @@ def test_too_many_blocks_are_summarised_with_a_link() -> None:
     blocks = message["blocks"]
     assert len(blocks) == 50
     assert blocks[-3]["text"]["text"].startswith("*Essay 46*\n")
-    assert blocks[-2] == {"type": "context", "elements": [{"type": "mrkdwn", "text": (
-        f"…and 14 more answers not shown here: <{LINK}|see the full submission>")}]}
+    assert blocks[-2] == {
+        "type": "context",
+        "elements": [
+            {
+                "type": "mrkdwn",
+                "text": (f"…and 14 more answers not shown here: <{LINK}|see the full submission>"),
+            }
+        ],
+    }
 
 
 PATHOLOGICAL = {
-    "600 short answers": {"answers": [Answer(key=f"k{i}", label=f"L{i}", type="t", value=i)
-                                       for i in range(600)]},
+    "600 short answers": {
+        "answers": [Answer(key=f"k{i}", label=f"L{i}", type="t", value=i) for i in range(600)]
+    },
     "huge title": {"form_title": "T" * 5000},
     "huge label": {"answers": [Answer(key="k", label="L" * 5000, type="t", value="v")]},
     "ampersands": {"answers": [Answer(key="k", label="&" * 3000, type="t", value="&" * 5000)]},
     "field ampersands": {"answers": [Answer(key="k", label="x", type="t", value="<&>" * 40)]},
-    "emoji": {"answers": [Answer(key="k", label="😀" * 300, type="t", value="😀" * 5000)],
-              "form_title": "😀" * 200},
+    "emoji": {
+        "answers": [Answer(key="k", label="😀" * 300, type="t", value="😀" * 5000)],
+        "form_title": "😀" * 200,
+    },
     "huge respondent": {"name": "N" * 5000, "email": "e" * 5000 + "@example.com"},
     "no answers, no title": {"answers": [], "form_title": None, "form_id": None, "name": None, "email": None},
-    "empty strings": {"answers": [Answer(key="", label="", type="t", value="")], "form_title": "", "form_id": ""},
+    "empty strings": {
+        "answers": [Answer(key="", label="", type="t", value="")],
+        "form_title": "",
+        "form_id": "",
+    },
     "many lists": {"answers": [Answer(key="k", label="Pick", type="t", value=["x" * 100] * 100)] * 80},
 }
 
@@ -344,8 +390,9 @@ def test_two_deliveries_to_one_webhook_are_a_second_apart() -> None:
             context = DeliveryContext(http=http, pacer=pacer)
             dest = SlackDestination()
             # Two independent deliveries (two tasks) to the same webhook, at the same moment.
-            await asyncio.gather(dest.deliver([item(1)], config(), context),
-                                 dest.deliver([item(2)], config(), context))
+            await asyncio.gather(
+                dest.deliver([item(1)], config(), context), dest.deliver([item(2)], config(), context)
+            )
 
     with respx.mock() as router:
         router.post(URL).mock(side_effect=record)
@@ -415,8 +462,10 @@ def test_config_problems_are_reported_by_the_loader(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(path, {})
     problems = [str(p) for p in caught.value.problems]
-    missing = ("missing the Slack target: set webhook_url (an incoming webhook URL), "
-               "or token (a bot token, xoxb-…) + channel (where to post)")
+    missing = (
+        "missing the Slack target: set webhook_url (an incoming webhook URL), "
+        "or token (a bot token, xoxb-…) + channel (where to post)"
+    )
     assert f"{path}:3:5: destinations.a: {missing}" in problems
     assert any("destinations.b.webhook_url: must start with https://" in p for p in problems)
     assert any("destinations.b.icon_emoji: must be an emoji name" in p for p in problems)
@@ -552,13 +601,16 @@ def test_recorded_api_answer_is_classified(path: Path) -> None:
         assert "may be posted twice" in (outcome.reason or "")
 
 
-@pytest.mark.parametrize(("case", "advice"), [
-    ("channel_not_found", "/invite"),
-    ("not_in_channel", "chat:write.public"),
-    ("is_archived", "unarchive"),
-    ("invalid_auth", "reinstall the Slack app"),
-    ("msg_too_long", "shorten the route's template"),
-])
+@pytest.mark.parametrize(
+    ("case", "advice"),
+    [
+        ("channel_not_found", "/invite"),
+        ("not_in_channel", "chat:write.public"),
+        ("is_archived", "unarchive"),
+        ("invalid_auth", "reinstall the Slack app"),
+        ("msg_too_long", "shorten the route's template"),
+    ],
+)
 def test_permanent_api_errors_say_what_to_do(case: str, advice: str) -> None:
     pacer, _ = fake_pacer()
     with respx.mock() as router:
@@ -579,24 +631,27 @@ def test_invalid_blocks_reason_carries_slacks_explanation() -> None:
     )
 
 
-@pytest.mark.parametrize(("answer", "expected"), [
-    (slack_error("fatal_error"), "retry"),
-    (slack_error("service_unavailable"), "retry"),
-    (slack_error("token_revoked"), "failed"),
-    (httpx.Response(200, json={"ok": False, "error": "missing_scope", "needed": "chat:write"}), "failed"),
-    (slack_error("some_future_error"), "failed"),
-    (httpx.Response(200, json={"ok": False}), "failed"),
-    (httpx.Response(200, text="<html>captive portal</html>"), "failed"),
-    (httpx.Response(200, content=b""), "failed"),
-    (httpx.Response(200, json=[1, 2]), "failed"),
-    (httpx.Response(200, json={"ok": "yes"}), "failed"),
-    (httpx.Response(200, content=b"\xff\xfe{garbage\x80"), "failed"),
-    (httpx.Response(404, text="<html>Not Found</html>"), "failed"),
-    (httpx.Response(302, headers={"location": "https://elsewhere.example"}), "failed"),
-    (httpx.Response(502, text="<html>Bad Gateway</html>"), "retry"),
-    (httpx.Response(500, content=b"x" * 100_000), "retry"),
-    (httpx.Response(200, json={"ok": True}), "delivered"),
-])
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        (slack_error("fatal_error"), "retry"),
+        (slack_error("service_unavailable"), "retry"),
+        (slack_error("token_revoked"), "failed"),
+        (httpx.Response(200, json={"ok": False, "error": "missing_scope", "needed": "chat:write"}), "failed"),
+        (slack_error("some_future_error"), "failed"),
+        (httpx.Response(200, json={"ok": False}), "failed"),
+        (httpx.Response(200, text="<html>captive portal</html>"), "failed"),
+        (httpx.Response(200, content=b""), "failed"),
+        (httpx.Response(200, json=[1, 2]), "failed"),
+        (httpx.Response(200, json={"ok": "yes"}), "failed"),
+        (httpx.Response(200, content=b"\xff\xfe{garbage\x80"), "failed"),
+        (httpx.Response(404, text="<html>Not Found</html>"), "failed"),
+        (httpx.Response(302, headers={"location": "https://elsewhere.example"}), "failed"),
+        (httpx.Response(502, text="<html>Bad Gateway</html>"), "retry"),
+        (httpx.Response(500, content=b"x" * 100_000), "retry"),
+        (httpx.Response(200, json={"ok": True}), "delivered"),
+    ],
+)
 def test_odd_api_answers_are_recorded_not_raised(answer: httpx.Response, expected: str) -> None:
     pacer, _ = fake_pacer()
     with respx.mock() as router:
@@ -630,21 +685,42 @@ def test_golden_api_request() -> None:
     assert request.headers["authorization"] == f"Bearer {XOXB}"
     assert request.headers["content-type"] == "application/json; charset=utf-8"
     assert sorted(request.headers) == sorted(
-        ["host", "accept", "accept-encoding", "connection", "user-agent", "content-length",
-         "content-type", "authorization"])
+        [
+            "host",
+            "accept",
+            "accept-encoding",
+            "connection",
+            "user-agent",
+            "content-length",
+            "content-type",
+            "authorization",
+        ]
+    )
     assert request.extensions["timeout"] == {"connect": 9, "read": 9, "write": 9, "pool": 9}
     expected = {
         "channel": CHANNEL,
         "text": "New submission: Contact us from Ada Lovelace (ada@example.com)",
         "blocks": [
             {"type": "header", "text": {"type": "plain_text", "text": "Contact us"}},
-            {"type": "section", "fields": [
-                {"type": "mrkdwn", "text": "*Name*\nAda Lovelace"},
-                {"type": "mrkdwn", "text": "*Email*\nada@example.com"},
-            ]},
+            {
+                "type": "section",
+                "fields": [
+                    {"type": "mrkdwn", "text": "*Name*\nAda Lovelace"},
+                    {"type": "mrkdwn", "text": "*Email*\nada@example.com"},
+                ],
+            },
             {"type": "section", "fields": [{"type": "mrkdwn", "text": "*Topic*\nSales"}]},
-            {"type": "context", "elements": [{"type": "mrkdwn", "text": (
-                f"Submitted 2026-11-23 10:15 UTC · source contact-form · <{LINK}|View in hookhub>")}]},
+            {
+                "type": "context",
+                "elements": [
+                    {
+                        "type": "mrkdwn",
+                        "text": (
+                            f"Submitted 2026-11-23 10:15 UTC · source contact-form · <{LINK}|View in hookhub>"
+                        ),
+                    }
+                ],
+            },
         ],
         "username": "hookhub",
         "icon_emoji": ":inbox_tray:",
@@ -652,13 +728,16 @@ def test_golden_api_request() -> None:
     assert request.content == json.dumps(expected, ensure_ascii=False).encode("utf-8")
     # The same Block Kit rendering as the webhook way.
     assert {k: v for k, v in expected.items() if k != "channel"} == render_message(
-        make_submission(), LINK, "hookhub", ":inbox_tray:")
+        make_submission(), LINK, "hookhub", ":inbox_tray:"
+    )
 
 
 def test_base_url_points_at_another_api_root() -> None:
     pacer, _ = fake_pacer()
     with respx.mock(assert_all_called=True) as router:
-        route = router.post("https://slack-proxy.example.com/api/chat.postMessage").mock(return_value=slack_ok())
+        route = router.post("https://slack-proxy.example.com/api/chat.postMessage").mock(
+            return_value=slack_ok()
+        )
         [outcome] = deliver([item()], api_config(base_url="https://slack-proxy.example.com/api/"), pacer)
     assert outcome.status == "delivered" and route.call_count == 1
 
@@ -693,8 +772,12 @@ def test_a_replayed_message_is_edited_not_posted_twice() -> None:
     edited = json.loads(update.calls.last.request.content)
     assert update.calls.last.request.headers["authorization"] == f"Bearer {XOXB}"
     # chat.update takes the channel ID and ts, the same text and blocks, and no identity overrides.
-    assert edited == {"channel": "C0123456789", "ts": "1763892900.000100",
-                      "text": posted["text"], "blocks": posted["blocks"]}
+    assert edited == {
+        "channel": "C0123456789",
+        "ts": "1763892900.000100",
+        "text": posted["text"],
+        "blocks": posted["blocks"],
+    }
 
 
 def test_an_edit_of_a_deleted_message_posts_it_anew() -> None:
@@ -768,9 +851,11 @@ def test_routes_posting_to_one_channel_share_its_one_per_second_budget() -> None
             # Two routes, two destinations, two tasks: same workspace token and channel.
             a, b = api_config(), api_config(username="other route")
             other = api_config(channel="C0000000OTHER")
-            await asyncio.gather(dest.deliver([item(1), item(2)], a, context),
-                                 dest.deliver([item(3)], b, context),
-                                 dest.deliver([item(4)], other, context))
+            await asyncio.gather(
+                dest.deliver([item(1), item(2)], a, context),
+                dest.deliver([item(3)], b, context),
+                dest.deliver([item(4)], other, context),
+            )
 
     with respx.mock() as router:
         router.post(POST_URL).mock(side_effect=record)
@@ -834,12 +919,18 @@ def test_retry_after_as_an_http_date() -> None:
 
 
 def test_route_template_replaces_the_block_kit_message_in_both_ways() -> None:
-    answers = [Answer(key="q1", label="Terms & conditions", type="yes_no", value="yes <!channel>"),
-               Answer(key="q2", label="Company", type="text", value="Engines & Co <https://evil|click>")]
-    template = ("*New lead*: {{ name | first_name }} from {{ answers['Company'] }} "
-                "(terms: {{ answers['Terms & conditions'] }}) <https://crm.example.com|open CRM>")
-    expected_text = ("*New lead*: Ada from Engines &amp; Co &lt;https://evil|click&gt; "
-                     "(terms: yes &lt;!channel&gt;) <https://crm.example.com|open CRM>")
+    answers = [
+        Answer(key="q1", label="Terms & conditions", type="yes_no", value="yes <!channel>"),
+        Answer(key="q2", label="Company", type="text", value="Engines & Co <https://evil|click>"),
+    ]
+    template = (
+        "*New lead*: {{ name | first_name }} from {{ answers['Company'] }} "
+        "(terms: {{ answers['Terms & conditions'] }}) <https://crm.example.com|open CRM>"
+    )
+    expected_text = (
+        "*New lead*: Ada from Engines &amp; Co &lt;https://evil|click&gt; "
+        "(terms: yes &lt;!channel&gt;) <https://crm.example.com|open CRM>"
+    )
     submission = make_submission(answers)
     pacer, _ = fake_pacer()
     with respx.mock() as router:
@@ -849,7 +940,10 @@ def test_route_template_replaces_the_block_kit_message_in_both_ways() -> None:
         [via_hook] = deliver([item(submission=submission, template=template)], cfg_hook, pacer)
         [via_api] = deliver([item(submission=submission, template=template)], api_config(), pacer)
     assert via_hook.status == via_api.status == "delivered"
-    assert json.loads(hook.calls.last.request.content) == {"text": expected_text, "icon_emoji": ":inbox_tray:"}
+    assert json.loads(hook.calls.last.request.content) == {
+        "text": expected_text,
+        "icon_emoji": ":inbox_tray:",
+    }
     assert json.loads(api.calls.last.request.content) == {"channel": CHANNEL, "text": expected_text}
 
 
@@ -858,7 +952,10 @@ def test_config_template_applies_when_the_route_has_none() -> None:
     with respx.mock() as router:
         api = router.post(POST_URL).mock(return_value=slack_ok())
         deliver([item()], api_config(template="{{ form_title }}: {{ email | upper }}"), pacer)
-    assert json.loads(api.calls.last.request.content) == {"channel": CHANNEL, "text": "Contact us: ADA@EXAMPLE.COM"}
+    assert json.loads(api.calls.last.request.content) == {
+        "channel": CHANNEL,
+        "text": "Contact us: ADA@EXAMPLE.COM",
+    }
 
 
 def test_a_template_that_cannot_render_fails_only_that_item() -> None:
@@ -867,8 +964,11 @@ def test_a_template_that_cannot_render_fails_only_that_item() -> None:
     pacer, _ = fake_pacer()
     with respx.mock() as router:
         api = router.post(POST_URL).mock(return_value=slack_ok())
-        outcomes = deliver([item(1, good, template=template), item(2, template=template),
-                            item(3, good, template=template)], api_config(), pacer)
+        outcomes = deliver(
+            [item(1, good, template=template), item(2, template=template), item(3, good, template=template)],
+            api_config(),
+            pacer,
+        )
     assert [o.status for o in outcomes] == ["delivered", "failed", "delivered"]
     assert (outcomes[1].reason or "").startswith("template: cannot render")
     assert "campaign" in (outcomes[1].reason or "")
@@ -918,15 +1018,18 @@ def test_check_reports_template_syntax_before_start(tmp_path: Path) -> None:
 # --- Web API config --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("extra", [
-    {},
-    {"channel": "#sales"},
-    {"channel": "sales-team_2"},
-    {"channel": "G01234567AB"},
-    {"base_url": "https://slack-proxy.example.com/api"},
-    {"base_url": "http://127.0.0.1:9000/api"},
-    {"username": "Forms", "icon_emoji": ":inbox_tray:", "timeout": 5, "retry": {"horizon": 3600}},
-])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},
+        {"channel": "#sales"},
+        {"channel": "sales-team_2"},
+        {"channel": "G01234567AB"},
+        {"base_url": "https://slack-proxy.example.com/api"},
+        {"base_url": "http://127.0.0.1:9000/api"},
+        {"username": "Forms", "icon_emoji": ":inbox_tray:", "timeout": 5, "retry": {"horizon": 3600}},
+    ],
+)
 def test_web_api_configs_are_accepted(extra: dict[str, Any]) -> None:
     cfg = api_config(**extra)
     assert cfg.token is not None and cfg.token.get_secret_value() == XOXB
@@ -946,9 +1049,14 @@ BAD_CONFIGS = {
     "webhook as token": ({"token": URL, "channel": CHANNEL}, "must be a Slack bot token"),
     "channel with spaces": ({"token": XOXB, "channel": "sales team"}, "must be a channel ID"),
     "empty channel": ({"token": XOXB, "channel": ""}, "must be a channel ID"),
-    "plain http base": ({"token": XOXB, "channel": CHANNEL, "base_url": "http://slack.example.com/api"},
-                        "must start with https://"),
-    "base_url on a webhook": ({"webhook_url": URL, "base_url": "https://slack.com/api"}, "base_url applies only"),
+    "plain http base": (
+        {"token": XOXB, "channel": CHANNEL, "base_url": "http://slack.example.com/api"},
+        "must start with https://",
+    ),
+    "base_url on a webhook": (
+        {"webhook_url": URL, "base_url": "https://slack.com/api"},
+        "base_url applies only",
+    ),
     "unknown key": ({"token": XOXB, "channel": CHANNEL, "map": {"email": "{{ email }}"}}, "Extra inputs"),
 }
 
@@ -983,15 +1091,22 @@ def test_web_api_config_problems_are_reported_by_the_loader(tmp_path: Path) -> N
 def test_api_logs_carry_facts_and_warnings_but_no_token_or_personal_data() -> None:
     pacer, _ = fake_pacer()
     with captured_logs("hookhub.destinations.slack") as records, respx.mock() as router:
-        router.post(POST_URL).mock(side_effect=[
-            replay(API_FIXTURES / "ok_with_warning.json"), replay(API_FIXTURES / "not_in_channel.json"),
-            replay(API_FIXTURES / "ratelimited.json")])
+        router.post(POST_URL).mock(
+            side_effect=[
+                replay(API_FIXTURES / "ok_with_warning.json"),
+                replay(API_FIXTURES / "not_in_channel.json"),
+                replay(API_FIXTURES / "ratelimited.json"),
+            ]
+        )
         deliver([item(1), item(2), item(3)], api_config(), pacer)
     dumped = " ".join(json.dumps(vars(r), default=str) for r in records)
     for secret in (XOXB, XOXB[5:], "Bearer", "ada@example.com", "Ada Lovelace", "Sales", "Contact us"):
         assert secret not in dumped
-    facts = [(r.slack_method, r.outcome, r.slack_error, r.slack_warnings, r.levelno)
-             for r in records if hasattr(r, "outcome")]
+    facts = [
+        (r.slack_method, r.outcome, r.slack_error, r.slack_warnings, r.levelno)
+        for r in records
+        if hasattr(r, "outcome")
+    ]
     assert facts == [
         ("chat.postMessage", "delivered", None, ["superfluous_charset"], logging.WARNING),
         ("chat.postMessage", "failed", "not_in_channel", [], logging.WARNING),

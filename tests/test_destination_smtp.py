@@ -67,8 +67,9 @@ class Mailbox:
         self.rcpt_reply: dict[str, str] = {}
         self.data_replies: list[str] = []
 
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
-                          rcpt_options: list[str]) -> str:
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
         if address in self.rcpt_reply:
             return self.rcpt_reply[address]
         envelope.rcpt_tos.append(address)
@@ -108,19 +109,30 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ssl.SSL
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     now = datetime.datetime.now(datetime.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName(
-            [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
     cert_path = folder / "cert.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_path = folder / "key.pem"
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert_path, key_path)
     return cert_path, context
@@ -144,12 +156,21 @@ def config(port: int = 25, **extra: Any) -> SmtpConfig:
     return SmtpConfig.model_validate(data)
 
 
-def deliver(items: list[DeliveryItem], cfg: SmtpConfig, pacer: Pacer | None = None,
-            extra: dict[str, Any] | None = None) -> list[Outcome]:
+def deliver(
+    items: list[DeliveryItem],
+    cfg: SmtpConfig,
+    pacer: Pacer | None = None,
+    extra: dict[str, Any] | None = None,
+) -> list[Outcome]:
     async def main() -> list[Outcome]:
         async with httpx.AsyncClient() as http:
-            context = DeliveryContext(http=http, pacer=pacer or fake_pacer()[0], destination_id="sales-mail",
-                                      record_link=lambda _id: LINK, extra=extra or {})
+            context = DeliveryContext(
+                http=http,
+                pacer=pacer or fake_pacer()[0],
+                destination_id="sales-mail",
+                record_link=lambda _id: LINK,
+                extra=extra or {},
+            )
             return await SmtpDestination(wall_clock=lambda: NOW).deliver(items, cfg, context)
 
     return asyncio.run(main())
@@ -172,7 +193,9 @@ def test_real_mail_over_starttls_with_auth_same_message_id_on_every_attempt(
     cert_path, tls = certificate
     logins = Logins()
     with smtp_server(tls_context=tls, require_starttls=True, auth_required=True, authenticator=logins) as (
-            port, mailbox):
+        port,
+        mailbox,
+    ):
         cfg = config(port, security="starttls", username=USER, password=PASSWORD, tls_ca_file=str(cert_path))
         first = deliver([item()], cfg)
         second = deliver([item()], cfg)  # a second attempt of the same delivery
@@ -203,8 +226,9 @@ def test_one_connection_carries_the_whole_batch() -> None:
     connections: list[str] = []
 
     class Counting(Mailbox):
-        async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,
-                              responses: list[str]) -> list[str]:
+        async def handle_EHLO(
+            self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+        ) -> list[str]:
             connections.append(hostname)
             session.host_name = hostname  # aiosmtpd leaves this to an EHLO hook
             return responses
@@ -228,15 +252,22 @@ def test_one_connection_carries_the_whole_batch() -> None:
 def test_implicit_tls(certificate: tuple[Path, ssl.SSLContext]) -> None:
     cert_path, tls = certificate
     # aiosmtpd only knows STARTTLS as "TLS" for AUTH, so AUTH over implicit TLS needs this switch.
-    with smtp_server(ssl_context=tls, server_hostname="127.0.0.1", auth_require_tls=False,
-                     authenticator=Logins(), auth_required=True) as (port, mailbox):
+    with smtp_server(
+        ssl_context=tls,
+        server_hostname="127.0.0.1",
+        auth_require_tls=False,
+        authenticator=Logins(),
+        auth_required=True,
+    ) as (port, mailbox):
         cfg = config(port, security="tls", username=USER, password=PASSWORD, tls_ca_file=str(cert_path))
         [outcome] = deliver([item()], cfg)
     assert outcome.status == "delivered", outcome.reason
     assert mailbox.messages()[0]["Message-ID"] == MESSAGE_ID
 
 
-def test_untrusted_certificate_is_a_connect_error_and_retried(certificate: tuple[Path, ssl.SSLContext]) -> None:
+def test_untrusted_certificate_is_a_connect_error_and_retried(
+    certificate: tuple[Path, ssl.SSLContext],
+) -> None:
     _, tls = certificate
     with smtp_server(tls_context=tls, require_starttls=True) as (port, mailbox):
         outcomes = deliver([item(1), item(2)], config(port, security="starttls"))
@@ -258,9 +289,12 @@ def test_wrong_password_fails_once_not_once_per_message(certificate: tuple[Path,
     cert_path, tls = certificate
     logins = Logins()
     with smtp_server(tls_context=tls, require_starttls=True, auth_required=True, authenticator=logins) as (
-            port, mailbox):
-        cfg = config(port, security="starttls", username=USER, password="wrong-password",
-                     tls_ca_file=str(cert_path))
+        port,
+        mailbox,
+    ):
+        cfg = config(
+            port, security="starttls", username=USER, password="wrong-password", tls_ca_file=str(cert_path)
+        )
         outcomes = deliver([item(1), item(2), item(3)], cfg)
     assert [(o.status, o.status_code) for o in outcomes] == [("failed", 535)] * 3
     assert "check username and password" in (outcomes[0].reason or "")
@@ -283,19 +317,45 @@ def test_nothing_listening_is_retried_without_hammering() -> None:
 @pytest.mark.parametrize(
     ("rcpt", "data", "expected", "code"),
     [
-        ({"sales@example.com": "450 4.2.1 Mailbox busy", "support@example.com": "450 4.2.1 Busy",
-          "audit@example.com": "451 4.3.0 Later"}, None, "retry", 450),
-        ({"sales@example.com": "550 5.1.1 No such user", "support@example.com": "550 5.1.1 No such user",
-          "audit@example.com": "553 5.1.3 Bad address"}, None, "failed", 550),
-        ({"sales@example.com": "550 5.1.1 No such user", "support@example.com": "451 4.3.0 Later",
-          "audit@example.com": "550 5.1.1 No such user"}, None, "retry", 451),
+        (
+            {
+                "sales@example.com": "450 4.2.1 Mailbox busy",
+                "support@example.com": "450 4.2.1 Busy",
+                "audit@example.com": "451 4.3.0 Later",
+            },
+            None,
+            "retry",
+            450,
+        ),
+        (
+            {
+                "sales@example.com": "550 5.1.1 No such user",
+                "support@example.com": "550 5.1.1 No such user",
+                "audit@example.com": "553 5.1.3 Bad address",
+            },
+            None,
+            "failed",
+            550,
+        ),
+        (
+            {
+                "sales@example.com": "550 5.1.1 No such user",
+                "support@example.com": "451 4.3.0 Later",
+                "audit@example.com": "550 5.1.1 No such user",
+            },
+            None,
+            "retry",
+            451,
+        ),
         ({}, "451 4.3.0 Temporary local problem", "retry", 451),
         ({}, "452 4.3.1 Insufficient system storage", "retry", 452),
         ({}, "554 5.7.1 Rejected as spam", "failed", 554),
         ({}, "552 5.3.4 Message too big", "failed", 552),
     ],
 )
-def test_server_replies_are_classified(rcpt: dict[str, str], data: str | None, expected: str, code: int) -> None:
+def test_server_replies_are_classified(
+    rcpt: dict[str, str], data: str | None, expected: str, code: int
+) -> None:
     with smtp_server() as (port, mailbox):
         mailbox.rcpt_reply = rcpt
         mailbox.data_replies = [data] if data else []
@@ -355,15 +415,20 @@ def test_injected_sender_receives_the_message_and_nothing_connects(kind: str) ->
         (aiosmtplib.SMTPServerDisconnected("Connection lost"), "retry", None, "may arrive twice"),
         (aiosmtplib.SMTPReadTimeoutError("Timed out waiting for server response"), "retry", None, "twice"),
         (aiosmtplib.SMTPDataError(451, "4.4.2 Timeout"), "retry", 451, "temporary"),
-        (aiosmtplib.SMTPSenderRefused(553, "5.7.1 Sender not allowed", "forms@hookhub.example"), "failed", 553,
-         "refused the message"),
+        (
+            aiosmtplib.SMTPSenderRefused(553, "5.7.1 Sender not allowed", "forms@hookhub.example"),
+            "failed",
+            553,
+            "refused the message",
+        ),
         (aiosmtplib.SMTPNotSupported("SMTPUTF8 is not supported by this server"), "failed", None, "SMTPUTF8"),
         (aiosmtplib.SMTPResponseException(-1, "Malformed SMTP response line"), "failed", None, "Malformed"),
         (ConnectionResetError("reset by peer"), "retry", None, "twice"),
     ],
 )
-def test_send_exceptions_are_outcomes_not_crashes(error: Exception, expected: str, code: int | None,
-                                                  words: str) -> None:
+def test_send_exceptions_are_outcomes_not_crashes(
+    error: Exception, expected: str, code: int | None, words: str
+) -> None:
     def fail(message: EmailMessage) -> None:
         raise error
 
@@ -373,7 +438,8 @@ def test_send_exceptions_are_outcomes_not_crashes(error: Exception, expected: st
 
 
 def test_test_route_renders_every_email_destination_unsent_and_without_secrets(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from hub.cli import main as cli
     from tests.harness import PROVIDER_FIXTURES
 
@@ -419,8 +485,9 @@ def test_max_per_minute_spaces_messages_across_deliveries() -> None:
             context = DeliveryContext(http=http, pacer=pacer, extra={"smtp_send": record})
             dest = SmtpDestination(wall_clock=lambda: NOW)
             # Two tasks sending through the same account at once share its budget.
-            await asyncio.gather(dest.deliver([item(1), item(2)], cfg, context),
-                                 dest.deliver([item(3)], cfg, context))
+            await asyncio.gather(
+                dest.deliver([item(1), item(2)], cfg, context), dest.deliver([item(3)], cfg, context)
+            )
 
     asyncio.run(main())
     assert sorted(sent_at) == [1000.0, 1002.0, 1004.0]
@@ -458,15 +525,18 @@ def test_a_mapping_error_fails_only_that_item() -> None:
     bad_to = item(3, mapping={"to": "{{ answers['Company'] }}"})
     fine = item(4, mapping={"subject": "Lead: {{ answers['Company'] }}", "to": "{{ 'boss@example.com' }}"})
     arithmetic = item(5, mapping={"subject": "{{ answers['Company'] + 1 }}"})
-    outcomes = deliver([broken, undefined, bad_to, fine, arithmetic], unreachable(),
-                       extra={"smtp_send": sent.append})
+    outcomes = deliver(
+        [broken, undefined, bad_to, fine, arithmetic], unreachable(), extra={"smtp_send": sent.append}
+    )
     assert [o.status for o in outcomes] == ["failed", "failed", "failed", "delivered", "failed"]
     assert (outcomes[4].reason or "").startswith("map.subject: cannot render: TypeError: ")
     assert outcomes[0].reason == "map.subject: cannot render line 1: No filter named 'nosuchfilter'."
     assert outcomes[1].reason == "template: cannot render: 'nobody' is undefined"
-    assert outcomes[2].reason == ("map.to: the value 'Engines & Co <Ltd>' from the submission holds white "
-                                  "space; a value from a submission must stay within one address, so "
-                                  "nothing was sent")
+    assert outcomes[2].reason == (
+        "map.to: the value 'Engines & Co <Ltd>' from the submission holds white "
+        "space; a value from a submission must stay within one address, so "
+        "nothing was sent"
+    )
     [message] = sent
     assert message["Subject"] == "Lead: Engines & Co <Ltd>"
     assert message["To"] == "boss@example.com"
@@ -484,8 +554,11 @@ def test_route_template_replaces_both_bodies_and_stays_escaped_in_html() -> None
 
 def test_header_injection_and_markup_in_answers_are_neutralised() -> None:
     sent: list[EmailMessage] = []
-    evil = make_submission(name="Eve\r\nBcc: victim@example.com", form_title="Hi\nX-Evil: 1",
-                           answers=[{"key": "k", "label": "<b>x</b>", "type": "t", "value": "<script>alert(1)</script>"}])
+    evil = make_submission(
+        name="Eve\r\nBcc: victim@example.com",
+        form_title="Hi\nX-Evil: 1",
+        answers=[{"key": "k", "label": "<b>x</b>", "type": "t", "value": "<script>alert(1)</script>"}],
+    )
     deliver([item(submission=evil)], unreachable(), extra={"smtp_send": sent.append})
     [message] = sent
     assert message["Subject"] == "New submission: Hi X-Evil: 1 from Eve Bcc: victim@example.com"
@@ -497,8 +570,11 @@ def test_header_injection_and_markup_in_answers_are_neutralised() -> None:
 
 def test_reply_to_is_left_out_when_the_respondent_gave_no_usable_address() -> None:
     sent: list[EmailMessage] = []
-    deliver([item(submission=make_submission(email="not-an-address"))], unreachable(),
-            extra={"smtp_send": sent.append})
+    deliver(
+        [item(submission=make_submission(email="not-an-address"))],
+        unreachable(),
+        extra={"smtp_send": sent.append},
+    )
     assert sent[0]["Reply-To"] is None
 
 
@@ -510,8 +586,14 @@ def test_registered_as_smtp() -> None:
 
 
 def test_defaults() -> None:
-    cfg = SmtpConfig.model_validate({"type": "smtp", "host": "smtp.example.com", "from": "f@example.com",
-                                     "to": ["{{ answers['Team'] }}@example.com"]})
+    cfg = SmtpConfig.model_validate(
+        {
+            "type": "smtp",
+            "host": "smtp.example.com",
+            "from": "f@example.com",
+            "to": ["{{ answers['Team'] }}@example.com"],
+        }
+    )
     assert (cfg.security, cfg.effective_port, cfg.timeout, cfg.html) == ("starttls", 587, 30.0, True)
     assert cfg.model_copy(update={"security": "tls"}).effective_port == 465
     assert get_destination("smtp").check(cfg) == []
@@ -523,8 +605,10 @@ def test_defaults() -> None:
         ({"host": "smtp://mail.example.com"}, "must be a host name"),
         ({"security": "ssl"}, "Input should be 'starttls', 'tls' or 'none'"),
         ({"username": USER}, "username and password go together"),
-        ({"username": USER, "password": PASSWORD, "security": "none", "host": "mail.example.com"},
-         "would send the password in clear"),
+        (
+            {"username": USER, "password": PASSWORD, "security": "none", "host": "mail.example.com"},
+            "would send the password in clear",
+        ),
         ({"from": "forms"}, "must be one e-mail address"),
         ({"to": ["sales@example.com, ada@"]}, "'ada@' is not an e-mail address"),
         ({"to": []}, "at least 1 item"),
@@ -534,8 +618,14 @@ def test_defaults() -> None:
     ],
 )
 def test_bad_config_is_rejected_without_echoing_secrets(changes: dict[str, Any], message: str) -> None:
-    data = {"type": "smtp", "host": "smtp.example.com", "username": USER, "password": PASSWORD,
-            "from": "forms@example.com", "to": ["sales@example.com"]}
+    data = {
+        "type": "smtp",
+        "host": "smtp.example.com",
+        "username": USER,
+        "password": PASSWORD,
+        "from": "forms@example.com",
+        "to": ["sales@example.com"],
+    }
     data.update(changes)
     if changes.get("username") == USER and "password" not in changes:
         data.pop("password")
@@ -578,25 +668,31 @@ def test_route_templates_for_email_pass_hookhub_check(tmp_path: Path) -> None:
         "sources:\n  a: {provider: typeform, secret: x}\n"
         "destinations:\n  mail: {type: smtp, host: smtp.example.com, from: f@example.com, to: [t@example.com]}\n"
         "routes:\n  - name: r\n    from: [a]\n    to:\n      - destination: mail\n"
-        "        template: \"{% for a in answer_list %}{{ a.label }}: {{ a.text | indent(2) }}\\n{% endfor %}\"\n"
-        "        map: {subject: \"{{ title }}: {{ name | first_name }}\"}\n",
+        '        template: "{% for a in answer_list %}{{ a.label }}: {{ a.text | indent(2) }}\\n{% endfor %}"\n'
+        '        map: {subject: "{{ title }}: {{ name | first_name }}"}\n',
         encoding="utf-8",
     )
     code, text = check_file(path)
     assert code == 0, text
     sent: list[EmailMessage] = []
     template = "{% for a in answer_list %}{{ a.label }}: {{ a.text | indent(2) }}\n{% endfor %}"
-    deliver([item(template=template, mapping={"subject": "{{ title }}: {{ name | first_name }}"})],
-            unreachable(), extra={"smtp_send": sent.append})
+    deliver(
+        [item(template=template, mapping={"subject": "{{ title }}: {{ name | first_name }}"})],
+        unreachable(),
+        extra={"smtp_send": sent.append},
+    )
     assert sent[0]["Subject"] == "Contact us: Ada"
     assert bodies(sent[0])[0] == (
         "Company: Engines & Co <Ltd>\nTopics: Sales, Support\nMessage: Hello,\n  please call me.\n"
-        "Newsletter: Yes\nComments: (no answer)\n")
+        "Newsletter: Yes\nComments: (no answer)\n"
+    )
 
 
 def test_logs_carry_facts_but_no_secret_or_personal_data() -> None:
-    with smtp_server(auth_require_tls=False, authenticator=Logins()) as (port, mailbox), \
-            captured_logs("hookhub.destinations.smtp") as records:
+    with (
+        smtp_server(auth_require_tls=False, authenticator=Logins()) as (port, mailbox),
+        captured_logs("hookhub.destinations.smtp") as records,
+    ):
         mailbox.data_replies = ["554 5.7.1 Rejected as spam for ada@example.com"]
         deliver([item(1), item(2)], config(port, username=USER, password=PASSWORD, security="none"))
     assert records
@@ -604,4 +700,6 @@ def test_logs_carry_facts_but_no_secret_or_personal_data() -> None:
     for secret in (PASSWORD, *PERSONAL, "Rejected as spam", EXPECTED_SUBJECT):
         assert secret not in text
     assert [(r.outcome, r.smtp_code) for r in records if hasattr(r, "outcome")] == [
-        ("failed", 554), ("delivered", None)]
+        ("failed", 554),
+        ("delivered", None),
+    ]

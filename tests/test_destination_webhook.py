@@ -61,20 +61,22 @@ class Clock:
 
 
 def make_submission(n: int = 1) -> Submission:
-    return Submission.model_validate({
-        "id": f"sub_{n:04d}",
-        "source": "contact-form",
-        "provider": "typeform",
-        "form_id": "frm_contact",
-        "form_title": "Contact us",
-        "event_id": f"evt_{n}",
-        "submitted_at": "2026-11-23T10:15:00.250Z",
-        "email": "ada@example.com",
-        "name": "Ada Lovelace",
-        "answers": [Answer(key="q1", label="Topics", type="multiple_choice", value=["Sales", "Süpport"])],
-        "hidden": {"utm_source": "newsletter"},
-        "metadata": {"ip": "192.0.2.1"},
-    })
+    return Submission.model_validate(
+        {
+            "id": f"sub_{n:04d}",
+            "source": "contact-form",
+            "provider": "typeform",
+            "form_id": "frm_contact",
+            "form_title": "Contact us",
+            "event_id": f"evt_{n}",
+            "submitted_at": "2026-11-23T10:15:00.250Z",
+            "email": "ada@example.com",
+            "name": "Ada Lovelace",
+            "answers": [Answer(key="q1", label="Topics", type="multiple_choice", value=["Sales", "Süpport"])],
+            "hidden": {"utm_source": "newsletter"},
+            "metadata": {"ip": "192.0.2.1"},
+        }
+    )
 
 
 def item(n: int = 1) -> DeliveryItem:
@@ -85,8 +87,12 @@ def config(**extra: Any) -> WebhookConfig:
     return WebhookConfig.model_validate({"type": "webhook", "url": URL, "secret": SECRET, **extra})
 
 
-def deliver(items: list[DeliveryItem], cfg: WebhookConfig | None = None, pacer: Pacer | None = None,
-            clock: Clock | None = None) -> list[Outcome]:
+def deliver(
+    items: list[DeliveryItem],
+    cfg: WebhookConfig | None = None,
+    pacer: Pacer | None = None,
+    clock: Clock | None = None,
+) -> list[Outcome]:
     clock = clock or Clock()
 
     async def main() -> list[Outcome]:
@@ -98,8 +104,12 @@ def deliver(items: list[DeliveryItem], cfg: WebhookConfig | None = None, pacer: 
 
 
 def inbound(request: httpx.Request) -> InboundRequest:
-    return InboundRequest(method=request.method, url=str(request.url),
-                          headers={k.lower(): v for k, v in request.headers.items()}, body=request.content)
+    return InboundRequest(
+        method=request.method,
+        url=str(request.url),
+        headers={k.lower(): v for k, v in request.headers.items()},
+        body=request.content,
+    )
 
 
 # --- recorded answers ---------------------------------------------------------------------------
@@ -183,8 +193,15 @@ def test_other_client_errors_fail_with_a_short_snippet() -> None:
     assert len(quoted) <= 202  # 200 characters of body plus the quotes
 
 
-@pytest.mark.parametrize("error", [httpx.ConnectError("refused"), httpx.ConnectTimeout("slow"),
-                                   httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("eof")])
+@pytest.mark.parametrize(
+    "error",
+    [
+        httpx.ConnectError("refused"),
+        httpx.ConnectTimeout("slow"),
+        httpx.ReadTimeout("slow"),
+        httpx.RemoteProtocolError("eof"),
+    ],
+)
 def test_transport_errors_are_retried(error: Exception) -> None:
     with respx.mock() as router:
         router.post(URL).mock(side_effect=error)
@@ -282,7 +299,8 @@ class _Receiver(BaseHTTPRequestHandler):
 def test_signature_verifies_on_a_real_loopback_receiver() -> None:
     with loopback_server(_Receiver) as port:
         cfg = WebhookConfig.model_validate(
-            {"type": "webhook", "url": f"http://127.0.0.1:{port}/in", "secret": SECRET})
+            {"type": "webhook", "url": f"http://127.0.0.1:{port}/in", "secret": SECRET}
+        )
         [outcome] = deliver([item()], cfg)
     assert (outcome.status, outcome.remote_id) == ("delivered", "rcv_1")
     received = _Receiver.received[-1]

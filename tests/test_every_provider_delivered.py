@@ -37,21 +37,31 @@ FIXTURES = _one_submission_per_provider()
 def _config(fixtures: list[dict[str, Any]], hook_url: str) -> str:
     lines = ["sources:"]
     for fx in fixtures:
-        lines += [f"  {fx['provider']}:", f"    provider: {fx['provider']}",
-                  f"    public_url: {json.dumps(fx['url'])}"]
+        lines += [
+            f"  {fx['provider']}:",
+            f"    provider: {fx['provider']}",
+            f"    public_url: {json.dumps(fx['url'])}",
+        ]
         if fx.get("secret") is not None:
             lines.append(f"    secret: {json.dumps(fx['secret'])}")
         lines += [f"    {k}: {json.dumps(v)}" for k, v in (fx.get("verify_config") or {}).items()]
-    lines += ["destinations:", f"  out: {{type: webhook, url: {json.dumps(hook_url)}, secret: {WHSEC}}}",
-              "routes:", "  - {name: all, from: ['*'], to: [out]}"]
+    lines += [
+        "destinations:",
+        f"  out: {{type: webhook, url: {json.dumps(hook_url)}, secret: {WHSEC}}}",
+        "routes:",
+        "  - {name: all, from: ['*'], to: [out]}",
+    ]
     return "\n".join(lines) + "\n"
 
 
 def test_every_provider_is_normalized_and_delivered(tmp_path: Path) -> None:
     # Notification-only providers fetch their answers from the provider's API: their own
     # end-to-end tests (tests/test_fetch_*.py) serve that API on loopback.
-    fixtures = [fx for fx in FIXTURES if fx["provider"] in provider_ids()
-                and not get_connector(fx["provider"]).fetches]
+    fixtures = [
+        fx
+        for fx in FIXTURES
+        if fx["provider"] in provider_ids() and not get_connector(fx["provider"]).fetches
+    ]
     missing = sorted({fx["provider"] for fx in FIXTURES} - set(provider_ids()))
     assert len(fixtures) >= 15, f"too few connectors to be meaningful; missing: {missing}"
     assert not missing, f"no connector for: {missing}"
@@ -65,13 +75,17 @@ def test_every_provider_is_normalized_and_delivered(tmp_path: Path) -> None:
         for fx in fixtures:
             clock.now = epoch(fx["received_at"])  # timestamped schemes verify against the fixture's clock
             query = urlsplit(fx["url"]).query
-            answer = httpx.post(f"{server.url}/hooks/{fx['provider']}" + (f"?{query}" if query else ""),
-                                content=fx["body"].encode("utf-8"),
-                                headers={k: v for k, v in fx["headers"].items() if k.lower() != "content-length"},
-                                timeout=30)
+            answer = httpx.post(
+                f"{server.url}/hooks/{fx['provider']}" + (f"?{query}" if query else ""),
+                content=fx["body"].encode("utf-8"),
+                headers={k: v for k, v in fx["headers"].items() if k.lower() != "content-length"},
+                timeout=30,
+            )
             assert answer.status_code == 200, (fx["provider"], answer.text)
             ids[answer.json()["id"]] = fx
-        wait_for(lambda: len(fake.received("/hook")) >= len(ids), timeout=180, what="every provider delivered")
+        wait_for(
+            lambda: len(fake.received("/hook")) >= len(ids), timeout=180, what="every provider delivered"
+        )
         delivered = {json_body(r)["id"]: json_body(r) for r in fake.received("/hook")}
         assert set(delivered) == set(ids)
         for submission_id, fx in ids.items():

@@ -73,7 +73,8 @@ RUN_HEADER = "x-faults-run"
 def _config(path: Path, sink: FakeDestination, run: int) -> Path:
     """The hub's config; `run` goes out as a header with every delivery, so the sink knows which
     hub process sent a request (the file is only rewritten while no hub is running)."""
-    path.write_text(f"""
+    path.write_text(
+        f"""
 sources:
   contact-form: {{provider: typeform, secret: {TYPEFORM_SECRET}}}
 destinations:
@@ -87,7 +88,9 @@ destinations:
     retry: {{initial: 0.2, max_delay: 2}}
 routes:
   - {{name: all, from: [contact-form], to: [sink]}}
-""", encoding="utf-8")
+""",
+        encoding="utf-8",
+    )
     return path
 
 
@@ -95,7 +98,9 @@ def _signed_requests(config: Path, count: int) -> list[tuple[dict[str, str], byt
     source = prepare_sources(load_config(config))["contact-form"]
     out = []
     for _ in range(count):
-        request = source.connector.sample_request(source.config, "http://127.0.0.1/hooks/contact-form", time.time())
+        request = source.connector.sample_request(
+            source.config, "http://127.0.0.1/hooks/contact-form", time.time()
+        )
         headers = {k: v for k, v in request.headers.items() if k.lower() != "content-length"}
         out.append((headers, request.body))
     return out
@@ -108,8 +113,20 @@ class HubProcess:
         sock = free_socket()
         self.port = sock.getsockname()[1]
         sock.close()
-        self.args = [sys.executable, "-m", "hub.cli", "serve", "--config", str(config), "--data-dir",
-                     str(data_dir), "--port", str(self.port), "--log-level", "info"]
+        self.args = [
+            sys.executable,
+            "-m",
+            "hub.cli",
+            "serve",
+            "--config",
+            str(config),
+            "--data-dir",
+            str(data_dir),
+            "--port",
+            str(self.port),
+            "--log-level",
+            "info",
+        ]
         self.env = {**os.environ, "PREFECT_HOME": str(prefect_home)}
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
@@ -124,8 +141,9 @@ class HubProcess:
 
     def start(self) -> None:
         with self.log.open("ab") as err:
-            self.proc = subprocess.Popen(self.args, env=self.env, stdout=subprocess.DEVNULL, stderr=err,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                self.args, env=self.env, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True
+            )
         wait_for(self._healthy, timeout=90, what="hookhub serve to answer /healthz")
         self.started.append(time.time())
         self.up.set()
@@ -223,7 +241,9 @@ class Clients:
                     with self._gate:
                         if not self._gate.wait_for(lambda i=index: i < self.allowed, timeout=300):
                             raise AssertionError(f"webhook {index} was never allowed out")
-                    time.sleep(max(0.0, self._due() - time.monotonic()))  # an offered rate, not a wait for state
+                    time.sleep(
+                        max(0.0, self._due() - time.monotonic())
+                    )  # an offered rate, not a wait for state
                     self._send(client, headers, body)
         except BaseException as exc:  # noqa: BLE001 - reported by the test thread
             self.failure = exc
@@ -264,7 +284,9 @@ def _ledger(spool: Path) -> tuple[dict[str, tuple[str, int]], dict[str, list[tup
     conn = sqlite3.connect(f"file:{spool}?mode=ro", uri=True, timeout=30)
     try:
         deliveries: dict[str, tuple[str, int]] = {}
-        for inbox_id, status in conn.execute("SELECT inbox_id, status FROM deliveries WHERE destination='sink'"):
+        for inbox_id, status in conn.execute(
+            "SELECT inbox_id, status FROM deliveries WHERE destination='sink'"
+        ):
             rows = deliveries[inbox_id][1] + 1 if inbox_id in deliveries else 1
             deliveries[inbox_id] = (status, rows)
         attempts: dict[str, list[tuple[int | None, str | None]]] = defaultdict(list)
@@ -290,7 +312,8 @@ def _summary(spool: Path) -> str:
     conn = sqlite3.connect(f"file:{spool}?mode=ro", uri=True, timeout=30)
     try:
         statuses = conn.execute(
-            "SELECT status, count(*), max(attempts) FROM deliveries GROUP BY status").fetchall()
+            "SELECT status, count(*), max(attempts) FROM deliveries GROUP BY status"
+        ).fetchall()
         outcomes = conn.execute("SELECT outcome, count(*) FROM attempts GROUP BY outcome").fetchall()
         return f"deliveries (status, count, most attempts) {statuses}; attempts by outcome {outcomes}"
     finally:
@@ -304,8 +327,9 @@ def _by_submission(requests: list[Received]) -> dict[str, list[Received]]:
     return out
 
 
-def _accepted_more_than_once(sent: dict[str, list[Received]],
-                             attempts: dict[str, list[tuple[int | None, str | None]]]) -> dict[str, str]:
+def _accepted_more_than_once(
+    sent: dict[str, list[Received]], attempts: dict[str, list[tuple[int | None, str | None]]]
+) -> dict[str, str]:
     """Submissions the sink accepted more often than a kill or a lost answer explains.
 
     One hub process (one run) sends each delivery until it gets a 2xx, records it, and never
@@ -319,8 +343,10 @@ def _accepted_more_than_once(sent: dict[str, list[Received]],
         per_run = Counter(r.headers.get(RUN_HEADER) for r in requests if 200 <= r.status < 300)
         unanswered = sum(1 for code, _ in attempts.get(submission, []) if code is None)
         if sum(n - 1 for n in per_run.values()) > unanswered:
-            wrong[submission] = (f"sink {[(r.headers.get(RUN_HEADER), r.status) for r in requests]}, "
-                                 f"ledger {attempts.get(submission)}")
+            wrong[submission] = (
+                f"sink {[(r.headers.get(RUN_HEADER), r.status) for r in requests]}, "
+                f"ledger {attempts.get(submission)}"
+            )
     return wrong
 
 
@@ -332,14 +358,15 @@ def _early_resends(sent: dict[str, list[Received]]) -> list[tuple[str, float, fl
         for i, limited in enumerate(requests):
             if limited.retry_after is None:
                 continue
-            for later in requests[i + 1:]:
+            for later in requests[i + 1 :]:
                 if later.at < limited.at + limited.retry_after:
                     early.append((submission, limited.retry_after, later.at - limited.at))
     return early
 
 
-def _unsent_attempts(sent: dict[str, list[Received]],
-                     attempts: dict[str, list[tuple[int | None, str | None]]]) -> dict[str, str]:
+def _unsent_attempts(
+    sent: dict[str, list[Received]], attempts: dict[str, list[tuple[int | None, str | None]]]
+) -> dict[str, str]:
     """Submissions whose recorded attempts are not all requests the sink received.
 
     Every attempt with a status code must match an answer the sink gave for that delivery, and
@@ -359,8 +386,18 @@ def _keep(path: Path, requests: list[Received]) -> None:
     """What the sink saw, next to the hub's log and spool, for a failure to be read afterwards."""
     with path.open("w", encoding="utf-8") as out:
         for r in requests:
-            out.write(json.dumps({"at": r.at, "webhook_id": r.webhook_id, "status": r.status,
-                                  "retry_after": r.retry_after, "peer_port": r.peer_port}) + "\n")
+            out.write(
+                json.dumps(
+                    {
+                        "at": r.at,
+                        "webhook_id": r.webhook_id,
+                        "status": r.status,
+                        "retry_after": r.retry_after,
+                        "peer_port": r.peer_port,
+                    }
+                )
+                + "\n"
+            )
 
 
 @pytest.mark.timeout(900)
@@ -378,9 +415,15 @@ def test_three_sigkills_during_3000_webhooks_to_a_flaky_receiver(tmp_path: Path)
             # Killed once enough webhooks are in and this hub's deliveries are under way (Prefect's
             # server takes seconds to start: a kill before that would test the receiver only).
             sent_before = len(sink.received(SINK_PATH))
-            wait_for(lambda t=threshold, n=sent_before: (clients.count() >= t
-                                                         and len(sink.received(SINK_PATH)) >= n + KILL_WHEN_SENT)
-                     or clients.failure, timeout=300, interval=0.01, what=f"{threshold} acknowledged webhooks")
+            wait_for(
+                lambda t=threshold, n=sent_before: (
+                    (clients.count() >= t and len(sink.received(SINK_PATH)) >= n + KILL_WHEN_SENT)
+                    or clients.failure
+                ),
+                timeout=300,
+                interval=0.01,
+                what=f"{threshold} acknowledged webhooks",
+            )
             # ... at a moment a webhook is on its way in, when one comes soon enough.
             try:
                 wait_for(lambda: clients.in_flight > 0, timeout=5, interval=0.001)
@@ -404,15 +447,23 @@ def test_three_sigkills_during_3000_webhooks_to_a_flaky_receiver(tmp_path: Path)
 
         spool = data_dir / "spool.db"
         try:
-            wait_for(lambda: _delivered(spool, acked) == WEBHOOKS, timeout=DELIVERY_BOUND, interval=0.5,
-                     what=f"every acknowledged submission delivered (the bound: {DELIVERY_BOUND} s)")
+            wait_for(
+                lambda: _delivered(spool, acked) == WEBHOOKS,
+                timeout=DELIVERY_BOUND,
+                interval=0.5,
+                what=f"every acknowledged submission delivered (the bound: {DELIVERY_BOUND} s)",
+            )
         except AssertionError as exc:
             raise AssertionError(f"{exc}; ledger: {_summary(spool)}") from None
         took = time.time() - last_ack
-        print(f"\nfaults: hub started at {[round(t - hub.started[0], 1) for t in hub.started]} s, killed at "
-              f"{[round(t - hub.started[0], 1) for t in hub.kills]} s, last ack at {last_ack - hub.started[0]:.1f} s")
-        print(f"faults: all {WEBHOOKS} delivered {took:.1f} s after the last acknowledgement; "
-              f"{clients.resent} webhooks re-sent by the clients; {len(sink.received(SINK_PATH))} requests at the sink")
+        print(
+            f"\nfaults: hub started at {[round(t - hub.started[0], 1) for t in hub.started]} s, killed at "
+            f"{[round(t - hub.started[0], 1) for t in hub.kills]} s, last ack at {last_ack - hub.started[0]:.1f} s"
+        )
+        print(
+            f"faults: all {WEBHOOKS} delivered {took:.1f} s after the last acknowledgement; "
+            f"{clients.resent} webhooks re-sent by the clients; {len(sink.received(SINK_PATH))} requests at the sink"
+        )
     finally:
         hub.stop()
         sink.stop()
@@ -428,12 +479,19 @@ def test_three_sigkills_during_3000_webhooks_to_a_flaky_receiver(tmp_path: Path)
     never = [i for i in acked if not any(200 <= r.status < 300 for r in sent.get(i, []))]
     assert not never, f"{len(never)} acknowledged submissions never accepted by the sink"
     twice = _accepted_more_than_once(sent, attempts)
-    assert not twice, f"{len(twice)} accepted more than once with no kill in between, e.g. {list(twice.items())[:3]}"
-    again = sum(1 for requests in sent.values()
-                if len({r.headers.get(RUN_HEADER) for r in requests if 200 <= r.status < 300}) > 1)
+    assert not twice, (
+        f"{len(twice)} accepted more than once with no kill in between, e.g. {list(twice.items())[:3]}"
+    )
+    again = sum(
+        1
+        for requests in sent.values()
+        if len({r.headers.get(RUN_HEADER) for r in requests if 200 <= r.status < 300}) > 1
+    )
     print(f"faults: {again} submissions accepted again by the sink after a kill (in flight at the kill)")
     early = _early_resends(sent)
     assert not early, f"{len(early)} sent again before their Retry-After had passed, e.g. {early[:5]}"
     unsent = _unsent_attempts(sent, attempts)
-    assert not unsent, (f"{len(unsent)} deliveries have attempts that were never sent (deferrals counted as "
-                        f"attempts?), e.g. {list(unsent.items())[:3]}")
+    assert not unsent, (
+        f"{len(unsent)} deliveries have attempts that were never sent (deferrals counted as "
+        f"attempts?), e.g. {list(unsent.items())[:3]}"
+    )

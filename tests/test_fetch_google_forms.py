@@ -57,23 +57,53 @@ def _item(title: str, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def _grid(title: str, kind: str, rows: list[tuple[str, str]]) -> dict[str, Any]:
-    return _item(title, {"questionGroupItem": {
-        "questions": [{"questionId": q, "rowQuestion": {"title": t}} for q, t in rows],
-        "grid": {"columns": {"type": kind, "options": [{"value": "Good"}, {"value": "OK"}]}}}})
+    return _item(
+        title,
+        {
+            "questionGroupItem": {
+                "questions": [{"questionId": q, "rowQuestion": {"title": t}} for q, t in rows],
+                "grid": {"columns": {"type": kind, "options": [{"value": "Good"}, {"value": "OK"}]}},
+            }
+        },
+    )
 
 
 FORM = {
-    "formId": FORM_ID, "revisionId": "00000042", "responderUri": f"https://docs.google.com/forms/d/e/{FORM_ID}/viewform",
+    "formId": FORM_ID,
+    "revisionId": "00000042",
+    "responderUri": f"https://docs.google.com/forms/d/e/{FORM_ID}/viewform",
     "info": {"title": "PyConf 2026 — Anmeldung", "documentTitle": "Registration (internal)"},
     "items": [
         _item("Full name", _question("6a401f94", textQuestion={})),
         _item("Anything else we should know?", _question("2063e2c0", textQuestion={"paragraph": True})),
-        _item("Dietary preference", _question("1e3f5a77", choiceQuestion={
-            "type": "RADIO", "options": [{"value": "Vegetarian"}, {"value": "Vegan"}, {"isOther": True}]})),
-        _item("Which sessions will you attend?", _question("3c2b1a00", choiceQuestion={
-            "type": "CHECKBOX", "options": [{"value": "Keynote"}, {"value": "Workshop: Async Python 🐍"}]})),
-        _item("T-shirt size", _question("4d5e6f70", choiceQuestion={"type": "DROP_DOWN", "options": [{"value": "M"}]})),
-        _item("How would you rate last year's event?", _question("5f6a7b80", scaleQuestion={"low": 1, "high": 5})),
+        _item(
+            "Dietary preference",
+            _question(
+                "1e3f5a77",
+                choiceQuestion={
+                    "type": "RADIO",
+                    "options": [{"value": "Vegetarian"}, {"value": "Vegan"}, {"isOther": True}],
+                },
+            ),
+        ),
+        _item(
+            "Which sessions will you attend?",
+            _question(
+                "3c2b1a00",
+                choiceQuestion={
+                    "type": "CHECKBOX",
+                    "options": [{"value": "Keynote"}, {"value": "Workshop: Async Python 🐍"}],
+                },
+            ),
+        ),
+        _item(
+            "T-shirt size",
+            _question("4d5e6f70", choiceQuestion={"type": "DROP_DOWN", "options": [{"value": "M"}]}),
+        ),
+        _item(
+            "How would you rate last year's event?",
+            _question("5f6a7b80", scaleQuestion={"low": 1, "high": 5}),
+        ),
         _item("Arrival date", _question("60718293", dateQuestion={"includeYear": True})),
         _item("Arrival time", _question("7182a3b4", timeQuestion={})),
         _item("Upload your ID", _question("8293b4c5", fileUploadQuestion={"folderId": "f0", "maxFiles": 2})),
@@ -91,21 +121,31 @@ def _text(qid: str, *values: str) -> dict[str, Any]:
 
 
 RESPONSE_1 = {
-    "responseId": "ACYDBNj1_first_response", "createTime": "2026-11-20T14:04:58.123Z",
-    "lastSubmittedTime": "2026-11-20T14:04:58.123456789Z", "respondentEmail": "renee.mueller@example.de",
+    "responseId": "ACYDBNj1_first_response",
+    "createTime": "2026-11-20T14:04:58.123Z",
+    "lastSubmittedTime": "2026-11-20T14:04:58.123456789Z",
+    "respondentEmail": "renee.mueller@example.de",
     "answers": {  # keyed by questionId, not in form order
         "b5c6e7f8": _text("b5c6e7f8", "Good", "OK"),
         "6a401f94": _text("6a401f94", "Renée Müller-Lüdenscheidt"),
-        "2063e2c0": _text("2063e2c0", "Looking forward to it!\nSecond line with “curly quotes” & <b>markup</b>."),
+        "2063e2c0": _text(
+            "2063e2c0", "Looking forward to it!\nSecond line with “curly quotes” & <b>markup</b>."
+        ),
         "1e3f5a77": _text("1e3f5a77", "Vegetarian"),
         "3c2b1a00": _text("3c2b1a00", "Keynote", "Workshop: Async Python 🐍"),
         "4d5e6f70": _text("4d5e6f70", "M"),
         "5f6a7b80": _text("5f6a7b80", "4"),
         "60718293": _text("60718293", "2026-03-14"),
         "7182a3b4": _text("7182a3b4", "09:30"),
-        "8293b4c5": {"questionId": "8293b4c5", "fileUploadAnswers": {"answers": [
-            {"fileId": "1AbCdEf", "fileName": "id-front.jpg", "mimeType": "image/jpeg"},
-            {"fileId": "2GhIjKl", "fileName": "id-back.jpg", "mimeType": "image/jpeg"}]}},
+        "8293b4c5": {
+            "questionId": "8293b4c5",
+            "fileUploadAnswers": {
+                "answers": [
+                    {"fileId": "1AbCdEf", "fileName": "id-front.jpg", "mimeType": "image/jpeg"},
+                    {"fileId": "2GhIjKl", "fileName": "id-back.jpg", "mimeType": "image/jpeg"},
+                ]
+            },
+        },
         "93a4c5d6": _text("93a4c5d6", "Good"),
         "a4b5d6e7": _text("a4b5d6e7", "OK"),
         "c6d7f809": {"questionId": "c6d7f809", "textAnswers": {"answers": []}},
@@ -120,7 +160,10 @@ EXPECTED_1 = {
     "How would you rate last year's event?": "4",
     "Arrival date": "2026-03-14",
     "Arrival time": "09:30",
-    "Upload your ID": ["https://drive.google.com/open?id=1AbCdEf", "https://drive.google.com/open?id=2GhIjKl"],
+    "Upload your ID": [
+        "https://drive.google.com/open?id=1AbCdEf",
+        "https://drive.google.com/open?id=2GhIjKl",
+    ],
     "Rate the talks [Keynote]": "Good",
     "Rate the talks [Workshops]": "OK",
     "Which days suit you? [Morning]": ["Good", "OK"],
@@ -129,8 +172,12 @@ EXPECTED_1 = {
 
 def response(n: int, name: str, email: str) -> dict[str, Any]:
     at = f"2026-11-20T14:0{n}:00.5Z"
-    return {"responseId": f"ACYDBNj{n}_response", "createTime": at, "lastSubmittedTime": at,
-            "answers": {"6a401f94": _text("6a401f94", name), "c6d7f809": _text("c6d7f809", email)}}
+    return {
+        "responseId": f"ACYDBNj{n}_response",
+        "createTime": at,
+        "lastSubmittedTime": at,
+        "answers": {"6a401f94": _text("6a401f94", name), "c6d7f809": _text("c6d7f809", email)},
+    }
 
 
 @dataclass(frozen=True)
@@ -147,10 +194,15 @@ def options(**extra: Any) -> GoogleFormsPubSubOptions:
 
 
 def thin() -> Submission:
-    request = InboundRequest(method="POST", url=FIXTURE["url"], body=FIXTURE["body"].encode("utf-8"),
-                             headers={k.lower(): v for k, v in FIXTURE["headers"].items()})
-    context = NormalizeContext(submission_id="sub_1", source="gforms",
-                               received_at=parse_instant(FIXTURE["received_at"]))
+    request = InboundRequest(
+        method="POST",
+        url=FIXTURE["url"],
+        body=FIXTURE["body"].encode("utf-8"),
+        headers={k.lower(): v for k, v in FIXTURE["headers"].items()},
+    )
+    context = NormalizeContext(
+        submission_id="sub_1", source="gforms", received_at=parse_instant(FIXTURE["received_at"])
+    )
     return GoogleFormsPubSubConnector().normalize(request, context)
 
 
@@ -169,9 +221,13 @@ def answers_of(submission: Submission | dict[str, Any]) -> dict[str, Any]:
 
 def mock_api(mock: respx.MockRouter, *pages: list[dict[str, Any]]) -> tuple[respx.Route, respx.Route]:
     form = mock.get(f"{API}/forms/{FORM_ID}").respond(200, json=FORM)
-    answers = [httpx.Response(200, json={"responses": page, **({"nextPageToken": f"page-{n + 2}"}
-                                                            if n + 1 < len(pages) else {})})
-               for n, page in enumerate(pages)]
+    answers = [
+        httpx.Response(
+            200,
+            json={"responses": page, **({"nextPageToken": f"page-{n + 2}"} if n + 1 < len(pages) else {})},
+        )
+        for n, page in enumerate(pages)
+    ]
     listing = mock.get(f"{API}/forms/{FORM_ID}/responses").mock(side_effect=answers)
     return form, listing
 
@@ -195,8 +251,10 @@ def test_expand_lists_responses_since_the_notification_and_maps_them() -> None:
     assert one.metadata["watch_id"] == WATCH_ID and one.metadata["response_id"] == RESPONSE_1["responseId"]
     assert {a.label: a.type for a in one.answers}["Rate the talks [Keynote]"] == "grid"
     assert {a.label: a.type for a in one.answers}["Which days suit you? [Morning]"] == "checkbox_grid"
-    assert two.email == "ada@example.org" and answers_of(two) == {"Full name": "Ada Lovelace",
-                                                                   "Mobile phone": "ada@example.org"}
+    assert two.email == "ada@example.org" and answers_of(two) == {
+        "Full name": "Ada Lovelace",
+        "Mobile phone": "ada@example.org",
+    }
     assert two.name == "Ada Lovelace"
 
 
@@ -205,7 +263,9 @@ def test_look_back_option_and_no_responses_yet() -> None:
         _, listing = mock_api(mock, [])
         with pytest.raises(FetchFailed, match="no response of form"):
             run(GoogleFormsPubSubConnector().expand, thin(), Source(options(lookback_seconds=120)))
-    assert parse_qs(listing.calls.last.request.url.query.decode())["filter"] == ["timestamp > 2026-11-20T14:03:12.733Z"]
+    assert parse_qs(listing.calls.last.request.url.query.decode())["filter"] == [
+        "timestamp > 2026-11-20T14:03:12.733Z"
+    ]
 
 
 def test_form_is_cached_and_refetched_when_a_question_is_new() -> None:
@@ -225,16 +285,21 @@ def test_form_is_cached_and_refetched_when_a_question_is_new() -> None:
     assert answers_of(found)["Added later"] == "new"
 
 
-@pytest.mark.parametrize(("status", "expected"), [
-    (401, "access_token expires after 1 h"),
-    (403, "share the form"),
-    (404, "check the form id"),
-    (429, "tried again later"),
-    (500, "tried again later"),
-])
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        (401, "access_token expires after 1 h"),
+        (403, "share the form"),
+        (404, "check the form id"),
+        (429, "tried again later"),
+        (500, "tried again later"),
+    ],
+)
 def test_api_errors_become_fetch_failed(status: int, expected: str) -> None:
     with respx.mock() as mock:
-        mock.get(f"{API}/forms/{FORM_ID}").respond(status, json={"error": {"code": status, "message": "nope"}})
+        mock.get(f"{API}/forms/{FORM_ID}").respond(
+            status, json={"error": {"code": status, "message": "nope"}}
+        )
         with pytest.raises(FetchFailed, match=expected) as caught:
             run(GoogleFormsPubSubConnector().expand, thin(), Source(options()))
     assert TOKEN not in str(caught.value)
@@ -242,16 +307,28 @@ def test_api_errors_become_fetch_failed(status: int, expected: str) -> None:
 
 # --- service account tokens ------------------------------------------------------------------
 
+
 @pytest.fixture
 def key_file(tmp_path: Path) -> tuple[Path, rsa.RSAPrivateKey]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption()).decode()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
     path = tmp_path / "sa.json"
-    path.write_text(json.dumps({
-        "type": "service_account", "project_id": "acme-forms-prod", "private_key_id": "k3y1d",
-        "private_key": pem, "client_email": "forms-reader@acme-forms-prod.iam.gserviceaccount.com",
-        "client_id": "1234567890", "token_uri": TOKEN_URL}), encoding="utf-8")
+    path.write_text(
+        json.dumps(
+            {
+                "type": "service_account",
+                "project_id": "acme-forms-prod",
+                "private_key_id": "k3y1d",
+                "private_key": pem,
+                "client_email": "forms-reader@acme-forms-prod.iam.gserviceaccount.com",
+                "client_id": "1234567890",
+                "token_uri": TOKEN_URL,
+            }
+        ),
+        encoding="utf-8",
+    )
     return path, key
 
 
@@ -260,14 +337,18 @@ def test_service_account_token_is_minted_cached_and_renewed(key_file: tuple[Path
     connector = GoogleFormsPubSubConnector()
     now = [time.time()]
     connector.api.clock = lambda: now[0]
-    opts = options(access_token=None, service_account_file=str(path), delegated_user="forms-admin@example.org")
+    opts = options(
+        access_token=None, service_account_file=str(path), delegated_user="forms-admin@example.org"
+    )
     minted: list[dict[str, Any]] = []
 
     def token_endpoint(request: httpx.Request) -> httpx.Response:
         form = parse_qs(request.content.decode())
         minted.append(form)
-        return httpx.Response(200, json={"access_token": f"ya29.minted-{len(minted)}", "expires_in": 3599,
-                                         "token_type": "Bearer"})
+        return httpx.Response(
+            200,
+            json={"access_token": f"ya29.minted-{len(minted)}", "expires_in": 3599, "token_type": "Bearer"},
+        )
 
     with respx.mock() as mock:
         mock.post(TOKEN_URL).mock(side_effect=token_endpoint)
@@ -297,7 +378,9 @@ def test_refused_key_and_revoked_token(key_file: tuple[Path, rsa.RSAPrivateKey])
     path, _ = key_file
     opts = options(access_token=None, service_account_file=str(path))
     with respx.mock() as mock:
-        mock.post(TOKEN_URL).respond(400, json={"error": "invalid_grant", "error_description": "Invalid JWT Signature."})
+        mock.post(TOKEN_URL).respond(
+            400, json={"error": "invalid_grant", "error_description": "Invalid JWT Signature."}
+        )
         with pytest.raises(FetchFailed, match="Invalid JWT Signature.*service account key"):
             run(GoogleFormsPubSubConnector().expand, thin(), Source(opts))
     connector = GoogleFormsPubSubConnector()
@@ -313,15 +396,20 @@ def test_refused_key_and_revoked_token(key_file: tuple[Path, rsa.RSAPrivateKey])
 def test_options_validation_and_warnings(key_file: tuple[Path, rsa.RSAPrivateKey]) -> None:
     path, _ = key_file
     connector = GoogleFormsPubSubConnector()
-    for bad, message in [({"service_account_file": str(path)}, "not both"),
-                         ({"access_token": None, "service_account_file": "/no/such/key.json"}, "cannot be read"),
-                         ({"watch_id": WATCH_ID}, "needs form_id"),
-                         ({"topic_name": "forms-events"}, "projects/<project>/topics/<topic>"),
-                         ({"api_base_url": "http://forms.example.com"}, "must use https"),
-                         ({"access_token": ""}, "environment variable unset")]:
+    for bad, message in [
+        ({"service_account_file": str(path)}, "not both"),
+        ({"access_token": None, "service_account_file": "/no/such/key.json"}, "cannot be read"),
+        ({"watch_id": WATCH_ID}, "needs form_id"),
+        ({"topic_name": "forms-events"}, "projects/<project>/topics/<topic>"),
+        ({"api_base_url": "http://forms.example.com"}, "must use https"),
+        ({"access_token": ""}, "environment variable unset"),
+    ]:
         with pytest.raises(ValidationError, match=message):
             options(**bad)
-    assert options(api_base_url="https://forms.googleapis.com/v1/").api_base_url == "https://forms.googleapis.com"
+    assert (
+        options(api_base_url="https://forms.googleapis.com/v1/").api_base_url
+        == "https://forms.googleapis.com"
+    )
     none = " ".join(connector.warnings(options(access_token=None)))
     assert "answers will not be fetched; submissions become dead letters" in none
     assert "not renewed" in none
@@ -338,8 +426,14 @@ WATCHES = f"{API}/forms/{FORM_ID}/watches"
 
 
 def watch(watch_id: str) -> dict[str, Any]:
-    return {"id": watch_id, "eventType": "RESPONSES", "target": {"topic": {"topicName": TOPIC}},
-            "createTime": "2026-11-20T00:00:00Z", "expireTime": "2026-11-27T00:00:00Z", "state": "ACTIVE"}
+    return {
+        "id": watch_id,
+        "eventType": "RESPONSES",
+        "target": {"topic": {"topicName": TOPIC}},
+        "createTime": "2026-11-20T00:00:00Z",
+        "expireTime": "2026-11-27T00:00:00Z",
+        "state": "ACTIVE",
+    }
 
 
 def maintain(opts: GoogleFormsPubSubOptions) -> str:
@@ -361,16 +455,23 @@ def test_maintain_recreates_a_gone_watch_under_its_id() -> None:
         create = mock.post(WATCHES).respond(200, json=watch(WATCH_ID))
         done = maintain(options(form_id=FORM_ID, watch_id=WATCH_ID, topic_name=TOPIC))
     assert json.loads(create.calls.last.request.content) == {
-        "watch": {"target": {"topic": {"topicName": TOPIC}}, "eventType": "RESPONSES"}, "watchId": WATCH_ID}
-    assert done.startswith(f"watch {WATCH_ID} was gone; created watch {WATCH_ID}") and "set watch_id" not in done
+        "watch": {"target": {"topic": {"topicName": TOPIC}}, "eventType": "RESPONSES"},
+        "watchId": WATCH_ID,
+    }
+    assert (
+        done.startswith(f"watch {WATCH_ID} was gone; created watch {WATCH_ID}") and "set watch_id" not in done
+    )
 
 
 def test_maintain_reports_a_new_watch_id_when_the_old_one_cannot_be_reused() -> None:
     with respx.mock() as mock:
         mock.post(RENEW).respond(404, json={"error": {"code": 404}})
-        create = mock.post(WATCHES).mock(side_effect=[
-            httpx.Response(400, json={"error": {"code": 400, "message": "watch id in use"}}),
-            httpx.Response(200, json=watch("generated-7f3a"))])
+        create = mock.post(WATCHES).mock(
+            side_effect=[
+                httpx.Response(400, json={"error": {"code": 400, "message": "watch id in use"}}),
+                httpx.Response(200, json=watch("generated-7f3a")),
+            ]
+        )
         mock.get(WATCHES).respond(200, json={})
         done = maintain(options(form_id=FORM_ID, watch_id=WATCH_ID, topic_name=TOPIC))
     assert "watchId" not in json.loads(create.calls.last.request.content)
@@ -397,13 +498,16 @@ def test_maintain_failures_and_nothing_to_do() -> None:
         with pytest.raises(FetchFailed, match="403"):
             maintain(options(form_id=FORM_ID, watch_id=WATCH_ID, topic_name=TOPIC))
         assert maintain(options()).startswith("nothing to do")
-        assert maintain(options(access_token=None, form_id=FORM_ID, watch_id=WATCH_ID)).startswith("cannot renew")
+        assert maintain(options(access_token=None, form_id=FORM_ID, watch_id=WATCH_ID)).startswith(
+            "cannot renew"
+        )
         create = mock.post(WATCHES).respond(200, json=watch("fresh-1"))
         assert "set watch_id: fresh-1" in maintain(options(form_id=FORM_ID, topic_name=TOPIC))
         assert "watchId" not in json.loads(create.calls.last.request.content)
 
 
 # --- end to end ------------------------------------------------------------------------------
+
 
 class FakeForms:
     """forms.get and forms.responses.list on loopback, two responses per page."""
@@ -425,26 +529,45 @@ class FakeForms:
             return JSONResponse({"error": {"code": 401}}, status_code=401)
         self.filters.append(request.query_params["filter"])
         start = int(request.query_params.get("pageToken", "0"))
-        page: dict[str, Any] = {"responses": self.responses[start:start + 2]}
+        page: dict[str, Any] = {"responses": self.responses[start : start + 2]}
         if start + 2 < len(self.responses):
             page["nextPageToken"] = str(start + 2)
         return JSONResponse(page)
 
     def app(self) -> Starlette:
-        return Starlette(routes=[Route(f"/v1/forms/{FORM_ID}", self._form),
-                                 Route(f"/v1/forms/{FORM_ID}/responses", self._responses)])
+        return Starlette(
+            routes=[
+                Route(f"/v1/forms/{FORM_ID}", self._form),
+                Route(f"/v1/forms/{FORM_ID}/responses", self._responses),
+            ]
+        )
 
 
 def signed_notification(key: rsa.RSAPrivateKey, kid: str, now: float) -> tuple[bytes, dict[str, str]]:
     message_id = "2975812940449999"
     published = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(now - 2))
-    body = json.dumps({"message": {
-        "attributes": {"eventType": "RESPONSES", "formId": FORM_ID, "watchId": WATCH_ID},
-        "messageId": message_id, "message_id": message_id, "publishTime": published, "publish_time": published},
-        "subscription": "projects/acme-forms-prod/subscriptions/hookhub-forms-push"}).encode()
+    body = json.dumps(
+        {
+            "message": {
+                "attributes": {"eventType": "RESPONSES", "formId": FORM_ID, "watchId": WATCH_ID},
+                "messageId": message_id,
+                "message_id": message_id,
+                "publishTime": published,
+                "publish_time": published,
+            },
+            "subscription": "projects/acme-forms-prod/subscriptions/hookhub-forms-push",
+        }
+    ).encode()
     config = FIXTURE["verify_config"]
-    claims = {"aud": config["audience"], "iss": "https://accounts.google.com", "email_verified": True,
-              "email": config["service_account_email"], "iat": int(now), "exp": int(now) + 3600, "sub": "7150660363"}
+    claims = {
+        "aud": config["audience"],
+        "iss": "https://accounts.google.com",
+        "email_verified": True,
+        "email": config["service_account_email"],
+        "iat": int(now),
+        "exp": int(now) + 3600,
+        "sub": "7150660363",
+    }
     token = jwt.encode(claims, key, algorithm="RS256", headers={"kid": kid})
     return body, {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
 
@@ -465,30 +588,59 @@ def settled(hub: Any, notification_id: str) -> bool:
 
 
 def test_notifications_through_the_hub_deliver_each_response_once(tmp_path: Path) -> None:
-    first, second, third = RESPONSE_1, response(6, "Ada Lovelace", "ada@example.org"), response(7, "Grace", "g@x.io")
+    first, second, third = (
+        RESPONSE_1,
+        response(6, "Ada Lovelace", "ada@example.org"),
+        response(7, "Grace", "g@x.io"),
+    )
     forms = FakeForms([first, second])
     forms_server = serve_app(forms.app())
     fake = FakeDestination().start()
     key, kid = rsa.generate_private_key(public_exponent=65537, key_size=2048), "hookhub-test-2"
-    jwks = {"keys": [*FIXTURE["verify_config"]["jwks"]["keys"],
-                     {**json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key())), "kid": kid, "alg": "RS256"}]}
-    settings = {**FIXTURE["verify_config"], "jwks": jwks, "access_token": TOKEN, "api_base_url": forms_server.url}
+    jwks = {
+        "keys": [
+            *FIXTURE["verify_config"]["jwks"]["keys"],
+            {**json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key())), "kid": kid, "alg": "RS256"},
+        ]
+    }
+    settings = {
+        **FIXTURE["verify_config"],
+        "jwks": jwks,
+        "access_token": TOKEN,
+        "api_base_url": forms_server.url,
+    }
     config = tmp_path / "connectors.yaml"
-    config.write_text("\n".join([
-        "sources:", "  google-forms-push:", "    provider: google_forms_pubsub",
-        f"    public_url: {json.dumps(FIXTURE['url'])}",
-        *(f"    {k}: {json.dumps(v)}" for k, v in settings.items()),
-        "destinations:", f"  out: {{type: webhook, url: {json.dumps(fake.url('/hook'))}, secret: {WHSEC}}}",
-        "routes:", "  - {name: all, from: ['*'], to: [out]}",
-    ]) + "\n", encoding="utf-8")
+    config.write_text(
+        "\n".join(
+            [
+                "sources:",
+                "  google-forms-push:",
+                "    provider: google_forms_pubsub",
+                f"    public_url: {json.dumps(FIXTURE['url'])}",
+                *(f"    {k}: {json.dumps(v)}" for k, v in settings.items()),
+                "destinations:",
+                f"  out: {{type: webhook, url: {json.dumps(fake.url('/hook'))}, secret: {WHSEC}}}",
+                "routes:",
+                "  - {name: all, from: ['*'], to: [out]}",
+            ]
+        )
+        + "\n",
+        encoding="utf-8",
+    )
     clock = FakeClock(epoch(FIXTURE["received_at"]))  # the fixture's JWT is valid at its received_at only
     hub, server = start_hub(config, tmp_path / "data", clock=clock, dispatch=True)
     url = f"{server.url}/hooks/google-forms-push"
     try:
-        answer = httpx.post(url, content=FIXTURE["body"].encode("utf-8"), timeout=30,
-                            headers={k: v for k, v in FIXTURE["headers"].items() if k.lower() != "content-length"})
+        answer = httpx.post(
+            url,
+            content=FIXTURE["body"].encode("utf-8"),
+            timeout=30,
+            headers={k: v for k, v in FIXTURE["headers"].items() if k.lower() != "content-length"},
+        )
         assert answer.status_code == 200, answer.text
-        wait_for(lambda: settled(hub, answer.json()["id"]), timeout=180, what="the first notification expanded")
+        wait_for(
+            lambda: settled(hub, answer.json()["id"]), timeout=180, what="the first notification expanded"
+        )
         delivered = [json_body(r) for r in fake.received("/hook")]
         assert sorted(d["event_id"] for d in delivered) == sorted([first["responseId"], second["responseId"]])
         by_id = {d["event_id"]: d for d in delivered}
@@ -501,7 +653,9 @@ def test_notifications_through_the_hub_deliver_each_response_once(tmp_path: Path
         body, headers = signed_notification(key, kid, clock.now)
         again = httpx.post(url, content=body, headers=headers, timeout=30)
         assert again.status_code == 200, again.text
-        wait_for(lambda: settled(hub, again.json()["id"]), timeout=60, what="the second notification expanded")
+        wait_for(
+            lambda: settled(hub, again.json()["id"]), timeout=60, what="the second notification expanded"
+        )
         delivered = [json_body(r) for r in fake.received("/hook")]
         assert len(delivered) == 3
         assert delivered[-1]["event_id"] == third["responseId"] and delivered[-1]["email"] == "g@x.io"

@@ -126,8 +126,13 @@ def standard_headers(body: bytes, timestamp: int | str, msg_id: str = "msg_hosti
 
 
 def typeform_body(event_id: str) -> bytes:
-    return json.dumps({"event_id": event_id, "event_type": "form_response",
-                       "form_response": {"form_id": "f1", "token": event_id, "answers": []}}).encode()
+    return json.dumps(
+        {
+            "event_id": event_id,
+            "event_type": "form_response",
+            "form_response": {"form_id": "f1", "token": event_id, "answers": []},
+        }
+    ).encode()
 
 
 def nested_json(depth: int) -> bytes:
@@ -139,7 +144,7 @@ def form_fields(count: int) -> bytes:
 
 
 def multipart_fields(count: int, boundary: str) -> bytes:
-    part = f"--{boundary}\r\nContent-Disposition: form-data; name=\"q{{}}\"\r\n\r\nx\r\n"
+    part = f'--{boundary}\r\nContent-Disposition: form-data; name="q{{}}"\r\n\r\nx\r\n'
     return ("".join(part.format(i) for i in range(count)) + f"--{boundary}--\r\n").encode()
 
 
@@ -235,6 +240,7 @@ def _timestamped(offset: int) -> Send:
     def send(r: Running) -> Answer:
         body = b'{"type": "form.submitted", "timestamp": "2026-01-01T00:00:00Z", "data": {}}'
         return post(r.url, "/hooks/sw", body, standard_headers(body, int(time.time()) + offset))
+
     return send
 
 
@@ -246,8 +252,13 @@ def _huge_timestamp(r: Running) -> Answer:
 def _oversized_signature(size: int) -> Send:
     def send(r: Running) -> Answer:
         body = typeform_body("big-signature")
-        return post(r.url, "/hooks/tf", body, {"content-type": "application/json",
-                                               "typeform-signature": "sha256=" + "A" * size})
+        return post(
+            r.url,
+            "/hooks/tf",
+            body,
+            {"content-type": "application/json", "typeform-signature": "sha256=" + "A" * size},
+        )
+
     return send
 
 
@@ -268,21 +279,27 @@ def _multipart(token: bool) -> Send:
         query = "?" + urlencode({"token": TOKEN}) if token else ""
         content_type = f"multipart/form-data; boundary={boundary}"
         return post(r.url, "/hooks/jot" + query, body, {"content-type": content_type})
+
     return send
 
 
 def _cl_te(r: Running) -> Answer:
     body = b"5\r\nhello\r\n0\r\n\r\n"
-    request = head("POST", "/hooks/tf", [("content-type", "application/json"), ("content-length", "5"),
-                                         ("transfer-encoding", "chunked")])
+    request = head(
+        "POST",
+        "/hooks/tf",
+        [("content-type", "application/json"), ("content-length", "5"), ("transfer-encoding", "chunked")],
+    )
     return raw(r.server.port, [request + body])
 
 
 def _raw_path(method: str, target: str, body: bytes = b"{}") -> Send:
     def send(r: Running) -> Answer:
-        request = head(method, target, [("content-type", "application/json"),
-                                        ("content-length", str(len(body)))])
+        request = head(
+            method, target, [("content-type", "application/json"), ("content-length", str(len(body)))]
+        )
         return raw(r.server.port, [request + body])
+
     return send
 
 
@@ -290,31 +307,34 @@ def _repeated_header(count: int) -> Send:
     def send(r: Running) -> Answer:
         request = head("POST", "/hooks/tf", [("x-a", "b")] * count + [("content-length", "2")])
         return raw(r.server.port, [request + b"{}"])
+
     return send
 
 
 def _distinct_headers(count: int) -> Send:
     def send(r: Running) -> Answer:
         return raw(r.server.port, [head("GET", "/healthz", [(f"x-h{i}", "v") for i in range(count)])])
+
     return send
 
 
 def _one_big_header(size: int) -> Send:
     def send(r: Running) -> Answer:
         return raw(r.server.port, [head("GET", "/healthz", [("x-big", "v" * size)])])
+
     return send
 
 
 def _trickled_head(r: Running) -> Answer:
     request = head("GET", "/healthz", [("x-slow", "v")])
-    return raw(r.server.port, [request[i:i + 2] for i in range(0, len(request), 2)], pause=0.4)
+    return raw(r.server.port, [request[i : i + 2] for i in range(0, len(request), 2)], pause=0.4)
 
 
 def _trickled_body(r: Running) -> Answer:
     # A byte every 0.3 s: always within body_idle_timeout, never done within body_timeout.
     body = typeform_body("trickled")
     request = signed_head(body)
-    return raw(r.server.port, [request] + [body[i:i + 1] for i in range(len(body))], pause=0.3)
+    return raw(r.server.port, [request] + [body[i : i + 1] for i in range(len(body))], pause=0.3)
 
 
 def _stalled_body(r: Running) -> Answer:
@@ -335,8 +355,13 @@ def _keep_alive(r: Running) -> Answer:
 
 def _large_signed(r: Running) -> Answer:
     # Head and a 60 KB body in one write, more than max_header_bytes together: the head alone is counted.
-    body = json.dumps({"event_id": "large", "event_type": "form_response", "form_response": {
-        "form_id": "f1", "token": "large", "answers": [], "pad": "p" * 70_000}}).encode()
+    body = json.dumps(
+        {
+            "event_id": "large",
+            "event_type": "form_response",
+            "form_response": {"form_id": "f1", "token": "large", "answers": [], "pad": "p" * 70_000},
+        }
+    ).encode()
     request = signed_head(body)
     return raw(r.server.port, [request + body])
 
@@ -349,30 +374,46 @@ CASES = [
     Case("oversized signature within the head limit", _oversized_signature(60_000), 401),
     Case("signature over the head limit", _oversized_signature(70_000), 431),
     Case("unknown source", _unknown_source, 401, logged="no source 'no-such-source' is configured"),
-    Case("invalid UTF-8, unsigned", lambda r: post(r.url, "/hooks/tf", b"\xff\xfe{\"a\": \"\xc3\"}",
-                                                   {"content-type": "application/json"}), 401),
+    Case(
+        "invalid UTF-8, unsigned",
+        lambda r: post(r.url, "/hooks/tf", b'\xff\xfe{"a": "\xc3"}', {"content-type": "application/json"}),
+        401,
+    ),
     Case("invalid UTF-8, signed: kept for the pipeline", _signed_tf(b'{"event_id": "\xff"}'), 200, stored=1),
     Case("100,000-level JSON nesting, signed", _signed_tf(nested_json(100_000)), 200, stored=1),
-    Case("100,000-level JSON nesting, unsigned", lambda r: post(r.url, "/hooks/tf", nested_json(100_000),
-                                                                {"content-type": "application/json"}), 401),
+    Case(
+        "100,000-level JSON nesting, unsigned",
+        lambda r: post(r.url, "/hooks/tf", nested_json(100_000), {"content-type": "application/json"}),
+        401,
+    ),
     Case("100,000 urlencoded fields, no handshake key", _form_unsigned, 401),
     Case("100,000 multipart fields, no token", _multipart(token=False), 401),
     Case("100,000 multipart fields, with the token", _multipart(token=True), 200, stored=1, within=30),
-    Case("Content-Length with Transfer-Encoding", _cl_te, 400,
-         allow_warnings=["Invalid HTTP request received."]),
+    Case(
+        "Content-Length with Transfer-Encoding",
+        _cl_te,
+        400,
+        allow_warnings=["Invalid HTTP request received."],
+    ),
     Case("/hooks/../healthz", _raw_path("POST", "/hooks/../healthz"), 404),
     Case("/hooks/tf/ (trailing slash)", _raw_path("POST", "/hooks/tf/"), 307),
     Case("/hooks/tf%2Fx", _raw_path("POST", "/hooks/tf%2Fx"), 404),
     Case("10,000-character source id", _raw_path("POST", "/hooks/" + "a" * 10_000), 401),
     Case("70,000-character path", _raw_path("POST", "/hooks/" + "a" * 70_000), 414),
     Case("GET on a hook", lambda r: post(r.url, "/hooks/tf", b"", {}, method="GET"), 405),
-    Case("PUT on a hook", lambda r: post(r.url, "/hooks/tf", b"{}", {"content-type": "application/json"},
-                                         method="PUT"), 405),
+    Case(
+        "PUT on a hook",
+        lambda r: post(r.url, "/hooks/tf", b"{}", {"content-type": "application/json"}, method="PUT"),
+        405,
+    ),
     Case("DELETE on a hook", lambda r: post(r.url, "/hooks/tf", b"", {}, method="DELETE"), 405),
     Case("POST on /healthz", lambda r: post(r.url, "/healthz", b"{}", {}), 405),
     Case("wrong content type, signed", _signed_tf(typeform_body("text"), content_type="text/plain"), 415),
-    Case("wrong content type, unsigned: no hint", lambda r: post(r.url, "/hooks/tf", b"x",
-                                                                 {"content-type": "text/plain"}), 401),
+    Case(
+        "wrong content type, unsigned: no hint",
+        lambda r: post(r.url, "/hooks/tf", b"x", {"content-type": "text/plain"}),
+        401,
+    ),
     Case("400,000 repeats of one header", _repeated_header(400_000), 431, within=2.0),
     Case("10,000 distinct headers", _distinct_headers(10_000), 431, within=2.0),
     Case("101 headers", _distinct_headers(101), 431),
@@ -422,20 +463,25 @@ def test_unknown_source_answers_like_a_failed_verification(running: Running) -> 
 
 def test_idle_connections_up_to_the_cap_then_refused_and_closed(running: Running) -> None:
     running.logs.records.clear()
-    wait_for(lambda: running.open_connections() == 0, timeout=HEADER_TIMEOUT + MARGIN,
-             what="no open connections")
+    wait_for(
+        lambda: running.open_connections() == 0, timeout=HEADER_TIMEOUT + MARGIN, what="no open connections"
+    )
     idle = [socket.create_connection(("127.0.0.1", running.server.port)) for _ in range(MAX_CONNECTIONS - 1)]
     try:
-        wait_for(lambda: running.open_connections() == MAX_CONNECTIONS - 1,
-                 what="the idle connections to open")
+        wait_for(
+            lambda: running.open_connections() == MAX_CONNECTIONS - 1, what="the idle connections to open"
+        )
         # One slot left: /healthz still answers while idle connections pile up to the cap.
         assert httpx.get(f"{running.url}/healthz", timeout=5).status_code == 200
         idle.append(socket.create_connection(("127.0.0.1", running.server.port)))
         wait_for(lambda: running.open_connections() == MAX_CONNECTIONS, what="the cap to be reached")
         refused = raw(running.server.port, [head("GET", "/healthz", [])], timeout=5)
         assert refused.status == 503
-        warnings = [r for r in running.logs.records if r.levelno == logging.WARNING
-                    and getattr(r, "event", "") == "connection_cap"]
+        warnings = [
+            r
+            for r in running.logs.records
+            if r.levelno == logging.WARNING and getattr(r, "event", "") == "connection_cap"
+        ]
         assert warnings and "connection cap reached" in warnings[0].getMessage()
         # The idle connections send nothing: the header timeout closes them, and the hub answers again.
         started = time.monotonic()

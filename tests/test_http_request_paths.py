@@ -98,48 +98,79 @@ def _run(kind: str, call: Callable[[Any], Any]) -> Any:
     async def go() -> Any:
         async with CLIENTS[kind]() as client:
             return await call(client)
+
     return asyncio.run(go())
 
 
 def test_post_sends_exactly_the_given_bytes_and_headers(client_kind: str, port: int) -> None:
     seen.clear()
-    answer = _run(client_kind, lambda c: _http.post(c, f"http://127.0.0.1:{port}/in", content=b'{"a":1}',
-                                                    headers={"Content-Type": "application/json", "X-Sig": "s"},
-                                                    timeout=5))
-    assert (answer.status, answer.body, answer.headers["content-type"]) == (201, b'{"ok":true}', "application/json")
+    answer = _run(
+        client_kind,
+        lambda c: _http.post(
+            c,
+            f"http://127.0.0.1:{port}/in",
+            content=b'{"a":1}',
+            headers={"Content-Type": "application/json", "X-Sig": "s"},
+            timeout=5,
+        ),
+    )
+    assert (answer.status, answer.body, answer.headers["content-type"]) == (
+        201,
+        b'{"ok":true}',
+        "application/json",
+    )
     assert seen[-1]["body"] == b'{"a":1}' and seen[-1]["headers"]["X-Sig"] == "s"
 
 
 def test_no_content_type_is_invented(client_kind: str, port: int) -> None:
     seen.clear()
-    _run(client_kind, lambda c: _http.post(c, f"http://127.0.0.1:{port}/in", content=b"raw", headers={}, timeout=5))
+    _run(
+        client_kind,
+        lambda c: _http.post(c, f"http://127.0.0.1:{port}/in", content=b"raw", headers={}, timeout=5),
+    )
     assert "Content-Type" not in seen[-1]["headers"]
 
 
 def test_params_and_methods(client_kind: str, port: int) -> None:
     seen.clear()
-    _run(client_kind, lambda c: _http.request(c, "GET", f"http://127.0.0.1:{port}/search", headers={},
-                                              params={"term": "a b@c.de"}, timeout=5))
+    _run(
+        client_kind,
+        lambda c: _http.request(
+            c, "GET", f"http://127.0.0.1:{port}/search", headers={}, params={"term": "a b@c.de"}, timeout=5
+        ),
+    )
     assert seen[-1]["method"] == "GET"
-    assert seen[-1]["path"] in ("/search?term=a+b%40c.de", "/search?term=a%20b%40c.de", "/search?term=a+b@c.de")
+    assert seen[-1]["path"] in (
+        "/search?term=a+b%40c.de",
+        "/search?term=a%20b%40c.de",
+        "/search?term=a+b@c.de",
+    )
 
 
 def test_answers_are_capped(client_kind: str, port: int) -> None:
-    answer = _run(client_kind, lambda c: _http.post(c, f"http://127.0.0.1:{port}/big", content=b"", headers={},
-                                                    timeout=5))
+    answer = _run(
+        client_kind,
+        lambda c: _http.post(c, f"http://127.0.0.1:{port}/big", content=b"", headers={}, timeout=5),
+    )
     assert answer.status == 200 and len(answer.body) == _http.MAX_BODY_BYTES
 
 
 def test_redirects_are_not_followed(client_kind: str, port: int) -> None:
-    answer = _run(client_kind, lambda c: _http.post(c, f"http://127.0.0.1:{port}/redirect", content=b"",
-                                                    headers={}, timeout=5))
+    answer = _run(
+        client_kind,
+        lambda c: _http.post(c, f"http://127.0.0.1:{port}/redirect", content=b"", headers={}, timeout=5),
+    )
     assert answer.status == 302 and answer.headers["location"] == "/elsewhere"
 
 
 def test_headers_read_case_insensitively(client_kind: str, port: int) -> None:
-    answer = _run(client_kind, lambda c: _http.post(c, f"http://127.0.0.1:{port}/limited", content=b"",
-                                                    headers={}, timeout=5))
-    assert answer.status == 429 and answer.headers.get("retry-after") == "7" and answer.headers["x-thing"] == "a"
+    answer = _run(
+        client_kind,
+        lambda c: _http.post(c, f"http://127.0.0.1:{port}/limited", content=b"", headers={}, timeout=5),
+    )
+    assert (
+        answer.status == 429 and answer.headers.get("retry-after") == "7" and answer.headers["x-thing"] == "a"
+    )
     assert answer.text == '{"error":"slow down"}'
 
 
@@ -148,20 +179,26 @@ def test_refused_connection_was_not_sent(client_kind: str) -> None:
         probe.bind(("127.0.0.1", 0))
         closed = probe.getsockname()[1]
     with pytest.raises(_http.TransportFailed) as failed:
-        _run(client_kind, lambda c: _http.post(c, f"http://127.0.0.1:{closed}/in", content=b"", headers={},
-                                               timeout=5))
+        _run(
+            client_kind,
+            lambda c: _http.post(c, f"http://127.0.0.1:{closed}/in", content=b"", headers={}, timeout=5),
+        )
     assert failed.value.sent is False and "could not connect" in failed.value.reason
 
 
 def test_no_answer_in_time_may_have_been_sent(client_kind: str, port: int) -> None:
     with pytest.raises(_http.TransportFailed) as failed:
-        _run(client_kind, lambda c: _http.post(c, f"http://127.0.0.1:{port}/hang", content=b"", headers={},
-                                               timeout=0.5))
+        _run(
+            client_kind,
+            lambda c: _http.post(c, f"http://127.0.0.1:{port}/hang", content=b"", headers={}, timeout=0.5),
+        )
     assert failed.value.sent is True and failed.value.reason == "no answer within 0.5 s"
 
 
 def test_broken_answer_is_a_transport_failure(client_kind: str, port: int) -> None:
     with pytest.raises(_http.TransportFailed) as failed:
-        _run(client_kind, lambda c: _http.post(c, f"http://127.0.0.1:{port}/drop", content=b"", headers={},
-                                               timeout=5))
+        _run(
+            client_kind,
+            lambda c: _http.post(c, f"http://127.0.0.1:{port}/drop", content=b"", headers={}, timeout=5),
+        )
     assert failed.value.sent is True and failed.value.reason.startswith("connection failed (")

@@ -28,7 +28,10 @@ def test_backoff_grows_exponentially_with_bounded_jitter_and_a_cap() -> None:
 def test_decide_delivered_failed_and_retry() -> None:
     policy = RetryPolicy(initial=1, max_delay=10)
     now = 1000.0
-    assert decide(_row(), Outcome(key="k", status="delivered", status_code=200), policy, now).status == "delivered"
+    assert (
+        decide(_row(), Outcome(key="k", status="delivered", status_code=200), policy, now).status
+        == "delivered"
+    )
     dead = decide(_row(), Outcome(key="k", status="failed", status_code=400, reason="bad field"), policy, now)
     assert (dead.status, dead.error) == ("dead", "bad field")
     retry = decide(_row(), Outcome(key="k", status="retry", status_code=503), policy, now)
@@ -38,17 +41,23 @@ def test_decide_delivered_failed_and_retry() -> None:
 
 def test_retry_after_is_never_shortened_or_clamped() -> None:
     policy = RetryPolicy(initial=1, max_delay=10)
-    decision = decide(_row(), Outcome(key="k", status="retry", status_code=429, retry_after=3600), policy, 0.0)
+    decision = decide(
+        _row(), Outcome(key="k", status="retry", status_code=429, retry_after=3600), policy, 0.0
+    )
     assert decision.next_attempt_at == 3600  # longer than max_delay: the target's limit wins
     assert decision.retry_after == 3600
 
 
 def test_gives_up_past_the_horizon_or_max_attempts() -> None:
     policy = RetryPolicy(initial=60, max_delay=3600, horizon=7200)
-    late = decide(_row(attempts=5, first=0.0), Outcome(key="k", status="retry", status_code=500), policy, 7000.0)
+    late = decide(
+        _row(attempts=5, first=0.0), Outcome(key="k", status="retry", status_code=500), policy, 7000.0
+    )
     assert late.status == "dead" and late.outcome == "gave_up" and "6 attempts" in late.error
     capped = RetryPolicy(initial=1, max_delay=10, max_attempts=3)
-    third = decide(_row(attempts=2, first=0.0), Outcome(key="k", status="retry", status_code=500), capped, 5.0)
+    third = decide(
+        _row(attempts=2, first=0.0), Outcome(key="k", status="retry", status_code=500), capped, 5.0
+    )
     assert third.status == "dead" and "gave up after 3 attempts" in third.error
 
 
@@ -64,8 +73,9 @@ def conn(tmp_path: Path):
 
 
 def _status(conn, destination: str) -> str:  # type: ignore[no-untyped-def]
-    return conn.execute("SELECT status FROM deliveries WHERE inbox_id='S1' AND destination=?",
-                        (destination,)).fetchone()[0]
+    return conn.execute(
+        "SELECT status FROM deliveries WHERE inbox_id='S1' AND destination=?", (destination,)
+    ).fetchone()[0]
 
 
 def test_claims_are_exclusive_and_recovered_after_a_crash(conn) -> None:  # type: ignore[no-untyped-def]
@@ -78,8 +88,13 @@ def test_claims_are_exclusive_and_recovered_after_a_crash(conn) -> None:  # type
 def test_routing_twice_adds_only_what_is_missing_and_never_resends_delivered(conn) -> None:  # type: ignore[no-untyped-def]
     planned = [PlannedDelivery("crm", "r"), PlannedDelivery("slack", "r")]
     assert sorted(ledger.save_routing(conn, {"S1": ("{}", planned)}, {})) == [("S1", "crm"), ("S1", "slack")]
-    ledger.record(conn, [Decision("S1", "crm", "delivered", "delivered", status_code=200),
-                         Decision("S1", "slack", "dead", "failed", status_code=400, error="no_text")])
+    ledger.record(
+        conn,
+        [
+            Decision("S1", "crm", "delivered", "delivered", status_code=200),
+            Decision("S1", "slack", "dead", "failed", status_code=400, error="no_text"),
+        ],
+    )
     assert conn.execute("SELECT state FROM inbox WHERE id='S1'").fetchone()[0] == "failed"
 
     # Routed again (a replay of the whole submission): the delivered row is left alone.
@@ -109,8 +124,10 @@ def test_unroutable_submission_is_a_dead_letter_that_replays_as_a_whole(conn) ->
 
 def test_attempts_are_recorded_one_row_each(conn) -> None:  # type: ignore[no-untyped-def]
     ledger.save_routing(conn, {"S1": ("{}", [PlannedDelivery("crm", "r")])}, {})
-    ledger.record(conn, [Decision("S1", "crm", "retrying", "retry", status_code=500, next_attempt_at=5.0,
-                                  error="HTTP 500")])
+    ledger.record(
+        conn,
+        [Decision("S1", "crm", "retrying", "retry", status_code=500, next_attempt_at=5.0, error="HTTP 500")],
+    )
     ledger.record(conn, [Decision("S1", "crm", "delivered", "delivered", status_code=200)])
     rows = conn.execute("SELECT attempt, outcome, status_code FROM attempts ORDER BY attempt").fetchall()
     assert rows == [(1, "retry", 500), (2, "delivered", 200)]
@@ -123,9 +140,14 @@ def test_a_fetched_submission_is_read_back_as_stored_not_renormalized(conn) -> N
     from hub.submission import Submission
 
     parent = ledger.load_inbox(conn, ["S1"])[0]
-    child = Submission(id="C1", source="form", provider="typeform", event_id="resp-1",
-                       submitted_at="2026-01-01T00:00:00Z", answers=[{"key": "k", "label": "Q", "type": "t",
-                                                                      "value": "A"}])
+    child = Submission(
+        id="C1",
+        source="form",
+        provider="typeform",
+        event_id="resp-1",
+        submitted_at="2026-01-01T00:00:00Z",
+        answers=[{"key": "k", "label": "Q", "type": "t", "value": "A"}],
+    )
     added = ledger.add_expanded(conn, parent, [("C1", "resp-1", child.model_dump_json())], "test")
     assert list(added) == ["C1"]
     # The same response fetched again by a later notification is not stored twice.
@@ -143,11 +165,21 @@ def test_a_submission_settles_only_when_no_delivery_is_open(conn) -> None:  # ty
     def state() -> tuple[str, str | None]:
         return conn.execute("SELECT state, error FROM inbox WHERE id='S1'").fetchone()
 
-    ledger.record(conn, [Decision("S1", "crm", "dead", "failed", status_code=400, error="bad field"),
-                         Decision("S1", "slack", "retrying", "retry", status_code=429, next_attempt_at=9.0)])
+    ledger.record(
+        conn,
+        [
+            Decision("S1", "crm", "dead", "failed", status_code=400, error="bad field"),
+            Decision("S1", "slack", "retrying", "retry", status_code=429, next_attempt_at=9.0),
+        ],
+    )
     assert state() == ("routed", None)  # slack retries and mail has not been tried
-    ledger.record(conn, [Decision("S1", "slack", "delivered", "delivered", status_code=200),
-                         Decision("S1", "mail", "dead", "failed", error="mailbox full")])
+    ledger.record(
+        conn,
+        [
+            Decision("S1", "slack", "delivered", "delivered", status_code=200),
+            Decision("S1", "mail", "dead", "failed", error="mailbox full"),
+        ],
+    )
     status, error = state()
     assert status == "failed"
     assert sorted(error.split("; ")) == ["crm: bad field", "mail: mailbox full"]

@@ -54,15 +54,21 @@ def _standard_webhooks(timestamp: str) -> InboundRequest:
 
 
 def _webflow(timestamp: str) -> InboundRequest:
-    headers = {"content-type": "application/json", "x-webflow-timestamp": timestamp,
-               "x-webflow-signature": "ab"}
+    headers = {
+        "content-type": "application/json",
+        "x-webflow-timestamp": timestamp,
+        "x-webflow-signature": "ab",
+    }
     return InboundRequest("POST", URL, headers, b"{}")
 
 
 def _hubspot(timestamp: str) -> InboundRequest:
     signature = sign_v3(WHSEC, "POST", URL, b"{}", timestamp)
-    headers = {"content-type": "application/json", "x-hubspot-request-timestamp": timestamp,
-               "x-hubspot-signature-v3": signature}
+    headers = {
+        "content-type": "application/json",
+        "x-hubspot-request-timestamp": timestamp,
+        "x-hubspot-signature-v3": signature,
+    }
     return InboundRequest("POST", URL, headers, b"{}")
 
 
@@ -75,8 +81,11 @@ TIMESTAMPED = {
 
 
 @pytest.mark.parametrize("provider", sorted(TIMESTAMPED))
-@pytest.mark.parametrize("digits", ["9" * 20, "1" * 4301, "0" * 5000 + "1", "1" * 100_000],
-                         ids=["20-digits", "4301-digits", "5001-digits", "100000-digits"])
+@pytest.mark.parametrize(
+    "digits",
+    ["9" * 20, "1" * 4301, "0" * 5000 + "1", "1" * 100_000],
+    ids=["20-digits", "4301-digits", "5001-digits", "100000-digits"],
+)
 def test_a_timestamp_header_of_many_digits_is_a_401_with_a_reason(provider: str, digits: str) -> None:
     header, build = TIMESTAMPED[provider]
     connector = get_connector(provider)
@@ -87,33 +96,38 @@ def test_a_timestamp_header_of_many_digits_is_a_401_with_a_reason(provider: str,
 
 def test_a_huge_webhook_timestamp_is_answered_401_by_a_running_hub(tmp_path: Path) -> None:
     config = tmp_path / "connectors.yaml"
-    config.write_text(f"sources:\n  generic:\n    provider: standard_webhooks\n    secret: {WHSEC}\n",
-                      encoding="utf-8")
+    config.write_text(
+        f"sources:\n  generic:\n    provider: standard_webhooks\n    secret: {WHSEC}\n", encoding="utf-8"
+    )
     _, server = start_hub(config, tmp_path / "data")
     try:
         request = _standard_webhooks("1" * 4301)
-        answer = httpx.post(f"{server.url}/hooks/generic", content=request.body,
-                            headers=dict(request.headers))
+        answer = httpx.post(
+            f"{server.url}/hooks/generic", content=request.body, headers=dict(request.headers)
+        )
     finally:
         server.stop()
     assert answer.status_code == 401
     assert "invalid webhook-timestamp header" in answer.json()["detail"]
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("1e999", "1e999"),                  # beyond a double: inf
-    ("-1E+400", "-1E+400"),
-    ("1e-999", 0.0),                     # rounded, as floats are (orjson and json alike)
-    ("0." + "0" * 400 + "1", 0.0),
-    ("NaN", "NaN"),                      # not JSON; json.loads accepts it, so do we
-    ("-Infinity", "-Infinity"),
-    ("1" * 4301, "1" * 4301),            # longer than Python turns into an int
-    ("1" * 4300, int("1" * 4300)),
-    ("123456789012345678901234567890", 123456789012345678901234567890),
-    ("0.1", 0.1),
-    ("-0.0", -0.0),
-    ("1e308", 1e308),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1e999", "1e999"),  # beyond a double: inf
+        ("-1E+400", "-1E+400"),
+        ("1e-999", 0.0),  # rounded, as floats are (orjson and json alike)
+        ("0." + "0" * 400 + "1", 0.0),
+        ("NaN", "NaN"),  # not JSON; json.loads accepts it, so do we
+        ("-Infinity", "-Infinity"),
+        ("1" * 4301, "1" * 4301),  # longer than Python turns into an int
+        ("1" * 4300, int("1" * 4300)),
+        ("123456789012345678901234567890", 123456789012345678901234567890),
+        ("0.1", 0.1),
+        ("-0.0", -0.0),
+        ("1e308", 1e308),
+    ],
+)
 def test_numbers_a_float_cannot_hold_are_kept_as_their_text(text: str, expected: object) -> None:
     parsed = A.parse_json_object(f'{{"n": {text}, "list": [{text}]}}'.encode())
     assert parsed == {"n": expected, "list": [expected]}
@@ -167,14 +181,24 @@ def _hubspot_at(timestamp: object) -> dict:
     return {"properties": {}, "form-submissions": [submission]}
 
 
-@pytest.mark.parametrize(("provider", "body", "reason"), [
-    ("typeform", {"event_id": "e1", "form_response": {"submitted_at": "9999-12-31T23:59:59-23:59"}},
-     "is not an ISO 8601 instant"),
-    ("standard_webhooks", {"type": "x", "data": {"submitted_at": "0001-01-01T00:00:00+01:00"}},
-     "is not an ISO 8601 instant"),
-    ("hubspot", _hubspot_at(9 * 10**14), "not a time a computer calendar holds"),  # year ~30,000
-    ("hubspot", _hubspot_at("1" * 5000), "not an epoch-milliseconds number"),
-], ids=["typeform-past-9999", "standard-webhooks-before-1", "hubspot-year-30000", "hubspot-5000-digits"])
+@pytest.mark.parametrize(
+    ("provider", "body", "reason"),
+    [
+        (
+            "typeform",
+            {"event_id": "e1", "form_response": {"submitted_at": "9999-12-31T23:59:59-23:59"}},
+            "is not an ISO 8601 instant",
+        ),
+        (
+            "standard_webhooks",
+            {"type": "x", "data": {"submitted_at": "0001-01-01T00:00:00+01:00"}},
+            "is not an ISO 8601 instant",
+        ),
+        ("hubspot", _hubspot_at(9 * 10**14), "not a time a computer calendar holds"),  # year ~30,000
+        ("hubspot", _hubspot_at("1" * 5000), "not an epoch-milliseconds number"),
+    ],
+    ids=["typeform-past-9999", "standard-webhooks-before-1", "hubspot-year-30000", "hubspot-5000-digits"],
+)
 def test_times_out_of_a_calendar_are_unsupported_payloads(provider: str, body: dict, reason: str) -> None:
     raw = json.dumps(body).encode()
     headers = {"content-type": "application/json", "webhook-id": "msg_1"}
@@ -194,7 +218,8 @@ def _state(spool: Path, inbox_id: str) -> str | None:
 
 def test_events_1e999_and_2e999_are_both_stored_and_delivered_with_their_numbers(tmp_path: Path) -> None:
     config = tmp_path / "connectors.yaml"
-    config.write_text(f"""
+    config.write_text(
+        f"""
 sources:
   contact-form:
     provider: typeform
@@ -207,26 +232,37 @@ routes:
   - name: everything
     from: ["*"]
     to: [lines]
-""", encoding="utf-8")
+""",
+        encoding="utf-8",
+    )
     hub, server = start_hub(config, tmp_path / "data", dispatch=True)
     try:
         ids = []
         for event_id, tickets in (("1e999", "1e999"), ("2e999", "NaN")):
             request = _typeform(event_id, tickets)
-            answer = httpx.post(f"{server.url}/hooks/contact-form", content=request.body,
-                                headers=dict(request.headers), timeout=30)
+            answer = httpx.post(
+                f"{server.url}/hooks/contact-form",
+                content=request.body,
+                headers=dict(request.headers),
+                timeout=30,
+            )
             assert answer.status_code == 200 and answer.json()["status"] == "accepted", answer.text
             ids.append(answer.json()["id"])
         assert len(set(ids)) == 2
         for inbox_id in ids:
-            wait_for(lambda i=inbox_id: _state(hub.spool_path, i) == "done", timeout=FIRST_DELIVERY,
-                     what="delivery to the file destination")
+            wait_for(
+                lambda i=inbox_id: _state(hub.spool_path, i) == "done",
+                timeout=FIRST_DELIVERY,
+                what="delivery to the file destination",
+            )
     finally:
         server.stop()
 
     lines = [json.loads(line) for line in (tmp_path / "data" / "deliveries.jsonl").read_text().splitlines()]
     delivered = {line["event_id"]: line for line in lines}
     assert sorted(delivered) == ["1e999", "2e999"] and len(lines) == 2
-    tickets = {event: {a["label"]: a["value"] for a in line["answers"]}["How many tickets?"]
-               for event, line in delivered.items()}
+    tickets = {
+        event: {a["label"]: a["value"] for a in line["answers"]}["How many tickets?"]
+        for event, line in delivered.items()
+    }
     assert tickets == {"1e999": "1e999", "2e999": "NaN"}

@@ -61,10 +61,19 @@ def fake() -> Iterator[FakeDestination]:
     destination.stop()
 
 
-def write_config(path: Path, fake: FakeDestination, routes: str = ALL_ROUTES, hook_path: str = "/hook") -> Path:
-    path.write_text(CONFIG.format(secret=FULL["secret"], slack=fake.url("/slack"), hook=fake.url(hook_path),
-                                  whsec=WHSEC, routes=textwrap.indent(textwrap.dedent(routes), "")),
-                    encoding="utf-8")
+def write_config(
+    path: Path, fake: FakeDestination, routes: str = ALL_ROUTES, hook_path: str = "/hook"
+) -> Path:
+    path.write_text(
+        CONFIG.format(
+            secret=FULL["secret"],
+            slack=fake.url("/slack"),
+            hook=fake.url(hook_path),
+            whsec=WHSEC,
+            routes=textwrap.indent(textwrap.dedent(routes), ""),
+        ),
+        encoding="utf-8",
+    )
     return path
 
 
@@ -84,8 +93,9 @@ def hub_factory(tmp_path: Path):
 
 def post(server: Any, fixture: dict[str, Any], source: str = "contact-form") -> httpx.Response:
     headers = {k: v for k, v in fixture["headers"].items() if k.lower() != "content-length"}
-    return httpx.post(f"{server.url}/hooks/{source}", content=fixture["body"].encode("utf-8"),
-                      headers=headers, timeout=30)
+    return httpx.post(
+        f"{server.url}/hooks/{source}", content=fixture["body"].encode("utf-8"), headers=headers, timeout=30
+    )
 
 
 def ledger(hub: Any) -> list[dict[str, Any]]:
@@ -101,8 +111,12 @@ def attempts(hub: Any, destination: str) -> list[dict[str, Any]]:
     conn = sqlite3.connect(hub.spool_path)
     conn.row_factory = sqlite3.Row
     try:
-        return [dict(r) for r in conn.execute(
-            "SELECT * FROM attempts WHERE destination=? ORDER BY attempt", (destination,))]
+        return [
+            dict(r)
+            for r in conn.execute(
+                "SELECT * FROM attempts WHERE destination=? ORDER BY attempt", (destination,)
+            )
+        ]
     finally:
         conn.close()
 
@@ -155,7 +169,9 @@ def test_500_500_200_is_delivered_once_after_three_attempts(tmp_path, fake, hub_
     fake.script("/hook", (500, {}, "boom"), (500, {}, "boom"), (200, {}, "{}"))
     hub, server = hub_factory(write_config(tmp_path / "connectors.yaml", fake))
     submission_id = post(server, FULL).json()["id"]
-    wait_for(lambda: status_of(hub, submission_id, "crm") == "delivered", timeout=FIRST_DELIVERY, what="delivery")
+    wait_for(
+        lambda: status_of(hub, submission_id, "crm") == "delivered", timeout=FIRST_DELIVERY, what="delivery"
+    )
     (row,) = [r for r in ledger(hub) if r["destination"] == "crm"]
     assert row["attempts"] == 3 and row["last_status_code"] == 200
     assert [a["outcome"] for a in attempts(hub, "crm")] == ["retry", "retry", "delivered"]
@@ -168,18 +184,24 @@ def test_429_retry_after_is_honoured(tmp_path, fake, hub_factory) -> None:
     fake.script("/hook", (429, {"Retry-After": "2"}, "slow down"))
     hub, server = hub_factory(write_config(tmp_path / "connectors.yaml", fake))
     submission_id = post(server, FULL).json()["id"]
-    wait_for(lambda: status_of(hub, submission_id, "crm") == "delivered", timeout=FIRST_DELIVERY, what="delivery")
+    wait_for(
+        lambda: status_of(hub, submission_id, "crm") == "delivered", timeout=FIRST_DELIVERY, what="delivery"
+    )
     first, second = fake.received("/hook")
     assert second.at - first.at >= 2.0
     assert [a["retry_after"] for a in attempts(hub, "crm")] == [2.0, None]
 
 
-def test_400_is_a_dead_letter_and_replay_after_fixing_config_delivers(tmp_path, fake, hub_factory, capsys) -> None:
+def test_400_is_a_dead_letter_and_replay_after_fixing_config_delivers(
+    tmp_path, fake, hub_factory, capsys
+) -> None:
     fake.script("/wrong", (400, {}, '{"error": "unknown endpoint"}'))
     config = write_config(tmp_path / "connectors.yaml", fake, hook_path="/wrong")
     hub, server = hub_factory(config)
     submission_id = post(server, FULL).json()["id"]
-    wait_for(lambda: status_of(hub, submission_id, "crm") == "dead", timeout=FIRST_DELIVERY, what="dead letter")
+    wait_for(
+        lambda: status_of(hub, submission_id, "crm") == "dead", timeout=FIRST_DELIVERY, what="dead letter"
+    )
     wait_for(lambda: inbox_state(hub, submission_id) == "failed", timeout=10, what="submission marked failed")
     assert status_of(hub, submission_id, "team-slack") == "delivered"
 
@@ -231,8 +253,11 @@ def test_route_that_cannot_evaluate_dead_letters_that_submission_only(tmp_path, 
     hub, server = hub_factory(write_config(tmp_path / "connectors.yaml", fake, routes=routes))
     broken = post(server, FULL).json()["id"]
     fine = post(server, MINIMAL).json()["id"]  # no 'Full name': the condition is just false
-    wait_for(lambda: inbox_state(hub, fine) == "done" and inbox_state(hub, broken) == "failed",
-             timeout=FIRST_DELIVERY, what="both settled")
+    wait_for(
+        lambda: inbox_state(hub, fine) == "done" and inbox_state(hub, broken) == "failed",
+        timeout=FIRST_DELIVERY,
+        what="both settled",
+    )
     assert status_of(hub, broken, "crm") == "delivered"
     assert status_of(hub, broken, "team-slack") is None
     conn = sqlite3.connect(hub.spool_path)
@@ -241,7 +266,9 @@ def test_route_that_cannot_evaluate_dead_letters_that_submission_only(tmp_path, 
     assert "route 'picky'" in error and "when" in error
 
 
-def test_signed_payload_of_the_wrong_shape_is_kept_as_a_dead_letter(tmp_path, fake, hub_factory, capsys) -> None:
+def test_signed_payload_of_the_wrong_shape_is_kept_as_a_dead_letter(
+    tmp_path, fake, hub_factory, capsys
+) -> None:
     import base64
     import hashlib
     import hmac
@@ -249,13 +276,20 @@ def test_signed_payload_of_the_wrong_shape_is_kept_as_a_dead_letter(tmp_path, fa
     hub, server = hub_factory(write_config(tmp_path / "connectors.yaml", fake))
     body = b'{"event_id": "01WRONGSHAPE", "event_type": "form_response", "form_response": "not an object"}'
     signature = base64.b64encode(hmac.new(FULL["secret"].encode(), body, hashlib.sha256).digest()).decode()
-    answer = httpx.post(f"{server.url}/hooks/contact-form", content=body, timeout=30,
-                        headers={"content-type": "application/json", "typeform-signature": f"sha256={signature}"})
+    answer = httpx.post(
+        f"{server.url}/hooks/contact-form",
+        content=body,
+        timeout=30,
+        headers={"content-type": "application/json", "typeform-signature": f"sha256={signature}"},
+    )
     assert answer.status_code == 200  # verified: stored, never refused for its shape
     broken = answer.json()["id"]
     fine = post(server, MINIMAL).json()["id"]
-    wait_for(lambda: inbox_state(hub, broken) == "failed" and inbox_state(hub, fine) == "done",
-             timeout=FIRST_DELIVERY, what="both settled")
+    wait_for(
+        lambda: inbox_state(hub, broken) == "failed" and inbox_state(hub, fine) == "done",
+        timeout=FIRST_DELIVERY,
+        what="both settled",
+    )
     assert cli(["deadletters", "--data-dir", str(hub.data_dir)]) == 0
     listed = capsys.readouterr().out
     assert f"{broken}  contact-form -> (not routed)" in listed and "unnormalizable (typeform)" in listed

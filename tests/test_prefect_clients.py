@@ -17,6 +17,7 @@ def _answers(*statuses: int) -> tuple[httpx.MockTransport, list[bytes]]:
     def handler(request: httpx.Request) -> httpx.Response:
         bodies.append(request.read())
         return httpx.Response(queue.pop(0) if len(queue) > 1 else queue[0])
+
     return httpx.MockTransport(handler), bodies
 
 
@@ -24,6 +25,7 @@ def _post(transport: httpx.AsyncBaseTransport) -> int:
     async def go() -> int:
         async with httpx.AsyncClient(transport=transport, base_url="http://prefect.test") as client:
             return (await client.post("/api/flow_runs/", json={"name": "x"})).status_code
+
     return asyncio.run(go())
 
 
@@ -81,8 +83,11 @@ def test_runs_started_after_ensure_use_the_shared_wrapped_client() -> None:
             context = AsyncClientContext.get()
             assert context is not None
             assert isinstance(context.client._client._transport, QuickRetryOnBusy)
-            runs = await asyncio.gather(asyncio.create_task(client_in_flow()), asyncio.create_task(client_in_flow()))
+            runs = await asyncio.gather(
+                asyncio.create_task(client_in_flow()), asyncio.create_task(client_in_flow())
+            )
             assert {i for pair in runs for i in pair} == {id(context.client)}
         finally:
             await shared.aclose()
+
     asyncio.run(go())

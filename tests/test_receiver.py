@@ -76,8 +76,13 @@ def _sample(hub, provider: str, secret_index: int = -1, now: float | None = None
 def _post(server, provider: str, request: InboundRequest, **kwargs) -> httpx.Response:
     headers = {k: v for k, v in request.headers.items() if k != "content-length"}
     headers.update(kwargs.pop("headers", {}))
-    return httpx.post(f"{server.url}/hooks/{_source_id(provider)}", content=kwargs.pop("content", request.body),
-                      headers=headers, timeout=30, **kwargs)
+    return httpx.post(
+        f"{server.url}/hooks/{_source_id(provider)}",
+        content=kwargs.pop("content", request.body),
+        headers=headers,
+        timeout=30,
+        **kwargs,
+    )
 
 
 def _rows(hub, where: str = "1=1", args: tuple = ()) -> list[sqlite3.Row]:
@@ -121,8 +126,14 @@ def test_credential_headers_are_not_stored(hub, provider):
     hub_, server = hub
     request = _sample(hub_, provider)
     secret_name = f"X-{secrets.token_hex(4)}-Secret"
-    extra = {"Authorization": "Bearer hunter2", "Cookie": "session=abc", "X-Api-Key": "k-123", "X-Trace": "t-1",
-             "X-Auth-Token": "tok-hunter3", secret_name: "hunter4"}
+    extra = {
+        "Authorization": "Bearer hunter2",
+        "Cookie": "session=abc",
+        "X-Api-Key": "k-123",
+        "X-Trace": "t-1",
+        "X-Auth-Token": "tok-hunter3",
+        secret_name: "hunter4",
+    }
     response = _post(server, provider, request, headers=extra)
     assert response.status_code == 200, response.text
     stored = json.loads(_rows(hub_, "id = ?", (response.json()["id"],))[0]["headers"])
@@ -151,8 +162,9 @@ def test_missing_signature_is_401(hub, provider):
     hub_, server = hub
     request = _sample(hub_, provider)
     unsigned = {k: v for k, v in request.headers.items() if "signature" not in k}
-    response = httpx.post(f"{server.url}/hooks/{_source_id(provider)}", content=request.body,
-                          headers=unsigned, timeout=30)
+    response = httpx.post(
+        f"{server.url}/hooks/{_source_id(provider)}", content=request.body, headers=unsigned, timeout=30
+    )
     assert response.status_code == 401
 
 
@@ -242,7 +254,9 @@ def test_wrong_content_type_is_415(hub, provider):
 
 def test_unknown_source_is_401_and_wrong_method_405(hub):
     _, server = hub
-    response = httpx.post(f"{server.url}/hooks/nope", content=b"{}", headers={"content-type": "application/json"})
+    response = httpx.post(
+        f"{server.url}/hooks/nope", content=b"{}", headers={"content-type": "application/json"}
+    )
     assert response.status_code == 401  # as a failed verification: ids cannot be enumerated (issue 11)
     assert "nope" in response.json()["detail"]
     response = httpx.get(f"{server.url}/hooks/typeform")

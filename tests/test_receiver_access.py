@@ -86,11 +86,19 @@ def test_readyz_and_metrics_detail_only_for_loopback_or_the_token(hub) -> None:
         assert hub_.config.reload()
 
 
-@pytest.mark.parametrize(("client", "loopback"), [
-    (("127.0.0.1", 1), True), (("127.8.9.1", 1), True), (("::1", 1), True), (("::ffff:127.0.0.1", 1), True),
-    (("203.0.113.9", 1), False), (("::ffff:203.0.113.9", 1), False),
-    (("testclient", 1), False), (None, False),
-])
+@pytest.mark.parametrize(
+    ("client", "loopback"),
+    [
+        (("127.0.0.1", 1), True),
+        (("127.8.9.1", 1), True),
+        (("::1", 1), True),
+        (("::ffff:127.0.0.1", 1), True),
+        (("203.0.113.9", 1), False),
+        (("::ffff:203.0.113.9", 1), False),
+        (("testclient", 1), False),
+        (None, False),
+    ],
+)
 def test_is_loopback(client, loopback: bool) -> None:
     assert is_loopback({"client": client}) is loopback
 

@@ -13,14 +13,17 @@ FX = load_fixture(PROVIDER_FIXTURES / "microsoft_forms" / "minimal.json")
 
 def test_same_response_number_on_two_forms_is_two_submissions(tmp_path: Path) -> None:
     config = tmp_path / "connectors.yaml"
-    config.write_text(f"""
+    config.write_text(
+        f"""
 sources:
-  msforms: {{provider: microsoft_forms, secret: "{FX['secret']}"}}
+  msforms: {{provider: microsoft_forms, secret: "{FX["secret"]}"}}
 destinations:
   out: {{type: file, path: out.jsonl}}
 routes:
   - {{name: all, from: [msforms], to: [out]}}
-""", encoding="utf-8")
+""",
+        encoding="utf-8",
+    )
     _, server = start_hub(config, tmp_path / "data")
     headers = {k: v for k, v in FX["headers"].items() if k.lower() != "content-length"}
     other_form = FX["body"].replace(FX["expect"]["form_id"], "2otherFormId")
@@ -37,8 +40,9 @@ routes:
 def test_head_on_a_hook_url_answers_200_for_any_source(tmp_path: Path) -> None:
     """SurveyMonkey's HEAD check passes; the answer does not tell whether a source exists (issue 11)."""
     config = tmp_path / "connectors.yaml"
-    config.write_text(f"sources:\n  msforms: {{provider: microsoft_forms, secret: \"{FX['secret']}\"}}\n",
-                      encoding="utf-8")
+    config.write_text(
+        f'sources:\n  msforms: {{provider: microsoft_forms, secret: "{FX["secret"]}"}}\n', encoding="utf-8"
+    )
     _, server = start_hub(config, tmp_path / "data")
     try:
         assert httpx.head(f"{server.url}/hooks/msforms").status_code == 200

@@ -43,8 +43,12 @@ def hub(tmp_path_factory: pytest.TempPathFactory):
         lines.append(f"    public_url: {_yaml_scalar(fx['url'])}")
         for key, value in (fx.get("verify_config") or {}).items():
             lines.append(f"    {key}: {_yaml_scalar(value)}")
-    lines += ["destinations:", "  out: {type: file, path: out.jsonl}",
-              "routes:", "  - {name: all, from: ['*'], to: [out]}"]
+    lines += [
+        "destinations:",
+        "  out: {type: file, path: out.jsonl}",
+        "routes:",
+        "  - {name: all, from: ['*'], to: [out]}",
+    ]
     config = root / "connectors.yaml"
     config.write_text("\n".join(lines) + "\n", encoding="utf-8")
     clock = FakeClock()
@@ -55,7 +59,9 @@ def hub(tmp_path_factory: pytest.TempPathFactory):
 
 def _ordered(paths: list[Path]) -> list[Path]:
     # Originals before their redeliveries, so `duplicate_of` has something to match.
-    return sorted(paths, key=lambda p: (p.parent.name, bool(load_fixture(p)["expect"].get("duplicate_of")), p.name))
+    return sorted(
+        paths, key=lambda p: (p.parent.name, bool(load_fixture(p)["expect"].get("duplicate_of")), p.name)
+    )
 
 
 @pytest.mark.parametrize("path", _ordered(FIXTURES), ids=lambda p: f"{p.parent.name}/{p.stem}")
@@ -69,7 +75,9 @@ def test_fixture_through_running_hub(hub, path: Path):
     query = urlsplit(fx["url"]).query
     target = f"{server.url}/hooks/{_source_id(fx)}" + (f"?{query}" if query else "")
     headers = {k: v for k, v in fx["headers"].items() if k.lower() != "content-length"}
-    response = httpx.request(fx["method"], target, content=fx["body"].encode("utf-8"), headers=headers, timeout=30)
+    response = httpx.request(
+        fx["method"], target, content=fx["body"].encode("utf-8"), headers=headers, timeout=30
+    )
 
     if not expect["verified"]:
         assert response.status_code == 401, response.text
@@ -83,7 +91,8 @@ def test_fixture_through_running_hub(hub, path: Path):
     conn = sqlite3.connect(hub_.spool_path)
     try:
         event_id, kind, body, stored_url = conn.execute(
-            "SELECT event_id, kind, body, url FROM inbox WHERE id = ?", (answer["id"],)).fetchone()
+            "SELECT event_id, kind, body, url FROM inbox WHERE id = ?", (answer["id"],)
+        ).fetchone()
     finally:
         conn.close()
     assert body == fx["body"].encode("utf-8")

@@ -24,8 +24,14 @@ def _run(wanted: int, soft: int, hard: int) -> str:
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
-    done = subprocess.run([sys.executable, "-c", SCRIPT, str(wanted)], capture_output=True, text=True,
-                          preexec_fn=limit, timeout=60, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(wanted)],
+        capture_output=True,
+        text=True,
+        preexec_fn=limit,
+        timeout=60,
+        check=True,
+    )
     return done.stdout
 
 

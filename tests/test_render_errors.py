@@ -34,24 +34,37 @@ BROKEN = "{{ answers['Tickets'] + 1 }}"
 
 
 def submission(n: int, tickets: Any = "") -> Submission:
-    return Submission.model_validate({
-        "id": f"sub_{n:04d}", "source": "contact-form", "provider": "typeform", "form_id": "frm",
-        "form_title": "Contact us", "event_id": f"evt_{n}", "submitted_at": "2026-11-23T10:15:00Z",
-        "email": f"p{n}@example.com", "name": f"Person Number{n}",
-        "answers": [Answer(key="q1", label="Tickets", type="number", value=tickets)],
-    })
+    return Submission.model_validate(
+        {
+            "id": f"sub_{n:04d}",
+            "source": "contact-form",
+            "provider": "typeform",
+            "form_id": "frm",
+            "form_title": "Contact us",
+            "event_id": f"evt_{n}",
+            "submitted_at": "2026-11-23T10:15:00Z",
+            "email": f"p{n}@example.com",
+            "name": f"Person Number{n}",
+            "answers": [Answer(key="q1", label="Tickets", type="number", value=tickets)],
+        }
+    )
 
 
-def deliver(dest_type: str, settings: dict[str, Any], items: list[DeliveryItem],
-            answer: Callable[[httpx.Request], httpx.Response],
-            extra: dict[str, Any] | None = None) -> list[Outcome]:
+def deliver(
+    dest_type: str,
+    settings: dict[str, Any],
+    items: list[DeliveryItem],
+    answer: Callable[[httpx.Request], httpx.Response],
+    extra: dict[str, Any] | None = None,
+) -> list[Outcome]:
     destination = get_destination(dest_type)
     config = destination.Config.model_validate({"type": dest_type, **settings})
 
     async def main() -> list[Outcome]:
         async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
-            context = DeliveryContext(http=http, pacer=fake_pacer()[0], destination_id="dest",
-                                      extra=extra or {})
+            context = DeliveryContext(
+                http=http, pacer=fake_pacer()[0], destination_id="dest", extra=extra or {}
+            )
             return await destination.deliver(items, config, context)
 
     return asyncio.run(main())
@@ -76,8 +89,12 @@ class _Slack(BaseHTTPRequestHandler):
 
 def test_ten_slack_items_one_type_error_nine_posts_one_dead_letter_no_duplicates() -> None:
     template = "Tickets for {{ name }}: {{ answers['Tickets'] + 1 }}"
-    items = [DeliveryItem(key=f"dlv_{n}", submission=submission(n, "" if n == 4 else n), route="r",
-                          template=template) for n in range(10)]
+    items = [
+        DeliveryItem(
+            key=f"dlv_{n}", submission=submission(n, "" if n == 4 else n), route="r", template=template
+        )
+        for n in range(10)
+    ]
     _Slack.received = []
     with loopback_server(_Slack) as port:
         outcomes = deliver_over_loopback(items, f"http://127.0.0.1:{port}/services/T/B/x")
@@ -112,9 +129,14 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "sendgrid": ({**MAIL, "api_key": "SG.key"}, {"mapping": EMAIL_BROKEN}),
     "postmark": ({**MAIL, "server_token": "pm-token"}, {"mapping": EMAIL_BROKEN}),
     "hubspot": ({"token": "pat-na1-token"}, {"mapping": {"email": "{{ email }}", "firstname": BROKEN}}),
-    "salesforce": ({"instance_url": "https://acme.my.salesforce.com", "access_token": "tok",
-                    "external_id_field": "Hookhub_Id__c"},
-                   {"mapping": {"LastName": BROKEN, "Email": "{{ email }}"}}),
+    "salesforce": (
+        {
+            "instance_url": "https://acme.my.salesforce.com",
+            "access_token": "tok",
+            "external_id_field": "Hookhub_Id__c",
+        },
+        {"mapping": {"LastName": BROKEN, "Email": "{{ email }}"}},
+    ),
     "pipedrive": ({"api_token": "pd-token"}, {"mapping": {"name": BROKEN, "email": "{{ email }}"}}),
 }
 
@@ -128,15 +150,26 @@ def _ok_answer(request: httpx.Request) -> httpx.Response:
         return httpx.Response(202)
     if "hooks.slack.com" in request.url.host:
         return httpx.Response(200, text="ok")
-    return httpx.Response(200, json={"ErrorCode": 0, "MessageID": "m", "success": True,
-                                     "data": {"id": 7, "items": []}, "id": "a0X", "results": []})
+    return httpx.Response(
+        200,
+        json={
+            "ErrorCode": 0,
+            "MessageID": "m",
+            "success": True,
+            "data": {"id": 7, "items": []},
+            "id": "a0X",
+            "results": [],
+        },
+    )
 
 
 @pytest.mark.parametrize("dest_type", sorted(CASES))
 def test_a_template_exception_fails_only_its_item_in_every_rendering_destination(dest_type: str) -> None:
     settings, broken = CASES[dest_type]
-    items = [DeliveryItem(key=f"dlv_{n}", submission=submission(n), route="r", **(broken if n == 1 else {}))
-             for n in range(3)]
+    items = [
+        DeliveryItem(key=f"dlv_{n}", submission=submission(n), route="r", **(broken if n == 1 else {}))
+        for n in range(3)
+    ]
     requests: list[httpx.Request] = []
     mails: list[EmailMessage] = []
 
@@ -160,8 +193,9 @@ def test_a_template_exception_fails_only_its_item_in_every_rendering_destination
 # --- an exception while sending: what went out stays delivered ------------------------------------
 
 
-def _crash_on(call: int, answer: Callable[[httpx.Request], httpx.Response]) -> tuple[
-        Callable[[httpx.Request], httpx.Response], list[httpx.Request]]:
+def _crash_on(
+    call: int, answer: Callable[[httpx.Request], httpx.Response]
+) -> tuple[Callable[[httpx.Request], httpx.Response], list[httpx.Request]]:
     seen: list[httpx.Request] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -185,7 +219,8 @@ def test_a_crash_in_the_second_postmark_batch_keeps_the_first_batch_delivered() 
     crashed = next(o for o in outcomes if o.key == "dlv_149")
     assert crashed.reason is not None
     assert crashed.reason.startswith(
-        "hookhub failed while sending (RuntimeError: a bug below the destination)")
+        "hookhub failed while sending (RuntimeError: a bug below the destination)"
+    )
 
 
 @pytest.mark.parametrize("dest_type", ["slack", "sendgrid", "pipedrive"])
@@ -195,8 +230,9 @@ def test_a_crash_while_sending_one_item_keeps_the_others(dest_type: str) -> None
     outcomes = deliver(dest_type, CASES[dest_type][0], items, handler)
     by_key = {o.key: o for o in outcomes}
     assert sorted(by_key) == ["dlv_0", "dlv_1", "dlv_2"]
-    crashed = [o for o in outcomes
-               if (o.reason or "").startswith("hookhub failed while sending (RuntimeError")]
+    crashed = [
+        o for o in outcomes if (o.reason or "").startswith("hookhub failed while sending (RuntimeError")
+    ]
     assert len(crashed) == 1 and crashed[0].status == "failed"
     if dest_type in ("slack", "sendgrid"):
         assert [o.status for o in outcomes].count("delivered") == 2
@@ -206,8 +242,9 @@ def test_a_crash_in_one_salesforce_chunk_keeps_the_chunk_before_it() -> None:
     settings = {**CASES["salesforce"][0], "batch_size": 1}
 
     def upserted(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(201, json={"id": "00Q000000000001AAA", "success": True, "errors": [],
-                                         "created": True})
+        return httpx.Response(
+            201, json={"id": "00Q000000000001AAA", "success": True, "errors": [], "created": True}
+        )
 
     handler, seen = _crash_on(2, upserted)
     items = [DeliveryItem(key=f"dlv_{n}", submission=submission(n), route="r") for n in range(3)]
@@ -219,13 +256,19 @@ def test_a_crash_in_one_salesforce_chunk_keeps_the_chunk_before_it() -> None:
 # --- the sandbox's limits ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("template, limit", [
-    ("{{ range(1000000) | length }}", "RenderLimit: range() would loop 1,000,000 times"),
-    ("{% for i in range(1000) %}{% for j in range(1000) %}{% endfor %}{% endfor %}", "RenderLimit: range()"),
-    ("{{ 'x' * 1000000000 }}", "RenderLimit: '*' would build 1,000,000,000 items"),
-    ("{{ [1, 2] * 10000000 }}", "RenderLimit: '*'"),
-    ("{{ 10 ** 100000000 }}", "RenderLimit: '**'"),
-])
+@pytest.mark.parametrize(
+    "template, limit",
+    [
+        ("{{ range(1000000) | length }}", "RenderLimit: range() would loop 1,000,000 times"),
+        (
+            "{% for i in range(1000) %}{% for j in range(1000) %}{% endfor %}{% endfor %}",
+            "RenderLimit: range()",
+        ),
+        ("{{ 'x' * 1000000000 }}", "RenderLimit: '*' would build 1,000,000,000 items"),
+        ("{{ [1, 2] * 10000000 }}", "RenderLimit: '*'"),
+        ("{{ 10 ** 100000000 }}", "RenderLimit: '**'"),
+    ],
+)
 def test_templates_cannot_make_a_rendering_unbounded(template: str, limit: str) -> None:
     with pytest.raises(MappingError) as raised:
         render(template, submission(0), field="template")
@@ -245,15 +288,20 @@ def test_the_range_budget_is_per_rendering_not_per_process() -> None:
 FIXTURE = PROVIDER_FIXTURES / "typeform" / "full_event_registration.json"
 
 
-@pytest.mark.parametrize("template, shown", [
-    ("{{ range(1000000) | length }}", "RenderLimit: range() would loop 1,000,000 times"),
-    ("{{ answers['Dietary preference'] + 1 }}", "TypeError: can only concatenate str"),
-    ("{{ 'x' * 1000000000 }}", "RenderLimit: '*' would build"),
-])
+@pytest.mark.parametrize(
+    "template, shown",
+    [
+        ("{{ range(1000000) | length }}", "RenderLimit: range() would loop 1,000,000 times"),
+        ("{{ answers['Dietary preference'] + 1 }}", "TypeError: can only concatenate str"),
+        ("{{ 'x' * 1000000000 }}", "RenderLimit: '*' would build"),
+    ],
+)
 def test_test_route_prints_a_failing_template_cleanly_and_exits_non_zero(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], template: str, shown: str) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], template: str, shown: str
+) -> None:
     config = tmp_path / "connectors.yaml"
-    config.write_text(f"""
+    config.write_text(
+        f"""
 sources:
   contact-form: {{provider: typeform, secret: x}}
 destinations:
@@ -266,7 +314,9 @@ routes:
       - destination: team
         template: "{template}"
       - mail
-""", encoding="utf-8")
+""",
+        encoding="utf-8",
+    )
     assert cli(["test-route", "leads", "--fixture", str(FIXTURE), "--config", str(config)]) == 1
     captured = capsys.readouterr()
     assert "Traceback" not in captured.out + captured.err
@@ -280,8 +330,11 @@ routes:
 def test_a_crash_while_sending_one_webhook_keeps_the_others() -> None:
     items = [DeliveryItem(key=f"dlv_{n}", submission=submission(n), route="r") for n in range(3)]
     handler, seen = _crash_on(2, lambda request: httpx.Response(200, json={"id": "x"}))
-    settings = {"url": "https://crm.example.com/in", "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-                "concurrency": 1}
+    settings = {
+        "url": "https://crm.example.com/in",
+        "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        "concurrency": 1,
+    }
     outcomes = deliver("webhook", settings, items, handler)
     assert [o.status for o in outcomes] == ["delivered", "failed", "delivered"]
     assert len(seen) == 3

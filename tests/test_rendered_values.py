@@ -38,11 +38,19 @@ ATTACK = "attacker@evil.example, sales"
 
 def submission(n: int, department: str = "Sales", **changes: Any) -> Submission:
     data: dict[str, Any] = {
-        "id": f"sub_{n:04d}", "source": "contact-form", "provider": "typeform", "form_id": "frm",
-        "form_title": "Contact us", "event_id": f"evt_{n}", "submitted_at": "2026-11-23T10:15:00Z",
-        "email": f"p{n}@example.org", "name": f"Person {n}",
-        "answers": [Answer(key="q1", label="Department", type="short_text", value=department),
-                    Answer(key="q2", label="Topic", type="short_text", value="Tickets")],
+        "id": f"sub_{n:04d}",
+        "source": "contact-form",
+        "provider": "typeform",
+        "form_id": "frm",
+        "form_title": "Contact us",
+        "event_id": f"evt_{n}",
+        "submitted_at": "2026-11-23T10:15:00Z",
+        "email": f"p{n}@example.org",
+        "name": f"Person {n}",
+        "answers": [
+            Answer(key="q1", label="Department", type="short_text", value=department),
+            Answer(key="q2", label="Topic", type="short_text", value="Tickets"),
+        ],
     }
     data.update(changes)
     return Submission.model_validate(data)
@@ -64,8 +72,10 @@ class _Inbox:
         return "250 2.0.0 Ok: queued"
 
     def messages(self) -> list[EmailMessage]:
-        return [message_from_bytes(e.content, policy=policy.default)  # type: ignore[misc]
-                for e in self.envelopes]
+        return [
+            message_from_bytes(e.content, policy=policy.default)  # type: ignore[misc]
+            for e in self.envelopes
+        ]
 
 
 @contextmanager
@@ -82,8 +92,12 @@ def smtp_server() -> Iterator[tuple[int, _Inbox]]:
         controller.stop()
 
 
-def deliver(dest_type: str, settings: dict[str, Any], items: list[DeliveryItem],
-            answer: Callable[[httpx.Request], httpx.Response] | None = None) -> list[Outcome]:
+def deliver(
+    dest_type: str,
+    settings: dict[str, Any],
+    items: list[DeliveryItem],
+    answer: Callable[[httpx.Request], httpx.Response] | None = None,
+) -> list[Outcome]:
     destination = get_destination(dest_type)
     sender = {"from": "forms@example.com"} if dest_type in ("smtp", "sendgrid", "postmark") else {}
     config = destination.Config.model_validate({"type": dest_type, **sender, **settings})
@@ -99,8 +113,11 @@ def deliver(dest_type: str, settings: dict[str, Any], items: list[DeliveryItem],
 
 def smtp_deliver(items: list[DeliveryItem], **settings: Any) -> tuple[list[Outcome], _Inbox]:
     with smtp_server() as (port, inbox):
-        outcomes = deliver("smtp", {"host": "127.0.0.1", "port": port, "security": "none",
-                                    "to": [DEPARTMENT_TO], **settings}, items)
+        outcomes = deliver(
+            "smtp",
+            {"host": "127.0.0.1", "port": port, "security": "none", "to": [DEPARTMENT_TO], **settings},
+            items,
+        )
     return outcomes, inbox
 
 
@@ -109,7 +126,8 @@ def test_smtp_an_answer_with_a_second_address_is_a_dead_letter_and_no_one_gets_i
     assert [o.status for o in outcomes] == ["failed", "delivered"]
     assert outcomes[0].reason == (
         "to[0]: the value 'attacker@evil.example, sales' from the submission holds a comma; a value from "
-        "a submission must stay within one address, so nothing was sent")
+        "a submission must stay within one address, so nothing was sent"
+    )
     [envelope] = inbox.envelopes  # only the good item's mail, to the one address it names
     assert envelope.rcpt_tos == ["sales@example.com"]
     assert "evil.example" not in envelope.content.decode()
@@ -141,27 +159,40 @@ def test_smtp_values_that_stay_within_one_address_are_sent() -> None:
     # o'neil is a valid local part; a whole address from the submission is fine; the admin's own
     # separators (outside {{ }}) still list several recipients.
     both = "boss@example.com, {{ answers['Department'] | lower }}@example.com"
-    items = [item(1, "O'Neil"), item(2, "Sales", mapping={"to": "{{ email }}"}),
-             item(3, "Support", mapping={"to": both})]
+    items = [
+        item(1, "O'Neil"),
+        item(2, "Sales", mapping={"to": "{{ email }}"}),
+        item(3, "Support", mapping={"to": both}),
+    ]
     outcomes, inbox = smtp_deliver(items)
     assert [o.status for o in outcomes] == ["delivered"] * 3
     assert [e.rcpt_tos for e in inbox.envelopes] == [
-        ["o'neil@example.com"], ["p2@example.org"], ["boss@example.com", "support@example.com"]]
+        ["o'neil@example.com"],
+        ["p2@example.org"],
+        ["boss@example.com", "support@example.com"],
+    ]
 
 
 def test_smtp_allowed_recipient_domains_dead_letters_a_rendered_recipient_elsewhere() -> None:
     items = [item(1, "Sales", mapping={"to": "{{ email }}"}), item(2, "Sales")]
     outcomes, inbox = smtp_deliver(items, allowed_recipient_domains=["Example.com"])
     assert [o.status for o in outcomes] == ["failed", "delivered"]
-    assert outcomes[0].reason == ("map.to: p1@example.org is outside allowed_recipient_domains "
-                                  "(example.com), so nothing was sent")
+    assert outcomes[0].reason == (
+        "map.to: p1@example.org is outside allowed_recipient_domains (example.com), so nothing was sent"
+    )
     assert [e.rcpt_tos for e in inbox.envelopes] == [["sales@example.com"]]
 
 
 def test_smtp_cr_lf_in_subject_and_reply_to_name_stays_one_header_line() -> None:
     evil = "Hi\r\nBcc: victim@evil.example\r\nX-Evil: 1"
-    items = [DeliveryItem(key="dlv_1", submission=submission(1, name=evil), route="r",
-                          mapping={"subject": "{{ answers['Topic'] }}: {{ name }}"})]
+    items = [
+        DeliveryItem(
+            key="dlv_1",
+            submission=submission(1, name=evil),
+            route="r",
+            mapping={"subject": "{{ answers['Topic'] }}: {{ name }}"},
+        )
+    ]
     outcomes, inbox = smtp_deliver(items)
     assert outcomes[0].status == "delivered"
     [envelope] = inbox.envelopes
@@ -175,8 +206,9 @@ def test_smtp_cr_lf_in_subject_and_reply_to_name_stays_one_header_line() -> None
 # --- sendgrid and postmark: the same rule, no API call for the item ---------------------------------
 
 
-def _recording(answer: httpx.Response | Callable[[httpx.Request], httpx.Response]) -> tuple[
-        Callable[[httpx.Request], httpx.Response], list[httpx.Request]]:
+def _recording(
+    answer: httpx.Response | Callable[[httpx.Request], httpx.Response],
+) -> tuple[Callable[[httpx.Request], httpx.Response], list[httpx.Request]]:
     seen: list[httpx.Request] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -200,7 +232,8 @@ def test_api_an_answer_with_a_second_address_is_a_dead_letter_and_not_sent(dest_
     by_key = {o.key: o for o in outcomes}
     assert by_key["dlv_1"].status == "failed" and by_key["dlv_2"].status == "delivered"
     assert "to[0]: the value 'attacker@evil.example, sales' from the submission holds a comma" in (
-        by_key["dlv_1"].reason or "")
+        by_key["dlv_1"].reason or ""
+    )
     [request] = seen
     assert "evil.example" not in request.content.decode()
     assert "sales@example.com" in request.content.decode()
@@ -224,18 +257,31 @@ def test_api_allowed_recipient_domains(dest_type: str) -> None:
 @pytest.mark.parametrize("dest_type", ["smtp", "sendgrid", "postmark"])
 def test_allowed_recipient_domains_is_checked_against_literal_recipients_at_load(dest_type: str) -> None:
     config = get_destination(dest_type).Config
-    base = {"type": dest_type, "from": "forms@example.com", "host": "smtp.example.com", "api_key": "SG.key",
-            "server_token": "tok"}
+    base = {
+        "type": dest_type,
+        "from": "forms@example.com",
+        "host": "smtp.example.com",
+        "api_key": "SG.key",
+        "server_token": "tok",
+    }
     base = {k: v for k, v in base.items() if k in config.model_fields or k in ("type", "from")}
-    good = config.model_validate({**base, "to": ["sales@example.com", DEPARTMENT_TO],
-                                  "allowed_recipient_domains": ["@Example.COM."]})
+    good = config.model_validate(
+        {**base, "to": ["sales@example.com", DEPARTMENT_TO], "allowed_recipient_domains": ["@Example.COM."]}
+    )
     assert good.allowed_recipient_domains == ["example.com"]
     with pytest.raises(ValidationError, match="cc: boss@corp.example is outside allowed_recipient_domains"):
-        config.model_validate({**base, "to": ["sales@example.com"], "cc": ["boss@corp.example"],
-                               "allowed_recipient_domains": ["example.com"]})
+        config.model_validate(
+            {
+                **base,
+                "to": ["sales@example.com"],
+                "cc": ["boss@corp.example"],
+                "allowed_recipient_domains": ["example.com"],
+            }
+        )
     with pytest.raises(ValidationError, match="is not a domain such as example.com"):
-        config.model_validate({**base, "to": ["sales@example.com"],
-                               "allowed_recipient_domains": ["exa mple.com"]})
+        config.model_validate(
+            {**base, "to": ["sales@example.com"], "allowed_recipient_domains": ["exa mple.com"]}
+        )
 
 
 # --- Slack channel, Salesforce record id -------------------------------------------------------------
@@ -243,16 +289,26 @@ def test_allowed_recipient_domains_is_checked_against_literal_recipients_at_load
 
 def test_a_slack_channel_is_never_a_template() -> None:
     with pytest.raises(ValidationError, match="is not a template"):
-        SlackConfig.model_validate({"type": "slack", "token": "xoxb-0000000000-SECRETbot",
-                                    "channel": "#{{ answers['Department'] | lower }}"})
+        SlackConfig.model_validate(
+            {
+                "type": "slack",
+                "token": "xoxb-0000000000-SECRETbot",
+                "channel": "#{{ answers['Department'] | lower }}",
+            }
+        )
 
 
 @pytest.mark.parametrize("value", ["..", "."])
 def test_a_salesforce_external_id_cannot_climb_out_of_its_url(value: str) -> None:
-    handler, seen = _recording(httpx.Response(201, json={"id": "00Q000000000001AAA", "success": True,
-                                                         "errors": [], "created": True}))
-    settings = {"instance_url": "https://acme.my.salesforce.com", "access_token": "tok",
-                "external_id_field": "Ref__c", "external_id": "{{ answers['Department'] }}"}
+    handler, seen = _recording(
+        httpx.Response(201, json={"id": "00Q000000000001AAA", "success": True, "errors": [], "created": True})
+    )
+    settings = {
+        "instance_url": "https://acme.my.salesforce.com",
+        "access_token": "tok",
+        "external_id_field": "Ref__c",
+        "external_id": "{{ answers['Department'] }}",
+    }
     destination = get_destination("salesforce")
     config = destination.Config.model_validate({"type": "salesforce", **settings})
 
@@ -273,17 +329,25 @@ def test_a_salesforce_external_id_cannot_climb_out_of_its_url(value: str) -> Non
 
 CRM_CASES = {
     # type: (settings, map naming another record from an answer, what the dead letter names)
-    "hubspot": ({"token": "pat-na1-token"},
-                {"email": "{{ email }}", "hubspot_owner_id": "{{ answers['Department'] }}"},
-                "map.hubspot_owner_id"),
-    "pipedrive": ({"api_token": "pd-token"},
-                  {"name": "{{ name }}", "email": "{{ email }}", "owner_id": "{{ answers['Department'] }}"},
-                  "map.owner_id"),
-    "salesforce": ({"instance_url": "https://acme.my.salesforce.com", "access_token": "tok",
-                    "external_id_field": "Ref__c"},
-                   {"LastName": "{{ name }}", "Email": "{{ email }}",
-                    "OwnerId": "{{ answers['Department'] }}"},
-                   "map.OwnerId"),
+    "hubspot": (
+        {"token": "pat-na1-token"},
+        {"email": "{{ email }}", "hubspot_owner_id": "{{ answers['Department'] }}"},
+        "map.hubspot_owner_id",
+    ),
+    "pipedrive": (
+        {"api_token": "pd-token"},
+        {"name": "{{ name }}", "email": "{{ email }}", "owner_id": "{{ answers['Department'] }}"},
+        "map.owner_id",
+    ),
+    "salesforce": (
+        {
+            "instance_url": "https://acme.my.salesforce.com",
+            "access_token": "tok",
+            "external_id_field": "Ref__c",
+        },
+        {"LastName": "{{ name }}", "Email": "{{ email }}", "OwnerId": "{{ answers['Department'] }}"},
+        "map.OwnerId",
+    ),
 }
 GOOD_ID = {"hubspot": "51209", "pipedrive": "42", "salesforce": "005000000000001AAA"}
 

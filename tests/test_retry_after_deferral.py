@@ -52,7 +52,9 @@ def _row(attempts: int = 0, first: float | None = None) -> DeliveryRow:
 
 
 def _deferred(seconds: float) -> Outcome:
-    return Outcome(key="S1.crm", status="retry", reason="not sent: paused", retry_after=seconds, deferred=True)
+    return Outcome(
+        key="S1.crm", status="retry", reason="not sent: paused", retry_after=seconds, deferred=True
+    )
 
 
 # --- decide() -------------------------------------------------------------------------------
@@ -62,13 +64,19 @@ def test_a_deferral_is_due_at_the_end_of_the_pause_and_counts_no_attempt() -> No
     policy = RetryPolicy(initial=10, max_delay=3600)
     now = 1000.0
     for attempts in (0, 3, 12):  # whatever the backoff has grown to, the pause alone decides
-        decision = decide(_row(attempts=attempts, first=now - 60 if attempts else None), _deferred(2.0), policy, now)
+        decision = decide(
+            _row(attempts=attempts, first=now - 60 if attempts else None), _deferred(2.0), policy, now
+        )
         assert decision.status == "retrying" and decision.outcome == "deferred"
         assert decision.attempted is False
         assert decision.next_attempt_at is not None
-        assert now + 2.0 <= decision.next_attempt_at <= now + 2.0 + 0.2  # jitter: at most a tenth of the pause
+        assert (
+            now + 2.0 <= decision.next_attempt_at <= now + 2.0 + 0.2
+        )  # jitter: at most a tenth of the pause
     long = decide(_row(), _deferred(300.0), policy, now)
-    assert long.next_attempt_at is not None and now + 300 <= long.next_attempt_at <= now + 300 + DEFERRAL_JITTER
+    assert (
+        long.next_attempt_at is not None and now + 300 <= long.next_attempt_at <= now + 300 + DEFERRAL_JITTER
+    )
 
 
 def test_a_deferral_never_reaches_max_attempts() -> None:
@@ -116,10 +124,13 @@ def test_the_ledger_reschedules_a_deferral_without_an_attempt_row(conn: sqlite3.
     ledger.record(conn, [decide(row, _deferred(30.0), policy, now)])
 
     attempts, status, due, code = conn.execute(
-        "SELECT attempts, status, next_attempt_at, last_status_code FROM deliveries").fetchone()
+        "SELECT attempts, status, next_attempt_at, last_status_code FROM deliveries"
+    ).fetchone()
     assert (attempts, status, code) == (1, "retrying", 429)  # the one real send; its answer is kept
     assert now + 30 <= due <= now + 30 + DEFERRAL_JITTER
-    assert conn.execute("SELECT attempt, outcome, status_code FROM attempts").fetchall() == [(1, "retry", 429)]
+    assert conn.execute("SELECT attempt, outcome, status_code FROM attempts").fetchall() == [
+        (1, "retry", 429)
+    ]
     # The dispatcher does not pick it up again while the pause lasts, and does after it.
     assert ledger.claim_due(conn, now + 29, 10) == []
     assert ledger.claim_due(conn, due, 10) == [("S1", "crm")]
@@ -187,8 +198,9 @@ def test_every_destination_defers_while_its_target_is_paused(case: str) -> None:
     config = make_config()
     items = [make_item(n) for n in (1, 2, 3)]
     pacer = PausedPacer()
-    context = DeliveryContext(http=NoNetwork(), pacer=pacer, destination_id=case,
-                              extra={"smtp_send": _never_send})
+    context = DeliveryContext(
+        http=NoNetwork(), pacer=pacer, destination_id=case, extra={"smtp_send": _never_send}
+    )
     destination = get_destination(str(getattr(config, "type")))
     outcomes = asyncio.run(destination.deliver(items, config, context))
     assert sorted(o.key for o in outcomes) == sorted(i.key for i in items)
@@ -257,7 +269,8 @@ def sink() -> Iterator[PausingSink]:
 def _write_config(path: Path, sink: PausingSink) -> Path:
     # One chunk at a time, one request at a time: each 429 reaches the hub before anything
     # else is sent, so any request inside a pause would be the hub's fault.
-    path.write_text(f"""
+    path.write_text(
+        f"""
 sources:
   contact-form: {{provider: typeform, secret: {TYPEFORM_SECRET}}}
 destinations:
@@ -270,7 +283,9 @@ destinations:
 routes:
   - {{name: all, from: [contact-form], to: [sink]}}
 dispatch: {{max_flows: 1, batch_wait: 0.5}}
-""", encoding="utf-8")
+""",
+        encoding="utf-8",
+    )
     return path
 
 
@@ -294,13 +309,22 @@ def _deliveries(spool: Path) -> dict[str, tuple[str, int]]:
         conn.close()
 
 
-def test_deliveries_held_by_a_429_are_sent_after_it_not_dead_lettered(tmp_path: Path, sink: PausingSink) -> None:
-    hub, server = start_hub(_write_config(tmp_path / "connectors.yaml", sink), tmp_path / "data", dispatch=True)
+def test_deliveries_held_by_a_429_are_sent_after_it_not_dead_lettered(
+    tmp_path: Path, sink: PausingSink
+) -> None:
+    hub, server = start_hub(
+        _write_config(tmp_path / "connectors.yaml", sink), tmp_path / "data", dispatch=True
+    )
     try:
         ids = _post_signed(tmp_path / "connectors.yaml", server.url, SUBMISSIONS)
-        wait_for(lambda: len(_deliveries(hub.spool_path)) == SUBMISSIONS and all(
-            status in ("delivered", "dead") for status, _ in _deliveries(hub.spool_path).values()),
-            timeout=FIRST_DELIVERY, what="every delivery to settle")
+        wait_for(
+            lambda: (
+                len(_deliveries(hub.spool_path)) == SUBMISSIONS
+                and all(status in ("delivered", "dead") for status, _ in _deliveries(hub.spool_path).values())
+            ),
+            timeout=FIRST_DELIVERY,
+            what="every delivery to settle",
+        )
     finally:
         server.stop()
 
@@ -317,8 +341,9 @@ def test_deliveries_held_by_a_429_are_sent_after_it_not_dead_lettered(tmp_path: 
     # The attempts table holds exactly what the receiver received, answer for answer.
     conn = sqlite3.connect(hub.spool_path)
     try:
-        recorded = sorted(conn.execute(
-            "SELECT inbox_id || '.' || destination, status_code FROM attempts").fetchall())
+        recorded = sorted(
+            conn.execute("SELECT inbox_id || '.' || destination, status_code FROM attempts").fetchall()
+        )
     finally:
         conn.close()
     assert recorded == sorted((delivery, status) for _, delivery, status in sink.answers)

@@ -45,7 +45,8 @@ SECRET = "row-isolation-secret"
 # Prefect's ephemeral server starts with the first flow run of the session: allow for it.
 FIRST_DELIVERY = 180.0
 
-CONFIG = """
+CONFIG = (
+    """
 sources:
   forms: {provider: typeform, secret: %s}
 destinations:
@@ -53,7 +54,9 @@ destinations:
 routes:
   - {name: everyone, from: [forms], when: "not exists(hidden.never)", to: [out]}
 dispatch: {batch_size: 100, batch_wait: 1.0, chunk_size: 100, max_flows: 2, delivery_processes: 0}
-""" % SECRET
+"""
+    % SECRET
+)
 
 
 class PoisonedTypeform(TypeformConnector):
@@ -80,8 +83,9 @@ class PoisonedFile(FileDestination):
     """The file destination, but the whole chunk raises if it holds BOOM-deliver, and BOOM-record
     gets an outcome whose reason SQLite cannot store (a lone surrogate, as a receiver's text may be)."""
 
-    async def deliver(self, items: list[DeliveryItem], config: BaseModel,
-                      context: DeliveryContext) -> list[Outcome]:
+    async def deliver(
+        self, items: list[DeliveryItem], config: BaseModel, context: DeliveryContext
+    ) -> list[Outcome]:
         if any("BOOM-deliver" in (item.submission.name or "") for item in items):
             raise ValueError("deliver exploded")
         record = [item for item in items if "BOOM-record" in (item.submission.name or "")]
@@ -109,20 +113,32 @@ def poisoned_destination(type_name: str) -> Destination:
     return PoisonedFile() if type_name == "file" else get_destination(type_name)
 
 
-POISONED = Stages(connector=poisoned_connector, condition=poisoned_condition,
-                  destination=poisoned_destination)
+POISONED = Stages(
+    connector=poisoned_connector, condition=poisoned_condition, destination=poisoned_destination
+)
 
 
 def typeform_body(name: str) -> bytes:
     """A Typeform form_response whose name answer is `name`, JSON-escaped as JavaScript writes it."""
     payload = {
-        "event_id": new_id(), "event_type": "form_response",
+        "event_id": new_id(),
+        "event_type": "form_response",
         "form_response": {
-            "form_id": "isoForm", "token": new_id(), "submitted_at": "2026-12-01T10:00:00Z",
-            "definition": {"id": "isoForm", "title": "Isolation", "fields": [
-                {"id": "nameFld", "ref": "full_name", "type": "short_text", "title": "Full name"}]},
-            "answers": [{"type": "text", "text": name,
-                         "field": {"id": "nameFld", "type": "short_text", "ref": "full_name"}}],
+            "form_id": "isoForm",
+            "token": new_id(),
+            "submitted_at": "2026-12-01T10:00:00Z",
+            "definition": {
+                "id": "isoForm",
+                "title": "Isolation",
+                "fields": [{"id": "nameFld", "ref": "full_name", "type": "short_text", "title": "Full name"}],
+            },
+            "answers": [
+                {
+                    "type": "text",
+                    "text": name,
+                    "field": {"id": "nameFld", "type": "short_text", "ref": "full_name"},
+                }
+            ],
         },
     }
     # ensure_ascii: a lone surrogate is written as the escape `\ud83d`, as JSON.stringify does.
@@ -131,8 +147,12 @@ def typeform_body(name: str) -> bytes:
 
 def post(server: RunningServer, body: bytes) -> str:
     signature = "sha256=" + base64.b64encode(hmac.digest(SECRET.encode(), body, hashlib.sha256)).decode()
-    answer = httpx.post(f"{server.url}/hooks/forms", content=body, timeout=30,
-                        headers={"content-type": "application/json", "typeform-signature": signature})
+    answer = httpx.post(
+        f"{server.url}/hooks/forms",
+        content=body,
+        timeout=30,
+        headers={"content-type": "application/json", "typeform-signature": signature},
+    )
     assert answer.status_code == 200, answer.text
     return str(answer.json()["id"])
 
@@ -184,13 +204,18 @@ def test_each_stage_fails_one_row_and_the_others_are_delivered(start, capsys) ->
     hub, server = start(stages=POISONED)
     # The surrogate first, as in the report that found it: it used to hold back everything after it.
     surrogate = post(server, typeform_body("Ren\ud83d"))
-    poisoned = {stage: post(server, typeform_body(f"Someone BOOM-{stage}"))
-                for stage in ("normalize", "fetch", "when", "json", "deliver", "record")}
+    poisoned = {
+        stage: post(server, typeform_body(f"Someone BOOM-{stage}"))
+        for stage in ("normalize", "fetch", "when", "json", "deliver", "record")
+    }
     normal = [post(server, typeform_body(f"Person {n}")) for n in range(20)]
 
     settled = ("done", "failed")
-    wait_for(lambda: all(states(hub)[i][0] in settled for i in [surrogate, *poisoned.values(), *normal]),
-             timeout=FIRST_DELIVERY, what="every submission to be delivered or a dead letter")
+    wait_for(
+        lambda: all(states(hub)[i][0] in settled for i in [surrogate, *poisoned.values(), *normal]),
+        timeout=FIRST_DELIVERY,
+        what="every submission to be delivered or a dead letter",
+    )
     by_id = {line["id"]: line for line in delivered_lines(hub)}
     assert all(states(hub)[i][0] == "done" for i in normal)
     assert set(normal) <= set(by_id) and len(by_id) == len(normal) + 1  # once each, plus the surrogate
@@ -226,8 +251,11 @@ def test_each_stage_fails_one_row_and_the_others_are_delivered(start, capsys) ->
     assert all(inbox_id in shown for inbox_id in poisoned.values())
     assert "`when` failed: KeyError" in shown
     assert cli(["replay", "--data-dir", data_dir, "--all"]) == 0
-    wait_for(lambda: all(states(hub)[i][0] == "failed" for i in poisoned.values()), timeout=60,
-             what="the replayed rows to fail again, each on its own")
+    wait_for(
+        lambda: all(states(hub)[i][0] == "failed" for i in poisoned.values()),
+        timeout=60,
+        what="the replayed rows to fail again, each on its own",
+    )
     assert len(delivered_lines(hub)) == len(normal) + 1
 
 
@@ -252,17 +280,22 @@ def test_a_flow_that_fails_for_no_rows_reason_is_bisected_and_its_row_quarantine
     culprit = post(server, typeform_body("Someone BOOM-flow"))
     normal = [post(server, typeform_body(f"Person {n}")) for n in range(20)]
 
-    wait_for(lambda: states(hub)[culprit][0] == "failed" and all(states(hub)[i][0] == "done" for i in normal),
-             timeout=FIRST_DELIVERY, what="the others delivered and the culprit quarantined")
+    wait_for(
+        lambda: states(hub)[culprit][0] == "failed" and all(states(hub)[i][0] == "done" for i in normal),
+        timeout=FIRST_DELIVERY,
+        what="the others delivered and the culprit quarantined",
+    )
     assert sorted(line["id"] for line in delivered_lines(hub)) == sorted(normal)
     reason = dead_letters(hub)[culprit]
     assert reason.startswith(
-        "quarantined after 3 failed flow runs of it alone: RuntimeError: the flow run crashed")
+        "quarantined after 3 failed flow runs of it alone: RuntimeError: the flow run crashed"
+    )
     # Bisected (the first batch held all 21 if they came together) and retried alone three times.
     assert runs.count(1) >= 3
 
 
 # The recording stage on its own, on a real spool: a batch SQLite refuses is written row by row.
+
 
 @pytest.fixture
 def spool(tmp_path: Path) -> Iterator[sqlite3.Connection]:
@@ -318,11 +351,14 @@ def test_outcomes_that_sqlite_refuses_for_one_row_fail_that_row_only(spool: sqli
 
 
 def test_a_failed_batch_comes_back_in_halves_behind_no_one_and_a_row_failing_alone_is_quarantined(
-        spool: sqlite3.Connection) -> None:
+    spool: sqlite3.Connection,
+) -> None:
     claimed = ["S1", "S2", "S3", "S4"]
     assert ledger.flow_failed(spool, claimed, [], "RuntimeError: boom", time.time(), 0.0, 3) == []
-    spool.execute("INSERT INTO inbox (id, received_at, source, provider, event_id, kind, body, state)"
-                  " VALUES ('S5', 9.0, 'forms', 'typeform', 'e5', 'submission', x'7b7d', 'pending')")
+    spool.execute(
+        "INSERT INTO inbox (id, received_at, source, provider, event_id, kind, body, state)"
+        " VALUES ('S5', 9.0, 'forms', 'typeform', 'e5', 'submission', x'7b7d', 'pending')"
+    )
     # Fresh work is claimed without the suspects, however old they are.
     assert ledger.claim_inbox(spool, 100, "me") == ["S5"]
     assert ledger.claim_suspects(spool, time.time(), "me") == (["S1", "S2"], [])

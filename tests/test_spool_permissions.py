@@ -68,12 +68,19 @@ def test_new_data_dir_is_0700_and_every_file_0600_after_a_delivery(tmp_path: Pat
     hub, server = start_hub(config, data_dir, dispatch=True)
     try:
         headers = {k: v for k, v in FIXTURE["headers"].items() if k.lower() != "content-length"}
-        answer = httpx.post(f"{server.url}/hooks/contact-form", content=FIXTURE["body"].encode("utf-8"),
-                            headers=headers, timeout=30)
+        answer = httpx.post(
+            f"{server.url}/hooks/contact-form",
+            content=FIXTURE["body"].encode("utf-8"),
+            headers=headers,
+            timeout=30,
+        )
         assert answer.status_code == 200, answer.text
         inbox_id = answer.json()["id"]
-        wait_for(lambda: inbox_state(hub.spool_path, inbox_id) == "done", timeout=FIRST_DELIVERY,
-                 what="the delivery to the file destination")
+        wait_for(
+            lambda: inbox_state(hub.spool_path, inbox_id) == "done",
+            timeout=FIRST_DELIVERY,
+            what="the delivery to the file destination",
+        )
         files = {p.name: mode(p) for p in data_dir.iterdir()}
     finally:
         server.stop()

@@ -20,9 +20,17 @@ from hub.spool.writer import MAX_GROUP, SpoolRecord, SpoolUnavailable, SpoolWrit
 def _record(event_id: str) -> SpoolRecord:
     now = time.time()
     return SpoolRecord(
-        id=new_id(now), received_at=now, source="contact-form", provider="typeform", event_id=event_id,
-        kind="submission", note=None, method="POST", url="http://127.0.0.1/hooks/contact-form",
-        headers={"content-type": "application/json"}, body=b'{"event_id": "%s"}' % event_id.encode(),
+        id=new_id(now),
+        received_at=now,
+        source="contact-form",
+        provider="typeform",
+        event_id=event_id,
+        kind="submission",
+        note=None,
+        method="POST",
+        url="http://127.0.0.1/hooks/contact-form",
+        headers={"content-type": "application/json"},
+        body=b'{"event_id": "%s"}' % event_id.encode(),
     )
 
 
@@ -107,7 +115,9 @@ def test_serve_freezes_the_startup_heap_out_of_the_collectors_way() -> None:
         "import gc; from hub.server import _freeze_startup_heap; "
         "assert gc.get_freeze_count() == 0; _freeze_startup_heap(); print(gc.get_freeze_count())"
     )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
     assert int(out.stdout) > 10_000
 
 
@@ -132,7 +142,9 @@ def test_an_unexpected_error_answers_unavailable_and_the_writer_keeps_serving(
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the crash is the test
-def test_work_queued_when_the_thread_dies_is_answered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_work_queued_when_the_thread_dies_is_answered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """If the writer thread ends for any reason, what is queued gets a 503, not a wait forever."""
     may_die = threading.Event()
 

@@ -26,14 +26,17 @@ from hub.submission import Answer, Submission, well_formed, well_formed_json
 LONE = "Ren\ud83d"
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("Ren\ud83d", "Ren\ufffd"),  # a high half at the end (the cut emoji)
-    ("\ude00Ren", "\ufffdRen"),  # a low half alone
-    ("a\ud83d\ude00b", "a\U0001f600b"),  # both halves, as two code points: the emoji they spell
-    ("\ud83d\ud83d", "\ufffd\ufffd"),
-    ("Renée 😀", "Renée 😀"),
-    ("plain", "plain"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Ren\ud83d", "Ren\ufffd"),  # a high half at the end (the cut emoji)
+        ("\ude00Ren", "\ufffdRen"),  # a low half alone
+        ("a\ud83d\ude00b", "a\U0001f600b"),  # both halves, as two code points: the emoji they spell
+        ("\ud83d\ud83d", "\ufffd\ufffd"),
+        ("Renée 😀", "Renée 😀"),
+        ("plain", "plain"),
+    ],
+)
 def test_each_lone_surrogate_becomes_a_replacement_character(text: str, expected: str) -> None:
     assert well_formed(text) == expected
     well_formed(text).encode("utf-8")  # never raises
@@ -61,17 +64,29 @@ def test_what_the_encoders_do_with_a_lone_surrogate() -> None:
 
 
 def _submission(**fields: object) -> Submission:
-    base: dict[str, object] = {"id": "S1", "source": "forms", "provider": "typeform", "event_id": "E1",
-                               "submitted_at": datetime(2026, 12, 1, tzinfo=UTC)}
+    base: dict[str, object] = {
+        "id": "S1",
+        "source": "forms",
+        "provider": "typeform",
+        "event_id": "E1",
+        "submitted_at": datetime(2026, 12, 1, tzinfo=UTC),
+    }
     return Submission(**{**base, **fields})  # type: ignore[arg-type]
 
 
 def test_to_json_replaces_lone_surrogates_in_every_string() -> None:
     submission = _submission(
-        id="S\ud800", form_id="F\ud800", form_title="T\ud800", email="e\ud800@example.org", name=LONE,
-        answers=[Answer(key="k\udc00", label="L\ud83d", type="short_text", value=LONE),
-                 Answer(key="k2", label="Choices", type="multiple_choice", value=["a\ud83d", "b"])],
-        hidden={"utm\ud800": LONE}, metadata={"nested": {"list": [LONE, 1, None]}, "n": 2},
+        id="S\ud800",
+        form_id="F\ud800",
+        form_title="T\ud800",
+        email="e\ud800@example.org",
+        name=LONE,
+        answers=[
+            Answer(key="k\udc00", label="L\ud83d", type="short_text", value=LONE),
+            Answer(key="k2", label="Choices", type="multiple_choice", value=["a\ud83d", "b"]),
+        ],
+        hidden={"utm\ud800": LONE},
+        metadata={"nested": {"list": [LONE, 1, None]}, "n": 2},
     )
     stored, data = submission.to_json()
     assert "\\ud8" not in data and "\\udc" not in data
@@ -79,8 +94,12 @@ def test_to_json_replaces_lone_surrogates_in_every_string() -> None:
     assert parsed["name"] == "Ren\ufffd" and parsed["id"] == "S\ufffd"
     assert parsed["email"] == "e\ufffd@example.org"
     assert parsed["form_id"] == "F\ufffd" and parsed["form_title"] == "T\ufffd"
-    assert parsed["answers"][0] == {"key": "k\ufffd", "label": "L\ufffd", "type": "short_text",
-                                    "value": "Ren\ufffd"}
+    assert parsed["answers"][0] == {
+        "key": "k\ufffd",
+        "label": "L\ufffd",
+        "type": "short_text",
+        "value": "Ren\ufffd",
+    }
     assert parsed["answers"][1]["value"] == ["a\ufffd", "b"]
     assert parsed["hidden"] == {"utm\ufffd": "Ren\ufffd"}
     assert parsed["metadata"] == {"nested": {"list": ["Ren\ufffd", 1, None]}, "n": 2}
@@ -95,31 +114,44 @@ def test_to_json_of_well_formed_text_is_the_plain_encoding_of_the_same_object() 
 
 def _typeform_request(name: str, secret: str = "s3cret") -> InboundRequest:
     payload = {
-        "event_id": "01KVG79GJE6RRHM8TEPJ283Y60", "event_type": "form_response",
+        "event_id": "01KVG79GJE6RRHM8TEPJ283Y60",
+        "event_type": "form_response",
         "form_response": {
-            "form_id": "F1", "token": "t", "submitted_at": "2026-12-01T10:00:00Z",
-            "definition": {"id": "F1", "title": "Form", "fields": [
-                {"id": "n", "ref": "full_name", "type": "short_text", "title": "Full name"}]},
-            "answers": [{"type": "text", "text": name,
-                         "field": {"id": "n", "type": "short_text", "ref": "full_name"}}],
+            "form_id": "F1",
+            "token": "t",
+            "submitted_at": "2026-12-01T10:00:00Z",
+            "definition": {
+                "id": "F1",
+                "title": "Form",
+                "fields": [{"id": "n", "ref": "full_name", "type": "short_text", "title": "Full name"}],
+            },
+            "answers": [
+                {"type": "text", "text": name, "field": {"id": "n", "type": "short_text", "ref": "full_name"}}
+            ],
         },
     }
     body = json.dumps(payload).encode("ascii")  # ensure_ascii: the lone half is written as `\ud83d`
     assert b"Ren\\ud83d" in body
     signature = "sha256=" + base64.b64encode(hmac.digest(secret.encode(), body, hashlib.sha256)).decode()
-    return InboundRequest(method="POST", url="http://127.0.0.1/hooks/forms",
-                          headers={"content-type": "application/json", "typeform-signature": signature},
-                          body=body)
+    return InboundRequest(
+        method="POST",
+        url="http://127.0.0.1/hooks/forms",
+        headers={"content-type": "application/json", "typeform-signature": signature},
+        body=body,
+    )
 
 
 def test_a_typeform_answer_cut_in_an_emoji_is_routed_with_a_replacement_character() -> None:
-    config = HubConfig.model_validate({
-        "sources": {"forms": {"provider": "typeform", "secret": "s3cret"}},
-        "destinations": {"out": {"type": "file", "path": "out.jsonl"}},
-        "routes": [{"name": "cut", "from": ["forms"], "when": "name endswith 'n\ufffd'", "to": ["out"]}],
-    })
-    context = NormalizeContext(submission_id="S1", source="forms",
-                               received_at=datetime(2026, 12, 1, tzinfo=UTC))
+    config = HubConfig.model_validate(
+        {
+            "sources": {"forms": {"provider": "typeform", "secret": "s3cret"}},
+            "destinations": {"out": {"type": "file", "path": "out.jsonl"}},
+            "routes": [{"name": "cut", "from": ["forms"], "when": "name endswith 'n\ufffd'", "to": ["out"]}],
+        }
+    )
+    context = NormalizeContext(
+        submission_id="S1", source="forms", received_at=datetime(2026, 12, 1, tzinfo=UTC)
+    )
     submission = get_connector("typeform").normalize(_typeform_request(LONE), context)
     assert submission.name == LONE  # normalizing keeps what was sent; storing is what must not fail
     failed: dict[str, str] = {}

@@ -32,8 +32,16 @@ async def send(
 ) -> Answer:
     """`_http.request` with `body` serialized as compact UTF-8 JSON when given."""
     content = None if body is None else json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-    return await _http.request(client, method, url, headers=headers, timeout=timeout, content=content,
-                               params=params, max_bytes=max_bytes)
+    return await _http.request(
+        client,
+        method,
+        url,
+        headers=headers,
+        timeout=timeout,
+        content=content,
+        params=params,
+        max_bytes=max_bytes,
+    )
 
 
 def json_of(answer: Answer) -> Any:

@@ -115,14 +115,17 @@ class EmailContent:
         return [m.address for m in (*self.to, *self.cc, *self.bcc)]
 
 
-
-
 @lru_cache(maxsize=3)
 def environment(html: bool, mark_values: bool = False) -> SandboxedEnvironment:
     # The mapping sandbox (filters, limits), with trim_blocks so body templates can put
     # {% if %} on lines of their own without leaving blank lines behind.
-    return sandbox(mark_values=mark_values, autoescape=html, trim_blocks=True, lstrip_blocks=True,
-                   keep_trailing_newline=True)
+    return sandbox(
+        mark_values=mark_values,
+        autoescape=html,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
 
 
 @lru_cache(maxsize=1024)
@@ -154,8 +157,10 @@ def template_names(submission: Submission, record_link: str | None) -> dict[str,
     """What e-mail templates see: the mapping names plus a title, the time and the hub's link."""
     names = mapping_context(submission)
     # Each answer also as people read it (`a.text`): lists joined, Yes/No, "(no answer)".
-    names["answer_list"] = [{**entry, "text": format_value(answer.value)}
-                            for entry, answer in zip(names["answer_list"], submission.answers)]
+    names["answer_list"] = [
+        {**entry, "text": format_value(answer.value)}
+        for entry, answer in zip(names["answer_list"], submission.answers)
+    ]
     title = submission.form_title or submission.form_id or submission.source or ""
     names["title"] = title.strip() or "Form submission"
     names["submitted"] = submission.submitted_at.strftime("%Y-%m-%d %H:%M UTC")
@@ -185,14 +190,18 @@ def _chosen_map(settings: EmailSettings, item: DeliveryItem) -> dict[str, str]:
     return chosen
 
 
-def _recipients(settings: EmailSettings, chosen: dict[str, str],
-                names: dict[str, Any]) -> tuple[list[Mailbox], list[Mailbox], list[Mailbox]]:
+def _recipients(
+    settings: EmailSettings, chosen: dict[str, str], names: dict[str, Any]
+) -> tuple[list[Mailbox], list[Mailbox], list[Mailbox]]:
     lists: list[list[Mailbox]] = []
     seen: set[str] = set()
     for name in ("to", "cc", "bcc"):
         # Config lists hold one template per entry; a map gives one comma-separated template.
-        entries = [(f"map.{name}", chosen[name])] if name in chosen else [
-            (f"{name}[{index}]", entry) for index, entry in enumerate(getattr(settings, name))]
+        entries = (
+            [(f"map.{name}", chosen[name])]
+            if name in chosen
+            else [(f"{name}[{index}]", entry) for index, entry in enumerate(getattr(settings, name))]
+        )
         unique: list[Mailbox] = []
         for field, entry in entries:
             for mailbox in _addresses(entry, names, field, settings.allowed_recipient_domains):
@@ -220,15 +229,19 @@ def _addresses(entry: str, names: dict[str, Any], field: str, allowed: list[str]
         for value in rendered.values:
             problem = address_value_problem(value)
             if problem:
-                raise MappingError(f"{field}: the value {one_line(value, 80)!r} from the submission holds "
-                                   f"{problem}; a value from a submission must stay within one address, "
-                                   "so nothing was sent")
+                raise MappingError(
+                    f"{field}: the value {one_line(value, 80)!r} from the submission holds "
+                    f"{problem}; a value from a submission must stay within one address, "
+                    "so nothing was sent"
+                )
         mailboxes = _mailboxes(rendered.text, field)
     if allowed is not None:
         for mailbox in mailboxes:
             if domain_of(mailbox.address) not in allowed:
-                raise MappingError(f"{field}: {mailbox.address} is outside allowed_recipient_domains "
-                                   f"({', '.join(allowed)}), so nothing was sent")
+                raise MappingError(
+                    f"{field}: {mailbox.address} is outside allowed_recipient_domains "
+                    f"({', '.join(allowed)}), so nothing was sent"
+                )
     return mailboxes
 
 
@@ -273,9 +286,17 @@ def render_email(settings: EmailSettings, item: DeliveryItem, record_link: str |
     text, html = _bodies(settings, item, names)
     sender = settings.sender
     return EmailContent(
-        sender=sender, to=tuple(to), cc=tuple(cc), bcc=tuple(bcc), reply_to=_reply_to(chosen, names),
-        subject=one_line(subject, SUBJECT_CHARS) or "New submission", text=text, html=html,
-        message_id=message_id(item.key, sender), submission_id=item.submission.id, delivery_key=item.key,
+        sender=sender,
+        to=tuple(to),
+        cc=tuple(cc),
+        bcc=tuple(bcc),
+        reply_to=_reply_to(chosen, names),
+        subject=one_line(subject, SUBJECT_CHARS) or "New submission",
+        text=text,
+        html=html,
+        message_id=message_id(item.key, sender),
+        submission_id=item.submission.id,
+        delivery_key=item.key,
     )
 
 

@@ -24,9 +24,19 @@ _ATOM = r"[^\s@<>()\[\],;:\"\\]"
 _ADDRESS = re.compile(rf"{_ATOM}+@[^\s@<>()\[\],;:\"\\.]+(\.[^\s@<>()\[\],;:\"\\.]+)+")
 _NAME_SPECIALS = re.compile(r"[()<>\[\]:;@\\,.\"]")
 _DOMAIN = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+")
-_STRUCTURE = {",": "a comma", ";": "a semicolon", "<": "an angle bracket", ">": "an angle bracket",
-              '"': "a double quote", "(": "a parenthesis", ")": "a parenthesis", ":": "a colon",
-              "[": "a square bracket", "]": "a square bracket", "\\": "a backslash"}
+_STRUCTURE = {
+    ",": "a comma",
+    ";": "a semicolon",
+    "<": "an angle bracket",
+    ">": "an angle bracket",
+    '"': "a double quote",
+    "(": "a parenthesis",
+    ")": "a parenthesis",
+    ":": "a colon",
+    "[": "a square bracket",
+    "]": "a square bracket",
+    "\\": "a backslash",
+}
 """What would let one value from a submission split into, or wrap, several addresses (RFC 5322
 separators, display names, comments, groups). `'` and `@` stay allowed: o'neil@example.com."""
 
@@ -113,13 +123,16 @@ class EmailSettings(DestinationSettings):
     bcc: list[str] = Field(default_factory=list, description="blind-copy recipients, like `to`")
     subject: str = Field(default=DEFAULT_SUBJECT, min_length=1, description="Jinja template of the subject")
     text_template: str | None = Field(default=None, description="Jinja template of the plain-text body")
-    html_template: str | None = Field(default=None, description="Jinja template of the HTML body (autoescaped)")
+    html_template: str | None = Field(
+        default=None, description="Jinja template of the HTML body (autoescaped)"
+    )
     html: bool = Field(default=True, description="also send an HTML part")
     map: dict[str, str] | None = Field(
         default=None, description=f"Jinja templates for {', '.join(MAP_FIELDS)}; a route's map replaces it"
     )
     allowed_recipient_domains: list[str] | None = Field(
-        default=None, min_length=1,
+        default=None,
+        min_length=1,
         description="when set, every to/cc/bcc address must be at one of these domains (exact match)",
     )
 
@@ -131,7 +144,9 @@ class EmailSettings(DestinationSettings):
         except ValueError:
             found = []
         if len(found) != 1:
-            raise ValueError("must be one e-mail address, such as forms@example.com or 'Forms <forms@example.com>'")
+            raise ValueError(
+                "must be one e-mail address, such as forms@example.com or 'Forms <forms@example.com>'"
+            )
         return value.strip()
 
     @field_validator("to", "cc", "bcc")

@@ -78,8 +78,16 @@ async def request(
     callers whose answers legitimately outgrow MAX_BODY_BYTES (CRM batch results).
     """
     if isinstance(client, aiohttp.ClientSession):
-        return await _request_aiohttp(client, method, url, headers=headers, timeout=timeout, content=content,
-                                      params=params, max_bytes=max_bytes)
+        return await _request_aiohttp(
+            client,
+            method,
+            url,
+            headers=headers,
+            timeout=timeout,
+            content=content,
+            params=params,
+            max_bytes=max_bytes,
+        )
     try:
         async with asyncio.timeout(timeout):
             built = client.build_request(
@@ -122,12 +130,19 @@ async def _request_aiohttp(
     try:
         async with asyncio.timeout(timeout):
             async with session.request(
-                method, url, params=params, data=content, headers=headers, allow_redirects=False,
-                skip_auto_headers=skip, timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=timeout),
+                method,
+                url,
+                params=params,
+                data=content,
+                headers=headers,
+                allow_redirects=False,
+                skip_auto_headers=skip,
+                timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=timeout),
             ) as response:
                 body = await _read_capped_aiohttp(response, max_bytes)
-                return Answer(status=response.status, headers=httpx.Headers(list(response.headers.items())),
-                              body=body)
+                return Answer(
+                    status=response.status, headers=httpx.Headers(list(response.headers.items())), body=body
+                )
     except aiohttp.ConnectionTimeoutError:  # before TimeoutError, which it also is
         raise TransportFailed(f"could not connect within {timeout:g} s", sent=False) from None
     except TimeoutError:

@@ -24,11 +24,19 @@ and a truncated answer would turn 100 upserted contacts into 100 unreadable resu
 REASON_CHARS = 300
 
 
-async def send(client: httpx.AsyncClient, method: str, url: str, *, content: bytes,
-               headers: dict[str, str], timeout: float) -> _http.Answer:
+async def send(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    content: bytes,
+    headers: dict[str, str],
+    timeout: float,
+) -> _http.Answer:
     """`_http.request` with HubSpot's larger body cap (see MAX_BODY_BYTES)."""
-    return await _http.request(client, method, url, content=content, headers=headers, timeout=timeout,
-                               max_bytes=MAX_BODY_BYTES)
+    return await _http.request(
+        client, method, url, content=content, headers=headers, timeout=timeout, max_bytes=MAX_BODY_BYTES
+    )
 
 
 @dataclass(frozen=True)
@@ -42,8 +50,12 @@ class Input:
 
     def body(self) -> dict[str, Any]:
         # Batch upsert: idProperty email, no match creates, one match updates.
-        return {"idProperty": "email", "id": self.email, "properties": self.properties,
-                "objectWriteTraceId": self.key}
+        return {
+            "idProperty": "email",
+            "id": self.email,
+            "properties": self.properties,
+            "objectWriteTraceId": self.key,
+        }
 
 
 def batches(inputs: list[Input], size: int) -> list[list[Input]]:
@@ -53,7 +65,9 @@ def batches(inputs: list[Input], size: int) -> list[list[Input]]:
     emails: list[set[str]] = []
     for one in inputs:
         email = one.email.casefold()
-        index = next((i for i, group in enumerate(groups) if len(group) < size and email not in emails[i]), None)
+        index = next(
+            (i for i, group in enumerate(groups) if len(group) < size and email not in emails[i]), None
+        )
         if index is None:
             groups.append([])
             emails.append(set())

@@ -25,11 +25,12 @@ LOCK_WAIT = 2.0
 DEFAULT_WINDOW = 10.0
 """The burst budget is per 10 s (X-HubSpot-RateLimit-Interval-Milliseconds: 10000)."""
 DAILY_PROBE_MARGIN = 60.0
-TRANSIENT_CATEGORIES = frozenset({"LOCKED", "RATE_LIMIT", "RATE_LIMITS", "INTERNAL_ERROR", "SERVICE_UNAVAILABLE",
-                                  "TIMEOUT"})
+TRANSIENT_CATEGORIES = frozenset(
+    {"LOCKED", "RATE_LIMIT", "RATE_LIMITS", "INTERNAL_ERROR", "SERVICE_UNAVAILABLE", "TIMEOUT"}
+)
 ADVICE = {
     "PROPERTY_DOESNT_EXIST": "a key of map: is not the internal name of a contact property; "
-                             "create the property in HubSpot or fix map:",
+    "create the property in HubSpot or fix map:",
     "READ_ONLY_VALUE": "a property in map: is read-only in HubSpot; remove it from map:",
     "INVALID_OPTION": "a value is not one of the property's options; map it to the option's internal value",
     "INVALID_EMAIL": "HubSpot does not accept this submission's e-mail address",
@@ -68,7 +69,9 @@ def seconds_to_next_hour(wall_now: float) -> float:
     return 3600.0 - wall_now % 3600.0 + DAILY_PROBE_MARGIN
 
 
-def judge_batch(answer: _http.Answer, inputs: list[Input], wall_now: float, need_ids: bool = False) -> Verdict:
+def judge_batch(
+    answer: _http.Answer, inputs: list[Input], wall_now: float, need_ids: bool = False
+) -> Verdict:
     """`need_ids`: a contact upserted without a known id must be sent again alone (a note needs the id)."""
     data = api.json_body(answer)
     if 200 <= answer.status < 300:
@@ -90,8 +93,13 @@ def judge_batch(answer: _http.Answer, inputs: list[Input], wall_now: float, need
         verdict.resend, verdict.pause, verdict.reason = list(inputs), judged.pause, judged.reason
         return verdict
     for one in inputs:
-        verdict.decided[one.key] = Outcome(key=one.key, status=judged.status, status_code=answer.status,
-                                           reason=judged.reason, retry_after=judged.retry_after)
+        verdict.decided[one.key] = Outcome(
+            key=one.key,
+            status=judged.status,
+            status_code=answer.status,
+            reason=judged.reason,
+            retry_after=judged.retry_after,
+        )
     return verdict
 
 
@@ -114,20 +122,26 @@ def judge_error(answer: _http.Answer, error: dict[str, Any], wall_now: float) ->
         reason = f"HubSpot server error (HTTP {status}): {what}; {_UPSERT_IS_SAFE}"
         return Judged("retry", reason, retry_after=retry_after)
     if 300 <= status < 400:
-        return Judged("failed", f"HubSpot answered a redirect (HTTP {status}); redirects are not followed: "
-                                "check base_url")
+        return Judged(
+            "failed",
+            f"HubSpot answered a redirect (HTTP {status}); redirects are not followed: check base_url",
+        )
     return Judged("failed", _refusal(status, error, what))
 
 
 def _refusal(status: int, error: dict[str, Any], what: str) -> str:
     if status == 401:
-        return (f"HubSpot refused the token (401, {what}): it is wrong, revoked or expired; "
-                "create or rotate the private app's token and update token")
+        return (
+            f"HubSpot refused the token (401, {what}): it is wrong, revoked or expired; "
+            "create or rotate the private app's token and update token"
+        )
     if status == 403:
         scopes = api.required_scopes(error)
         needed = f"scope {', '.join(scopes)}" if scopes else "the scopes this call needs"
-        return (f"HubSpot refused the call (403, {what}): give the private app {needed} "
-                "(Settings > Integrations > Private apps), then update token if it changed")
+        return (
+            f"HubSpot refused the call (403, {what}): give the private app {needed} "
+            "(Settings > Integrations > Private apps), then update token if it changed"
+        )
     if status == 404:
         return f"HubSpot answered 404 ({what}): check base_url"
     advice = next((ADVICE[code] for code in api.codes(error) if code in ADVICE), None)
@@ -135,20 +149,25 @@ def _refusal(status: int, error: dict[str, Any], what: str) -> str:
     return f"{reason}: {advice}" if advice else reason
 
 
-def _rate_limited(answer: _http.Answer, error: dict[str, Any], retry_after: float | None,
-                  wall_now: float) -> Judged:
+def _rate_limited(
+    answer: _http.Answer, error: dict[str, Any], retry_after: float | None, wall_now: float
+) -> Judged:
     policy = error.get("policyName") if isinstance(error.get("policyName"), str) else None
     limits = api.limits(answer.headers)
     if policy == "DAILY" or (policy is None and limits.daily_remaining == 0):
         wait = retry_after if retry_after is not None else seconds_to_next_hour(wall_now)
         per_day = f" of {limits.daily} calls" if limits.daily else ""
-        reason = (f"HubSpot's daily API limit{per_day} for this account is used up (429 DAILY); it resets at "
-                  f"midnight in the account's time zone; hookhub tries again in {wait:.0f} s")
+        reason = (
+            f"HubSpot's daily API limit{per_day} for this account is used up (429 DAILY); it resets at "
+            f"midnight in the account's time zone; hookhub tries again in {wait:.0f} s"
+        )
         return Judged("retry", reason, pause=wait)
     window = limits.interval or DEFAULT_WINDOW
     wait = retry_after if retry_after is not None else window
-    reason = (f"HubSpot rate limit (429 {policy or 'without a policy name'}): too many calls with this token "
-              f"in {window:g} s; waiting {wait:g} s")
+    reason = (
+        f"HubSpot rate limit (429 {policy or 'without a policy name'}): too many calls with this token "
+        f"in {window:g} s; waiting {wait:g} s"
+    )
     return Judged("retry", reason, pause=wait)
 
 
@@ -172,10 +191,14 @@ def _conflict(verdict: Verdict, error: dict[str, Any], inputs: list[Input]) -> V
 def _judge_results(answer: _http.Answer, data: Any, inputs: list[Input], need_ids: bool) -> Verdict:
     verdict = Verdict(status_code=answer.status)
     if not isinstance(data, dict) or not isinstance(data.get("results"), list):
-        reason = (f"HubSpot answered HTTP {answer.status} without per-contact results "
-                  f"({api.body_snippet(answer)}): not understood; check base_url")
+        reason = (
+            f"HubSpot answered HTTP {answer.status} without per-contact results "
+            f"({api.body_snippet(answer)}): not understood; check base_url"
+        )
         for one in inputs:
-            verdict.decided[one.key] = Outcome(key=one.key, status="failed", status_code=answer.status, reason=reason)
+            verdict.decided[one.key] = Outcome(
+                key=one.key, status="failed", status_code=answer.status, reason=reason
+            )
         return verdict
     left = {one.key: one for one in inputs}
     spare: list[dict[str, Any]] = []
@@ -200,8 +223,14 @@ def _judge_results(answer: _http.Answer, data: Any, inputs: list[Input], need_id
     return verdict
 
 
-def _unclear(verdict: Verdict, left: list[Input], spare: list[dict[str, Any]],
-             orphans: list[dict[str, Any]], status: int, need_ids: bool) -> None:
+def _unclear(
+    verdict: Verdict,
+    left: list[Input],
+    spare: list[dict[str, Any]],
+    orphans: list[dict[str, Any]],
+    status: int,
+    need_ids: bool,
+) -> None:
     """Inputs no result or error named."""
     if not left:
         return
@@ -215,8 +244,12 @@ def _unclear(verdict: Verdict, left: list[Input], spare: list[dict[str, Any]],
     elif len(left) > 1:
         verdict.alone = left
     else:
-        reason = f"HubSpot's answer (HTTP {status}) did not say what became of this contact; {_UPSERT_IS_SAFE}"
-        verdict.decided[left[0].key] = Outcome(key=left[0].key, status="retry", status_code=status, reason=reason)
+        reason = (
+            f"HubSpot's answer (HTTP {status}) did not say what became of this contact; {_UPSERT_IS_SAFE}"
+        )
+        verdict.decided[left[0].key] = Outcome(
+            key=left[0].key, status="retry", status_code=status, reason=reason
+        )
 
 
 def _owner(result: dict[str, Any], left: dict[str, Input]) -> Input | None:
@@ -270,11 +303,17 @@ def input_outcome(key: str, error: dict[str, Any], status: int) -> Outcome:
     """One input's own error (batch `errors[]`): transient categories retry, the rest fail."""
     what = api.describe(error, "no details given")
     if api.category(error) in TRANSIENT_CATEGORIES:
-        return Outcome(key=key, status="retry", status_code=status,
-                       reason=f"HubSpot could not upsert this contact now ({what}); {_UPSERT_IS_SAFE}")
+        return Outcome(
+            key=key,
+            status="retry",
+            status_code=status,
+            reason=f"HubSpot could not upsert this contact now ({what}); {_UPSERT_IS_SAFE}",
+        )
     advice = next((ADVICE[code] for code in api.codes(error) if code in ADVICE), None)
     reason = f"HubSpot refused this contact ({what})"
-    return Outcome(key=key, status="failed", status_code=status, reason=f"{reason}: {advice}" if advice else reason)
+    return Outcome(
+        key=key, status="failed", status_code=status, reason=f"{reason}: {advice}" if advice else reason
+    )
 
 
 def _delivered(key: str, status: int, result: dict[str, Any]) -> Outcome:
@@ -300,6 +339,11 @@ def judge_single(answer: _http.Answer, key: str, wall_now: float) -> tuple[Outco
         return Outcome(key=key, status="failed", status_code=answer.status, reason=reason), None
     judged = judge_error(answer, api.error_object(data), wall_now)
     retry_after = judged.pause if judged.pause is not None else judged.retry_after
-    outcome = Outcome(key=key, status=judged.status, status_code=answer.status, reason=judged.reason,
-                      retry_after=retry_after)
+    outcome = Outcome(
+        key=key,
+        status=judged.status,
+        status_code=answer.status,
+        reason=judged.reason,
+        retry_after=retry_after,
+    )
     return outcome, judged.pause

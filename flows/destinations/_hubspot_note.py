@@ -23,8 +23,6 @@ NOTE_TO_CONTACT = 202
 CLIPPED = "<br>… (clipped: HubSpot notes hold at most 65,536 characters)"
 
 
-
-
 def default_text(submission: Submission, record_link: str | None) -> str:
     """Form, time and source, then every answer as `Label: value`, in form order."""
     title = (submission.form_title or submission.form_id or submission.source or "").strip() or "Form"
@@ -79,8 +77,10 @@ def _cut(escaped: str, room: int) -> str:
 def note_request(contact_id: str, submission: Submission, body_html: str) -> dict[str, Any]:
     return {
         "properties": {"hs_timestamp": iso_utc(submission.submitted_at), "hs_note_body": body_html},
-        "associations": [{
-            "to": {"id": contact_id},
-            "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": NOTE_TO_CONTACT}],
-        }],
+        "associations": [
+            {
+                "to": {"id": contact_id},
+                "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": NOTE_TO_CONTACT}],
+            }
+        ],
     }

@@ -23,6 +23,8 @@ def content_failed(key: str, exc: Exception, field: str = "message") -> Outcome:
 def send_crashed(key: str, exc: Exception) -> Outcome:
     """The dead letter of an item whose send raised in hookhub itself: it may or may not have gone
     out, so it is not retried blindly; `hookhub replay` sends it again once someone has looked."""
-    reason = (f"hookhub failed while sending ({type(exc).__name__}: {snippet(str(exc))}); it may or may not "
-              "have been sent: check the destination, then replay")
+    reason = (
+        f"hookhub failed while sending ({type(exc).__name__}: {snippet(str(exc))}); it may or may not "
+        "have been sent: check the destination, then replay"
+    )
     return Outcome(key=key, status="failed", reason=reason)

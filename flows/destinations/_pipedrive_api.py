@@ -31,8 +31,15 @@ ADVICE: dict[int, str] = {
 class Stopped(Exception):
     """A step cannot go on; carries what the item's Outcome says."""
 
-    def __init__(self, status: Status, reason: str, status_code: int | None = None,
-                 retry_after: float | None = None, code: str | None = None, deferred: bool = False) -> None:
+    def __init__(
+        self,
+        status: Status,
+        reason: str,
+        status_code: int | None = None,
+        retry_after: float | None = None,
+        code: str | None = None,
+        deferred: bool = False,
+    ) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
@@ -106,22 +113,38 @@ def judge(answer: _http.Answer, action: str, creates: bool, wait: float | None) 
         if envelope.get("success") is True and envelope.get("data") is not None:
             return envelope["data"]
         if envelope.get("success") is False:
-            raise Stopped("failed", f"Pipedrive refused to {action} (HTTP {status}): {said}", status, code=code)
-        raise Stopped("failed", f"unexpected answer from Pipedrive to {action} (HTTP {status}): {said}{maybe}",
-                      status)
+            raise Stopped(
+                "failed", f"Pipedrive refused to {action} (HTTP {status}): {said}", status, code=code
+            )
+        raise Stopped(
+            "failed", f"unexpected answer from Pipedrive to {action} (HTTP {status}): {said}{maybe}", status
+        )
     if status == 429:
-        raise Stopped("retry", f"Pipedrive rate limit (429) on {action}: this api_token waits {wait or WINDOW:g} s",
-                      status, retry_after=wait or WINDOW)
+        raise Stopped(
+            "retry",
+            f"Pipedrive rate limit (429) on {action}: this api_token waits {wait or WINDOW:g} s",
+            status,
+            retry_after=wait or WINDOW,
+        )
     if status >= 500:
         again = "; retrying may create it twice" if creates else ""
-        raise Stopped("retry", f"Pipedrive server error (HTTP {status}) on {action}: {said}{again}", status,
-                      retry_after=wait)
+        raise Stopped(
+            "retry",
+            f"Pipedrive server error (HTTP {status}) on {action}: {said}{again}",
+            status,
+            retry_after=wait,
+        )
     if 300 <= status < 400:
-        raise Stopped("failed", f"Pipedrive redirects (HTTP {status}); redirects are not followed: "
-                                "set base_url to the API host", status)
+        raise Stopped(
+            "failed",
+            f"Pipedrive redirects (HTTP {status}); redirects are not followed: set base_url to the API host",
+            status,
+        )
     advice = f"; {ADVICE[status]}" if status in ADVICE else ""
     tag = f" [{code}]" if code else ""
-    raise Stopped("failed", f"Pipedrive refused to {action} (HTTP {status}): {said}{tag}{advice}", status, code=code)
+    raise Stopped(
+        "failed", f"Pipedrive refused to {action} (HTTP {status}): {said}{tag}{advice}", status, code=code
+    )
 
 
 def _said(envelope: dict[str, Any], answer: _http.Answer) -> str:
@@ -148,6 +171,10 @@ def created_id(data: Any, what: str, status: int) -> str:
     """The id of what a create call made (person and deal ids are numbers, lead ids UUIDs)."""
     found = data.get("id") if isinstance(data, dict) else None
     if isinstance(found, bool) or not isinstance(found, (int, str)) or not str(found).strip():
-        raise Stopped("failed", f"Pipedrive answered HTTP {status} to create the {what} without an id; "
-                                f"the {what} may have been created", status)
+        raise Stopped(
+            "failed",
+            f"Pipedrive answered HTTP {status} to create the {what} without an id; "
+            f"the {what} may have been created",
+            status,
+        )
     return str(found).strip()[:64]

@@ -21,13 +21,15 @@ QUOTA_PAUSE = 3600.0
 """The allocation is a rolling 24 h window with no reset time; an hour frees about 1/24 of it."""
 CONCURRENCY_PAUSE = 20.0
 """`ConcurrentRequests … Limit exceeded` concerns requests lasting ≥20 s (Salesforce's limits)."""
-RETRY_CODES = frozenset({
-    "UNABLE_TO_LOCK_ROW",  # another transaction holds the record: gone in a moment [obs]
-    "SERVER_UNAVAILABLE",
-    "PROCESSING_HALTED",  # rolled back because another record failed: this one was fine
-    "REQUEST_LIMIT_EXCEEDED",  # the org's API allocation; the caller pauses the org
-    "INVALID_SESSION_ID",  # expired token: retried so a fresh token set on reload catches up
-})
+RETRY_CODES = frozenset(
+    {
+        "UNABLE_TO_LOCK_ROW",  # another transaction holds the record: gone in a moment [obs]
+        "SERVER_UNAVAILABLE",
+        "PROCESSING_HALTED",  # rolled back because another record failed: this one was fine
+        "REQUEST_LIMIT_EXCEEDED",  # the org's API allocation; the caller pauses the org
+        "INVALID_SESSION_ID",  # expired token: retried so a fresh token set on reload catches up
+    }
+)
 ADVICE: dict[str, str] = {
     "REQUIRED_FIELD_MISSING": "fill it through map: (a Lead needs LastName and Company)",
     "INVALID_FIELD": "the field does not exist on the object or the token's user cannot see it; fix map:",
@@ -69,12 +71,14 @@ def errors_of(value: Any) -> list[SfError]:
         code = entry.get("errorCode") or entry.get("statusCode")
         fields = entry.get("fields")
         duplicates = entry.get("duplicateResult") or entry.get("duplicateResut")
-        found.append(SfError(
-            code=code if isinstance(code, str) and code else "UNKNOWN",
-            message=str(entry.get("message") or ""),
-            fields=tuple(str(f) for f in fields) if isinstance(fields, list) else (),
-            duplicates=duplicates if isinstance(duplicates, dict) else None,
-        ))
+        found.append(
+            SfError(
+                code=code if isinstance(code, str) and code else "UNKNOWN",
+                message=str(entry.get("message") or ""),
+                fields=tuple(str(f) for f in fields) if isinstance(fields, list) else (),
+                duplicates=duplicates if isinstance(duplicates, dict) else None,
+            )
+        )
     return found
 
 
@@ -94,7 +98,9 @@ def describe(error: SfError) -> str:
     if error.duplicates is not None:
         return f"{text}; {_duplicate_advice(error.duplicates)}"
     if error.code == "INVALID_SESSION_ID":
-        return f"{text}; set a fresh access_token (e.g. SF_ACCESS_TOKEN) and reload, deliveries retry until then"
+        return (
+            f"{text}; set a fresh access_token (e.g. SF_ACCESS_TOKEN) and reload, deliveries retry until then"
+        )
     advice = ADVICE.get(error.code)
     return f"{text}; {advice}" if advice else text
 
@@ -123,8 +129,11 @@ def judge_record(result: Any, http_status: int) -> Verdict:
     """One entry of a collection answer: `{id, success, errors, created}`."""
     if not isinstance(result, dict) or not isinstance(result.get("success"), bool):
         seen = _http.snippet(repr(result), 120)
-        return Verdict("failed", f"Salesforce's answer for this record is not an upsert result: {seen}; "
-                                 "replaying is safe (upsert)")
+        return Verdict(
+            "failed",
+            f"Salesforce's answer for this record is not an upsert result: {seen}; "
+            "replaying is safe (upsert)",
+        )
     if result["success"]:
         return Verdict("delivered", remote_id=record_id(result))
     return judge_errors(errors_of(result.get("errors")) or [SfError("UNKNOWN", "", (), None)], http_status)
@@ -136,20 +145,30 @@ def judge_single(data: Any, http_status: int, earlier_id: str | None) -> Verdict
         return Verdict("delivered", remote_id=earlier_id)
     if isinstance(data, dict) and isinstance(data.get("success"), bool):
         return judge_record(data, http_status)
-    return Verdict("failed", f"Salesforce answered HTTP {http_status} without an upsert result; "
-                             "whether the record was written is unknown; replaying is safe (upsert)")
+    return Verdict(
+        "failed",
+        f"Salesforce answered HTTP {http_status} without an upsert result; "
+        "whether the record was written is unknown; replaying is safe (upsert)",
+    )
 
 
 def judge_refusal(http_status: int, data: Any, body: str, sobject: str, field: str) -> Verdict:
     """A non-2xx answer: it concerns every record of the request."""
     if http_status == 300:
         ids = [str(url).rsplit("/", 1)[-1] for url in data] if isinstance(data, list) else []
-        return Verdict("failed", f"the external id matches {len(ids) or 'several'} {sobject} records "
-                                 f"({', '.join(ids[:5])}); nothing was written: mark {field} as External ID "
-                                 "and Unique in Salesforce", codes=("MULTIPLE_CHOICES",))
+        return Verdict(
+            "failed",
+            f"the external id matches {len(ids) or 'several'} {sobject} records "
+            f"({', '.join(ids[:5])}); nothing was written: mark {field} as External ID "
+            "and Unique in Salesforce",
+            codes=("MULTIPLE_CHOICES",),
+        )
     if 300 < http_status < 400:
-        return Verdict("failed", f"Salesforce redirects (HTTP {http_status}); redirects are not followed: "
-                                 "set base_url to the org's My Domain URL")
+        return Verdict(
+            "failed",
+            f"Salesforce redirects (HTTP {http_status}); redirects are not followed: "
+            "set base_url to the org's My Domain URL",
+        )
     errors = errors_of(data)
     if errors:
         return judge_errors(errors, http_status)

@@ -94,14 +94,20 @@ def classify(key: str, answer: _http.Answer, now: float, posting: bool) -> ApiRe
         return ApiResult(outcome, error, warnings)
     if status == 408 or status >= 500:
         what = f"Slack says {error}" if error else f"Slack server error: {_seen(answer)}"
-        outcome = Outcome(key=key, status="retry", status_code=status, reason=f"{what} (HTTP {status}){twice}")
+        outcome = Outcome(
+            key=key, status="retry", status_code=status, reason=f"{what} (HTTP {status}){twice}"
+        )
         return ApiResult(outcome, error, warnings)
     if not 200 <= status < 300:
         reason = f"unexpected answer from Slack (HTTP {status}): {_seen(answer)}; check base_url"
-        return ApiResult(Outcome(key=key, status="failed", status_code=status, reason=reason), error, warnings)
+        return ApiResult(
+            Outcome(key=key, status="failed", status_code=status, reason=reason), error, warnings
+        )
     if data is None or not isinstance(data.get("ok"), bool):
-        reason = (f"Slack answered HTTP {status} with {_seen(answer)}, not a Web API answer; "
-                  "the message may or may not be posted; check base_url")
+        reason = (
+            f"Slack answered HTTP {status} with {_seen(answer)}, not a Web API answer; "
+            "the message may or may not be posted; check base_url"
+        )
         return ApiResult(Outcome(key=key, status="failed", status_code=status, reason=reason), None, ())
     if data["ok"]:
         outcome = Outcome(key=key, status="delivered", status_code=status, remote_id=_posted_id(data))
@@ -109,8 +115,15 @@ def classify(key: str, answer: _http.Answer, now: float, posting: bool) -> ApiRe
     return ApiResult(_refused(key, status, error, data, answer, now, twice), error, warnings)
 
 
-def _refused(key: str, status: int, error: str | None, data: dict[str, object],
-             answer: _http.Answer, now: float, twice: str) -> Outcome:
+def _refused(
+    key: str,
+    status: int,
+    error: str | None,
+    data: dict[str, object],
+    answer: _http.Answer,
+    now: float,
+    twice: str,
+) -> Outcome:
     """The outcome of `ok: false`."""
     if error in RETRY_ERRORS:
         retry_after = _http.parse_retry_after(answer.headers.get("retry-after"), now)
@@ -118,7 +131,9 @@ def _refused(key: str, status: int, error: str | None, data: dict[str, object],
         reason = f"Slack says {error}{note}{twice}"
         return Outcome(key=key, status="retry", status_code=status, reason=reason, retry_after=retry_after)
     code = error or "an unnamed error"
-    advice = ADVICE.get(error or "", "the message was refused; look the error code up in Slack's Web API docs")
+    advice = ADVICE.get(
+        error or "", "the message was refused; look the error code up in Slack's Web API docs"
+    )
     reason = f"Slack says {code}: {advice}"
     needed = data.get("needed")
     if error == "missing_scope" and isinstance(needed, str) and _SCOPES.fullmatch(needed):

@@ -73,8 +73,6 @@ def mrkdwn(text: str, limit: int) -> Block:
     return {"type": "mrkdwn", "text": clip(text, limit, escaped=True)}
 
 
-
-
 def title_of(submission: Submission) -> str:
     # A header must not be empty: Slack rejects the whole message for it.
     title = submission.form_title or submission.form_id or submission.source or ""
@@ -216,14 +214,16 @@ def escaped_submission(submission: Submission) -> Submission:
     answers up by them (`answers['Terms & conditions']`).
     """
     answers = [answer.model_copy(update={"value": _escaped(answer.value)}) for answer in submission.answers]
-    return submission.model_copy(update={
-        "form_title": _escaped(submission.form_title),
-        "email": _escaped(submission.email),
-        "name": _escaped(submission.name),
-        "answers": answers,
-        "hidden": _escaped(submission.hidden),
-        "metadata": _escaped(submission.metadata),
-    })
+    return submission.model_copy(
+        update={
+            "form_title": _escaped(submission.form_title),
+            "email": _escaped(submission.email),
+            "name": _escaped(submission.name),
+            "answers": answers,
+            "hidden": _escaped(submission.hidden),
+            "metadata": _escaped(submission.metadata),
+        }
+    )
 
 
 def _escaped(value: Any) -> Any:

@@ -50,8 +50,17 @@ class InjectedSender:
 
 
 class SmtpSession:
-    def __init__(self, *, host: str, port: int, security: str, username: str | None,
-                 password: str | None, cert_bundle: str | None, timeout: float) -> None:
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        security: str,
+        username: str | None,
+        password: str | None,
+        cert_bundle: str | None,
+        timeout: float,
+    ) -> None:
         self._options: dict[str, Any] = {
             "hostname": host,
             "port": port,

@@ -38,7 +38,9 @@ class RetryPolicy(BaseModel):
     initial: float = Field(default=10.0, gt=0, description="seconds before the first retry")
     multiplier: float = Field(default=2.0, ge=1.0, description="growth of the wait per attempt")
     max_delay: float = Field(default=3600.0, gt=0, description="longest wait between two attempts, seconds")
-    horizon: float = Field(default=2 * DAY, gt=0, description="give up this many seconds after the first attempt")
+    horizon: float = Field(
+        default=2 * DAY, gt=0, description="give up this many seconds after the first attempt"
+    )
     max_attempts: int | None = Field(default=None, ge=1, description="give up after this many attempts")
 
     @model_validator(mode="after")
@@ -87,9 +89,17 @@ class DeliveryItem:
 
     __slots__ = ("_json", "_submission", "key", "mapping", "remote_id", "route", "template")
 
-    def __init__(self, key: str, submission: Submission | None = None, route: str = "", template: str | None = None,
-                 mapping: dict[str, str] | None = None, remote_id: str | None = None, *,
-                 submission_json: str | None = None) -> None:
+    def __init__(
+        self,
+        key: str,
+        submission: Submission | None = None,
+        route: str = "",
+        template: str | None = None,
+        mapping: dict[str, str] | None = None,
+        remote_id: str | None = None,
+        *,
+        submission_json: str | None = None,
+    ) -> None:
         if submission is None and submission_json is None:
             raise TypeError("a DeliveryItem needs its submission or the submission's stored JSON")
         self.key = key
@@ -116,8 +126,15 @@ class DeliveryItem:
         return self._json.encode("utf-8")
 
     def replace(self, **changes: Any) -> DeliveryItem:
-        fields = {"key": self.key, "route": self.route, "template": self.template, "mapping": self.mapping,
-                  "remote_id": self.remote_id, "submission": self._submission, "submission_json": self._json}
+        fields = {
+            "key": self.key,
+            "route": self.route,
+            "template": self.template,
+            "mapping": self.mapping,
+            "remote_id": self.remote_id,
+            "submission": self._submission,
+            "submission_json": self._json,
+        }
         if "submission" in changes:
             fields["submission_json"] = None
         return DeliveryItem(**{**fields, **changes})

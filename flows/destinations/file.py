@@ -14,7 +14,9 @@ from flows.destinations.base import DeliveryContext, DeliveryItem, Destination, 
 
 class FileConfig(DestinationSettings):
     path: str = Field(description="JSON-lines file; relative paths are relative to the data dir")
-    fsync: bool = Field(default=True, description="fsync after each batch so a delivered line survives a crash")
+    fsync: bool = Field(
+        default=True, description="fsync after each batch so a delivered line survives a crash"
+    )
 
 
 class FileDestination(Destination):
@@ -29,7 +31,9 @@ class FileDestination(Destination):
         if not path.is_absolute() and context.extra.get("data_dir"):
             path = Path(context.extra["data_dir"]) / path
         lines = [
-            json.dumps({"delivery_id": item.key, **item.submission.model_dump(mode="json")}, ensure_ascii=False)
+            json.dumps(
+                {"delivery_id": item.key, **item.submission.model_dump(mode="json")}, ensure_ascii=False
+            )
             for item in items
         ]
         try:

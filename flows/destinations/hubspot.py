@@ -67,10 +67,13 @@ class HubspotConfig(DestinationSettings):
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     token: SecretStr = Field(description="private app (or OAuth access) token, sent as Authorization: Bearer")
-    base_url: str = Field(default=DEFAULT_BASE_URL,
-                          description="API root: https://api-eu1.hubapi.com for EU accounts, or a proxy")
+    base_url: str = Field(
+        default=DEFAULT_BASE_URL,
+        description="API root: https://api-eu1.hubapi.com for EU accounts, or a proxy",
+    )
     map: dict[str, str] | None = Field(
-        default=None, description="contact property internal name -> Jinja template; must set email")
+        default=None, description="contact property internal name -> Jinja template; must set email"
+    )
     note: bool = Field(default=False, description="also attach a note with every answer to the contact")
     note_template: str | None = Field(default=None, description="Jinja template of the note's text")
     batch_size: int = Field(default=MAX_BATCH, ge=1, le=MAX_BATCH, description="contacts per upsert request")
@@ -124,8 +127,12 @@ class _Run:
         return self.config.base_url + path
 
     def headers(self) -> dict[str, str]:
-        return {"authorization": f"Bearer {self.config.token.get_secret_value()}",
-                "content-type": "application/json", "accept": "application/json", "user-agent": USER_AGENT}
+        return {
+            "authorization": f"Bearer {self.config.token.get_secret_value()}",
+            "content-type": "application/json",
+            "accept": "application/json",
+            "user-agent": USER_AGENT,
+        }
 
 
 class HubspotDestination(Destination):
@@ -194,8 +201,13 @@ class HubspotDestination(Destination):
                 continue
             if verdict.pause is not None and not self._wait_inline(verdict.pause, run):
                 for one in verdict.resend:
-                    outcomes[one.key] = Outcome(key=one.key, status="retry", status_code=verdict.status_code,
-                                                reason=verdict.reason, retry_after=verdict.pause)
+                    outcomes[one.key] = Outcome(
+                        key=one.key,
+                        status="retry",
+                        status_code=verdict.status_code,
+                        reason=verdict.reason,
+                        retry_after=verdict.pause,
+                    )
                 continue
             queue.appendleft(verdict.resend)
         return outcomes
@@ -212,12 +224,19 @@ class HubspotDestination(Destination):
             return Verdict(None, decided={one.key: _blocked(one.key, run, deferred=True) for one in group})
         body = _encode({"inputs": [one.body() for one in group]})
         try:
-            answer = await api.send(run.context.http, "POST", run.url(UPSERT_PATH), content=body,
-                                    headers=run.headers(), timeout=run.config.timeout)
+            answer = await api.send(
+                run.context.http,
+                "POST",
+                run.url(UPSERT_PATH),
+                content=body,
+                headers=run.headers(),
+                timeout=run.config.timeout,
+            )
         except _http.TransportFailed as exc:
             reason = f"HubSpot: {exc.reason}; {_UPSERT_IS_SAFE}"
-            return Verdict(None, decided={one.key: Outcome(key=one.key, status="retry", reason=reason)
-                                          for one in group})
+            return Verdict(
+                None, decided={one.key: Outcome(key=one.key, status="retry", reason=reason) for one in group}
+            )
         self._learn(answer, run, "upsert", len(group))
         return judge_batch(answer, group, self._wall_clock(), need_ids=run.config.note)
 
@@ -233,7 +252,9 @@ class HubspotDestination(Destination):
     async def _note(self, item: DeliveryItem, upserted: Outcome, body_html: str, run: _Run) -> Outcome:
         contact_id = upserted.remote_id
         if contact_id is None:
-            reason = "HubSpot upserted the contact without naming its id, so the note cannot be attached; retrying"
+            reason = (
+                "HubSpot upserted the contact without naming its id, so the note cannot be attached; retrying"
+            )
             return upserted.model_copy(update={"status": "retry", "reason": reason})
         payload = note_request(contact_id, item.submission, body_html)
         outcome = await self._single("POST", run.url(NOTES_PATH), payload, item.key, run, "note")
@@ -244,15 +265,24 @@ class HubspotDestination(Destination):
             reason += "; the retry may add the note twice"
         return outcome.model_copy(update={"reason": reason, "remote_id": contact_id})
 
-    async def _single(self, method: str, url: str, payload: dict[str, Any], key: str, run: _Run,
-                      operation: str) -> Outcome:
+    async def _single(
+        self, method: str, url: str, payload: dict[str, Any], key: str, run: _Run, operation: str
+    ) -> Outcome:
         """One object call (update, note), waiting out short rate-limit pauses inline."""
         while True:
-            if not await run.context.pacer.acquire(run.pacing_key, DEFAULT_MAX, DEFAULT_WINDOW, MAX_INLINE_WAIT):
+            if not await run.context.pacer.acquire(
+                run.pacing_key, DEFAULT_MAX, DEFAULT_WINDOW, MAX_INLINE_WAIT
+            ):
                 return _blocked(key, run)
             try:
-                answer = await api.send(run.context.http, method, url, content=_encode(payload),
-                                        headers=run.headers(), timeout=run.config.timeout)
+                answer = await api.send(
+                    run.context.http,
+                    method,
+                    url,
+                    content=_encode(payload),
+                    headers=run.headers(),
+                    timeout=run.config.timeout,
+                )
             except _http.TransportFailed as exc:
                 return Outcome(key=key, status="retry", reason=f"HubSpot: {exc.reason}")
             self._learn(answer, run, operation, 1)
@@ -264,19 +294,31 @@ class HubspotDestination(Destination):
         """Feed the token's budget from X-HubSpot-RateLimit-* (usage guidelines), whatever the answer."""
         limits = api.limits(answer.headers)
         if limits.remaining is not None:
-            run.context.pacer.observe(run.pacing_key, limits.remaining, limit=limits.max, window=limits.interval)
+            run.context.pacer.observe(
+                run.pacing_key, limits.remaining, limit=limits.max, window=limits.interval
+            )
         if limits.daily_remaining == 0 and answer.status != 429:
             # The next call would be refused until the daily reset: do not spend it.
             run.context.pacer.pause(run.pacing_key, seconds_to_next_hour(self._wall_clock()))
-        log.debug("hubspot %s answered %s", operation, answer.status, extra={
-            "destination": run.context.destination_id, "operation": operation, "inputs": count,
-            "status_code": answer.status, "ratelimit_remaining": limits.remaining,
-            "ratelimit_max": limits.max, "daily_remaining": limits.daily_remaining,
-        })
+        log.debug(
+            "hubspot %s answered %s",
+            operation,
+            answer.status,
+            extra={
+                "destination": run.context.destination_id,
+                "operation": operation,
+                "inputs": count,
+                "status_code": answer.status,
+                "ratelimit_remaining": limits.remaining,
+                "ratelimit_max": limits.max,
+                "daily_remaining": limits.daily_remaining,
+            },
+        )
 
 
-def _prepare(item: DeliveryItem, config: HubspotConfig,
-             context: DeliveryContext) -> tuple[Input, str | None] | Outcome:
+def _prepare(
+    item: DeliveryItem, config: HubspotConfig, context: DeliveryContext
+) -> tuple[Input, str | None] | Outcome:
     """The upsert input and note body of one item, or its failure (a mapping error fails only it)."""
     mapping = item.mapping if item.mapping is not None else config.mapping()
     try:
@@ -293,7 +335,9 @@ def _prepare(item: DeliveryItem, config: HubspotConfig,
         reason = "the route's map has no email key, and HubSpot upserts contacts by email: add email to it"
         return Outcome(key=item.key, status="failed", reason=reason)
     if not email:
-        reason = "no e-mail address: map.email is empty for this submission, and HubSpot upserts contacts by email"
+        reason = (
+            "no e-mail address: map.email is empty for this submission, and HubSpot upserts contacts by email"
+        )
         return Outcome(key=item.key, status="failed", reason=reason)
     return Input(key=item.key, email=email, properties=properties, remote_id=item.remote_id), note
 
@@ -311,13 +355,18 @@ def _encode(data: dict[str, Any]) -> bytes:
 def _log(context: DeliveryContext, item: DeliveryItem, outcome: Outcome) -> None:
     # Reasons can quote HubSpot's messages, which echo e-mail addresses: they stay out of logs.
     level = logging.DEBUG if outcome.status == "delivered" else logging.WARNING
-    log.log(level, "hubspot delivery %s", outcome.status, extra={
-        "destination": context.destination_id,
-        "delivery_key": item.key,
-        "outcome": outcome.status,
-        "status_code": outcome.status_code,
-        "retry_after": outcome.retry_after,
-    })
+    log.log(
+        level,
+        "hubspot delivery %s",
+        outcome.status,
+        extra={
+            "destination": context.destination_id,
+            "delivery_key": item.key,
+            "outcome": outcome.status,
+            "status_code": outcome.status_code,
+            "retry_after": outcome.retry_after,
+        },
+    )
 
 
 destination = HubspotDestination()

@@ -72,8 +72,12 @@ class PipedriveConfig(DestinationSettings):
     # Validation errors must not echo the input: the token is a credential.
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
-    api_token: SecretStr = Field(description="API token (Personal preferences > API), e.g. ${PIPEDRIVE_TOKEN}")
-    base_url: str = Field(default=DEFAULT_BASE_URL, description="API host, or https://<company>.pipedrive.com")
+    api_token: SecretStr = Field(
+        description="API token (Personal preferences > API), e.g. ${PIPEDRIVE_TOKEN}"
+    )
+    base_url: str = Field(
+        default=DEFAULT_BASE_URL, description="API host, or https://<company>.pipedrive.com"
+    )
     create: Literal["lead", "deal"] = Field(default="lead", description="what to create for the person")
     title: str = Field(default=DEFAULT_TITLE, min_length=1, description="template of the lead/deal title")
     map: dict[str, str] | None = Field(default=None, description="{person field: Jinja template}")
@@ -93,7 +97,9 @@ class PipedriveConfig(DestinationSettings):
     def _keys(cls, value: dict[str, str] | None) -> dict[str, str] | None:
         for key in value or {}:
             if not _KEY.fullmatch(key):
-                raise ValueError(f"{key!r} is not a Pipedrive person field key (name, email, phone, or a custom key)")
+                raise ValueError(
+                    f"{key!r} is not a Pipedrive person field key (name, email, phone, or a custom key)"
+                )
         return value
 
 
@@ -115,8 +121,11 @@ class PipedriveDestination(Destination):
     def check(self, config: BaseModel) -> list[str]:
         assert isinstance(config, PipedriveConfig)
         templates = {"title": config.title, **{f"map.{k}": v for k, v in (config.map or {}).items()}}
-        problems = [f"{name}: template error: {problem}" for name, text in templates.items()
-                    if (problem := check_template(text))]
+        problems = [
+            f"{name}: template error: {problem}"
+            for name, text in templates.items()
+            if (problem := check_template(text))
+        ]
         if config.map is not None and "name" not in config.map:
             problems.append("map: needs a 'name' entry (Pipedrive requires a person name)")
         return problems
@@ -143,8 +152,13 @@ class PipedriveDestination(Destination):
         progress = Progress.parse(item.remote_id)
         if progress.record:
             reason = "already created by an earlier attempt; not sent again"
-            return _logged(context, item, Outcome(key=item.key, status="delivered", reason=reason,
-                                                  remote_id=progress.remote_id), "none", None)
+            return _logged(
+                context,
+                item,
+                Outcome(key=item.key, status="delivered", reason=reason, remote_id=progress.remote_id),
+                "none",
+                None,
+            )
         try:
             person, title = render_item(item, config)
         except Exception as exc:  # noqa: BLE001 - this submission's problem, not the batch's
@@ -158,54 +172,102 @@ class PipedriveDestination(Destination):
         except Stopped as stop:
             # A deferral only if this attempt wrote nothing yet (a person created now makes it one).
             deferred = stop.deferred and progress == Progress.parse(item.remote_id)
-            outcome = Outcome(key=item.key, status=stop.status, status_code=stop.status_code, reason=stop.reason,
-                              retry_after=stop.retry_after, remote_id=progress.remote_id, deferred=deferred)
+            outcome = Outcome(
+                key=item.key,
+                status=stop.status,
+                status_code=stop.status_code,
+                reason=stop.reason,
+                retry_after=stop.retry_after,
+                remote_id=progress.remote_id,
+                deferred=deferred,
+            )
             return _logged(context, item, outcome, step, stop.code)
         progress = replace(progress, record=record)
         outcome = Outcome(key=item.key, status="delivered", status_code=status, remote_id=progress.remote_id)
         return _logged(context, item, outcome, step, None)
 
-    async def _person(self, person: dict[str, str], config: PipedriveConfig, keys: Keys,
-                      context: DeliveryContext) -> int:
+    async def _person(
+        self, person: dict[str, str], config: PipedriveConfig, keys: Keys, context: DeliveryContext
+    ) -> int:
         """The id of the person with this e-mail, created when none exists (or there is no e-mail)."""
         email = person.get("email")
         if email:
             params = {"term": email, "fields": "email", "exact_match": "true"}
-            data, _ = await self._call(context, config, keys, "GET", "/api/v2/persons/search", params=params,
-                                       action="search persons by email", search=True)
+            data, _ = await self._call(
+                context,
+                config,
+                keys,
+                "GET",
+                "/api/v2/persons/search",
+                params=params,
+                action="search persons by email",
+                search=True,
+            )
             found = person_in_search(data)
             if found is not None:
                 return found
-        data, status = await self._call(context, config, keys, "POST", "/api/v1/persons", body=person_body(person),
-                                        action="create the person")
+        data, status = await self._call(
+            context,
+            config,
+            keys,
+            "POST",
+            "/api/v1/persons",
+            body=person_body(person),
+            action="create the person",
+        )
         created = created_id(data, "person", status)
         if not created.isdigit():  # a person id is a number; anything else cannot be linked to
-            raise Stopped("failed", f"Pipedrive answered HTTP {status} to create the person with a non-numeric "
-                                    "id; the person may have been created", status)
+            raise Stopped(
+                "failed",
+                f"Pipedrive answered HTTP {status} to create the person with a non-numeric "
+                "id; the person may have been created",
+                status,
+            )
         return int(created)
 
-    async def _record(self, person_id: int, title: str, config: PipedriveConfig, keys: Keys,
-                      context: DeliveryContext) -> tuple[str, int]:
+    async def _record(
+        self, person_id: int, title: str, config: PipedriveConfig, keys: Keys, context: DeliveryContext
+    ) -> tuple[str, int]:
         body = {"title": title, "person_id": person_id}
         path = "/api/v1/leads" if config.create == "lead" else "/api/v1/deals"
-        data, status = await self._call(context, config, keys, "POST", path, body=body,
-                                        action=f"create the {config.create}")
+        data, status = await self._call(
+            context, config, keys, "POST", path, body=body, action=f"create the {config.create}"
+        )
         return f"{config.create}:{created_id(data, config.create, status)}", status
 
     async def _call(
-        self, context: DeliveryContext, config: PipedriveConfig, keys: Keys, method: str, path: str, *,
-        action: str, body: Any = None, params: dict[str, str] | None = None, search: bool = False,
+        self,
+        context: DeliveryContext,
+        config: PipedriveConfig,
+        keys: Keys,
+        method: str,
+        path: str,
+        *,
+        action: str,
+        body: Any = None,
+        params: dict[str, str] | None = None,
+        search: bool = False,
     ) -> tuple[Any, int]:
         """One paced API call: its `data` and status, or Stopped."""
         await self._wait_for_budget(context, keys, search)
-        headers = {"x-api-token": config.api_token.get_secret_value(), "accept": "application/json",
-                   "user-agent": USER_AGENT}
+        headers = {
+            "x-api-token": config.api_token.get_secret_value(),
+            "accept": "application/json",
+            "user-agent": USER_AGENT,
+        }
         if body is not None:
             headers["content-type"] = "application/json"
         creates = method == "POST"
         try:
-            answer = await _crm_http.send(context.http, method, config.base_url + path, headers=headers,
-                                          timeout=config.timeout, body=body, params=params)
+            answer = await _crm_http.send(
+                context.http,
+                method,
+                config.base_url + path,
+                headers=headers,
+                timeout=config.timeout,
+                body=body,
+                params=params,
+            )
         except _http.TransportFailed as exc:
             again = "; retrying may create it twice" if creates and exc.sent else ""
             raise Stopped("retry", f"Pipedrive ({action}): {exc.reason}{again}") from None
@@ -215,7 +277,9 @@ class PipedriveDestination(Destination):
         remaining = _crm_http.header_number(answer, "x-ratelimit-remaining")
         if remaining is not None:  # other apps on this token spend the same budget
             limit = _crm_http.header_number(answer, "x-ratelimit-limit")
-            context.pacer.observe(keys.main, int(remaining), limit=int(limit) if limit else None, window=WINDOW)
+            context.pacer.observe(
+                keys.main, int(remaining), limit=int(limit) if limit else None, window=WINDOW
+            )
         return judge(answer, action, creates, wait), answer.status
 
     @staticmethod
@@ -224,16 +288,24 @@ class PipedriveDestination(Destination):
         MAX_INLINE_PAUSE away (the item goes back to the ledger instead of holding the task)."""
         paused = context.pacer.paused_for(keys.main)
         if paused > MAX_INLINE_PAUSE:
-            raise Stopped("retry", f"not sent: Pipedrive's rate limit holds this api_token ({paused:.0f} s left)",
-                          retry_after=paused, deferred=True)
+            raise Stopped(
+                "retry",
+                f"not sent: Pipedrive's rate limit holds this api_token ({paused:.0f} s left)",
+                retry_after=paused,
+                deferred=True,
+            )
         await context.pacer.wait_turn(keys.main, 0.0)  # sits out a short pause
         fits = await context.pacer.acquire(keys.main, BURST_LIMIT, WINDOW, MAX_INLINE_PAUSE)
         if fits and search:
             fits = await context.pacer.acquire(keys.search, SEARCH_LIMIT, WINDOW, MAX_INLINE_PAUSE)
         if not fits:
             wait = context.pacer.paused_for(keys.main) or WINDOW
-            raise Stopped("retry", f"not sent: this api_token's request budget is spent ({wait:.0f} s)",
-                          retry_after=wait, deferred=True)
+            raise Stopped(
+                "retry",
+                f"not sent: this api_token's request budget is spent ({wait:.0f} s)",
+                retry_after=wait,
+                deferred=True,
+            )
 
 
 def render_item(item: DeliveryItem, config: PipedriveConfig) -> tuple[dict[str, str], str]:
@@ -244,31 +316,41 @@ def render_item(item: DeliveryItem, config: PipedriveConfig) -> tuple[dict[str, 
     check_ids(person, _LINKS.__contains__, _NUMERIC_ID, "Pipedrive id (digits)")
     if not person.get("name"):
         raise MappingError("map.name: rendered empty; Pipedrive needs a person name")
-    title = render(item.template if item.template is not None else config.title, item.submission, field="title")
+    title = render(
+        item.template if item.template is not None else config.title, item.submission, field="title"
+    )
     if not title.strip():
         raise MappingError("title: rendered empty; a Pipedrive lead or deal needs a title")
     return person, title.strip()
 
 
 def person_body(person: dict[str, str]) -> dict[str, Any]:
-    return {key: [{"value": value, "primary": True, "label": "work"}] if key in _LIST_FIELDS else value
-            for key, value in person.items()}
+    return {
+        key: [{"value": value, "primary": True, "label": "work"}] if key in _LIST_FIELDS else value
+        for key, value in person.items()
+    }
 
 
-def _logged(context: DeliveryContext, item: DeliveryItem, outcome: Outcome, step: str,
-            code: str | None) -> Outcome:
+def _logged(
+    context: DeliveryContext, item: DeliveryItem, outcome: Outcome, step: str, code: str | None
+) -> Outcome:
     # Reasons quote Pipedrive's messages, which can repeat what was sent: they stay out of logs.
     level = logging.DEBUG if outcome.status == "delivered" else logging.WARNING
-    log.log(level, "pipedrive delivery %s", outcome.status, extra={
-        "destination": context.destination_id,
-        "delivery_key": item.key,
-        "outcome": outcome.status,
-        "step": step,
-        "status_code": outcome.status_code,
-        "pipedrive_code": code,
-        "retry_after": outcome.retry_after,
-        "has_remote_id": outcome.remote_id is not None,
-    })
+    log.log(
+        level,
+        "pipedrive delivery %s",
+        outcome.status,
+        extra={
+            "destination": context.destination_id,
+            "delivery_key": item.key,
+            "outcome": outcome.status,
+            "step": step,
+            "status_code": outcome.status_code,
+            "pipedrive_code": code,
+            "retry_after": outcome.retry_after,
+            "has_remote_id": outcome.remote_id is not None,
+        },
+    )
     return outcome
 
 

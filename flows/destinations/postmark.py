@@ -53,7 +53,7 @@ ADVICE = {
     401: "the `from` address is not a confirmed Sender Signature in Postmark: confirm it",
     405: "Postmark does not allow this account to send (out of credits?)",
     406: "the recipient is inactive in Postmark (hard bounce, spam complaint or manual suppression): "
-         "reactivate it in Postmark, then replay",
+    "reactivate it in Postmark, then replay",
     412: "the Postmark account is pending approval",
     413: "the Postmark account may not send",
 }
@@ -63,16 +63,21 @@ class PostmarkConfig(EmailSettings):
     # Validation errors must not echo the input: the server token is a credential.
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
-    server_token: SecretStr = Field(description="Postmark server API token (POSTMARK_API_TEST validates only)")
+    server_token: SecretStr = Field(
+        description="Postmark server API token (POSTMARK_API_TEST validates only)"
+    )
     base_url: str = Field(default=DEFAULT_BASE_URL, description="API root (a proxy or test server)")
-    message_stream: str = Field(default="outbound", min_length=1, max_length=100,
-                                description="transactional message stream id")
+    message_stream: str = Field(
+        default="outbound", min_length=1, max_length=100, description="transactional message stream id"
+    )
     tag: str | None = Field(default=None, min_length=1, max_length=1000, description="Postmark tag")
 
     @field_validator("server_token")
     @classmethod
     def _one_line(cls, value: SecretStr) -> SecretStr:
-        return one_word_secret(value, "must be the token itself: one word, no spaces (is the environment variable set?)")
+        return one_word_secret(
+            value, "must be the token itself: one word, no spaces (is the environment variable set?)"
+        )
 
     @field_validator("base_url")
     @classmethod
@@ -105,7 +110,7 @@ class PostmarkDestination(Destination):
             except Exception as exc:  # noqa: BLE001 - whatever this submission does to the templates
                 outcomes.append(content_failed(item.key, exc))
         for start in range(0, len(ready), BATCH_SIZE):
-            batch = ready[start:start + BATCH_SIZE]
+            batch = ready[start : start + BATCH_SIZE]
             try:
                 outcomes += await self._send(batch, config, pacing_key, context)
             except Exception as exc:  # noqa: BLE001 - earlier batches went out: keep their outcomes
@@ -114,14 +119,20 @@ class PostmarkDestination(Destination):
             _log(context, outcome)
         return outcomes
 
-    async def _send(self, batch: list[tuple[DeliveryItem, dict[str, Any]]], config: PostmarkConfig,
-                    pacing_key: str, context: DeliveryContext) -> list[Outcome]:
+    async def _send(
+        self,
+        batch: list[tuple[DeliveryItem, dict[str, Any]]],
+        config: PostmarkConfig,
+        pacing_key: str,
+        context: DeliveryContext,
+    ) -> list[Outcome]:
         keys = [item.key for item, _ in batch]
         paused = context.pacer.paused_for(pacing_key)
         if paused > MAX_INLINE_PAUSE:
             reason = f"not sent: Postmark asked to slow down (429); the token is paused for {paused:.0f} s"
-            return [Outcome(key=k, status="retry", reason=reason, retry_after=paused, deferred=True)
-                    for k in keys]
+            return [
+                Outcome(key=k, status="retry", reason=reason, retry_after=paused, deferred=True) for k in keys
+            ]
         await context.pacer.wait_turn(pacing_key, 0.0)  # returns at once unless a short pause is on
         single = len(batch) == 1
         payload: Any = batch[0][1] if single else [body for _, body in batch]
@@ -134,8 +145,9 @@ class PostmarkDestination(Destination):
         }
         content = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         try:
-            answer = await _http.post(context.http, url, content=content, headers=headers,
-                                      timeout=config.timeout)
+            answer = await _http.post(
+                context.http, url, content=content, headers=headers, timeout=config.timeout
+            )
         except _http.TransportFailed as exc:
             reason = f"Postmark: {exc.reason}" + ("; retrying, the mail may arrive twice" if exc.sent else "")
             return [Outcome(key=k, status="retry", reason=reason) for k in keys]
@@ -170,7 +182,10 @@ def rate_limited(answer: _http.Answer) -> bool:
 
 def message_body(content: EmailContent, config: PostmarkConfig) -> dict[str, Any]:
     """One message as /email takes it (Postmark Email API); /email/batch takes a list of these."""
-    body: dict[str, Any] = {"From": content.sender.formatted(), "To": ", ".join(m.formatted() for m in content.to)}
+    body: dict[str, Any] = {
+        "From": content.sender.formatted(),
+        "To": ", ".join(m.formatted() for m in content.to),
+    }
     if content.cc:
         body["Cc"] = ", ".join(m.formatted() for m in content.cc)
     if content.bcc:
@@ -199,14 +214,20 @@ def judge(key: str, result: Any, status: int) -> Outcome:
     """One message's result object (`ErrorCode`, `Message`, `MessageID`) within an answer."""
     if not isinstance(result, dict) or not isinstance(result.get("ErrorCode"), int):
         seen = _http.snippet(json.dumps(result, ensure_ascii=False)) if result is not None else "nothing"
-        reason = f"Postmark answered HTTP {status} without a result for this message ({seen}); it may or may " \
-                 "not have been sent"
+        reason = (
+            f"Postmark answered HTTP {status} without a result for this message ({seen}); it may or may "
+            "not have been sent"
+        )
         return Outcome(key=key, status="failed", status_code=status, reason=reason)
     code = result["ErrorCode"]
     if code == 0 and status != 200:
         message = _http.snippet(str(result.get("Message") or "no message"), 300)
-        return Outcome(key=key, status="failed", status_code=status,
-                       reason=f"Postmark refused the request (HTTP {status}): {message}")
+        return Outcome(
+            key=key,
+            status="failed",
+            status_code=status,
+            reason=f"Postmark refused the request (HTTP {status}): {message}",
+        )
     if code == 0:
         message_id = str(result.get("MessageID") or "").strip()[:200] or None
         return Outcome(key=key, status="delivered", status_code=status, remote_id=message_id)
@@ -215,7 +236,9 @@ def judge(key: str, result: Any, status: int) -> Outcome:
         reason = f"Postmark says {message} (ErrorCode {code}); retrying"
         return Outcome(key=key, status="retry", status_code=status, reason=reason)
     advice = ADVICE.get(code, "Postmark refused the e-mail")
-    return Outcome(key=key, status="failed", status_code=status, reason=f"{advice}: {message} (ErrorCode {code})")
+    return Outcome(
+        key=key, status="failed", status_code=status, reason=f"{advice}: {message} (ErrorCode {code})"
+    )
 
 
 def classify(key: str, answer: _http.Answer, now: float) -> Outcome:
@@ -246,20 +269,27 @@ def classify_batch(keys: list[str], answer: _http.Answer) -> list[Outcome]:
     if isinstance(data, dict):  # one verdict for the whole request
         return [judge(key, data, answer.status) for key in keys]
     results = data if isinstance(data, list) else []
-    return [judge(key, results[index] if index < len(results) else None, answer.status)
-            for index, key in enumerate(keys)]
+    return [
+        judge(key, results[index] if index < len(results) else None, answer.status)
+        for index, key in enumerate(keys)
+    ]
 
 
 def _log(context: DeliveryContext, outcome: Outcome) -> None:
     # Never the addresses, subject or Postmark's messages: they carry personal data.
     level = logging.DEBUG if outcome.status == "delivered" else logging.WARNING
-    log.log(level, "postmark delivery %s", outcome.status, extra={
-        "destination": context.destination_id,
-        "delivery_key": outcome.key,
-        "outcome": outcome.status,
-        "status_code": outcome.status_code,
-        "retry_after": outcome.retry_after,
-    })
+    log.log(
+        level,
+        "postmark delivery %s",
+        outcome.status,
+        extra={
+            "destination": context.destination_id,
+            "delivery_key": outcome.key,
+            "outcome": outcome.status,
+            "status_code": outcome.status_code,
+            "retry_after": outcome.retry_after,
+        },
+    )
 
 
 destination = PostmarkDestination()

@@ -76,8 +76,12 @@ class SalesforceConfig(DestinationSettings):
     # Validation errors must not echo the input: the access token is a credential.
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
-    instance_url: str | None = Field(default=None, description="the org's URL, https://<MyDomain>.my.salesforce.com")
-    base_url: str | None = Field(default=None, description="same as instance_url (a proxy or sandbox URL also works)")
+    instance_url: str | None = Field(
+        default=None, description="the org's URL, https://<MyDomain>.my.salesforce.com"
+    )
+    base_url: str | None = Field(
+        default=None, description="same as instance_url (a proxy or sandbox URL also works)"
+    )
     access_token: SecretStr = Field(description="OAuth access token, e.g. ${SF_ACCESS_TOKEN}")
     api_version: str = Field(default=DEFAULT_API_VERSION, description="REST API version such as 62.0")
     sobject: str = Field(default="Lead", description="object to upsert, e.g. Lead, Contact, Web_Form__c")
@@ -117,16 +121,22 @@ class SalesforceConfig(DestinationSettings):
     @model_validator(mode="after")
     def _consistent(self) -> SalesforceConfig:
         if self.instance_url is None and self.base_url is None:
-            raise ValueError("missing required key 'instance_url' (the org's URL, https://<MyDomain>.my.salesforce.com)")
+            raise ValueError(
+                "missing required key 'instance_url' (the org's URL, https://<MyDomain>.my.salesforce.com)"
+            )
         if self.instance_url and self.base_url and self.instance_url != self.base_url:
             raise ValueError("instance_url and base_url name the same thing; give one of them")
         for key in self.map or {}:
             if not _API_NAME.fullmatch(key):
                 raise ValueError(f"map: {key!r} is not a Salesforce field API name")
             if key.lower() in _SET_BY_HOOKHUB or key == self.external_id_field:
-                raise ValueError(f"map: {key!r} is set by hookhub (external_id sets {self.external_id_field})")
+                raise ValueError(
+                    f"map: {key!r} is set by hookhub (external_id sets {self.external_id_field})"
+                )
         if self.map is None and self.sobject not in DEFAULT_MAPS:
-            raise ValueError(f"map is required for sobject {self.sobject} (defaults exist for Lead and Contact)")
+            raise ValueError(
+                f"map is required for sobject {self.sobject} (defaults exist for Lead and Contact)"
+            )
         return self
 
     @property
@@ -150,9 +160,15 @@ class SalesforceDestination(Destination):
 
     def check(self, config: BaseModel) -> list[str]:
         assert isinstance(config, SalesforceConfig)
-        templates = {"external_id": config.external_id, **{f"map.{k}": v for k, v in (config.map or {}).items()}}
-        return [f"{name}: template error: {problem}" for name, text in templates.items()
-                if (problem := check_template(text))]
+        templates = {
+            "external_id": config.external_id,
+            **{f"map.{k}": v for k, v in (config.map or {}).items()},
+        }
+        return [
+            f"{name}: template error: {problem}"
+            for name, text in templates.items()
+            if (problem := check_template(text))
+        ]
 
     async def deliver(
         self, items: list[DeliveryItem], config: BaseModel, context: DeliveryContext
@@ -188,29 +204,47 @@ class SalesforceDestination(Destination):
         method_url, body = _request(chunk, config)
         try:
             answer = await _crm_http.send(
-                context.http, "PATCH", method_url, body=body, headers=_headers(config),
-                timeout=config.timeout, max_bytes=MAX_ANSWER_BYTES)
+                context.http,
+                "PATCH",
+                method_url,
+                body=body,
+                headers=_headers(config),
+                timeout=config.timeout,
+                max_bytes=MAX_ANSWER_BYTES,
+            )
         except _http.TransportFailed as exc:
             verdict = results.Verdict("retry", f"Salesforce: {exc.reason}; the retry is safe (upsert)")
             return self._all(chunk, context, verdict, None, None)
         pause = self._pace(answer, org, context)
         data = _crm_http.json_of(answer)
         if not 200 <= answer.status < 300:
-            verdict = results.judge_refusal(answer.status, data, answer.text, config.sobject, config.external_id_field)
-            return self._all(chunk, context, verdict, answer.status, pause if verdict.status == "retry" else None)
+            verdict = results.judge_refusal(
+                answer.status, data, answer.text, config.sobject, config.external_id_field
+            )
+            return self._all(
+                chunk, context, verdict, answer.status, pause if verdict.status == "retry" else None
+            )
         if len(chunk) == 1:
             verdict = results.judge_single(data, answer.status, chunk[0].item.remote_id)
-            return self._all(chunk, context, verdict, answer.status, pause if verdict.status == "retry" else None)
+            return self._all(
+                chunk, context, verdict, answer.status, pause if verdict.status == "retry" else None
+            )
         if not isinstance(data, list) or len(data) != len(chunk):
             count = f"{len(data)} results" if isinstance(data, list) else "no list of results"
-            verdict = results.Verdict("failed", f"Salesforce answered HTTP {answer.status} with {count} for "
-                                                f"{len(chunk)} records; replaying is safe (upsert)")
+            verdict = results.Verdict(
+                "failed",
+                f"Salesforce answered HTTP {answer.status} with {count} for "
+                f"{len(chunk)} records; replaying is safe (upsert)",
+            )
             return self._all(chunk, context, verdict, answer.status, None)
         out: dict[str, Outcome] = {}
         for prepared, result in zip(chunk, data):  # results come in request order (§3)
             verdict = results.judge_record(result, answer.status)
-            out.update(self._all([prepared], context, verdict, answer.status,
-                                 pause if verdict.status == "retry" else None))
+            out.update(
+                self._all(
+                    [prepared], context, verdict, answer.status, pause if verdict.status == "retry" else None
+                )
+            )
         return out
 
     def _pace(self, answer: _http.Answer, org: str, context: DeliveryContext) -> float | None:
@@ -223,15 +257,25 @@ class SalesforceDestination(Destination):
         return pause
 
     @staticmethod
-    def _all(chunk: list[Prepared], context: DeliveryContext, verdict: results.Verdict,
-             status_code: int | None, retry_after: float | None,
-             deferred: bool = False) -> dict[str, Outcome]:
+    def _all(
+        chunk: list[Prepared],
+        context: DeliveryContext,
+        verdict: results.Verdict,
+        status_code: int | None,
+        retry_after: float | None,
+        deferred: bool = False,
+    ) -> dict[str, Outcome]:
         out: dict[str, Outcome] = {}
         for prepared in chunk:
-            outcome = Outcome(key=prepared.item.key, status=verdict.status, status_code=status_code,
-                              reason=verdict.reason, remote_id=verdict.remote_id,
-                              retry_after=retry_after if verdict.status == "retry" else None,
-                              deferred=deferred)
+            outcome = Outcome(
+                key=prepared.item.key,
+                status=verdict.status,
+                status_code=status_code,
+                reason=verdict.reason,
+                remote_id=verdict.remote_id,
+                retry_after=retry_after if verdict.status == "retry" else None,
+                deferred=deferred,
+            )
             _log(context, prepared.item, outcome, verdict.codes)
             out[prepared.item.key] = outcome
         return out
@@ -278,8 +322,10 @@ def _request(chunk: list[Prepared], config: SalesforceConfig) -> tuple[str, obje
         # The single-record upsert names the value in the path and forbids it in the body (upsert docs).
         value = quote(chunk[0].external_id, safe="")
         return f"{config.root}/sobjects/{config.sobject}/{config.external_id_field}/{value}", chunk[0].fields
-    records = [{"attributes": {"type": config.sobject}, **p.fields, config.external_id_field: p.external_id}
-               for p in chunk]
+    records = [
+        {"attributes": {"type": config.sobject}, **p.fields, config.external_id_field: p.external_id}
+        for p in chunk
+    ]
     url = f"{config.root}/composite/sobjects/{config.sobject}/{config.external_id_field}"
     return url, {"allOrNone": False, "records": records}
 
@@ -299,14 +345,19 @@ def _headers(config: SalesforceConfig) -> dict[str, str]:
 def _log(context: DeliveryContext, item: DeliveryItem, outcome: Outcome, codes: tuple[str, ...]) -> None:
     # Reasons quote Salesforce's messages, which can repeat field values: they stay out of logs.
     level = logging.DEBUG if outcome.status == "delivered" else logging.WARNING
-    log.log(level, "salesforce delivery %s", outcome.status, extra={
-        "destination": context.destination_id,
-        "delivery_key": item.key,
-        "outcome": outcome.status,
-        "status_code": outcome.status_code,
-        "salesforce_errors": list(codes),
-        "retry_after": outcome.retry_after,
-    })
+    log.log(
+        level,
+        "salesforce delivery %s",
+        outcome.status,
+        extra={
+            "destination": context.destination_id,
+            "delivery_key": item.key,
+            "outcome": outcome.status,
+            "status_code": outcome.status_code,
+            "salesforce_errors": list(codes),
+            "retry_after": outcome.retry_after,
+        },
+    )
 
 
 destination = SalesforceDestination()

@@ -65,7 +65,9 @@ class SendgridConfig(EmailSettings):
     @field_validator("api_key")
     @classmethod
     def _one_line(cls, value: SecretStr) -> SecretStr:
-        return one_word_secret(value, "must be the API key itself: one word, no spaces (is the environment variable set?)")
+        return one_word_secret(
+            value, "must be the API key itself: one word, no spaces (is the environment variable set?)"
+        )
 
     @field_validator("base_url")
     @classmethod
@@ -122,8 +124,13 @@ class SendgridDestination(Destination):
             "user-agent": USER_AGENT,
         }
         try:
-            answer = await _http.post(context.http, f"{config.base_url}/v3/mail/send", content=body,
-                                      headers=headers, timeout=config.timeout)
+            answer = await _http.post(
+                context.http,
+                f"{config.base_url}/v3/mail/send",
+                content=body,
+                headers=headers,
+                timeout=config.timeout,
+            )
         except _http.TransportFailed as exc:
             reason = f"SendGrid: {exc.reason}" + ("; retrying, the mail may arrive twice" if exc.sent else "")
             return Outcome(key=item.key, status="retry", reason=reason)
@@ -169,8 +176,10 @@ def classify(key: str, answer: _http.Answer, now: float) -> Outcome:
         return Outcome(key=key, status="delivered", status_code=status, remote_id=message_id)
     if 200 <= status < 300:
         # Mail Send answers 202; another 2xx is something else talking (a proxy, a portal).
-        reason = f"unexpected answer for SendGrid (HTTP {status}): {errors_text(answer)}; the mail may or " \
-                 "may not have been sent: check base_url"
+        reason = (
+            f"unexpected answer for SendGrid (HTTP {status}): {errors_text(answer)}; the mail may or "
+            "may not have been sent: check base_url"
+        )
         return Outcome(key=key, status="failed", status_code=status, reason=reason)
     if status in RETRY_STATUSES or status >= 500:
         retry_after = _http.parse_retry_after(answer.headers.get("retry-after"), now)
@@ -227,13 +236,18 @@ def errors_text(answer: _http.Answer) -> str:
 def _log(context: DeliveryContext, item: DeliveryItem, outcome: Outcome) -> None:
     # Never the addresses, subject or SendGrid's messages: they can carry personal data.
     level = logging.DEBUG if outcome.status == "delivered" else logging.WARNING
-    log.log(level, "sendgrid delivery %s", outcome.status, extra={
-        "destination": context.destination_id,
-        "delivery_key": item.key,
-        "outcome": outcome.status,
-        "status_code": outcome.status_code,
-        "retry_after": outcome.retry_after,
-    })
+    log.log(
+        level,
+        "sendgrid delivery %s",
+        outcome.status,
+        extra={
+            "destination": context.destination_id,
+            "delivery_key": item.key,
+            "outcome": outcome.status,
+            "status_code": outcome.status_code,
+            "retry_after": outcome.retry_after,
+        },
+    )
 
 
 destination = SendgridDestination()

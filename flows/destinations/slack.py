@@ -56,7 +56,9 @@ class SlackConfig(DestinationSettings):
     webhook_url: SecretStr | None = Field(
         default=None, description="Slack incoming webhook URL (https://hooks.slack.com/services/...)"
     )
-    token: SecretStr | None = Field(default=None, description="bot token (xoxb-…) with chat:write, with channel")
+    token: SecretStr | None = Field(
+        default=None, description="bot token (xoxb-…) with chat:write, with channel"
+    )
     channel: str | None = Field(default=None, description="channel ID (C0123456789) or #name, with token")
     base_url: str = Field(default=DEFAULT_BASE_URL, description="Web API root (a proxy or test server)")
     username: str | None = Field(
@@ -84,8 +86,10 @@ class SlackConfig(DestinationSettings):
         if text.startswith("xoxp-"):
             raise ValueError("is a user token (xoxp-); use the app's Bot User OAuth Token (xoxb-)")
         if not re.fullmatch(r"xoxb-[A-Za-z0-9-]{8,}", text):
-            raise ValueError("must be a Slack bot token: xoxb- followed by letters, digits and dashes "
-                             "(Slack app > OAuth & Permissions > Bot User OAuth Token)")
+            raise ValueError(
+                "must be a Slack bot token: xoxb- followed by letters, digits and dashes "
+                "(Slack app > OAuth & Permissions > Bot User OAuth Token)"
+            )
         return SecretStr(text)
 
     @field_validator("channel")
@@ -96,11 +100,15 @@ class SlackConfig(DestinationSettings):
         value = value.strip()
         if "{" in value:
             # A channel chosen by a template would let a respondent's answer pick where to post.
-            raise ValueError("is not a template: name one channel (ID such as C0123456789, or #name); to "
-                             "post elsewhere by answer, add a destination per channel and route with `when`")
+            raise ValueError(
+                "is not a template: name one channel (ID such as C0123456789, or #name); to "
+                "post elsewhere by answer, add a destination per channel and route with `when`"
+            )
         if not (_CHANNEL_ID.fullmatch(value) or _CHANNEL_NAME.fullmatch(value)):
-            raise ValueError("must be a channel ID such as C0123456789 (preferred: it survives renames) "
-                             "or a channel name such as #sales (lower case, no spaces)")
+            raise ValueError(
+                "must be a channel ID such as C0123456789 (preferred: it survives renames) "
+                "or a channel name such as #sales (lower case, no spaces)"
+            )
         return value
 
     @field_validator("base_url")
@@ -119,16 +127,24 @@ class SlackConfig(DestinationSettings):
     def _one_target(self) -> SlackConfig:
         api = self.token is not None or self.channel is not None
         if self.webhook_url is not None and api:
-            raise ValueError("give either webhook_url (incoming webhook) or token + channel (Web API), not both")
+            raise ValueError(
+                "give either webhook_url (incoming webhook) or token + channel (Web API), not both"
+            )
         if self.webhook_url is None and not api:
-            raise ValueError("missing the Slack target: set webhook_url (an incoming webhook URL), "
-                             "or token (a bot token, xoxb-…) + channel (where to post)")
+            raise ValueError(
+                "missing the Slack target: set webhook_url (an incoming webhook URL), "
+                "or token (a bot token, xoxb-…) + channel (where to post)"
+            )
         if self.webhook_url is None and self.token is None:
-            raise ValueError("missing required key 'token' (a bot token, xoxb-…, with the chat:write "
-                             "scope): channel needs it")
+            raise ValueError(
+                "missing required key 'token' (a bot token, xoxb-…, with the chat:write "
+                "scope): channel needs it"
+            )
         if self.webhook_url is None and self.channel is None:
-            raise ValueError("missing required key 'channel' (the channel ID such as C0123456789, "
-                             "or #name): token needs it")
+            raise ValueError(
+                "missing required key 'channel' (the channel ID such as C0123456789, "
+                "or #name): token needs it"
+            )
         if self.webhook_url is not None and "base_url" in self.model_fields_set:
             raise ValueError("base_url applies only to token + channel; a webhook posts to webhook_url as is")
         return self
@@ -142,7 +158,9 @@ class SlackDestination(Destination):
         self._wall_clock = wall_clock  # only to read Retry-After HTTP-dates
 
     def check(self, config: BaseModel) -> list[str]:
-        problem = check_template(config.template) if isinstance(config, SlackConfig) and config.template else None
+        problem = (
+            check_template(config.template) if isinstance(config, SlackConfig) and config.template else None
+        )
         return [f"template: {problem}"] if problem else []
 
     async def deliver(
@@ -161,11 +179,15 @@ class SlackDestination(Destination):
             outcomes.append(outcome)
         return outcomes
 
-    async def _deliver_one(self, item: DeliveryItem, config: SlackConfig, context: DeliveryContext) -> Outcome:
+    async def _deliver_one(
+        self, item: DeliveryItem, config: SlackConfig, context: DeliveryContext
+    ) -> Outcome:
         template = item.template if item.template is not None else config.template
         try:
             if template is not None:
-                message = render_template_message(template, item.submission, config.username, config.icon_emoji)
+                message = render_template_message(
+                    template, item.submission, config.username, config.icon_emoji
+                )
             else:
                 link = context.record_link(item.submission.id)
                 message = render_message(item.submission, link, config.username, config.icon_emoji)
@@ -175,17 +197,26 @@ class SlackDestination(Destination):
             _log(context, item, outcome, method=None)
             return outcome
         if config.webhook_url is not None:
-            return await self._via_webhook(item, message, config.webhook_url.get_secret_value(), config, context)
+            return await self._via_webhook(
+                item, message, config.webhook_url.get_secret_value(), config, context
+            )
         return await self._via_api(item, message, config, context)
 
-    async def _via_webhook(self, item: DeliveryItem, message: dict[str, Any], url: str,
-                           config: SlackConfig, context: DeliveryContext) -> Outcome:
+    async def _via_webhook(
+        self,
+        item: DeliveryItem,
+        message: dict[str, Any],
+        url: str,
+        config: SlackConfig,
+        context: DeliveryContext,
+    ) -> Outcome:
         key = _http.account_key("slack-webhook", url)
         outcome, code = await _held(item, key, context), None
         if outcome is None:
             try:
-                answer = await _http.post(context.http, url, content=_json(message),
-                                          headers=_JSON, timeout=config.timeout)
+                answer = await _http.post(
+                    context.http, url, content=_json(message), headers=_JSON, timeout=config.timeout
+                )
             except _http.TransportFailed as exc:
                 outcome = transport_outcome(item.key, exc, posting=True)
             else:
@@ -197,8 +228,9 @@ class SlackDestination(Destination):
         _log(context, item, outcome, method="webhook", slack_error=code)
         return outcome
 
-    async def _via_api(self, item: DeliveryItem, message: dict[str, Any],
-                       config: SlackConfig, context: DeliveryContext) -> Outcome:
+    async def _via_api(
+        self, item: DeliveryItem, message: dict[str, Any], config: SlackConfig, context: DeliveryContext
+    ) -> Outcome:
         key = channel_key(config)
         earlier = _slack_api.parse_remote_id(item.remote_id)
         if earlier is not None:
@@ -213,8 +245,15 @@ class SlackDestination(Destination):
         # After an update that was sent (and refused), a held repost is part of a real attempt.
         return outcome.model_copy(update={"deferred": False}) if earlier is not None else outcome
 
-    async def _call(self, method: str, body: dict[str, Any], key: str, item: DeliveryItem,
-                    config: SlackConfig, context: DeliveryContext) -> _slack_api.ApiResult:
+    async def _call(
+        self,
+        method: str,
+        body: dict[str, Any],
+        key: str,
+        item: DeliveryItem,
+        config: SlackConfig,
+        context: DeliveryContext,
+    ) -> _slack_api.ApiResult:
         posting = method == "chat.postMessage"
         held = await _held(item, key, context)
         if held is not None:
@@ -222,8 +261,13 @@ class SlackDestination(Destination):
         else:
             headers = {**_JSON, "authorization": f"Bearer {_token(config)}"}
             try:
-                answer = await _http.post(context.http, f"{config.base_url}/{method}", content=_json(body),
-                                          headers=headers, timeout=config.timeout)
+                answer = await _http.post(
+                    context.http,
+                    f"{config.base_url}/{method}",
+                    content=_json(body),
+                    headers=headers,
+                    timeout=config.timeout,
+                )
             except _http.TransportFailed as exc:
                 result = _slack_api.ApiResult(transport_outcome(item.key, exc, posting=posting))
             else:
@@ -273,20 +317,31 @@ def transport_outcome(key: str, exc: _http.TransportFailed, posting: bool = True
     return Outcome(key=key, status="retry", reason=reason)
 
 
-def _log(context: DeliveryContext, item: DeliveryItem, outcome: Outcome, method: str | None,
-         slack_error: str | None = None, warnings: tuple[str, ...] = ()) -> None:
+def _log(
+    context: DeliveryContext,
+    item: DeliveryItem,
+    outcome: Outcome,
+    method: str | None,
+    slack_error: str | None = None,
+    warnings: tuple[str, ...] = (),
+) -> None:
     # Facts only: the reason may quote rendered text (personal data), so it stays in the ledger.
     level = logging.DEBUG if outcome.status == "delivered" and not warnings else logging.WARNING
-    log.log(level, "slack delivery %s", outcome.status, extra={
-        "destination": context.destination_id,
-        "delivery_key": item.key,
-        "slack_method": method,
-        "outcome": outcome.status,
-        "status_code": outcome.status_code,
-        "slack_error": slack_error,
-        "slack_warnings": list(warnings),
-        "retry_after": outcome.retry_after,
-    })
+    log.log(
+        level,
+        "slack delivery %s",
+        outcome.status,
+        extra={
+            "destination": context.destination_id,
+            "delivery_key": item.key,
+            "slack_method": method,
+            "outcome": outcome.status,
+            "status_code": outcome.status_code,
+            "slack_error": slack_error,
+            "slack_warnings": list(warnings),
+            "retry_after": outcome.retry_after,
+        },
+    )
 
 
 destination = SlackDestination()

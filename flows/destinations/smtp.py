@@ -53,7 +53,9 @@ class SmtpConfig(EmailSettings):
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     host: str = Field(min_length=1, description="SMTP server host name")
-    port: int | None = Field(default=None, ge=1, le=65535, description="default 587, 465 for tls, 25 for none")
+    port: int | None = Field(
+        default=None, ge=1, le=65535, description="default 587, 465 for tls, 25 for none"
+    )
     security: Literal["starttls", "tls", "none"] = Field(
         default="starttls", description="starttls (upgrade, required), tls (implicit, port 465) or none"
     )
@@ -75,8 +77,10 @@ class SmtpConfig(EmailSettings):
         if (self.username is None) != (self.password is None):
             raise ValueError("username and password go together: give both or neither")
         if self.password is not None and self.security == "none" and not _http.is_loopback_host(self.host):
-            raise ValueError("security: none would send the password in clear; use starttls or tls "
-                             "(none with credentials is accepted only for localhost / 127.0.0.1 / ::1)")
+            raise ValueError(
+                "security: none would send the password in clear; use starttls or tls "
+                "(none with credentials is accepted only for localhost / 127.0.0.1 / ::1)"
+            )
         return self
 
     @property
@@ -100,15 +104,17 @@ class SmtpDestination(Destination):
         if not isinstance(config, SmtpConfig):
             raise TypeError("smtp destination needs a validated SmtpConfig")
         pacing_key = _http.account_key(
-            "smtp", f"{config.host}:{config.effective_port}:{config.username or ''}")
+            "smtp", f"{config.host}:{config.effective_port}:{config.username or ''}"
+        )
         sender = _sender(config, context)
         outcomes: list[Outcome] = []
         stop: Outcome | None = None  # a failure to connect or log in, applied to the rest
         try:
             for item in items:
                 try:
-                    outcome, ends_session = await self._deliver_one(item, config, context, sender,
-                                                                    pacing_key, stop)
+                    outcome, ends_session = await self._deliver_one(
+                        item, config, context, sender, pacing_key, stop
+                    )
                 except Exception as exc:  # noqa: BLE001 - one item's crash must not re-send the others
                     outcome, ends_session = send_crashed(item.key, exc), False
                 if ends_session:
@@ -119,8 +125,15 @@ class SmtpDestination(Destination):
             await sender.close()
         return outcomes
 
-    async def _deliver_one(self, item: DeliveryItem, config: SmtpConfig, context: DeliveryContext,
-                           sender: Sender, pacing_key: str, stop: Outcome | None) -> tuple[Outcome, bool]:
+    async def _deliver_one(
+        self,
+        item: DeliveryItem,
+        config: SmtpConfig,
+        context: DeliveryContext,
+        sender: Sender,
+        pacing_key: str,
+        stop: Outcome | None,
+    ) -> tuple[Outcome, bool]:
         try:
             content = render_email(config, item, context.record_link(item.submission.id))
             message = build_message(content, self._wall_clock())
@@ -152,9 +165,13 @@ def _sender(config: SmtpConfig, context: DeliveryContext) -> Sender:
     if injected is not None:
         return InjectedSender(injected)
     return SmtpSession(
-        host=config.host, port=config.effective_port, security=config.security, username=config.username,
+        host=config.host,
+        port=config.effective_port,
+        security=config.security,
+        username=config.username,
         password=config.password.get_secret_value() if config.password else None,
-        cert_bundle=config.tls_ca_file, timeout=config.timeout,
+        cert_bundle=config.tls_ca_file,
+        timeout=config.timeout,
     )
 
 
@@ -200,18 +217,36 @@ def _by_code(key: str, code: int, what: str) -> Outcome:
 def connect_outcome(key: str, exc: BaseException) -> Outcome:
     """Connecting, STARTTLS or AUTH failed: nothing was sent."""
     if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
-        return _by_code(key, exc.code, f"the SMTP server refused the login ({_reply(exc.code, exc.message)}): "
-                                       "check username and password")
+        return _by_code(
+            key,
+            exc.code,
+            f"the SMTP server refused the login ({_reply(exc.code, exc.message)}): "
+            "check username and password",
+        )
     if isinstance(exc, aiosmtplib.SMTPResponseException) and exc.code > 0:
-        return _by_code(key, exc.code, f"the SMTP server refused the connection ({_reply(exc.code, exc.message)})")
-    if isinstance(exc, (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPTimeoutError, aiosmtplib.SMTPServerDisconnected,
-                        OSError, TimeoutError)):
+        return _by_code(
+            key, exc.code, f"the SMTP server refused the connection ({_reply(exc.code, exc.message)})"
+        )
+    if isinstance(
+        exc,
+        (
+            aiosmtplib.SMTPConnectError,
+            aiosmtplib.SMTPTimeoutError,
+            aiosmtplib.SMTPServerDisconnected,
+            OSError,
+            TimeoutError,
+        ),
+    ):
         detail = _http.snippet(str(exc)) or type(exc).__name__
         return Outcome(key=key, status="retry", reason=f"could not connect to the SMTP server: {detail}")
     # STARTTLS or AUTH not offered, and the like: the config and the server disagree.
     detail = _http.snippet(str(exc)) or type(exc).__name__
-    return Outcome(key=key, status="failed", reason=f"the SMTP server cannot be used as configured: {detail}; "
-                                                    "check security, port and credentials")
+    return Outcome(
+        key=key,
+        status="failed",
+        reason=f"the SMTP server cannot be used as configured: {detail}; "
+        "check security, port and credentials",
+    )
 
 
 def send_outcome(key: str, exc: BaseException) -> Outcome:
@@ -222,13 +257,17 @@ def send_outcome(key: str, exc: BaseException) -> Outcome:
         code = next((c for c in codes if 400 <= c < 500), codes[0] if codes else 0)
         return _by_code(key, code, f"the SMTP server refused every recipient ({replies})")
     if isinstance(exc, aiosmtplib.SMTPResponseException):
-        return _by_code(key, exc.code, f"the SMTP server refused the message ({_reply(exc.code, exc.message)})")
+        return _by_code(
+            key, exc.code, f"the SMTP server refused the message ({_reply(exc.code, exc.message)})"
+        )
     if isinstance(exc, ValueError):  # aiosmtplib refused the message before talking to the server
         return Outcome(key=key, status="failed", reason=f"the message cannot be sent as built: {exc}")
     if isinstance(exc, aiosmtplib.SMTPNotSupported):
         return Outcome(key=key, status="failed", reason=f"the SMTP server cannot take this message: {exc}")
     detail = _http.snippet(str(exc)) or type(exc).__name__
-    reason = f"the connection to the SMTP server broke while sending ({detail}); retrying, it may arrive twice"
+    reason = (
+        f"the connection to the SMTP server broke while sending ({detail}); retrying, it may arrive twice"
+    )
     return Outcome(key=key, status="retry", reason=reason)
 
 
@@ -244,13 +283,18 @@ def delivered(key: str, content: EmailContent, refused: dict[str, object]) -> Ou
 def _log(context: DeliveryContext, item: DeliveryItem, outcome: Outcome) -> None:
     # Never the addresses, subject or server text: they carry personal data.
     level = logging.DEBUG if outcome.status == "delivered" else logging.WARNING
-    log.log(level, "smtp delivery %s", outcome.status, extra={
-        "destination": context.destination_id,
-        "delivery_key": item.key,
-        "outcome": outcome.status,
-        "smtp_code": outcome.status_code,
-        "retry_after": outcome.retry_after,
-    })
+    log.log(
+        level,
+        "smtp delivery %s",
+        outcome.status,
+        extra={
+            "destination": context.destination_id,
+            "delivery_key": item.key,
+            "outcome": outcome.status,
+            "smtp_code": outcome.status_code,
+            "retry_after": outcome.retry_after,
+        },
+    )
 
 
 destination = SmtpDestination()

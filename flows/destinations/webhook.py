@@ -191,14 +191,19 @@ def _log(context: DeliveryContext, item: DeliveryItem, outcome: Outcome) -> None
     # The reason may quote the receiver's body, which can echo personal data: keep it out of logs.
     # One line per success would cost more CPU than the delivery at hundreds per second.
     level = logging.DEBUG if outcome.status == "delivered" else logging.WARNING
-    log.log(level, "webhook delivery %s", outcome.status, extra={
-        "destination": context.destination_id,
-        "delivery_key": item.key,
-        "outcome": outcome.status,
-        "status_code": outcome.status_code,
-        "retry_after": outcome.retry_after,
-        "disable": outcome.disable,
-    })
+    log.log(
+        level,
+        "webhook delivery %s",
+        outcome.status,
+        extra={
+            "destination": context.destination_id,
+            "delivery_key": item.key,
+            "outcome": outcome.status,
+            "status_code": outcome.status_code,
+            "retry_after": outcome.retry_after,
+            "disable": outcome.disable,
+        },
+    )
 
 
 destination = WebhookDestination()

@@ -112,7 +112,8 @@ class ServerConfig(Strict):
         default=None, description="how providers reach this hub, for links in messages and send-test"
     )
     status_token: str | None = Field(
-        default=None, min_length=16,
+        default=None,
+        min_length=16,
         description="bearer token that shows /readyz details and /metrics to non-loopback callers",
     )
     # HTTP-layer limits (hub/receiver/protocol.py), read at start.
@@ -132,9 +133,11 @@ class DispatchConfig(Strict):
     chunk_size: int = Field(default=100, ge=1, le=1_000, description="submissions per delivery task")
     max_flows: int = Field(default=2, ge=1, le=16, description="flow runs in flight at once")
     delivery_processes: int = Field(
-        default=1, ge=0, le=16,
+        default=1,
+        ge=0,
+        le=16,
         description="worker processes for deliveries to webhook destinations (0: all in the hub's process);"
-                    " read at start",
+        " read at start",
     )
 
 

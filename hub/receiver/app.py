@@ -72,8 +72,9 @@ class Receiver:
         except ClientGone:
             return None
         if source is None:
-            return await self._reject(scope, send, 401, label, "unauthorized",
-                                      f"no source {source_id[:80]!r} is configured")
+            return await self._reject(
+                scope, send, 401, label, "unauthorized", f"no source {source_id[:80]!r} is configured"
+            )
 
         inbound = InboundRequest(
             method=scope["method"],
@@ -88,14 +89,19 @@ class Receiver:
             return await self._reject(scope, send, 401, source_id, "unauthorized", str(exc))
         except Exception as exc:  # a connector bug must not answer an anonymous caller with a 500
             log.exception("connector verify crashed", extra={"event": "connector_error", "source": source_id})
-            return await self._reject(scope, send, 401, source_id, "unauthorized",
-                                      f"verify failed: {type(exc).__name__}")
+            return await self._reject(
+                scope, send, 401, source_id, "unauthorized", f"verify failed: {type(exc).__name__}"
+            )
         # After verification, so that only the provider learns the source's media types.
         media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if media_type not in source.connector.content_types:
             accepted = ", ".join(sorted(source.connector.content_types))
             return await self._reject(
-                scope, send, 415, source_id, "unsupported media type",
+                scope,
+                send,
+                415,
+                source_id,
+                "unsupported media type",
                 f"{source.connector.title} sends {accepted}; got {media_type or 'no Content-Type'}",
             )
 
@@ -116,11 +122,14 @@ class Receiver:
         try:
             stored = await self.spool.store(record)
         except SpoolUnavailable as exc:
-            log.error("spool write failed", extra={"event": "spool_unavailable", "source": source_id,
-                                                   "error": str(exc)})
+            log.error(
+                "spool write failed",
+                extra={"event": "spool_unavailable", "source": source_id, "error": str(exc)},
+            )
             self.metrics.count(source_id, "spool_error")
             return await _answer(
-                send, 503,
+                send,
+                503,
                 {"error": "temporarily unavailable", "detail": "could not store the request; retry later"},
                 extra_headers=[(b"retry-after", b"5")],
             )
@@ -137,11 +146,14 @@ class Receiver:
             answer["note"] = envelope.note
         await _answer(send, 200, answer)
 
-    async def _reject(self, scope: Scope, send: Send, status: int, source_id: str, error: str,
-                      detail: str) -> None:
+    async def _reject(
+        self, scope: Scope, send: Send, status: int, source_id: str, error: str, detail: str
+    ) -> None:
         self.metrics.count(source_id, str(status))
-        log.info("webhook rejected", extra={"event": "rejected", "status": status, "source": source_id,
-                                            "reason": detail})
+        log.info(
+            "webhook rejected",
+            extra={"event": "rejected", "status": status, "source": source_id, "reason": detail},
+        )
         if status == 401 and not is_loopback(scope):
             # The reason would tell a remote caller whether the source exists and how it is
             # verified; the log above has it for the admin. Loopback callers (send-test) see it.
@@ -205,8 +217,12 @@ def _encode_answer(content: dict[str, object]) -> bytes:
     return orjson.dumps(content)
 
 
-async def _answer(send: Send, status: int, content: dict[str, object],
-                  extra_headers: list[tuple[bytes, bytes]] | None = None) -> None:
+async def _answer(
+    send: Send,
+    status: int,
+    content: dict[str, object],
+    extra_headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
     """What JSONResponse would send, without building one."""
     body = _encode_answer(content)
     headers = [(b"content-length", str(len(body)).encode("latin-1")), (b"content-type", b"application/json")]
@@ -261,15 +277,27 @@ def _request_url(scope: Scope, headers: dict[str, str]) -> str:
     if host is not None and "," in host:  # repeated Host headers: Starlette takes the first
         return str(URL(scope=scope))
     server = scope.get("server")
-    return _url_from_parts(scope.get("scheme", "http"), host, tuple(server) if server else None, scope["path"],
-                           scope.get("query_string", b""))
+    return _url_from_parts(
+        scope.get("scheme", "http"),
+        host,
+        tuple(server) if server else None,
+        scope["path"],
+        scope.get("query_string", b""),
+    )
 
 
 @functools.lru_cache(maxsize=1024)
-def _url_from_parts(scheme: str, host: str | None, server: tuple[str, int] | None, path: str,
-                    query_string: bytes) -> str:
+def _url_from_parts(
+    scheme: str, host: str | None, server: tuple[str, int] | None, path: str, query_string: bytes
+) -> str:
     headers = [] if host is None else [(b"host", host.encode("latin-1"))]
-    scope = {"scheme": scheme, "server": server, "path": path, "query_string": query_string, "headers": headers}
+    scope = {
+        "scheme": scheme,
+        "server": server,
+        "path": path,
+        "query_string": query_string,
+        "headers": headers,
+    }
     return str(URL(scope=scope))
 
 
@@ -279,7 +307,10 @@ def _redact_url(url: str, names: frozenset[str]) -> str:
     parts = urlsplit(url)
     if not parts.query:
         return url
-    pairs = [(k, "REDACTED" if k.lower() in names else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+    pairs = [
+        (k, "REDACTED" if k.lower() in names else v)
+        for k, v in parse_qsl(parts.query, keep_blank_values=True)
+    ]
     return urlunsplit(parts._replace(query=urlencode(pairs)))
 
 
@@ -293,9 +324,13 @@ class HubApp(Starlette):
     the receiver. Everything else (other methods and paths, lifespan) goes through Starlette,
     whose own /hooks/{source_id} route (same receiver) answers e.g. 405 to a GET."""
 
-    def __init__(self, receiver: Receiver, routes: Sequence[BaseRoute],
-                 exception_handlers: Mapping[Any, ExceptionHandler], lifespan: Lifespan[HubApp] | None = None,
-                 ) -> None:
+    def __init__(
+        self,
+        receiver: Receiver,
+        routes: Sequence[BaseRoute],
+        exception_handlers: Mapping[Any, ExceptionHandler],
+        lifespan: Lifespan[HubApp] | None = None,
+    ) -> None:
         super().__init__(routes=routes, exception_handlers=exception_handlers, lifespan=lifespan)
         self._receiver = receiver
 

@@ -47,6 +47,8 @@ class ReceiverMetrics(Collector):
             cumulative += value
             buckets.append((bound, cumulative))
         yield HistogramMetricFamily(
-            "hookhub_receive_seconds", "Time from request to answer for accepted webhooks",
-            buckets=buckets, sum_value=self._latency_sum,
+            "hookhub_receive_seconds",
+            "Time from request to answer for accepted webhooks",
+            buckets=buckets,
+            sum_value=self._latency_sum,
         )

@@ -97,8 +97,9 @@ class ThrottledLog:
             self._count, self._last = 0, now
 
 
-CAP_LOG = ThrottledLog(logging.WARNING, "connection cap reached: new connections are refused with 503",
-                       "connection_cap")
+CAP_LOG = ThrottledLog(
+    logging.WARNING, "connection cap reached: new connections are refused with 503", "connection_cap"
+)
 LIMIT_LOG = ThrottledLog(logging.INFO, "request refused at the HTTP layer", "request_refused")
 
 
@@ -114,8 +115,13 @@ def protocol_class(limits: EdgeLimits) -> type[HubHttpProtocol]:
 class HubHttpProtocol(HttpToolsProtocol):
     limits: ClassVar[EdgeLimits] = EdgeLimits()
 
-    def __init__(self, config: Config, server_state: ServerState, app_state: dict[str, Any],
-                 _loop: asyncio.AbstractEventLoop | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self._phase = _HEAD
         self._head_bytes = 0  # received since the last complete head: an upper bound of this head's size
@@ -131,8 +137,15 @@ class HubHttpProtocol(HttpToolsProtocol):
         if len(self.connections) >= self.limits.max_connections:
             self._refused = True
             CAP_LOG.hit(limit=self.limits.max_connections)
-            transport.write(_answer(503, "service unavailable", "too many connections; retry later",
-                                    self.server_state.default_headers, retry_after=True))
+            transport.write(
+                _answer(
+                    503,
+                    "service unavailable",
+                    "too many connections; retry later",
+                    self.server_state.default_headers,
+                    retry_after=True,
+                )
+            )
             transport.close()
             return
         super().connection_made(transport)
@@ -250,9 +263,11 @@ class HubHttpProtocol(HttpToolsProtocol):
                 self._progress = now
             deadline = min(self._started + limits.body_timeout, self._progress + limits.body_idle_timeout)
             if now >= deadline:
-                why = (f"no body bytes for {limits.body_idle_timeout:g} s"
-                       if now >= self._progress + limits.body_idle_timeout
-                       else f"body not complete within {limits.body_timeout:g} s")
+                why = (
+                    f"no body bytes for {limits.body_idle_timeout:g} s"
+                    if now >= self._progress + limits.body_idle_timeout
+                    else f"body not complete within {limits.body_timeout:g} s"
+                )
                 self._refuse(408, why)
                 return
         elif self._phase == _DONE:
@@ -287,8 +302,13 @@ class HubHttpProtocol(HttpToolsProtocol):
         self._watchdog = self.loop.call_later(LINGER_SECONDS, self._on_watchdog)
 
 
-def _answer(status: int, error: str, detail: str, default_headers: list[tuple[bytes, bytes]] | None = None,
-            retry_after: bool = False) -> bytes:
+def _answer(
+    status: int,
+    error: str,
+    detail: str,
+    default_headers: list[tuple[bytes, bytes]] | None = None,
+    retry_after: bool = False,
+) -> bytes:
     body = orjson.dumps({"error": error, "detail": detail})
     lines = [STATUS_LINE[status]]
     for name, value in default_headers or ():

@@ -23,8 +23,9 @@ def compiled_condition(text: str) -> Condition:
     return compile_when(text)
 
 
-def plan(config: HubConfig, submission: Submission,
-         condition: Callable[[str], Condition] = compiled_condition) -> RoutingResult:
+def plan(
+    config: HubConfig, submission: Submission, condition: Callable[[str], Condition] = compiled_condition
+) -> RoutingResult:
     """Every destination a matching route sends to, once each (the first route naming it wins).
 
     A route whose condition cannot be evaluated for this submission is an error for this

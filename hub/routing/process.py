@@ -25,28 +25,34 @@ ConnectorLookup = Callable[[str], Connector]
 """Provider id -> connector: `connectors.get_connector`, or a test's own."""
 
 
-def connector_for(config: HubConfig, source_id: str, provider: str,
-                  connectors: ConnectorLookup = get_connector) -> Connector:
+def connector_for(
+    config: HubConfig, source_id: str, provider: str, connectors: ConnectorLookup = get_connector
+) -> Connector:
     source = config.sources.get(source_id)
     # Configurable connectors (mapped) read their per-source options through for_source.
     return connectors(source.provider).for_source(source.options) if source else connectors(provider)
 
 
-def normalize_row(config: HubConfig, row: InboxRow,
-                  connectors: ConnectorLookup = get_connector) -> Submission:
+def normalize_row(
+    config: HubConfig, row: InboxRow, connectors: ConnectorLookup = get_connector
+) -> Submission:
     if row.kind == "fetched":  # already normalized when its notification was expanded
         return Submission.model_validate_json(row.body)
     connector = connector_for(config, row.source, row.provider, connectors)
     request = InboundRequest(method=row.method, url=row.url, headers=row.headers, body=row.body)
     context = NormalizeContext(
-        submission_id=row.id, source=row.source,
+        submission_id=row.id,
+        source=row.source,
         received_at=datetime.fromtimestamp(row.received_at, tz=UTC),
     )
     return connector.normalize(request, context)
 
 
-def normalize_rows(config: HubConfig, rows: list[InboxRow], connectors: ConnectorLookup = get_connector,
-                   ) -> tuple[dict[str, Submission], dict[str, str]]:
+def normalize_rows(
+    config: HubConfig,
+    rows: list[InboxRow],
+    connectors: ConnectorLookup = get_connector,
+) -> tuple[dict[str, Submission], dict[str, str]]:
     """Each row on its own: one poisoned submission never fails its batch.
 
     Returns (inbox id -> Submission, inbox id -> why it is a dead letter).
@@ -58,13 +64,24 @@ def normalize_rows(config: HubConfig, rows: list[InboxRow], connectors: Connecto
             normalized[row.id] = normalize_row(config, row, connectors)
         except Exception as exc:  # noqa: BLE001 - any connector failure makes a dead letter, never a lost row
             failed[row.id] = f"unnormalizable ({row.provider}): {exc}"
-            log.warning("submission not normalizable", extra={"event": "unnormalizable", "id": row.id,
-                                                              "source": row.source, "error": type(exc).__name__})
+            log.warning(
+                "submission not normalizable",
+                extra={
+                    "event": "unnormalizable",
+                    "id": row.id,
+                    "source": row.source,
+                    "error": type(exc).__name__,
+                },
+            )
     return normalized, failed
 
 
-def plan_submissions(config: HubConfig, submissions: dict[str, Submission], failed: dict[str, str],
-                     condition: Callable[[str], Condition] = compiled_condition) -> Routed:
+def plan_submissions(
+    config: HubConfig,
+    submissions: dict[str, Submission],
+    failed: dict[str, str],
+    condition: Callable[[str], Condition] = compiled_condition,
+) -> Routed:
     """Deliveries and stored JSON for each submission; one that cannot be routed adds to `failed`.
 
     Each on its own, like normalizing: a submission whose JSON cannot be encoded or whose
@@ -78,9 +95,15 @@ def plan_submissions(config: HubConfig, submissions: dict[str, Submission], fail
             result = plan(config, stored, condition)
         except Exception as exc:  # noqa: BLE001 - one submission's failure is its own dead letter
             failed[inbox_id] = f"cannot be routed: {type(exc).__name__}: {exc}"
-            log.warning("submission not routable",
-                        extra={"event": "unroutable", "id": inbox_id, "source": submission.source,
-                               "error": type(exc).__name__})
+            log.warning(
+                "submission not routable",
+                extra={
+                    "event": "unroutable",
+                    "id": inbox_id,
+                    "source": submission.source,
+                    "error": type(exc).__name__,
+                },
+            )
             continue
         routed[inbox_id] = (data, result.deliveries)
         if result.errors:

@@ -63,6 +63,10 @@ def _tighten(path: Path, info: os.stat_result, mode: int, what: str) -> None:
     if before & ~mode & 0o077:
         log.warning(
             f"{what} was readable by other users: tightened",
-            extra={"event": "permissions_tightened", "path": str(path), "mode": oct(before),
-                   "now": oct(mode)},
+            extra={
+                "event": "permissions_tightened",
+                "path": str(path),
+                "mode": oct(before),
+                "now": oct(mode),
+            },
         )

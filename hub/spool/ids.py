@@ -51,7 +51,7 @@ def _random_part() -> str:
         pos = 0
     state["pos"] = pos + _RANDOM_CHARS
     pool: str = state["pool"]
-    return pool[pos:pos + _RANDOM_CHARS]
+    return pool[pos : pos + _RANDOM_CHARS]
 
 
 def encode_time(millis: int) -> str:

@@ -169,8 +169,11 @@ def claim_due(conn: sqlite3.Connection, now: float, limit: int) -> list[tuple[st
     return [(r[0], r[1]) for r in rows]
 
 
-def claim_suspects(conn: sqlite3.Connection, now: float, owner: str,
-                   ) -> tuple[list[str], list[tuple[str, str]]]:
+def claim_suspects(
+    conn: sqlite3.Connection,
+    now: float,
+    owner: str,
+) -> tuple[list[str], list[tuple[str, str]]]:
     """One group of due suspects of failed flow runs: submissions, else deliveries.
 
     The smallest group size first, then the oldest: a failed batch of N comes back as two
@@ -179,7 +182,8 @@ def claim_suspects(conn: sqlite3.Connection, now: float, owner: str,
     with transaction(conn):
         size = conn.execute(
             "SELECT min(retry_group) FROM inbox WHERE state='pending' AND retry_group IS NOT NULL"
-            " AND coalesce(not_before, 0) <= ?", (now,),
+            " AND coalesce(not_before, 0) <= ?",
+            (now,),
         ).fetchone()[0]
         if size is not None:
             rows = conn.execute(
@@ -192,7 +196,8 @@ def claim_suspects(conn: sqlite3.Connection, now: float, owner: str,
             return sorted(r[0] for r in rows), []
         size = conn.execute(
             "SELECT min(retry_group) FROM deliveries WHERE status IN ('pending','retrying')"
-            " AND retry_group IS NOT NULL AND next_attempt_at <= ?", (now,),
+            " AND retry_group IS NOT NULL AND next_attempt_at <= ?",
+            (now,),
         ).fetchone()[0]
         if size is None:
             return [], []
@@ -206,8 +211,15 @@ def claim_suspects(conn: sqlite3.Connection, now: float, owner: str,
     return [], [(r[0], r[1]) for r in due]
 
 
-def flow_failed(conn: sqlite3.Connection, inbox_ids: list[str], deliveries: list[tuple[str, str]], error: str,
-                now: float, backoff: float, quarantine_after: int) -> list[str]:
+def flow_failed(
+    conn: sqlite3.Connection,
+    inbox_ids: list[str],
+    deliveries: list[tuple[str, str]],
+    error: str,
+    now: float,
+    backoff: float,
+    quarantine_after: int,
+) -> list[str]:
     """Give back what a failed flow run claimed, as suspects to be tried in halves after `backoff`.
 
     A row that was the run's only claim counts the failure; at `quarantine_after` such
@@ -221,21 +233,29 @@ def flow_failed(conn: sqlite3.Connection, inbox_ids: list[str], deliveries: list
     with transaction(conn):
         if claims == 1:
             # Only while still held: a submission the run already routed fails through its deliveries.
-            table, where, args = (("inbox", "id=? AND state='claimed'", (inbox_ids[0],)) if inbox_ids
-                                  else ("deliveries", "inbox_id=? AND destination=? AND status='sending'",
-                                        deliveries[0]))
-            failures = conn.execute(f"UPDATE {table} SET flow_failures = flow_failures + 1 WHERE {where}"
-                                    " RETURNING flow_failures", args).fetchone()
+            table, where, args = (
+                ("inbox", "id=? AND state='claimed'", (inbox_ids[0],))
+                if inbox_ids
+                else ("deliveries", "inbox_id=? AND destination=? AND status='sending'", deliveries[0])
+            )
+            failures = conn.execute(
+                f"UPDATE {table} SET flow_failures = flow_failures + 1 WHERE {where} RETURNING flow_failures",
+                args,
+            ).fetchone()
             if failures is not None and failures[0] >= quarantine_after:
                 reason = f"quarantined after {failures[0]} failed flow runs of it alone: {error}"
                 if inbox_ids:
-                    conn.execute("UPDATE inbox SET state='failed', error=?, claimed_by=NULL,"
-                                 " retry_group=NULL, updated_at=? WHERE id=? AND state='claimed'",
-                                 (reason, now, inbox_ids[0]))
+                    conn.execute(
+                        "UPDATE inbox SET state='failed', error=?, claimed_by=NULL,"
+                        " retry_group=NULL, updated_at=? WHERE id=? AND state='claimed'",
+                        (reason, now, inbox_ids[0]),
+                    )
                 else:
-                    conn.execute("UPDATE deliveries SET status='dead', last_error=?, retry_group=NULL,"
-                                 " updated_at=? WHERE inbox_id=? AND destination=? AND status='sending'",
-                                 (reason, now, *deliveries[0]))
+                    conn.execute(
+                        "UPDATE deliveries SET status='dead', last_error=?, retry_group=NULL,"
+                        " updated_at=? WHERE inbox_id=? AND destination=? AND status='sending'",
+                        (reason, now, *deliveries[0]),
+                    )
                     _settle(conn, [deliveries[0][0]], now)
                 quarantined.append("/".join(args))
         conn.executemany(
@@ -262,14 +282,18 @@ def flow_succeeded(conn: sqlite3.Connection, inbox_ids: list[str], deliveries: l
     with transaction(conn):
         conn.executemany(
             "UPDATE inbox SET retry_group=NULL, flow_failures=0 WHERE id=? AND retry_group IS NOT NULL",
-            [(i,) for i in inbox_ids])
+            [(i,) for i in inbox_ids],
+        )
         conn.executemany(
             "UPDATE deliveries SET retry_group=NULL, flow_failures=0"
-            " WHERE inbox_id=? AND destination=? AND retry_group IS NOT NULL", deliveries)
+            " WHERE inbox_id=? AND destination=? AND retry_group IS NOT NULL",
+            deliveries,
+        )
         conn.executemany(
             "UPDATE deliveries SET retry_group=NULL, flow_failures=0"
             " WHERE inbox_id=? AND retry_group IS NOT NULL",
-            [(i,) for i in inbox_ids])
+            [(i,) for i in inbox_ids],
+        )
 
 
 def release(conn: sqlite3.Connection, inbox_ids: list[str], deliveries: list[tuple[str, str]]) -> None:
@@ -301,8 +325,20 @@ def load_inbox(conn: sqlite3.Connection, ids: list[str]) -> list[InboxRow]:
             f" FROM inbox WHERE id IN ({marks}) ORDER BY received_at",
             chunk,
         ):
-            rows.append(InboxRow(r[0], r[1], r[2], r[3], r[4], r[5] or "POST", r[6] or "",
-                                 json.loads(r[7] or "{}"), r[8], r[9] or "submission"))
+            rows.append(
+                InboxRow(
+                    r[0],
+                    r[1],
+                    r[2],
+                    r[3],
+                    r[4],
+                    r[5] or "POST",
+                    r[6] or "",
+                    json.loads(r[7] or "{}"),
+                    r[8],
+                    r[9] or "submission",
+                )
+            )
     return rows
 
 
@@ -367,11 +403,13 @@ def _save_routing(
             )
             if planned:
                 # Only what is still pending: a replayed submission's delivered rows stay as they are.
-                claimed.extend(conn.execute(
-                    "UPDATE deliveries SET status='sending', updated_at=? WHERE inbox_id=? AND status='pending'"
-                    " RETURNING inbox_id, destination",
-                    (now, inbox_id),
-                ).fetchall())
+                claimed.extend(
+                    conn.execute(
+                        "UPDATE deliveries SET status='sending', updated_at=? WHERE inbox_id=? AND status='pending'"
+                        " RETURNING inbox_id, destination",
+                        (now, inbox_id),
+                    ).fetchall()
+                )
             state = "failed" if inbox_id in failed else "routed"
             conn.execute(
                 "UPDATE inbox SET submission=?, state=?, error=?, claimed_by=NULL, updated_at=? WHERE id=?",
@@ -421,8 +459,21 @@ def add_expanded(
                 " body, state, redeliveries, claimed_at, claimed_by, submission, updated_at)"
                 " VALUES (?,?,?,?,?,'fetched',?,?,?,'{}',?,'claimed',0,?,?,?,?)"
                 " ON CONFLICT(source, event_id) DO NOTHING RETURNING id",
-                (child_id, now, parent.source, parent.provider, key, f"fetched for notification {parent.id}",
-                 parent.method, parent.url, submission.encode("utf-8"), now, owner, submission, now),
+                (
+                    child_id,
+                    now,
+                    parent.source,
+                    parent.provider,
+                    key,
+                    f"fetched for notification {parent.id}",
+                    parent.method,
+                    parent.url,
+                    submission.encode("utf-8"),
+                    now,
+                    owner,
+                    submission,
+                    now,
+                ),
             ).fetchone()
             if row is not None:
                 added[child_id] = submission
@@ -441,12 +492,15 @@ def load_deliveries(conn: sqlite3.Connection, keys: list[tuple[str, str]]) -> li
     rows: list[DeliveryRow] = []
     for destination, inbox_ids in by_destination.items():
         for chunk in _chunks(inbox_ids, 500):
-            rows.extend(DeliveryRow(*r) for r in conn.execute(
-                "SELECT d.inbox_id, d.destination, d.route, d.attempts, d.first_attempt_at, d.remote_id, i.submission"
-                " FROM deliveries d JOIN inbox i ON i.id = d.inbox_id"
-                f" WHERE d.destination=? AND d.inbox_id IN ({','.join('?' * len(chunk))})",
-                (destination, *chunk),
-            ))
+            rows.extend(
+                DeliveryRow(*r)
+                for r in conn.execute(
+                    "SELECT d.inbox_id, d.destination, d.route, d.attempts, d.first_attempt_at, d.remote_id, i.submission"
+                    " FROM deliveries d JOIN inbox i ON i.id = d.inbox_id"
+                    f" WHERE d.destination=? AND d.inbox_id IN ({','.join('?' * len(chunk))})",
+                    (destination, *chunk),
+                )
+            )
     return rows
 
 
@@ -497,14 +551,26 @@ def record(conn: sqlite3.Connection, decisions: list[Decision]) -> list[Decision
 
 def _without_details(decision: Decision, why: str) -> Decision:
     if decision.status == "delivered":
-        log.warning("delivered, but details of the outcome could not be recorded",
-                    extra={"event": "record_details_failed", "id": decision.inbox_id,
-                           "destination": decision.destination, "error": unrecordable(why)})
-        return Decision(decision.inbox_id, decision.destination, "delivered", decision.outcome,
-                        attempted=decision.attempted)
+        log.warning(
+            "delivered, but details of the outcome could not be recorded",
+            extra={
+                "event": "record_details_failed",
+                "id": decision.inbox_id,
+                "destination": decision.destination,
+                "error": unrecordable(why),
+            },
+        )
+        return Decision(
+            decision.inbox_id,
+            decision.destination,
+            "delivered",
+            decision.outcome,
+            attempted=decision.attempted,
+        )
     reason = unrecordable(f"its outcome ({decision.outcome}) could not be recorded: {why}")
-    return Decision(decision.inbox_id, decision.destination, "dead", "failed", attempted=decision.attempted,
-                    error=reason)
+    return Decision(
+        decision.inbox_id, decision.destination, "dead", "failed", attempted=decision.attempted, error=reason
+    )
 
 
 def _record(conn: sqlite3.Connection, decisions: list[Decision]) -> None:
@@ -520,17 +586,31 @@ def _record(conn: sqlite3.Connection, decisions: list[Decision]) -> None:
             "INSERT OR REPLACE INTO attempts (inbox_id, destination, attempt, at, outcome, status_code, error,"
             " retry_after) SELECT inbox_id, destination, attempts, ?, ?, ?, ?, ? FROM deliveries"
             " WHERE inbox_id=? AND destination=?",
-            [(now, d.outcome, d.status_code, d.error, d.retry_after, d.inbox_id, d.destination)
-             for d in decisions if d.attempted],
+            [
+                (now, d.outcome, d.status_code, d.error, d.retry_after, d.inbox_id, d.destination)
+                for d in decisions
+                if d.attempted
+            ],
         )
         conn.executemany(
             "UPDATE deliveries SET status=?, next_attempt_at=coalesce(?, next_attempt_at),"
             " last_status_code=coalesce(?, last_status_code), last_error=?,"
             " remote_id=coalesce(?, remote_id), delivered_at=?, updated_at=?"
             " WHERE inbox_id=? AND destination=? AND status != 'delivered'",
-            [(d.status, d.next_attempt_at, d.status_code, None if d.status == "delivered" else d.error,
-              d.remote_id, now if d.status == "delivered" else None, now, d.inbox_id, d.destination)
-             for d in decisions],
+            [
+                (
+                    d.status,
+                    d.next_attempt_at,
+                    d.status_code,
+                    None if d.status == "delivered" else d.error,
+                    d.remote_id,
+                    now if d.status == "delivered" else None,
+                    now,
+                    d.inbox_id,
+                    d.destination,
+                )
+                for d in decisions
+            ],
         )
         _settle(conn, sorted({d.inbox_id for d in decisions}), now)
 
@@ -541,8 +621,10 @@ def settle_inbox(conn: sqlite3.Connection, inbox_ids: list[str]) -> None:
         _settle(conn, inbox_ids, time.time())
 
 
-_NONE_OPEN = ("NOT EXISTS (SELECT 1 FROM deliveries WHERE inbox_id = inbox.id"
-              " AND status IN ('pending', 'sending', 'retrying'))")
+_NONE_OPEN = (
+    "NOT EXISTS (SELECT 1 FROM deliveries WHERE inbox_id = inbox.id"
+    " AND status IN ('pending', 'sending', 'retrying'))"
+)
 
 
 def _settle(conn: sqlite3.Connection, inbox_ids: list[str], now: float) -> None:
@@ -564,4 +646,4 @@ def _settle(conn: sqlite3.Connection, inbox_ids: list[str], now: float) -> None:
 
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]

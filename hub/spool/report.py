@@ -45,7 +45,9 @@ def _pivot(rows: sqlite3.Cursor) -> list[tuple[str, dict[str, int]]]:
     return list(out.items())
 
 
-def dead_letters(conn: sqlite3.Connection, source: str | None = None, ids: list[str] | None = None) -> list[DeadLetter]:
+def dead_letters(
+    conn: sqlite3.Connection, source: str | None = None, ids: list[str] | None = None
+) -> list[DeadLetter]:
     where, args = _filter("i", source, ids)
     letters = [
         DeadLetter(r[0], r[1], None, r[2] or "failed", 0, None, r[3])

@@ -83,9 +83,7 @@ def ensure_schema(path: Path) -> None:
     # The dedupe guarantee: one row per (source, provider event id), enforced by SQLite
     # itself so concurrent redeliveries cannot both insert.
     inbox.create_index(["source", "event_id"], index_name="inbox_dedupe", unique=True, if_not_exists=True)
-    db.execute(
-        "CREATE INDEX IF NOT EXISTS inbox_by_state ON inbox(state, received_at)"
-    )
+    db.execute("CREATE INDEX IF NOT EXISTS inbox_by_state ON inbox(state, received_at)")
     db.table("meta").create({"key": str, "value": str}, pk="key", if_not_exists=True)
     _ensure_ledger(db)
     _ensure_flow_failure_columns(db)

@@ -220,7 +220,7 @@ class SpoolWriter:
                     group.extend(batch)
                 # One statement holds at most MAX_GROUP rows (SQLite caps the parameters).
                 for start in range(0, len(group), MAX_GROUP):
-                    part = group[start:start + MAX_GROUP]
+                    part = group[start : start + MAX_GROUP]
                     try:
                         self._commit_group(conn, part)
                     except Exception:  # a bug, not a database error: answer 503 and keep serving
@@ -317,9 +317,18 @@ def _encode_headers(headers: dict[str, str]) -> str:
 
 def _row(record: SpoolRecord) -> _Row:
     return (
-        record.id, record.received_at, record.source, record.provider, record.event_id,
-        record.kind, record.note, record.method, record.url,
-        _encode_headers(record.headers), record.body, record.initial_state,
+        record.id,
+        record.received_at,
+        record.source,
+        record.provider,
+        record.event_id,
+        record.kind,
+        record.note,
+        record.method,
+        record.url,
+        _encode_headers(record.headers),
+        record.body,
+        record.initial_state,
     )
 
 
