@@ -58,51 +58,65 @@ def compile_path(text: str) -> Path:
     if not s:
         raise ValueError("empty path: write `$` for the whole body, or e.g. data.id")
     steps: list[str | int] = []
-    i = 0
-    if s[0] == "$":
-        i = 1
-        if i < len(s) and s[i] not in ".[":
-            raise ValueError("`$` must be followed by `.` or `[` (e.g. $.data.id)")
-        if s[i : i + 1] == ".":
+    i = _after_root(s)
+    while i < len(s):
+        step, i = _bracket_step(s, i) if s[i] == "[" else _key_step(s, i)
+        steps.append(step)
+        i = _after_step(s, i)
+    return Path(text=s, steps=tuple(steps))
+
+
+def _after_root(s: str) -> int:
+    """Where the steps start: after a leading `$` or `$.`, else at 0."""
+    if s[0] != "$":
+        return 0
+    i = 1
+    if i < len(s) and s[i] not in ".[":
+        raise ValueError("`$` must be followed by `.` or `[` (e.g. $.data.id)")
+    if s[i : i + 1] == ".":
+        i += 1
+        if i == len(s):
+            raise ValueError("nothing after `$.`")
+    return i
+
+
+def _bracket_step(s: str, i: int) -> tuple[str | int, int]:
+    """The `['key']` or `[0]` step at `s[i] == "["`, and where it ends."""
+    if s[i + 1 : i + 2] in ("'", '"'):
+        quote = s[i + 1]
+        end = s.find(quote, i + 2)
+        if end < 0 or s[end + 1 : end + 2] != "]":
+            raise ValueError(f"unclosed [{quote}...{quote}] at character {i + 1}")
+        return s[i + 2 : end], end + 2
+    end = s.find("]", i)
+    inside = s[i + 1 : end].strip() if end > 0 else ""
+    index = as_int(inside)
+    if end < 0 or index is None:
+        raise ValueError(f"bad [...] at character {i + 1}: use [0] for a list index or ['key'] for a key")
+    return index, end + 1
+
+
+def _key_step(s: str, i: int) -> tuple[str, int]:
+    """The plain key starting at `s[i]`, up to the next `.` or `[`, and where it ends."""
+    end = i
+    while end < len(s) and s[end] not in ".[":
+        end += 1
+    segment = s[i:end]
+    if not segment or "]" in segment:
+        raise ValueError(f"empty or malformed key at character {i + 1}")
+    return segment, end
+
+
+def _after_step(s: str, i: int) -> int:
+    """Where the next step starts: past a `.` separator, or at a `[`."""
+    if i < len(s):
+        if s[i] == ".":
             i += 1
             if i == len(s):
-                raise ValueError("nothing after `$.`")
-    while i < len(s):
-        if s[i] == "[":
-            if s[i + 1 : i + 2] in ("'", '"'):
-                quote = s[i + 1]
-                end = s.find(quote, i + 2)
-                if end < 0 or s[end + 1 : end + 2] != "]":
-                    raise ValueError(f"unclosed [{quote}...{quote}] at character {i + 1}")
-                steps.append(s[i + 2 : end])
-                i = end + 2
-            else:
-                end = s.find("]", i)
-                inside = s[i + 1 : end].strip() if end > 0 else ""
-                index = as_int(inside)
-                if end < 0 or index is None:
-                    raise ValueError(
-                        f"bad [...] at character {i + 1}: use [0] for a list index or ['key'] for a key"
-                    )
-                steps.append(index)
-                i = end + 1
-        else:
-            end = i
-            while end < len(s) and s[end] not in ".[":
-                end += 1
-            segment = s[i:end]
-            if not segment or "]" in segment:
-                raise ValueError(f"empty or malformed key at character {i + 1}")
-            steps.append(segment)
-            i = end
-        if i < len(s):
-            if s[i] == ".":
-                i += 1
-                if i == len(s):
-                    raise ValueError("path ends with `.`")
-            elif s[i] != "[":  # pragma: no cover - the loops above stop only at `.`, `[` or the end
-                raise ValueError(f"unexpected {s[i]!r} at character {i + 1}")
-    return Path(text=s, steps=tuple(steps))
+                raise ValueError("path ends with `.`")
+        elif s[i] != "[":  # pragma: no cover - the loops above stop only at `.`, `[` or the end
+            raise ValueError(f"unexpected {s[i]!r} at character {i + 1}")
+    return i
 
 
 def check_path(text: str) -> str:
@@ -116,36 +130,54 @@ PathText = Annotated[str, AfterValidator(check_path)]
 def put(root: Any, path: Path, value: Any, replace: bool = False) -> None:
     """Set `value` at `path` in a sample payload, creating objects and lists; skip what conflicts."""
     if not path.steps:
-        if isinstance(root, dict) and isinstance(value, dict):
-            for key, item in value.items():
-                if replace or key not in root:
-                    root[key] = item
+        _merge_into_root(root, value, replace)
         return
     node = root
     for position, step in enumerate(path.steps):
-        last = position == len(path.steps) - 1
-        following = None if last else path.steps[position + 1]
-        fresh: Any = value if last else ([] if isinstance(following, int) else {})
-        if isinstance(node, dict):
-            key = str(step)
-            if last:
-                if replace or key not in node:
-                    node[key] = value
-                return
-            node = node.setdefault(key, fresh)
-        elif isinstance(node, list):
-            index = step if isinstance(step, int) else as_int(step)
-            if index is None:
-                return
-            index = max(index, 0)
-            while len(node) <= index:
-                node.append(None)
-            if last:
-                if replace or node[index] is None:
-                    node[index] = value
-                return
-            if node[index] is None:
-                node[index] = fresh
-            node = node[index]
-        else:
+        slot = _slot(node, step)
+        if slot is None:
             return
+        if position == len(path.steps) - 1:
+            _set_leaf(node, slot, value, replace)
+            return
+        fresh: Any = [] if isinstance(path.steps[position + 1], int) else {}
+        node = _descend(node, slot, fresh)
+
+
+def _merge_into_root(root: Any, value: Any, replace: bool) -> None:
+    """The `$` path: an object's keys go into the root object (existing keys kept unless `replace`)."""
+    if isinstance(root, dict) and isinstance(value, dict):
+        for key, item in value.items():
+            if replace or key not in root:
+                root[key] = item
+
+
+def _slot(node: Any, step: str | int) -> str | int | None:
+    """The dict key or list index `step` names in `node` (growing a list to hold it); None: neither."""
+    if isinstance(node, dict):
+        return str(step)
+    if isinstance(node, list):
+        index = step if isinstance(step, int) else as_int(step)
+        if index is None:
+            return None
+        index = max(index, 0)
+        while len(node) <= index:
+            node.append(None)
+        return index
+    return None
+
+
+def _set_leaf(node: Any, slot: str | int, value: Any, replace: bool) -> None:
+    """Write `value` at `slot` if it is vacant (an absent key, a `None` list item) or `replace`."""
+    vacant = slot not in node if isinstance(node, dict) else node[slot] is None
+    if replace or vacant:
+        node[slot] = value
+
+
+def _descend(node: Any, slot: str | int, fresh: Any) -> Any:
+    """The child at `slot`, set to `fresh` first if vacant (an absent key, a `None` list item)."""
+    if isinstance(node, dict):
+        return node.setdefault(slot, fresh)
+    if node[slot] is None:
+        node[slot] = fresh
+    return node[slot]

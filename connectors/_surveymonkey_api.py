@@ -220,6 +220,32 @@ def question_answers(
     for spec_col in cols.values():
         choices.update(_by_id(spec_col.get("choices")))
     multi = family == "multiple_choice" or (family == "matrix" and subtype == "multi")
+    groups, files = _group_sent(sent, other, choices)
+    if files:
+        return [A.answer(qid, heading, kind, A.file_value(files))]
+    answers: list[Answer | None] = []
+    for (row, col), parts in groups.items():
+        parts = [p for p in parts if not A.is_empty(p)]
+        value: Any = parts if multi or len(parts) > 1 else (parts[0] if parts else None)
+        type_ = kind
+        if row == "#other":
+            label, key = f"{heading} [{(other.get(col) or {}).get('text') or 'Other'}]", f"{qid}/other"
+        else:
+            spec_row = rows.get(row) or {}
+            if family == "demographic" and spec_row.get("type"):
+                type_ = str(spec_row["type"])  # name, email, phone…: SurveyMonkey's own row types
+            label = _cell_label(heading, row, spec_row, col, cols)
+            key = "/".join(p for p in (qid, row, col) if p)
+        if isinstance(value, list):
+            value = [v if isinstance(v, str) else str(v) for v in value]
+        answers.append(A.answer(key, label, type_, value))
+    return answers
+
+
+def _group_sent(
+    sent: list[dict[str, Any]], other: dict[str, dict[str, Any]], choices: dict[str, dict[str, Any]]
+) -> tuple[dict[tuple[str, str], list[Any]], list[str]]:
+    """The sent parts of one question by (row, col) cell, and its uploaded files' URLs."""
     groups: dict[tuple[str, str], list[Any]] = {}
     files: list[str] = []
     for item in sent:
@@ -240,30 +266,17 @@ def question_answers(
             groups.setdefault((row, col), []).append(_choice_value(choices.get(choice_id), choice_id))
         elif item.get("text") is not None:
             groups.setdefault((row, col), []).append(item.get("text"))
-    if files:
-        return [A.answer(qid, heading, kind, A.file_value(files))]
-    answers: list[Answer | None] = []
-    for (row, col), parts in groups.items():
-        parts = [p for p in parts if not A.is_empty(p)]
-        value: Any = parts if multi or len(parts) > 1 else (parts[0] if parts else None)
-        type_ = kind
-        if row == "#other":
-            label, key = f"{heading} [{(other.get(col) or {}).get('text') or 'Other'}]", f"{qid}/other"
-        else:
-            spec_row = rows.get(row) or {}
-            if family == "demographic" and spec_row.get("type"):
-                type_ = str(spec_row["type"])  # name, email, phone…: SurveyMonkey's own row types
-            row_text = str(
-                spec_row.get("text") or spec_row.get("type") or (row if row and not spec_row else "")
-            )
-            col_text = str((cols.get(col) or {}).get("text") or col) if col else ""
-            inner = " / ".join(t for t in (row_text.strip(), col_text.strip()) if t)
-            label = f"{heading} [{inner}]" if inner else heading
-            key = "/".join(p for p in (qid, row, col) if p)
-        if isinstance(value, list):
-            value = [v if isinstance(v, str) else str(v) for v in value]
-        answers.append(A.answer(key, label, type_, value))
-    return answers
+    return groups, files
+
+
+def _cell_label(
+    heading: str, row: str, spec_row: dict[str, Any], col: str, cols: dict[str, dict[str, Any]]
+) -> str:
+    """The heading, with the row's and column's texts in brackets where the cell has them."""
+    row_text = str(spec_row.get("text") or spec_row.get("type") or (row if row and not spec_row else ""))
+    col_text = str((cols.get(col) or {}).get("text") or col) if col else ""
+    inner = " / ".join(t for t in (row_text.strip(), col_text.strip()) if t)
+    return f"{heading} [{inner}]" if inner else heading
 
 
 def map_answers(details: dict[str, Any], questions: dict[str, dict[str, Any]]) -> list[Answer]:

@@ -174,9 +174,13 @@ def _labels(pretty: str, fields: list[_Field]) -> dict[int, str]:
     n, size = len(fields), len(pretty)
     if not pretty or not fields:
         return {}
-    bounds = [m.start() for m in re.finditer(", ", pretty)]
-    colons = [m.start() for m in re.finditer(":", pretty)]
-    exact = [_occurrences(pretty, f) for f in fields]
+    search = _Alignment(
+        pretty,
+        fields,
+        bounds=[m.start() for m in re.finditer(", ", pretty)],
+        colons=[m.start() for m in re.finditer(":", pretty)],
+        exact=[_occurrences(pretty, f) for f in fields],
+    )
     dist: dict[tuple[int, int], int] = {(0, 0): 0}
     back: dict[tuple[int, int], tuple[int, int, int, int]] = {}  # state → (pos, i, field, colon)
     heap = [(0, 0, 0)]
@@ -188,37 +192,70 @@ def _labels(pretty: str, fields: list[_Field]) -> dict[int, str]:
             return _traced(pretty, back, (size, n))
         if cost > dist[(pos, i)]:
             continue
-        moves: list[tuple[int, int, int, int, int]] = []  # (cost, next pos, next i, field, colon)
-        if i < n:
-            moves.append((_NOT_SHOWN, pos, i + 1, -1, 0))
-        if pos < size:
-            k = bisect_left(colons, pos)
-            colon = colons[k] if k < len(colons) else -1
-            a = bisect_left(bounds, colon + 1 if colon >= 0 else pos)
-            after = bounds[a : a + _SPAN]  # value ends for a loose field
-            # A label holds at most _SPAN ", ": bounds how far an exact match may be looked for.
-            b = bisect_left(bounds, pos) + _SPAN
-            limit = bounds[b] if b < len(bounds) else size
-            if i < n:
-                at = bisect_left(exact[i], (pos, 0))
-                for c, e in exact[i][at:]:
-                    if c > limit:
-                        break
-                    moves.append((pretty.count(", ", pos, c), e + 2, i + 1, i, c))
-                if fields[i].loose and colon >= 0:
-                    extra = _LOOSE + pretty.count(", ", pos, colon)
-                    # A loose value may hold ", " (dates, addresses) but rarely ", Label:" itself.
-                    for e in [*after, size]:
-                        segments = len(_LOOKS_LIKE_SEGMENT.findall(pretty, colon, e))
-                        moves.append((extra + _SEGMENT * segments, e + 2, i + 1, i, colon))
-            moves.append((_SKIP, (after[0] if after else size) + 2, i, -1, 0))
-        for step, nxt, j, taken, colon in moves:
+        for step, nxt, j, taken, colon in search.moves(pos, i):
             state = (min(nxt, size), j)
             if cost + step < dist.get(state, cost + step + 1):
                 dist[state] = cost + step
                 back[state] = (pos, i, taken, colon)
                 heappush(heap, (cost + step, *state))
     return {}  # search budget spent: every answer keeps its slug
+
+
+_Move = tuple[int, int, int, int, int]
+"""(cost, next pos, next field index, field taken or -1, its colon): one step of the alignment."""
+
+
+@dataclass(frozen=True)
+class _Alignment:
+    """What `_labels`' search reads at every state: `pretty`, its ", " and ":" offsets, exact matches."""
+
+    pretty: str
+    fields: list[_Field]
+    bounds: list[int]
+    colons: list[int]
+    exact: list[list[tuple[int, int]]]
+
+    def moves(self, pos: int, i: int) -> list[_Move]:
+        """Every step from state (pos, i): field i not shown, shown here, or a segment explaining none."""
+        n, size = len(self.fields), len(self.pretty)
+        moves: list[_Move] = []
+        if i < n:
+            moves.append((_NOT_SHOWN, pos, i + 1, -1, 0))
+        if pos >= size:
+            return moves
+        bounds, colons = self.bounds, self.colons
+        k = bisect_left(colons, pos)
+        colon = colons[k] if k < len(colons) else -1
+        a = bisect_left(bounds, colon + 1 if colon >= 0 else pos)
+        after = bounds[a : a + _SPAN]  # value ends for a loose field
+        if i < n:
+            # A label holds at most _SPAN ", ": bounds how far an exact match may be looked for.
+            b = bisect_left(bounds, pos) + _SPAN
+            moves += self._exact_moves(pos, i, bounds[b] if b < len(bounds) else size)
+            if self.fields[i].loose and colon >= 0:
+                moves += self._loose_moves(pos, i, colon, after)
+        moves.append((_SKIP, (after[0] if after else size) + 2, i, -1, 0))
+        return moves
+
+    def _exact_moves(self, pos: int, i: int, limit: int) -> list[_Move]:
+        """Field i shown exactly, at a colon up to `limit`; each ", " in its label costs 1."""
+        moves: list[_Move] = []
+        exact = self.exact[i]
+        for c, e in exact[bisect_left(exact, (pos, 0)) :]:
+            if c > limit:
+                break
+            moves.append((self.pretty.count(", ", pos, c), e + 2, i + 1, i, c))
+        return moves
+
+    def _loose_moves(self, pos: int, i: int, colon: int, after: list[int]) -> list[_Move]:
+        """Loose field i shown at the next colon in an unpredicted format, up to each value end."""
+        pretty = self.pretty
+        extra = _LOOSE + pretty.count(", ", pos, colon)
+        # A loose value may hold ", " (dates, addresses) but rarely ", Label:" itself.
+        return [
+            (extra + _SEGMENT * len(_LOOKS_LIKE_SEGMENT.findall(pretty, colon, e)), e + 2, i + 1, i, colon)
+            for e in [*after, len(pretty)]
+        ]
 
 
 def _traced(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, ClassVar
@@ -155,25 +156,123 @@ def mock_hubspot(
 
 # --- recorded answers ---------------------------------------------------------------------------
 
-# Where each recorded answer is replayed, what is sent, and what each contact must come to.
-# "upsert": the answer to the batch upsert; "note": the answer to the note create (note: true).
-# Later requests get FakeHubSpot's ordinary answers, so a case that waits shows the wait and the resend.
-EXPECTED: dict[str, tuple[str, list[str], dict[str, str]]] = {
-    "batch_upsert_200": ("upsert", [ADA, GRACE], {ADA: "delivered", GRACE: "delivered"}),
-    "batch_upsert_207_partial": ("upsert", [ADA, BAD], {ADA: "delivered", BAD: "failed"}),
-    "contact_create_201": ("note", [ADA], {ADA: "delivered"}),
-    "contact_exists_409": ("upsert", [ADA], {ADA: "delivered"}),  # updated by id (§2.1)
-    "validation_400": ("upsert", [ADA, GRACE], {ADA: "failed", GRACE: "failed"}),
-    "unauthorized_401": ("upsert", [ADA], {ADA: "failed"}),
-    "missing_scopes_403": ("upsert", [ADA], {ADA: "failed"}),
-    "locked_423": ("upsert", [ADA], {ADA: "delivered"}),  # after waiting 2 s
-    "rate_limit_ten_secondly_429": ("upsert", [ADA, GRACE], {ADA: "delivered", GRACE: "delivered"}),
-    "rate_limit_daily_429": ("upsert", [ADA], {ADA: "retry"}),
-    "bad_gateway_502": ("upsert", [ADA], {ADA: "retry"}),
+FAKE_ID = "<FakeHubSpot's id for the contact>"
+"""In `Case.remote_ids`: the id FakeHubSpot gave the contact (the recorded answer names none)."""
+
+
+@dataclass(frozen=True)
+class Case:
+    """Where a recorded answer is replayed, what is sent, what each contact must come to, and the
+    details of that answer's handling that are checked (an empty field checks nothing).
+
+    `where`: "upsert" (the answer to the batch upsert) or "note" (to the note create; note: true).
+    Later requests get FakeHubSpot's ordinary answers, so a case that waits shows the wait and the resend.
+    """
+
+    where: str
+    emails: list[str]
+    statuses: dict[str, str]
+    patch_answer: str | None = None
+    """The recorded answer replayed for a PATCH (the update by id), else FakeHubSpot answers it."""
+    remote_ids: dict[str, str] = field(default_factory=dict)
+    status_codes: dict[str, int] = field(default_factory=dict)
+    reason_is: dict[str, str] = field(default_factory=dict)
+    reason_has: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    retry_after: dict[str, float | None] = field(default_factory=dict)
+    paused_for: float | None = None
+    """Seconds the token's account is paused for after the batch."""
+    requests: int | None = None
+    times: list[float] | None = None
+    """Virtual times of the requests FakeHubSpot saw (the recorded answer's included)."""
+    last_upsert: list[str] | None = None
+    """The contacts in the last upsert sent."""
+    last_call: tuple[str, str, dict[str, Any]] | None = None
+    """(method, path, body) of the last request sent."""
+
+
+EXPECTED: dict[str, Case] = {
+    "batch_upsert_200": Case(
+        "upsert",
+        [ADA, GRACE],
+        {ADA: "delivered", GRACE: "delivered"},
+        remote_ids={ADA: "51209", GRACE: "51230"},
+    ),
+    "batch_upsert_207_partial": Case(
+        "upsert",
+        [ADA, BAD],
+        {ADA: "delivered", BAD: "failed"},
+        remote_ids={ADA: "51209"},
+        status_codes={ADA: 207},
+        reason_is={
+            BAD: "HubSpot refused this contact (VALIDATION_ERROR: Email address not-an-email is "
+            "invalid (INVALID_EMAIL)): HubSpot does not accept this submission's e-mail address"
+        },
+        requests=1,  # Ada is not sent again
+    ),
+    "contact_create_201": Case("note", [ADA], {ADA: "delivered"}, remote_ids={ADA: FAKE_ID}),
+    "contact_exists_409": Case(  # updated by id (§2.1)
+        "upsert",
+        [ADA],
+        {ADA: "delivered"},
+        patch_answer="contact_create_201.json",
+        remote_ids={ADA: "51209"},
+        last_call=(
+            "PATCH",
+            "/crm/v3/objects/contacts/51209",
+            {"properties": {"firstname": "Ada", "lastname": "Lovelace"}},
+        ),
+    ),
+    "validation_400": Case(
+        "upsert",
+        [ADA, GRACE],
+        {ADA: "failed", GRACE: "failed"},
+        reason_has={
+            ADA: ('Property "favourite_colour" does not exist', "create the property in HubSpot or fix map:")
+        },
+        requests=1,  # names no contact: the request as a whole is refused
+    ),
+    "unauthorized_401": Case(
+        "upsert",
+        [ADA],
+        {ADA: "failed"},
+        reason_has={ADA: ("HubSpot refused the token (401", "update token")},
+    ),
+    "missing_scopes_403": Case(
+        "upsert",
+        [ADA],
+        {ADA: "failed"},
+        reason_has={ADA: ("give the private app scope crm.objects.contacts.write",)},
+    ),
+    "locked_423": Case("upsert", [ADA], {ADA: "delivered"}, times=[1000.0, 1002.0]),  # after waiting 2 s
+    "rate_limit_ten_secondly_429": Case(
+        "upsert",
+        [ADA, GRACE],
+        {ADA: "delivered", GRACE: "delivered"},
+        times=[1000.0, 1010.0],  # the documented interval, then both contacts in one resend
+        last_upsert=[ADA, GRACE],
+    ),
+    "rate_limit_daily_429": Case(
+        "upsert",
+        [ADA],
+        {ADA: "retry"},
+        retry_after={ADA: seconds_to_next_hour(WALL)},
+        paused_for=seconds_to_next_hour(WALL),
+        reason_has={ADA: ("daily API limit of 250000 calls",)},
+        requests=1,
+    ),
+    "bad_gateway_502": Case(
+        "upsert",
+        [ADA],
+        {ADA: "retry"},
+        retry_after={ADA: None},
+        paused_for=0,
+        reason_has={ADA: ("HubSpot server error (HTTP 502)",)},
+        requests=1,
+    ),
     # The Forms API's answers, which this destination never calls: from the upsert endpoint
     # they are answers without per-contact results (200) or a plain refusal (400).
-    "forms_submit_200": ("upsert", [ADA], {ADA: "failed"}),
-    "forms_submit_400": ("upsert", [ADA], {ADA: "failed"}),
+    "forms_submit_200": Case("upsert", [ADA], {ADA: "failed"}, requests=1),
+    "forms_submit_400": Case("upsert", [ADA], {ADA: "failed"}, requests=1),
 }
 
 
@@ -194,76 +293,78 @@ def test_fixture_folder_is_there() -> None:
 
 @pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
 def test_recorded_answer_is_classified(path: Path) -> None:
-    case = path.stem
     status = json.loads(path.read_text())["status"]
-    where, emails, expected = EXPECTED.get(case, ("upsert", [ADA], {ADA: _rule(status) or "?"}))
+    case = EXPECTED.get(path.stem, Case("upsert", [ADA], {ADA: _rule(status) or "?"}))
     pacer, vt = fake_pacer()
     fake = FakeHubSpot(vt)
-    answers = {"upsert": [], "note": []}  # type: dict[str, list[float]]
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        kind = "note" if request.url.path.endswith(NOTES) else "upsert" if UPSERT in request.url.path else ""
-        if kind == where and not answers[kind]:
-            answers[kind].append(vt.now)
-            fake.calls.append((vt.now, request.method, request.url.path, json.loads(request.content)))
-            return replay(path)
-        if request.method == "PATCH" and case == "contact_exists_409":
-            fake.calls.append((vt.now, request.method, request.url.path, json.loads(request.content)))
-            return replay(HUBSPOT_FIXTURES / "contact_create_201.json")
-        return fake(request)
-
-    batch = items(*emails)
+    batch = items(*case.emails)
     with respx.mock(assert_all_called=True) as router:
-        mock_hubspot(router, handler)
-        outcomes = by_email(batch, deliver(batch, config(note=where == "note"), pacer))
+        mock_hubspot(router, _replaying(path, case, fake, vt))
+        outcomes = by_email(batch, deliver(batch, config(note=case.where == "note"), pacer))
     got = {email: outcome.status for email, outcome in outcomes.items()}
-    if "?" in expected.values():  # a 2xx case nobody classified yet: it must at least be judged
+    if "?" in case.statuses.values():  # a 2xx case nobody classified yet: it must at least be judged
         assert set(got.values()) <= {"delivered", "retry", "failed"}
         return
-    assert got == expected, {e: o.reason for e, o in outcomes.items()}
+    assert got == case.statuses, {e: o.reason for e, o in outcomes.items()}
     for outcome in outcomes.values():
         if outcome.status != "delivered":
             assert outcome.reason and len(outcome.reason) < 600 and TOKEN not in outcome.reason
-    times = [t for t, *_ in fake.calls]
+    _check_outcomes(case, outcomes, fake)
+    _check_requests(case, fake, pacer)
+
+
+def _replaying(
+    path: Path, case: Case, fake: FakeHubSpot, vt: VirtualTime
+) -> Callable[[httpx.Request], httpx.Response]:
+    """A handler answering the case's first request at `case.where` with the recorded answer."""
+    answers: dict[str, list[float]] = {"upsert": [], "note": []}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        kind = "note" if request.url.path.endswith(NOTES) else "upsert" if UPSERT in request.url.path else ""
+        if kind == case.where and not answers[kind]:
+            answers[kind].append(vt.now)
+            fake.calls.append((vt.now, request.method, request.url.path, json.loads(request.content)))
+            return replay(path)
+        if request.method == "PATCH" and case.patch_answer:
+            fake.calls.append((vt.now, request.method, request.url.path, json.loads(request.content)))
+            return replay(HUBSPOT_FIXTURES / case.patch_answer)
+        return fake(request)
+
+    return handler
+
+
+def _check_outcomes(case: Case, outcomes: dict[str | None, Outcome], fake: FakeHubSpot) -> None:
+    """The case's remote ids, status codes, reasons and retry times, contact by contact."""
     reason = {email: outcomes[email].reason or "" for email in outcomes}
-    if case == "batch_upsert_200":
-        assert [outcomes[ADA].remote_id, outcomes[GRACE].remote_id] == ["51209", "51230"]
-    if case == "batch_upsert_207_partial":
-        assert outcomes[ADA].remote_id == "51209" and outcomes[ADA].status_code == 207
-        assert reason[BAD] == (
-            "HubSpot refused this contact (VALIDATION_ERROR: Email address not-an-email is "
-            "invalid (INVALID_EMAIL)): HubSpot does not accept this submission's e-mail address"
-        )
-        assert len(times) == 1  # Ada is not sent again
-    if case == "contact_create_201":
-        assert outcomes[ADA].remote_id == fake.contact_id(ADA)
-    if case == "contact_exists_409":
-        assert outcomes[ADA].remote_id == "51209"
+    if case.remote_ids:
+        want = {e: fake.contact_id(e) if i == FAKE_ID else i for e, i in case.remote_ids.items()}
+        assert {e: outcomes[e].remote_id for e in want} == want
+    for email, code in case.status_codes.items():
+        assert outcomes[email].status_code == code
+    for email, text in case.reason_is.items():
+        assert reason[email] == text
+    for email, parts in case.reason_has.items():
+        for part in parts:
+            assert part in reason[email]
+    for email, wait in case.retry_after.items():
+        assert outcomes[email].retry_after == wait
+
+
+def _check_requests(case: Case, fake: FakeHubSpot, pacer: Pacer) -> None:
+    """The case's requests: how many, when, the last upsert's contacts and the last request."""
+    times = [t for t, *_ in fake.calls]
+    if case.requests is not None:
+        assert len(times) == case.requests
+    if case.times is not None:
+        assert times == case.times
+    if case.last_upsert is not None:
+        assert fake.upserts()[-1][1] == case.last_upsert
+    if case.last_call is not None:
         method, patch_path, patch_body = fake.calls[-1][1:]
-        assert (method, patch_path) == ("PATCH", "/crm/v3/objects/contacts/51209")
-        assert patch_body == {"properties": {"firstname": "Ada", "lastname": "Lovelace"}}
-    if case == "validation_400":
-        assert len(times) == 1  # names no contact: the request as a whole is refused
-        assert 'Property "favourite_colour" does not exist' in reason[ADA]
-        assert "create the property in HubSpot or fix map:" in reason[ADA]
-    if case == "unauthorized_401":
-        assert "HubSpot refused the token (401" in reason[ADA] and "update token" in reason[ADA]
-    if case == "missing_scopes_403":
-        assert "give the private app scope crm.objects.contacts.write" in reason[ADA]
-    if case == "locked_423":
-        assert times == [1000.0, 1002.0]
-    if case == "rate_limit_ten_secondly_429":
-        assert times == [1000.0, 1010.0]  # the documented interval, then both contacts in one resend
-        assert fake.upserts()[-1][1] == [ADA, GRACE]
-    if case == "rate_limit_daily_429":
-        wait = seconds_to_next_hour(WALL)
-        assert outcomes[ADA].retry_after == wait and pacer.paused_for(KEY) == wait
-        assert "daily API limit of 250000 calls" in reason[ADA] and len(times) == 1
-    if case == "bad_gateway_502":
-        assert outcomes[ADA].retry_after is None and pacer.paused_for(KEY) == 0
-        assert "HubSpot server error (HTTP 502)" in reason[ADA] and len(times) == 1
-    if case.startswith("forms_submit"):
-        assert len(times) == 1
+        assert (method, patch_path) == case.last_call[:2]
+        assert patch_body == case.last_call[2]
+    if case.paused_for is not None:
+        assert pacer.paused_for(KEY) == case.paused_for
 
 
 # --- exact requests -----------------------------------------------------------------------------
@@ -332,8 +433,8 @@ def test_golden_note_request_with_the_full_answers() -> None:
     assert body == {
         "properties": {
             "hs_timestamp": "2026-11-23T10:15:00Z",
-            "hs_note_body": "Contact us: new submission<br>Submitted 2026-11-23 10:15 UTC · source contact-form"
-            "<br><br>Company: Engines &amp; &lt;Co&gt;<br>Topics: Sales, Support<br><br>"
+            "hs_note_body": "Contact us: new submission<br>Submitted 2026-11-23 10:15 UTC · "
+            "source contact-form<br><br>Company: Engines &amp; &lt;Co&gt;<br>Topics: Sales, Support<br><br>"
             "In hookhub: https://hub.example.com/submissions/sub_0001",
         },
         "associations": [
@@ -397,7 +498,8 @@ def test_one_contact_refused_in_a_400_fails_alone_and_the_rest_go_again() -> Non
     refusal = {
         "status": "error",
         "category": "VALIDATION_ERROR",
-        "message": 'Property values were not valid: [{"message":"Email address grace@example.com is invalid"}]',
+        "message": "Property values were not valid: "
+        '[{"message":"Email address grace@example.com is invalid"}]',
         "errors": [{"message": "Email address grace@example.com is invalid", "code": "INVALID_EMAIL"}],
     }
     answers = iter([httpx.Response(400, json=refusal)])

@@ -126,39 +126,56 @@ def check_routes(reporter: Reporter, data: dict[str, Any]) -> None:
         if not isinstance(route, dict):
             continue
         path = ("routes", index)
-        name = route.get("name")
-        if isinstance(name, str):
-            line = reporter.locator.value_pos((*path, "name"))[0]
-            if name in first_line:
-                reporter.error(
-                    (*path, "name"),
-                    f"duplicate route name {name!r} (first defined at line {first_line[name]})",
-                )
-            else:
-                first_line[name] = line
-        if isinstance(sources, dict):
-            for ref_path, ref in _references(route.get("from"), (*path, "from")):
-                if ref != "*" and ref not in sources:
-                    reporter.error(ref_path, f"unknown source {ref!r}; {_defined('sources', sources)}")
-        if isinstance(destinations, dict):
-            for ref_path, ref in _targets(route.get("to"), (*path, "to")):
-                if ref not in destinations:
-                    reporter.error(
-                        ref_path, f"unknown destination {ref!r}; {_defined('destinations', destinations)}"
-                    )
-        if "when" in route and _is_blank(route["when"]):
-            reporter.error(
-                (*path, "when"),
-                "empty condition: remove `when` to route every submission, or write one",
-                at="key",
-            )
-        elif isinstance(route.get("when"), str):  # any other type was reported by the models
-            try:
-                compile_when(route["when"])
-            except WhenSyntaxError as exc:
-                # Positioned at the value; the message names the column inside the condition.
-                reporter.error((*path, "when"), f"invalid condition: {exc}")
+        _check_route_name(reporter, route.get("name"), path, first_line)
+        _check_route_references(reporter, route, path, sources, destinations)
+        _check_when(reporter, route, path)
         _check_target_templates(reporter, route.get("to"), (*path, "to"))
+
+
+def _check_route_name(reporter: Reporter, name: Any, path: KeyPath, first_line: dict[str, int]) -> None:
+    """A route name used before is an error; `first_line` records where each name was first seen."""
+    if not isinstance(name, str):
+        return
+    line = reporter.locator.value_pos((*path, "name"))[0]
+    if name in first_line:
+        reporter.error(
+            (*path, "name"),
+            f"duplicate route name {name!r} (first defined at line {first_line[name]})",
+        )
+    else:
+        first_line[name] = line
+
+
+def _check_route_references(
+    reporter: Reporter, route: dict[str, Any], path: KeyPath, sources: Any, destinations: Any
+) -> None:
+    """`from` names defined sources (or `*`), `to` names defined destinations."""
+    if isinstance(sources, dict):
+        for ref_path, ref in _references(route.get("from"), (*path, "from")):
+            if ref != "*" and ref not in sources:
+                reporter.error(ref_path, f"unknown source {ref!r}; {_defined('sources', sources)}")
+    if isinstance(destinations, dict):
+        for ref_path, ref in _targets(route.get("to"), (*path, "to")):
+            if ref not in destinations:
+                reporter.error(
+                    ref_path, f"unknown destination {ref!r}; {_defined('destinations', destinations)}"
+                )
+
+
+def _check_when(reporter: Reporter, route: dict[str, Any], path: KeyPath) -> None:
+    """A `when` is not blank and compiles."""
+    if "when" in route and _is_blank(route["when"]):
+        reporter.error(
+            (*path, "when"),
+            "empty condition: remove `when` to route every submission, or write one",
+            at="key",
+        )
+    elif isinstance(route.get("when"), str):  # any other type was reported by the models
+        try:
+            compile_when(route["when"])
+        except WhenSyntaxError as exc:
+            # Positioned at the value; the message names the column inside the condition.
+            reporter.error((*path, "when"), f"invalid condition: {exc}")
 
 
 def _check_target_templates(reporter: Reporter, targets: Any, path: KeyPath) -> None:

@@ -70,8 +70,32 @@ def equal(a: Any, b: Any) -> bool:
     if isinstance(a, str) and is_number(b):
         return bool(as_number(a) == b)
     if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(equal(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(equal(x, y) for x, y in zip(a, b, strict=True))
     return bool(a == b)
+
+
+_NOT_TAKEN: Any = object()
+"""What a function's helper returns for an argument type it does not take."""
+
+
+def _length(value: Any) -> Any:
+    """len(x): 0 for null, the length of a text, list or mapping; `_NOT_TAKEN` for other types."""
+    if value is None:
+        return 0
+    if isinstance(value, (str, list, dict)):
+        return len(value)
+    return _NOT_TAKEN
+
+
+def _change_case(name: str, value: Any) -> Any:
+    """lower(x) / upper(x) of a text or a list of texts (null stays null); `_NOT_TAKEN` otherwise."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value.lower() if name == "lower" else value.upper()
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return [v.lower() if name == "lower" else v.upper() for v in value]
+    return _NOT_TAKEN
 
 
 class Evaluation:
@@ -129,28 +153,29 @@ class Evaluation:
         if name == "exists":
             return value is not None
         if name == "len":
-            if value is None:
-                return 0
-            if isinstance(value, (str, list, dict)):
-                return len(value)
+            result = _length(value)
         elif name in ("lower", "upper"):
-            if value is None:
-                return None
-            if isinstance(value, str):
-                return value.lower() if name == "lower" else value.upper()
-            if isinstance(value, list) and all(isinstance(v, str) for v in value):
-                return [v.lower() if name == "lower" else v.upper() for v in value]
+            result = _change_case(name, value)
         elif name == "number":
-            if is_number(value):
-                return value
-            if isinstance(value, str):
-                number = as_number(value)
-                if number is None:
-                    raise self.fail(node, "the text is not a number")
-                return number
-            if value is None:
-                raise self.fail(node, f"{self.quote(node.arg)} is null (missing); guard it with exists(...)")
-        raise self.fail(node, f"{name}() does not take {kind(value)}")
+            result = self.number(node, value)
+        else:
+            result = _NOT_TAKEN
+        if result is _NOT_TAKEN:
+            raise self.fail(node, f"{name}() does not take {kind(value)}")
+        return result
+
+    def number(self, node: Call, value: Any) -> Any:
+        """number(x): a number as is, a text as the number it spells; `_NOT_TAKEN` for other types."""
+        if is_number(value):
+            return value
+        if isinstance(value, str):
+            number = as_number(value)
+            if number is None:
+                raise self.fail(node, "the text is not a number")
+            return number
+        if value is None:
+            raise self.fail(node, f"{self.quote(node.arg)} is null (missing); guard it with exists(...)")
+        return _NOT_TAKEN
 
     def compare(self, node: Compare) -> bool:
         left, right = self.value(node.left), self.value(node.right)
