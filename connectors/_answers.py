@@ -263,7 +263,7 @@ def instant(value: object, where: str, fallback: datetime) -> datetime:
 
 
 def parse_form_urlencoded(body: bytes) -> dict[str, str]:
-    """An `application/x-www-form-urlencoded` body, empty values kept; a repeated name keeps its last value."""
+    """An `application/x-www-form-urlencoded` body, empty values kept; a repeated name keeps its last."""
     try:
         pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, encoding="utf-8", errors="strict")
     except UnicodeDecodeError:
@@ -276,7 +276,7 @@ BODY_OBJECT_TYPES = frozenset({"application/json", "application/x-www-form-urlen
 
 
 def parse_body_object(request: InboundRequest) -> dict[str, Any]:
-    """The body as an object, for providers that let the admin pick JSON or form encoding (WordPress add-ons)."""
+    """The body as an object, for providers that let the admin pick JSON or form encoding (WordPress)."""
     if request.media_type == "application/x-www-form-urlencoded":
         return dict(parse_form_urlencoded(request.body))
     return parse_json_object(request.body)

@@ -300,7 +300,10 @@ class FormsClient:
         )
 
     async def create_watch(self, http: Any, options: FetchOptions) -> tuple[dict[str, Any], str]:
-        """A new RESPONSES watch on `form_id` to `topic_name`, or the existing one renewed; (watch, what was done)."""
+        """A new RESPONSES watch on `form_id` to `topic_name`, or the existing one renewed.
+
+        Returns (the watch, what was done).
+        """
         form_id, topic = options.form_id, options.topic_name
         assert form_id and topic
         what, path = f"a new RESPONSES watch on form {form_id}", f"forms/{form_id}/watches"
@@ -347,7 +350,10 @@ def _explain(status: int, what: str, detail: str, token_call: bool) -> str:
             "an account that can open it) and enable the Google Forms API in the project"
         )
     if status == 404:
-        return f"Google has no {what} (404){detail}: check the form id and that the credentials can open the form"
+        return (
+            f"Google has no {what} (404){detail}: "
+            "check the form id and that the credentials can open the form"
+        )
     if status == 429 or status >= 500:
         return f"Google answered {status} for {what}{detail}; it is tried again later"
     return f"Google answered {status} for {what}{detail}"

@@ -26,7 +26,10 @@ GOOGLE_ISSUERS = ("https://accounts.google.com", "accounts.google.com")
 def parse_jwks(
     jwks: dict[str, Any],
 ) -> tuple[dict[str, rsa.RSAPublicKey], tuple[str, rsa.RSAPrivateKey] | None]:
-    """(public keys by kid, the first private signing key if any) of a JWK set; ValueError says what is wrong."""
+    """(public keys by kid, the first private signing key if any) of a JWK set.
+
+    ValueError says what is wrong.
+    """
     found: dict[str, rsa.RSAPublicKey] = {}
     signing: tuple[str, rsa.RSAPrivateKey] | None = None
     keys = jwks.get("keys")

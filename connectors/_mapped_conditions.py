@@ -1,4 +1,6 @@
-"""Conditions of `test_when` / `ignore_when`: `data.type == 'ping'`, `event != "form.submitted"`, `data.test`."""
+"""Conditions of `test_when` / `ignore_when`.
+
+Such as `data.type == 'ping'`, `event != "form.submitted"`, `data.test`."""
 
 from __future__ import annotations
 

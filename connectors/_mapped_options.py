@@ -172,7 +172,10 @@ class AnswersOptions(BaseModel):
 
 
 class MappedOptions(BaseModel):
-    """The `mapped` provider's keys of a source. Paths: `data.id`, `$.data.id`, `items[0].value`, `['a.b']`."""
+    """The `mapped` provider's keys of a source.
+
+    Paths: `data.id`, `$.data.id`, `items[0].value`, `['a.b']`.
+    """
 
     model_config = ConfigDict(extra="forbid")
 

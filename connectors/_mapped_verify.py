@@ -1,4 +1,4 @@
-"""The `mapped` provider's verification modes (hmac, token, basic, none), and the same credentials for send-test.
+"""The `mapped` provider's verification modes (hmac, token, basic, none), and send-test's credentials.
 
 Checking and signing live together so a sample request is signed exactly the way `verify` checks it.
 """

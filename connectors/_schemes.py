@@ -76,7 +76,7 @@ def epoch_number(value: str, header: str) -> int:
 def verify_body_hmac_b64(
     request: InboundRequest, source: SourceSettings, header: str, prefix: str = ""
 ) -> None:
-    """`<header>: <prefix>base64(HMAC-SHA256(secret, raw body))` with any configured secret (Typeform, Tally)."""
+    """`<header>: <prefix>base64(HMAC-SHA256(secret, raw body))`, any configured secret (Typeform, Tally)."""
     secrets = require_secrets(source)
     received = request.header(header)
     if not received:

@@ -228,7 +228,8 @@ class MappedConnector(Connector):
         for position, item in enumerate(container):
             if not isinstance(item, dict):
                 raise UnsupportedPayload(
-                    f"answers.list path {options.container.text}[{position}] is {kind_of(item)}, expected an object"
+                    f"answers.list path {options.container.text}[{position}] is {kind_of(item)}, "
+                    "expected an object"
                 )
             key = scalar_text(key_path.get(item)) if key_path else None
             label = scalar_text(label_path.get(item)) if label_path else None

@@ -110,7 +110,7 @@ def _field_answers(field: dict[str, Any], form: dict[str, str]) -> tuple[list[An
             # A matrix: one answer per statement (row), the chosen column as its value.
             rows = [
                 A.answer(i, f"{title}: {s.get('Label') or i}", type_, v)
-                for i, s, v in zip(ids, subfields, values)
+                for i, s, v in zip(ids, subfields, values, strict=False)  # a short list ends the rows
             ]
             return rows, set(ids)
         separator = " " if type_ in _NAME_TYPES else ", "  # names "First Last"; addresses one line

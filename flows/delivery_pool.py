@@ -20,6 +20,7 @@ sending rows that its restart puts back in the queue.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import multiprocessing
@@ -149,10 +150,8 @@ class DeliveryPool:
         self._workers = [None] * self.processes
         for worker in workers:
             if not worker.gone:
-                try:
+                with contextlib.suppress(OSError):
                     worker.conn.send_bytes(pickle.dumps(None))
-                except OSError:
-                    pass
         for worker in workers:
             await asyncio.to_thread(worker.process.join, STOP_SECONDS)
             if worker.process.is_alive():
@@ -284,10 +283,8 @@ async def _run(conn: Connection, job_id: int, job: ChunkJob) -> None:
             extra={"event": "delivery_chunk_error", "destination": job.destination},
         )
         answer = (job_id, False, f"{type(exc).__name__}: {exc}")
-    try:
+    with contextlib.suppress(OSError):  # the hub is gone; the ledger has the outcomes
         conn.send_bytes(pickle.dumps(answer))
-    except OSError:
-        pass  # the hub is gone; the ledger has the outcomes
 
 
 def _die_with_parent() -> None:

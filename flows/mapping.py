@@ -127,9 +127,9 @@ class _Sandbox(SandboxedEnvironment):
                     raise RenderLimit(f"'*' would build {size * times:,} items; at most {MAX_REPEAT_CHARS:,}")
             return operator.mul(left, right)
         if operator_name == "**":
-            if isinstance(left, int) and isinstance(right, int) and abs(left) > 1 and right > 0:
-                if abs(left).bit_length() * right > MAX_POWER_BITS:
-                    raise RenderLimit(f"'**' would build a number of over {MAX_POWER_BITS:,} bits")
+            big = isinstance(left, int) and isinstance(right, int) and abs(left) > 1 and right > 0
+            if big and abs(left).bit_length() * right > MAX_POWER_BITS:
+                raise RenderLimit(f"'**' would build a number of over {MAX_POWER_BITS:,} bits")
             return operator.pow(left, right)
         return super().call_binop(context, operator_name, left, right)
 

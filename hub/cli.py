@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -134,10 +135,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # uvicorn shuts down gracefully on SIGTERM/SIGINT and then re-raises the signal to the
     # previous handler; answering it with a normal exit makes a clean stop exit 0.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         serve(hub, args.host, args.port)
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

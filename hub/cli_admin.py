@@ -135,7 +135,8 @@ def _wait(conn: sqlite3.Connection, ids: list[str], timeout: float) -> int:
         )
         settled = states.get("done", 0) + states.get("failed", 0)
         print(
-            f"\r{settled}/{len(ids)} settled ({states.get('done', 0)} done, {states.get('failed', 0)} failed)",
+            f"\r{settled}/{len(ids)} settled "
+            f"({states.get('done', 0)} done, {states.get('failed', 0)} failed)",
             end="",
             flush=True,
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import sys
@@ -121,10 +122,8 @@ def _show_http(request: httpx.Request, secrets: list[str]) -> list[str]:
         shown = REDACTED if name.lower() in _SECRET_HEADERS else _blank(value, secrets)
         lines.append(f"{name}: {shown}")
     body = request.content.decode("utf-8", errors="replace")
-    try:
+    with contextlib.suppress(ValueError):
         body = json.dumps(json.loads(body), indent=2, ensure_ascii=False)
-    except ValueError:
-        pass
     return [*lines, "", _blank(body, secrets)]
 
 

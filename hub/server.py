@@ -129,7 +129,8 @@ def uvicorn_config(
         "port": port,
         "http": protocol_class(limits),  # 431/408/connection cap: see hub/receiver/protocol.py
         "log_level": "warning",
-        "access_log": False,  # our own structured logs cover rejects; an access line per webhook costs throughput
+        # Our own structured logs cover rejects; an access line per webhook costs throughput.
+        "access_log": False,
         "timeout_graceful_shutdown": 10,
         "lifespan": "on",
     }

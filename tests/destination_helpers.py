@@ -70,7 +70,7 @@ def captured_logs(*names: str) -> Iterator[list[logging.LogRecord]]:
     try:
         yield records
     finally:
-        for lg, level in zip(loggers, saved):
+        for lg, level in zip(loggers, saved, strict=True):
             lg.removeHandler(handler)
             lg.setLevel(level)
 

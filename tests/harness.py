@@ -7,6 +7,7 @@ real socket.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -165,10 +166,8 @@ class ServeProcess:
             return False
 
     def kill(self) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):  # the whole group is gone already
             os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:  # the whole group is gone already
-            pass
         self.proc.wait(timeout=30)
 
     def terminate(self) -> int:
@@ -176,7 +175,5 @@ class ServeProcess:
         try:
             return self.proc.wait(timeout=60)
         finally:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)  # whatever is left of the group
-            except ProcessLookupError:
-                pass

@@ -108,7 +108,7 @@ def test_recorded_answer_is_classified(path: Path) -> None:
     assert [o.key for o in outcomes] == [i.key for i in items]
     assert [o.status for o in outcomes] == expected, [o.reason for o in outcomes]
     assert {o.status_code for o in outcomes} == {status}
-    for outcome, result in zip(outcomes, results):
+    for outcome, result in zip(outcomes, results, strict=True):
         if outcome.status == "delivered":
             assert outcome.remote_id == result["MessageID"]
         else:

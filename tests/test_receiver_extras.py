@@ -27,8 +27,11 @@ routes:
     _, server = start_hub(config, tmp_path / "data")
     headers = {k: v for k, v in FX["headers"].items() if k.lower() != "content-length"}
     other_form = FX["body"].replace(FX["expect"]["form_id"], "2otherFormId")
+
+    def post(body: str) -> httpx.Response:
+        return httpx.post(f"{server.url}/hooks/msforms", content=body.encode(), headers=headers)
+
     try:
-        post = lambda body: httpx.post(f"{server.url}/hooks/msforms", content=body.encode(), headers=headers)
         first, second, again = post(FX["body"]), post(other_form), post(other_form)
     finally:
         server.stop()

@@ -201,7 +201,7 @@ def test_every_destination_defers_while_its_target_is_paused(case: str) -> None:
     context = DeliveryContext(
         http=NoNetwork(), pacer=pacer, destination_id=case, extra={"smtp_send": _never_send}
     )
-    destination = get_destination(str(getattr(config, "type")))
+    destination = get_destination(str(config.type))
     outcomes = asyncio.run(destination.deliver(items, config, context))
     assert sorted(o.key for o in outcomes) == sorted(i.key for i in items)
     for outcome in outcomes:

@@ -45,18 +45,15 @@ SECRET = "row-isolation-secret"
 # Prefect's ephemeral server starts with the first flow run of the session: allow for it.
 FIRST_DELIVERY = 180.0
 
-CONFIG = (
-    """
+CONFIG = f"""
 sources:
-  forms: {provider: typeform, secret: %s}
+  forms: {{provider: typeform, secret: {SECRET}}}
 destinations:
-  out: {type: file, path: out.jsonl}
+  out: {{type: file, path: out.jsonl}}
 routes:
-  - {name: everyone, from: [forms], when: "not exists(hidden.never)", to: [out]}
-dispatch: {batch_size: 100, batch_wait: 1.0, chunk_size: 100, max_flows: 2, delivery_processes: 0}
+  - {{name: everyone, from: [forms], when: "not exists(hidden.never)", to: [out]}}
+dispatch: {{batch_size: 100, batch_wait: 1.0, chunk_size: 100, max_flows: 2, delivery_processes: 0}}
 """
-    % SECRET
-)
 
 
 class PoisonedTypeform(TypeformConnector):

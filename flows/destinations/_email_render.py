@@ -159,7 +159,7 @@ def template_names(submission: Submission, record_link: str | None) -> dict[str,
     # Each answer also as people read it (`a.text`): lists joined, Yes/No, "(no answer)".
     names["answer_list"] = [
         {**entry, "text": format_value(answer.value)}
-        for entry, answer in zip(names["answer_list"], submission.answers)
+        for entry, answer in zip(names["answer_list"], submission.answers, strict=True)
     ]
     title = submission.form_title or submission.form_id or submission.source or ""
     names["title"] = title.strip() or "Form submission"

@@ -335,7 +335,10 @@ def judge_single(answer: _http.Answer, key: str, wall_now: float) -> tuple[Outco
         rid = _id(data) if isinstance(data, dict) else None
         if rid is not None:
             return Outcome(key=key, status="delivered", status_code=answer.status, remote_id=rid), None
-        reason = f"HubSpot answered HTTP {answer.status} without an object id ({api.body_snippet(answer)}): not understood"
+        reason = (
+            f"HubSpot answered HTTP {answer.status} without an object id "
+            f"({api.body_snippet(answer)}): not understood"
+        )
         return Outcome(key=key, status="failed", status_code=answer.status, reason=reason), None
     judged = judge_error(answer, api.error_object(data), wall_now)
     retry_after = judged.pause if judged.pause is not None else judged.retry_after

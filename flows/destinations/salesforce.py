@@ -238,7 +238,7 @@ class SalesforceDestination(Destination):
             )
             return self._all(chunk, context, verdict, answer.status, None)
         out: dict[str, Outcome] = {}
-        for prepared, result in zip(chunk, data):  # results come in request order (§3)
+        for prepared, result in zip(chunk, data, strict=True):  # results come in request order
             verdict = results.judge_record(result, answer.status)
             out.update(
                 self._all(

@@ -276,7 +276,10 @@ def delivered(key: str, content: EmailContent, refused: dict[str, object]) -> Ou
     reason = None
     if refused:
         codes = sorted({str(getattr(r, "code", "?")) for r in refused.values()})
-        reason = f"accepted, but {len(refused)} of {len(content.recipients)} recipients refused ({', '.join(codes)})"
+        reason = (
+            f"accepted, but {len(refused)} of {len(content.recipients)} recipients refused "
+            f"({', '.join(codes)})"
+        )
     return Outcome(key=key, status="delivered", reason=reason, remote_id=content.message_id)
 
 

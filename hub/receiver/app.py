@@ -35,8 +35,8 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ExceptionHandler, Lifespan, Receive, Scope, Send
 
 from connectors.base import Envelope, InboundRequest, UnsupportedPayload, VerificationFailed, dedupe_key
-from hub.receiver.body import BadContentLength, BodyTooLarge, ClientGone, read_limited
 from hub.receiver.access import STATUS_FORBIDDEN_DETAIL, UNVERIFIED_DETAIL, bearer_matches, is_loopback
+from hub.receiver.body import BadContentLength, BodyTooLarge, ClientGone, read_limited
 from hub.receiver.metrics import ReceiverMetrics
 from hub.receiver.protocol import EdgeLimits
 from hub.runtime import ConfigHolder, PreparedSource

@@ -107,7 +107,8 @@ def recover(conn: sqlite3.Connection) -> tuple[int, int]:
     now = time.time()
     with transaction(conn):
         inbox = conn.execute(
-            "UPDATE inbox SET state='pending', claimed_at=NULL, claimed_by=NULL, updated_at=? WHERE state='claimed'",
+            "UPDATE inbox SET state='pending', claimed_at=NULL, claimed_by=NULL, updated_at=?"
+            " WHERE state='claimed'",
             (now,),
         ).rowcount
         deliveries = conn.execute(
@@ -119,7 +120,8 @@ def recover(conn: sqlite3.Connection) -> tuple[int, int]:
 def has_work(conn: sqlite3.Connection, now: float) -> bool:
     row = conn.execute(
         "SELECT EXISTS(SELECT 1 FROM inbox WHERE state='pending' AND coalesce(not_before, 0) <= ?1)"
-        " OR EXISTS(SELECT 1 FROM deliveries WHERE status IN ('pending','retrying') AND next_attempt_at <= ?1)",
+        " OR EXISTS(SELECT 1 FROM deliveries WHERE status IN ('pending','retrying')"
+        " AND next_attempt_at <= ?1)",
         (now,),
     ).fetchone()
     return bool(row[0])
@@ -405,8 +407,8 @@ def _save_routing(
                 # Only what is still pending: a replayed submission's delivered rows stay as they are.
                 claimed.extend(
                     conn.execute(
-                        "UPDATE deliveries SET status='sending', updated_at=? WHERE inbox_id=? AND status='pending'"
-                        " RETURNING inbox_id, destination",
+                        "UPDATE deliveries SET status='sending', updated_at=?"
+                        " WHERE inbox_id=? AND status='pending' RETURNING inbox_id, destination",
                         (now, inbox_id),
                     ).fetchall()
                 )
@@ -455,8 +457,8 @@ def add_expanded(
     with transaction(conn):
         for child_id, key, submission in children:
             row = conn.execute(
-                "INSERT INTO inbox (id, received_at, source, provider, event_id, kind, note, method, url, headers,"
-                " body, state, redeliveries, claimed_at, claimed_by, submission, updated_at)"
+                "INSERT INTO inbox (id, received_at, source, provider, event_id, kind, note, method, url,"
+                " headers, body, state, redeliveries, claimed_at, claimed_by, submission, updated_at)"
                 " VALUES (?,?,?,?,?,'fetched',?,?,?,'{}',?,'claimed',0,?,?,?,?)"
                 " ON CONFLICT(source, event_id) DO NOTHING RETURNING id",
                 (
@@ -495,7 +497,8 @@ def load_deliveries(conn: sqlite3.Connection, keys: list[tuple[str, str]]) -> li
             rows.extend(
                 DeliveryRow(*r)
                 for r in conn.execute(
-                    "SELECT d.inbox_id, d.destination, d.route, d.attempts, d.first_attempt_at, d.remote_id, i.submission"
+                    "SELECT d.inbox_id, d.destination, d.route, d.attempts, d.first_attempt_at, d.remote_id,"
+                    " i.submission"
                     " FROM deliveries d JOIN inbox i ON i.id = d.inbox_id"
                     f" WHERE d.destination=? AND d.inbox_id IN ({','.join('?' * len(chunk))})",
                     (destination, *chunk),
@@ -583,8 +586,8 @@ def _record(conn: sqlite3.Connection, decisions: list[Decision]) -> None:
             [(now, now, inbox_id, destination) for inbox_id, destination in attempted],
         )
         conn.executemany(
-            "INSERT OR REPLACE INTO attempts (inbox_id, destination, attempt, at, outcome, status_code, error,"
-            " retry_after) SELECT inbox_id, destination, attempts, ?, ?, ?, ?, ? FROM deliveries"
+            "INSERT OR REPLACE INTO attempts (inbox_id, destination, attempt, at, outcome, status_code,"
+            " error, retry_after) SELECT inbox_id, destination, attempts, ?, ?, ?, ?, ? FROM deliveries"
             " WHERE inbox_id=? AND destination=?",
             [
                 (now, d.outcome, d.status_code, d.error, d.retry_after, d.inbox_id, d.destination)

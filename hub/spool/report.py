@@ -33,7 +33,8 @@ def source_status(conn: sqlite3.Connection) -> list[tuple[str, dict[str, int]]]:
 
 def destination_status(conn: sqlite3.Connection) -> list[tuple[str, dict[str, int]]]:
     rows = conn.execute(
-        "SELECT destination, status, count(*) FROM deliveries GROUP BY destination, status ORDER BY destination"
+        "SELECT destination, status, count(*) FROM deliveries"
+        " GROUP BY destination, status ORDER BY destination"
     )
     return _pivot(rows)
 
@@ -61,7 +62,8 @@ def dead_letters(
     letters += [
         DeadLetter(r[0], r[1], r[2], r[3] or "failed", r[4], r[5], r[6])
         for r in conn.execute(
-            "SELECT d.inbox_id, i.source, d.destination, d.last_error, d.attempts, d.last_status_code, d.updated_at"
+            "SELECT d.inbox_id, i.source, d.destination, d.last_error, d.attempts, d.last_status_code,"
+            " d.updated_at"
             f" FROM deliveries d JOIN inbox i ON i.id=d.inbox_id WHERE d.status='dead' {where}"
             " ORDER BY i.received_at, d.destination",
             args,

@@ -20,6 +20,7 @@ transaction, to tell the stored rows from the duplicates.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import sqlite3
@@ -290,10 +291,8 @@ class SpoolWriter:
 
     @staticmethod
     def _safe_rollback(conn: sqlite3.Connection) -> None:
-        try:
+        with contextlib.suppress(sqlite3.Error):
             conn.execute("ROLLBACK")
-        except sqlite3.Error:
-            pass
 
 
 def _resolve(group: list[_Job], results: Sequence[StoreResult | BaseException | None]) -> None:
@@ -301,13 +300,12 @@ def _resolve(group: list[_Job], results: Sequence[StoreResult | BaseException | 
     by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], object]]] = {}
     if len(results) == 1 and len(group) > 1:
         results = [results[0]] * len(group)
-    for (_, _, future, loop), result in zip(group, results):
+    for (_, _, future, loop), result in zip(group, results, strict=True):
         by_loop.setdefault(loop, []).append((future, result))
     for loop, pairs in by_loop.items():
-        try:
+        # RuntimeError: that loop has closed, its requests are gone and there is nothing to answer.
+        with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(_settle, pairs)
-        except RuntimeError:
-            pass  # that loop has closed: its requests are gone, nothing to answer
 
 
 def _encode_headers(headers: dict[str, str]) -> str:
