@@ -139,7 +139,8 @@ def main() -> None:
                     hub_runs.append(asyncio.run(closed_loop(hub_port, batch, connections)))
                     line = (
                         f"{connections} connections, round {i + 1}: bare {bare_runs[-1].rate():,.0f}/s, "
-                        f"hookhub {hub_runs[-1].rate():,.0f}/s ({hub_runs[-1].rate() / bare_runs[-1].rate():.0%})"
+                        f"hookhub {hub_runs[-1].rate():,.0f}/s "
+                        f"({hub_runs[-1].rate() / bare_runs[-1].rate():.0%})"
                     )
                     if args.sqlite_requests:
                         naive_batch = requests[
@@ -158,7 +159,7 @@ def main() -> None:
             hub_open = asyncio.run(open_loop(hub_port, latency, args.rate))
 
     print()
-    for connections, (bare, hub, ratios) in results.items():
+    for connections, (bare, hub, _ratios) in results.items():
         print(f"{connections} connections, bare Starlette, max rate (median round): {bare.summary()}")
         print(f"{connections} connections, hookhub /hooks, max rate (median round): {hub.summary()}")
         if connections in naive_results:
@@ -172,8 +173,9 @@ def main() -> None:
     for connections, (bare, hub, ratios) in results.items():
         ratio = hub.rate() / bare.rate() if bare.rate() else float("nan")
         print(
-            f"{connections} connections: accepted/s {hub.rate():,.0f} (goal >= 3,000); ratio of medians to the bare "
-            f"endpoint {ratio:.0%}, median round ratio {statistics.median(ratios):.0%}, rounds "
+            f"{connections} connections: accepted/s {hub.rate():,.0f} (goal >= 3,000); "
+            f"ratio of medians to the bare endpoint {ratio:.0%}, "
+            f"median round ratio {statistics.median(ratios):.0%}, rounds "
             f"{min(ratios):.0%}-{max(ratios):.0%} (goal >= 60%)"
         )
         if connections in naive_results and naive_results[connections].rate():

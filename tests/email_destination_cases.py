@@ -65,7 +65,8 @@ please call me.</td></tr>
 <tr>{_TH}Comments</th>{_TD}(no answer)</td></tr>
 </table>
 <p style="color:#666666;font-size:12px;margin:16px 0 0;">Submitted 2026-11-23 10:15 UTC &middot; \
-source contact-form &middot; <a href="https://hub.example.com/submissions/sub_01JD4X3T0M9R8Q">View in hookhub</a></p>
+source contact-form &middot; \
+<a href="https://hub.example.com/submissions/sub_01JD4X3T0M9R8Q">View in hookhub</a></p>
 </body>
 </html>
 """

@@ -77,14 +77,15 @@ destinations:
   d-hubspot: {{type: hubspot, token: pat-eu1-SECRETHUBSPOT}}
   d-salesforce: {{type: salesforce, instance_url: "https://acme.my.salesforce.com",
                  access_token: SECRETSF, external_id_field: Hookhub_Id__c,
-                 map: {{LastName: "{{{{ name | last_name }}}}", Company: "{{{{ answers['Company'] | default('n/a') }}}}",
+                 map: {{LastName: "{{{{ name | last_name }}}}",
+                       Company: "{{{{ answers['Company'] | default('n/a') }}}}",
                        Email: "{{{{ email }}}}"}}}}
   d-pipedrive: {{type: pipedrive, api_token: SECRETPIPEDRIVE}}
 routes:
   - name: everywhere
     from: ["*"]
-    to: [d-file, d-webhook, d-slack-hook, d-slack-api, d-smtp, d-sendgrid, d-postmark, d-hubspot, d-salesforce,
-         d-pipedrive]
+    to: [d-file, d-webhook, d-slack-hook, d-slack-api, d-smtp, d-sendgrid, d-postmark, d-hubspot,
+         d-salesforce, d-pipedrive]
 """
 
 

@@ -100,7 +100,10 @@ def test_unknown_top_level_key(tmp_path: Path) -> None:
     path = write(tmp_path, "sources: {}\nsourcs: {}\nbogus: 1\n")
     assert problems(path) == [
         f"{path}:2:1: sourcs: unknown key 'sourcs'; did you mean 'sources'?",
-        f"{path}:3:1: bogus: unknown key 'bogus'; known keys: destinations, dispatch, routes, server, sources",
+        (
+            f"{path}:3:1: bogus: unknown key 'bogus'; "
+            "known keys: destinations, dispatch, routes, server, sources"
+        ),
     ]
 
 
@@ -143,7 +146,10 @@ def test_destination_missing_required_key(tmp_path: Path) -> None:
     path = write(tmp_path, "destinations:\n  out:\n    type: file\n    fsyncc: false\n")
     assert problems(path) == [
         f"{path}:2:3: destinations.out.path: missing required key 'path'",
-        f"{path}:4:5: destinations.out.fsyncc: unknown key 'fsyncc' for destination type file; did you mean 'fsync'?",
+        (
+            f"{path}:4:5: destinations.out.fsyncc: unknown key 'fsyncc' for destination type file; "
+            "did you mean 'fsync'?"
+        ),
     ]
 
 
@@ -188,7 +194,10 @@ def test_route_errors_from_the_models(tmp_path: Path) -> None:
         f"{path}:4:5: routes[0].from: missing required key 'from'",
         f"{path}:4:5: routes[0].from_typo: unknown key 'from_typo'; did you mean 'from'?",
         f"{path}:5:10: routes[0].to[0]: expected a string or mapping",
-        f"{path}:8:5: routes[empty-when].when: empty condition: remove `when` to route every submission, or write one",
+        (
+            f"{path}:8:5: routes[empty-when].when: empty condition: "
+            "remove `when` to route every submission, or write one"
+        ),
         f"{path}:9:9: routes[empty-when].to: must not be empty",
     ]
 
@@ -291,7 +300,8 @@ def test_empty_secret_list(tmp_path: Path) -> None:
 def test_bad_source_id(tmp_path: Path) -> None:
     path = write(tmp_path, "sources:\n  forms/contact:\n    provider: typeform\n    secret: s\n")
     assert only_problem(path) == (
-        f"{path}:2:3: sources.forms/contact: invalid source id 'forms/contact' (it is the URL /hooks/<source id>): "
+        f"{path}:2:3: sources.forms/contact: invalid source id 'forms/contact' "
+        "(it is the URL /hooks/<source id>): "
         "use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
     )
 
@@ -334,7 +344,8 @@ def test_multiple_problems_reported_together_in_file_order(tmp_path: Path) -> No
 def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
     path = write(tmp_path, "- a\n- b\n")
     assert only_problem(path) == (
-        f"{path}:1:1: expected a mapping of sections (sources, destinations, routes, server, dispatch) at the top level"
+        f"{path}:1:1: expected a mapping of sections "
+        "(sources, destinations, routes, server, dispatch) at the top level"
     )
 
 
@@ -359,7 +370,10 @@ def test_unused_source_and_destination_are_warnings(tmp_path: Path) -> None:
     )
     _, warnings = load_config_with_warnings(path, {})
     assert [str(w) for w in warnings] == [
-        f"{path}:3:3: sources.idle: no route takes from this source: its submissions are stored, not delivered",
+        (
+            f"{path}:3:3: sources.idle: no route takes from this source: "
+            "its submissions are stored, not delivered"
+        ),
         f"{path}:6:3: destinations.spare: no route sends to this destination",
     ]
 
@@ -401,7 +415,10 @@ def test_check_file_ok_with_warnings(tmp_path: Path) -> None:
     assert code == 0
     assert text.splitlines() == [
         f"{path}: OK — 1 source, 0 destinations, 0 routes",
-        f"warning: {path}:2:3: sources.idle: no route takes from this source: its submissions are stored, not delivered",
+        (
+            f"warning: {path}:2:3: sources.idle: no route takes from this source: "
+            "its submissions are stored, not delivered"
+        ),
     ]
 
 
@@ -418,7 +435,10 @@ def test_check_file_reports_problems(tmp_path: Path) -> None:
     assert code == 1
     assert text.splitlines() == [
         f"{path}:2:17: sources.a.provider: {UnknownProvider('nope')}",
-        f"{path}:3:1: extra: unknown key 'extra'; known keys: destinations, dispatch, routes, server, sources",
+        (
+            f"{path}:3:1: extra: unknown key 'extra'; "
+            "known keys: destinations, dispatch, routes, server, sources"
+        ),
     ]
 
 

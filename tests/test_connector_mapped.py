@@ -9,6 +9,7 @@ configuration errors and warnings through `hookhub check`, and one hub on a real
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import hashlib
 import hmac
@@ -522,10 +523,8 @@ def test_object_container_missing_or_mistyped() -> None:
 def test_never_raises_anything_but_unsupported_payload(body: bytes) -> None:
     def only_unsupported(connector: MappedConnector, request: InboundRequest) -> None:
         for call in (connector.envelope, lambda r: connector.normalize(r, context())):
-            try:
+            with contextlib.suppress(UnsupportedPayload):
                 call(request)
-            except UnsupportedPayload:
-                pass
 
     for options in (LIST_SHAPE, {}, {"answers": {"object": "data"}, "event_id": "data.id"}):
         only_unsupported(setup(options)[0], json_request(body))
@@ -883,20 +882,38 @@ def test_typos_and_misfits_are_positioned(tmp_path: Path) -> None:
     code, text = check_file(path, {})
     assert code == 1
     assert text.splitlines() == [
-        f"{path}:7:7: sources.a.verify.algoritm: unknown key 'algoritm' for provider mapped; did you mean 'algorithm'?",
+        (
+            f"{path}:7:7: sources.a.verify.algoritm: unknown key 'algoritm' for provider mapped; "
+            "did you mean 'algorithm'?"
+        ),
         f"{path}:8:5: sources.a.evnt_id: unknown key 'evnt_id' for provider mapped; did you mean 'event_id'?",
-        f"{path}:11:7: sources.a.answers.valeu: unknown key 'valeu' for provider mapped; did you mean 'value'?",
+        (
+            f"{path}:11:7: sources.a.answers.valeu: unknown key 'valeu' for provider mapped; "
+            "did you mean 'value'?"
+        ),
         f"{path}:15:13: sources.b.verify: `algorithm` does not apply to mode token",
         (
             f"{path}:16:16: sources.b.test_when: invalid condition (PATH == VALUE, PATH != VALUE or PATH): "
             "compare with == or != only, e.g. data.type == 'ping'"
         ),
-        f"{path}:20:13: sources.c.verify: mode basic needs `username` (the password is the source's `secret`)",
-        f"{path}:21:14: sources.c.answers: use `list` (a list of answer objects) or `object` (one object), not both",
+        (
+            f"{path}:20:13: sources.c.verify: mode basic needs `username` "
+            "(the password is the source's `secret`)"
+        ),
+        (
+            f"{path}:21:14: sources.c.answers: use `list` (a list of answer objects) "
+            "or `object` (one object), not both"
+        ),
         f"{path}:25:20: sources.d.verify.mode: Input should be 'hmac', 'token', 'basic' or 'none'",
-        f"{path}:26:15: sources.d.event_id: bad [...] at character 5: use [0] for a list index or ['key'] for a key",
+        (
+            f"{path}:26:15: sources.d.event_id: bad [...] at character 5: "
+            "use [0] for a list index or ['key'] for a key"
+        ),
         # Whether a secret is missing is decided once the options are valid.
-        f"{path}:29:5: sources.e: body form: form fields are one flat object, so answers are `object: $` (the default)",
+        (
+            f"{path}:29:5: sources.e: body form: form fields are one flat object, "
+            "so answers are `object: $` (the default)"
+        ),
     ]
 
 
@@ -919,8 +936,8 @@ def test_form_body_needs_flat_paths(tmp_path: Path) -> None:
     assert (code, text) == (
         1,
         (
-            f"{path}:3:5: sources.f: body form: form fields are flat, so these paths must name one field: "
-            "event_id, test_when"
+            f"{path}:3:5: sources.f: body form: form fields are flat, "
+            "so these paths must name one field: event_id, test_when"
         ),
     )
 
@@ -944,8 +961,8 @@ def test_mode_none_warns_and_needs_no_secret(tmp_path: Path) -> None:
             "submissions to it; use hmac, token or basic if the sender supports any of them"
         ),
         (
-            f"warning: {path}:2:3: sources.open: no route takes from this source: its submissions are stored, "
-            "not delivered"
+            f"warning: {path}:2:3: sources.open: no route takes from this source: "
+            "its submissions are stored, not delivered"
         ),
     ]
 
@@ -958,7 +975,10 @@ def test_other_modes_need_a_secret(tmp_path: Path, verify: str) -> None:
     code, text = check_file(path, {})
     assert (code, text) == (
         1,
-        f"{path}:2:3: sources.s.secret: missing required key 'secret' (provider mapped verifies requests with it)",
+        (
+            f"{path}:2:3: sources.s.secret: missing required key 'secret' "
+            "(provider mapped verifies requests with it)"
+        ),
     )
 
 

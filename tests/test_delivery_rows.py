@@ -1,4 +1,4 @@
-"""deliver_rows: stored Submission JSON in, one decision per row out; a poisoned row is its own dead letter."""
+"""deliver_rows: stored Submission JSON in, a decision per row out; a poisoned row is its own dead letter."""
 
 from __future__ import annotations
 

@@ -449,7 +449,8 @@ def test_test_route_renders_every_email_destination_unsent_and_without_secrets(
         "destinations:\n"
         f"  mail: {{type: smtp, host: smtp.invalid, username: {USER}, password: {PASSWORD},"
         " from: forms@hookhub.example, to: [sales@example.com]}\n"
-        "  sg: {type: sendgrid, api_key: SG.sendgrid-secret-key, from: forms@hookhub.example, to: [s@example.com]}\n"
+        "  sg: {type: sendgrid, api_key: SG.sendgrid-secret-key, from: forms@hookhub.example,"
+        " to: [s@example.com]}\n"
         "  pm: {type: postmark, server_token: postmark-secret-token, from: forms@hookhub.example,"
         " to: [s@example.com]}\n"
         "routes:\n  - name: leads\n    from: [contact-form]\n"
@@ -644,8 +645,10 @@ def test_loader_reports_config_and_template_problems(tmp_path: Path) -> None:
     path = tmp_path / "connectors.yaml"
     path.write_text(
         "destinations:\n"
-        "  a:\n    type: smtp\n    host: smtp.example.com\n    from: forms@example.com\n    to: [x@example.com]\n"
-        "    subject: '{{ name '\n    html_template: '{% if %}'\n    map:\n      reply_to: '{{ email | nope }}'\n"
+        "  a:\n    type: smtp\n    host: smtp.example.com\n"
+        "    from: forms@example.com\n    to: [x@example.com]\n"
+        "    subject: '{{ name '\n    html_template: '{% if %}'\n"
+        "    map:\n      reply_to: '{{ email | nope }}'\n"
         f"  b:\n    type: smtp\n    host: mail.example.com\n    security: none\n    username: u\n"
         f"    password: {PASSWORD}\n    from: forms@example.com\n    to: [x@example.com]\n",
         encoding="utf-8",
@@ -666,9 +669,11 @@ def test_route_templates_for_email_pass_hookhub_check(tmp_path: Path) -> None:
     path = tmp_path / "connectors.yaml"
     path.write_text(
         "sources:\n  a: {provider: typeform, secret: x}\n"
-        "destinations:\n  mail: {type: smtp, host: smtp.example.com, from: f@example.com, to: [t@example.com]}\n"
+        "destinations:\n"
+        "  mail: {type: smtp, host: smtp.example.com, from: f@example.com, to: [t@example.com]}\n"
         "routes:\n  - name: r\n    from: [a]\n    to:\n      - destination: mail\n"
-        '        template: "{% for a in answer_list %}{{ a.label }}: {{ a.text | indent(2) }}\\n{% endfor %}"\n'
+        '        template: "{% for a in answer_list %}{{ a.label }}: '
+        '{{ a.text | indent(2) }}\\n{% endfor %}"\n'
         '        map: {subject: "{{ title }}: {{ name | first_name }}"}\n',
         encoding="utf-8",
     )

@@ -19,6 +19,7 @@ What must hold:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -178,10 +179,8 @@ class HubProcess:
         if self.proc is None:
             return
         pgid = self.proc.pid
-        try:
+        with contextlib.suppress(ProcessLookupError):  # the whole group is gone already
             os.killpg(pgid, signal.SIGKILL)
-        except ProcessLookupError:  # the whole group is gone already
-            pass
         self.proc.wait(timeout=30)
         # The group's other members are not our children: wait until the kernel has removed them.
         wait_for(lambda: not procs.group(pgid), timeout=30, what="the hub's process group to exit")
@@ -425,10 +424,9 @@ def test_three_sigkills_during_3000_webhooks_to_a_flaky_receiver(tmp_path: Path)
                 what=f"{threshold} acknowledged webhooks",
             )
             # ... at a moment a webhook is on its way in, when one comes soon enough.
-            try:
+            # The clients are waiting at the gate: kill with none in flight.
+            with contextlib.suppress(AssertionError):
                 wait_for(lambda: clients.in_flight > 0, timeout=5, interval=0.001)
-            except AssertionError:
-                pass  # the clients are waiting at the gate: kill with none in flight
             assert clients.count() < WEBHOOKS, "the clients were done before the kill"
             if kill == 1:
                 restart = time.time() - hub.started[0]
@@ -458,11 +456,13 @@ def test_three_sigkills_during_3000_webhooks_to_a_flaky_receiver(tmp_path: Path)
         took = time.time() - last_ack
         print(
             f"\nfaults: hub started at {[round(t - hub.started[0], 1) for t in hub.started]} s, killed at "
-            f"{[round(t - hub.started[0], 1) for t in hub.kills]} s, last ack at {last_ack - hub.started[0]:.1f} s"
+            f"{[round(t - hub.started[0], 1) for t in hub.kills]} s, "
+            f"last ack at {last_ack - hub.started[0]:.1f} s"
         )
         print(
             f"faults: all {WEBHOOKS} delivered {took:.1f} s after the last acknowledgement; "
-            f"{clients.resent} webhooks re-sent by the clients; {len(sink.received(SINK_PATH))} requests at the sink"
+            f"{clients.resent} webhooks re-sent by the clients; "
+            f"{len(sink.received(SINK_PATH))} requests at the sink"
         )
     finally:
         hub.stop()

@@ -153,7 +153,9 @@ RESPONSE_1 = {
 }
 EXPECTED_1 = {
     "Full name": "Renée Müller-Lüdenscheidt",
-    "Anything else we should know?": "Looking forward to it!\nSecond line with “curly quotes” & <b>markup</b>.",
+    "Anything else we should know?": (
+        "Looking forward to it!\nSecond line with “curly quotes” & <b>markup</b>."
+    ),
     "Dietary preference": "Vegetarian",
     "Which sessions will you attend?": ["Keynote", "Workshop: Async Python 🐍"],
     "T-shirt size": "M",

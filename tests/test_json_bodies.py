@@ -53,7 +53,10 @@ def test_errors_name_the_problem(body: bytes, message: str) -> None:
         (b'{"a": 123456789, "b": 1234567890}', False),  # short runs never add up
         (b'{"s": "0000000000000000000"}', True),  # any run counts, strings too: json is exact anyway
         (
-            '{"s": "\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668\u0669\u0660\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668\u0669"}'.encode(),
+            (
+                '{"s": "\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668\u0669\u0660'
+                '\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668\u0669"}'
+            ).encode(),
             False,
         ),
     ],

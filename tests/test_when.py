@@ -505,7 +505,10 @@ def test_hookhub_check_reports_bad_conditions_at_the_when_value(tmp_path: Path) 
             "(did you mean 'email'? known: answers, email, event_id, form_id, form_title, hidden, metadata, "
             "name, provider, source, submitted_at)"
         ),
-        f"{path}:12:11: routes[unclosed].when: invalid condition: '(' is never closed at column 1 (expected ')')",
+        (
+            f"{path}:12:11: routes[unclosed].when: invalid condition: "
+            "'(' is never closed at column 1 (expected ')')"
+        ),
     ]
 
 
