@@ -36,6 +36,7 @@ from flows.stages import Stages
 from hub.spool import ledger
 
 if TYPE_CHECKING:
+    from flows.runtime import Runtime
     from hub.server import Hub
 
 log = logging.getLogger("hookhub.dispatch")
@@ -49,6 +50,22 @@ HEALTH_CHECK_SECONDS = 10.0
 UPKEEP_CHECK_SECONDS = 60.0
 CANCEL_SECONDS = 10.0
 """How long a cancelled flow run may take to wind down (Prefect records the crash if it can)."""
+
+
+@dataclass
+class _Session:
+    """What one run of the dispatcher's loop holds, from `_set_up` to `_shut_down`."""
+
+    conn: sqlite3.Connection
+    runtime: Runtime
+    pool: DeliveryPool | None
+    prefect: SharedPrefectClients
+    in_flight: set[asyncio.Task[None]] = field(default_factory=set)
+    """Flow runs started and not yet ended."""
+    pool_started: asyncio.Task[None] | None = None
+    upkeep: asyncio.Task[None] | None = None
+    next_upkeep: float = 0.0
+    """Monotonic time of the next check for due upkeep."""
 
 
 @dataclass
@@ -99,7 +116,16 @@ class Dispatcher:
             log.exception("dispatcher stopped on an error", extra={"event": "dispatcher_error"})
 
     async def _main(self) -> None:
-        from flows.runtime import Runtime, bind, unbind
+        session = self._set_up()
+        try:
+            while not self._stop.is_set():
+                await self._turn(session)
+        finally:
+            await self._shut_down(session)
+
+    def _set_up(self) -> _Session:
+        """Open the spool, put back a killed process's claims, bind the runtime the flow runs use."""
+        from flows.runtime import Runtime, bind
 
         conn = ledger.open_spool(self.hub.spool_path)
         inbox, deliveries = ledger.recover(conn)
@@ -119,79 +145,115 @@ class Dispatcher:
             stages=self.stages,
         )
         bind(runtime)
-        in_flight: set[asyncio.Task[None]] = set()
         prefect = self._prefect = SharedPrefectClients()
-        pool_started: asyncio.Task[None] | None = None
-        try:
-            next_upkeep = 0.0
-            upkeep: asyncio.Task[None] | None = None
-            while not self._stop.is_set():
-                # Here, not in a task of its own: the runs started below inherit the clients.
-                await prefect.ensure()
-                if pool is not None and pool_started is None:
-                    pool_started = asyncio.create_task(self._start_pool(pool))
-                if time.monotonic() >= next_upkeep and (upkeep is None or upkeep.done()):
-                    next_upkeep = time.monotonic() + UPKEEP_CHECK_SECONDS
-                    # Beside the deliveries, not before them: a slow provider API must not stall them.
-                    upkeep = asyncio.create_task(self._upkeep(conn))
-                settings = self.hub.config.config.dispatch
-                try:
-                    if (
-                        len(in_flight) >= settings.max_flows
-                        or time.monotonic() < self._paused_until
-                        or not ledger.has_work(conn, time.time())
-                    ):
-                        await asyncio.sleep(POLL_SECONDS)
-                        continue
-                    inbox_ids, due, suspects = await self._claim(
-                        conn, settings.batch_size, settings.batch_wait
-                    )
-                except sqlite3.Error as exc:
-                    # A locked or full disk is usually passing; the spool keeps the work meanwhile.
-                    log.error(
-                        "spool unavailable to the dispatcher; retrying",
-                        extra={"event": "dispatch_spool_error", "error": str(exc)},
-                    )
-                    await asyncio.sleep(FLOW_FAILURE_BACKOFF)
-                    continue
-                if not inbox_ids and not due:
-                    continue
-                job = asyncio.create_task(self._flow(conn, inbox_ids, due, settings.chunk_size, suspects))
-                self._claims[job] = (inbox_ids, due)
-                job.add_done_callback(lambda done: self._claims.pop(done, None))
-                in_flight.add(job)
-                job.add_done_callback(in_flight.discard)
-                self.in_flight = len(in_flight)
-                job.add_done_callback(lambda _: setattr(self, "in_flight", len(in_flight)))
-        finally:
-            if upkeep is not None:
-                upkeep.cancel()
-                await asyncio.gather(upkeep, return_exceptions=True)
-            if in_flight:
-                # Let running batches finish. One that cannot (a signal to the process group stops
-                # Prefect's ephemeral server at once, so its run can no longer report) is cancelled,
-                # and its claims are given back here while the spool is still open: Prefect's
-                # crash handling may outlast CANCEL_SECONDS. What it delivered is in the ledger.
-                _, unfinished = await asyncio.wait(in_flight, timeout=self.stop_timeout)
-                for job in unfinished:
-                    job.cancel()
-                if unfinished:
-                    await asyncio.wait(unfinished, timeout=CANCEL_SECONDS)
-                for job in unfinished:
-                    self._give_back(conn, job)
-            unbind(runtime)
-            conn.close()
-            await prefect.aclose()
-            if pool_started is not None:
-                pool_started.cancel()
-            if pool is not None:
-                await pool.aclose()
-            from flows.http_clients import close_shared_client
+        return _Session(conn=conn, runtime=runtime, pool=pool, prefect=prefect)
 
-            await close_shared_client()
+    async def _turn(self, session: _Session) -> None:
+        """One turn of the loop: keep the services up, then claim a batch and start its flow run."""
+        # Awaited here, not in a task of its own: the runs started below inherit the clients.
+        await session.prefect.ensure()
+        self._start_services(session)
+        settings = self.hub.config.config.dispatch
+        claimed = await self._claim_when_ready(
+            session, settings.max_flows, settings.batch_size, settings.batch_wait
+        )
+        if claimed is None:
+            return
+        inbox_ids, due, suspects = claimed
+        if inbox_ids or due:
+            self._start_flow(session, inbox_ids, due, settings.chunk_size, suspects)
+
+    def _start_services(self, session: _Session) -> None:
+        """Start the delivery workers once, and the upkeep whenever it is due and not running."""
+        if session.pool is not None and session.pool_started is None:
+            session.pool_started = asyncio.create_task(self._start_pool(session.pool))
+        upkeep = session.upkeep
+        if time.monotonic() >= session.next_upkeep and (upkeep is None or upkeep.done()):
+            session.next_upkeep = time.monotonic() + UPKEEP_CHECK_SECONDS
+            # Beside the deliveries, not before them: a slow provider API must not stall them.
+            session.upkeep = asyncio.create_task(self._upkeep(session.conn))
+
+    async def _claim_when_ready(
+        self, session: _Session, max_flows: int, batch_size: int, batch_wait: float
+    ) -> tuple[list[str], list[tuple[str, str]], bool] | None:
+        """Claim work if a run may start and there is some; None after waiting a little if not."""
+        try:
+            if (
+                len(session.in_flight) >= max_flows
+                or time.monotonic() < self._paused_until
+                or not ledger.has_work(session.conn, time.time())
+            ):
+                await asyncio.sleep(POLL_SECONDS)
+                return None
+            return await self._claim(session.conn, batch_size, batch_wait)
+        except sqlite3.Error as exc:
+            # A locked or full disk is usually passing; the spool keeps the work meanwhile.
+            log.error(
+                "spool unavailable to the dispatcher; retrying",
+                extra={"event": "dispatch_spool_error", "error": str(exc)},
+            )
+            await asyncio.sleep(FLOW_FAILURE_BACKOFF)
+            return None
+
+    def _start_flow(
+        self,
+        session: _Session,
+        inbox_ids: list[str],
+        due: list[tuple[str, str]],
+        chunk_size: int,
+        suspects: bool,
+    ) -> None:
+        """Run a flow for the claimed work; its claims are held, and counted in flight, until it ends."""
+        in_flight = session.in_flight
+        job = asyncio.create_task(self._flow(session.conn, inbox_ids, due, chunk_size, suspects))
+        self._claims[job] = (inbox_ids, due)
+        job.add_done_callback(lambda done: self._claims.pop(done, None))
+        in_flight.add(job)
+        job.add_done_callback(in_flight.discard)
+        self.in_flight = len(in_flight)
+        job.add_done_callback(lambda _: setattr(self, "in_flight", len(in_flight)))
+
+    async def _shut_down(self, session: _Session) -> None:
+        """Stop the upkeep, let the runs in flight end, then close everything `_set_up` opened."""
+        from flows.runtime import unbind
+
+        if session.upkeep is not None:
+            session.upkeep.cancel()
+            await asyncio.gather(session.upkeep, return_exceptions=True)
+        if session.in_flight:
+            await self._finish_in_flight(session)
+        unbind(session.runtime)
+        session.conn.close()
+        await session.prefect.aclose()
+        if session.pool_started is not None:
+            session.pool_started.cancel()
+        if session.pool is not None:
+            await session.pool.aclose()
+        from flows.http_clients import close_shared_client
+
+        await close_shared_client()
+
+    async def _finish_in_flight(self, session: _Session) -> None:
+        """Let running batches finish; cancel the rest and give their claims back.
+
+        One that cannot finish (a signal to the process group stops Prefect's ephemeral server at
+        once, so its run can no longer report) is cancelled, and its claims are given back here while
+        the spool is still open: Prefect's crash handling may outlast CANCEL_SECONDS. What it
+        delivered is in the ledger.
+        """
+        _, unfinished = await asyncio.wait(session.in_flight, timeout=self.stop_timeout)
+        for job in unfinished:
+            job.cancel()
+        if unfinished:
+            await asyncio.wait(unfinished, timeout=CANCEL_SECONDS)
+        for job in unfinished:
+            self._give_back(session.conn, job)
 
     async def _start_pool(self, pool: DeliveryPool) -> None:
-        """Spawn the workers ahead of the first chunk, if any destination will use them (else on first use)."""
+        """Spawn the workers ahead of the first chunk if any destination will use them.
+
+        Otherwise they start on first use.
+        """
         if not any(pool.takes(d.type) for d in self.hub.config.config.destinations.values()):
             return
         try:
