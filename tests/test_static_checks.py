@@ -1,7 +1,8 @@
 """The checkers the code is written for run with the suite, so their comments are not decoration.
 
 Each checker runs as its own process from the repository root and reads its settings from
-pyproject.toml (`[tool.mypy]`: which packages, how strict), exactly as a developer runs it by
+pyproject.toml (`[tool.mypy]`: which packages, how strict; `[tool.ruff]`: line length, rule sets,
+the complexity limit), exactly as a developer runs it by
 hand; a failing test shows the checker's own output. The versions are pinned in the `test`
 extras, so a new release cannot change the verdict.
 """
@@ -36,3 +37,19 @@ def test_mypy_is_clean() -> None:
     _require("mypy")
     code, output = _run([sys.executable, "-m", "mypy"])
     assert code == 0, f"mypy (settings: [tool.mypy] in pyproject.toml) is not clean:\n{output}"
+
+
+CHECKED = ["hub", "connectors", "flows", "tests", "bench"]
+"""What ruff lints and formats: the product's packages, and the tests and benchmarks beside them."""
+
+
+def test_ruff_lint_is_clean() -> None:
+    _require("ruff")
+    code, output = _run([sys.executable, "-m", "ruff", "check", "--no-cache", *CHECKED])
+    assert code == 0, f"ruff check (settings: [tool.ruff] in pyproject.toml) is not clean:\n{output}"
+
+
+def test_ruff_format_is_applied() -> None:
+    _require("ruff")
+    code, output = _run([sys.executable, "-m", "ruff", "format", "--check", "--no-cache", *CHECKED])
+    assert code == 0, f"files not formatted (run `ruff format {' '.join(CHECKED)}`):\n{output}"
