@@ -1,7 +1,8 @@
-"""Provider connectors, one module per provider, found by module name.
+"""Provider connectors, one module or package per provider, found by module name.
 
 The provider id is the module name (and the fixture folder name under
-tests/fixtures/providers/). Modules starting with `_` hold shared helpers.
+tests/fixtures/providers/). A provider with helpers of its own is a package;
+modules starting with `_` hold helpers shared by several providers.
 """
 
 from __future__ import annotations

@@ -23,9 +23,9 @@ from pydantic import ValidationError
 
 from flows.destinations import get_destination
 from flows.destinations._http import account_key
-from flows.destinations._hubspot_judge import seconds_to_next_hour
 from flows.destinations.base import DeliveryContext, DeliveryItem, Outcome
 from flows.destinations.hubspot import DEFAULT_MAP, HubspotConfig, HubspotDestination
+from flows.destinations.hubspot.judge import seconds_to_next_hour
 from flows.pacing import Pacer
 from hub.config.loader import ConfigError, load_config
 from hub.submission import Answer, Submission

@@ -1,6 +1,7 @@
-"""Destination types, one module per type, found by module name.
+"""Destination types, one module or package per type, found by module name.
 
-A module defines `destination = <Destination subclass>()`; the type name used in
+A module (or a package's `__init__.py`) defines `destination = <Destination subclass>()`;
+modules starting with `_` hold helpers shared by several types; the type name used in
 connectors.yaml is the module's `destination.type`.
 """
 

@@ -2,11 +2,11 @@
 
 Sources: HubSpot's CRM documentation, listed per topic in docs/destinations/hubspot.md: batch upsert
 by email, rate limits (usage guidelines), errors and retry classes (error handling); notes follow
-HubSpot's notes guide (see _hubspot_note.py). Recorded answers: tests/fixtures/destinations/hubspot/.
+HubSpot's notes guide (see note.py). Recorded answers: tests/fixtures/destinations/hubspot/.
 
 - Up to 100 contacts per `POST {base_url}/crm/v3/objects/contacts/batch/upsert`, `idProperty: email`.
   HubSpot takes no idempotency key: the upsert on email is what makes a retry harmless, and the
-  ledger never re-sends a delivered item. Each input is judged on its own (_hubspot_judge.py).
+  ledger never re-sends a delivered item. Each input is judged on its own (judge.py).
 - One rolling budget per token for the whole process (`Pacer.acquire`, keyed by a hash of the
   token): the documented 100 calls / 10 s until HubSpot's X-HubSpot-RateLimit-* headers say
   otherwise, 429s pause every route using the token, and short waits queue instead of failing.
@@ -27,12 +27,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from flows.destinations import _http
-from flows.destinations import _hubspot_api as api
-from flows.destinations._hubspot_api import Input, batches
-from flows.destinations._hubspot_judge import Verdict, judge_batch, judge_single, seconds_to_next_hour
-from flows.destinations._hubspot_note import note_request, note_text, to_html
 from flows.destinations._item_guard import content_failed, send_crashed
 from flows.destinations.base import DeliveryContext, DeliveryItem, Destination, DestinationSettings, Outcome
+from flows.destinations.hubspot import api
+from flows.destinations.hubspot.api import Input, batches
+from flows.destinations.hubspot.judge import Verdict, judge_batch, judge_single, seconds_to_next_hour
+from flows.destinations.hubspot.note import note_request, note_text, to_html
 from flows.mapping import check_ids, check_template, render_map
 
 log = logging.getLogger("hookhub.destinations.hubspot")

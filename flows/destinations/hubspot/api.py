@@ -1,4 +1,4 @@
-"""HubSpot requests, batch inputs and the facts in answers (helper of `hubspot`, not a destination type).
+"""HubSpot requests, batch inputs and the facts in answers (part of the `hubspot` destination).
 
 Sources: HubSpot's usage guidelines for the rate-limit headers and 429 bodies
 (https://developers.hubspot.com/docs/developer-tooling/platform/usage-guidelines) and its error-handling

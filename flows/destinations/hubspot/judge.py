@@ -1,4 +1,4 @@
-"""What HubSpot's answers mean for each contact (helper of `hubspot`, not a destination type).
+"""What HubSpot's answers mean for each contact (part of the `hubspot` destination).
 
 Sources (listed in docs/destinations/hubspot.md): HubSpot's batch upsert reference (`results[]`,
 `errors[]`, `numErrors`), its usage guidelines (429 policies) and error handling (207 Multi-Status,
@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flows.destinations import _http
-from flows.destinations import _hubspot_api as api
-from flows.destinations._hubspot_api import Input
 from flows.destinations.base import Outcome, Status
+from flows.destinations.hubspot import api
+from flows.destinations.hubspot.api import Input
 
 LOCK_WAIT = 2.0
 """423 Locked: locks last 2 s: wait at least that."""
