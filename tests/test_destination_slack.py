@@ -24,10 +24,10 @@ from pydantic import ValidationError
 
 from flows.destinations import get_destination
 from flows.destinations._http import account_key
-from flows.destinations._slack_api import ADVICE as API_ADVICE
-from flows.destinations._slack_blocks import render_message
 from flows.destinations.base import DeliveryContext, DeliveryItem, Outcome
 from flows.destinations.slack import ADVICE, SlackConfig, SlackDestination, channel_key
+from flows.destinations.slack.blocks import render_message
+from flows.destinations.slack.web_api import ADVICE as API_ADVICE
 from flows.pacing import Pacer
 from hub.config.loader import ConfigError, load_config
 from hub.submission import Answer, Submission

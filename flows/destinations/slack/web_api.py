@@ -18,8 +18,8 @@ import re
 from dataclasses import dataclass
 
 from flows.destinations import _http
-from flows.destinations._slack_webhook import HOOKHUB_BUG
 from flows.destinations.base import Outcome
+from flows.destinations.slack.incoming_webhook import HOOKHUB_BUG
 
 _CODE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _SCOPES = re.compile(r"[a-z][a-z0-9_.:,]{0,200}")

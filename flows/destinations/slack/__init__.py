@@ -5,13 +5,13 @@ Sources: Slack's docs on incoming webhooks, `chat.postMessage`
 docs/destinations/slack.md; recorded answers in tests/fixtures/destinations/slack_webhook/
 and slack_chat_postmessage/. Two ways to name the target, exactly one per destination:
 
-- `webhook_url`: the URL is the credential; answers are classified in `_slack_webhook`.
+- `webhook_url`: the URL is the credential; answers are classified in `incoming_webhook.py`.
 - `token` (bot token, `xoxb-`, scope chat:write) + `channel`: POST {base_url}/chat.postMessage;
-  answers (HTTP 200 with `ok: false` for errors) are classified in `_slack_api`. The answer's
+  answers (HTTP 200 with `ok: false` for errors) are classified in `web_api.py`. The answer's
   channel and `ts` become the Outcome's remote_id, and a delivery that already has one (a replay
   of a posted message) edits that message with chat.update instead of posting a second copy.
 
-The body is the Block Kit rendering of `_slack_blocks`, or plain text from a Jinja template
+The body is the Block Kit rendering of `blocks.py`, or plain text from a Jinja template
 (the route's, else the config's). Pacing: one message per second per webhook, or per
 (token, channel) — Slack's per-channel limit — shared by every route and task through the
 process-wide pacer; a 429 pauses that key for exactly its Retry-After. Secrets (the webhook
@@ -29,10 +29,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from flows.destinations import _http, _slack_api, _slack_webhook
+from flows.destinations import _http
 from flows.destinations._item_guard import content_failed, send_crashed
-from flows.destinations._slack_blocks import render_message, render_template_message
 from flows.destinations.base import DeliveryContext, DeliveryItem, Destination, DestinationSettings, Outcome
+from flows.destinations.slack import incoming_webhook, web_api
+from flows.destinations.slack.blocks import render_message, render_template_message
 from flows.mapping import check_template
 
 log = logging.getLogger("hookhub.destinations.slack")
@@ -42,7 +43,7 @@ MIN_INTERVAL = 1.0
 """Slack's posting limit: about one message per second per webhook / per channel (rate limits)."""
 MAX_INLINE_PAUSE = 5.0
 """A longer pause hands the item back to the ledger instead of holding the task asleep."""
-ADVICE = _slack_webhook.ADVICE  # webhook error strings; Web API codes are in _slack_api.ADVICE
+ADVICE = incoming_webhook.ADVICE  # webhook error strings; Web API codes are in web_api.ADVICE
 _CHANNEL_ID = re.compile(r"[A-Z][A-Z0-9]{8,}")
 _CHANNEL_NAME = re.compile(r"#?[^\sA-Z#,<>@|]{1,80}")
 
@@ -220,8 +221,8 @@ class SlackDestination(Destination):
             except _http.TransportFailed as exc:
                 outcome = transport_outcome(item.key, exc, posting=True)
             else:
-                outcome = _slack_webhook.classify(item.key, answer, now=self._wall_clock())
-                code = _slack_webhook.error_code(answer.text)
+                outcome = incoming_webhook.classify(item.key, answer, now=self._wall_clock())
+                code = incoming_webhook.error_code(answer.text)
                 if answer.status == 429:
                     # Every task posting to this webhook must hold off, not just this one.
                     context.pacer.pause(key, outcome.retry_after or MIN_INTERVAL)
@@ -232,13 +233,13 @@ class SlackDestination(Destination):
         self, item: DeliveryItem, message: dict[str, Any], config: SlackConfig, context: DeliveryContext
     ) -> Outcome:
         key = channel_key(config)
-        earlier = _slack_api.parse_remote_id(item.remote_id)
+        earlier = web_api.parse_remote_id(item.remote_id)
         if earlier is not None:
             # Already posted once: edit that message, so a replay never shows it twice.
             edit = {k: v for k, v in message.items() if k not in ("username", "icon_emoji")}
             body = {"channel": earlier[0], "ts": earlier[1], **edit}
             result = await self._call("chat.update", body, key, item, config, context)
-            if result.error not in _slack_api.REPOST_ERRORS:
+            if result.error not in web_api.REPOST_ERRORS:
                 return result.outcome
         body = {"channel": config.channel, **message}
         outcome = (await self._call("chat.postMessage", body, key, item, config, context)).outcome
@@ -253,11 +254,11 @@ class SlackDestination(Destination):
         item: DeliveryItem,
         config: SlackConfig,
         context: DeliveryContext,
-    ) -> _slack_api.ApiResult:
+    ) -> web_api.ApiResult:
         posting = method == "chat.postMessage"
         held = await _held(item, key, context)
         if held is not None:
-            result = _slack_api.ApiResult(held)
+            result = web_api.ApiResult(held)
         else:
             headers = {**_JSON, "authorization": f"Bearer {_token(config)}"}
             try:
@@ -269,10 +270,10 @@ class SlackDestination(Destination):
                     timeout=config.timeout,
                 )
             except _http.TransportFailed as exc:
-                result = _slack_api.ApiResult(transport_outcome(item.key, exc, posting=posting))
+                result = web_api.ApiResult(transport_outcome(item.key, exc, posting=posting))
             else:
-                result = _slack_api.classify(item.key, answer, now=self._wall_clock(), posting=posting)
-                if answer.status == 429 or result.error in _slack_api.RATE_LIMITED:
+                result = web_api.classify(item.key, answer, now=self._wall_clock(), posting=posting)
+                if answer.status == 429 or result.error in web_api.RATE_LIMITED:
                     # The channel's budget is shared: every route and task posting there waits.
                     context.pacer.pause(key, result.outcome.retry_after or MIN_INTERVAL)
         _log(context, item, result.outcome, method=method, slack_error=result.error, warnings=result.warnings)
