@@ -33,10 +33,10 @@ from urllib.parse import quote
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from flows.destinations import _crm_http, _http
-from flows.destinations import _salesforce_results as results
 from flows.destinations._config import one_word_secret
 from flows.destinations._item_guard import content_failed, send_crashed
 from flows.destinations.base import DeliveryContext, DeliveryItem, Destination, DestinationSettings, Outcome
+from flows.destinations.salesforce import results
 from flows.mapping import MappingError, check_ids, check_template, render, render_map
 
 log = logging.getLogger("hookhub.destinations.salesforce")
