@@ -19,9 +19,9 @@ from pydantic import ValidationError
 
 from flows.destinations import get_destination
 from flows.destinations._http import account_key
-from flows.destinations._pipedrive_api import Progress
 from flows.destinations.base import DeliveryContext, DeliveryItem, Outcome
 from flows.destinations.pipedrive import PipedriveConfig, PipedriveDestination
+from flows.destinations.pipedrive.api import Progress
 from flows.pacing import Pacer
 from hub.submission import Submission
 from tests.destination_helpers import captured_logs, fake_pacer, replay

@@ -35,7 +35,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from flows.destinations import _crm_http, _http
 from flows.destinations._config import one_word_secret
 from flows.destinations._item_guard import content_failed, send_crashed
-from flows.destinations._pipedrive_api import (
+from flows.destinations.base import DeliveryContext, DeliveryItem, Destination, DestinationSettings, Outcome
+from flows.destinations.pipedrive.api import (
     WINDOW,
     Progress,
     Stopped,
@@ -44,7 +45,6 @@ from flows.destinations._pipedrive_api import (
     limit_wait,
     person_in_search,
 )
-from flows.destinations.base import DeliveryContext, DeliveryItem, Destination, DestinationSettings, Outcome
 from flows.mapping import MappingError, check_ids, check_template, render, render_map
 
 log = logging.getLogger("hookhub.destinations.pipedrive")
