@@ -180,8 +180,10 @@ async def deliver_and_record(
         decisions = await deliver_rows(runtime, destination, rows, disabled, http)
         sent = time.perf_counter()
         if destination in disabled and destination not in before:
-            await asyncio.to_thread(ledger.disable_destination, conn, destination, disabled[destination])
-        decisions = await asyncio.to_thread(ledger.record, conn, decisions)
+            await asyncio.to_thread(
+                ledger.disable_destination, conn, time.time(), destination, disabled[destination]
+            )
+        decisions = await asyncio.to_thread(ledger.record, conn, time.time(), decisions)
     finally:
         conn.close()
     log.debug(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import time
 from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any, TypeVar
@@ -121,7 +122,7 @@ async def _fetch_one(
             failed[inbox_id] = f"{reason} (gave up after {attempts + 1} attempts)"
         else:
             await asyncio.to_thread(
-                ledger.fetch_later, conn, inbox_id, min(30.0 * 2**attempts, 3600.0), reason
+                ledger.fetch_later, conn, time.time(), inbox_id, min(30.0 * 2**attempts, 3600.0), reason
             )
         log.warning(
             "fetch failed",
@@ -147,7 +148,7 @@ async def _fetch_one(
         )
         _, data = child.model_copy(update={"id": child_id, "source": row.source}).to_json()
         children.append((child_id, key, data))
-    added = await asyncio.to_thread(ledger.add_expanded, conn, row, children, "flow")
+    added = await asyncio.to_thread(ledger.add_expanded, conn, time.time(), row, children, "flow")
     for child_id, data in added.items():
         submissions[child_id] = Submission.model_validate_json(data)
 
@@ -170,7 +171,7 @@ async def normalize_and_route(
         submissions, failed = await asyncio.to_thread(normalize_rows, config, rows, stages.connector)
         await fetch_details(config, conn, {r.id: r for r in rows}, submissions, failed, stages.connector)
         routed = plan_submissions(config, submissions, failed, stages.condition)
-        keys = await asyncio.to_thread(ledger.save_routing, conn, routed, failed)
+        keys = await asyncio.to_thread(ledger.save_routing, conn, time.time(), routed, failed)
     finally:
         conn.close()
     by_destination: dict[str, list[str]] = defaultdict(list)

@@ -79,6 +79,9 @@ class Dispatcher:
     flow_failure_backoff: float = FLOW_FAILURE_BACKOFF
     quarantine_after: int = QUARANTINE_AFTER
     owner: str = field(default_factory=lambda: f"{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    clock: Callable[[], float] = time.time
+    """Wall clock (unix seconds) for the ledger's rules; not the hub's, which is the receiver's
+    (tests set that one to a fixture's time so signatures verify)."""
     _stop: threading.Event = field(default_factory=threading.Event, init=False)
     _thread: threading.Thread | None = field(default=None, init=False)
     flows_run: int = field(default=0, init=False)
@@ -128,7 +131,7 @@ class Dispatcher:
         from flows.runtime import Runtime, bind
 
         conn = ledger.open_spool(self.hub.spool_path)
-        inbox, deliveries = ledger.recover(conn)
+        inbox, deliveries = ledger.recover(conn, self.clock())
         if inbox or deliveries:
             log.info(
                 "resuming work of a previous run",
@@ -181,7 +184,7 @@ class Dispatcher:
             if (
                 len(session.in_flight) >= max_flows
                 or time.monotonic() < self._paused_until
-                or not ledger.has_work(session.conn, time.time())
+                or not ledger.has_work(session.conn, self.clock())
             ):
                 await asyncio.sleep(POLL_SECONDS)
                 return None
@@ -269,7 +272,7 @@ class Dispatcher:
         from flows.maintenance import due_sources, maintain_sources
 
         try:
-            due = due_sources(self.hub.config.config, conn, time.time())
+            due = due_sources(self.hub.config.config, conn, self.clock())
             if not due:
                 return
             await maintain_sources(
@@ -290,11 +293,11 @@ class Dispatcher:
         """
         for suspects in (self._suspects_next, not self._suspects_next):
             if suspects:
-                inbox_ids, due = ledger.claim_suspects(conn, time.time(), self.owner)
+                inbox_ids, due = ledger.claim_suspects(conn, self.clock(), self.owner)
             else:
                 await self._fill(conn, batch_size, batch_wait)
-                inbox_ids = ledger.claim_inbox(conn, batch_size, self.owner)
-                due = ledger.claim_due(conn, time.time(), batch_size)
+                inbox_ids = ledger.claim_inbox(conn, self.clock(), batch_size, self.owner)
+                due = ledger.claim_due(conn, self.clock(), batch_size)
             if inbox_ids or due:
                 self._suspects_next = not suspects
                 return inbox_ids, due, suspects
@@ -304,7 +307,7 @@ class Dispatcher:
         """Give a batch up to `batch_wait` seconds to fill, so one flow run carries many submissions."""
         deadline = time.monotonic() + batch_wait
         while time.monotonic() < deadline and not self._stop.is_set():
-            if ledger.pending_count(conn) >= batch_size:
+            if ledger.pending_count(conn, self.clock()) >= batch_size:
                 return
             await asyncio.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
 
@@ -376,7 +379,7 @@ class Dispatcher:
         del self._claims[task]
         try:
             quarantined = ledger.flow_failed(
-                conn, inbox_ids, due, error, time.time(), self.flow_failure_backoff, self.quarantine_after
+                conn, inbox_ids, due, error, self.clock(), self.flow_failure_backoff, self.quarantine_after
             )
         except sqlite3.Error as spool_error:
             log.warning(
@@ -406,7 +409,7 @@ class Dispatcher:
         if claims is None:
             return
         try:
-            ledger.release(conn, *claims)
+            ledger.release(conn, self.clock(), *claims)
         except sqlite3.Error as error:
             log.warning(
                 "could not give a batch's claims back; the next start recovers them",

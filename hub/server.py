@@ -58,7 +58,7 @@ class Hub:
 
     def __post_init__(self) -> None:
         ensure_private_dir(self.data_dir)  # 0700: the spool holds every raw submission
-        self.spool = SpoolWriter(self.spool_path, self.durability)
+        self.spool = SpoolWriter(self.spool_path, self.durability, clock=self.clock)
         self.receiver = Receiver(config=self.config, spool=self.spool, clock=self.clock)
 
     @property

@@ -79,17 +79,21 @@ def _status(conn, destination: str) -> str:  # type: ignore[no-untyped-def]
 
 
 def test_claims_are_exclusive_and_recovered_after_a_crash(conn) -> None:  # type: ignore[no-untyped-def]
-    assert ledger.claim_inbox(conn, 10, "a") == ["S1"]
-    assert ledger.claim_inbox(conn, 10, "b") == []
-    assert ledger.recover(conn) == (1, 0)
-    assert ledger.claim_inbox(conn, 10, "b") == ["S1"]
+    assert ledger.claim_inbox(conn, time.time(), 10, "a") == ["S1"]
+    assert ledger.claim_inbox(conn, time.time(), 10, "b") == []
+    assert ledger.recover(conn, time.time()) == (1, 0)
+    assert ledger.claim_inbox(conn, time.time(), 10, "b") == ["S1"]
 
 
 def test_routing_twice_adds_only_what_is_missing_and_never_resends_delivered(conn) -> None:  # type: ignore[no-untyped-def]
     planned = [PlannedDelivery("crm", "r"), PlannedDelivery("slack", "r")]
-    assert sorted(ledger.save_routing(conn, {"S1": ("{}", planned)}, {})) == [("S1", "crm"), ("S1", "slack")]
+    assert sorted(ledger.save_routing(conn, time.time(), {"S1": ("{}", planned)}, {})) == [
+        ("S1", "crm"),
+        ("S1", "slack"),
+    ]
     ledger.record(
         conn,
+        time.time(),
         [
             Decision("S1", "crm", "delivered", "delivered", status_code=200),
             Decision("S1", "slack", "dead", "failed", status_code=400, error="no_text"),
@@ -98,7 +102,7 @@ def test_routing_twice_adds_only_what_is_missing_and_never_resends_delivered(con
     assert conn.execute("SELECT state FROM inbox WHERE id='S1'").fetchone()[0] == "failed"
 
     # Routed again (a replay of the whole submission): the delivered row is left alone.
-    assert ledger.save_routing(conn, {"S1": ("{}", planned)}, {}) == []
+    assert ledger.save_routing(conn, time.time(), {"S1": ("{}", planned)}, {}) == []
     letters = report.dead_letters(conn)
     assert [(letter.destination, letter.reason) for letter in letters] == [("slack", "no_text")]
     assert report.replay(conn, letters) == 1
@@ -106,16 +110,18 @@ def test_routing_twice_adds_only_what_is_missing_and_never_resends_delivered(con
     assert ledger.claim_due(conn, time.time() + 1, 10) == [("S1", "slack")]
 
     # A late outcome for a delivered row cannot undo it.
-    ledger.record(conn, [Decision("S1", "crm", "retrying", "retry", next_attempt_at=0.0)])
+    ledger.record(conn, time.time(), [Decision("S1", "crm", "retrying", "retry", next_attempt_at=0.0)])
     assert _status(conn, "crm") == "delivered"
     assert conn.execute("SELECT attempts FROM deliveries WHERE destination='crm'").fetchone()[0] == 2
-    ledger.record(conn, [Decision("S1", "slack", "delivered", "delivered", status_code=200)])
+    ledger.record(conn, time.time(), [Decision("S1", "slack", "delivered", "delivered", status_code=200)])
     assert conn.execute("SELECT state FROM inbox WHERE id='S1'").fetchone()[0] == "done"
 
 
 def test_unroutable_submission_is_a_dead_letter_that_replays_as_a_whole(conn) -> None:  # type: ignore[no-untyped-def]
-    ledger.claim_inbox(conn, 10, "a")
-    ledger.save_routing(conn, {}, {"S1": "unnormalizable (typeform): body.form_response is missing"})
+    ledger.claim_inbox(conn, time.time(), 10, "a")
+    ledger.save_routing(
+        conn, time.time(), {}, {"S1": "unnormalizable (typeform): body.form_response is missing"}
+    )
     (letter,) = report.dead_letters(conn)
     assert letter.destination is None and "form_response" in letter.reason
     report.replay(conn, [letter])
@@ -123,12 +129,13 @@ def test_unroutable_submission_is_a_dead_letter_that_replays_as_a_whole(conn) ->
 
 
 def test_attempts_are_recorded_one_row_each(conn) -> None:  # type: ignore[no-untyped-def]
-    ledger.save_routing(conn, {"S1": ("{}", [PlannedDelivery("crm", "r")])}, {})
+    ledger.save_routing(conn, time.time(), {"S1": ("{}", [PlannedDelivery("crm", "r")])}, {})
     ledger.record(
         conn,
+        time.time(),
         [Decision("S1", "crm", "retrying", "retry", status_code=500, next_attempt_at=5.0, error="HTTP 500")],
     )
-    ledger.record(conn, [Decision("S1", "crm", "delivered", "delivered", status_code=200)])
+    ledger.record(conn, time.time(), [Decision("S1", "crm", "delivered", "delivered", status_code=200)])
     rows = conn.execute("SELECT attempt, outcome, status_code FROM attempts ORDER BY attempt").fetchall()
     assert rows == [(1, "retry", 500), (2, "delivered", 200)]
     assert conn.execute("SELECT last_error, delivered_at IS NOT NULL FROM deliveries").fetchone() == (None, 1)
@@ -148,10 +155,15 @@ def test_a_fetched_submission_is_read_back_as_stored_not_renormalized(conn) -> N
         submitted_at="2026-01-01T00:00:00Z",
         answers=[{"key": "k", "label": "Q", "type": "t", "value": "A"}],
     )
-    added = ledger.add_expanded(conn, parent, [("C1", "resp-1", child.model_dump_json())], "test")
+    added = ledger.add_expanded(
+        conn, time.time(), parent, [("C1", "resp-1", child.model_dump_json())], "test"
+    )
     assert list(added) == ["C1"]
     # The same response fetched again by a later notification is not stored twice.
-    assert ledger.add_expanded(conn, parent, [("C2", "resp-1", child.model_dump_json())], "test") == {}
+    assert (
+        ledger.add_expanded(conn, time.time(), parent, [("C2", "resp-1", child.model_dump_json())], "test")
+        == {}
+    )
     (row,) = ledger.load_inbox(conn, ["C1"])
     assert row.kind == "fetched"
     assert normalize_row(HubConfig(), row) == child
@@ -160,13 +172,14 @@ def test_a_fetched_submission_is_read_back_as_stored_not_renormalized(conn) -> N
 
 def test_a_submission_settles_only_when_no_delivery_is_open(conn) -> None:  # type: ignore[no-untyped-def]
     planned = [PlannedDelivery(d, "r") for d in ("crm", "slack", "mail")]
-    ledger.save_routing(conn, {"S1": ("{}", planned)}, {})
+    ledger.save_routing(conn, time.time(), {"S1": ("{}", planned)}, {})
 
     def state() -> tuple[str, str | None]:
         return conn.execute("SELECT state, error FROM inbox WHERE id='S1'").fetchone()
 
     ledger.record(
         conn,
+        time.time(),
         [
             Decision("S1", "crm", "dead", "failed", status_code=400, error="bad field"),
             Decision("S1", "slack", "retrying", "retry", status_code=429, next_attempt_at=9.0),
@@ -175,6 +188,7 @@ def test_a_submission_settles_only_when_no_delivery_is_open(conn) -> None:  # ty
     assert state() == ("routed", None)  # slack retries and mail has not been tried
     ledger.record(
         conn,
+        time.time(),
         [
             Decision("S1", "slack", "delivered", "delivered", status_code=200),
             Decision("S1", "mail", "dead", "failed", error="mailbox full"),
@@ -183,3 +197,90 @@ def test_a_submission_settles_only_when_no_delivery_is_open(conn) -> None:  # ty
     status, error = state()
     assert status == "failed"
     assert sorted(error.split("; ")) == ["crm: bad field", "mail: mailbox full"]
+
+
+# --- time-dependent rules at a fixed instant: every clock read is the caller's `now` ----------
+
+NOW = 1_000_000.0
+
+
+def _inbox_times(conn) -> tuple[str, float | None, float | None]:  # type: ignore[no-untyped-def]
+    return conn.execute("SELECT state, not_before, updated_at FROM inbox WHERE id='S1'").fetchone()
+
+
+def _delivery_times(conn) -> tuple[str, float, float]:  # type: ignore[no-untyped-def]
+    return conn.execute(
+        "SELECT status, next_attempt_at, updated_at FROM deliveries WHERE inbox_id='S1' AND destination='crm'"
+    ).fetchone()
+
+
+def test_claim_due_takes_only_the_rows_due_at_now(conn) -> None:  # type: ignore[no-untyped-def]
+    assert ledger.save_routing(conn, NOW, {"S1": ("{}", [PlannedDelivery("crm", "r")])}, {}) == [
+        ("S1", "crm")
+    ]
+    ledger.record(conn, NOW, [Decision("S1", "crm", "retrying", "retry", next_attempt_at=NOW + 60)])
+    assert not ledger.has_work(conn, NOW + 59.9)
+    assert ledger.claim_due(conn, NOW + 59.9, 10) == []
+    assert ledger.has_work(conn, NOW + 60)
+    assert ledger.claim_due(conn, NOW + 60, 10) == [("S1", "crm")]
+    assert _delivery_times(conn) == ("sending", NOW + 60, NOW + 60)
+
+
+def test_release_recover_and_record_stamp_the_given_now(conn) -> None:  # type: ignore[no-untyped-def]
+    assert ledger.claim_inbox(conn, NOW, 10, "a") == ["S1"]
+    assert conn.execute("SELECT claimed_at, updated_at FROM inbox").fetchone() == (NOW, NOW)
+    ledger.release(conn, NOW + 1, ["S1"], [])
+    assert _inbox_times(conn) == ("pending", None, NOW + 1)
+    ledger.claim_inbox(conn, NOW + 2, 10, "a")
+    assert ledger.recover(conn, NOW + 3) == (1, 0)
+    assert _inbox_times(conn) == ("pending", None, NOW + 3)
+
+    ledger.claim_inbox(conn, NOW + 4, 10, "a")
+    ledger.save_routing(conn, NOW + 5, {"S1": ("{}", [PlannedDelivery("crm", "r")])}, {})
+    assert _delivery_times(conn) == ("sending", NOW + 5, NOW + 5)
+    ledger.release(conn, NOW + 6, [], [("S1", "crm")])
+    assert _delivery_times(conn) == ("pending", NOW + 5, NOW + 6)
+    ledger.claim_due(conn, NOW + 7, 10)
+    retry = Decision("S1", "crm", "retrying", "retry", status_code=503, next_attempt_at=NOW + 70)
+    ledger.record(conn, NOW + 8, [retry])
+    assert _delivery_times(conn) == ("retrying", NOW + 70, NOW + 8)
+    ledger.record(conn, NOW + 9, [Decision("S1", "crm", "delivered", "delivered", status_code=200)])
+    times = conn.execute("SELECT first_attempt_at, last_attempt_at, delivered_at, updated_at FROM deliveries")
+    assert times.fetchone() == (NOW + 8, NOW + 9, NOW + 9, NOW + 9)
+    assert [at for (at,) in conn.execute("SELECT at FROM attempts ORDER BY attempt")] == [NOW + 8, NOW + 9]
+    assert conn.execute("SELECT state, updated_at FROM inbox WHERE id='S1'").fetchone() == ("done", NOW + 9)
+
+
+def test_fetch_later_holds_the_row_until_now_plus_delay(conn) -> None:  # type: ignore[no-untyped-def]
+    ledger.claim_inbox(conn, NOW, 10, "a")
+    ledger.fetch_later(conn, NOW, "S1", 30.0, "provider API unreachable")
+    assert _inbox_times(conn) == ("pending", NOW + 30, NOW)
+    assert ledger.fetch_attempts(conn, "S1") == 1
+    assert ledger.pending_count(conn, NOW + 29.9) == 0
+    assert not ledger.has_work(conn, NOW + 29.9)
+    assert ledger.claim_inbox(conn, NOW + 29.9, 10, "a") == []
+    assert ledger.pending_count(conn, NOW + 30) == 1
+    assert ledger.claim_inbox(conn, NOW + 30, 10, "a") == ["S1"]
+
+
+def test_suspects_of_a_failed_flow_run_wait_out_the_backoff_from_now(conn) -> None:  # type: ignore[no-untyped-def]
+    ledger.claim_inbox(conn, NOW, 10, "a")
+    assert ledger.flow_failed(conn, ["S1"], [], "RuntimeError: boom", NOW, 60.0, 3) == []
+    assert _inbox_times(conn) == ("pending", NOW + 60, NOW)
+    assert ledger.claim_suspects(conn, NOW + 59.9, "b") == ([], [])
+    assert ledger.claim_inbox(conn, NOW + 3600, 10, "b") == []  # a suspect is never fresh work
+    assert ledger.claim_suspects(conn, NOW + 60, "b") == (["S1"], [])
+
+    ledger.save_routing(conn, NOW + 61, {"S1": ("{}", [PlannedDelivery("crm", "r")])}, {})
+    assert ledger.flow_failed(conn, [], [("S1", "crm")], "RuntimeError: boom", NOW + 62, 60.0, 3) == []
+    assert _delivery_times(conn) == ("pending", NOW + 122, NOW + 62)
+    assert ledger.claim_due(conn, NOW + 1000, 10) == []  # a suspect delivery is not claimed as due
+    assert ledger.claim_suspects(conn, NOW + 121.9, "b") == ([], [])
+    assert ledger.claim_suspects(conn, NOW + 122, "b") == ([], [("S1", "crm")])
+
+
+def test_a_disabled_destination_is_stamped_with_the_given_now(conn) -> None:  # type: ignore[no-untyped-def]
+    ledger.disable_destination(conn, NOW, "crm", "token revoked")
+    assert conn.execute("SELECT destination, since, reason FROM disabled_destinations").fetchall() == [
+        ("crm", NOW, "token revoked")
+    ]

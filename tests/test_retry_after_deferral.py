@@ -108,7 +108,7 @@ def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
         "INSERT INTO inbox (id, received_at, source, provider, event_id, kind, body, state)"
         " VALUES ('S1', 1.0, 'form', 'typeform', 'e1', 'submission', x'7b7d', 'pending')"
     )
-    ledger.save_routing(connection, {"S1": ("{}", [PlannedDelivery("crm", "r")])}, {})
+    ledger.save_routing(connection, time.time(), {"S1": ("{}", [PlannedDelivery("crm", "r")])}, {})
     yield connection
     connection.close()
 
@@ -117,11 +117,11 @@ def test_the_ledger_reschedules_a_deferral_without_an_attempt_row(conn: sqlite3.
     policy = RetryPolicy(initial=1, max_delay=10)
     (row,) = ledger.load_deliveries(conn, [("S1", "crm")])
     real = Outcome(key="S1.crm", status="retry", status_code=429, retry_after=2.0, reason="HTTP 429")
-    ledger.record(conn, [decide(row, real, policy, time.time())])
+    ledger.record(conn, time.time(), [decide(row, real, policy, time.time())])
     (row,) = ledger.load_deliveries(conn, [("S1", "crm")])
     now = time.time()
-    ledger.record(conn, [decide(row, _deferred(30.0), policy, now)])
-    ledger.record(conn, [decide(row, _deferred(30.0), policy, now)])
+    ledger.record(conn, now, [decide(row, _deferred(30.0), policy, now)])
+    ledger.record(conn, now, [decide(row, _deferred(30.0), policy, now)])
 
     attempts, status, due, code = conn.execute(
         "SELECT attempts, status, next_attempt_at, last_status_code FROM deliveries"

@@ -318,7 +318,7 @@ def _deliveries(conn: sqlite3.Connection) -> dict[str, tuple[str, str | None, st
 def test_routing_that_sqlite_refuses_for_one_row_fails_that_row_only(spool: sqlite3.Connection) -> None:
     routed = {f"S{n}": (json.dumps({"n": n}), [PlannedDelivery("out", "all")]) for n in (1, 2, 3)}
     routed["S2"] = ('{"name": "Ren\ud83d"}', [PlannedDelivery("out", "all")])  # JSON no encoder would write
-    claimed = ledger.save_routing(spool, routed, {"S4": "unnormalizable (typeform): broken"})
+    claimed = ledger.save_routing(spool, time.time(), routed, {"S4": "unnormalizable (typeform): broken"})
     assert sorted(claimed) == [("S1", "out"), ("S3", "out")]
     states = _inbox(spool)
     assert states["S1"][0] == states["S3"][0] == "routed"
@@ -328,14 +328,16 @@ def test_routing_that_sqlite_refuses_for_one_row_fails_that_row_only(spool: sqli
 
 
 def test_outcomes_that_sqlite_refuses_for_one_row_fail_that_row_only(spool: sqlite3.Connection) -> None:
-    ledger.save_routing(spool, {f"S{n}": ("{}", [PlannedDelivery("out", "all")]) for n in range(1, 5)}, {})
+    ledger.save_routing(
+        spool, time.time(), {f"S{n}": ("{}", [PlannedDelivery("out", "all")]) for n in range(1, 5)}, {}
+    )
     decisions = [
         Decision("S1", "out", "delivered", "delivered", status_code=200, remote_id="r1"),
         Decision("S2", "out", "dead", "failed", status_code=400, error="receiver said \ud800"),
         Decision("S3", "out", "delivered", "delivered", status_code=200, remote_id="r\udc00"),
         Decision("S4", "out", "retrying", "retry", status_code=2**70, next_attempt_at=time.time() + 60),
     ]
-    written = ledger.record(spool, decisions)
+    written = ledger.record(spool, time.time(), decisions)
     rows = _deliveries(spool)
     assert rows["S1"] == ("delivered", None, "r1")
     assert rows["S2"][0] == "dead" and "could not be recorded: UnicodeEncodeError" in (rows["S2"][1] or "")
@@ -357,7 +359,7 @@ def test_a_failed_batch_comes_back_in_halves_behind_no_one_and_a_row_failing_alo
         " VALUES ('S5', 9.0, 'forms', 'typeform', 'e5', 'submission', x'7b7d', 'pending')"
     )
     # Fresh work is claimed without the suspects, however old they are.
-    assert ledger.claim_inbox(spool, 100, "me") == ["S5"]
+    assert ledger.claim_inbox(spool, time.time(), 100, "me") == ["S5"]
     assert ledger.claim_suspects(spool, time.time(), "me") == (["S1", "S2"], [])
     assert ledger.claim_suspects(spool, time.time(), "me") == (["S3", "S4"], [])
     ledger.flow_succeeded(spool, ["S3", "S4"], [])
@@ -376,4 +378,4 @@ def test_a_failed_batch_comes_back_in_halves_behind_no_one_and_a_row_failing_alo
     assert rows["S2"] == rows["S3"] == (None, 0)  # cleared by their successful runs
     # A replay puts it back as an ordinary row.
     report.replay(spool, report.dead_letters(spool))
-    assert ledger.claim_inbox(spool, 100, "me") == ["S1"]
+    assert ledger.claim_inbox(spool, time.time(), 100, "me") == ["S1"]

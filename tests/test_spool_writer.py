@@ -170,3 +170,16 @@ def test_work_queued_when_the_thread_dies_is_answered(
     with pytest.raises(SpoolUnavailable):
         asyncio.run(spool.store(_record("evt-y")))
     spool.stop()
+
+
+def test_rows_and_probes_are_stamped_by_the_injected_clock(tmp_path: Path) -> None:
+    spool = SpoolWriter(tmp_path / "spool.db", clock=lambda: 1_000_000.0)
+    spool.start()
+    try:
+        asyncio.run(spool.store(_record("evt-clock")))
+        asyncio.run(spool.probe())
+    finally:
+        spool.stop()
+    with sqlite3.connect(tmp_path / "spool.db") as conn:
+        assert conn.execute("SELECT updated_at FROM inbox").fetchall() == [(1_000_000.0,)]
+        assert conn.execute("SELECT value FROM meta WHERE key='probe'").fetchone() == ("1000000.0",)

@@ -7,6 +7,9 @@ exactly-once-per-ledger live in one place:
 - a delivered row is never claimed again, whatever replays or restarts happen;
 - planning inserts with INSERT OR IGNORE, so re-routing a submission after a crash or a
   replay adds only what is missing.
+
+Nothing here reads the clock: a function whose rule depends on the time takes `now` (unix
+seconds) from its caller, so the rules can be checked at any fixed instant.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -97,14 +99,13 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     conn.execute("COMMIT")
 
 
-def recover(conn: sqlite3.Connection) -> tuple[int, int]:
+def recover(conn: sqlite3.Connection, now: float) -> tuple[int, int]:
     """Put back what a killed process held: claimed submissions and in-flight deliveries.
 
     A delivery that was `sending` may have reached the target before the crash; sending it
     again is the price of never losing one, and the stable idempotency key (webhook-id,
     upsert keys) lets the target drop the copy.
     """
-    now = time.time()
     with transaction(conn):
         inbox = conn.execute(
             "UPDATE inbox SET state='pending', claimed_at=NULL, claimed_by=NULL, updated_at=?"
@@ -127,11 +128,11 @@ def has_work(conn: sqlite3.Connection, now: float) -> bool:
     return bool(row[0])
 
 
-def pending_count(conn: sqlite3.Connection) -> int:
+def pending_count(conn: sqlite3.Connection, now: float) -> int:
     count: int = conn.execute(
         "SELECT count(*) FROM inbox WHERE state='pending' AND coalesce(not_before, 0) <= ?"
         " AND retry_group IS NULL",
-        (time.time(),),
+        (now,),
     ).fetchone()[0]
     return count
 
@@ -144,10 +145,9 @@ def next_due_at(conn: sqlite3.Connection) -> float | None:
     return due
 
 
-def claim_inbox(conn: sqlite3.Connection, limit: int, owner: str) -> list[str]:
+def claim_inbox(conn: sqlite3.Connection, now: float, limit: int, owner: str) -> list[str]:
     """The oldest pending submissions, but no suspect of a failed flow run (`claim_suspects`
     takes those): a row that fails its runs can never hold back the ones after it."""
-    now = time.time()
     with transaction(conn):
         rows = conn.execute(
             "UPDATE inbox SET state='claimed', claimed_at=?, claimed_by=?, updated_at=?"
@@ -298,9 +298,10 @@ def flow_succeeded(conn: sqlite3.Connection, inbox_ids: list[str], deliveries: l
         )
 
 
-def release(conn: sqlite3.Connection, inbox_ids: list[str], deliveries: list[tuple[str, str]]) -> None:
+def release(
+    conn: sqlite3.Connection, now: float, inbox_ids: list[str], deliveries: list[tuple[str, str]]
+) -> None:
     """Give back claims a flow run could not finish (e.g. Prefect was unreachable)."""
-    now = time.time()
     with transaction(conn):
         conn.executemany(
             "UPDATE inbox SET state='pending', claimed_by=NULL, updated_at=? WHERE id=? AND state='claimed'",
@@ -346,6 +347,7 @@ def load_inbox(conn: sqlite3.Connection, ids: list[str]) -> list[InboxRow]:
 
 def save_routing(
     conn: sqlite3.Connection,
+    now: float,
     routed: dict[str, tuple[str, list[PlannedDelivery]]],
     failed: dict[str, str],
 ) -> list[tuple[str, str]]:
@@ -360,7 +362,7 @@ def save_routing(
     letter saying why: one row never fails its batch.
     """
     try:
-        return _save_routing(conn, routed, failed)
+        return _save_routing(conn, now, routed, failed)
     except sqlite3.OperationalError:  # locked, disk full, I/O: the database, not a row
         raise
     except Exception:  # noqa: BLE001 - found row by row below
@@ -370,12 +372,11 @@ def save_routing(
         one_routed = {inbox_id: routed[inbox_id]} if inbox_id in routed else {}
         one_failed = {inbox_id: failed[inbox_id]} if inbox_id in failed else {}
         try:
-            claimed.extend(_save_routing(conn, one_routed, one_failed))
+            claimed.extend(_save_routing(conn, now, one_routed, one_failed))
         except sqlite3.OperationalError:
             raise
         except Exception as exc:  # noqa: BLE001 - this row's own dead letter
             reason = unrecordable(f"could not be stored: {type(exc).__name__}: {exc}")
-            now = time.time()
             with transaction(conn):
                 conn.execute(
                     "UPDATE inbox SET state='failed', error=?, claimed_by=NULL, updated_at=? WHERE id=?",
@@ -391,10 +392,10 @@ def unrecordable(reason: str) -> str:
 
 def _save_routing(
     conn: sqlite3.Connection,
+    now: float,
     routed: dict[str, tuple[str, list[PlannedDelivery]]],
     failed: dict[str, str],
 ) -> list[tuple[str, str]]:
-    now = time.time()
     claimed: list[tuple[str, str]] = []
     with transaction(conn):
         for inbox_id, (submission, planned) in routed.items():
@@ -423,13 +424,12 @@ def _save_routing(
                     "UPDATE inbox SET state='failed', error=?, claimed_by=NULL, updated_at=? WHERE id=?",
                     (reason, now, inbox_id),
                 )
-    settle_inbox(conn, list(routed))
+    settle_inbox(conn, now, list(routed))
     return claimed
 
 
-def fetch_later(conn: sqlite3.Connection, inbox_id: str, delay: float, reason: str) -> None:
-    """A provider API could not be read this time: try the whole submission again after `delay`."""
-    now = time.time()
+def fetch_later(conn: sqlite3.Connection, now: float, inbox_id: str, delay: float, reason: str) -> None:
+    """A provider API could not be read this time: try the whole submission again `delay` after `now`."""
     with transaction(conn):
         conn.execute(
             "UPDATE inbox SET state='pending', not_before=?, fetch_attempts=fetch_attempts+1, error=?,"
@@ -444,7 +444,11 @@ def fetch_attempts(conn: sqlite3.Connection, inbox_id: str) -> int:
 
 
 def add_expanded(
-    conn: sqlite3.Connection, parent: InboxRow, children: list[tuple[str, str, str]], owner: str
+    conn: sqlite3.Connection,
+    now: float,
+    parent: InboxRow,
+    children: list[tuple[str, str, str]],
+    owner: str,
 ) -> dict[str, str]:
     """Store the submissions a notification stood for as rows of their own; the parent is done.
 
@@ -452,7 +456,6 @@ def add_expanded(
     already stored (a response fetched again by a later notification) is skipped. Returns the
     new ids actually inserted, with their Submission JSON, claimed for the calling flow run.
     """
-    now = time.time()
     added: dict[str, str] = {}
     with transaction(conn):
         for child_id, key, submission in children:
@@ -511,15 +514,15 @@ def disabled_destinations(conn: sqlite3.Connection) -> dict[str, str]:
     return {d: reason for d, reason in conn.execute("SELECT destination, reason FROM disabled_destinations")}
 
 
-def disable_destination(conn: sqlite3.Connection, destination: str, reason: str) -> None:
+def disable_destination(conn: sqlite3.Connection, now: float, destination: str, reason: str) -> None:
     with transaction(conn):
         conn.execute(
             "INSERT OR REPLACE INTO disabled_destinations(destination, since, reason) VALUES (?,?,?)",
-            (destination, time.time(), reason),
+            (destination, now, reason),
         )
 
 
-def record(conn: sqlite3.Connection, decisions: list[Decision]) -> list[Decision]:
+def record(conn: sqlite3.Connection, now: float, decisions: list[Decision]) -> list[Decision]:
     """Apply what delivery attempts concluded, with one row per attempt in `attempts`.
 
     Set-based (`executemany`, one transaction with the settling of the submissions): this
@@ -533,7 +536,7 @@ def record(conn: sqlite3.Connection, decisions: list[Decision]) -> list[Decision
     again on replay), any other becomes a dead letter saying why. Returns what was written.
     """
     try:
-        _record(conn, decisions)
+        _record(conn, now, decisions)
         return decisions
     except sqlite3.OperationalError:  # locked, disk full, I/O: the database, not a row
         raise
@@ -542,12 +545,12 @@ def record(conn: sqlite3.Connection, decisions: list[Decision]) -> list[Decision
     written: list[Decision] = []
     for decision in decisions:
         try:
-            _record(conn, [decision])
+            _record(conn, now, [decision])
         except sqlite3.OperationalError:
             raise
         except Exception as exc:  # noqa: BLE001 - this row's own outcome, reduced to what can be stored
             decision = _without_details(decision, f"{type(exc).__name__}: {exc}")
-            _record(conn, [decision])
+            _record(conn, now, [decision])
         written.append(decision)
     return written
 
@@ -576,8 +579,7 @@ def _without_details(decision: Decision, why: str) -> Decision:
     )
 
 
-def _record(conn: sqlite3.Connection, decisions: list[Decision]) -> None:
-    now = time.time()
+def _record(conn: sqlite3.Connection, now: float, decisions: list[Decision]) -> None:
     attempted = [(d.inbox_id, d.destination) for d in decisions if d.attempted]
     with transaction(conn):
         conn.executemany(
@@ -618,10 +620,10 @@ def _record(conn: sqlite3.Connection, decisions: list[Decision]) -> None:
         _settle(conn, sorted({d.inbox_id for d in decisions}), now)
 
 
-def settle_inbox(conn: sqlite3.Connection, inbox_ids: list[str]) -> None:
+def settle_inbox(conn: sqlite3.Connection, now: float, inbox_ids: list[str]) -> None:
     """Derive each submission's state from its deliveries once none is left in flight."""
     with transaction(conn):
-        _settle(conn, inbox_ids, time.time())
+        _settle(conn, inbox_ids, now)
 
 
 _NONE_OPEN = (

@@ -26,7 +26,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,9 +94,13 @@ _Job = tuple[SpoolRecord | None, _Row | None, asyncio.Future[Any], asyncio.Abstr
 
 
 class SpoolWriter:
-    def __init__(self, path: Path, durability: Durability = "full") -> None:
+    def __init__(
+        self, path: Path, durability: Durability = "full", clock: Callable[[], float] = time.time
+    ) -> None:
         self.path = path
         self.durability = durability
+        self.clock = clock
+        """Stamps each commit (rows' updated_at, probes): the hub's clock, as the receiver's."""
         self._jobs: queue.SimpleQueue[list[_Job] | None] = queue.SimpleQueue()
         self._batches: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
         self._thread: threading.Thread | None = None
@@ -251,7 +255,7 @@ class SpoolWriter:
         _resolve(group, results)
 
     def _write(self, conn: sqlite3.Connection, group: list[_Job]) -> list[StoreResult | None]:
-        now = time.time()
+        now = self.clock()
         if any(record is None for record, _, _, _ in group):
             conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('probe', ?)", (str(now),))
         rows = [(record, row) for record, row, _, _ in group if record is not None and row is not None]
