@@ -171,7 +171,7 @@ class Connector(abc.ABC):
         return f"{self.provider}: {self.title} ({self.scheme})"
 
     # Per-source hooks. Defaults fit every connector whose behaviour the class attributes
-    # describe; a connector configured by its `Options` (connectors/mapped.py) overrides them.
+    # describe; a connector configured by its `Options` (connectors/mapped/) overrides them.
 
     def for_source(self, options: BaseModel) -> Connector:
         """This connector set up for one source's validated `Options`; by default itself.

@@ -29,7 +29,10 @@ from pydantic import BaseModel
 
 from connectors import get_connector
 from connectors.base import InboundRequest, NormalizeContext, UnsupportedPayload, VerificationFailed
-from connectors.mapped import MappedConnector, MappedOptions, compile_condition, compile_path
+from connectors.mapped import MappedConnector
+from connectors.mapped.conditions import compile_condition
+from connectors.mapped.options import MappedOptions
+from connectors.mapped.paths import compile_path
 from hub.config.check import check_file
 from hub.config.loader import load_config
 from hub.submission import Submission
@@ -983,7 +986,7 @@ def test_other_modes_need_a_secret(tmp_path: Path, verify: str) -> None:
 
 
 def test_every_option_is_documented() -> None:
-    from connectors.mapped import AnswersOptions, VerifyOptions
+    from connectors.mapped.options import AnswersOptions, VerifyOptions
 
     for model in (MappedOptions, VerifyOptions, AnswersOptions):
         for name, info in model.model_fields.items():

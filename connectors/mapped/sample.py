@@ -12,10 +12,10 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from connectors._mapped_conditions import conditions, unmatch
-from connectors._mapped_options import MappedOptions
-from connectors._mapped_paths import compile_path, put
-from connectors._mapped_payload import FORM, JSON
+from connectors.mapped.conditions import conditions, unmatch
+from connectors.mapped.options import MappedOptions
+from connectors.mapped.paths import compile_path, put
+from connectors.mapped.payload import FORM, JSON
 from hub.submission import iso_utc
 
 

@@ -10,10 +10,10 @@ import binascii
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from connectors._hashing import hmac_digest
-from connectors._mapped_options import VerifyOptions
 from connectors._schemes import equal, matches_any
 from connectors._tokens import verify_header_token, verify_query_token
 from connectors.base import InboundRequest, SourceSettings, VerificationFailed, require_secrets
+from connectors.mapped.options import VerifyOptions
 
 
 def verify_request(request: InboundRequest, source: SourceSettings, v: VerifyOptions) -> None:

@@ -11,9 +11,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from connectors._mapped_conditions import Conditions, conditions
-from connectors._mapped_paths import Path, PathText, compile_path
 from connectors.base import SourceSettings
+from connectors.mapped.conditions import Conditions, conditions
+from connectors.mapped.paths import Path, PathText, compile_path
 
 DEFAULT_SIGNATURE_HEADER = "X-Signature"
 DEFAULT_TOKEN_HEADER = "Authorization"

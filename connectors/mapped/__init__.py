@@ -19,30 +19,6 @@ from typing import Any
 from pydantic import BaseModel
 
 from connectors import _answers as A
-from connectors._mapped_conditions import Condition, compile_condition, conditions
-from connectors._mapped_options import (
-    DEFAULT_SIGNATURE_HEADER,
-    DEFAULT_TOKEN_HEADER,
-    DEFAULT_TOKEN_PREFIX,
-    AnswersOptions,
-    MappedOptions,
-    VerifyOptions,
-    source_options,
-)
-from connectors._mapped_paths import MISSING, Path, compile_path
-from connectors._mapped_payload import (
-    FORM,
-    JSON,
-    MULTIPART,
-    inferred_type,
-    instant,
-    kind_of,
-    multipart,
-    scalar_text,
-    urlencoded,
-)
-from connectors._mapped_sample import sample_body
-from connectors._mapped_verify import sign_sample, verify_request
 from connectors.base import (
     Connector,
     Envelope,
@@ -53,27 +29,23 @@ from connectors.base import (
     UnsupportedPayload,
     VerificationFailed,
 )
+from connectors.mapped.conditions import conditions
+from connectors.mapped.options import MappedOptions, source_options
+from connectors.mapped.paths import MISSING, compile_path
+from connectors.mapped.payload import (
+    FORM,
+    JSON,
+    MULTIPART,
+    inferred_type,
+    instant,
+    kind_of,
+    multipart,
+    scalar_text,
+    urlencoded,
+)
+from connectors.mapped.sample import sample_body
+from connectors.mapped.verify import sign_sample, verify_request
 from hub.submission import Answer, Submission
-
-# Names that moved to the `_mapped_*` helpers stay importable from here (tests and docs use them).
-__all__ = [
-    "DEFAULT_SIGNATURE_HEADER",
-    "DEFAULT_TOKEN_HEADER",
-    "DEFAULT_TOKEN_PREFIX",
-    "FORM",
-    "JSON",
-    "MULTIPART",
-    "NO_VERIFICATION_WARNING",
-    "AnswersOptions",
-    "Condition",
-    "MappedConnector",
-    "MappedOptions",
-    "Path",
-    "VerifyOptions",
-    "compile_condition",
-    "compile_path",
-    "connector",
-]
 
 _MISSING: Any = MISSING
 NO_VERIFICATION_WARNING = (

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator
 
-from connectors._mapped_paths import MISSING, Path, compile_path, put
+from connectors.mapped.paths import MISSING, Path, compile_path, put
 
 _COMPARISON = re.compile(r"^(?P<path>.+?)\s*(?P<op>==|!=)\s*(?P<literal>.+)$", re.DOTALL)
 _NOT_A_LITERAL: Any = object()

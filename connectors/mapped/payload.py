@@ -9,8 +9,8 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from connectors import _answers as A
-from connectors._mapped_paths import MISSING
 from connectors.base import UnsupportedPayload
+from connectors.mapped.paths import MISSING
 
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
