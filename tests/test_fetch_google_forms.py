@@ -4,7 +4,7 @@ running hub with a loopback Forms API: 2 responses → 2 submissions; a later no
 again plus a new one → exactly 1 more.
 
 Shapes follow the Forms API v1 reference (forms.get, forms.responses.list, forms.watches) and the OAuth 2.0
-JWT bearer grant; see connectors/_google_forms_api.py.
+JWT bearer grant; see connectors/google_forms_pubsub/forms_api.py.
 """
 
 from __future__ import annotations
@@ -31,9 +31,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from connectors._google_forms_api import SCOPES
 from connectors.base import FetchFailed, InboundRequest, NormalizeContext
-from connectors.google_forms_pubsub import GoogleFormsPubSubConnector, GoogleFormsPubSubOptions
+from connectors.google_forms_pubsub import GoogleFormsPubSubConnector
+from connectors.google_forms_pubsub.forms_api import SCOPES
+from connectors.google_forms_pubsub.options import GoogleFormsPubSubOptions
 from hub.submission import Submission, parse_instant
 from tests.fake_destination import FakeDestination, json_body
 from tests.harness import PROVIDER_FIXTURES, FakeClock, epoch, load_fixture, serve_app, start_hub, wait_for

@@ -7,16 +7,14 @@ request path. Sources: cloud.google.com/pubsub/docs/authenticate-push-subscripti
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from connectors._schemes import equal
 from connectors.base import InboundRequest, VerificationFailed
-
-if TYPE_CHECKING:  # the options import this module for its constants and `parse_jwks`
-    from connectors._google_pubsub_options import GoogleFormsPubSubOptions
 
 ALGORITHM = "RS256"
 GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v3/certs"
@@ -64,7 +62,8 @@ def bearer(request: InboundRequest) -> str:
     return token.strip()
 
 
-def verified_claims(token: str, options: GoogleFormsPubSubOptions) -> dict[str, Any]:
+def verified_claims(token: str, key_of: Callable[[str], rsa.RSAPublicKey | None]) -> dict[str, Any]:
+    """The claims of `token` once its signature verifies with the key `key_of(kid)` (None: not trusted)."""
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError:
@@ -72,7 +71,7 @@ def verified_claims(token: str, options: GoogleFormsPubSubOptions) -> dict[str, 
     # Pin the algorithm before choosing a key: a token must not pick how it is checked.
     if header.get("alg") != ALGORITHM:
         raise VerificationFailed("JWT is not RS256")
-    key = options.key(str(header.get("kid") or ""))
+    key = key_of(str(header.get("kid") or ""))
     if key is None:
         raise VerificationFailed("JWT key id is not in the trusted key set")
     try:
@@ -99,16 +98,24 @@ def verified_claims(token: str, options: GoogleFormsPubSubOptions) -> dict[str, 
 
 
 def check_claims(
-    claims: dict[str, Any], options: GoogleFormsPubSubOptions, audience: str, now: float
+    claims: dict[str, Any],
+    audience: str,
+    now: float,
+    *,
+    issuers: list[str],
+    service_account_email: str,
+    leeway_seconds: int,
 ) -> None:
+    """VerificationFailed unless the verified `claims` are for `audience`, from one of `issuers` and the
+    service account, and current at `now` within `leeway_seconds`."""
     aud = claims["aud"]
     audiences = aud if isinstance(aud, list) else [aud]
     if not any(isinstance(a, str) and equal(a, audience) for a in audiences):
         raise VerificationFailed("JWT audience is not this source's audience")
-    if claims["iss"] not in options.issuer:
+    if claims["iss"] not in issuers:
         raise VerificationFailed("JWT issuer is not Google")
     email = claims["email"]
-    if not isinstance(email, str) or not equal(email.lower(), options.service_account_email.strip().lower()):
+    if not isinstance(email, str) or not equal(email.lower(), service_account_email.strip().lower()):
         raise VerificationFailed("JWT is not from the configured service account")
     if claims.get("email_verified") not in (True, "true"):
         raise VerificationFailed("JWT email is not verified")
@@ -118,7 +125,7 @@ def check_claims(
         isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) for t in (iat, exp, nbf)
     ):
         raise VerificationFailed("JWT time claims are not numbers")
-    leeway = options.leeway_seconds
+    leeway = leeway_seconds
     if now + leeway < max(iat, nbf):
         raise VerificationFailed("JWT issued in the future (timestamp outside leeway)")
     if now >= exp + leeway:

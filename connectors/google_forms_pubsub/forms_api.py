@@ -1,6 +1,6 @@
 """Google Forms API for the fetch step and the watch upkeep: credentials, forms.get, forms.responses.list,
 forms.watches renew/create/list, and how a FormResponse becomes hookhub answers. Used by
-connectors/google_forms_pubsub.py (`expand`, `maintain`).
+connectors/google_forms_pubsub/ (`expand`, `maintain`).
 
 Followed: developers.google.com/workspace/forms/api/reference/rest/v1 — forms.responses.list (`filter`
 "timestamp > N" in RFC3339 Zulu, `pageToken`/`nextPageToken`, up to 5000 per page), FormResponse

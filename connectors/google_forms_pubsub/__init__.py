@@ -5,7 +5,7 @@ Sources: Google's docs on Forms API watches and Cloud Pub/Sub push
 https://cloud.google.com/pubsub/docs/authenticate-push-subscriptions,
 https://cloud.google.com/pubsub/docs/push, https://cloud.google.com/pubsub/docs/payload-unwrapping);
 tests/fixtures/providers/README.md (scheme `google-oidc-jwt`; answers `{}` for the notification itself);
-the Forms API reference for fetching (connectors/_google_forms_api.py).
+the Forms API reference for fetching (forms_api.py).
 
 Pub/Sub signs nothing in the body: it sends `Authorization: Bearer <OIDC JWT>` signed by Google
 (RS256). `verify` checks it against the configured key set only (`jwks`) and the injected clock; it
@@ -30,10 +30,6 @@ from typing import Any
 from pydantic import BaseModel
 
 from connectors import _answers as A
-from connectors import _google_forms_api as api
-from connectors import _google_oidc as oidc
-from connectors._google_oidc import GOOGLE_CERTS_URL, GOOGLE_ISSUERS
-from connectors._google_pubsub_options import GoogleFormsPubSubOptions
 from connectors.base import (
     Connector,
     Envelope,
@@ -44,17 +40,11 @@ from connectors.base import (
     UnsupportedPayload,
     VerificationFailed,
 )
+from connectors.google_forms_pubsub import forms_api as api
+from connectors.google_forms_pubsub import oidc
+from connectors.google_forms_pubsub.oidc import GOOGLE_ISSUERS
+from connectors.google_forms_pubsub.options import GoogleFormsPubSubOptions
 from hub.submission import Submission, iso_utc
-
-# Names that moved to helper modules stay importable from here.
-__all__ = [
-    "FORMS_API",
-    "GOOGLE_CERTS_URL",
-    "GOOGLE_ISSUERS",
-    "GoogleFormsPubSubConnector",
-    "GoogleFormsPubSubOptions",
-    "connector",
-]
 
 _SUBMITTED = "RESPONSES"
 FORMS_API = "https://forms.googleapis.com/v1"
@@ -111,7 +101,15 @@ class GoogleFormsPubSubConnector(Connector):
         token = oidc.bearer(request)
         if not options.has_keys:
             raise VerificationFailed("hub misconfiguration: no Google signing keys configured (jwks)")
-        oidc.check_claims(oidc.verified_claims(token, options), options, audience, now)
+        claims = oidc.verified_claims(token, options.key)
+        oidc.check_claims(
+            claims,
+            audience,
+            now,
+            issuers=options.issuer,
+            service_account_email=options.service_account_email,
+            leeway_seconds=options.leeway_seconds,
+        )
 
     def envelope(self, request: InboundRequest) -> Envelope:
         _, _, attributes, message_id = _message(request)

@@ -11,8 +11,8 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from connectors import _google_forms_api as api
-from connectors._google_oidc import GOOGLE_CERTS_URL, GOOGLE_ISSUERS, parse_jwks
+from connectors.google_forms_pubsub import forms_api as api
+from connectors.google_forms_pubsub.oidc import GOOGLE_CERTS_URL, GOOGLE_ISSUERS, parse_jwks
 
 
 class GoogleFormsPubSubOptions(api.FetchOptions):
