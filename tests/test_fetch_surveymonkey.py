@@ -2,7 +2,7 @@
 through a running hub, a loopback SurveyMonkey API and a loopback webhook destination.
 
 API shapes follow SurveyMonkey's API docs (public_api_docs: _responses.md, _surveys.md, _questions.md);
-see connectors/_surveymonkey_api.py for what is documented and what is only observed.
+see connectors/surveymonkey/api.py for what is documented and what is only observed.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from connectors._surveymonkey_api import SurveyCache
 from connectors.base import FetchFailed, InboundRequest, NormalizeContext
 from connectors.surveymonkey import SurveyMonkeyConnector, SurveyMonkeyOptions
+from connectors.surveymonkey.api import SurveyCache
 from hub.submission import Submission, parse_instant
 from tests.fake_destination import FakeDestination, json_body
 from tests.harness import PROVIDER_FIXTURES, FakeClock, epoch, load_fixture, serve_app, start_hub, wait_for

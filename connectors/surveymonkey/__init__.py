@@ -4,7 +4,7 @@ Sources: SurveyMonkey's API v3 docs (https://api.surveymonkey.com/v3/docs#webhoo
 API docs repository (github.com/SurveyMonkey/public_api_docs, includes/_webhooks.md: callback fields,
 `Sm-Apikey`/`Sm-Signature` headers and their Python verification sample, "subscription_url must
 accept a HEAD request and return a 200"; includes/_responses.md, _surveys.md, _questions.md for the
-fetch, see connectors/_surveymonkey_api.py); tests/fixtures/providers/README.md (scheme
+fetch, see connectors/surveymonkey/api.py); tests/fixtures/providers/README.md (scheme
 `surveymonkey-hmac-sha1`; answers `{}` for the callback itself).
 
 The callback is thin: ids only, no answers. `normalize` yields a Submission without answers and puts
@@ -12,7 +12,7 @@ the response and survey ids and the response's API URLs in `metadata`; `expand` 
 source's `access_token`) then fetches `GET /v3/surveys/{survey_id}/responses/{response_id}/details` and,
 for question headings and choice texts, `GET /v3/surveys/{survey_id}/details` (cached per survey for a
 few minutes), and returns the same submission with its answers. What is uncertain about the API's
-shapes is listed in connectors/_surveymonkey_api.py.
+shapes is listed in connectors/surveymonkey/api.py.
 
 The scheme has no timestamp: `now` and `tolerance` do not apply; replays are caught only by
 deduplication on `event_id`.
@@ -30,7 +30,6 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from connectors import _answers as A
-from connectors import _surveymonkey_api as api
 from connectors._hashing import hmac_digest
 from connectors._schemes import b64, matches_any
 from connectors.base import (
@@ -44,6 +43,7 @@ from connectors.base import (
     VerificationFailed,
     require_secrets,
 )
+from connectors.surveymonkey import api
 from hub.submission import Submission
 
 _SUBMITTED = "response_completed"
@@ -56,7 +56,7 @@ API_BASE = "https://api.surveymonkey.com/v3"
 
 class SurveyMonkeyOptions(api.FetchOptions):
     """`api_key`: the app's Client ID (API key), which SurveyMonkey sends as `Sm-Apikey`;
-    `access_token` and `api_base_url`: for fetching the answers (connectors/_surveymonkey_api.py)."""
+    `access_token` and `api_base_url`: for fetching the answers (connectors/surveymonkey/api.py)."""
 
     model_config = ConfigDict(extra="forbid")
 

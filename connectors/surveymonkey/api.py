@@ -1,5 +1,5 @@
 """SurveyMonkey API v3 for the fetch step: one response's details, its survey's structure, and how
-the answers become hookhub answers. Used by connectors/surveymonkey.py (`expand`).
+the answers become hookhub answers. Used by connectors/surveymonkey/ (`expand`).
 
 Followed: SurveyMonkey's API docs repository (github.com/SurveyMonkey/public_api_docs):
 includes/_responses.md (`GET /v3/surveys/{id}/responses/{id}/details`: `pages[].questions[].answers[]`
