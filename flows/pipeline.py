@@ -15,6 +15,7 @@ import sqlite3
 import time
 from collections import defaultdict
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from prefect import flow, task
@@ -58,43 +59,61 @@ FETCH_RETRIES = 8
 from 30 s to an hour) before it becomes a dead letter."""
 
 
+@dataclass
+class Fetched:
+    """What completing a batch's thin notifications produced; the inputs are left as they were."""
+
+    submissions: dict[str, Submission] = field(default_factory=dict)
+    """Every submission to route: those that needed no fetch, then the completed ones and the
+    rows stored for what a notification stood for, in that order."""
+    failed: dict[str, str] = field(default_factory=dict)
+    """New dead letters: inbox id -> why."""
+    later: list[str] = field(default_factory=list)
+    """Rows given back to be fetched again after a backoff (`ledger.fetch_later`)."""
+
+
+@dataclass(frozen=True)
+class _RowFetched:
+    """One notification's outcome: its submissions, or why it is a dead letter, or `later`."""
+
+    submissions: dict[str, Submission] = field(default_factory=dict)
+    failed: str | None = None
+    later: bool = False
+
+
 async def fetch_details(
     config: HubConfig,
     conn: sqlite3.Connection,
     rows: dict[str, InboxRow],
     submissions: dict[str, Submission],
-    failed: dict[str, str],
     connectors: ConnectorLookup = get_connector,
-) -> None:
+) -> Fetched:
     """Complete thin notifications through their provider's API (connectors with `fetches`).
 
     Each row on its own: whatever fails for one (the API, the connector, storing what it
     fetched) makes that row wait for another try or a dead letter, never fails the batch.
     """
-    for inbox_id, submission in list(submissions.items()):
+    kept: dict[str, Submission] = {}
+    fetched = Fetched()
+    for inbox_id, submission in submissions.items():
         row = rows[inbox_id]
         try:
             connector = connector_for(config, row.source, row.provider, connectors)
             if not connector.fetches or row.kind == "fetched":
+                kept[inbox_id] = submission
                 continue
-            del submissions[inbox_id]
-            await _fetch_one(config, conn, row, connector, submission, submissions, failed)
-        except (
-            sqlite3.OperationalError
-        ):  # the spool (locked, full), not this row: the run fails and is retried
-            raise
+            outcome = await _fetch_one(config, conn, row, connector, submission)
+        except sqlite3.OperationalError:
+            raise  # the spool (locked, full), not this row: the run fails and is retried
         except Exception as exc:  # noqa: BLE001 - a connector bug is this row's dead letter
-            submissions.pop(inbox_id, None)
-            failed[inbox_id] = f"could not complete it from the provider's API: {type(exc).__name__}: {exc}"
-            log.warning(
-                "fetch failed",
-                extra={
-                    "event": "fetch_failed",
-                    "id": inbox_id,
-                    "source": row.source,
-                    "error": type(exc).__name__,
-                },
-            )
+            outcome = _connector_bug(row, exc)
+        fetched.submissions.update(outcome.submissions)
+        if outcome.failed is not None:
+            fetched.failed[inbox_id] = outcome.failed
+        if outcome.later:
+            fetched.later.append(inbox_id)
+    fetched.submissions = {**kept, **fetched.submissions}
+    return fetched
 
 
 async def _fetch_one(
@@ -103,41 +122,50 @@ async def _fetch_one(
     row: InboxRow,
     connector: Connector,
     submission: Submission,
-    submissions: dict[str, Submission],
-    failed: dict[str, str],
-) -> None:
-    inbox_id = row.id
+) -> _RowFetched:
     source = config.sources.get(row.source)
     if source is None:
-        failed[inbox_id] = f"source {row.source!r} is no longer configured: cannot fetch its details"
-        return
+        return _RowFetched(failed=f"source {row.source!r} is no longer configured: cannot fetch its details")
     try:
         found = await connector.expand(submission, source, shared_client())
     except FetchFailed as exc:  # the provider's API said no or could not be reached: maybe later
-        reason = f"could not fetch details from {connector.title}: {exc}"
-        attempts = await asyncio.to_thread(ledger.fetch_attempts, conn, inbox_id)
-        if exc.permanent:
-            failed[inbox_id] = reason
-        elif attempts + 1 >= FETCH_RETRIES:
-            failed[inbox_id] = f"{reason} (gave up after {attempts + 1} attempts)"
-        else:
-            await asyncio.to_thread(
-                ledger.fetch_later, conn, time.time(), inbox_id, min(30.0 * 2**attempts, 3600.0), reason
-            )
-        log.warning(
-            "fetch failed",
-            extra={
-                "event": "fetch_failed",
-                "id": inbox_id,
-                "source": row.source,
-                "attempt": attempts + 1,
-                "error": type(exc).__name__,
-            },
-        )
-        return
+        return await _fetch_failed(conn, row, connector, exc)
     if len(found) == 1 and found[0].event_id == submission.event_id:
-        submissions[inbox_id] = found[0].model_copy(update={"id": inbox_id, "source": row.source})
-        return
+        return _RowFetched({row.id: found[0].model_copy(update={"id": row.id, "source": row.source})})
+    return _RowFetched(await _store_expanded(conn, row, connector, found))
+
+
+async def _fetch_failed(
+    conn: sqlite3.Connection, row: InboxRow, connector: Connector, exc: FetchFailed
+) -> _RowFetched:
+    """A dead letter if trying again cannot help or the tries are used up; else fetch later."""
+    reason = f"could not fetch details from {connector.title}: {exc}"
+    attempts = await asyncio.to_thread(ledger.fetch_attempts, conn, row.id)
+    if exc.permanent:
+        outcome = _RowFetched(failed=reason)
+    elif attempts + 1 >= FETCH_RETRIES:
+        outcome = _RowFetched(failed=f"{reason} (gave up after {attempts + 1} attempts)")
+    else:
+        delay = min(30.0 * 2**attempts, 3600.0)
+        await asyncio.to_thread(ledger.fetch_later, conn, time.time(), row.id, delay, reason)
+        outcome = _RowFetched(later=True)
+    log.warning(
+        "fetch failed",
+        extra={
+            "event": "fetch_failed",
+            "id": row.id,
+            "source": row.source,
+            "attempt": attempts + 1,
+            "error": type(exc).__name__,
+        },
+    )
+    return outcome
+
+
+async def _store_expanded(
+    conn: sqlite3.Connection, row: InboxRow, connector: Connector, found: list[Submission]
+) -> dict[str, Submission]:
+    """Store what a notification stood for as rows of their own; returns the new ones."""
     children = []
     for child in found:
         child_id = new_id()
@@ -149,8 +177,15 @@ async def _fetch_one(
         _, data = child.model_copy(update={"id": child_id, "source": row.source}).to_json()
         children.append((child_id, key, data))
     added = await asyncio.to_thread(ledger.add_expanded, conn, time.time(), row, children, "flow")
-    for child_id, data in added.items():
-        submissions[child_id] = Submission.model_validate_json(data)
+    return {child_id: Submission.model_validate_json(data) for child_id, data in added.items()}
+
+
+def _connector_bug(row: InboxRow, exc: Exception) -> _RowFetched:
+    log.warning(
+        "fetch failed",
+        extra={"event": "fetch_failed", "id": row.id, "source": row.source, "error": type(exc).__name__},
+    )
+    return _RowFetched(failed=f"could not complete it from the provider's API: {type(exc).__name__}: {exc}")
 
 
 @task(
@@ -169,8 +204,9 @@ async def normalize_and_route(
     try:
         rows = await asyncio.to_thread(ledger.load_inbox, conn, _split(inbox_ids))
         submissions, failed = await asyncio.to_thread(normalize_rows, config, rows, stages.connector)
-        await fetch_details(config, conn, {r.id: r for r in rows}, submissions, failed, stages.connector)
-        routed = plan_submissions(config, submissions, failed, stages.condition)
+        fetched = await fetch_details(config, conn, {r.id: r for r in rows}, submissions, stages.connector)
+        failed = {**failed, **fetched.failed}
+        routed = plan_submissions(config, fetched.submissions, failed, stages.condition)
         keys = await asyncio.to_thread(ledger.save_routing, conn, time.time(), routed, failed)
     finally:
         conn.close()
