@@ -23,7 +23,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from connectors import _answers as A
+from connectors import _answers
 from connectors._hashing import hmac_digest
 from connectors.base import (
     Envelope,
@@ -164,9 +164,9 @@ def webhook_id(request: InboundRequest) -> str:
 def typed_envelope(request: InboundRequest, submitted: str) -> Envelope:
     """Envelope of a `{type, timestamp, data}` body whose submission event type is `submitted`."""
     event_id = webhook_id(request)
-    body = A.parse_json_object(request.body)
-    data = A.maybe_obj(body, "data")
-    form_id = A.optional_text(data, "form_id")
+    body = _answers.parse_json_object(request.body)
+    data = _answers.maybe_obj(body, "data")
+    form_id = _answers.optional_text(data, "form_id")
     event_type = body.get("type")
     if not isinstance(event_type, str):
         raise UnsupportedPayload('body.type is missing: expected {"type", "timestamp", "data"}')

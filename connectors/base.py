@@ -1,8 +1,8 @@
 """What a connector is: one provider's verification, envelope and normalization.
 
-A connector module in this package defines one `Connector` subclass instance named
-`connector`. The registry (`connectors.registry`) finds it by module name, so adding a
-provider means adding one file here and its fixtures, nothing else.
+A connector module (or package) in this package defines one `Connector` subclass instance
+named `connector`. `connectors.get_connector` (connectors/__init__.py) finds it by module name,
+so adding a provider means adding one module or package here and its fixtures, nothing else.
 
 The three jobs are deliberately separate because they run at different places:
 - `verify` and `envelope` run on the request path, before the 2xx; they must be cheap

@@ -17,7 +17,7 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 
-from connectors import _answers as A
+from connectors import _answers
 from connectors._tokens import UrlTokenVerification, url_with_token
 from connectors.base import (
     Connector,
@@ -42,7 +42,7 @@ _ENTRY_META = {
 
 
 def _entry(request: InboundRequest) -> dict[str, Any]:
-    body = A.parse_json_object(request.body)
+    body = _answers.parse_json_object(request.body)
     if not isinstance(body.get("Form"), dict):
         raise UnsupportedPayload(
             "body has no Form object: not a Cognito Forms entry (Post JSON data to a website)"
@@ -53,15 +53,15 @@ def _entry(request: InboundRequest) -> dict[str, Any]:
 def _event_id(body: dict[str, Any]) -> str:
     if isinstance(entry_id := body.get("Id"), str) and entry_id:
         return entry_id
-    number = A.maybe_obj(body, "Entry").get("Number")
-    form_id = A.maybe_obj(body, "Form").get("Id")
+    number = _answers.maybe_obj(body, "Entry").get("Number")
+    form_id = _answers.maybe_obj(body, "Form").get("Id")
     if number is None or form_id is None:
         raise UnsupportedPayload("body has no Id (or Form.Id and Entry.Number): not a Cognito Forms entry")
     return f"{form_id}-{number}"
 
 
 def _form_id(body: dict[str, Any]) -> str | None:
-    value = A.maybe_obj(body, "Form").get("Id")
+    value = _answers.maybe_obj(body, "Form").get("Id")
     return str(value) if value is not None else None
 
 
@@ -76,16 +76,18 @@ def _field(key: str, value: Any) -> list[Answer | None]:
             full = value.get("FirstAndLast") or " ".join(
                 str(value[p]) for p in ("First", "Last") if value.get(p)
             )
-            return [A.answer(key, key, "name", full)]
+            return [_answers.answer(key, key, "name", full)]
         if "FullAddress" in value:  # Address: also has Line1, City, PostalCode...
-            return [A.answer(key, key, "address", value.get("FullAddress"))]
+            return [_answers.answer(key, key, "address", value.get("FullAddress"))]
         out: list[Answer | None] = []
         for sub_key, sub_value in value.items():
             out.extend(_field(f"{key}.{sub_key}", sub_value))
         return out
     if isinstance(value, list) and value and all(_is_file(v) for v in value):
         # File links expire after about 30 minutes (Cognito docs): destinations must fetch promptly.
-        return [A.answer(key, key, "file", A.file_value(str(v.get("File") or "") for v in value))]
+        return [
+            _answers.answer(key, key, "file", _answers.file_value(str(v.get("File") or "") for v in value))
+        ]
     if isinstance(value, bool):
         type_ = "yesno"
     elif isinstance(value, (int, float)):
@@ -94,23 +96,23 @@ def _field(key: str, value: Any) -> list[Answer | None]:
         type_ = "choices"
     else:
         type_ = "text"
-    return [A.answer(key, key, type_, value)]
+    return [_answers.answer(key, key, type_, value)]
 
 
-def _answers(body: dict[str, Any]) -> list[Answer]:
+def _collect_answers(body: dict[str, Any]) -> list[Answer]:
     out: list[Answer | None] = []
     for key, value in body.items():
         # `$type`/`$etag`-style keys are serializer metadata, never field internal names.
         if key not in _NOT_ANSWERS and not key.startswith("$"):
             out.extend(_field(key, value))
-    return A.collect(out)
+    return _answers.collect(out)
 
 
 def _name(answers: list[Answer]) -> str | None:
     for a in answers:
         if a.type == "name" and isinstance(a.value, str):
             return a.value
-    return A.pick_name(answers)
+    return _answers.pick_name(answers)
 
 
 class CognitoFormsConnector(UrlTokenVerification, Connector):
@@ -120,7 +122,7 @@ class CognitoFormsConnector(UrlTokenVerification, Connector):
     def envelope(self, request: InboundRequest) -> Envelope:
         body = _entry(request)
         event_id = _event_id(body)
-        entry = A.maybe_obj(body, "Entry")
+        entry = _answers.maybe_obj(body, "Entry")
         action = entry.get("Action")
         if action == _UPDATE:
             # Posted to the Update Entry Endpoint. Keyed per version so it never shadows the
@@ -139,9 +141,9 @@ class CognitoFormsConnector(UrlTokenVerification, Connector):
 
     def normalize(self, request: InboundRequest, context: NormalizeContext) -> Submission:
         body = _entry(request)
-        form = A.maybe_obj(body, "Form")
-        entry = A.maybe_obj(body, "Entry")
-        answers = _answers(body)
+        form = _answers.maybe_obj(body, "Form")
+        entry = _answers.maybe_obj(body, "Entry")
+        answers = _collect_answers(body)
         submitted = entry.get("DateSubmitted") or entry.get("DateCreated")
         metadata: dict[str, Any] = {m: entry[k] for k, m in _ENTRY_META.items() if entry.get(k) is not None}
         if form.get("InternalName"):
@@ -151,10 +153,10 @@ class CognitoFormsConnector(UrlTokenVerification, Connector):
             source=context.source,
             provider=self.provider,
             form_id=_form_id(body),
-            form_title=A.optional_text(form, "Name"),
+            form_title=_answers.optional_text(form, "Name"),
             event_id=_event_id(body),
-            submitted_at=A.instant(submitted, "Entry.DateSubmitted", context.received_at),
-            email=A.pick_email(None, answers),
+            submitted_at=_answers.instant(submitted, "Entry.DateSubmitted", context.received_at),
+            email=_answers.pick_email(None, answers),
             name=_name(answers),
             answers=answers,
             metadata=metadata,

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from connectors import _answers as A
+from connectors import _answers
 from connectors._tokens import TOKEN_PARAM, UrlTokenVerification
 from connectors.base import (
     Connector,
@@ -52,28 +52,28 @@ def _submission(body: dict[str, Any]) -> dict[str, Any]:
 def _value(type_: str, value: Any) -> Any:
     # Files (and anything else sent as [{url, filename}]) become their URL(s).
     if isinstance(value, list) and value and all(isinstance(v, dict) and "url" in v for v in value):
-        return A.file_value(str(v.get("url") or "") for v in value)
+        return _answers.file_value(str(v.get("url") or "") for v in value)
     if isinstance(value, dict) and "url" in value and type_ in {"FileUpload", "Signature"}:
         return value.get("url")
     if type_ == "Address" and isinstance(value, dict):
         parts = [value.get(k) for k in _ADDRESS_PARTS]
-        return ", ".join(str(p) for p in parts if not A.is_empty(p))
+        return ", ".join(str(p) for p in parts if not _answers.is_empty(p))
     return value  # as sent: numbers, booleans, lists of choices, YYYY-MM-DD dates
 
 
-def _answers(submission: dict[str, Any]) -> tuple[list[Answer], dict[str, Any]]:
+def _collect_answers(submission: dict[str, Any]) -> tuple[list[Answer], dict[str, Any]]:
     out: list[Answer | None] = []
-    for i, q in enumerate(A.items(submission, "questions", "submission"), start=1):
+    for i, q in enumerate(_answers.items(submission, "questions", "submission"), start=1):
         type_ = str(q.get("type") or "unknown")
         label = str(q.get("name") or q.get("id") or f"question_{i}")
-        out.append(A.answer(q.get("id") or label, label, type_, _value(type_, q.get("value"))))
+        out.append(_answers.answer(q.get("id") or label, label, type_, _value(type_, q.get("value"))))
     hidden: dict[str, Any] = {}
-    for p in A.items(submission, "urlParameters", "submission"):
+    for p in _answers.items(submission, "urlParameters", "submission"):
         name = p.get("name") or p.get("id")
-        if isinstance(name, str) and not A.is_empty(p.get("value")):
+        if isinstance(name, str) and not _answers.is_empty(p.get("value")):
             hidden[name] = p["value"]
-            out.append(A.answer(p.get("id") or name, name, "url_parameter", p["value"]))
-    return A.collect(out), hidden
+            out.append(_answers.answer(p.get("id") or name, name, "url_parameter", p["value"]))
+    return _answers.collect(out), hidden
 
 
 class FilloutConnector(UrlTokenVerification, Connector):
@@ -81,41 +81,43 @@ class FilloutConnector(UrlTokenVerification, Connector):
     title = "Fillout"
 
     def envelope(self, request: InboundRequest) -> Envelope:
-        body = A.parse_json_object(request.body)
+        body = _answers.parse_json_object(request.body)
         submission = _submission(body)
-        A.items(submission, "questions", "submission")  # shape check, so a broken body is flagged on arrival
+        _answers.items(
+            submission, "questions", "submission"
+        )  # shape check, so a broken body is flagged on arrival
         return Envelope(
-            event_id=A.text(submission, "submissionId", "submission"),
-            form_id=A.optional_text(body, "formId"),
+            event_id=_answers.text(submission, "submissionId", "submission"),
+            form_id=_answers.optional_text(body, "formId"),
         )
 
     def normalize(self, request: InboundRequest, context: NormalizeContext) -> Submission:
-        body = A.parse_json_object(request.body)
+        body = _answers.parse_json_object(request.body)
         submission = _submission(body)
-        answers, hidden = _answers(submission)
+        answers, hidden = _collect_answers(submission)
         metadata: dict[str, Any] = {}
         calculations = {
             c["name"]: c.get("value")
-            for c in A.items(submission, "calculations", "submission")
-            if isinstance(c.get("name"), str) and not A.is_empty(c.get("value"))
+            for c in _answers.items(submission, "calculations", "submission")
+            if isinstance(c.get("name"), str) and not _answers.is_empty(c.get("value"))
         }
         if calculations:
             metadata["calculations"] = calculations
         if submission.get("lastUpdatedAt"):
             metadata["last_updated_at"] = submission["lastUpdatedAt"]
-        metadata |= {k: submission[k] for k in _EXTRA_PARTS if not A.is_empty(submission.get(k))}
+        metadata |= {k: submission[k] for k in _EXTRA_PARTS if not _answers.is_empty(submission.get(k))}
         return Submission(
             id=context.submission_id,
             source=context.source,
             provider=self.provider,
-            form_id=A.optional_text(body, "formId"),
-            form_title=A.optional_text(body, "formName"),
-            event_id=A.text(submission, "submissionId", "submission"),
-            submitted_at=A.instant(
+            form_id=_answers.optional_text(body, "formId"),
+            form_title=_answers.optional_text(body, "formName"),
+            event_id=_answers.text(submission, "submissionId", "submission"),
+            submitted_at=_answers.instant(
                 submission.get("submissionTime"), "submission.submissionTime", context.received_at
             ),
-            email=A.pick_email(None, answers),
-            name=A.pick_name(answers),
+            email=_answers.pick_email(None, answers),
+            name=_answers.pick_name(answers),
             answers=answers,
             hidden=hidden,
             metadata=metadata,

@@ -25,7 +25,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from pydantic import BaseModel, ConfigDict
 
-from connectors import _answers as A
+from connectors import _answers
 from connectors._hashing import hmac_digest
 from connectors._schemes import b64, matches_any
 from connectors._tokens import TOKEN_PARAM, verify_query_token, verify_token
@@ -67,7 +67,7 @@ def _fields(request: InboundRequest) -> dict[str, Any]:
     """The body as key → value, whichever of Formstack's two encodings it uses."""
     media = request.media_type
     if media == "application/json" or (media != _URLENCODED and request.body.lstrip()[:1] == b"{"):
-        return A.parse_json_object(request.body)
+        return _answers.parse_json_object(request.body)
     try:
         pairs = parse_qsl(request.body.decode("utf-8"), keep_blank_values=True, errors="strict")
     except UnicodeDecodeError:
@@ -91,7 +91,7 @@ def _sub_fields(text: str) -> dict[str, str] | None:
 
 
 def _joined(parts: list[Any], sep: str) -> str:
-    return sep.join(str(p).strip() for p in parts if not A.is_empty(p) and str(p).strip())
+    return sep.join(str(p).strip() for p in parts if not _answers.is_empty(p) and str(p).strip())
 
 
 def _typed(raw: Any) -> tuple[str, Any]:
@@ -111,13 +111,13 @@ def _typed(raw: Any) -> tuple[str, Any]:
         state_zip = _joined([raw.get("state"), raw.get("zip")], " ")
         parts = [raw.get("address"), raw.get("address2"), raw.get("city"), state_zip, raw.get("country")]
         return (type_ if type_ != "text" else "address"), _joined(parts, ", ")
-    return type_, raw  # as sent; other objects become compact JSON text in A.answer
+    return type_, raw  # as sent; other objects become compact JSON text in _answers.answer
 
 
 def _event_id(fields: dict[str, Any]) -> str:
-    if A.is_empty(fields.get("UniqueID")):
+    if _answers.is_empty(fields.get("UniqueID")):
         raise UnsupportedPayload("no UniqueID field: not a Formstack submission webhook")
-    return A.text(fields, "UniqueID", "body")
+    return _answers.text(fields, "UniqueID", "body")
 
 
 def _form_id(fields: dict[str, Any]) -> str | None:
@@ -166,8 +166,8 @@ class FormstackConnector(Connector):
     def normalize(self, request: InboundRequest, context: NormalizeContext) -> Submission:
         fields = _fields(request)
         event_id = _event_id(fields)
-        answers = A.collect(
-            A.answer(key, key, type_, value)
+        answers = _answers.collect(
+            _answers.answer(key, key, type_, value)
             for key, (type_, value) in ((k, _typed(v)) for k, v in fields.items() if k not in _NOT_ANSWERS)
         )
         return Submission(
@@ -177,8 +177,8 @@ class FormstackConnector(Connector):
             form_id=_form_id(fields),
             event_id=event_id,
             submitted_at=context.received_at,  # Formstack posts no submission time
-            email=A.pick_email(None, answers),
-            name=A.pick_name(answers),
+            email=_answers.pick_email(None, answers),
+            name=_answers.pick_name(answers),
             answers=answers,
         )
 

@@ -17,7 +17,7 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 
-from connectors import _answers as A
+from connectors import _answers
 from connectors._schemes import StandardWebhooksVerification, signed_request, typed_envelope, webhook_id
 from connectors.base import (
     Connector,
@@ -36,8 +36,8 @@ def _item_answer(item: dict[str, Any]) -> Answer | None:
     type_ = str(item.get("type") or "unknown")
     value = item.get("response")
     if type_ == "FILE_UPLOAD" and isinstance(value, list):
-        value = A.file_value(v for v in value if isinstance(v, str))
-    return A.answer(str(item.get("item_id") or title), title, type_, value)
+        value = _answers.file_value(v for v in value if isinstance(v, str))
+    return _answers.answer(str(item.get("item_id") or title), title, type_, value)
 
 
 class GoogleFormsAppsScriptConnector(StandardWebhooksVerification, Connector):
@@ -48,9 +48,9 @@ class GoogleFormsAppsScriptConnector(StandardWebhooksVerification, Connector):
         return typed_envelope(request, SUBMITTED)
 
     def normalize(self, request: InboundRequest, context: NormalizeContext) -> Submission:
-        body = A.parse_json_object(request.body)
-        data = A.obj(body, "data", "body")
-        answers = A.collect(_item_answer(item) for item in A.items(data, "items", "data"))
+        body = _answers.parse_json_object(request.body)
+        data = _answers.obj(body, "data", "body")
+        answers = _answers.collect(_item_answer(item) for item in _answers.items(data, "items", "data"))
         metadata = {k: data[k] for k in ("response_id", "edit_response_url") if data.get(k) is not None}
         if body.get("timestamp"):
             metadata["event_timestamp"] = body["timestamp"]
@@ -58,12 +58,12 @@ class GoogleFormsAppsScriptConnector(StandardWebhooksVerification, Connector):
             id=context.submission_id,
             source=context.source,
             provider=self.provider,
-            form_id=A.optional_text(data, "form_id"),
-            form_title=A.optional_text(data, "form_title"),
+            form_id=_answers.optional_text(data, "form_id"),
+            form_title=_answers.optional_text(data, "form_title"),
             event_id=webhook_id(request),
-            submitted_at=A.instant(data.get("submitted_at"), "data.submitted_at", context.received_at),
-            email=A.pick_email(data.get("respondent_email"), answers),
-            name=A.pick_name(answers),
+            submitted_at=_answers.instant(data.get("submitted_at"), "data.submitted_at", context.received_at),
+            email=_answers.pick_email(data.get("respondent_email"), answers),
+            name=_answers.pick_name(answers),
             answers=answers,
             metadata=metadata,
         )

@@ -20,7 +20,7 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 
-from connectors import _answers as A
+from connectors import _answers
 from connectors._tokens import HookhubOrBearerTokenVerification
 from connectors.base import (
     Connector,
@@ -84,15 +84,15 @@ def _value(raw: Any) -> tuple[str, Any]:
     """(type, value). Multi-file uploads arrive as a JSON-encoded array string of URLs: make it a list."""
     if isinstance(raw, str) and raw.startswith("[") and raw.endswith("]"):
         try:
-            decoded = A.parse_json(raw, "answer")
+            decoded = _answers.parse_json(raw, "answer")
         except UnsupportedPayload:
             return "text", raw
         if isinstance(decoded, list) and decoded and all(isinstance(v, str) and "://" in v for v in decoded):
-            return "fileupload", A.file_value(decoded)
+            return "fileupload", _answers.file_value(decoded)
     return "text", raw
 
 
-def _answers(body: dict[str, Any]) -> list[Answer]:
+def _collect_answers(body: dict[str, Any]) -> list[Answer]:
     # "All Fields" (the entry; it always has date_created) keys answers by input id ("2", "1.3"), and
     # add-ons may add meta keys of their own; a "Select Fields" body uses the admin's own keys.
     all_fields = "date_created" in body
@@ -100,17 +100,17 @@ def _answers(body: dict[str, Any]) -> list[Answer]:
     for key, raw in body.items():
         if _INPUT_ID.match(key) or (not all_fields and key not in _ENTRY_META):
             type_, value = _value(raw)
-            out.append(A.answer(key, key, type_, value))
-    return A.collect(out)
+            out.append(_answers.answer(key, key, type_, value))
+    return _answers.collect(out)
 
 
 class GravityFormsConnector(HookhubOrBearerTokenVerification, Connector):
     provider = "gravity_forms"
     title = "Gravity Forms (Webhooks Add-On)"
-    content_types = A.BODY_OBJECT_TYPES
+    content_types = _answers.BODY_OBJECT_TYPES
 
     def envelope(self, request: InboundRequest) -> Envelope:
-        body = A.parse_body_object(request)
+        body = _answers.parse_body_object(request)
         event_id = _entry_id(body)
         form_id = _form_id(body)
         status = body.get("status")
@@ -126,8 +126,8 @@ class GravityFormsConnector(HookhubOrBearerTokenVerification, Connector):
         return Envelope(event_id=event_id, form_id=form_id)
 
     def normalize(self, request: InboundRequest, context: NormalizeContext) -> Submission:
-        body = A.parse_body_object(request)
-        answers = _answers(body)
+        body = _answers.parse_body_object(request)
+        answers = _collect_answers(body)
         return Submission(
             id=context.submission_id,
             source=context.source,
@@ -135,11 +135,11 @@ class GravityFormsConnector(HookhubOrBearerTokenVerification, Connector):
             form_id=_form_id(body),
             event_id=_entry_id(body),
             # Entry date_created is UTC "YYYY-MM-DD HH:MM:SS" (REST API v2 docs).
-            submitted_at=A.instant(body.get("date_created"), "date_created", context.received_at),
-            email=A.pick_email(None, answers),
-            name=A.pick_name(answers),
+            submitted_at=_answers.instant(body.get("date_created"), "date_created", context.received_at),
+            email=_answers.pick_email(None, answers),
+            name=_answers.pick_name(answers),
             answers=answers,
-            metadata={k: body[k] for k in _KEPT_META if not A.is_empty(body.get(k))},
+            metadata={k: body[k] for k in _KEPT_META if not _answers.is_empty(body.get(k))},
         )
 
     def sample_request(self, source: SourceSettings, url: str, now: float) -> InboundRequest:

@@ -24,7 +24,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from connectors import _answers as A
+from connectors import _answers
 from connectors._hashing import hmac_digest
 from connectors._schemes import b64, epoch_number, matches_any
 from connectors.base import (
@@ -92,14 +92,14 @@ def _instant(ms: int, where: str) -> datetime:
 
 
 def _contact(request: InboundRequest) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    body = A.parse_json_object(request.body)
+    body = _answers.parse_json_object(request.body)
     if not isinstance(body.get("properties"), dict) or "form-submissions" not in body:
         # A customised body, or an object other than a contact: nothing says which form submission it was.
         raise UnsupportedPayload(
             "not HubSpot's contact JSON (need `properties` and `form-submissions`): in the workflow's "
             "'Send a webhook' action send all contact properties instead of a customised body"
         )
-    return body, A.items(body, "form-submissions", "body")
+    return body, _answers.items(body, "form-submissions", "body")
 
 
 def _latest(submissions: list[dict[str, Any]]) -> dict[str, Any]:
@@ -110,14 +110,14 @@ def _latest(submissions: list[dict[str, Any]]) -> dict[str, Any]:
     return max(stamped)[2]
 
 
-def _answers(properties: dict[str, Any], form_id: str, at: int, conversion_id: str) -> list[Answer]:
+def _collect_answers(properties: dict[str, Any], form_id: str, at: int, conversion_id: str) -> list[Answer]:
     out: list[Answer | None] = []
     for name, prop in properties.items():
         if not isinstance(prop, dict):
             raise UnsupportedPayload(f"properties.{name} is not an object {{value, versions}}")
         written = [
             v
-            for v in A.items(prop, "versions", f"properties.{name}")
+            for v in _answers.items(prop, "versions", f"properties.{name}")
             if v.get("source-type") == _FORM
             and v.get("source-id") in (form_id, conversion_id)
             and v.get("timestamp") == at
@@ -125,8 +125,8 @@ def _answers(properties: dict[str, Any], form_id: str, at: int, conversion_id: s
         if written:
             # The version holds what this submission wrote, even if a later change overwrote `value`.
             value = written[0].get("value", prop.get("value"))
-            out.append(A.answer(name, name, "property", value))
-    return A.collect(out)
+            out.append(_answers.answer(name, name, "property", value))
+    return _answers.collect(out)
 
 
 def _property(properties: dict[str, Any], name: str) -> str | None:
@@ -169,8 +169,8 @@ class HubSpotConnector(Connector):
             )
         latest = _latest(submissions)
         return Envelope(
-            event_id=A.text(latest, "conversion-id", "form-submissions[]"),
-            form_id=A.text(latest, "form-id", "form-submissions[]"),
+            event_id=_answers.text(latest, "conversion-id", "form-submissions[]"),
+            form_id=_answers.text(latest, "form-id", "form-submissions[]"),
         )
 
     def normalize(self, request: InboundRequest, context: NormalizeContext) -> Submission:
@@ -178,11 +178,11 @@ class HubSpotConnector(Connector):
         if not submissions:
             raise UnsupportedPayload("contact has no form-submissions entry: no form submission to normalize")
         latest = _latest(submissions)
-        form_id = A.text(latest, "form-id", "form-submissions[]")
-        conversion_id = A.text(latest, "conversion-id", "form-submissions[]")
+        form_id = _answers.text(latest, "form-id", "form-submissions[]")
+        conversion_id = _answers.text(latest, "conversion-id", "form-submissions[]")
         at = _millis(latest.get("timestamp"), "form-submissions[].timestamp")
         properties: dict[str, Any] = body["properties"]
-        answers = _answers(properties, form_id, at, conversion_id)
+        answers = _collect_answers(properties, form_id, at, conversion_id)
         name = " ".join(filter(None, (_property(properties, "firstname"), _property(properties, "lastname"))))
         metadata: dict[str, Any] = {
             key.replace("-", "_"): latest[key]
@@ -196,11 +196,11 @@ class HubSpotConnector(Connector):
             source=context.source,
             provider=self.provider,
             form_id=form_id,
-            form_title=A.optional_text(latest, "title"),
+            form_title=_answers.optional_text(latest, "title"),
             event_id=conversion_id,
             submitted_at=_instant(at, "form-submissions[].timestamp"),
-            email=A.pick_email(_property(properties, "email"), answers),
-            name=name or A.pick_name(answers),
+            email=_answers.pick_email(_property(properties, "email"), answers),
+            name=name or _answers.pick_name(answers),
             answers=answers,
             metadata=metadata,
         )

@@ -25,7 +25,7 @@ from heapq import heappop, heappush
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from connectors import _answers as A
+from connectors import _answers
 from connectors._tokens import TOKEN_PARAM, UrlTokenVerification
 from connectors.base import (
     Connector,
@@ -61,13 +61,13 @@ class _Field:
 
 def _form(request: InboundRequest) -> dict[str, str]:
     # A repeated name keeps its last value, as PHP (Jotform's side) reads it.
-    return dict(A.multipart_pairs(request.body, request.header("content-type") or ""))
+    return dict(_answers.multipart_pairs(request.body, request.header("content-type") or ""))
 
 
 def _raw_request(form: dict[str, str]) -> dict[str, Any]:
     if "rawRequest" not in form:
         raise UnsupportedPayload("no rawRequest field: not a Jotform submission webhook")
-    raw = A.parse_json(form["rawRequest"], "rawRequest")
+    raw = _answers.parse_json(form["rawRequest"], "rawRequest")
     if not isinstance(raw, dict):
         raise UnsupportedPayload("rawRequest is not a JSON object")
     return raw
@@ -78,11 +78,13 @@ def _deep_empty(value: Any) -> bool:
         return all(_deep_empty(v) for v in value.values())
     if isinstance(value, list):
         return all(_deep_empty(v) for v in value)
-    return A.is_empty(value)
+    return _answers.is_empty(value)
 
 
 def _joined(raw: dict[str, Any], keys: tuple[str, ...], sep: str) -> str:
-    return sep.join(str(raw[k]).strip() for k in keys if not A.is_empty(raw.get(k)) and str(raw[k]).strip())
+    return sep.join(
+        str(raw[k]).strip() for k in keys if not _answers.is_empty(raw.get(k)) and str(raw[k]).strip()
+    )
 
 
 def _shape(raw: Any) -> tuple[str, Any, tuple[str, ...], bool]:
@@ -103,9 +105,9 @@ def _shape(raw: Any) -> tuple[str, Any, tuple[str, ...], bool]:
     if keys >= {"month", "day", "year"}:
         y, m, d = (str(raw[k]).strip() for k in ("year", "month", "day"))
         if not (y + m + d).isdigit():
-            return "date", A.coerce_value(raw), (), True
+            return "date", _answers.coerce_value(raw), (), True
         value = f"{y:0>4}-{m:0>2}-{d:0>2}"
-        if not A.is_empty(raw.get("hour")):  # a date field with a time part keeps the time as sent
+        if not _answers.is_empty(raw.get("hour")):  # a date field with a time part keeps the time as sent
             value += f" {raw['hour']}:{raw.get('min') or '00'}" + (
                 f" {raw['ampm']}" if raw.get("ampm") else ""
             )
@@ -124,11 +126,11 @@ def _shape(raw: Any) -> tuple[str, Any, tuple[str, ...], bool]:
         value = f"{raw['hourSelect']}:{raw['minuteSelect']}" + (f" {raw['ampm']}" if raw.get("ampm") else "")
         return "time", value, (value,), True
     # Matrix, products, widgets: compact JSON text, placed in `pretty` by position only.
-    return "object", A.coerce_value(raw), (), True
+    return "object", _answers.coerce_value(raw), (), True
 
 
 def _fields(raw: dict[str, Any]) -> list[_Field]:
-    uploads = A.maybe_obj(raw, "temp_upload")
+    uploads = _answers.maybe_obj(raw, "temp_upload")
     fields: list[_Field] = []
     for key, value in raw.items():
         match = _QKEY.match(key)
@@ -142,7 +144,9 @@ def _fields(raw: dict[str, Any]) -> list[_Field]:
         shown = [str(n).split("#", 1)[0] for n in names]
         found = raw.get(match[2])
         urls = [u for u in (found if isinstance(found, list) else [found]) if isinstance(u, str)]
-        f = _Field(key, match[2], int(match[1]), "file", A.file_value(urls or shown), (" ".join(shown),))
+        f = _Field(
+            key, match[2], int(match[1]), "file", _answers.file_value(urls or shown), (" ".join(shown),)
+        )
         # Form order is unknown until `pretty` is matched; put the upload where its question id fits.
         at = next((i for i, g in enumerate(fields) if g.qid > f.qid), len(fields))
         fields.insert(at, f)
@@ -270,7 +274,7 @@ def _traced(
     return labels
 
 
-def _answers(form: dict[str, str], raw: dict[str, Any]) -> tuple[list[Answer], list[str]]:
+def _collect_answers(form: dict[str, str], raw: dict[str, Any]) -> tuple[list[Answer], list[str]]:
     fields = _fields(raw)
     labels = _labels(form.get("pretty") or "", fields)
     answers: list[Answer | None] = []
@@ -279,8 +283,8 @@ def _answers(form: dict[str, str], raw: dict[str, Any]) -> tuple[list[Answer], l
         label = labels.get(i, "").strip()
         if not label:
             unplaced.append(f.key)
-        answers.append(A.answer(f.key, label or f.slug, f.type, f.value))
-    return A.collect(answers), unplaced
+        answers.append(_answers.answer(f.key, label or f.slug, f.type, f.value))
+    return _answers.collect(answers), unplaced
 
 
 class JotformConnector(UrlTokenVerification, Connector):
@@ -292,12 +296,13 @@ class JotformConnector(UrlTokenVerification, Connector):
         form = _form(request)
         _raw_request(form)  # shape check on the request path: a broken body is flagged at once
         return Envelope(
-            event_id=A.text(form, "submissionID", "body"), form_id=A.optional_text(form, "formID")
+            event_id=_answers.text(form, "submissionID", "body"),
+            form_id=_answers.optional_text(form, "formID"),
         )
 
     def normalize(self, request: InboundRequest, context: NormalizeContext) -> Submission:
         form = _form(request)
-        answers, unplaced = _answers(form, _raw_request(form))
+        answers, unplaced = _collect_answers(form, _raw_request(form))
         # Not `webhookURL`: it repeats the URL token.
         metadata: dict[str, Any] = {k: form[k] for k in ("username", "ip", "type") if form.get(k)}
         if unplaced:
@@ -306,12 +311,12 @@ class JotformConnector(UrlTokenVerification, Connector):
             id=context.submission_id,
             source=context.source,
             provider=self.provider,
-            form_id=A.optional_text(form, "formID"),
-            form_title=A.optional_text(form, "formTitle"),
-            event_id=A.text(form, "submissionID", "body"),
+            form_id=_answers.optional_text(form, "formID"),
+            form_title=_answers.optional_text(form, "formTitle"),
+            event_id=_answers.text(form, "submissionID", "body"),
             submitted_at=context.received_at,  # Jotform posts no submission time
-            email=A.pick_email(None, answers),
-            name=A.pick_name(answers),
+            email=_answers.pick_email(None, answers),
+            name=_answers.pick_name(answers),
             answers=answers,
             metadata=metadata,
         )

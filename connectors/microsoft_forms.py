@@ -25,7 +25,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from connectors import _answers as A
+from connectors import _answers
 from connectors._schemes import PING
 from connectors._tokens import HEADER_TOKEN, verify_header_token
 from connectors.base import (
@@ -46,7 +46,7 @@ _US_TIME = "%m/%d/%Y %I:%M:%S %p"
 
 
 def _body(request: InboundRequest) -> dict[str, Any]:
-    body = A.parse_json_object(request.body)
+    body = _answers.parse_json_object(request.body)
     marker = body.get("source")
     if marker is not None and marker != _SOURCE:
         raise UnsupportedPayload(
@@ -97,13 +97,13 @@ def _decoded(value: str) -> tuple[str, Any]:
     if not (text.startswith("[") and text.endswith("]")):
         return "text", value
     try:
-        items = A.parse_json(text, "answer")
+        items = _answers.parse_json(text, "answer")
     except UnsupportedPayload:
         return "text", value  # e.g. "[draft] my notes": an ordinary answer that looks like a list
     if isinstance(items, list) and all(isinstance(i, str) for i in items):
         return "choices", items
     if isinstance(items, list) and items and all(isinstance(i, dict) and "link" in i for i in items):
-        return "file", A.file_value(str(i["link"]) for i in items if isinstance(i["link"], str))
+        return "file", _answers.file_value(str(i["link"]) for i in items if isinstance(i["link"], str))
     return "text", value  # an array of something else: keep the answer verbatim rather than guess
 
 
@@ -116,7 +116,7 @@ def _answer(question: str, raw: Any) -> Answer | None:
         type_, value = "number", raw  # a flow that converts with int()/float() keeps the JSON type
     else:
         type_, value = "text", raw
-    return A.answer(question, question, type_, value)
+    return _answers.answer(question, question, type_, value)
 
 
 class MicrosoftFormsConnector(Connector):
@@ -136,7 +136,7 @@ class MicrosoftFormsConnector(Connector):
         body = _body(request)
         if body.get("type") == PING:
             # Hand-made connectivity check from the docs; no response id, so key on the exact bytes.
-            form_id = A.optional_text(body, "form_id")
+            form_id = _answers.optional_text(body, "form_id")
             note = "hookhub.ping test message"
             event_id = f"sha256:{request.body_sha256()}"
             return Envelope(event_id=event_id, kind="test", form_id=form_id, note=note)
@@ -152,10 +152,10 @@ class MicrosoftFormsConnector(Connector):
         raw_answers = body.get("answers")
         if not isinstance(raw_answers, dict):
             raise UnsupportedPayload('body.answers is missing or not an object {"<question>": <answer>}')
-        answers = A.collect(_answer(str(q), v) for q, v in raw_answers.items())
+        answers = _answers.collect(_answer(str(q), v) for q, v in raw_answers.items())
         responder = body.get("responder")
         metadata: dict[str, Any] = {}
-        if isinstance(responder, str) and responder and not A.is_email(responder):
+        if isinstance(responder, str) and responder and not _answers.is_email(responder):
             metadata["responder"] = responder  # "anonymous", or a name when the tenant hides e-mails
         run_id = request.header("x-ms-workflow-run-id")
         if run_id:
@@ -165,11 +165,11 @@ class MicrosoftFormsConnector(Connector):
             source=context.source,
             provider=self.provider,
             form_id=form_id,
-            form_title=A.optional_text(body, "form_title"),
+            form_title=_answers.optional_text(body, "form_title"),
             event_id=_response_id(body),
             submitted_at=_submitted_at(body.get("submitted_at"), context.received_at),
-            email=A.pick_email(responder if responder != _ANONYMOUS else None, answers),
-            name=A.pick_name(answers),
+            email=_answers.pick_email(responder if responder != _ANONYMOUS else None, answers),
+            name=_answers.pick_name(answers),
             answers=answers,
             metadata=metadata,
         )

@@ -19,7 +19,7 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 
-from connectors import _answers as A
+from connectors import _answers
 from connectors._tokens import UrlTokenVerification, url_with_token
 from connectors.base import (
     Connector,
@@ -36,10 +36,10 @@ _SUBMISSION = "submission"
 
 
 def _body(request: InboundRequest) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    body = A.parse_json_object(request.body)
+    body = _answers.parse_json_object(request.body)
     if not isinstance(body.get("data"), list):
         raise UnsupportedPayload("body.data is missing or not a list: not a Paperform webhook")
-    return body, A.items(body, "data", "body")
+    return body, _answers.items(body, "data", "body")
 
 
 def _urls(value: Any) -> list[str] | None:
@@ -57,8 +57,8 @@ def _answer(item: dict[str, Any]) -> Answer | None:
     value = item.get("value")
     urls = _urls(value)
     if urls is not None:
-        return A.answer(key, label, type_, A.file_value(urls))
-    return A.answer(key, label, type_, value)
+        return _answers.answer(key, label, type_, _answers.file_value(urls))
+    return _answers.answer(key, label, type_, value)
 
 
 class PaperformConnector(UrlTokenVerification, Connector):
@@ -67,9 +67,9 @@ class PaperformConnector(UrlTokenVerification, Connector):
 
     def envelope(self, request: InboundRequest) -> Envelope:
         body, _ = _body(request)
-        form_id = A.optional_text(body, "form_id")
+        form_id = _answers.optional_text(body, "form_id")
         trigger = body.get("trigger")
-        submission_id = A.optional_text(body, "submission_id")
+        submission_id = _answers.optional_text(body, "submission_id")
         if submission_id and trigger in (None, _SUBMISSION):
             # The "Test" button re-sends the latest submission: same id, so a duplicate.
             return Envelope(event_id=submission_id, form_id=form_id)
@@ -88,19 +88,19 @@ class PaperformConnector(UrlTokenVerification, Connector):
 
     def normalize(self, request: InboundRequest, context: NormalizeContext) -> Submission:
         body, data = _body(request)
-        answers = A.collect(_answer(item) for item in data)
+        answers = _answers.collect(_answer(item) for item in data)
         hidden = {a.label: a.value for a in answers if a.type == "hidden"}
         metadata = {k: body[k] for k in ("slug", "charge", "team_id") if body.get(k) is not None}
         return Submission(
             id=context.submission_id,
             source=context.source,
             provider=self.provider,
-            form_id=A.optional_text(body, "form_id"),
-            event_id=A.text(body, "submission_id", "body"),
+            form_id=_answers.optional_text(body, "form_id"),
+            event_id=_answers.text(body, "submission_id", "body"),
             # "YYYY-MM-DD HH:MM:SS" without a zone: read as UTC (unconfirmed, see the docs page).
-            submitted_at=A.instant(body.get("created_at"), "created_at", context.received_at),
-            email=A.pick_email(None, answers),
-            name=A.pick_name(answers),
+            submitted_at=_answers.instant(body.get("created_at"), "created_at", context.received_at),
+            email=_answers.pick_email(None, answers),
+            name=_answers.pick_name(answers),
             answers=answers,
             hidden=hidden,
             metadata=metadata,

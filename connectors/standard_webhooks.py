@@ -15,7 +15,7 @@ import secrets
 import uuid
 from datetime import UTC, datetime
 
-from connectors import _answers as A
+from connectors import _answers
 from connectors._schemes import StandardWebhooksVerification, signed_request, typed_envelope, webhook_id
 from connectors.base import (
     Connector,
@@ -37,16 +37,16 @@ class StandardWebhooksConnector(StandardWebhooksVerification, Connector):
         return typed_envelope(request, SUBMITTED)
 
     def normalize(self, request: InboundRequest, context: NormalizeContext) -> Submission:
-        body = A.parse_json_object(request.body)
-        data = A.obj(body, "data", "body")
-        answers = A.collect(
-            A.answer(
+        body = _answers.parse_json_object(request.body)
+        data = _answers.obj(body, "data", "body")
+        answers = _answers.collect(
+            _answers.answer(
                 a.get("key") or a.get("id") or a.get("label") or f"answer_{i}",
                 a.get("label") or a.get("key") or f"answer_{i}",
                 a.get("type") or "unknown",
                 a.get("value"),
             )
-            for i, a in enumerate(A.items(data, "answers", "data"), start=1)
+            for i, a in enumerate(_answers.items(data, "answers", "data"), start=1)
         )
         metadata = {k: data[k] for k in ("submission_id",) if data.get(k) is not None}
         if body.get("timestamp"):
@@ -55,14 +55,15 @@ class StandardWebhooksConnector(StandardWebhooksVerification, Connector):
             id=context.submission_id,
             source=context.source,
             provider=self.provider,
-            form_id=A.optional_text(data, "form_id"),
-            form_title=A.optional_text(data, "form_name") or A.optional_text(data, "form_title"),
+            form_id=_answers.optional_text(data, "form_id"),
+            form_title=_answers.optional_text(data, "form_name")
+            or _answers.optional_text(data, "form_title"),
             event_id=webhook_id(request),
-            submitted_at=A.instant(data.get("submitted_at"), "data.submitted_at", context.received_at),
-            email=A.pick_email(data.get("respondent_email"), answers),
-            name=A.pick_name(answers),
+            submitted_at=_answers.instant(data.get("submitted_at"), "data.submitted_at", context.received_at),
+            email=_answers.pick_email(data.get("respondent_email"), answers),
+            name=_answers.pick_name(answers),
             answers=answers,
-            hidden=A.maybe_obj(data, "hidden"),
+            hidden=_answers.maybe_obj(data, "hidden"),
             metadata=metadata,
         )
 

@@ -13,7 +13,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from connectors import _answers as A
+from connectors import _answers
 from connectors._hashing import hmac_digest
 from connectors._schemes import b64, verify_body_hmac_b64
 from connectors.base import (
@@ -33,22 +33,24 @@ _FILES = frozenset({"FILE_UPLOAD", "SIGNATURE"})
 
 
 def _field_value(field: dict[str, Any]) -> Any:
-    type_ = A.key(field.get("type"))
+    type_ = _answers.key(field.get("type"))
     value = field.get("value")
     if type_ in _ONE_OPTION or type_ in _MANY_OPTIONS:
-        options = {A.key(o.get("id")): o.get("text") for o in A.items(field, "options", "field")}
+        options = {
+            _answers.key(o.get("id")): o.get("text") for o in _answers.items(field, "options", "field")
+        }
         chosen = value if isinstance(value, list) else [value]
         # An id missing from options[] is kept as sent rather than dropped.
-        labels = [options.get(v, v) if isinstance(v, str) else v for v in chosen if not A.is_empty(v)]
+        labels = [options.get(v, v) if isinstance(v, str) else v for v in chosen if not _answers.is_empty(v)]
         if type_ in _ONE_OPTION and len(labels) == 1:
             return labels[0]
         return labels
     if type_ in _FILES and isinstance(value, list):
-        return A.file_value(f.get("url", "") for f in value if isinstance(f, dict))
+        return _answers.file_value(f.get("url", "") for f in value if isinstance(f, dict))
     return value
 
 
-def _answers(fields: list[dict[str, Any]]) -> list[Answer]:
+def _collect_answers(fields: list[dict[str, Any]]) -> list[Answer]:
     out: list[Answer | None] = []
     checkbox_parents: list[str] = []
     for field in fields:
@@ -60,8 +62,10 @@ def _answers(fields: list[dict[str, Any]]) -> list[Answer]:
         if field.get("type") == "CHECKBOXES":
             checkbox_parents.append(key)
         label = field.get("label") or key
-        out.append(A.answer(key or label, label, str(field.get("type") or "unknown"), _field_value(field)))
-    return A.collect(out)
+        out.append(
+            _answers.answer(key or label, label, str(field.get("type") or "unknown"), _field_value(field))
+        )
+    return _answers.collect(out)
 
 
 class TallyConnector(Connector):
@@ -75,10 +79,10 @@ class TallyConnector(Connector):
         verify_body_hmac_b64(request, source, "tally-signature")
 
     def envelope(self, request: InboundRequest) -> Envelope:
-        body = A.parse_json_object(request.body)
-        event_id = A.text(body, "eventId", "body")
-        data = A.obj(body, "data", "body")
-        form_id = A.optional_text(data, "formId")
+        body = _answers.parse_json_object(request.body)
+        event_id = _answers.text(body, "eventId", "body")
+        data = _answers.obj(body, "data", "body")
+        form_id = _answers.optional_text(data, "formId")
         event_type = body.get("eventType")
         if event_type == _SUBMITTED:
             return Envelope(event_id=event_id, form_id=form_id)
@@ -90,14 +94,14 @@ class TallyConnector(Connector):
         )
 
     def normalize(self, request: InboundRequest, context: NormalizeContext) -> Submission:
-        body = A.parse_json_object(request.body)
-        data = A.obj(body, "data", "body")
-        fields = A.items(data, "fields", "data")
-        answers = _answers(fields)
+        body = _answers.parse_json_object(request.body)
+        data = _answers.obj(body, "data", "body")
+        fields = _answers.items(data, "fields", "data")
+        answers = _collect_answers(fields)
         hidden = {
             str(f.get("label") or f.get("key")): f["value"]
             for f in fields
-            if f.get("type") == "HIDDEN_FIELDS" and not A.is_empty(f.get("value"))
+            if f.get("type") == "HIDDEN_FIELDS" and not _answers.is_empty(f.get("value"))
         }
         metadata = {
             k: data[k] for k in ("responseId", "submissionId", "respondentId") if data.get(k) is not None
@@ -108,12 +112,12 @@ class TallyConnector(Connector):
             id=context.submission_id,
             source=context.source,
             provider=self.provider,
-            form_id=A.optional_text(data, "formId"),
-            form_title=A.optional_text(data, "formName"),
-            event_id=A.text(body, "eventId", "body"),
-            submitted_at=A.instant(data.get("createdAt"), "data.createdAt", context.received_at),
-            email=A.pick_email(None, answers),
-            name=A.pick_name(answers),
+            form_id=_answers.optional_text(data, "formId"),
+            form_title=_answers.optional_text(data, "formName"),
+            event_id=_answers.text(body, "eventId", "body"),
+            submitted_at=_answers.instant(data.get("createdAt"), "data.createdAt", context.received_at),
+            email=_answers.pick_email(None, answers),
+            name=_answers.pick_name(answers),
             answers=answers,
             hidden=hidden,
             metadata=metadata,

@@ -14,7 +14,7 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 
-from connectors import _answers as A
+from connectors import _answers
 from connectors._hashing import hmac_digest
 from connectors._schemes import b64, verify_body_hmac_b64
 from connectors.base import (
@@ -56,10 +56,10 @@ class TypeformConnector(Connector):
         verify_body_hmac_b64(request, source, "typeform-signature", prefix="sha256=")
 
     def envelope(self, request: InboundRequest) -> Envelope:
-        body = A.parse_json_object(request.body)
-        event_id = A.text(body, "event_id", "body")
-        response = A.obj(body, "form_response", "body")
-        form_id = A.optional_text(response, "form_id")
+        body = _answers.parse_json_object(request.body)
+        event_id = _answers.text(body, "event_id", "body")
+        response = _answers.obj(body, "form_response", "body")
+        form_id = _answers.optional_text(response, "form_id")
         event_type = body.get("event_type")
         if event_type == _SUBMITTED:
             return Envelope(event_id=event_id, form_id=form_id)
@@ -71,32 +71,35 @@ class TypeformConnector(Connector):
         return Envelope(event_id=event_id, kind="ignored", form_id=form_id, note=note)
 
     def normalize(self, request: InboundRequest, context: NormalizeContext) -> Submission:
-        body = A.parse_json_object(request.body)
-        response = A.obj(body, "form_response", "body")
-        definition = A.maybe_obj(response, "definition")
-        fields = {A.key(f.get("id")): f for f in A.items(definition, "fields", "form_response.definition")}
+        body = _answers.parse_json_object(request.body)
+        response = _answers.obj(body, "form_response", "body")
+        definition = _answers.maybe_obj(response, "definition")
+        fields = {
+            _answers.key(f.get("id")): f
+            for f in _answers.items(definition, "fields", "form_response.definition")
+        }
 
         answers: list[Answer | None] = []
-        for position, raw in enumerate(A.items(response, "answers", "form_response"), start=1):
-            ref = A.maybe_obj(raw, "field")
-            field = fields.get(A.key(ref.get("id"))) or {}
+        for position, raw in enumerate(_answers.items(response, "answers", "form_response"), start=1):
+            ref = _answers.maybe_obj(raw, "field")
+            field = fields.get(_answers.key(ref.get("id"))) or {}
             key = ref.get("ref") or ref.get("id") or f"answer_{position}"
             label = field.get("title") or key
             type_ = ref.get("type") or field.get("type") or raw.get("type") or "unknown"
-            answers.append(A.answer(key, label, type_, _answer_value(raw)))
-        hidden = A.maybe_obj(response, "hidden")
-        answers.extend(A.answer(name, name, "hidden", value) for name, value in hidden.items())
-        collected = A.collect(answers)
+            answers.append(_answers.answer(key, label, type_, _answer_value(raw)))
+        hidden = _answers.maybe_obj(response, "hidden")
+        answers.extend(_answers.answer(name, name, "hidden", value) for name, value in hidden.items())
+        collected = _answers.collect(answers)
 
         metadata: dict[str, Any] = {
             k: response[k] for k in ("token", "landed_at") if response.get(k) is not None
         }
-        score = A.maybe_obj(response, "calculated").get("score")
+        score = _answers.maybe_obj(response, "calculated").get("score")
         if score is not None:
             metadata["score"] = score
         variables = {
             v["key"]: v.get(str(v.get("type")))
-            for v in A.items(response, "variables", "form_response")
+            for v in _answers.items(response, "variables", "form_response")
             if isinstance(v.get("key"), str)
         }
         if variables:
@@ -109,14 +112,14 @@ class TypeformConnector(Connector):
             id=context.submission_id,
             source=context.source,
             provider=self.provider,
-            form_id=A.optional_text(response, "form_id") or A.optional_text(definition, "id"),
-            form_title=A.optional_text(definition, "title"),
-            event_id=A.text(body, "event_id", "body"),
-            submitted_at=A.instant(
+            form_id=_answers.optional_text(response, "form_id") or _answers.optional_text(definition, "id"),
+            form_title=_answers.optional_text(definition, "title"),
+            event_id=_answers.text(body, "event_id", "body"),
+            submitted_at=_answers.instant(
                 response.get("submitted_at"), "form_response.submitted_at", context.received_at
             ),
-            email=A.pick_email(None, collected),
-            name=A.pick_name(collected),
+            email=_answers.pick_email(None, collected),
+            name=_answers.pick_name(collected),
             answers=collected,
             hidden=dict(hidden),
             metadata=metadata,

@@ -21,7 +21,7 @@ from urllib.parse import urlencode
 
 from pydantic import BaseModel, ConfigDict
 
-from connectors import _answers as A
+from connectors import _answers
 from connectors._hashing import hmac_digest
 from connectors._schemes import epoch_number, matches_any
 from connectors._tokens import TOKEN_PARAM, verify_query_token
@@ -84,7 +84,7 @@ def _payload(body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
                 "legacy Webflow v1 webhook body (site, d, _id): recreate the webhook with the v2 Data API"
             )
         raise UnsupportedPayload('body.triggerType is missing: expected {"triggerType", "payload"}')
-    return trigger, A.obj(body, "payload", "body")
+    return trigger, _answers.obj(body, "payload", "body")
 
 
 class WebflowConnector(Connector):
@@ -102,8 +102,8 @@ class WebflowConnector(Connector):
             _verify_signature(request, source, now)
 
     def envelope(self, request: InboundRequest) -> Envelope:
-        trigger, payload = _payload(A.parse_json_object(request.body))
-        form_id = A.optional_text(payload, "formId")
+        trigger, payload = _payload(_answers.parse_json_object(request.body))
+        form_id = _answers.optional_text(payload, "formId")
         if trigger != _SUBMITTED:
             # Other triggers share the endpoint; their `payload.id` (if any) names an object that
             # changes many times (a CMS item), so the body hash is the only safe dedupe key.
@@ -113,20 +113,22 @@ class WebflowConnector(Connector):
                 form_id=form_id,
                 note=f"trigger type {trigger!r} is not {_SUBMITTED!r}",
             )
-        event_id = A.text(payload, "id", "body.payload")
-        A.obj(payload, "data", "body.payload")
+        event_id = _answers.text(payload, "id", "body.payload")
+        _answers.obj(payload, "data", "body.payload")
         return Envelope(event_id=event_id, form_id=form_id)
 
     def normalize(self, request: InboundRequest, context: NormalizeContext) -> Submission:
-        trigger, payload = _payload(A.parse_json_object(request.body))
+        trigger, payload = _payload(_answers.parse_json_object(request.body))
         if trigger != _SUBMITTED:
             raise UnsupportedPayload(f"trigger type {trigger!r} is not {_SUBMITTED!r}")
-        data = A.obj(payload, "data", "body.payload")
+        data = _answers.obj(payload, "data", "body.payload")
         schema = {
-            name: f for f in A.items(payload, "schema", "body.payload") if (name := A.key(f.get("fieldName")))
+            name: f
+            for f in _answers.items(payload, "schema", "body.payload")
+            if (name := _answers.key(f.get("fieldName")))
         }
-        answers = A.collect(
-            A.answer(
+        answers = _answers.collect(
+            _answers.answer(
                 schema.get(name, {}).get("fieldElementId") or name,
                 name,
                 schema.get(name, {}).get("fieldType") or "unknown",
@@ -139,12 +141,14 @@ class WebflowConnector(Connector):
             id=context.submission_id,
             source=context.source,
             provider=self.provider,
-            form_id=A.optional_text(payload, "formId"),
-            form_title=A.optional_text(payload, "name"),
-            event_id=A.text(payload, "id", "body.payload"),
-            submitted_at=A.instant(payload.get("submittedAt"), "payload.submittedAt", context.received_at),
-            email=A.pick_email(None, answers),
-            name=A.pick_name(answers),
+            form_id=_answers.optional_text(payload, "formId"),
+            form_title=_answers.optional_text(payload, "name"),
+            event_id=_answers.text(payload, "id", "body.payload"),
+            submitted_at=_answers.instant(
+                payload.get("submittedAt"), "payload.submittedAt", context.received_at
+            ),
+            email=_answers.pick_email(None, answers),
+            name=_answers.pick_name(answers),
             answers=answers,
             metadata=metadata,
         )

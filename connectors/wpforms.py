@@ -20,7 +20,7 @@ import secrets
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from connectors import _answers as A
+from connectors import _answers
 from connectors._tokens import TOKEN_HEADER, HookhubOrBearerTokenVerification
 from connectors.base import (
     Connector,
@@ -51,7 +51,7 @@ def _event_id(request: InboundRequest, body: dict[str, Any]) -> str:
 
 def _submitted_at(body: dict[str, Any], fallback: datetime) -> datetime:
     value = body.get("submitted_at")
-    if A.is_empty(value):
+    if _answers.is_empty(value):
         return fallback
     try:
         return parse_instant(str(value))
@@ -61,23 +61,25 @@ def _submitted_at(body: dict[str, Any], fallback: datetime) -> datetime:
         ) from None
 
 
-def _answers(body: dict[str, Any]) -> list[Answer]:
-    return A.collect(A.answer(k, k, "text", v) for k, v in body.items() if k not in _NOT_ANSWERS)
+def _collect_answers(body: dict[str, Any]) -> list[Answer]:
+    return _answers.collect(
+        _answers.answer(k, k, "text", v) for k, v in body.items() if k not in _NOT_ANSWERS
+    )
 
 
 class WPFormsConnector(HookhubOrBearerTokenVerification, Connector):
     provider = "wpforms"
     title = "WPForms (Webhooks addon)"
-    content_types = A.BODY_OBJECT_TYPES
+    content_types = _answers.BODY_OBJECT_TYPES
 
     def envelope(self, request: InboundRequest) -> Envelope:
-        body = A.parse_body_object(request)
+        body = _answers.parse_body_object(request)
         # The addon fires on submission only; it has no test or ping request.
         return Envelope(event_id=_event_id(request, body), form_id=_id(body, "form_id"))
 
     def normalize(self, request: InboundRequest, context: NormalizeContext) -> Submission:
-        body = A.parse_body_object(request)
-        answers = _answers(body)
+        body = _answers.parse_body_object(request)
+        answers = _collect_answers(body)
         return Submission(
             id=context.submission_id,
             source=context.source,
@@ -85,8 +87,8 @@ class WPFormsConnector(HookhubOrBearerTokenVerification, Connector):
             form_id=_id(body, "form_id"),
             event_id=_event_id(request, body),
             submitted_at=_submitted_at(body, context.received_at),
-            email=A.pick_email(None, answers),
-            name=A.pick_name(answers),
+            email=_answers.pick_email(None, answers),
+            name=_answers.pick_name(answers),
             answers=answers,
         )
 

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_plus, urlencode
 
-from connectors import _answers as A
+from connectors import _answers
 from connectors._tokens import verify_token
 from connectors.base import (
     Connector,
@@ -51,7 +51,7 @@ _HANDSHAKE_FIELD = HANDSHAKE.encode() + b"="
 
 
 def _form(request: InboundRequest) -> dict[str, str]:
-    return A.parse_form_urlencoded(request.body)
+    return _answers.parse_form_urlencoded(request.body)
 
 
 def _handshake_key(body: bytes) -> str | None:
@@ -77,7 +77,7 @@ def _structure(form: dict[str, str], key: str) -> dict[str, Any]:
     raw = form.get(key)
     if not raw:
         return {}
-    value = A.parse_json(raw, f"{key} (Wufoo sends it as a JSON string)")
+    value = _answers.parse_json(raw, f"{key} (Wufoo sends it as a JSON string)")
     if not isinstance(value, dict):
         raise UnsupportedPayload(f"{key} is not a JSON object")
     return value
@@ -85,7 +85,7 @@ def _structure(form: dict[str, str], key: str) -> dict[str, Any]:
 
 def _form_id(form: dict[str, str]) -> str | None:
     structure = _structure(form, "FormStructure")
-    return A.optional_text(structure, "Hash") or A.optional_text(structure, "Url")
+    return _answers.optional_text(structure, "Hash") or _answers.optional_text(structure, "Url")
 
 
 def _date(value: str) -> str:
@@ -96,44 +96,44 @@ def _date(value: str) -> str:
 
 def _field_answers(field: dict[str, Any], form: dict[str, str]) -> tuple[list[Answer | None], set[str]]:
     """Answers of one FieldStructure entry, and the body keys it consumed."""
-    field_id = A.text(field, "ID", "FieldStructure.Fields[]")
+    field_id = _answers.text(field, "ID", "FieldStructure.Fields[]")
     title = str(field.get("Title") or field_id)
     type_ = str(field.get("Type") or "unknown")
-    subfields = A.items(field, "SubFields", f"FieldStructure field {field_id}")
+    subfields = _answers.items(field, "SubFields", f"FieldStructure field {field_id}")
     if subfields:
-        ids = [A.text(s, "ID", f"{field_id}.SubFields[]") for s in subfields]
+        ids = [_answers.text(s, "ID", f"{field_id}.SubFields[]") for s in subfields]
         values = [form.get(i, "") for i in ids]
         if type_ == "checkbox":
             # Every choice has its own id; a ticked one holds the choice text, an unticked one "".
-            return [A.answer(field_id, title, type_, [v for v in values if v])], set(ids)
+            return [_answers.answer(field_id, title, type_, [v for v in values if v])], set(ids)
         if type_ == "likert":
             # A matrix: one answer per statement (row), the chosen column as its value.
             rows = [
-                A.answer(i, f"{title}: {s.get('Label') or i}", type_, v)
+                _answers.answer(i, f"{title}: {s.get('Label') or i}", type_, v)
                 for i, s, v in zip(ids, subfields, values, strict=False)  # a short list ends the rows
             ]
             return rows, set(ids)
         separator = " " if type_ in _NAME_TYPES else ", "  # names "First Last"; addresses one line
-        return [A.answer(field_id, title, type_, separator.join(v for v in values if v))], set(ids)
+        return [_answers.answer(field_id, title, type_, separator.join(v for v in values if v))], set(ids)
     value = form.get(field_id, "")
     if type_ == "file":
         value = form.get(f"{field_id}-url") or value  # the plain value is "name (size)"
     elif type_ in _DATE_TYPES:
         value = _date(value)
-    return [A.answer(field_id, title, type_, value)], {field_id, f"{field_id}-url"}
+    return [_answers.answer(field_id, title, type_, value)], {field_id, f"{field_id}-url"}
 
 
 def _bare_answer(field_id: str, form: dict[str, str], email_named: bool) -> Answer | None:
     value = form.get(f"{field_id}-url") or form[field_id]
-    if not email_named and A.is_email(value):
+    if not email_named and _answers.is_email(value):
         # No titles without metadata. The first e-mail address gets the stable label "Email" so routes
         # and templates can address the respondent's address; everything else keeps its field id.
-        return A.answer(field_id, "Email", "email", value)
-    return A.answer(field_id, field_id, "text", value)
+        return _answers.answer(field_id, "Email", "email", value)
+    return _answers.answer(field_id, field_id, "text", value)
 
 
-def _answers(form: dict[str, str]) -> list[Answer]:
-    fields = A.items(_structure(form, "FieldStructure"), "Fields", "FieldStructure")
+def _collect_answers(form: dict[str, str]) -> list[Answer]:
+    fields = _answers.items(_structure(form, "FieldStructure"), "Fields", "FieldStructure")
     out: list[Answer | None] = []
     used: set[str] = set()
     for field in fields:
@@ -147,14 +147,14 @@ def _answers(form: dict[str, str]) -> list[Answer]:
             answer = _bare_answer(key, form, email_named)
             email_named |= answer is not None and answer.label == "Email"
             out.append(answer)
-    return A.collect(out)
+    return _answers.collect(out)
 
 
 def _name(answers: list[Answer]) -> str | None:
     for a in answers:
         if a.type in _NAME_TYPES and isinstance(a.value, str):
             return a.value
-    return A.pick_name(answers)
+    return _answers.pick_name(answers)
 
 
 class WufooConnector(Connector):
@@ -174,12 +174,12 @@ class WufooConnector(Connector):
         if "EntryId" not in form:
             raise UnsupportedPayload("no EntryId field: not a Wufoo entry webhook")
         # Wufoo only posts new entries; it has no test or ping event.
-        return Envelope(event_id=A.text(form, "EntryId", "body"), form_id=_form_id(form))
+        return Envelope(event_id=_answers.text(form, "EntryId", "body"), form_id=_form_id(form))
 
     def normalize(self, request: InboundRequest, context: NormalizeContext) -> Submission:
         form = _form(request)
-        event_id = A.text(form, "EntryId", "body")
-        answers = _answers(form)
+        event_id = _answers.text(form, "EntryId", "body")
+        answers = _collect_answers(form)
         structure = _structure(form, "FormStructure")
         metadata: dict[str, Any] = {m: form[k] for k, m in _ENTRY_INFO.items() if form.get(k)}
         if structure.get("Url"):
@@ -189,11 +189,11 @@ class WufooConnector(Connector):
             source=context.source,
             provider=self.provider,
             form_id=_form_id(form),
-            form_title=A.optional_text(structure, "Name"),
+            form_title=_answers.optional_text(structure, "Name"),
             event_id=event_id,
             # "YYYY-MM-DD HH:MM:SS" without a zone: read as UTC (unconfirmed, see the docs page).
-            submitted_at=A.instant(form.get("DateCreated"), "DateCreated", context.received_at),
-            email=A.pick_email(None, answers),
+            submitted_at=_answers.instant(form.get("DateCreated"), "DateCreated", context.received_at),
+            email=_answers.pick_email(None, answers),
             name=_name(answers),
             answers=answers,
             metadata=metadata,

@@ -137,11 +137,11 @@ class Dispatcher:
                 "resuming work of a previous run",
                 extra={"event": "recovered", "submissions": inbox, "deliveries": deliveries},
             )
-        processes = self.hub.config.config.dispatch.delivery_processes
+        processes = self.hub.config.current.dispatch.delivery_processes
         pool = DeliveryPool(processes, _log_level()) if processes else None
         self.pool = pool
         runtime = Runtime(
-            config=lambda: self.hub.config.config,
+            config=lambda: self.hub.config.current,
             spool_path=self.hub.spool_path,
             data_dir=self.hub.data_dir,
             delivery_pool=pool,
@@ -156,7 +156,7 @@ class Dispatcher:
         # Awaited here, not in a task of its own: the runs started below inherit the clients.
         await session.prefect.ensure()
         self._start_services(session)
-        settings = self.hub.config.config.dispatch
+        settings = self.hub.config.current.dispatch
         claimed = await self._claim_when_ready(
             session, settings.max_flows, settings.batch_size, settings.batch_wait
         )
@@ -257,7 +257,7 @@ class Dispatcher:
 
         Otherwise they start on first use.
         """
-        if not any(pool.takes(d.type) for d in self.hub.config.config.destinations.values()):
+        if not any(pool.takes(d.type) for d in self.hub.config.current.destinations.values()):
             return
         try:
             await pool.start()
@@ -272,7 +272,7 @@ class Dispatcher:
         from flows.maintenance import due_sources, maintain_sources
 
         try:
-            due = due_sources(self.hub.config.config, conn, self.clock())
+            due = due_sources(self.hub.config.current, conn, self.clock())
             if not due:
                 return
             await maintain_sources(

@@ -60,7 +60,8 @@ def prepare_sources(config: HubConfig) -> dict[str, PreparedSource]:
 class ConfigHolder:
     path: Path
     environ: Mapping[str, str] | None = None
-    config: HubConfig = field(init=False)
+    current: HubConfig = field(init=False)
+    """The configuration in force (replaced whole by a reload that succeeds)."""
     sources: dict[str, PreparedSource] = field(init=False)
     loaded_at: float = field(init=False)
     last_error: str | None = field(default=None, init=False)
@@ -72,7 +73,7 @@ class ConfigHolder:
 
     def _install(self, config: HubConfig) -> None:
         self.sources = prepare_sources(config)
-        self.config = config
+        self.current = config
         self.loaded_at = time.time()
         self.last_error = None
         for listener in self.listeners:

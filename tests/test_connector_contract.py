@@ -16,8 +16,7 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from connectors import _answers as A
-from connectors import all_connectors, get_connector
+from connectors import _answers, all_connectors, get_connector
 from connectors._schemes import hmac_digest, sign_standard_webhooks, verify_standard_webhooks
 from connectors.base import (
     Connector,
@@ -324,14 +323,14 @@ def test_standard_webhooks_bad_configured_secret_is_a_verification_failure() -> 
 
 
 def test_answer_omits_empty_values_and_keeps_json_types() -> None:
-    assert [A.answer("k", "L", "t", v) for v in (None, "", [], {})] == [None] * 4
-    kept = A.collect(
+    assert [_answers.answer("k", "L", "t", v) for v in (None, "", [], {})] == [None] * 4
+    kept = _answers.collect(
         [
-            A.answer("a", "A", "NUMBER", 3),
-            A.answer("b", "B", "text", "3"),
+            _answers.answer("a", "A", "NUMBER", 3),
+            _answers.answer("b", "B", "text", "3"),
             None,
-            A.answer("c", "C", "bool", False),
-            A.answer("d", "D", "multi", ["x", None, 2]),
+            _answers.answer("c", "C", "bool", False),
+            _answers.answer("d", "D", "multi", ["x", None, 2]),
         ]
     )
     assert [(a.type, a.value) for a in kept] == [
@@ -344,33 +343,40 @@ def test_answer_omits_empty_values_and_keeps_json_types() -> None:
 
 
 def test_file_value_is_string_for_one_file_and_list_for_several() -> None:
-    assert A.file_value(["https://f/1"]) == "https://f/1"
-    assert A.file_value(["https://f/1", "https://f/2"]) == ["https://f/1", "https://f/2"]
+    assert _answers.file_value(["https://f/1"]) == "https://f/1"
+    assert _answers.file_value(["https://f/1", "https://f/2"]) == ["https://f/1", "https://f/2"]
 
 
 def test_pick_email_order() -> None:
-    answers = A.collect(
+    answers = _answers.collect(
         [
-            A.answer("n", "Note", "text", "contact me at typed@example.org"),
-            A.answer("x", "Other", "text", "loose@example.org"),
-            A.answer("e", "Work email", "input_email", "typed@example.org"),
+            _answers.answer("n", "Note", "text", "contact me at typed@example.org"),
+            _answers.answer("x", "Other", "text", "loose@example.org"),
+            _answers.answer("e", "Work email", "input_email", "typed@example.org"),
         ]
     )
-    assert A.pick_email("respondent@example.org", answers) == "respondent@example.org"
-    assert A.pick_email(None, answers) == "typed@example.org"
-    assert A.pick_email(None, answers[:2]) == "loose@example.org"
-    assert A.pick_email(None, answers[:1]) is None
+    assert _answers.pick_email("respondent@example.org", answers) == "respondent@example.org"
+    assert _answers.pick_email(None, answers) == "typed@example.org"
+    assert _answers.pick_email(None, answers[:2]) == "loose@example.org"
+    assert _answers.pick_email(None, answers[:1]) is None
 
 
 def test_pick_name() -> None:
     assert (
-        A.pick_name(
-            A.collect([A.answer("1", "Email", "email", "a@b.co"), A.answer("2", "Your Name:", "text", "Ada")])
+        _answers.pick_name(
+            _answers.collect(
+                [
+                    _answers.answer("1", "Email", "email", "a@b.co"),
+                    _answers.answer("2", "Your Name:", "text", "Ada"),
+                ]
+            )
         )
         == "Ada"
     )
-    assert A.pick_name(A.collect([A.answer("1", "Who?", "name", "Grace")])) == "Grace"
-    assert A.pick_name(A.collect([A.answer("1", "Company name", "text", "ACME")])) is None
+    assert _answers.pick_name(_answers.collect([_answers.answer("1", "Who?", "name", "Grace")])) == "Grace"
+    assert (
+        _answers.pick_name(_answers.collect([_answers.answer("1", "Company name", "text", "ACME")])) is None
+    )
 
 
 @pytest.mark.parametrize(
@@ -384,4 +390,4 @@ def test_pick_name() -> None:
 )
 def test_parse_json_object_reasons(body: bytes, reason: str) -> None:
     with pytest.raises(UnsupportedPayload, match=reason):
-        A.parse_json_object(body)
+        _answers.parse_json_object(body)

@@ -17,8 +17,7 @@ import httpx
 import pytest
 from pydantic import BaseModel
 
-from connectors import _answers as A
-from connectors import get_connector
+from connectors import _answers, get_connector
 from connectors._hashing import hmac_digest
 from connectors._schemes import b64, sign_standard_webhooks
 from connectors.base import (
@@ -129,18 +128,18 @@ def test_a_huge_webhook_timestamp_is_answered_401_by_a_running_hub(tmp_path: Pat
     ],
 )
 def test_numbers_a_float_cannot_hold_are_kept_as_their_text(text: str, expected: object) -> None:
-    parsed = A.parse_json_object(f'{{"n": {text}, "list": [{text}]}}'.encode())
+    parsed = _answers.parse_json_object(f'{{"n": {text}, "list": [{text}]}}'.encode())
     assert parsed == {"n": expected, "list": [expected]}
     assert type(parsed["n"]) is type(expected)
 
 
 def test_nesting_is_bounded_with_a_reason() -> None:
-    assert A.parse_json_object(b'{"a":' + b"[" * 99 + b"]" * 99 + b"}")
+    assert _answers.parse_json_object(b'{"a":' + b"[" * 99 + b"]" * 99 + b"}")
     for depth in (100, 3000, 200_000):
         with pytest.raises(UnsupportedPayload, match="nested more than 100 levels deep"):
-            A.parse_json_object(b'{"a":' + b"[" * depth + b"]" * depth + b"}")
+            _answers.parse_json_object(b'{"a":' + b"[" * depth + b"]" * depth + b"}")
     with pytest.raises(UnsupportedPayload, match="rawRequest is nested more than 100 levels deep"):
-        A.parse_json("[" * 101 + "]" * 101, "rawRequest")
+        _answers.parse_json("[" * 101 + "]" * 101, "rawRequest")
 
 
 def _typeform(event_id: str, tickets: str) -> InboundRequest:

@@ -29,7 +29,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from connectors import _answers as A
+from connectors import _answers
 from connectors.base import (
     Connector,
     Envelope,
@@ -60,18 +60,18 @@ def _options(source: SourceSettings) -> GoogleFormsPubSubOptions:
 
 def _message(request: InboundRequest) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], str]:
     """(body, message, message attributes, message id) of a wrapped push request."""
-    body = A.parse_json_object(request.body)
+    body = _answers.parse_json_object(request.body)
     if "message" not in body:
         raise UnsupportedPayload(
             "body has no `message`: the push subscription must deliver the wrapped format "
             "(turn payload unwrapping off)"
         )
-    message = A.obj(body, "message", "body")
-    message_id = A.optional_text(message, "messageId") or A.optional_text(message, "message_id")
+    message = _answers.obj(body, "message", "body")
+    message_id = _answers.optional_text(message, "messageId") or _answers.optional_text(message, "message_id")
     if message_id is None:
         raise UnsupportedPayload("body.message.messageId is missing")
-    attributes = A.obj(message, "attributes", "body.message")
-    if A.optional_text(attributes, "eventType") is None:
+    attributes = _answers.obj(message, "attributes", "body.message")
+    if _answers.optional_text(attributes, "eventType") is None:
         raise UnsupportedPayload(
             "message.attributes.eventType is missing: not a Forms API watch notification"
         )
@@ -113,7 +113,7 @@ class GoogleFormsPubSubConnector(Connector):
 
     def envelope(self, request: InboundRequest) -> Envelope:
         _, _, attributes, message_id = _message(request)
-        event_type, form_id = attributes["eventType"], A.optional_text(attributes, "formId")
+        event_type, form_id = attributes["eventType"], _answers.optional_text(attributes, "formId")
         if event_type == _SUBMITTED:
             if form_id is None:
                 raise UnsupportedPayload("message.attributes.formId is missing")
@@ -130,7 +130,7 @@ class GoogleFormsPubSubConnector(Connector):
         event_type = attributes["eventType"]
         if event_type != _SUBMITTED:
             raise UnsupportedPayload(f"watch event type {event_type!r} is not {_SUBMITTED!r}")
-        form_id = A.text(attributes, "formId", "message.attributes")
+        form_id = _answers.text(attributes, "formId", "message.attributes")
         metadata: dict[str, Any] = {
             "answers_pending": "fetch new responses with forms.responses.list",
             "responses_href": f"{FORMS_API}/forms/{form_id}/responses",
@@ -243,10 +243,10 @@ class GoogleFormsPubSubConnector(Connector):
                 "(yet); the notification is tried again later"
             )
         questions = api.questions_of(form)
-        if any(q not in questions for r in found for q in A.maybe_obj(r, "answers")):
+        if any(q not in questions for r in found for q in _answers.maybe_obj(r, "answers")):
             form = await self.api.form(http, options, form_id, refresh=True)  # edited since it was cached
             questions = api.questions_of(form)
-        info = A.maybe_obj(form, "info")
+        info = _answers.maybe_obj(form, "info")
         title = info.get("title") or info.get("documentTitle") or None
         return [self._response(submission, form_id, title, questions, r) for r in found]
 
@@ -260,7 +260,7 @@ class GoogleFormsPubSubConnector(Connector):
     ) -> Submission:
         answers = api.map_answers(response, questions)
         try:
-            at = A.instant(
+            at = _answers.instant(
                 response.get("lastSubmittedTime") or response.get("createTime"),
                 "lastSubmittedTime",
                 notification.submitted_at,
@@ -283,8 +283,8 @@ class GoogleFormsPubSubConnector(Connector):
             form_title=title,
             event_id=str(response["responseId"]),
             submitted_at=at.replace(microsecond=at.microsecond // 1000 * 1000),
-            email=A.pick_email(response.get("respondentEmail"), answers),
-            name=A.pick_name(answers),
+            email=_answers.pick_email(response.get("respondentEmail"), answers),
+            name=_answers.pick_name(answers),
             answers=answers,
             metadata={k: v for k, v in facts.items() if v is not None},
         )
@@ -325,7 +325,9 @@ class GoogleFormsPubSubConnector(Connector):
 def _published(notification: Submission) -> datetime:
     """When Pub/Sub published the notification (its receive time when the message has none)."""
     try:
-        return A.instant(notification.metadata.get("publish_time"), "publish_time", notification.submitted_at)
+        return _answers.instant(
+            notification.metadata.get("publish_time"), "publish_time", notification.submitted_at
+        )
     except UnsupportedPayload:
         return notification.submitted_at
 

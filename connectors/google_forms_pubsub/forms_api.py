@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from connectors import _answers as A
+from connectors import _answers
 from connectors.base import FetchFailed
 from hub.submission import Answer
 
@@ -369,26 +369,28 @@ def questions_of(form: dict[str, Any]) -> dict[str, tuple[str, str, bool]]:
         if not isinstance(item, dict):
             continue
         title = str(item.get("title") or item.get("itemId") or "").strip()
-        question = A.maybe_obj(A.maybe_obj(item, "questionItem"), "question")
+        question = _answers.maybe_obj(_answers.maybe_obj(item, "questionItem"), "question")
         if question.get("questionId"):
             found[str(question["questionId"])] = (title or str(question["questionId"]), *_kind(question))
-        group = A.maybe_obj(item, "questionGroupItem")
-        checkbox = A.maybe_obj(A.maybe_obj(group, "grid"), "columns").get("type") == "CHECKBOX"
+        group = _answers.maybe_obj(item, "questionGroupItem")
+        checkbox = _answers.maybe_obj(_answers.maybe_obj(group, "grid"), "columns").get("type") == "CHECKBOX"
         for row in group.get("questions") or []:
             if isinstance(row, dict) and row.get("questionId"):
-                row_title = str(A.maybe_obj(row, "rowQuestion").get("title") or "").strip()
+                row_title = str(_answers.maybe_obj(row, "rowQuestion").get("title") or "").strip()
                 label = f"{title} [{row_title}]" if row_title else title
                 found[str(row["questionId"])] = (label, "checkbox_grid" if checkbox else "grid", checkbox)
     return found
 
 
 def _kind(question: dict[str, Any]) -> tuple[str, bool]:
-    choice = A.maybe_obj(question, "choiceQuestion")
+    choice = _answers.maybe_obj(question, "choiceQuestion")
     if choice:
         kind = str(choice.get("type") or "choice").lower()
         return kind, kind == "checkbox"
     if "textQuestion" in question:
-        return ("paragraph_text" if A.maybe_obj(question, "textQuestion").get("paragraph") else "text"), False
+        return (
+            "paragraph_text" if _answers.maybe_obj(question, "textQuestion").get("paragraph") else "text"
+        ), False
     for name in ("scale", "date", "time", "fileUpload", "rating"):
         if f"{name}Question" in question:
             return re.sub(r"([A-Z])", r"_\1", name).lower(), name == "fileUpload"
@@ -396,7 +398,7 @@ def _kind(question: dict[str, Any]) -> tuple[str, bool]:
 
 
 def map_answers(response: dict[str, Any], questions: dict[str, tuple[str, str, bool]]) -> list[Answer]:
-    sent = A.maybe_obj(response, "answers")
+    sent = _answers.maybe_obj(response, "answers")
     order = [q for q in questions if q in sent] + [q for q in sent if q not in questions]
     found: list[Answer | None] = []
     for qid in order:
@@ -404,28 +406,28 @@ def map_answers(response: dict[str, Any], questions: dict[str, tuple[str, str, b
         label, kind, multi = questions.get(qid, (qid, "question", False))
         files = [
             f.get("fileId")
-            for f in A.maybe_obj(answer, "fileUploadAnswers").get("answers") or []
+            for f in _answers.maybe_obj(answer, "fileUploadAnswers").get("answers") or []
             if isinstance(f, dict) and f.get("fileId")
         ]
         if files:
             found.append(
-                A.answer(
+                _answers.answer(
                     qid,
                     label,
                     "file_upload",
-                    A.file_value(f"https://drive.google.com/open?id={f}" for f in files),
+                    _answers.file_value(f"https://drive.google.com/open?id={f}" for f in files),
                 )
             )
             continue
         values = [
             v.get("value")
-            for v in A.maybe_obj(answer, "textAnswers").get("answers") or []
-            if isinstance(v, dict) and not A.is_empty(v.get("value"))
+            for v in _answers.maybe_obj(answer, "textAnswers").get("answers") or []
+            if isinstance(v, dict) and not _answers.is_empty(v.get("value"))
         ]
         found.append(
-            A.answer(qid, label, kind, values if multi or len(values) > 1 else (values or [None])[0])
+            _answers.answer(qid, label, kind, values if multi or len(values) > 1 else (values or [None])[0])
         )
-    return A.collect(found)
+    return _answers.collect(found)
 
 
 def watch_body(topic_name: str, watch_id: str | None) -> dict[str, Any]:

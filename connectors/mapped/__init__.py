@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from connectors import _answers as A
+from connectors import _answers
 from connectors.base import (
     Connector,
     Envelope,
@@ -117,7 +117,7 @@ class MappedConnector(Connector):
             raise UnsupportedPayload(
                 f"body is {media or 'untyped'}; this source is configured for form fields"
             )
-        return A.parse_json_object(request.body)
+        return _answers.parse_json_object(request.body)
 
     def _kind(self, data: dict[str, Any]) -> tuple[Kind, str | None]:
         if any(c(data) for c in conditions(self.options.test_when)):
@@ -191,7 +191,9 @@ class MappedConnector(Connector):
         container = self._container(data)
         if isinstance(container, dict):
             excluded = set(options.exclude)
-            return [A.answer(k, k, inferred_type(v), v) for k, v in container.items() if k not in excluded]
+            return [
+                _answers.answer(k, k, inferred_type(v), v) for k, v in container.items() if k not in excluded
+            ]
         key_path = compile_path(options.key) if options.key else None
         label_path = compile_path(options.label) if options.label else None
         value_path = compile_path(str(options.value))
@@ -209,7 +211,7 @@ class MappedConnector(Connector):
             value = value_path.get(item)
             value = None if value is _MISSING else value
             type_ = scalar_text(type_path.get(item)) if type_path else None
-            answers.append(A.answer(key, label or key, type_ or inferred_type(value), value))
+            answers.append(_answers.answer(key, label or key, type_ or inferred_type(value), value))
         return answers
 
     def normalize(self, request: InboundRequest, context: NormalizeContext) -> Submission:
@@ -227,8 +229,8 @@ class MappedConnector(Connector):
                 hidden = dict(value)
             elif value is not _MISSING and value is not None:
                 raise UnsupportedPayload(f"hidden path {path.text} is {kind_of(value)}, expected an object")
-        answers.extend(A.answer(k, k, "hidden", v) for k, v in hidden.items())
-        collected = A.collect(answers)
+        answers.extend(_answers.answer(k, k, "hidden", v) for k, v in hidden.items())
+        collected = _answers.collect(answers)
 
         email_value = compile_path(options.email).get(data) if options.email else None
         name_value = compile_path(options.name).get(data) if options.name else None
@@ -248,8 +250,8 @@ class MappedConnector(Connector):
             form_title=self._optional_text(data, "form_title"),
             event_id=event_id,
             submitted_at=instant(when, f"submitted_at path {options.submitted_at}", context.received_at),
-            email=A.pick_email(email_value, collected),
-            name=name or A.pick_name(collected),
+            email=_answers.pick_email(email_value, collected),
+            name=name or _answers.pick_name(collected),
             answers=collected,
             hidden=hidden,
             metadata=metadata,

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
-from connectors import _answers as A
+from connectors import _answers
 from connectors.base import UnsupportedPayload
 from connectors.mapped.paths import MISSING
 
@@ -42,7 +42,7 @@ def urlencoded(body: bytes) -> dict[str, Any]:
 
 
 def multipart(body: bytes, content_type: str) -> dict[str, Any]:
-    return fields(A.multipart_pairs(body, content_type))
+    return fields(_answers.multipart_pairs(body, content_type))
 
 
 def kind_of(value: Any) -> str:
@@ -87,4 +87,4 @@ def instant(value: Any, where: str, fallback: datetime) -> datetime:
             return datetime.fromtimestamp(seconds, UTC)
         except (OverflowError, OSError, ValueError):  # / of a huge int overflows too
             raise UnsupportedPayload(f"{where} is not a usable epoch time") from None
-    return A.instant(value, where, fallback)
+    return _answers.instant(value, where, fallback)

@@ -29,7 +29,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from connectors import _answers as A
+from connectors import _answers
 from connectors._hashing import hmac_digest
 from connectors._schemes import b64, matches_any
 from connectors.base import (
@@ -106,11 +106,11 @@ def _id(value: object) -> str | None:
 
 
 def _event(request: InboundRequest) -> _Event:
-    body = A.parse_json_object(request.body)
+    body = _answers.parse_json_object(request.body)
     event_type = body.get("event_type")
     if not isinstance(event_type, str) or not event_type:
         raise UnsupportedPayload("body.event_type is missing: not a SurveyMonkey v3 webhook callback")
-    event_id = A.text(body, "event_id", "body")
+    event_id = _answers.text(body, "event_id", "body")
     resources = body.get("resources") or {}
     if not isinstance(resources, dict):
         raise UnsupportedPayload("body.resources is not an object")
@@ -134,7 +134,7 @@ def _response_ids(event: _Event) -> tuple[str, str]:
 
 def _submitted_at(value: object, fallback: datetime) -> datetime:
     # `event_datetime` has microseconds; hookhub keeps instants to the millisecond (hub.submission.iso_utc).
-    at = A.instant(value, "body.event_datetime", fallback)
+    at = _answers.instant(value, "body.event_datetime", fallback)
     return at.replace(microsecond=at.microsecond // 1000 * 1000)
 
 
@@ -289,7 +289,9 @@ class SurveyMonkeyConnector(Connector):
         for key in ("response_status", "collection_mode", "custom_value", "analyze_url"):
             if isinstance(details.get(key), str) and details[key]:
                 metadata[key] = details[key]
-        hidden = {k: v for k, v in (details.get("custom_variables") or {}).items() if not A.is_empty(v)}
+        hidden = {
+            k: v for k, v in (details.get("custom_variables") or {}).items() if not _answers.is_empty(v)
+        }
         title = survey.get("title")
         return [
             submission.model_copy(
@@ -324,7 +326,7 @@ def _response_time(details: dict[str, Any], fallback: datetime) -> datetime:
     """When the response was completed: its last modification (else creation), to the millisecond."""
     for key in ("date_modified", "date_created"):
         try:
-            at = A.instant(details.get(key), f"details.{key}", fallback)
+            at = _answers.instant(details.get(key), f"details.{key}", fallback)
         except UnsupportedPayload:
             continue
         if at is not fallback:

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, field_validator
 
-from connectors import _answers as A
+from connectors import _answers
 from connectors.base import FetchFailed
 from hub.submission import Answer
 
@@ -222,10 +222,10 @@ def question_answers(
     multi = family == "multiple_choice" or (family == "matrix" and subtype == "multi")
     groups, files = _group_sent(sent, other, choices)
     if files:
-        return [A.answer(qid, heading, kind, A.file_value(files))]
+        return [_answers.answer(qid, heading, kind, _answers.file_value(files))]
     answers: list[Answer | None] = []
     for (row, col), parts in groups.items():
-        parts = [p for p in parts if not A.is_empty(p)]
+        parts = [p for p in parts if not _answers.is_empty(p)]
         value: Any = parts if multi or len(parts) > 1 else (parts[0] if parts else None)
         type_ = kind
         if row == "#other":
@@ -238,7 +238,7 @@ def question_answers(
             key = "/".join(p for p in (qid, row, col) if p)
         if isinstance(value, list):
             value = [v if isinstance(v, str) else str(v) for v in value]
-        answers.append(A.answer(key, label, type_, value))
+        answers.append(_answers.answer(key, label, type_, value))
     return answers
 
 
@@ -284,11 +284,11 @@ def map_answers(details: dict[str, Any], questions: dict[str, dict[str, Any]]) -
     for _, question in _answered(details):
         qid = str(question.get("id"))
         found.extend(question_answers(qid, question["answers"], questions.get(qid)))
-    return A.collect(found)
+    return _answers.collect(found)
 
 
 def _contact(details: dict[str, Any], field: str) -> str | None:
-    contact = A.maybe_obj(A.maybe_obj(details, "metadata"), "contact")
+    contact = _answers.maybe_obj(_answers.maybe_obj(details, "metadata"), "contact")
     value = contact.get(field)
     value = value.get("value") if isinstance(value, dict) else value
     return value.strip() if isinstance(value, str) and value.strip() else None
@@ -296,6 +296,6 @@ def _contact(details: dict[str, Any], field: str) -> str | None:
 
 def respondent(details: dict[str, Any], answers: list[Answer]) -> tuple[str | None, str | None]:
     """(e-mail, name): the contact's when the response came through an e-mail collector, else from answers."""
-    email = A.pick_email(_contact(details, "email") or details.get("email_address"), answers)
+    email = _answers.pick_email(_contact(details, "email") or details.get("email_address"), answers)
     parts = [p for p in (_contact(details, "first_name"), _contact(details, "last_name")) if p]
-    return email, " ".join(parts) if parts else A.pick_name(answers)
+    return email, " ".join(parts) if parts else _answers.pick_name(answers)

@@ -61,7 +61,7 @@ class Receiver:
         headers = _headers(scope)
         # An unknown source is read and refused like a known one whose verification fails, so
         # an anonymous caller cannot tell which source ids exist (see docs/security.md).
-        limit = source.max_body_bytes if source is not None else self.config.config.server.max_body_bytes
+        limit = source.max_body_bytes if source is not None else self.config.current.server.max_body_bytes
         label = source_id if source is not None else "-"
         try:
             body = await read_limited(receive, headers.get("content-length"), limit)
@@ -192,7 +192,7 @@ class Receiver:
 
     def _may_see_status(self, request: Request) -> bool:
         return is_loopback(request.scope) or bearer_matches(
-            request.headers.get("authorization"), self.config.config.server.status_token
+            request.headers.get("authorization"), self.config.current.server.status_token
         )
 
 
@@ -336,7 +336,7 @@ class HubApp(Starlette):
 
     def edge_limits(self) -> EdgeLimits:
         """The HTTP-layer limits of the config in force (the server reads them once, at start)."""
-        return EdgeLimits.from_config(self._receiver.config.config.server)
+        return EdgeLimits.from_config(self._receiver.config.current.server)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
