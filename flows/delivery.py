@@ -65,8 +65,11 @@ async def deliver_rows(
             rows, f"destination disabled: {disabled[destination_id]} (hookhub replay re-enables it)"
         )
     settings = destination_config.settings
-    assert isinstance(settings, DestinationSettings)
     impl = runtime.stages.destination(destination_config.type)
+    # The one check of the config's type for every destination: `impl` is looked up by a type
+    # name, so its config type is not known statically; the settings were validated by that same
+    # type's `Config` (hub/config/semantic.py), which is what each `deliver` may rely on.
+    assert isinstance(settings, impl.Config)
     items: dict[str, DeliveryItem] = {}
     decisions: list[Decision] = []
     by_key: dict[str, DeliveryRow] = {}
@@ -112,7 +115,7 @@ async def deliver_rows(
 
 
 async def _deliver_isolating(
-    impl: Destination, items: list[DeliveryItem], settings: DestinationSettings, context: DeliveryContext
+    impl: Destination[Any], items: list[DeliveryItem], settings: DestinationSettings, context: DeliveryContext
 ) -> list[Outcome]:
     """`impl.deliver`, with an exception that escapes it narrowed down to the items that cause it.
 
@@ -148,7 +151,7 @@ async def _deliver_isolating(
 
 
 async def _deliver_halving(
-    impl: Destination,
+    impl: Destination[Any],
     items: list[DeliveryItem],
     settings: DestinationSettings,
     context: DeliveryContext,

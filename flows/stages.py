@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from connectors import get_connector
 from connectors.base import Connector
@@ -23,5 +24,5 @@ class Stages:
     """Provider id -> connector."""
     condition: Callable[[str], Condition] = compiled_condition
     """`when` text -> compiled condition."""
-    destination: Callable[[str], Destination] = get_destination
+    destination: Callable[[str], Destination[Any]] = get_destination
     """Destination type -> destination."""

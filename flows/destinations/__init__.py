@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from functools import cache
+from typing import Any
 
 from flows.destinations.base import Destination
 
@@ -26,8 +27,8 @@ class UnknownDestinationType(KeyError):
 
 
 @cache
-def _modules() -> dict[str, Destination]:
-    found: dict[str, Destination] = {}
+def _modules() -> dict[str, Destination[Any]]:
+    found: dict[str, Destination[Any]] = {}
     for info in pkgutil.iter_modules(__path__):
         if info.name.startswith("_") or info.name in _NOT_TYPES:
             continue
@@ -43,7 +44,10 @@ def destination_types() -> tuple[str, ...]:
     return tuple(sorted(_modules()))
 
 
-def get_destination(type_name: str) -> Destination:
+def get_destination(type_name: str) -> Destination[Any]:
+    """The destination of a type named at run time, so its config type is not known statically:
+    callers pass the settings validated by its own `Config` (hub/config/semantic.py), and the
+    delivery path checks that once (flows/delivery.py, `deliver_rows`)."""
     try:
         return _modules()[type_name]
     except KeyError:

@@ -15,7 +15,7 @@ import abc
 import builtins
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -161,9 +161,16 @@ class DeliveryContext:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class Destination(abc.ABC):
+ConfigT = TypeVar("ConfigT", bound=DestinationSettings)
+
+
+class Destination(abc.ABC, Generic[ConfigT]):
+    """A destination type, generic over its validated config model `ConfigT` (its `Config`)."""
+
     type: ClassVar[str]
-    Config: ClassVar[builtins.type[DestinationSettings]]  # `type` here is the class attribute above
+    Config: builtins.type[ConfigT]
+    """Set on each subclass (not a ClassVar: one cannot hold a type variable); `type` here is
+    the builtin, the class attribute above shadows it."""
     any_process: ClassVar[bool] = False
     """Whether deliveries may run in several processes at once (flows/delivery_pool.py): only
     for types that keep no budget that must hold across all sends (Slack's 1 message/s, CRM
@@ -172,12 +179,12 @@ class Destination(abc.ABC):
     """Whether `deliver` reads `item.submission` (the parsed model) rather than only
     `item.submission_json()`: stored JSON that does not parse is then a dead letter up front."""
 
-    def check(self, config: BaseModel) -> list[str]:
+    def check(self, config: ConfigT) -> list[str]:
         """Problems that can be known before start (beyond the Config model's own validation)."""
         return []
 
     @abc.abstractmethod
     async def deliver(
-        self, items: list[DeliveryItem], config: BaseModel, context: DeliveryContext
+        self, items: list[DeliveryItem], config: ConfigT, context: DeliveryContext
     ) -> list[Outcome]:
         """Deliver every item; return exactly one Outcome per item, in any order, keyed by `item.key`."""

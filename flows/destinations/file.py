@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from flows.destinations.base import DeliveryContext, DeliveryItem, Destination, DestinationSettings, Outcome
 
@@ -19,14 +19,13 @@ class FileConfig(DestinationSettings):
     )
 
 
-class FileDestination(Destination):
+class FileDestination(Destination[FileConfig]):
     type = "file"
     Config = FileConfig
 
     async def deliver(
-        self, items: list[DeliveryItem], config: BaseModel, context: DeliveryContext
+        self, items: list[DeliveryItem], config: FileConfig, context: DeliveryContext
     ) -> list[Outcome]:
-        assert isinstance(config, FileConfig)
         path = Path(config.path)
         if not path.is_absolute() and context.extra.get("data_dir"):
             path = Path(context.extra["data_dir"]) / path

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import ConfigDict, Field, SecretStr, field_validator
 
 from flows.destinations import _http
 from flows.destinations._config import one_word_secret
@@ -85,21 +85,19 @@ class PostmarkConfig(EmailSettings):
         return _http.check_url(value, allow_http=False).rstrip("/")
 
 
-class PostmarkDestination(Destination):
+class PostmarkDestination(Destination[PostmarkConfig]):
     type = "postmark"
     Config = PostmarkConfig
 
     def __init__(self, wall_clock: Callable[[], float] = time.time) -> None:
         self._wall_clock = wall_clock  # only to read Retry-After HTTP-dates
 
-    def check(self, config: BaseModel) -> list[str]:
-        return check_email(config) if isinstance(config, PostmarkConfig) else []
+    def check(self, config: PostmarkConfig) -> list[str]:
+        return check_email(config)
 
     async def deliver(
-        self, items: list[DeliveryItem], config: BaseModel, context: DeliveryContext
+        self, items: list[DeliveryItem], config: PostmarkConfig, context: DeliveryContext
     ) -> list[Outcome]:
-        if not isinstance(config, PostmarkConfig):
-            raise TypeError("postmark destination needs a validated PostmarkConfig")
         pacing_key = _http.account_key("postmark", config.server_token.get_secret_value())
         outcomes: list[Outcome] = []
         ready: list[tuple[DeliveryItem, dict[str, Any]]] = []

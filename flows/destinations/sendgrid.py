@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import ConfigDict, Field, SecretStr, field_validator
 
 from flows.destinations import _http
 from flows.destinations._config import one_word_secret
@@ -75,21 +75,19 @@ class SendgridConfig(EmailSettings):
         return _http.check_url(value, allow_http=False).rstrip("/")
 
 
-class SendgridDestination(Destination):
+class SendgridDestination(Destination[SendgridConfig]):
     type = "sendgrid"
     Config = SendgridConfig
 
     def __init__(self, wall_clock: Callable[[], float] = time.time) -> None:
         self._wall_clock = wall_clock  # unix time: X-RateLimit-Reset and Retry-After dates
 
-    def check(self, config: BaseModel) -> list[str]:
-        return check_email(config) if isinstance(config, SendgridConfig) else []
+    def check(self, config: SendgridConfig) -> list[str]:
+        return check_email(config)
 
     async def deliver(
-        self, items: list[DeliveryItem], config: BaseModel, context: DeliveryContext
+        self, items: list[DeliveryItem], config: SendgridConfig, context: DeliveryContext
     ) -> list[Outcome]:
-        if not isinstance(config, SendgridConfig):
-            raise TypeError("sendgrid destination needs a validated SendgridConfig")
         pacing_key = _http.account_key("sendgrid", config.api_key.get_secret_value())
         # Created here, not at import: a semaphore belongs to the event loop of the calling task.
         slots = asyncio.Semaphore(config.concurrency)

@@ -29,7 +29,7 @@ from email.utils import format_datetime
 from typing import Literal
 
 import aiosmtplib
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from flows.destinations import _http
 from flows.destinations._email_render import EmailContent, check_email, render_email
@@ -88,21 +88,19 @@ class SmtpConfig(EmailSettings):
         return self.port or DEFAULT_PORTS[self.security]
 
 
-class SmtpDestination(Destination):
+class SmtpDestination(Destination[SmtpConfig]):
     type = "smtp"
     Config = SmtpConfig
 
     def __init__(self, wall_clock: Callable[[], float] = time.time) -> None:
         self._wall_clock = wall_clock  # only for the Date header
 
-    def check(self, config: BaseModel) -> list[str]:
-        return check_email(config) if isinstance(config, SmtpConfig) else []
+    def check(self, config: SmtpConfig) -> list[str]:
+        return check_email(config)
 
     async def deliver(
-        self, items: list[DeliveryItem], config: BaseModel, context: DeliveryContext
+        self, items: list[DeliveryItem], config: SmtpConfig, context: DeliveryContext
     ) -> list[Outcome]:
-        if not isinstance(config, SmtpConfig):
-            raise TypeError("smtp destination needs a validated SmtpConfig")
         pacing_key = _http.account_key(
             "smtp", f"{config.host}:{config.effective_port}:{config.username or ''}"
         )

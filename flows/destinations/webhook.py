@@ -23,7 +23,7 @@ import re
 import time
 from collections.abc import Callable
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import ConfigDict, Field, SecretStr, field_validator
 
 from connectors._schemes import sign_standard_webhooks
 from flows.destinations import _http
@@ -91,7 +91,7 @@ class WebhookConfig(DestinationSettings):
         return {name.lower(): header_value for name, header_value in value.items()}
 
 
-class WebhookDestination(Destination):
+class WebhookDestination(Destination[WebhookConfig]):
     type = "webhook"
     Config = WebhookConfig
     any_process = True  # no send budget; a 429's Retry-After pauses each process that sees it
@@ -101,10 +101,8 @@ class WebhookDestination(Destination):
         self._clock = clock  # unix time: webhook-timestamp and Retry-After dates
 
     async def deliver(
-        self, items: list[DeliveryItem], config: BaseModel, context: DeliveryContext
+        self, items: list[DeliveryItem], config: WebhookConfig, context: DeliveryContext
     ) -> list[Outcome]:
-        if not isinstance(config, WebhookConfig):
-            raise TypeError("webhook destination needs a validated WebhookConfig")
         pacing_key = _http.account_key("webhook", config.url)
         # Created here, not at import: a semaphore belongs to the event loop of the calling task.
         slots = asyncio.Semaphore(config.concurrency)

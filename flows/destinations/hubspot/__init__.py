@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from flows.destinations import _http
 from flows.destinations._item_guard import content_failed, send_crashed
@@ -135,26 +135,22 @@ class _Run:
         }
 
 
-class HubspotDestination(Destination):
+class HubspotDestination(Destination[HubspotConfig]):
     type = "hubspot"
     Config = HubspotConfig
 
     def __init__(self, wall_clock: Callable[[], float] = time.time) -> None:
         self._wall_clock = wall_clock  # Retry-After dates and the hourly probe of a spent daily quota
 
-    def check(self, config: BaseModel) -> list[str]:
-        if not isinstance(config, HubspotConfig):
-            return []
+    def check(self, config: HubspotConfig) -> list[str]:
         found = [(f"map.{name}", check_template(text)) for name, text in config.mapping().items()]
         if config.note_template is not None:
             found.append(("note_template", check_template(config.note_template)))
         return [f"{where}: {problem}" for where, problem in found if problem]
 
     async def deliver(
-        self, items: list[DeliveryItem], config: BaseModel, context: DeliveryContext
+        self, items: list[DeliveryItem], config: HubspotConfig, context: DeliveryContext
     ) -> list[Outcome]:
-        if not isinstance(config, HubspotConfig):
-            raise TypeError("hubspot destination needs a validated HubspotConfig")
         run = _Run(config, context, _http.account_key("hubspot", config.token.get_secret_value()))
         outcomes: dict[str, Outcome] = {}
         inputs: list[Input] = []

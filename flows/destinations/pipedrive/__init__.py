@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import ConfigDict, Field, SecretStr, field_validator
 
 from flows.destinations import _crm_http, _http
 from flows.destinations._config import one_word_secret
@@ -111,15 +111,14 @@ class Keys:
     search: str
 
 
-class PipedriveDestination(Destination):
+class PipedriveDestination(Destination[PipedriveConfig]):
     type = "pipedrive"
     Config = PipedriveConfig
 
     def __init__(self, wall_clock: Callable[[], float] = time.time) -> None:
         self._wall_clock = wall_clock  # only to read Retry-After HTTP-dates
 
-    def check(self, config: BaseModel) -> list[str]:
-        assert isinstance(config, PipedriveConfig)
+    def check(self, config: PipedriveConfig) -> list[str]:
         templates = {"title": config.title, **{f"map.{k}": v for k, v in (config.map or {}).items()}}
         problems = [
             f"{name}: template error: {problem}"
@@ -131,10 +130,8 @@ class PipedriveDestination(Destination):
         return problems
 
     async def deliver(
-        self, items: list[DeliveryItem], config: BaseModel, context: DeliveryContext
+        self, items: list[DeliveryItem], config: PipedriveConfig, context: DeliveryContext
     ) -> list[Outcome]:
-        if not isinstance(config, PipedriveConfig):
-            raise TypeError("pipedrive destination needs a validated PipedriveConfig")
         token = config.api_token.get_secret_value()
         keys = Keys(_http.account_key("pipedrive", token), _http.account_key("pipedrive-search", token))
         # One after the other: the token's burst budget is small and shared with every other use.

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from flows.destinations import _crm_http, _http
 from flows.destinations._config import one_word_secret
@@ -151,15 +151,14 @@ class Prepared:
     fields: dict[str, str]
 
 
-class SalesforceDestination(Destination):
+class SalesforceDestination(Destination[SalesforceConfig]):
     type = "salesforce"
     Config = SalesforceConfig
 
     def __init__(self, wall_clock: Callable[[], float] = time.time) -> None:
         self._wall_clock = wall_clock  # only to read Retry-After HTTP-dates
 
-    def check(self, config: BaseModel) -> list[str]:
-        assert isinstance(config, SalesforceConfig)
+    def check(self, config: SalesforceConfig) -> list[str]:
         templates = {
             "external_id": config.external_id,
             **{f"map.{k}": v for k, v in (config.map or {}).items()},
@@ -171,10 +170,8 @@ class SalesforceDestination(Destination):
         ]
 
     async def deliver(
-        self, items: list[DeliveryItem], config: BaseModel, context: DeliveryContext
+        self, items: list[DeliveryItem], config: SalesforceConfig, context: DeliveryContext
     ) -> list[Outcome]:
-        if not isinstance(config, SalesforceConfig):
-            raise TypeError("salesforce destination needs a validated SalesforceConfig")
         org = _http.account_key("salesforce", config.instance_url or config.base_url or "")
         outcomes: dict[str, Outcome] = {}
         ready: list[Prepared] = []

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from flows.destinations import _http
 from flows.destinations._item_guard import content_failed, send_crashed
@@ -151,24 +151,20 @@ class SlackConfig(DestinationSettings):
         return self
 
 
-class SlackDestination(Destination):
+class SlackDestination(Destination[SlackConfig]):
     type = "slack"
     Config = SlackConfig
 
     def __init__(self, wall_clock: Callable[[], float] = time.time) -> None:
         self._wall_clock = wall_clock  # only to read Retry-After HTTP-dates
 
-    def check(self, config: BaseModel) -> list[str]:
-        problem = (
-            check_template(config.template) if isinstance(config, SlackConfig) and config.template else None
-        )
+    def check(self, config: SlackConfig) -> list[str]:
+        problem = check_template(config.template) if config.template else None
         return [f"template: {problem}"] if problem else []
 
     async def deliver(
-        self, items: list[DeliveryItem], config: BaseModel, context: DeliveryContext
+        self, items: list[DeliveryItem], config: SlackConfig, context: DeliveryContext
     ) -> list[Outcome]:
-        if not isinstance(config, SlackConfig):
-            raise TypeError("slack destination needs a validated SlackConfig")
         # One after the other: Slack takes one message per second per channel anyway.
         outcomes: list[Outcome] = []
         for item in items:
