@@ -186,6 +186,14 @@ def test_paths_that_do_not_resolve_are_missing_not_errors(path: str) -> None:
     assert compile_path(path).get(DOC) is _MISSING
 
 
+def test_a_present_null_is_not_missing() -> None:
+    # jmespath answers None for both; the connector tells them apart (see the comment in paths.py).
+    from connectors.mapped import _MISSING
+
+    assert compile_path("data.fields").get({"data": {"fields": None}}) is None
+    assert compile_path("data.fields").get({"data": {}}) is _MISSING
+
+
 @pytest.mark.parametrize("path", ["", "a..b", "a.", "$x", "a[x]", "a['b", "a[0", "[", "a]b"])
 def test_bad_paths_are_rejected(path: str) -> None:
     with pytest.raises(ValueError):
