@@ -95,7 +95,7 @@ async def deliver_rows(
         record_link=runtime.record_link,
         extra={"data_dir": str(runtime.data_dir)},
     )
-    outcomes = await _deliver_isolating(impl, list(items.values()), settings, context)
+    outcomes = await deliver_chunk(impl, list(items.values()), settings, context)
     answered = {o.key: o for o in outcomes if o.key in items}
     now = time.time()
     for key, row in by_key.items():
@@ -112,6 +112,48 @@ async def deliver_rows(
             f"{destination_id} answered {gone.status_code or ''} {gone.reason or 'gone'}".strip()
         )
     return decisions
+
+
+async def deliver_chunk(
+    impl: Destination[Any], items: list[DeliveryItem], settings: DestinationSettings, context: DeliveryContext
+) -> list[Outcome]:
+    """Deliver `items` with `impl` (isolating an item that makes it raise) and log each outcome once."""
+    outcomes = await _deliver_isolating(impl, items, settings, context)
+    for outcome in outcomes:
+        log_outcome(impl.type, context, outcome)
+    return outcomes
+
+
+def log_outcome(type_name: str, context: DeliveryContext, outcome: Outcome) -> None:
+    """The one log line of a delivery outcome, on the destination type's logger.
+
+    Facts only: the reason may quote the target's answer or rendered text (personal data), so it
+    stays in the ledger; the destination adds its own facts with `context.note`. A success is
+    logged at DEBUG: one line each would cost more CPU than the delivery at hundreds per second.
+    """
+    facts = dict(context.facts.get(outcome.key, {}))
+    warn = bool(facts.pop("warn", False))
+    level = logging.DEBUG if outcome.status == "delivered" and not warn else logging.WARNING
+    logger = logging.getLogger(f"hookhub.destinations.{type_name}")
+    if not logger.isEnabledFor(level):
+        return
+    logger.log(
+        level,
+        "%s delivery %s",
+        type_name,
+        outcome.status,
+        extra={
+            "event": "delivery",
+            "destination": context.destination_id,
+            "delivery_key": outcome.key,
+            "outcome": outcome.status,
+            "status_code": outcome.status_code,
+            "retry_after": outcome.retry_after,
+            "deferred": outcome.deferred,
+            "disable": outcome.disable,
+            **facts,
+        },
+    )
 
 
 async def _deliver_isolating(

@@ -21,6 +21,7 @@ import pytest
 import respx
 from pydantic import ValidationError
 
+from flows.delivery import deliver_chunk
 from flows.destinations import get_destination
 from flows.destinations._http import account_key
 from flows.destinations.base import DeliveryContext, DeliveryItem, Outcome
@@ -97,8 +98,11 @@ def deliver(
 ) -> list[Outcome]:
     async def main() -> list[Outcome]:
         async with httpx.AsyncClient() as http:
-            return await HubspotDestination(wall_clock=lambda: WALL).deliver(
-                batch, cfg or config(), context(http, pacer or fake_pacer()[0])
+            return await deliver_chunk(
+                HubspotDestination(wall_clock=lambda: WALL),
+                batch,
+                cfg or config(),
+                context(http, pacer or fake_pacer()[0]),
             )
 
     return asyncio.run(main())

@@ -17,6 +17,7 @@ import pytest
 import respx
 from pydantic import ValidationError
 
+from flows.delivery import deliver_chunk
 from flows.destinations import get_destination
 from flows.destinations._http import account_key
 from flows.destinations.base import DeliveryContext, DeliveryItem, Outcome
@@ -92,7 +93,7 @@ def deliver(
         async with httpx.AsyncClient() as http:
             context = DeliveryContext(http=http, pacer=pacer or fake_pacer()[0], destination_id="sales")
             dest = PipedriveDestination(wall_clock=lambda: 1_795_000_000.0)
-            return await dest.deliver(items, cfg or config(), context)
+            return await deliver_chunk(dest, items, cfg or config(), context)
 
     return asyncio.run(main())
 

@@ -19,6 +19,7 @@ import pytest
 import respx
 from pydantic import ValidationError
 
+from flows.delivery import deliver_chunk
 from flows.destinations import get_destination
 from flows.destinations._http import account_key
 from flows.destinations.base import DeliveryContext, DeliveryItem, Outcome
@@ -70,7 +71,9 @@ def deliver(
                 destination_id="sales-mail",
                 record_link=lambda _id: LINK,
             )
-            return await PostmarkDestination(wall_clock=lambda: NOW).deliver(items, cfg or config(), context)
+            return await deliver_chunk(
+                PostmarkDestination(wall_clock=lambda: NOW), items, cfg or config(), context
+            )
 
     return asyncio.run(main())
 

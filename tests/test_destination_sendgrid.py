@@ -17,6 +17,7 @@ import pytest
 import respx
 from pydantic import ValidationError
 
+from flows.delivery import deliver_chunk
 from flows.destinations import get_destination
 from flows.destinations._http import account_key
 from flows.destinations.base import DeliveryContext, DeliveryItem, Outcome
@@ -71,7 +72,9 @@ def deliver(
                 destination_id="sales-mail",
                 record_link=lambda _id: LINK,
             )
-            return await SendgridDestination(wall_clock=lambda: wall).deliver(items, cfg or config(), context)
+            return await deliver_chunk(
+                SendgridDestination(wall_clock=lambda: wall), items, cfg or config(), context
+            )
 
     return asyncio.run(main())
 

@@ -22,6 +22,7 @@ import pytest
 import respx
 from pydantic import ValidationError
 
+from flows.delivery import deliver_chunk
 from flows.destinations import get_destination
 from flows.destinations._http import account_key
 from flows.destinations.base import DeliveryContext, DeliveryItem, Outcome
@@ -90,7 +91,9 @@ def deliver(
             context = DeliveryContext(
                 http=http, pacer=pacer, destination_id="team-slack", record_link=lambda _id: link
             )
-            return await SlackDestination(wall_clock=lambda: 1_795_000_000.0).deliver(items, cfg, context)
+            return await deliver_chunk(
+                SlackDestination(wall_clock=lambda: 1_795_000_000.0), items, cfg, context
+            )
 
     return asyncio.run(main())
 

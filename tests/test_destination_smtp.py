@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from pydantic import ValidationError
 
+from flows.delivery import deliver_chunk
 from flows.destinations import get_destination
 from flows.destinations._http import account_key
 from flows.destinations.base import DeliveryContext, DeliveryItem, Outcome
@@ -171,7 +172,7 @@ def deliver(
                 record_link=lambda _id: LINK,
                 extra=extra or {},
             )
-            return await SmtpDestination(wall_clock=lambda: NOW).deliver(items, cfg, context)
+            return await deliver_chunk(SmtpDestination(wall_clock=lambda: NOW), items, cfg, context)
 
     return asyncio.run(main())
 
@@ -704,7 +705,7 @@ def test_logs_carry_facts_but_no_secret_or_personal_data() -> None:
     text = dumped(records)
     for secret in (PASSWORD, *PERSONAL, "Rejected as spam", EXPECTED_SUBJECT):
         assert secret not in text
-    assert [(r.outcome, r.smtp_code) for r in records if hasattr(r, "outcome")] == [
+    assert [(r.outcome, r.status_code) for r in records if hasattr(r, "outcome")] == [
         ("failed", 554),
         ("delivered", None),
     ]

@@ -159,6 +159,15 @@ class DeliveryContext:
     destination_id: str = ""
     record_link: Callable[[str], str | None] = lambda _id: None
     extra: dict[str, Any] = field(default_factory=dict)
+    facts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per delivery key, a destination's own facts for the one log line of that outcome, which
+    the shared delivery path writes (flows/delivery.py): the step, the method, the target's
+    error codes; never secrets, addresses or rendered text. `warn=True` among them logs even a
+    delivered outcome as a warning."""
+
+    def note(self, key: str, **facts: Any) -> None:
+        """Add facts to the log line of the outcome of delivery `key` (see `facts`)."""
+        self.facts.setdefault(key, {}).update(facts)
 
 
 ConfigT = TypeVar("ConfigT", bound=DestinationSettings)

@@ -22,7 +22,6 @@ recorded answers in tests/fixtures/destinations/postmark/. Auth is the
 from __future__ import annotations
 
 import json
-import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -35,8 +34,6 @@ from flows.destinations._email_render import EmailContent, check_email, render_e
 from flows.destinations._email_settings import EmailSettings
 from flows.destinations._item_guard import content_failed, send_crashed
 from flows.destinations.base import DeliveryContext, DeliveryItem, Destination, Outcome
-
-log = logging.getLogger("hookhub.destinations.postmark")
 
 DEFAULT_BASE_URL = "https://api.postmarkapp.com"
 USER_AGENT = "hookhub-postmark/0.1"
@@ -113,8 +110,6 @@ class PostmarkDestination(Destination[PostmarkConfig]):
                 outcomes += await self._send(batch, config, pacing_key, context)
             except Exception as exc:  # noqa: BLE001 - earlier batches went out: keep their outcomes
                 outcomes += [send_crashed(item.key, exc) for item, _ in batch]
-        for outcome in outcomes:
-            _log(context, outcome)
         return outcomes
 
     async def _send(
@@ -271,23 +266,6 @@ def classify_batch(keys: list[str], answer: _http.Answer) -> list[Outcome]:
         judge(key, results[index] if index < len(results) else None, answer.status)
         for index, key in enumerate(keys)
     ]
-
-
-def _log(context: DeliveryContext, outcome: Outcome) -> None:
-    # Never the addresses, subject or Postmark's messages: they carry personal data.
-    level = logging.DEBUG if outcome.status == "delivered" else logging.WARNING
-    log.log(
-        level,
-        "postmark delivery %s",
-        outcome.status,
-        extra={
-            "destination": context.destination_id,
-            "delivery_key": outcome.key,
-            "outcome": outcome.status,
-            "status_code": outcome.status_code,
-            "retry_after": outcome.retry_after,
-        },
-    )
 
 
 destination = PostmarkDestination()

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -35,8 +34,6 @@ from flows.destinations._email_render import EmailContent, check_email, render_e
 from flows.destinations._email_settings import EmailSettings, Mailbox
 from flows.destinations._item_guard import content_failed, send_crashed
 from flows.destinations.base import DeliveryContext, DeliveryItem, Destination, Outcome
-
-log = logging.getLogger("hookhub.destinations.sendgrid")
 
 DEFAULT_BASE_URL = "https://api.sendgrid.com"
 USER_AGENT = "hookhub-sendgrid/0.1"
@@ -98,7 +95,6 @@ class SendgridDestination(Destination[SendgridConfig]):
                     outcome = await self._deliver_one(item, config, pacing_key, context)
                 except Exception as exc:  # noqa: BLE001 - gather would drop the others' outcomes
                     outcome = send_crashed(item.key, exc)
-            _log(context, item, outcome)
             return outcome
 
         return list(await asyncio.gather(*(one(item) for item in items)))
@@ -229,23 +225,6 @@ def errors_text(answer: _http.Answer) -> str:
                 parts.append(f"{field}: {message}" if field else message)
         return _http.snippet("; ".join(p for p in parts if p), 400) or "no error message"
     return repr(_http.snippet(answer.text)) if answer.body.strip() else "empty body"
-
-
-def _log(context: DeliveryContext, item: DeliveryItem, outcome: Outcome) -> None:
-    # Never the addresses, subject or SendGrid's messages: they can carry personal data.
-    level = logging.DEBUG if outcome.status == "delivered" else logging.WARNING
-    log.log(
-        level,
-        "sendgrid delivery %s",
-        outcome.status,
-        extra={
-            "destination": context.destination_id,
-            "delivery_key": item.key,
-            "outcome": outcome.status,
-            "status_code": outcome.status_code,
-            "retry_after": outcome.retry_after,
-        },
-    )
 
 
 destination = SendgridDestination()

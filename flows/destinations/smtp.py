@@ -19,7 +19,6 @@ Reply-To) comes from `_email_render`, shared with `sendgrid` and `postmark`.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -38,8 +37,6 @@ from flows.destinations._item_guard import content_failed, send_crashed
 from flows.destinations._smtp_session import ConnectFailed, InjectedSender, Sender, SmtpSession
 from flows.destinations.base import DeliveryContext, DeliveryItem, Destination, Outcome
 from flows.mapping import MappingError
-
-log = logging.getLogger("hookhub.destinations.smtp")
 
 DEFAULT_PORTS = {"starttls": 587, "tls": 465, "none": 25}
 MAX_INLINE_PAUSE = 5.0
@@ -118,7 +115,6 @@ class SmtpDestination(Destination[SmtpConfig]):
                 if ends_session:
                     stop = outcome
                 outcomes.append(outcome)
-                _log(context, item, outcome)
         finally:
             await sender.close()
         return outcomes
@@ -279,23 +275,6 @@ def delivered(key: str, content: EmailContent, refused: dict[str, object]) -> Ou
             f"({', '.join(codes)})"
         )
     return Outcome(key=key, status="delivered", reason=reason, remote_id=content.message_id)
-
-
-def _log(context: DeliveryContext, item: DeliveryItem, outcome: Outcome) -> None:
-    # Never the addresses, subject or server text: they carry personal data.
-    level = logging.DEBUG if outcome.status == "delivered" else logging.WARNING
-    log.log(
-        level,
-        "smtp delivery %s",
-        outcome.status,
-        extra={
-            "destination": context.destination_id,
-            "delivery_key": item.key,
-            "outcome": outcome.status,
-            "smtp_code": outcome.status_code,
-            "retry_after": outcome.retry_after,
-        },
-    )
 
 
 destination = SmtpDestination()

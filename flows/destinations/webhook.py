@@ -18,7 +18,6 @@ import asyncio
 import base64
 import binascii
 import json
-import logging
 import re
 import time
 from collections.abc import Callable
@@ -29,8 +28,6 @@ from connectors._schemes import sign_standard_webhooks
 from flows.destinations import _http
 from flows.destinations._item_guard import send_crashed
 from flows.destinations.base import DeliveryContext, DeliveryItem, Destination, DestinationSettings, Outcome
-
-log = logging.getLogger("hookhub.destinations.webhook")
 
 USER_AGENT = "hookhub-webhook/0.1"
 MIN_SECRET_BYTES = 24
@@ -142,7 +139,6 @@ class WebhookDestination(Destination[WebhookConfig]):
             outcome = classify(item.key, answer, now=self._clock())
             if outcome.status == "retry" and outcome.retry_after:
                 context.pacer.pause(pacing_key, outcome.retry_after)
-        _log(context, item, outcome)
         return outcome
 
 
@@ -183,25 +179,6 @@ def remote_id(answer: _http.Answer) -> str | None:
         return None
     text = str(value).strip()
     return text[:200] or None
-
-
-def _log(context: DeliveryContext, item: DeliveryItem, outcome: Outcome) -> None:
-    # The reason may quote the receiver's body, which can echo personal data: keep it out of logs.
-    # One line per success would cost more CPU than the delivery at hundreds per second.
-    level = logging.DEBUG if outcome.status == "delivered" else logging.WARNING
-    log.log(
-        level,
-        "webhook delivery %s",
-        outcome.status,
-        extra={
-            "destination": context.destination_id,
-            "delivery_key": item.key,
-            "outcome": outcome.status,
-            "status_code": outcome.status_code,
-            "retry_after": outcome.retry_after,
-            "disable": outcome.disable,
-        },
-    )
 
 
 destination = WebhookDestination()

@@ -173,7 +173,6 @@ class HubspotDestination(Destination[HubspotConfig]):
                     upserted = outcomes[item.key].remote_id
                     reason = f"contact {upserted} upserted, but the note: {crashed.reason}"
                     outcomes[item.key] = crashed.model_copy(update={"reason": reason, "remote_id": upserted})
-            _log(context, item, outcomes[item.key])
         return [outcomes[item.key] for item in items]
 
     async def _upsert(self, inputs: list[Input], run: _Run) -> dict[str, Outcome]:
@@ -346,23 +345,6 @@ def _blocked(key: str, run: _Run, deferred: bool = False) -> Outcome:
 
 def _encode(data: dict[str, Any]) -> bytes:
     return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-
-
-def _log(context: DeliveryContext, item: DeliveryItem, outcome: Outcome) -> None:
-    # Reasons can quote HubSpot's messages, which echo e-mail addresses: they stay out of logs.
-    level = logging.DEBUG if outcome.status == "delivered" else logging.WARNING
-    log.log(
-        level,
-        "hubspot delivery %s",
-        outcome.status,
-        extra={
-            "destination": context.destination_id,
-            "delivery_key": item.key,
-            "outcome": outcome.status,
-            "status_code": outcome.status_code,
-            "retry_after": outcome.retry_after,
-        },
-    )
 
 
 destination = HubspotDestination()

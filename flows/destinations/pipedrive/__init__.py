@@ -23,7 +23,6 @@ of the batch back to the ledger unsent.
 
 from __future__ import annotations
 
-import logging
 import re
 import time
 from collections.abc import Callable
@@ -46,8 +45,6 @@ from flows.destinations.pipedrive.api import (
     person_in_search,
 )
 from flows.mapping import MappingError, check_ids, check_template, render, render_map
-
-log = logging.getLogger("hookhub.destinations.pipedrive")
 
 DEFAULT_BASE_URL = "https://api.pipedrive.com"
 BURST_LIMIT = 20
@@ -140,7 +137,7 @@ class PipedriveDestination(Destination[PipedriveConfig]):
             try:
                 outcomes.append(await self._deliver_one(item, config, keys, context))
             except Exception as exc:  # noqa: BLE001 - one item's crash must not re-send the others
-                outcomes.append(_logged(context, item, send_crashed(item.key, exc), "unknown", None))
+                outcomes.append(_noted(context, item, send_crashed(item.key, exc), "unknown", None))
         return outcomes
 
     async def _deliver_one(
@@ -149,7 +146,7 @@ class PipedriveDestination(Destination[PipedriveConfig]):
         progress = Progress.parse(item.remote_id)
         if progress.record:
             reason = "already created by an earlier attempt; not sent again"
-            return _logged(
+            return _noted(
                 context,
                 item,
                 Outcome(key=item.key, status="delivered", reason=reason, remote_id=progress.remote_id),
@@ -159,7 +156,7 @@ class PipedriveDestination(Destination[PipedriveConfig]):
         try:
             person, title = render_item(item, config)
         except Exception as exc:  # noqa: BLE001 - this submission's problem, not the batch's
-            return _logged(context, item, content_failed(item.key, exc, "map"), "map", None)
+            return _noted(context, item, content_failed(item.key, exc, "map"), "map", None)
         step = "person"
         try:
             if progress.person is None:
@@ -178,10 +175,10 @@ class PipedriveDestination(Destination[PipedriveConfig]):
                 remote_id=progress.remote_id,
                 deferred=deferred,
             )
-            return _logged(context, item, outcome, step, stop.code)
+            return _noted(context, item, outcome, step, stop.code)
         progress = replace(progress, record=record)
         outcome = Outcome(key=item.key, status="delivered", status_code=status, remote_id=progress.remote_id)
-        return _logged(context, item, outcome, step, None)
+        return _noted(context, item, outcome, step, None)
 
     async def _person(
         self, person: dict[str, str], config: PipedriveConfig, keys: Keys, context: DeliveryContext
@@ -328,26 +325,11 @@ def person_body(person: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def _logged(
+def _noted(
     context: DeliveryContext, item: DeliveryItem, outcome: Outcome, step: str, code: str | None
 ) -> Outcome:
-    # Reasons quote Pipedrive's messages, which can repeat what was sent: they stay out of logs.
-    level = logging.DEBUG if outcome.status == "delivered" else logging.WARNING
-    log.log(
-        level,
-        "pipedrive delivery %s",
-        outcome.status,
-        extra={
-            "destination": context.destination_id,
-            "delivery_key": item.key,
-            "outcome": outcome.status,
-            "step": step,
-            "status_code": outcome.status_code,
-            "pipedrive_code": code,
-            "retry_after": outcome.retry_after,
-            "has_remote_id": outcome.remote_id is not None,
-        },
-    )
+    """`outcome`, with Pipedrive's facts noted for its log line (flows/delivery.py)."""
+    context.note(item.key, step=step, pipedrive_code=code, has_remote_id=outcome.remote_id is not None)
     return outcome
 
 

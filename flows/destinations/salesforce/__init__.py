@@ -23,7 +23,6 @@ retry: park, do not spin).
 
 from __future__ import annotations
 
-import logging
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -38,8 +37,6 @@ from flows.destinations._item_guard import content_failed, send_crashed
 from flows.destinations.base import DeliveryContext, DeliveryItem, Destination, DestinationSettings, Outcome
 from flows.destinations.salesforce import results
 from flows.mapping import MappingError, check_ids, check_template, render, render_map
-
-log = logging.getLogger("hookhub.destinations.salesforce")
 
 DEFAULT_API_VERSION = "62.0"
 """The version the recorded answers come from (pin an API version: Salesforce's URLs carry it)."""
@@ -180,14 +177,14 @@ class SalesforceDestination(Destination[SalesforceConfig]):
                 ready.append(prepare(item, config))
             except Exception as exc:  # noqa: BLE001 - this submission's problem, not the batch's
                 outcomes[item.key] = content_failed(item.key, exc, "map")
-                _log(context, item, outcomes[item.key], ())
+                context.note(item.key, salesforce_errors=[])
         for chunk in chunks(ready, config.batch_size):
             try:
                 outcomes.update(await self._send(chunk, config, org, context))
             except Exception as exc:  # noqa: BLE001 - chunks already sent keep their outcomes
                 for prepared in chunk:
                     outcomes[prepared.item.key] = send_crashed(prepared.item.key, exc)
-                    _log(context, prepared.item, outcomes[prepared.item.key], ())
+                    context.note(prepared.item.key, salesforce_errors=[])
         return [outcomes[item.key] for item in items]
 
     async def _send(
@@ -273,7 +270,7 @@ class SalesforceDestination(Destination[SalesforceConfig]):
                 retry_after=retry_after if verdict.status == "retry" else None,
                 deferred=deferred,
             )
-            _log(context, prepared.item, outcome, verdict.codes)
+            context.note(prepared.item.key, salesforce_errors=list(verdict.codes))
             out[prepared.item.key] = outcome
         return out
 
@@ -337,24 +334,6 @@ def _headers(config: SalesforceConfig) -> dict[str, str]:
     if config.allow_duplicates:
         headers["sforce-duplicate-rule-header"] = "allowSave=true"
     return headers
-
-
-def _log(context: DeliveryContext, item: DeliveryItem, outcome: Outcome, codes: tuple[str, ...]) -> None:
-    # Reasons quote Salesforce's messages, which can repeat field values: they stay out of logs.
-    level = logging.DEBUG if outcome.status == "delivered" else logging.WARNING
-    log.log(
-        level,
-        "salesforce delivery %s",
-        outcome.status,
-        extra={
-            "destination": context.destination_id,
-            "delivery_key": item.key,
-            "outcome": outcome.status,
-            "status_code": outcome.status_code,
-            "salesforce_errors": list(codes),
-            "retry_after": outcome.retry_after,
-        },
-    )
 
 
 destination = SalesforceDestination()

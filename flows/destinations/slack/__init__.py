@@ -21,7 +21,6 @@ URL, the token) never reach a log, a reason or a validation error; pacing keys h
 from __future__ import annotations
 
 import json
-import logging
 import re
 import time
 from collections.abc import Callable
@@ -35,8 +34,6 @@ from flows.destinations.base import DeliveryContext, DeliveryItem, Destination, 
 from flows.destinations.slack import incoming_webhook, web_api
 from flows.destinations.slack.blocks import render_message, render_template_message
 from flows.mapping import check_template
-
-log = logging.getLogger("hookhub.destinations.slack")
 
 DEFAULT_BASE_URL = "https://slack.com/api"
 MIN_INTERVAL = 1.0
@@ -172,7 +169,7 @@ class SlackDestination(Destination[SlackConfig]):
                 outcome = await self._deliver_one(item, config, context)
             except Exception as exc:  # noqa: BLE001 - one item's crash must not re-send the others
                 outcome = send_crashed(item.key, exc)
-                _log(context, item, outcome, method=None)
+                _note(context, item, method=None)
             outcomes.append(outcome)
         return outcomes
 
@@ -191,7 +188,7 @@ class SlackDestination(Destination[SlackConfig]):
         except Exception as exc:  # noqa: BLE001 - whatever this submission does to the template
             # The template cannot render this submission: only this item fails, nothing is sent.
             outcome = content_failed(item.key, exc, "template" if template is not None else "message")
-            _log(context, item, outcome, method=None)
+            _note(context, item, method=None)
             return outcome
         if config.webhook_url is not None:
             return await self._via_webhook(
@@ -222,7 +219,7 @@ class SlackDestination(Destination[SlackConfig]):
                 if answer.status == 429:
                     # Every task posting to this webhook must hold off, not just this one.
                     context.pacer.pause(key, outcome.retry_after or MIN_INTERVAL)
-        _log(context, item, outcome, method="webhook", slack_error=code)
+        _note(context, item, method="webhook", slack_error=code)
         return outcome
 
     async def _via_api(
@@ -272,7 +269,7 @@ class SlackDestination(Destination[SlackConfig]):
                 if answer.status == 429 or result.error in web_api.RATE_LIMITED:
                     # The channel's budget is shared: every route and task posting there waits.
                     context.pacer.pause(key, result.outcome.retry_after or MIN_INTERVAL)
-        _log(context, item, result.outcome, method=method, slack_error=result.error, warnings=result.warnings)
+        _note(context, item, method=method, slack_error=result.error, warnings=result.warnings)
         return result
 
 
@@ -314,30 +311,21 @@ def transport_outcome(key: str, exc: _http.TransportFailed, posting: bool = True
     return Outcome(key=key, status="retry", reason=reason)
 
 
-def _log(
+def _note(
     context: DeliveryContext,
     item: DeliveryItem,
-    outcome: Outcome,
     method: str | None,
     slack_error: str | None = None,
     warnings: tuple[str, ...] = (),
 ) -> None:
-    # Facts only: the reason may quote rendered text (personal data), so it stays in the ledger.
-    level = logging.DEBUG if outcome.status == "delivered" and not warnings else logging.WARNING
-    log.log(
-        level,
-        "slack delivery %s",
-        outcome.status,
-        extra={
-            "destination": context.destination_id,
-            "delivery_key": item.key,
-            "slack_method": method,
-            "outcome": outcome.status,
-            "status_code": outcome.status_code,
-            "slack_error": slack_error,
-            "slack_warnings": list(warnings),
-            "retry_after": outcome.retry_after,
-        },
+    """Slack's facts for the log line of this item's outcome (flows/delivery.py): a delivered
+    message that Slack warned about is logged as a warning."""
+    context.note(
+        item.key,
+        slack_method=method,
+        slack_error=slack_error,
+        slack_warnings=list(warnings),
+        warn=bool(warnings),
     )
 
 
