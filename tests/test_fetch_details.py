@@ -17,7 +17,8 @@ from pydantic import BaseModel
 
 from connectors.base import FetchFailed, NoOptions
 from flows.pipeline import FETCH_RETRIES, Fetched, fetch_details
-from hub.config.models import HubConfig, SourceConfig
+from hub.config.loader import parse_config
+from hub.config.models import HubConfig
 from hub.spool import ledger
 from hub.submission import Submission
 
@@ -74,9 +75,11 @@ def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
 
 
 def _config() -> HubConfig:
-    source = SourceConfig(provider="fake")
-    source._options = NoOptions()
-    return HubConfig(sources={"form": source})
+    # Through the loader, which gives the source its options (tally's are NoOptions); the
+    # connector itself is the fake, handed to fetch_details by the lookup below.
+    config, _ = parse_config("sources:\n  form:\n    provider: tally\n    secret: s\n", "test.yaml")
+    assert isinstance(config.sources["form"].options, NoOptions)
+    return config
 
 
 def _fetch(conn: sqlite3.Connection, ids: list[str]) -> tuple[Fetched, dict[str, Submission]]:

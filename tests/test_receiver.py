@@ -57,7 +57,6 @@ def hub(tmp_path_factory: pytest.TempPathFactory):
     config.write_text(CONFIG.format(sources=_sources_yaml()), encoding="utf-8")
     clock = FakeClock()
     hub, server = start_hub(config, root / "data", clock=clock)
-    hub.test_clock = clock  # type: ignore[attr-defined]
     yield hub, server
     server.stop()
 
@@ -69,7 +68,6 @@ def _source_id(provider: str) -> str:
 def _sample(hub, provider: str, secret_index: int = -1, now: float | None = None) -> InboundRequest:
     source = hub.config.sources[_source_id(provider)]
     settings = source.config.model_copy(update={"secret": source.config.secrets[secret_index]})
-    settings._options = source.config.options
     return source.connector.sample_request(settings, "http://127.0.0.1/hooks/x", now or time.time())
 
 
@@ -96,7 +94,7 @@ def _rows(hub, where: str = "1=1", args: tuple = ()) -> list[sqlite3.Row]:
 
 @pytest.fixture(autouse=True)
 def _real_time(hub):
-    hub[0].test_clock.now = time.time()
+    hub[0].clock.now = time.time()  # the FakeClock start_hub gave the hub
 
 
 @pytest.mark.parametrize("provider", CONNECTORS)
@@ -174,7 +172,6 @@ def test_wrong_secret_is_401(hub, provider):
     source = hub_.config.sources[_source_id(provider)]
     wrong = "whsec_d3Jvbmctc2VjcmV0LXdyb25nLXNlY3JldA==" if provider in TIMESTAMPED else "not-the-secret"
     settings = source.config.model_copy(update={"secret": wrong})
-    settings._options = source.config.options
     request = source.connector.sample_request(settings, "http://127.0.0.1/hooks/x", time.time())
     assert _post(server, provider, request).status_code == 401
 

@@ -44,9 +44,13 @@ class CountingQueue(queue.SimpleQueue):
 
 
 @pytest.fixture
-def writer(tmp_path: Path):
-    spool = SpoolWriter(tmp_path / "spool.db")
-    spool._jobs = CountingQueue()
+def jobs() -> CountingQueue:
+    return CountingQueue()
+
+
+@pytest.fixture
+def writer(tmp_path: Path, jobs: CountingQueue):
+    spool = SpoolWriter(tmp_path / "spool.db", jobs=jobs)
     spool.start()
     yield spool
     spool.stop()
@@ -57,14 +61,14 @@ def _stored(path: Path) -> dict[str, str]:
         return dict(conn.execute("SELECT id, event_id FROM inbox").fetchall())
 
 
-def test_requests_of_one_loop_turn_wake_the_writer_once(writer: SpoolWriter) -> None:
+def test_requests_of_one_loop_turn_wake_the_writer_once(writer: SpoolWriter, jobs: CountingQueue) -> None:
     records = [_record(f"evt-{i}") for i in range(100)]
 
     async def store_all():
         return await asyncio.gather(*(writer.store(r) for r in records))
 
     results = asyncio.run(store_all())
-    assert writer._jobs.puts == 1
+    assert jobs.puts == 1
     assert [r.id for r in results] == [r.id for r in records]
     assert not any(r.duplicate for r in results)
     assert _stored(writer.path) == {r.id: r.event_id for r in records}

@@ -95,13 +95,18 @@ _Job = tuple[SpoolRecord | None, _Row | None, asyncio.Future[Any], asyncio.Abstr
 
 class SpoolWriter:
     def __init__(
-        self, path: Path, durability: Durability = "full", clock: Callable[[], float] = time.time
+        self,
+        path: Path,
+        durability: Durability = "full",
+        clock: Callable[[], float] = time.time,
+        jobs: queue.SimpleQueue[list[_Job] | None] | None = None,
     ) -> None:
         self.path = path
         self.durability = durability
         self.clock = clock
         """Stamps each commit (rows' updated_at, probes): the hub's clock, as the receiver's."""
-        self._jobs: queue.SimpleQueue[list[_Job] | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[list[_Job] | None] = queue.SimpleQueue() if jobs is None else jobs
+        """The hand-over to the writer thread; a test may pass its own to count the wake-ups."""
         self._batches: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
         self._thread: threading.Thread | None = None
         self._running = False
