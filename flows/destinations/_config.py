@@ -15,3 +15,10 @@ def one_word_secret(value: SecretStr, problem: str) -> SecretStr:
     if not text or any(char.isspace() for char in text):
         raise ValueError(problem)
     return SecretStr(text)
+
+
+def api_credential(value: SecretStr, what: str) -> SecretStr:
+    """`one_word_secret` for a credential pasted from a service's console (`what`: "token", "API key")."""
+    return one_word_secret(
+        value, f"must be the {what} itself: one word, no spaces (is the environment variable set?)"
+    )

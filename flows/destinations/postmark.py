@@ -26,12 +26,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import ConfigDict, Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 
 from flows.destinations import _http
-from flows.destinations._config import one_word_secret
+from flows.destinations._config import api_credential
 from flows.destinations._email_render import EmailContent, check_email, render_email
-from flows.destinations._email_settings import EmailSettings
+from flows.destinations._email_settings import EmailApiSettings
 from flows.destinations._item_guard import content_failed, send_crashed
 from flows.destinations.base import DeliveryContext, DeliveryItem, Destination, Outcome
 
@@ -56,10 +56,7 @@ ADVICE = {
 }
 
 
-class PostmarkConfig(EmailSettings):
-    # Validation errors must not echo the input: the server token is a credential.
-    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
-
+class PostmarkConfig(EmailApiSettings):
     server_token: SecretStr = Field(
         description="Postmark server API token (POSTMARK_API_TEST validates only)"
     )
@@ -72,14 +69,7 @@ class PostmarkConfig(EmailSettings):
     @field_validator("server_token")
     @classmethod
     def _one_line(cls, value: SecretStr) -> SecretStr:
-        return one_word_secret(
-            value, "must be the token itself: one word, no spaces (is the environment variable set?)"
-        )
-
-    @field_validator("base_url")
-    @classmethod
-    def _base_url(cls, value: str) -> str:
-        return _http.check_url(value, allow_http=False).rstrip("/")
+        return api_credential(value, "token")
 
 
 class PostmarkDestination(Destination[PostmarkConfig]):

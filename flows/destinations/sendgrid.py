@@ -26,12 +26,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import ConfigDict, Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 
 from flows.destinations import _http
-from flows.destinations._config import one_word_secret
+from flows.destinations._config import api_credential
 from flows.destinations._email_render import EmailContent, check_email, render_email
-from flows.destinations._email_settings import EmailSettings, Mailbox
+from flows.destinations._email_settings import EmailApiSettings, Mailbox
 from flows.destinations._item_guard import content_failed, send_crashed
 from flows.destinations.base import DeliveryContext, DeliveryItem, Destination, Outcome
 
@@ -49,10 +49,7 @@ ADVICE = {
 }
 
 
-class SendgridConfig(EmailSettings):
-    # Validation errors must not echo the input: the API key is a credential.
-    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
-
+class SendgridConfig(EmailApiSettings):
     api_key: SecretStr = Field(description="SendGrid API key (SG.…) with the Mail Send permission")
     base_url: str = Field(
         default=DEFAULT_BASE_URL, description="API root; https://api.eu.sendgrid.com for EU subusers"
@@ -62,14 +59,7 @@ class SendgridConfig(EmailSettings):
     @field_validator("api_key")
     @classmethod
     def _one_line(cls, value: SecretStr) -> SecretStr:
-        return one_word_secret(
-            value, "must be the API key itself: one word, no spaces (is the environment variable set?)"
-        )
-
-    @field_validator("base_url")
-    @classmethod
-    def _base_url(cls, value: str) -> str:
-        return _http.check_url(value, allow_http=False).rstrip("/")
+        return api_credential(value, "API key")
 
 
 class SendgridDestination(Destination[SendgridConfig]):
