@@ -10,6 +10,8 @@ import os
 import shutil
 import tempfile
 
+import pytest
+
 _PREFECT_HOME = tempfile.mkdtemp(prefix="hookhub-tests-prefect-")
 os.environ["PREFECT_HOME"] = _PREFECT_HOME
 os.environ.pop("PREFECT_API_URL", None)
@@ -17,3 +19,9 @@ os.environ.pop("PREFECT_API_URL", None)
 
 def pytest_unconfigure(config: object) -> None:
     shutil.rmtree(_PREFECT_HOME, ignore_errors=True)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """`@pytest.mark.anyio` tests run on asyncio only: the hub runs on asyncio (aiohttp)."""
+    return "asyncio"

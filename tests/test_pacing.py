@@ -18,21 +18,19 @@ KEY = "slack-webhook:0123456789abcdef"
 OTHER = "slack-webhook:fedcba9876543210"
 
 
-def test_first_send_goes_at_once_and_the_next_waits_the_interval() -> None:
+@pytest.mark.anyio
+async def test_first_send_goes_at_once_and_the_next_waits_the_interval() -> None:
     pacer, vt = fake_pacer()
-
-    async def main() -> list[float]:
-        times = []
-        for _ in range(3):
-            await pacer.wait_turn(KEY, 1.0)
-            times.append(vt.now)
-        return times
-
-    assert asyncio.run(main()) == [1000.0, 1001.0, 1002.0]
+    times = []
+    for _ in range(3):
+        await pacer.wait_turn(KEY, 1.0)
+        times.append(vt.now)
+    assert times == [1000.0, 1001.0, 1002.0]
     assert vt.sleeps == [1.0, 1.0]
 
 
-def test_concurrent_callers_get_distinct_slots() -> None:
+@pytest.mark.anyio
+async def test_concurrent_callers_get_distinct_slots() -> None:
     pacer, vt = fake_pacer()
     sent: list[float] = []
 
@@ -40,42 +38,34 @@ def test_concurrent_callers_get_distinct_slots() -> None:
         await pacer.wait_turn(KEY, 1.0)
         sent.append(vt.now)
 
-    async def main() -> None:
-        await asyncio.gather(*(caller() for _ in range(4)))
-
-    asyncio.run(main())
+    await asyncio.gather(*(caller() for _ in range(4)))
     assert sorted(sent) == [1000.0, 1001.0, 1002.0, 1003.0]
 
 
-def test_keys_are_independent_and_idle_time_is_not_banked() -> None:
+@pytest.mark.anyio
+async def test_keys_are_independent_and_idle_time_is_not_banked() -> None:
     pacer, vt = fake_pacer()
-
-    async def main() -> None:
-        await pacer.wait_turn(KEY, 1.0)
-        await pacer.wait_turn(OTHER, 1.0)  # another account: no wait
-        assert vt.sleeps == []
-        vt.now += 10  # idle for a while
-        await pacer.wait_turn(KEY, 1.0)
-        await pacer.wait_turn(KEY, 1.0)  # a burst after idling is still spaced
-
-    asyncio.run(main())
+    await pacer.wait_turn(KEY, 1.0)
+    await pacer.wait_turn(OTHER, 1.0)  # another account: no wait
+    assert vt.sleeps == []
+    vt.now += 10  # idle for a while
+    await pacer.wait_turn(KEY, 1.0)
+    await pacer.wait_turn(KEY, 1.0)  # a burst after idling is still spaced
     assert vt.sleeps == [1.0]
 
 
-def test_pause_blocks_every_caller_until_it_ends() -> None:
+@pytest.mark.anyio
+async def test_pause_blocks_every_caller_until_it_ends() -> None:
     pacer, vt = fake_pacer()
     pacer.pause(KEY, 30)
     assert pacer.paused_for(KEY) == 30
     assert pacer.paused_for(OTHER) == 0
 
-    async def main() -> list[float]:
-        times = []
-        for _ in range(2):
-            await pacer.wait_turn(KEY, 1.0)
-            times.append(vt.now)
-        return times
-
-    assert asyncio.run(main()) == [1030.0, 1031.0]
+    times = []
+    for _ in range(2):
+        await pacer.wait_turn(KEY, 1.0)
+        times.append(vt.now)
+    assert times == [1030.0, 1031.0]
     assert pacer.paused_for(KEY) == 0
 
 
@@ -91,7 +81,8 @@ def test_pause_is_honoured_exactly_never_clamped_or_shortened() -> None:
     assert pacer.paused_for(KEY) == pytest.approx(0.5)
 
 
-def test_pause_during_a_wait_applies_to_callers_already_holding_a_slot() -> None:
+@pytest.mark.anyio
+async def test_pause_during_a_wait_applies_to_callers_already_holding_a_slot() -> None:
     pacer, vt = fake_pacer()
 
     def pause_once(_seconds: float) -> None:
@@ -99,13 +90,10 @@ def test_pause_during_a_wait_applies_to_callers_already_holding_a_slot() -> None
         vt.on_sleep = None
         pacer.pause(KEY, 30)
 
-    async def main() -> list[float]:
-        await pacer.wait_turn(KEY, 1.0)
-        vt.on_sleep = pause_once
-        await pacer.wait_turn(KEY, 1.0)
-        return [vt.now]
-
-    assert asyncio.run(main()) == [1030.0]
+    await pacer.wait_turn(KEY, 1.0)
+    vt.on_sleep = pause_once
+    await pacer.wait_turn(KEY, 1.0)
+    assert [vt.now] == [1030.0]
 
 
 def test_threads_with_their_own_event_loops_share_one_budget() -> None:
@@ -160,7 +148,8 @@ def test_real_sleep_and_the_process_pacer() -> None:
     assert results == [True, True]
 
 
-def test_negative_interval_is_a_caller_bug() -> None:
+@pytest.mark.anyio
+async def test_negative_interval_is_a_caller_bug() -> None:
     pacer, _ = fake_pacer()
     with pytest.raises(ValueError):
-        asyncio.run(pacer.wait_turn(KEY, -1.0))
+        await pacer.wait_turn(KEY, -1.0)

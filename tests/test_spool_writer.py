@@ -61,26 +61,22 @@ def _stored(path: Path) -> dict[str, str]:
         return dict(conn.execute("SELECT id, event_id FROM inbox").fetchall())
 
 
-def test_requests_of_one_loop_turn_wake_the_writer_once(writer: SpoolWriter, jobs: CountingQueue) -> None:
+@pytest.mark.anyio
+async def test_requests_of_one_loop_turn_wake_the_writer_once(
+    writer: SpoolWriter, jobs: CountingQueue
+) -> None:
     records = [_record(f"evt-{i}") for i in range(100)]
-
-    async def store_all():
-        return await asyncio.gather(*(writer.store(r) for r in records))
-
-    results = asyncio.run(store_all())
+    results = await asyncio.gather(*(writer.store(r) for r in records))
     assert jobs.puts == 1
     assert [r.id for r in results] == [r.id for r in records]
     assert not any(r.duplicate for r in results)
     assert _stored(writer.path) == {r.id: r.event_id for r in records}
 
 
-def test_repeats_within_one_batch_point_at_the_first(writer: SpoolWriter) -> None:
+@pytest.mark.anyio
+async def test_repeats_within_one_batch_point_at_the_first(writer: SpoolWriter) -> None:
     records = [_record(f"evt-{i % 5}") for i in range(10)]
-
-    async def store_all():
-        return await asyncio.gather(*(writer.store(r) for r in records))
-
-    results = asyncio.run(store_all())
+    results = await asyncio.gather(*(writer.store(r) for r in records))
     assert [r.duplicate for r in results] == [False] * 5 + [True] * 5
     assert [r.id for r in results[5:]] == [r.id for r in records[:5]]
     assert set(_stored(writer.path)) == {r.id for r in records[:5]}
@@ -88,29 +84,24 @@ def test_repeats_within_one_batch_point_at_the_first(writer: SpoolWriter) -> Non
         assert conn.execute("SELECT sum(redeliveries) FROM inbox").fetchone()[0] == 5
 
 
-def test_a_batch_larger_than_one_statement_is_stored_whole(writer: SpoolWriter) -> None:
+@pytest.mark.anyio
+async def test_a_batch_larger_than_one_statement_is_stored_whole(writer: SpoolWriter) -> None:
     records = [_record(f"evt-{i}") for i in range(2 * MAX_GROUP + 7)]
-
-    async def store_all():
-        return await asyncio.gather(*(writer.store(r) for r in records))
-
-    results = asyncio.run(store_all())
+    results = await asyncio.gather(*(writer.store(r) for r in records))
     assert not any(r.duplicate for r in results)
     assert len(_stored(writer.path)) == len(records)
 
 
-def test_stop_before_the_hand_over_answers_unavailable_instead_of_hanging(writer: SpoolWriter) -> None:
-    async def scenario() -> None:
-        pending = asyncio.ensure_future(writer.store(_record("evt-late")))
-        await asyncio.sleep(0)  # the request is read and waits for its batch to be handed over
-        writer.stop()
-        with pytest.raises(SpoolUnavailable):
-            await asyncio.wait_for(pending, timeout=10)
-
-    asyncio.run(scenario())
+@pytest.mark.anyio
+async def test_stop_before_the_hand_over_answers_unavailable_instead_of_hanging(writer: SpoolWriter) -> None:
+    pending = asyncio.ensure_future(writer.store(_record("evt-late")))
+    await asyncio.sleep(0)  # the request is read and waits for its batch to be handed over
+    writer.stop()
+    with pytest.raises(SpoolUnavailable):
+        await asyncio.wait_for(pending, timeout=10)
     assert _stored(writer.path) == {}
     with pytest.raises(SpoolUnavailable):
-        asyncio.run(writer.store(_record("evt-after")))
+        await writer.store(_record("evt-after"))
 
 
 def test_serve_freezes_the_startup_heap_out_of_the_collectors_way() -> None:
@@ -125,7 +116,8 @@ def test_serve_freezes_the_startup_heap_out_of_the_collectors_way() -> None:
     assert int(out.stdout) > 10_000
 
 
-def test_an_unexpected_error_answers_unavailable_and_the_writer_keeps_serving(
+@pytest.mark.anyio
+async def test_an_unexpected_error_answers_unavailable_and_the_writer_keeps_serving(
     writer: SpoolWriter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     real_write = SpoolWriter._write
@@ -139,14 +131,15 @@ def test_an_unexpected_error_answers_unavailable_and_the_writer_keeps_serving(
 
     monkeypatch.setattr(SpoolWriter, "_write", failing_once)
     with pytest.raises(SpoolUnavailable):
-        asyncio.run(asyncio.wait_for(writer.store(_record("evt-1")), timeout=10))
-    stored = asyncio.run(asyncio.wait_for(writer.store(_record("evt-1")), timeout=10))
+        await asyncio.wait_for(writer.store(_record("evt-1")), timeout=10)
+    stored = await asyncio.wait_for(writer.store(_record("evt-1")), timeout=10)
     assert not stored.duplicate and writer.alive
     assert list(_stored(writer.path).values()) == ["evt-1"]
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the crash is the test
-def test_work_queued_when_the_thread_dies_is_answered(
+@pytest.mark.anyio
+async def test_work_queued_when_the_thread_dies_is_answered(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """If the writer thread ends for any reason, what is queued gets a 503, not a wait forever."""
@@ -160,28 +153,26 @@ def test_work_queued_when_the_thread_dies_is_answered(
     spool = SpoolWriter(tmp_path / "spool.db")
     spool.start()
 
-    async def scenario() -> None:
-        pending = asyncio.ensure_future(spool.store(_record("evt-x")))
-        await asyncio.sleep(0)  # read: waits for the loop turn's hand-over
-        await asyncio.sleep(0)  # handed over: queued for a writer that will never read it
-        assert spool._jobs.qsize() == 1
-        may_die.set()
-        with pytest.raises(SpoolUnavailable):
-            await asyncio.wait_for(pending, timeout=10)
-
-    asyncio.run(scenario())
+    pending = asyncio.ensure_future(spool.store(_record("evt-x")))
+    await asyncio.sleep(0)  # read: waits for the loop turn's hand-over
+    await asyncio.sleep(0)  # handed over: queued for a writer that will never read it
+    assert spool._jobs.qsize() == 1
+    may_die.set()
+    with pytest.raises(SpoolUnavailable):
+        await asyncio.wait_for(pending, timeout=10)
     assert not spool.alive
     with pytest.raises(SpoolUnavailable):
-        asyncio.run(spool.store(_record("evt-y")))
+        await spool.store(_record("evt-y"))
     spool.stop()
 
 
-def test_rows_and_probes_are_stamped_by_the_injected_clock(tmp_path: Path) -> None:
+@pytest.mark.anyio
+async def test_rows_and_probes_are_stamped_by_the_injected_clock(tmp_path: Path) -> None:
     spool = SpoolWriter(tmp_path / "spool.db", clock=lambda: 1_000_000.0)
     spool.start()
     try:
-        asyncio.run(spool.store(_record("evt-clock")))
-        asyncio.run(spool.probe())
+        await spool.store(_record("evt-clock"))
+        await spool.probe()
     finally:
         spool.stop()
     with sqlite3.connect(tmp_path / "spool.db") as conn:
