@@ -20,8 +20,8 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import Field as MultipartField
 from python_multipart.multipart import parse_options_header
 
-from connectors.base import InboundRequest, UnsupportedPayload
-from hub.submission import Answer, AnswerValue, parse_instant
+from connectors.base import InboundRequest, NormalizeContext, UnsupportedPayload
+from hub.submission import Answer, AnswerValue, Submission, parse_instant
 
 # Deliberately loose: providers validate addresses; this only tells an address from other text.
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
@@ -94,6 +94,38 @@ def pick_name(answers: Iterable[Answer]) -> str | None:
         if isinstance(a.value, str) and (a.type in _NAME_TYPES or label in _NAME_LABELS):
             return a.value.strip() or None
     return None
+
+
+def submission(
+    provider: str,
+    context: NormalizeContext,
+    answers: list[Answer],
+    *,
+    event_id: str,
+    submitted_at: datetime,
+    form_id: str | None = None,
+    form_title: str | None = None,
+    respondent_email: object = None,
+    name: str | None = None,
+    hidden: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> Submission:
+    """The Submission of `context`'s stored request: e-mail and name picked from `answers` (`pick_email`
+    with the provider's `respondent_email`; `pick_name` unless the provider gave a `name`)."""
+    return Submission(
+        id=context.submission_id,
+        source=context.source,
+        provider=provider,
+        form_id=form_id,
+        form_title=form_title,
+        event_id=event_id,
+        submitted_at=submitted_at,
+        email=pick_email(respondent_email, answers),
+        name=name if name is not None else pick_name(answers),
+        answers=answers,
+        hidden={} if hidden is None else hidden,
+        metadata={} if metadata is None else metadata,
+    )
 
 
 # A run of 19 ASCII digits, found by mapping every digit to "0" and searching for the run: two

@@ -20,7 +20,7 @@ import base64
 import binascii
 import hmac
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from connectors import _answers
@@ -177,6 +177,21 @@ def typed_envelope(request: InboundRequest, submitted: str) -> Envelope:
     if event_type == PING:
         return Envelope(event_id=event_id, kind="test", form_id=form_id, note="hookhub.ping test message")
     note = f"event type {event_type!r} is not {submitted!r}"
+    return Envelope(event_id=event_id, kind="ignored", form_id=form_id, note=note)
+
+
+def event_envelope(
+    event_id: str,
+    form_id: str | None,
+    event_type: object,
+    submitted: str,
+    notes: Mapping[str, str] | None = None,
+) -> Envelope:
+    """A submission when `event_type` is `submitted`; else ignored, noted from `notes` or generically."""
+    if event_type == submitted:
+        return Envelope(event_id=event_id, form_id=form_id)
+    generic = f"event type {event_type!r} is not a submission"
+    note = (notes or {}).get(event_type, generic) if isinstance(event_type, str) else generic
     return Envelope(event_id=event_id, kind="ignored", form_id=form_id, note=note)
 
 

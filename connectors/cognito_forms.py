@@ -148,17 +148,15 @@ class CognitoFormsConnector(UrlTokenVerification, Connector):
         metadata: dict[str, Any] = {m: entry[k] for k, m in _ENTRY_META.items() if entry.get(k) is not None}
         if form.get("InternalName"):
             metadata["form_internal_name"] = form["InternalName"]
-        return Submission(
-            id=context.submission_id,
-            source=context.source,
-            provider=self.provider,
+        return _answers.submission(
+            self.provider,
+            context,
+            answers,
             form_id=_form_id(body),
             form_title=_answers.optional_text(form, "Name"),
             event_id=_event_id(body),
             submitted_at=_answers.instant(submitted, "Entry.DateSubmitted", context.received_at),
-            email=_answers.pick_email(None, answers),
             name=_name(answers),
-            answers=answers,
             metadata=metadata,
         )
 

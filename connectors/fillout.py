@@ -106,19 +106,16 @@ class FilloutConnector(UrlTokenVerification, Connector):
         if submission.get("lastUpdatedAt"):
             metadata["last_updated_at"] = submission["lastUpdatedAt"]
         metadata |= {k: submission[k] for k in _EXTRA_PARTS if not _answers.is_empty(submission.get(k))}
-        return Submission(
-            id=context.submission_id,
-            source=context.source,
-            provider=self.provider,
+        return _answers.submission(
+            self.provider,
+            context,
+            answers,
             form_id=_answers.optional_text(body, "formId"),
             form_title=_answers.optional_text(body, "formName"),
             event_id=_answers.text(submission, "submissionId", "submission"),
             submitted_at=_answers.instant(
                 submission.get("submissionTime"), "submission.submissionTime", context.received_at
             ),
-            email=_answers.pick_email(None, answers),
-            name=_answers.pick_name(answers),
-            answers=answers,
             hidden=hidden,
             metadata=metadata,
         )

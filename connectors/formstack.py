@@ -170,16 +170,13 @@ class FormstackConnector(Connector):
             _answers.answer(key, key, type_, value)
             for key, (type_, value) in ((k, _typed(v)) for k, v in fields.items() if k not in _NOT_ANSWERS)
         )
-        return Submission(
-            id=context.submission_id,
-            source=context.source,
-            provider=self.provider,
+        return _answers.submission(
+            self.provider,
+            context,
+            answers,
             form_id=_form_id(fields),
             event_id=event_id,
             submitted_at=context.received_at,  # Formstack posts no submission time
-            email=_answers.pick_email(None, answers),
-            name=_answers.pick_name(answers),
-            answers=answers,
         )
 
     def sample_request(self, source: SourceSettings, url: str, now: float) -> InboundRequest:

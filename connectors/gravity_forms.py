@@ -128,17 +128,14 @@ class GravityFormsConnector(HookhubOrBearerTokenVerification, Connector):
     def normalize(self, request: InboundRequest, context: NormalizeContext) -> Submission:
         body = _answers.parse_body_object(request)
         answers = _collect_answers(body)
-        return Submission(
-            id=context.submission_id,
-            source=context.source,
-            provider=self.provider,
+        return _answers.submission(
+            self.provider,
+            context,
+            answers,
             form_id=_form_id(body),
             event_id=_entry_id(body),
             # Entry date_created is UTC "YYYY-MM-DD HH:MM:SS" (REST API v2 docs).
             submitted_at=_answers.instant(body.get("date_created"), "date_created", context.received_at),
-            email=_answers.pick_email(None, answers),
-            name=_answers.pick_name(answers),
-            answers=answers,
             metadata={k: body[k] for k in _KEPT_META if not _answers.is_empty(body.get(k))},
         )
 

@@ -191,17 +191,16 @@ class HubSpotConnector(Connector):
         }
         if body.get("vid") is not None:
             metadata["contact_vid"] = body["vid"]
-        return Submission(
-            id=context.submission_id,
-            source=context.source,
-            provider=self.provider,
+        return _answers.submission(
+            self.provider,
+            context,
+            answers,
             form_id=form_id,
             form_title=_answers.optional_text(latest, "title"),
             event_id=conversion_id,
             submitted_at=_instant(at, "form-submissions[].timestamp"),
-            email=_answers.pick_email(_property(properties, "email"), answers),
-            name=name or _answers.pick_name(answers),
-            answers=answers,
+            respondent_email=_property(properties, "email"),
+            name=name or None,
             metadata=metadata,
         )
 

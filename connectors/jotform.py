@@ -307,17 +307,14 @@ class JotformConnector(UrlTokenVerification, Connector):
         metadata: dict[str, Any] = {k: form[k] for k in ("username", "ip", "type") if form.get(k)}
         if unplaced:
             metadata["labels_not_in_pretty"] = unplaced  # these answers are labelled by their slug
-        return Submission(
-            id=context.submission_id,
-            source=context.source,
-            provider=self.provider,
+        return _answers.submission(
+            self.provider,
+            context,
+            answers,
             form_id=_answers.optional_text(form, "formID"),
             form_title=_answers.optional_text(form, "formTitle"),
             event_id=_answers.text(form, "submissionID", "body"),
             submitted_at=context.received_at,  # Jotform posts no submission time
-            email=_answers.pick_email(None, answers),
-            name=_answers.pick_name(answers),
-            answers=answers,
             metadata=metadata,
         )
 

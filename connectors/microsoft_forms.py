@@ -160,17 +160,15 @@ class MicrosoftFormsConnector(Connector):
         run_id = request.header("x-ms-workflow-run-id")
         if run_id:
             metadata["flow_run_id"] = run_id
-        return Submission(
-            id=context.submission_id,
-            source=context.source,
-            provider=self.provider,
+        return _answers.submission(
+            self.provider,
+            context,
+            answers,
             form_id=form_id,
             form_title=_answers.optional_text(body, "form_title"),
             event_id=_response_id(body),
             submitted_at=_submitted_at(body.get("submitted_at"), context.received_at),
-            email=_answers.pick_email(responder if responder != _ANONYMOUS else None, answers),
-            name=_answers.pick_name(answers),
-            answers=answers,
+            respondent_email=responder if responder != _ANONYMOUS else None,
             metadata=metadata,
         )
 

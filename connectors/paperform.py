@@ -91,17 +91,14 @@ class PaperformConnector(UrlTokenVerification, Connector):
         answers = _answers.collect(_answer(item) for item in data)
         hidden = {a.label: a.value for a in answers if a.type == "hidden"}
         metadata = {k: body[k] for k in ("slug", "charge", "team_id") if body.get(k) is not None}
-        return Submission(
-            id=context.submission_id,
-            source=context.source,
-            provider=self.provider,
+        return _answers.submission(
+            self.provider,
+            context,
+            answers,
             form_id=_answers.optional_text(body, "form_id"),
             event_id=_answers.text(body, "submission_id", "body"),
             # "YYYY-MM-DD HH:MM:SS" without a zone: read as UTC (unconfirmed, see the docs page).
             submitted_at=_answers.instant(body.get("created_at"), "created_at", context.received_at),
-            email=_answers.pick_email(None, answers),
-            name=_answers.pick_name(answers),
-            answers=answers,
             hidden=hidden,
             metadata=metadata,
         )

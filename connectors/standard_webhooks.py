@@ -51,18 +51,16 @@ class StandardWebhooksConnector(StandardWebhooksVerification, Connector):
         metadata = {k: data[k] for k in ("submission_id",) if data.get(k) is not None}
         if body.get("timestamp"):
             metadata["event_timestamp"] = body["timestamp"]
-        return Submission(
-            id=context.submission_id,
-            source=context.source,
-            provider=self.provider,
+        return _answers.submission(
+            self.provider,
+            context,
+            answers,
             form_id=_answers.optional_text(data, "form_id"),
             form_title=_answers.optional_text(data, "form_name")
             or _answers.optional_text(data, "form_title"),
             event_id=webhook_id(request),
             submitted_at=_answers.instant(data.get("submitted_at"), "data.submitted_at", context.received_at),
-            email=_answers.pick_email(data.get("respondent_email"), answers),
-            name=_answers.pick_name(answers),
-            answers=answers,
+            respondent_email=data.get("respondent_email"),
             hidden=_answers.maybe_obj(data, "hidden"),
             metadata=metadata,
         )

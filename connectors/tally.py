@@ -15,7 +15,7 @@ from typing import Any
 
 from connectors import _answers
 from connectors._hashing import hmac_digest
-from connectors._schemes import b64, verify_body_hmac_b64
+from connectors._schemes import b64, event_envelope, verify_body_hmac_b64
 from connectors.base import (
     Connector,
     Envelope,
@@ -83,15 +83,7 @@ class TallyConnector(Connector):
         event_id = _answers.text(body, "eventId", "body")
         data = _answers.obj(body, "data", "body")
         form_id = _answers.optional_text(data, "formId")
-        event_type = body.get("eventType")
-        if event_type == _SUBMITTED:
-            return Envelope(event_id=event_id, form_id=form_id)
-        return Envelope(
-            event_id=event_id,
-            kind="ignored",
-            form_id=form_id,
-            note=f"event type {event_type!r} is not a submission",
-        )
+        return event_envelope(event_id, form_id, body.get("eventType"), _SUBMITTED)
 
     def normalize(self, request: InboundRequest, context: NormalizeContext) -> Submission:
         body = _answers.parse_json_object(request.body)
@@ -108,17 +100,14 @@ class TallyConnector(Connector):
         }
         if body.get("createdAt"):
             metadata["event_created_at"] = body["createdAt"]
-        return Submission(
-            id=context.submission_id,
-            source=context.source,
-            provider=self.provider,
+        return _answers.submission(
+            self.provider,
+            context,
+            answers,
             form_id=_answers.optional_text(data, "formId"),
             form_title=_answers.optional_text(data, "formName"),
             event_id=_answers.text(body, "eventId", "body"),
             submitted_at=_answers.instant(data.get("createdAt"), "data.createdAt", context.received_at),
-            email=_answers.pick_email(None, answers),
-            name=_answers.pick_name(answers),
-            answers=answers,
             hidden=hidden,
             metadata=metadata,
         )

@@ -16,7 +16,7 @@ from typing import Any
 
 from connectors import _answers
 from connectors._hashing import hmac_digest
-from connectors._schemes import b64, verify_body_hmac_b64
+from connectors._schemes import b64, event_envelope, verify_body_hmac_b64
 from connectors.base import (
     Connector,
     Envelope,
@@ -45,6 +45,9 @@ def _answer_value(raw: dict[str, Any]) -> Any:
     return value
 
 
+_NOTES = {"form_response_partial": "partial response (form_response_partial), not a submission"}
+
+
 class TypeformConnector(Connector):
     provider = "typeform"
     title = "Typeform"
@@ -60,15 +63,7 @@ class TypeformConnector(Connector):
         event_id = _answers.text(body, "event_id", "body")
         response = _answers.obj(body, "form_response", "body")
         form_id = _answers.optional_text(response, "form_id")
-        event_type = body.get("event_type")
-        if event_type == _SUBMITTED:
-            return Envelope(event_id=event_id, form_id=form_id)
-        note = (
-            "partial response (form_response_partial), not a submission"
-            if event_type == "form_response_partial"
-            else f"event type {event_type!r} is not a submission"
-        )
-        return Envelope(event_id=event_id, kind="ignored", form_id=form_id, note=note)
+        return event_envelope(event_id, form_id, body.get("event_type"), _SUBMITTED, _NOTES)
 
     def normalize(self, request: InboundRequest, context: NormalizeContext) -> Submission:
         body = _answers.parse_json_object(request.body)
@@ -108,19 +103,16 @@ class TypeformConnector(Connector):
         if isinstance(ending, dict) and ending.get("ref"):
             metadata["ending"] = ending["ref"]
 
-        return Submission(
-            id=context.submission_id,
-            source=context.source,
-            provider=self.provider,
+        return _answers.submission(
+            self.provider,
+            context,
+            collected,
             form_id=_answers.optional_text(response, "form_id") or _answers.optional_text(definition, "id"),
             form_title=_answers.optional_text(definition, "title"),
             event_id=_answers.text(body, "event_id", "body"),
             submitted_at=_answers.instant(
                 response.get("submitted_at"), "form_response.submitted_at", context.received_at
             ),
-            email=_answers.pick_email(None, collected),
-            name=_answers.pick_name(collected),
-            answers=collected,
             hidden=dict(hidden),
             metadata=metadata,
         )

@@ -137,19 +137,16 @@ class WebflowConnector(Connector):
             for name, value in data.items()
         )
         metadata = {k: payload[k] for k in ("siteId", "formElementId") if payload.get(k) is not None}
-        return Submission(
-            id=context.submission_id,
-            source=context.source,
-            provider=self.provider,
+        return _answers.submission(
+            self.provider,
+            context,
+            answers,
             form_id=_answers.optional_text(payload, "formId"),
             form_title=_answers.optional_text(payload, "name"),
             event_id=_answers.text(payload, "id", "body.payload"),
             submitted_at=_answers.instant(
                 payload.get("submittedAt"), "payload.submittedAt", context.received_at
             ),
-            email=_answers.pick_email(None, answers),
-            name=_answers.pick_name(answers),
-            answers=answers,
             metadata=metadata,
         )
 

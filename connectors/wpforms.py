@@ -80,16 +80,13 @@ class WPFormsConnector(HookhubOrBearerTokenVerification, Connector):
     def normalize(self, request: InboundRequest, context: NormalizeContext) -> Submission:
         body = _answers.parse_body_object(request)
         answers = _collect_answers(body)
-        return Submission(
-            id=context.submission_id,
-            source=context.source,
-            provider=self.provider,
+        return _answers.submission(
+            self.provider,
+            context,
+            answers,
             form_id=_id(body, "form_id"),
             event_id=_event_id(request, body),
             submitted_at=_submitted_at(body, context.received_at),
-            email=_answers.pick_email(None, answers),
-            name=_answers.pick_name(answers),
-            answers=answers,
         )
 
     def sample_request(self, source: SourceSettings, url: str, now: float) -> InboundRequest:

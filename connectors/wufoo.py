@@ -184,18 +184,16 @@ class WufooConnector(Connector):
         metadata: dict[str, Any] = {m: form[k] for k, m in _ENTRY_INFO.items() if form.get(k)}
         if structure.get("Url"):
             metadata["form_url"] = structure["Url"]
-        return Submission(
-            id=context.submission_id,
-            source=context.source,
-            provider=self.provider,
+        return _answers.submission(
+            self.provider,
+            context,
+            answers,
             form_id=_form_id(form),
             form_title=_answers.optional_text(structure, "Name"),
             event_id=event_id,
             # "YYYY-MM-DD HH:MM:SS" without a zone: read as UTC (unconfirmed, see the docs page).
             submitted_at=_answers.instant(form.get("DateCreated"), "DateCreated", context.received_at),
-            email=_answers.pick_email(None, answers),
             name=_name(answers),
-            answers=answers,
             metadata=metadata,
         )
 

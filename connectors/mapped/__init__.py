@@ -242,17 +242,16 @@ class MappedConnector(Connector):
             if (value := compile_path(text).get(data)) is not _MISSING and value is not None
         }
 
-        return Submission(
-            id=context.submission_id,
-            source=context.source,
-            provider=self.provider,
+        return _answers.submission(
+            self.provider,
+            context,
+            collected,
             form_id=self._optional_text(data, "form_id"),
             form_title=self._optional_text(data, "form_title"),
             event_id=event_id,
             submitted_at=instant(when, f"submitted_at path {options.submitted_at}", context.received_at),
-            email=_answers.pick_email(email_value, collected),
-            name=name or _answers.pick_name(collected),
-            answers=collected,
+            respondent_email=email_value,
+            name=name or None,
             hidden=hidden,
             metadata=metadata,
         )
