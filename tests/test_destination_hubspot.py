@@ -660,8 +660,9 @@ def test_a_failed_note_keeps_the_contact_id_and_says_what_happened() -> None:
 # --- the token's budget -------------------------------------------------------------------------
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize("headers", ["recorded", "none"])
-def test_a_429_pauses_every_route_using_the_token_then_everything_is_delivered(headers: str) -> None:
+async def test_a_429_pauses_every_route_using_the_token_then_everything_is_delivered(headers: str) -> None:
     """Two routes, two destinations with different configs, one token: one budget for both.
 
     "recorded" replays the fixture with its X-HubSpot-RateLimit-* headers (Remaining: 0);
@@ -693,7 +694,9 @@ def test_a_429_pauses_every_route_using_the_token_then_everything_is_delivered(h
         base_url=EU, map={"email": "{{ email }}", "company": "{{ answers['Company'] }}"}, batch_size=1
     )
 
-    async def main() -> list[list[Outcome]]:
+    with respx.mock() as router:
+        mock_hubspot(router, hubspot)
+        mock_hubspot(router, hubspot, EU)
         dest = HubspotDestination(wall_clock=lambda: WALL)
         async with httpx.AsyncClient() as http:
             first = asyncio.create_task(dest.deliver(items(ADA, GRACE), leads, context(http, pacer, "crm")))
@@ -704,12 +707,7 @@ def test_a_429_pauses_every_route_using_the_token_then_everything_is_delivered(h
                 eu,
                 context(http, pacer, "crm-eu"),
             )
-            return list(await asyncio.gather(first, second))
-
-    with respx.mock() as router:
-        mock_hubspot(router, hubspot)
-        mock_hubspot(router, hubspot, EU)
-        outcomes = asyncio.run(main())
+            outcomes = list(await asyncio.gather(first, second))
     assert [[o.status for o in batch] for batch in outcomes] == [["delivered"] * 2, ["delivered"] * 2]
     assert early == []  # nothing reached HubSpot while the token was paused
     assert sent[0] == (1000.0, "api.hubapi.com", [ADA, GRACE])
@@ -840,26 +838,23 @@ def test_a_spent_daily_quota_on_a_success_parks_the_token_until_the_next_hour() 
     assert later[0].status == "retry" and later[0].retry_after == seconds_to_next_hour(WALL)
 
 
-def test_the_pacer_budget() -> None:
+@pytest.mark.anyio
+async def test_the_pacer_budget() -> None:
     pacer, vt = fake_pacer()
-
-    async def main() -> list[float]:
-        times = []
-        for _ in range(3):
-            assert await pacer.acquire("k", 2, 10.0)
-            times.append(vt.now)
-        pacer.pause("k", 100)
-        assert await pacer.acquire("k", 2, 10.0, max_wait=30) is False  # not counted, not slept
-        assert vt.now == 1010.0 and pacer.budget_left("k") == 1
-        return times
-
-    assert asyncio.run(main()) == [1000.0, 1000.0, 1010.0]
+    times = []
+    for _ in range(3):
+        assert await pacer.acquire("k", 2, 10.0)
+        times.append(vt.now)
+    pacer.pause("k", 100)
+    assert await pacer.acquire("k", 2, 10.0, max_wait=30) is False  # not counted, not slept
+    assert vt.now == 1010.0 and pacer.budget_left("k") == 1
+    assert times == [1000.0, 1000.0, 1010.0]
     pacer.observe("other", remaining=0)  # nothing known about the budget yet: nothing to do
     assert pacer.budget_left("other") is None
     pacer.observe("other", remaining=3, limit=5, window=10)
     assert pacer.budget_left("other") == 3
     with pytest.raises(ValueError):
-        asyncio.run(pacer.acquire("k", 0, 10))
+        await pacer.acquire("k", 0, 10)
 
 
 # --- config, registry, secrecy ------------------------------------------------------------------

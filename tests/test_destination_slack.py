@@ -380,7 +380,8 @@ def assert_within_slack_limits(message: dict[str, Any]) -> None:
 # --- pacing -------------------------------------------------------------------------------------
 
 
-def test_two_deliveries_to_one_webhook_are_a_second_apart() -> None:
+@pytest.mark.anyio
+async def test_two_deliveries_to_one_webhook_are_a_second_apart() -> None:
     pacer, vt = fake_pacer()
     sent_at: list[float] = []
 
@@ -388,7 +389,8 @@ def test_two_deliveries_to_one_webhook_are_a_second_apart() -> None:
         sent_at.append(vt.now)
         return httpx.Response(200, text="ok")
 
-    async def main() -> None:
+    with respx.mock() as router:
+        router.post(URL).mock(side_effect=record)
         async with httpx.AsyncClient() as http:
             context = DeliveryContext(http=http, pacer=pacer)
             dest = SlackDestination()
@@ -396,10 +398,6 @@ def test_two_deliveries_to_one_webhook_are_a_second_apart() -> None:
             await asyncio.gather(
                 dest.deliver([item(1)], config(), context), dest.deliver([item(2)], config(), context)
             )
-
-    with respx.mock() as router:
-        router.post(URL).mock(side_effect=record)
-        asyncio.run(main())
     assert len(sent_at) == 2
     assert sent_at[1] - sent_at[0] >= 1.0
 
@@ -843,11 +841,13 @@ def _sent_at(vt: VirtualTime, answers: list[httpx.Response] | None = None):  # t
     return log_, record
 
 
-def test_routes_posting_to_one_channel_share_its_one_per_second_budget() -> None:
+@pytest.mark.anyio
+async def test_routes_posting_to_one_channel_share_its_one_per_second_budget() -> None:
     pacer, vt = fake_pacer()
     sent, record = _sent_at(vt)
 
-    async def main() -> None:
+    with respx.mock() as router:
+        router.post(POST_URL).mock(side_effect=record)
         async with httpx.AsyncClient() as http:
             context = DeliveryContext(http=http, pacer=pacer)
             dest = SlackDestination()
@@ -859,10 +859,6 @@ def test_routes_posting_to_one_channel_share_its_one_per_second_budget() -> None
                 dest.deliver([item(3)], b, context),
                 dest.deliver([item(4)], other, context),
             )
-
-    with respx.mock() as router:
-        router.post(POST_URL).mock(side_effect=record)
-        asyncio.run(main())
     same = sorted(t for channel, t in sent if channel == CHANNEL)
     assert same == [1000.0, 1001.0, 1002.0]
     assert [t for channel, t in sent if channel == "C0000000OTHER"] == [1000.0]  # its own budget

@@ -473,7 +473,8 @@ def test_test_route_renders_every_email_destination_unsent_and_without_secrets(
 # --- pacing on virtual time --------------------------------------------------------------------
 
 
-def test_max_per_minute_spaces_messages_across_deliveries() -> None:
+@pytest.mark.anyio
+async def test_max_per_minute_spaces_messages_across_deliveries() -> None:
     pacer, vt = fake_pacer()
     sent_at: list[float] = []
 
@@ -482,16 +483,13 @@ def test_max_per_minute_spaces_messages_across_deliveries() -> None:
 
     cfg = unreachable().model_copy(update={"max_per_minute": 30})
 
-    async def main() -> None:
-        async with httpx.AsyncClient() as http:
-            context = DeliveryContext(http=http, pacer=pacer, extra={"smtp_send": record})
-            dest = SmtpDestination(wall_clock=lambda: NOW)
-            # Two tasks sending through the same account at once share its budget.
-            await asyncio.gather(
-                dest.deliver([item(1), item(2)], cfg, context), dest.deliver([item(3)], cfg, context)
-            )
-
-    asyncio.run(main())
+    async with httpx.AsyncClient() as http:
+        context = DeliveryContext(http=http, pacer=pacer, extra={"smtp_send": record})
+        dest = SmtpDestination(wall_clock=lambda: NOW)
+        # Two tasks sending through the same account at once share its budget.
+        await asyncio.gather(
+            dest.deliver([item(1), item(2)], cfg, context), dest.deliver([item(3)], cfg, context)
+        )
     assert sorted(sent_at) == [1000.0, 1002.0, 1004.0]
 
 
