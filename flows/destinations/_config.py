@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import SecretStr
+from typing import Annotated
+
+from pydantic import AfterValidator, SecretStr
+
+from flows.destinations import _http
 
 
 def one_word_secret(value: SecretStr, problem: str) -> SecretStr:
@@ -22,3 +26,18 @@ def api_credential(value: SecretStr, what: str) -> SecretStr:
     return one_word_secret(
         value, f"must be the {what} itself: one word, no spaces (is the environment variable set?)"
     )
+
+
+def _api_root(value: str) -> str:
+    return _http.check_url(value, allow_http=False).rstrip("/")
+
+
+def _plain_token(value: SecretStr) -> SecretStr:
+    return one_word_secret(value, "must be a non-empty token without spaces or line breaks")
+
+
+ApiRoot = Annotated[str, AfterValidator(_api_root)]
+"""An HTTPS API root (http only to a loopback host: tests' local servers), without a trailing slash."""
+
+PlainToken = Annotated[SecretStr, AfterValidator(_plain_token)]
+"""A bearer token: stripped, one word."""

@@ -13,7 +13,6 @@ from typing import NamedTuple
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from flows.destinations import _http
 from flows.destinations.base import DestinationSettings
 
 MAP_FIELDS = ("to", "cc", "bcc", "subject", "reply_to", "reply_to_name")
@@ -194,15 +193,3 @@ class EmailSettings(DestinationSettings):
     @property
     def sender(self) -> Mailbox:
         return parse_mailboxes(self.from_)[0]
-
-
-class EmailApiSettings(EmailSettings):
-    """Settings of an e-mail service reached over its HTTPS API (`postmark`, `sendgrid`).
-
-    Each subclass declares its own `base_url` (default and description differ); this checks it.
-    """
-
-    @field_validator("base_url", check_fields=False)
-    @classmethod
-    def _base_url(cls, value: str) -> str:
-        return _http.check_url(value, allow_http=False).rstrip("/")

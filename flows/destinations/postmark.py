@@ -29,9 +29,9 @@ from typing import Any
 from pydantic import Field, SecretStr, field_validator
 
 from flows.destinations import _http
-from flows.destinations._config import api_credential
+from flows.destinations._config import ApiRoot, api_credential
 from flows.destinations._email_render import EmailContent, check_email, render_email
-from flows.destinations._email_settings import EmailApiSettings
+from flows.destinations._email_settings import EmailSettings
 from flows.destinations._item_guard import content_failed, send_crashed
 from flows.destinations.base import DeliveryContext, DeliveryItem, Destination, Outcome
 
@@ -56,11 +56,11 @@ ADVICE = {
 }
 
 
-class PostmarkConfig(EmailApiSettings):
+class PostmarkConfig(EmailSettings):
     server_token: SecretStr = Field(
         description="Postmark server API token (POSTMARK_API_TEST validates only)"
     )
-    base_url: str = Field(default=DEFAULT_BASE_URL, description="API root (a proxy or test server)")
+    base_url: ApiRoot = Field(default=DEFAULT_BASE_URL, description="API root (a proxy or test server)")
     message_stream: str = Field(
         default="outbound", min_length=1, max_length=100, description="transactional message stream id"
     )

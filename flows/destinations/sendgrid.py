@@ -29,9 +29,9 @@ from typing import Any
 from pydantic import Field, SecretStr, field_validator
 
 from flows.destinations import _http
-from flows.destinations._config import api_credential
+from flows.destinations._config import ApiRoot, api_credential
 from flows.destinations._email_render import EmailContent, check_email, render_email
-from flows.destinations._email_settings import EmailApiSettings, Mailbox
+from flows.destinations._email_settings import EmailSettings, Mailbox
 from flows.destinations._item_guard import content_failed, send_crashed
 from flows.destinations.base import DeliveryContext, DeliveryItem, Destination, Outcome
 
@@ -49,9 +49,9 @@ ADVICE = {
 }
 
 
-class SendgridConfig(EmailApiSettings):
+class SendgridConfig(EmailSettings):
     api_key: SecretStr = Field(description="SendGrid API key (SG.…) with the Mail Send permission")
-    base_url: str = Field(
+    base_url: ApiRoot = Field(
         default=DEFAULT_BASE_URL, description="API root; https://api.eu.sendgrid.com for EU subusers"
     )
     concurrency: int = Field(default=4, ge=1, le=50, description="requests in flight at once per batch")

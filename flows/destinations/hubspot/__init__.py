@@ -27,6 +27,7 @@ from typing import Any
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from flows.destinations import _http
+from flows.destinations._config import ApiRoot
 from flows.destinations._item_guard import content_failed, send_crashed
 from flows.destinations.base import DeliveryContext, DeliveryItem, Destination, DestinationSettings, Outcome
 from flows.destinations.hubspot import api
@@ -67,7 +68,7 @@ class HubspotConfig(DestinationSettings):
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     token: SecretStr = Field(description="private app (or OAuth access) token, sent as Authorization: Bearer")
-    base_url: str = Field(
+    base_url: ApiRoot = Field(
         default=DEFAULT_BASE_URL,
         description="API root: https://api-eu1.hubapi.com for EU accounts, or a proxy",
     )
@@ -85,12 +86,6 @@ class HubspotConfig(DestinationSettings):
         if not text or any(char.isspace() or not char.isprintable() for char in text):
             raise ValueError("must be a HubSpot private app or OAuth access token: one word, no spaces")
         return SecretStr(text)
-
-    @field_validator("base_url")
-    @classmethod
-    def _https(cls, value: str) -> str:
-        # Plain http only to loopback: that is how tests point the destination at a local server.
-        return _http.check_url(value, allow_http=False).rstrip("/")
 
     @field_validator("map")
     @classmethod

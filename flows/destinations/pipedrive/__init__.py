@@ -29,10 +29,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, SecretStr, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from flows.destinations import _crm_http, _http
-from flows.destinations._config import one_word_secret
+from flows.destinations._config import ApiRoot, PlainToken
 from flows.destinations._item_guard import content_failed, send_crashed
 from flows.destinations.base import DeliveryContext, DeliveryItem, Destination, DestinationSettings, Outcome
 from flows.destinations.pipedrive.api import (
@@ -69,25 +69,15 @@ class PipedriveConfig(DestinationSettings):
     # Validation errors must not echo the input: the token is a credential.
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
-    api_token: SecretStr = Field(
+    api_token: PlainToken = Field(
         description="API token (Personal preferences > API), e.g. ${PIPEDRIVE_TOKEN}"
     )
-    base_url: str = Field(
+    base_url: ApiRoot = Field(
         default=DEFAULT_BASE_URL, description="API host, or https://<company>.pipedrive.com"
     )
     create: Literal["lead", "deal"] = Field(default="lead", description="what to create for the person")
     title: str = Field(default=DEFAULT_TITLE, min_length=1, description="template of the lead/deal title")
     map: dict[str, str] | None = Field(default=None, description="{person field: Jinja template}")
-
-    @field_validator("api_token")
-    @classmethod
-    def _token(cls, value: SecretStr) -> SecretStr:
-        return one_word_secret(value, "must be a non-empty token without spaces or line breaks")
-
-    @field_validator("base_url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        return _http.check_url(value, allow_http=False).rstrip("/")
 
     @field_validator("map")
     @classmethod

@@ -29,10 +29,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from flows.destinations import _crm_http, _http
-from flows.destinations._config import one_word_secret
+from flows.destinations._config import ApiRoot, PlainToken
 from flows.destinations._item_guard import content_failed, send_crashed
 from flows.destinations.base import DeliveryContext, DeliveryItem, Destination, DestinationSettings, Outcome
 from flows.destinations.salesforce import results
@@ -73,13 +73,13 @@ class SalesforceConfig(DestinationSettings):
     # Validation errors must not echo the input: the access token is a credential.
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
-    instance_url: str | None = Field(
+    instance_url: ApiRoot | None = Field(
         default=None, description="the org's URL, https://<MyDomain>.my.salesforce.com"
     )
-    base_url: str | None = Field(
+    base_url: ApiRoot | None = Field(
         default=None, description="same as instance_url (a proxy or sandbox URL also works)"
     )
-    access_token: SecretStr = Field(description="OAuth access token, e.g. ${SF_ACCESS_TOKEN}")
+    access_token: PlainToken = Field(description="OAuth access token, e.g. ${SF_ACCESS_TOKEN}")
     api_version: str = Field(default=DEFAULT_API_VERSION, description="REST API version such as 62.0")
     sobject: str = Field(default="Lead", description="object to upsert, e.g. Lead, Contact, Web_Form__c")
     external_id_field: str = Field(description="External ID + Unique field to upsert on, e.g. Hookhub_Id__c")
@@ -87,16 +87,6 @@ class SalesforceConfig(DestinationSettings):
     map: dict[str, str] | None = Field(default=None, description="{Salesforce field: Jinja template}")
     batch_size: int = Field(default=200, ge=1, le=200, description="records per collection request")
     allow_duplicates: bool = Field(default=False, description="save despite alert-only duplicate rules")
-
-    @field_validator("instance_url", "base_url")
-    @classmethod
-    def _url(cls, value: str | None) -> str | None:
-        return None if value is None else _http.check_url(value, allow_http=False).rstrip("/")
-
-    @field_validator("access_token")
-    @classmethod
-    def _token(cls, value: SecretStr) -> SecretStr:
-        return one_word_secret(value, "must be a non-empty token without spaces or line breaks")
 
     @field_validator("api_version")
     @classmethod

@@ -29,6 +29,7 @@ from typing import Any
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from flows.destinations import _http
+from flows.destinations._config import ApiRoot
 from flows.destinations._item_guard import content_failed, send_crashed
 from flows.destinations.base import DeliveryContext, DeliveryItem, Destination, DestinationSettings, Outcome
 from flows.destinations.slack import incoming_webhook, web_api
@@ -58,7 +59,7 @@ class SlackConfig(DestinationSettings):
         default=None, description="bot token (xoxb-…) with chat:write, with channel"
     )
     channel: str | None = Field(default=None, description="channel ID (C0123456789) or #name, with token")
-    base_url: str = Field(default=DEFAULT_BASE_URL, description="Web API root (a proxy or test server)")
+    base_url: ApiRoot = Field(default=DEFAULT_BASE_URL, description="Web API root (a proxy or test server)")
     username: str | None = Field(
         default=None, min_length=1, max_length=80, description="display name override"
     )
@@ -108,11 +109,6 @@ class SlackConfig(DestinationSettings):
                 "or a channel name such as #sales (lower case, no spaces)"
             )
         return value
-
-    @field_validator("base_url")
-    @classmethod
-    def _base_url(cls, value: str) -> str:
-        return _http.check_url(value, allow_http=False).rstrip("/")
 
     @field_validator("icon_emoji")
     @classmethod
