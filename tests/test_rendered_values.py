@@ -298,8 +298,9 @@ def test_a_slack_channel_is_never_a_template() -> None:
         )
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize("value", ["..", "."])
-def test_a_salesforce_external_id_cannot_climb_out_of_its_url(value: str) -> None:
+async def test_a_salesforce_external_id_cannot_climb_out_of_its_url(value: str) -> None:
     handler, seen = _recording(
         httpx.Response(201, json={"id": "00Q000000000001AAA", "success": True, "errors": [], "created": True})
     )
@@ -312,12 +313,9 @@ def test_a_salesforce_external_id_cannot_climb_out_of_its_url(value: str) -> Non
     destination = get_destination("salesforce")
     config = destination.Config.model_validate({"type": "salesforce", **settings})
 
-    async def main() -> list[Outcome]:
-        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
-            context = DeliveryContext(http=http, pacer=fake_pacer()[0], destination_id="crm")
-            return await destination.deliver([item(1, value), item(2, "a/b?c")], config, context)
-
-    outcomes = asyncio.run(main())
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+        context = DeliveryContext(http=http, pacer=fake_pacer()[0], destination_id="crm")
+        outcomes = await destination.deliver([item(1, value), item(2, "a/b?c")], config, context)
     assert [o.status for o in outcomes] == ["failed", "delivered"]
     assert outcomes[0].reason == f"external_id: rendered {value!r}, which cannot name a record in a URL"
     [request] = seen

@@ -8,7 +8,6 @@ real hub, its Prefect flow runs and a loopback receiver that answers 429 with Re
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 import threading
 import time
@@ -192,8 +191,9 @@ CASES: dict[str, tuple[Callable[[], BaseModel], Callable[[int], DeliveryItem]]] 
 }
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_every_destination_defers_while_its_target_is_paused(case: str) -> None:
+async def test_every_destination_defers_while_its_target_is_paused(case: str) -> None:
     make_config, make_item = CASES[case]
     config = make_config()
     items = [make_item(n) for n in (1, 2, 3)]
@@ -202,7 +202,7 @@ def test_every_destination_defers_while_its_target_is_paused(case: str) -> None:
         http=NoNetwork(), pacer=pacer, destination_id=case, extra={"smtp_send": _never_send}
     )
     destination = get_destination(str(config.type))
-    outcomes = asyncio.run(destination.deliver(items, config, context))
+    outcomes = await destination.deliver(items, config, context)
     assert sorted(o.key for o in outcomes) == sorted(i.key for i in items)
     for outcome in outcomes:
         assert (outcome.status, outcome.deferred) == ("retry", True), outcome
