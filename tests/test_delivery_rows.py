@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 
@@ -45,11 +44,14 @@ def _row(inbox_id: str, destination: str, submission: str | None) -> DeliveryRow
     )
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize("poison", ['{"id": "S2", "answers": "not a list"', "", None])
-def test_one_unreadable_row_is_dead_and_the_rest_delivered(runtime: Runtime, poison: str | None) -> None:
+async def test_one_unreadable_row_is_dead_and_the_rest_delivered(
+    runtime: Runtime, poison: str | None
+) -> None:
     good = [make_submission(1).model_dump_json(), make_submission(3).model_dump_json()]
     rows = [_row("S1", "out", good[0]), _row("S2", "out", poison), _row("S3", "out", good[1])]
-    decisions = asyncio.run(deliver_rows(runtime, "out", rows, {}, http=None))
+    decisions = await deliver_rows(runtime, "out", rows, {}, http=None)
     by_id = {d.inbox_id: d for d in decisions}
     assert by_id["S1"].status == by_id["S3"].status == "delivered"
     assert by_id["S2"].status == "dead" and not by_id["S2"].attempted
@@ -58,7 +60,8 @@ def test_one_unreadable_row_is_dead_and_the_rest_delivered(runtime: Runtime, poi
     assert [json.loads(line)["delivery_id"] for line in lines] == ["S1.out", "S3.out"]
 
 
-def test_a_row_without_stored_json_is_dead_for_a_webhook_too(runtime: Runtime) -> None:
+@pytest.mark.anyio
+async def test_a_row_without_stored_json_is_dead_for_a_webhook_too(runtime: Runtime) -> None:
     # The webhook sends stored bytes without parsing them, but never sends nothing.
-    [decision] = asyncio.run(deliver_rows(runtime, "hook", [_row("S1", "hook", None)], {}, http=None))
+    [decision] = await deliver_rows(runtime, "hook", [_row("S1", "hook", None)], {}, http=None)
     assert decision.status == "dead" and "no Submission JSON" in (decision.error or "")

@@ -6,7 +6,6 @@ that stood for two responses, in one batch; the arguments are left as they were.
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -82,18 +81,19 @@ def _config() -> HubConfig:
     return config
 
 
-def _fetch(conn: sqlite3.Connection, ids: list[str]) -> tuple[Fetched, dict[str, Submission]]:
+async def _fetch(conn: sqlite3.Connection, ids: list[str]) -> tuple[Fetched, dict[str, Submission]]:
     rows = {r.id: r for r in ledger.load_inbox(conn, ids)}
     submissions = {i: _submission(rows[i].event_id, i) for i in ids}
     given = dict(submissions)
     connector = FakeConnector(OUTCOMES)
-    fetched = asyncio.run(fetch_details(_config(), conn, rows, submissions, lambda _: connector))  # type: ignore[arg-type, return-value]
+    fetched = await fetch_details(_config(), conn, rows, submissions, lambda _: connector)  # type: ignore[arg-type, return-value]
     assert submissions == given  # the arguments are not changed
     return fetched, rows
 
 
-def test_each_row_s_fetch_comes_back_as_what_it_produced(conn: sqlite3.Connection) -> None:
-    fetched, _ = _fetch(conn, ["S1", "S2", "S3", "S4", "S5"])
+@pytest.mark.anyio
+async def test_each_row_s_fetch_comes_back_as_what_it_produced(conn: sqlite3.Connection) -> None:
+    fetched, _ = await _fetch(conn, ["S1", "S2", "S3", "S4", "S5"])
     assert fetched.later == ["S2"]
     assert fetched.failed == {
         "S3": "could not fetch details from Fake API: HTTP 404",
@@ -109,9 +109,10 @@ def test_each_row_s_fetch_comes_back_as_what_it_produced(conn: sqlite3.Connectio
     assert not_before is not None
 
 
-def test_a_row_that_used_up_its_tries_is_a_dead_letter(conn: sqlite3.Connection) -> None:
+@pytest.mark.anyio
+async def test_a_row_that_used_up_its_tries_is_a_dead_letter(conn: sqlite3.Connection) -> None:
     conn.execute("UPDATE inbox SET fetch_attempts=? WHERE id='S2'", (FETCH_RETRIES - 1,))
-    fetched, _ = _fetch(conn, ["S2"])
+    fetched, _ = await _fetch(conn, ["S2"])
     assert fetched.later == [] and fetched.submissions == {}
     assert fetched.failed == {
         "S2": f"could not fetch details from Fake API: HTTP 503 (gave up after {FETCH_RETRIES} attempts)"
