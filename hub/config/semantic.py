@@ -9,7 +9,8 @@ has reported already, so it is skipped here.
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -29,23 +30,45 @@ ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _ID_RULE = "use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
 SOURCE_KEYS: tuple[str, ...] = tuple(f.alias or n for n, f in SourceConfig.model_fields.items())
 
+PluginT = TypeVar("PluginT")
+_ID_USE = {
+    "sources": ("source id", "(it is the URL /hooks/<source id>)"),
+    "destinations": ("destination id", "(it names the target in routes, logs and URLs)"),
+}
+
+
+def _plugins(
+    reporter: Reporter,
+    section: str,
+    entries: Any,
+    key: str,
+    lookup: Callable[[str], PluginT],
+    unknown: type[Exception],
+) -> Iterator[tuple[str, dict[str, Any], KeyPath, PluginT]]:
+    """Each entry of `section` (sources, destinations) whose `key` names a known plugin: its id,
+    plain data, path and plugin. Ids are checked; an unknown plugin name is reported and skipped."""
+    if not isinstance(entries, dict):
+        return
+    for entry_id, raw in entries.items():
+        path = (section, entry_id)
+        _check_id(reporter, path, entry_id, *_ID_USE[section])
+        if not isinstance(raw, dict) or not isinstance(raw.get(key), str):
+            continue
+        try:
+            plugin = lookup(raw[key])
+        except unknown as exc:
+            reporter.error((*path, key), str(exc))
+            continue
+        yield entry_id, raw, path, plugin
+
 
 def check_sources(reporter: Reporter, sources: Any) -> dict[str, BaseModel]:
     """Provider, provider options and secret of every source; returns valid options by id."""
     options: dict[str, BaseModel] = {}
-    if not isinstance(sources, dict):
-        return options
-    for source_id, raw in sources.items():
-        path = ("sources", source_id)
-        _check_id(reporter, path, source_id, "source id", "(it is the URL /hooks/<source id>)")
-        if not isinstance(raw, dict) or not isinstance(raw.get("provider"), str):
-            continue
+    for source_id, raw, path, connector in _plugins(
+        reporter, "sources", sources, "provider", connectors.get_connector, UnknownProvider
+    ):
         provider = raw["provider"]
-        try:
-            connector = connectors.get_connector(provider)
-        except UnknownProvider as exc:
-            reporter.error((*path, "provider"), str(exc))
-            continue
         extras = {k: v for k, v in raw.items() if k not in SOURCE_KEYS}
         needs_secret = connector.requires_secret
         try:
@@ -81,19 +104,15 @@ def check_sources(reporter: Reporter, sources: Any) -> dict[str, BaseModel]:
 def check_destinations(reporter: Reporter, destinations: Any) -> dict[str, BaseModel]:
     """Type and type-specific settings of every destination; returns valid settings by id."""
     settings: dict[str, BaseModel] = {}
-    if not isinstance(destinations, dict):
-        return settings
-    for dest_id, raw in destinations.items():
-        path = ("destinations", dest_id)
-        _check_id(reporter, path, dest_id, "destination id", "(it names the target in routes, logs and URLs)")
-        if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):
-            continue
+    for dest_id, raw, path, destination in _plugins(
+        reporter,
+        "destinations",
+        destinations,
+        "type",
+        destination_registry.get_destination,
+        UnknownDestinationType,
+    ):
         type_name = raw["type"]
-        try:
-            destination = destination_registry.get_destination(type_name)
-        except UnknownDestinationType as exc:
-            reporter.error((*path, "type"), str(exc))
-            continue
         config_model = destination.Config
         data = raw if "type" in config_model.model_fields else {k: v for k, v in raw.items() if k != "type"}
         try:
