@@ -21,11 +21,11 @@ def one_word_secret(value: SecretStr, problem: str) -> SecretStr:
     return SecretStr(text)
 
 
-def api_credential(value: SecretStr, what: str) -> SecretStr:
-    """`one_word_secret` for a credential pasted from a service's console (`what`: "token", "API key")."""
-    return one_word_secret(
-        value, f"must be the {what} itself: one word, no spaces (is the environment variable set?)"
-    )
+def api_credential(what: str) -> AfterValidator:
+    """`one_word_secret` for a credential pasted from a service's console (`what`: "token", "API key"),
+    as the validator of an `Annotated[SecretStr, ...]` field."""
+    problem = f"must be the {what} itself: one word, no spaces (is the environment variable set?)"
+    return AfterValidator(lambda value: one_word_secret(value, problem))
 
 
 def _api_root(value: str) -> str:

@@ -24,9 +24,9 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr
 
 from flows.destinations import _http
 from flows.destinations._config import ApiRoot, api_credential
@@ -57,7 +57,7 @@ ADVICE = {
 
 
 class PostmarkConfig(EmailSettings):
-    server_token: SecretStr = Field(
+    server_token: Annotated[SecretStr, api_credential("token")] = Field(
         description="Postmark server API token (POSTMARK_API_TEST validates only)"
     )
     base_url: ApiRoot = Field(default=DEFAULT_BASE_URL, description="API root (a proxy or test server)")
@@ -65,11 +65,6 @@ class PostmarkConfig(EmailSettings):
         default="outbound", min_length=1, max_length=100, description="transactional message stream id"
     )
     tag: str | None = Field(default=None, min_length=1, max_length=1000, description="Postmark tag")
-
-    @field_validator("server_token")
-    @classmethod
-    def _one_line(cls, value: SecretStr) -> SecretStr:
-        return api_credential(value, "token")
 
 
 class PostmarkDestination(Destination[PostmarkConfig]):

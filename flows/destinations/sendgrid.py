@@ -24,9 +24,9 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr
 
 from flows.destinations import _http
 from flows.destinations._config import ApiRoot, api_credential
@@ -50,16 +50,13 @@ ADVICE = {
 
 
 class SendgridConfig(EmailSettings):
-    api_key: SecretStr = Field(description="SendGrid API key (SG.…) with the Mail Send permission")
+    api_key: Annotated[SecretStr, api_credential("API key")] = Field(
+        description="SendGrid API key (SG.…) with the Mail Send permission"
+    )
     base_url: ApiRoot = Field(
         default=DEFAULT_BASE_URL, description="API root; https://api.eu.sendgrid.com for EU subusers"
     )
     concurrency: int = Field(default=4, ge=1, le=50, description="requests in flight at once per batch")
-
-    @field_validator("api_key")
-    @classmethod
-    def _one_line(cls, value: SecretStr) -> SecretStr:
-        return api_credential(value, "API key")
 
 
 class SendgridDestination(Destination[SendgridConfig]):
