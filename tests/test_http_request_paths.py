@@ -6,7 +6,6 @@ with can never drift from the path the destination tests replay against.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import socket
 import threading
@@ -93,17 +92,15 @@ def port() -> Any:
         yield bound
 
 
-def _run(kind: str, call: Callable[[Any], Any]) -> Any:
-    async def go() -> Any:
-        async with CLIENTS[kind]() as client:
-            return await call(client)
-
-    return asyncio.run(go())
+async def _run(kind: str, call: Callable[[Any], Any]) -> Any:
+    async with CLIENTS[kind]() as client:
+        return await call(client)
 
 
-def test_post_sends_exactly_the_given_bytes_and_headers(client_kind: str, port: int) -> None:
+@pytest.mark.anyio
+async def test_post_sends_exactly_the_given_bytes_and_headers(client_kind: str, port: int) -> None:
     seen.clear()
-    answer = _run(
+    answer = await _run(
         client_kind,
         lambda c: _http.post(
             c,
@@ -121,18 +118,20 @@ def test_post_sends_exactly_the_given_bytes_and_headers(client_kind: str, port: 
     assert seen[-1]["body"] == b'{"a":1}' and seen[-1]["headers"]["X-Sig"] == "s"
 
 
-def test_no_content_type_is_invented(client_kind: str, port: int) -> None:
+@pytest.mark.anyio
+async def test_no_content_type_is_invented(client_kind: str, port: int) -> None:
     seen.clear()
-    _run(
+    await _run(
         client_kind,
         lambda c: _http.post(c, f"http://127.0.0.1:{port}/in", content=b"raw", headers={}, timeout=5),
     )
     assert "Content-Type" not in seen[-1]["headers"]
 
 
-def test_params_and_methods(client_kind: str, port: int) -> None:
+@pytest.mark.anyio
+async def test_params_and_methods(client_kind: str, port: int) -> None:
     seen.clear()
-    _run(
+    await _run(
         client_kind,
         lambda c: _http.request(
             c, "GET", f"http://127.0.0.1:{port}/search", headers={}, params={"term": "a b@c.de"}, timeout=5
@@ -146,24 +145,27 @@ def test_params_and_methods(client_kind: str, port: int) -> None:
     )
 
 
-def test_answers_are_capped(client_kind: str, port: int) -> None:
-    answer = _run(
+@pytest.mark.anyio
+async def test_answers_are_capped(client_kind: str, port: int) -> None:
+    answer = await _run(
         client_kind,
         lambda c: _http.post(c, f"http://127.0.0.1:{port}/big", content=b"", headers={}, timeout=5),
     )
     assert answer.status == 200 and len(answer.body) == _http.MAX_BODY_BYTES
 
 
-def test_redirects_are_not_followed(client_kind: str, port: int) -> None:
-    answer = _run(
+@pytest.mark.anyio
+async def test_redirects_are_not_followed(client_kind: str, port: int) -> None:
+    answer = await _run(
         client_kind,
         lambda c: _http.post(c, f"http://127.0.0.1:{port}/redirect", content=b"", headers={}, timeout=5),
     )
     assert answer.status == 302 and answer.headers["location"] == "/elsewhere"
 
 
-def test_headers_read_case_insensitively(client_kind: str, port: int) -> None:
-    answer = _run(
+@pytest.mark.anyio
+async def test_headers_read_case_insensitively(client_kind: str, port: int) -> None:
+    answer = await _run(
         client_kind,
         lambda c: _http.post(c, f"http://127.0.0.1:{port}/limited", content=b"", headers={}, timeout=5),
     )
@@ -173,30 +175,33 @@ def test_headers_read_case_insensitively(client_kind: str, port: int) -> None:
     assert answer.text == '{"error":"slow down"}'
 
 
-def test_refused_connection_was_not_sent(client_kind: str) -> None:
+@pytest.mark.anyio
+async def test_refused_connection_was_not_sent(client_kind: str) -> None:
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         closed = probe.getsockname()[1]
     with pytest.raises(_http.TransportFailed) as failed:
-        _run(
+        await _run(
             client_kind,
             lambda c: _http.post(c, f"http://127.0.0.1:{closed}/in", content=b"", headers={}, timeout=5),
         )
     assert failed.value.sent is False and "could not connect" in failed.value.reason
 
 
-def test_no_answer_in_time_may_have_been_sent(client_kind: str, port: int) -> None:
+@pytest.mark.anyio
+async def test_no_answer_in_time_may_have_been_sent(client_kind: str, port: int) -> None:
     with pytest.raises(_http.TransportFailed) as failed:
-        _run(
+        await _run(
             client_kind,
             lambda c: _http.post(c, f"http://127.0.0.1:{port}/hang", content=b"", headers={}, timeout=0.5),
         )
     assert failed.value.sent is True and failed.value.reason == "no answer within 0.5 s"
 
 
-def test_broken_answer_is_a_transport_failure(client_kind: str, port: int) -> None:
+@pytest.mark.anyio
+async def test_broken_answer_is_a_transport_failure(client_kind: str, port: int) -> None:
     with pytest.raises(_http.TransportFailed) as failed:
-        _run(
+        await _run(
             client_kind,
             lambda c: _http.post(c, f"http://127.0.0.1:{port}/drop", content=b"", headers={}, timeout=5),
         )
