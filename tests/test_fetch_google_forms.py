@@ -9,7 +9,6 @@ JWT bearer grant; see connectors/google_forms_pubsub/forms_api.py.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 import time
@@ -209,12 +208,9 @@ def thin() -> Submission:
     return GoogleFormsPubSubConnector().normalize(request, context)
 
 
-def run(coro_fn: Any, *args: Any) -> Any:
-    async def main() -> Any:
-        async with httpx.AsyncClient() as http:
-            return await coro_fn(*args, http)
-
-    return asyncio.run(main())
+async def run(coro_fn: Any, *args: Any) -> Any:
+    async with httpx.AsyncClient() as http:
+        return await coro_fn(*args, http)
 
 
 def answers_of(submission: Submission | dict[str, Any]) -> dict[str, Any]:
@@ -235,11 +231,12 @@ def mock_api(mock: respx.MockRouter, *pages: list[dict[str, Any]]) -> tuple[resp
     return form, listing
 
 
-def test_expand_lists_responses_since_the_notification_and_maps_them() -> None:
+@pytest.mark.anyio
+async def test_expand_lists_responses_since_the_notification_and_maps_them() -> None:
     connector = GoogleFormsPubSubConnector()
     with respx.mock(assert_all_called=True) as mock:
         form, listing = mock_api(mock, [RESPONSE_1], [response(5, "Ada Lovelace", "ada@example.org")])
-        found = run(connector.expand, thin(), Source(options()))
+        found = await run(connector.expand, thin(), Source(options()))
     # publishTime 14:05:12.733Z minus the default 1 h look-back; the page token follows with the same filter.
     first, second = (parse_qs(c.request.url.query.decode()) for c in listing.calls)
     assert first == {"filter": ["timestamp > 2026-11-20T13:05:12.733Z"]}
@@ -261,33 +258,36 @@ def test_expand_lists_responses_since_the_notification_and_maps_them() -> None:
     assert two.name == "Ada Lovelace"
 
 
-def test_look_back_option_and_no_responses_yet() -> None:
+@pytest.mark.anyio
+async def test_look_back_option_and_no_responses_yet() -> None:
     with respx.mock() as mock:
         _, listing = mock_api(mock, [])
         with pytest.raises(FetchFailed, match="no response of form"):
-            run(GoogleFormsPubSubConnector().expand, thin(), Source(options(lookback_seconds=120)))
+            await run(GoogleFormsPubSubConnector().expand, thin(), Source(options(lookback_seconds=120)))
     assert parse_qs(listing.calls.last.request.url.query.decode())["filter"] == [
         "timestamp > 2026-11-20T14:03:12.733Z"
     ]
 
 
-def test_form_is_cached_and_refetched_when_a_question_is_new() -> None:
+@pytest.mark.anyio
+async def test_form_is_cached_and_refetched_when_a_question_is_new() -> None:
     connector = GoogleFormsPubSubConnector()
     added = {**RESPONSE_1, "answers": {**RESPONSE_1["answers"], "ffff0001": _text("ffff0001", "new")}}
     edited = {**FORM, "items": [*FORM["items"], _item("Added later", _question("ffff0001", textQuestion={}))]}
     with respx.mock() as mock:
         form, _ = mock_api(mock, [RESPONSE_1])
-        run(connector.expand, thin(), Source(options()))
+        await run(connector.expand, thin(), Source(options()))
         mock_api(mock, [RESPONSE_1])
-        run(connector.expand, thin(), Source(options()))
+        await run(connector.expand, thin(), Source(options()))
         assert form.call_count == 1
         form.mock(return_value=httpx.Response(200, json=edited))
         mock.get(f"{API}/forms/{FORM_ID}/responses").respond(200, json={"responses": [added]})
-        [found] = run(connector.expand, thin(), Source(options()))
+        [found] = await run(connector.expand, thin(), Source(options()))
         assert form.call_count == 2  # the cached form lacked the question: fetched again at once
     assert answers_of(found)["Added later"] == "new"
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize(
     ("status", "expected"),
     [
@@ -298,13 +298,13 @@ def test_form_is_cached_and_refetched_when_a_question_is_new() -> None:
         (500, "tried again later"),
     ],
 )
-def test_api_errors_become_fetch_failed(status: int, expected: str) -> None:
+async def test_api_errors_become_fetch_failed(status: int, expected: str) -> None:
     with respx.mock() as mock:
         mock.get(f"{API}/forms/{FORM_ID}").respond(
             status, json={"error": {"code": status, "message": "nope"}}
         )
         with pytest.raises(FetchFailed, match=expected) as caught:
-            run(GoogleFormsPubSubConnector().expand, thin(), Source(options()))
+            await run(GoogleFormsPubSubConnector().expand, thin(), Source(options()))
     assert TOKEN not in str(caught.value)
 
 
@@ -335,7 +335,10 @@ def key_file(tmp_path: Path) -> tuple[Path, rsa.RSAPrivateKey]:
     return path, key
 
 
-def test_service_account_token_is_minted_cached_and_renewed(key_file: tuple[Path, rsa.RSAPrivateKey]) -> None:
+@pytest.mark.anyio
+async def test_service_account_token_is_minted_cached_and_renewed(
+    key_file: tuple[Path, rsa.RSAPrivateKey],
+) -> None:
     path, key = key_file
     connector = GoogleFormsPubSubConnector()
     now = [time.time()]
@@ -357,11 +360,11 @@ def test_service_account_token_is_minted_cached_and_renewed(key_file: tuple[Path
         mock.post(TOKEN_URL).mock(side_effect=token_endpoint)
         form = mock.get(f"{API}/forms/{FORM_ID}").respond(200, json=FORM)
         mock.get(f"{API}/forms/{FORM_ID}/responses").respond(200, json={"responses": [RESPONSE_1]})
-        run(connector.expand, thin(), Source(opts))
-        run(connector.expand, thin(), Source(opts))
+        await run(connector.expand, thin(), Source(opts))
+        await run(connector.expand, thin(), Source(opts))
         assert len(minted) == 1  # cached
         now[0] += 3599 - 200  # within the renewal margin before expiry
-        run(connector.expand, thin(), Source(opts))
+        await run(connector.expand, thin(), Source(opts))
         assert len(minted) == 2
         assert form.calls.last.request.headers["authorization"] == "Bearer ya29.minted-1"  # form still cached
         last_api_call = mock.calls.last.request
@@ -377,7 +380,8 @@ def test_service_account_token_is_minted_cached_and_renewed(key_file: tuple[Path
     assert claims["exp"] - claims["iat"] == 3600
 
 
-def test_refused_key_and_revoked_token(key_file: tuple[Path, rsa.RSAPrivateKey]) -> None:
+@pytest.mark.anyio
+async def test_refused_key_and_revoked_token(key_file: tuple[Path, rsa.RSAPrivateKey]) -> None:
     path, _ = key_file
     opts = options(access_token=None, service_account_file=str(path))
     with respx.mock() as mock:
@@ -385,14 +389,14 @@ def test_refused_key_and_revoked_token(key_file: tuple[Path, rsa.RSAPrivateKey])
             400, json={"error": "invalid_grant", "error_description": "Invalid JWT Signature."}
         )
         with pytest.raises(FetchFailed, match="Invalid JWT Signature.*service account key"):
-            run(GoogleFormsPubSubConnector().expand, thin(), Source(opts))
+            await run(GoogleFormsPubSubConnector().expand, thin(), Source(opts))
     connector = GoogleFormsPubSubConnector()
     with respx.mock() as mock:
         tokens = mock.post(TOKEN_URL).respond(200, json={"access_token": "ya29.x", "expires_in": 3600})
         mock.get(f"{API}/forms/{FORM_ID}").respond(401, json={"error": {"code": 401, "message": "expired"}})
         for _ in range(2):
             with pytest.raises(FetchFailed, match="401"):
-                run(connector.expand, thin(), Source(opts))
+                await run(connector.expand, thin(), Source(opts))
     assert tokens.call_count == 2  # a refused token is not reused
 
 
@@ -439,24 +443,26 @@ def watch(watch_id: str) -> dict[str, Any]:
     }
 
 
-def maintain(opts: GoogleFormsPubSubOptions) -> str:
+async def maintain(opts: GoogleFormsPubSubOptions) -> str:
     connector = GoogleFormsPubSubConnector()
-    return run(connector.maintain, "gforms", Source(opts))
+    return await run(connector.maintain, "gforms", Source(opts))
 
 
-def test_maintain_renews_the_watch() -> None:
+@pytest.mark.anyio
+async def test_maintain_renews_the_watch() -> None:
     with respx.mock() as mock:
         renew = mock.post(RENEW).respond(200, json=watch(WATCH_ID))
-        done = maintain(options(form_id=FORM_ID, watch_id=WATCH_ID))
+        done = await maintain(options(form_id=FORM_ID, watch_id=WATCH_ID))
     assert done == f"renewed watch {WATCH_ID} of form {FORM_ID} until 2026-11-27T00:00:00Z"
     assert renew.calls.last.request.headers["authorization"] == f"Bearer {TOKEN}"
 
 
-def test_maintain_recreates_a_gone_watch_under_its_id() -> None:
+@pytest.mark.anyio
+async def test_maintain_recreates_a_gone_watch_under_its_id() -> None:
     with respx.mock() as mock:
         mock.post(RENEW).respond(404, json={"error": {"code": 404, "status": "NOT_FOUND"}})
         create = mock.post(WATCHES).respond(200, json=watch(WATCH_ID))
-        done = maintain(options(form_id=FORM_ID, watch_id=WATCH_ID, topic_name=TOPIC))
+        done = await maintain(options(form_id=FORM_ID, watch_id=WATCH_ID, topic_name=TOPIC))
     assert json.loads(create.calls.last.request.content) == {
         "watch": {"target": {"topic": {"topicName": TOPIC}}, "eventType": "RESPONSES"},
         "watchId": WATCH_ID,
@@ -466,7 +472,8 @@ def test_maintain_recreates_a_gone_watch_under_its_id() -> None:
     )
 
 
-def test_maintain_reports_a_new_watch_id_when_the_old_one_cannot_be_reused() -> None:
+@pytest.mark.anyio
+async def test_maintain_reports_a_new_watch_id_when_the_old_one_cannot_be_reused() -> None:
     with respx.mock() as mock:
         mock.post(RENEW).respond(404, json={"error": {"code": 404}})
         create = mock.post(WATCHES).mock(
@@ -476,36 +483,38 @@ def test_maintain_reports_a_new_watch_id_when_the_old_one_cannot_be_reused() -> 
             ]
         )
         mock.get(WATCHES).respond(200, json={})
-        done = maintain(options(form_id=FORM_ID, watch_id=WATCH_ID, topic_name=TOPIC))
+        done = await maintain(options(form_id=FORM_ID, watch_id=WATCH_ID, topic_name=TOPIC))
     assert "watchId" not in json.loads(create.calls.last.request.content)
     assert "created watch generated-7f3a" in done
     assert done.endswith("set watch_id: generated-7f3a for source gforms in connectors.yaml")
 
 
-def test_maintain_renews_an_existing_watch_it_did_not_know() -> None:
+@pytest.mark.anyio
+async def test_maintain_renews_an_existing_watch_it_did_not_know() -> None:
     with respx.mock() as mock:
         mock.post(RENEW).respond(404, json={"error": {"code": 404}})
         mock.post(WATCHES).respond(409, json={"error": {"code": 409, "status": "ALREADY_EXISTS"}})
         mock.get(WATCHES).respond(200, json={"watches": [watch("existing-1")]})
         mock.post(f"{WATCHES}/existing-1:renew").respond(200, json=watch("existing-1"))
-        done = maintain(options(form_id=FORM_ID, watch_id=WATCH_ID, topic_name=TOPIC))
+        done = await maintain(options(form_id=FORM_ID, watch_id=WATCH_ID, topic_name=TOPIC))
     assert "renewed the existing watch existing-1" in done and "set watch_id: existing-1" in done
 
 
-def test_maintain_failures_and_nothing_to_do() -> None:
+@pytest.mark.anyio
+async def test_maintain_failures_and_nothing_to_do() -> None:
     with respx.mock() as mock:
         mock.post(RENEW).respond(404, json={"error": {"code": 404}})
         with pytest.raises(FetchFailed, match="gone .* set topic_name"):
-            maintain(options(form_id=FORM_ID, watch_id=WATCH_ID))
+            await maintain(options(form_id=FORM_ID, watch_id=WATCH_ID))
         mock.post(RENEW).respond(403, json={"error": {"code": 403, "message": "denied"}})
         with pytest.raises(FetchFailed, match="403"):
-            maintain(options(form_id=FORM_ID, watch_id=WATCH_ID, topic_name=TOPIC))
-        assert maintain(options()).startswith("nothing to do")
-        assert maintain(options(access_token=None, form_id=FORM_ID, watch_id=WATCH_ID)).startswith(
+            await maintain(options(form_id=FORM_ID, watch_id=WATCH_ID, topic_name=TOPIC))
+        assert (await maintain(options())).startswith("nothing to do")
+        assert (await maintain(options(access_token=None, form_id=FORM_ID, watch_id=WATCH_ID))).startswith(
             "cannot renew"
         )
         create = mock.post(WATCHES).respond(200, json=watch("fresh-1"))
-        assert "set watch_id: fresh-1" in maintain(options(form_id=FORM_ID, topic_name=TOPIC))
+        assert "set watch_id: fresh-1" in await maintain(options(form_id=FORM_ID, topic_name=TOPIC))
         assert "watchId" not in json.loads(create.calls.last.request.content)
 
 
