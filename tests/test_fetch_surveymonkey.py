@@ -7,7 +7,6 @@ see connectors/surveymonkey/api.py for what is documented and what is only obser
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
 from dataclasses import dataclass, field
@@ -375,12 +374,9 @@ def thin(fixture: dict[str, Any] = FIXTURE) -> Submission:
     return SurveyMonkeyConnector().normalize(request, context)
 
 
-def expand(connector: SurveyMonkeyConnector, submission: Submission, src: Source) -> list[Submission]:
-    async def main() -> list[Submission]:
-        async with httpx.AsyncClient() as http:
-            return await connector.expand(submission, src, http)
-
-    return asyncio.run(main())
+async def expand(connector: SurveyMonkeyConnector, submission: Submission, src: Source) -> list[Submission]:
+    async with httpx.AsyncClient() as http:
+        return await connector.expand(submission, src, http)
 
 
 def answers_of(submission: Submission | dict[str, Any]) -> dict[str, Any]:
@@ -393,12 +389,13 @@ def answers_of(submission: Submission | dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def test_expand_maps_every_question_type_and_keeps_the_event() -> None:
+@pytest.mark.anyio
+async def test_expand_maps_every_question_type_and_keeps_the_event() -> None:
     connector = SurveyMonkeyConnector()
     with respx.mock(assert_all_called=True) as mock:
         details = mock.get(DETAILS_URL).respond(200, json=DETAILS)
         survey = mock.get(SURVEY_URL).respond(200, json=SURVEY)
-        [full] = expand(connector, thin(), source())
+        [full] = await expand(connector, thin(), source())
     assert details.calls.last.request.headers["authorization"] == f"Bearer {TOKEN}"
     assert survey.calls.last.request.headers["authorization"] == f"Bearer {TOKEN}"
     assert full.event_id == FIXTURE["expect"]["event_id"] and full.id == "sub_1"
@@ -419,29 +416,31 @@ def test_expand_maps_every_question_type_and_keeps_the_event() -> None:
     assert types["Which products do you use?"] == "multiple_choice_vertical"
 
 
-def test_email_and_name_come_from_answers_without_a_contact() -> None:
+@pytest.mark.anyio
+async def test_email_and_name_come_from_answers_without_a_contact() -> None:
     details = {k: v for k, v in DETAILS.items() if k != "metadata"}
     details["date_modified"] = ""
     with respx.mock() as mock:
         mock.get(DETAILS_URL).respond(200, json=details)
         mock.get(SURVEY_URL).respond(200, json=SURVEY)
-        [full] = expand(SurveyMonkeyConnector(), thin(), source())
+        [full] = await expand(SurveyMonkeyConnector(), thin(), source())
     assert full.email == "renee@example.de"  # the demographic e-mail row
     assert full.submitted_at == datetime.fromisoformat("2026-11-20T14:01:02+00:00")  # date_created
 
 
-def test_survey_structure_is_cached_refreshed_and_refetched_for_new_questions() -> None:
+@pytest.mark.anyio
+async def test_survey_structure_is_cached_refreshed_and_refetched_for_new_questions() -> None:
     now = [0.0]
     connector = SurveyMonkeyConnector()
     connector.surveys = SurveyCache(ttl=300, clock=lambda: now[0])
     with respx.mock() as mock:
         mock.get(DETAILS_URL).respond(200, json=DETAILS)
         survey = mock.get(SURVEY_URL).respond(200, json=SURVEY)
-        expand(connector, thin(), source())
-        expand(connector, thin(), source())
+        await expand(connector, thin(), source())
+        await expand(connector, thin(), source())
         assert survey.call_count == 1
         now[0] = 301.0
-        expand(connector, thin(), source())
+        await expand(connector, thin(), source())
         assert survey.call_count == 2
         # A question added after the survey was cached: fetched again at once, labelled.
         edited = copy.deepcopy(SURVEY)
@@ -450,22 +449,24 @@ def test_survey_structure_is_cached_refreshed_and_refetched_for_new_questions() 
         answered["pages"][1]["questions"].append({"id": "158834699", "answers": [{"text": "fresh"}]})
         mock.get(DETAILS_URL).respond(200, json=answered)
         survey.respond(200, json=edited)
-        [full] = expand(connector, thin(), source())
+        [full] = await expand(connector, thin(), source())
         assert survey.call_count == 3
     assert answers_of(full)["New question"] == "fresh"
 
 
-def test_regional_api_base_url() -> None:
+@pytest.mark.anyio
+async def test_regional_api_base_url() -> None:
     eu = "https://api.eu.surveymonkey.com"
     with respx.mock() as mock:
         details = mock.get(f"{eu}/v3/surveys/{SURVEY_ID}/responses/{RESPONSE_ID}/details").respond(
             200, json=DETAILS
         )
         mock.get(f"{eu}/v3/surveys/{SURVEY_ID}/details").respond(200, json=SURVEY)
-        [full] = expand(SurveyMonkeyConnector(), thin(), source(api_base_url=f"{eu}/v3/"))
+        [full] = await expand(SurveyMonkeyConnector(), thin(), source(api_base_url=f"{eu}/v3/"))
     assert details.called and full.metadata["details_href"].startswith(eu)
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize(
     ("status", "expected"),
     [
@@ -476,7 +477,7 @@ def test_regional_api_base_url() -> None:
         (503, "tried again later"),
     ],
 )
-def test_api_errors_become_fetch_failed_with_a_reason(status: int, expected: str) -> None:
+async def test_api_errors_become_fetch_failed_with_a_reason(status: int, expected: str) -> None:
     body = {
         "error": {"id": "1014", "name": "Authorization Error", "message": "Permission has not been granted"}
     }
@@ -485,17 +486,18 @@ def test_api_errors_become_fetch_failed_with_a_reason(status: int, expected: str
             status, json=body, headers={"Retry-After": "60"} if status == 429 else {}
         )
         with pytest.raises(FetchFailed, match=expected) as caught:
-            expand(SurveyMonkeyConnector(), thin(), source())
+            await expand(SurveyMonkeyConnector(), thin(), source())
     assert TOKEN not in str(caught.value)
 
 
-def test_unreachable_api_and_missing_token_fail_without_leaking_it() -> None:
+@pytest.mark.anyio
+async def test_unreachable_api_and_missing_token_fail_without_leaking_it() -> None:
     with respx.mock() as mock:
         mock.get(DETAILS_URL).mock(side_effect=httpx.ConnectError("refused"))
         with pytest.raises(FetchFailed, match="could not reach SurveyMonkey"):
-            expand(SurveyMonkeyConnector(), thin(), source())
+            await expand(SurveyMonkeyConnector(), thin(), source())
     with respx.mock() as mock, pytest.raises(FetchFailed, match="access_token is not set"):
-        expand(SurveyMonkeyConnector(), thin(), Source(options=SurveyMonkeyOptions()))
+        await expand(SurveyMonkeyConnector(), thin(), Source(options=SurveyMonkeyOptions()))
     assert not mock.calls
 
 
