@@ -10,7 +10,6 @@ do, and `hookhub test-route` reports any of it without a traceback.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable
 from email.message import EmailMessage
@@ -50,7 +49,7 @@ def submission(n: int, tickets: Any = "") -> Submission:
     )
 
 
-def deliver(
+async def deliver(
     dest_type: str,
     settings: dict[str, Any],
     items: list[DeliveryItem],
@@ -60,14 +59,9 @@ def deliver(
     destination = get_destination(dest_type)
     config = destination.Config.model_validate({"type": dest_type, **settings})
 
-    async def main() -> list[Outcome]:
-        async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
-            context = DeliveryContext(
-                http=http, pacer=fake_pacer()[0], destination_id="dest", extra=extra or {}
-            )
-            return await destination.deliver(items, config, context)
-
-    return asyncio.run(main())
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
+        context = DeliveryContext(http=http, pacer=fake_pacer()[0], destination_id="dest", extra=extra or {})
+        return await destination.deliver(items, config, context)
 
 
 # --- ten Slack messages, one template error: a real loopback server --------------------------------
@@ -87,7 +81,8 @@ class _Slack(BaseHTTPRequestHandler):
         pass
 
 
-def test_ten_slack_items_one_type_error_nine_posts_one_dead_letter_no_duplicates() -> None:
+@pytest.mark.anyio
+async def test_ten_slack_items_one_type_error_nine_posts_one_dead_letter_no_duplicates() -> None:
     template = "Tickets for {{ name }}: {{ answers['Tickets'] + 1 }}"
     items = [
         DeliveryItem(
@@ -97,7 +92,7 @@ def test_ten_slack_items_one_type_error_nine_posts_one_dead_letter_no_duplicates
     ]
     _Slack.received = []
     with loopback_server(_Slack) as port:
-        outcomes = deliver_over_loopback(items, f"http://127.0.0.1:{port}/services/T/B/x")
+        outcomes = await deliver_over_loopback(items, f"http://127.0.0.1:{port}/services/T/B/x")
     texts = [json.loads(body)["text"] for body in _Slack.received]
     assert len(texts) == 9 and len(set(texts)) == 9
     assert "Person Number4" not in " ".join(texts)
@@ -107,15 +102,12 @@ def test_ten_slack_items_one_type_error_nine_posts_one_dead_letter_no_duplicates
     assert dead.reason is not None and dead.reason.startswith("template: cannot render: TypeError: ")
 
 
-def deliver_over_loopback(items: list[DeliveryItem], webhook_url: str) -> list[Outcome]:
+async def deliver_over_loopback(items: list[DeliveryItem], webhook_url: str) -> list[Outcome]:
     config = get_destination("slack").Config.model_validate({"type": "slack", "webhook_url": webhook_url})
 
-    async def main() -> list[Outcome]:
-        async with httpx.AsyncClient() as http:
-            context = DeliveryContext(http=http, pacer=fake_pacer()[0], destination_id="team-slack")
-            return await get_destination("slack").deliver(items, config, context)
-
-    return asyncio.run(main())
+    async with httpx.AsyncClient() as http:
+        context = DeliveryContext(http=http, pacer=fake_pacer()[0], destination_id="team-slack")
+        return await get_destination("slack").deliver(items, config, context)
 
 
 # --- every destination that renders: one broken item, the others sent --------------------------------
@@ -163,8 +155,11 @@ def _ok_answer(request: httpx.Request) -> httpx.Response:
     )
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize("dest_type", sorted(CASES))
-def test_a_template_exception_fails_only_its_item_in_every_rendering_destination(dest_type: str) -> None:
+async def test_a_template_exception_fails_only_its_item_in_every_rendering_destination(
+    dest_type: str,
+) -> None:
     settings, broken = CASES[dest_type]
     items = [
         DeliveryItem(key=f"dlv_{n}", submission=submission(n), route="r", **(broken if n == 1 else {}))
@@ -177,7 +172,7 @@ def test_a_template_exception_fails_only_its_item_in_every_rendering_destination
         requests.append(request)
         return _ok_answer(request)
 
-    outcomes = deliver(dest_type, settings, items, answer, extra={"smtp_send": mails.append})
+    outcomes = await deliver(dest_type, settings, items, answer, extra={"smtp_send": mails.append})
     by_key = {o.key: o for o in outcomes}
     assert sorted(by_key) == ["dlv_0", "dlv_1", "dlv_2"]
     assert by_key["dlv_1"].status == "failed"
@@ -207,10 +202,11 @@ def _crash_on(
     return handler, seen
 
 
-def test_a_crash_in_the_second_postmark_batch_keeps_the_first_batch_delivered() -> None:
+@pytest.mark.anyio
+async def test_a_crash_in_the_second_postmark_batch_keeps_the_first_batch_delivered() -> None:
     items = [DeliveryItem(key=f"dlv_{n}", submission=submission(n), route="r") for n in range(150)]
     handler, seen = _crash_on(2, _ok_answer)
-    outcomes = deliver("postmark", CASES["postmark"][0], items, handler)
+    outcomes = await deliver("postmark", CASES["postmark"][0], items, handler)
     assert len(seen) == 2  # 100, then 50: nothing sent again
     assert len(outcomes) == 150 and len({o.key for o in outcomes}) == 150
     statuses = {o.key: o.status for o in outcomes}
@@ -223,11 +219,12 @@ def test_a_crash_in_the_second_postmark_batch_keeps_the_first_batch_delivered() 
     )
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize("dest_type", ["slack", "sendgrid", "pipedrive"])
-def test_a_crash_while_sending_one_item_keeps_the_others(dest_type: str) -> None:
+async def test_a_crash_while_sending_one_item_keeps_the_others(dest_type: str) -> None:
     items = [DeliveryItem(key=f"dlv_{n}", submission=submission(n), route="r") for n in range(3)]
     handler, seen = _crash_on(1, _ok_answer)
-    outcomes = deliver(dest_type, CASES[dest_type][0], items, handler)
+    outcomes = await deliver(dest_type, CASES[dest_type][0], items, handler)
     by_key = {o.key: o for o in outcomes}
     assert sorted(by_key) == ["dlv_0", "dlv_1", "dlv_2"]
     crashed = [
@@ -238,7 +235,8 @@ def test_a_crash_while_sending_one_item_keeps_the_others(dest_type: str) -> None
         assert [o.status for o in outcomes].count("delivered") == 2
 
 
-def test_a_crash_in_one_salesforce_chunk_keeps_the_chunk_before_it() -> None:
+@pytest.mark.anyio
+async def test_a_crash_in_one_salesforce_chunk_keeps_the_chunk_before_it() -> None:
     settings = {**CASES["salesforce"][0], "batch_size": 1}
 
     def upserted(request: httpx.Request) -> httpx.Response:
@@ -248,7 +246,7 @@ def test_a_crash_in_one_salesforce_chunk_keeps_the_chunk_before_it() -> None:
 
     handler, seen = _crash_on(2, upserted)
     items = [DeliveryItem(key=f"dlv_{n}", submission=submission(n), route="r") for n in range(3)]
-    outcomes = deliver("salesforce", settings, items, handler)
+    outcomes = await deliver("salesforce", settings, items, handler)
     assert [o.status for o in outcomes] == ["delivered", "failed", "delivered"]
     assert len(seen) == 3
 
@@ -327,7 +325,8 @@ routes:
     assert captured.err.strip() == "hookhub test-route: team would not send this submission"
 
 
-def test_a_crash_while_sending_one_webhook_keeps_the_others() -> None:
+@pytest.mark.anyio
+async def test_a_crash_while_sending_one_webhook_keeps_the_others() -> None:
     items = [DeliveryItem(key=f"dlv_{n}", submission=submission(n), route="r") for n in range(3)]
     handler, seen = _crash_on(2, lambda request: httpx.Response(200, json={"id": "x"}))
     settings = {
@@ -335,6 +334,6 @@ def test_a_crash_while_sending_one_webhook_keeps_the_others() -> None:
         "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
         "concurrency": 1,
     }
-    outcomes = deliver("webhook", settings, items, handler)
+    outcomes = await deliver("webhook", settings, items, handler)
     assert [o.status for o in outcomes] == ["delivered", "failed", "delivered"]
     assert len(seen) == 3
