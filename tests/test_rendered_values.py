@@ -10,7 +10,6 @@ external id cannot climb out of its URL.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
 from collections.abc import Callable, Iterator
@@ -92,7 +91,7 @@ def smtp_server() -> Iterator[tuple[int, _Inbox]]:
         controller.stop()
 
 
-def deliver(
+async def deliver(
     dest_type: str,
     settings: dict[str, Any],
     items: list[DeliveryItem],
@@ -102,18 +101,15 @@ def deliver(
     sender = {"from": "forms@example.com"} if dest_type in ("smtp", "sendgrid", "postmark") else {}
     config = destination.Config.model_validate({"type": dest_type, **sender, **settings})
 
-    async def main() -> list[Outcome]:
-        transport = httpx.MockTransport(answer) if answer else None
-        async with httpx.AsyncClient(transport=transport) as http:
-            context = DeliveryContext(http=http, pacer=fake_pacer()[0], destination_id="sales-mail")
-            return await destination.deliver(items, config, context)
-
-    return asyncio.run(main())
+    transport = httpx.MockTransport(answer) if answer else None
+    async with httpx.AsyncClient(transport=transport) as http:
+        context = DeliveryContext(http=http, pacer=fake_pacer()[0], destination_id="sales-mail")
+        return await destination.deliver(items, config, context)
 
 
-def smtp_deliver(items: list[DeliveryItem], **settings: Any) -> tuple[list[Outcome], _Inbox]:
+async def smtp_deliver(items: list[DeliveryItem], **settings: Any) -> tuple[list[Outcome], _Inbox]:
     with smtp_server() as (port, inbox):
-        outcomes = deliver(
+        outcomes = await deliver(
             "smtp",
             {"host": "127.0.0.1", "port": port, "security": "none", "to": [DEPARTMENT_TO], **settings},
             items,
@@ -121,8 +117,9 @@ def smtp_deliver(items: list[DeliveryItem], **settings: Any) -> tuple[list[Outco
     return outcomes, inbox
 
 
-def test_smtp_an_answer_with_a_second_address_is_a_dead_letter_and_no_one_gets_it() -> None:
-    outcomes, inbox = smtp_deliver([item(1, ATTACK), item(2, "Sales")])
+@pytest.mark.anyio
+async def test_smtp_an_answer_with_a_second_address_is_a_dead_letter_and_no_one_gets_it() -> None:
+    outcomes, inbox = await smtp_deliver([item(1, ATTACK), item(2, "Sales")])
     assert [o.status for o in outcomes] == ["failed", "delivered"]
     assert outcomes[0].reason == (
         "to[0]: the value 'attacker@evil.example, sales' from the submission holds a comma; a value from "
@@ -147,15 +144,17 @@ BAD_VALUES = {
 }
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize("value", sorted(BAD_VALUES))
-def test_smtp_any_structure_in_a_value_is_refused(value: str) -> None:
-    outcomes, inbox = smtp_deliver([item(1, value)])
+async def test_smtp_any_structure_in_a_value_is_refused(value: str) -> None:
+    outcomes, inbox = await smtp_deliver([item(1, value)])
     assert outcomes[0].status == "failed"
     assert f"holds {BAD_VALUES[value]};" in (outcomes[0].reason or "")
     assert inbox.envelopes == []
 
 
-def test_smtp_values_that_stay_within_one_address_are_sent() -> None:
+@pytest.mark.anyio
+async def test_smtp_values_that_stay_within_one_address_are_sent() -> None:
     # o'neil is a valid local part; a whole address from the submission is fine; the admin's own
     # separators (outside {{ }}) still list several recipients.
     both = "boss@example.com, {{ answers['Department'] | lower }}@example.com"
@@ -164,7 +163,7 @@ def test_smtp_values_that_stay_within_one_address_are_sent() -> None:
         item(2, "Sales", mapping={"to": "{{ email }}"}),
         item(3, "Support", mapping={"to": both}),
     ]
-    outcomes, inbox = smtp_deliver(items)
+    outcomes, inbox = await smtp_deliver(items)
     assert [o.status for o in outcomes] == ["delivered"] * 3
     assert [e.rcpt_tos for e in inbox.envelopes] == [
         ["o'neil@example.com"],
@@ -173,9 +172,10 @@ def test_smtp_values_that_stay_within_one_address_are_sent() -> None:
     ]
 
 
-def test_smtp_allowed_recipient_domains_dead_letters_a_rendered_recipient_elsewhere() -> None:
+@pytest.mark.anyio
+async def test_smtp_allowed_recipient_domains_dead_letters_a_rendered_recipient_elsewhere() -> None:
     items = [item(1, "Sales", mapping={"to": "{{ email }}"}), item(2, "Sales")]
-    outcomes, inbox = smtp_deliver(items, allowed_recipient_domains=["Example.com"])
+    outcomes, inbox = await smtp_deliver(items, allowed_recipient_domains=["Example.com"])
     assert [o.status for o in outcomes] == ["failed", "delivered"]
     assert outcomes[0].reason == (
         "map.to: p1@example.org is outside allowed_recipient_domains (example.com), so nothing was sent"
@@ -183,7 +183,8 @@ def test_smtp_allowed_recipient_domains_dead_letters_a_rendered_recipient_elsewh
     assert [e.rcpt_tos for e in inbox.envelopes] == [["sales@example.com"]]
 
 
-def test_smtp_cr_lf_in_subject_and_reply_to_name_stays_one_header_line() -> None:
+@pytest.mark.anyio
+async def test_smtp_cr_lf_in_subject_and_reply_to_name_stays_one_header_line() -> None:
     evil = "Hi\r\nBcc: victim@evil.example\r\nX-Evil: 1"
     items = [
         DeliveryItem(
@@ -193,7 +194,7 @@ def test_smtp_cr_lf_in_subject_and_reply_to_name_stays_one_header_line() -> None
             mapping={"subject": "{{ answers['Topic'] }}: {{ name }}"},
         )
     ]
-    outcomes, inbox = smtp_deliver(items)
+    outcomes, inbox = await smtp_deliver(items)
     assert outcomes[0].status == "delivered"
     [envelope] = inbox.envelopes
     assert envelope.rcpt_tos == ["sales@example.com"]
@@ -224,11 +225,14 @@ API_CASES = {
 }
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize("dest_type", sorted(API_CASES))
-def test_api_an_answer_with_a_second_address_is_a_dead_letter_and_not_sent(dest_type: str) -> None:
+async def test_api_an_answer_with_a_second_address_is_a_dead_letter_and_not_sent(dest_type: str) -> None:
     settings, ok = API_CASES[dest_type]
     handler, seen = _recording(ok)
-    outcomes = deliver(dest_type, {**settings, "to": [DEPARTMENT_TO]}, [item(1, ATTACK), item(2)], handler)
+    outcomes = await deliver(
+        dest_type, {**settings, "to": [DEPARTMENT_TO]}, [item(1, ATTACK), item(2)], handler
+    )
     by_key = {o.key: o for o in outcomes}
     assert by_key["dlv_1"].status == "failed" and by_key["dlv_2"].status == "delivered"
     assert "to[0]: the value 'attacker@evil.example, sales' from the submission holds a comma" in (
@@ -239,14 +243,15 @@ def test_api_an_answer_with_a_second_address_is_a_dead_letter_and_not_sent(dest_
     assert "sales@example.com" in request.content.decode()
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize("dest_type", sorted(API_CASES))
-def test_api_allowed_recipient_domains(dest_type: str) -> None:
+async def test_api_allowed_recipient_domains(dest_type: str) -> None:
     settings, ok = API_CASES[dest_type]
     handler, seen = _recording(ok)
     elsewhere = submission(2, email="x@elsewhere.example")
     items = [item(1), DeliveryItem(key="dlv_2", submission=elsewhere, route="r")]
     settings = {**settings, "to": ["{{ email }}"], "allowed_recipient_domains": ["example.org"]}
-    outcomes = deliver(dest_type, settings, items, handler)
+    outcomes = await deliver(dest_type, settings, items, handler)
     by_key = {o.key: o for o in outcomes}
     assert by_key["dlv_1"].status == "delivered" and by_key["dlv_2"].status == "failed"
     assert "x@elsewhere.example is outside allowed_recipient_domains" in (by_key["dlv_2"].reason or "")
@@ -350,14 +355,15 @@ CRM_CASES = {
 GOOD_ID = {"hubspot": "51209", "pipedrive": "42", "salesforce": "005000000000001AAA"}
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize("dest_type", sorted(CRM_CASES))
 @pytest.mark.parametrize("value", ["12, 13", "12 OR 1=1", "005000000000001AAA/../x"])
-def test_a_crm_owner_id_from_an_answer_must_be_one_id(dest_type: str, value: str) -> None:
+async def test_a_crm_owner_id_from_an_answer_must_be_one_id(dest_type: str, value: str) -> None:
     settings, mapping, field = CRM_CASES[dest_type]
     # Search finds no one, creates answer an id: what matters is what was sent at all.
     handler, seen = _recording(httpx.Response(200, json={"success": True, "data": {"id": 7, "items": []}}))
     items = [item(1, value, mapping=mapping), item(2, GOOD_ID[dest_type], mapping=mapping)]
-    outcomes = deliver(dest_type, settings, items, handler)
+    outcomes = await deliver(dest_type, settings, items, handler)
     by_key = {o.key: o for o in outcomes}
     assert by_key["dlv_1"].status == "failed"
     assert (by_key["dlv_1"].reason or "").startswith(f"{field}: rendered {value!r}, which is not one ")
