@@ -7,7 +7,6 @@ docs/destinations/pipedrive.md ("Sources", retry classes: 429 and 5xx retry; 400
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -86,16 +85,13 @@ def config(**extra: Any) -> PipedriveConfig:
     return PipedriveConfig.model_validate({"type": "pipedrive", "api_token": TOKEN, **extra})
 
 
-def deliver(
+async def deliver(
     items: list[DeliveryItem], cfg: PipedriveConfig | None = None, pacer: Pacer | None = None
 ) -> list[Outcome]:
-    async def main() -> list[Outcome]:
-        async with httpx.AsyncClient() as http:
-            context = DeliveryContext(http=http, pacer=pacer or fake_pacer()[0], destination_id="sales")
-            dest = PipedriveDestination(wall_clock=lambda: 1_795_000_000.0)
-            return await deliver_chunk(dest, items, cfg or config(), context)
-
-    return asyncio.run(main())
+    async with httpx.AsyncClient() as http:
+        context = DeliveryContext(http=http, pacer=pacer or fake_pacer()[0], destination_id="sales")
+        dest = PipedriveDestination(wall_clock=lambda: 1_795_000_000.0)
+        return await deliver_chunk(dest, items, cfg or config(), context)
 
 
 def fixture(case: str) -> httpx.Response:
@@ -131,8 +127,9 @@ def test_fixture_folder_is_there() -> None:
     assert CASES, f"no fixtures under {FIXTURES}"
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
-def test_recorded_answer_is_classified(path: Path) -> None:
+async def test_recorded_answer_is_classified(path: Path) -> None:
     case = path.stem
     status = json.loads(path.read_text())["status"]
     # A case added later without an entry above answers the lead step; judged by the documented status rule.
@@ -143,7 +140,7 @@ def test_recorded_answer_is_classified(path: Path) -> None:
     with mocked() as router:
         routes = happy_routes(router)
         routes[step].mock(side_effect=None, return_value=fixture(case))
-        [outcome] = deliver([item()], cfg, pacer)
+        [outcome] = await deliver([item()], cfg, pacer)
     assert routes[step].call_count == 1
     assert outcome.key == "dlv_1"
     if case not in EXPECTED and status < 300:
@@ -161,11 +158,12 @@ def test_recorded_answer_is_classified(path: Path) -> None:
         assert routes["person"].call_count == 0  # found by e-mail: not created again
 
 
-def test_garbage_answers_are_recorded_failures_that_keep_what_exists() -> None:
+@pytest.mark.anyio
+async def test_garbage_answers_are_recorded_failures_that_keep_what_exists() -> None:
     with mocked() as router:
         routes = happy_routes(router)
         routes["search"].mock(side_effect=None, return_value=httpx.Response(200, text="<html>login</html>"))
-        [outcome] = deliver([item()])
+        [outcome] = await deliver([item()])
     assert (outcome.status, outcome.remote_id) == ("failed", None)
     assert "unexpected answer from Pipedrive to search persons by email (HTTP 200)" in (outcome.reason or "")
     with mocked() as router:
@@ -173,7 +171,7 @@ def test_garbage_answers_are_recorded_failures_that_keep_what_exists() -> None:
         routes["lead"].mock(
             side_effect=None, return_value=httpx.Response(201, json={"success": True, "data": {}})
         )
-        [outcome] = deliver([item()])
+        [outcome] = await deliver([item()])
     assert (outcome.status, outcome.remote_id) == ("failed", "person:1042")
     assert "the lead may have been created" in (outcome.reason or "")
     with mocked() as router:
@@ -184,21 +182,22 @@ def test_garbage_answers_are_recorded_failures_that_keep_what_exists() -> None:
                 200, json={"success": False, "error": "Title is required", "data": None}
             ),
         )
-        [outcome] = deliver([item()])
+        [outcome] = await deliver([item()])
     assert outcome.status == "failed"
     assert outcome.reason == "Pipedrive refused to create the lead (HTTP 200): 'Title is required'"
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize(
     ("error", "note"), [(httpx.ReadTimeout("slow"), True), (httpx.ConnectError("no"), False)]
 )
-def test_transport_errors_are_retried_and_say_when_a_duplicate_is_possible(
+async def test_transport_errors_are_retried_and_say_when_a_duplicate_is_possible(
     error: Exception, note: bool
 ) -> None:
     with mocked() as router:
         routes = happy_routes(router)
         routes["lead"].mock(side_effect=error)
-        [outcome] = deliver([item()])
+        [outcome] = await deliver([item()])
     assert (outcome.status, outcome.remote_id, outcome.status_code) == ("retry", "person:1042", None)
     assert ("retrying may create it twice" in (outcome.reason or "")) is note
 
@@ -211,10 +210,11 @@ def own_headers(request: httpx.Request) -> dict[str, str]:
     return {k: v for k, v in request.headers.items() if k not in transport}
 
 
-def test_golden_find_or_create_then_lead() -> None:
+@pytest.mark.anyio
+async def test_golden_find_or_create_then_lead() -> None:
     with mocked() as router:
         routes = happy_routes(router)
-        [outcome] = deliver([item()])
+        [outcome] = await deliver([item()])
     assert (outcome.status, outcome.status_code, outcome.remote_id) == ("delivered", 201, DONE)
     search = routes["search"].calls.last.request
     assert (search.method, search.url.path) == ("GET", "/api/v2/persons/search")
@@ -239,7 +239,8 @@ def test_golden_find_or_create_then_lead() -> None:
     assert json.loads(lead.content) == {"title": "Contact us: Ada Lovelace", "person_id": 1042}
 
 
-def test_deal_mode_company_domain_route_template_and_map() -> None:
+@pytest.mark.anyio
+async def test_deal_mode_company_domain_route_template_and_map() -> None:
     base = "https://acme.pipedrive.com"
     cfg = config(
         base_url=base + "/",
@@ -255,7 +256,7 @@ def test_deal_mode_company_domain_route_template_and_map() -> None:
         router.get(f"{base}/api/v2/persons/search").mock(return_value=fixture("person_search_empty_200"))
         person = router.post(f"{base}/api/v1/persons").mock(return_value=fixture("person_create_201"))
         deal = router.post(f"{base}/api/v1/deals").mock(return_value=httpx.Response(201, json=DEAL_CREATED))
-        [outcome] = deliver(
+        [outcome] = await deliver(
             [item(template="Web lead {{ id }}", mapping={"name": "{{ name }}", "x1": "{{ source }}"})], cfg
         )
     assert (outcome.status, outcome.remote_id) == ("delivered", "person:1042/deal:77")
@@ -265,10 +266,11 @@ def test_deal_mode_company_domain_route_template_and_map() -> None:
     assert deal.calls.last.request.extensions["timeout"]["read"] == 12
 
 
-def test_without_an_email_the_person_is_created_without_searching() -> None:
+@pytest.mark.anyio
+async def test_without_an_email_the_person_is_created_without_searching() -> None:
     with mocked() as router:
         routes = happy_routes(router)
-        [outcome] = deliver([item(1, make_submission(email=None))])
+        [outcome] = await deliver([item(1, make_submission(email=None))])
     assert outcome.status == "delivered"
     assert routes["search"].call_count == 0
     assert body(routes["person"]) == {"name": "Ada Lovelace"}
@@ -277,21 +279,23 @@ def test_without_an_email_the_person_is_created_without_searching() -> None:
 # --- no duplicates on retry ---------------------------------------------------------------------
 
 
-def test_a_retry_after_a_partial_success_reuses_the_person() -> None:
+@pytest.mark.anyio
+async def test_a_retry_after_a_partial_success_reuses_the_person() -> None:
     with mocked() as router:
         routes = happy_routes(router)
         routes["lead"].mock(side_effect=[fixture("server_error_500"), fixture("lead_create_201")])
-        [first] = deliver([item()])
+        [first] = await deliver([item()])
         assert (first.status, first.remote_id) == ("retry", "person:1042")
-        [second] = deliver([item(remote_id=first.remote_id)])  # the ledger hands back the remote_id
+        [second] = await deliver([item(remote_id=first.remote_id)])  # the ledger hands back the remote_id
     assert (second.status, second.remote_id) == ("delivered", DONE)
     assert (routes["search"].call_count, routes["person"].call_count, routes["lead"].call_count) == (1, 1, 2)
 
 
-def test_a_delivery_whose_lead_exists_is_not_sent_again() -> None:
+@pytest.mark.anyio
+async def test_a_delivery_whose_lead_exists_is_not_sent_again() -> None:
     with mocked() as router:
         routes = happy_routes(router)
-        [outcome] = deliver([item(remote_id=DONE)])
+        [outcome] = await deliver([item(remote_id=DONE)])
     assert (outcome.status, outcome.remote_id) == ("delivered", DONE)
     assert sum(route.call_count for route in routes.values()) == 0
 
@@ -315,12 +319,13 @@ def test_remote_id_round_trip(text: str | None, person: int | None, record: str 
         assert Progress.parse(progress.remote_id) == progress
 
 
-def test_a_mapping_error_fails_only_that_submission() -> None:
+@pytest.mark.anyio
+async def test_a_mapping_error_fails_only_that_submission() -> None:
     cfg = config(title="{{ hidden.campaign }} lead")
     items = [item(1), item(2, make_submission(2, hidden={})), item(3, mapping={"email": "{{ email }}"})]
     with mocked() as router:
         routes = happy_routes(router)
-        outcomes = deliver(items, cfg)
+        outcomes = await deliver(items, cfg)
     assert [o.status for o in outcomes] == ["delivered", "failed", "failed"]
     assert (outcomes[1].reason or "").startswith("title: cannot render")
     assert outcomes[2].reason == "map.name: rendered empty; Pipedrive needs a person name"
@@ -330,7 +335,8 @@ def test_a_mapping_error_fails_only_that_submission() -> None:
 # --- rate limits --------------------------------------------------------------------------------
 
 
-def test_an_empty_window_waits_for_its_reset() -> None:
+@pytest.mark.anyio
+async def test_an_empty_window_waits_for_its_reset() -> None:
     pacer, vt = fake_pacer()
     times: dict[str, list[float]] = {"search": [], "person": [], "lead": []}
     spent = httpx.Response(
@@ -350,13 +356,14 @@ def test_an_empty_window_waits_for_its_reset() -> None:
         router.get(SEARCH).mock(side_effect=at("search", spent))
         router.post(PERSONS).mock(side_effect=at("person", fixture("person_create_201")))
         router.post(LEADS).mock(side_effect=at("lead", fixture("lead_create_201")))
-        outcomes = deliver([item(1), item(2)], pacer=pacer)
+        outcomes = await deliver([item(1), item(2)], pacer=pacer)
     assert [o.status for o in outcomes] == ["delivered", "delivered"]
     # The search answer said the window is used up: nothing is sent until it resets, 2 s later.
     assert times == {"search": [1000.0, 1002.0], "person": [1002.0, 1004.0], "lead": [1002.0, 1004.0]}
 
 
-def test_the_budget_follows_the_tokens_own_rate_limit_headers() -> None:
+@pytest.mark.anyio
+async def test_the_budget_follows_the_tokens_own_rate_limit_headers() -> None:
     pacer, vt = fake_pacer()
     sent_at: list[float] = []
     headers = {"x-ratelimit-limit": "4", "x-ratelimit-remaining": "3", "x-ratelimit-reset": "2"}
@@ -374,13 +381,14 @@ def test_the_budget_follows_the_tokens_own_rate_limit_headers() -> None:
     with mocked() as router:
         router.get(SEARCH).mock(side_effect=answer)
         router.post(LEADS).mock(side_effect=answer)
-        outcomes = deliver([item(n) for n in range(1, 4)], pacer=pacer)
+        outcomes = await deliver([item(n) for n in range(1, 4)], pacer=pacer)
     assert [o.status for o in outcomes] == ["delivered"] * 3
     # 4 calls per 2 s, as the token's headers say (not the default 20): the 5th waits for the window.
     assert sent_at == [1000.0, 1000.0, 1000.0, 1000.0, 1002.0, 1002.0]
 
 
-def test_searches_have_their_own_smaller_budget() -> None:
+@pytest.mark.anyio
+async def test_searches_have_their_own_smaller_budget() -> None:
     pacer, vt = fake_pacer()
     searched_at: list[float] = []
 
@@ -390,11 +398,12 @@ def test_searches_have_their_own_smaller_budget() -> None:
 
     with mocked() as router:
         happy_routes(router)["search"].mock(side_effect=search)
-        deliver([item(n) for n in range(1, 12)], pacer=pacer)
+        await deliver([item(n) for n in range(1, 12)], pacer=pacer)
     assert searched_at == [1000.0] * 10 + [1002.0]  # 10 searches per 2 s, on every plan
 
 
-def test_a_429_pauses_the_token_exactly_and_a_short_pause_queues_the_next_submission() -> None:
+@pytest.mark.anyio
+async def test_a_429_pauses_the_token_exactly_and_a_short_pause_queues_the_next_submission() -> None:
     pacer, vt = fake_pacer()
     sent_at: list[float] = []
 
@@ -404,13 +413,14 @@ def test_a_429_pauses_the_token_exactly_and_a_short_pause_queues_the_next_submis
 
     with mocked() as router:
         happy_routes(router)["lead"].mock(side_effect=lead)
-        first, second = deliver([item(1), item(2)], pacer=pacer)
+        first, second = await deliver([item(1), item(2)], pacer=pacer)
     assert (first.status, first.retry_after, first.remote_id) == ("retry", 2.0, "person:1042")
     assert second.status == "delivered"
     assert sent_at[1] - sent_at[0] >= 2.0
 
 
-def test_a_long_pause_hands_the_rest_of_the_batch_back_unsent() -> None:
+@pytest.mark.anyio
+async def test_a_long_pause_hands_the_rest_of_the_batch_back_unsent() -> None:
     pacer, vt = fake_pacer()
     limited = httpx.Response(
         429,
@@ -420,7 +430,7 @@ def test_a_long_pause_hands_the_rest_of_the_batch_back_unsent() -> None:
     with mocked() as router:
         routes = happy_routes(router)
         routes["search"].mock(side_effect=[limited])
-        first, second = deliver([item(1), item(2)], pacer=pacer)
+        first, second = await deliver([item(1), item(2)], pacer=pacer)
     assert (first.status, first.retry_after) == ("retry", 7200.5)  # never clamped
     assert (second.status, second.retry_after, second.status_code) == ("retry", 7200.5, None)
     assert "not sent: Pipedrive's rate limit holds this api_token" in (second.reason or "")
@@ -429,7 +439,8 @@ def test_a_long_pause_hands_the_rest_of_the_batch_back_unsent() -> None:
     assert pacer.paused_for(KEY) == 0.0
 
 
-def test_a_spent_daily_budget_parks_deliveries_for_an_hour() -> None:
+@pytest.mark.anyio
+async def test_a_spent_daily_budget_parks_deliveries_for_an_hour() -> None:
     pacer, _ = fake_pacer()
     spent = httpx.Response(
         429,
@@ -438,7 +449,7 @@ def test_a_spent_daily_budget_parks_deliveries_for_an_hour() -> None:
     )
     with mocked() as router:
         happy_routes(router)["search"].mock(side_effect=None, return_value=spent)
-        [outcome] = deliver([item()], pacer=pacer)
+        [outcome] = await deliver([item()], pacer=pacer)
     assert (outcome.status, outcome.retry_after, pacer.paused_for(KEY)) == ("retry", 3600.0, 3600.0)
 
 
@@ -485,11 +496,12 @@ def test_check_reports_template_errors_and_a_map_without_a_name() -> None:
     assert PipedriveDestination().check(config()) == []
 
 
-def test_logs_carry_facts_but_no_token_or_personal_data() -> None:
+@pytest.mark.anyio
+async def test_logs_carry_facts_but_no_token_or_personal_data() -> None:
     with captured_logs("hookhub.destinations.pipedrive") as records, mocked() as router:
         routes = happy_routes(router)
         routes["lead"].mock(side_effect=[fixture("lead_create_201"), fixture("rate_limited_429")])
-        outcomes = deliver([item(1), item(2), item(3, make_submission(3, name=None, email=None))])
+        outcomes = await deliver([item(1), item(2), item(3, make_submission(3, name=None, email=None))])
     assert [o.status for o in outcomes] == ["delivered", "retry", "failed"]
     dumped = " ".join(json.dumps(vars(r), default=str) for r in records)
     for secret in (TOKEN, "ada@example.com", "Ada@Example.com", "Lovelace", "Contact us:"):
