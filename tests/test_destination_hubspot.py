@@ -93,19 +93,16 @@ def context(http: httpx.AsyncClient, pacer: Pacer, destination_id: str = "crm") 
     )
 
 
-def deliver(
+async def deliver(
     batch: list[DeliveryItem], cfg: HubspotConfig | None = None, pacer: Pacer | None = None
 ) -> list[Outcome]:
-    async def main() -> list[Outcome]:
-        async with httpx.AsyncClient() as http:
-            return await deliver_chunk(
-                HubspotDestination(wall_clock=lambda: WALL),
-                batch,
-                cfg or config(),
-                context(http, pacer or fake_pacer()[0]),
-            )
-
-    return asyncio.run(main())
+    async with httpx.AsyncClient() as http:
+        return await deliver_chunk(
+            HubspotDestination(wall_clock=lambda: WALL),
+            batch,
+            cfg or config(),
+            context(http, pacer or fake_pacer()[0]),
+        )
 
 
 def by_email(batch: list[DeliveryItem], outcomes: list[Outcome]) -> dict[str | None, Outcome]:
@@ -295,8 +292,9 @@ def test_fixture_folder_is_there() -> None:
     assert CASES, f"no fixtures under {HUBSPOT_FIXTURES}"
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
-def test_recorded_answer_is_classified(path: Path) -> None:
+async def test_recorded_answer_is_classified(path: Path) -> None:
     status = json.loads(path.read_text())["status"]
     case = EXPECTED.get(path.stem, Case("upsert", [ADA], {ADA: _rule(status) or "?"}))
     pacer, vt = fake_pacer()
@@ -304,7 +302,7 @@ def test_recorded_answer_is_classified(path: Path) -> None:
     batch = items(*case.emails)
     with respx.mock(assert_all_called=True) as router:
         mock_hubspot(router, _replaying(path, case, fake, vt))
-        outcomes = by_email(batch, deliver(batch, config(note=case.where == "note"), pacer))
+        outcomes = by_email(batch, await deliver(batch, config(note=case.where == "note"), pacer))
     got = {email: outcome.status for email, outcome in outcomes.items()}
     if "?" in case.statuses.values():  # a 2xx case nobody classified yet: it must at least be judged
         assert set(got.values()) <= {"delivered", "retry", "failed"}
@@ -374,7 +372,8 @@ def _check_requests(case: Case, fake: FakeHubSpot, pacer: Pacer) -> None:
 # --- exact requests -----------------------------------------------------------------------------
 
 
-def test_golden_upsert_request() -> None:
+@pytest.mark.anyio
+async def test_golden_upsert_request() -> None:
     fake = FakeHubSpot()
     cfg = config(
         map={
@@ -388,7 +387,7 @@ def test_golden_upsert_request() -> None:
     batch = [item("Ada@Example.com", 1), item(GRACE, 2)]
     with respx.mock() as router:
         route = router.post(BASE + UPSERT).mock(side_effect=fake)
-        outcomes = deliver(batch, cfg)
+        outcomes = await deliver(batch, cfg)
     assert [o.status for o in outcomes] == ["delivered", "delivered"]
     assert [o.remote_id for o in outcomes] == ["60001", "60002"]
     request = route.calls.last.request
@@ -426,11 +425,12 @@ def test_golden_upsert_request() -> None:
     assert request.content == json.dumps(expected, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def test_golden_note_request_with_the_full_answers() -> None:
+@pytest.mark.anyio
+async def test_golden_note_request_with_the_full_answers() -> None:
     fake = FakeHubSpot()
     with respx.mock() as router:
         mock_hubspot(router, fake)
-        [outcome] = deliver([item()], config(note=True))
+        [outcome] = await deliver([item()], config(note=True))
     assert outcome.status == "delivered" and outcome.remote_id == "60001"
     [(_, method, path, body)] = [c for c in fake.calls if c[2] == NOTES]
     assert (method, path) == ("POST", NOTES)
@@ -450,7 +450,8 @@ def test_golden_note_request_with_the_full_answers() -> None:
     }
 
 
-def test_route_mapping_and_template_win_over_the_config() -> None:
+@pytest.mark.anyio
+async def test_route_mapping_and_template_win_over_the_config() -> None:
     fake = FakeHubSpot()
     routed = item().replace(
         mapping={"email": "{{ email }}", "company": "{{ answers['Company'] | upper }}"},
@@ -458,18 +459,19 @@ def test_route_mapping_and_template_win_over_the_config() -> None:
     )
     with respx.mock() as router:
         mock_hubspot(router, fake)
-        deliver([routed], config(note=True, note_template="ignored {{ email }}"))
+        await deliver([routed], config(note=True, note_template="ignored {{ email }}"))
     upsert, note = fake.calls[0][3], fake.calls[1][3]
     assert upsert["inputs"][0]["properties"] == {"company": "ENGINES & <CO>"}
     assert note["properties"]["hs_note_body"] == "Lead from Contact us<br>Engines &amp; &lt;Co&gt;"
 
 
-def test_a_huge_note_is_clipped_to_hubspot_limit() -> None:
+@pytest.mark.anyio
+async def test_a_huge_note_is_clipped_to_hubspot_limit() -> None:
     answers = [Answer(key=f"q{i}", label=f"Essay {i}", type="long_text", value="&" * 5000) for i in range(20)]
     fake = FakeHubSpot()
     with respx.mock() as router:
         mock_hubspot(router, fake)
-        deliver([item(answers=answers)], config(note=True))
+        await deliver([item(answers=answers)], config(note=True))
     text = fake.calls[1][3]["properties"]["hs_note_body"]
     assert len(text) <= 65_536 and text.endswith("HubSpot notes hold at most 65,536 characters)")
     assert "&am<br>" not in text and "&a<br>" not in text  # never a broken entity
@@ -478,7 +480,8 @@ def test_a_huge_note_is_clipped_to_hubspot_limit() -> None:
 # --- one contact at a time ----------------------------------------------------------------------
 
 
-def test_mapping_errors_fail_only_that_item() -> None:
+@pytest.mark.anyio
+async def test_mapping_errors_fail_only_that_item() -> None:
     fake = FakeHubSpot()
     broken = item(GRACE, 2).replace(mapping={"email": "{{ email }}", "city": "{{ hidden.city }}"})
     no_email = item(None, 3)
@@ -486,7 +489,7 @@ def test_mapping_errors_fail_only_that_item() -> None:
     batch = [item(ADA, 1), broken, no_email, bad_note]
     with respx.mock() as router:
         mock_hubspot(router, fake)
-        outcomes = deliver(batch, config(note=True))
+        outcomes = await deliver(batch, config(note=True))
     assert [o.status for o in outcomes] == ["delivered", "failed", "failed", "failed"]
     assert outcomes[1].reason == "map.city: cannot render: 'dict object' has no attribute 'city'"
     assert outcomes[2].reason == (
@@ -496,7 +499,8 @@ def test_mapping_errors_fail_only_that_item() -> None:
     assert fake.upserts() == [(0.0, [ADA])]  # the others were never sent
 
 
-def test_one_contact_refused_in_a_400_fails_alone_and_the_rest_go_again() -> None:
+@pytest.mark.anyio
+async def test_one_contact_refused_in_a_400_fails_alone_and_the_rest_go_again() -> None:
     pacer, vt = fake_pacer()
     fake = FakeHubSpot(vt)
     refusal = {
@@ -514,7 +518,7 @@ def test_one_contact_refused_in_a_400_fails_alone_and_the_rest_go_again() -> Non
     batch = items(ADA, GRACE, "alan@example.com")
     with respx.mock() as router:
         mock_hubspot(router, handler)
-        outcomes = by_email(batch, deliver(batch, config(), pacer))
+        outcomes = by_email(batch, await deliver(batch, config(), pacer))
     assert {e: o.status for e, o in outcomes.items()} == {
         ADA: "delivered",
         GRACE: "failed",
@@ -523,7 +527,8 @@ def test_one_contact_refused_in_a_400_fails_alone_and_the_rest_go_again() -> Non
     assert fake.upserts() == [(1000.0, [ADA, "alan@example.com"])]
 
 
-def test_an_answer_that_leaves_contacts_unclear_sends_each_alone() -> None:
+@pytest.mark.anyio
+async def test_an_answer_that_leaves_contacts_unclear_sends_each_alone() -> None:
     fake = FakeHubSpot()
     unclear = {
         "status": "COMPLETE",
@@ -539,13 +544,14 @@ def test_an_answer_that_leaves_contacts_unclear_sends_each_alone() -> None:
     batch = items(ADA, GRACE)
     with respx.mock() as router:
         mock_hubspot(router, handler)
-        outcomes = by_email(batch, deliver(batch))
+        outcomes = by_email(batch, await deliver(batch))
     assert [o.status for o in outcomes.values()] == ["delivered", "delivered"]
     assert [emails for _, emails in fake.upserts()] == [[ADA], [GRACE]]
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize("note", [False, True])
-def test_results_that_name_nobody_count_as_upserted_but_a_note_needs_the_id(note: bool) -> None:
+async def test_results_that_name_nobody_count_as_upserted_but_a_note_needs_the_id(note: bool) -> None:
     fake = FakeHubSpot()
     nameless = {"status": "COMPLETE", "results": [{"id": "1"}, {"id": "2"}]}
     answers = iter([httpx.Response(200, json=nameless)])
@@ -556,7 +562,7 @@ def test_results_that_name_nobody_count_as_upserted_but_a_note_needs_the_id(note
     batch = items(ADA, GRACE)
     with respx.mock() as router:
         mock_hubspot(router, handler)
-        outcomes = deliver(batch, config(note=note))
+        outcomes = await deliver(batch, config(note=note))
     assert [o.status for o in outcomes] == ["delivered", "delivered"]
     if note:  # each sent again alone, so its id is unambiguous, then the notes
         assert [emails for _, emails in fake.upserts()] == [[ADA], [GRACE]]
@@ -566,16 +572,18 @@ def test_results_that_name_nobody_count_as_upserted_but_a_note_needs_the_id(note
         assert fake.calls == [] and [o.remote_id for o in outcomes] == [None, None]
 
 
-def test_a_route_map_without_email_fails_that_route_only() -> None:
+@pytest.mark.anyio
+async def test_a_route_map_without_email_fails_that_route_only() -> None:
     routed = item(GRACE, 2).replace(mapping={"firstname": "{{ name | first_name }}"})
     with respx.mock() as router:
         mock_hubspot(router, FakeHubSpot())
-        outcomes = deliver([item(), routed])
+        outcomes = await deliver([item(), routed])
     assert [o.status for o in outcomes] == ["delivered", "failed"]
     assert "the route's map has no email key" in (outcomes[1].reason or "")
 
 
-def test_per_contact_transient_error_is_retried() -> None:
+@pytest.mark.anyio
+async def test_per_contact_transient_error_is_retried() -> None:
     answer = {
         "status": "COMPLETE",
         "results": [],
@@ -584,16 +592,17 @@ def test_per_contact_transient_error_is_retried() -> None:
     }
     with respx.mock() as router:
         router.post(BASE + UPSERT).mock(return_value=httpx.Response(207, json=answer))
-        [outcome] = deliver([item()])
+        [outcome] = await deliver([item()])
     assert outcome.status == "retry" and "cannot duplicate" in (outcome.reason or "")
 
 
-def test_repeated_emails_go_in_later_requests_and_batches_hold_100() -> None:
+@pytest.mark.anyio
+async def test_repeated_emails_go_in_later_requests_and_batches_hold_100() -> None:
     fake = FakeHubSpot()
     batch = [item(f"p{n % 120}@example.com", n) for n in range(250)]
     with respx.mock() as router:
         mock_hubspot(router, fake)
-        outcomes = deliver(batch)
+        outcomes = await deliver(batch)
     assert {o.status for o in outcomes} == {"delivered"}
     sizes = [len(emails) for _, emails in fake.upserts()]
     assert sizes == [100, 100, 50]
@@ -602,6 +611,7 @@ def test_repeated_emails_go_in_later_requests_and_batches_hold_100() -> None:
     assert fake.upserts()[0][1][:2] == ["p0@example.com", "p1@example.com"]
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize(
     ("status", "content", "expected"),
     [
@@ -617,40 +627,43 @@ def test_repeated_emails_go_in_later_requests_and_batches_hold_100() -> None:
         (521, b"", "retry"),
     ],
 )
-def test_garbage_answers_are_recorded_not_raised(status: int, content: bytes, expected: str) -> None:
+async def test_garbage_answers_are_recorded_not_raised(status: int, content: bytes, expected: str) -> None:
     with respx.mock() as router:
         router.post(BASE + UPSERT).mock(return_value=httpx.Response(status, content=content))
-        [outcome] = deliver([item()])
+        [outcome] = await deliver([item()])
     assert outcome.status == expected
     assert outcome.reason and len(outcome.reason) < 600
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize(
     "error", [httpx.ConnectError("refused"), httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("eof")]
 )
-def test_transport_errors_are_retried(error: Exception) -> None:
+async def test_transport_errors_are_retried(error: Exception) -> None:
     with respx.mock() as router:
         router.post(BASE + UPSERT).mock(side_effect=error)
-        [outcome] = deliver([item()])
+        [outcome] = await deliver([item()])
     assert outcome.status == "retry" and outcome.status_code is None
     assert TOKEN not in (outcome.reason or "") and "hubapi" not in (outcome.reason or "")
 
 
-def test_request_uses_the_configured_timeout() -> None:
+@pytest.mark.anyio
+async def test_request_uses_the_configured_timeout() -> None:
     with respx.mock() as router:
         route = router.post(BASE + UPSERT).mock(side_effect=FakeHubSpot())
-        deliver([item()], config(timeout=7))
+        await deliver([item()], config(timeout=7))
     assert route.calls.last.request.extensions["timeout"] == {"connect": 7, "read": 7, "write": 7, "pool": 7}
 
 
-def test_a_failed_note_keeps_the_contact_id_and_says_what_happened() -> None:
+@pytest.mark.anyio
+async def test_a_failed_note_keeps_the_contact_id_and_says_what_happened() -> None:
     scopes = replay(HUBSPOT_FIXTURES / "missing_scopes_403.json")
     fake = FakeHubSpot()
     with respx.mock() as router:
         router.post(BASE + NOTES).mock(side_effect=[scopes, httpx.Response(502, text="bad gateway")])
         mock_hubspot(router, fake)
-        [failed] = deliver([item()], config(note=True))
-        [retried] = deliver([item(GRACE, 2)], config(note=True))
+        [failed] = await deliver([item()], config(note=True))
+        [retried] = await deliver([item(GRACE, 2)], config(note=True))
     assert failed.status == "failed" and failed.remote_id == "60001"
     assert (failed.reason or "").startswith("contact 60001 upserted, but the note was not created: ")
     assert retried.status == "retry" and retried.remote_id == "60002"
@@ -720,7 +733,8 @@ async def test_a_429_pauses_every_route_using_the_token_then_everything_is_deliv
     ]
 
 
-def test_sends_stay_within_the_rolling_budget_hubspot_reports() -> None:
+@pytest.mark.anyio
+async def test_sends_stay_within_the_rolling_budget_hubspot_reports() -> None:
     pacer, vt = fake_pacer()
     sent: list[float] = []
 
@@ -736,14 +750,15 @@ def test_sends_stay_within_the_rolling_budget_hubspot_reports() -> None:
 
     with respx.mock() as router:
         mock_hubspot(router, hubspot)
-        outcomes = deliver(
+        outcomes = await deliver(
             items(ADA, GRACE, "a@example.com", "b@example.com", "c@example.com"), config(batch_size=1), pacer
         )
     assert {o.status for o in outcomes} == {"delivered"}
     assert sent == [1000.0, 1000.0, 1010.0, 1010.0, 1020.0]
 
 
-def test_calls_made_elsewhere_with_the_token_count_against_the_budget() -> None:
+@pytest.mark.anyio
+async def test_calls_made_elsewhere_with_the_token_count_against_the_budget() -> None:
     pacer, vt = fake_pacer()
     sent: list[float] = []
 
@@ -754,12 +769,13 @@ def test_calls_made_elsewhere_with_the_token_count_against_the_budget() -> None:
 
     with respx.mock() as router:
         mock_hubspot(router, hubspot)
-        deliver(items(ADA, GRACE), config(batch_size=1), pacer)
+        await deliver(items(ADA, GRACE), config(batch_size=1), pacer)
     assert sent == [1000.0, 1010.0]
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize(("status", "wait"), [(429, 7.0), (477, 4.5)])
-def test_retry_after_is_honoured_exactly(status: int, wait: float) -> None:
+async def test_retry_after_is_honoured_exactly(status: int, wait: float) -> None:
     pacer, vt = fake_pacer()
     sent: list[float] = []
     answers = iter(
@@ -778,12 +794,13 @@ def test_retry_after_is_honoured_exactly(status: int, wait: float) -> None:
 
     with respx.mock() as router:
         mock_hubspot(router, hubspot)
-        [outcome] = deliver([item()], pacer=pacer)
+        [outcome] = await deliver([item()], pacer=pacer)
     assert outcome.status == "delivered"
     assert sent == [1000.0, 1000.0 + wait]
 
 
-def test_a_long_retry_after_hands_items_back_unclamped_and_holds_other_routes() -> None:
+@pytest.mark.anyio
+async def test_a_long_retry_after_hands_items_back_unclamped_and_holds_other_routes() -> None:
     pacer, _ = fake_pacer()
     migrating = httpx.Response(
         477, headers={"Retry-After": "7200"}, json={"status": "error", "message": "Migration in progress"}
@@ -791,10 +808,10 @@ def test_a_long_retry_after_hands_items_back_unclamped_and_holds_other_routes() 
     with respx.mock(assert_all_called=False) as router:
         route = router.post(BASE + UPSERT).mock(side_effect=[migrating])
         eu_route = router.post(EU + UPSERT).mock(side_effect=AssertionError("sent while paused"))
-        first = deliver(items(ADA, GRACE), pacer=pacer)
-        later = deliver([item("alan@example.com", 3)], config(base_url=EU, note=True), pacer)
+        first = await deliver(items(ADA, GRACE), pacer=pacer)
+        later = await deliver([item("alan@example.com", 3)], config(base_url=EU, note=True), pacer)
         other_route = router.post("https://api-other.hubapi.com" + UPSERT).mock(side_effect=FakeHubSpot())
-        other = deliver(
+        other = await deliver(
             [item("barbara@example.com", 4)],
             config(token=OTHER_TOKEN, base_url="https://api-other.hubapi.com"),
             pacer,
@@ -807,7 +824,8 @@ def test_a_long_retry_after_hands_items_back_unclamped_and_holds_other_routes() 
     assert pacer.paused_for(KEY) == 7200.0
 
 
-def test_a_persistent_rate_limit_hands_back_after_three_waits() -> None:
+@pytest.mark.anyio
+async def test_a_persistent_rate_limit_hands_back_after_three_waits() -> None:
     pacer, vt = fake_pacer()
     sent: list[float] = []
 
@@ -817,13 +835,14 @@ def test_a_persistent_rate_limit_hands_back_after_three_waits() -> None:
 
     with respx.mock() as router:
         mock_hubspot(router, hubspot)
-        [outcome] = deliver([item()], pacer=pacer)
+        [outcome] = await deliver([item()], pacer=pacer)
     assert sent == [1000.0, 1010.0, 1020.0, 1030.0]
     assert outcome.status == "retry" and outcome.retry_after == 10.0
     assert "TEN_SECONDLY_ROLLING" in (outcome.reason or "")
 
 
-def test_a_spent_daily_quota_on_a_success_parks_the_token_until_the_next_hour() -> None:
+@pytest.mark.anyio
+async def test_a_spent_daily_quota_on_a_success_parks_the_token_until_the_next_hour() -> None:
     pacer, _ = fake_pacer()
     headers = {
         **LIMIT_HEADERS,
@@ -832,8 +851,8 @@ def test_a_spent_daily_quota_on_a_success_parks_the_token_until_the_next_hour() 
     }
     with respx.mock() as router:
         route = router.post(BASE + UPSERT).mock(side_effect=FakeHubSpot(headers=headers))
-        first = deliver([item()], config(batch_size=1), pacer)
-        later = deliver([item(GRACE, 2)], pacer=pacer)
+        first = await deliver([item()], config(batch_size=1), pacer)
+        later = await deliver([item(GRACE, 2)], pacer=pacer)
     assert first[0].status == "delivered" and route.call_count == 1
     assert later[0].status == "retry" and later[0].retry_after == seconds_to_next_hour(WALL)
 
@@ -941,7 +960,8 @@ def test_config_problems_are_reported_by_the_loader(tmp_path: Path) -> None:
     assert TOKEN not in problems
 
 
-def test_logs_carry_facts_but_no_token_or_personal_data() -> None:
+@pytest.mark.anyio
+async def test_logs_carry_facts_but_no_token_or_personal_data() -> None:
     pacer, _ = fake_pacer()
     fake = FakeHubSpot()
     partial = replay(HUBSPOT_FIXTURES / "batch_upsert_207_partial.json")
@@ -953,8 +973,8 @@ def test_logs_carry_facts_but_no_token_or_personal_data() -> None:
 
     with captured_logs("hookhub.destinations.hubspot") as records, respx.mock() as router:
         mock_hubspot(router, handler)
-        deliver(items(ADA, BAD), config(), pacer)
-        deliver([item(GRACE, 3)], config(note=True), pacer)
+        await deliver(items(ADA, BAD), config(), pacer)
+        await deliver([item(GRACE, 3)], config(note=True), pacer)
     assert records
     dumped = " ".join(json.dumps(vars(r), default=str) for r in records)
     for secret in (TOKEN, "SECRETSECRET", ADA, GRACE, BAD, "Ada", "Lovelace", "Engines", "hubapi.com"):
@@ -986,17 +1006,19 @@ class _HubSpotLike(BaseHTTPRequestHandler):
         pass
 
 
-def test_upserts_to_a_real_loopback_server() -> None:
+@pytest.mark.anyio
+async def test_upserts_to_a_real_loopback_server() -> None:
     with loopback_server(_HubSpotLike) as port:
         cfg = config(base_url=f"http://127.0.0.1:{port}/proxy/")
-        [outcome] = deliver([item()], cfg)
+        [outcome] = await deliver([item()], cfg)
     assert (outcome.status, outcome.remote_id) == ("delivered", "7")
     path, authorization, body = _HubSpotLike.received[-1]
     assert path == "/proxy" + UPSERT and authorization == f"Bearer {TOKEN}"
     assert body["inputs"][0]["id"] == ADA
 
 
-def test_a_409_in_a_batch_updates_the_named_contact_and_sends_the_others_again() -> None:
+@pytest.mark.anyio
+async def test_a_409_in_a_batch_updates_the_named_contact_and_sends_the_others_again() -> None:
     fake = FakeHubSpot()
     conflict = replay(HUBSPOT_FIXTURES / "contact_exists_409.json")  # names ada@example.com, id 51209
     answers = iter([conflict])
@@ -1007,7 +1029,7 @@ def test_a_409_in_a_batch_updates_the_named_contact_and_sends_the_others_again()
     batch = items(GRACE, ADA)
     with respx.mock() as router:
         mock_hubspot(router, handler)
-        outcomes = by_email(batch, deliver(batch))
+        outcomes = by_email(batch, await deliver(batch))
     assert (outcomes[ADA].status, outcomes[ADA].remote_id) == ("delivered", "51209")
     assert (outcomes[GRACE].status, outcomes[GRACE].remote_id) == ("delivered", "60001")
     sent = [(method, path, body) for _, method, path, body in fake.calls]

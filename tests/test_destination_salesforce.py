@@ -7,7 +7,6 @@ duplicates and limits with their sources under "Sources").
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -100,16 +99,13 @@ def single(n: int = 1) -> str:
     return f"{API}/sobjects/Lead/Hookhub_Id__c/sub_{n:04d}"
 
 
-def deliver(
+async def deliver(
     items: list[DeliveryItem], cfg: SalesforceConfig | None = None, pacer: Pacer | None = None
 ) -> list[Outcome]:
-    async def main() -> list[Outcome]:
-        async with httpx.AsyncClient() as http:
-            context = DeliveryContext(http=http, pacer=pacer or fake_pacer()[0], destination_id="crm")
-            dest = SalesforceDestination(wall_clock=lambda: 1_795_000_000.0)
-            return await deliver_chunk(dest, items, cfg or config(), context)
-
-    return asyncio.run(main())
+    async with httpx.AsyncClient() as http:
+        context = DeliveryContext(http=http, pacer=pacer or fake_pacer()[0], destination_id="crm")
+        dest = SalesforceDestination(wall_clock=lambda: 1_795_000_000.0)
+        return await deliver_chunk(dest, items, cfg or config(), context)
 
 
 def sent(route: respx.Route, index: int = -1) -> Any:
@@ -123,8 +119,9 @@ def test_fixture_folder_is_there() -> None:
     assert CASES, f"no fixtures under {FIXTURES}"
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
-def test_recorded_answer_is_classified(path: Path) -> None:
+async def test_recorded_answer_is_classified(path: Path) -> None:
     case = path.stem
     status = json.loads(path.read_text())["status"]
     # A case added later without an entry above is judged by the documented status rule.
@@ -133,7 +130,7 @@ def test_recorded_answer_is_classified(path: Path) -> None:
     pacer, _ = fake_pacer()
     with respx.mock(assert_all_called=True) as router:
         route = router.patch(COLLECTION if count > 1 else single()).mock(return_value=replay(path))
-        outcomes = deliver([item(n) for n in range(1, count + 1)], pacer=pacer)
+        outcomes = await deliver([item(n) for n in range(1, count + 1)], pacer=pacer)
     assert route.call_count == 1
     assert [o.key for o in outcomes] == [f"dlv_{n}" for n in range(1, count + 1)]
     assert [o.status for o in outcomes] == statuses, [o.reason for o in outcomes]
@@ -148,10 +145,11 @@ def test_recorded_answer_is_classified(path: Path) -> None:
     assert part is None or any(part in (o.reason or "") for o in outcomes), [o.reason for o in outcomes]
 
 
-def test_duplicate_rule_reason_names_the_rule_and_what_to_do() -> None:
+@pytest.mark.anyio
+async def test_duplicate_rule_reason_names_the_rule_and_what_to_do() -> None:
     with respx.mock() as router:
         router.patch(single()).mock(return_value=replay(FIXTURES / "duplicates_detected_400.json"))
-        [outcome] = deliver([item()])
+        [outcome] = await deliver([item()])
     assert outcome.reason is not None
     assert (
         "Standard_Lead_Duplicate_Rule blocks the save (matching records: 00Q5g00000A1b9ZEAR)"
@@ -166,20 +164,22 @@ def test_duplicate_rule_reason_names_the_rule_and_what_to_do() -> None:
     ]
     with respx.mock() as router:
         router.patch(single()).mock(return_value=httpx.Response(400, json=alert))
-        [outcome] = deliver([item()])
+        [outcome] = await deliver([item()])
     assert outcome.status == "failed"
     assert "Lead_Alert only alerts (no matching record listed); set allow_duplicates: true" in (
         outcome.reason or ""
     )
 
 
-def test_204_update_keeps_the_id_of_the_earlier_attempt() -> None:
+@pytest.mark.anyio
+async def test_204_update_keeps_the_id_of_the_earlier_attempt() -> None:
     with respx.mock() as router:
         router.patch(single()).mock(return_value=replay(FIXTURES / "lead_upsert_updated_204.json"))
-        [outcome] = deliver([item(remote_id="00Q000000000042AAA")])
+        [outcome] = await deliver([item(remote_id="00Q000000000042AAA")])
     assert (outcome.status, outcome.remote_id) == ("delivered", "00Q000000000042AAA")
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize(
     "answer",
     [
@@ -188,19 +188,20 @@ def test_204_update_keeps_the_id_of_the_earlier_attempt() -> None:
         httpx.Response(200, json={"id": LEAD_ID}),
     ],
 )
-def test_a_2xx_without_an_upsert_result_is_a_recorded_failure(answer: httpx.Response) -> None:
+async def test_a_2xx_without_an_upsert_result_is_a_recorded_failure(answer: httpx.Response) -> None:
     with respx.mock() as router:
         router.patch(single()).mock(return_value=answer)
-        [outcome] = deliver([item()])
+        [outcome] = await deliver([item()])
     assert outcome.status == "failed"
     assert "replaying is safe (upsert)" in (outcome.reason or "")
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize("error", [httpx.ConnectError("refused"), httpx.ReadTimeout("slow")])
-def test_transport_errors_are_retried_because_the_upsert_is_idempotent(error: Exception) -> None:
+async def test_transport_errors_are_retried_because_the_upsert_is_idempotent(error: Exception) -> None:
     with respx.mock() as router:
         router.patch(single()).mock(side_effect=error)
-        [outcome] = deliver([item()])
+        [outcome] = await deliver([item()])
     assert (outcome.status, outcome.status_code) == ("retry", None)
     assert "the retry is safe (upsert)" in (outcome.reason or "")
 
@@ -226,10 +227,11 @@ def own_headers(request: httpx.Request) -> dict[str, str]:
     return {k: v for k, v in request.headers.items() if k not in transport}
 
 
-def test_golden_single_record_upsert() -> None:
+@pytest.mark.anyio
+async def test_golden_single_record_upsert() -> None:
     with respx.mock() as router:
         route = router.patch(single()).mock(return_value=replay(FIXTURES / "lead_upsert_created_201.json"))
-        deliver([item()])
+        await deliver([item()])
     request = route.calls.last.request
     assert (request.method, str(request.url)) == ("PATCH", single())
     assert own_headers(request) == EXPECTED_HEADERS
@@ -239,7 +241,8 @@ def test_golden_single_record_upsert() -> None:
     assert json.loads(request.content) == LEAD
 
 
-def test_golden_collection_upsert() -> None:
+@pytest.mark.anyio
+async def test_golden_collection_upsert() -> None:
     answer = [
         {"id": "00Q1", "success": True, "errors": [], "created": True},
         {"id": "00Q2", "success": True, "errors": [], "created": False},
@@ -248,7 +251,9 @@ def test_golden_collection_upsert() -> None:
     url = f"{BASE}/services/data/v61.0/composite/sobjects/Lead/Hookhub_Id__c"
     with respx.mock() as router:
         route = router.patch(url).mock(return_value=httpx.Response(200, json=answer))
-        outcomes = deliver([item(1), item(2, make_submission(2, name="Grace", email=None, answers=[]))], cfg)
+        outcomes = await deliver(
+            [item(1), item(2, make_submission(2, name="Grace", email=None, answers=[]))], cfg
+        )
     assert [(o.status, o.remote_id) for o in outcomes] == [("delivered", "00Q1"), ("delivered", "00Q2")]
     request = route.calls.last.request
     assert own_headers(request) == {**EXPECTED_HEADERS, "sforce-duplicate-rule-header": "allowSave=true"}
@@ -268,23 +273,25 @@ def test_golden_collection_upsert() -> None:
     }
 
 
-def test_external_id_value_is_path_encoded() -> None:
+@pytest.mark.anyio
+async def test_external_id_value_is_path_encoded() -> None:
     cfg = config(external_id="{{ hidden.campaign }}/{{ id }}")
     with respx.mock() as router:
         route = router.patch(f"{API}/sobjects/Lead/Hookhub_Id__c/autumn%2Fsub_0001").mock(
             return_value=httpx.Response(201, json={"id": LEAD_ID, "success": True, "errors": []})
         )
-        [outcome] = deliver([item()], cfg)
+        [outcome] = await deliver([item()], cfg)
     assert outcome.status == "delivered" and route.call_count == 1
 
 
-def test_route_mapping_wins_over_the_config_and_other_objects_take_their_own_map() -> None:
+@pytest.mark.anyio
+async def test_route_mapping_wins_over_the_config_and_other_objects_take_their_own_map() -> None:
     cfg = config(sobject="Web_Form__c", map={"Email__c": "{{ email }}"})
     url = f"{API}/sobjects/Web_Form__c/Hookhub_Id__c/sub_0001"
     with respx.mock() as router:
         route = router.patch(url).mock(return_value=httpx.Response(204))
-        deliver([item()], cfg)
-        deliver([item(mapping={"Topic__c": "{{ form_title | upper }}"}, template="ignored")], cfg)
+        await deliver([item()], cfg)
+        await deliver([item(mapping={"Topic__c": "{{ form_title | upper }}"}, template="ignored")], cfg)
     assert sent(route, 0) == {"Email__c": "Ada@Example.com"}
     assert sent(route, 1) == {"Topic__c": "CONTACT US"}
 
@@ -292,7 +299,8 @@ def test_route_mapping_wins_over_the_config_and_other_objects_take_their_own_map
 # --- batches: per-record results, mapping errors, chunks ------------------------------------------
 
 
-def test_each_record_of_a_collection_answer_is_judged_on_its_own() -> None:
+@pytest.mark.anyio
+async def test_each_record_of_a_collection_answer_is_judged_on_its_own() -> None:
     answer = [
         {"id": "00Q1", "success": True, "errors": []},
         {
@@ -316,28 +324,30 @@ def test_each_record_of_a_collection_answer_is_judged_on_its_own() -> None:
     ]
     with respx.mock() as router:
         router.patch(COLLECTION).mock(return_value=httpx.Response(200, json=answer))
-        outcomes = deliver([item(n) for n in range(1, 5)])
+        outcomes = await deliver([item(n) for n in range(1, 5)])
     assert [o.status for o in outcomes] == ["delivered", "retry", "failed", "failed"]
     assert outcomes[0].remote_id == "00Q1"
     assert (outcomes[2].reason or "").startswith("Salesforce says STRING_TOO_LONG on Company:")
     assert "fix map:" in (outcomes[3].reason or "")
 
 
-def test_a_mapping_error_fails_only_that_submission() -> None:
+@pytest.mark.anyio
+async def test_a_mapping_error_fails_only_that_submission() -> None:
     cfg = config(map={"LastName": "{{ name }}", "Campaign__c": "{{ hidden.campaign }}"})
     items = [item(1), item(2, make_submission(2, hidden={})), item(3)]
     answer = [{"id": "00Q1", "success": True, "errors": []}, {"id": "00Q3", "success": True, "errors": []}]
     with respx.mock() as router:
         route = router.patch(COLLECTION).mock(return_value=httpx.Response(200, json=answer))
-        outcomes = deliver(items, cfg)
+        outcomes = await deliver(items, cfg)
     assert [o.status for o in outcomes] == ["delivered", "failed", "delivered"]
     assert (outcomes[1].reason or "").startswith("map.Campaign__c: cannot render")
     assert [r["Hookhub_Id__c"] for r in sent(route)["records"]] == ["sub_0001", "sub_0003"]
 
 
-def test_an_empty_external_id_fails_that_submission() -> None:
+@pytest.mark.anyio
+async def test_an_empty_external_id_fails_that_submission() -> None:
     with respx.mock() as router:  # nothing may be sent
-        [outcome] = deliver(
+        [outcome] = await deliver(
             [item(1, make_submission(hidden={"crm_id": " "}))], config(external_id="{{ hidden.crm_id }}")
         )
     assert not router.calls
@@ -345,7 +355,8 @@ def test_an_empty_external_id_fails_that_submission() -> None:
     assert outcome.reason == "external_id: rendered empty; the upsert needs a value"
 
 
-def test_batches_are_split_and_one_external_id_is_never_twice_in_a_request() -> None:
+@pytest.mark.anyio
+async def test_batches_are_split_and_one_external_id_is_never_twice_in_a_request() -> None:
     def answer(request: httpx.Request) -> httpx.Response:
         records = json.loads(request.content)["records"]
         return httpx.Response(
@@ -359,7 +370,7 @@ def test_batches_are_split_and_one_external_id_is_never_twice_in_a_request() -> 
         one = router.patch(f"{API}/sobjects/Lead/Hookhub_Id__c/ada%40example.com").mock(
             return_value=httpx.Response(204)
         )
-        outcomes = deliver(items, cfg)
+        outcomes = await deliver(items, cfg)
     assert [o.status for o in outcomes] == ["delivered"] * 4
     ids = [
         [r["Hookhub_Id__c"] for r in json.loads(call.request.content)["records"]] for call in collection.calls
@@ -368,40 +379,43 @@ def test_batches_are_split_and_one_external_id_is_never_twice_in_a_request() -> 
     assert one.call_count == 2  # then 2 and 4, one by one, each updating what 1 created
 
 
-def test_an_answer_with_the_wrong_number_of_results_is_a_recorded_failure() -> None:
+@pytest.mark.anyio
+async def test_an_answer_with_the_wrong_number_of_results_is_a_recorded_failure() -> None:
     with respx.mock() as router:
         router.patch(COLLECTION).mock(
             return_value=httpx.Response(200, json=[{"id": "00Q1", "success": True}])
         )
-        outcomes = deliver([item(1), item(2)])
+        outcomes = await deliver([item(1), item(2)])
     assert [o.status for o in outcomes] == ["failed", "failed"]
     assert "1 results for 2 records" in (outcomes[0].reason or "")
 
 
-def test_a_non_list_record_result_fails_that_record_only() -> None:
+@pytest.mark.anyio
+async def test_a_non_list_record_result_fails_that_record_only() -> None:
     with respx.mock() as router:
         router.patch(COLLECTION).mock(
             return_value=httpx.Response(200, json=[{"id": "00Q1", "success": True}, "x"])
         )
-        outcomes = deliver([item(1), item(2)])
+        outcomes = await deliver([item(1), item(2)])
     assert [o.status for o in outcomes] == ["delivered", "failed"]
 
 
 # --- the org's budget ---------------------------------------------------------------------------
 
 
-def test_request_limit_exceeded_parks_the_whole_org_for_every_token() -> None:
+@pytest.mark.anyio
+async def test_request_limit_exceeded_parks_the_whole_org_for_every_token() -> None:
     pacer, vt = fake_pacer()
     limited = replay(FIXTURES / "request_limit_exceeded_403.json")
     ok = httpx.Response(201, json={"id": LEAD_ID, "success": True, "errors": []})
     with respx.mock() as router:
         route = router.patch(single()).mock(side_effect=[limited, ok])
-        [first] = deliver([item()], pacer=pacer)
+        [first] = await deliver([item()], pacer=pacer)
         # Another token on the same org shares the allocation: nothing is sent during the pause.
-        [second] = deliver([item()], config(access_token="another-token-same-org"), pacer)
+        [second] = await deliver([item()], config(access_token="another-token-same-org"), pacer)
         assert route.call_count == 1
         vt.now += 3600
-        [third] = deliver([item()], pacer=pacer)
+        [third] = await deliver([item()], pacer=pacer)
     assert (first.status, first.retry_after) == ("retry", 3600.0)
     assert (second.status, second.retry_after, second.status_code) == ("retry", 3600.0, None)
     assert "hold off this org (3600 s left)" in (second.reason or "")
@@ -409,16 +423,18 @@ def test_request_limit_exceeded_parks_the_whole_org_for_every_token() -> None:
     assert TOKEN not in ORG and BASE not in ORG
 
 
-def test_concurrent_request_limit_is_a_short_pause() -> None:
+@pytest.mark.anyio
+async def test_concurrent_request_limit_is_a_short_pause() -> None:
     pacer, _ = fake_pacer()
     body = [{"errorCode": "REQUEST_LIMIT_EXCEEDED", "message": "ConcurrentPerOrgLongTxn Limit exceeded"}]
     with respx.mock() as router:
         router.patch(single()).mock(return_value=httpx.Response(403, json=body))
-        [outcome] = deliver([item()], pacer=pacer)
+        [outcome] = await deliver([item()], pacer=pacer)
     assert (outcome.status, outcome.retry_after, pacer.paused_for(ORG)) == ("retry", 20.0, 20.0)
 
 
-def test_api_usage_at_its_limit_pauses_before_the_org_is_refused() -> None:
+@pytest.mark.anyio
+async def test_api_usage_at_its_limit_pauses_before_the_org_is_refused() -> None:
     pacer, _ = fake_pacer()
     ok = httpx.Response(
         201,
@@ -427,19 +443,20 @@ def test_api_usage_at_its_limit_pauses_before_the_org_is_refused() -> None:
     )
     with respx.mock() as router:
         route = router.patch(single()).mock(return_value=ok)
-        [first] = deliver([item()], pacer=pacer)
-        [later] = deliver([item()], pacer=pacer)
+        [first] = await deliver([item()], pacer=pacer)
+        [later] = await deliver([item()], pacer=pacer)
     assert first.status == "delivered" and first.retry_after is None
     assert (later.status, later.retry_after) == ("retry", 3600.0)
     assert route.call_count == 1
 
 
-def test_retry_after_is_honoured_exactly_and_a_short_one_queues_instead_of_failing() -> None:
+@pytest.mark.anyio
+async def test_retry_after_is_honoured_exactly_and_a_short_one_queues_instead_of_failing() -> None:
     pacer, vt = fake_pacer()
     unavailable = httpx.Response(503, headers={"Retry-After": "7200.5"}, json=[])
     with respx.mock() as router:
         router.patch(single()).mock(return_value=unavailable)
-        [outcome] = deliver([item()], pacer=pacer)
+        [outcome] = await deliver([item()], pacer=pacer)
     assert (outcome.status, outcome.retry_after, pacer.paused_for(ORG)) == ("retry", 7200.5, 7200.5)
 
     pacer, vt = fake_pacer()
@@ -453,8 +470,8 @@ def test_retry_after_is_honoured_exactly_and_a_short_one_queues_instead_of_faili
 
     with respx.mock() as router:
         router.patch(single()).mock(side_effect=answer)
-        [first] = deliver([item()], pacer=pacer)
-        [second] = deliver([item()], pacer=pacer)
+        [first] = await deliver([item()], pacer=pacer)
+        [second] = await deliver([item()], pacer=pacer)
     assert (first.status, first.retry_after) == ("retry", 3.0)
     assert second.status == "delivered"
     assert sent_at == [1000.0, 1003.0]
@@ -544,7 +561,8 @@ def test_loader_reports_problems_with_their_position_and_no_token(tmp_path: Path
     assert TOKEN not in "\n".join(problems)
 
 
-def test_logs_carry_facts_but_no_token_url_or_personal_data() -> None:
+@pytest.mark.anyio
+async def test_logs_carry_facts_but_no_token_url_or_personal_data() -> None:
     answer = [
         {"id": "00Q1", "success": True, "errors": []},
         {
@@ -567,7 +585,7 @@ def test_logs_carry_facts_but_no_token_url_or_personal_data() -> None:
     with captured_logs("hookhub.destinations.salesforce") as records, respx.mock() as router:
         router.patch(COLLECTION).mock(return_value=httpx.Response(200, json=answer))
         router.patch(single(4)).mock(return_value=replay(FIXTURES / "request_limit_exceeded_403.json"))
-        outcomes = deliver(items, cfg) + deliver([item(4)])
+        outcomes = await deliver(items, cfg) + await deliver([item(4)])
     assert [o.status for o in outcomes] == ["delivered", "failed", "failed", "retry"]
     dumped = " ".join(json.dumps(vars(r), default=str) for r in records)
     for secret in (

@@ -83,19 +83,14 @@ def config(url: str = URL, **extra: Any) -> SlackConfig:
     return SlackConfig.model_validate({"type": "slack", "webhook_url": url, **extra})
 
 
-def deliver(
+async def deliver(
     items: list[DeliveryItem], cfg: SlackConfig, pacer: Pacer, link: str | None = LINK
 ) -> list[Outcome]:
-    async def main() -> list[Outcome]:
-        async with httpx.AsyncClient() as http:
-            context = DeliveryContext(
-                http=http, pacer=pacer, destination_id="team-slack", record_link=lambda _id: link
-            )
-            return await deliver_chunk(
-                SlackDestination(wall_clock=lambda: 1_795_000_000.0), items, cfg, context
-            )
-
-    return asyncio.run(main())
+    async with httpx.AsyncClient() as http:
+        context = DeliveryContext(
+            http=http, pacer=pacer, destination_id="team-slack", record_link=lambda _id: link
+        )
+        return await deliver_chunk(SlackDestination(wall_clock=lambda: 1_795_000_000.0), items, cfg, context)
 
 
 # --- recorded answers ---------------------------------------------------------------------------
@@ -105,8 +100,9 @@ def test_fixture_folder_is_there() -> None:
     assert CASES, f"no fixtures under {SLACK_FIXTURES}"
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
-def test_recorded_answer_is_classified(path: Path) -> None:
+async def test_recorded_answer_is_classified(path: Path) -> None:
     case = path.stem
     status = json.loads(path.read_text())["status"]
     # A case added later without an entry above is judged by the documented status rule.
@@ -114,7 +110,7 @@ def test_recorded_answer_is_classified(path: Path) -> None:
     pacer, _ = fake_pacer()
     with respx.mock(assert_all_called=True) as router:
         route = router.post(URL).mock(return_value=replay(path))
-        [outcome] = deliver([item()], config(), pacer)
+        [outcome] = await deliver([item()], config(), pacer)
     assert route.call_count == 1
     assert outcome.key == "dlv_1"
     assert outcome.status == expected, outcome.reason
@@ -134,16 +130,18 @@ def test_recorded_answer_is_classified(path: Path) -> None:
         assert "may be posted twice" in (outcome.reason or "")
 
 
-def test_archived_channel_reason_is_actionable() -> None:
+@pytest.mark.anyio
+async def test_archived_channel_reason_is_actionable() -> None:
     pacer, _ = fake_pacer()
     with respx.mock() as router:
         router.post(URL).mock(return_value=replay(SLACK_FIXTURES / "channel_is_archived.json"))
-        [outcome] = deliver([item()], config(), pacer)
+        [outcome] = await deliver([item()], config(), pacer)
     assert outcome.reason == (
         "Slack says channel_is_archived: unarchive the channel or point the webhook at another"
     )
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize(
     ("status", "content", "expected"),
     [
@@ -156,40 +154,43 @@ def test_archived_channel_reason_is_actionable() -> None:
         (503, b"x" * 100_000, "retry"),
     ],
 )
-def test_garbage_answers_are_recorded_not_raised(status: int, content: bytes, expected: str) -> None:
+async def test_garbage_answers_are_recorded_not_raised(status: int, content: bytes, expected: str) -> None:
     pacer, _ = fake_pacer()
     with respx.mock() as router:
         router.post(URL).mock(return_value=httpx.Response(status, content=content))
-        [outcome] = deliver([item()], config(), pacer)
+        [outcome] = await deliver([item()], config(), pacer)
     assert outcome.status == expected
     assert outcome.reason and len(outcome.reason) < 400
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize(
     "error", [httpx.ConnectError("refused"), httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("eof")]
 )
-def test_transport_errors_are_retried(error: Exception) -> None:
+async def test_transport_errors_are_retried(error: Exception) -> None:
     pacer, _ = fake_pacer()
     with respx.mock() as router:
         router.post(URL).mock(side_effect=error)
-        [outcome] = deliver([item()], config(), pacer)
+        [outcome] = await deliver([item()], config(), pacer)
     assert outcome.status == "retry"
     assert outcome.status_code is None
     assert TOKEN not in (outcome.reason or "")
 
 
-def test_request_uses_the_configured_timeout() -> None:
+@pytest.mark.anyio
+async def test_request_uses_the_configured_timeout() -> None:
     pacer, _ = fake_pacer()
     with respx.mock() as router:
         route = router.post(URL).mock(return_value=httpx.Response(200, text="ok"))
-        deliver([item()], config(timeout=7), pacer)
+        await deliver([item()], config(timeout=7), pacer)
     assert route.calls.last.request.extensions["timeout"] == {"connect": 7, "read": 7, "write": 7, "pool": 7}
 
 
 # --- exact body and Block Kit limits ------------------------------------------------------------
 
 
-def test_golden_body_escapes_user_text() -> None:
+@pytest.mark.anyio
+async def test_golden_body_escapes_user_text() -> None:
     answers = [
         Answer(key="q1", label="Company", type="short_text", value="Engines & Co <Ltd> <!channel>"),
         Answer(key="q2", label="Topics", type="multiple_choice", value=["Sales", "Support"]),
@@ -202,7 +203,7 @@ def test_golden_body_escapes_user_text() -> None:
     with respx.mock() as router:
         route = router.post(URL).mock(return_value=httpx.Response(200, text="ok"))
         cfg = config(username="hookhub", icon_emoji=":inbox_tray:")
-        [outcome] = deliver([item(submission=submission)], cfg, pacer)
+        [outcome] = await deliver([item(submission=submission)], cfg, pacer)
     assert outcome.status == "delivered"
     request = route.calls.last.request
     assert request.headers["content-type"] == "application/json; charset=utf-8"
@@ -246,7 +247,8 @@ def test_golden_body_escapes_user_text() -> None:
     assert request.content == json.dumps(expected, ensure_ascii=False).encode("utf-8")
 
 
-def test_golden_body_with_60_answers_and_a_5000_char_answer() -> None:
+@pytest.mark.anyio
+async def test_golden_body_with_60_answers_and_a_5000_char_answer() -> None:
     answers = [
         Answer(key=f"q{i}", label=f"Question {i}", type="text", value=f"Answer {i}") for i in range(1, 61)
     ]
@@ -255,7 +257,7 @@ def test_golden_body_with_60_answers_and_a_5000_char_answer() -> None:
     pacer, _ = fake_pacer()
     with respx.mock() as router:
         route = router.post(URL).mock(return_value=httpx.Response(200, text="ok"))
-        deliver([item(submission=submission)], config(), pacer, link=None)
+        await deliver([item(submission=submission)], config(), pacer, link=None)
 
     def fields(first: int, last: int) -> dict[str, Any]:
         return {
@@ -402,7 +404,8 @@ async def test_two_deliveries_to_one_webhook_are_a_second_apart() -> None:
     assert sent_at[1] - sent_at[0] >= 1.0
 
 
-def test_a_batch_is_paced_one_per_second() -> None:
+@pytest.mark.anyio
+async def test_a_batch_is_paced_one_per_second() -> None:
     pacer, vt = fake_pacer()
     sent_at: list[float] = []
 
@@ -412,18 +415,19 @@ def test_a_batch_is_paced_one_per_second() -> None:
 
     with respx.mock() as router:
         router.post(URL).mock(side_effect=record)
-        outcomes = deliver([item(i) for i in range(3)], config(), pacer)
+        outcomes = await deliver([item(i) for i in range(3)], config(), pacer)
     assert [o.status for o in outcomes] == ["delivered"] * 3
     assert sent_at == [1000.0, 1001.0, 1002.0]
 
 
-def test_rate_limit_pauses_the_webhook_for_every_later_delivery() -> None:
+@pytest.mark.anyio
+async def test_rate_limit_pauses_the_webhook_for_every_later_delivery() -> None:
     pacer, _ = fake_pacer()
     limited = SLACK_FIXTURES / "rate_limited.json"
     with respx.mock() as router:
         route = router.post(URL).mock(side_effect=[replay(limited)])
-        first = deliver([item(1), item(2)], config(), pacer)
-        later = deliver([item(3)], config(), pacer)
+        first = await deliver([item(1), item(2)], config(), pacer)
+        later = await deliver([item(3)], config(), pacer)
     assert route.call_count == 1  # nothing was sent while paused
     assert [o.status for o in first + later] == ["retry"] * 3
     assert [o.retry_after for o in first + later] == [30.0, 30.0, 30.0]
@@ -474,13 +478,14 @@ def test_config_problems_are_reported_by_the_loader(tmp_path: Path) -> None:
     assert TOKEN not in repr(config())
 
 
-def test_logs_carry_facts_but_no_url_or_personal_data() -> None:
+@pytest.mark.anyio
+async def test_logs_carry_facts_but_no_url_or_personal_data() -> None:
     pacer, _ = fake_pacer()
     with captured_logs("hookhub.destinations.slack") as records, respx.mock() as router:
         router.post(URL).mock(
             side_effect=[httpx.Response(200, text="ok"), replay(SLACK_FIXTURES / "rate_limited.json")]
         )
-        deliver([item(1), item(2)], config(), pacer)
+        await deliver([item(1), item(2)], config(), pacer)
     assert records
     dumped = " ".join(json.dumps(vars(r), default=str) for r in records)
     for secret in (TOKEN, "hooks.slack.com", "ada@example.com", "Ada Lovelace", "Sales"):
@@ -504,11 +509,12 @@ class _SlackLike(BaseHTTPRequestHandler):
         pass
 
 
-def test_posts_to_a_real_loopback_server() -> None:
+@pytest.mark.anyio
+async def test_posts_to_a_real_loopback_server() -> None:
     with loopback_server(_SlackLike) as port:
         pacer, _ = fake_pacer()
         url = f"http://127.0.0.1:{port}/services/T/B/{TOKEN}"
-        [outcome] = deliver([item()], config(url), pacer)
+        [outcome] = await deliver([item()], config(url), pacer)
     assert outcome.status == "delivered"
     path, body = _SlackLike.received[-1]
     assert path == f"/services/T/B/{TOKEN}"
@@ -569,14 +575,15 @@ def test_api_fixture_folder_is_there() -> None:
     assert {p.stem for p in API_CASES} >= set(API_EXPECTED)
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize("path", API_CASES, ids=[p.stem for p in API_CASES])
-def test_recorded_api_answer_is_classified(path: Path) -> None:
+async def test_recorded_api_answer_is_classified(path: Path) -> None:
     case, recorded = path.stem, json.loads(path.read_text(encoding="utf-8"))
     expected = API_EXPECTED.get(case) or expected_class(recorded)
     pacer, _ = fake_pacer()
     with respx.mock(assert_all_called=True) as router:
         route = router.post(POST_URL).mock(return_value=replay(path))
-        [outcome] = deliver([item()], api_config(), pacer)
+        [outcome] = await deliver([item()], api_config(), pacer)
     assert route.call_count == 1
     assert outcome.key == "dlv_1"
     assert outcome.status == expected, outcome.reason
@@ -602,6 +609,7 @@ def test_recorded_api_answer_is_classified(path: Path) -> None:
         assert "may be posted twice" in (outcome.reason or "")
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize(
     ("case", "advice"),
     [
@@ -612,26 +620,28 @@ def test_recorded_api_answer_is_classified(path: Path) -> None:
         ("msg_too_long", "shorten the route's template"),
     ],
 )
-def test_permanent_api_errors_say_what_to_do(case: str, advice: str) -> None:
+async def test_permanent_api_errors_say_what_to_do(case: str, advice: str) -> None:
     pacer, _ = fake_pacer()
     with respx.mock() as router:
         router.post(POST_URL).mock(return_value=replay(API_FIXTURES / f"{case}.json"))
-        [outcome] = deliver([item()], api_config(), pacer)
+        [outcome] = await deliver([item()], api_config(), pacer)
     assert outcome.status == "failed"
     assert advice in (outcome.reason or "")
 
 
-def test_invalid_blocks_reason_carries_slacks_explanation() -> None:
+@pytest.mark.anyio
+async def test_invalid_blocks_reason_carries_slacks_explanation() -> None:
     pacer, _ = fake_pacer()
     with respx.mock() as router:
         router.post(POST_URL).mock(return_value=replay(API_FIXTURES / "invalid_blocks.json"))
-        [outcome] = deliver([item()], api_config(), pacer)
+        [outcome] = await deliver([item()], api_config(), pacer)
     assert outcome.reason == (
         "Slack says invalid_blocks: Slack rejected the message hookhub built; please report it with the "
         "submission id [must be less than 151 characters [json-pointer:/blocks/0/text/text]]"
     )
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize(
     ("answer", "expected"),
     [
@@ -653,32 +663,34 @@ def test_invalid_blocks_reason_carries_slacks_explanation() -> None:
         (httpx.Response(200, json={"ok": True}), "delivered"),
     ],
 )
-def test_odd_api_answers_are_recorded_not_raised(answer: httpx.Response, expected: str) -> None:
+async def test_odd_api_answers_are_recorded_not_raised(answer: httpx.Response, expected: str) -> None:
     pacer, _ = fake_pacer()
     with respx.mock() as router:
         router.post(POST_URL).mock(return_value=answer)
-        [outcome] = deliver([item()], api_config(), pacer)
+        [outcome] = await deliver([item()], api_config(), pacer)
     assert outcome.status == expected, outcome.reason
     assert outcome.reason is None or len(outcome.reason) < 400
     if expected == "delivered":
         assert outcome.remote_id is None  # no ts, nothing to edit later
 
 
-def test_missing_scope_names_the_scope() -> None:
+@pytest.mark.anyio
+async def test_missing_scope_names_the_scope() -> None:
     pacer, _ = fake_pacer()
     answer = httpx.Response(200, json={"ok": False, "error": "missing_scope", "needed": "chat:write"})
     with respx.mock() as router:
         router.post(POST_URL).mock(return_value=answer)
-        [outcome] = deliver([item()], api_config(), pacer)
+        [outcome] = await deliver([item()], api_config(), pacer)
     assert outcome.reason == f"Slack says missing_scope: {API_ADVICE['missing_scope']} (needed: chat:write)"
 
 
-def test_golden_api_request() -> None:
+@pytest.mark.anyio
+async def test_golden_api_request() -> None:
     pacer, _ = fake_pacer()
     cfg = api_config(username="hookhub", icon_emoji=":inbox_tray:", timeout=9)
     with respx.mock() as router:
         route = router.post(POST_URL).mock(return_value=replay(API_FIXTURES / "ok.json"))
-        [outcome] = deliver([item()], cfg, pacer)
+        [outcome] = await deliver([item()], cfg, pacer)
     assert outcome.status == "delivered"
     request = route.calls.last.request
     assert request.method == "POST"
@@ -733,22 +745,26 @@ def test_golden_api_request() -> None:
     )
 
 
-def test_base_url_points_at_another_api_root() -> None:
+@pytest.mark.anyio
+async def test_base_url_points_at_another_api_root() -> None:
     pacer, _ = fake_pacer()
     with respx.mock(assert_all_called=True) as router:
         route = router.post("https://slack-proxy.example.com/api/chat.postMessage").mock(
             return_value=slack_ok()
         )
-        [outcome] = deliver([item()], api_config(base_url="https://slack-proxy.example.com/api/"), pacer)
+        [outcome] = await deliver(
+            [item()], api_config(base_url="https://slack-proxy.example.com/api/"), pacer
+        )
     assert outcome.status == "delivered" and route.call_count == 1
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize("error", [httpx.ConnectError("refused"), httpx.ReadTimeout("slow")])
-def test_api_transport_errors_are_retried(error: Exception) -> None:
+async def test_api_transport_errors_are_retried(error: Exception) -> None:
     pacer, _ = fake_pacer()
     with respx.mock() as router:
         router.post(POST_URL).mock(side_effect=error)
-        [outcome] = deliver([item()], api_config(), pacer)
+        [outcome] = await deliver([item()], api_config(), pacer)
     assert outcome.status == "retry" and outcome.status_code is None
     assert XOXB not in (outcome.reason or "")
     assert ("may be posted twice" in (outcome.reason or "")) == isinstance(error, httpx.ReadTimeout)
@@ -757,15 +773,16 @@ def test_api_transport_errors_are_retried(error: Exception) -> None:
 # --- remote_id: record (channel, ts), edit instead of posting again --------------------------
 
 
-def test_a_replayed_message_is_edited_not_posted_twice() -> None:
+@pytest.mark.anyio
+async def test_a_replayed_message_is_edited_not_posted_twice() -> None:
     pacer, _ = fake_pacer()
     cfg = api_config(username="hookhub", icon_emoji=":inbox_tray:")
     with respx.mock(assert_all_called=True) as router:
         post = router.post(POST_URL).mock(return_value=replay(API_FIXTURES / "ok.json"))
         update = router.post(UPDATE_URL).mock(return_value=slack_ok())
-        [first] = deliver([item()], cfg, pacer)
+        [first] = await deliver([item()], cfg, pacer)
         # The ledger hands the recorded id back on a replay of the same (submission, destination).
-        [again] = deliver([item(remote_id=first.remote_id)], cfg, pacer)
+        [again] = await deliver([item(remote_id=first.remote_id)], cfg, pacer)
     assert first.remote_id == POSTED
     assert post.call_count == 1 and update.call_count == 1
     assert again.status == "delivered" and again.remote_id == POSTED
@@ -781,7 +798,8 @@ def test_a_replayed_message_is_edited_not_posted_twice() -> None:
     }
 
 
-def test_an_edit_of_a_deleted_message_posts_it_anew() -> None:
+@pytest.mark.anyio
+async def test_an_edit_of_a_deleted_message_posts_it_anew() -> None:
     pacer, vt = fake_pacer()
     sent: list[tuple[str, float]] = []
 
@@ -793,37 +811,40 @@ def test_an_edit_of_a_deleted_message_posts_it_anew() -> None:
 
     with respx.mock() as router:
         router.post(url__startswith="https://slack.com/api/").mock(side_effect=answer)
-        [outcome] = deliver([item(remote_id=POSTED)], api_config(), pacer)
+        [outcome] = await deliver([item(remote_id=POSTED)], api_config(), pacer)
     assert sent == [("/api/chat.update", 1000.0), ("/api/chat.postMessage", 1001.0)]
     assert outcome.status == "delivered" and outcome.remote_id == "C0123456789:1763899999.000200"
 
 
-def test_an_edit_slack_refuses_fails_without_posting() -> None:
+@pytest.mark.anyio
+async def test_an_edit_slack_refuses_fails_without_posting() -> None:
     pacer, _ = fake_pacer()
     with respx.mock(assert_all_called=False) as router:
         post = router.post(POST_URL).mock(return_value=slack_ok())
         router.post(UPDATE_URL).mock(return_value=slack_error("cant_update_message"))
-        [outcome] = deliver([item(remote_id=POSTED)], api_config(), pacer)
+        [outcome] = await deliver([item(remote_id=POSTED)], api_config(), pacer)
     assert post.call_count == 0
     assert outcome.status == "failed"
     assert outcome.reason == f"Slack says cant_update_message: {API_ADVICE['cant_update_message']}"
 
 
-def test_an_edit_that_times_out_is_retried_without_a_duplicate_warning() -> None:
+@pytest.mark.anyio
+async def test_an_edit_that_times_out_is_retried_without_a_duplicate_warning() -> None:
     pacer, _ = fake_pacer()
     with respx.mock() as router:
         router.post(UPDATE_URL).mock(side_effect=httpx.ReadTimeout("slow"))
-        [outcome] = deliver([item(remote_id=POSTED)], api_config(), pacer)
+        [outcome] = await deliver([item(remote_id=POSTED)], api_config(), pacer)
     assert outcome.status == "retry"
     assert "twice" not in (outcome.reason or "")
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize("foreign", ["rec_123", "", "C0123456789", "1763892900.000100", "c01:1.2"])
-def test_a_remote_id_that_is_not_a_slack_message_is_ignored(foreign: str) -> None:
+async def test_a_remote_id_that_is_not_a_slack_message_is_ignored(foreign: str) -> None:
     pacer, _ = fake_pacer()
     with respx.mock(assert_all_called=True) as router:
         post = router.post(POST_URL).mock(return_value=slack_ok())
-        [outcome] = deliver([item(remote_id=foreign)], api_config(), pacer)
+        [outcome] = await deliver([item(remote_id=foreign)], api_config(), pacer)
     assert post.call_count == 1 and outcome.status == "delivered"
 
 
@@ -871,26 +892,28 @@ def test_another_workspace_token_has_its_own_budget() -> None:
     assert XOXB not in channel_key(api_config()) and CHANNEL not in channel_key(api_config())
 
 
-def test_a_short_retry_after_queues_the_rest_of_the_batch() -> None:
+@pytest.mark.anyio
+async def test_a_short_retry_after_queues_the_rest_of_the_batch() -> None:
     pacer, vt = fake_pacer()
     sent, record = _sent_at(vt, [replay(API_FIXTURES / "ratelimited.json")])
     with respx.mock() as router:
         router.post(POST_URL).mock(side_effect=record)
-        outcomes = deliver([item(1), item(2)], api_config(), pacer)
+        outcomes = await deliver([item(1), item(2)], api_config(), pacer)
     assert [o.status for o in outcomes] == ["retry", "delivered"]
     assert outcomes[0].retry_after == 1.0
     assert [t for _, t in sent] == [1000.0, 1001.0]
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize("seconds", [30, 7200])
-def test_retry_after_is_honoured_exactly_by_every_route_to_the_channel(seconds: int) -> None:
+async def test_retry_after_is_honoured_exactly_by_every_route_to_the_channel(seconds: int) -> None:
     pacer, vt = fake_pacer()
     sent, record = _sent_at(vt, [slack_error("ratelimited", 429, **{"Retry-After": str(seconds)})])
     with respx.mock() as router:
         router.post(POST_URL).mock(side_effect=record)
-        first = deliver([item(1), item(2)], api_config(), pacer)
-        later = deliver([item(3)], api_config(username="another route"), pacer)
-        elsewhere = deliver([item(4)], api_config(channel="C0000000OTHER"), pacer)
+        first = await deliver([item(1), item(2)], api_config(), pacer)
+        later = await deliver([item(3)], api_config(username="another route"), pacer)
+        elsewhere = await deliver([item(4)], api_config(channel="C0000000OTHER"), pacer)
     assert len(sent) == 2  # one 429, then only the other channel
     assert [o.status for o in first + later] == ["retry"] * 3
     assert [o.retry_after for o in first + later] == [float(seconds)] * 3  # never clamped
@@ -900,16 +923,17 @@ def test_retry_after_is_honoured_exactly_by_every_route_to_the_channel(seconds: 
     vt.now += seconds
     with respx.mock() as router:
         router.post(POST_URL).mock(side_effect=record)
-        [after] = deliver([item(5)], api_config(), pacer)
+        [after] = await deliver([item(5)], api_config(), pacer)
     assert after.status == "delivered"
 
 
-def test_retry_after_as_an_http_date() -> None:
+@pytest.mark.anyio
+async def test_retry_after_as_an_http_date() -> None:
     pacer, _ = fake_pacer()
     when = email.utils.formatdate(1_795_000_000 + 90, usegmt=True)  # wall clock of deliver()
     with respx.mock() as router:
         router.post(POST_URL).mock(return_value=slack_error("ratelimited", 429, **{"Retry-After": when}))
-        [outcome] = deliver([item()], api_config(), pacer)
+        [outcome] = await deliver([item()], api_config(), pacer)
     assert outcome.retry_after == 90.0
     assert pacer.paused_for(channel_key(api_config())) == 90.0
 
@@ -917,7 +941,8 @@ def test_retry_after_as_an_http_date() -> None:
 # --- templates ------------------------------------------------------------------------------
 
 
-def test_route_template_replaces_the_block_kit_message_in_both_ways() -> None:
+@pytest.mark.anyio
+async def test_route_template_replaces_the_block_kit_message_in_both_ways() -> None:
     answers = [
         Answer(key="q1", label="Terms & conditions", type="yes_no", value="yes <!channel>"),
         Answer(key="q2", label="Company", type="text", value="Engines & Co <https://evil|click>"),
@@ -936,8 +961,8 @@ def test_route_template_replaces_the_block_kit_message_in_both_ways() -> None:
         hook = router.post(URL).mock(return_value=httpx.Response(200, text="ok"))
         api = router.post(POST_URL).mock(return_value=slack_ok())
         cfg_hook = config(icon_emoji=":inbox_tray:", template="config template, not used")
-        [via_hook] = deliver([item(submission=submission, template=template)], cfg_hook, pacer)
-        [via_api] = deliver([item(submission=submission, template=template)], api_config(), pacer)
+        [via_hook] = await deliver([item(submission=submission, template=template)], cfg_hook, pacer)
+        [via_api] = await deliver([item(submission=submission, template=template)], api_config(), pacer)
     assert via_hook.status == via_api.status == "delivered"
     assert json.loads(hook.calls.last.request.content) == {
         "text": expected_text,
@@ -946,24 +971,26 @@ def test_route_template_replaces_the_block_kit_message_in_both_ways() -> None:
     assert json.loads(api.calls.last.request.content) == {"channel": CHANNEL, "text": expected_text}
 
 
-def test_config_template_applies_when_the_route_has_none() -> None:
+@pytest.mark.anyio
+async def test_config_template_applies_when_the_route_has_none() -> None:
     pacer, _ = fake_pacer()
     with respx.mock() as router:
         api = router.post(POST_URL).mock(return_value=slack_ok())
-        deliver([item()], api_config(template="{{ form_title }}: {{ email | upper }}"), pacer)
+        await deliver([item()], api_config(template="{{ form_title }}: {{ email | upper }}"), pacer)
     assert json.loads(api.calls.last.request.content) == {
         "channel": CHANNEL,
         "text": "Contact us: ADA@EXAMPLE.COM",
     }
 
 
-def test_a_template_that_cannot_render_fails_only_that_item() -> None:
+@pytest.mark.anyio
+async def test_a_template_that_cannot_render_fails_only_that_item() -> None:
     template = "Campaign {{ hidden['campaign'] }}"
     good = make_submission(hidden={"campaign": "spring"})
     pacer, _ = fake_pacer()
     with respx.mock() as router:
         api = router.post(POST_URL).mock(return_value=slack_ok())
-        outcomes = deliver(
+        outcomes = await deliver(
             [item(1, good, template=template), item(2, template=template), item(3, good, template=template)],
             api_config(),
             pacer,
@@ -975,21 +1002,23 @@ def test_a_template_that_cannot_render_fails_only_that_item() -> None:
     assert json.loads(api.calls.last.request.content)["text"] == "Campaign spring"
 
 
-def test_a_template_that_renders_nothing_is_not_sent() -> None:
+@pytest.mark.anyio
+async def test_a_template_that_renders_nothing_is_not_sent() -> None:
     pacer, _ = fake_pacer()
     with respx.mock(assert_all_called=False) as router:
         hook = router.post(URL).mock(return_value=httpx.Response(200, text="ok"))
-        [outcome] = deliver([item(template="{% if false %}x{% endif %}  \n")], config(), pacer)
+        [outcome] = await deliver([item(template="{% if false %}x{% endif %}  \n")], config(), pacer)
     assert hook.call_count == 0
     assert outcome.status == "failed"
     assert outcome.reason == "template: rendered to an empty message; Slack refuses a message without text"
 
 
-def test_a_huge_template_result_is_clipped() -> None:
+@pytest.mark.anyio
+async def test_a_huge_template_result_is_clipped() -> None:
     pacer, _ = fake_pacer()
     with respx.mock() as router:
         api = router.post(POST_URL).mock(return_value=slack_ok())
-        deliver([item(template="{% for i in range(50000) %}ab{% endfor %}")], api_config(), pacer)
+        await deliver([item(template="{% for i in range(50000) %}ab{% endfor %}")], api_config(), pacer)
     text = json.loads(api.calls.last.request.content)["text"]
     assert len(text) == 40_000 and text.endswith("…")
 
@@ -1087,7 +1116,8 @@ def test_web_api_config_problems_are_reported_by_the_loader(tmp_path: Path) -> N
     assert XOXB[5:] not in "\n".join(problems)
 
 
-def test_api_logs_carry_facts_and_warnings_but_no_token_or_personal_data() -> None:
+@pytest.mark.anyio
+async def test_api_logs_carry_facts_and_warnings_but_no_token_or_personal_data() -> None:
     pacer, _ = fake_pacer()
     with captured_logs("hookhub.destinations.slack") as records, respx.mock() as router:
         router.post(POST_URL).mock(
@@ -1097,7 +1127,7 @@ def test_api_logs_carry_facts_and_warnings_but_no_token_or_personal_data() -> No
                 replay(API_FIXTURES / "ratelimited.json"),
             ]
         )
-        deliver([item(1), item(2), item(3)], api_config(), pacer)
+        await deliver([item(1), item(2), item(3)], api_config(), pacer)
     dumped = " ".join(json.dumps(vars(r), default=str) for r in records)
     for secret in (XOXB, XOXB[5:], "Bearer", "ada@example.com", "Ada Lovelace", "Sales", "Contact us"):
         assert secret not in dumped
@@ -1130,11 +1160,12 @@ class _WebApiLike(BaseHTTPRequestHandler):
         pass
 
 
-def test_posts_to_a_real_loopback_web_api() -> None:
+@pytest.mark.anyio
+async def test_posts_to_a_real_loopback_web_api() -> None:
     with loopback_server(_WebApiLike) as port:
         pacer, _ = fake_pacer()
         cfg = api_config(base_url=f"http://127.0.0.1:{port}/api")
-        [outcome] = deliver([item()], cfg, pacer)
+        [outcome] = await deliver([item()], cfg, pacer)
     assert outcome.status == "delivered" and outcome.remote_id == "C0123456789:1763892901.000300"
     path, authorization, body = _WebApiLike.received[-1]
     assert (path, authorization) == ("/api/chat.postMessage", f"Bearer {XOXB}")
