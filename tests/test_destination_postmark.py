@@ -9,7 +9,6 @@ items as it has results. Retry classes: Postmark's, per docs/destinations/postma
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -60,22 +59,19 @@ def config(**extra: Any) -> PostmarkConfig:
     return PostmarkConfig.model_validate({"type": "postmark", "server_token": TOKEN, **CONFIG, **extra})
 
 
-def deliver(
+async def deliver(
     items: list[DeliveryItem], cfg: PostmarkConfig | None = None, pacer: Pacer | None = None
 ) -> list[Outcome]:
-    async def main() -> list[Outcome]:
-        async with httpx.AsyncClient() as http:
-            context = DeliveryContext(
-                http=http,
-                pacer=pacer or fake_pacer()[0],
-                destination_id="sales-mail",
-                record_link=lambda _id: LINK,
-            )
-            return await deliver_chunk(
-                PostmarkDestination(wall_clock=lambda: NOW), items, cfg or config(), context
-            )
-
-    return asyncio.run(main())
+    async with httpx.AsyncClient() as http:
+        context = DeliveryContext(
+            http=http,
+            pacer=pacer or fake_pacer()[0],
+            destination_id="sales-mail",
+            record_link=lambda _id: LINK,
+        )
+        return await deliver_chunk(
+            PostmarkDestination(wall_clock=lambda: NOW), items, cfg or config(), context
+        )
 
 
 def by_rule(result: Any, status: int) -> str:
@@ -93,8 +89,9 @@ def test_fixture_folder_is_there() -> None:
     assert CASES, f"no fixtures under {FOLDER}"
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
-def test_recorded_answer_is_classified(path: Path) -> None:
+async def test_recorded_answer_is_classified(path: Path) -> None:
     recorded = json.loads(path.read_text())
     status, body = recorded["status"], recorded["body"]
     batch = isinstance(body, list)
@@ -106,7 +103,7 @@ def test_recorded_answer_is_classified(path: Path) -> None:
         route = router.post(f"{BASE}/email/batch" if batch else f"{BASE}/email").mock(
             return_value=replay(path)
         )
-        outcomes = deliver(items, pacer=pacer)
+        outcomes = await deliver(items, pacer=pacer)
     assert route.call_count == 1
     assert [o.key for o in outcomes] == [i.key for i in items]
     assert [o.status for o in outcomes] == expected, [o.reason for o in outcomes]
@@ -120,6 +117,7 @@ def test_recorded_answer_is_classified(path: Path) -> None:
     assert pacer.paused_for(KEY_ID) == (UNTIMED_PAUSE if rate_limited else 0.0)
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize(
     ("case", "start"),
     [
@@ -132,15 +130,16 @@ def test_recorded_answer_is_classified(path: Path) -> None:
         ("invalid_request_422_300", "Postmark says the e-mail is invalid: Error parsing 'To'"),
     ],
 )
-def test_failures_say_what_to_do(case: str, start: str) -> None:
+async def test_failures_say_what_to_do(case: str, start: str) -> None:
     with respx.mock() as router:
         router.post(f"{BASE}/email").mock(return_value=replay(FOLDER / f"{case}.json"))
-        [outcome] = deliver([item()])
+        [outcome] = await deliver([item()])
     assert (outcome.reason or "").startswith(start), outcome.reason
     assert TOKEN not in (outcome.reason or "")
 
 
-def test_batch_judges_each_message_and_missing_results_are_failures() -> None:
+@pytest.mark.anyio
+async def test_batch_judges_each_message_and_missing_results_are_failures() -> None:
     results = [
         {"ErrorCode": 0, "Message": "OK", "MessageID": "id-1", "To": "sales@example.com"},
         {"ErrorCode": 100, "Message": "Maintenance"},
@@ -148,13 +147,14 @@ def test_batch_judges_each_message_and_missing_results_are_failures() -> None:
     ]
     with respx.mock() as router:
         router.post(f"{BASE}/email/batch").mock(return_value=httpx.Response(200, json=results))
-        outcomes = deliver([item(n) for n in range(1, 5)])
+        outcomes = await deliver([item(n) for n in range(1, 5)])
     assert [o.status for o in outcomes] == ["delivered", "retry", "failed", "failed"]
     assert outcomes[0].remote_id == "id-1"
     assert "may or may not have been sent" in (outcomes[3].reason or "")
 
 
-def test_a_batch_refused_as_a_whole_is_sent_one_by_one() -> None:
+@pytest.mark.anyio
+async def test_a_batch_refused_as_a_whole_is_sent_one_by_one() -> None:
     with respx.mock(assert_all_called=True) as router:
         batch = router.post(f"{BASE}/email/batch").mock(
             return_value=httpx.Response(422, json={"ErrorCode": 300, "Message": "Invalid 'To' in message 2"})
@@ -162,12 +162,13 @@ def test_a_batch_refused_as_a_whole_is_sent_one_by_one() -> None:
         single = router.post(f"{BASE}/email").mock(
             side_effect=[replay(FOLDER / "ok_200.json"), replay(FOLDER / "invalid_request_422_300.json")]
         )
-        outcomes = deliver([item(1), item(2)])
+        outcomes = await deliver([item(1), item(2)])
     assert (batch.call_count, single.call_count) == (1, 2)
     assert [o.status for o in outcomes] == ["delivered", "failed"]
 
 
-def test_more_items_than_a_batch_takes_are_split() -> None:
+@pytest.mark.anyio
+async def test_more_items_than_a_batch_takes_are_split() -> None:
     def answer(request: httpx.Request) -> httpx.Response:
         count = len(json.loads(request.content))
         return httpx.Response(
@@ -176,11 +177,12 @@ def test_more_items_than_a_batch_takes_are_split() -> None:
 
     with respx.mock() as router:
         route = router.post(f"{BASE}/email/batch").mock(side_effect=answer)
-        outcomes = deliver([item(n) for n in range(1, BATCH_SIZE + 31)])
+        outcomes = await deliver([item(n) for n in range(1, BATCH_SIZE + 31)])
     assert [len(json.loads(c.request.content)) for c in route.calls] == [BATCH_SIZE, 30]
     assert [o.status for o in outcomes] == ["delivered"] * (BATCH_SIZE + 30)
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize(
     ("status", "content", "expected"),
     [
@@ -193,18 +195,19 @@ def test_more_items_than_a_batch_takes_are_split() -> None:
         (422, b'{"ErrorCode": 0}', "failed"),
     ],
 )
-def test_odd_answers_are_recorded_not_raised(status: int, content: bytes, expected: str) -> None:
+async def test_odd_answers_are_recorded_not_raised(status: int, content: bytes, expected: str) -> None:
     with respx.mock() as router:
         router.post(f"{BASE}/email").mock(return_value=httpx.Response(status, content=content))
-        [outcome] = deliver([item()])
+        [outcome] = await deliver([item()])
     assert outcome.status == expected
     assert len(outcome.reason or "") < 600
 
 
-def test_transport_errors_retry_every_item_of_the_batch() -> None:
+@pytest.mark.anyio
+async def test_transport_errors_retry_every_item_of_the_batch() -> None:
     with respx.mock() as router:
         router.post(f"{BASE}/email/batch").mock(side_effect=httpx.ReadTimeout("slow"))
-        outcomes = deliver([item(1), item(2)])
+        outcomes = await deliver([item(1), item(2)])
     assert [o.status for o in outcomes] == ["retry", "retry"]
     assert "may arrive twice" in (outcomes[0].reason or "")
 
@@ -243,10 +246,11 @@ def check_headers(request: httpx.Request) -> None:
     }
 
 
-def test_golden_single_request() -> None:
+@pytest.mark.anyio
+async def test_golden_single_request() -> None:
     with respx.mock() as router:
         route = router.post(f"{BASE}/email").mock(return_value=replay(FOLDER / "ok_200.json"))
-        [outcome] = deliver([item()], config(tag="contact-form"))
+        [outcome] = await deliver([item()], config(tag="contact-form"))
     assert outcome.status == "delivered"
     request = route.calls.last.request
     assert (request.method, str(request.url)) == ("POST", f"{BASE}/email")
@@ -260,13 +264,14 @@ def test_golden_single_request() -> None:
     assert request.content == json.dumps(expected, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def test_golden_batch_request() -> None:
+@pytest.mark.anyio
+async def test_golden_batch_request() -> None:
     other = item(7)
     with respx.mock() as router:
         route = router.post("https://eu.proxy.example/email/batch").mock(
             return_value=replay(FOLDER / "batch_mixed_200.json")
         )
-        outcomes = deliver(
+        outcomes = await deliver(
             [item(), other], config(base_url="https://eu.proxy.example/", message_stream="forms")
         )
     assert [o.status for o in outcomes] == ["delivered", "failed"]
@@ -278,11 +283,12 @@ def test_golden_batch_request() -> None:
     ]
 
 
-def test_a_mapping_error_fails_only_that_item() -> None:
+@pytest.mark.anyio
+async def test_a_mapping_error_fails_only_that_item() -> None:
     broken = item(1, mapping={"subject": "{% if %}"})
     with respx.mock() as router:
         route = router.post(f"{BASE}/email").mock(return_value=replay(FOLDER / "ok_200.json"))
-        outcomes = deliver([broken, item(2)])
+        outcomes = await deliver([broken, item(2)])
     assert [o.status for o in outcomes] == ["failed", "delivered"]
     assert (outcomes[0].reason or "").startswith("map.subject: cannot render line 1: Expected an expression")
     assert route.call_count == 1  # the good one alone, on the single endpoint
@@ -291,24 +297,26 @@ def test_a_mapping_error_fails_only_that_item() -> None:
 # --- rate limits on virtual time ---------------------------------------------------------------
 
 
-def test_429_pauses_the_token_for_every_later_delivery() -> None:
+@pytest.mark.anyio
+async def test_429_pauses_the_token_for_every_later_delivery() -> None:
     pacer, vt = fake_pacer()
     with respx.mock() as router:
         route = router.post(f"{BASE}/email").mock(
             side_effect=[replay(FOLDER / "rate_limited_429.json"), replay(FOLDER / "ok_200.json")]
         )
-        first = deliver([item(1)], pacer=pacer)
-        later = deliver([item(2)], pacer=pacer)
+        first = await deliver([item(1)], pacer=pacer)
+        later = await deliver([item(2)], pacer=pacer)
         assert route.call_count == 1
         vt.now += UNTIMED_PAUSE
-        again = deliver([item(2)], pacer=pacer)
+        again = await deliver([item(2)], pacer=pacer)
     assert [o.status for o in first + later] == ["retry", "retry"]
     assert first[0].retry_after is None  # Postmark named no time
     assert later[0].retry_after == UNTIMED_PAUSE and "paused" in (later[0].reason or "")
     assert again[0].status == "delivered"
 
 
-def test_retry_after_is_honoured_exactly() -> None:
+@pytest.mark.anyio
+async def test_retry_after_is_honoured_exactly() -> None:
     pacer, _ = fake_pacer()
     with respx.mock() as router:
         router.post(f"{BASE}/email").mock(
@@ -318,12 +326,13 @@ def test_retry_after_is_honoured_exactly() -> None:
                 json={"ErrorCode": 429, "Message": "Rate limit exceeded."},
             )
         )
-        [outcome] = deliver([item()], pacer=pacer)
+        [outcome] = await deliver([item()], pacer=pacer)
     assert outcome.retry_after == 3601.0
     assert pacer.paused_for(KEY_ID) == 3601.0
 
 
-def test_a_rate_limited_message_inside_a_batch_pauses_the_token() -> None:
+@pytest.mark.anyio
+async def test_a_rate_limited_message_inside_a_batch_pauses_the_token() -> None:
     pacer, _ = fake_pacer()
     results = [
         {"ErrorCode": 0, "Message": "OK", "MessageID": "a"},
@@ -331,7 +340,7 @@ def test_a_rate_limited_message_inside_a_batch_pauses_the_token() -> None:
     ]
     with respx.mock() as router:
         router.post(f"{BASE}/email/batch").mock(return_value=httpx.Response(200, json=results))
-        outcomes = deliver([item(1), item(2)], pacer=pacer)
+        outcomes = await deliver([item(1), item(2)], pacer=pacer)
     assert [o.status for o in outcomes] == ["delivered", "retry"]
     assert pacer.paused_for(KEY_ID) == UNTIMED_PAUSE
 
@@ -369,10 +378,11 @@ def test_check_reports_template_syntax() -> None:
     ]
 
 
-def test_logs_carry_facts_but_no_token_or_personal_data() -> None:
+@pytest.mark.anyio
+async def test_logs_carry_facts_but_no_token_or_personal_data() -> None:
     with captured_logs("hookhub.destinations.postmark") as records, respx.mock() as router:
         router.post(f"{BASE}/email/batch").mock(return_value=replay(FOLDER / "batch_mixed_200.json"))
-        deliver([item(1), item(2)])
+        await deliver([item(1), item(2)])
     text = dumped(records)
     for secret in (TOKEN, *PERSONAL, "bounced@example.com"):
         assert secret not in text

@@ -7,7 +7,6 @@ retry class of each case is SendGrid's, as docs/destinations/sendgrid.md states 
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -58,25 +57,22 @@ def config(**extra: Any) -> SendgridConfig:
     return SendgridConfig.model_validate({"type": "sendgrid", "api_key": API_KEY, **CONFIG, **extra})
 
 
-def deliver(
+async def deliver(
     items: list[DeliveryItem],
     cfg: SendgridConfig | None = None,
     pacer: Pacer | None = None,
     wall: float = WALL,
 ) -> list[Outcome]:
-    async def main() -> list[Outcome]:
-        async with httpx.AsyncClient() as http:
-            context = DeliveryContext(
-                http=http,
-                pacer=pacer or fake_pacer()[0],
-                destination_id="sales-mail",
-                record_link=lambda _id: LINK,
-            )
-            return await deliver_chunk(
-                SendgridDestination(wall_clock=lambda: wall), items, cfg or config(), context
-            )
-
-    return asyncio.run(main())
+    async with httpx.AsyncClient() as http:
+        context = DeliveryContext(
+            http=http,
+            pacer=pacer or fake_pacer()[0],
+            destination_id="sales-mail",
+            record_link=lambda _id: LINK,
+        )
+        return await deliver_chunk(
+            SendgridDestination(wall_clock=lambda: wall), items, cfg or config(), context
+        )
 
 
 # --- recorded answers ---------------------------------------------------------------------------
@@ -86,8 +82,9 @@ def test_fixture_folder_is_there() -> None:
     assert CASES, f"no fixtures under {FOLDER}"
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
-def test_recorded_answer_is_classified(path: Path) -> None:
+async def test_recorded_answer_is_classified(path: Path) -> None:
     status = json.loads(path.read_text())["status"]
     # A case added later is judged by the documented rule: 429 and 5xx retry, other non-2xx fail.
     rule = "delivered" if status == 202 else "retry" if status == 429 or status >= 500 else "failed"
@@ -95,7 +92,7 @@ def test_recorded_answer_is_classified(path: Path) -> None:
     pacer, _ = fake_pacer()
     with respx.mock(assert_all_called=True) as router:
         route = router.post(URL).mock(return_value=replay(path))
-        [outcome] = deliver([item()], pacer=pacer)
+        [outcome] = await deliver([item()], pacer=pacer)
     assert route.call_count == 1
     assert outcome.key == item().key
     assert outcome.status == expected, outcome.reason
@@ -107,13 +104,15 @@ def test_recorded_answer_is_classified(path: Path) -> None:
     assert pacer.paused_for(KEY_ID) == (wait or 0.0)
 
 
-def test_accepted_mail_keeps_sendgrids_message_id() -> None:
+@pytest.mark.anyio
+async def test_accepted_mail_keeps_sendgrids_message_id() -> None:
     with respx.mock() as router:
         router.post(URL).mock(return_value=replay(FOLDER / "accepted_202.json"))
-        [outcome] = deliver([item()])
+        [outcome] = await deliver([item()])
     assert outcome.remote_id == "Wl2HOQWiTkqyJzXCeyB4mw"
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize(
     ("case", "reason"),
     [
@@ -137,14 +136,15 @@ def test_accepted_mail_keeps_sendgrids_message_id() -> None:
         ),
     ],
 )
-def test_failures_quote_sendgrid_and_say_what_to_do(case: str, reason: str) -> None:
+async def test_failures_quote_sendgrid_and_say_what_to_do(case: str, reason: str) -> None:
     with respx.mock() as router:
         router.post(URL).mock(return_value=replay(FOLDER / f"{case}.json"))
-        [outcome] = deliver([item()])
+        [outcome] = await deliver([item()])
     assert (outcome.reason or "").startswith(reason)
     assert API_KEY not in (outcome.reason or "")
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize(
     ("status", "content", "expected"),
     [
@@ -158,19 +158,20 @@ def test_failures_quote_sendgrid_and_say_what_to_do(case: str, reason: str) -> N
         (408, b"", "retry"),
     ],
 )
-def test_odd_answers_are_recorded_not_raised(status: int, content: bytes, expected: str) -> None:
+async def test_odd_answers_are_recorded_not_raised(status: int, content: bytes, expected: str) -> None:
     with respx.mock() as router:
         router.post(URL).mock(return_value=httpx.Response(status, content=content))
-        [outcome] = deliver([item()])
+        [outcome] = await deliver([item()])
     assert outcome.status == expected
     assert len(outcome.reason or "") < 600
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize("error", [httpx.ConnectError("refused"), httpx.ReadTimeout("slow")])
-def test_transport_errors_are_retried(error: Exception) -> None:
+async def test_transport_errors_are_retried(error: Exception) -> None:
     with respx.mock() as router:
         router.post(URL).mock(side_effect=error)
-        [outcome] = deliver([item()])
+        [outcome] = await deliver([item()])
     assert outcome.status == "retry" and outcome.status_code is None
     assert API_KEY not in (outcome.reason or "")
 
@@ -178,10 +179,11 @@ def test_transport_errors_are_retried(error: Exception) -> None:
 # --- exact request ------------------------------------------------------------------------------
 
 
-def test_golden_request() -> None:
+@pytest.mark.anyio
+async def test_golden_request() -> None:
     with respx.mock() as router:
         route = router.post(URL).mock(return_value=replay(FOLDER / "accepted_202.json"))
-        [outcome] = deliver([item()], config(timeout=12))
+        [outcome] = await deliver([item()], config(timeout=12))
     assert outcome.status == "delivered"
     request = route.calls.last.request
     assert (request.method, str(request.url)) == ("POST", URL)
@@ -215,20 +217,22 @@ def test_golden_request() -> None:
     assert request.extensions["timeout"] == {"connect": 12, "read": 12, "write": 12, "pool": 12}
 
 
-def test_eu_base_url_and_text_only() -> None:
+@pytest.mark.anyio
+async def test_eu_base_url_and_text_only() -> None:
     eu = "https://api.eu.sendgrid.com/v3/mail/send"
     with respx.mock(assert_all_called=True) as router:
         route = router.post(eu).mock(return_value=httpx.Response(202))
-        deliver([item()], config(base_url="https://api.eu.sendgrid.com/", html=False))
+        await deliver([item()], config(base_url="https://api.eu.sendgrid.com/", html=False))
     body = json.loads(route.calls.last.request.content)
     assert body["content"] == [{"type": "text/plain", "value": EXPECTED_TEXT}]
 
 
-def test_a_mapping_error_fails_only_that_item() -> None:
+@pytest.mark.anyio
+async def test_a_mapping_error_fails_only_that_item() -> None:
     broken = item(1, mapping={"to": "{{ answers['Missing'] | nosuch }}"})
     with respx.mock() as router:
         route = router.post(URL).mock(return_value=httpx.Response(202))
-        outcomes = deliver([broken, item(2)])
+        outcomes = await deliver([broken, item(2)])
     assert [o.status for o in outcomes] == ["failed", "delivered"]
     assert outcomes[0].reason == "map.to: cannot render line 1: No filter named 'nosuch'."
     assert route.call_count == 1
@@ -237,42 +241,46 @@ def test_a_mapping_error_fails_only_that_item() -> None:
 # --- rate limits on virtual time ---------------------------------------------------------------
 
 
-def test_429_pauses_the_key_for_every_later_delivery_until_the_reset() -> None:
+@pytest.mark.anyio
+async def test_429_pauses_the_key_for_every_later_delivery_until_the_reset() -> None:
     pacer, vt = fake_pacer()
     with respx.mock() as router:
         route = router.post(URL).mock(
             side_effect=[replay(FOLDER / "rate_limited_429.json"), httpx.Response(202)]
         )
-        first = deliver([item(1), item(2)], config(concurrency=1), pacer)
-        later = deliver([item(3)], config(), pacer)
+        first = await deliver([item(1), item(2)], config(concurrency=1), pacer)
+        later = await deliver([item(3)], config(), pacer)
         assert route.call_count == 1  # nothing sent while paused
         vt.now += 60
-        again = deliver([item(3)], config(), pacer)
+        again = await deliver([item(3)], config(), pacer)
     assert [o.status for o in first + later] == ["retry"] * 3
     assert [o.retry_after for o in first + later] == [60.0, 60.0, 60.0]
     assert "paused" in (later[0].reason or "")
     assert again[0].status == "delivered"
 
 
-def test_retry_after_is_honoured_exactly_never_clamped() -> None:
+@pytest.mark.anyio
+async def test_retry_after_is_honoured_exactly_never_clamped() -> None:
     pacer, _ = fake_pacer()
     with respx.mock() as router:
         router.post(URL).mock(return_value=httpx.Response(503, headers={"Retry-After": "7200.5"}))
-        [outcome] = deliver([item()], pacer=pacer)
+        [outcome] = await deliver([item()], pacer=pacer)
     assert outcome.retry_after == 7200.5
     assert pacer.paused_for(KEY_ID) == 7200.5
 
 
-def test_429_without_timing_pauses_a_default_and_claims_no_retry_after() -> None:
+@pytest.mark.anyio
+async def test_429_without_timing_pauses_a_default_and_claims_no_retry_after() -> None:
     pacer, _ = fake_pacer()
     with respx.mock() as router:
         router.post(URL).mock(return_value=httpx.Response(429, json={"errors": [{"message": "too many"}]}))
-        [outcome] = deliver([item()], pacer=pacer)
+        [outcome] = await deliver([item()], pacer=pacer)
     assert (outcome.status, outcome.retry_after) == ("retry", None)
     assert pacer.paused_for(KEY_ID) == UNTIMED_PAUSE
 
 
-def test_spent_budget_queues_the_next_mail_instead_of_failing_it() -> None:
+@pytest.mark.anyio
+async def test_spent_budget_queues_the_next_mail_instead_of_failing_it() -> None:
     pacer, vt = fake_pacer()
     sent_at: list[float] = []
     spent = {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(int(WALL) + 3)}
@@ -283,7 +291,7 @@ def test_spent_budget_queues_the_next_mail_instead_of_failing_it() -> None:
 
     with respx.mock() as router:
         router.post(URL).mock(side_effect=answer)
-        outcomes = deliver([item(1), item(2)], config(concurrency=1), pacer)
+        outcomes = await deliver([item(1), item(2)], config(concurrency=1), pacer)
     assert [o.status for o in outcomes] == ["delivered", "delivered"]
     assert sent_at == [1000.0, 1003.0]
 
@@ -332,12 +340,13 @@ def test_loader_reports_template_problems(tmp_path: Path) -> None:
     assert "destinations.mail: text_template: " in problems
 
 
-def test_logs_carry_facts_but_no_key_or_personal_data() -> None:
+@pytest.mark.anyio
+async def test_logs_carry_facts_but_no_key_or_personal_data() -> None:
     with captured_logs("hookhub.destinations.sendgrid") as records, respx.mock() as router:
         router.post(URL).mock(
             side_effect=[replay(FOLDER / "accepted_202.json"), replay(FOLDER / "sender_identity_403.json")]
         )
-        deliver([item(1), item(2)], config(concurrency=1))
+        await deliver([item(1), item(2)], config(concurrency=1))
     text = dumped(records)
     for secret in (API_KEY, *PERSONAL, "Sender Identity"):
         assert secret not in text

@@ -157,24 +157,21 @@ def config(port: int = 25, **extra: Any) -> SmtpConfig:
     return SmtpConfig.model_validate(data)
 
 
-def deliver(
+async def deliver(
     items: list[DeliveryItem],
     cfg: SmtpConfig,
     pacer: Pacer | None = None,
     extra: dict[str, Any] | None = None,
 ) -> list[Outcome]:
-    async def main() -> list[Outcome]:
-        async with httpx.AsyncClient() as http:
-            context = DeliveryContext(
-                http=http,
-                pacer=pacer or fake_pacer()[0],
-                destination_id="sales-mail",
-                record_link=lambda _id: LINK,
-                extra=extra or {},
-            )
-            return await deliver_chunk(SmtpDestination(wall_clock=lambda: NOW), items, cfg, context)
-
-    return asyncio.run(main())
+    async with httpx.AsyncClient() as http:
+        context = DeliveryContext(
+            http=http,
+            pacer=pacer or fake_pacer()[0],
+            destination_id="sales-mail",
+            record_link=lambda _id: LINK,
+            extra=extra or {},
+        )
+        return await deliver_chunk(SmtpDestination(wall_clock=lambda: NOW), items, cfg, context)
 
 
 def bodies(message: EmailMessage) -> tuple[str, str]:
@@ -188,7 +185,8 @@ def bodies(message: EmailMessage) -> tuple[str, str]:
 # --- real delivery --------------------------------------------------------------------------------
 
 
-def test_real_mail_over_starttls_with_auth_same_message_id_on_every_attempt(
+@pytest.mark.anyio
+async def test_real_mail_over_starttls_with_auth_same_message_id_on_every_attempt(
     certificate: tuple[Path, ssl.SSLContext],
 ) -> None:
     cert_path, tls = certificate
@@ -198,8 +196,8 @@ def test_real_mail_over_starttls_with_auth_same_message_id_on_every_attempt(
         mailbox,
     ):
         cfg = config(port, security="starttls", username=USER, password=PASSWORD, tls_ca_file=str(cert_path))
-        first = deliver([item()], cfg)
-        second = deliver([item()], cfg)  # a second attempt of the same delivery
+        first = await deliver([item()], cfg)
+        second = await deliver([item()], cfg)  # a second attempt of the same delivery
     assert [o.status for o in first + second] == ["delivered", "delivered"], first + second
     assert first[0].remote_id == second[0].remote_id == MESSAGE_ID
     assert len(mailbox.envelopes) == 2
@@ -223,7 +221,8 @@ def test_real_mail_over_starttls_with_auth_same_message_id_on_every_attempt(
     assert logins.attempts == 2  # one login per deliver call
 
 
-def test_one_connection_carries_the_whole_batch() -> None:
+@pytest.mark.anyio
+async def test_one_connection_carries_the_whole_batch() -> None:
     connections: list[str] = []
 
     class Counting(Mailbox):
@@ -239,7 +238,7 @@ def test_one_connection_carries_the_whole_batch() -> None:
     controller = Controller(handler, hostname="127.0.0.1", port=port)
     controller.start()
     try:
-        outcomes = deliver([item(1), item(2), item(3)], config(port))
+        outcomes = await deliver([item(1), item(2), item(3)], config(port))
     finally:
         controller.stop()
     assert [o.status for o in outcomes] == ["delivered"] * 3
@@ -249,8 +248,9 @@ def test_one_connection_carries_the_whole_batch() -> None:
     assert ids == [message_id_of(f"sub_{n:04d}.sales-mail") for n in (1, 2, 3)]
 
 
+@pytest.mark.anyio
 @pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
-def test_implicit_tls(certificate: tuple[Path, ssl.SSLContext]) -> None:
+async def test_implicit_tls(certificate: tuple[Path, ssl.SSLContext]) -> None:
     cert_path, tls = certificate
     # aiosmtpd only knows STARTTLS as "TLS" for AUTH, so AUTH over implicit TLS needs this switch.
     with smtp_server(
@@ -261,32 +261,37 @@ def test_implicit_tls(certificate: tuple[Path, ssl.SSLContext]) -> None:
         auth_required=True,
     ) as (port, mailbox):
         cfg = config(port, security="tls", username=USER, password=PASSWORD, tls_ca_file=str(cert_path))
-        [outcome] = deliver([item()], cfg)
+        [outcome] = await deliver([item()], cfg)
     assert outcome.status == "delivered", outcome.reason
     assert mailbox.messages()[0]["Message-ID"] == MESSAGE_ID
 
 
-def test_untrusted_certificate_is_a_connect_error_and_retried(
+@pytest.mark.anyio
+async def test_untrusted_certificate_is_a_connect_error_and_retried(
     certificate: tuple[Path, ssl.SSLContext],
 ) -> None:
     _, tls = certificate
     with smtp_server(tls_context=tls, require_starttls=True) as (port, mailbox):
-        outcomes = deliver([item(1), item(2)], config(port, security="starttls"))
+        outcomes = await deliver([item(1), item(2)], config(port, security="starttls"))
     assert [o.status for o in outcomes] == ["retry", "retry"]
     assert "CERTIFICATE_VERIFY_FAILED" in (outcomes[0].reason or "")
     assert (outcomes[1].reason or "").startswith("not sent: ")
     assert mailbox.envelopes == []
 
 
-def test_starttls_required_but_not_offered_fails() -> None:
+@pytest.mark.anyio
+async def test_starttls_required_but_not_offered_fails() -> None:
     with smtp_server() as (port, mailbox):
-        [outcome] = deliver([item()], config(port, security="starttls"))
+        [outcome] = await deliver([item()], config(port, security="starttls"))
     assert outcome.status == "failed"
     assert "STARTTLS" in (outcome.reason or "") and "check security" in (outcome.reason or "")
     assert mailbox.envelopes == []
 
 
-def test_wrong_password_fails_once_not_once_per_message(certificate: tuple[Path, ssl.SSLContext]) -> None:
+@pytest.mark.anyio
+async def test_wrong_password_fails_once_not_once_per_message(
+    certificate: tuple[Path, ssl.SSLContext],
+) -> None:
     cert_path, tls = certificate
     logins = Logins()
     with smtp_server(tls_context=tls, require_starttls=True, auth_required=True, authenticator=logins) as (
@@ -296,7 +301,7 @@ def test_wrong_password_fails_once_not_once_per_message(certificate: tuple[Path,
         cfg = config(
             port, security="starttls", username=USER, password="wrong-password", tls_ca_file=str(cert_path)
         )
-        outcomes = deliver([item(1), item(2), item(3)], cfg)
+        outcomes = await deliver([item(1), item(2), item(3)], cfg)
     assert [(o.status, o.status_code) for o in outcomes] == [("failed", 535)] * 3
     assert "check username and password" in (outcomes[0].reason or "")
     assert all((o.reason or "").startswith("not sent: ") for o in outcomes[1:])
@@ -305,8 +310,9 @@ def test_wrong_password_fails_once_not_once_per_message(certificate: tuple[Path,
     assert "wrong-password" not in " ".join(o.reason or "" for o in outcomes)
 
 
-def test_nothing_listening_is_retried_without_hammering() -> None:
-    outcomes = deliver([item(1), item(2)], config(free_port()))
+@pytest.mark.anyio
+async def test_nothing_listening_is_retried_without_hammering() -> None:
+    outcomes = await deliver([item(1), item(2)], config(free_port()))
     assert [o.status for o in outcomes] == ["retry", "retry"]
     assert "could not connect" in (outcomes[0].reason or "")
     assert (outcomes[1].reason or "").startswith("not sent: could not connect")
@@ -315,6 +321,7 @@ def test_nothing_listening_is_retried_without_hammering() -> None:
 # --- reply classes (RFC 5321 §4.2.1) --------------------------------------------------------
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize(
     ("rcpt", "data", "expected", "code"),
     [
@@ -354,31 +361,33 @@ def test_nothing_listening_is_retried_without_hammering() -> None:
         ({}, "552 5.3.4 Message too big", "failed", 552),
     ],
 )
-def test_server_replies_are_classified(
+async def test_server_replies_are_classified(
     rcpt: dict[str, str], data: str | None, expected: str, code: int
 ) -> None:
     with smtp_server() as (port, mailbox):
         mailbox.rcpt_reply = rcpt
         mailbox.data_replies = [data] if data else []
-        [outcome] = deliver([item()], config(port))
+        [outcome] = await deliver([item()], config(port))
     assert (outcome.status, outcome.status_code) == (expected, code), outcome.reason
     assert str(code) in (outcome.reason or "")
 
 
-def test_some_recipients_refused_is_delivered_to_the_rest() -> None:
+@pytest.mark.anyio
+async def test_some_recipients_refused_is_delivered_to_the_rest() -> None:
     with smtp_server() as (port, mailbox):
         mailbox.rcpt_reply = {"audit@example.com": "550 5.1.1 No such user"}
-        [outcome] = deliver([item()], config(port))
+        [outcome] = await deliver([item()], config(port))
     # Retrying would send the accepted recipients a second copy.
     assert outcome.status == "delivered"
     assert outcome.reason == "accepted, but 1 of 3 recipients refused (550)"
     assert mailbox.envelopes[0].rcpt_tos == ["sales@example.com", "support@example.com"]
 
 
-def test_a_refusal_mid_batch_reconnects_for_the_next_message() -> None:
+@pytest.mark.anyio
+async def test_a_refusal_mid_batch_reconnects_for_the_next_message() -> None:
     with smtp_server() as (port, mailbox):
         mailbox.data_replies = ["554 5.7.1 Rejected"]
-        outcomes = deliver([item(1), item(2)], config(port))
+        outcomes = await deliver([item(1), item(2)], config(port))
     assert [o.status for o in outcomes] == ["failed", "delivered"]
     assert [m["X-Hookhub-Submission"] for m in mailbox.messages()] == ["sub_0002"]
 
@@ -390,8 +399,9 @@ def unreachable() -> SmtpConfig:
     return config(host="smtp.invalid", security="starttls", port=587, username=USER, password=PASSWORD)
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize("kind", ["sync", "async"])
-def test_injected_sender_receives_the_message_and_nothing_connects(kind: str) -> None:
+async def test_injected_sender_receives_the_message_and_nothing_connects(kind: str) -> None:
     sent: list[EmailMessage] = []
 
     def record(message: EmailMessage) -> None:
@@ -401,7 +411,7 @@ def test_injected_sender_receives_the_message_and_nothing_connects(kind: str) ->
         sent.append(message)
 
     function = record if kind == "sync" else record_async
-    [outcome] = deliver([item()], unreachable(), extra={"smtp_send": function})
+    [outcome] = await deliver([item()], unreachable(), extra={"smtp_send": function})
     assert outcome.status == "delivered"
     [message] = sent
     assert message["Message-ID"] == MESSAGE_ID
@@ -410,6 +420,7 @@ def test_injected_sender_receives_the_message_and_nothing_connects(kind: str) ->
     assert PASSWORD not in message.as_string()
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize(
     ("error", "expected", "code", "words"),
     [
@@ -427,13 +438,13 @@ def test_injected_sender_receives_the_message_and_nothing_connects(kind: str) ->
         (ConnectionResetError("reset by peer"), "retry", None, "twice"),
     ],
 )
-def test_send_exceptions_are_outcomes_not_crashes(
+async def test_send_exceptions_are_outcomes_not_crashes(
     error: Exception, expected: str, code: int | None, words: str
 ) -> None:
     def fail(message: EmailMessage) -> None:
         raise error
 
-    [outcome] = deliver([item()], unreachable(), extra={"smtp_send": fail})
+    [outcome] = await deliver([item()], unreachable(), extra={"smtp_send": fail})
     assert (outcome.status, outcome.status_code) == (expected, code), outcome.reason
     assert words in (outcome.reason or "")
 
@@ -493,7 +504,8 @@ async def test_max_per_minute_spaces_messages_across_deliveries() -> None:
     assert sorted(sent_at) == [1000.0, 1002.0, 1004.0]
 
 
-def test_421_pauses_the_account_and_the_rest_is_handed_back() -> None:
+@pytest.mark.anyio
+async def test_421_pauses_the_account_and_the_rest_is_handed_back() -> None:
     pacer, vt = fake_pacer()
     calls: list[str] = []
 
@@ -503,7 +515,7 @@ def test_421_pauses_the_account_and_the_rest_is_handed_back() -> None:
             raise aiosmtplib.SMTPDataError(421, "4.7.0 Too many messages, slow down")
 
     cfg = unreachable()
-    outcomes = deliver([item(1), item(2)], cfg, pacer, extra={"smtp_send": busy_then_ok})
+    outcomes = await deliver([item(1), item(2)], cfg, pacer, extra={"smtp_send": busy_then_ok})
     key = account_key("smtp", f"smtp.invalid:587:{USER}")
     assert [o.status for o in outcomes] == ["retry", "retry"]
     assert outcomes[0].status_code == 421
@@ -511,21 +523,22 @@ def test_421_pauses_the_account_and_the_rest_is_handed_back() -> None:
     assert calls == ["sub_0001"]
     assert pacer.paused_for(key) == BUSY_PAUSE
     vt.now += BUSY_PAUSE
-    later = deliver([item(2)], cfg, pacer, extra={"smtp_send": busy_then_ok})
+    later = await deliver([item(2)], cfg, pacer, extra={"smtp_send": busy_then_ok})
     assert later[0].status == "delivered"
 
 
 # --- mapping and templates ------------------------------------------------------------------------
 
 
-def test_a_mapping_error_fails_only_that_item() -> None:
+@pytest.mark.anyio
+async def test_a_mapping_error_fails_only_that_item() -> None:
     sent: list[EmailMessage] = []
     broken = item(1, mapping={"subject": "{{ answers['Company'] | nosuchfilter }}"})
     undefined = item(2, template="Hello {{ nobody }}")
     bad_to = item(3, mapping={"to": "{{ answers['Company'] }}"})
     fine = item(4, mapping={"subject": "Lead: {{ answers['Company'] }}", "to": "{{ 'boss@example.com' }}"})
     arithmetic = item(5, mapping={"subject": "{{ answers['Company'] + 1 }}"})
-    outcomes = deliver(
+    outcomes = await deliver(
         [broken, undefined, bad_to, fine, arithmetic], unreachable(), extra={"smtp_send": sent.append}
     )
     assert [o.status for o in outcomes] == ["failed", "failed", "failed", "delivered", "failed"]
@@ -543,23 +556,25 @@ def test_a_mapping_error_fails_only_that_item() -> None:
     assert message["Cc"] == "Support Team <support@example.com>"  # keys the map leaves out keep the config's
 
 
-def test_route_template_replaces_both_bodies_and_stays_escaped_in_html() -> None:
+@pytest.mark.anyio
+async def test_route_template_replaces_both_bodies_and_stays_escaped_in_html() -> None:
     sent: list[EmailMessage] = []
     route_item = item(template="{{ name }} wrote: {{ answers['Company'] }}\n")
-    deliver([route_item], unreachable(), extra={"smtp_send": sent.append})
+    await deliver([route_item], unreachable(), extra={"smtp_send": sent.append})
     text, html = bodies(sent[0])
     assert text == "Ada Lovelace wrote: Engines & Co <Ltd>\n"
     assert "<pre" in html and "Ada Lovelace wrote: Engines &amp; Co &lt;Ltd&gt;" in html
 
 
-def test_header_injection_and_markup_in_answers_are_neutralised() -> None:
+@pytest.mark.anyio
+async def test_header_injection_and_markup_in_answers_are_neutralised() -> None:
     sent: list[EmailMessage] = []
     evil = make_submission(
         name="Eve\r\nBcc: victim@example.com",
         form_title="Hi\nX-Evil: 1",
         answers=[{"key": "k", "label": "<b>x</b>", "type": "t", "value": "<script>alert(1)</script>"}],
     )
-    deliver([item(submission=evil)], unreachable(), extra={"smtp_send": sent.append})
+    await deliver([item(submission=evil)], unreachable(), extra={"smtp_send": sent.append})
     [message] = sent
     assert message["Subject"] == "New submission: Hi X-Evil: 1 from Eve Bcc: victim@example.com"
     assert message["X-Evil"] is None and message["Bcc"] == "audit@example.com"
@@ -568,9 +583,10 @@ def test_header_injection_and_markup_in_answers_are_neutralised() -> None:
     assert "<b>x</b>" not in html
 
 
-def test_reply_to_is_left_out_when_the_respondent_gave_no_usable_address() -> None:
+@pytest.mark.anyio
+async def test_reply_to_is_left_out_when_the_respondent_gave_no_usable_address() -> None:
     sent: list[EmailMessage] = []
-    deliver(
+    await deliver(
         [item(submission=make_submission(email="not-an-address"))],
         unreachable(),
         extra={"smtp_send": sent.append},
@@ -662,7 +678,8 @@ def test_loader_reports_config_and_template_problems(tmp_path: Path) -> None:
     assert PASSWORD not in problems
 
 
-def test_route_templates_for_email_pass_hookhub_check(tmp_path: Path) -> None:
+@pytest.mark.anyio
+async def test_route_templates_for_email_pass_hookhub_check(tmp_path: Path) -> None:
     from hub.config.check import check_file
 
     path = tmp_path / "connectors.yaml"
@@ -680,7 +697,7 @@ def test_route_templates_for_email_pass_hookhub_check(tmp_path: Path) -> None:
     assert code == 0, text
     sent: list[EmailMessage] = []
     template = "{% for a in answer_list %}{{ a.label }}: {{ a.text | indent(2) }}\n{% endfor %}"
-    deliver(
+    await deliver(
         [item(template=template, mapping={"subject": "{{ title }}: {{ name | first_name }}"})],
         unreachable(),
         extra={"smtp_send": sent.append},
@@ -692,13 +709,14 @@ def test_route_templates_for_email_pass_hookhub_check(tmp_path: Path) -> None:
     )
 
 
-def test_logs_carry_facts_but_no_secret_or_personal_data() -> None:
+@pytest.mark.anyio
+async def test_logs_carry_facts_but_no_secret_or_personal_data() -> None:
     with (
         smtp_server(auth_require_tls=False, authenticator=Logins()) as (port, mailbox),
         captured_logs("hookhub.destinations.smtp") as records,
     ):
         mailbox.data_replies = ["554 5.7.1 Rejected as spam for ada@example.com"]
-        deliver([item(1), item(2)], config(port, username=USER, password=PASSWORD, security="none"))
+        await deliver([item(1), item(2)], config(port, username=USER, password=PASSWORD, security="none"))
     assert records
     text = dumped(records)
     for secret in (PASSWORD, *PERSONAL, "Rejected as spam", EXPECTED_SUBJECT):

@@ -87,7 +87,7 @@ def config(**extra: Any) -> WebhookConfig:
     return WebhookConfig.model_validate({"type": "webhook", "url": URL, "secret": SECRET, **extra})
 
 
-def deliver(
+async def deliver(
     items: list[DeliveryItem],
     cfg: WebhookConfig | None = None,
     pacer: Pacer | None = None,
@@ -95,12 +95,9 @@ def deliver(
 ) -> list[Outcome]:
     clock = clock or Clock()
 
-    async def main() -> list[Outcome]:
-        async with httpx.AsyncClient() as http:
-            context = DeliveryContext(http=http, pacer=pacer or Pacer(clock=clock), destination_id="crm")
-            return await WebhookDestination(clock=clock).deliver(items, cfg or config(), context)
-
-    return asyncio.run(main())
+    async with httpx.AsyncClient() as http:
+        context = DeliveryContext(http=http, pacer=pacer or Pacer(clock=clock), destination_id="crm")
+        return await WebhookDestination(clock=clock).deliver(items, cfg or config(), context)
 
 
 def inbound(request: httpx.Request) -> InboundRequest:
@@ -119,8 +116,9 @@ def test_fixture_folder_is_there() -> None:
     assert CASES, f"no fixtures under {DESTINATION_FIXTURES / 'webhook'}"
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
-def test_recorded_answer_is_classified(path: Path) -> None:
+async def test_recorded_answer_is_classified(path: Path) -> None:
     case = path.stem
     status = json.loads(path.read_text())["status"]
     # A case added later without an entry above is judged by the documented status rules.
@@ -135,7 +133,7 @@ def test_recorded_answer_is_classified(path: Path) -> None:
     pacer = Pacer(clock=clock)
     with respx.mock(assert_all_called=True) as router:
         route = router.post(URL).mock(return_value=replay(path))
-        [outcome] = deliver([item()], pacer=pacer, clock=clock)
+        [outcome] = await deliver([item()], pacer=pacer, clock=clock)
     assert route.call_count == 1  # one attempt; redirects are not followed
     assert outcome.key == "dlv_sub_0001_crm"
     assert (outcome.status, outcome.disable) == (expected_status, expected_disable), outcome.reason
@@ -153,6 +151,7 @@ def test_recorded_answer_is_classified(path: Path) -> None:
         assert "update url" in (outcome.reason or "")
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize(
     ("response", "remote_id"),
     [
@@ -164,28 +163,30 @@ def test_recorded_answer_is_classified(path: Path) -> None:
         (httpx.Response(204), None),
     ],
 )
-def test_remote_id_is_recorded_when_the_receiver_returns_one(
+async def test_remote_id_is_recorded_when_the_receiver_returns_one(
     response: httpx.Response, remote_id: str | None
 ) -> None:
     with respx.mock() as router:
         router.post(URL).mock(return_value=response)
-        [outcome] = deliver([item()])
+        [outcome] = await deliver([item()])
     assert outcome.status == "delivered"
     assert outcome.remote_id == remote_id
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize("status", [408, 409, 425])
-def test_conflict_and_timeout_statuses_are_retried(status: int) -> None:
+async def test_conflict_and_timeout_statuses_are_retried(status: int) -> None:
     with respx.mock() as router:
         router.post(URL).mock(return_value=httpx.Response(status, text="later"))
-        [outcome] = deliver([item()])
+        [outcome] = await deliver([item()])
     assert outcome.status == "retry"
 
 
-def test_other_client_errors_fail_with_a_short_snippet() -> None:
+@pytest.mark.anyio
+async def test_other_client_errors_fail_with_a_short_snippet() -> None:
     with respx.mock() as router:
         router.post(URL).mock(return_value=httpx.Response(422, text="invalid " + "x" * 10_000))
-        [outcome] = deliver([item()])
+        [outcome] = await deliver([item()])
     assert outcome.status == "failed"
     assert outcome.reason is not None
     assert outcome.reason.startswith("the receiver refused the request (HTTP 422): 'invalid xxx")
@@ -193,6 +194,7 @@ def test_other_client_errors_fail_with_a_short_snippet() -> None:
     assert len(quoted) <= 202  # 200 characters of body plus the quotes
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize(
     "error",
     [
@@ -202,19 +204,20 @@ def test_other_client_errors_fail_with_a_short_snippet() -> None:
         httpx.RemoteProtocolError("eof"),
     ],
 )
-def test_transport_errors_are_retried(error: Exception) -> None:
+async def test_transport_errors_are_retried(error: Exception) -> None:
     with respx.mock() as router:
         router.post(URL).mock(side_effect=error)
-        [outcome] = deliver([item()])
+        [outcome] = await deliver([item()])
     assert outcome.status == "retry"
     assert outcome.status_code is None
 
 
-def test_request_uses_the_configured_timeout_and_headers() -> None:
+@pytest.mark.anyio
+async def test_request_uses_the_configured_timeout_and_headers() -> None:
     cfg = config(timeout=12, headers={"Authorization": "Bearer t0ken", "X-Team": "sales"})
     with respx.mock() as router:
         route = router.post(URL).mock(return_value=httpx.Response(200))
-        deliver([item()], cfg)
+        await deliver([item()], cfg)
     request = route.calls.last.request
     assert request.extensions["timeout"] == {"connect": 12, "read": 12, "write": 12, "pool": 12}
     assert request.headers["authorization"] == "Bearer t0ken"
@@ -226,10 +229,11 @@ def test_request_uses_the_configured_timeout_and_headers() -> None:
 # --- body and signature -------------------------------------------------------------------------
 
 
-def test_body_is_the_public_submission_json_and_the_signature_verifies() -> None:
+@pytest.mark.anyio
+async def test_body_is_the_public_submission_json_and_the_signature_verifies() -> None:
     with respx.mock() as router:
         route = router.post(URL).mock(return_value=httpx.Response(200))
-        deliver([item()])
+        await deliver([item()])
     request = route.calls.last.request
     assert json.loads(request.content) == make_submission().model_dump(mode="json")
     assert set(json.loads(request.content)) == set(Submission.model_fields)
@@ -243,12 +247,13 @@ def test_body_is_the_public_submission_json_and_the_signature_verifies() -> None
         verify_standard_webhooks(tampered, [SECRET], tolerance=300, now=NOW)
 
 
-def test_an_item_from_the_spool_sends_the_stored_json_byte_for_byte() -> None:
+@pytest.mark.anyio
+async def test_an_item_from_the_spool_sends_the_stored_json_byte_for_byte() -> None:
     stored = make_submission(7).model_dump_json()
     from_spool = DeliveryItem(key="dlv_sub_0007_crm", submission_json=stored, route="all-leads")
     with respx.mock() as router:
         route = router.post(URL).mock(return_value=httpx.Response(200))
-        [outcome] = deliver([from_spool])
+        [outcome] = await deliver([from_spool])
     request = route.calls.last.request
     assert outcome.status == "delivered"
     assert request.content == stored.encode("utf-8")
@@ -262,13 +267,14 @@ def test_an_item_needs_a_submission_or_its_json() -> None:
         DeliveryItem(key="k", route="r")
 
 
-def test_webhook_id_is_stable_across_attempts_and_the_timestamp_is_not() -> None:
+@pytest.mark.anyio
+async def test_webhook_id_is_stable_across_attempts_and_the_timestamp_is_not() -> None:
     clock = Clock()
     with respx.mock() as router:
         route = router.post(URL).mock(side_effect=[httpx.Response(500), httpx.Response(200)])
-        [first] = deliver([item()], clock=clock)
+        [first] = await deliver([item()], clock=clock)
         clock.now += 60
-        [second] = deliver([item()], clock=clock)
+        [second] = await deliver([item()], clock=clock)
     assert (first.status, second.status) == ("retry", "delivered")
     one, two = (call.request for call in route.calls)
     assert one.headers["webhook-id"] == two.headers["webhook-id"] == "dlv_sub_0001_crm"
@@ -296,12 +302,13 @@ class _Receiver(BaseHTTPRequestHandler):
         pass
 
 
-def test_signature_verifies_on_a_real_loopback_receiver() -> None:
+@pytest.mark.anyio
+async def test_signature_verifies_on_a_real_loopback_receiver() -> None:
     with loopback_server(_Receiver) as port:
         cfg = WebhookConfig.model_validate(
             {"type": "webhook", "url": f"http://127.0.0.1:{port}/in", "secret": SECRET}
         )
-        [outcome] = deliver([item()], cfg)
+        [outcome] = await deliver([item()], cfg)
     assert (outcome.status, outcome.remote_id) == ("delivered", "rcv_1")
     received = _Receiver.received[-1]
     verify_standard_webhooks(received, [SECRET], tolerance=300, now=NOW)
@@ -324,14 +331,15 @@ def test_retry_after_parsing() -> None:
         assert parse_retry_after(garbage, now) is None
 
 
-def test_retry_after_http_date_is_honoured_and_pauses_the_endpoint() -> None:
+@pytest.mark.anyio
+async def test_retry_after_http_date_is_honoured_and_pauses_the_endpoint() -> None:
     clock = Clock()
     pacer = Pacer(clock=clock)
     date = format_datetime(datetime.fromtimestamp(NOW + 90, tz=UTC), usegmt=True)
     with respx.mock() as router:
         route = router.post(URL).mock(return_value=httpx.Response(429, headers={"Retry-After": date}))
-        [outcome] = deliver([item(1)], pacer=pacer, clock=clock)
-        [later] = deliver([item(2)], pacer=pacer, clock=clock)
+        [outcome] = await deliver([item(1)], pacer=pacer, clock=clock)
+        [later] = await deliver([item(2)], pacer=pacer, clock=clock)
     assert (outcome.status, outcome.retry_after) == ("retry", 90.0)
     assert route.call_count == 1  # the second delivery was not sent during the pause
     assert (later.status, later.retry_after) == ("retry", 90.0)
@@ -339,7 +347,8 @@ def test_retry_after_http_date_is_honoured_and_pauses_the_endpoint() -> None:
     assert pacer.paused_for(account_key("webhook", URL)) == 0.0
 
 
-def test_batch_is_delivered_concurrently_within_the_limit() -> None:
+@pytest.mark.anyio
+async def test_batch_is_delivered_concurrently_within_the_limit() -> None:
     in_flight = 0
     peak = 0
 
@@ -354,7 +363,7 @@ def test_batch_is_delivered_concurrently_within_the_limit() -> None:
 
     with respx.mock() as router:
         router.post(URL).mock(side_effect=answer)
-        outcomes = deliver([item(i) for i in range(10)], config(concurrency=3))
+        outcomes = await deliver([item(i) for i in range(10)], config(concurrency=3))
     assert peak == 3
     assert sorted(o.key for o in outcomes) == sorted(f"dlv_sub_{i:04d}_crm" for i in range(10))
     assert {o.key: o.remote_id for o in outcomes}["dlv_sub_0007_crm"] == "sub_0007"
