@@ -14,6 +14,7 @@ The three jobs are deliberately separate because they run at different places:
 from __future__ import annotations
 
 import abc
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -231,3 +232,10 @@ def require_secrets(source: SourceSettings) -> Sequence[str]:
     if not source.secrets:
         raise VerificationFailed("source has no secret configured")
     return source.secrets
+
+
+def send_test_request(url: str, payload: Any, content_type: str = "application/json") -> InboundRequest:
+    """An unsigned send-test POST of `payload` as JSON (a connector that needs a token puts it in `url`)."""
+    body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+    headers = {"content-type": content_type, "user-agent": "hookhub-send-test"}
+    return InboundRequest(method="POST", url=url, headers=headers, body=body)

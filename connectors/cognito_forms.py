@@ -12,7 +12,6 @@ names, plus `Form`, `Id` (`<form id>-<entry number>`, the dedupe key) and `Entry
 
 from __future__ import annotations
 
-import json
 import secrets
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +26,7 @@ from connectors.base import (
     SourceSettings,
     UnsupportedPayload,
     require_secrets,
+    send_test_request,
 )
 from hub.submission import Answer, Submission, iso_utc
 
@@ -181,9 +181,7 @@ class CognitoFormsConnector(UrlTokenVerification, Connector):
                 "DateUpdated": at,
             },
         }
-        body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-        headers = {"content-type": "application/json; charset=utf-8", "user-agent": "hookhub-send-test"}
-        return InboundRequest(method="POST", url=url_with_token(url, token), headers=headers, body=body)
+        return send_test_request(url_with_token(url, token), payload, "application/json; charset=utf-8")
 
 
 connector = CognitoFormsConnector()

@@ -13,7 +13,6 @@ re-delivers the same id, so it is acknowledged as a duplicate).
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -29,6 +28,7 @@ from connectors.base import (
     SourceSettings,
     UnsupportedPayload,
     require_secrets,
+    send_test_request,
 )
 from hub.submission import Answer, Submission, iso_utc
 
@@ -151,10 +151,8 @@ class FilloutConnector(UrlTokenVerification, Connector):
                 "payments": [],
             },
         }
-        body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
         signed_url = f"{url}{'&' if '?' in url else '?'}{urlencode({TOKEN_PARAM: token})}"
-        headers = {"content-type": "application/json", "user-agent": "hookhub-send-test"}
-        return InboundRequest(method="POST", url=signed_url, headers=headers, body=body)
+        return send_test_request(signed_url, payload)
 
 
 connector = FilloutConnector()

@@ -14,7 +14,6 @@ are kept as sent, except uploads (objects with a `url`), which become their URL(
 
 from __future__ import annotations
 
-import json
 import secrets
 from datetime import UTC, datetime
 from typing import Any
@@ -29,6 +28,7 @@ from connectors.base import (
     SourceSettings,
     UnsupportedPayload,
     require_secrets,
+    send_test_request,
 )
 from hub.submission import Answer, Submission
 
@@ -147,9 +147,7 @@ class PaperformConnector(UrlTokenVerification, Connector):
             "charge": None,
             "trigger": _SUBMISSION,
         }
-        body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-        headers = {"content-type": "application/json", "user-agent": "hookhub-send-test"}
-        return InboundRequest(method="POST", url=url_with_token(url, token), headers=headers, body=body)
+        return send_test_request(url_with_token(url, token), payload)
 
 
 connector = PaperformConnector()
