@@ -1,6 +1,6 @@
 """The `mapped` connector: a provider described in connectors.yaml instead of code.
 
-It has no fixture folder in ../shared (there is no one provider to capture), so this file is
+It has no folder in tests/fixtures/providers (there is no one provider to capture), so this file is
 its coverage: paths, both answer shapes, JSON / form / multipart bodies, every verification
 mode, test and ignored events, payloads that do not fit the mapping, send-test samples,
 configuration errors and warnings through `hookhub check`, and one hub on a real socket.
