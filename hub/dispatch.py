@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from flows.delivery_pool import DeliveryPool
 from flows.prefect_clients import SharedPrefectClients
 from flows.stages import Stages
-from hub.spool import ledger
+from hub.spool import ledger, suspects
 
 if TYPE_CHECKING:
     from flows.runtime import Runtime
@@ -162,9 +162,9 @@ class Dispatcher:
         )
         if claimed is None:
             return
-        inbox_ids, due, suspects = claimed
+        inbox_ids, due, of_suspects = claimed
         if inbox_ids or due:
-            self._start_flow(session, inbox_ids, due, settings.chunk_size, suspects)
+            self._start_flow(session, inbox_ids, due, settings.chunk_size, of_suspects)
 
     def _start_services(self, session: _Session) -> None:
         """Start the delivery workers once, and the upkeep whenever it is due and not running."""
@@ -204,11 +204,11 @@ class Dispatcher:
         inbox_ids: list[str],
         due: list[tuple[str, str]],
         chunk_size: int,
-        suspects: bool,
+        of_suspects: bool,
     ) -> None:
         """Run a flow for the claimed work; its claims are held, and counted in flight, until it ends."""
         in_flight = session.in_flight
-        job = asyncio.create_task(self._flow(session.conn, inbox_ids, due, chunk_size, suspects))
+        job = asyncio.create_task(self._flow(session.conn, inbox_ids, due, chunk_size, of_suspects))
         self._claims[job] = (inbox_ids, due)
         job.add_done_callback(lambda done: self._claims.pop(done, None))
         in_flight.add(job)
@@ -291,16 +291,16 @@ class Dispatcher:
 
         Returns (submissions, due deliveries, whether they are suspects).
         """
-        for suspects in (self._suspects_next, not self._suspects_next):
-            if suspects:
-                inbox_ids, due = ledger.claim_suspects(conn, self.clock(), self.owner)
+        for of_suspects in (self._suspects_next, not self._suspects_next):
+            if of_suspects:
+                inbox_ids, due = suspects.claim_suspects(conn, self.clock(), self.owner)
             else:
                 await self._fill(conn, batch_size, batch_wait)
                 inbox_ids = ledger.claim_inbox(conn, self.clock(), batch_size, self.owner)
                 due = ledger.claim_due(conn, self.clock(), batch_size)
             if inbox_ids or due:
-                self._suspects_next = not suspects
-                return inbox_ids, due, suspects
+                self._suspects_next = not of_suspects
+                return inbox_ids, due, of_suspects
         return [], [], False
 
     async def _fill(self, conn: sqlite3.Connection, batch_size: int, batch_wait: float) -> None:
@@ -317,7 +317,7 @@ class Dispatcher:
         inbox_ids: list[str],
         due: list[tuple[str, str]],
         chunk_size: int,
-        suspects: bool = False,
+        of_suspects: bool = False,
     ) -> None:
         run_flow = self.run_flow
         if run_flow is None:
@@ -341,9 +341,9 @@ class Dispatcher:
         except Exception as exc:  # noqa: BLE001 - whatever failed the run, its claims must not stay held
             await self._flow_failed(conn, inbox_ids, due, f"{type(exc).__name__}: {exc}")
             return
-        if suspects:
+        if of_suspects:
             try:
-                ledger.flow_succeeded(conn, inbox_ids, due)
+                suspects.flow_succeeded(conn, inbox_ids, due)
             except sqlite3.Error as error:  # they stay suspects: tried in small groups, no harm
                 log.warning(
                     "could not clear suspects", extra={"event": "suspects_not_cleared", "error": str(error)}
@@ -378,7 +378,7 @@ class Dispatcher:
             return
         del self._claims[task]
         try:
-            quarantined = ledger.flow_failed(
+            quarantined = suspects.flow_failed(
                 conn, inbox_ids, due, error, self.clock(), self.flow_failure_backoff, self.quarantine_after
             )
         except sqlite3.Error as spool_error:

@@ -9,7 +9,7 @@ import pytest
 
 from flows.destinations.base import Outcome, RetryPolicy
 from flows.retry import backoff, decide
-from hub.spool import ledger, report
+from hub.spool import ledger, report, suspects
 from hub.spool.ledger import Decision, DeliveryRow, PlannedDelivery
 
 
@@ -265,18 +265,18 @@ def test_fetch_later_holds_the_row_until_now_plus_delay(conn) -> None:  # type: 
 
 def test_suspects_of_a_failed_flow_run_wait_out_the_backoff_from_now(conn) -> None:  # type: ignore[no-untyped-def]
     ledger.claim_inbox(conn, NOW, 10, "a")
-    assert ledger.flow_failed(conn, ["S1"], [], "RuntimeError: boom", NOW, 60.0, 3) == []
+    assert suspects.flow_failed(conn, ["S1"], [], "RuntimeError: boom", NOW, 60.0, 3) == []
     assert _inbox_times(conn) == ("pending", NOW + 60, NOW)
-    assert ledger.claim_suspects(conn, NOW + 59.9, "b") == ([], [])
+    assert suspects.claim_suspects(conn, NOW + 59.9, "b") == ([], [])
     assert ledger.claim_inbox(conn, NOW + 3600, 10, "b") == []  # a suspect is never fresh work
-    assert ledger.claim_suspects(conn, NOW + 60, "b") == (["S1"], [])
+    assert suspects.claim_suspects(conn, NOW + 60, "b") == (["S1"], [])
 
     ledger.save_routing(conn, NOW + 61, {"S1": ("{}", [PlannedDelivery("crm", "r")])}, {})
-    assert ledger.flow_failed(conn, [], [("S1", "crm")], "RuntimeError: boom", NOW + 62, 60.0, 3) == []
+    assert suspects.flow_failed(conn, [], [("S1", "crm")], "RuntimeError: boom", NOW + 62, 60.0, 3) == []
     assert _delivery_times(conn) == ("pending", NOW + 122, NOW + 62)
     assert ledger.claim_due(conn, NOW + 1000, 10) == []  # a suspect delivery is not claimed as due
-    assert ledger.claim_suspects(conn, NOW + 121.9, "b") == ([], [])
-    assert ledger.claim_suspects(conn, NOW + 122, "b") == ([], [("S1", "crm")])
+    assert suspects.claim_suspects(conn, NOW + 121.9, "b") == ([], [])
+    assert suspects.claim_suspects(conn, NOW + 122, "b") == ([], [("S1", "crm")])
 
 
 def test_a_disabled_destination_is_stamped_with_the_given_now(conn) -> None:  # type: ignore[no-untyped-def]

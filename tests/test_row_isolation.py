@@ -34,7 +34,7 @@ from hub.dispatch import Dispatcher
 from hub.routing.plan import compiled_condition
 from hub.routing.when import Condition
 from hub.server import Hub
-from hub.spool import ledger, report
+from hub.spool import ledger, report, suspects
 from hub.spool.ids import new_id
 from hub.spool.ledger import Decision, PlannedDelivery, load_inbox
 from hub.spool.schema import connect
@@ -353,25 +353,25 @@ def test_a_failed_batch_comes_back_in_halves_behind_no_one_and_a_row_failing_alo
     spool: sqlite3.Connection,
 ) -> None:
     claimed = ["S1", "S2", "S3", "S4"]
-    assert ledger.flow_failed(spool, claimed, [], "RuntimeError: boom", time.time(), 0.0, 3) == []
+    assert suspects.flow_failed(spool, claimed, [], "RuntimeError: boom", time.time(), 0.0, 3) == []
     spool.execute(
         "INSERT INTO inbox (id, received_at, source, provider, event_id, kind, body, state)"
         " VALUES ('S5', 9.0, 'forms', 'typeform', 'e5', 'submission', x'7b7d', 'pending')"
     )
     # Fresh work is claimed without the suspects, however old they are.
     assert ledger.claim_inbox(spool, time.time(), 100, "me") == ["S5"]
-    assert ledger.claim_suspects(spool, time.time(), "me") == (["S1", "S2"], [])
-    assert ledger.claim_suspects(spool, time.time(), "me") == (["S3", "S4"], [])
-    ledger.flow_succeeded(spool, ["S3", "S4"], [])
-    assert ledger.flow_failed(spool, ["S1", "S2"], [], "RuntimeError: boom", time.time(), 0.0, 3) == []
-    assert ledger.claim_suspects(spool, time.time(), "me") == (["S1"], [])
-    assert ledger.claim_suspects(spool, time.time(), "me") == (["S2"], [])
-    ledger.flow_succeeded(spool, ["S2"], [])
+    assert suspects.claim_suspects(spool, time.time(), "me") == (["S1", "S2"], [])
+    assert suspects.claim_suspects(spool, time.time(), "me") == (["S3", "S4"], [])
+    suspects.flow_succeeded(spool, ["S3", "S4"], [])
+    assert suspects.flow_failed(spool, ["S1", "S2"], [], "RuntimeError: boom", time.time(), 0.0, 3) == []
+    assert suspects.claim_suspects(spool, time.time(), "me") == (["S1"], [])
+    assert suspects.claim_suspects(spool, time.time(), "me") == (["S2"], [])
+    suspects.flow_succeeded(spool, ["S2"], [])
     for failure in range(1, 4):
-        quarantined = ledger.flow_failed(spool, ["S1"], [], "RuntimeError: boom", time.time(), 0.0, 3)
+        quarantined = suspects.flow_failed(spool, ["S1"], [], "RuntimeError: boom", time.time(), 0.0, 3)
         assert quarantined == ([] if failure < 3 else ["S1"])
         if failure < 3:
-            assert ledger.claim_suspects(spool, time.time(), "me") == (["S1"], [])
+            assert suspects.claim_suspects(spool, time.time(), "me") == (["S1"], [])
     letters = {letter.inbox_id: letter.reason for letter in report.dead_letters(spool)}
     assert letters == {"S1": "quarantined after 3 failed flow runs of it alone: RuntimeError: boom"}
     rows = {r[0]: r[1:] for r in spool.execute("SELECT id, retry_group, flow_failures FROM inbox")}

@@ -171,133 +171,6 @@ def claim_due(conn: sqlite3.Connection, now: float, limit: int) -> list[tuple[st
     return [(r[0], r[1]) for r in rows]
 
 
-def claim_suspects(
-    conn: sqlite3.Connection,
-    now: float,
-    owner: str,
-) -> tuple[list[str], list[tuple[str, str]]]:
-    """One group of due suspects of failed flow runs: submissions, else deliveries.
-
-    The smallest group size first, then the oldest: a failed batch of N comes back as two
-    groups of N/2 (see `flow_failed`), and so on down to single rows.
-    """
-    with transaction(conn):
-        size = conn.execute(
-            "SELECT min(retry_group) FROM inbox WHERE state='pending' AND retry_group IS NOT NULL"
-            " AND coalesce(not_before, 0) <= ?",
-            (now,),
-        ).fetchone()[0]
-        if size is not None:
-            rows = conn.execute(
-                "UPDATE inbox SET state='claimed', claimed_at=?, claimed_by=?, updated_at=?"
-                " WHERE id IN (SELECT id FROM inbox WHERE state='pending' AND retry_group=?"
-                "   AND coalesce(not_before, 0) <= ? ORDER BY received_at LIMIT ?)"
-                " RETURNING id",
-                (now, owner, now, size, now, size),
-            ).fetchall()
-            return sorted(r[0] for r in rows), []
-        size = conn.execute(
-            "SELECT min(retry_group) FROM deliveries WHERE status IN ('pending','retrying')"
-            " AND retry_group IS NOT NULL AND next_attempt_at <= ?",
-            (now,),
-        ).fetchone()[0]
-        if size is None:
-            return [], []
-        due = conn.execute(
-            "UPDATE deliveries SET status='sending', updated_at=?"
-            " WHERE rowid IN (SELECT rowid FROM deliveries WHERE status IN ('pending','retrying')"
-            "   AND retry_group=? AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?)"
-            " RETURNING inbox_id, destination",
-            (now, size, now, size),
-        ).fetchall()
-    return [], [(r[0], r[1]) for r in due]
-
-
-def flow_failed(
-    conn: sqlite3.Connection,
-    inbox_ids: list[str],
-    deliveries: list[tuple[str, str]],
-    error: str,
-    now: float,
-    backoff: float,
-    quarantine_after: int,
-) -> list[str]:
-    """Give back what a failed flow run claimed, as suspects to be tried in halves after `backoff`.
-
-    A row that was the run's only claim counts the failure; at `quarantine_after` such
-    failures it is a dead letter ("quarantined ...") instead. Returns the quarantined keys,
-    as `inbox id` or `inbox id/destination`.
-    """
-    error = unrecordable(error)
-    claims = len(inbox_ids) + len(deliveries)
-    group = (claims + 1) // 2
-    quarantined: list[str] = []
-    with transaction(conn):
-        if claims == 1:
-            # Only while still held: a submission the run already routed fails through its deliveries.
-            table, where, args = (
-                ("inbox", "id=? AND state='claimed'", (inbox_ids[0],))
-                if inbox_ids
-                else ("deliveries", "inbox_id=? AND destination=? AND status='sending'", deliveries[0])
-            )
-            failures = conn.execute(
-                f"UPDATE {table} SET flow_failures = flow_failures + 1 WHERE {where} RETURNING flow_failures",
-                args,
-            ).fetchone()
-            if failures is not None and failures[0] >= quarantine_after:
-                reason = f"quarantined after {failures[0]} failed flow runs of it alone: {error}"
-                if inbox_ids:
-                    conn.execute(
-                        "UPDATE inbox SET state='failed', error=?, claimed_by=NULL,"
-                        " retry_group=NULL, updated_at=? WHERE id=? AND state='claimed'",
-                        (reason, now, inbox_ids[0]),
-                    )
-                else:
-                    conn.execute(
-                        "UPDATE deliveries SET status='dead', last_error=?, retry_group=NULL,"
-                        " updated_at=? WHERE inbox_id=? AND destination=? AND status='sending'",
-                        (reason, now, *deliveries[0]),
-                    )
-                    _settle(conn, [deliveries[0][0]], now)
-                quarantined.append("/".join(args))
-        conn.executemany(
-            "UPDATE inbox SET state='pending', claimed_by=NULL, retry_group=?, not_before=?, error=?,"
-            " updated_at=? WHERE id=? AND state='claimed'",
-            [(group, now + backoff, f"flow run failed: {error}", now, i) for i in inbox_ids],
-        )
-        conn.executemany(
-            "UPDATE deliveries SET status='pending', retry_group=?, next_attempt_at=?, updated_at=?"
-            " WHERE inbox_id=? AND destination=? AND status='sending'",
-            [(group, now + backoff, now, i, d) for i, d in deliveries],
-        )
-        # Deliveries the run planned itself (routing happened before it failed) are suspects too.
-        conn.executemany(
-            "UPDATE deliveries SET status='pending', retry_group=?, next_attempt_at=?, updated_at=?"
-            " WHERE inbox_id=? AND status='sending'",
-            [(group, now + backoff, now, i) for i in inbox_ids],
-        )
-    return quarantined
-
-
-def flow_succeeded(conn: sqlite3.Connection, inbox_ids: list[str], deliveries: list[tuple[str, str]]) -> None:
-    """A run that held suspects ended well: they are ordinary rows again."""
-    with transaction(conn):
-        conn.executemany(
-            "UPDATE inbox SET retry_group=NULL, flow_failures=0 WHERE id=? AND retry_group IS NOT NULL",
-            [(i,) for i in inbox_ids],
-        )
-        conn.executemany(
-            "UPDATE deliveries SET retry_group=NULL, flow_failures=0"
-            " WHERE inbox_id=? AND destination=? AND retry_group IS NOT NULL",
-            deliveries,
-        )
-        conn.executemany(
-            "UPDATE deliveries SET retry_group=NULL, flow_failures=0"
-            " WHERE inbox_id=? AND retry_group IS NOT NULL",
-            [(i,) for i in inbox_ids],
-        )
-
-
 def release(
     conn: sqlite3.Connection, now: float, inbox_ids: list[str], deliveries: list[tuple[str, str]]
 ) -> None:
@@ -617,13 +490,13 @@ def _record(conn: sqlite3.Connection, now: float, decisions: list[Decision]) -> 
                 for d in decisions
             ],
         )
-        _settle(conn, sorted({d.inbox_id for d in decisions}), now)
+        settle(conn, sorted({d.inbox_id for d in decisions}), now)
 
 
 def settle_inbox(conn: sqlite3.Connection, now: float, inbox_ids: list[str]) -> None:
     """Derive each submission's state from its deliveries once none is left in flight."""
     with transaction(conn):
-        _settle(conn, inbox_ids, now)
+        settle(conn, inbox_ids, now)
 
 
 _NONE_OPEN = (
@@ -632,7 +505,8 @@ _NONE_OPEN = (
 )
 
 
-def _settle(conn: sqlite3.Connection, inbox_ids: list[str], now: float) -> None:
+def settle(conn: sqlite3.Connection, inbox_ids: list[str], now: float) -> None:
+    """`settle_inbox` inside a transaction the caller holds."""
     # A routed submission with nothing in flight is failed if a delivery is dead (the reasons
     # joined), else done; one with deliveries still open stays routed.
     conn.executemany(
