@@ -125,6 +125,12 @@ def epoch(iso: str) -> float:
     return parse_instant(iso).timestamp()
 
 
+def serve_command(config: Path, data_dir: Path, port: int, *extra: str) -> list[str]:
+    """The `hookhub serve` command line the subprocess tests run (the module, not the script)."""
+    serve = ["serve", "--config", str(config), "--data-dir", str(data_dir), "--port", str(port)]
+    return [sys.executable, "-m", "hub.cli", *serve, *extra]
+
+
 class ServeProcess:
     """`hookhub serve` as a real subprocess in its own process group (with its Prefect server)."""
 
@@ -135,18 +141,7 @@ class ServeProcess:
         env = {**os.environ, "PREFECT_HOME": str(prefect_home)}
         self.log = log
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "hub.cli",
-                "serve",
-                "--config",
-                str(config),
-                "--data-dir",
-                str(data_dir),
-                "--port",
-                str(self.port),
-            ],
+            serve_command(config, data_dir, self.port),
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=log.open("ab"),

@@ -25,7 +25,6 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter, defaultdict
@@ -40,7 +39,7 @@ from bench import procs
 from hub.config.loader import load_config
 from hub.runtime import prepare_sources
 from tests.fake_destination import FakeDestination, Mix, Received
-from tests.harness import free_socket, wait_for
+from tests.harness import free_socket, serve_command, wait_for
 
 WEBHOOKS = 3000
 CLIENTS = 4
@@ -114,20 +113,7 @@ class HubProcess:
         sock = free_socket()
         self.port = sock.getsockname()[1]
         sock.close()
-        self.args = [
-            sys.executable,
-            "-m",
-            "hub.cli",
-            "serve",
-            "--config",
-            str(config),
-            "--data-dir",
-            str(data_dir),
-            "--port",
-            str(self.port),
-            "--log-level",
-            "info",
-        ]
+        self.args = serve_command(config, data_dir, self.port, "--log-level", "info")
         self.env = {**os.environ, "PREFECT_HOME": str(prefect_home)}
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
