@@ -82,6 +82,8 @@ class SharedPrefectClients:
     def __init__(self) -> None:
         self._stack = contextlib.AsyncExitStack()
         self.ready = False
+        self.error: str | None = None
+        """Why the API could not be reached at the last try (None once ready)."""
         self._next_try = 0.0
 
     async def ensure(self) -> bool:
@@ -110,12 +112,14 @@ class SharedPrefectClients:
         except Exception as exc:  # noqa: BLE001 - runs create their own clients and report
             await opened.aclose()
             self._next_try = time.monotonic() + RETRY_SECONDS
+            self.error = f"{type(exc).__name__}: {exc}"
             log.warning(
                 "prefect not reachable yet", extra={"event": "prefect_unreachable", "error": str(exc)}
             )
             return False
         self._stack.push_async_exit(opened)
         self.ready = True
+        self.error = None
         log.info(
             "prefect ready",
             extra={"event": "prefect_ready", "seconds": round(time.perf_counter() - started, 1)},

@@ -47,6 +47,9 @@ FLOW_FAILURE_BACKOFF = 5.0
 QUARANTINE_AFTER = 3
 """Failed flow runs of a row alone that make it a dead letter."""
 HEALTH_CHECK_SECONDS = 10.0
+PREFECT_CHECK_SECONDS = 10.0
+"""How often the dispatcher asks Prefect's API whether it is healthy, for `hub.health`."""
+PREFECT_CHECK_TIMEOUT = 3.0
 UPKEEP_CHECK_SECONDS = 60.0
 CANCEL_SECONDS = 10.0
 """How long a cancelled flow run may take to wind down (Prefect records the crash if it can)."""
@@ -64,6 +67,7 @@ class _Session:
     """Flow runs started and not yet ended."""
     pool_started: asyncio.Task[None] | None = None
     upkeep: asyncio.Task[None] | None = None
+    prefect_watch: asyncio.Task[None] | None = None
     next_upkeep: float = 0.0
     """Monotonic time of the next check for due upkeep."""
 
@@ -97,6 +101,7 @@ class Dispatcher:
     _suspects_next: bool = field(default=True, init=False)
 
     def start(self) -> None:
+        self.hub.health.dispatching = True
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="hookhub-dispatcher", daemon=True)
         self._thread.start()
@@ -153,8 +158,10 @@ class Dispatcher:
 
     async def _turn(self, session: _Session) -> None:
         """One turn of the loop: keep the services up, then claim a batch and start its flow run."""
+        self.hub.health.dispatcher_beat_at = self.clock()
         # Awaited here, not in a task of its own: the runs started below inherit the clients.
-        await session.prefect.ensure()
+        if not await session.prefect.ensure():
+            self._note_prefect(session.prefect.error or "not connected yet")
         self._start_services(session)
         settings = self.hub.config.current.dispatch
         claimed = await self._claim_when_ready(
@@ -170,6 +177,9 @@ class Dispatcher:
         """Start the delivery workers once, and the upkeep whenever it is due and not running."""
         if session.pool is not None and session.pool_started is None:
             session.pool_started = asyncio.create_task(self._start_pool(session.pool))
+        if session.prefect.ready and session.prefect_watch is None:
+            # Created once the shared clients are open, so the checks reuse them (context).
+            session.prefect_watch = asyncio.create_task(self._watch_prefect())
         upkeep = session.upkeep
         if time.monotonic() >= session.next_upkeep and (upkeep is None or upkeep.done()):
             session.next_upkeep = time.monotonic() + UPKEEP_CHECK_SECONDS
@@ -220,9 +230,10 @@ class Dispatcher:
         """Stop the upkeep, let the runs in flight end, then close everything `_set_up` opened."""
         from flows.runtime import unbind
 
-        if session.upkeep is not None:
-            session.upkeep.cancel()
-            await asyncio.gather(session.upkeep, return_exceptions=True)
+        for task in (session.upkeep, session.prefect_watch):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if session.in_flight:
             await self._finish_in_flight(session)
         unbind(session.runtime)
@@ -391,6 +402,25 @@ class Dispatcher:
             "flow run failed; its batch is tried again in halves",
             extra={"event": "flow_failed", **facts, "quarantined": quarantined},
         )
+
+    async def _watch_prefect(self) -> None:
+        """Record whether Prefect's API answers, every PREFECT_CHECK_SECONDS, beside the deliveries."""
+        from prefect.client.orchestration import get_client
+
+        while True:
+            try:
+                failure = await asyncio.wait_for(get_client().api_healthcheck(), PREFECT_CHECK_TIMEOUT)
+                error = None if failure is None else f"{type(failure).__name__}: {failure}"
+            except TimeoutError:
+                error = f"no answer within {PREFECT_CHECK_TIMEOUT:g} s"
+            self._note_prefect(error)
+            await asyncio.sleep(PREFECT_CHECK_SECONDS)
+
+    def _note_prefect(self, error: str | None) -> None:
+        health = self.hub.health
+        health.prefect_reachable = error is None
+        health.prefect_error = error
+        health.prefect_checked_at = self.clock()
 
     async def _prefect_answers(self) -> bool:
         if self._prefect is None or not self._prefect.ready:

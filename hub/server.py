@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import uvicorn
 from starlette.applications import Starlette
 
+from hub.health import DeliveryHealth
 from hub.receiver.app import HubApp, Receiver, create_app
 from hub.receiver.protocol import EdgeLimits, protocol_class
 from hub.runtime import ConfigHolder
@@ -53,6 +54,8 @@ class Hub:
     services: list[Service] = field(default_factory=list)
     freeze_heap: bool = False
     """Move what startup allocated out of the cyclic GC's reach (set by `serve`, not by tests)."""
+    health: DeliveryHealth = field(default_factory=DeliveryHealth)
+    """Kept current by the dispatcher; read by the receiver's endpoints."""
     spool: SpoolWriter = field(init=False)
     receiver: Receiver = field(init=False)
 
