@@ -18,6 +18,13 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
+def _set_by_loader(value: BaseModel | None, what: str) -> BaseModel:
+    """What the loader validated with the provider's or type's own model after this one."""
+    if value is None:
+        raise RuntimeError(f"{what} are set by hub.config.loader; load configs through it")
+    return value
+
+
 class SourceConfig(BaseModel):
     """One webhook URL: POST /hooks/<source id>.
 
@@ -42,9 +49,7 @@ class SourceConfig(BaseModel):
 
     @property
     def options(self) -> BaseModel:
-        if self._options is None:
-            raise RuntimeError("source options are set by hub.config.loader; load configs through it")
-        return self._options
+        return _set_by_loader(self._options, "source options")
 
     @property
     def secrets(self) -> list[str]:
@@ -75,9 +80,7 @@ class DestinationConfig(BaseModel):
 
     @property
     def settings(self) -> BaseModel:
-        if self._settings is None:
-            raise RuntimeError("destination settings are set by hub.config.loader; load configs through it")
-        return self._settings
+        return _set_by_loader(self._settings, "destination settings")
 
 
 class RouteTarget(Strict):

@@ -51,6 +51,10 @@ class PlannedDelivery:
     route: str
 
 
+Routed = dict[str, tuple[str, list[PlannedDelivery]]]
+"""Inbox id -> (Submission JSON, planned deliveries)."""
+
+
 @dataclass(frozen=True)
 class DeliveryRow:
     inbox_id: str
@@ -219,10 +223,7 @@ def load_inbox(conn: sqlite3.Connection, ids: list[str]) -> list[InboxRow]:
 
 
 def save_routing(
-    conn: sqlite3.Connection,
-    now: float,
-    routed: dict[str, tuple[str, list[PlannedDelivery]]],
-    failed: dict[str, str],
+    conn: sqlite3.Connection, now: float, routed: Routed, failed: dict[str, str]
 ) -> list[tuple[str, str]]:
     """Store normalized submissions and plan their deliveries; returns the deliveries to send now.
 
@@ -264,10 +265,7 @@ def unrecordable(reason: str) -> str:
 
 
 def _save_routing(
-    conn: sqlite3.Connection,
-    now: float,
-    routed: dict[str, tuple[str, list[PlannedDelivery]]],
-    failed: dict[str, str],
+    conn: sqlite3.Connection, now: float, routed: Routed, failed: dict[str, str]
 ) -> list[tuple[str, str]]:
     claimed: list[tuple[str, str]] = []
     with transaction(conn):
