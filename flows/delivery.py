@@ -14,9 +14,10 @@ from typing import Any
 
 from flows.destinations.base import DeliveryContext, DeliveryItem, Destination, DestinationSettings, Outcome
 from flows.pacing import PACER
-from flows.retry import decide
+from flows.retry import decide, not_attempted
 from flows.runtime import Runtime
 from hub.routing.plan import route_target
+from hub.sender import Sender
 from hub.spool import ledger
 from hub.spool.ledger import Decision, DeliveryRow
 from hub.spool.schema import connect
@@ -39,21 +40,11 @@ def _item(runtime: Runtime, row: DeliveryRow) -> DeliveryItem:
 
 
 def _not_sent(rows: list[DeliveryRow], reason: str) -> list[Decision]:
-    return [
-        Decision(
-            inbox_id=r.inbox_id,
-            destination=r.destination,
-            status="dead",
-            outcome="failed",
-            attempted=False,
-            error=reason,
-        )
-        for r in rows
-    ]
+    return [not_attempted(r, "dead", "failed", reason) for r in rows]
 
 
 async def deliver_rows(
-    runtime: Runtime, destination_id: str, rows: list[DeliveryRow], disabled: dict[str, str], http: Any
+    runtime: Runtime, destination_id: str, rows: list[DeliveryRow], disabled: dict[str, str], http: Sender
 ) -> list[Decision]:
     """Send `rows` to one destination and decide, for each, delivered / retry when / dead why."""
     config = runtime.config()
@@ -62,7 +53,7 @@ async def deliver_rows(
         return _not_sent(rows, f"destination {destination_id!r} is no longer in connectors.yaml")
     if destination_id in disabled:
         return _not_sent(
-            rows, f"destination disabled: {disabled[destination_id]} (hookhub replay re-enables it)"
+            rows, f"destination disabled: {disabled[destination_id]}; `hookhub replay` enables it again"
         )
     settings = destination_config.settings
     impl = runtime.stages.destination(destination_config.type)
@@ -108,9 +99,8 @@ async def deliver_rows(
             decisions.extend(_not_sent([row], f"cannot judge the outcome: {type(exc).__name__}: {exc}"))
     gone = next((o for o in answered.values() if o.disable), None)
     if gone is not None:
-        disabled[destination_id] = (
-            f"{destination_id} answered {gone.status_code or ''} {gone.reason or 'gone'}".strip()
-        )
+        # The destination's own words only: it is stored and shown beside the destination's name.
+        disabled[destination_id] = gone.reason or f"answered HTTP {gone.status_code or 410}: stop sending"
     return decisions
 
 
@@ -211,7 +201,7 @@ async def _deliver_halving(
 
 
 async def deliver_and_record(
-    runtime: Runtime, destination: str, inbox_ids: list[str], http: Any
+    runtime: Runtime, destination: str, inbox_ids: list[str], http: Sender
 ) -> dict[str, int]:
     """Deliver the claimed (inbox id, `destination`) rows and record every outcome; counts by status."""
     conn = connect(runtime.spool_path)

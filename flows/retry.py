@@ -13,7 +13,7 @@ from typing import TypedDict
 import tenacity
 
 from flows.destinations.base import Outcome, RetryPolicy
-from hub.spool.ledger import Decision, DeliveryRow
+from hub.spool.ledger import Decision, DeliveryRow, DeliveryStatus
 
 DEFERRAL_JITTER = 1.0
 """At most this many seconds (and at most a tenth of the pause) are added to the end of a pause,
@@ -89,23 +89,35 @@ def defer(row: DeliveryRow, outcome: Outcome, policy: RetryPolicy, now: float, r
     first = row.first_attempt_at if row.first_attempt_at is not None else now
     if due > first + policy.horizon:
         hours = policy.horizon / 3600
-        return Decision(
-            inbox_id=row.inbox_id,
-            destination=row.destination,
-            status="dead",
-            outcome="gave_up",
-            attempted=False,
-            error=f"gave up after {row.attempts} attempts: the target's pause "
+        return not_attempted(
+            row,
+            "dead",
+            "gave_up",
+            f"gave up after {row.attempts} attempts: the target's pause "
             f"outlasts the retry horizon of {hours:g} h ({reason})",
         )
     # remote_id: what an earlier step of this attempt created (a CRM person) is kept.
+    return not_attempted(
+        row, "retrying", "deferred", reason, next_attempt_at=due, remote_id=outcome.remote_id
+    )
+
+
+def not_attempted(
+    row: DeliveryRow,
+    status: DeliveryStatus,
+    outcome: str,
+    error: str,
+    next_attempt_at: float | None = None,
+    remote_id: str | None = None,
+) -> Decision:
+    """A row that was not sent: its `attempts` stay as they are and no attempt is recorded."""
     return Decision(
-        inbox_id=row.inbox_id,
-        destination=row.destination,
-        status="retrying",
-        outcome="deferred",
+        row.inbox_id,
+        row.destination,
+        status,
+        outcome,
         attempted=False,
-        next_attempt_at=due,
-        error=reason,
-        remote_id=outcome.remote_id,
+        next_attempt_at=next_attempt_at,
+        error=error,
+        remote_id=remote_id,
     )
