@@ -7,9 +7,11 @@ setting.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+
+from hub.alerts.durations import Duration
 
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 
@@ -45,6 +47,9 @@ class SourceConfig(BaseModel):
     )
     max_body_bytes: int | None = Field(default=None, ge=1, description="overrides server.max_body_bytes")
     description: str | None = None
+    expect_every: Duration | None = Field(
+        default=None, description="alert when no submission arrived for this long (e.g. 6h)"
+    )
     _options: BaseModel | None = PrivateAttr(default=None)
 
     @property
@@ -144,9 +149,58 @@ class DispatchConfig(Strict):
     )
 
 
+AlertKind = Literal["dead_letters", "failing", "disabled", "stalled", "silent", "reload_rejected"]
+"""The alert rules (hub/alerts/rules.py; README "### Alerts" says what each means)."""
+
+
+class AlertRuleConfig(Strict):
+    """Per-rule overrides of the `alerts:` defaults."""
+
+    enabled: bool = True
+    to: list[str] | None = Field(default=None, min_length=1, description="instead of alerts.to")
+    throttle: Duration | None = Field(default=None, description="instead of alerts.throttle")
+
+
+class AlertRules(Strict):
+    """`alerts.rules`: one entry per rule (AlertKind), each optional."""
+
+    dead_letters: AlertRuleConfig = Field(default_factory=AlertRuleConfig)
+    failing: AlertRuleConfig = Field(default_factory=AlertRuleConfig)
+    disabled: AlertRuleConfig = Field(default_factory=AlertRuleConfig)
+    stalled: AlertRuleConfig = Field(default_factory=AlertRuleConfig)
+    silent: AlertRuleConfig = Field(default_factory=AlertRuleConfig)
+    reload_rejected: AlertRuleConfig = Field(default_factory=AlertRuleConfig)
+
+
+class AlertsConfig(Strict):
+    """`alerts:`: where alerts go and how often; every rule is on unless `rules` turns it off."""
+
+    to: list[str] = Field(min_length=1, description="destinations that carry alerts (slack, webhook, e-mail)")
+    throttle: Duration = Field(default=600.0, description="at most one message per rule and key per this")
+    group_window: Duration = Field(
+        default=30.0, le=3600, description="dead letters of a destination within this are one message"
+    )
+    failing_in_a_row: int = Field(default=5, ge=1, le=10_000, description="failed attempts in a row")
+    stalled_after: Duration = Field(default=900.0, description="pending longer than this is stalled")
+    check_every: Duration = Field(default=5.0, le=300, description="how often the rules are evaluated")
+    top_reasons: int = Field(default=3, ge=1, le=20, description="reasons listed in a dead-letter alert")
+    rules: AlertRules = Field(default_factory=AlertRules)
+
+    def rule(self, kind: AlertKind) -> AlertRuleConfig:
+        rule: AlertRuleConfig = getattr(self.rules, kind)
+        return rule
+
+    def destinations_of(self, kind: AlertKind) -> list[str]:
+        return self.rule(kind).to or self.to
+
+    def throttle_of(self, kind: AlertKind) -> float:
+        return self.rule(kind).throttle or self.throttle
+
+
 class HubConfig(Strict):
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     destinations: dict[str, DestinationConfig] = Field(default_factory=dict)
     routes: list[RouteConfig] = Field(default_factory=list)
     server: ServerConfig = Field(default_factory=ServerConfig)
     dispatch: DispatchConfig = Field(default_factory=DispatchConfig)
+    alerts: AlertsConfig | None = None

@@ -134,7 +134,9 @@ def check_destinations(reporter: Reporter, destinations: Any) -> dict[str, BaseM
 
 
 def check_routes(reporter: Reporter, data: dict[str, Any]) -> None:
-    """Unique names, existing sources and destinations, a `when` that compiles."""
+    """Unique names, existing sources and destinations, a `when` that compiles; and the
+    destinations `alerts:` names."""
+    _check_alerts(reporter, data)
     routes = data.get("routes")
     if not isinstance(routes, list):
         return
@@ -149,6 +151,14 @@ def check_routes(reporter: Reporter, data: dict[str, Any]) -> None:
         _check_route_references(reporter, route, path, sources, destinations)
         _check_when(reporter, route, path)
         _check_target_templates(reporter, route.get("to"), (*path, "to"))
+
+
+def _check_alerts(reporter: Reporter, data: dict[str, Any]) -> None:
+    # Here because the loader runs check_routes on the whole plain data: `alerts.to` names
+    # destinations just as routes do (hub/alerts/checks.py).
+    from hub.alerts.checks import check_alerts
+
+    check_alerts(reporter, data)
 
 
 def _check_route_name(reporter: Reporter, name: Any, path: KeyPath, first_line: dict[str, int]) -> None:
