@@ -88,7 +88,7 @@ async def deliver_rows(
     )
     outcomes = await deliver_chunk(impl, list(items.values()), settings, context)
     answered = {o.key: o for o in outcomes if o.key in items}
-    now = time.time()
+    now = runtime.clock()
     for key, row in by_key.items():
         outcome = answered.get(key) or Outcome(
             key=key, status="retry", reason="destination returned no outcome"
@@ -216,9 +216,9 @@ async def deliver_and_record(
         sent = time.perf_counter()
         if destination in disabled and destination not in before:
             await asyncio.to_thread(
-                ledger.disable_destination, conn, time.time(), destination, disabled[destination]
+                ledger.disable_destination, conn, runtime.clock(), destination, disabled[destination]
             )
-        decisions = await asyncio.to_thread(ledger.record, conn, time.time(), decisions)
+        decisions = await asyncio.to_thread(ledger.record, conn, runtime.clock(), decisions)
     finally:
         conn.close()
     log.debug(

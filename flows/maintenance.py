@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-import time
 from pathlib import Path
 
 from prefect import flow, task
@@ -48,12 +47,12 @@ def due_sources(config: HubConfig, conn: sqlite3.Connection, now: float) -> list
     return due
 
 
-def _remember(spool_path: str, source_id: str, outcome: str) -> None:
+def _remember(spool_path: str, source_id: str, outcome: str, now: float) -> None:
     conn = connect(Path(spool_path))
     try:
         conn.execute(
             "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
-            (f"maintained:{source_id}", f"{time.time()}:{outcome}"),
+            (f"maintained:{source_id}", f"{now}:{outcome}"),
         )
     finally:
         conn.close()
@@ -68,7 +67,7 @@ async def maintain_source(spool_path: str, config_path: str, source_id: str) -> 
     source = config.sources[source_id]
     connector = connector_for(config, source_id, source.provider)
     done = await connector.maintain(source_id, source, shared_client())
-    _remember(spool_path, source_id, "ok")
+    _remember(spool_path, source_id, "ok", runtime.clock())
     log.info("source maintained", extra={"event": "maintained", "source": source_id, "result": done})
     return done
 
@@ -87,7 +86,7 @@ async def maintain_sources(spool_path: str, config_path: str, source_ids: list[s
             results[source_id] = await maintain_source(spool_path, config_path, source_id)
         except Exception as exc:  # noqa: BLE001 - reported; the next round tries again
             results[source_id] = f"failed: {type(exc).__name__}: {exc}"
-            _remember(spool_path, source_id, "failed")
+            _remember(spool_path, source_id, "failed", runtime_for(spool_path, config_path).clock())
             log.warning(
                 "source upkeep failed",
                 extra={"event": "maintenance_failed", "source": source_id, "error": str(exc)},

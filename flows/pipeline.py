@@ -14,7 +14,7 @@ import logging
 import sqlite3
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -87,6 +87,7 @@ async def fetch_details(
     rows: dict[str, InboxRow],
     submissions: dict[str, Submission],
     connectors: ConnectorLookup = get_connector,
+    clock: Callable[[], float] = time.time,
 ) -> Fetched:
     """Complete thin notifications through their provider's API (connectors with `fetches`).
 
@@ -102,7 +103,7 @@ async def fetch_details(
             if not connector.fetches or row.kind == "fetched":
                 kept[inbox_id] = submission
                 continue
-            outcome = await _fetch_one(config, conn, row, connector, submission)
+            outcome = await _fetch_one(config, conn, row, connector, submission, clock)
         except sqlite3.OperationalError:
             raise  # the spool (locked, full), not this row: the run fails and is retried
         except Exception as exc:  # noqa: BLE001 - a connector bug is this row's dead letter
@@ -122,6 +123,7 @@ async def _fetch_one(
     row: InboxRow,
     connector: Connector,
     submission: Submission,
+    clock: Callable[[], float],
 ) -> _RowFetched:
     source = config.sources.get(row.source)
     if source is None:
@@ -129,14 +131,14 @@ async def _fetch_one(
     try:
         found = await connector.expand(submission, source, shared_client())
     except FetchFailed as exc:  # the provider's API said no or could not be reached: maybe later
-        return await _fetch_failed(conn, row, connector, exc)
+        return await _fetch_failed(conn, row, connector, exc, clock())
     if len(found) == 1 and found[0].event_id == submission.event_id:
         return _RowFetched({row.id: found[0].model_copy(update={"id": row.id, "source": row.source})})
-    return _RowFetched(await _store_expanded(conn, row, connector, found))
+    return _RowFetched(await _store_expanded(conn, row, connector, found, clock()))
 
 
 async def _fetch_failed(
-    conn: sqlite3.Connection, row: InboxRow, connector: Connector, exc: FetchFailed
+    conn: sqlite3.Connection, row: InboxRow, connector: Connector, exc: FetchFailed, now: float
 ) -> _RowFetched:
     """A dead letter if trying again cannot help or the tries are used up; else fetch later."""
     reason = f"could not fetch details from {connector.title}: {exc}"
@@ -147,7 +149,7 @@ async def _fetch_failed(
         outcome = _RowFetched(failed=f"{reason} (gave up after {attempts + 1} attempts)")
     else:
         delay = min(30.0 * 2**attempts, 3600.0)
-        await asyncio.to_thread(ledger.fetch_later, conn, time.time(), row.id, delay, reason)
+        await asyncio.to_thread(ledger.fetch_later, conn, now, row.id, delay, reason)
         outcome = _RowFetched(later=True)
     log.warning(
         "fetch failed",
@@ -163,7 +165,7 @@ async def _fetch_failed(
 
 
 async def _store_expanded(
-    conn: sqlite3.Connection, row: InboxRow, connector: Connector, found: list[Submission]
+    conn: sqlite3.Connection, row: InboxRow, connector: Connector, found: list[Submission], now: float
 ) -> dict[str, Submission]:
     """Store what a notification stood for as rows of their own; returns the new ones."""
     children = []
@@ -176,7 +178,7 @@ async def _store_expanded(
         )
         _, data = child.model_copy(update={"id": child_id, "source": row.source}).to_json()
         children.append((child_id, key, data))
-    added = await asyncio.to_thread(ledger.add_expanded, conn, time.time(), row, children, "flow")
+    added = await asyncio.to_thread(ledger.add_expanded, conn, now, row, children, "flow")
     return {child_id: Submission.model_validate_json(data) for child_id, data in added.items()}
 
 
@@ -204,10 +206,12 @@ async def normalize_and_route(
     try:
         rows = await asyncio.to_thread(ledger.load_inbox, conn, _split(inbox_ids))
         submissions, failed = await asyncio.to_thread(normalize_rows, config, rows, stages.connector)
-        fetched = await fetch_details(config, conn, {r.id: r for r in rows}, submissions, stages.connector)
+        fetched = await fetch_details(
+            config, conn, {r.id: r for r in rows}, submissions, stages.connector, runtime.clock
+        )
         failed = {**failed, **fetched.failed}
         routed = plan_submissions(config, fetched.submissions, failed, stages.condition)
-        keys = await asyncio.to_thread(ledger.save_routing, conn, time.time(), routed, failed)
+        keys = await asyncio.to_thread(ledger.save_routing, conn, runtime.clock(), routed, failed)
     finally:
         conn.close()
     by_destination: dict[str, list[str]] = defaultdict(list)

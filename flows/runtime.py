@@ -8,6 +8,7 @@ live runtime, so a config reload is seen by the very next task without re-readin
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,9 @@ class Runtime:
     delivery_pool: DeliveryPool | None = None
     """A flows.delivery_pool.DeliveryPool when deliveries may run in worker processes."""
     stages: Stages = field(default_factory=Stages)
+    clock: Callable[[], float] = time.time
+    """Wall clock (unix seconds) for the flows' time rules: retry times and horizons, fetch
+    backoff, upkeep stamps; a test pins it to check a rule at a fixed instant."""
 
     def record_link(self, submission_id: str) -> str | None:
         base = self.config().server.public_base_url

@@ -91,7 +91,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if args.dry_run:
         _dry_run(conn, args, letters)
         return 0
-    count = report.replay(conn, letters)
+    count = report.replay(conn, letters, time.time())
     print(f"replaying {count} dead letters; a running `hookhub serve` delivers them")
     if args.wait:
         return _wait(conn, sorted({letter.inbox_id for letter in letters}), args.wait)

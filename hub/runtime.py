@@ -60,6 +60,7 @@ def prepare_sources(config: HubConfig) -> dict[str, PreparedSource]:
 class ConfigHolder:
     path: Path
     environ: Mapping[str, str] | None = None
+    clock: Callable[[], float] = time.time
     current: HubConfig = field(init=False)
     """The configuration in force (replaced whole by a reload that succeeds)."""
     sources: dict[str, PreparedSource] = field(init=False)
@@ -74,7 +75,7 @@ class ConfigHolder:
     def _install(self, config: HubConfig) -> None:
         self.sources = prepare_sources(config)
         self.current = config
-        self.loaded_at = time.time()
+        self.loaded_at = self.clock()
         self.last_error = None
         for listener in self.listeners:
             listener(config)

@@ -105,7 +105,7 @@ def test_routing_twice_adds_only_what_is_missing_and_never_resends_delivered(con
     assert ledger.save_routing(conn, time.time(), {"S1": ("{}", planned)}, {}) == []
     letters = report.dead_letters(conn)
     assert [(letter.destination, letter.reason) for letter in letters] == [("slack", "no_text")]
-    assert report.replay(conn, letters) == 1
+    assert report.replay(conn, letters, time.time()) == 1
     assert (_status(conn, "crm"), _status(conn, "slack")) == ("delivered", "pending")
     assert ledger.claim_due(conn, time.time() + 1, 10) == [("S1", "slack")]
 
@@ -124,7 +124,7 @@ def test_unroutable_submission_is_a_dead_letter_that_replays_as_a_whole(conn) ->
     )
     (letter,) = report.dead_letters(conn)
     assert letter.destination is None and "form_response" in letter.reason
-    report.replay(conn, [letter])
+    report.replay(conn, [letter], time.time())
     assert conn.execute("SELECT state, error FROM inbox WHERE id='S1'").fetchone() == ("pending", None)
 
 

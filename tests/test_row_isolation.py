@@ -377,5 +377,5 @@ def test_a_failed_batch_comes_back_in_halves_behind_no_one_and_a_row_failing_alo
     rows = {r[0]: r[1:] for r in spool.execute("SELECT id, retry_group, flow_failures FROM inbox")}
     assert rows["S2"] == rows["S3"] == (None, 0)  # cleared by their successful runs
     # A replay puts it back as an ordinary row.
-    report.replay(spool, report.dead_letters(spool))
+    report.replay(spool, report.dead_letters(spool), time.time())
     assert ledger.claim_inbox(spool, time.time(), 100, "me") == ["S1"]

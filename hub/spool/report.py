@@ -7,7 +7,6 @@ moves rows back to `pending`, and the running dispatcher picks them up from ther
 from __future__ import annotations
 
 import sqlite3
-import time
 from dataclasses import dataclass
 
 from hub.spool.ledger import transaction
@@ -72,7 +71,7 @@ def dead_letters(
     return letters
 
 
-def replay(conn: sqlite3.Connection, letters: list[DeadLetter]) -> int:
+def replay(conn: sqlite3.Connection, letters: list[DeadLetter], now: float) -> int:
     """Put dead letters back in the queue; delivered (submission, destination) pairs stay delivered.
 
     A dead delivery goes back to pending with a fresh retry horizon; a submission that
@@ -80,7 +79,6 @@ def replay(conn: sqlite3.Connection, letters: list[DeadLetter]) -> int:
     and routed again by the connector and routes now in force (INSERT OR IGNORE keeps its
     delivered rows). Destinations disabled by a 410 are enabled again.
     """
-    now = time.time()
     with transaction(conn):
         for letter in letters:
             if letter.destination is None:
