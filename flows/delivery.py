@@ -14,6 +14,7 @@ from typing import Any
 
 from flows.destinations.base import DeliveryContext, DeliveryItem, Destination, DestinationSettings, Outcome
 from flows.pacing import PACER
+from flows.reasons import protocol_of, reason_class
 from flows.retry import decide, not_attempted
 from flows.runtime import Runtime
 from hub.routing.plan import route_target
@@ -117,16 +118,22 @@ async def deliver_chunk(
 def log_outcome(type_name: str, context: DeliveryContext, outcome: Outcome) -> None:
     """The one log line of a delivery outcome, on the destination type's logger.
 
-    Facts only: the reason may quote the target's answer or rendered text (personal data), so it
-    stays in the ledger; the destination adds its own facts with `context.note`. A success is
-    logged at DEBUG: one line each would cost more CPU than the delivery at hundreds per second.
+    A success at DEBUG (one line each would cost more CPU than the delivery at hundreds per
+    second), a retry at WARNING, a failure (a dead letter) at ERROR. The reason may quote the
+    target's answer or rendered text (personal data), so it stays in the ledger and the line has
+    its class (flows/reasons.py); the destination adds its own facts with `context.note`.
     """
     facts = dict(context.facts.get(outcome.key, {}))
     warn = bool(facts.pop("warn", False))
-    level = logging.DEBUG if outcome.status == "delivered" and not warn else logging.WARNING
+    level = _LEVELS.get(outcome.status, logging.WARNING)
+    if warn:
+        level = max(level, logging.WARNING)
     logger = logging.getLogger(f"hookhub.destinations.{type_name}")
     if not logger.isEnabledFor(level):
         return
+    reason = None
+    if outcome.status != "delivered":
+        reason = reason_class(outcome.status_code, outcome.reason, protocol_of(type_name))
     logger.log(
         level,
         "%s delivery %s",
@@ -137,6 +144,7 @@ def log_outcome(type_name: str, context: DeliveryContext, outcome: Outcome) -> N
             "destination": context.destination_id,
             "delivery_key": outcome.key,
             "outcome": outcome.status,
+            "reason": reason,
             "status_code": outcome.status_code,
             "retry_after": outcome.retry_after,
             "deferred": outcome.deferred,
@@ -144,6 +152,9 @@ def log_outcome(type_name: str, context: DeliveryContext, outcome: Outcome) -> N
             **facts,
         },
     )
+
+
+_LEVELS = {"delivered": logging.DEBUG, "retry": logging.WARNING, "failed": logging.ERROR}
 
 
 async def _deliver_isolating(

@@ -14,19 +14,23 @@ import logging
 import sqlite3
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any, TypeVar, cast
 
-from prefect import flow, task
+from prefect import flow, tags, task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State
+from prefect.context import TagsContext
 
 from connectors import get_connector
 from connectors.base import Connector, FetchFailed
 from flows.delivery import deliver_and_record
 from flows.http_clients import delivery_session, shared_client
 from flows.prefect_clients import unpersisted_results
-from flows.runtime import runtime_for
+from flows.run_report import batch_counts, batch_sources, batch_state, chunk_counts, report_chunk, run_tags
+from flows.runtime import Runtime, runtime_for
 from hub.config.models import HubConfig
 from hub.routing.process import ConnectorLookup, connector_for, normalize_rows, plan_submissions
 from hub.spool import ledger
@@ -228,13 +232,20 @@ async def normalize_and_route(
 )
 async def deliver_chunk(
     spool_path: str, config_path: str, destination: str, inbox_ids: str, count: int
-) -> dict[str, int]:
+) -> State[Any] | dict[str, int]:
+    """Counts by status; a Failed state with them if some died, after a summary in the run's logs."""
     runtime = runtime_for(spool_path, config_path)
+    ids = _split(inbox_ids)
+    counts = await _deliver(runtime, destination, ids)
+    return await report_chunk(runtime.config(), runtime.spool_path, destination, ids, counts)
+
+
+async def _deliver(runtime: Runtime, destination: str, ids: list[str]) -> dict[str, int]:
     pool = runtime.delivery_pool
     destination_config = runtime.config().destinations.get(destination)
     if pool is not None and destination_config is not None and pool.takes(destination_config.type):
-        return await pool.deliver(runtime, destination, _split(inbox_ids))
-    return await deliver_and_record(runtime, destination, _split(inbox_ids), delivery_session())
+        return await pool.deliver(runtime, destination, ids)
+    return await deliver_and_record(runtime, destination, ids, delivery_session())
 
 
 def _run_name() -> str:
@@ -253,31 +264,67 @@ def _run_name() -> str:
     validate_parameters=False,
     result_storage=unpersisted_results(),
 )
-async def deliver_batch(
+async def deliver_batch_flow(
     spool_path: str, config_path: str, inbox_ids: list[str], due: list[list[str]], chunk_size: int = 100
-) -> dict[str, int]:
-    """Normalize and route the new submissions, then deliver them and the due retries."""
+) -> State[Any]:
+    """Normalize and route the new submissions, then deliver them and the due retries.
+
+    Ends Failed when deliveries died (flows/run_report.py), with the counts by status either way.
+    """
     by_destination: dict[str, list[str]] = defaultdict(list)
     for inbox_id, destination in due:
         by_destination[destination].append(inbox_id)
-    routed = await asyncio.gather(
-        *[
-            normalize_and_route(spool_path, config_path, _join(chunk), len(chunk))
-            for chunk in _chunks(inbox_ids, max(chunk_size, 250))
-        ]
-    )
-    for chunk_routes in routed:
-        for destination, joined in chunk_routes.items():
-            by_destination[destination].extend(_split(joined))
-    results = await asyncio.gather(
-        *[
-            deliver_chunk(spool_path, config_path, destination, _join(chunk), len(chunk))
-            for destination, ids in sorted(by_destination.items())
-            for chunk in _chunks(ids, chunk_size)
-        ]
-    )
+    # The run's tags are the batch's; each task run gets only its own destination's.
+    with TagsContext(current_tags=set()):
+        routed = await asyncio.gather(
+            *[
+                normalize_and_route(spool_path, config_path, _join(chunk), len(chunk))
+                for chunk in _chunks(inbox_ids, max(chunk_size, 250))
+            ]
+        )
+        for chunk_routes in routed:
+            for destination, joined in chunk_routes.items():
+                by_destination[destination].extend(_split(joined))
+        # Every chunk runs to its end, even when another one fails: their outcomes are recorded.
+        states = await asyncio.gather(
+            *[
+                _deliver_state(spool_path, config_path, destination, chunk)
+                for destination, ids in sorted(by_destination.items())
+                for chunk in _chunks(ids, chunk_size)
+            ]
+        )
     totals: dict[str, int] = defaultdict(int)
-    for counts in results:
-        for status, n in counts.items():
+    for state in states:
+        for status, n in (await chunk_counts(state)).items():
             totals[status] += n
-    return dict(totals)
+    return batch_state(dict(totals))
+
+
+def _deliver_state(
+    spool_path: str, config_path: str, destination: str, chunk: list[str]
+) -> Awaitable[State[Any]]:
+    """The deliver task's run, tagged with its destination, ending in a state instead of raising."""
+    run = deliver_chunk.with_options(tags=[f"destination:{destination}"])(
+        spool_path, config_path, destination, _join(chunk), len(chunk), return_state=True
+    )
+    # An async task called with return_state=True gives an awaitable of its state; Prefect's
+    # annotations say the state itself.
+    return cast("Awaitable[State[Any]]", run)
+
+
+async def deliver_batch(
+    spool_path: str, config_path: str, inbox_ids: list[str], due: list[list[str]], chunk_size: int = 100
+) -> dict[str, int]:
+    """Run the batch's flow, tagged with its sources and destinations; the counts by status.
+
+    A run that ended Failed because deliveries died still returns its counts: its batch is done.
+    Raises what failed a run otherwise (the dispatcher then gives the claims back as suspects).
+    """
+    config = runtime_for(spool_path, config_path).config()
+    all_ids = [*inbox_ids, *(inbox_id for inbox_id, _ in due)]
+    sources = await asyncio.to_thread(batch_sources, Path(spool_path), all_ids)
+    with tags(*run_tags(config, sources, (destination for _, destination in due))):
+        state = await deliver_batch_flow(
+            spool_path, config_path, inbox_ids, due, chunk_size, return_state=True
+        )
+    return await batch_counts(state)

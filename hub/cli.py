@@ -49,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="full: fsync every commit (survives power loss); normal: survives process crashes",
     )
     serve.add_argument("--log-level", default="info")
+    serve.add_argument(
+        "--log-format",
+        choices=["auto", "text", "json"],
+        default=None,
+        help="log lines on stderr as text or JSON (default: $HOOKHUB_LOG_FORMAT, else text on a terminal)",
+    )
     serve.add_argument("--no-dispatch", action="store_true", help="only receive and spool; do not deliver")
 
     check = sub.add_parser("check", help="validate connectors.yaml")
@@ -110,7 +116,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from hub.runtime import ConfigHolder
     from hub.server import Hub, serve
 
-    setup_logging(args.log_level)
+    setup_logging(args.log_level, args.log_format)
     try:
         holder = ConfigHolder(Path(args.config))
     except ConfigError as exc:

@@ -136,6 +136,7 @@ def uvicorn_config(
         "access_log": False,
         "timeout_graceful_shutdown": 10,
         "lifespan": "on",
+        "log_config": None,  # uvicorn's records go to hookhub's handler (hub/logs.py)
     }
     settings.update(overrides)
     return uvicorn.Config(app, **settings)
