@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import queue
 import sqlite3
 import subprocess
@@ -41,6 +42,17 @@ class CountingQueue(queue.SimpleQueue):
     def put(self, item, block=True, timeout=None) -> None:  # type: ignore[no-untyped-def]
         self.puts += 1
         super().put(item, block, timeout)
+
+
+class DyingQueue(queue.SimpleQueue):
+    """The writer thread crashes as it waits for work, once `may_die` is set."""
+
+    def __init__(self, may_die: threading.Event) -> None:
+        self.may_die = may_die
+
+    def get(self, block=True, timeout=None):  # type: ignore[no-untyped-def]
+        self.may_die.wait(10)
+        raise RuntimeError("writer thread crashed")
 
 
 @pytest.fixture
@@ -117,46 +129,38 @@ def test_serve_freezes_the_startup_heap_out_of_the_collectors_way() -> None:
 
 
 @pytest.mark.anyio
-async def test_an_unexpected_error_answers_unavailable_and_the_writer_keeps_serving(
-    writer: SpoolWriter, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    real_write = SpoolWriter._write
-    calls = {"n": 0}
+async def test_an_unexpected_error_answers_unavailable_and_the_writer_keeps_serving(tmp_path: Path) -> None:
+    writes = itertools.count()
 
-    def failing_once(self, conn, group):  # type: ignore[no-untyped-def]
-        calls["n"] += 1
-        if calls["n"] == 1:
+    def a_bug_in_the_first_write() -> None:
+        if next(writes) == 0:
             raise RuntimeError("bug")
-        return real_write(self, conn, group)
 
-    monkeypatch.setattr(SpoolWriter, "_write", failing_once)
-    with pytest.raises(SpoolUnavailable):
-        await asyncio.wait_for(writer.store(_record("evt-1")), timeout=10)
-    stored = await asyncio.wait_for(writer.store(_record("evt-1")), timeout=10)
-    assert not stored.duplicate and writer.alive
+    writer = SpoolWriter(tmp_path / "spool.db", before_write=a_bug_in_the_first_write)
+    writer.start()
+    try:
+        with pytest.raises(SpoolUnavailable):
+            await asyncio.wait_for(writer.store(_record("evt-1")), timeout=10)
+        stored = await asyncio.wait_for(writer.store(_record("evt-1")), timeout=10)
+        assert not stored.duplicate and writer.alive
+    finally:
+        writer.stop()
     assert list(_stored(writer.path).values()) == ["evt-1"]
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the crash is the test
 @pytest.mark.anyio
-async def test_work_queued_when_the_thread_dies_is_answered(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_work_queued_when_the_thread_dies_is_answered(tmp_path: Path) -> None:
     """If the writer thread ends for any reason, what is queued gets a 503, not a wait forever."""
     may_die = threading.Event()
-
-    def dies_later(self, conn):  # type: ignore[no-untyped-def]
-        may_die.wait(10)
-        raise RuntimeError("writer thread crashed")
-
-    monkeypatch.setattr(SpoolWriter, "_loop", dies_later)
-    spool = SpoolWriter(tmp_path / "spool.db")
+    jobs = DyingQueue(may_die)
+    spool = SpoolWriter(tmp_path / "spool.db", jobs=jobs)
     spool.start()
 
     pending = asyncio.ensure_future(spool.store(_record("evt-x")))
     await asyncio.sleep(0)  # read: waits for the loop turn's hand-over
     await asyncio.sleep(0)  # handed over: queued for a writer that will never read it
-    assert spool._jobs.qsize() == 1
+    assert jobs.qsize() == 1
     may_die.set()
     with pytest.raises(SpoolUnavailable):
         await asyncio.wait_for(pending, timeout=10)

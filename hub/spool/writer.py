@@ -100,6 +100,7 @@ class SpoolWriter:
         durability: Durability = "full",
         clock: Callable[[], float] = time.time,
         jobs: queue.SimpleQueue[list[_Job] | None] | None = None,
+        before_write: Callable[[], None] | None = None,
     ) -> None:
         self.path = path
         self.durability = durability
@@ -107,6 +108,9 @@ class SpoolWriter:
         """Stamps each commit (rows' updated_at, probes): the hub's clock, as the receiver's."""
         self._jobs: queue.SimpleQueue[list[_Job] | None] = queue.SimpleQueue() if jobs is None else jobs
         """The hand-over to the writer thread; a test may pass its own to count the wake-ups."""
+        self.before_write = before_write
+        """Called in the writer thread as each group's write begins: what it raises is handled as
+        an error of the write itself (a test's fault injection; None in the hub)."""
         self._batches: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
         self._thread: threading.Thread | None = None
         self._running = False
@@ -260,6 +264,8 @@ class SpoolWriter:
         _resolve(group, results)
 
     def _write(self, conn: sqlite3.Connection, group: list[_Job]) -> list[StoreResult | None]:
+        if self.before_write is not None:
+            self.before_write()
         now = self.clock()
         if any(record is None for record, _, _, _ in group):
             conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('probe', ?)", (str(now),))
