@@ -18,13 +18,16 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import BaseModel, ConfigDict
 
 from connectors._hashing import sha256_hex
 from hub.submission import Submission
+
+if TYPE_CHECKING:  # only annotations here: the receiver imports connectors, not the HTTP client
+    from hub.sender import Sender
 
 
 class VerificationFailed(Exception):
@@ -196,20 +199,20 @@ class Connector(abc.ABC):
     fetches: ClassVar[bool] = False
     """True if `expand` fetches what the webhook did not carry; the flow then calls it."""
 
-    async def expand(self, submission: Submission, source: SourceSettings, http: Any) -> list[Submission]:
+    async def expand(self, submission: Submission, source: SourceSettings, http: Sender) -> list[Submission]:
         """The submission(s) a notification stands for, fetched from the provider's API.
 
         One Submission with the same `event_id`: it replaces the thin one. Otherwise each one
         becomes a submission of its own (deduplicated on its `event_id`, so responses fetched
         again by a later notification are not delivered twice) and the notification is done.
-        Raise `FetchFailed` when the API cannot be read; `http` is an `httpx.AsyncClient`.
+        Raise `FetchFailed` when the API cannot be read; every request goes through `http` (hub/sender.py).
         """
         return [submission]
 
     maintenance_interval: ClassVar[float | None] = None
     """Seconds between `maintain` runs for each source of this provider (None: never)."""
 
-    async def maintain(self, source_id: str, source: SourceSettings, http: Any) -> str:
+    async def maintain(self, source_id: str, source: SourceSettings, http: Sender) -> str:
         """Periodic upkeep of one source (renewing a watch); returns what it did, for the log."""
         return "nothing to do"
 

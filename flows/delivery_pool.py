@@ -125,9 +125,9 @@ class DeliveryPool:
                 extra={"event": "delivery_pool_skipped", "destination": destination, "error": str(exc)},
             )
             from flows.delivery import deliver_and_record
-            from flows.http_clients import delivery_session
+            from flows.http_clients import delivery_sender
 
-            return await deliver_and_record(runtime, destination, inbox_ids, delivery_session())
+            return await deliver_and_record(runtime, destination, inbox_ids, delivery_sender())
         worker = await self._worker(next(self._turn))
         result: asyncio.Future[dict[str, int]] = asyncio.get_running_loop().create_future()
         worker.pending[job_id] = result
@@ -266,7 +266,7 @@ async def _serve(conn: Connection) -> None:
 
 async def _run(conn: Connection, job_id: int, job: ChunkJob) -> None:
     from flows.delivery import deliver_and_record
-    from flows.http_clients import delivery_session
+    from flows.http_clients import delivery_sender
 
     config = job.config
     runtime = Runtime(config=lambda: config, spool_path=Path(job.spool_path), data_dir=Path(job.data_dir))
@@ -275,7 +275,7 @@ async def _run(conn: Connection, job_id: int, job: ChunkJob) -> None:
         answer = (
             job_id,
             True,
-            await deliver_and_record(runtime, job.destination, job.inbox_ids, delivery_session()),
+            await deliver_and_record(runtime, job.destination, job.inbox_ids, delivery_sender()),
         )
     except Exception as exc:  # reported to the task, which fails and gives its claims back
         logging.getLogger("hookhub.delivery_pool").exception(

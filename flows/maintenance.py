@@ -14,7 +14,7 @@ from pathlib import Path
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.http_clients import shared_client
+from flows.http_clients import api_sender
 from flows.prefect_clients import unpersisted_results
 from flows.runtime import runtime_for
 from hub.config.models import HubConfig
@@ -66,7 +66,7 @@ async def maintain_source(spool_path: str, config_path: str, source_id: str) -> 
     config = runtime.config()
     source = config.sources[source_id]
     connector = connector_for(config, source_id, source.provider)
-    done = await connector.maintain(source_id, source, shared_client())
+    done = await connector.maintain(source_id, source, api_sender())
     _remember(spool_path, source_id, "ok", runtime.clock())
     log.info("source maintained", extra={"event": "maintained", "source": source_id, "result": done})
     return done

@@ -27,7 +27,7 @@ from prefect.context import TagsContext
 from connectors import get_connector
 from connectors.base import Connector, FetchFailed
 from flows.delivery import deliver_and_record
-from flows.http_clients import delivery_session, shared_client
+from flows.http_clients import api_sender, delivery_sender
 from flows.prefect_clients import unpersisted_results
 from flows.run_report import batch_counts, batch_sources, batch_state, chunk_counts, report_chunk, run_tags
 from flows.runtime import Runtime, runtime_for
@@ -133,7 +133,7 @@ async def _fetch_one(
     if source is None:
         return _RowFetched(failed=f"source {row.source!r} is no longer configured: cannot fetch its details")
     try:
-        found = await connector.expand(submission, source, shared_client())
+        found = await connector.expand(submission, source, api_sender())
     except FetchFailed as exc:  # the provider's API said no or could not be reached: maybe later
         return await _fetch_failed(conn, row, connector, exc, clock())
     if len(found) == 1 and found[0].event_id == submission.event_id:
@@ -245,7 +245,7 @@ async def _deliver(runtime: Runtime, destination: str, ids: list[str]) -> dict[s
     destination_config = runtime.config().destinations.get(destination)
     if pool is not None and destination_config is not None and pool.takes(destination_config.type):
         return await pool.deliver(runtime, destination, ids)
-    return await deliver_and_record(runtime, destination, ids, delivery_session())
+    return await deliver_and_record(runtime, destination, ids, delivery_sender())
 
 
 def _run_name() -> str:

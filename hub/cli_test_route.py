@@ -1,7 +1,7 @@
 """`hookhub test-route ROUTE --fixture FILE | --id ID`: what each destination would send, unsent.
 
 It runs each destination's real `deliver` (the same code path as delivery up to the network)
-with an httpx transport that records requests instead of sending them, and an SMTP sender
+with a FakeSender (hub/sender.py) that records requests instead of sending them, and an SMTP sender
 that records messages, then prints them with every configured secret blanked out.
 """
 
@@ -19,8 +19,8 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
+from yarl import URL
 
 from connectors import get_connector
 from connectors.base import InboundRequest, NormalizeContext
@@ -28,9 +28,14 @@ from hub.config.loader import ConfigError, load_config
 from hub.config.models import HubConfig, RouteConfig
 from hub.routing.plan import route_target
 from hub.routing.when import WhenError, WhenSyntaxError, compile_when
+from hub.sender import Answer, FakeSender, Request, json_content
 from hub.submission import Submission, parse_instant
 
 REDACTED = "REDACTED"
+_STAND_IN = Answer(
+    200, {"content-type": "application/json"}, json_content({"ok": True, "id": "test-route", "results": []})
+)
+"""What every HTTP destination is answered in a dry run: a success of no particular kind."""
 
 
 class TestRouteError(Exception):
@@ -116,12 +121,14 @@ _SECRET_HEADERS = (
 )
 
 
-def _show_http(request: httpx.Request, secrets: list[str]) -> list[str]:
-    lines = [f"{request.method} {_blank(str(request.url), secrets)}"]
+def _show_http(request: Request, secrets: list[str]) -> list[str]:
+    # The URL as aiohttp sends it: the params appended to the query (yarl is aiohttp's URL type).
+    url = str(URL(request.url).extend_query(request.params)) if request.params else request.url
+    lines = [f"{request.method} {_blank(url, secrets)}"]
     for name, value in request.headers.items():
         shown = REDACTED if name.lower() in _SECRET_HEADERS else _blank(value, secrets)
         lines.append(f"{name}: {shown}")
-    body = request.content.decode("utf-8", errors="replace")
+    body = (request.content or b"").decode("utf-8", errors="replace")
     with contextlib.suppress(ValueError):
         body = json.dumps(json.loads(body), indent=2, ensure_ascii=False)
     return [*lines, "", _blank(body, secrets)]
@@ -147,12 +154,9 @@ async def _render(
     for destination_id in route.destination_ids():
         destination = config.destinations[destination_id]
         settings = destination.settings
-        recorded: list[httpx.Request] = []
+        sender = FakeSender(lambda _request: _STAND_IN)
+        recorded = sender.requests
         emails: list[EmailMessage] = []
-
-        def answer(request: httpx.Request, recorded: list[httpx.Request] = recorded) -> httpx.Response:
-            recorded.append(request)
-            return httpx.Response(200, json={"ok": True, "id": "test-route", "results": []})
 
         async def smtp_send(
             message: EmailMessage, *_: Any, emails: list[EmailMessage] = emails, **__: Any
@@ -167,24 +171,23 @@ async def _render(
             template=target.template if target else None,
             mapping=target.map if target else None,
         )
-        async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
-            context = DeliveryContext(
-                http=http,
-                pacer=Pacer(),
-                destination_id=destination_id,
-                record_link=runtime.record_link,
-                extra={"smtp_send": smtp_send, "dry_run": True, "data_dir": "."},
+        context = DeliveryContext(
+            http=sender,
+            pacer=Pacer(),
+            destination_id=destination_id,
+            record_link=runtime.record_link,
+            extra={"smtp_send": smtp_send, "dry_run": True, "data_dir": "."},
+        )
+        if isinstance(settings, FileConfig):  # a file destination: shown as where it would append
+            shown.append(
+                (destination_id, [f"append to {settings.path}:", submission.model_dump_json(indent=2)])
             )
-            if isinstance(settings, FileConfig):  # a file destination: shown as where it would append
-                shown.append(
-                    (destination_id, [f"append to {settings.path}:", submission.model_dump_json(indent=2)])
-                )
-                continue
-            try:
-                outcomes = await get_destination(destination.type).deliver([item], settings, context)
-            except Exception as exc:  # noqa: BLE001 - shown as the admin's problem, never a traceback
-                reason = f"cannot render: {type(exc).__name__}: {exc}"
-                outcomes = [Outcome(key=item.key, status="failed", reason=reason)]
+            continue
+        try:
+            outcomes = await get_destination(destination.type).deliver([item], settings, context)
+        except Exception as exc:  # noqa: BLE001 - shown as the admin's problem, never a traceback
+            reason = f"cannot render: {type(exc).__name__}: {exc}"
+            outcomes = [Outcome(key=item.key, status="failed", reason=reason)]
         lines: list[str] = []
         secrets = _secrets(settings)
         for request in recorded:

@@ -26,6 +26,7 @@ from flows.pacing import Pacer
 from hub.submission import Submission
 from tests.destination_helpers import captured_logs, fake_pacer, replay
 from tests.harness import DESTINATION_FIXTURES
+from tests.httpx_senders import respx_sender
 
 BASE = "https://api.pipedrive.com"
 TOKEN = "pd7f3c0ffee0123456789SECRETtoken00000000"
@@ -88,10 +89,10 @@ def config(**extra: Any) -> PipedriveConfig:
 async def deliver(
     items: list[DeliveryItem], cfg: PipedriveConfig | None = None, pacer: Pacer | None = None
 ) -> list[Outcome]:
-    async with httpx.AsyncClient() as http:
-        context = DeliveryContext(http=http, pacer=pacer or fake_pacer()[0], destination_id="sales")
-        dest = PipedriveDestination(wall_clock=lambda: 1_795_000_000.0)
-        return await deliver_chunk(dest, items, cfg or config(), context)
+    http = respx_sender()
+    context = DeliveryContext(http=http, pacer=pacer or fake_pacer()[0], destination_id="sales")
+    dest = PipedriveDestination(wall_clock=lambda: 1_795_000_000.0)
+    return await deliver_chunk(dest, items, cfg or config(), context)
 
 
 def fixture(case: str) -> httpx.Response:

@@ -36,6 +36,7 @@ from tests.email_destination_cases import (
     item,
 )
 from tests.harness import DESTINATION_FIXTURES
+from tests.httpx_senders import respx_sender
 
 TOKEN = "0f4f1c1e-4b5d-4c1a-9a1e-7d2b3c4d5e6f"
 BASE = "https://api.postmarkapp.com"
@@ -62,16 +63,14 @@ def config(**extra: Any) -> PostmarkConfig:
 async def deliver(
     items: list[DeliveryItem], cfg: PostmarkConfig | None = None, pacer: Pacer | None = None
 ) -> list[Outcome]:
-    async with httpx.AsyncClient() as http:
-        context = DeliveryContext(
-            http=http,
-            pacer=pacer or fake_pacer()[0],
-            destination_id="sales-mail",
-            record_link=lambda _id: LINK,
-        )
-        return await deliver_chunk(
-            PostmarkDestination(wall_clock=lambda: NOW), items, cfg or config(), context
-        )
+    http = respx_sender()
+    context = DeliveryContext(
+        http=http,
+        pacer=pacer or fake_pacer()[0],
+        destination_id="sales-mail",
+        record_link=lambda _id: LINK,
+    )
+    return await deliver_chunk(PostmarkDestination(wall_clock=lambda: NOW), items, cfg or config(), context)
 
 
 def by_rule(result: Any, status: int) -> str:

@@ -26,6 +26,7 @@ from hub.config.loader import ConfigError, load_config
 from hub.submission import Answer, Submission
 from tests.destination_helpers import captured_logs, fake_pacer, replay
 from tests.harness import DESTINATION_FIXTURES
+from tests.httpx_senders import respx_sender
 
 BASE = "https://acme.my.salesforce.com"
 TOKEN = "00DTESTsecret!AQ4AQHookhubAccessToken0000"
@@ -102,10 +103,10 @@ def single(n: int = 1) -> str:
 async def deliver(
     items: list[DeliveryItem], cfg: SalesforceConfig | None = None, pacer: Pacer | None = None
 ) -> list[Outcome]:
-    async with httpx.AsyncClient() as http:
-        context = DeliveryContext(http=http, pacer=pacer or fake_pacer()[0], destination_id="crm")
-        dest = SalesforceDestination(wall_clock=lambda: 1_795_000_000.0)
-        return await deliver_chunk(dest, items, cfg or config(), context)
+    http = respx_sender()
+    context = DeliveryContext(http=http, pacer=pacer or fake_pacer()[0], destination_id="crm")
+    dest = SalesforceDestination(wall_clock=lambda: 1_795_000_000.0)
+    return await deliver_chunk(dest, items, cfg or config(), context)
 
 
 def sent(route: respx.Route, index: int = -1) -> Any:

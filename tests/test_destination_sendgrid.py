@@ -34,6 +34,7 @@ from tests.email_destination_cases import (
     item,
 )
 from tests.harness import DESTINATION_FIXTURES
+from tests.httpx_senders import respx_sender
 
 API_KEY = "SG.test-key.0123456789abcdefghijklmnopqrstuvwxyz"
 URL = "https://api.sendgrid.com/v3/mail/send"
@@ -63,16 +64,14 @@ async def deliver(
     pacer: Pacer | None = None,
     wall: float = WALL,
 ) -> list[Outcome]:
-    async with httpx.AsyncClient() as http:
-        context = DeliveryContext(
-            http=http,
-            pacer=pacer or fake_pacer()[0],
-            destination_id="sales-mail",
-            record_link=lambda _id: LINK,
-        )
-        return await deliver_chunk(
-            SendgridDestination(wall_clock=lambda: wall), items, cfg or config(), context
-        )
+    http = respx_sender()
+    context = DeliveryContext(
+        http=http,
+        pacer=pacer or fake_pacer()[0],
+        destination_id="sales-mail",
+        record_link=lambda _id: LINK,
+    )
+    return await deliver_chunk(SendgridDestination(wall_clock=lambda: wall), items, cfg or config(), context)
 
 
 # --- recorded answers ---------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from hub.config.loader import ConfigError, load_config
 from hub.submission import Answer, Submission
 from tests.destination_helpers import VirtualTime, captured_logs, fake_pacer, loopback_server, replay
 from tests.harness import DESTINATION_FIXTURES
+from tests.httpx_senders import respx_sender
 
 URL = "https://hooks.slack.com/services/T0000TEST/B0000TEST/SECRETtoken0000000000000"
 TOKEN = "SECRETtoken0000000000000"
@@ -86,11 +87,11 @@ def config(url: str = URL, **extra: Any) -> SlackConfig:
 async def deliver(
     items: list[DeliveryItem], cfg: SlackConfig, pacer: Pacer, link: str | None = LINK
 ) -> list[Outcome]:
-    async with httpx.AsyncClient() as http:
-        context = DeliveryContext(
-            http=http, pacer=pacer, destination_id="team-slack", record_link=lambda _id: link
-        )
-        return await deliver_chunk(SlackDestination(wall_clock=lambda: 1_795_000_000.0), items, cfg, context)
+    http = respx_sender()
+    context = DeliveryContext(
+        http=http, pacer=pacer, destination_id="team-slack", record_link=lambda _id: link
+    )
+    return await deliver_chunk(SlackDestination(wall_clock=lambda: 1_795_000_000.0), items, cfg, context)
 
 
 # --- recorded answers ---------------------------------------------------------------------------
@@ -393,13 +394,13 @@ async def test_two_deliveries_to_one_webhook_are_a_second_apart() -> None:
 
     with respx.mock() as router:
         router.post(URL).mock(side_effect=record)
-        async with httpx.AsyncClient() as http:
-            context = DeliveryContext(http=http, pacer=pacer)
-            dest = SlackDestination()
-            # Two independent deliveries (two tasks) to the same webhook, at the same moment.
-            await asyncio.gather(
-                dest.deliver([item(1)], config(), context), dest.deliver([item(2)], config(), context)
-            )
+        http = respx_sender()
+        context = DeliveryContext(http=http, pacer=pacer)
+        dest = SlackDestination()
+        # Two independent deliveries (two tasks) to the same webhook, at the same moment.
+        await asyncio.gather(
+            dest.deliver([item(1)], config(), context), dest.deliver([item(2)], config(), context)
+        )
     assert len(sent_at) == 2
     assert sent_at[1] - sent_at[0] >= 1.0
 
@@ -697,12 +698,11 @@ async def test_golden_api_request() -> None:
     assert str(request.url) == "https://slack.com/api/chat.postMessage"
     assert request.headers["authorization"] == f"Bearer {XOXB}"
     assert request.headers["content-type"] == "application/json; charset=utf-8"
+    # What the destination sets, plus the request's own host and length; a client's defaults
+    # (accept, accept-encoding, connection) are not the destination's and no longer show here.
     assert sorted(request.headers) == sorted(
         [
             "host",
-            "accept",
-            "accept-encoding",
-            "connection",
             "user-agent",
             "content-length",
             "content-type",
@@ -869,17 +869,17 @@ async def test_routes_posting_to_one_channel_share_its_one_per_second_budget() -
 
     with respx.mock() as router:
         router.post(POST_URL).mock(side_effect=record)
-        async with httpx.AsyncClient() as http:
-            context = DeliveryContext(http=http, pacer=pacer)
-            dest = SlackDestination()
-            # Two routes, two destinations, two tasks: same workspace token and channel.
-            a, b = api_config(), api_config(username="other route")
-            other = api_config(channel="C0000000OTHER")
-            await asyncio.gather(
-                dest.deliver([item(1), item(2)], a, context),
-                dest.deliver([item(3)], b, context),
-                dest.deliver([item(4)], other, context),
-            )
+        http = respx_sender()
+        context = DeliveryContext(http=http, pacer=pacer)
+        dest = SlackDestination()
+        # Two routes, two destinations, two tasks: same workspace token and channel.
+        a, b = api_config(), api_config(username="other route")
+        other = api_config(channel="C0000000OTHER")
+        await asyncio.gather(
+            dest.deliver([item(1), item(2)], a, context),
+            dest.deliver([item(3)], b, context),
+            dest.deliver([item(4)], other, context),
+        )
     same = sorted(t for channel, t in sent if channel == CHANNEL)
     assert same == [1000.0, 1001.0, 1002.0]
     assert [t for channel, t in sent if channel == "C0000000OTHER"] == [1000.0]  # its own budget

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import aiosmtplib
-import httpx
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
@@ -52,6 +51,7 @@ from tests.email_destination_cases import (
     make_submission,
     message_id_of,
 )
+from tests.httpx_senders import respx_sender
 
 PASSWORD = "s3cret-Pa55word-xyz"
 USER = "forms-mailer"
@@ -163,15 +163,15 @@ async def deliver(
     pacer: Pacer | None = None,
     extra: dict[str, Any] | None = None,
 ) -> list[Outcome]:
-    async with httpx.AsyncClient() as http:
-        context = DeliveryContext(
-            http=http,
-            pacer=pacer or fake_pacer()[0],
-            destination_id="sales-mail",
-            record_link=lambda _id: LINK,
-            extra=extra or {},
-        )
-        return await deliver_chunk(SmtpDestination(wall_clock=lambda: NOW), items, cfg, context)
+    http = respx_sender()
+    context = DeliveryContext(
+        http=http,
+        pacer=pacer or fake_pacer()[0],
+        destination_id="sales-mail",
+        record_link=lambda _id: LINK,
+        extra=extra or {},
+    )
+    return await deliver_chunk(SmtpDestination(wall_clock=lambda: NOW), items, cfg, context)
 
 
 def bodies(message: EmailMessage) -> tuple[str, str]:
@@ -494,13 +494,13 @@ async def test_max_per_minute_spaces_messages_across_deliveries() -> None:
 
     cfg = unreachable().model_copy(update={"max_per_minute": 30})
 
-    async with httpx.AsyncClient() as http:
-        context = DeliveryContext(http=http, pacer=pacer, extra={"smtp_send": record})
-        dest = SmtpDestination(wall_clock=lambda: NOW)
-        # Two tasks sending through the same account at once share its budget.
-        await asyncio.gather(
-            dest.deliver([item(1), item(2)], cfg, context), dest.deliver([item(3)], cfg, context)
-        )
+    http = respx_sender()
+    context = DeliveryContext(http=http, pacer=pacer, extra={"smtp_send": record})
+    dest = SmtpDestination(wall_clock=lambda: NOW)
+    # Two tasks sending through the same account at once share its budget.
+    await asyncio.gather(
+        dest.deliver([item(1), item(2)], cfg, context), dest.deliver([item(3)], cfg, context)
+    )
     assert sorted(sent_at) == [1000.0, 1002.0, 1004.0]
 
 

@@ -31,6 +31,7 @@ from flows.pacing import Pacer
 from hub.submission import Answer, Submission
 from tests.destination_helpers import loopback_server, replay
 from tests.harness import DESTINATION_FIXTURES
+from tests.httpx_senders import respx_sender
 
 URL = "https://crm.example.com/hooks/forms"
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -95,9 +96,9 @@ async def deliver(
 ) -> list[Outcome]:
     clock = clock or Clock()
 
-    async with httpx.AsyncClient() as http:
-        context = DeliveryContext(http=http, pacer=pacer or Pacer(clock=clock), destination_id="crm")
-        return await WebhookDestination(clock=clock).deliver(items, cfg or config(), context)
+    http = respx_sender()
+    context = DeliveryContext(http=http, pacer=pacer or Pacer(clock=clock), destination_id="crm")
+    return await WebhookDestination(clock=clock).deliver(items, cfg or config(), context)
 
 
 def inbound(request: httpx.Request) -> InboundRequest:

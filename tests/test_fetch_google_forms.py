@@ -37,6 +37,7 @@ from connectors.google_forms_pubsub.options import GoogleFormsPubSubOptions
 from hub.submission import Submission, parse_instant
 from tests.fake_destination import FakeDestination, json_body
 from tests.harness import PROVIDER_FIXTURES, FakeClock, epoch, load_fixture, serve_app, start_hub, wait_for
+from tests.httpx_senders import respx_sender
 
 FIXTURE = load_fixture(PROVIDER_FIXTURES / "google_forms_pubsub" / "responses_event.json")
 FORM_ID = FIXTURE["expect"]["form_id"]
@@ -209,8 +210,8 @@ def thin() -> Submission:
 
 
 async def run(coro_fn: Any, *args: Any) -> Any:
-    async with httpx.AsyncClient() as http:
-        return await coro_fn(*args, http)
+    http = respx_sender()
+    return await coro_fn(*args, http)
 
 
 def answers_of(submission: Submission | dict[str, Any]) -> dict[str, Any]:

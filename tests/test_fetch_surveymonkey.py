@@ -29,6 +29,7 @@ from connectors.surveymonkey.api import SurveyCache
 from hub.submission import Submission, parse_instant
 from tests.fake_destination import FakeDestination, json_body
 from tests.harness import PROVIDER_FIXTURES, FakeClock, epoch, load_fixture, serve_app, start_hub, wait_for
+from tests.httpx_senders import respx_sender
 
 FIXTURE = load_fixture(PROVIDER_FIXTURES / "surveymonkey" / "response_completed.json")
 SURVEY_ID, RESPONSE_ID = "405631222", "175618370689"
@@ -375,8 +376,8 @@ def thin(fixture: dict[str, Any] = FIXTURE) -> Submission:
 
 
 async def expand(connector: SurveyMonkeyConnector, submission: Submission, src: Source) -> list[Submission]:
-    async with httpx.AsyncClient() as http:
-        return await connector.expand(submission, src, http)
+    http = respx_sender()
+    return await connector.expand(submission, src, http)
 
 
 def answers_of(submission: Submission | dict[str, Any]) -> dict[str, Any]:

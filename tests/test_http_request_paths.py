@@ -1,24 +1,26 @@
-"""`_http.request` answers and fails the same through aiohttp (the pipeline) and httpx (tests, test-route).
+"""`hub.sender`'s two Senders: AiohttpSender (every request the hub sends) against a real loopback
+server, and FakeSender (tests, `hookhub test-route`) bounding and capping the same way.
 
-Real loopback servers: each case runs once per client kind, so the fast path the hub delivers
-with can never drift from the path the destination tests replay against.
+What the destination and fetch tests take for granted of the production path is checked here:
+exact bytes and headers, no invented Content-Type, params, body cap, no redirects followed,
+case-insensitive headers, and which failures may have reached the target.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import aiohttp
-import httpx
 import pytest
 
-from flows.destinations import _http
+from hub.sender import MAX_BODY_BYTES, AiohttpSender, Answer, FakeSender, Request, TransportFailed
 from tests.destination_helpers import loopback_server
 
 seen: list[dict[str, Any]] = []
@@ -39,12 +41,18 @@ class _Target(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         seen.append({"method": self.command, "path": self.path, "headers": dict(self.headers), "body": body})
         if self.path.startswith("/big"):
-            payload = b"x" * (_http.MAX_BODY_BYTES * 3)
+            payload = b"x" * (MAX_BODY_BYTES * 3)
             self._send(200, payload, {"Content-Type": "text/plain"})
         elif self.path.startswith("/redirect"):
             self._send(302, b"", {"Location": "/elsewhere"})
         elif self.path.startswith("/limited"):
             self._send(429, b'{"error":"slow down"}', {"Retry-After": "7", "X-Thing": "a"})
+        elif self.path.startswith("/drip"):  # an answer that never ends, a byte at a time
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+            for _ in range(100):
+                self.wfile.write(b"x")
+                self.wfile.flush()
+                threading.Event().wait(0.05)
         elif self.path.startswith("/hang"):
             threading.Event().wait(5)
         elif self.path.startswith("/drop"):
@@ -66,77 +74,52 @@ class _Target(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PATCH = _answer  # the names http.server dispatches to
 
 
-@asynccontextmanager
-async def _httpx() -> AsyncIterator[Any]:
-    async with httpx.AsyncClient() as client:
-        yield client
-
-
-@asynccontextmanager
-async def _aiohttp() -> AsyncIterator[Any]:
-    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
-        yield session
-
-
-CLIENTS: dict[str, Callable[[], Any]] = {"httpx": _httpx, "aiohttp": _aiohttp}
-
-
-@pytest.fixture(params=sorted(CLIENTS))
-def client_kind(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
 @pytest.fixture(scope="module")
-def port() -> Any:
+def port() -> Iterator[int]:
     with loopback_server(_Target) as bound:
         yield bound
 
 
-async def _run(kind: str, call: Callable[[Any], Any]) -> Any:
-    async with CLIENTS[kind]() as client:
-        return await call(client)
+@asynccontextmanager
+async def _sender() -> AsyncIterator[AiohttpSender]:
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
+        yield AiohttpSender(session)
+
+
+async def _send(request: Request) -> Answer:
+    async with _sender() as sender:
+        return await sender.send(request)
+
+
+def _post(port: int, path: str, timeout: float = 5, **fields: Any) -> Request:
+    return Request("POST", f"http://127.0.0.1:{port}{path}", timeout=timeout, **{"content": b"", **fields})
 
 
 @pytest.mark.anyio
-async def test_post_sends_exactly_the_given_bytes_and_headers(client_kind: str, port: int) -> None:
+async def test_post_sends_exactly_the_given_bytes_and_headers(port: int) -> None:
     seen.clear()
-    answer = await _run(
-        client_kind,
-        lambda c: _http.post(
-            c,
-            f"http://127.0.0.1:{port}/in",
-            content=b'{"a":1}',
-            headers={"Content-Type": "application/json", "X-Sig": "s"},
-            timeout=5,
-        ),
-    )
+    headers = {"Content-Type": "application/json", "X-Sig": "s"}
+    answer = await _send(_post(port, "/in", content=b'{"a":1}', headers=headers))
     assert (answer.status, answer.body, answer.headers["content-type"]) == (
         201,
         b'{"ok":true}',
         "application/json",
     )
+    assert answer.json() == {"ok": True} and not answer.truncated
     assert seen[-1]["body"] == b'{"a":1}' and seen[-1]["headers"]["X-Sig"] == "s"
 
 
 @pytest.mark.anyio
-async def test_no_content_type_is_invented(client_kind: str, port: int) -> None:
+async def test_no_content_type_is_invented(port: int) -> None:
     seen.clear()
-    await _run(
-        client_kind,
-        lambda c: _http.post(c, f"http://127.0.0.1:{port}/in", content=b"raw", headers={}, timeout=5),
-    )
+    await _send(_post(port, "/in", content=b"raw"))
     assert "Content-Type" not in seen[-1]["headers"]
 
 
 @pytest.mark.anyio
-async def test_params_and_methods(client_kind: str, port: int) -> None:
+async def test_params_and_methods(port: int) -> None:
     seen.clear()
-    await _run(
-        client_kind,
-        lambda c: _http.request(
-            c, "GET", f"http://127.0.0.1:{port}/search", headers={}, params={"term": "a b@c.de"}, timeout=5
-        ),
-    )
+    await _send(Request("GET", f"http://127.0.0.1:{port}/search", params={"term": "a b@c.de"}, timeout=5))
     assert seen[-1]["method"] == "GET"
     assert seen[-1]["path"] in (
         "/search?term=a+b%40c.de",
@@ -146,29 +129,22 @@ async def test_params_and_methods(client_kind: str, port: int) -> None:
 
 
 @pytest.mark.anyio
-async def test_answers_are_capped(client_kind: str, port: int) -> None:
-    answer = await _run(
-        client_kind,
-        lambda c: _http.post(c, f"http://127.0.0.1:{port}/big", content=b"", headers={}, timeout=5),
-    )
-    assert answer.status == 200 and len(answer.body) == _http.MAX_BODY_BYTES
+async def test_answers_are_capped(port: int) -> None:
+    answer = await _send(_post(port, "/big"))
+    assert answer.status == 200 and len(answer.body) == MAX_BODY_BYTES and answer.truncated
+    whole = await _send(_post(port, "/big", max_bytes=MAX_BODY_BYTES * 3))
+    assert len(whole.body) == MAX_BODY_BYTES * 3 and not whole.truncated
 
 
 @pytest.mark.anyio
-async def test_redirects_are_not_followed(client_kind: str, port: int) -> None:
-    answer = await _run(
-        client_kind,
-        lambda c: _http.post(c, f"http://127.0.0.1:{port}/redirect", content=b"", headers={}, timeout=5),
-    )
+async def test_redirects_are_not_followed(port: int) -> None:
+    answer = await _send(_post(port, "/redirect"))
     assert answer.status == 302 and answer.headers["location"] == "/elsewhere"
 
 
 @pytest.mark.anyio
-async def test_headers_read_case_insensitively(client_kind: str, port: int) -> None:
-    answer = await _run(
-        client_kind,
-        lambda c: _http.post(c, f"http://127.0.0.1:{port}/limited", content=b"", headers={}, timeout=5),
-    )
+async def test_headers_read_case_insensitively(port: int) -> None:
+    answer = await _send(_post(port, "/limited"))
     assert (
         answer.status == 429 and answer.headers.get("retry-after") == "7" and answer.headers["x-thing"] == "a"
     )
@@ -176,33 +152,68 @@ async def test_headers_read_case_insensitively(client_kind: str, port: int) -> N
 
 
 @pytest.mark.anyio
-async def test_refused_connection_was_not_sent(client_kind: str) -> None:
+async def test_refused_connection_was_not_sent() -> None:
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         closed = probe.getsockname()[1]
-    with pytest.raises(_http.TransportFailed) as failed:
-        await _run(
-            client_kind,
-            lambda c: _http.post(c, f"http://127.0.0.1:{closed}/in", content=b"", headers={}, timeout=5),
-        )
+    with pytest.raises(TransportFailed) as failed:
+        await _send(_post(closed, "/in"))
     assert failed.value.sent is False and "could not connect" in failed.value.reason
 
 
 @pytest.mark.anyio
-async def test_no_answer_in_time_may_have_been_sent(client_kind: str, port: int) -> None:
-    with pytest.raises(_http.TransportFailed) as failed:
-        await _run(
-            client_kind,
-            lambda c: _http.post(c, f"http://127.0.0.1:{port}/hang", content=b"", headers={}, timeout=0.5),
-        )
+async def test_no_answer_in_time_may_have_been_sent(port: int) -> None:
+    with pytest.raises(TransportFailed) as failed:
+        await _send(_post(port, "/hang", timeout=0.5))
     assert failed.value.sent is True and failed.value.reason == "no answer within 0.5 s"
 
 
 @pytest.mark.anyio
-async def test_broken_answer_is_a_transport_failure(client_kind: str, port: int) -> None:
-    with pytest.raises(_http.TransportFailed) as failed:
-        await _run(
-            client_kind,
-            lambda c: _http.post(c, f"http://127.0.0.1:{port}/drop", content=b"", headers={}, timeout=5),
-        )
+async def test_the_timeout_bounds_the_whole_exchange(port: int) -> None:
+    """A target dripping its body a byte at a time never pauses long, yet cannot hold the task."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(TransportFailed) as failed:
+        await _send(_post(port, "/drip", timeout=0.5))
+    assert failed.value.reason == "no answer within 0.5 s" and loop.time() - started < 3
+
+
+@pytest.mark.anyio
+async def test_broken_answer_is_a_transport_failure(port: int) -> None:
+    with pytest.raises(TransportFailed) as failed:
+        await _send(_post(port, "/drop"))
     assert failed.value.sent is True and failed.value.reason.startswith("connection failed (")
+
+
+# --- FakeSender --------------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_fake_sender_records_requests_and_caps_answers_as_the_real_one_does() -> None:
+    fake = FakeSender(lambda request: Answer(200, {"Retry-After": "3"}, b"x" * (request.max_bytes + 5)))
+    request = Request("POST", "https://example.com/in", {"X-Sig": "s"}, b"{}", timeout=5)
+    answer = await fake.send(request)
+    assert fake.requests == [request]
+    assert len(answer.body) == MAX_BODY_BYTES and answer.truncated
+    assert answer.headers["retry-after"] == "3"
+
+
+@pytest.mark.anyio
+async def test_fake_sender_bounds_a_slow_handler_by_the_timeout() -> None:
+    async def never(request: Request) -> Answer:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    with pytest.raises(TransportFailed) as failed:
+        await FakeSender(never).send(Request("GET", "https://example.com/", timeout=0.05))
+    assert failed.value.sent is True and failed.value.reason == "no answer within 0.05 s"
+
+
+@pytest.mark.anyio
+async def test_fake_sender_passes_on_a_handler_transport_failure() -> None:
+    def refuse(request: Request) -> Answer:
+        raise TransportFailed("could not connect (DNS, refused or TLS error)", sent=False)
+
+    with pytest.raises(TransportFailed) as failed:
+        await FakeSender(refuse).send(Request("GET", "https://example.com/", timeout=5))
+    assert failed.value.sent is False

@@ -27,6 +27,7 @@ from hub.cli import main as cli
 from hub.submission import Answer, Submission
 from tests.destination_helpers import fake_pacer, loopback_server
 from tests.harness import PROVIDER_FIXTURES
+from tests.httpx_senders import httpx_sender, respx_sender
 
 BROKEN = "{{ answers['Tickets'] + 1 }}"
 """The probe's template: an empty answer is "", and "" + 1 raises TypeError inside Jinja."""
@@ -59,9 +60,9 @@ async def deliver(
     destination = get_destination(dest_type)
     config = destination.Config.model_validate({"type": dest_type, **settings})
 
-    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
-        context = DeliveryContext(http=http, pacer=fake_pacer()[0], destination_id="dest", extra=extra or {})
-        return await destination.deliver(items, config, context)
+    http = httpx_sender(answer)
+    context = DeliveryContext(http=http, pacer=fake_pacer()[0], destination_id="dest", extra=extra or {})
+    return await destination.deliver(items, config, context)
 
 
 # --- ten Slack messages, one template error: a real loopback server --------------------------------
@@ -105,9 +106,9 @@ async def test_ten_slack_items_one_type_error_nine_posts_one_dead_letter_no_dupl
 async def deliver_over_loopback(items: list[DeliveryItem], webhook_url: str) -> list[Outcome]:
     config = get_destination("slack").Config.model_validate({"type": "slack", "webhook_url": webhook_url})
 
-    async with httpx.AsyncClient() as http:
-        context = DeliveryContext(http=http, pacer=fake_pacer()[0], destination_id="team-slack")
-        return await get_destination("slack").deliver(items, config, context)
+    http = respx_sender()
+    context = DeliveryContext(http=http, pacer=fake_pacer()[0], destination_id="team-slack")
+    return await get_destination("slack").deliver(items, config, context)
 
 
 # --- every destination that renders: one broken item, the others sent --------------------------------

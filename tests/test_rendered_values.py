@@ -29,6 +29,7 @@ from flows.destinations.base import DeliveryContext, DeliveryItem, Outcome
 from flows.destinations.slack import SlackConfig
 from hub.submission import Answer, Submission
 from tests.destination_helpers import fake_pacer
+from tests.httpx_senders import httpx_sender
 
 DEPARTMENT_TO = "{{ answers['Department'] | lower }}@example.com"
 """The recipient template of docs/destinations/email.md."""
@@ -91,6 +92,10 @@ def smtp_server() -> Iterator[tuple[int, _Inbox]]:
         controller.stop()
 
 
+def _no_request(request: httpx.Request) -> httpx.Response:
+    raise AssertionError(f"no HTTP request was expected, got {request.method} {request.url}")
+
+
 async def deliver(
     dest_type: str,
     settings: dict[str, Any],
@@ -101,10 +106,9 @@ async def deliver(
     sender = {"from": "forms@example.com"} if dest_type in ("smtp", "sendgrid", "postmark") else {}
     config = destination.Config.model_validate({"type": dest_type, **sender, **settings})
 
-    transport = httpx.MockTransport(answer) if answer else None
-    async with httpx.AsyncClient(transport=transport) as http:
-        context = DeliveryContext(http=http, pacer=fake_pacer()[0], destination_id="sales-mail")
-        return await destination.deliver(items, config, context)
+    http = httpx_sender(answer or _no_request)
+    context = DeliveryContext(http=http, pacer=fake_pacer()[0], destination_id="sales-mail")
+    return await destination.deliver(items, config, context)
 
 
 async def smtp_deliver(items: list[DeliveryItem], **settings: Any) -> tuple[list[Outcome], _Inbox]:
@@ -318,9 +322,9 @@ async def test_a_salesforce_external_id_cannot_climb_out_of_its_url(value: str) 
     destination = get_destination("salesforce")
     config = destination.Config.model_validate({"type": "salesforce", **settings})
 
-    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
-        context = DeliveryContext(http=http, pacer=fake_pacer()[0], destination_id="crm")
-        outcomes = await destination.deliver([item(1, value), item(2, "a/b?c")], config, context)
+    http = httpx_sender(handler)
+    context = DeliveryContext(http=http, pacer=fake_pacer()[0], destination_id="crm")
+    outcomes = await destination.deliver([item(1, value), item(2, "a/b?c")], config, context)
     assert [o.status for o in outcomes] == ["failed", "delivered"]
     assert outcomes[0].reason == f"external_id: rendered {value!r}, which cannot name a record in a URL"
     [request] = seen

@@ -42,8 +42,10 @@ from connectors.base import (
 )
 from connectors.google_forms_pubsub import forms_api as api
 from connectors.google_forms_pubsub import oidc
+from connectors.google_forms_pubsub.answers import map_answers, questions_of
 from connectors.google_forms_pubsub.oidc import GOOGLE_ISSUERS
 from connectors.google_forms_pubsub.options import GoogleFormsPubSubOptions
+from hub.sender import Sender
 from hub.submission import Submission, iso_utc
 
 _SUBMITTED = "RESPONSES"
@@ -225,7 +227,7 @@ class GoogleFormsPubSubConnector(Connector):
 
     # --- the fetch step and the watch upkeep (pipeline) ------------------------------------------
 
-    async def expand(self, submission: Submission, source: SourceSettings, http: Any) -> list[Submission]:
+    async def expand(self, submission: Submission, source: SourceSettings, http: Sender) -> list[Submission]:
         """One Submission per response listed since the notification's publish time (minus the look-back)."""
         options = source.options
         if not isinstance(options, GoogleFormsPubSubOptions):
@@ -242,10 +244,10 @@ class GoogleFormsPubSubConnector(Connector):
                 f"the Forms API lists no response of form {form_id} submitted after {since} "
                 "(yet); the notification is tried again later"
             )
-        questions = api.questions_of(form)
+        questions = questions_of(form)
         if any(q not in questions for r in found for q in _answers.maybe_obj(r, "answers")):
             form = await self.api.form(http, options, form_id, refresh=True)  # edited since it was cached
-            questions = api.questions_of(form)
+            questions = questions_of(form)
         info = _answers.maybe_obj(form, "info")
         title = info.get("title") or info.get("documentTitle") or None
         return [self._response(submission, form_id, title, questions, r) for r in found]
@@ -258,7 +260,7 @@ class GoogleFormsPubSubConnector(Connector):
         questions: dict[str, Any],
         response: dict[str, Any],
     ) -> Submission:
-        answers = api.map_answers(response, questions)
+        answers = map_answers(response, questions)
         try:
             at = _answers.instant(
                 response.get("lastSubmittedTime") or response.get("createTime"),
@@ -289,7 +291,7 @@ class GoogleFormsPubSubConnector(Connector):
             metadata={k: v for k, v in facts.items() if v is not None},
         )
 
-    async def maintain(self, source_id: str, source: SourceSettings, http: Any) -> str:
+    async def maintain(self, source_id: str, source: SourceSettings, http: Sender) -> str:
         """Renew the configured watch; re-create it when it is gone. Returns what was done, for the log."""
         options = source.options
         if not isinstance(options, GoogleFormsPubSubOptions) or not options.form_id:

@@ -1,6 +1,6 @@
 """Google Forms API for the fetch step and the watch upkeep: credentials, forms.get, forms.responses.list,
-forms.watches renew/create/list, and how a FormResponse becomes hookhub answers. Used by
-connectors/google_forms_pubsub/ (`expand`, `maintain`).
+forms.watches renew/create/list (answers.py maps a FormResponse). Used by connectors/google_forms_pubsub/
+(`expand`, `maintain`).
 
 Followed: developers.google.com/workspace/forms/api/reference/rest/v1 — forms.responses.list (`filter`
 "timestamp > N" in RFC3339 Zulu, `pageToken`/`nextPageToken`, up to 5000 per page), FormResponse
@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -32,9 +32,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from connectors import _answers
 from connectors.base import FetchFailed
-from hub.submission import Answer
+from hub.sender import Answer, Request, Sender, TransportFailed, form_content, json_content
 
 FORMS_API_BASE = "https://forms.googleapis.com"
 TOKEN_URL = "https://oauth2.googleapis.com/token"
@@ -46,6 +45,8 @@ FORM_TTL = 300.0
 TOKEN_MARGIN = 300.0
 """A minted token is replaced this many seconds before it expires."""
 TIMEOUT = 20.0
+MAX_BYTES = 32 * 1024 * 1024
+"""A responses page holds up to 5000 responses: megabytes, all needed (a cut page is no JSON)."""
 MAX_PAGES = 200
 _WATCH_ID = re.compile(r"[a-z0-9-]{4,63}")
 _TOPIC = re.compile(r"projects/[^/\s]+/topics/[^/\s]+")
@@ -151,12 +152,10 @@ class FetchOptions(BaseModel):
         return bool(self.access_token or self.service_account_file)
 
 
-def _error(response: Any) -> str:
+def _error(answer: Answer) -> str:
     try:
-        error = response.json().get("error")
-        message = (
-            error.get("message") if isinstance(error, dict) else response.json().get("error_description")
-        )
+        error = answer.json().get("error")
+        message = error.get("message") if isinstance(error, dict) else answer.json().get("error_description")
         message = message or (error if isinstance(error, str) else "")
     except Exception:  # noqa: BLE001 - error bodies that are not JSON
         message = ""
@@ -176,7 +175,7 @@ class FormsClient:
     def _token_key(self, options: FetchOptions) -> tuple[Any, ...]:
         return (options.service_account_file, options.delegated_user, options.token_url)
 
-    async def token(self, http: Any, options: FetchOptions) -> str:
+    async def token(self, http: Sender, options: FetchOptions) -> str:
         if options.access_token:
             return options.access_token
         if not options.service_account_file:
@@ -211,7 +210,7 @@ class FormsClient:
             options.token_url,
             None,
             "an access token",
-            data={"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": assertion},
+            form={"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": assertion},
         )
         token, expires = data.get("access_token"), data.get("expires_in", 3600)
         if not isinstance(token, str) or not token or not isinstance(expires, (int, float)):
@@ -222,29 +221,40 @@ class FormsClient:
     # HTTP
 
     async def _call(
-        self, http: Any, method: str, url: str, token: str | None, what: str, **kwargs: Any
+        self,
+        http: Sender,
+        method: str,
+        url: str,
+        token: str | None,
+        what: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json: Any = None,
+        form: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         headers = {"Accept": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+        content = None
+        if json is not None:
+            content, headers["Content-Type"] = json_content(json), "application/json"
+        elif form is not None:
+            content, headers["Content-Type"] = form_content(form), "application/x-www-form-urlencoded"
         try:
-            response = await http.request(method, url, headers=headers, timeout=TIMEOUT, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - any transport failure
-            raise FetchFailed(
-                f"could not reach {urlsplit(url).netloc} for {what}: {type(exc).__name__}"
-            ) from None
-        if response.status_code == 200:
+            answer = await http.send(Request(method, url, headers, content, params, TIMEOUT, MAX_BYTES))
+        except TransportFailed as exc:
+            raise FetchFailed(f"could not reach {urlsplit(url).netloc} for {what}: {exc.reason}") from None
+        if answer.status == 200:
             try:
-                data = response.json()
+                data = answer.json()
             except ValueError:
                 data = None
             if isinstance(data, dict):
                 return data
-            raise FetchFailed(f"Google answered {what} with something that is not a JSON object")
-        raise ApiError(
-            response.status_code, _explain(response.status_code, what, _error(response), token is None)
-        )
+            cut = f" (cut at {MAX_BYTES} bytes)" if answer.truncated else ""
+            raise FetchFailed(f"Google answered {what} with something that is not a JSON object{cut}")
+        raise ApiError(answer.status, _explain(answer.status, what, _error(answer), token is None))
 
     async def api(
-        self, http: Any, options: FetchOptions, method: str, path: str, what: str, **kwargs: Any
+        self, http: Sender, options: FetchOptions, method: str, path: str, what: str, **kwargs: Any
     ) -> dict[str, Any]:
         token = await self.token(http, options)
         try:
@@ -257,7 +267,7 @@ class FormsClient:
     # resources
 
     async def form(
-        self, http: Any, options: FetchOptions, form_id: str, refresh: bool = False
+        self, http: Sender, options: FetchOptions, form_id: str, refresh: bool = False
     ) -> dict[str, Any]:
         key = (options.api_base_url, form_id)
         cached = self._forms.get(key)
@@ -268,7 +278,7 @@ class FormsClient:
         return form
 
     async def responses(
-        self, http: Any, options: FetchOptions, form_id: str, since: str
+        self, http: Sender, options: FetchOptions, form_id: str, since: str
     ) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
         params: dict[str, str] = {"filter": f"timestamp > {since}"}
@@ -290,7 +300,7 @@ class FormsClient:
             params = {**params, "pageToken": str(next_token)}
         raise FetchFailed(f"form {form_id} has more than {MAX_PAGES} pages of responses since {since}")
 
-    async def renew_watch(self, http: Any, options: FetchOptions, watch_id: str) -> dict[str, Any]:
+    async def renew_watch(self, http: Sender, options: FetchOptions, watch_id: str) -> dict[str, Any]:
         return await self.api(
             http,
             options,
@@ -299,7 +309,7 @@ class FormsClient:
             f"watch {watch_id} of form {options.form_id}",
         )
 
-    async def create_watch(self, http: Any, options: FetchOptions) -> tuple[dict[str, Any], str]:
+    async def create_watch(self, http: Sender, options: FetchOptions) -> tuple[dict[str, Any], str]:
         """A new RESPONSES watch on `form_id` to `topic_name`, or the existing one renewed.
 
         Returns (the watch, what was done).
@@ -357,77 +367,6 @@ def _explain(status: int, what: str, detail: str, token_call: bool) -> str:
     if status == 429 or status >= 500:
         return f"Google answered {status} for {what}{detail}; it is tried again later"
     return f"Google answered {status} for {what}{detail}"
-
-
-# --- answers ---------------------------------------------------------------------------------
-
-
-def questions_of(form: dict[str, Any]) -> dict[str, tuple[str, str, bool]]:
-    """questionId -> (label, type, multi-valued), in form order; grids give one entry per row."""
-    found: dict[str, tuple[str, str, bool]] = {}
-    for item in form.get("items") or []:
-        if not isinstance(item, dict):
-            continue
-        title = str(item.get("title") or item.get("itemId") or "").strip()
-        question = _answers.maybe_obj(_answers.maybe_obj(item, "questionItem"), "question")
-        if question.get("questionId"):
-            found[str(question["questionId"])] = (title or str(question["questionId"]), *_kind(question))
-        group = _answers.maybe_obj(item, "questionGroupItem")
-        checkbox = _answers.maybe_obj(_answers.maybe_obj(group, "grid"), "columns").get("type") == "CHECKBOX"
-        for row in group.get("questions") or []:
-            if isinstance(row, dict) and row.get("questionId"):
-                row_title = str(_answers.maybe_obj(row, "rowQuestion").get("title") or "").strip()
-                label = f"{title} [{row_title}]" if row_title else title
-                found[str(row["questionId"])] = (label, "checkbox_grid" if checkbox else "grid", checkbox)
-    return found
-
-
-def _kind(question: dict[str, Any]) -> tuple[str, bool]:
-    choice = _answers.maybe_obj(question, "choiceQuestion")
-    if choice:
-        kind = str(choice.get("type") or "choice").lower()
-        return kind, kind == "checkbox"
-    if "textQuestion" in question:
-        return (
-            "paragraph_text" if _answers.maybe_obj(question, "textQuestion").get("paragraph") else "text"
-        ), False
-    for name in ("scale", "date", "time", "fileUpload", "rating"):
-        if f"{name}Question" in question:
-            return re.sub(r"([A-Z])", r"_\1", name).lower(), name == "fileUpload"
-    return "question", False
-
-
-def map_answers(response: dict[str, Any], questions: dict[str, tuple[str, str, bool]]) -> list[Answer]:
-    sent = _answers.maybe_obj(response, "answers")
-    order = [q for q in questions if q in sent] + [q for q in sent if q not in questions]
-    found: list[Answer | None] = []
-    for qid in order:
-        answer = sent[qid] if isinstance(sent[qid], dict) else {}
-        label, kind, multi = questions.get(qid, (qid, "question", False))
-        files = [
-            f.get("fileId")
-            for f in _answers.maybe_obj(answer, "fileUploadAnswers").get("answers") or []
-            if isinstance(f, dict) and f.get("fileId")
-        ]
-        if files:
-            found.append(
-                _answers.answer(
-                    qid,
-                    label,
-                    "file_upload",
-                    _answers.file_value(f"https://drive.google.com/open?id={f}" for f in files),
-                )
-            )
-            continue
-        values = [
-            v.get("value")
-            for v in _answers.maybe_obj(answer, "textAnswers").get("answers") or []
-            if isinstance(v, dict) and not _answers.is_empty(v.get("value"))
-        ]
-        found.append(
-            _answers.answer(qid, label, kind, values if multi or len(values) > 1 else (values or [None])[0])
-        )
-    return _answers.collect(found)
 
 
 def watch_body(topic_name: str, watch_id: str | None) -> dict[str, Any]:

@@ -44,6 +44,7 @@ from connectors.base import (
     require_secrets,
 )
 from connectors.surveymonkey import api
+from hub.sender import Sender
 from hub.submission import Submission
 
 _SUBMITTED = "response_completed"
@@ -263,7 +264,7 @@ class SurveyMonkeyConnector(Connector):
 
     # --- the fetch step (pipeline) ---------------------------------------------------------------
 
-    async def expand(self, submission: Submission, source: SourceSettings, http: Any) -> list[Submission]:
+    async def expand(self, submission: Submission, source: SourceSettings, http: Sender) -> list[Submission]:
         """The thin submission completed with the response's answers, from SurveyMonkey's API."""
         options = _options(source)
         if not options.access_token:
@@ -308,7 +309,7 @@ class SurveyMonkeyConnector(Connector):
         ]
 
     async def _survey(
-        self, http: Any, base: str, token: str, survey_id: str, needed: list[str]
+        self, http: Sender, base: str, token: str, survey_id: str, needed: list[str]
     ) -> dict[str, Any]:
         """The survey's structure, from the cache unless it lacks a question the response answered."""
         key = (base, survey_id)

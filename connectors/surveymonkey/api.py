@@ -29,12 +29,16 @@ from pydantic import BaseModel, Field, field_validator
 
 from connectors import _answers
 from connectors.base import FetchFailed
+from hub.sender import Answer as HttpAnswer
+from hub.sender import Request, Sender, TransportFailed
 from hub.submission import Answer
 
 DEFAULT_API_BASE = "https://api.surveymonkey.com"
 SURVEY_TTL = 300.0
 """Seconds a survey's structure is reused before it is fetched again (edits show up after this)."""
 TIMEOUT = 20.0
+MAX_BYTES = 16 * 1024 * 1024
+"""A survey's details with hundreds of questions and their choices run to megabytes; a cut one is no JSON."""
 _LOOPBACK = ("localhost", "127.0.0.1", "::1")
 
 
@@ -91,9 +95,9 @@ class SurveyCache:
         self._items[key] = (self.clock(), survey)
 
 
-def _detail(response: Any) -> str:
+def _detail(answer: HttpAnswer) -> str:
     try:
-        error = response.json().get("error") or {}
+        error = answer.json().get("error") or {}
         message = str(error.get("message") or error.get("name") or "").strip()
     except Exception:  # noqa: BLE001 - an error body that is not JSON
         message = ""
@@ -125,27 +129,26 @@ def explain(status: int, what: str, detail: str, retry_after: str | None) -> str
     return f"SurveyMonkey answered {status} for {what}{detail}"
 
 
-async def get_json(http: Any, url: str, token: str, what: str) -> dict[str, Any]:
-    host = urlsplit(url).netloc
+async def get_json(http: Sender, url: str, token: str, what: str) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
     try:
-        response = await http.get(
-            url, headers={"Authorization": f"Bearer {token}", "Accept": "application/json"}, timeout=TIMEOUT
-        )
-    except Exception as exc:  # noqa: BLE001 - any transport failure (httpx or the aiohttp transport)
+        answer = await http.send(Request("GET", url, headers, timeout=TIMEOUT, max_bytes=MAX_BYTES))
+    except TransportFailed as exc:
         raise FetchFailed(
-            f"could not reach SurveyMonkey at {host} for {what}: {type(exc).__name__}"
+            f"could not reach SurveyMonkey at {urlsplit(url).netloc} for {what}: {exc.reason}"
         ) from None
-    if response.status_code != 200:
+    if answer.status != 200:
         raise FetchFailed(
-            explain(response.status_code, what, _detail(response), response.headers.get("retry-after")),
-            permanent=response.status_code in (401, 403, 404),
+            explain(answer.status, what, _detail(answer), answer.headers.get("retry-after")),
+            permanent=answer.status in (401, 403, 404),
         )
     try:
-        data = response.json()
+        data = answer.json()
     except ValueError:
         data = None
     if not isinstance(data, dict):
-        raise FetchFailed(f"SurveyMonkey answered {what} with something that is not a JSON object")
+        cut = f" (cut at {MAX_BYTES} bytes)" if answer.truncated else ""
+        raise FetchFailed(f"SurveyMonkey answered {what} with something that is not a JSON object{cut}")
     return data
 
 

@@ -1,47 +1,36 @@
 """JSON requests with any method, for the CRM destinations (a helper, not a destination type).
 
-The transport is `_http.request`; Salesforce upserts with PATCH and Pipedrive searches with GET,
-both with JSON bodies and sometimes a larger body cap (a 200-record Salesforce answer with
-duplicate-rule details outgrows `_http.MAX_BODY_BYTES`), so this adds the JSON encoding and the
+The transport is the hub's Sender (hub/sender.py); Salesforce upserts with PATCH and Pipedrive
+searches with GET, both with JSON bodies and sometimes a larger body cap (a 200-record Salesforce answer with
+duplicate-rule details outgrows `hub.sender.MAX_BODY_BYTES`), so this adds the JSON encoding and the
 readers of JSON answers and numeric headers.
-Like `_http`, nothing here logs or returns a URL or a header: they may carry credentials.
+Nothing here logs or returns a URL or a header: they may carry credentials.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from typing import Any
 
-import httpx
-
-from flows.destinations import _http
-from flows.destinations._http import MAX_BODY_BYTES, Answer
+from hub.sender import MAX_BODY_BYTES, Answer, Request, Sender, json_content
 
 
 async def send(
-    client: httpx.AsyncClient,
+    sender: Sender,
     method: str,
     url: str,
     *,
-    headers: dict[str, str],
+    headers: Mapping[str, str],
     timeout: float,
     body: Any = None,
-    params: dict[str, str] | None = None,
+    params: Mapping[str, str] | None = None,
     max_bytes: int = MAX_BODY_BYTES,
 ) -> Answer:
-    """`_http.request` with `body` serialized as compact UTF-8 JSON when given."""
-    content = None if body is None else json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-    return await _http.request(
-        client,
-        method,
-        url,
-        headers=headers,
-        timeout=timeout,
-        content=content,
-        params=params,
-        max_bytes=max_bytes,
-    )
+    """One request with `body` sent as compact UTF-8 JSON when given; TransportFailed when unanswered."""
+    content = None if body is None else json_content(body)
+    return await sender.send(Request(method, url, headers, content, params, timeout, max_bytes))
 
 
 def json_of(answer: Answer) -> Any:

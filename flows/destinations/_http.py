@@ -1,179 +1,31 @@
-"""HTTP helpers shared by destinations that POST to a URL (not a destination type itself).
+"""HTTP helpers shared by destinations (not a destination type itself): the POST they send through
+the hub's Sender (hub/sender.py), Retry-After, snippets for reasons, pacing keys, URL checks.
 
-Nothing here logs or returns a URL: webhook URLs carry their credential in the path, and
-httpx error messages can quote the URL, so transport errors are described by their type.
+Nothing here logs or returns a URL: webhook URLs carry their credential in the path.
 """
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import hashlib
 import ipaddress
 import re
-from dataclasses import dataclass
 from datetime import UTC
 from urllib.parse import urlsplit
 
-import aiohttp
-import httpx
-
-MAX_BODY_BYTES = 64 * 1024
-"""Answers are only read for classification; a receiver streaming megabytes must not cost memory."""
+from hub.sender import MAX_BODY_BYTES as MAX_BODY_BYTES
+from hub.sender import Answer as Answer
+from hub.sender import Request, Sender
+from hub.sender import TransportFailed as TransportFailed
 
 SNIPPET_CHARS = 200
 
 
-@dataclass(frozen=True)
-class Answer:
-    """What the target answered, with at most MAX_BODY_BYTES of its body."""
-
-    status: int
-    headers: httpx.Headers
-    body: bytes
-
-    @property
-    def text(self) -> str:
-        return self.body.decode("utf-8", errors="replace")
-
-
-class TransportFailed(Exception):
-    """The request got no HTTP answer (connect error, timeout, broken connection)."""
-
-    def __init__(self, reason: str, sent: bool) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.sent = sent
-        """Whether the request may have reached the target (a retry may then duplicate)."""
-
-
-Client = httpx.AsyncClient | aiohttp.ClientSession
-"""Deliveries inside the hub go through aiohttp (see flows/http_clients.py); destination tests,
-`hookhub test-route` and anything else that hands in an httpx client (respx, MockTransport) get
-httpx. Both answer with the same `Answer` and fail with the same `TransportFailed`."""
-
-
 async def post(
-    client: Client, url: str, *, content: bytes, headers: dict[str, str], timeout: float
+    sender: Sender, url: str, *, content: bytes, headers: dict[str, str], timeout: float
 ) -> Answer:
     """POST without following redirects; raises TransportFailed when there is no answer."""
-    return await request(client, "POST", url, content=content, headers=headers, timeout=timeout)
-
-
-async def request(
-    client: Client,
-    method: str,
-    url: str,
-    *,
-    headers: dict[str, str],
-    timeout: float,
-    content: bytes | None = None,
-    params: dict[str, str] | None = None,
-    max_bytes: int = MAX_BODY_BYTES,
-) -> Answer:
-    """One request without following redirects; raises TransportFailed when there is no answer.
-
-    httpx's timeout bounds each phase (connect, each read); `asyncio.timeout` also bounds the
-    whole exchange so a receiver dripping bytes cannot hold a task forever. `max_bytes` is for
-    callers whose answers legitimately outgrow MAX_BODY_BYTES (CRM batch results).
-    """
-    if isinstance(client, aiohttp.ClientSession):
-        return await _request_aiohttp(
-            client,
-            method,
-            url,
-            headers=headers,
-            timeout=timeout,
-            content=content,
-            params=params,
-            max_bytes=max_bytes,
-        )
-    try:
-        async with asyncio.timeout(timeout):
-            built = client.build_request(
-                method, url, params=params, content=content, headers=headers, timeout=timeout
-            )
-            response = await client.send(built, stream=True, follow_redirects=False)
-            try:
-                body = await _read_capped(response, max_bytes)
-            finally:
-                await response.aclose()
-    except TimeoutError:
-        raise TransportFailed(f"no answer within {timeout:g} s", sent=True) from None
-    except httpx.ConnectTimeout:
-        raise TransportFailed(f"could not connect within {timeout:g} s", sent=False) from None
-    except httpx.TimeoutException:
-        raise TransportFailed(f"no answer within {timeout:g} s", sent=True) from None
-    except httpx.ConnectError:
-        raise TransportFailed("could not connect (DNS, refused or TLS error)", sent=False) from None
-    except httpx.TransportError as exc:
-        raise TransportFailed(f"connection failed ({type(exc).__name__})", sent=True) from None
-    return Answer(status=response.status_code, headers=response.headers, body=body)
-
-
-async def _request_aiohttp(
-    session: aiohttp.ClientSession,
-    method: str,
-    url: str,
-    *,
-    headers: dict[str, str],
-    timeout: float,
-    content: bytes | None,
-    params: dict[str, str] | None,
-    max_bytes: int,
-) -> Answer:
-    # httpx sends no Content-Type of its own for raw bytes; aiohttp would add
-    # application/octet-stream, which some APIs reject. Keep the two paths identical.
-    # None, not an empty tuple, when there is nothing to skip: aiohttp then takes its fast path
-    # instead of building and merging a header multidict per request.
-    skip = None if any(k.lower() == "content-type" for k in headers) else ("Content-Type",)
-    try:
-        async with asyncio.timeout(timeout):
-            async with session.request(
-                method,
-                url,
-                params=params,
-                data=content,
-                headers=headers,
-                allow_redirects=False,
-                skip_auto_headers=skip,
-                timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=timeout),
-            ) as response:
-                body = await _read_capped_aiohttp(response, max_bytes)
-                return Answer(
-                    status=response.status, headers=httpx.Headers(list(response.headers.items())), body=body
-                )
-    except aiohttp.ConnectionTimeoutError:  # before TimeoutError, which it also is
-        raise TransportFailed(f"could not connect within {timeout:g} s", sent=False) from None
-    except TimeoutError:
-        raise TransportFailed(f"no answer within {timeout:g} s", sent=True) from None
-    except (aiohttp.ClientConnectorError, aiohttp.InvalidURL):
-        raise TransportFailed("could not connect (DNS, refused or TLS error)", sent=False) from None
-    except aiohttp.ClientError as exc:
-        raise TransportFailed(f"connection failed ({type(exc).__name__})", sent=True) from None
-
-
-async def _read_capped_aiohttp(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while size < max_bytes:
-        chunk = await response.content.readany()
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks)[:max_bytes]
-
-
-async def _read_capped(response: httpx.Response, max_bytes: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size >= max_bytes:
-            break
-    return b"".join(chunks)[:max_bytes]
+    return await sender.send(Request("POST", url, headers, content, timeout=timeout))
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:

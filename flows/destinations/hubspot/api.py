@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
 from flows.destinations import _http
+from hub.sender import Request, Sender
 
 MAX_BODY_BYTES = 1024 * 1024
 """A batch answer echoes every contact's properties: 100 of them can pass _http's 64 KiB cap,
@@ -25,17 +25,11 @@ REASON_CHARS = 300
 
 
 async def send(
-    client: httpx.AsyncClient,
-    method: str,
-    url: str,
-    *,
-    content: bytes,
-    headers: dict[str, str],
-    timeout: float,
+    sender: Sender, method: str, url: str, *, content: bytes, headers: dict[str, str], timeout: float
 ) -> _http.Answer:
-    """`_http.request` with HubSpot's larger body cap (see MAX_BODY_BYTES)."""
-    return await _http.request(
-        client, method, url, content=content, headers=headers, timeout=timeout, max_bytes=MAX_BODY_BYTES
+    """One request with HubSpot's larger body cap (see MAX_BODY_BYTES)."""
+    return await sender.send(
+        Request(method, url, headers, content, timeout=timeout, max_bytes=MAX_BODY_BYTES)
     )
 
 
@@ -90,7 +84,7 @@ class Limits:
     """Not sent for OAuth calls (HubSpot's usage guidelines)."""
 
 
-def limits(headers: httpx.Headers) -> Limits:
+def limits(headers: Mapping[str, str]) -> Limits:
     interval_ms = _int(headers.get("x-hubspot-ratelimit-interval-milliseconds"))
     return Limits(
         max=_int(headers.get("x-hubspot-ratelimit-max")),
