@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from hub.metrics.live import running_hub
 from hub.spool import report
 from hub.spool.ledger import load_inbox, open_spool
 from hub.spool.schema import SPOOL_FILE
@@ -48,7 +49,53 @@ def cmd_status(args: argparse.Namespace) -> int:
     _table("source", INBOX_COLUMNS, sources)
     print()
     _table("destination", DELIVERY_COLUMNS, report.destination_status(conn))
+    print()
+    _delivery(conn, Path(args.data_dir), time.time())
     return 0
+
+
+def _delivery(conn: sqlite3.Connection, data_dir: Path, now: float) -> None:
+    """Whether delivery works: the running hub's view (if one runs), then what the spool holds."""
+    print("delivery")
+    hub = running_hub(data_dir)
+    if hub is None:
+        print("  hub        not running on this data dir: Prefect and the dispatcher are not known")
+    elif hub.delivery is None:
+        print(f"  hub        pid {hub.pid}, port {hub.port}: /readyz did not answer ({hub.error})")
+    else:
+        print(f"  hub        pid {hub.pid}, port {hub.port}: {_health(hub.delivery)}")
+    count, oldest = report.oldest_pending(conn)
+    waiting = f", the oldest for {_age(now - oldest)}" if oldest is not None else ""
+    print(f"  pending    {count} submissions not routed yet{waiting}")
+    for name, since, reason in report.disabled(conn):
+        print(f"  disabled   {name} since {_when(since)}: {reason}; `hookhub replay` enables it again")
+    for r in report.retrying(conn):
+        code = f"HTTP {r.last_status_code}: " if r.last_status_code else ""
+        print(f"  retrying   {r.destination}: {r.count}, next attempt {_when(r.next_attempt_at)}")
+        print(f"             last: {code}{r.last_error or '(no reason recorded)'}")
+
+
+def _health(delivery: dict[str, object]) -> str:
+    if not delivery.get("dispatching"):
+        return "not dispatching (--no-dispatch): another process delivers"
+    dispatcher = "dispatcher alive" if delivery.get("dispatcher_alive") else "dispatcher NOT running"
+    reachable = delivery.get("prefect_reachable")
+    if reachable is None:
+        prefect = "Prefect not checked yet"
+    elif reachable:
+        prefect = "Prefect reachable"
+    else:
+        prefect = f"Prefect UNREACHABLE ({delivery.get('prefect_error') or 'no answer'})"
+    return f"{dispatcher}, {prefect}"
+
+
+def _age(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _when(at: float) -> str:
@@ -155,7 +202,9 @@ def add_parsers(
     config_arg: Callable[[argparse.ArgumentParser], None],
 ) -> None:
     status = sub.add_parser(
-        "status", help="counts per source and destination: pending, delivered, retrying, dead"
+        "status",
+        help="counts per source and destination; whether delivery works (Prefect, dispatcher, disabled"
+        " destinations, retries)",
     )
     data_dir_arg(status)
 

@@ -66,6 +66,9 @@ class ConfigHolder:
     sources: dict[str, PreparedSource] = field(init=False)
     loaded_at: float = field(init=False)
     last_error: str | None = field(default=None, init=False)
+    reload_counts: dict[str, int] = field(default_factory=lambda: {"accepted": 0, "rejected": 0}, init=False)
+    last_good_at: float = field(default=0.0, init=False)
+    """When the config in force was loaded (the first load or the last accepted reload)."""
     listeners: list[Callable[[HubConfig], None]] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
@@ -75,7 +78,7 @@ class ConfigHolder:
     def _install(self, config: HubConfig) -> None:
         self.sources = prepare_sources(config)
         self.current = config
-        self.loaded_at = self.clock()
+        self.loaded_at = self.last_good_at = self.clock()
         self.last_error = None
         for listener in self.listeners:
             listener(config)
@@ -85,6 +88,7 @@ class ConfigHolder:
         try:
             config = load_config(self.path, self.environ)
         except ConfigError as exc:
+            self.reload_counts["rejected"] += 1
             self.last_error = str(exc)
             log.error(
                 "config reload rejected; the previous config keeps serving",
@@ -92,10 +96,12 @@ class ConfigHolder:
             )
             return False
         except OSError as exc:
+            self.reload_counts["rejected"] += 1
             self.last_error = f"{self.path}: {exc.strerror or exc}"
             log.error("config reload failed", extra={"event": "config_rejected", "error": self.last_error})
             return False
         self._install(config)
+        self.reload_counts["accepted"] += 1
         log.info(
             "config reloaded",
             extra={"event": "config_reloaded", "sources": len(config.sources), "routes": len(config.routes)},

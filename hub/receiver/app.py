@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +36,10 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ExceptionHandler, Lifespan, Receive, Scope, Send
 
 from connectors.base import Envelope, InboundRequest, UnsupportedPayload, VerificationFailed, dedupe_key
+from hub.health import DeliveryHealth
+from hub.metrics.collector import DeliveryCollector
+from hub.metrics.readiness import delivery_status
+from hub.metrics.snapshot import Snapshot, SnapshotCache
 from hub.receiver.access import STATUS_FORBIDDEN_DETAIL, UNVERIFIED_DETAIL, bearer_matches, is_loopback
 from hub.receiver.body import BadContentLength, BodyTooLarge, ClientGone, read_limited
 from hub.receiver.metrics import ReceiverMetrics
@@ -52,6 +57,23 @@ class Receiver:
     spool: SpoolWriter
     clock: Callable[[], float] = time.time
     metrics: ReceiverMetrics = field(default_factory=ReceiverMetrics)
+    health: DeliveryHealth | None = None
+    """The dispatcher's delivery health, if this hub runs one (set by the Hub)."""
+    snapshots: SnapshotCache = field(init=False)
+    """The spool's delivery numbers, read at most once a second for /metrics and /readyz."""
+
+    def __post_init__(self) -> None:
+        # Wall time, not `clock`: tests pin `clock` to a fixture's instant so signatures verify.
+        self.snapshots = SnapshotCache(self.spool.path)
+        self.metrics.registry.register(
+            DeliveryCollector(
+                self.snapshots,
+                destinations=lambda: self.config.current.destinations,
+                config=self.config,
+                health=lambda: self.health,
+                clock=time.time,
+            )
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The ASGI app for POST /hooks/{source_id} (Starlette routes to an instance as an app)."""
@@ -189,11 +211,21 @@ class Receiver:
                 body["config_error"] = self.config.last_error.splitlines()
             if problems:
                 body["problems"] = problems
+            body["delivery"] = delivery_status(await self._snapshot(), self.health, time.time())
         return JSONResponse(body, status_code=200 if not problems else 503)
+
+    async def _snapshot(self) -> Snapshot | None:
+        """The spool's delivery numbers (at most a second old), or None if the spool is too busy."""
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(self.snapshots.refresh), timeout=2.0)
+        except (TimeoutError, sqlite3.Error) as exc:
+            log.warning("spool numbers unavailable", extra={"event": "snapshot_failed", "error": str(exc)})
+            return None
 
     async def metrics_endpoint(self, request: Request) -> Response:
         if not self._may_see_status(request):  # the labels name every source
             return JSONResponse({"error": "forbidden", "detail": STATUS_FORBIDDEN_DETAIL}, status_code=403)
+        await self._snapshot()  # the collector serves what this read; the receiver's own counts need none
         return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     def _may_see_status(self, request: Request) -> bool:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from hub.spool import stats
 from hub.spool.schema import connect, ensure_schema
 
 log = logging.getLogger("hookhub.ledger")
@@ -223,7 +224,11 @@ def load_inbox(conn: sqlite3.Connection, ids: list[str]) -> list[InboxRow]:
 
 
 def save_routing(
-    conn: sqlite3.Connection, now: float, routed: Routed, failed: dict[str, str]
+    conn: sqlite3.Connection,
+    now: float,
+    routed: Routed,
+    failed: dict[str, str],
+    skipped: dict[str, int] | None = None,
 ) -> list[tuple[str, str]]:
     """Store normalized submissions and plan their deliveries; returns the deliveries to send now.
 
@@ -236,11 +241,14 @@ def save_routing(
     letter saying why: one row never fails its batch.
     """
     try:
-        return _save_routing(conn, now, routed, failed)
+        return _save_routing(conn, now, routed, failed, skipped)
     except sqlite3.OperationalError:  # locked, disk full, I/O: the database, not a row
         raise
     except Exception:  # noqa: BLE001 - found row by row below
         pass
+    if skipped:  # `skipped` (destination -> submissions a `when` kept from it) counts once per batch
+        with transaction(conn):
+            stats.count_skipped(conn, skipped)
     claimed: list[tuple[str, str]] = []
     for inbox_id in [*routed, *(i for i in failed if i not in routed)]:
         one_routed = {inbox_id: routed[inbox_id]} if inbox_id in routed else {}
@@ -265,10 +273,16 @@ def unrecordable(reason: str) -> str:
 
 
 def _save_routing(
-    conn: sqlite3.Connection, now: float, routed: Routed, failed: dict[str, str]
+    conn: sqlite3.Connection,
+    now: float,
+    routed: Routed,
+    failed: dict[str, str],
+    skipped: dict[str, int] | None = None,
 ) -> list[tuple[str, str]]:
     claimed: list[tuple[str, str]] = []
     with transaction(conn):
+        if skipped:
+            stats.count_skipped(conn, skipped)
         for inbox_id, (submission, planned) in routed.items():
             conn.executemany(
                 "INSERT OR IGNORE INTO deliveries (inbox_id, destination, route, status, attempts,"
@@ -453,6 +467,7 @@ def _without_details(decision: Decision, why: str) -> Decision:
 def _record(conn: sqlite3.Connection, now: float, decisions: list[Decision]) -> None:
     attempted = [(d.inbox_id, d.destination) for d in decisions if d.attempted]
     with transaction(conn):
+        stats.count_decisions(conn, now, decisions)  # first: it counts only rows not delivered yet
         conn.executemany(
             "UPDATE deliveries SET attempts = attempts + 1, first_attempt_at = coalesce(first_attempt_at, ?),"
             " last_attempt_at = ? WHERE inbox_id=? AND destination=?",

@@ -38,6 +38,46 @@ def destination_status(conn: sqlite3.Connection) -> list[tuple[str, dict[str, in
     return _pivot(rows)
 
 
+@dataclass(frozen=True)
+class Retrying:
+    """A destination's deliveries waiting for another attempt, with the latest failure."""
+
+    destination: str
+    count: int
+    next_attempt_at: float
+    last_error: str | None
+    last_status_code: int | None
+
+
+def retrying(conn: sqlite3.Connection) -> list[Retrying]:
+    out = []
+    for destination, count, next_at in conn.execute(
+        "SELECT destination, count(*), min(next_attempt_at) FROM deliveries WHERE status='retrying'"
+        " GROUP BY destination ORDER BY destination"
+    ).fetchall():
+        error, code = conn.execute(
+            "SELECT last_error, last_status_code FROM deliveries WHERE status='retrying' AND destination=?"
+            " ORDER BY last_attempt_at DESC LIMIT 1",
+            (destination,),
+        ).fetchone()
+        out.append(Retrying(destination, count, next_at, error, code))
+    return out
+
+
+def disabled(conn: sqlite3.Connection) -> list[tuple[str, float, str]]:
+    """(destination, since, reason) of the destinations a 410 disabled."""
+    rows = conn.execute("SELECT destination, since, reason FROM disabled_destinations ORDER BY destination")
+    return [(name, since or 0.0, reason or "") for name, since, reason in rows]
+
+
+def oldest_pending(conn: sqlite3.Connection) -> tuple[int, float | None]:
+    """(submissions not yet routed, received_at of the oldest), pending or claimed."""
+    count, oldest = conn.execute(
+        "SELECT count(*), min(received_at) FROM inbox WHERE state IN ('pending', 'claimed')"
+    ).fetchone()
+    return count, oldest
+
+
 def _pivot(rows: sqlite3.Cursor) -> list[tuple[str, dict[str, int]]]:
     out: dict[str, dict[str, int]] = {}
     for name, state, count in rows:

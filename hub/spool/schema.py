@@ -9,6 +9,7 @@ from typing import Literal
 import sqlite_utils
 
 from hub.spool.files import ensure_private_dir, ensure_private_file
+from hub.spool.stats import ensure_stats
 
 Durability = Literal["full", "normal"]
 
@@ -86,6 +87,7 @@ def ensure_schema(path: Path) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS inbox_by_state ON inbox(state, received_at)")
     db.table("meta").create({"key": str, "value": str}, pk="key", if_not_exists=True)
     _ensure_ledger(db)
+    ensure_stats(db)
     _ensure_flow_failure_columns(db)
     db.close()
 

@@ -1,0 +1,132 @@
+"""One read of the spool's delivery state: counters, queues, dead letters, disabled destinations.
+
+Every query is an index range or a small table (the counters, the disabled destinations);
+with 100,000 deliveries in the spool a read takes a few milliseconds (README, Monitoring).
+It runs in a worker thread, and `SnapshotCache` serves one read to every scrape and /readyz
+of the next second, so neither a busy scraper nor a load balancer adds load on the spool.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hub.spool.schema import connect
+from hub.spool.stats import read_counters
+
+OPEN_STATUSES = ("pending", "sending", "retrying", "dead")
+
+
+@dataclass(frozen=True)
+class OpenDeliveries:
+    count: int
+    next_attempt_at: float | None
+    """The earliest next attempt among them (for dead ones: meaningless, unused)."""
+
+
+@dataclass(frozen=True)
+class Disabled:
+    since: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    taken_at: float
+    counters: dict[str, dict[str, float]]
+    """destination -> counter name (hub.spool.stats) -> value."""
+    open_deliveries: dict[tuple[str, str], OpenDeliveries]
+    """(status, destination) -> deliveries in it, for the OPEN_STATUSES."""
+    submissions: dict[str, int]
+    """inbox state -> submissions in it."""
+    oldest_pending_at: float | None
+    """received_at of the oldest submission not yet normalized and routed (pending or claimed)."""
+    disabled: dict[str, Disabled]
+    spool_bytes: int
+    read_seconds: float
+
+    def oldest_pending_age(self) -> float:
+        return 0.0 if self.oldest_pending_at is None else max(0.0, self.taken_at - self.oldest_pending_at)
+
+
+def read_snapshot(conn: sqlite3.Connection, spool_path: Path, now: float) -> Snapshot:
+    started = time.perf_counter()
+    conn.execute("BEGIN")  # one read transaction: every number from the same state of the spool
+    try:
+        counters = read_counters(conn)
+        marks = ",".join("?" * len(OPEN_STATUSES))
+        open_deliveries = {
+            (status, destination): OpenDeliveries(count, next_at)
+            for status, destination, count, next_at in conn.execute(
+                "SELECT status, destination, count(*), min(next_attempt_at) FROM deliveries"
+                f" WHERE status IN ({marks}) GROUP BY status, destination",
+                OPEN_STATUSES,
+            )
+        }
+        submissions = dict(conn.execute("SELECT state, count(*) FROM inbox GROUP BY state").fetchall())
+        oldest = conn.execute(
+            "SELECT min(received_at) FROM inbox WHERE state IN ('pending', 'claimed')"
+        ).fetchone()[0]
+        disabled = {
+            destination: Disabled(since or 0.0, reason or "")
+            for destination, since, reason in conn.execute(
+                "SELECT destination, since, reason FROM disabled_destinations"
+            )
+        }
+    finally:
+        conn.execute("COMMIT")
+    return Snapshot(
+        taken_at=now,
+        counters=counters,
+        open_deliveries=open_deliveries,
+        submissions=submissions,
+        oldest_pending_at=oldest,
+        disabled=disabled,
+        spool_bytes=_spool_bytes(spool_path),
+        read_seconds=time.perf_counter() - started,
+    )
+
+
+def _spool_bytes(path: Path) -> int:
+    total = 0
+    for suffix in ("", "-wal", "-shm"):
+        try:
+            total += path.with_name(path.name + suffix).stat().st_size
+        except FileNotFoundError:
+            continue
+    return total
+
+
+@dataclass
+class SnapshotCache:
+    """The latest snapshot, read again when it is older than `max_age` seconds.
+
+    `refresh` blocks on SQLite: call it off the event loop (`asyncio.to_thread`).
+    """
+
+    spool_path: Path
+    max_age: float = 1.0
+    clock: Callable[[], float] = time.time
+    latest: Snapshot | None = None
+    _conn: sqlite3.Connection | None = field(default=None, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def refresh(self) -> Snapshot:
+        with self._lock:  # concurrent scrapes share one read
+            now = self.clock()
+            if self.latest is not None and now - self.latest.taken_at < self.max_age:
+                return self.latest
+            if self._conn is None:
+                self._conn = connect(self.spool_path, durability="normal")
+            self.latest = read_snapshot(self._conn, self.spool_path, now)
+            return self.latest
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None

@@ -1,0 +1,110 @@
+"""Delivery counters kept in the spool: what /metrics reports as `_total` series and histograms.
+
+Outcomes are recorded by whichever process delivered them (the dispatcher's thread or a
+delivery worker process) and must outlive restarts, so they are counted in the spool, in
+the transaction that records them (one UPSERT per (destination, counter) per chunk), not in
+memory. Each row is one monotonic value: an outcome's count, attempts, or one latency bucket
+(counts per bucket, not cumulative; the reader sums them up).
+"""
+
+from __future__ import annotations
+
+import bisect
+import sqlite3
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
+
+import sqlite_utils
+
+if TYPE_CHECKING:
+    from hub.spool.ledger import Decision
+
+# Seconds from the receiver's answer to the delivery: from an instant send up to the two-day
+# default retry horizon.
+LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 21600.0, 86400.0)
+ATTEMPTS = "attempts"
+LATENCY_SUM = "latency_sum"
+BUCKET = "latency_bucket:"
+"""Followed by the bucket's index in LATENCY_BUCKETS; len(LATENCY_BUCKETS) is +Inf."""
+OUTCOME = "outcome:"
+"""Followed by delivered, retrying, deferred, dead or skipped."""
+
+_UPSERT = (
+    "INSERT INTO delivery_counters (destination, name, value) VALUES (?,?,?)"
+    " ON CONFLICT(destination, name) DO UPDATE SET value = value + excluded.value"
+)
+
+
+def ensure_stats(db: sqlite_utils.Database) -> None:
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS delivery_counters (destination TEXT NOT NULL, name TEXT NOT NULL,"
+        " value REAL NOT NULL DEFAULT 0, PRIMARY KEY (destination, name)) WITHOUT ROWID"
+    )
+
+
+def outcome_of(decision: Decision) -> str:
+    """The `outcome` label of a recorded decision (a deferral waits like a retry but is no attempt)."""
+    if decision.status == "retrying" and not decision.attempted:
+        return "deferred"
+    return decision.status
+
+
+def count_decisions(conn: sqlite3.Connection, now: float, decisions: list[Decision]) -> None:
+    """Add `decisions` to the counters; inside `record`'s transaction, before it updates the rows.
+
+    Only decisions whose delivery row exists and is not delivered yet count, as only those
+    change anything; a delivered one adds its time since the webhook was received.
+    """
+    if not decisions:
+        return
+    open_rows = _open_rows(conn, decisions)
+    counts: dict[tuple[str, str], float] = defaultdict(float)
+    for decision in decisions:
+        received_at = open_rows.get((decision.inbox_id, decision.destination))
+        if received_at is None:
+            continue
+        counts[(decision.destination, OUTCOME + outcome_of(decision))] += 1
+        if decision.attempted:
+            counts[(decision.destination, ATTEMPTS)] += 1
+        if decision.status == "delivered":
+            latency = max(0.0, now - received_at)
+            counts[(decision.destination, f"{BUCKET}{bisect.bisect_left(LATENCY_BUCKETS, latency)}")] += 1
+            counts[(decision.destination, LATENCY_SUM)] += latency
+    _add(conn, counts)
+
+
+def count_skipped(conn: sqlite3.Connection, skipped: Mapping[str, int]) -> None:
+    """Submissions a route's `when` kept from each destination (inside the caller's transaction)."""
+    _add(conn, {(destination, OUTCOME + "skipped"): n for destination, n in skipped.items() if n})
+
+
+def _add(conn: sqlite3.Connection, counts: Mapping[tuple[str, str], float]) -> None:
+    conn.executemany(_UPSERT, [(destination, name, value) for (destination, name), value in counts.items()])
+
+
+def _open_rows(conn: sqlite3.Connection, decisions: Iterable[Decision]) -> dict[tuple[str, str], float]:
+    """(inbox id, destination) -> received_at, for the decisions' rows not delivered yet."""
+    by_destination: dict[str, list[str]] = defaultdict(list)
+    for decision in decisions:
+        by_destination[decision.destination].append(decision.inbox_id)
+    found: dict[tuple[str, str], float] = {}
+    for destination, inbox_ids in by_destination.items():
+        for start in range(0, len(inbox_ids), 500):
+            chunk = inbox_ids[start : start + 500]
+            for inbox_id, received_at in conn.execute(
+                "SELECT d.inbox_id, i.received_at FROM deliveries d JOIN inbox i ON i.id = d.inbox_id"
+                " WHERE d.destination=? AND d.status != 'delivered'"
+                f" AND d.inbox_id IN ({','.join('?' * len(chunk))})",
+                (destination, *chunk),
+            ):
+                found[(inbox_id, destination)] = received_at
+    return found
+
+
+def read_counters(conn: sqlite3.Connection) -> dict[str, dict[str, float]]:
+    """destination -> counter name -> value."""
+    out: dict[str, dict[str, float]] = defaultdict(dict)
+    for destination, name, value in conn.execute("SELECT destination, name, value FROM delivery_counters"):
+        out[destination][name] = value
+    return dict(out)
