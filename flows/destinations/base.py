@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from hub.sender import Sender
 from hub.submission import Submission
 
 Status = Literal["delivered", "retry", "failed"]
@@ -147,14 +148,14 @@ class DeliveryItem:
 class DeliveryContext:
     """Per-task things a destination may use.
 
-    `http` is the client to hand to `flows.destinations._http.request`: the hub's shared
-    aiohttp session in the pipeline, an `httpx.AsyncClient` in tests and `hookhub test-route`;
+    `http` is what every HTTP request goes through (hub/sender.py): an `AiohttpSender` over the
+    hub's pooled session in the pipeline, a `FakeSender` in tests and `hookhub test-route`;
     `pacer` is the process-wide `flows.pacing.Pacer`, shared by every task and flow run, so
     budgets hold across routes and batches; `record_link(submission_id)` is the URL of the
     hub's record of a submission, or None when the hub has no public URL.
     """
 
-    http: Any
+    http: Sender
     pacer: Any
     destination_id: str = ""
     record_link: Callable[[str], str | None] = lambda _id: None
