@@ -24,8 +24,10 @@ import contextlib
 import itertools
 import logging
 import multiprocessing
+import os
 import pickle
 import signal
+import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -144,16 +146,18 @@ class DeliveryPool:
             )
             raise
 
-    async def aclose(self) -> None:
-        """Let the chunks under way finish (their outcomes get recorded), then stop the workers."""
+    async def aclose(self, timeout: float = STOP_SECONDS) -> None:
+        """Let the chunks under way finish within `timeout` (their outcomes get recorded), then stop
+        the workers; a chunk cut short is sent again after the restart, with the same idempotency key."""
         workers = [w for w in self._workers if w is not None]
         self._workers = [None] * self.processes
         for worker in workers:
             if not worker.gone:
                 with contextlib.suppress(OSError):
                     worker.conn.send_bytes(pickle.dumps(None))
+        deadline = time.monotonic() + timeout
         for worker in workers:
-            await asyncio.to_thread(worker.process.join, STOP_SECONDS)
+            await asyncio.to_thread(worker.process.join, max(0.0, deadline - time.monotonic()))
             if worker.process.is_alive():
                 worker.process.kill()
                 await asyncio.to_thread(worker.process.join, 5)
@@ -297,3 +301,8 @@ def _die_with_parent() -> None:
         libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
     except (OSError, AttributeError):  # not Linux: the worker sees EOF on its pipe and stops
         pass
+    import multiprocessing.process
+
+    parent = multiprocessing.process.parent_process()
+    if parent is not None and not parent.is_alive():
+        os._exit(1)  # the hub died before the signal was armed: it will never come

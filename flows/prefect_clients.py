@@ -97,12 +97,13 @@ class SharedPrefectClients:
             return self.ready
         from prefect.context import AsyncClientContext, SyncClientContext
 
+        from flows.prefect_server import install
+
         # Only for the ephemeral server's own process, which reads it from the environment when
         # it starts (just below); this process configured its logging at import, so uvicorn's
-        # and the hub's loggers keep their levels. The server shares the hub's process group,
-        # so Ctrl-C or a service manager's SIGTERM reaches it at the same moment, and it logs
-        # the events it could not flush as ERROR tracebacks; the ledger records every outcome.
+        # and the hub's loggers keep their levels. The ledger records every outcome.
         os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
+        install()
         started = time.perf_counter()
         opened = contextlib.AsyncExitStack()
         try:
@@ -129,6 +130,15 @@ class SharedPrefectClients:
     async def aclose(self) -> None:
         self.ready = False
         await self._stack.aclose()
+
+
+def quiet_prefect() -> None:
+    """From a stop on, Prefect's loggers report only CRITICAL: what they say then is the stop itself
+    (cancelled runs' "Crash detected!", workers flushing to a server about to go). hookhub's own
+    loggers, which say what the stop did, keep their levels."""
+    names = [name for name in logging.root.manager.loggerDict if name.startswith("prefect.")]
+    for name in ["prefect", *names]:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def unpersisted_results() -> Path:

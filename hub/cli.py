@@ -128,7 +128,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"{args.config}: {exc.strerror or exc}", file=sys.stderr)
         return 1
-    hub = Hub(config=holder, data_dir=Path(args.data_dir), durability=args.durability)
+    from hub.server import listen
+    from hub.spool.lock import DataDirBusy, DataDirLock
+
+    # The data dir, then the port, before anything starts: a hub that cannot own both says so
+    # in one line and exits 1 (and never takes over a live hub's claims).
+    lock = DataDirLock(Path(args.data_dir))
+    try:
+        lock.acquire(args.port)
+    except DataDirBusy as exc:
+        print(f"hookhub: not starting: {exc}", file=sys.stderr)
+        return 1
+    try:
+        sock = listen(args.host, args.port)
+    except OSError as exc:
+        why = os.strerror(exc.errno) if exc.errno else str(exc)
+        print(f"hookhub: not starting: cannot listen on {args.host}:{args.port}: {why}", file=sys.stderr)
+        return 1
+    hub = Hub(config=holder, data_dir=Path(args.data_dir), durability=args.durability, port=args.port)
     if not args.no_dispatch:
         from hub.dispatch import attach_dispatcher
 
@@ -142,7 +159,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # previous handler; answering it with a normal exit makes a clean stop exit 0.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     with contextlib.suppress(KeyboardInterrupt):
-        serve(hub, args.host, args.port)
+        serve(hub, args.host, args.port, sock)
     return 0
 
 

@@ -7,6 +7,7 @@ import contextlib
 import gc
 import logging
 import resource
+import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -31,6 +32,7 @@ log = logging.getLogger("hookhub.server")
 BackgroundTask = Callable[["Hub"], Coroutine[Any, Any, None]]
 # File descriptors beyond server.max_connections: spool, delivery workers, outgoing connections.
 FD_MARGIN = 1024
+LISTEN_BACKLOG = 2048  # uvicorn's default
 
 
 class Service(Protocol):
@@ -54,6 +56,8 @@ class Hub:
     services: list[Service] = field(default_factory=list)
     freeze_heap: bool = False
     """Move what startup allocated out of the cyclic GC's reach (set by `serve`, not by tests)."""
+    port: int | None = None
+    """The port `serve` listens on, recorded in the dispatcher's lease (None in tests)."""
     health: DeliveryHealth = field(default_factory=DeliveryHealth)
     """Kept current by the dispatcher; read by the receiver's endpoints."""
     spool: SpoolWriter = field(init=False)
@@ -134,7 +138,8 @@ def uvicorn_config(
         "log_level": "warning",
         # Our own structured logs cover rejects; an access line per webhook costs throughput.
         "access_log": False,
-        "timeout_graceful_shutdown": 10,
+        # Requests in flight at a stop get this long; the whole stop must be over in ~10 s.
+        "timeout_graceful_shutdown": 3,
         "lifespan": "on",
         "log_config": None,  # uvicorn's records go to hookhub's handler (hub/logs.py)
     }
@@ -142,7 +147,14 @@ def uvicorn_config(
     return uvicorn.Config(app, **settings)
 
 
-def serve(hub: Hub, host: str, port: int) -> None:
+def listen(host: str, port: int) -> socket.socket:
+    """The hub's listening socket, bound before anything else starts (OSError if the port is taken)."""
+    sock = socket.create_server((host, port), backlog=LISTEN_BACKLOG)
+    sock.set_inheritable(False)  # Prefect's server and the delivery workers must not hold it
+    return sock
+
+
+def serve(hub: Hub, host: str, port: int, sock: socket.socket | None = None) -> None:
     # The spool writer thread gives up the GIL at every SQLite call (a group commit makes
     # about three) and a busy event loop makes it wait up to one switch interval to get it
     # back, while every webhook in the group waits with it. Forced switches happen only
@@ -154,7 +166,7 @@ def serve(hub: Hub, host: str, port: int) -> None:
     limits = app.edge_limits()
     _raise_file_limit(limits.max_connections + FD_MARGIN)
     server = uvicorn.Server(uvicorn_config(app, host, port, limits=limits))
-    server.run()
+    server.run(sockets=None if sock is None else [sock])
 
 
 def _raise_file_limit(wanted: int) -> None:

@@ -160,6 +160,10 @@ class ServeProcess:
         except httpx.HTTPError:
             return False
 
+    def signal_hub(self, signum: int) -> None:
+        """Signal the hub's process alone, not its group (as `kill <pid>` does)."""
+        os.kill(self.proc.pid, signum)
+
     def kill(self) -> None:
         with contextlib.suppress(ProcessLookupError):  # the whole group is gone already
             os.killpg(self.proc.pid, signal.SIGKILL)
@@ -172,3 +176,56 @@ class ServeProcess:
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)  # whatever is left of the group
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below `pid` now, from /proc (psutil is not a dependency)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        # The command name is in parentheses and may hold spaces: the fields after its end.
+        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie, dead but not yet reaped, counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return state[state.rindex(")") + 2] != "Z"
+
+
+def flow_run_states(prefect_home: Path) -> dict[str, int]:
+    """Flow run state names in `prefect_home`'s database, read through Prefect's client in a
+    process of its own (this one's Prefect is bound to the test session's home)."""
+    script = (
+        "import asyncio, collections, json\n"
+        "from prefect.client.orchestration import get_client\n"
+        "async def main():\n"
+        "    async with get_client() as client:\n"
+        "        runs = await client.read_flow_runs()\n"
+        "    print(json.dumps(collections.Counter(r.state.name for r in runs if r.state)))\n"
+        "asyncio.run(main())\n"
+    )
+    env = {**os.environ, "PREFECT_HOME": str(prefect_home)}
+    env.pop("PREFECT_API_URL", None)
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=180, check=True
+    )
+    states: dict[str, int] = json.loads(done.stdout.strip().splitlines()[-1])
+    return states

@@ -105,20 +105,25 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 
 
 def recover(conn: sqlite3.Connection, now: float) -> tuple[int, int]:
-    """Put back what a killed process held: claimed submissions and in-flight deliveries.
+    """Put back what owners without a lease held: claimed submissions and in-flight deliveries.
 
+    `lease.recover` first drops the leases of owners that are gone or expired; a claim of a live
+    owner stays its own. A claim with no owner at all comes from a spool written before leases.
     A delivery that was `sending` may have reached the target before the crash; sending it
     again is the price of never losing one, and the stable idempotency key (webhook-id,
     upsert keys) lets the target drop the copy.
     """
+    ownerless = "(claimed_by IS NULL OR claimed_by NOT IN (SELECT owner FROM leases))"
     with transaction(conn):
         inbox = conn.execute(
             "UPDATE inbox SET state='pending', claimed_at=NULL, claimed_by=NULL, updated_at=?"
-            " WHERE state='claimed'",
+            f" WHERE state='claimed' AND {ownerless}",
             (now,),
         ).rowcount
         deliveries = conn.execute(
-            "UPDATE deliveries SET status='pending', updated_at=? WHERE status='sending'", (now,)
+            "UPDATE deliveries SET status='pending', claimed_by=NULL, updated_at=?"
+            f" WHERE status='sending' AND {ownerless}",
+            (now,),
         ).rowcount
     return inbox, deliveries
 
@@ -164,14 +169,17 @@ def claim_inbox(conn: sqlite3.Connection, now: float, limit: int, owner: str) ->
     return sorted(r[0] for r in rows)
 
 
-def claim_due(conn: sqlite3.Connection, now: float, limit: int) -> list[tuple[str, str]]:
+def claim_due(
+    conn: sqlite3.Connection, now: float, limit: int, owner: str | None = None
+) -> list[tuple[str, str]]:
+    """Due deliveries, tagged with `owner` (None: no owner, put back by any `recover`)."""
     with transaction(conn):
         rows = conn.execute(
-            "UPDATE deliveries SET status='sending', updated_at=?"
+            "UPDATE deliveries SET status='sending', claimed_by=?, updated_at=?"
             " WHERE rowid IN (SELECT rowid FROM deliveries WHERE status IN ('pending','retrying')"
             "   AND next_attempt_at <= ? AND retry_group IS NULL ORDER BY next_attempt_at LIMIT ?)"
             " RETURNING inbox_id, destination",
-            (now, now, limit),
+            (owner, now, now, limit),
         ).fetchall()
     return [(r[0], r[1]) for r in rows]
 

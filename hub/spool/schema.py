@@ -89,7 +89,34 @@ def ensure_schema(path: Path) -> None:
     _ensure_ledger(db)
     ensure_stats(db)
     _ensure_flow_failure_columns(db)
+    _ensure_leases(db)
     db.close()
+
+
+def _ensure_leases(db: sqlite_utils.Database) -> None:
+    """Who may hold claims: one lease per live dispatcher (hub/spool/lease.py), and the owner of
+    every delivery in `sending` (`deliveries.claimed_by`, beside `inbox.claimed_by`).
+
+    A delivery goes to `sending` in several places (a claim of due retries, a claim of suspects,
+    the routing that plans and sends a claimed submission's deliveries at once); the trigger tags
+    it with the owner of its claimed submission if there is one, else keeps the owner the UPDATE
+    set, so no writer can leave a claim without an owner. Additive, for old spools too.
+    """
+    db.table("leases").create(
+        {"owner": str, "pid": int, "host": str, "port": int, "started_at": float, "expires_at": float},
+        pk="owner",
+        not_null={"pid", "host", "expires_at"},
+        if_not_exists=True,
+    )
+    if "claimed_by" not in db.table("deliveries").columns_dict:
+        db.execute("ALTER TABLE deliveries ADD COLUMN claimed_by TEXT")
+    db.execute(
+        "CREATE TRIGGER IF NOT EXISTS deliveries_claim_owner AFTER UPDATE OF status ON deliveries"
+        " WHEN NEW.status = 'sending' AND OLD.status <> 'sending' BEGIN"
+        " UPDATE deliveries SET claimed_by = coalesce("
+        "   (SELECT claimed_by FROM inbox WHERE id = NEW.inbox_id AND state = 'claimed'), NEW.claimed_by)"
+        " WHERE rowid = NEW.rowid; END"
+    )
 
 
 def _ensure_flow_failure_columns(db: sqlite_utils.Database) -> None:

@@ -46,11 +46,11 @@ def claim_suspects(
         if size is None:
             return [], []
         due = conn.execute(
-            "UPDATE deliveries SET status='sending', updated_at=?"
+            "UPDATE deliveries SET status='sending', claimed_by=?, updated_at=?"
             " WHERE rowid IN (SELECT rowid FROM deliveries WHERE status IN ('pending','retrying')"
             "   AND retry_group=? AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?)"
             " RETURNING inbox_id, destination",
-            (now, size, now, size),
+            (owner, now, size, now, size),
         ).fetchall()
     return [], [(r[0], r[1]) for r in due]
 

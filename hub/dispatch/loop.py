@@ -1,21 +1,4 @@
-"""The dispatcher: claims spooled work in batches and runs one Prefect flow per batch.
-
-It runs in its own thread with its own event loop, so Prefect's engine (and the ~7 s
-start of its ephemeral server) never stalls the receiver: webhooks are accepted and
-spooled from the first second, and the dispatcher catches up once Prefect is ready.
-
-A batch is whatever is pending when the first item has waited `batch_wait` seconds, up to
-`batch_size`; up to `max_flows` flow runs are in flight at once. Claims are recorded in
-the spool, and a flow run that fails gives its claims back, so nothing is held by a run
-that is gone; at start, claims of a killed process are put back too.
-
-A failed run's claims come back as suspects, not in the queue's order: they are tried again
-after a pause in halves, turn about with fresh batches, down to single rows, and a row whose
-runs fail alone `QUARANTINE_AFTER` times is a dead letter. One row that fails every run it is
-in (for a reason no stage could pin on it) so costs a few runs and holds back nothing. While
-Prefect's API does not answer, a failure is nobody's: the claims go back unchanged and the
-dispatcher pauses.
-"""
+"""The dispatcher's loop: claims spooled work in batches and starts one Prefect flow run per batch."""
 
 from __future__ import annotations
 
@@ -28,12 +11,13 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from flows.delivery_pool import DeliveryPool
-from flows.prefect_clients import SharedPrefectClients
+from flows.prefect_clients import SharedPrefectClients, quiet_prefect
 from flows.stages import Stages
-from hub.spool import ledger, suspects
+from hub.dispatch.runs import FlowRuns
+from hub.spool import lease, ledger, suspects
 
 if TYPE_CHECKING:
     from flows.runtime import Runtime
@@ -46,13 +30,16 @@ FLOW_FAILURE_BACKOFF = 5.0
 """Seconds before a failed run's claims are tried again (and the pause while Prefect is away)."""
 QUARANTINE_AFTER = 3
 """Failed flow runs of a row alone that make it a dead letter."""
-HEALTH_CHECK_SECONDS = 10.0
+UPKEEP_CHECK_SECONDS = 60.0
 PREFECT_CHECK_SECONDS = 10.0
 """How often the dispatcher asks Prefect's API whether it is healthy, for `hub.health`."""
 PREFECT_CHECK_TIMEOUT = 3.0
-UPKEEP_CHECK_SECONDS = 60.0
-CANCEL_SECONDS = 10.0
-"""How long a cancelled flow run may take to wind down (Prefect records the crash if it can)."""
+# A stop must be over within ~10 s of the signal (service managers escalate to SIGKILL after
+# 10-90 s): runs under way get STOP_GRACE seconds to end, a cancelled one CANCEL_SECONDS to
+# report its end to Prefect, the delivery workers POOL_STOP_SECONDS to record their chunks.
+STOP_GRACE = 4.0
+CANCEL_SECONDS = 2.0
+POOL_STOP_SECONDS = 2.0
 
 
 @dataclass
@@ -63,19 +50,20 @@ class _Session:
     runtime: Runtime
     pool: DeliveryPool | None
     prefect: SharedPrefectClients
-    in_flight: set[asyncio.Task[None]] = field(default_factory=set)
-    """Flow runs started and not yet ended."""
     pool_started: asyncio.Task[None] | None = None
     upkeep: asyncio.Task[None] | None = None
     prefect_watch: asyncio.Task[None] | None = None
     next_upkeep: float = 0.0
     """Monotonic time of the next check for due upkeep."""
+    next_renewal: float = 0.0
+    """Monotonic time of the next renewal of the lease."""
 
 
 @dataclass
 class Dispatcher:
     hub: Hub
-    stop_timeout: float = 20.0
+    stop_timeout: float = STOP_GRACE
+    """Seconds runs under way get to end at a stop before they are cancelled."""
     stages: Stages = field(default_factory=Stages)
     """The per-row parts flow runs call (tests hand in failing ones)."""
     run_flow: Callable[..., Awaitable[dict[str, int]]] | None = None
@@ -84,21 +72,26 @@ class Dispatcher:
     quarantine_after: int = QUARANTINE_AFTER
     owner: str = field(default_factory=lambda: f"{os.getpid()}-{uuid.uuid4().hex[:8]}")
     clock: Callable[[], float] = time.time
-    """Wall clock (unix seconds) for the ledger's rules; not the hub's, which is the receiver's
-    (tests set that one to a fixture's time so signatures verify)."""
+    """Wall clock (unix seconds) for the ledger's rules and leases; not the hub's, which is the
+    receiver's (tests set that one to a fixture's time so signatures verify)."""
     _stop: threading.Event = field(default_factory=threading.Event, init=False)
     _thread: threading.Thread | None = field(default=None, init=False)
-    flows_run: int = field(default=0, init=False)
     pool: DeliveryPool | None = field(default=None, init=False)
-    in_flight: int = field(default=0, init=False)
-    _claims: dict[asyncio.Task[None], tuple[list[str], list[tuple[str, str]]]] = field(
-        default_factory=dict, init=False
-    )
-    """What each flow run in flight has claimed, until it ends or gives it back."""
-    _prefect: SharedPrefectClients | None = field(default=None, init=False)
-    _paused_until: float = field(default=0.0, init=False)
-    """Monotonic time before which no run starts (Prefect's API did not answer)."""
+    runs: FlowRuns = field(init=False)
     _suspects_next: bool = field(default=True, init=False)
+
+    def __post_init__(self) -> None:
+        self.runs = FlowRuns(
+            self.hub, self.clock, self.run_flow, self.flow_failure_backoff, self.quarantine_after
+        )
+
+    @property
+    def flows_run(self) -> int:
+        return self.runs.flows_run
+
+    @property
+    def in_flight(self) -> int:
+        return len(self.runs.in_flight)
 
     def start(self) -> None:
         self.hub.health.dispatching = True
@@ -112,7 +105,10 @@ class Dispatcher:
             # Wait for batches under way; with none, do not wait for Prefect's server to finish
             # starting (that blocks the thread for seconds): an unfinished claim is recovered
             # at the next start anyway.
-            self._thread.join(timeout=self.stop_timeout + CANCEL_SECONDS + 5 if self.in_flight else 2.0)
+            busy = self.in_flight or self.pool is not None
+            self._thread.join(
+                timeout=self.stop_timeout + CANCEL_SECONDS + POOL_STOP_SECONDS + 1 if busy else 2.0
+            )
             self._thread = None
 
     def _run(self) -> None:
@@ -132,11 +128,12 @@ class Dispatcher:
             await self._shut_down(session)
 
     def _set_up(self) -> _Session:
-        """Open the spool, put back a killed process's claims, bind the runtime the flow runs use."""
+        """Take a lease, put back the claims of owners that are gone, bind the runtime runs use."""
         from flows.runtime import Runtime, bind
 
         conn = ledger.open_spool(self.hub.spool_path)
-        inbox, deliveries = ledger.recover(conn, self.clock())
+        lease.hold(conn, lease.this_process(self.owner, self.hub.port), self.clock())
+        inbox, deliveries = lease.recover(conn, self.clock())
         if inbox or deliveries:
             log.info(
                 "resuming work of a previous run",
@@ -153,12 +150,16 @@ class Dispatcher:
             stages=self.stages,
         )
         bind(runtime)
-        prefect = self._prefect = SharedPrefectClients()
-        return _Session(conn=conn, runtime=runtime, pool=pool, prefect=prefect)
+        prefect = SharedPrefectClients()
+        self.runs.prefect_ready = lambda: prefect.ready
+        session = _Session(conn=conn, runtime=runtime, pool=pool, prefect=prefect)
+        session.next_renewal = time.monotonic() + lease.RENEW_SECONDS
+        return session
 
     async def _turn(self, session: _Session) -> None:
         """One turn of the loop: keep the services up, then claim a batch and start its flow run."""
         self.hub.health.dispatcher_beat_at = self.clock()
+        self._renew_lease(session)
         # Awaited here, not in a task of its own: the runs started below inherit the clients.
         if not await session.prefect.ensure():
             self._note_prefect(session.prefect.error or "not connected yet")
@@ -171,7 +172,21 @@ class Dispatcher:
             return
         inbox_ids, due, of_suspects = claimed
         if inbox_ids or due:
-            self._start_flow(session, inbox_ids, due, settings.chunk_size, of_suspects)
+            self.runs.start(session.conn, inbox_ids, due, settings.chunk_size, of_suspects)
+
+    def _renew_lease(self, session: _Session) -> None:
+        if time.monotonic() < session.next_renewal:
+            return
+        session.next_renewal = time.monotonic() + lease.RENEW_SECONDS
+        try:
+            if not lease.renew(session.conn, self.owner, self.clock()):
+                # Another process found it expired (this one stalled for a whole lease) and may
+                # have put its claims back; take it again so new claims are this owner's.
+                log.warning("lease was lost and is taken again", extra={"event": "lease_lost"})
+                lease.hold(session.conn, lease.this_process(self.owner, self.hub.port), self.clock())
+        except sqlite3.Error as error:  # tried again next turn; the lease lasts LEASE_SECONDS
+            session.next_renewal = time.monotonic() + POLL_SECONDS * 20
+            log.warning("lease not renewed", extra={"event": "lease_renewal_failed", "error": str(error)})
 
     def _start_services(self, session: _Session) -> None:
         """Start the delivery workers once, and the upkeep whenever it is due and not running."""
@@ -192,8 +207,8 @@ class Dispatcher:
         """Claim work if a run may start and there is some; None after waiting a little if not."""
         try:
             if (
-                len(session.in_flight) >= max_flows
-                or time.monotonic() < self._paused_until
+                len(self.runs.in_flight) >= max_flows
+                or time.monotonic() < self.runs.paused_until
                 or not ledger.has_work(session.conn, self.clock())
             ):
                 await asyncio.sleep(POLL_SECONDS)
@@ -208,60 +223,37 @@ class Dispatcher:
             await asyncio.sleep(FLOW_FAILURE_BACKOFF)
             return None
 
-    def _start_flow(
-        self,
-        session: _Session,
-        inbox_ids: list[str],
-        due: list[tuple[str, str]],
-        chunk_size: int,
-        of_suspects: bool,
-    ) -> None:
-        """Run a flow for the claimed work; its claims are held, and counted in flight, until it ends."""
-        in_flight = session.in_flight
-        job = asyncio.create_task(self._flow(session.conn, inbox_ids, due, chunk_size, of_suspects))
-        self._claims[job] = (inbox_ids, due)
-        job.add_done_callback(lambda done: self._claims.pop(done, None))
-        in_flight.add(job)
-        job.add_done_callback(in_flight.discard)
-        self.in_flight = len(in_flight)
-        job.add_done_callback(lambda _: setattr(self, "in_flight", len(in_flight)))
-
     async def _shut_down(self, session: _Session) -> None:
-        """Stop the upkeep, let the runs in flight end, then close everything `_set_up` opened."""
+        """Stop the upkeep, end the runs in flight, then close everything `_set_up` opened."""
+        from flows.http_clients import close_shared_client
         from flows.runtime import unbind
 
+        # What Prefect logs from here on is the stop itself (runs cancelled, their crash
+        # reports, its event and log workers flushing to a server about to go); hookhub's
+        # own loggers keep their levels.
+        quiet_prefect()
         for task in (session.upkeep, session.prefect_watch):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-        if session.in_flight:
-            await self._finish_in_flight(session)
+        cancelled = await self.runs.finish(session.conn, self.stop_timeout, CANCEL_SECONDS)
+        if cancelled:
+            log.info(
+                "stopped with batches under way; they are finished at the next start",
+                extra={"event": "runs_cancelled", "runs": cancelled},
+            )
         unbind(session.runtime)
-        session.conn.close()
         await session.prefect.aclose()
         if session.pool_started is not None:
             session.pool_started.cancel()
         if session.pool is not None:
-            await session.pool.aclose()
-        from flows.http_clients import close_shared_client
-
+            await session.pool.aclose(POOL_STOP_SECONDS)
+        try:
+            lease.give_up(session.conn, self.owner)
+        except sqlite3.Error as error:  # it expires by itself
+            log.warning("lease not given up", extra={"event": "lease_not_given_up", "error": str(error)})
+        session.conn.close()
         await close_shared_client()
-
-    async def _finish_in_flight(self, session: _Session) -> None:
-        """Let running batches finish; cancel the rest and give their claims back.
-
-        One that cannot finish (a signal to the process group stops Prefect's ephemeral server at
-        once, so its run can no longer report) is cancelled, and its claims are given back here while
-        the spool is still open: Prefect's crash handling may outlast CANCEL_SECONDS. What it
-        delivered is in the ledger.
-        """
-        _, unfinished = await asyncio.wait(session.in_flight, timeout=self.stop_timeout)
-        for job in unfinished:
-            job.cancel()
-        if unfinished:
-            await asyncio.wait(unfinished, timeout=CANCEL_SECONDS)
-        for job in unfinished:
-            self._give_back(session.conn, job)
 
     async def _start_pool(self, pool: DeliveryPool) -> None:
         """Spawn the workers ahead of the first chunk if any destination will use them.
@@ -308,7 +300,7 @@ class Dispatcher:
             else:
                 await self._fill(conn, batch_size, batch_wait)
                 inbox_ids = ledger.claim_inbox(conn, self.clock(), batch_size, self.owner)
-                due = ledger.claim_due(conn, self.clock(), batch_size)
+                due = ledger.claim_due(conn, self.clock(), batch_size, self.owner)
             if inbox_ids or due:
                 self._suspects_next = not of_suspects
                 return inbox_ids, due, of_suspects
@@ -321,87 +313,6 @@ class Dispatcher:
             if ledger.pending_count(conn, self.clock()) >= batch_size:
                 return
             await asyncio.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
-
-    async def _flow(
-        self,
-        conn: sqlite3.Connection,
-        inbox_ids: list[str],
-        due: list[tuple[str, str]],
-        chunk_size: int,
-        of_suspects: bool = False,
-    ) -> None:
-        run_flow = self.run_flow
-        if run_flow is None:
-            from flows.pipeline import deliver_batch
-
-            run_flow = deliver_batch
-        started = time.perf_counter()
-        try:
-            totals = await run_flow(
-                spool_path=str(self.hub.spool_path),
-                config_path=str(self.hub.config.path),
-                inbox_ids=inbox_ids,
-                due=[list(k) for k in due],
-                chunk_size=chunk_size,
-            )
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task is not None:
-                self._give_back(conn, task)
-            raise
-        except Exception as exc:  # noqa: BLE001 - whatever failed the run, its claims must not stay held
-            await self._flow_failed(conn, inbox_ids, due, f"{type(exc).__name__}: {exc}")
-            return
-        if of_suspects:
-            try:
-                suspects.flow_succeeded(conn, inbox_ids, due)
-            except sqlite3.Error as error:  # they stay suspects: tried in small groups, no harm
-                log.warning(
-                    "could not clear suspects", extra={"event": "suspects_not_cleared", "error": str(error)}
-                )
-        self.flows_run += 1
-        log.info(
-            "batch delivered",
-            extra={
-                "event": "batch_done",
-                "submissions": len(inbox_ids),
-                "retries": len(due),
-                "outcomes": totals,
-                "seconds": round(time.perf_counter() - started, 3),
-            },
-        )
-
-    async def _flow_failed(
-        self, conn: sqlite3.Connection, inbox_ids: list[str], due: list[tuple[str, str]], error: str
-    ) -> None:
-        """Give the claims back as suspects to bisect, or unchanged if Prefect is what failed."""
-        task = asyncio.current_task()
-        if task is None or task not in self._claims:  # given back already
-            return
-        facts: dict[str, Any] = {"error": error, "submissions": len(inbox_ids), "retries": len(due)}
-        if not await self._prefect_answers():
-            self._paused_until = time.monotonic() + self.flow_failure_backoff
-            log.error(
-                "flow run failed and Prefect's API does not answer; its batch goes back to the queue",
-                extra={"event": "flow_failed", **facts},
-            )
-            self._give_back(conn, task)
-            return
-        del self._claims[task]
-        try:
-            quarantined = suspects.flow_failed(
-                conn, inbox_ids, due, error, self.clock(), self.flow_failure_backoff, self.quarantine_after
-            )
-        except sqlite3.Error as spool_error:
-            log.warning(
-                "could not give a failed batch's claims back; the next start recovers them",
-                extra={"event": "release_failed", "error": str(spool_error)},
-            )
-            return
-        log.error(
-            "flow run failed; its batch is tried again in halves",
-            extra={"event": "flow_failed", **facts, "quarantined": quarantined},
-        )
 
     async def _watch_prefect(self) -> None:
         """Record whether Prefect's API answers, every PREFECT_CHECK_SECONDS, beside the deliveries."""
@@ -421,30 +332,6 @@ class Dispatcher:
         health.prefect_reachable = error is None
         health.prefect_error = error
         health.prefect_checked_at = self.clock()
-
-    async def _prefect_answers(self) -> bool:
-        if self._prefect is None or not self._prefect.ready:
-            return False
-        from prefect.client.orchestration import get_client
-
-        try:  # the shared client (opened in _main, inherited through the context)
-            error = await asyncio.wait_for(get_client().api_healthcheck(), HEALTH_CHECK_SECONDS)
-        except TimeoutError:
-            return False
-        return error is None
-
-    def _give_back(self, conn: sqlite3.Connection, job: asyncio.Task[None]) -> None:
-        """Release what `job` claimed, once; a spool error leaves it to the next start's recovery."""
-        claims = self._claims.pop(job, None)
-        if claims is None:
-            return
-        try:
-            ledger.release(conn, self.clock(), *claims)
-        except sqlite3.Error as error:
-            log.warning(
-                "could not give a batch's claims back; the next start recovers them",
-                extra={"event": "release_failed", "error": str(error)},
-            )
 
 
 def _log_level() -> str:

@@ -1,0 +1,63 @@
+"""One hub per data dir: an exclusive `flock` on a file in it, naming the owner.
+
+The kernel drops the lock when the holding process dies however it dies (kill -9 included),
+so a stale lock file never blocks a restart; its contents only say who holds it. The file
+descriptor is close-on-exec (Python's default), so neither Prefect's server nor the delivery
+workers inherit it and keep a dead hub's lock.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from hub.spool.files import ensure_private_dir
+
+LOCK_FILE = "hub.lock"
+
+
+class DataDirBusy(RuntimeError):
+    """Another live hub holds the data dir."""
+
+
+@dataclass
+class DataDirLock:
+    """Held from `acquire` until `release` or the process's death."""
+
+    data_dir: Path
+    _fd: int | None = None
+
+    def acquire(self, port: int) -> None:
+        """Take the lock and record who holds it; DataDirBusy naming the holder if it is taken."""
+        ensure_private_dir(self.data_dir)
+        path = self.data_dir / LOCK_FILE
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_holder(fd)
+            os.close(fd)
+            raise DataDirBusy(
+                f"another hub ({holder}) owns {self.data_dir}; stop it first or use another --data-dir"
+            ) from None
+        owner = {"pid": os.getpid(), "host": socket.gethostname(), "port": port}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(owner).encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the only descriptor drops the flock
+            self._fd = None
+
+
+def _read_holder(fd: int) -> str:
+    try:
+        owner = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        return f"pid {int(owner['pid'])}, port {int(owner['port'])}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "its pid not recorded yet"
