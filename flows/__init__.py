@@ -17,6 +17,8 @@ _PREFECT_DEFAULTS = {
     "PREFECT_LOGGING_LEVEL": "WARNING",
     # Prefect's records in hookhub's format, through hookhub's handler (see hub/logs.py).
     "PREFECT_LOGGING_SETTINGS_PATH": os.path.join(os.path.dirname(__file__), "prefect_logging.yml"),
+    # Prefect's SDK prints a telemetry notice into the log on a terminal unless told not to track.
+    "DO_NOT_TRACK": "1",
     # For the ephemeral server the hub starts: its SQLite database takes one writer at a time,
     # and persisting every task-run event (the UI's Events feed) made flow-run creation lose
     # write conflicts and back off for seconds (bench/e2e.py p95 at 50/s: 3.5-4.2 s with it,
