@@ -167,6 +167,12 @@ class Receiver:
         if envelope.note and not stored.duplicate:
             answer["note"] = envelope.note
         await _answer(send, 200, answer)
+        # After the answer, so the line costs the provider no latency; no answers in it, only ids.
+        log.info(
+            "webhook %s",
+            outcome,
+            extra={"event": "received", "id": stored.id, "source": source_id, "event_id": record.event_id},
+        )
 
     async def _reject(
         self, scope: Scope, send: Send, status: int, source_id: str, error: str, detail: str
@@ -189,12 +195,6 @@ class Receiver:
 
     async def healthz(self, request: Request) -> Response:
         return JSONResponse({"status": "alive"})
-        # After the answer, so the line costs the provider no latency; no answers in it, only ids.
-        log.info(
-            "webhook %s",
-            outcome,
-            extra={"event": "received", "id": stored.id, "source": source_id, "event_id": record.event_id},
-        )
 
     async def readyz(self, request: Request) -> Response:
         problems: list[str] = []
