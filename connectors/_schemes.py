@@ -16,23 +16,27 @@ non-ASCII header values, and `==` would leak timing.
 
 from __future__ import annotations
 
+import abc
 import base64
 import binascii
 import hmac
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from connectors import _answers
 from connectors._hashing import hmac_digest
 from connectors.base import (
+    Connector,
     Envelope,
     InboundRequest,
+    NormalizeContext,
     SourceSettings,
     UnsupportedPayload,
     VerificationFailed,
     require_secrets,
 )
+from hub.submission import Answer, Submission
 
 STANDARD_WEBHOOKS = "standard-webhooks"
 _WHSEC_PREFIX = "whsec_"
@@ -178,6 +182,49 @@ def typed_envelope(request: InboundRequest, submitted: str) -> Envelope:
         return Envelope(event_id=event_id, kind="test", form_id=form_id, note="hookhub.ping test message")
     note = f"event type {event_type!r} is not {submitted!r}"
     return Envelope(event_id=event_id, kind="ignored", form_id=form_id, note=note)
+
+
+class StandardWebhooksMessages(StandardWebhooksVerification, Connector):
+    """A sender of hookhub's own design: Standard Webhooks signing, a `{type, timestamp, data}` body
+    whose `data` holds form_id, submitted_at and respondent_email, and `webhook-id` as the event id."""
+
+    submitted: ClassVar[str]
+    """The `type` of a submission message."""
+    kept_data: ClassVar[tuple[str, ...]]
+    """Keys of `data` kept as metadata."""
+
+    def envelope(self, request: InboundRequest) -> Envelope:
+        return typed_envelope(request, self.submitted)
+
+    @abc.abstractmethod
+    def answers(self, data: dict[str, Any]) -> list[Answer]:
+        """The answers in `data`, in the sender's order."""
+
+    def form_title(self, data: dict[str, Any]) -> str | None:
+        return _answers.optional_text(data, "form_title")
+
+    def hidden(self, data: dict[str, Any]) -> dict[str, Any] | None:
+        return None
+
+    def normalize(self, request: InboundRequest, context: NormalizeContext) -> Submission:
+        body = _answers.parse_json_object(request.body)
+        data = _answers.obj(body, "data", "body")
+        answers = self.answers(data)
+        metadata = {k: data[k] for k in self.kept_data if data.get(k) is not None}
+        if body.get("timestamp"):
+            metadata["event_timestamp"] = body["timestamp"]
+        return _answers.submission(
+            self.provider,
+            context,
+            answers,
+            form_id=_answers.optional_text(data, "form_id"),
+            form_title=self.form_title(data),
+            event_id=webhook_id(request),
+            submitted_at=_answers.instant(data.get("submitted_at"), "data.submitted_at", context.received_at),
+            respondent_email=data.get("respondent_email"),
+            hidden=self.hidden(data),
+            metadata=metadata,
+        )
 
 
 def event_envelope(

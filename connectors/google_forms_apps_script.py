@@ -18,15 +18,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from connectors import _answers
-from connectors._schemes import StandardWebhooksVerification, signed_request, typed_envelope, webhook_id
-from connectors.base import (
-    Connector,
-    Envelope,
-    InboundRequest,
-    NormalizeContext,
-    SourceSettings,
-)
-from hub.submission import Answer, Submission, iso_utc
+from connectors._schemes import StandardWebhooksMessages, signed_request
+from connectors.base import InboundRequest, SourceSettings
+from hub.submission import Answer, iso_utc
 
 SUBMITTED = "form.response.submitted"
 
@@ -40,31 +34,14 @@ def _item_answer(item: dict[str, Any]) -> Answer | None:
     return _answers.answer(str(item.get("item_id") or title), title, type_, value)
 
 
-class GoogleFormsAppsScriptConnector(StandardWebhooksVerification, Connector):
+class GoogleFormsAppsScriptConnector(StandardWebhooksMessages):
     provider = "google_forms_apps_script"
     title = "Google Forms (Apps Script)"
+    submitted = SUBMITTED
+    kept_data = ("response_id", "edit_response_url")
 
-    def envelope(self, request: InboundRequest) -> Envelope:
-        return typed_envelope(request, SUBMITTED)
-
-    def normalize(self, request: InboundRequest, context: NormalizeContext) -> Submission:
-        body = _answers.parse_json_object(request.body)
-        data = _answers.obj(body, "data", "body")
-        answers = _answers.collect(_item_answer(item) for item in _answers.items(data, "items", "data"))
-        metadata = {k: data[k] for k in ("response_id", "edit_response_url") if data.get(k) is not None}
-        if body.get("timestamp"):
-            metadata["event_timestamp"] = body["timestamp"]
-        return _answers.submission(
-            self.provider,
-            context,
-            answers,
-            form_id=_answers.optional_text(data, "form_id"),
-            form_title=_answers.optional_text(data, "form_title"),
-            event_id=webhook_id(request),
-            submitted_at=_answers.instant(data.get("submitted_at"), "data.submitted_at", context.received_at),
-            respondent_email=data.get("respondent_email"),
-            metadata=metadata,
-        )
+    def answers(self, data: dict[str, Any]) -> list[Answer]:
+        return _answers.collect(_item_answer(item) for item in _answers.items(data, "items", "data"))
 
     def sample_request(self, source: SourceSettings, url: str, now: float) -> InboundRequest:
         at = datetime.fromtimestamp(now, UTC)

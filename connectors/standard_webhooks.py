@@ -14,32 +14,24 @@ from __future__ import annotations
 import secrets
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 from connectors import _answers
-from connectors._schemes import StandardWebhooksVerification, signed_request, typed_envelope, webhook_id
-from connectors.base import (
-    Connector,
-    Envelope,
-    InboundRequest,
-    NormalizeContext,
-    SourceSettings,
-)
-from hub.submission import Submission, iso_utc
+from connectors._schemes import StandardWebhooksMessages, signed_request
+from connectors.base import InboundRequest, SourceSettings
+from hub.submission import Answer, iso_utc
 
 SUBMITTED = "form.submission.created"
 
 
-class StandardWebhooksConnector(StandardWebhooksVerification, Connector):
+class StandardWebhooksConnector(StandardWebhooksMessages):
     provider = "standard_webhooks"
     title = "Standard Webhooks (generic signed JSON)"
+    submitted = SUBMITTED
+    kept_data = ("submission_id",)
 
-    def envelope(self, request: InboundRequest) -> Envelope:
-        return typed_envelope(request, SUBMITTED)
-
-    def normalize(self, request: InboundRequest, context: NormalizeContext) -> Submission:
-        body = _answers.parse_json_object(request.body)
-        data = _answers.obj(body, "data", "body")
-        answers = _answers.collect(
+    def answers(self, data: dict[str, Any]) -> list[Answer]:
+        return _answers.collect(
             _answers.answer(
                 a.get("key") or a.get("id") or a.get("label") or f"answer_{i}",
                 a.get("label") or a.get("key") or f"answer_{i}",
@@ -48,22 +40,12 @@ class StandardWebhooksConnector(StandardWebhooksVerification, Connector):
             )
             for i, a in enumerate(_answers.items(data, "answers", "data"), start=1)
         )
-        metadata = {k: data[k] for k in ("submission_id",) if data.get(k) is not None}
-        if body.get("timestamp"):
-            metadata["event_timestamp"] = body["timestamp"]
-        return _answers.submission(
-            self.provider,
-            context,
-            answers,
-            form_id=_answers.optional_text(data, "form_id"),
-            form_title=_answers.optional_text(data, "form_name")
-            or _answers.optional_text(data, "form_title"),
-            event_id=webhook_id(request),
-            submitted_at=_answers.instant(data.get("submitted_at"), "data.submitted_at", context.received_at),
-            respondent_email=data.get("respondent_email"),
-            hidden=_answers.maybe_obj(data, "hidden"),
-            metadata=metadata,
-        )
+
+    def form_title(self, data: dict[str, Any]) -> str | None:
+        return _answers.optional_text(data, "form_name") or _answers.optional_text(data, "form_title")
+
+    def hidden(self, data: dict[str, Any]) -> dict[str, Any] | None:
+        return _answers.maybe_obj(data, "hidden")
 
     def sample_request(self, source: SourceSettings, url: str, now: float) -> InboundRequest:
         at = datetime.fromtimestamp(now, UTC)

@@ -45,19 +45,8 @@ def multipart(body: bytes, content_type: str) -> dict[str, Any]:
     return fields(_answers.multipart_pairs(body, content_type))
 
 
-def kind_of(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "text"
-    return "a list" if isinstance(value, list) else "an object"
-
-
 def inferred_type(value: Any) -> str:
+    """An answer's type when the mapping names none: what JSON kind its value is."""
     if isinstance(value, bool):
         return "boolean"
     if isinstance(value, (int, float)):
@@ -65,6 +54,18 @@ def inferred_type(value: Any) -> str:
     if isinstance(value, list):
         return "list"
     return "object" if isinstance(value, dict) else "text"
+
+
+_IN_A_MESSAGE = {"boolean": "a boolean", "number": "a number", "list": "a list"}
+
+
+def kind_of(value: Any) -> str:
+    """The same kind, worded for an error message; null is named, any other non-text is an object."""
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return "text"
+    return _IN_A_MESSAGE.get(inferred_type(value), "an object")
 
 
 def scalar_text(value: Any) -> str | None:
