@@ -70,9 +70,10 @@ def _delivery(conn: sqlite3.Connection, data_dir: Path, now: float) -> None:
     for name, since, reason in report.disabled(conn):
         print(f"  disabled   {name} since {_when(since)}: {reason}; `hookhub replay` enables it again")
     for r in report.retrying(conn):
-        code = f"HTTP {r.last_status_code}: " if r.last_status_code else ""
+        error = r.last_error or "(no reason recorded)"
+        code = f"HTTP {r.last_status_code}: " if r.last_status_code and "HTTP" not in error else ""
         print(f"  retrying   {r.destination}: {r.count}, next attempt {_when(r.next_attempt_at)}")
-        print(f"             last: {code}{r.last_error or '(no reason recorded)'}")
+        print(f"             last: {code}{error}")
 
 
 def _health(delivery: dict[str, object]) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-LOCK_FILE = "hub.lock"  # hub/spool/lock.py's LOCK_FILE
+from hub.spool.lock import LOCK_FILE
 
 
 @dataclass(frozen=True)
