@@ -22,7 +22,7 @@ import binascii
 import hmac
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from connectors import _answers
 from connectors._hashing import hmac_digest
@@ -209,14 +209,13 @@ class StandardWebhooksMessages(StandardWebhooksVerification, Connector):
     def normalize(self, request: InboundRequest, context: NormalizeContext) -> Submission:
         body = _answers.parse_json_object(request.body)
         data = _answers.obj(body, "data", "body")
-        answers = self.answers(data)
         metadata = {k: data[k] for k in self.kept_data if data.get(k) is not None}
         if body.get("timestamp"):
             metadata["event_timestamp"] = body["timestamp"]
         return _answers.submission(
             self.provider,
             context,
-            answers,
+            self.answers(data),
             form_id=_answers.optional_text(data, "form_id"),
             form_title=self.form_title(data),
             event_id=webhook_id(request),
@@ -225,21 +224,6 @@ class StandardWebhooksMessages(StandardWebhooksVerification, Connector):
             hidden=self.hidden(data),
             metadata=metadata,
         )
-
-
-def event_envelope(
-    event_id: str,
-    form_id: str | None,
-    event_type: object,
-    submitted: str,
-    notes: Mapping[str, str] | None = None,
-) -> Envelope:
-    """A submission when `event_type` is `submitted`; else ignored, noted from `notes` or generically."""
-    if event_type == submitted:
-        return Envelope(event_id=event_id, form_id=form_id)
-    generic = f"event type {event_type!r} is not a submission"
-    note = (notes or {}).get(event_type, generic) if isinstance(event_type, str) else generic
-    return Envelope(event_id=event_id, kind="ignored", form_id=form_id, note=note)
 
 
 def signed_request(source: SourceSettings, url: str, now: float, msg_id: str, payload: Any) -> InboundRequest:
@@ -251,3 +235,55 @@ def signed_request(source: SourceSettings, url: str, now: float, msg_id: str, pa
         **sign_standard_webhooks(require_secrets(source)[0], msg_id, int(now), body),
     }
     return InboundRequest(method="POST", url=url, headers=headers, body=body)
+
+
+# --- Body HMAC senders with typed events (Typeform, Tally) -----------------------------------------
+
+
+class EventKeys(NamedTuple):
+    """Where a `{<event_id>, <event_type>, <payload>: {<form_id>, ...}}` body keeps each part."""
+
+    event_id: str
+    event_type: str
+    payload: str
+    form_id: str
+
+
+class BodyHmacEvents:
+    """Mixin for senders that sign `<signature_header>: <signature_prefix>base64(HMAC-SHA256(secret,
+    raw body))` without a timestamp (so `now` and the tolerance do not apply) and post typed events."""
+
+    signature_header: ClassVar[str]
+    signature_prefix: ClassVar[str] = ""
+    event_keys: ClassVar[EventKeys]
+    submitted: ClassVar[str]
+    """The event type of a submission."""
+    notes: ClassVar[Mapping[str, str]] = {}
+    """Why other known event types are ignored (a generic note for the rest)."""
+
+    def verify(self, request: InboundRequest, source: SourceSettings, now: float) -> None:
+        verify_body_hmac_b64(request, source, self.signature_header, self.signature_prefix)
+
+    def envelope(self, request: InboundRequest) -> Envelope:
+        """A submission when the event type is `submitted`; else ignored, noted from `notes`."""
+        keys = self.event_keys
+        body = _answers.parse_json_object(request.body)
+        event_id = _answers.text(body, keys.event_id, "body")
+        form_id = _answers.optional_text(_answers.obj(body, keys.payload, "body"), keys.form_id)
+        event_type = body.get(keys.event_type)
+        if event_type == self.submitted:
+            return Envelope(event_id=event_id, form_id=form_id)
+        generic = f"event type {event_type!r} is not a submission"
+        note = self.notes.get(event_type, generic) if isinstance(event_type, str) else generic
+        return Envelope(event_id=event_id, kind="ignored", form_id=form_id, note=note)
+
+    def signed_request(self, source: SourceSettings, url: str, payload: Any) -> InboundRequest:
+        """A send-test request signed with the source's first (current) secret."""
+        body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        digest = hmac_digest(require_secrets(source)[0].encode("utf-8"), body)
+        headers = {
+            "content-type": "application/json",
+            "user-agent": "hookhub-send-test",
+            self.signature_header: self.signature_prefix + b64(digest),
+        }
+        return InboundRequest(method="POST", url=url, headers=headers, body=body)

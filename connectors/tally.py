@@ -7,23 +7,14 @@ sub-fields observed in receiver code); answer rules from tests/fixtures/provider
 
 from __future__ import annotations
 
-import json
 import secrets
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 from connectors import _answers
-from connectors._hashing import hmac_digest
-from connectors._schemes import b64, event_envelope, verify_body_hmac_b64
-from connectors.base import (
-    Connector,
-    Envelope,
-    InboundRequest,
-    NormalizeContext,
-    SourceSettings,
-    require_secrets,
-)
+from connectors._schemes import BodyHmacEvents, EventKeys
+from connectors.base import Connector, InboundRequest, NormalizeContext, SourceSettings
 from hub.submission import Answer, Submission, iso_utc
 
 _SUBMITTED = "FORM_RESPONSE"
@@ -68,22 +59,14 @@ def _collect_answers(fields: list[dict[str, Any]]) -> list[Answer]:
     return _answers.collect(out)
 
 
-class TallyConnector(Connector):
+class TallyConnector(BodyHmacEvents, Connector):
     provider = "tally"
     title = "Tally"
     scheme = "tally-hmac-sha256"
-    stored_headers = frozenset({"tally-signature"})
-
-    def verify(self, request: InboundRequest, source: SourceSettings, now: float) -> None:
-        # Tally signs without a timestamp: `now` and the tolerance do not apply.
-        verify_body_hmac_b64(request, source, "tally-signature")
-
-    def envelope(self, request: InboundRequest) -> Envelope:
-        body = _answers.parse_json_object(request.body)
-        event_id = _answers.text(body, "eventId", "body")
-        data = _answers.obj(body, "data", "body")
-        form_id = _answers.optional_text(data, "formId")
-        return event_envelope(event_id, form_id, body.get("eventType"), _SUBMITTED)
+    signature_header = "tally-signature"
+    stored_headers = frozenset({signature_header})
+    event_keys = EventKeys(event_id="eventId", event_type="eventType", payload="data", form_id="formId")
+    submitted = _SUBMITTED
 
     def normalize(self, request: InboundRequest, context: NormalizeContext) -> Submission:
         body = _answers.parse_json_object(request.body)
@@ -113,7 +96,6 @@ class TallyConnector(Connector):
         )
 
     def sample_request(self, source: SourceSettings, url: str, now: float) -> InboundRequest:
-        secret = require_secrets(source)[0]
         at = iso_utc(datetime.fromtimestamp(now, UTC))
         response_id = secrets.token_urlsafe(4)[:6]
         options = [{"id": str(uuid.uuid4()), "text": t} for t in ("Keynote", "Workshop", "Party")]
@@ -157,13 +139,7 @@ class TallyConnector(Connector):
                 "fields": fields,
             },
         }
-        body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-        headers = {
-            "content-type": "application/json",
-            "user-agent": "hookhub-send-test",
-            "tally-signature": b64(hmac_digest(secret.encode("utf-8"), body)),
-        }
-        return InboundRequest(method="POST", url=url, headers=headers, body=body)
+        return self.signed_request(source, url, payload)
 
 
 connector = TallyConnector()

@@ -9,22 +9,13 @@ tests/fixtures/providers/README.md ("typeform" row).
 
 from __future__ import annotations
 
-import json
 import secrets
 from datetime import UTC, datetime
 from typing import Any
 
 from connectors import _answers
-from connectors._hashing import hmac_digest
-from connectors._schemes import b64, event_envelope, verify_body_hmac_b64
-from connectors.base import (
-    Connector,
-    Envelope,
-    InboundRequest,
-    NormalizeContext,
-    SourceSettings,
-    require_secrets,
-)
+from connectors._schemes import BodyHmacEvents, EventKeys
+from connectors.base import Connector, InboundRequest, NormalizeContext, SourceSettings
 from hub.spool.ids import new_id
 from hub.submission import Answer, Submission, iso_utc
 
@@ -48,22 +39,18 @@ def _answer_value(raw: dict[str, Any]) -> Any:
 _NOTES = {"form_response_partial": "partial response (form_response_partial), not a submission"}
 
 
-class TypeformConnector(Connector):
+class TypeformConnector(BodyHmacEvents, Connector):
     provider = "typeform"
     title = "Typeform"
     scheme = "typeform-hmac-sha256"
-    stored_headers = frozenset({"typeform-signature"})
-
-    def verify(self, request: InboundRequest, source: SourceSettings, now: float) -> None:
-        # Typeform signs without a timestamp: `now` and the tolerance do not apply.
-        verify_body_hmac_b64(request, source, "typeform-signature", prefix="sha256=")
-
-    def envelope(self, request: InboundRequest) -> Envelope:
-        body = _answers.parse_json_object(request.body)
-        event_id = _answers.text(body, "event_id", "body")
-        response = _answers.obj(body, "form_response", "body")
-        form_id = _answers.optional_text(response, "form_id")
-        return event_envelope(event_id, form_id, body.get("event_type"), _SUBMITTED, _NOTES)
+    signature_header = "typeform-signature"
+    signature_prefix = "sha256="
+    stored_headers = frozenset({signature_header})
+    event_keys = EventKeys(
+        event_id="event_id", event_type="event_type", payload="form_response", form_id="form_id"
+    )
+    submitted = _SUBMITTED
+    notes = _NOTES
 
     def normalize(self, request: InboundRequest, context: NormalizeContext) -> Submission:
         body = _answers.parse_json_object(request.body)
@@ -118,7 +105,6 @@ class TypeformConnector(Connector):
         )
 
     def sample_request(self, source: SourceSettings, url: str, now: float) -> InboundRequest:
-        secret = require_secrets(source)[0]
         at = datetime.fromtimestamp(now, UTC).replace(microsecond=0)
         form_id = "hookhubTest"
         fields = [
@@ -160,14 +146,7 @@ class TypeformConnector(Connector):
                 "answers": answers,
             },
         }
-        body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-        signature = "sha256=" + b64(hmac_digest(secret.encode("utf-8"), body))
-        headers = {
-            "content-type": "application/json",
-            "user-agent": "hookhub-send-test",
-            "typeform-signature": signature,
-        }
-        return InboundRequest(method="POST", url=url, headers=headers, body=body)
+        return self.signed_request(source, url, payload)
 
 
 connector = TypeformConnector()
