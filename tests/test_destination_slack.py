@@ -1138,7 +1138,7 @@ async def test_api_logs_carry_facts_and_warnings_but_no_token_or_personal_data()
     ]
     assert facts == [
         ("chat.postMessage", "delivered", None, ["superfluous_charset"], logging.WARNING),
-        ("chat.postMessage", "failed", "not_in_channel", [], logging.WARNING),
+        ("chat.postMessage", "failed", "not_in_channel", [], logging.ERROR),  # a dead letter
         ("chat.postMessage", "retry", "ratelimited", [], logging.WARNING),
     ]
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import abc
 import builtins
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, Literal, TypeVar
@@ -188,6 +189,11 @@ class Destination(abc.ABC, Generic[ConfigT]):
     reads_submission: ClassVar[bool] = True
     """Whether `deliver` reads `item.submission` (the parsed model) rather than only
     `item.submission_json()`: stored JSON that does not parse is then a dead letter up front."""
+
+    def __init__(self, wall_clock: Callable[[], float] = time.time) -> None:
+        self._wall_clock = wall_clock
+        """Unix time, for what targets date (Retry-After HTTP-dates, rate-limit resets, a Date
+        header); tests pin it."""
 
     def check(self, config: ConfigT) -> list[str]:
         """Problems that can be known before start (beyond the Config model's own validation)."""

@@ -22,14 +22,14 @@ recorded answers in tests/fixtures/destinations/postmark/. Auth is the
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from typing import Annotated, Any
 
 from pydantic import Field, SecretStr
 
 from flows.destinations import _http
 from flows.destinations._config import ApiRoot, api_credential
+from flows.destinations._email_api import UNTIMED_PAUSE as UNTIMED_PAUSE
+from flows.destinations._email_api import unanswered, wait_or_defer
 from flows.destinations._email_render import EmailContent, check_email, render_email
 from flows.destinations._email_settings import EmailSettings
 from flows.destinations._item_guard import content_failed, send_crashed
@@ -39,9 +39,6 @@ DEFAULT_BASE_URL = "https://api.postmarkapp.com"
 USER_AGENT = "hookhub-postmark/0.1"
 BATCH_SIZE = 100
 """Postmark takes 500 (batch docs); 100 keeps a batch answer well under the 64 KiB read of `_http`."""
-MAX_INLINE_PAUSE = 5.0
-UNTIMED_PAUSE = 60.0
-"""Postmark publishes no limits and may send no Retry-After: leave the token alone this long."""
 RETRY_CODES = frozenset({100, 429})
 ADVICE = {
     10: "Postmark refused the server token: check server_token",
@@ -70,9 +67,6 @@ class PostmarkConfig(EmailSettings):
 class PostmarkDestination(Destination[PostmarkConfig]):
     type = "postmark"
     Config = PostmarkConfig
-
-    def __init__(self, wall_clock: Callable[[], float] = time.time) -> None:
-        self._wall_clock = wall_clock  # only to read Retry-After HTTP-dates
 
     def check(self, config: PostmarkConfig) -> list[str]:
         return check_email(config)
@@ -105,13 +99,9 @@ class PostmarkDestination(Destination[PostmarkConfig]):
         context: DeliveryContext,
     ) -> list[Outcome]:
         keys = [item.key for item, _ in batch]
-        paused = context.pacer.paused_for(pacing_key)
-        if paused > MAX_INLINE_PAUSE:
-            reason = f"not sent: Postmark asked to slow down (429); the token is paused for {paused:.0f} s"
-            return [
-                Outcome(key=k, status="retry", reason=reason, retry_after=paused, deferred=True) for k in keys
-            ]
-        await context.pacer.wait_turn(pacing_key, 0.0)  # returns at once unless a short pause is on
+        deferred = await wait_or_defer(context, pacing_key, keys, "Postmark", "token")
+        if deferred is not None:
+            return deferred
         single = len(batch) == 1
         payload: Any = batch[0][1] if single else [body for _, body in batch]
         url = f"{config.base_url}/email" if single else f"{config.base_url}/email/batch"
@@ -127,8 +117,7 @@ class PostmarkDestination(Destination[PostmarkConfig]):
                 context.http, url, content=content, headers=headers, timeout=config.timeout
             )
         except _http.TransportFailed as exc:
-            reason = f"Postmark: {exc.reason}" + ("; retrying, the mail may arrive twice" if exc.sent else "")
-            return [Outcome(key=k, status="retry", reason=reason) for k in keys]
+            return unanswered(keys, "Postmark", exc)
         if not single and answer.status in (413, 422):
             # The batch as a whole was refused, nothing went out: let each message answer for itself.
             outcomes: list[Outcome] = []

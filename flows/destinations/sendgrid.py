@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
-from collections.abc import Callable
 from typing import Annotated, Any
 
 from pydantic import Field, SecretStr
 
 from flows.destinations import _http
 from flows.destinations._config import ApiRoot, api_credential
+from flows.destinations._email_api import UNTIMED_PAUSE as UNTIMED_PAUSE
+from flows.destinations._email_api import unanswered, wait_or_defer
 from flows.destinations._email_render import EmailContent, check_email, render_email
 from flows.destinations._email_settings import EmailSettings, Mailbox
 from flows.destinations._item_guard import content_failed, send_crashed
@@ -37,10 +37,6 @@ from flows.destinations.base import DeliveryContext, DeliveryItem, Destination, 
 
 DEFAULT_BASE_URL = "https://api.sendgrid.com"
 USER_AGENT = "hookhub-sendgrid/0.1"
-MAX_INLINE_PAUSE = 5.0
-"""A shorter pause is waited out in the task; a longer one hands the item back as retry."""
-UNTIMED_PAUSE = 60.0
-"""A 429 without Retry-After or X-RateLimit-Reset says nothing about when: leave the key alone this long."""
 RETRY_STATUSES = frozenset({408, 429})
 ADVICE = {
     401: "check api_key (revoked, mistyped, or missing the Mail Send permission)",
@@ -62,9 +58,6 @@ class SendgridConfig(EmailSettings):
 class SendgridDestination(Destination[SendgridConfig]):
     type = "sendgrid"
     Config = SendgridConfig
-
-    def __init__(self, wall_clock: Callable[[], float] = time.time) -> None:
-        self._wall_clock = wall_clock  # unix time: X-RateLimit-Reset and Retry-After dates
 
     def check(self, config: SendgridConfig) -> list[str]:
         return check_email(config)
@@ -94,11 +87,9 @@ class SendgridDestination(Destination[SendgridConfig]):
             body = json.dumps(mail_body(content), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         except Exception as exc:  # noqa: BLE001 - whatever this submission does to the templates
             return content_failed(item.key, exc)
-        paused = context.pacer.paused_for(pacing_key)
-        if paused > MAX_INLINE_PAUSE:
-            reason = f"not sent: SendGrid asked to slow down (429); the API key is paused for {paused:.0f} s"
-            return Outcome(key=item.key, status="retry", reason=reason, retry_after=paused, deferred=True)
-        await context.pacer.wait_turn(pacing_key, 0.0)  # returns at once unless a short pause is on
+        deferred = await wait_or_defer(context, pacing_key, [item.key], "SendGrid", "API key")
+        if deferred is not None:
+            return deferred[0]
         headers = {
             "authorization": f"Bearer {config.api_key.get_secret_value()}",
             "content-type": "application/json",
@@ -113,8 +104,7 @@ class SendgridDestination(Destination[SendgridConfig]):
                 timeout=config.timeout,
             )
         except _http.TransportFailed as exc:
-            reason = f"SendGrid: {exc.reason}" + ("; retrying, the mail may arrive twice" if exc.sent else "")
-            return Outcome(key=item.key, status="retry", reason=reason)
+            return unanswered([item.key], "SendGrid", exc)[0]
         now = self._wall_clock()
         outcome = classify(item.key, answer, now)
         pause = budget_pause(answer, now)

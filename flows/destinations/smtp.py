@@ -19,8 +19,6 @@ Reply-To) comes from `_email_render`, shared with `sendgrid` and `postmark`.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -34,13 +32,12 @@ from flows.destinations import _http
 from flows.destinations._email_render import EmailContent, check_email, render_email
 from flows.destinations._email_settings import EmailSettings, Mailbox
 from flows.destinations._item_guard import content_failed, send_crashed
+from flows.destinations._pause import held_for
 from flows.destinations._smtp_session import ConnectFailed, InjectedSender, Sender, SmtpSession
 from flows.destinations.base import DeliveryContext, DeliveryItem, Destination, Outcome
 from flows.mapping import MappingError
 
 DEFAULT_PORTS = {"starttls": 587, "tls": 465, "none": 25}
-MAX_INLINE_PAUSE = 5.0
-"""A shorter pause is waited out in the task; a longer one hands the item back as retry."""
 BUSY_PAUSE = 60.0
 """421 (service not available) gives no time to wait; hookhub leaves the server alone this long."""
 
@@ -89,9 +86,6 @@ class SmtpDestination(Destination[SmtpConfig]):
     type = "smtp"
     Config = SmtpConfig
 
-    def __init__(self, wall_clock: Callable[[], float] = time.time) -> None:
-        self._wall_clock = wall_clock  # only for the Date header
-
     def check(self, config: SmtpConfig) -> list[str]:
         return check_email(config)
 
@@ -135,13 +129,12 @@ class SmtpDestination(Destination[SmtpConfig]):
             return content_failed(item.key, exc), False
         if stop is not None:
             return stop.model_copy(update={"key": item.key, "reason": f"not sent: {stop.reason}"}), False
-        paused = context.pacer.paused_for(pacing_key)
-        if paused > MAX_INLINE_PAUSE:
+        interval = 60.0 / config.max_per_minute if config.max_per_minute else 0.0
+        paused = await held_for(context, pacing_key, interval)
+        if paused is not None:
             reason = f"not sent: the SMTP server asked to wait (421); paused for {paused:.0f} s"
             deferral = Outcome(key=item.key, status="retry", reason=reason, retry_after=paused, deferred=True)
             return deferral, False
-        interval = 60.0 / config.max_per_minute if config.max_per_minute else 0.0
-        await context.pacer.wait_turn(pacing_key, interval)
         try:
             refused = await sender.send(message, content.sender.address, content.recipients)
         except ConnectFailed as exc:

@@ -18,9 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -133,9 +131,6 @@ class _Run:
 class HubspotDestination(Destination[HubspotConfig]):
     type = "hubspot"
     Config = HubspotConfig
-
-    def __init__(self, wall_clock: Callable[[], float] = time.time) -> None:
-        self._wall_clock = wall_clock  # Retry-After dates and the hourly probe of a spent daily quota
 
     def check(self, config: HubspotConfig) -> list[str]:
         found = [(f"map.{name}", check_template(text)) for name, text in config.mapping().items()]

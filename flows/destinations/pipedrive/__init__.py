@@ -24,8 +24,6 @@ of the batch back to the ledger unsent.
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -34,6 +32,7 @@ from pydantic import ConfigDict, Field, field_validator
 from flows.destinations import _crm_http, _http
 from flows.destinations._config import ApiRoot, PlainToken
 from flows.destinations._item_guard import content_failed, send_crashed
+from flows.destinations._pause import MAX_INLINE_PAUSE, held_for
 from flows.destinations.base import DeliveryContext, DeliveryItem, Destination, DestinationSettings, Outcome
 from flows.destinations.pipedrive.api import (
     WINDOW,
@@ -52,8 +51,6 @@ BURST_LIMIT = 20
 burst budget (Essential plan); `x-ratelimit-limit`/`-remaining` then replace it."""
 SEARCH_LIMIT = 10
 """The Search API allows 10 requests per 2 s on every plan (Pipedrive's rate-limiting docs)."""
-MAX_INLINE_PAUSE = 5.0
-"""A longer pause hands the item back to the ledger instead of holding the task asleep."""
 USER_AGENT = "hookhub-pipedrive/0.1"
 DEFAULT_TITLE = "{{ form_title | default(source) }}: {{ name | default(email) | default('anonymous') }}"
 DEFAULT_MAP = {"name": "{{ name | default(email) | default('') }}", "email": "{{ email | lower }}"}
@@ -101,9 +98,6 @@ class Keys:
 class PipedriveDestination(Destination[PipedriveConfig]):
     type = "pipedrive"
     Config = PipedriveConfig
-
-    def __init__(self, wall_clock: Callable[[], float] = time.time) -> None:
-        self._wall_clock = wall_clock  # only to read Retry-After HTTP-dates
 
     def check(self, config: PipedriveConfig) -> list[str]:
         templates = {"title": config.title, **{f"map.{k}": v for k, v in (config.map or {}).items()}}
@@ -270,15 +264,14 @@ class PipedriveDestination(Destination[PipedriveConfig]):
     async def _wait_for_budget(context: DeliveryContext, keys: Keys, search: bool) -> None:
         """Return when one more call fits the token's budgets; Stopped when that is more than
         MAX_INLINE_PAUSE away (the item goes back to the ledger instead of holding the task)."""
-        paused = context.pacer.paused_for(keys.main)
-        if paused > MAX_INLINE_PAUSE:
+        paused = await held_for(context, keys.main)
+        if paused is not None:
             raise Stopped(
                 "retry",
                 f"not sent: Pipedrive's rate limit holds this api_token ({paused:.0f} s left)",
                 retry_after=paused,
                 deferred=True,
             )
-        await context.pacer.wait_turn(keys.main, 0.0)  # sits out a short pause
         fits = await context.pacer.acquire(keys.main, BURST_LIMIT, WINDOW, MAX_INLINE_PAUSE)
         if fits and search:
             fits = await context.pacer.acquire(keys.search, SEARCH_LIMIT, WINDOW, MAX_INLINE_PAUSE)

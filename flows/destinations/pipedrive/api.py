@@ -28,26 +28,20 @@ ADVICE: dict[int, str] = {
 }
 
 
+@dataclass(eq=False)  # eq=False: an exception keeps identity hashing (tracebacks track them by it)
 class Stopped(Exception):
     """A step cannot go on; carries what the item's Outcome says."""
 
-    def __init__(
-        self,
-        status: Status,
-        reason: str,
-        status_code: int | None = None,
-        retry_after: float | None = None,
-        code: str | None = None,
-        deferred: bool = False,
-    ) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-        self.status_code = status_code
-        self.retry_after = retry_after
-        self.code = code
-        self.deferred = deferred
-        """The call was not made: the token's pause or budget held it (see Outcome.deferred)."""
+    status: Status
+    reason: str
+    status_code: int | None = None
+    retry_after: float | None = None
+    code: str | None = None
+    deferred: bool = False
+    """The call was not made: the token's pause or budget held it (see Outcome.deferred)."""
+
+    def __post_init__(self) -> None:
+        super().__init__(self.reason)
 
 
 @dataclass(frozen=True)

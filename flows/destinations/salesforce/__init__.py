@@ -24,8 +24,7 @@ retry: park, do not spin).
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -34,6 +33,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 from flows.destinations import _crm_http, _http
 from flows.destinations._config import ApiRoot, PlainToken
 from flows.destinations._item_guard import content_failed, send_crashed
+from flows.destinations._pause import held_for
 from flows.destinations.base import DeliveryContext, DeliveryItem, Destination, DestinationSettings, Outcome
 from flows.destinations.salesforce import results
 from flows.mapping import MappingError, check_ids, check_template, render, render_map
@@ -42,8 +42,6 @@ DEFAULT_API_VERSION = "62.0"
 """The version the recorded answers come from (pin an API version: Salesforce's URLs carry it)."""
 MIN_API_VERSION = 46.0
 """Collection upsert by external id needs API v46.0 or later."""
-MAX_INLINE_PAUSE = 5.0
-"""A longer pause hands the records back to the ledger instead of holding the task asleep."""
 MAX_ANSWER_BYTES = 2 * 1024 * 1024
 """200 results with duplicate-rule details run to hundreds of KB; a cut answer is unreadable."""
 USER_AGENT = "hookhub-salesforce/0.1"
@@ -142,9 +140,6 @@ class SalesforceDestination(Destination[SalesforceConfig]):
     type = "salesforce"
     Config = SalesforceConfig
 
-    def __init__(self, wall_clock: Callable[[], float] = time.time) -> None:
-        self._wall_clock = wall_clock  # only to read Retry-After HTTP-dates
-
     def check(self, config: SalesforceConfig) -> list[str]:
         templates = {
             "external_id": config.external_id,
@@ -180,11 +175,10 @@ class SalesforceDestination(Destination[SalesforceConfig]):
     async def _send(
         self, chunk: list[Prepared], config: SalesforceConfig, org: str, context: DeliveryContext
     ) -> dict[str, Outcome]:
-        paused = context.pacer.paused_for(org)
-        if paused > MAX_INLINE_PAUSE:
+        paused = await held_for(context, org)
+        if paused is not None:
             reason = f"not sent: Salesforce asked hookhub to hold off this org ({paused:.0f} s left)"
             return self._all(chunk, context, results.Verdict("retry", reason), None, paused, deferred=True)
-        await context.pacer.wait_turn(org, 0.0)
         method_url, body = _request(chunk, config)
         try:
             answer = await _crm_http.send(

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
-from collections.abc import Callable
 from typing import Any
 
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -31,6 +29,7 @@ from pydantic import ConfigDict, Field, SecretStr, field_validator, model_valida
 from flows.destinations import _http
 from flows.destinations._config import ApiRoot
 from flows.destinations._item_guard import content_failed, send_crashed
+from flows.destinations._pause import held_for
 from flows.destinations.base import DeliveryContext, DeliveryItem, Destination, DestinationSettings, Outcome
 from flows.destinations.slack import incoming_webhook, web_api
 from flows.destinations.slack.blocks import render_message, render_template_message
@@ -39,8 +38,6 @@ from flows.mapping import check_template
 DEFAULT_BASE_URL = "https://slack.com/api"
 MIN_INTERVAL = 1.0
 """Slack's posting limit: about one message per second per webhook / per channel (rate limits)."""
-MAX_INLINE_PAUSE = 5.0
-"""A longer pause hands the item back to the ledger instead of holding the task asleep."""
 ADVICE = incoming_webhook.ADVICE  # webhook error strings; Web API codes are in web_api.ADVICE
 _CHANNEL_ID = re.compile(r"[A-Z][A-Z0-9]{8,}")
 _CHANNEL_NAME = re.compile(r"#?[^\sA-Z#,<>@|]{1,80}")
@@ -147,9 +144,6 @@ class SlackConfig(DestinationSettings):
 class SlackDestination(Destination[SlackConfig]):
     type = "slack"
     Config = SlackConfig
-
-    def __init__(self, wall_clock: Callable[[], float] = time.time) -> None:
-        self._wall_clock = wall_clock  # only to read Retry-After HTTP-dates
 
     def check(self, config: SlackConfig) -> list[str]:
         problem = check_template(config.template) if config.template else None
@@ -292,12 +286,11 @@ def channel_key(config: SlackConfig) -> str:
 
 async def _held(item: DeliveryItem, key: str, context: DeliveryContext) -> Outcome | None:
     """A retry outcome when `key` is paused for long, else None once it is this item's turn."""
-    paused = context.pacer.paused_for(key)
-    if paused > MAX_INLINE_PAUSE:
-        reason = f"not sent: Slack asked to slow down (429); this channel is paused for {paused:.0f} s"
-        return Outcome(key=item.key, status="retry", reason=reason, retry_after=paused, deferred=True)
-    await context.pacer.wait_turn(key, MIN_INTERVAL)
-    return None
+    paused = await held_for(context, key, MIN_INTERVAL)
+    if paused is None:
+        return None
+    reason = f"not sent: Slack asked to slow down (429); this channel is paused for {paused:.0f} s"
+    return Outcome(key=item.key, status="retry", reason=reason, retry_after=paused, deferred=True)
 
 
 def transport_outcome(key: str, exc: _http.TransportFailed, posting: bool = True) -> Outcome:
