@@ -63,9 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("providers", help="list connectors and their verification schemes")
 
     send = sub.add_parser("send-test", help="post a correctly signed sample submission to a running hub")
-    send.add_argument("target", help="a source id from the config, or a provider id with exactly one source")
+    send.add_argument(
+        "target", nargs="?", help="a source id from the config, or a provider id with exactly one source"
+    )
     send.add_argument("--url", default=None, help=f"hub base URL (default http://127.0.0.1:{DEFAULT_PORT})")
     _config_arg(send)
+    from hub.alerts.send_test import add_arguments as add_alert_arguments
+
+    add_alert_arguments(send)
 
     from hub.cli_admin import add_parsers
     from hub.cli_test_route import add_parser as add_test_route
@@ -150,6 +155,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from hub.dispatch import attach_dispatcher
 
         attach_dispatcher(hub)
+    from hub.alerts.evaluator import attach_alerts
+
+    attach_alerts(hub)
     print(
         f"hookhub: listening on http://{args.host}:{args.port}/hooks/<source id> "
         f"(sources: {', '.join(sorted(holder.sources)) or 'none'}; spool {hub.spool_path})",
@@ -164,6 +172,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_send_test(args: argparse.Namespace) -> int:
+    if args.alert is not None:
+        from hub.alerts.send_test import cmd_send_test_alert
+
+        return cmd_send_test_alert(args)
+    if args.target is None:
+        print("hookhub send-test: name a source (or --alert KIND)", file=sys.stderr)
+        return 2
     import httpx
 
     from hub.config.loader import ConfigError, load_config

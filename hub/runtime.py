@@ -70,6 +70,9 @@ class ConfigHolder:
     last_good_at: float = field(default=0.0, init=False)
     """When the config in force was loaded (the first load or the last accepted reload)."""
     listeners: list[Callable[[HubConfig], None]] = field(default_factory=list, init=False)
+    rejection_listeners: list[Callable[[str], None]] = field(default_factory=list, init=False)
+    """Called with the reason of each rejected reload (the config error: file, line, key, never a
+    secret value); the alert evaluator listens here (hub/alerts/evaluator.py)."""
 
     def __post_init__(self) -> None:
         # The first load raises: a hub must not start on a broken file.
@@ -90,6 +93,7 @@ class ConfigHolder:
         except ConfigError as exc:
             self.reload_counts["rejected"] += 1
             self.last_error = str(exc)
+            self._tell_rejected(self.last_error)
             log.error(
                 "config reload rejected; the previous config keeps serving",
                 extra={"event": "config_rejected", "file": str(self.path), "problems": str(exc).splitlines()},
@@ -98,6 +102,7 @@ class ConfigHolder:
         except OSError as exc:
             self.reload_counts["rejected"] += 1
             self.last_error = f"{self.path}: {exc.strerror or exc}"
+            self._tell_rejected(self.last_error)
             log.error("config reload failed", extra={"event": "config_rejected", "error": self.last_error})
             return False
         self._install(config)
@@ -107,3 +112,7 @@ class ConfigHolder:
             extra={"event": "config_reloaded", "sources": len(config.sources), "routes": len(config.routes)},
         )
         return True
+
+    def _tell_rejected(self, reason: str) -> None:
+        for listener in self.rejection_listeners:
+            listener(reason)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hashlib
 import json
 import re
 import time
@@ -28,6 +29,9 @@ from connectors._schemes import sign_standard_webhooks
 from flows.destinations import _http
 from flows.destinations._item_guard import send_crashed
 from flows.destinations.base import DeliveryContext, DeliveryItem, Destination, DestinationSettings, Outcome
+from hub.alerts.model import Alert
+from hub.alerts.render import post_alert, webhook_payload
+from hub.sender import Sender, json_content
 
 USER_AGENT = "hookhub-webhook/0.1"
 MIN_SECRET_BYTES = 24
@@ -140,6 +144,20 @@ class WebhookDestination(Destination[WebhookConfig]):
             if outcome.status == "retry" and outcome.retry_after:
                 context.pacer.pause(pacing_key, outcome.retry_after)
         return outcome
+
+    carries_alerts = True
+
+    async def send_alert(self, alert: Alert, config: WebhookConfig, sender: Sender) -> None:
+        """The alert's JSON (`type: hookhub.alert`), signed like deliveries; its `webhook-id` is a
+        hash of the alert, the same on every try, so the receiver can drop repeats."""
+        body = json_content(webhook_payload(alert))
+        alert_id = "alert_" + hashlib.sha256(body).hexdigest()[:32]
+        headers = {
+            "user-agent": USER_AGENT,
+            **{name: value.get_secret_value() for name, value in config.headers.items()},
+            **sign_standard_webhooks(config.secret.get_secret_value(), alert_id, int(self._clock()), body),
+        }
+        await post_alert(sender, config.url, webhook_payload(alert), headers, config.timeout, "the receiver")
 
 
 def classify(key: str, answer: _http.Answer, now: float) -> Outcome:

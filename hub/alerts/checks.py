@@ -13,27 +13,32 @@ from hub.config.positions import KeyPath
 from hub.config.problems import Reporter
 
 
-def check_alerts(reporter: Reporter, data: dict[str, Any]) -> None:
-    alerts = data.get("alerts")
+def alert_refs(alerts: Any) -> list[tuple[KeyPath, str]]:
+    """Every destination id `alerts:` names (in `to` and the rules' `to`), with its key path."""
     if not isinstance(alerts, dict):
-        return
-    destinations = data.get("destinations") or {}
-    if not isinstance(destinations, dict):
-        return
-    refs: list[tuple[KeyPath, Any]] = [(("alerts", "to"), alerts.get("to"))]
+        return []
+    lists: list[tuple[KeyPath, Any]] = [(("alerts", "to"), alerts.get("to"))]
     rules = alerts.get("rules")
     if isinstance(rules, dict):
-        refs += [
+        lists += [
             (("alerts", "rules", name, "to"), rule.get("to"))
             for name, rule in rules.items()
             if isinstance(rule, dict)
         ]
-    for path, value in refs:
-        if not isinstance(value, list):
-            continue
-        for index, ref in enumerate(value):
-            if isinstance(ref, str):
-                _check_target(reporter, (*path, index), ref, destinations)
+    return [
+        ((*path, index), ref)
+        for path, value in lists
+        if isinstance(value, list)
+        for index, ref in enumerate(value)
+        if isinstance(ref, str)
+    ]
+
+
+def check_alerts(reporter: Reporter, data: dict[str, Any]) -> None:
+    destinations = data.get("destinations") or {}
+    if isinstance(destinations, dict):
+        for path, ref in alert_refs(data.get("alerts")):
+            _check_target(reporter, path, ref, destinations)
 
 
 def _check_target(reporter: Reporter, path: KeyPath, ref: str, destinations: dict[str, Any]) -> None:

@@ -19,99 +19,87 @@ def _replay_hint(sources: list[str]) -> str:
     return "; ".join(_REPLAY.format(source=s) for s in sorted(sources)[:3])
 
 
+def _alert(
+    kind: AlertKind,
+    key: str,
+    now: float,
+    words: tuple[str, str, str],
+    details: list[str],
+    count: int | None = None,
+) -> Alert:
+    """An alert saying `words`: its title, its summary and what to do."""
+    title, summary, action = words
+    return Alert(
+        kind=kind, key=key, title=title, summary=summary, details=details, action=action, count=count, at=now
+    )
+
+
 def dead_letters(
     destination: str, count: int, reasons: dict[str, int], sources: list[str], top: int, now: float
 ) -> Alert:
     ranked = sorted(reasons.items(), key=lambda item: (-item[1], item[0]))[:top]
     noun = "submission" if count == 1 else "submissions"
-    return Alert(
-        kind="dead_letters",
-        key=destination,
-        title=f"{count} {noun} failed for good to {destination}",
-        summary=f"{count} {noun} to `{destination}` became dead letters: they are not retried on their own.",
-        details=[f"{n}x {reason}" for reason, n in ranked],
-        action=f"see `hookhub deadletters`; fix what the reasons say; {_replay_hint(sources)}",
-        count=count,
-        at=now,
+    words = (
+        f"{count} {noun} failed for good to {destination}",
+        f"{count} {noun} to `{destination}` became dead letters: they are not retried on their own.",
+        f"see `hookhub deadletters`; fix what the reasons say; {_replay_hint(sources)}",
     )
+    return _alert("dead_letters", destination, now, words, [f"{n}x {reason}" for reason, n in ranked], count)
 
 
 def dead_letters_recovered(destination: str, waiting: int, now: float) -> Alert:
-    return Alert(
-        kind="dead_letters",
-        key=destination,
-        state="recovered",
-        title=f"deliveries to {destination} succeed again",
-        summary=f"Submissions reach `{destination}` again; {waiting} dead letters are still waiting.",
-        action="`hookhub replay --all` (or --source/--id) sends the dead letters again" if waiting else "",
-        count=waiting,
-        at=now,
+    replay = "`hookhub replay --all` (or --source/--id) sends the dead letters again" if waiting else ""
+    summary = f"Submissions reach `{destination}` again; {waiting} dead letters are still waiting."
+    alert = _alert(
+        "dead_letters", destination, now, (f"deliveries to {destination} succeed again", summary, replay), []
     )
+    return alert.model_copy(update={"state": "recovered", "count": waiting})
 
 
 def failing(destination: str, in_a_row: int, reasons: list[str], now: float) -> Alert:
-    return Alert(
-        kind="failing",
-        key=destination,
-        title=f"{destination} failed {in_a_row} times in a row",
-        summary=f"The last {in_a_row} attempts to deliver to `{destination}` failed; they are retried.",
-        details=sorted(set(reasons))[:3],
-        action=f"check `{destination}` (is it up, are its credentials valid?); see `hookhub status`",
-        count=in_a_row,
-        at=now,
-    )
+    title = f"{destination} failed {in_a_row} times in a row"
+    summary = f"The last {in_a_row} attempts to deliver to `{destination}` failed; they are retried."
+    action = f"check `{destination}` (is it up, are its credentials valid?); see `hookhub status`"
+    return _alert("failing", destination, now, (title, summary, action), sorted(set(reasons))[:3], in_a_row)
 
 
 def disabled(destination: str, reason: str, now: float) -> Alert:
-    return Alert(
-        kind="disabled",
-        key=destination,
-        title=f"{destination} is disabled",
-        summary=f"`{destination}` said it is gone for good (410); nothing is sent to it any more.",
-        details=[reason] if reason else [],
-        action=f"fix or replace `{destination}` in connectors.yaml, then replay its dead letters",
-        at=now,
-    )
+    summary = f"`{destination}` said it is gone for good (410); nothing is sent to it any more."
+    action = f"fix or replace `{destination}` in connectors.yaml, then replay its dead letters"
+    details = [reason] if reason else []
+    return _alert("disabled", destination, now, (f"{destination} is disabled", summary, action), details)
+
+
+_STALLED = {
+    "prefect": "Prefect's API does not answer: nothing is delivered",
+    "dispatcher": "the dispatcher has stopped turning: nothing is delivered",
+}
+_STALLED_ACTION = (
+    "check `hookhub status` and the hub's log (Prefect, dispatcher); restart it if this persists"
+)
 
 
 def stalled(key: str, detail: str, after: float, now: float) -> Alert:
-    what = {
-        "prefect": "Prefect's API does not answer: nothing is delivered",
-        "dispatcher": "the dispatcher has stopped turning: nothing is delivered",
-    }.get(key, f"submissions have waited more than {format_duration(after)} to be delivered")
-    return Alert(
-        kind="stalled",
-        key=key,
-        title=f"delivery stalled ({key})",
-        summary=f"Delivery is stalled: {what}. Webhooks are still accepted and kept.",
-        details=[detail] if detail else [],
-        action="check `hookhub status` and the hub's log (Prefect, dispatcher); restart it if this persists",
-        at=now,
-    )
+    what = _STALLED.get(key, f"submissions have waited more than {format_duration(after)} to be delivered")
+    summary = f"Delivery is stalled: {what}. Webhooks are still accepted and kept."
+    words = (f"delivery stalled ({key})", summary, _STALLED_ACTION)
+    return _alert("stalled", key, now, words, [detail] if detail else [])
 
 
 def silent(source: str, expect_every: float, last: float | None, now: float) -> Alert:
     seen = "never since the hub started" if last is None else f"last {format_duration(round(now - last))} ago"
-    return Alert(
-        kind="silent",
-        key=source,
-        title=f"{source} went silent",
-        summary=f"No submission from `{source}` in {format_duration(expect_every)} ({seen}).",
-        action="check the form is live and its webhook still points at this hub (the provider's webhook log)",
-        at=now,
-    )
+    summary = f"No submission from `{source}` in {format_duration(expect_every)} ({seen})."
+    action = "check the form is live and its webhook still points at this hub (the provider's webhook log)"
+    return _alert("silent", source, now, (f"{source} went silent", summary, action), [])
 
 
 def reload_rejected(reason: str, now: float) -> Alert:
-    return Alert(
-        kind="reload_rejected",
-        key="config",
-        title="connectors.yaml reload rejected",
-        summary="A changed connectors.yaml was rejected; the previous configuration keeps serving.",
-        details=reason.splitlines()[:10],
-        action="fix the problems listed (`hookhub check` shows them); the hub reloads on save",
-        at=now,
+    words = (
+        "connectors.yaml reload rejected",
+        "A changed connectors.yaml was rejected; the previous configuration keeps serving.",
+        "fix the problems listed (`hookhub check` shows them); the hub reloads on save",
     )
+    return _alert("reload_rejected", "config", now, words, reason.splitlines()[:10])
 
 
 _RESOLVED = {

@@ -104,7 +104,7 @@ def _dead_letters(conn: sqlite3.Connection, alerts: AlertsConfig, now: float) ->
             if source not in state.sources:
                 state.sources.append(source)
             state.last_seen_at = max(state.last_seen_at or at, at)
-        store.set_watermark(conn, "dead_letters", upper)
+    store.set_watermark(conn, "dead_letters", max(low, upper))
     out: list[Alert] = []
     throttle = alerts.throttle_of("dead_letters")
     for key, state in states.items():

@@ -153,6 +153,13 @@ def check_routes(reporter: Reporter, data: dict[str, Any]) -> None:
         _check_target_templates(reporter, route.get("to"), (*path, "to"))
 
 
+def alert_destinations(alerts: Any) -> set[str]:
+    """Destinations the `alerts:` section sends to (they need no route)."""
+    from hub.alerts.checks import alert_refs
+
+    return {ref for _, ref in alert_refs(alerts)}
+
+
 def _check_alerts(reporter: Reporter, data: dict[str, Any]) -> None:
     # Here because the loader runs check_routes on the whole plain data: `alerts.to` names
     # destinations just as routes do (hub/alerts/checks.py).
@@ -240,6 +247,7 @@ def warn_unused(reporter: Reporter, data: dict[str, Any]) -> None:
                     "no route takes from this source: its submissions are stored, not delivered",
                 )
     sent = {ref for r in routes for _, ref in _targets(r.get("to"), ())}
+    sent |= alert_destinations(data.get("alerts"))
     for dest_id in destinations:
         if dest_id not in sent:
             reporter.warn(("destinations", dest_id), "no route sends to this destination")
