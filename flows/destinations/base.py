@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from hub.alerts.model import Alert, AlertsUnsupported
 from hub.sender import Sender
 from hub.submission import Submission
 
@@ -204,3 +205,11 @@ class Destination(abc.ABC, Generic[ConfigT]):
         self, items: list[DeliveryItem], config: ConfigT, context: DeliveryContext
     ) -> list[Outcome]:
         """Deliver every item; return exactly one Outcome per item, in any order, keyed by `item.key`."""
+
+    carries_alerts: ClassVar[bool] = False
+    """Whether the type overrides `send_alert`: `hookhub check` refuses others in `alerts.to`."""
+
+    async def send_alert(self, alert: Alert, config: ConfigT, sender: Sender) -> None:
+        """Send one alert (hub/alerts) to this target; raise `hub.alerts.model.AlertNotSent` (with
+        `retry` False when trying again cannot help) when the target does not take it."""
+        raise AlertsUnsupported(self.type)

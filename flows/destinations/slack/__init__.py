@@ -34,6 +34,9 @@ from flows.destinations.base import DeliveryContext, DeliveryItem, Destination, 
 from flows.destinations.slack import incoming_webhook, web_api
 from flows.destinations.slack.blocks import render_message, render_template_message
 from flows.mapping import check_template
+from hub.alerts.model import Alert, AlertNotSent
+from hub.alerts.render import post_alert, slack_text
+from hub.sender import Sender
 
 DEFAULT_BASE_URL = "https://slack.com/api"
 MIN_INTERVAL = 1.0
@@ -261,6 +264,32 @@ class SlackDestination(Destination[SlackConfig]):
                     context.pacer.pause(key, result.outcome.retry_after or MIN_INTERVAL)
         _note(context, item, method=method, slack_error=result.error, warnings=result.warnings)
         return result
+
+    carries_alerts = True
+
+    async def send_alert(self, alert: Alert, config: SlackConfig, sender: Sender) -> None:
+        """The alert as one mrkdwn text (hub/alerts/render.py), through the webhook or the Web API."""
+        message: dict[str, Any] = {"text": slack_text(alert)}
+        if config.webhook_url is not None:
+            await post_alert(
+                sender, config.webhook_url.get_secret_value(), message, _JSON, config.timeout, "Slack"
+            )
+            return
+        headers = {**_JSON, "authorization": f"Bearer {_token(config)}"}
+        answer = await post_alert(
+            sender,
+            f"{config.base_url}/chat.postMessage",
+            {**message, "channel": config.channel},
+            headers,
+            config.timeout,
+            "Slack",
+        )
+        try:
+            error = None if answer.json().get("ok") else str(answer.json().get("error"))
+        except (ValueError, AttributeError):
+            error = "an answer that is not Slack's JSON"
+        if error is not None:
+            raise AlertNotSent(f"Slack says {error}", retry=error in web_api.RATE_LIMITED)
 
 
 # Our own User-Agent, as every other destination sends: Slack support asks for it, and the
