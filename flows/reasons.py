@@ -36,8 +36,11 @@ _LABELS = (
 
 
 def reason_class(status_code: int | None, reason: str | None, protocol: str = "HTTP") -> str:
-    """`HTTP 500 Internal Server Error`, `SMTP 550`, `timeout`, ... or `other` (see module doc)."""
+    """`HTTP 500 Internal Server Error`, `SMTP 550`, `unexpected answer (HTTP 200)`, `timeout`, ...
+    or `other` (see module doc)."""
     if status_code:
+        if 200 <= status_code < 300:  # a failure all the same: the answer was not what was asked for
+            return f"unexpected answer ({protocol} {status_code})"
         if protocol == "HTTP":
             try:
                 return f"HTTP {status_code} {HTTPStatus(status_code).phrase}"
