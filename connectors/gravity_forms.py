@@ -21,9 +21,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from connectors import _answers
-from connectors._tokens import HookhubOrBearerTokenVerification
+from connectors._wordpress import WordPressAddOn
 from connectors.base import (
-    Connector,
     Envelope,
     InboundRequest,
     NormalizeContext,
@@ -104,10 +103,9 @@ def _collect_answers(body: dict[str, Any]) -> list[Answer]:
     return _answers.collect(out)
 
 
-class GravityFormsConnector(HookhubOrBearerTokenVerification, Connector):
+class GravityFormsConnector(WordPressAddOn):
     provider = "gravity_forms"
     title = "Gravity Forms (Webhooks Add-On)"
-    content_types = _answers.BODY_OBJECT_TYPES
 
     def envelope(self, request: InboundRequest) -> Envelope:
         body = _answers.parse_body_object(request)
@@ -167,13 +165,7 @@ class GravityFormsConnector(HookhubOrBearerTokenVerification, Connector):
             "4.2": "",
             "5": json.dumps(uploads),
         }
-        body = json.dumps(payload).encode("utf-8")  # ASCII with \uNNNN escapes, as wp_json_encode
-        headers = {
-            "content-type": "application/json",
-            "user-agent": "WordPress (hookhub-send-test)",
-            "authorization": f"Bearer {token}",
-        }
-        return InboundRequest(method="POST", url=url, headers=headers, body=body)
+        return self.wordpress_request(url, payload, {"authorization": f"Bearer {token}"})
 
 
 connector = GravityFormsConnector()

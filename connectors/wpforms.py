@@ -15,15 +15,14 @@ disabled, or not mapped) the dedupe key is a hash of the body.
 
 from __future__ import annotations
 
-import json
 import secrets
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from connectors import _answers
-from connectors._tokens import TOKEN_HEADER, HookhubOrBearerTokenVerification
+from connectors._tokens import TOKEN_HEADER
+from connectors._wordpress import WordPressAddOn
 from connectors.base import (
-    Connector,
     Envelope,
     InboundRequest,
     NormalizeContext,
@@ -67,10 +66,9 @@ def _collect_answers(body: dict[str, Any]) -> list[Answer]:
     )
 
 
-class WPFormsConnector(HookhubOrBearerTokenVerification, Connector):
+class WPFormsConnector(WordPressAddOn):
     provider = "wpforms"
     title = "WPForms (Webhooks addon)"
-    content_types = _answers.BODY_OBJECT_TYPES
 
     def envelope(self, request: InboundRequest) -> Envelope:
         body = _answers.parse_body_object(request)
@@ -102,13 +100,7 @@ class WPFormsConnector(HookhubOrBearerTokenVerification, Connector):
             "tickets": "2",
             "sessions": "Keynote\nWorkshop",  # checkbox values arrive newline-joined, as text
         }
-        body = json.dumps(payload).encode("utf-8")  # ASCII with \uNNNN escapes, as wp_json_encode
-        headers = {
-            "content-type": "application/json",
-            "user-agent": "WordPress (hookhub-send-test)",
-            TOKEN_HEADER: token,
-        }
-        return InboundRequest(method="POST", url=url, headers=headers, body=body)
+        return self.wordpress_request(url, payload, {TOKEN_HEADER: token})
 
 
 connector = WPFormsConnector()
