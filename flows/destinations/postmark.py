@@ -34,6 +34,10 @@ from flows.destinations._email_render import EmailContent, check_email, render_e
 from flows.destinations._email_settings import EmailSettings
 from flows.destinations._item_guard import content_failed, send_crashed
 from flows.destinations.base import DeliveryContext, DeliveryItem, Destination, Outcome
+from hub.alerts.email import alert_email
+from hub.alerts.model import Alert
+from hub.alerts.render import post_alert
+from hub.sender import Sender
 
 DEFAULT_BASE_URL = "https://api.postmarkapp.com"
 USER_AGENT = "hookhub-postmark/0.1"
@@ -136,6 +140,17 @@ class PostmarkDestination(Destination[PostmarkConfig]):
             retry_after = _http.parse_retry_after(answer.headers.get("retry-after"), self._wall_clock())
             context.pacer.pause(pacing_key, retry_after if retry_after is not None else UNTIMED_PAUSE)
         return outcomes
+
+    carries_alerts = True
+
+    async def send_alert(self, alert: Alert, config: PostmarkConfig, sender: Sender) -> None:
+        """The alert as a plain-text mail (hub/alerts/email.py) through /email."""
+        headers = {
+            "x-postmark-server-token": config.server_token.get_secret_value(),
+            "user-agent": USER_AGENT,
+        }
+        body = message_body(alert_email(config, alert), config)
+        await post_alert(sender, f"{config.base_url}/email", body, headers, config.timeout, "Postmark")
 
 
 def rate_limited(answer: _http.Answer) -> bool:

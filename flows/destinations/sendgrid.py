@@ -34,6 +34,10 @@ from flows.destinations._email_render import EmailContent, check_email, render_e
 from flows.destinations._email_settings import EmailSettings, Mailbox
 from flows.destinations._item_guard import content_failed, send_crashed
 from flows.destinations.base import DeliveryContext, DeliveryItem, Destination, Outcome
+from hub.alerts.email import alert_email
+from hub.alerts.model import Alert
+from hub.alerts.render import post_alert
+from hub.sender import Sender
 
 DEFAULT_BASE_URL = "https://api.sendgrid.com"
 USER_AGENT = "hookhub-sendgrid/0.1"
@@ -115,6 +119,14 @@ class SendgridDestination(Destination[SendgridConfig]):
         if pause:
             context.pacer.pause(pacing_key, pause)
         return outcome
+
+    carries_alerts = True
+
+    async def send_alert(self, alert: Alert, config: SendgridConfig, sender: Sender) -> None:
+        """The alert as a plain-text mail (hub/alerts/email.py) through /v3/mail/send."""
+        headers = {"authorization": f"Bearer {config.api_key.get_secret_value()}", "user-agent": USER_AGENT}
+        body = mail_body(alert_email(config, alert))
+        await post_alert(sender, f"{config.base_url}/v3/mail/send", body, headers, config.timeout, "SendGrid")
 
 
 def _person(mailbox: Mailbox) -> dict[str, str]:

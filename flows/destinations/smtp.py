@@ -36,6 +36,9 @@ from flows.destinations._pause import held_for
 from flows.destinations._smtp_session import ConnectFailed, InjectedSender, Sender, SmtpSession
 from flows.destinations.base import DeliveryContext, DeliveryItem, Destination, Outcome
 from flows.mapping import MappingError
+from hub.alerts.email import alert_email
+from hub.alerts.model import Alert, AlertNotSent
+from hub.sender import Sender as HttpSender
 
 DEFAULT_PORTS = {"starttls": 587, "tls": 465, "none": 25}
 BUSY_PAUSE = 60.0
@@ -145,6 +148,23 @@ class SmtpDestination(Destination[SmtpConfig]):
                 context.pacer.pause(pacing_key, BUSY_PAUSE)
             return outcome, False
         return delivered(item.key, content, refused), False
+
+    carries_alerts = True
+
+    async def send_alert(self, alert: Alert, config: SmtpConfig, sender: HttpSender) -> None:
+        """The alert as a plain-text mail (hub/alerts/email.py) over one SMTP session."""
+        content = alert_email(config, alert)
+        session = _sender(config, DeliveryContext(http=sender, pacer=None))
+        try:
+            message = build_message(content, self._wall_clock())
+            await session.send(message, content.sender.address, content.recipients)
+        except ConnectFailed as exc:
+            raise AlertNotSent(f"SMTP: {connect_outcome('', exc.cause).reason}") from None
+        except (aiosmtplib.SMTPException, OSError, TimeoutError, ValueError) as exc:
+            outcome = send_outcome("", exc)
+            raise AlertNotSent(f"SMTP: {outcome.reason}", retry=outcome.status == "retry") from None
+        finally:
+            await session.close()
 
 
 def _sender(config: SmtpConfig, context: DeliveryContext) -> Sender:

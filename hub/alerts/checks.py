@@ -62,3 +62,19 @@ def _check_target(reporter: Reporter, path: KeyPath, ref: str, destinations: dic
             f"destination {ref!r} (type {type_name}) cannot carry alerts; "
             "use a slack, webhook, smtp, sendgrid or postmark destination",
         )
+    elif _only_templates(raw.get("to")):
+        from hub.alerts.email import NO_FIXED_RECIPIENT
+
+        reporter.error(path, f"destination {ref!r} {NO_FIXED_RECIPIENT}")
+
+
+def _only_templates(to: Any) -> bool:
+    """An e-mail destination's `to` whose every entry is a template (chosen by a submission)."""
+    from flows.destinations._email_settings import has_jinja
+
+    entries = [to] if isinstance(to, str) else to
+    return (
+        isinstance(entries, list)
+        and bool(entries)
+        and all(isinstance(e, str) and has_jinja(e) for e in entries)
+    )
