@@ -8,8 +8,11 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from flows.destinations.base import DeliveryItem
+from flows.destinations.base import DeliveryContext, DeliveryItem
+from flows.pacing import Pacer
 from hub.submission import Answer, Submission
+from tests.destination_helpers import fake_pacer
+from tests.httpx_senders import respx_sender
 
 NOW = 1_795_428_905.0
 """Mon, 23 Nov 2026 10:15:05 GMT: the wall clock every destination gets in these tests."""
@@ -104,3 +107,14 @@ def item(n: int = 0, submission: Submission | None = None, **changes: Any) -> De
 
 def message_id_of(key: str) -> str:
     return f"<{hashlib.sha256(key.encode()).hexdigest()[:32]}.hookhub@hookhub.example>"
+
+
+def email_context(pacer: Pacer | None = None, extra: dict[str, Any] | None = None) -> DeliveryContext:
+    """The context the e-mail destination tests deliver in: answers from respx routes, links to LINK."""
+    return DeliveryContext(
+        http=respx_sender(),
+        pacer=pacer or fake_pacer()[0],
+        destination_id="sales-mail",
+        record_link=lambda _id: LINK,
+        extra=extra or {},
+    )

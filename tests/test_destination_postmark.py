@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from flows.delivery import deliver_chunk
 from flows.destinations import get_destination
 from flows.destinations._http import account_key
-from flows.destinations.base import DeliveryContext, DeliveryItem, Outcome
+from flows.destinations.base import DeliveryItem, Outcome
 from flows.destinations.postmark import BATCH_SIZE, UNTIMED_PAUSE, PostmarkConfig, PostmarkDestination
 from flows.pacing import Pacer
 from tests.destination_helpers import captured_logs, dumped, fake_pacer, replay
@@ -30,13 +30,12 @@ from tests.email_destination_cases import (
     EXPECTED_HTML,
     EXPECTED_SUBJECT,
     EXPECTED_TEXT,
-    LINK,
     NOW,
     PERSONAL,
+    email_context,
     item,
 )
 from tests.harness import DESTINATION_FIXTURES
-from tests.httpx_senders import respx_sender
 
 TOKEN = "0f4f1c1e-4b5d-4c1a-9a1e-7d2b3c4d5e6f"
 BASE = "https://api.postmarkapp.com"
@@ -63,13 +62,7 @@ def config(**extra: Any) -> PostmarkConfig:
 async def deliver(
     items: list[DeliveryItem], cfg: PostmarkConfig | None = None, pacer: Pacer | None = None
 ) -> list[Outcome]:
-    http = respx_sender()
-    context = DeliveryContext(
-        http=http,
-        pacer=pacer or fake_pacer()[0],
-        destination_id="sales-mail",
-        record_link=lambda _id: LINK,
-    )
+    context = email_context(pacer)
     return await deliver_chunk(PostmarkDestination(wall_clock=lambda: NOW), items, cfg or config(), context)
 
 

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from flows.delivery import deliver_chunk
 from flows.destinations import get_destination
 from flows.destinations._http import account_key
-from flows.destinations.base import DeliveryContext, DeliveryItem, Outcome
+from flows.destinations.base import DeliveryItem, Outcome
 from flows.destinations.sendgrid import UNTIMED_PAUSE, SendgridConfig, SendgridDestination
 from flows.pacing import Pacer
 from hub.config.loader import ConfigError, load_config
@@ -29,12 +29,11 @@ from tests.email_destination_cases import (
     EXPECTED_HTML,
     EXPECTED_SUBJECT,
     EXPECTED_TEXT,
-    LINK,
     PERSONAL,
+    email_context,
     item,
 )
 from tests.harness import DESTINATION_FIXTURES
-from tests.httpx_senders import respx_sender
 
 API_KEY = "SG.test-key.0123456789abcdefghijklmnopqrstuvwxyz"
 URL = "https://api.sendgrid.com/v3/mail/send"
@@ -64,13 +63,7 @@ async def deliver(
     pacer: Pacer | None = None,
     wall: float = WALL,
 ) -> list[Outcome]:
-    http = respx_sender()
-    context = DeliveryContext(
-        http=http,
-        pacer=pacer or fake_pacer()[0],
-        destination_id="sales-mail",
-        record_link=lambda _id: LINK,
-    )
+    context = email_context(pacer)
     return await deliver_chunk(SendgridDestination(wall_clock=lambda: wall), items, cfg or config(), context)
 
 

@@ -43,10 +43,10 @@ from tests.email_destination_cases import (
     EXPECTED_HTML,
     EXPECTED_SUBJECT,
     EXPECTED_TEXT,
-    LINK,
     MESSAGE_ID,
     NOW,
     PERSONAL,
+    email_context,
     item,
     make_submission,
     message_id_of,
@@ -163,14 +163,7 @@ async def deliver(
     pacer: Pacer | None = None,
     extra: dict[str, Any] | None = None,
 ) -> list[Outcome]:
-    http = respx_sender()
-    context = DeliveryContext(
-        http=http,
-        pacer=pacer or fake_pacer()[0],
-        destination_id="sales-mail",
-        record_link=lambda _id: LINK,
-        extra=extra or {},
-    )
+    context = email_context(pacer, extra)
     return await deliver_chunk(SmtpDestination(wall_clock=lambda: NOW), items, cfg, context)
 
 
