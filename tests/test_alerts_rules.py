@@ -115,6 +115,17 @@ async def test_disabled_destination_fires_and_resolves(rig: Rig) -> None:
     assert await rig.at(3) == ["crm is enabled again"]
 
 
+async def test_a_condition_back_within_the_throttle_waits_for_it(rig: Rig) -> None:
+    rig.spool.disable("crm", T0, "gone")
+    assert await rig.at(1) == ["crm is disabled"]
+    rig.spool.enable("crm")
+    assert await rig.at(2) == ["crm is enabled again"]
+    rig.spool.disable("crm", T0 + 3, "gone again")
+    assert await rig.at(4) == []  # flapping: 10 minutes after the last message at the earliest
+    assert await rig.at(600) == []
+    assert await rig.at(602) == ["crm is disabled"]
+
+
 async def test_stalled_when_submissions_wait_too_long_or_prefect_is_unreachable(rig: Rig) -> None:
     rig.health.dispatching = True
     rig.health.dispatcher_beat_at = T0

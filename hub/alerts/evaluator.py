@@ -179,7 +179,9 @@ class AlertEvaluator:
         log.log(level, what, extra=_facts_of(owed, event="alert_not_sent", reason=reason, retry_at=next_at))
 
     async def turn(self) -> None:
-        """One evaluation and one pass over the outbox."""
+        """One evaluation and one pass over the outbox (nothing while `alerts:` is absent)."""
+        if self.holder.current.alerts is None:
+            return
         if self._restarted:
             await self.send_owed()
         owed = await asyncio.to_thread(self.evaluate)

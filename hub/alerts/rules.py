@@ -211,10 +211,14 @@ def _silent(conn: sqlite3.Connection, config: HubConfig, facts: Facts, now: floa
     for source_id, source in config.sources.items():
         if source.expect_every is None:
             continue
+        # Newest first along (source, received_at), stopping at the first submission: max() with
+        # the kind filter would read every row of the source.
         row = conn.execute(
-            "SELECT max(received_at) FROM inbox WHERE source = ? AND kind = 'submission'", (source_id,)
+            "SELECT received_at FROM inbox WHERE source = ? AND kind = 'submission'"
+            " ORDER BY received_at DESC LIMIT 1",
+            (source_id,),
         ).fetchone()
-        last = None if row[0] is None else float(row[0])
+        last = None if row is None else float(row[0])
         # A hub that was down did not hear anything either: count from its start.
         if now - max(last or 0.0, facts.started_at) > source.expect_every:
             found[source_id] = messages.silent(source_id, source.expect_every, last, now)
