@@ -16,7 +16,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.http_clients import api_sender
 from flows.prefect_clients import unpersisted_results
-from flows.runtime import runtime_for
+from flows.runtime import clock_for, runtime_for
 from hub.config.models import HubConfig
 from hub.routing.process import connector_for
 from hub.spool.schema import connect
@@ -86,7 +86,7 @@ async def maintain_sources(spool_path: str, config_path: str, source_ids: list[s
             results[source_id] = await maintain_source(spool_path, config_path, source_id)
         except Exception as exc:  # noqa: BLE001 - reported; the next round tries again
             results[source_id] = f"failed: {type(exc).__name__}: {exc}"
-            _remember(spool_path, source_id, "failed", runtime_for(spool_path, config_path).clock())
+            _remember(spool_path, source_id, "failed", clock_for(spool_path)())
             log.warning(
                 "source upkeep failed",
                 extra={"event": "maintenance_failed", "source": source_id, "error": str(exc)},

@@ -53,6 +53,14 @@ def unbind(runtime: Runtime) -> None:
         _bound.pop(str(runtime.spool_path), None)
 
 
+def clock_for(spool_path: str) -> Callable[[], float]:
+    """The bound runtime's clock, else the wall clock: for paths where reading the config could
+    fail again (recording that an upkeep failed)."""
+    with _lock:
+        found = _bound.get(spool_path)
+    return found.clock if found is not None else time.time
+
+
 def runtime_for(spool_path: str, config_path: str) -> Runtime:
     """The bound runtime of this spool, or one read from the files (a standalone worker)."""
     with _lock:
