@@ -89,7 +89,7 @@ async def test_recovered_once_when_a_delivery_succeeds_after_the_dead_letters(ri
     await rig.at(5)
     await rig.at(40)
     assert await rig.at(50) == []  # nothing delivered since
-    rig.spool.delivery(T0 + 60, "delivered")
+    rig.spool.attempt(T0 + 60, "delivered")  # the ledger records each attempt
     assert await rig.at(70) == ["deliveries to crm succeed again"]
     assert rig.channel.alerts()[-1].state == "recovered" and rig.channel.alerts()[-1].count == 1
     assert await rig.at(80) == []

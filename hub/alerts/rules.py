@@ -127,8 +127,10 @@ def _dead_letters(conn: sqlite3.Connection, alerts: AlertsConfig, now: float) ->
 
 def _new_dead(conn: sqlite3.Connection, low: float, high: float) -> list[tuple[str, str, str, float]]:
     delivered = conn.execute(
-        "SELECT d.destination, coalesce(d.last_error, ''), i.source, d.updated_at FROM deliveries d"
-        " JOIN inbox i ON i.id = d.inbox_id"
+        # The partial index (hub/alerts/store.py): without statistics SQLite would pick
+        # deliveries_due and read every dead letter ever kept, each turn.
+        "SELECT d.destination, coalesce(d.last_error, ''), i.source, d.updated_at"
+        " FROM deliveries d INDEXED BY alert_dead_by_time JOIN inbox i ON i.id = d.inbox_id"
         " WHERE d.status = 'dead' AND d.updated_at > ? AND d.updated_at <= ?",
         (low, high),
     ).fetchall()
@@ -142,9 +144,10 @@ def _new_dead(conn: sqlite3.Connection, low: float, high: float) -> list[tuple[s
 
 
 def _delivered_since(conn: sqlite3.Connection, destination: str, since: float) -> bool:
+    # Through the attempts since then (an index range), not the deliveries: those hold every
+    # submission ever delivered.
     row = conn.execute(
-        "SELECT 1 FROM deliveries WHERE destination = ? AND status = 'delivered'"
-        " AND delivered_at > ? LIMIT 1",
+        "SELECT 1 FROM attempts WHERE destination = ? AND at > ? AND outcome = 'delivered' LIMIT 1",
         (destination, since),
     ).fetchone()
     return row is not None

@@ -39,6 +39,9 @@ DDL = (
     # every few seconds; without these they would scan tables that grow with every submission.
     "CREATE INDEX IF NOT EXISTS alert_attempts_by_destination ON attempts(destination, at)",
     "CREATE INDEX IF NOT EXISTS alert_inbox_by_source ON inbox(source, received_at)",
+    # Partial: only dead rows are in it, so the ledger's hot path (pending -> sending -> delivered)
+    # does not maintain it; the dead-letter scan then reads only what is new.
+    "CREATE INDEX IF NOT EXISTS alert_dead_by_time ON deliveries(updated_at) WHERE status = 'dead'",
 )
 
 
