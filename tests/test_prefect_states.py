@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.destination_helpers import captured_logs
 from tests.fake_destination import FakeDestination
 from tests.harness import PROVIDER_FIXTURES, load_fixture, start_hub, wait_for
 
@@ -55,27 +56,15 @@ dispatch: {{batch_wait: 1.0, delivery_processes: 0}}
 """
 
 
-class Records(logging.Handler):
-    """The hub's own log records (the dispatcher logs from its thread)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-    def events(self, event: str) -> list[logging.LogRecord]:
-        return [r for r in self.records if getattr(r, "event", None) == event]
-
-
 @pytest.fixture
-def records() -> Iterator[Records]:
-    handler = Records()
-    logger = logging.getLogger("hookhub")
-    logger.addHandler(handler)
-    yield handler
-    logger.removeHandler(handler)
+def records() -> Iterator[list[logging.LogRecord]]:
+    """The hub's own log records (the dispatcher logs from its thread), at every level."""
+    with captured_logs("hookhub") as found:
+        yield found
+
+
+def events(records: list[logging.LogRecord], event: str) -> list[logging.LogRecord]:
+    return [r for r in records if getattr(r, "event", None) == event]
 
 
 def prefect(query: Callable[[Any], Coroutine[Any, Any, Any]]) -> Any:
@@ -134,7 +123,7 @@ def post(url: str, fixture: dict[str, Any]) -> str:
 
 
 def test_dead_letters_fail_the_task_and_flow_runs_with_run_logs_and_tags(
-    tmp_path: Path, records: Records
+    tmp_path: Path, records: list[logging.LogRecord]
 ) -> None:
     assert FULL["secret"] == MINIMAL["secret"]
     fake = FakeDestination().start()
@@ -200,8 +189,8 @@ def test_dead_letters_fail_the_task_and_flow_runs_with_run_logs_and_tags(
     assert not [log for log in logs if SECRET_IN_ANSWER in log.message]
 
     # The dispatcher counted such runs as done batches: no suspects, one error line each that says so.
-    assert not records.events("flow_failed")
-    done = records.events("batch_done")
+    assert not events(records, "flow_failed")
+    done = events(records, "batch_done")
     assert len(done) == len(ended) and all(r.levelno == logging.ERROR for r in done)
     assert sum(r.outcomes.get("dead", 0) for r in done) == 2  # type: ignore[attr-defined]
     assert all("delivered" in r.getMessage() and "dead" in r.getMessage() for r in done)
@@ -211,7 +200,7 @@ def test_dead_letters_fail_the_task_and_flow_runs_with_run_logs_and_tags(
     finally:
         conn.close()
     # A dead letter is logged at error, a retry at warning, each with the destination and reason class.
-    deliveries = [r for r in records.records if getattr(r, "event", None) == "delivery"]
+    deliveries = events(records, "delivery")
     dead = [r for r in deliveries if r.destination == "states-crm"]  # type: ignore[attr-defined]
     assert len(dead) == 2 and all(r.levelno == logging.ERROR for r in dead)
     assert all(r.reason == "HTTP 400 Bad Request" for r in dead)  # type: ignore[attr-defined]
