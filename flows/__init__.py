@@ -13,7 +13,9 @@ _PREFECT_DEFAULTS = {
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
     # A self-hosted hub sends nothing anywhere it was not told to.
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    # One INFO line per task run drowns the hub's own structured log; the Prefect UI has them.
+    # Prefect's engine logs INFO lines for every run ("Finished in state Completed()"): they would
+    # drown the hub's log and multiply the run-log records sent to Prefect's API. Each task run
+    # has one summary record of hookhub's instead (flows/run_report.py); failures still show.
     "PREFECT_LOGGING_LEVEL": "WARNING",
     # Prefect's records in hookhub's format, through hookhub's handler (see hub/logs.py).
     "PREFECT_LOGGING_SETTINGS_PATH": os.path.join(os.path.dirname(__file__), "prefect_logging.yml"),
