@@ -262,7 +262,7 @@ def save_routing(
         one_routed = {inbox_id: routed[inbox_id]} if inbox_id in routed else {}
         one_failed = {inbox_id: failed[inbox_id]} if inbox_id in failed else {}
         try:
-            claimed.extend(_save_routing(conn, now, one_routed, one_failed))
+            claimed.extend(_save_routing(conn, now, one_routed, one_failed, None))
         except sqlite3.OperationalError:
             raise
         except Exception as exc:  # noqa: BLE001 - this row's own dead letter
@@ -285,7 +285,7 @@ def _save_routing(
     now: float,
     routed: Routed,
     failed: dict[str, str],
-    skipped: dict[str, int] | None = None,
+    skipped: dict[str, int] | None,
 ) -> list[tuple[str, str]]:
     claimed: list[tuple[str, str]] = []
     with transaction(conn):
