@@ -224,3 +224,22 @@ def test_send_test_alert_posts_a_sample_or_prints_it(tmp_path: Path, fake, capsy
     assert capsys.readouterr().out.strip() == "alert silent -> ops-slack: sent"
     (text,) = slack_texts(fake)
     assert text.startswith(":rotating_light: *TEST: contact-form went silent*")
+
+
+def test_hookhub_serve_runs_the_alerts_and_hears_a_rejected_edit(tmp_path: Path, fake) -> None:
+    from tests.harness import ServeProcess
+
+    path = config(tmp_path, fake, source_extra="expect_every: 1s")
+    hub = ServeProcess(path, tmp_path / "data", tmp_path / "prefect", tmp_path / "serve.log")
+    try:
+        wait_for(lambda: slack_texts(fake), timeout=60, what="the silence alert from hookhub serve")
+        path.write_text(path.read_text().replace("to: [crm]", "to: [crn]"))  # watched: reloaded
+        wait_for(
+            lambda: any("reload rejected" in text for text in slack_texts(fake)),
+            timeout=60,
+            what="the rejected edit in Slack",
+        )
+    finally:
+        assert hub.terminate() == 0
+    rejected = next(text for text in slack_texts(fake) if "reload rejected" in text)
+    assert "unknown destination 'crn'" in rejected and "connectors.yaml:" in rejected
