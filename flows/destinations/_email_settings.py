@@ -11,7 +11,7 @@ import unicodedata
 from email.utils import getaddresses
 from typing import NamedTuple
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from flows.destinations.base import DestinationSettings
 
@@ -114,9 +114,6 @@ def _split_addresses(text: str) -> list[str]:
 
 
 class EmailSettings(DestinationSettings):
-    # Validation errors must not echo the input: subclasses add passwords and API keys.
-    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
-
     from_: str = Field(alias="from", description="sender: forms@example.com or 'Forms <forms@example.com>'")
     to: list[str] = Field(min_length=1, description="recipients; each entry addresses or a Jinja template")
     cc: list[str] = Field(default_factory=list, description="copy recipients, like `to`")

@@ -56,7 +56,9 @@ class RetryPolicy(BaseModel):
 class DestinationSettings(BaseModel):
     """Keys every destination type accepts besides its own."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Validation errors must not echo the input: most types hold credentials (tokens, passwords,
+    # webhook URLs with their token in the path).
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     type: str
     retry: RetryPolicy = Field(default_factory=RetryPolicy)

@@ -26,7 +26,7 @@ from email.utils import format_datetime
 from typing import Literal
 
 import aiosmtplib
-from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from flows.destinations import _http
 from flows.destinations._email_render import EmailContent, check_email, render_email
@@ -46,9 +46,6 @@ BUSY_PAUSE = 60.0
 
 
 class SmtpConfig(EmailSettings):
-    # Validation errors must not echo the input: the password is a credential.
-    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
-
     host: str = Field(min_length=1, description="SMTP server host name")
     port: int | None = Field(
         default=None, ge=1, le=65535, description="default 587, 465 for tls, 25 for none"

@@ -23,7 +23,7 @@ import re
 import time
 from collections.abc import Callable
 
-from pydantic import ConfigDict, Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 
 from connectors._schemes import sign_standard_webhooks
 from flows.destinations import _http
@@ -42,9 +42,6 @@ _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 
 
 class WebhookConfig(DestinationSettings):
-    # Validation errors must not echo the input: the secret, and often the URL, are credentials.
-    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
-
     url: str = Field(description="receiver URL, https:// (or http://)")
     secret: SecretStr = Field(
         description="Standard Webhooks secret: whsec_ followed by base64 of ≥24 random bytes"

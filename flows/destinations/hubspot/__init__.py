@@ -22,7 +22,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from flows.destinations import _http
 from flows.destinations._config import ApiRoot
@@ -62,9 +62,6 @@ _UPSERT_IS_SAFE = "retrying (an upsert by email cannot duplicate the contact)"
 
 
 class HubspotConfig(DestinationSettings):
-    # Validation errors must not echo the input: the token is a credential.
-    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
-
     token: SecretStr = Field(description="private app (or OAuth access) token, sent as Authorization: Bearer")
     base_url: ApiRoot = Field(
         default=DEFAULT_BASE_URL,

@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from flows.destinations import _crm_http, _http
 from flows.destinations._config import ApiRoot, PlainToken
@@ -63,9 +63,6 @@ _NUMERIC_ID = re.compile(r"\d{1,20}")
 
 
 class PipedriveConfig(DestinationSettings):
-    # Validation errors must not echo the input: the token is a credential.
-    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
-
     api_token: PlainToken = Field(
         description="API token (Personal preferences > API), e.g. ${PIPEDRIVE_TOKEN}"
     )

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from flows.destinations import _crm_http, _http
 from flows.destinations._config import ApiRoot, PlainToken
@@ -68,9 +68,6 @@ DEFAULT_MAPS: dict[str, dict[str, str]] = {
 
 
 class SalesforceConfig(DestinationSettings):
-    # Validation errors must not echo the input: the access token is a credential.
-    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
-
     instance_url: ApiRoot | None = Field(
         default=None, description="the org's URL, https://<MyDomain>.my.salesforce.com"
     )

@@ -24,7 +24,7 @@ import json
 import re
 from typing import Any
 
-from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from flows.destinations import _http
 from flows.destinations._config import ApiRoot
@@ -48,9 +48,6 @@ _CHANNEL_NAME = re.compile(r"#?[^\sA-Z#,<>@|]{1,80}")
 
 class SlackConfig(DestinationSettings):
     """Where and as whom to post: `webhook_url`, or `token` + `channel`."""
-
-    # Validation errors must not echo the input: the URL and the token are credentials.
-    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     webhook_url: SecretStr | None = Field(
         default=None, description="Slack incoming webhook URL (https://hooks.slack.com/services/...)"
