@@ -142,6 +142,15 @@ async def test_stalled_when_submissions_wait_too_long_or_prefect_is_unreachable(
     assert await rig.at(304 + PREFECT_GRACE) == ["delivery moves again (prefect)"]
 
 
+async def test_a_replayed_old_dead_letter_is_not_a_stall(rig: Rig) -> None:
+    rig.health.dispatching = True
+    rig.health.dispatcher_beat_at = T0
+    rig.spool.delivery(T0 - 86400, "pending", updated_at=T0 - 2)  # dead yesterday, replayed now
+    assert await rig.at(0) == []
+    rig.health.dispatcher_beat_at = T0 + 900
+    assert await rig.at(901) == ["delivery stalled (delivery)"]  # still waiting 15 minutes later
+
+
 async def test_silent_source_alerts_after_expect_every_and_resolves_on_a_submission(tmp_path: Path) -> None:
     rig = Rig(tmp_path, source_extra="expect_every: 6h")
     rig.spool.submission(T0 - 3600)

@@ -95,7 +95,14 @@ class Spool:
         )
         return inbox_id
 
-    def delivery(self, at: float, status: str, destination: str = "crm", error: str = "") -> str:
+    def delivery(
+        self,
+        at: float,
+        status: str,
+        destination: str = "crm",
+        error: str = "",
+        updated_at: float | None = None,
+    ) -> str:
         inbox_id = self.submission(at)
         delivered_at = at if status == "delivered" else None
         self._insert(
@@ -109,7 +116,7 @@ class Spool:
             last_error=error or None,
             delivered_at=delivered_at,
             created_at=at,
-            updated_at=at,
+            updated_at=at if updated_at is None else updated_at,
         )
         return inbox_id
 

@@ -189,9 +189,11 @@ def _stalled(conn: sqlite3.Connection, alerts: AlertsConfig, facts: Facts, now: 
         found["dispatcher"] = messages.stalled("dispatcher", "", alerts.stalled_after, now)
     waiting = Counter[str]()
     oldest = now
+    # Since the row last changed state (claimed, put back, replayed), not since it was first
+    # written: replaying old dead letters must not look like a stall.
     for table, stamp, states in (
-        ("inbox", "received_at", "('pending', 'claimed')"),
-        ("deliveries", "created_at", "('pending', 'sending')"),
+        ("inbox", "coalesce(updated_at, received_at)", "('pending', 'claimed')"),
+        ("deliveries", "coalesce(updated_at, created_at)", "('pending', 'sending')"),
     ):
         first, count = conn.execute(
             f"SELECT min({stamp}), count(*) FROM {table} WHERE {_state_col(table)} IN {states}"
