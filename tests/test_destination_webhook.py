@@ -149,7 +149,7 @@ async def test_recorded_answer_is_classified(path: Path) -> None:
         assert outcome.reason == f"the receiver refused the request (HTTP 400): {body!r}"
     if case == "moved_301":
         assert "https://hooks.example.net/new-endpoint" in (outcome.reason or "")
-        assert "update url" in (outcome.reason or "")
+        assert "asked hookhub to stop sending" in (outcome.reason or "")
 
 
 @pytest.mark.anyio

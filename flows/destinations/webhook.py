@@ -163,7 +163,7 @@ def classify(key: str, answer: _http.Answer, now: float) -> Outcome:
     if 200 <= status < 300:
         return Outcome(key=key, status="delivered", status_code=status, remote_id=remote_id(answer))
     if status == 410:
-        reason = "the receiver answered 410 Gone: it asked hookhub to stop sending; update url to re-enable"
+        reason = "the receiver answered 410 Gone: it asked hookhub to stop sending"
         return Outcome(key=key, status="failed", status_code=status, reason=reason, disable=True)
     if status in RETRY_STATUSES or 500 <= status < 600:
         retry_after = _http.parse_retry_after(answer.headers.get("retry-after"), now)
