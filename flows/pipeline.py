@@ -29,7 +29,16 @@ from connectors.base import Connector, FetchFailed
 from flows.delivery import deliver_and_record
 from flows.http_clients import api_sender, delivery_sender
 from flows.prefect_clients import unpersisted_results
-from flows.run_report import batch_counts, batch_sources, batch_state, chunk_counts, report_chunk, run_tags
+from flows.run_report import (
+    UNROUTED,
+    batch_counts,
+    batch_sources,
+    batch_state,
+    chunk_counts,
+    report_chunk,
+    report_routing,
+    run_tags,
+)
 from flows.runtime import Runtime, runtime_for
 from hub.config.models import HubConfig
 from hub.routing.process import ConnectorLookup, connector_for, normalize_rows, plan_submissions
@@ -202,8 +211,9 @@ def _connector_bug(row: InboxRow, exc: Exception) -> _RowFetched:
 )
 async def normalize_and_route(
     spool_path: str, config_path: str, inbox_ids: str, count: int
-) -> dict[str, str]:
-    """Returns, per destination, the (comma-joined) submissions to deliver there."""
+) -> State[Any] | dict[str, Any]:
+    """Per destination, the (comma-joined) submissions to deliver there, and the count of dead
+    letters ({"routes", "dead"}); in a Failed state if there are any (flows/run_report.py)."""
     runtime = runtime_for(spool_path, config_path)
     config, stages = runtime.config(), runtime.stages
     conn = connect(runtime.spool_path)
@@ -221,7 +231,8 @@ async def normalize_and_route(
     by_destination: dict[str, list[str]] = defaultdict(list)
     for inbox_id, destination in keys:
         by_destination[destination].append(inbox_id)
-    return {destination: _join(ids) for destination, ids in by_destination.items()}
+    routes = {destination: _join(ids) for destination, ids in by_destination.items()}
+    return report_routing(failed, routes, count)
 
 
 @task(
@@ -278,12 +289,17 @@ async def deliver_batch_flow(
     with TagsContext(current_tags=set()):
         routed = await asyncio.gather(
             *[
-                normalize_and_route(spool_path, config_path, _join(chunk), len(chunk))
+                _state_of(
+                    normalize_and_route(spool_path, config_path, _join(chunk), len(chunk), return_state=True)
+                )
                 for chunk in _chunks(inbox_ids, max(chunk_size, 250))
             ]
         )
-        for chunk_routes in routed:
-            for destination, joined in chunk_routes.items():
+        unrouted = 0
+        for state in routed:
+            routing = await chunk_counts(state)
+            unrouted += routing["dead"]
+            for destination, joined in routing["routes"].items():
                 by_destination[destination].extend(_split(joined))
         # Every chunk runs to its end, even when another one fails: their outcomes are recorded.
         states = await asyncio.gather(
@@ -294,6 +310,8 @@ async def deliver_batch_flow(
             ]
         )
     totals: dict[str, int] = defaultdict(int)
+    if unrouted:
+        totals[UNROUTED] = unrouted
     for state in states:
         for status, n in (await chunk_counts(state)).items():
             totals[status] += n
@@ -304,9 +322,14 @@ def _deliver_state(
     spool_path: str, config_path: str, destination: str, chunk: list[str]
 ) -> Awaitable[State[Any]]:
     """The deliver task's run, tagged with its destination, ending in a state instead of raising."""
-    run = deliver_chunk.with_options(tags=[f"destination:{destination}"])(
-        spool_path, config_path, destination, _join(chunk), len(chunk), return_state=True
+    return _state_of(
+        deliver_chunk.with_options(tags=[f"destination:{destination}"])(
+            spool_path, config_path, destination, _join(chunk), len(chunk), return_state=True
+        )
     )
+
+
+def _state_of(run: object) -> Awaitable[State[Any]]:
     # An async task called with return_state=True gives an awaitable of its state; Prefect's
     # annotations say the state itself.
     return cast("Awaitable[State[Any]]", run)

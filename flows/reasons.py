@@ -14,6 +14,12 @@ from http import HTTPStatus
 _LABELS = (
     # (words in the reason, class); the first match wins, so the specific come first.
     ("no longer in connectors.yaml", "destination no longer configured"),
+    ("is no longer configured", "source no longer configured"),
+    ("unnormalizable", "normalize failed"),
+    ("could not fetch", "fetch failed"),
+    ("could not complete it", "fetch failed"),
+    ("cannot be routed", "routing failed"),
+    ("`when`", "route condition failed"),
     ("destination disabled", "destination disabled"),
     ("quarantined", "quarantined"),
     ("unreadable", "stored submission unreadable"),

@@ -1,7 +1,8 @@
 """What Prefect shows of a batch: run states with messages, one run-log record per task, tags.
 
 A "deliver" task whose items died ends Failed ("2 of 40 deliveries to crm dead") with its
-counts as the state's data, so the UI and Prefect automations see it; the flow run of such a
+counts as the state's data (a "normalize and route" task whose submissions died, with its
+routes), so the UI and Prefect automations see it; the flow run of such a
 batch ends Failed the same way once every chunk is done. Such a run is not a failure of the
 run itself: `batch_counts` reads the counts back from it, so the dispatcher records the batch
 as done and does not treat its claims as suspects (hub/dispatch.py).
@@ -50,10 +51,7 @@ class _Summary:
         parts = [f"{self.destination}: {told or 'nothing to deliver'}"]
         for status in ("dead", "retrying"):
             for label, ids in sorted(self.reasons.get(status, {}).items()):
-                listed = ", ".join(ids[:MAX_IDS]) + (
-                    f" and {len(ids) - MAX_IDS} more" if len(ids) > MAX_IDS else ""
-                )
-                parts.append(f"{status} {len(ids)} ({label}): {listed}")
+                parts.append(f"{status} {len(ids)} ({label}): {_listed(ids)}")
         return "; ".join(parts)
 
     def level(self) -> int:
@@ -95,23 +93,53 @@ async def report_chunk(
     return counts
 
 
+def report_routing(failed: dict[str, str], routes: dict[str, str], count: int) -> State[Any] | dict[str, Any]:
+    """Log the routing task's summary; Failed if submissions became dead letters.
+
+    The result is {"routes": destination -> comma-joined ids, "dead": count} either way: the flow
+    delivers what was routed.
+    """
+    result = {"routes": routes, "dead": len(failed)}
+    if not failed:
+        run_log.info(f"{count} submissions routed")
+        return result
+    by_class: dict[str, list[str]] = defaultdict(list)
+    for inbox_id, reason in failed.items():
+        by_class[reason_class(None, reason)].append(inbox_id)
+    dead = "; ".join(f"dead {len(ids)} ({label}): {_listed(ids)}" for label, ids in sorted(by_class.items()))
+    run_log.error(f"{count - len(failed)} of {count} submissions routed; {dead}")
+    return Failed(message=f"{len(failed)} of {count} submissions dead before delivery", data=result)
+
+
+def _listed(ids: list[str]) -> str:
+    return ", ".join(ids[:MAX_IDS]) + (f" and {len(ids) - MAX_IDS} more" if len(ids) > MAX_IDS else "")
+
+
 def batch_state(totals: dict[str, int]) -> State[Any]:
     """The flow run's final state: Failed when some deliveries died, with the totals either way."""
     told = ", ".join(f"{n} {status}" for status, n in sorted(totals.items())) or "nothing to deliver"
-    dead = totals.get("dead", 0)
+    deliveries = sum(n for status, n in totals.items() if status != UNROUTED)
+    dead, unrouted = totals.get("dead", 0), totals.get(UNROUTED, 0)
     if dead:
-        return Failed(message=f"{dead} of {sum(totals.values())} deliveries dead ({told})", data=totals)
+        return Failed(message=f"{dead} of {deliveries} deliveries dead ({told})", data=totals)
+    if unrouted:
+        return Failed(message=f"{unrouted} submissions dead before delivery ({told})", data=totals)
     return Completed(message=told, data=totals)
 
 
-async def chunk_counts(state: State[Any]) -> dict[str, int]:
-    """A task's counts, from a Completed state or the Failed one of `report_chunk`; raises what failed it."""
+UNROUTED = "dead before delivery"
+"""The flow's count of submissions that became dead letters while normalized, fetched or routed."""
+
+
+async def chunk_counts(state: State[Any]) -> dict[str, Any]:
+    """A task's result (counts, routes), also from the Failed state of `report_chunk` or
+    `report_routing`; raises what failed it otherwise."""
     result = await state.aresult(raise_on_failure=False) if state.is_failed() else await state.aresult()
     if isinstance(result, dict):
         return result
     if isinstance(result, BaseException):
         raise result
-    raise TypeError(f"a deliver task ended {state.type.value} without counts: {state.message}")
+    raise TypeError(f"a task ended {state.type.value} without its result: {state.message}")
 
 
 batch_counts = chunk_counts

@@ -21,6 +21,8 @@ from typing import Literal
 
 import orjson
 
+from hub.log_batching import BatchingStreamHandler
+
 FORMAT_ENV = "HOOKHUB_LOG_FORMAT"
 """Carries the chosen format to the delivery worker processes, which set up logging on their own."""
 
@@ -106,7 +108,7 @@ def choose_format(requested: str | None = None) -> LogFormat:
 
 
 def make_handler(log_format: LogFormat) -> logging.Handler:
-    handler = logging.StreamHandler(sys.stderr)
+    handler = BatchingStreamHandler(sys.stderr)
     handler.setFormatter(TextFormatter() if log_format == "text" else JsonFormatter())
     return handler
 
@@ -126,9 +128,12 @@ def setup_logging(level: str = "info", log_format: str | None = None) -> LogForm
     os.environ[FORMAT_ENV] = chosen
     handler = make_handler(chosen)
     root = logging.getLogger()
+    hookhub = logging.getLogger("hookhub")
+    for old in {*root.handlers, *hookhub.handlers}:
+        if isinstance(old, BatchingStreamHandler):  # set up before: write out what it holds, stop it
+            old.close()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
-    hookhub = logging.getLogger("hookhub")
     hookhub.handlers[:] = [handler]
     hookhub.setLevel(level.upper())
     hookhub.propagate = False

@@ -9,6 +9,10 @@ so its `source:` and `destination:` tags find only its own runs in Prefect's sha
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
+import json
 import logging
 import sqlite3
 from collections.abc import Callable, Coroutine, Iterator
@@ -113,10 +117,10 @@ def statuses(spool: Path) -> dict[str, list[str]]:
         conn.close()
 
 
-def post(url: str, fixture: dict[str, Any]) -> str:
+def post(url: str, fixture: dict[str, Any], source: str = "states-form") -> str:
     headers = {k: v for k, v in fixture["headers"].items() if k.lower() != "content-length"}
     answer = httpx.post(
-        f"{url}/hooks/states-form", content=fixture["body"].encode("utf-8"), headers=headers, timeout=30
+        f"{url}/hooks/{source}", content=fixture["body"].encode("utf-8"), headers=headers, timeout=30
     )
     assert answer.status_code == 200 and answer.json()["status"] == "accepted", answer.text
     return str(answer.json()["id"])
@@ -206,3 +210,74 @@ def test_dead_letters_fail_the_task_and_flow_runs_with_run_logs_and_tags(
     assert all(r.reason == "HTTP 400 Bad Request" for r in dead)  # type: ignore[attr-defined]
     retried = [r for r in deliveries if r.destination == "states-flaky"]  # type: ignore[attr-defined]
     assert len(retried) == 2 and all(r.levelno == logging.WARNING for r in retried)
+
+
+UNROUTABLE = """
+sources:
+  unroutable-form:
+    provider: typeform
+    secret: {secret}
+destinations:
+  unroutable-archive:
+    type: file
+    path: out.jsonl
+routes:
+  - name: everything
+    from: [unroutable-form]
+    to: [unroutable-archive]
+dispatch: {{batch_wait: 1.0, delivery_processes: 0}}
+"""
+
+
+def signed(body: dict[str, Any]) -> dict[str, Any]:
+    """A Typeform delivery of `body`, signed with the fixtures' secret."""
+    raw = json.dumps(body)
+    digest = hmac.new(FULL["secret"].encode(), raw.encode(), hashlib.sha256).digest()
+    return {
+        "body": raw,
+        "headers": {
+            "Content-Type": "application/json",
+            "Typeform-Signature": "sha256=" + base64.b64encode(digest).decode(),
+        },
+    }
+
+
+def test_a_submission_dead_before_delivery_fails_its_routing_task_and_the_flow_run(tmp_path: Path) -> None:
+    config = tmp_path / "connectors.yaml"
+    config.write_text(UNROUTABLE.format(secret=FULL["secret"]), encoding="utf-8")
+    broken = signed(
+        {"event_id": "unroutable-1", "event_type": "form_response", "form_response": "not an object"}
+    )
+    hub, server = start_hub(config, tmp_path / "data", dispatch=True)
+    try:
+        good, bad = post(server.url, MINIMAL, "unroutable-form"), post(server.url, broken, "unroutable-form")
+        wait_for(
+            lambda: statuses(hub.spool_path) == {"unroutable-archive": ["delivered"]},
+            FIRST_DELIVERY,
+            what="delivered",
+        )
+        ended = wait_for(
+            lambda: [r for r in flow_runs("source:unroutable-form") if r.state and r.state.is_final()],
+            30,
+            what="the flow run to end",
+        )
+    finally:
+        server.stop()
+    assert len(ended) == 1 and ended[0].state.is_failed(), [r.state for r in ended]
+    assert ended[0].state.message.startswith("1 submissions dead before delivery"), ended[0].state.message
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    tasks = prefect(
+        lambda c: c.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[ended[0].id])))
+    )
+    routing = [t for t in tasks if t.name.startswith("normalize and route")]
+    assert len(routing) == 1 and routing[0].state.is_failed()
+    assert routing[0].state.message == "1 of 2 submissions dead before delivery"
+    assert [t.state.type.value for t in tasks if t.name.startswith("deliver")] == ["COMPLETED"]
+    summary = wait_for(
+        lambda: [log for log in run_logs([routing[0].id]) if log.name == "hookhub.runs"],
+        30,
+        what="its summary",
+    )
+    assert len(summary) == 1 and summary[0].level == logging.ERROR
+    assert f"dead 1 (normalize failed): {bad}" in summary[0].message and good not in summary[0].message
