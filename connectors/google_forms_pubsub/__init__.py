@@ -146,13 +146,13 @@ class GoogleFormsPubSubConnector(Connector):
             "delivery_attempt": body.get("deliveryAttempt"),
         }
         metadata.update({k: v for k, v in facts.items() if v is not None})
-        return Submission(
-            id=context.submission_id,
-            source=context.source,
-            provider=self.provider,
+        # No answers yet, and no response time (one notification may cover several responses).
+        return _answers.submission(
+            self.provider,
+            context,
+            [],
             form_id=form_id,
             event_id=message_id,
-            # The notification has no response time (one may cover several responses): receive time.
             submitted_at=context.received_at,
             metadata=metadata,
         )
@@ -277,17 +277,17 @@ class GoogleFormsPubSubConnector(Connector):
             "watch_id": notification.metadata.get("watch_id"),
             "publish_time": notification.metadata.get("publish_time"),
         }
-        return Submission(
-            id=notification.id,
-            source=notification.source,
-            provider=self.provider,
+        # Every response keeps the notification's id and source: they are the one stored request's.
+        stored = NormalizeContext(notification.id, notification.source, notification.submitted_at)
+        return _answers.submission(
+            self.provider,
+            stored,
+            answers,
             form_id=form_id,
             form_title=title,
             event_id=str(response["responseId"]),
             submitted_at=at.replace(microsecond=at.microsecond // 1000 * 1000),
-            email=_answers.pick_email(response.get("respondentEmail"), answers),
-            name=_answers.pick_name(answers),
-            answers=answers,
+            respondent_email=response.get("respondentEmail"),
             metadata={k: v for k, v in facts.items() if v is not None},
         )
 
