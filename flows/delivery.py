@@ -31,7 +31,7 @@ def _item(runtime: Runtime, row: DeliveryRow) -> DeliveryItem:
     if not row.submission:
         raise ValueError("no Submission JSON was stored for it")
     return DeliveryItem(
-        key=f"{row.inbox_id}.{row.destination}",
+        key=row.delivery_key,
         submission_json=row.submission,
         route=row.route,
         template=target.template if target else None,

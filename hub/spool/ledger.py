@@ -25,10 +25,14 @@ from typing import Literal
 
 from hub.spool import stats
 from hub.spool.schema import connect, ensure_schema
+from hub.spool.terms import write_terms
 
 log = logging.getLogger("hookhub.ledger")
 
 DeliveryStatus = Literal["pending", "sending", "retrying", "delivered", "dead"]
+
+NOT_PAUSED = "destination NOT IN (SELECT destination FROM paused_destinations)"
+"""A paused destination's deliveries stay pending or retrying: nothing claims them (pause/resume)."""
 
 
 @dataclass(frozen=True)
@@ -66,10 +70,18 @@ class DeliveryRow:
     remote_id: str | None
     submission: str | None
     """The normalized Submission JSON stored at routing time."""
+    generation: int = 0
+    """0 for the first sending; +1 per `hookhub resend` (hub/spool/actions.py)."""
 
     @property
     def key(self) -> tuple[str, str]:
         return (self.inbox_id, self.destination)
+
+    @property
+    def delivery_key(self) -> str:
+        """The idempotency key receivers dedupe on: stable across retries, new for each resend."""
+        base = f"{self.inbox_id}.{self.destination}"
+        return f"{base}.r{self.generation}" if self.generation else base
 
 
 @dataclass(frozen=True)
@@ -132,7 +144,7 @@ def has_work(conn: sqlite3.Connection, now: float) -> bool:
     row = conn.execute(
         "SELECT EXISTS(SELECT 1 FROM inbox WHERE state='pending' AND coalesce(not_before, 0) <= ?1)"
         " OR EXISTS(SELECT 1 FROM deliveries WHERE status IN ('pending','retrying')"
-        " AND next_attempt_at <= ?1)",
+        f" AND next_attempt_at <= ?1 AND {NOT_PAUSED})",
         (now,),
     ).fetchone()
     return bool(row[0])
@@ -149,7 +161,7 @@ def pending_count(conn: sqlite3.Connection, now: float) -> int:
 
 def next_due_at(conn: sqlite3.Connection) -> float | None:
     row = conn.execute(
-        "SELECT min(next_attempt_at) FROM deliveries WHERE status IN ('pending','retrying')"
+        f"SELECT min(next_attempt_at) FROM deliveries WHERE status IN ('pending','retrying') AND {NOT_PAUSED}"
     ).fetchone()
     due: float | None = row[0]
     return due
@@ -177,7 +189,8 @@ def claim_due(
         rows = conn.execute(
             "UPDATE deliveries SET status='sending', claimed_by=?, updated_at=?"
             " WHERE rowid IN (SELECT rowid FROM deliveries WHERE status IN ('pending','retrying')"
-            "   AND next_attempt_at <= ? AND retry_group IS NULL ORDER BY next_attempt_at LIMIT ?)"
+            f"   AND next_attempt_at <= ? AND retry_group IS NULL AND {NOT_PAUSED}"
+            "   ORDER BY next_attempt_at LIMIT ?)"
             " RETURNING inbox_id, destination",
             (owner, now, now, limit),
         ).fetchall()
@@ -302,7 +315,8 @@ def _save_routing(
                 claimed.extend(
                     conn.execute(
                         "UPDATE deliveries SET status='sending', updated_at=?"
-                        " WHERE inbox_id=? AND status='pending' RETURNING inbox_id, destination",
+                        f" WHERE inbox_id=? AND status='pending' AND {NOT_PAUSED}"
+                        " RETURNING inbox_id, destination",
                         (now, inbox_id),
                     ).fetchall()
                 )
@@ -311,6 +325,7 @@ def _save_routing(
                 "UPDATE inbox SET submission=?, state=?, error=?, claimed_by=NULL, updated_at=? WHERE id=?",
                 (submission, state, failed.get(inbox_id), now, inbox_id),
             )
+            write_terms(conn, [(inbox_id, submission)])
         for inbox_id, reason in failed.items():
             if inbox_id not in routed:
                 conn.execute(
@@ -375,6 +390,7 @@ def add_expanded(
             ).fetchone()
             if row is not None:
                 added[child_id] = submission
+        write_terms(conn, added.items())
         note = f"notification: {len(added)} new of {len(children)} fetched"
         conn.execute(
             "UPDATE inbox SET state='done', note=?, error=NULL, claimed_by=NULL, updated_at=? WHERE id=?",
@@ -394,7 +410,7 @@ def load_deliveries(conn: sqlite3.Connection, keys: list[tuple[str, str]]) -> li
                 DeliveryRow(*r)
                 for r in conn.execute(
                     "SELECT d.inbox_id, d.destination, d.route, d.attempts, d.first_attempt_at, d.remote_id,"
-                    " i.submission"
+                    " i.submission, d.generation"
                     " FROM deliveries d JOIN inbox i ON i.id = d.inbox_id"
                     f" WHERE d.destination=? AND d.inbox_id IN ({','.join('?' * len(chunk))})",
                     (destination, *chunk),
@@ -483,7 +499,8 @@ def _record(conn: sqlite3.Connection, now: float, decisions: list[Decision]) -> 
         )
         conn.executemany(
             "INSERT OR REPLACE INTO attempts (inbox_id, destination, attempt, at, outcome, status_code,"
-            " error, retry_after) SELECT inbox_id, destination, attempts, ?, ?, ?, ?, ? FROM deliveries"
+            " error, retry_after, generation) SELECT inbox_id, destination, attempts, ?, ?, ?, ?, ?,"
+            " generation FROM deliveries"
             " WHERE inbox_id=? AND destination=?",
             [
                 (now, d.outcome, d.status_code, d.error, d.retry_after, d.inbox_id, d.destination)

@@ -10,6 +10,7 @@ import sqlite_utils
 
 from hub.spool.files import ensure_private_dir, ensure_private_file
 from hub.spool.stats import ensure_stats
+from hub.spool.terms import ensure_terms
 
 Durability = Literal["full", "normal"]
 
@@ -90,7 +91,30 @@ def ensure_schema(path: Path) -> None:
     ensure_stats(db)
     _ensure_flow_failure_columns(db)
     _ensure_leases(db)
+    _ensure_console(db)
     db.close()
+
+
+def _ensure_console(db: sqlite_utils.Database) -> None:
+    """What finding, resending and pausing need (issue 14), additive for old spools too.
+
+    - indexes for the submission list, newest first, keyset-paged on (received_at, id), alone or
+      by source, and for a search by event id across sources;
+    - `deliveries.generation` / `attempts.generation`: 0 for the first sending of a pair, +1 per
+      `hookhub resend` (the idempotency key of a resend differs: it is sent again on purpose);
+    - `paused_destinations`: destinations whose deliveries stay pending (no claims, no attempts);
+    - `submission_terms` (hub/spool/terms.py), filled for submissions stored before it existed.
+    """
+    db.execute("CREATE INDEX IF NOT EXISTS inbox_by_time ON inbox(received_at, id)")
+    db.execute("CREATE INDEX IF NOT EXISTS inbox_by_source_time ON inbox(source, received_at, id)")
+    db.execute("CREATE INDEX IF NOT EXISTS inbox_by_event ON inbox(event_id, received_at, id)")
+    for table in ("deliveries", "attempts"):
+        if "generation" not in db.table(table).columns_dict:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN generation INTEGER NOT NULL DEFAULT 0")
+    db.table("paused_destinations").create(
+        {"destination": str, "since": float, "reason": str}, pk="destination", if_not_exists=True
+    )
+    ensure_terms(db.conn)
 
 
 def _ensure_leases(db: sqlite_utils.Database) -> None:

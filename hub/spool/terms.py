@@ -1,0 +1,106 @@
+"""The search table: e-mail, name and form of each stored submission, indexed for the console.
+
+E-mail and name live inside the stored Submission JSON; searching them there would read every
+row. `submission_terms` keeps them normalized (case-folded, accents removed) beside the
+submission's `received_at`, keyed (kind, value, received_at, inbox_id) in a WITHOUT ROWID table,
+so a search is one index range read in page order. The ledger writes a submission's terms in
+the transaction that stores its JSON; spools written before this table get theirs once, at
+schema upgrade (`ensure_terms`), resumably.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import unicodedata
+from collections.abc import Iterable
+from typing import Literal
+
+TermKind = Literal["email", "name", "form"]
+
+BACKFILL_KEY = "submission_terms_filled_to"
+"""meta key: the inbox rowid the upgrade backfill has reached ('done' once finished)."""
+_BACKFILL_BATCH = 5000
+
+DDL = (
+    "CREATE TABLE IF NOT EXISTS submission_terms (kind TEXT NOT NULL, value TEXT NOT NULL,"
+    " received_at REAL NOT NULL, inbox_id TEXT NOT NULL,"
+    " PRIMARY KEY (kind, value, received_at, inbox_id)) WITHOUT ROWID",
+    # Rewriting or erasing one submission's terms finds them by id.
+    "CREATE INDEX IF NOT EXISTS submission_terms_by_id ON submission_terms(inbox_id)",
+)
+
+
+def normalize(text: str) -> str:
+    """Case-folded, accents removed, spaces collapsed: 'Chloé  MARTIN' -> 'chloe martin'."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    plain = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return " ".join(plain.split())
+
+
+def terms_of(submission_json: str) -> set[tuple[TermKind, str]]:
+    """The searchable terms of one stored Submission: its e-mail, its name (whole and each word),
+    its form id and title. An unreadable JSON has none (it is still listed by source and time)."""
+    try:
+        data = json.loads(submission_json)
+    except ValueError:
+        return set()
+    if not isinstance(data, dict):
+        return set()
+    out: set[tuple[TermKind, str]] = set()
+    email = data.get("email")
+    if isinstance(email, str) and email.strip():
+        out.add(("email", email.strip().casefold()))
+    name = data.get("name")
+    if isinstance(name, str) and (full := normalize(name)):
+        out.add(("name", full))
+        out.update(("name", word) for word in full.split())
+    for key in ("form_id", "form_title"):
+        value = data.get(key)
+        if isinstance(value, str) and (form := normalize(value)):
+            out.add(("form", form))
+    return out
+
+
+def write_terms(conn: sqlite3.Connection, submissions: Iterable[tuple[str, str]]) -> None:
+    """(inbox id, Submission JSON) -> their terms, replacing any earlier ones (a replay re-stores
+    the JSON). Runs inside the caller's transaction; reads received_at from the inbox row."""
+    for inbox_id, submission_json in submissions:
+        conn.execute("DELETE FROM submission_terms WHERE inbox_id=?", (inbox_id,))
+        conn.executemany(
+            "INSERT OR IGNORE INTO submission_terms (kind, value, received_at, inbox_id)"
+            " SELECT ?, ?, received_at, id FROM inbox WHERE id=?",
+            [(kind, value, inbox_id) for kind, value in sorted(terms_of(submission_json))],
+        )
+
+
+def ensure_terms(conn: sqlite3.Connection) -> None:
+    """Create the table (additive) and fill it for submissions stored before it existed.
+
+    Idempotent and resumable: the meta row remembers the last inbox rowid done, each batch
+    commits with it, and a finished backfill is one meta read at every later open.
+    """
+    for statement in DDL:
+        conn.execute(statement)
+    row = conn.execute("SELECT value FROM meta WHERE key=?", (BACKFILL_KEY,)).fetchone()
+    if row is not None and row[0] == "done":
+        return
+    done_to = int(row[0]) if row is not None else 0
+    while True:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            batch = conn.execute(
+                "SELECT rowid, id, submission FROM inbox WHERE rowid > ? AND submission IS NOT NULL"
+                " ORDER BY rowid LIMIT ?",
+                (done_to, _BACKFILL_BATCH),
+            ).fetchall()
+            write_terms(conn, [(inbox_id, text) for _, inbox_id, text in batch])
+            done_to = batch[-1][0] if batch else done_to
+            mark = str(done_to) if len(batch) == _BACKFILL_BATCH else "done"
+            conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (BACKFILL_KEY, mark))
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        if mark == "done":
+            return

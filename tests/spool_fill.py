@@ -1,0 +1,51 @@
+"""Stored submissions for the console's data-layer tests, written through the real ledger."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+
+from hub.spool import ledger
+from hub.spool.ledger import PlannedDelivery
+from hub.submission import Answer, Submission
+
+
+def submission_json(
+    inbox_id: str, source: str, email: str | None, name: str | None, form: str | None = "f1", at: float = 0
+) -> str:
+    submission = Submission(
+        id=inbox_id,
+        source=source,
+        provider="typeform",
+        form_id=form,
+        event_id=f"ev-{inbox_id}",
+        submitted_at=datetime.fromtimestamp(at, tz=UTC),
+        email=email,
+        name=name,
+        answers=[Answer(key="plan", label="Plan", type="text", value="pro")],
+    )
+    return submission.to_json()[1]
+
+
+def store(
+    conn: sqlite3.Connection,
+    inbox_id: str,
+    received_at: float,
+    source: str = "tf",
+    email: str | None = None,
+    name: str | None = None,
+    form: str | None = "f1",
+    destinations: tuple[str, ...] = (),
+    body: bytes = b"{}",
+    headers: str = "{}",
+    url: str = "http://hub/hooks/tf",
+) -> None:
+    """A received request (as the writer stores it), then routed by `save_routing`."""
+    conn.execute(
+        "INSERT INTO inbox (id, received_at, source, provider, event_id, kind, body, state, method, url,"
+        " headers) VALUES (?, ?, ?, 'typeform', ?, 'submission', ?, 'claimed', 'POST', ?, ?)",
+        (inbox_id, received_at, source, f"ev-{inbox_id}", body, url, headers),
+    )
+    text = submission_json(inbox_id, source, email, name, form, received_at)
+    planned = [PlannedDelivery(d, "all") for d in destinations]
+    ledger.save_routing(conn, received_at, {inbox_id: (text, planned)}, {})
