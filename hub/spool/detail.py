@@ -1,0 +1,198 @@
+"""One submission, everything the console page and `hookhub show` print.
+
+Its normalized answers, the raw request as received (credentials removed: hub/spool/redact.py),
+which of the current config's routes matched it and why the others did not, and per
+destination the delivery with every attempt. Read-only: a few primary-key and index reads.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+from pydantic import BaseModel
+
+from connectors.base import Connector
+from hub.config.models import HubConfig
+from hub.routing.plan import compiled_condition
+from hub.routing.when import WhenError, WhenSyntaxError
+from hub.spool.redact import RawRequest, raw_request
+from hub.submission import Submission
+
+
+class SubmissionNotFound(LookupError):
+    """No stored submission has this id."""
+
+
+class RouteVerdict(BaseModel):
+    route: str
+    matched: bool
+    destinations: list[str]
+    """What the route sends to (when it matched, those no earlier route took)."""
+    why_not: str | None
+    """'source ... not in from', '`when` is false: ...', '`when` could not be evaluated: ...'."""
+
+
+class Attempt(BaseModel):
+    attempt: int
+    generation: int
+    at: float
+    outcome: str
+    status_code: int | None
+    error: str | None
+    retry_after: float | None
+
+
+class Delivery(BaseModel):
+    destination: str
+    route: str
+    status: str
+    generation: int
+    """0: the first sending; n: the n-th resend."""
+    attempts: int
+    next_attempt_at: float | None
+    """When it is tried next (pending or retrying), else None."""
+    remote_id: str | None
+    last_status_code: int | None
+    last_error: str | None
+    delivered_at: float | None
+    paused: bool
+    disabled: str | None
+    """Why a 410 disabled the destination, if it did."""
+    history: list[Attempt]
+
+
+class SubmissionDetail(BaseModel):
+    id: str
+    received_at: float
+    source: str
+    provider: str
+    event_id: str
+    kind: str
+    state: str
+    error: str | None
+    note: str | None
+    submission: dict[str, Any] | None
+    """The normalized Submission (public JSON field names), once it has been routed."""
+    raw: RawRequest
+    routes: list[RouteVerdict] | None
+    """None without a config or before the submission was normalized."""
+    deliveries: list[Delivery]
+
+
+def submission_detail(
+    conn: sqlite3.Connection,
+    inbox_id: str,
+    config: HubConfig | None = None,
+    connector: Connector | None = None,
+) -> SubmissionDetail:
+    """Raises SubmissionNotFound. `config`: routes are judged by it; `connector`: the source's
+    (hub.routing.process.connector_for), whose declared credential names are redacted."""
+    row = conn.execute(
+        "SELECT id, received_at, source, provider, event_id, kind, state, error, note, method, url, headers,"
+        " body, submission FROM inbox WHERE id=?",
+        (inbox_id,),
+    ).fetchone()
+    if row is None:
+        raise SubmissionNotFound(f"no submission with id {inbox_id!r}")
+    stored = _parse(row[13])
+    return SubmissionDetail(
+        id=row[0],
+        received_at=row[1],
+        source=row[2],
+        provider=row[3],
+        event_id=row[4],
+        kind=row[5],
+        state=row[6],
+        error=row[7],
+        note=row[8],
+        submission=json.loads(row[13]) if stored is not None else None,
+        raw=raw_request(
+            row[9] or "POST", row[10] or "", json.loads(row[11] or "{}"), row[12] or b"", connector
+        ),
+        routes=route_verdicts(config, stored) if config is not None and stored is not None else None,
+        deliveries=deliveries(conn, inbox_id),
+    )
+
+
+def _parse(text: str | None) -> Submission | None:
+    if not text:
+        return None
+    try:
+        return Submission.model_validate_json(text)
+    except ValueError:
+        return None
+
+
+def route_verdicts(config: HubConfig, submission: Submission) -> list[RouteVerdict]:
+    """Every route of `config` judged on `submission` as hub/routing/plan.py would route it now."""
+    out: list[RouteVerdict] = []
+    taken: set[str] = set()
+    for route in config.routes:
+        why = _why_not(route.from_, route.when, submission)
+        destinations = [] if why else [d for d in route.destination_ids() if d not in taken]
+        taken.update(destinations)
+        out.append(
+            RouteVerdict(route=route.name, matched=why is None, destinations=destinations, why_not=why)
+        )
+    return out
+
+
+def _why_not(from_: list[str], when: str | None, submission: Submission) -> str | None:
+    if "*" not in from_ and submission.source not in from_:
+        return f"source {submission.source!r} is not in from {from_}"
+    if not when:
+        return None
+    try:
+        return None if compiled_condition(when)(submission) else f"`when` is false: {when}"
+    except (WhenError, WhenSyntaxError) as exc:
+        return f"`when` could not be evaluated: {exc}"
+    except Exception as exc:  # noqa: BLE001 - the router records the same as a route error
+        return f"`when` failed: {type(exc).__name__}: {exc}"
+
+
+def deliveries(conn: sqlite3.Connection, inbox_id: str) -> list[Delivery]:
+    paused = {r[0] for r in conn.execute("SELECT destination FROM paused_destinations")}
+    disabled = dict(conn.execute("SELECT destination, reason FROM disabled_destinations").fetchall())
+    history: dict[str, list[Attempt]] = {}
+    for a in conn.execute(
+        "SELECT destination, attempt, generation, at, outcome, status_code, error, retry_after FROM attempts"
+        " WHERE inbox_id=? ORDER BY destination, attempt",
+        (inbox_id,),
+    ):
+        history.setdefault(a[0], []).append(
+            Attempt(
+                attempt=a[1],
+                generation=a[2],
+                at=a[3],
+                outcome=a[4],
+                status_code=a[5],
+                error=a[6],
+                retry_after=a[7],
+            )
+        )
+    out = []
+    for d in conn.execute(
+        "SELECT destination, route, status, generation, attempts, next_attempt_at, remote_id,"
+        " last_status_code, last_error, delivered_at FROM deliveries WHERE inbox_id=? ORDER BY destination",
+        (inbox_id,),
+    ):
+        out.append(
+            Delivery(
+                destination=d[0],
+                route=d[1] or "",
+                status=d[2],
+                generation=d[3],
+                attempts=d[4],
+                next_attempt_at=d[5] if d[2] in ("pending", "retrying") else None,
+                remote_id=d[6],
+                last_status_code=d[7],
+                last_error=d[8],
+                delivered_at=d[9],
+                paused=d[0] in paused,
+                disabled=disabled.get(d[0]),
+                history=history.get(d[0], []),
+            )
+        )
+    return out
