@@ -88,7 +88,13 @@ def pick_email(respondent_email: object, answers: Iterable[Answer]) -> str | Non
     return None
 
 
-def pick_name(answers: Iterable[Answer]) -> str | None:
+def pick_name(answers: Iterable[Answer], own_types: frozenset[str] = frozenset()) -> str | None:
+    """The first answer of one of the provider's own name types (`own_types`), as sent; else the
+    first one that looks like a name by its type or label, stripped."""
+    answers = list(answers)
+    for a in answers:
+        if a.type in own_types and isinstance(a.value, str):
+            return a.value
     for a in answers:
         label = re.sub(r"[^a-z ]", "", a.label.lower()).strip()
         if isinstance(a.value, str) and (a.type in _NAME_TYPES or label in _NAME_LABELS):

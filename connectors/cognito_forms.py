@@ -32,6 +32,7 @@ from hub.submission import Answer, Submission, iso_utc
 
 _NOT_ANSWERS = frozenset({"Form", "Entry", "Id"})
 _UPDATE = "Update"
+_NAME_TYPES = frozenset({"name"})  # `_field` joins a Name field's parts into one answer of this type
 _ENTRY_META = {
     "Number": "entry_number",
     "Status": "status",
@@ -108,13 +109,6 @@ def _collect_answers(body: dict[str, Any]) -> list[Answer]:
     return _answers.collect(out)
 
 
-def _name(answers: list[Answer]) -> str | None:
-    for a in answers:
-        if a.type == "name" and isinstance(a.value, str):
-            return a.value
-    return _answers.pick_name(answers)
-
-
 class CognitoFormsConnector(UrlTokenVerification, Connector):
     provider = "cognito_forms"
     title = "Cognito Forms"
@@ -156,7 +150,7 @@ class CognitoFormsConnector(UrlTokenVerification, Connector):
             form_title=_answers.optional_text(form, "Name"),
             event_id=_event_id(body),
             submitted_at=_answers.instant(submitted, "Entry.DateSubmitted", context.received_at),
-            name=_name(answers),
+            name=_answers.pick_name(answers, _NAME_TYPES),
             metadata=metadata,
         )
 

@@ -150,13 +150,6 @@ def _collect_answers(form: dict[str, str]) -> list[Answer]:
     return _answers.collect(out)
 
 
-def _name(answers: list[Answer]) -> str | None:
-    for a in answers:
-        if a.type in _NAME_TYPES and isinstance(a.value, str):
-            return a.value
-    return _answers.pick_name(answers)
-
-
 class WufooConnector(Connector):
     provider = "wufoo"
     title = "Wufoo"
@@ -193,7 +186,7 @@ class WufooConnector(Connector):
             event_id=event_id,
             # "YYYY-MM-DD HH:MM:SS" without a zone: read as UTC (unconfirmed, see the docs page).
             submitted_at=_answers.instant(form.get("DateCreated"), "DateCreated", context.received_at),
-            name=_name(answers),
+            name=_answers.pick_name(answers, _NAME_TYPES),
             metadata=metadata,
         )
 

@@ -377,6 +377,12 @@ def test_pick_name() -> None:
     assert (
         _answers.pick_name(_answers.collect([_answers.answer("1", "Company name", "text", "ACME")])) is None
     )
+    # A provider's own name type wins over an earlier name-like label, and is kept as sent.
+    labelled_first = _answers.collect(
+        [_answers.answer("1", "Name", "text", "Ada"), _answers.answer("2", "Who?", "shortname", " Grace ")]
+    )
+    assert _answers.pick_name(labelled_first) == "Ada"
+    assert _answers.pick_name(labelled_first, frozenset({"shortname"})) == " Grace "
 
 
 @pytest.mark.parametrize(
