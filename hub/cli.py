@@ -73,20 +73,24 @@ def build_parser() -> argparse.ArgumentParser:
     add_alert_arguments(send)
 
     from hub.cli_admin import add_parsers
+    from hub.console.cli import add_parser as add_console
     from hub.cli_test_route import add_parser as add_test_route
 
     add_parsers(sub, _data_dir_arg, _config_arg)
+    add_console(sub)
     add_test_route(sub, _data_dir_arg, _config_arg)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     from hub.cli_admin import HANDLERS
+    from hub.console.cli import cmd_admin
     from hub.cli_test_route import cmd_test_route
 
     args = build_parser().parse_args(argv)
     handler = {
         **HANDLERS,
+        "admin": cmd_admin,
         "test-route": cmd_test_route,
         "serve": cmd_serve,
         "check": cmd_check,

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from hub.alerts.durations import Duration
+from hub.console import passwords
 
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 
@@ -197,6 +198,35 @@ class AlertsConfig(Strict):
         return self.rule(kind).throttle or self.throttle
 
 
+class AdminConfig(Strict):
+    """`admin:`: the web console (hub/console) is served only while a credential is set here."""
+
+    password_hash: str | None = Field(
+        default=None,
+        description="from `hookhub admin hash-password` (scrypt), e.g. ${HOOKHUB_ADMIN_PASSWORD_HASH}",
+    )
+    token: str | None = Field(
+        default=None, min_length=16, description="a bearer token for scripts (Authorization: Bearer ...)"
+    )
+    session_hours: float = Field(default=12.0, gt=0, le=24 * 30, description="how long a login lasts")
+    secret_key: str | None = Field(
+        default=None,
+        min_length=32,
+        description="signs session cookies; default: a key generated once into the data dir (0600)",
+    )
+
+    @field_validator("password_hash")
+    @classmethod
+    def _parsable(cls, value: str | None) -> str | None:
+        if value is not None:
+            passwords.parse(value)  # BadPasswordHash is a ValueError: reported at the key, value hidden
+        return value
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.password_hash or self.token)
+
+
 class HubConfig(Strict):
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     destinations: dict[str, DestinationConfig] = Field(default_factory=dict)
@@ -204,3 +234,4 @@ class HubConfig(Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     dispatch: DispatchConfig = Field(default_factory=DispatchConfig)
     alerts: AlertsConfig | None = None
+    admin: AdminConfig = Field(default_factory=AdminConfig)

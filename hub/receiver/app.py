@@ -36,6 +36,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ExceptionHandler, Lifespan, Receive, Scope, Send
 
 from connectors.base import Envelope, InboundRequest, UnsupportedPayload, VerificationFailed, dedupe_key
+from hub.console.app import console_routes
 from hub.health import DeliveryHealth
 from hub.metrics.collector import DeliveryCollector
 from hub.metrics.readiness import delivery_status
@@ -393,5 +394,6 @@ def create_app(receiver: Receiver, lifespan: Lifespan[HubApp] | None = None) -> 
         Route("/healthz", receiver.healthz, methods=["GET"]),
         Route("/readyz", receiver.readyz, methods=["GET"]),
         Route("/metrics", receiver.metrics_endpoint, methods=["GET"]),
+        *console_routes(receiver),  # /admin and the message links' /submissions/<id> (hub/console)
     ]
     return HubApp(receiver, routes=routes, exception_handlers={HTTPException: _http_error}, lifespan=lifespan)

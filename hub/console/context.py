@@ -1,0 +1,97 @@
+"""What every console page needs: the config in force, the spool, the signer, the templates."""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from markupsafe import Markup
+
+from hub.config.models import AdminConfig
+from hub.console.sessions import Signer, load_key
+from hub.console.throttle import LoginThrottle
+from hub.health import DeliveryHealth
+from hub.runtime import ConfigHolder
+from hub.spool.schema import connect
+
+# Inline, allowed by its hash in the Content-Security-Policy: no file to serve without a session.
+CSS = resources.files("hub.console").joinpath("static/console.css").read_text(encoding="utf-8")
+CSS_HASH = base64.b64encode(hashlib.sha256(CSS.encode("utf-8")).digest()).decode("ascii")
+
+
+@dataclass
+class Console:
+    config: ConfigHolder
+    spool_path: Path
+    health: Callable[[], DeliveryHealth | None] = lambda: None
+    clock: Callable[[], float] = time.time
+    throttle: LoginThrottle = field(init=False)
+    templates: jinja2.Environment = field(init=False)
+    _signers: dict[str | None, Signer] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        self.throttle = LoginThrottle(clock=self.clock)
+        self.templates = _environment()
+
+    @property
+    def admin(self) -> AdminConfig:
+        return self.config.current.admin
+
+    @property
+    def signer(self) -> Signer:
+        """One per configured key: a changed admin.secret_key (a reload) ends every session."""
+        configured = self.admin.secret_key
+        if configured not in self._signers:
+            self._signers = {configured: Signer(load_key(configured, self.spool_path.parent))}
+        return self._signers[configured]
+
+    @contextmanager
+    def db(self) -> Iterator[sqlite3.Connection]:
+        """A connection of its own per request (pages run in worker threads, beside the writer)."""
+        conn = connect(self.spool_path, durability="normal")
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def render(self, name: str, **values: Any) -> str:
+        return self.templates.get_template(name).render(**values)
+
+
+@functools.cache
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("hub.console", "templates"),
+        autoescape=True,  # every value on a page came from a form filler or a destination's answer
+        undefined=jinja2.StrictUndefined,
+    )
+    env.globals["css"] = Markup(CSS)  # our own file, not input
+    env.filters["when"] = _when
+    env.filters["age"] = _age
+    return env
+
+
+def _when(at: float | None) -> str:
+    if at is None:
+        return "—"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(at)) + " UTC"
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    seconds = max(0.0, seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.0f} s"

@@ -1,0 +1,114 @@
+"""The console's reads: each an index range or a small table, so pages stay fast on big spools.
+
+Overview numbers come from the same snapshot /metrics reads (hub/metrics/snapshot.py).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+from hub.config.models import HubConfig
+from hub.console.redact import scrub, secrets_of
+from hub.metrics.snapshot import Snapshot, read_snapshot
+
+DAY = 86400.0
+
+
+@dataclass(frozen=True)
+class SourceLine:
+    name: str
+    today: int
+    week: int
+    last_received: float | None
+    silent_for: float | None
+    """Seconds without a submission beyond the source's expect_every (None: not silent)."""
+
+
+@dataclass(frozen=True)
+class DestinationLine:
+    name: str
+    type: str
+    delivered: int
+    pending: int
+    retrying: int
+    dead: int
+    disabled: str | None
+    paused: bool
+    last_error: str | None
+    last_error_at: float | None
+
+
+def sources(conn: sqlite3.Connection, config: HubConfig, now: float) -> list[SourceLine]:
+    lines = []
+    for name, source in sorted(config.sources.items()):
+        # inbox(source, received_at) (alert_inbox_by_source): two range counts and one seek each.
+        today, week = (
+            conn.execute(
+                "SELECT count(*) FROM inbox WHERE source=? AND received_at>=?", (name, since)
+            ).fetchone()[0]
+            for since in (now - DAY, now - 7 * DAY)
+        )
+        last = conn.execute("SELECT max(received_at) FROM inbox WHERE source=?", (name,)).fetchone()[0]
+        silent = None
+        if source.expect_every is not None:
+            quiet = now - (last if last is not None else now)
+            silent = quiet if quiet > source.expect_every else None
+        lines.append(SourceLine(name, today, week, last, silent))
+    return lines
+
+
+def snapshot(conn: sqlite3.Connection, spool_path: Any, now: float) -> Snapshot:
+    return read_snapshot(conn, spool_path, now)
+
+
+def destinations(conn: sqlite3.Connection, config: HubConfig, snap: Snapshot) -> list[DestinationLine]:
+    lines = []
+    secrets = secrets_of(config)  # a destination's error text may echo its URL or token
+    paused = {row[0] for row in conn.execute("SELECT destination FROM paused_destinations")}
+    for name, destination in sorted(config.destinations.items()):
+        opened = {
+            status: snap.open_deliveries.get((status, name)) for status in ("pending", "retrying", "dead")
+        }
+        error = conn.execute(
+            "SELECT error, at FROM attempts WHERE destination=? AND outcome != 'delivered'"
+            " AND error IS NOT NULL ORDER BY at DESC LIMIT 1",
+            (name,),
+        ).fetchone()
+        disabled = snap.disabled.get(name)
+        lines.append(
+            DestinationLine(
+                name=name,
+                type=destination.type,
+                delivered=int(snap.counters.get(name, {}).get("outcome:delivered", 0)),
+                pending=opened["pending"].count if opened["pending"] else 0,
+                retrying=opened["retrying"].count if opened["retrying"] else 0,
+                dead=opened["dead"].count if opened["dead"] else 0,
+                disabled=scrub(disabled.reason, secrets) if disabled else None,
+                paused=name in paused,
+                last_error=scrub(error[0], secrets) if error else None,
+                last_error_at=error[1] if error else None,
+            )
+        )
+    return lines
+
+
+def recent_alerts(conn: sqlite3.Connection, limit: int = 10) -> list[dict[str, Any]]:
+    """The newest alerts sent or owed (hub/alerts/store.py's outbox), one line per alert."""
+    if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'alert_outbox'").fetchone():
+        return []  # no `alerts:` section has ever run on this spool
+    rows = conn.execute(
+        "SELECT rule, key, max(created_at), group_concat(status), alert FROM alert_outbox"
+        " GROUP BY rule, key, created_at ORDER BY created_at DESC LIMIT ?",
+        (limit,),
+    ).fetchall()
+    out = []
+    for rule, key, at, statuses, alert in rows:
+        try:
+            title = str(json.loads(alert).get("title", ""))
+        except (ValueError, AttributeError):
+            title = ""
+        out.append({"rule": rule, "key": key, "at": at, "statuses": statuses, "title": title})
+    return out
