@@ -1,0 +1,204 @@
+"""The console in a real headless browser (Debian's chromium through Selenium and chromedriver)
+against a real hub: dispatcher, Prefect, a loopback CRM that fails once and a loopback Slack.
+
+The browser logs in through the "View in hookhub" link of a Slack message the hub sent,
+searches a submission by e-mail, opens it, sees the failed attempt, replays the dead letter and
+sees it delivered, then pauses and resumes the destination. Screenshots of the main pages are
+written to docs/console/ when HOOKHUB_SCREENSHOTS=1.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from connectors._schemes import signed_request
+from hub.runtime import prepare_sources
+from tests.fake_destination import FakeDestination
+from tests.harness import REPO, start_hub, wait_for
+from tests.test_console_support import PASSWORD, PASSWORD_HASH, SECRETS, write
+
+FIRST_DELIVERY = 180.0  # Prefect's ephemeral server starts with the session's first flow run
+SLACK = "/services/T0000TEST/B0000TEST/console"
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+SHOTS = REPO / "docs" / "console"
+
+
+def _install_chromium() -> str | None:
+    """Install Debian's chromium and chromedriver when missing; the reason if that is impossible."""
+    if Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists():
+        return None
+    if shutil.which("apt-get") is None or os.geteuid() != 0:
+        return "chromium is not installed and apt-get cannot run here (not Debian, or not root)"
+    steps = [["apt-get", "update"], ["apt-get", "install", "-y", "chromium", "chromium-driver"]]
+    for step in steps:
+        done = subprocess.run(step, capture_output=True, text=True, timeout=900, check=False)
+        if done.returncode != 0:
+            return f"could not install chromium: {' '.join(step)} failed: {done.stderr.strip()[-300:]}"
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    why = _install_chromium()
+    if why:
+        pytest.skip(why)
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is in the test extras")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1000"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeDestination]:
+    destination = FakeDestination().start()
+    yield destination
+    destination.stop()
+
+
+def _post(holder: Any, base_url: str, email: str, name: str) -> str:
+    source = prepare_sources(holder.current)["demo"]
+    url = f"{base_url}/hooks/demo"
+    at = time.time()
+    payload = {
+        "type": "form.submission.created",
+        "timestamp": datetime.fromtimestamp(at, UTC).isoformat().replace("+00:00", "Z"),
+        "data": {
+            "form_id": "frm_open_day",
+            "form_name": "Open day",
+            "submission_id": "sub_" + uuid.uuid4().hex[:12],
+            "submitted_at": datetime.fromtimestamp(int(at), UTC).isoformat().replace("+00:00", "Z"),
+            "respondent_email": email,
+            "answers": [
+                {"label": "Full name", "type": "name", "value": name},
+                {"label": "Email", "type": "email", "value": email},
+                {"label": "Guests", "type": "number", "value": 2},
+            ],
+        },
+    }
+    request = signed_request(source.config, url, at, "msg_" + uuid.uuid4().hex, payload)
+    answer = httpx.post(url, content=request.body, headers=dict(request.headers), timeout=30)
+    assert answer.status_code == 200, answer.text
+    return str(answer.json()["id"])
+
+
+def _delivery_status(spool: Path, inbox_id: str, destination: str) -> str | None:
+    import sqlite3
+
+    conn = sqlite3.connect(spool)
+    try:
+        row = conn.execute(
+            "SELECT status FROM deliveries WHERE inbox_id=? AND destination=?", (inbox_id, destination)
+        ).fetchone()
+        return row[0] if row else None
+    finally:
+        conn.close()
+
+
+def _slack_link(fake: FakeDestination, inbox_id: str) -> str:
+    for request in fake.received(SLACK):
+        for link in re.findall(r"<(http[^|>]+/submissions/[^|>]+)\|View in hookhub>", request.body.decode()):
+            if link.endswith(inbox_id):
+                return str(link)
+    raise AssertionError("no Slack message with a View in hookhub link to this submission")
+
+
+def test_console_in_a_browser(tmp_path: Path, fake: FakeDestination, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    config = write(tmp_path / "connectors.yaml", crm_url=fake.url("/crm"))
+    text = config.read_text().replace(SECRETS["slack"], fake.url(SLACK))
+    text = text.replace("    to: [crm]\n", "    to: [crm, team-slack]\n")
+    config.write_text(text)
+    fake.script("/crm", (400, {}, '{"error": "email already belongs to another contact"}'))
+    hub, server = start_hub(config, tmp_path / "data", environ={"HASH": PASSWORD_HASH}, dispatch=True)
+    try:
+        # The links in messages point at this hub (its port is known only now).
+        _set_public_base_url(config, text, server.url)
+        assert hub.config.reload(), hub.config.last_error
+        chloe = _post(hub.config, server.url, "chloe.martin@example.com", "Chloé Martin")
+        wait_for(
+            lambda: _delivery_status(hub.spool_path, chloe, "crm") == "dead", FIRST_DELIVERY, 0.2, "crm dead"
+        )
+        wait_for(
+            lambda: _delivery_status(hub.spool_path, chloe, "team-slack") == "delivered", 60, 0.2, "slack"
+        )
+        _post(hub.config, server.url, "ada@example.org", "Ada Lovelace")
+
+        # The Slack message's link: through the login, onto the submission's page.
+        browser.get(_slack_link(fake, chloe))
+        assert "/admin/login" in browser.current_url
+        browser.find_element(By.NAME, "password").send_keys(PASSWORD)
+        browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        assert browser.current_url == f"{server.url}/admin/submissions/{chloe}"
+        assert "Chloé Martin" in browser.page_source
+
+        # Search by e-mail, open the one found.
+        browser.get(f"{server.url}/admin/submissions")
+        browser.find_element(By.NAME, "email").send_keys("CHLOE.martin@example.com")
+        browser.find_element(By.CSS_SELECTOR, "fieldset button[type=submit]").click()
+        rows = browser.find_elements(By.CSS_SELECTOR, "table tr td:first-child a")
+        assert len(rows) == 1, browser.page_source
+        rows[0].click()
+        assert browser.current_url.endswith(f"/admin/submissions/{chloe}")
+        section = browser.find_element(By.ID, "delivery-crm")
+        assert "dead" in section.text and "email already belongs to another contact" in section.text
+        assert "400" in section.text
+        _shot(browser, "submission.png")
+
+        # Replay the dead letter; the CRM now answers 200.
+        section.find_element(By.CSS_SELECTOR, "button").click()
+        assert "put back in the queue" in browser.find_element(By.CSS_SELECTOR, ".flash").text
+
+        def delivered() -> bool:
+            browser.refresh()
+            return "delivered" in browser.find_element(By.ID, "delivery-crm").text
+
+        wait_for(delivered, 120, 0.5, "the replayed delivery to show as delivered")
+        assert len(fake.received("/crm")) == 3  # the failed try, Ada's, the replay
+
+        # Pause and resume the CRM.
+        browser.get(f"{server.url}/admin/destinations")
+        row = browser.find_element(By.ID, "destination-crm")
+        row.find_element(By.CSS_SELECTOR, "button").click()
+        assert "paused" in browser.find_element(By.ID, "destination-crm").text
+        paused_post = _post(hub.config, server.url, "grace@example.net", "Grace Hopper")
+        wait_for(lambda: _delivery_status(hub.spool_path, paused_post, "team-slack") == "delivered", 60, 0.2)
+        assert _delivery_status(hub.spool_path, paused_post, "crm") == "pending"  # no attempt while paused
+        browser.find_element(By.ID, "destination-crm").find_element(By.CSS_SELECTOR, "button").click()
+        assert "active" in browser.find_element(By.ID, "destination-crm").text
+        wait_for(lambda: _delivery_status(hub.spool_path, paused_post, "crm") == "delivered", 60, 0.2)
+        _shot(browser, "destinations.png")
+        for page, name in (("/admin/", "overview.png"), ("/admin/submissions", "submissions.png")):
+            browser.get(server.url + page)
+            _shot(browser, name)
+    finally:
+        server.stop()
+
+
+def _set_public_base_url(config: Path, text: str, url: str) -> None:
+    config.write_text(text.replace("server:\n", f"server:\n  public_base_url: {url}\n", 1))
+
+
+def _shot(browser: Any, name: str) -> None:
+    if os.environ.get("HOOKHUB_SCREENSHOTS") == "1":
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(str(SHOTS / name))
