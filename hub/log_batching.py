@@ -50,7 +50,6 @@ class BatchingStreamHandler(logging.StreamHandler[TextIO]):
         self.acquire()
         try:
             self._write_out()
-            super().flush()
         finally:
             self.release()
 
