@@ -90,6 +90,15 @@ def flow_runs(tag: str) -> list[Any]:
     )
 
 
+def ended_runs(source: str) -> list[Any]:
+    """The flow runs tagged with `source`, once they have ended."""
+    return wait_for(  # type: ignore[no-any-return]
+        lambda: [r for r in flow_runs(f"source:{source}") if r.state and r.state.is_final()],
+        30,
+        what=f"the flow runs of {source} to end",
+    )
+
+
 def task_runs(tag: str) -> list[Any]:
     from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterTags
 
@@ -144,11 +153,7 @@ def test_dead_letters_fail_the_task_and_flow_runs_with_run_logs_and_tags(
             "states-archive": ["delivered"] * 2,
         }
         wait_for(lambda: statuses(hub.spool_path) == settled, FIRST_DELIVERY, what="every delivery settled")
-        ended = wait_for(
-            lambda: [r for r in flow_runs("source:states-form") if r.state and r.state.is_final()],
-            30,
-            what="the flow runs to end",
-        )
+        ended = ended_runs("states-form")
     finally:
         server.stop()
         fake.stop()
@@ -256,11 +261,7 @@ def test_a_submission_dead_before_delivery_fails_its_routing_task_and_the_flow_r
             FIRST_DELIVERY,
             what="delivered",
         )
-        ended = wait_for(
-            lambda: [r for r in flow_runs("source:unroutable-form") if r.state and r.state.is_final()],
-            30,
-            what="the flow run to end",
-        )
+        ended = ended_runs("unroutable-form")
     finally:
         server.stop()
     assert len(ended) == 1 and ended[0].state.is_failed(), [r.state for r in ended]
