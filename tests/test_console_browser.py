@@ -127,6 +127,9 @@ def test_console_in_a_browser(tmp_path: Path, fake: FakeDestination, browser: An
     config = write(tmp_path / "connectors.yaml", crm_url=fake.url("/crm"))
     text = config.read_text().replace(SECRETS["slack"], fake.url(SLACK))
     text = text.replace("    to: [crm]\n", "    to: [crm, team-slack]\n")
+    text = text.replace(
+        "destinations:\n", "destinations:\n  archive:\n    type: file\n    path: archive.jsonl\n", 1
+    )
     config.write_text(text)
     fake.script("/crm", (400, {}, '{"error": "email already belongs to another contact"}'))
     hub, server = start_hub(config, tmp_path / "data", environ={"HASH": PASSWORD_HASH}, dispatch=True)
@@ -174,6 +177,23 @@ def test_console_in_a_browser(tmp_path: Path, fake: FakeDestination, browser: An
 
         wait_for(delivered, 120, 0.5, "the replayed delivery to show as delivered")
         assert len(fake.received("/crm")) == 3  # the failed try, Ada's, the replay
+
+        # Resend the delivered one: the confirmation says it will be sent again.
+        browser.find_element(By.ID, "delivery-crm").find_element(By.CSS_SELECTOR, "button").click()
+        assert "sent again" in browser.find_element(By.TAG_NAME, "main").text
+        browser.find_element(By.CSS_SELECTOR, "main button[type=submit]").click()
+        assert "queued to be sent again" in browser.find_element(By.CSS_SELECTOR, ".flash").text
+        wait_for(lambda: len(fake.received("/crm")) == 4, 120, 0.2, "the resend to reach the CRM")
+        resent = fake.received("/crm")[-1].webhook_id
+        assert resent != fake.received("/crm")[-2].webhook_id  # a new sending, its own idempotency key
+
+        # Send it to a destination no route gave it.
+        browser.find_element(By.CSS_SELECTOR, "select[name=destination]").send_keys("archive")
+        browser.find_element(By.XPATH, "//button[normalize-space()='Send…']").click()
+        browser.find_element(By.CSS_SELECTOR, "main button[type=submit]").click()
+        wait_for(
+            lambda: _delivery_status(hub.spool_path, chloe, "archive") == "delivered", 120, 0.2, "archive"
+        )
 
         # Pause and resume the CRM.
         browser.get(f"{server.url}/admin/destinations")

@@ -9,6 +9,7 @@ Secure and names the client for the login throttle, and nobody else can claim ei
 from __future__ import annotations
 
 import hmac
+import html
 from collections.abc import Awaitable, Callable
 from urllib.parse import quote
 
@@ -104,6 +105,6 @@ def _text(value: object) -> str | None:
 
 
 def refused(status: int, why: str, headers: dict[str, str] | None = None) -> Response:
-    """A short page for a refused request (`why` is our own text, never user input)."""
-    page = f"<!doctype html><title>{status}</title><p>{why}</p>"
+    """A short page for a refused request (`why` may quote a name from the request: escaped)."""
+    page = f"<!doctype html><title>{status}</title><p>{html.escape(why)}</p>"
     return HTMLResponse(page, status_code=status, headers={**SECURITY_HEADERS, **(headers or {})})

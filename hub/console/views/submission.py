@@ -2,69 +2,74 @@
 
 from __future__ import annotations
 
-import json
-
-from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from hub.console.context import Console
-from hub.console.explain import explain
 from hub.console.guard import refused
 from hub.console.redact import scrub, secrets_of
-from hub.console.search import detail
 from hub.console.sessions import Session
 from hub.console.views.common import done, form_text, render
-from hub.spool import report
-from hub.submission import Submission
+from hub.routing.process import connector_for
+from hub.spool import actions, report
+from hub.spool.detail import SubmissionDetail, SubmissionNotFound, submission_detail
+
+
+def _load(console: Console, inbox_id: str) -> SubmissionDetail | None:
+    config = console.config.current
+    with console.db() as conn:
+        try:
+            row = conn.execute("SELECT source, provider FROM inbox WHERE id=?", (inbox_id,)).fetchone()
+            connector = connector_for(config, row[0], row[1]) if row else None
+            return submission_detail(conn, inbox_id, config, connector)
+        except (SubmissionNotFound, LookupError):
+            return None
 
 
 def page(console: Console, request: Request, session: Session | None) -> Response:
-    inbox_id = request.path_params["id"]
-    with console.db() as conn:
-        found = detail(conn, inbox_id)
+    found = _load(console, request.path_params["id"])
     if found is None:
         return refused(404, "no submission has this id (it may have been erased or expired)")
+    return HTMLResponse(_render(console, request, session, found, "submission.html"))
+
+
+def _render(
+    console: Console,
+    request: Request,
+    session: Session | None,
+    found: SubmissionDetail,
+    template: str,
+    **extra: object,
+) -> str:
     config = console.config.current
     secrets = secrets_of(config)
-    inbox = found.inbox
-    headers = json.loads(inbox.get("headers") or "{}")
-    raw = "\n".join(
-        [
-            f"{inbox['method'] or 'POST'} {inbox['url'] or ''}",
-            *(f"{k}: {v}" for k, v in sorted(headers.items())),
-        ]
+    # Configured secrets out of everything a sender or a destination wrote (the detail already
+    # removed credential fields by name; this catches a secret echoed anywhere else).
+    shown = found.model_copy(
+        update={
+            "error": scrub(found.error, secrets) or None,
+            "raw": found.raw.model_copy(
+                update={
+                    "url": scrub(found.raw.url, secrets),
+                    "headers": {k: scrub(v, secrets) for k, v in found.raw.headers.items()},
+                    "body": scrub(found.raw.body, secrets),
+                }
+            ),
+            "deliveries": [
+                d.model_copy(
+                    update={
+                        "last_error": scrub(d.last_error, secrets) or None,
+                        "history": [
+                            a.model_copy(update={"error": scrub(a.error, secrets) or None}) for a in d.history
+                        ],
+                    }
+                )
+                for d in found.deliveries
+            ],
+        }
     )
-    body = bytes(inbox["body"] or b"").decode("utf-8", errors="replace")
-    verdicts = []
-    if found.submission is not None:
-        try:
-            verdicts = explain(config, Submission.model_validate(found.submission))
-        except ValidationError:
-            verdicts = []
-    for delivery in found.deliveries:
-        delivery["last_error"] = scrub(delivery.get("last_error"), secrets)
-    for attempts in found.attempts.values():
-        for attempt in attempts:
-            attempt["error"] = scrub(attempt.get("error"), secrets)
-    others = sorted(set(config.destinations) - {d["destination"] for d in found.deliveries})
-    return HTMLResponse(
-        render(
-            console,
-            request,
-            session,
-            "submission.html",
-            inbox=inbox,
-            error=scrub(inbox.get("error"), secrets),
-            submission=found.submission,
-            raw=scrub(raw, secrets),
-            body=scrub(body, secrets),
-            verdicts=verdicts,
-            deliveries=found.deliveries,
-            attempts=found.attempts,
-            others=others,
-        )
-    )
+    others = sorted(set(config.destinations) - {d.destination for d in found.deliveries})
+    return render(console, request, session, template, s=shown, others=others, **extra)
 
 
 def replay(console: Console, request: Request, session: Session | None) -> Response:
@@ -82,4 +87,26 @@ def replay(console: Console, request: Request, session: Session | None) -> Respo
 
 
 def resend(console: Console, request: Request, session: Session | None) -> Response:
-    return refused(501, "resend is not available in this version yet: use `hookhub resend` when it lands")
+    """Send again (a delivered pair: a new generation) or to another destination; asks first."""
+    inbox_id = request.path_params["id"]
+    destination = form_text(request, "destination")
+    if form_text(request, "confirm") != "yes":
+        found = _load(console, inbox_id)
+        if found is None:
+            return refused(404, "no submission has this id (it may have been erased or expired)")
+        target = next((d for d in found.deliveries if d.destination == destination), None)
+        page = _render(console, request, session, found, "resend.html", destination=destination, d=target)
+        return HTMLResponse(page)
+    config = console.config.current
+    with console.db() as conn:
+        try:
+            sent = actions.resend(
+                conn,
+                inbox_id,
+                console.clock(),
+                [destination] if destination else None,
+                set(config.destinations),
+            )
+        except (actions.UnknownName, actions.NothingToResend) as exc:
+            return refused(409, str(exc).replace("--destination", "a destination"))
+    return done(request, f"/submissions/{inbox_id}", "resent", len(sent))

@@ -9,26 +9,27 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from hub.console.context import Console
-from hub.console.search import PAGE, Filters, search
+from hub.console.search import Filters
 from hub.console.sessions import Session
 from hub.console.views.common import render
 from hub.spool.schema import INBOX_STATES
+from hub.spool.search import SearchPage, search
 
 
 def page(console: Console, request: Request, session: Session | None) -> Response:
     error = None
+    filters = Filters.model_validate(dict(request.query_params))
     try:
-        filters = Filters.model_validate(dict(request.query_params))
+        query = filters.query()
+    except ValueError as exc:
+        found, error = SearchPage(items=[], next=None), f"Cannot search: {_first_line(exc)}"
+    else:
         with console.db() as conn:
-            rows = search(conn, filters, PAGE + 1)
-    except (ValidationError, ValueError) as exc:
-        filters, rows, error = Filters(), [], f"Cannot search: {_first_line(exc)}"
-    more = len(rows) > PAGE
-    rows = rows[:PAGE]
+            found = search(conn, query)
     next_query = None
-    if more:
-        kept = {k: v for k, v in filters.model_dump().items() if v and k != "before"}
-        next_query = urlencode({**kept, "before": rows[-1].id})
+    if found.next is not None:
+        kept = {k: v for k, v in filters.model_dump().items() if v and k != "after"}
+        next_query = urlencode({**kept, "after": found.next.encode()})
     return HTMLResponse(
         render(
             console,
@@ -36,7 +37,7 @@ def page(console: Console, request: Request, session: Session | None) -> Respons
             session,
             "submissions.html",
             filters=filters,
-            rows=rows,
+            rows=found.items,
             next_query=next_query,
             error=error,
             states=INBOX_STATES,
@@ -45,5 +46,9 @@ def page(console: Console, request: Request, session: Session | None) -> Respons
     )
 
 
-def _first_line(exc: Exception) -> str:
+def _first_line(exc: ValueError) -> str:
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "search"
+        return f"{where}: {first['msg']}"
     return str(exc).splitlines()[0][:200]
