@@ -73,25 +73,29 @@ def build_parser() -> argparse.ArgumentParser:
     add_alert_arguments(send)
 
     from hub.cli_admin import add_parsers
-    from hub.console.cli import add_parser as add_console
+    from hub.cli_erase import add_parser as add_erase
     from hub.cli_test_route import add_parser as add_test_route
+    from hub.console.cli import add_parser as add_console
 
     add_parsers(sub, _data_dir_arg, _config_arg)
     add_console(sub)
+    add_erase(sub, _data_dir_arg)
     add_test_route(sub, _data_dir_arg, _config_arg)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     from hub.cli_admin import HANDLERS
-    from hub.console.cli import cmd_admin
+    from hub.cli_erase import cmd_erase
     from hub.cli_test_route import cmd_test_route
+    from hub.console.cli import cmd_admin
 
     args = build_parser().parse_args(argv)
     handler = {
         **HANDLERS,
         "admin": cmd_admin,
         "test-route": cmd_test_route,
+        "erase": cmd_erase,
         "serve": cmd_serve,
         "check": cmd_check,
         "providers": cmd_providers,
