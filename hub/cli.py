@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import time
+from importlib import metadata
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -35,6 +36,7 @@ def _data_dir_arg(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hookhub", description="Webhook integration hub for online forms.")
+    parser.add_argument("--version", action="version", version=f"hookhub {metadata.version('hookhub')}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="receive webhooks and deliver them")
@@ -74,10 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     from hub.cli_admin import add_parsers
     from hub.cli_erase import add_parser as add_erase
+    from hub.cli_submissions import add_parsers as add_submission_parsers
     from hub.cli_test_route import add_parser as add_test_route
     from hub.console.cli import add_parser as add_console
 
     add_parsers(sub, _data_dir_arg, _config_arg)
+    add_submission_parsers(sub, _data_dir_arg, _config_arg)
     add_console(sub)
     add_erase(sub, _data_dir_arg)
     add_test_route(sub, _data_dir_arg, _config_arg)
@@ -87,12 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from hub.cli_admin import HANDLERS
     from hub.cli_erase import cmd_erase
+    from hub.cli_submissions import HANDLERS as SUBMISSION_HANDLERS
     from hub.cli_test_route import cmd_test_route
     from hub.console.cli import cmd_admin
 
     args = build_parser().parse_args(argv)
     handler = {
         **HANDLERS,
+        **SUBMISSION_HANDLERS,
         "admin": cmd_admin,
         "test-route": cmd_test_route,
         "erase": cmd_erase,

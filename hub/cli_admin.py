@@ -1,4 +1,7 @@
-"""`hookhub status`, `hookhub deadletters`, `hookhub replay`: see and redo what happened."""
+"""`hookhub status`, `hookhub deadletters`, `hookhub replay`: see and redo what happened.
+
+`status` and `deadletters` print JSON with --json (the models in hub/spool/report.py).
+"""
 
 from __future__ import annotations
 
@@ -10,8 +13,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pydantic import TypeAdapter
+
+from hub.config.loader import ConfigError, load_config
 from hub.metrics.live import running_hub
-from hub.spool import report
+from hub.spool import actions, report
 from hub.spool.ledger import load_inbox, open_spool
 from hub.spool.schema import SPOOL_FILE
 
@@ -19,7 +25,8 @@ INBOX_COLUMNS = ("pending", "claimed", "routed", "done", "failed", "skipped")
 DELIVERY_COLUMNS = ("pending", "sending", "retrying", "delivered", "dead")
 
 
-def _open(args: argparse.Namespace) -> sqlite3.Connection | None:
+def open_spool_or_say(args: argparse.Namespace) -> sqlite3.Connection | None:
+    """The spool of --data-dir, or None after saying on stderr that there is none."""
     path = Path(args.data_dir) / SPOOL_FILE
     if not path.exists():
         print(
@@ -40,9 +47,14 @@ def _table(title: str, columns: tuple[str, ...], rows: list[tuple[str, dict[str,
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    conn = _open(args)
+    conn = open_spool_or_say(args)
     if conn is None:
         return 1
+    if args.json:
+        live = running_hub(Path(args.data_dir))
+        hub = None if live is None else {"pid": live.pid, "port": live.port, "delivery": live.delivery}
+        print(report.status_report(conn).model_copy(update={"hub": hub}).model_dump_json(indent=2))
+        return 0
     sources = report.source_status(conn)
     accepted = sum(n for _, counts in sources for n in counts.values())
     print(f"{accepted} webhooks stored in {args.data_dir}/{SPOOL_FILE}\n")
@@ -67,12 +79,14 @@ def _delivery(conn: sqlite3.Connection, data_dir: Path, now: float) -> None:
     count, oldest = report.oldest_pending(conn)
     waiting = f", the oldest for {_age(now - oldest)}" if oldest is not None else ""
     print(f"  pending    {count} submissions not routed yet{waiting}")
+    for name, since, reason in actions.paused(conn):
+        print(f"  paused     {name} since {when(since)}: {reason}; `hookhub resume {name}` lets it go")
     for name, since, reason in report.disabled(conn):
-        print(f"  disabled   {name} since {_when(since)}: {reason}; `hookhub replay` enables it again")
+        print(f"  disabled   {name} since {when(since)}: {reason}; `hookhub replay` enables it again")
     for r in report.retrying(conn):
         error = r.last_error or "(no reason recorded)"
         code = f"HTTP {r.last_status_code}: " if r.last_status_code and "HTTP" not in error else ""
-        print(f"  retrying   {r.destination}: {r.count}, next attempt {_when(r.next_attempt_at)}")
+        print(f"  retrying   {r.destination}: {r.count}, next attempt {when(r.next_attempt_at)}")
         print(f"             last: {code}{error}")
 
 
@@ -99,7 +113,7 @@ def _age(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def _when(at: float) -> str:
+def when(at: float) -> str:
     return datetime.fromtimestamp(at, tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
@@ -107,15 +121,22 @@ def _print_letter(letter: report.DeadLetter) -> None:
     target = letter.destination or "(not routed)"
     code = f" HTTP {letter.last_status_code}" if letter.last_status_code else ""
     tries = f", {letter.attempts} attempts" if letter.attempts else ""
-    print(f"{letter.inbox_id}  {letter.source} -> {target}  [{_when(letter.at)}{code}{tries}]")
+    print(f"{letter.inbox_id}  {letter.source} -> {target}  [{when(letter.at)}{code}{tries}]")
     print(f"    {letter.reason}")
 
 
 def cmd_deadletters(args: argparse.Namespace) -> int:
-    conn = _open(args)
+    conn = open_spool_or_say(args)
     if conn is None:
         return 1
+    unknown = unknown_names(conn, args)
+    if unknown:
+        print(f"hookhub deadletters: {unknown}", file=sys.stderr)
+        return 2
     letters = report.dead_letters(conn, source=args.source)
+    if args.json:
+        print(TypeAdapter(list[report.DeadLetter]).dump_json(letters, indent=2).decode())
+        return 0
     for letter in letters:
         _print_letter(letter)
     print(f"{len(letters)} dead letters" + ("; `hookhub replay --all` puts them back" if letters else ""))
@@ -129,9 +150,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    conn = _open(args)
+    conn = open_spool_or_say(args)
     if conn is None:
         return 1
+    unknown = unknown_names(conn, args)
+    if unknown:
+        print(f"hookhub replay: {unknown}", file=sys.stderr)
+        return 2
     letters = report.dead_letters(conn, source=args.source, ids=args.id or None)
     if not letters:
         print("nothing to replay: no dead letters match")
@@ -146,8 +171,28 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def unknown_names(conn: sqlite3.Connection, args: argparse.Namespace) -> str | None:
+    """What is wrong with --source / --id if they name nothing: a source neither in the spool nor
+    in the config, an id not in the spool (index probes only)."""
+    source = getattr(args, "source", None)
+    if source and not report.source_exists(conn, source):
+        try:
+            configured = sorted(load_config(args.config).sources)
+        except (ConfigError, OSError):
+            configured = []
+        if source not in configured:
+            listed = ", ".join(configured) or "none configured"
+            return (
+                f"no source named {source!r}: nothing stored from it and not in {args.config}"
+                f" (sources: {listed})"
+            )
+    for inbox_id in getattr(args, "id", None) or []:
+        if conn.execute("SELECT 1 FROM inbox WHERE id=?", (inbox_id,)).fetchone() is None:
+            return f"no submission with id {inbox_id!r} (`hookhub deadletters` lists the dead letters' ids)"
+    return None
+
+
 def _dry_run(conn: sqlite3.Connection, args: argparse.Namespace, letters: list[report.DeadLetter]) -> None:
-    from hub.config.loader import ConfigError, load_config
     from hub.routing.process import route_rows
 
     try:
@@ -207,11 +252,14 @@ def add_parsers(
         help="counts per source and destination; whether delivery works (Prefect, dispatcher, disabled"
         " destinations, retries)",
     )
+    status.add_argument("--json", action="store_true", help="print it as JSON")
     data_dir_arg(status)
 
     dead = sub.add_parser("deadletters", help="list what failed for good, with reasons")
     dead.add_argument("--source", default=None)
+    dead.add_argument("--json", action="store_true", help="print them as JSON")
     data_dir_arg(dead)
+    config_arg(dead)
 
     replay = sub.add_parser("replay", help="put dead letters back in the queue")
     replay.add_argument("--id", action="append", help="a submission id (repeatable)")

@@ -38,7 +38,7 @@ def test_resend_refuses_what_is_on_its_way_and_replays_what_is_dead(tmp_path: Pa
     store(conn, "A", 1.0, destinations=("crm", "chat"))
     with pytest.raises(actions.NothingToResend, match="A is already on its way to crm"):
         actions.resend(conn, "A", 2.0, ["crm"])
-    with pytest.raises(actions.NothingToResend, match="delivered nowhere yet"):
+    with pytest.raises(actions.NothingToResend, match="A is already on its way to chat, crm"):
         actions.resend(conn, "A", 2.0)
     ledger.record(
         conn,
@@ -66,6 +66,8 @@ def test_resend_to_another_destination_adds_a_manual_delivery(tmp_path: Path) ->
         actions.resend(conn, "A", 2.0, ["crn"], {"crm", "chat"})
     with pytest.raises(actions.UnknownName, match="no submission with id 'NOSUCH'"):
         actions.resend(conn, "NOSUCH", 2.0)
+    with pytest.raises(actions.NothingToResend, match="A was delivered nowhere yet; name a destination"):
+        actions.resend(conn, "A", 2.0)
     done = actions.resend(conn, "A", 2.0, ["chat"], {"crm", "chat"})
     assert [(r.destination, r.action) for r in done] == [("chat", "new")]
     row = conn.execute(

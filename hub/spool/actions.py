@@ -73,11 +73,11 @@ def resend(
             ).fetchall()
         )
         wanted = destinations or [d for d, status in pairs.items() if status == "delivered"]
-        if not wanted:
+        busy = [d for d in wanted or pairs if pairs.get(d) in ("pending", "sending", "retrying")]
+        if not wanted and not busy:
             raise NothingToResend(
                 f"{inbox_id} was delivered nowhere yet; name a destination with --destination"
             )
-        busy = [d for d in wanted if pairs.get(d) in ("pending", "sending", "retrying")]
         if busy:
             raise NothingToResend(f"{inbox_id} is already on its way to {', '.join(busy)}")
         done = [_resend_one(conn, inbox_id, d, pairs.get(d), now) for d in wanted]

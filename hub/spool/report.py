@@ -9,6 +9,8 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
+from pydantic import BaseModel
+
 from hub.spool.ledger import transaction
 
 
@@ -76,6 +78,53 @@ def oldest_pending(conn: sqlite3.Connection) -> tuple[int, float | None]:
         "SELECT count(*), min(received_at) FROM inbox WHERE state IN ('pending', 'claimed')"
     ).fetchone()
     return count, oldest
+
+
+@dataclass(frozen=True)
+class HeldDestination:
+    """A destination a 410 disabled or an admin paused: since when and why."""
+
+    destination: str
+    since: float
+    reason: str
+
+
+class StatusReport(BaseModel):
+    """`hookhub status --json` (and the console's overview)."""
+
+    stored: int
+    sources: dict[str, dict[str, int]]
+    """Source -> inbox state -> submissions."""
+    destinations: dict[str, dict[str, int]]
+    """Destination -> delivery status -> deliveries."""
+    pending: int
+    oldest_pending_at: float | None
+    disabled: list[HeldDestination]
+    paused: list[HeldDestination]
+    retrying: list[Retrying]
+    hub: dict[str, object] | None = None
+    """The running hub on this data dir (pid, port, /readyz's delivery part), if one runs."""
+
+
+def status_report(conn: sqlite3.Connection) -> StatusReport:
+    sources = dict(source_status(conn))
+    count, oldest = oldest_pending(conn)
+    paused = conn.execute("SELECT destination, since, reason FROM paused_destinations ORDER BY destination")
+    return StatusReport(
+        stored=sum(n for counts in sources.values() for n in counts.values()),
+        sources=sources,
+        destinations=dict(destination_status(conn)),
+        pending=count,
+        oldest_pending_at=oldest,
+        disabled=[HeldDestination(*row) for row in disabled(conn)],
+        paused=[HeldDestination(name, since or 0.0, reason or "") for name, since, reason in paused],
+        retrying=retrying(conn),
+    )
+
+
+def source_exists(conn: sqlite3.Connection, source: str) -> bool:
+    """Whether the spool holds anything from `source` (one index probe)."""
+    return conn.execute("SELECT 1 FROM inbox WHERE source=? LIMIT 1", (source,)).fetchone() is not None
 
 
 def _pivot(rows: sqlite3.Cursor) -> list[tuple[str, dict[str, int]]]:
