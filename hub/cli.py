@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="log lines on stderr as text or JSON (default: $HOOKHUB_LOG_FORMAT, else text on a terminal)",
     )
     serve.add_argument("--no-dispatch", action="store_true", help="only receive and spool; do not deliver")
+    serve.add_argument("--admin-host", default="127.0.0.1", help="with --admin-port: the console's address")
+    serve.add_argument("--admin-port", type=int, help="serve the admin console here, not at --port's /admin")
 
     check = sub.add_parser("check", help="validate connectors.yaml")
     _config_arg(check, positional=True)
@@ -172,6 +174,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from hub.alerts.evaluator import attach_alerts
 
     attach_alerts(hub)
+    from hub.console.serve import serve_separately
+
+    if args.admin_port is not None and not serve_separately(hub, args.admin_host, args.admin_port):
+        return 1
     print(
         f"hookhub: listening on http://{args.host}:{args.port}/hooks/<source id> "
         f"(sources: {', '.join(sorted(holder.sources)) or 'none'}; spool {hub.spool_path})",

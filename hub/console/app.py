@@ -26,9 +26,11 @@ LOGIN = "/login"
 """The one page served without a session."""
 
 
-def console_app(console: Console) -> Starlette:
+def console_app(console: Console, here: bool = False) -> Starlette:
+    """`here`: the app on the console's own address (serve --admin-port), which always serves."""
+
     def page(path: str, view: View, method: str = "GET", public: bool = False) -> Route:
-        return Route(path, guarded(console, view, public), methods=[method])
+        return Route(path, guarded(console, view, public, here), methods=[method])
 
     routes = [
         page("/", overview.page),
@@ -47,19 +49,31 @@ def console_app(console: Console) -> Starlette:
     return Starlette(routes=routes)
 
 
+_consoles: dict[int, Console] = {}
+"""One Console per receiver (by id: one hub per process, tests a few), shared by the hub's app
+and a separate admin server, so both see one login throttle and where the console is served."""
+
+
+def console_for(receiver: Receiver) -> Console:
+    key = id(receiver)
+    if key not in _consoles:
+        _consoles[key] = Console(receiver.config, receiver.spool.path, health=lambda: receiver.health)
+    return _consoles[key]
+
+
 def console_routes(receiver: Receiver) -> list[BaseRoute]:
     """What the hub's app adds: the console under /admin and the message links' redirect."""
-    return routes_for(Console(receiver.config, receiver.spool.path, health=lambda: receiver.health))
+    return routes_for(console_for(receiver))
 
 
-def routes_for(console: Console) -> list[BaseRoute]:
+def routes_for(console: Console, here: bool = False) -> list[BaseRoute]:
 
     async def submission_link(request: Request) -> Response:
-        if not console.admin.enabled:
-            return off_response()
+        if not console.admin.enabled or (console.elsewhere and not here):
+            return off_response(console.elsewhere)
         return RedirectResponse(f"{PREFIX}/submissions/{request.path_params['id']}", status_code=303)
 
     return [
-        Mount(PREFIX, app=console_app(console)),
+        Mount(PREFIX, app=console_app(console, here)),
         Route("/submissions/{id}", submission_link, methods=["GET"]),
     ]

@@ -35,6 +35,9 @@ class Console:
     spool_path: Path
     health: Callable[[], DeliveryHealth | None] = lambda: None
     clock: Callable[[], float] = time.time
+    elsewhere: str | None = None
+    """The console's own address when `serve --admin-port` gives it one (then /admin on the hub's
+    port answers 404 saying where it is)."""
     throttle: LoginThrottle = field(init=False)
     templates: jinja2.Environment = field(init=False)
     _signers: dict[str | None, Signer] = field(default_factory=dict, init=False)

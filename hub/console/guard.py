@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 
 from hub.console.context import CSS_HASH, Console
 from hub.console.sessions import SESSION_COOKIE, Session
@@ -65,17 +65,21 @@ def bearer_ok(console: Console, request: Request) -> bool:
     return hmac.compare_digest(header[7:].strip().encode(), token.encode())
 
 
-def off_response() -> Response:
+def off_response(elsewhere: str | None = None) -> Response:
+    """404: how to turn the console on, or (served on its own address) what any unknown path gets,
+    so the public port does not tell where the console is."""
+    if elsewhere:
+        return JSONResponse({"error": "Not Found"}, status_code=404)
     return PlainTextResponse(OFF_TEXT, status_code=404, headers=SECURITY_HEADERS)
 
 
-def guarded(console: Console, view: View, public: bool = False) -> Endpoint:
+def guarded(console: Console, view: View, public: bool = False, here: bool = False) -> Endpoint:
     """The endpoint for `view`: off (404) without a credential, 401/redirect without a session,
     403 for a POST without the session's CSRF token. `public` pages (login) skip the session check."""
 
     async def endpoint(request: Request) -> Response:
-        if not console.admin.enabled:
-            return off_response()
+        if not console.admin.enabled or (console.elsewhere and not here):
+            return off_response(console.elsewhere)
         session = session_of(console, request)
         bearer = bearer_ok(console, request)
         if not public and session is None and not bearer:

@@ -1,0 +1,124 @@
+"""Console pages and commands beyond access: dead letters' preview and bulk replay, the console on
+its own address (serve --admin-port), `hookhub admin hash-password`, a bad hash in `hookhub check`."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+
+from hub.cli import main as cli
+from hub.config.check import check_file
+from hub.console.passwords import verify
+from tests.harness import free_socket, serve_command, start_hub, wait_for
+from tests.test_console_support import (
+    ENVIRON,
+    PASSWORD,
+    PASSWORD_HASH,
+    config_text,
+    log_in,
+    post_sample,
+    write,
+)
+
+
+def _kill_crm(spool: Path, ids: list[str], reason: str) -> None:
+    conn = sqlite3.connect(spool)
+    try:
+        with conn:
+            for inbox_id in ids:
+                conn.execute(
+                    "INSERT INTO deliveries (inbox_id, destination, route, status, attempts, next_attempt_at,"
+                    " last_error, created_at, updated_at) VALUES (?, 'crm', 'all', 'dead', 3, 0, ?, 0, 0)",
+                    (inbox_id, reason),
+                )
+                conn.execute("UPDATE inbox SET state = 'failed' WHERE id = ?", (inbox_id,))
+    finally:
+        conn.close()
+
+
+def _statuses(spool: Path) -> dict[str, str]:
+    conn = sqlite3.connect(spool)
+    try:
+        return dict(
+            conn.execute("SELECT inbox_id, status FROM deliveries WHERE destination='crm'").fetchall()
+        )
+    finally:
+        conn.close()
+
+
+def test_dead_letters_grouped_previewed_and_replayed_in_bulk(tmp_path: Path) -> None:
+    hub, server = start_hub(write(tmp_path / "c.yaml"), tmp_path / "data", environ=ENVIRON)
+    try:
+        ids = post_sample(hub.config, server.url, 3)
+        _kill_crm(hub.spool_path, ids[:2], "HTTP 422: unknown field")
+        _kill_crm(hub.spool_path, ids[2:], "HTTP 500: boom")
+        with httpx.Client(base_url=server.url, timeout=30, follow_redirects=False) as client:
+            log_in(client)
+            groups = client.get("/admin/deadletters").text
+            assert "HTTP 422: unknown field" in groups and "HTTP 500: boom" in groups
+            preview = client.get(
+                "/admin/deadletters", params={"destination": "crm", "reason": "HTTP 422: unknown field"}
+            )
+            assert "Replay preview: 2 dead letter(s)" in preview.text
+            assert ids[0] in preview.text and ids[1] in preview.text and ids[2] not in preview.text
+            assert set(_statuses(hub.spool_path).values()) == {"dead"}  # a preview changes nothing
+            csrf = __import__("re").search(r'name="csrf" value="([^"]+)"', preview.text).group(1)
+            form = {"csrf": csrf, "destination": "crm", "reason": "HTTP 422: unknown field", "source": ""}
+            done = client.post("/admin/deadletters/replay", data=form)
+            assert done.status_code == 303
+            assert "2 dead letter(s) put back" in client.get(done.headers["location"]).text
+        assert _statuses(hub.spool_path) == {ids[0]: "pending", ids[1]: "pending", ids[2]: "dead"}
+    finally:
+        server.stop()
+
+
+def test_console_on_its_own_address(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(config_text().replace("${HASH}", PASSWORD_HASH.replace("$", "$$")), encoding="utf-8")
+    port, admin_port = (s.getsockname()[1] for s in (free_socket(), free_socket()))
+    command = serve_command(config, tmp_path / "data", port, "--no-dispatch", "--admin-port", str(admin_port))
+    log = tmp_path / "serve.log"
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log.open("wb"), start_new_session=True)
+    try:
+
+        def up() -> bool:
+            assert proc.poll() is None, log.read_text()
+            try:
+                return httpx.get(f"http://127.0.0.1:{admin_port}/admin/login", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(up, 60, 0.1, "the console on its own port")
+        public = httpx.get(f"http://127.0.0.1:{port}/admin/login", timeout=5)
+        assert public.status_code == 404 and public.json() == {"error": "Not Found"}  # nothing tells where
+        assert httpx.get(f"http://127.0.0.1:{port}/submissions/01ABC", timeout=5).status_code == 404
+        with httpx.Client(base_url=f"http://127.0.0.1:{admin_port}", timeout=30) as client:
+            assert log_in(client).status_code == 303
+            assert client.get("/admin/destinations").status_code == 200
+            assert client.get("/submissions/01ABC").headers["location"] == "/admin/submissions/01ABC"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0, log.read_text()
+
+
+def test_hash_password_command(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
+    assert cli(["admin", "hash-password", "--stdin"]) == 0
+    printed = capsys.readouterr()
+    assert verify(printed.out.strip(), PASSWORD) and PASSWORD not in printed.out + printed.err
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    assert cli(["admin", "hash-password", "--stdin"]) == 2
+
+
+def test_check_reports_a_bad_hash_without_showing_it(tmp_path: Path) -> None:
+    config = write(tmp_path / "c.yaml")
+    code, text = check_file(config, {"HASH": "not-a-hash-but-maybe-a-password"})
+    assert code == 1 and "admin.password_hash: not a hookhub password hash" in text
+    assert "not-a-hash-but-maybe-a-password" not in text
