@@ -96,8 +96,9 @@ def _print_detail(d: SubmissionDetail, routes_known: bool) -> None:
         flags = "".join([" PAUSED" if v.paused else "", f" DISABLED ({v.disabled})" if v.disabled else ""])
         resend = f", resend {v.generation}" if v.generation else ""
         print(f"  {v.destination} (route {v.route}{resend}): {v.status}{flags}")
-        if v.remote_id:
-            print(f"    remote id {v.remote_id}")
+        if v.remote_id or v.previous_remote_id:
+            before = f" (before the resend: {v.previous_remote_id})" if v.previous_remote_id else ""
+            print(f"    remote id {v.remote_id or '-'}{before}")
         if v.next_attempt_at is not None:
             print(f"    next attempt {when(v.next_attempt_at)}")
         for a in v.history:

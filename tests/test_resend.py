@@ -44,8 +44,8 @@ def test_resend_refuses_what_is_on_its_way_and_replays_what_is_dead(tmp_path: Pa
         conn,
         3.0,
         [
-            Decision("A", "crm", "dead", "failed", error="HTTP 400"),
-            Decision("A", "chat", "delivered", "delivered"),
+            Decision("A", "crm", "dead", "failed", error="HTTP 400", remote_id="lead-1"),
+            Decision("A", "chat", "delivered", "delivered", remote_id="ts-1"),
         ],
     )
     assert conn.execute("SELECT state FROM inbox WHERE id='A'").fetchone() == ("failed",)
@@ -54,8 +54,15 @@ def test_resend_refuses_what_is_on_its_way_and_replays_what_is_dead(tmp_path: Pa
         ("crm", "replay", 0),
         ("chat", "resend", 1),
     ]
-    rows = conn.execute("SELECT destination, status, first_attempt_at FROM deliveries ORDER BY destination")
-    assert rows.fetchall() == [("chat", "pending", None), ("crm", "pending", None)]
+    rows = conn.execute(
+        "SELECT destination, status, first_attempt_at, remote_id, previous_remote_id FROM deliveries"
+        " ORDER BY destination"
+    )
+    # The delivered pair's remote id moves aside (sent again, not edited); the dead one keeps its own.
+    assert rows.fetchall() == [
+        ("chat", "pending", None, None, "ts-1"),
+        ("crm", "pending", None, "lead-1", None),
+    ]
     assert conn.execute("SELECT state FROM inbox WHERE id='A'").fetchone() == ("routed",)
 
 

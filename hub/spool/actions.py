@@ -4,9 +4,10 @@ Each is one short transaction on the spool that only moves rows back to `pending
 one); the running dispatcher does the sending. Semantics (README, "Resend, backfill and pause"):
 - resend of a delivered pair starts a new *generation* of that (submission, destination) row:
   the row goes back to pending with a fresh retry horizon, keeps its attempt history (attempt
-  numbers go on counting; each attempt row carries its generation) and its remote id (a CRM
-  update finds the record), and its idempotency key becomes `<id>.<destination>.r<generation>`,
-  so receivers that dedupe on it take the resend as a new delivery;
+  numbers go on counting; each attempt row carries its generation), moves its remote id to
+  `previous_remote_id` (with one, Slack would edit its message and Pipedrive skip the lead it
+  made: not sent again), and its idempotency key becomes `<id>.<destination>.r<generation>`, so
+  receivers that dedupe on it take the resend as a new delivery;
 - a dead pair is put back as `hookhub replay` does (same generation: it was never delivered);
 - a destination that never had the submission gets a new row (route `manual`);
 - a paused destination keeps its rows pending or retrying: no claim, no attempt, no dead letter.
@@ -102,12 +103,15 @@ def _resend_one(
         return Resent(destination=destination, action="new", generation=0)
     bump = 1 if status == "delivered" else 0
     # first_attempt_at cleared: the retry horizon counts from the resend's own first attempt.
+    # A replayed dead pair keeps its remote id: a half-done CRM delivery finishes what it began.
     (generation,) = conn.execute(
-        "UPDATE deliveries SET status='pending', generation=generation+?, next_attempt_at=?,"
+        "UPDATE deliveries SET status='pending', generation=generation+?1, next_attempt_at=?2,"
+        " previous_remote_id=CASE WHEN ?1 THEN coalesce(remote_id, previous_remote_id)"
+        "   ELSE previous_remote_id END, remote_id=CASE WHEN ?1 THEN NULL ELSE remote_id END,"
         " first_attempt_at=NULL, delivered_at=NULL, last_error=NULL, last_status_code=NULL,"
-        " flow_failures=0, retry_group=NULL, updated_at=? WHERE inbox_id=? AND destination=?"
+        " flow_failures=0, retry_group=NULL, updated_at=?2 WHERE inbox_id=?3 AND destination=?4"
         " RETURNING generation",
-        (bump, now, now, inbox_id, destination),
+        (bump, now, inbox_id, destination),
     ).fetchone()
     return Resent(destination=destination, action="resend" if bump else "replay", generation=generation)
 

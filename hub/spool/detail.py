@@ -54,6 +54,8 @@ class Delivery(BaseModel):
     next_attempt_at: float | None
     """When it is tried next (pending or retrying), else None."""
     remote_id: str | None
+    previous_remote_id: str | None
+    """What the generation before a resend created (the Slack ts, the CRM record id)."""
     last_status_code: int | None
     last_error: str | None
     delivered_at: float | None
@@ -175,7 +177,8 @@ def deliveries(conn: sqlite3.Connection, inbox_id: str) -> list[Delivery]:
     out = []
     for d in conn.execute(
         "SELECT destination, route, status, generation, attempts, next_attempt_at, remote_id,"
-        " last_status_code, last_error, delivered_at FROM deliveries WHERE inbox_id=? ORDER BY destination",
+        " last_status_code, last_error, delivered_at, previous_remote_id FROM deliveries"
+        " WHERE inbox_id=? ORDER BY destination",
         (inbox_id,),
     ):
         out.append(
@@ -190,6 +193,7 @@ def deliveries(conn: sqlite3.Connection, inbox_id: str) -> list[Delivery]:
                 last_status_code=d[7],
                 last_error=d[8],
                 delivered_at=d[9],
+                previous_remote_id=d[10],
                 paused=d[0] in paused,
                 disabled=disabled.get(d[0]),
                 history=history.get(d[0], []),

@@ -101,7 +101,8 @@ def _ensure_console(db: sqlite_utils.Database) -> None:
     - indexes for the submission list, newest first, keyset-paged on (received_at, id), alone or
       by source, and for a search by event id across sources;
     - `deliveries.generation` / `attempts.generation`: 0 for the first sending of a pair, +1 per
-      `hookhub resend` (the idempotency key of a resend differs: it is sent again on purpose);
+      `hookhub resend` (the idempotency key of a resend differs: it is sent again on purpose),
+      and `deliveries.previous_remote_id`, what the generation before created;
     - `paused_destinations`: destinations whose deliveries stay pending (no claims, no attempts);
     - `submission_terms` (hub/spool/terms.py), filled for submissions stored before it existed.
     """
@@ -111,6 +112,8 @@ def _ensure_console(db: sqlite_utils.Database) -> None:
     for table in ("deliveries", "attempts"):
         if "generation" not in db.table(table).columns_dict:
             db.execute(f"ALTER TABLE {table} ADD COLUMN generation INTEGER NOT NULL DEFAULT 0")
+    if "previous_remote_id" not in db.table("deliveries").columns_dict:
+        db.execute("ALTER TABLE deliveries ADD COLUMN previous_remote_id TEXT")
     db.table("paused_destinations").create(
         {"destination": str, "since": float, "reason": str}, pk="destination", if_not_exists=True
     )
