@@ -27,12 +27,25 @@ from typing import Any
 
 EXIT_GRACE = 5.0
 """Seconds the server gets to stop on its own once the hub is gone, before it exits hard."""
+STOP_SECONDS = 2.0
+"""Seconds the hub waits at its exit for the server to stop before killing it (Prefect waits 5);
+by then every run has reported its end, and its SQLite database survives a kill."""
 
 
 def _server_class() -> type[Any]:
     from prefect.server.api.server import SubprocessASGIServer
 
     class HubPrefectServer(SubprocessASGIServer):
+        def stop(self) -> None:
+            process = self.server_process
+            if process is not None and process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=STOP_SECONDS)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+            super().stop()  # reaps it and forgets the instance, as Prefect does
+
         def _run_uvicorn_command(self) -> subprocess.Popen[Any]:
             import prefect
             from prefect.settings import get_current_settings

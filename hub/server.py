@@ -101,6 +101,10 @@ class Hub:
                 await asyncio.to_thread(service.stop)
             self.spool.stop()
             log.info("hub stopped", extra={"event": "stopped"})
+            # Written now, not left to logging's exit hook: Prefect's logging setup (at its import)
+            # closes the handlers set before it, and logging no longer flushes those at exit.
+            for handler in logging.getLogger("hookhub").handlers:
+                handler.flush()
 
     def app(self) -> HubApp:
         return create_app(self.receiver, lifespan=self.lifespan)

@@ -12,60 +12,20 @@ from __future__ import annotations
 
 import json
 import signal
-import sqlite3
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.fake_destination import FakeDestination
-from tests.harness import (
-    PROVIDER_FIXTURES,
-    ServeProcess,
-    alive,
-    descendants,
-    flow_run_states,
-    load_fixture,
-    wait_for,
-)
+from tests.harness import ServeProcess, alive, descendants, flow_run_states, wait_for
+from tests.test_crash_recovery import _config, _delivery, _post
 
-FULL = load_fixture(PROVIDER_FIXTURES / "typeform" / "full_event_registration.json")
-WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 STOP_LIMIT = 10.0
 
 
-def _config(tmp_path: Path, fake: FakeDestination) -> Path:
-    config = tmp_path / "connectors.yaml"
-    config.write_text(
-        f"""
-sources:
-  contact-form: {{provider: typeform, secret: {FULL["secret"]}}}
-destinations:
-  crm: {{type: webhook, url: "{fake.url("/hook")}", secret: {WHSEC}}}
-routes:
-  - {{name: crm, from: [contact-form], to: [crm]}}
-""",
-        encoding="utf-8",
-    )
-    return config
-
-
-def _post(serve: ServeProcess) -> None:
-    headers = {k: v for k, v in FULL["headers"].items() if k.lower() != "content-length"}
-    answer = httpx.post(
-        f"{serve.url}/hooks/contact-form", content=FULL["body"].encode("utf-8"), headers=headers, timeout=30
-    )
-    assert answer.status_code == 200, answer.text
-
-
-def _delivery_status(spool: Path) -> str | None:
-    conn = sqlite3.connect(spool)
-    try:
-        row = conn.execute("SELECT status FROM deliveries WHERE destination='crm'").fetchone()
-    finally:
-        conn.close()
-    return None if row is None else str(row[0])
+def _delivery_status(spool: Path) -> str:
+    return (_delivery(spool) or ("none", 0))[0]
 
 
 @pytest.mark.timeout(600)
@@ -106,6 +66,7 @@ def test_sigterm_with_a_batch_in_flight_exits_0_within_10_s_and_leaves_no_runnin
         )
         assert again.terminate() == 0
     finally:
+        fake.release("/hook")
         fake.stop()
 
 

@@ -37,9 +37,9 @@ PREFECT_CHECK_TIMEOUT = 3.0
 # A stop must be over within ~10 s of the signal (service managers escalate to SIGKILL after
 # 10-90 s): runs under way get STOP_GRACE seconds to end, a cancelled one CANCEL_SECONDS to
 # report its end to Prefect, the delivery workers POOL_STOP_SECONDS to record their chunks.
-STOP_GRACE = 4.0
+STOP_GRACE = 3.0
 CANCEL_SECONDS = 2.0
-POOL_STOP_SECONDS = 2.0
+POOL_STOP_SECONDS = 1.0
 
 
 @dataclass
@@ -271,16 +271,18 @@ class Dispatcher:
             )
 
     async def _upkeep(self, conn: sqlite3.Connection) -> None:
-        """Start the maintenance flow for sources whose upkeep is due (watch renewals)."""
-        from flows.maintenance import due_sources, maintain_sources
+        """Start the maintenance flow for sources whose upkeep is due (watch renewals), then the
+        retention flow when `retention:` is due (flows/maintenance.py)."""
+        from flows.maintenance import due_sources, maintain_sources, upkeep_retention
 
         try:
             due = due_sources(self.hub.config.current, conn, self.clock())
-            if not due:
-                return
-            await maintain_sources(
-                spool_path=str(self.hub.spool_path), config_path=str(self.hub.config.path), source_ids=due
-            )
+            if due:
+                await maintain_sources(
+                    spool_path=str(self.hub.spool_path), config_path=str(self.hub.config.path), source_ids=due
+                )
+            paths = (str(self.hub.spool_path), str(self.hub.config.path))
+            await upkeep_retention(*paths, self.hub.config.current, conn, self.clock())
         except Exception as exc:  # noqa: BLE001 - upkeep must never stop deliveries
             log.error("maintenance flow failed", extra={"event": "maintenance_failed", "error": str(exc)})
 

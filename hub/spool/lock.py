@@ -12,12 +12,15 @@ import fcntl
 import json
 import os
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from hub.spool.files import ensure_private_dir
 
 LOCK_FILE = "hub.lock"
+BUSY_TRIES = 5
+BUSY_PAUSE = 0.1
 
 
 class DataDirBusy(RuntimeError):
@@ -36,14 +39,22 @@ class DataDirLock:
         ensure_private_dir(self.data_dir)
         path = self.data_dir / LOCK_FILE
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _read_holder(fd)
-            os.close(fd)
-            raise DataDirBusy(
-                f"another hub ({holder}) owns {self.data_dir}; stop it first or use another --data-dir"
-            ) from None
+        for attempt in range(BUSY_TRIES):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                # `hookhub status` probes the lock with a brief shared flock (and a dead hub's
+                # pid may still be in the file): only a holder that stays is another hub.
+                if attempt < BUSY_TRIES - 1:
+                    time.sleep(BUSY_PAUSE)
+                    continue
+                holder = _read_holder(fd)
+                os.close(fd)
+                raise DataDirBusy(
+                    f"another hub ({holder or 'its pid not recorded yet'}) owns {self.data_dir};"
+                    " stop it first or use another --data-dir"
+                ) from None
         owner = {"pid": os.getpid(), "host": socket.gethostname(), "port": port}
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(owner).encode(), 0)
@@ -55,9 +66,9 @@ class DataDirLock:
             self._fd = None
 
 
-def _read_holder(fd: int) -> str:
+def _read_holder(fd: int) -> str | None:
     try:
         owner = json.loads(os.pread(fd, 4096, 0) or b"{}")
         return f"pid {int(owner['pid'])}, port {int(owner['port'])}"
     except (OSError, ValueError, KeyError, TypeError):
-        return "its pid not recorded yet"
+        return None
