@@ -1,12 +1,14 @@
-"""The scheduled upkeep flow: connectors that need periodic work per source (renewing the
-Google Forms watch, which expires after 7 days) get it here, one task per source.
+"""The scheduled upkeep flows: connectors that need periodic work per source (renewing the
+Google Forms watch, which expires after 7 days) get it here, one task per source; and the
+`retention:` periods are enforced here (hub/spool/retention.py), every `retention.every`.
 
-The dispatcher runs it when a source's `maintenance_interval` has passed since its last run,
-recorded in the spool so a restart does not redo it early nor forget it.
+The dispatcher runs them when a source's `maintenance_interval` (or `retention.every`) has
+passed since its last run, recorded in the spool so a restart does not redo it early nor forget it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
 from pathlib import Path
@@ -19,6 +21,7 @@ from flows.prefect_clients import unpersisted_results
 from flows.runtime import clock_for, runtime_for
 from hub.config.models import HubConfig
 from hub.routing.process import connector_for
+from hub.spool import retention
 from hub.spool.schema import connect
 
 log = logging.getLogger("hookhub.maintenance")
@@ -92,3 +95,36 @@ async def maintain_sources(spool_path: str, config_path: str, source_ids: list[s
                 extra={"event": "maintenance_failed", "source": source_id, "error": str(exc)},
             )
     return results
+
+
+async def upkeep_retention(
+    spool_path: str, config_path: str, config: HubConfig, conn: sqlite3.Connection, now: float
+) -> None:
+    """Run the retention flow if `retention:` is set and its interval has passed."""
+    if config.retention is not None and retention.due(conn, config.retention, now):
+        await enforce_retention(spool_path=spool_path, config_path=config_path)
+
+
+@flow(
+    name="hookhub-retention",
+    persist_result=False,
+    validate_parameters=False,
+    result_storage=unpersisted_results(),
+)
+async def enforce_retention(spool_path: str, config_path: str) -> dict[str, int]:
+    """Purge what the `retention:` periods say is too old; returns rows purged per kind.
+
+    Its parameters are paths and its result counts: nothing personal reaches Prefect's database.
+    The batches run in a worker thread, on a connection of their own, beside the deliveries.
+    """
+    runtime = runtime_for(spool_path, config_path)
+    config, now = runtime.config(), runtime.clock()
+
+    def run() -> retention.RetentionRun:
+        conn = connect(Path(spool_path))
+        try:
+            return retention.enforce(conn, config, now)
+        finally:
+            conn.close()
+
+    return (await asyncio.to_thread(run)).purged

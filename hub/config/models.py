@@ -28,6 +28,46 @@ def _set_by_loader(value: BaseModel | None, what: str) -> BaseModel:
     return value
 
 
+DAY = 86400.0
+
+
+class RetentionPeriods(Strict):
+    """How long stored requests keep personal data (hub/spool/retention.py; README "Privacy")."""
+
+    # At least an hour: a bare number is seconds, and `raw_requests: 30` meaning days would
+    # otherwise empty every request half a minute after it was delivered.
+    raw_requests: Duration | None = Field(
+        default=None,
+        ge=3600,
+        description="after this, a settled request's body, headers and URL are emptied (ids and states stay)",
+    )
+    submissions: Duration | None = Field(
+        default=None,
+        ge=3600,
+        description="after this, a settled submission is removed with its deliveries and attempts",
+    )
+
+
+class RetentionConfig(RetentionPeriods):
+    """`retention:`: periods for every source (each may override them), enforced by the upkeep."""
+
+    raw_requests: Duration | None = Field(default=30 * DAY, ge=3600)
+    submissions: Duration | None = Field(default=365 * DAY, ge=3600)
+    every: Duration = Field(default=3600.0, ge=60, description="how often the periods are enforced")
+    batch_size: int = Field(default=500, ge=1, le=10_000, description="rows per transaction")
+
+    def periods_of(self, source: SourceConfig | None) -> RetentionPeriods:
+        """The periods for one source: its own where it sets them, else these."""
+        own = source.retention if source is not None else None
+        fields = own.model_fields_set if own is not None else set()
+        return RetentionPeriods(
+            raw_requests=own.raw_requests
+            if own is not None and "raw_requests" in fields
+            else self.raw_requests,
+            submissions=own.submissions if own is not None and "submissions" in fields else self.submissions,
+        )
+
+
 class SourceConfig(BaseModel):
     """One webhook URL: POST /hooks/<source id>.
 
@@ -51,6 +91,7 @@ class SourceConfig(BaseModel):
     expect_every: Duration | None = Field(
         default=None, description="alert when no submission arrived for this long (e.g. 6h)"
     )
+    retention: RetentionPeriods | None = Field(default=None, description="overrides the `retention:` periods")
     _options: BaseModel | None = PrivateAttr(default=None)
 
     @property
@@ -234,4 +275,5 @@ class HubConfig(Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     dispatch: DispatchConfig = Field(default_factory=DispatchConfig)
     alerts: AlertsConfig | None = None
+    retention: RetentionConfig | None = None
     admin: AdminConfig = Field(default_factory=AdminConfig)

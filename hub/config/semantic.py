@@ -137,6 +137,7 @@ def check_routes(reporter: Reporter, data: dict[str, Any]) -> None:
     """Unique names, existing sources and destinations, a `when` that compiles; and the
     destinations `alerts:` names."""
     _check_alerts(reporter, data)
+    _check_retention(reporter, data)
     routes = data.get("routes")
     if not isinstance(routes, list):
         return
@@ -166,6 +167,41 @@ def _check_alerts(reporter: Reporter, data: dict[str, Any]) -> None:
     from hub.alerts.checks import check_alerts
 
     check_alerts(reporter, data)
+
+
+def _check_retention(reporter: Reporter, data: dict[str, Any]) -> None:
+    """A raw request set to outlive its submission (`retention:` or a source's own) goes with it
+    anyway: say so rather than let the config promise what it cannot keep."""
+    from hub.config.models import RetentionConfig, RetentionPeriods
+
+    try:
+        retention = RetentionConfig.model_validate(data.get("retention") or {})
+    except ValidationError:
+        return  # reported by the models
+    sources = data.get("sources")
+    overrides: list[tuple[KeyPath, Any]] = [(("retention",), {})]
+    if isinstance(sources, dict):
+        overrides += [
+            (("sources", k, "retention"), v.get("retention"))
+            for k, v in sources.items()
+            if isinstance(v, dict)
+        ]
+    for path, raw in overrides:
+        try:
+            own = RetentionPeriods.model_validate(raw) if isinstance(raw, dict) else None
+        except ValidationError:
+            continue
+        if own is None and path[0] == "sources":
+            continue
+        keys = own.model_fields_set if own is not None else set()
+        kept = own.raw_requests if own is not None and "raw_requests" in keys else retention.raw_requests
+        gone = own.submissions if own is not None and "submissions" in keys else retention.submissions
+        if kept is not None and gone is not None and kept > gone:
+            reporter.warn(
+                path,
+                "raw_requests is longer than submissions: a removed submission takes its raw request"
+                " with it (set raw_requests shorter, or submissions longer)",
+            )
 
 
 def _check_route_name(reporter: Reporter, name: Any, path: KeyPath, first_line: dict[str, int]) -> None:

@@ -91,6 +91,7 @@ class DeliveryCollector(Collector):
         yield GaugeMetricFamily(
             "hookhub_spool_read_seconds", "Time the last read of these numbers took", value=snap.read_seconds
         )
+        yield from _retention_series(snap)
 
     def _health_series(self) -> Iterator[Metric]:
         health = self._health()
@@ -170,3 +171,20 @@ def _waiting_series(names: list[str], snap: Snapshot) -> Iterator[Metric]:
     yield waiting
     yield dead
     yield overdue
+
+
+def _retention_series(snap: Snapshot) -> Iterator[Metric]:
+    purged = CounterMetricFamily(
+        "hookhub_retention_purged_rows",
+        "Requests whose raw body `retention:` emptied (raw_requests) or that it removed (submissions)",
+        labels=["purge"],
+    )
+    for purge, count in sorted(snap.retention_purged.items()):
+        purged.add_metric([purge], count)
+    yield purged
+    if snap.retention_last_run is not None:
+        yield GaugeMetricFamily(
+            "hookhub_retention_last_run_timestamp_seconds",
+            "When `retention:` was last enforced (unix time)",
+            value=snap.retention_last_run,
+        )

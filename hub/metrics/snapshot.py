@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hub.spool.retention import purged_totals
 from hub.spool.schema import connect
 from hub.spool.stats import read_counters
 
@@ -51,6 +52,9 @@ class Snapshot:
     disabled: dict[str, Disabled]
     spool_bytes: int
     read_seconds: float
+    retention_purged: dict[str, float] = field(default_factory=dict)
+    """Rows purged by `retention:` since the spool was made, by purge (raw_requests, submissions)."""
+    retention_last_run: float | None = None
 
     def oldest_pending_age(self) -> float:
         return 0.0 if self.oldest_pending_at is None else max(0.0, self.taken_at - self.oldest_pending_at)
@@ -81,6 +85,7 @@ def read_snapshot(conn: sqlite3.Connection, spool_path: Path, now: float) -> Sna
         oldest = conn.execute(
             "SELECT min(received_at) FROM inbox WHERE state IN ('pending', 'claimed')"
         ).fetchone()[0]
+        retention_purged, retention_last_run = purged_totals(conn)
         disabled = {
             destination: Disabled(since or 0.0, reason or "")
             for destination, since, reason in conn.execute(
@@ -98,6 +103,8 @@ def read_snapshot(conn: sqlite3.Connection, spool_path: Path, now: float) -> Sna
         disabled=disabled,
         spool_bytes=_spool_bytes(spool_path),
         read_seconds=time.perf_counter() - started,
+        retention_purged=retention_purged,
+        retention_last_run=retention_last_run,
     )
 
 
