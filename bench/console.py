@@ -22,9 +22,8 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -45,17 +44,18 @@ FIRST = ["Chloé", "Bob", "Ana", "Léa", "Omar", "Yuki", "Priya", "Jonas", "Fati
 LAST = ["Martin", "Stone", "García", "Dubois", "Khan", "Sato", "Müller", "Okafor", "Rossi", "Nguyen"]
 
 
-@dataclass(frozen=True)
-class Timing:
+class Timing(NamedTuple):
+    """One row of the report: a name, its p50 and p95 in ms, and the row it is compared with."""
+
     name: str
     p50_ms: float
     p95_ms: float
     baseline: str = ""
-    """The row this one is compared with (its ratio is printed), if any."""
 
 
-@dataclass(frozen=True)
-class BenchContext:
+class BenchContext(NamedTuple):
+    """What every measurement of one run shares: the spool, its config, the random keys."""
+
     spool: Path
     config: Path
     ids: list[str]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import sqlite3
 import sys
 import time
 from collections.abc import Callable
@@ -115,24 +116,36 @@ def _print_detail(d: SubmissionDetail, routes_known: bool) -> None:
     print(f"  {raw.body}")
 
 
-def cmd_resend(args: argparse.Namespace) -> int:
+def _acting(args: argparse.Namespace, act: Callable[[HubConfig, sqlite3.Connection], int]) -> int:
+    """Run `act` with the config and the spool; a name that does not exist exits 2, saying so."""
     config = _config(args, needed=True)
     conn = open_spool_or_say(args)
     if config is None or conn is None:
         return 1
     try:
-        done = actions.resend(conn, args.id, time.time(), args.destination, config.destinations)
+        return act(config, conn)
     except actions.UnknownName as exc:
-        print(f"hookhub resend: {exc}", file=sys.stderr)
+        print(f"hookhub {args.command}: {exc}", file=sys.stderr)
         return USAGE
     except actions.NothingToResend as exc:
-        print(f"hookhub resend: {exc}", file=sys.stderr)
+        print(f"hookhub {args.command}: {exc}", file=sys.stderr)
         return 1
-    for r in done:
-        what = {"resend": f"resend #{r.generation}", "replay": "dead letter replayed", "new": "new delivery"}
-        print(f"{args.id} -> {r.destination}: {what[r.action]}")
-    print("queued; a running `hookhub serve` sends it (`hookhub show ID` follows it)")
-    return 0
+
+
+def cmd_resend(args: argparse.Namespace) -> int:
+    def act(config: HubConfig, conn: sqlite3.Connection) -> int:
+        done = actions.resend(conn, args.id, time.time(), args.destination, config.destinations)
+        for r in done:
+            what = {
+                "resend": f"resend #{r.generation}",
+                "replay": "dead letter replayed",
+                "new": "new delivery",
+            }
+            print(f"{args.id} -> {r.destination}: {what[r.action]}")
+        print("queued; a running `hookhub serve` sends it (`hookhub show ID` follows it)")
+        return 0
+
+    return _acting(args, act)
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
@@ -183,43 +196,30 @@ def _progress() -> Callable[[BackfillCounts], None]:
 
 
 def cmd_pause(args: argparse.Namespace) -> int:
-    config = _config(args, needed=True)
-    conn = open_spool_or_say(args)
-    if config is None or conn is None:
-        return 1
-    try:
+    def act(config: HubConfig, conn: sqlite3.Connection) -> int:
         added = actions.pause(conn, args.destination, time.time(), args.reason or "", config.destinations)
-    except actions.UnknownName as exc:
-        print(f"hookhub pause: {exc}", file=sys.stderr)
-        return USAGE
-    state = "paused" if added else "was already paused"
-    print(
-        f"{args.destination} {state}: its deliveries wait (no attempts)"
-        f" until `hookhub resume {args.destination}`"
-    )
-    return 0
+        state = "paused" if added else "was already paused"
+        print(
+            f"{args.destination} {state}: its deliveries wait (no attempts)"
+            f" until `hookhub resume {args.destination}`"
+        )
+        return 0
+
+    return _acting(args, act)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    config = _config(args, needed=True)
-    conn = open_spool_or_say(args)
-    if config is None or conn is None:
-        return 1
-    try:
+    def act(config: HubConfig, conn: sqlite3.Connection) -> int:
         resumed = actions.resume(conn, args.destination, config.destinations)
-    except actions.UnknownName as exc:
-        print(f"hookhub resume: {exc}", file=sys.stderr)
-        return USAGE
-    was = "resumed" if resumed.was_paused else "was not paused"
-    print(
-        f"{args.destination} {was}"
-        + (f"; enabled again (disabled: {resumed.was_disabled})" if resumed.was_disabled else "")
-    )
-    if resumed.dead:
-        print(
-            f"{resumed.dead} dead letters for it stay dead: `hookhub replay --all` (or --id) sends them again"
-        )
-    return 0
+        was = "resumed" if resumed.was_paused else "was not paused"
+        enabled = f"; enabled again (disabled: {resumed.was_disabled})" if resumed.was_disabled else ""
+        print(f"{args.destination} {was}{enabled}")
+        if resumed.dead:
+            replay = "`hookhub replay --all` (or --id) sends them again"
+            print(f"{resumed.dead} dead letters for it stay dead: {replay}")
+        return 0
+
+    return _acting(args, act)
 
 
 def add_parsers(

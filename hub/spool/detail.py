@@ -18,6 +18,7 @@ from hub.config.models import HubConfig
 from hub.routing.plan import compiled_condition
 from hub.routing.when import WhenError, WhenSyntaxError
 from hub.spool.redact import RawRequest, raw_request
+from hub.spool.search import SUMMARY_COLUMNS, SubmissionSummary
 from hub.submission import Submission
 
 
@@ -65,15 +66,10 @@ class Delivery(BaseModel):
     history: list[Attempt]
 
 
-class SubmissionDetail(BaseModel):
-    id: str
-    received_at: float
-    source: str
-    provider: str
-    event_id: str
+class SubmissionDetail(SubmissionSummary):
+    """A list row (hub/spool/search.py) and everything else the page shows."""
+
     kind: str
-    state: str
-    error: str | None
     note: str | None
     submission: dict[str, Any] | None
     """The normalized Submission (public JSON field names), once it has been routed."""
@@ -91,31 +87,38 @@ def submission_detail(
 ) -> SubmissionDetail:
     """Raises SubmissionNotFound. `config`: routes are judged by it; `connector`: the source's
     (hub.routing.process.connector_for), whose declared credential names are redacted."""
-    row = conn.execute(
-        "SELECT id, received_at, source, provider, event_id, kind, state, error, note, method, url, headers,"
-        " body, submission FROM inbox WHERE id=?",
-        (inbox_id,),
-    ).fetchone()
-    if row is None:
-        raise SubmissionNotFound(f"no submission with id {inbox_id!r}")
-    stored = _parse(row[13])
-    return SubmissionDetail(
-        id=row[0],
-        received_at=row[1],
-        source=row[2],
-        provider=row[3],
-        event_id=row[4],
-        kind=row[5],
-        state=row[6],
-        error=row[7],
-        note=row[8],
-        submission=json.loads(row[13]) if stored is not None else None,
-        raw=raw_request(
-            row[9] or "POST", row[10] or "", json.loads(row[11] or "{}"), row[12] or b"", connector
-        ),
-        routes=route_verdicts(config, stored) if config is not None and stored is not None else None,
-        deliveries=deliveries(conn, inbox_id),
+    found = _dicts(
+        conn.execute(
+            f"SELECT {SUMMARY_COLUMNS}, i.kind, i.note, i.method, i.url, i.headers, i.body, i.submission"
+            " FROM inbox i WHERE i.id=?",
+            (inbox_id,),
+        )
     )
+    if not found:
+        raise SubmissionNotFound(f"no submission with id {inbox_id!r}")
+    row = found[0]
+    stored = _parse(row["submission"])
+    raw = raw_request(
+        row.pop("method") or "POST",
+        row.pop("url") or "",
+        json.loads(row.pop("headers") or "{}"),
+        row.pop("body") or b"",
+        connector,
+    )
+    return SubmissionDetail.model_validate(
+        {
+            **row,
+            "submission": json.loads(row["submission"]) if stored is not None else None,
+            "raw": raw,
+            "routes": route_verdicts(config, stored) if config is not None and stored is not None else None,
+            "deliveries": deliveries(conn, inbox_id),
+        }
+    )
+
+
+def _dicts(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:
+    names = [column[0] for column in cursor.description]
+    return [dict(zip(names, values, strict=True)) for values in cursor]
 
 
 def _parse(text: str | None) -> Submission | None:
@@ -158,45 +161,31 @@ def deliveries(conn: sqlite3.Connection, inbox_id: str) -> list[Delivery]:
     paused = {r[0] for r in conn.execute("SELECT destination FROM paused_destinations")}
     disabled = dict(conn.execute("SELECT destination, reason FROM disabled_destinations").fetchall())
     history: dict[str, list[Attempt]] = {}
-    for a in conn.execute(
-        "SELECT destination, attempt, generation, at, outcome, status_code, error, retry_after FROM attempts"
-        " WHERE inbox_id=? ORDER BY destination, attempt",
-        (inbox_id,),
-    ):
-        history.setdefault(a[0], []).append(
-            Attempt(
-                attempt=a[1],
-                generation=a[2],
-                at=a[3],
-                outcome=a[4],
-                status_code=a[5],
-                error=a[6],
-                retry_after=a[7],
-            )
+    for a in _dicts(
+        conn.execute(
+            "SELECT destination, attempt, generation, at, outcome, status_code, error, retry_after"
+            " FROM attempts WHERE inbox_id=? ORDER BY destination, attempt",
+            (inbox_id,),
         )
-    out = []
-    for d in conn.execute(
-        "SELECT destination, route, status, generation, attempts, next_attempt_at, remote_id,"
-        " last_status_code, last_error, delivered_at, previous_remote_id FROM deliveries"
-        " WHERE inbox_id=? ORDER BY destination",
-        (inbox_id,),
     ):
-        out.append(
-            Delivery(
-                destination=d[0],
-                route=d[1] or "",
-                status=d[2],
-                generation=d[3],
-                attempts=d[4],
-                next_attempt_at=d[5] if d[2] in ("pending", "retrying") else None,
-                remote_id=d[6],
-                last_status_code=d[7],
-                last_error=d[8],
-                delivered_at=d[9],
-                previous_remote_id=d[10],
-                paused=d[0] in paused,
-                disabled=disabled.get(d[0]),
-                history=history.get(d[0], []),
-            )
+        history.setdefault(a["destination"], []).append(Attempt.model_validate(a))
+    rows = _dicts(
+        conn.execute(
+            "SELECT destination, coalesce(route, '') AS route, status, generation, attempts,"
+            " CASE WHEN status IN ('pending', 'retrying') THEN next_attempt_at END AS next_attempt_at,"
+            " remote_id, previous_remote_id, last_status_code, last_error, delivered_at"
+            " FROM deliveries WHERE inbox_id=? ORDER BY destination",
+            (inbox_id,),
         )
-    return out
+    )
+    return [
+        Delivery.model_validate(
+            {
+                **d,
+                "paused": d["destination"] in paused,
+                "disabled": disabled.get(d["destination"]),
+                "history": history.get(d["destination"], []),
+            }
+        )
+        for d in rows
+    ]

@@ -72,6 +72,14 @@ class SubmissionSummary(BaseModel):
     error: str | None
 
 
+SUMMARY_COLUMNS = (
+    "i.id, i.received_at, i.source, i.provider, i.event_id, i.state,"
+    " json_extract(i.submission, '$.email') AS email, json_extract(i.submission, '$.name') AS name,"
+    " json_extract(i.submission, '$.form_id') AS form_id, i.error"
+)
+"""A SubmissionSummary's columns, in its field order, from `inbox i`."""
+
+
 class SearchPage(BaseModel):
     items: list[SubmissionSummary]
     next: Cursor | None
@@ -124,10 +132,7 @@ def build_sql(query: SearchQuery) -> tuple[str, list[object]]:
         where.append(f"({at}, {id_}) < (?, ?)")
         args += [query.after.received_at, query.after.id]
     sql = (
-        "SELECT i.id, i.received_at, i.source, i.provider, i.event_id, i.state,"
-        " json_extract(i.submission, '$.email'), json_extract(i.submission, '$.name'),"
-        " json_extract(i.submission, '$.form_id'), i.error"
-        f" FROM {source}"
+        f"SELECT {SUMMARY_COLUMNS} FROM {source}"
         + (" WHERE " + " AND ".join(where) if where else "")
         + f" ORDER BY {at} DESC, {id_} DESC LIMIT ?"
     )
@@ -145,18 +150,6 @@ def search(conn: sqlite3.Connection, query: SearchQuery) -> SearchPage:
 
 
 def _summary(row: tuple[Any, ...]) -> SubmissionSummary:
-    def text(value: object) -> str | None:
-        return value if isinstance(value, str) else None
-
-    return SubmissionSummary(
-        id=str(row[0]),
-        received_at=float(row[1]),
-        source=str(row[2]),
-        provider=str(row[3]),
-        event_id=str(row[4]),
-        state=str(row[5]),
-        email=text(row[6]),
-        name=text(row[7]),
-        form_id=text(row[8]),
-        error=text(row[9]),
-    )
+    # SUMMARY_COLUMNS are in field order; e-mail, name and form id come from a Submission,
+    # where they are text or null.
+    return SubmissionSummary.model_validate(dict(zip(SubmissionSummary.model_fields, row, strict=True)))
