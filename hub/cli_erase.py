@@ -16,11 +16,10 @@ from hub.spool.erase import ErasureReport, erase
 from hub.spool.ledger import open_spool
 from hub.spool.schema import SPOOL_FILE
 
+ArgumentAdder = Callable[[argparse.ArgumentParser], None]
 
-def add_parser(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser],
-    data_dir_arg: Callable[[argparse.ArgumentParser], None],
-) -> None:
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], data_dir_arg: ArgumentAdder) -> None:
     parser = sub.add_parser(
         "erase",
         help="remove a person's submissions, raw requests, errors and dead letters from the spool;"

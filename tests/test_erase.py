@@ -16,7 +16,6 @@ import hmac
 import json
 import os
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote, quote_plus
 
@@ -114,13 +113,6 @@ def statuses(spool: Path, person_email: str) -> dict[str, str]:
         conn.close()
 
 
-@pytest.fixture
-def fake() -> Iterator[FakeDestination]:
-    destination = FakeDestination().start()
-    yield destination
-    destination.stop()
-
-
 def post(server: RunningServer, person: dict[str, str], event_id: str, token: str) -> str:
     body, headers = body_of(person, event_id, token)
     answer = httpx.post(f"{server.url}/hooks/reg", content=body, headers=headers, timeout=30)
@@ -130,8 +122,16 @@ def post(server: RunningServer, person: dict[str, str], event_id: str, token: st
 
 
 def test_erase_leaves_no_byte_of_the_person_in_the_data_dir(
-    tmp_path: Path, fake: FakeDestination, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    fake = FakeDestination().start()
+    try:
+        erase_a_person(tmp_path, fake, capsys)
+    finally:
+        fake.stop()
+
+
+def erase_a_person(tmp_path: Path, fake: FakeDestination, capsys: pytest.CaptureFixture[str]) -> None:
     fake.script("/crm", (200, {}, '{"id": "crm-renee-1"}'))
     fake.script("/flaky", (503, {}, f"busy with {RENEE['name']} ({RENEE['phone']})"))
     fake.script(

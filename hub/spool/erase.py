@@ -165,25 +165,27 @@ def _parents(conn: sqlite3.Connection, ids: Iterable[str]) -> set[str]:
     return found
 
 
+_DELIVERY_FIELDS = (
+    "destination",
+    "route",
+    "status",
+    "delivered_at",
+    "last_attempt_at",
+    "attempts",
+    "remote_id",
+)
+
+
 def _describe(conn: sqlite3.Connection, inbox_id: str) -> ErasedSubmission:
     source, received_at, state = conn.execute(
         "SELECT source, received_at, state FROM inbox WHERE id = ?", (inbox_id,)
     ).fetchone()
+    rows = conn.execute(
+        f"SELECT {', '.join(_DELIVERY_FIELDS)} FROM deliveries WHERE inbox_id = ? ORDER BY destination",
+        (inbox_id,),
+    )
     deliveries = [
-        ErasedDelivery(
-            destination=destination,
-            route=route,
-            status=status,
-            delivered_at=delivered_at,
-            last_attempt_at=last_attempt_at,
-            attempts=attempts,
-            remote_id=remote_id,
-        )
-        for destination, route, status, delivered_at, last_attempt_at, attempts, remote_id in conn.execute(
-            "SELECT destination, route, status, delivered_at, last_attempt_at, attempts, remote_id"
-            " FROM deliveries WHERE inbox_id = ? ORDER BY destination",
-            (inbox_id,),
-        )
+        ErasedDelivery.model_validate(dict(zip(_DELIVERY_FIELDS, row, strict=True))) for row in rows
     ]
     return ErasedSubmission(
         id=inbox_id, source=source, received_at=received_at, state=state, deliveries=deliveries
