@@ -325,7 +325,7 @@ def _save_routing(
                 "UPDATE inbox SET submission=?, state=?, error=?, claimed_by=NULL, updated_at=? WHERE id=?",
                 (submission, state, failed.get(inbox_id), now, inbox_id),
             )
-            write_terms(conn, [(inbox_id, submission)])
+        write_terms(conn, [(inbox_id, submission) for inbox_id, (submission, _) in routed.items()])
         for inbox_id, reason in failed.items():
             if inbox_id not in routed:
                 conn.execute(

@@ -11,12 +11,15 @@ schema upgrade (`ensure_terms`), resumably.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import unicodedata
 from collections.abc import Iterable
 from typing import Literal
 
 TermKind = Literal["email", "name", "form"]
+
+log = logging.getLogger("hookhub.spool")
 
 BACKFILL_KEY = "submission_terms_filled_to"
 """meta key: the inbox rowid the upgrade backfill has reached ('done' once finished)."""
@@ -64,14 +67,22 @@ def terms_of(submission_json: str) -> set[tuple[TermKind, str]]:
 
 def write_terms(conn: sqlite3.Connection, submissions: Iterable[tuple[str, str]]) -> None:
     """(inbox id, Submission JSON) -> their terms, replacing any earlier ones (a replay re-stores
-    the JSON). Runs inside the caller's transaction; reads received_at from the inbox row."""
-    for inbox_id, submission_json in submissions:
-        conn.execute("DELETE FROM submission_terms WHERE inbox_id=?", (inbox_id,))
-        conn.executemany(
-            "INSERT OR IGNORE INTO submission_terms (kind, value, received_at, inbox_id)"
-            " SELECT ?, ?, received_at, id FROM inbox WHERE id=?",
-            [(kind, value, inbox_id) for kind, value in sorted(terms_of(submission_json))],
-        )
+    the JSON). Runs inside the caller's transaction; reads received_at from the inbox rows.
+    Set-based, a few statements per batch: it runs in the routing transaction of every batch."""
+    texts = dict(submissions)
+    ids = list(texts)
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        conn.execute(f"DELETE FROM submission_terms WHERE inbox_id IN ({marks})", chunk)
+        rows = [
+            (kind, value, received_at, inbox_id)
+            for inbox_id, received_at in conn.execute(
+                f"SELECT id, received_at FROM inbox WHERE id IN ({marks})", chunk
+            )
+            for kind, value in terms_of(texts[inbox_id])
+        ]
+        conn.executemany("INSERT OR IGNORE INTO submission_terms VALUES (?, ?, ?, ?)", rows)
 
 
 def ensure_terms(conn: sqlite3.Connection) -> None:
@@ -86,6 +97,7 @@ def ensure_terms(conn: sqlite3.Connection) -> None:
     if row is not None and row[0] == "done":
         return
     done_to = int(row[0]) if row is not None else 0
+    filled = 0
     while True:
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -95,6 +107,7 @@ def ensure_terms(conn: sqlite3.Connection) -> None:
                 (done_to, _BACKFILL_BATCH),
             ).fetchall()
             write_terms(conn, [(inbox_id, text) for _, inbox_id, text in batch])
+            filled += len(batch)
             done_to = batch[-1][0] if batch else done_to
             mark = str(done_to) if len(batch) == _BACKFILL_BATCH else "done"
             conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (BACKFILL_KEY, mark))
@@ -103,4 +116,11 @@ def ensure_terms(conn: sqlite3.Connection) -> None:
             raise
         conn.execute("COMMIT")
         if mark == "done":
+            if filled:
+                log.info(
+                    "search terms filled for stored submissions",
+                    extra={"event": "search_terms_filled", "submissions": filled},
+                )
             return
+        if filled % (_BACKFILL_BATCH * 20) == 0:  # a line every 100,000 on a large spool
+            log.info("filling search terms", extra={"event": "search_terms_filling", "submissions": filled})
