@@ -8,6 +8,7 @@ import os
 import signal
 import sqlite3
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -16,8 +17,10 @@ import pytest
 from hub.cli import main as cli
 from hub.config.check import check_file
 from hub.console.passwords import verify
+from hub.submission import Submission
 from tests.harness import free_socket, serve_command, start_hub, wait_for
 from tests.test_console_support import (
+    CSRF,
     ENVIRON,
     PASSWORD,
     PASSWORD_HASH,
@@ -69,7 +72,9 @@ def test_dead_letters_grouped_previewed_and_replayed_in_bulk(tmp_path: Path) -> 
             assert "Replay preview: 2 dead letter(s)" in preview.text
             assert ids[0] in preview.text and ids[1] in preview.text and ids[2] not in preview.text
             assert set(_statuses(hub.spool_path).values()) == {"dead"}  # a preview changes nothing
-            csrf = __import__("re").search(r'name="csrf" value="([^"]+)"', preview.text).group(1)
+            found = CSRF.search(preview.text)
+            assert found
+            csrf = found.group(1)
             form = {"csrf": csrf, "destination": "crm", "reason": "HTTP 422: unknown field", "source": ""}
             done = client.post("/admin/deadletters/replay", data=form)
             assert done.status_code == 303
@@ -122,3 +127,46 @@ def test_check_reports_a_bad_hash_without_showing_it(tmp_path: Path) -> None:
     code, text = check_file(config, {"HASH": "not-a-hash-but-maybe-a-password"})
     assert code == 1 and "admin.password_hash: not a hookhub password hash" in text
     assert "not-a-hash-but-maybe-a-password" not in text
+
+
+def test_erase_a_person_from_the_console(tmp_path: Path) -> None:
+    hub, server = start_hub(write(tmp_path / "c.yaml"), tmp_path / "data", environ=ENVIRON)
+    try:
+        [inbox_id] = post_sample(hub.config, server.url)
+        spool = sqlite3.connect(hub.spool_path)
+        try:  # what the pipeline would have stored: the normalized submission (no dispatcher here)
+            with spool:
+                stored = Submission(
+                    id=inbox_id,
+                    source="demo",
+                    provider="standard_webhooks",
+                    event_id="e1",
+                    submitted_at=datetime.now(UTC),
+                    email="ada@example.org",
+                    name="Ada Lovelace",
+                )
+                spool.execute(
+                    "UPDATE inbox SET state='done', submission=? WHERE id=?",
+                    (stored.model_dump_json(), inbox_id),
+                )
+        finally:
+            spool.close()
+        with httpx.Client(base_url=server.url, timeout=30, follow_redirects=False) as client:
+            log_in(client)
+            page = client.get(f"/admin/submissions/{inbox_id}").text
+            csrf = CSRF.search(page)
+            assert csrf and "Erase everything of this e-mail address" in page
+            dry = client.post(
+                f"/admin/submissions/{inbox_id}/erase", data={"csrf": csrf.group(1), "by": "email"}
+            )
+            assert dry.status_code == 200 and "would be anonymized" in dry.text and inbox_id in dry.text
+            assert (
+                "ada@example.org" in client.get(f"/admin/submissions/{inbox_id}").text
+            )  # a dry run erases nothing
+            form = {"csrf": csrf.group(1), "by": "email", "confirm": "yes"}
+            done = client.post(f"/admin/submissions/{inbox_id}/erase", data=form)
+            assert done.status_code == 200 and "anonymized" in done.text and "sent nowhere" in done.text
+            after = client.get(f"/admin/submissions/{inbox_id}").text
+            assert "ada@example.org" not in after and "Ada Lovelace" not in after
+    finally:
+        server.stop()

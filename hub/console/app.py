@@ -16,7 +16,7 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from hub.console.context import Console
 from hub.console.guard import View, guarded, off_response
-from hub.console.views import auth, deadletters, destinations, overview, submission, submissions
+from hub.console.views import auth, deadletters, destinations, erase, overview, submission, submissions
 
 if TYPE_CHECKING:
     from hub.receiver.app import Receiver
@@ -41,6 +41,7 @@ def console_app(console: Console, here: bool = False) -> Starlette:
         page("/submissions/{id}", submission.page),
         page("/submissions/{id}/replay", submission.replay, "POST"),
         page("/submissions/{id}/resend", submission.resend, "POST"),
+        page("/submissions/{id}/erase", erase.erase_person, "POST"),
         page("/deadletters", deadletters.page),
         page("/deadletters/replay", deadletters.replay, "POST"),
         page("/destinations", destinations.page),
