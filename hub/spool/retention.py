@@ -53,6 +53,9 @@ KEPT_INDEX = (
 RAW_KEPT = "length(body) > 0"
 # The alerts' index of arrivals by source (created here too: alerts may be off).
 BY_SOURCE = next(statement for statement in ALERT_DDL if "alert_inbox_by_source" in statement)
+PAUSE_SECONDS = 0.1
+"""Between batches: longer than SQLite's longest busy-handler sleep (100 ms), so a writer that
+found the spool locked gets it at its next try instead of missing every gap."""
 _EMPTY_RAW = "UPDATE inbox SET body = x'', headers = NULL, url = NULL WHERE id IN ({marks})"
 
 
@@ -74,7 +77,7 @@ def enforce(
     conn: sqlite3.Connection,
     config: HubConfig,
     now: float,
-    pause: Callable[[], None] = lambda: time.sleep(0.005),
+    pause: Callable[[], None] = lambda: time.sleep(PAUSE_SECONDS),
 ) -> RetentionRun:
     """Apply every source's periods at `now`; `pause` runs between batches (lets writers in)."""
     retention = config.retention
@@ -154,6 +157,9 @@ def _purge(
             "retention batch",
             extra={"event": "retention_batch", "purge": purge, "source": source, "rows": len(ids)},
         )
+        # The purge copies its own pages back into the database, so the WAL's automatic
+        # checkpoint does not fall to the receiver's next commit (seconds after a large batch).
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
         if len(ids) < batch_size:
             return
         pause()
