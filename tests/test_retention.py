@@ -5,8 +5,12 @@ the retention flow (a real Prefect run) when the dispatcher's upkeep finds it du
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -31,8 +35,9 @@ destinations:
   crm: {type: file, path: out.jsonl}
 routes:
   - {name: all, from: ["*"], to: [crm]}
-retention: {raw_requests: 30d, submissions: 365d, batch_size: 2, every: 1h}
 """
+RETENTION = "retention: {raw_requests: 30d, submissions: 365d, batch_size: 2, every: 1h, flow_runs: null}"
+CONFIG += RETENTION
 # id -> (source, age in days, inbox state, delivery status or None)
 ROWS = {
     "a-young": ("a", 10, "done", "delivered"),
@@ -127,7 +132,10 @@ def test_periods_on_a_fixed_clock(tmp_path: Path, caplog: pytest.LogCaptureFixtu
     ledger.record(conn, NOW, [Decision("a-retrying", "crm", "delivered", "delivered")])
     assert retention.enforce(conn, config, NOW + 3600).purged["raw_requests"] == 1
     assert bodies(conn)["a-retrying"] == 0
-    assert retention.purged_totals(conn) == ({"raw_requests": 7.0, "submissions": 2.0}, NOW + 3600)
+    assert retention.purged_totals(conn) == (
+        {"raw_requests": 7.0, "submissions": 2.0, "flow_runs": 0.0},
+        NOW + 3600,
+    )
     conn.close()
 
 
@@ -188,10 +196,7 @@ def test_the_retention_flow_runs_when_due(tmp_path: Path) -> None:
 def test_check_reports_bad_periods(tmp_path: Path, retention_yaml: str, problem: str) -> None:
     path = tmp_path / "connectors.yaml"
     path.write_text(
-        CONFIG.replace(
-            "retention: {raw_requests: 30d, submissions: 365d, batch_size: 2, every: 1h}",
-            f"retention: {retention_yaml}",
-        ),
+        CONFIG.replace(RETENTION, f"retention: {retention_yaml}"),
         encoding="utf-8",
     )
     _, text = check_file(str(path))
@@ -207,3 +212,46 @@ def test_a_source_override_is_checked_too(tmp_path: Path) -> None:
     assert (
         code == 0 and "sources.b.retention" in text and "raw_requests is longer than submissions" in text
     ), text
+
+
+FLOW_RUNS_SCRIPT = """
+import asyncio, json, time
+from prefect import flow
+from prefect.client.orchestration import get_client
+from flows.maintenance import delete_old_flow_runs
+
+@flow(name="hookhub-deliver")
+def deliver() -> int:
+    return 1
+
+@flow(name="not-hookhubs")
+def other() -> int:
+    return 1
+
+async def names():
+    async with get_client() as client:
+        flows = {f.id: f.name for f in await client.read_flows()}
+        return sorted(flows[r.flow_id] for r in await client.read_flow_runs())
+
+deliver(); deliver(); other()
+kept = asyncio.run(delete_old_flow_runs(time.time() - 3600))
+deleted = asyncio.run(delete_old_flow_runs(time.time() + 60, batch_size=1))
+print(json.dumps([kept, deleted, asyncio.run(names())]))
+"""
+
+
+def test_old_flow_runs_of_hookhub_are_deleted_through_prefects_api(tmp_path: Path) -> None:
+    # A Prefect home of its own: the session's holds other tests' runs.
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
+    env.pop("PREFECT_API_URL", None)
+    done = subprocess.run(
+        [sys.executable, "-c", FLOW_RUNS_SCRIPT],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    kept, deleted, left = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (kept, deleted, left) == (0, 2, ["not-hookhubs"])

@@ -53,6 +53,9 @@ class RetentionConfig(RetentionPeriods):
 
     raw_requests: Duration | None = Field(default=30 * DAY, ge=3600)
     submissions: Duration | None = Field(default=365 * DAY, ge=3600)
+    flow_runs: Duration | None = Field(
+        default=30 * DAY, ge=3600, description="hookhub's Prefect flow runs that ended longer ago are deleted"
+    )
     every: Duration = Field(default=3600.0, ge=60, description="how often the periods are enforced")
     batch_size: int = Field(default=500, ge=1, le=10_000, description="rows per transaction")
 

@@ -176,7 +176,8 @@ def _waiting_series(names: list[str], snap: Snapshot) -> Iterator[Metric]:
 def _retention_series(snap: Snapshot) -> Iterator[Metric]:
     purged = CounterMetricFamily(
         "hookhub_retention_purged_rows",
-        "Requests whose raw body `retention:` emptied (raw_requests) or that it removed (submissions)",
+        "Rows `retention:` purged: raw bodies emptied (raw_requests), submissions and hookhub's"
+        " Prefect flow runs removed (submissions, flow_runs)",
         labels=["purge"],
     )
     for purge, count in sorted(snap.retention_purged.items()):

@@ -143,11 +143,7 @@ def _purge(
             ids = [row[0] for row in conn.execute(select, (source, cutoff, batch_size))]
             if ids:
                 _remove(conn, purge, ids)
-                conn.execute(
-                    "INSERT INTO meta(key, value) VALUES (?, ?)"
-                    " ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + excluded.value",
-                    (COUNT_KEY + purge, len(ids)),
-                )
+                add_count(conn, purge, len(ids))
         run.longest = max(run.longest, time.perf_counter() - began)
         if not ids:
             return
@@ -181,9 +177,18 @@ def _terms_table(conn: sqlite3.Connection) -> list[str]:
     return ["submission_terms"] if "inbox_id" in columns else []
 
 
+def add_count(conn: sqlite3.Connection, purge: str, rows: int) -> None:
+    """Add to the rows purged of one kind (raw_requests, submissions, flow_runs), for /metrics."""
+    conn.execute(
+        "INSERT INTO meta(key, value) VALUES (?, ?)"
+        " ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + excluded.value",
+        (COUNT_KEY + purge, rows),
+    )
+
+
 def purged_totals(conn: sqlite3.Connection) -> tuple[dict[str, float], float | None]:
     """Rows purged since the spool was made, per purge, and when retention last ran (for /metrics)."""
-    totals: dict[str, float] = dict.fromkeys(PURGES, 0.0)
+    totals: dict[str, float] = dict.fromkeys((*PURGES, "flow_runs"), 0.0)
     last: float | None = None
     for key, value in conn.execute("SELECT key, value FROM meta WHERE key LIKE 'retention:%'"):
         if key == LAST_RUN_KEY:
