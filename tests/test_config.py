@@ -102,7 +102,7 @@ def test_unknown_top_level_key(tmp_path: Path) -> None:
         f"{path}:2:1: sourcs: unknown key 'sourcs'; did you mean 'sources'?",
         (
             f"{path}:3:1: bogus: unknown key 'bogus'; "
-            "known keys: admin, alerts, destinations, dispatch, routes, server, sources"
+            "known keys: admin, alerts, destinations, dispatch, retention, routes, server, sources"
         ),
     ]
 
@@ -437,7 +437,7 @@ def test_check_file_reports_problems(tmp_path: Path) -> None:
         f"{path}:2:17: sources.a.provider: {UnknownProvider('nope')}",
         (
             f"{path}:3:1: extra: unknown key 'extra'; "
-            "known keys: admin, alerts, destinations, dispatch, routes, server, sources"
+            "known keys: admin, alerts, destinations, dispatch, retention, routes, server, sources"
         ),
     ]
 
