@@ -132,13 +132,25 @@ class SharedPrefectClients:
         await self._stack.aclose()
 
 
+_LEVELS_BEFORE_QUIET: dict[str, int] = {}
+
+
 def quiet_prefect() -> None:
     """From a stop on, Prefect's loggers report only CRITICAL: what they say then is the stop itself
     (cancelled runs' "Crash detected!", workers flushing to a server about to go). hookhub's own
     loggers, which say what the stop did, keep their levels."""
     names = [name for name in logging.root.manager.loggerDict if name.startswith("prefect.")]
     for name in ["prefect", *names]:
-        logging.getLogger(name).setLevel(logging.CRITICAL)
+        logger = logging.getLogger(name)
+        _LEVELS_BEFORE_QUIET.setdefault(name, logger.level)
+        logger.setLevel(logging.CRITICAL)
+
+
+def unquiet_prefect() -> None:
+    """Prefect's loggers back at their levels, for a dispatcher started again in the same process."""
+    while _LEVELS_BEFORE_QUIET:
+        name, level = _LEVELS_BEFORE_QUIET.popitem()
+        logging.getLogger(name).setLevel(level)
 
 
 def unpersisted_results() -> Path:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from flows.delivery_pool import DeliveryPool
-from flows.prefect_clients import SharedPrefectClients, quiet_prefect
+from flows.prefect_clients import SharedPrefectClients, quiet_prefect, unquiet_prefect
 from flows.stages import Stages
 from hub.dispatch.runs import FlowRuns
 from hub.spool import lease, ledger, suspects
@@ -131,6 +131,7 @@ class Dispatcher:
         """Take a lease, put back the claims of owners that are gone, bind the runtime runs use."""
         from flows.runtime import Runtime, bind
 
+        unquiet_prefect()  # a dispatcher stopped before in this process (tests) silenced it
         conn = ledger.open_spool(self.hub.spool_path)
         lease.hold(conn, lease.this_process(self.owner, self.hub.port), self.clock())
         inbox, deliveries = lease.recover(conn, self.clock())
