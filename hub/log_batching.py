@@ -11,13 +11,14 @@ still makes one per record, and MemoryHandler flushes record by record into its 
 
 Lines are formatted at once (so the order is the order of the calls) and written by a
 background thread every `interval` seconds, at once for a WARNING or worse (with the lines
-before it), and at exit (logging.shutdown flushes every handler). Each write is at most
+before it), and at exit (an atexit hook of its own: see `close`). Each write is at most
 PIPE_BUF bytes of whole lines, so lines of several processes sharing a pipe (the delivery
 workers log to the same stderr) never interleave within a line.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 from typing import TextIO
@@ -32,9 +33,13 @@ class BatchingStreamHandler(logging.StreamHandler[TextIO]):
         self.interval = interval
         self.max_lines = max_lines
         self._lines: list[str] = []
-        self._closed = threading.Event()
+        # Not `_closed`: logging.Handler.close sets that attribute to True for its own use.
+        self._stopped = threading.Event()
         self._flusher = threading.Thread(target=self._flush_every_interval, name="hookhub-log", daemon=True)
         self._flusher.start()
+        # Registered after logging's own exit hook, so it runs first (atexit is last in, first out);
+        # logging.shutdown alone would miss this handler once a dictConfig dropped it (see close).
+        atexit.register(self.flush)
 
     def emit(self, record: logging.LogRecord) -> None:
         # Handler.handle holds self.lock around emit.
@@ -54,12 +59,24 @@ class BatchingStreamHandler(logging.StreamHandler[TextIO]):
             self.release()
 
     def close(self) -> None:
-        self._closed.set()
+        """Write out what is held, and keep batching.
+
+        Prefect's import runs logging.config.dictConfig, which closes every handler there is,
+        including this one, although it stays attached to the "hookhub" logger, which that
+        config leaves alone: a handler that stopped its thread here would then write hookhub's
+        lines only when a WARNING came along, and lose them at exit. `stop` ends the thread.
+        """
         self.flush()
         super().close()
 
+    def stop(self) -> None:
+        """Write out what is held and end the background writes (a new handler replaces this one)."""
+        self._stopped.set()
+        self.flush()
+        atexit.unregister(self.flush)
+
     def _flush_every_interval(self) -> None:
-        while not self._closed.wait(self.interval):
+        while not self._stopped.wait(self.interval):
             self.flush()
 
     def _write_out(self) -> None:

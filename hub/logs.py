@@ -131,7 +131,7 @@ def setup_logging(level: str = "info", log_format: str | None = None) -> LogForm
     hookhub = logging.getLogger("hookhub")
     for old in {*root.handlers, *hookhub.handlers}:
         if isinstance(old, BatchingStreamHandler):  # set up before: write out what it holds, stop it
-            old.close()
+            old.stop()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
     hookhub.handlers[:] = [handler]
