@@ -151,38 +151,58 @@ def test_console_in_a_browser(tmp_path: Path, fake: FakeDestination, browser: An
         assert "/admin/login" in browser.current_url
         browser.find_element(By.NAME, "password").send_keys(PASSWORD)
         browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-        assert browser.current_url == f"{server.url}/admin/submissions/{chloe}"
+        wait_for(
+            lambda: browser.current_url == f"{server.url}/admin/submissions/{chloe}", 10, 0.1, "the landing"
+        )
         assert "Chloé Martin" in browser.page_source
 
         # Search by e-mail, open the one found.
         browser.get(f"{server.url}/admin/submissions")
         browser.find_element(By.NAME, "email").send_keys("CHLOE.martin@example.com")
         browser.find_element(By.CSS_SELECTOR, "fieldset button[type=submit]").click()
+        wait_for(lambda: "email=CHLOE" in browser.current_url, 10, 0.1, "the search")
         rows = browser.find_elements(By.CSS_SELECTOR, "table tr td:first-child a")
         assert len(rows) == 1, browser.page_source
         rows[0].click()
-        assert browser.current_url.endswith(f"/admin/submissions/{chloe}")
+        wait_for(lambda: browser.current_url.endswith(f"/admin/submissions/{chloe}"), 10, 0.1, "the page")
         section = browser.find_element(By.ID, "delivery-crm")
         assert "dead" in section.text and "email already belongs to another contact" in section.text
         assert "400" in section.text
         _shot(browser, "submission.png")
 
+        browser.get(f"{server.url}/admin/deadletters")
+        browser.find_element(By.LINK_TEXT, "Preview replay").click()
+        assert "Replay preview: 1 dead letter(s)" in browser.page_source
+        _shot(browser, "deadletters.png")
+        browser.get(f"{server.url}/admin/submissions/{chloe}")
+        section = browser.find_element(By.ID, "delivery-crm")
+
         # Replay the dead letter; the CRM now answers 200.
         section.find_element(By.CSS_SELECTOR, "button").click()
-        assert "put back in the queue" in browser.find_element(By.CSS_SELECTOR, ".flash").text
+        wait_for(
+            lambda: "put back in the queue" in _text(browser, By.CSS_SELECTOR, ".flash"),
+            10,
+            0.1,
+            "put back in the queue",
+        )
 
         def delivered() -> bool:
             browser.refresh()
-            return "delivered" in browser.find_element(By.ID, "delivery-crm").text
+            return "delivered" in _text(browser, By.ID, "delivery-crm")
 
         wait_for(delivered, 120, 0.5, "the replayed delivery to show as delivered")
         assert len(fake.received("/crm")) == 3  # the failed try, Ada's, the replay
 
         # Resend the delivered one: the confirmation says it will be sent again.
         browser.find_element(By.ID, "delivery-crm").find_element(By.CSS_SELECTOR, "button").click()
-        assert "sent again" in browser.find_element(By.TAG_NAME, "main").text
+        wait_for(lambda: "sent again" in _text(browser, By.TAG_NAME, "main"), 10, 0.1, "the confirmation")
         browser.find_element(By.CSS_SELECTOR, "main button[type=submit]").click()
-        assert "queued to be sent again" in browser.find_element(By.CSS_SELECTOR, ".flash").text
+        wait_for(
+            lambda: "queued to be sent again" in _text(browser, By.CSS_SELECTOR, ".flash"),
+            10,
+            0.1,
+            "queued to be sent again",
+        )
         wait_for(lambda: len(fake.received("/crm")) == 4, 120, 0.2, "the resend to reach the CRM")
         resent = fake.received("/crm")[-1].webhook_id
         assert resent != fake.received("/crm")[-2].webhook_id  # a new sending, its own idempotency key
@@ -199,12 +219,12 @@ def test_console_in_a_browser(tmp_path: Path, fake: FakeDestination, browser: An
         browser.get(f"{server.url}/admin/destinations")
         row = browser.find_element(By.ID, "destination-crm")
         row.find_element(By.CSS_SELECTOR, "button").click()
-        assert "paused" in browser.find_element(By.ID, "destination-crm").text
+        wait_for(lambda: "paused" in _text(browser, By.ID, "destination-crm"), 10, 0.1, "paused")
         paused_post = _post(hub.config, server.url, "grace@example.net", "Grace Hopper")
         wait_for(lambda: _delivery_status(hub.spool_path, paused_post, "team-slack") == "delivered", 60, 0.2)
         assert _delivery_status(hub.spool_path, paused_post, "crm") == "pending"  # no attempt while paused
         browser.find_element(By.ID, "destination-crm").find_element(By.CSS_SELECTOR, "button").click()
-        assert "active" in browser.find_element(By.ID, "destination-crm").text
+        wait_for(lambda: "active" in _text(browser, By.ID, "destination-crm"), 10, 0.1, "active")
         wait_for(lambda: _delivery_status(hub.spool_path, paused_post, "crm") == "delivered", 60, 0.2)
         _shot(browser, "destinations.png")
         for page, name in (("/admin/", "overview.png"), ("/admin/submissions", "submissions.png")):
@@ -212,6 +232,16 @@ def test_console_in_a_browser(tmp_path: Path, fake: FakeDestination, browser: An
             _shot(browser, name)
     finally:
         server.stop()
+
+
+def _text(browser: Any, by: str, value: str) -> str:
+    """The element's text, or '' while the page is being replaced (a click or refresh under way)."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
+    try:
+        return str(browser.find_element(by, value).text)
+    except (NoSuchElementException, StaleElementReferenceException):
+        return ""
 
 
 def _set_public_base_url(config: Path, text: str, url: str) -> None:

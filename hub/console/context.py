@@ -6,6 +6,7 @@ import base64
 import functools
 import hashlib
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -41,6 +42,7 @@ class Console:
     throttle: LoginThrottle = field(init=False)
     templates: jinja2.Environment = field(init=False)
     _signers: dict[str | None, Signer] = field(default_factory=dict, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     def __post_init__(self) -> None:
         self.throttle = LoginThrottle(clock=self.clock)
@@ -54,9 +56,10 @@ class Console:
     def signer(self) -> Signer:
         """One per configured key: a changed admin.secret_key (a reload) ends every session."""
         configured = self.admin.secret_key
-        if configured not in self._signers:
-            self._signers = {configured: Signer(load_key(configured, self.spool_path.parent))}
-        return self._signers[configured]
+        with self._lock:  # pages run in worker threads: the first ones must not each write a key
+            if configured not in self._signers:
+                self._signers = {configured: Signer(load_key(configured, self.spool_path.parent))}
+            return self._signers[configured]
 
     @contextmanager
     def db(self) -> Iterator[sqlite3.Connection]:
