@@ -24,6 +24,7 @@ from tests.test_console_support import (
     ENVIRON,
     PASSWORD,
     PASSWORD_HASH,
+    SECRETS,
     config_text,
     log_in,
     post_sample,
@@ -170,3 +171,15 @@ def test_erase_a_person_from_the_console(tmp_path: Path) -> None:
             assert "ada@example.org" not in after and "Ada Lovelace" not in after
     finally:
         server.stop()
+
+
+def test_check_refuses_the_status_token_as_admin_token_and_warns_of_an_empty_admin(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    shared = config_text().replace(SECRETS["admin_token"], SECRETS["status"])
+    config.write_text(shared, encoding="utf-8")
+    code, text = check_file(config, ENVIRON)
+    assert code == 1 and "admin.token: is the same as server.status_token" in text
+    assert SECRETS["status"] not in text
+    config.write_text(config_text(admin=False) + "admin: {session_hours: 2}\n", encoding="utf-8")
+    code, text = check_file(config, ENVIRON)
+    assert code == 0 and "admin: no password_hash or token: the admin console stays off" in text

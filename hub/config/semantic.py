@@ -138,6 +138,7 @@ def check_routes(reporter: Reporter, data: dict[str, Any]) -> None:
     destinations `alerts:` names."""
     _check_alerts(reporter, data)
     _check_retention(reporter, data)
+    _check_admin(reporter, data)
     routes = data.get("routes")
     if not isinstance(routes, list):
         return
@@ -202,6 +203,22 @@ def _check_retention(reporter: Reporter, data: dict[str, Any]) -> None:
                 "raw_requests is longer than submissions: a removed submission takes its raw request"
                 " with it (set raw_requests shorter, or submissions longer)",
             )
+
+
+def _check_admin(reporter: Reporter, data: dict[str, Any]) -> None:
+    """The console's credential (README "Admin console"): set, and not shared with the status token."""
+    admin = data.get("admin")
+    if not isinstance(admin, dict):
+        return
+    if not admin.get("password_hash") and not admin.get("token"):
+        reporter.warn(("admin",), "no password_hash or token: the admin console stays off")
+    server = data.get("server")
+    status_token = server.get("status_token") if isinstance(server, dict) else None
+    if admin.get("token") and admin.get("token") == status_token:
+        reporter.error(
+            ("admin", "token"),
+            "is the same as server.status_token: whoever may read /metrics could use the console",
+        )
 
 
 def _check_route_name(reporter: Reporter, name: Any, path: KeyPath, first_line: dict[str, int]) -> None:
