@@ -66,7 +66,7 @@ class Hub:
     def __post_init__(self) -> None:
         ensure_private_dir(self.data_dir)  # 0700: the spool holds every raw submission
         self.spool = SpoolWriter(self.spool_path, self.durability, clock=self.clock)
-        self.receiver = Receiver(config=self.config, spool=self.spool, clock=self.clock)
+        self.receiver = Receiver(config=self.config, spool=self.spool, clock=self.clock, health=self.health)
 
     @property
     def spool_path(self) -> Path:
@@ -100,11 +100,8 @@ class Hub:
                 # Off the event loop: a service may wait for in-flight flow runs to finish.
                 await asyncio.to_thread(service.stop)
             self.spool.stop()
+            self.receiver.snapshots.close()
             log.info("hub stopped", extra={"event": "stopped"})
-            # Written now, not left to logging's exit hook: Prefect's logging setup (at its import)
-            # closes the handlers set before it, and logging no longer flushes those at exit.
-            for handler in logging.getLogger("hookhub").handlers:
-                handler.flush()
 
     def app(self) -> HubApp:
         return create_app(self.receiver, lifespan=self.lifespan)

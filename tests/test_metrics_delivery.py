@@ -88,7 +88,6 @@ def test_metrics_readyz_and_status_after_deliveries_retries_and_dead_letters(
     urls = {name: fake.url(f"/{name}") for name in ("crm", "bad", "gone", "slow")}
     config.write_text(CONFIG.format(secret=FULL["secret"], whsec=WHSEC, **urls), encoding="utf-8")
     hub, server = start_hub(config, tmp_path / "data", dispatch=True)
-    hub.receiver.health = hub.health  # what hub.server.Hub hands its receiver
     try:
         headers = {k: v for k, v in FULL["headers"].items() if k.lower() != "content-length"}
         body = FULL["body"].encode("utf-8")

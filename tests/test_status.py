@@ -38,7 +38,6 @@ def running(tmp_path: Path) -> Iterator[tuple[Hub, RunningServer]]:
     config = tmp_path / "connectors.yaml"
     config.write_text(CONFIG, encoding="utf-8")
     hub, server = start_hub(config, tmp_path / "data")
-    hub.receiver.health = hub.health  # what hub.server.Hub hands its receiver
     lock = DataDirLock(hub.data_dir)
     lock.acquire(server.port)  # as `hookhub serve` does
     yield hub, server
