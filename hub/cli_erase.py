@@ -63,7 +63,8 @@ def describe(report: ErasureReport) -> list[str]:
         lines.append(f"  {item.id}  source {item.source}, received {_when(item.received_at)}, {item.state}")
         for d in item.deliveries:
             if d.status == "delivered":
-                remote = f", their record id {d.remote_id}" if d.remote_id else ""
+                ids = [i for i in (d.remote_id, d.previous_remote_id) if i]
+                remote = f", their record id {' and before a resend '.join(ids)}" if ids else ""
                 lines.append(f"    sent to {d.destination} on {_when(d.delivered_at)}{remote}")
             else:
                 lines.append(f"    {d.destination}: {d.status}, never delivered (removed from the queue)")

@@ -221,7 +221,15 @@ def test_erase_by_id_in_a_dry_run_reports_without_changing(tmp_path: Path) -> No
     assert [s.id for s in report.submissions] == ["S1"] and report.dry_run
     assert conn.execute("SELECT length(body) FROM inbox").fetchone()[0] == len(body)
     assert not erase(conn, submission_id="NOSUCH", now=2.0).found
+    # The console's search terms find a submission whose stored texts do not spell the address
+    # (here: the Submission JSON names another); erasing it removes its terms.
+    conn.execute(
+        "INSERT INTO submission_terms (kind, value, received_at, inbox_id) VALUES ('email', ?, 1.0, 'S1')",
+        ("alias@example.org",),
+    )
+    assert [s.id for s in erase(conn, email="Alias@Example.org", now=2.0, dry_run=True).submissions] == ["S1"]
     report = erase(conn, submission_id="S1", now=2.0)
     assert conn.execute("SELECT length(body), state FROM inbox").fetchone() == (0, "done")
+    assert conn.execute("SELECT count(*) FROM submission_terms").fetchone()[0] == 0
     assert report.wal_checkpointed
     conn.close()

@@ -45,6 +45,7 @@ class ErasedDelivery(BaseModel):
     last_attempt_at: float | None
     attempts: int
     remote_id: str | None = Field(description="the destination's record id (where to erase there)")
+    previous_remote_id: str | None = Field(default=None, description="the record a resend replaced")
 
 
 class ErasedSubmission(BaseModel):
@@ -143,12 +144,15 @@ def _encodings(email: str) -> set[str]:
 
 
 def _by_terms(conn: sqlite3.Connection, email: str) -> list[str]:
-    """Ids from `submission_terms` (the console's search index) where the spool has it; a help,
-    not the whole search: it holds only the fields it indexes."""
+    """Ids from `submission_terms` (hub/spool/terms.py, the console's search index) where the
+    spool has it; a help, not the whole search: it holds only the e-mail field."""
     columns = {row[1] for row in conn.execute("PRAGMA table_info(submission_terms)")}
-    if not {"inbox_id", "term"} <= columns:
+    if not {"kind", "value", "inbox_id"} <= columns:
         return []
-    return [row[0] for row in conn.execute("SELECT inbox_id FROM submission_terms WHERE term = ?", (email,))]
+    rows = conn.execute(
+        "SELECT inbox_id FROM submission_terms WHERE kind = 'email' AND value = ?", (email.casefold(),)
+    )
+    return [row[0] for row in rows]
 
 
 def _parents(conn: sqlite3.Connection, ids: Iterable[str]) -> set[str]:
@@ -245,7 +249,9 @@ def _anonymize(conn: sqlite3.Connection, ids: list[str], now: float) -> tuple[in
             f"DELETE FROM deliveries WHERE inbox_id IN ({marks}) AND status != 'delivered'", chunk
         ).rowcount
         conn.execute(
-            f"UPDATE deliveries SET last_error = NULL, remote_id = NULL WHERE inbox_id IN ({marks})", chunk
+            "UPDATE deliveries SET last_error = NULL, remote_id = NULL, previous_remote_id = NULL"
+            f" WHERE inbox_id IN ({marks})",
+            chunk,
         )
         if has_terms:
             conn.execute(f"DELETE FROM submission_terms WHERE inbox_id IN ({marks})", chunk)
