@@ -222,7 +222,8 @@ def test_no_configured_secret_appears_on_any_page(hub: tuple[Hub, RunningServer]
             answer = client.get(path)
             assert answer.status_code == 200, path
             texts[path] = answer.text
-    assert "[redacted]" in texts[f"/admin/submissions/{ids[0]}"]  # the echoed secret was there, masked
+    for shown_at in (f"/admin/submissions/{ids[0]}", "/admin/", "/admin/destinations", "/admin/deadletters"):
+        assert "[redacted]" in texts[shown_at], shown_at  # the echoed secret was there, masked
     for path, text in texts.items():
         for name, secret in shown.items():
             assert secret not in text and html.escape(secret) not in text, (path, name)
@@ -236,8 +237,8 @@ def _dead_with_an_echoed_secret(spool: Path, inbox_id: str) -> None:
         with conn:
             conn.execute(
                 "INSERT INTO deliveries (inbox_id, destination, route, status, attempts, next_attempt_at,"
-                " last_error, last_status_code, created_at, updated_at)"
-                " VALUES (?, 'crm', 'all', 'dead', 1, 0, ?, 400, 0, 0)",
+                " last_error, last_status_code, last_attempt_at, created_at, updated_at)"
+                " VALUES (?, 'crm', 'all', 'dead', 1, 0, ?, 400, 1, 0, 0)",
                 (inbox_id, error),
             )
             conn.execute(

@@ -72,11 +72,7 @@ def destinations(conn: sqlite3.Connection, config: HubConfig, snap: Snapshot) ->
         opened = {
             status: snap.open_deliveries.get((status, name)) for status in ("pending", "retrying", "dead")
         }
-        error = conn.execute(
-            "SELECT error, at FROM attempts WHERE destination=? AND outcome != 'delivered'"
-            " AND error IS NOT NULL ORDER BY at DESC LIMIT 1",
-            (name,),
-        ).fetchone()
+        error = _last_error(conn, name)
         disabled = snap.disabled.get(name)
         lines.append(
             DestinationLine(
@@ -93,6 +89,24 @@ def destinations(conn: sqlite3.Connection, config: HubConfig, snap: Snapshot) ->
             )
         )
     return lines
+
+
+def _last_error(conn: sqlite3.Connection, destination: str) -> tuple[str, float] | None:
+    """The newest error among the destination's retrying and dead deliveries.
+
+    Each read is a range of the partial index deliveries_open (status, destination), never
+    the delivered rows; max() picks its row without sorting (SQLite's bare-column rule).
+    """
+    found = [
+        conn.execute(
+            "SELECT last_error, max(last_attempt_at) FROM deliveries WHERE status = ? AND destination = ?"
+            " AND status != 'delivered'",
+            (status, destination),
+        ).fetchone()
+        for status in ("retrying", "dead")
+    ]
+    errors = [(error, at) for error, at in found if error is not None and at is not None]
+    return max(errors, key=lambda pair: pair[1]) if errors else None
 
 
 def recent_alerts(conn: sqlite3.Connection, limit: int = 10) -> list[dict[str, Any]]:
