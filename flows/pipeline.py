@@ -41,7 +41,7 @@ from flows.run_report import (
 )
 from flows.runtime import Runtime, runtime_for
 from hub.config.models import HubConfig
-from hub.routing.process import ConnectorLookup, connector_for, normalize_rows, plan_submissions
+from hub.routing.process import ConnectorLookup, connector_for, normalize_rows, plan_batch
 from hub.spool import ledger
 from hub.spool.ids import new_id
 from hub.spool.ledger import InboxRow
@@ -224,8 +224,10 @@ async def normalize_and_route(
             config, conn, {r.id: r for r in rows}, submissions, stages.connector, runtime.clock
         )
         failed = {**failed, **fetched.failed}
-        routed = plan_submissions(config, fetched.submissions, failed, stages.condition)
-        keys = await asyncio.to_thread(ledger.save_routing, conn, runtime.clock(), routed, failed)
+        planned = plan_batch(config, fetched.submissions, failed, stages.condition)
+        keys = await asyncio.to_thread(
+            ledger.save_routing, conn, runtime.clock(), planned.routed, failed, dict(planned.skipped)
+        )
     finally:
         conn.close()
     by_destination: dict[str, list[str]] = defaultdict(list)

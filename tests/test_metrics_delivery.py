@@ -35,10 +35,15 @@ destinations:
   bad: {{type: webhook, url: {bad}, secret: {whsec}}}
   gone: {{type: webhook, url: {gone}, secret: {whsec}}}
   slow: {{type: webhook, url: {slow}, secret: {whsec}, retry: {{initial: 600, max_delay: 600}}}}
+  quiet: {{type: webhook, url: {crm}, secret: {whsec}}}
 routes:
   - name: everything
     from: ["*"]
     to: [crm, bad, gone, slow]
+  - name: only-big-orders
+    from: ["*"]
+    when: "source == 'no-such-source'"
+    to: [quiet, crm]
 """
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -115,6 +120,10 @@ def test_metrics_readyz_and_status_after_deliveries_retries_and_dead_letters(
         assert value(samples, "hookhub_deliveries_total", destination="bad", outcome="delivered") == 0
         assert value(samples, "hookhub_deliveries_total", destination="gone", outcome="dead") == 1
         assert value(samples, "hookhub_deliveries_total", destination="slow", outcome="retrying") == 1
+        # A false `when` counts as skipped for the destination it kept the submission from,
+        # not for one another route delivers it to.
+        assert value(samples, "hookhub_deliveries_total", destination="quiet", outcome="skipped") == 1
+        assert value(samples, "hookhub_deliveries_total", destination="crm", outcome="skipped") in (None, 0)
         assert value(samples, "hookhub_dead_letters", destination="bad") == 1
         assert value(samples, "hookhub_dead_letters", destination="gone") == 1
         assert value(samples, "hookhub_dead_letters", destination="crm") == 0

@@ -16,6 +16,9 @@ from hub.submission import Submission
 class RoutingResult:
     deliveries: list[PlannedDelivery] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    """Destinations a route from this source names whose `when` was false, and no other route
+    delivers to (counted as `skipped` in /metrics)."""
 
 
 @lru_cache(maxsize=512)
@@ -34,12 +37,14 @@ def plan(
     """
     result = RoutingResult()
     seen: set[str] = set()
+    kept_from: list[str] = []
     for route in config.routes:
         if not route.matches_source(submission.source):
             continue
         if route.when:
             try:
                 if not condition(route.when)(submission):
+                    kept_from.extend(route.destination_ids())
                     continue
             except (WhenError, WhenSyntaxError) as exc:
                 result.errors.append(f"route {route.name!r}: cannot evaluate `when`: {exc}")
@@ -51,6 +56,7 @@ def plan(
             if destination not in seen:
                 seen.add(destination)
                 result.deliveries.append(PlannedDelivery(destination=destination, route=route.name))
+    result.skipped = [d for d in dict.fromkeys(kept_from) if d not in seen]
     return result
 
 

@@ -7,7 +7,9 @@ a dry run shows is what a real run does.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from connectors import get_connector
@@ -76,18 +78,36 @@ def normalize_rows(
     return normalized, failed
 
 
+@dataclass
+class PlannedBatch:
+    routed: Routed = field(default_factory=dict)
+    skipped: Counter[str] = field(default_factory=Counter)
+    """Destination -> submissions of the batch a false `when` kept from it."""
+
+
 def plan_submissions(
     config: HubConfig,
     submissions: dict[str, Submission],
     failed: dict[str, str],
     condition: Callable[[str], Condition] = compiled_condition,
 ) -> Routed:
+    """Deliveries and stored JSON for each submission (see `plan_batch`)."""
+    return plan_batch(config, submissions, failed, condition).routed
+
+
+def plan_batch(
+    config: HubConfig,
+    submissions: dict[str, Submission],
+    failed: dict[str, str],
+    condition: Callable[[str], Condition] = compiled_condition,
+) -> PlannedBatch:
     """Deliveries and stored JSON for each submission; one that cannot be routed adds to `failed`.
 
     Each on its own, like normalizing: a submission whose JSON cannot be encoded or whose
     routing raises is a dead letter with the reason, and the others are routed.
     """
-    routed: Routed = {}
+    batch = PlannedBatch()
+    routed = batch.routed
     for inbox_id, submission in submissions.items():
         try:
             # Encoded first: `when` then sees the text as it is stored and sent (see Submission.to_json).
@@ -106,9 +126,10 @@ def plan_submissions(
             )
             continue
         routed[inbox_id] = (data, result.deliveries)
+        batch.skipped.update(result.skipped)
         if result.errors:
             failed[inbox_id] = "; ".join(result.errors)
-    return routed
+    return batch
 
 
 def route_rows(config: HubConfig, rows: list[InboxRow]) -> tuple[Routed, dict[str, str]]:
