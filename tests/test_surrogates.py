@@ -20,7 +20,7 @@ from pydantic_core import PydanticSerializationError
 from connectors import get_connector
 from connectors.base import InboundRequest, NormalizeContext
 from hub.config.models import HubConfig
-from hub.routing.process import plan_submissions
+from hub.routing.process import plan_batch
 from hub.submission import Answer, Submission, well_formed, well_formed_json
 
 LONE = "Ren\ud83d"
@@ -155,7 +155,7 @@ def test_a_typeform_answer_cut_in_an_emoji_is_routed_with_a_replacement_characte
     submission = get_connector("typeform").normalize(_typeform_request(LONE), context)
     assert submission.name == LONE  # normalizing keeps what was sent; storing is what must not fail
     failed: dict[str, str] = {}
-    routed = plan_submissions(config, {"S1": submission}, failed)
+    routed = plan_batch(config, {"S1": submission}, failed).routed
     assert failed == {}
     data, planned = routed["S1"]
     # `when` saw the stored text: the route matched on the replacement character.

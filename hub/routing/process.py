@@ -85,16 +85,6 @@ class PlannedBatch:
     """Destination -> submissions of the batch a false `when` kept from it."""
 
 
-def plan_submissions(
-    config: HubConfig,
-    submissions: dict[str, Submission],
-    failed: dict[str, str],
-    condition: Callable[[str], Condition] = compiled_condition,
-) -> Routed:
-    """Deliveries and stored JSON for each submission (see `plan_batch`)."""
-    return plan_batch(config, submissions, failed, condition).routed
-
-
 def plan_batch(
     config: HubConfig,
     submissions: dict[str, Submission],
@@ -135,4 +125,4 @@ def plan_batch(
 def route_rows(config: HubConfig, rows: list[InboxRow]) -> tuple[Routed, dict[str, str]]:
     """Normalize and plan (what `hookhub replay --dry-run` shows; the flow adds fetching between)."""
     normalized, failed = normalize_rows(config, rows)
-    return plan_submissions(config, normalized, failed), failed
+    return plan_batch(config, normalized, failed).routed, failed
