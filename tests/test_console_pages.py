@@ -183,3 +183,17 @@ def test_check_refuses_the_status_token_as_admin_token_and_warns_of_an_empty_adm
     config.write_text(config_text(admin=False) + "admin: {session_hours: 2}\n", encoding="utf-8")
     code, text = check_file(config, ENVIRON)
     assert code == 0 and "admin: no password_hash or token: the admin console stays off" in text
+
+
+def test_generated_signing_key_is_private_and_kept(tmp_path: Path) -> None:
+    from hub.console.sessions import KEY_FILE, Signer, load_key
+
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    key = load_key(None, data_dir)
+    assert (data_dir / KEY_FILE).stat().st_mode & 0o777 == 0o600 and len(key) >= 32
+    assert load_key(None, data_dir) == key  # a restart keeps its sessions
+    _, cookie = Signer(key).new_session(1000.0, 1)
+    assert Signer(load_key(None, data_dir)).session(cookie, 1001.0) is not None
+    assert Signer(load_key("x" * 40, data_dir)).session(cookie, 1001.0) is None  # a configured key wins
+    assert Signer(key).session(cookie, 1000.0 + 3601) is None  # expired
