@@ -345,7 +345,7 @@ def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
     path = write(tmp_path, "- a\n- b\n")
     assert only_problem(path) == (
         f"{path}:1:1: expected a mapping of sections "
-        "(sources, destinations, routes, server, dispatch) at the top level"
+        "(sources, destinations, routes, server, dispatch, alerts, retention, admin) at the top level"
     )
 
 

@@ -31,18 +31,26 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from hub.alerts.checks import check_alerts
 from hub.config.envsubst import resolve_tree
 from hub.config.models import HubConfig
 from hub.config.positions import Locator, YamlSyntaxError, parse_yaml
 from hub.config.problems import ConfigError, ConfigProblem, Reporter
-from hub.config.semantic import check_destinations, check_routes, check_sources, warn_unused
+from hub.config.semantic import (
+    check_admin,
+    check_destinations,
+    check_retention,
+    check_routes,
+    check_sources,
+    warn_unused,
+)
 from hub.config.validation import report_validation_error
 
 __all__ = ["ConfigError", "ConfigProblem", "load_config", "load_config_with_warnings", "parse_config"]
 
 # Sections keyed by id: a duplicate key there is a duplicate id.
 _ID_SECTIONS = frozenset({"sources", "destinations"})
-_SECTIONS = ("sources", "destinations", "routes", "server", "dispatch")
+_SECTIONS = ("sources", "destinations", "routes", "server", "dispatch", "alerts", "retention", "admin")
 
 
 def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> HubConfig:
@@ -100,6 +108,9 @@ def parse_config(
     options = check_sources(reporter, data.get("sources"))
     settings = check_destinations(reporter, data.get("destinations"))
     check_routes(reporter, data)
+    check_alerts(reporter, data)  # `alerts.to` names destinations, as routes do
+    check_retention(reporter, data)
+    check_admin(reporter, data)
     if reporter.errors or config is None:
         raise ConfigError(reporter.sorted_errors())
 

@@ -134,11 +134,7 @@ def check_destinations(reporter: Reporter, destinations: Any) -> dict[str, BaseM
 
 
 def check_routes(reporter: Reporter, data: dict[str, Any]) -> None:
-    """Unique names, existing sources and destinations, a `when` that compiles; and the
-    destinations `alerts:` names."""
-    _check_alerts(reporter, data)
-    _check_retention(reporter, data)
-    _check_admin(reporter, data)
+    """Unique names, existing sources and destinations, a `when` that compiles."""
     routes = data.get("routes")
     if not isinstance(routes, list):
         return
@@ -162,15 +158,7 @@ def alert_destinations(alerts: Any) -> set[str]:
     return {ref for _, ref in alert_refs(alerts)}
 
 
-def _check_alerts(reporter: Reporter, data: dict[str, Any]) -> None:
-    # Here because the loader runs check_routes on the whole plain data: `alerts.to` names
-    # destinations just as routes do (hub/alerts/checks.py).
-    from hub.alerts.checks import check_alerts
-
-    check_alerts(reporter, data)
-
-
-def _check_retention(reporter: Reporter, data: dict[str, Any]) -> None:
+def check_retention(reporter: Reporter, data: dict[str, Any]) -> None:
     """A raw request set to outlive its submission (`retention:` or a source's own) goes with it
     anyway: say so rather than let the config promise what it cannot keep."""
     from hub.config.models import RetentionConfig, RetentionPeriods
@@ -205,7 +193,7 @@ def _check_retention(reporter: Reporter, data: dict[str, Any]) -> None:
             )
 
 
-def _check_admin(reporter: Reporter, data: dict[str, Any]) -> None:
+def check_admin(reporter: Reporter, data: dict[str, Any]) -> None:
     """The console's credential (README "Admin console"): set, and not shared with the status token."""
     admin = data.get("admin")
     if not isinstance(admin, dict):
