@@ -149,6 +149,7 @@ class Dispatcher:
             data_dir=self.hub.data_dir,
             delivery_pool=pool,
             stages=self.stages,
+            clock=self.clock,
         )
         bind(runtime)
         prefect = SharedPrefectClients()
