@@ -34,6 +34,22 @@ def scrub(text: str | None, secrets: list[str]) -> str:
     return text
 
 
+class Scrubber:
+    """`scrub` with the config's secrets, remembering each text it saw: dead letters repeat a
+    few reasons thousands of times, and each check is one substring search per secret."""
+
+    def __init__(self, config: HubConfig) -> None:
+        self.secrets = secrets_of(config)
+        self._seen: dict[str, str] = {}
+
+    def __call__(self, text: str | None) -> str:
+        if not text:
+            return ""
+        if text not in self._seen:
+            self._seen[text] = scrub(text, self.secrets)
+        return self._seen[text]
+
+
 def _walk(value: Any, secret_key: bool, found: set[str]) -> None:
     if isinstance(value, dict):
         for key, item in value.items():

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from hub.console.context import Console
-from hub.console.redact import scrub, secrets_of
+from hub.console.redact import Scrubber
 from hub.console.sessions import Session
 from hub.console.views.common import done, form_text, render
 from hub.spool import report
@@ -19,13 +19,13 @@ PREVIEW_ROWS = 200
 
 
 def _matching(
-    letters: list[report.DeadLetter], destination: str, reason: str, secrets: list[str]
+    letters: list[report.DeadLetter], destination: str, reason: str, scrubbed: Scrubber
 ) -> list[report.DeadLetter]:
     return [
         letter
         for letter in letters
         if (not destination or (letter.destination or NO_DESTINATION) == destination)
-        and (not reason or scrub(letter.reason, secrets) == reason)
+        and (not reason or scrubbed(letter.reason) == reason)
     ]
 
 
@@ -36,13 +36,11 @@ def page(console: Console, request: Request, session: Session | None) -> Respons
         params.get("destination", ""),
         params.get("reason", ""),
     )
-    secrets = secrets_of(console.config.current)
+    scrubbed = Scrubber(console.config.current)
     with console.db() as conn:
         letters = report.dead_letters(conn, source=source or None)
-    groups = Counter(
-        (letter.destination or NO_DESTINATION, scrub(letter.reason, secrets)) for letter in letters
-    )
-    selected = _matching(letters, destination, reason, secrets)
+    groups = Counter((letter.destination or NO_DESTINATION, scrubbed(letter.reason)) for letter in letters)
+    selected = _matching(letters, destination, reason, scrubbed)
     return HTMLResponse(
         render(
             console,
@@ -55,7 +53,7 @@ def page(console: Console, request: Request, session: Session | None) -> Respons
             source=source,
             destination=destination,
             reason=reason,
-            scrubbed=lambda text: scrub(text, secrets),
+            scrubbed=scrubbed,
             filtered=bool(source or destination or reason),
         )
     )
@@ -64,13 +62,13 @@ def page(console: Console, request: Request, session: Session | None) -> Respons
 def replay(console: Console, request: Request, session: Session | None) -> Response:
     """Replay every dead letter matching the form's filter (the set the preview showed)."""
     source = form_text(request, "source")
-    secrets = secrets_of(console.config.current)
+    scrubbed = Scrubber(console.config.current)
     with console.db() as conn:
         letters = _matching(
             report.dead_letters(conn, source=source or None),
             form_text(request, "destination"),
             form_text(request, "reason"),
-            secrets,
+            scrubbed,
         )
         count = report.replay(conn, letters, console.clock()) if letters else 0
     return done(request, "/deadletters", "replayed" if count else "nothing", count)
