@@ -88,6 +88,7 @@ def test_upgrade_fills_the_search_table_once(tmp_path: Path, conn: sqlite3.Conne
     conn.close()
     reopened = ledger.open_spool(path)
     assert ids(reopened, email="chloe.martin@example.com") == ["C", "A"]
+    assert ids(reopened, name="chloe", source="jf") == ["C"]
     count = reopened.execute("SELECT count(*) FROM submission_terms").fetchone()[0]
     assert reopened.execute("SELECT value FROM meta WHERE key=?", (BACKFILL_KEY,)).fetchone() == ("done",)
     reopened.close()
@@ -131,3 +132,17 @@ def test_the_unfiltered_list_walks_the_time_index_in_order(conn: sqlite3.Connect
     assert _plan(conn, SearchQuery(after=Cursor(received_at=300.0, id="C"))) == [
         "SEARCH i USING INDEX inbox_by_time ((received_at,id)<(?,?))"
     ]
+
+
+def test_a_terms_table_without_sources_is_filled_again(conn: sqlite3.Connection) -> None:
+    path = Path(conn.execute("PRAGMA database_list").fetchone()[2])
+    conn.execute("DROP TABLE submission_terms")  # its first shape, filled, with no source column
+    conn.execute(
+        "CREATE TABLE submission_terms (kind TEXT NOT NULL, value TEXT NOT NULL, received_at REAL NOT NULL,"
+        " inbox_id TEXT NOT NULL, PRIMARY KEY (kind, value, received_at, inbox_id)) WITHOUT ROWID"
+    )
+    conn.execute("INSERT INTO submission_terms VALUES ('name', 'chloe', 100.0, 'A')")
+    conn.close()
+    reopened = ledger.open_spool(path)
+    assert ids(reopened, name="chloe", source="tf") == ["A"]
+    assert ids(reopened, name="chloe") == ["C", "A"]

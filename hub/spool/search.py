@@ -117,7 +117,10 @@ def build_sql(query: SearchQuery) -> tuple[str, list[object]]:
             args += [kind, value]
     else:
         source, at, id_ = "inbox i", "i.received_at", "i.id"
-    equal = {"i.event_id": query.event_id, "i.source": query.source, "i.state": query.state}
+    # With a term driving, the source is read from the term's own row: a common name in a
+    # rare source walks the terms range without a lookup of each inbox row.
+    source_column = "t.source" if terms else "i.source"
+    equal = {"i.event_id": query.event_id, source_column: query.source, "i.state": query.state}
     for column, wanted in equal.items():
         if wanted is not None:
             where.append(f"{column} = ?")

@@ -27,7 +27,7 @@ _BACKFILL_BATCH = 5000
 
 DDL = (
     "CREATE TABLE IF NOT EXISTS submission_terms (kind TEXT NOT NULL, value TEXT NOT NULL,"
-    " received_at REAL NOT NULL, inbox_id TEXT NOT NULL,"
+    " received_at REAL NOT NULL, inbox_id TEXT NOT NULL, source TEXT,"
     " PRIMARY KEY (kind, value, received_at, inbox_id)) WITHOUT ROWID",
     # Rewriting or erasing one submission's terms finds them by id.
     "CREATE INDEX IF NOT EXISTS submission_terms_by_id ON submission_terms(inbox_id)",
@@ -76,13 +76,17 @@ def write_terms(conn: sqlite3.Connection, submissions: Iterable[tuple[str, str]]
         marks = ",".join("?" * len(chunk))
         conn.execute(f"DELETE FROM submission_terms WHERE inbox_id IN ({marks})", chunk)
         rows = [
-            (kind, value, received_at, inbox_id)
-            for inbox_id, received_at in conn.execute(
-                f"SELECT id, received_at FROM inbox WHERE id IN ({marks})", chunk
+            (kind, value, received_at, inbox_id, source)
+            for inbox_id, received_at, source in conn.execute(
+                f"SELECT id, received_at, source FROM inbox WHERE id IN ({marks})", chunk
             )
             for kind, value in terms_of(texts[inbox_id])
         ]
-        conn.executemany("INSERT OR IGNORE INTO submission_terms VALUES (?, ?, ?, ?)", rows)
+        conn.executemany(
+            "INSERT OR IGNORE INTO submission_terms (kind, value, received_at, inbox_id, source)"
+            " VALUES (?, ?, ?, ?, ?)",
+            rows,
+        )
 
 
 def ensure_terms(conn: sqlite3.Connection) -> None:
@@ -93,6 +97,10 @@ def ensure_terms(conn: sqlite3.Connection) -> None:
     """
     for statement in DDL:
         conn.execute(statement)
+    if "source" not in {c[1] for c in conn.execute("PRAGMA table_info(submission_terms)")}:
+        # A table from before `source` was kept beside each term: filled again, whole.
+        conn.execute("ALTER TABLE submission_terms ADD COLUMN source TEXT")
+        conn.execute("DELETE FROM meta WHERE key=?", (BACKFILL_KEY,))
     row = conn.execute("SELECT value FROM meta WHERE key=?", (BACKFILL_KEY,)).fetchone()
     if row is not None and row[0] == "done":
         return
