@@ -92,21 +92,40 @@ def destinations(conn: sqlite3.Connection, config: HubConfig, snap: Snapshot) ->
 
 
 def _last_error(conn: sqlite3.Connection, destination: str) -> tuple[str, float] | None:
-    """The newest error among the destination's retrying and dead deliveries.
+    """The error of the destination's latest-scheduled retrying or dead delivery (about its newest).
 
-    Each read is a range of the partial index deliveries_open (status, destination), never
-    the delivered rows; max() picks its row without sorting (SQLite's bare-column rule).
+    Each read is one seek at the end of a range of the partial index deliveries_open (status,
+    destination, next_attempt_at), whatever the number of dead letters.
     """
     found = [
         conn.execute(
-            "SELECT last_error, max(last_attempt_at) FROM deliveries WHERE status = ? AND destination = ?"
-            " AND status != 'delivered'",
+            "SELECT last_error, last_attempt_at FROM deliveries WHERE status = ? AND destination = ?"
+            " AND status != 'delivered' ORDER BY next_attempt_at DESC LIMIT 1",
             (status, destination),
         ).fetchone()
         for status in ("retrying", "dead")
     ]
-    errors = [(error, at) for error, at in found if error is not None and at is not None]
+    errors = [(row[0], row[1]) for row in found if row and row[0] is not None and row[1] is not None]
     return max(errors, key=lambda pair: pair[1]) if errors else None
+
+
+def dead_groups(conn: sqlite3.Connection, source: str | None) -> list[tuple[str | None, str, int]]:
+    """(destination or None before delivery, reason, count) of every dead letter, counted by SQLite
+    (a range of deliveries_open, and of inbox_by_state) instead of loading each letter."""
+    where, args = ("AND i.source = ?", [source]) if source else ("", [])
+    joined = " JOIN inbox i ON i.id = d.inbox_id" if source else ""  # one lookup per dead letter
+    rows = conn.execute(
+        f"SELECT d.destination, coalesce(d.last_error, 'failed'), count(*) FROM deliveries d{joined}"
+        f" WHERE d.status = 'dead' AND d.status != 'delivered' {where} GROUP BY 1, 2",
+        args,
+    ).fetchall()
+    rows += conn.execute(
+        "SELECT NULL, coalesce(i.error, 'failed'), count(*) FROM inbox i WHERE i.state = 'failed'"
+        f" {where} AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.inbox_id = i.id AND +d.status = 'dead')"
+        " GROUP BY 2",
+        args,
+    ).fetchall()  # `+d.status`: look the submission's own rows up by primary key, not every dead row
+    return [(row[0], row[1], row[2]) for row in rows]
 
 
 def recent_alerts(conn: sqlite3.Connection, limit: int = 10) -> list[dict[str, Any]]:

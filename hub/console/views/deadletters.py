@@ -7,6 +7,7 @@ from collections import Counter
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
+from hub.console import queries
 from hub.console.context import Console
 from hub.console.redact import Scrubber
 from hub.console.sessions import Session
@@ -37,9 +38,13 @@ def page(console: Console, request: Request, session: Session | None) -> Respons
         params.get("reason", ""),
     )
     scrubbed = Scrubber(console.config.current)
+    groups: Counter[tuple[str, str]] = Counter()
     with console.db() as conn:
-        letters = report.dead_letters(conn, source=source or None)
-    groups = Counter((letter.destination or NO_DESTINATION, scrubbed(letter.reason)) for letter in letters)
+        for name, why, count in queries.dead_groups(conn, source or None):
+            groups[(name or NO_DESTINATION, scrubbed(why))] += count
+        filtered = bool(source or destination or reason)
+        # The letters themselves only for a preview: one filter's set, not every dead letter.
+        letters = report.dead_letters(conn, source=source or None) if filtered else []
     selected = _matching(letters, destination, reason, scrubbed)
     return HTMLResponse(
         render(
@@ -54,7 +59,7 @@ def page(console: Console, request: Request, session: Session | None) -> Respons
             destination=destination,
             reason=reason,
             scrubbed=scrubbed,
-            filtered=bool(source or destination or reason),
+            filtered=filtered,
         )
     )
 
