@@ -10,8 +10,9 @@ import pytest
 
 from hub.spool import ledger
 from hub.spool.search import Cursor, SearchQuery, build_sql, search
-from hub.spool.terms import BACKFILL_KEY
-from tests.spool_fill import store
+from hub.spool.terms import BACKFILL_KEY, INLINE_FILL
+from tests.harness import wait_for
+from tests.spool_fill import store, submission_json
 
 
 @pytest.fixture
@@ -70,8 +71,6 @@ def test_pages_cover_every_row_once_even_with_equal_times(conn: sqlite3.Connecti
 
 def test_a_stored_submission_is_searchable_by_its_replayed_json_only(conn: sqlite3.Connection) -> None:
     store_again = ledger.save_routing
-    from tests.spool_fill import submission_json
-
     conn.execute("UPDATE inbox SET state='claimed' WHERE id='B'")
     store_again(
         conn, 500.0, {"B": (submission_json("B", "tf", "robert@example.com", "Robert Stone"), [])}, {}
@@ -146,3 +145,40 @@ def test_a_terms_table_without_sources_is_filled_again(conn: sqlite3.Connection)
     reopened = ledger.open_spool(path)
     assert ids(reopened, name="chloe", source="tf") == ["A"]
     assert ids(reopened, name="chloe") == ["C", "A"]
+
+
+def test_a_large_backlog_is_filled_beside_the_open_spool(tmp_path: Path) -> None:
+    path = tmp_path / "spool.db"
+    conn = ledger.open_spool(path)
+    count = INLINE_FILL + 500
+    conn.execute("BEGIN")
+    conn.executemany(
+        "INSERT INTO inbox (id, received_at, source, provider, event_id, kind, body, state, submission)"
+        " VALUES (?, ?, 'tf', 'typeform', ?, 'submission', x'7b7d', 'done', ?)",
+        [
+            (
+                f"I{n:06d}",
+                float(n),
+                f"e{n}",
+                submission_json(f"I{n:06d}", "tf", f"p{n}@example.com", "Ana Rossi"),
+            )
+            for n in range(count)
+        ],
+    )
+    conn.execute("DROP TABLE submission_terms")  # as written before the table existed
+    conn.execute("DELETE FROM meta WHERE key=?", (BACKFILL_KEY,))
+    conn.execute("COMMIT")
+    conn.close()
+    reopened = ledger.open_spool(path)
+    # Opening did not wait for ~20,000 submissions' terms (seconds of work): a thread fills them.
+    assert reopened.execute("SELECT value FROM meta WHERE key=?", (BACKFILL_KEY,)).fetchone() != ("done",)
+    wait_for(
+        lambda: (
+            reopened.execute("SELECT value FROM meta WHERE key=?", (BACKFILL_KEY,)).fetchone() == ("done",)
+        ),
+        timeout=120,
+        what="the background fill of the search terms",
+    )
+    assert ids(reopened, email="p0@example.com") == ["I000000"]
+    assert ids(reopened, email=f"p{count - 1}@example.com") == [f"I{count - 1:06d}"]
+    assert reopened.execute("SELECT count(DISTINCT inbox_id) FROM submission_terms").fetchone() == (count,)
