@@ -146,12 +146,17 @@ def _fill_in_background(path: str) -> None:
 
 
 def _fill(conn: sqlite3.Connection) -> None:
-    row = conn.execute("SELECT value FROM meta WHERE key=?", (BACKFILL_KEY,)).fetchone()
-    done_to = int(row[0]) if row is not None and row[0] != "done" else 0
     filled = 0
     while True:
         conn.execute("BEGIN IMMEDIATE")
         try:
+            # Read under the write lock: another process of the hub (a delivery worker opens the
+            # spool too) may be filling as well; each goes on from where the other got.
+            row = conn.execute("SELECT value FROM meta WHERE key=?", (BACKFILL_KEY,)).fetchone()
+            if row is not None and row[0] == "done":
+                conn.execute("COMMIT")
+                return
+            done_to = int(row[0]) if row is not None else 0
             batch = conn.execute(
                 "SELECT rowid, id, submission FROM inbox WHERE rowid > ? AND submission IS NOT NULL"
                 " ORDER BY rowid LIMIT ?",
