@@ -16,6 +16,8 @@ import logging
 import os
 import random
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -24,6 +26,69 @@ log = logging.getLogger("hookhub.prefect")
 
 RETRY_SECONDS = 10.0
 """How long to wait before trying again to reach a Prefect API that was not reachable."""
+PROBE_SECONDS = 3.0
+"""How long a configured PREFECT_API_URL gets to answer /health before its clients are opened."""
+REPEAT_LOG_SECONDS = 60.0
+"""While Prefect stays unreachable, its warning is logged again at most this often."""
+
+
+class PrefectUnreachable(Exception):
+    """Prefect's API did not answer the probe in time (or refused the connection)."""
+
+
+@dataclass
+class LastingCondition:
+    """Says when a condition that lasts (Prefect away) should be logged: once, then at most every
+    `every` seconds while it lasts, counting what was held back meanwhile.
+
+    Python's logging has no rate limit of its own, and the callers also log the recovery once.
+    """
+
+    every: float = REPEAT_LOG_SECONDS
+    clock: Callable[[], float] = time.monotonic
+    held_back: int = 0
+    _next: float | None = None
+
+    @property
+    def lasting(self) -> bool:
+        return self._next is not None
+
+    def due(self) -> bool:
+        """Whether this occurrence is to be logged (else it is counted in `held_back`)."""
+        now = self.clock()
+        if self._next is not None and now < self._next:
+            self.held_back += 1
+            return False
+        self._next = now + self.every
+        return True
+
+    def logged(self) -> int:
+        """How many were held back since the last line; resets the count (call after logging)."""
+        held, self.held_back = self.held_back, 0
+        return held
+
+    def over(self) -> bool:
+        """The condition ended; True if it had been logged (the caller then says it is over)."""
+        was, self._next, self.held_back = self._next is not None, None, 0
+        return was
+
+
+async def probe(api_url: str, timeout: float = PROBE_SECONDS) -> None:
+    """Raise PrefectUnreachable unless `api_url`/health answers within `timeout` seconds.
+
+    Prefect's own clients would wait PREFECT_API_REQUEST_TIMEOUT (60 s) per try on a server that
+    accepts and never answers, and its sync client does so in the dispatcher's event loop.
+    """
+    try:
+        async with httpx.AsyncClient(timeout=timeout) as client:
+            answer = await client.get(f"{api_url.rstrip('/')}/health")
+    except httpx.TimeoutException as exc:
+        raise PrefectUnreachable(f"Prefect's API did not answer within {timeout:g} s") from exc
+    except httpx.HTTPError as exc:
+        raise PrefectUnreachable(f"Prefect's API could not be reached ({type(exc).__name__})") from exc
+    if answer.status_code >= 500:
+        raise PrefectUnreachable(f"Prefect's API answered HTTP {answer.status_code} to /health")
+
 
 BUSY_RETRIES = (0.02, 0.05, 0.1, 0.2, 0.4)
 """Pauses before sending again a request the API answered 503 (see QuickRetryOnBusy)."""
@@ -85,6 +150,7 @@ class SharedPrefectClients:
         self.error: str | None = None
         """Why the API could not be reached at the last try (None once ready)."""
         self._next_try = 0.0
+        self.unreachable = LastingCondition()
 
     async def ensure(self) -> bool:
         """Open the clients if not yet open; False while the API cannot be reached.
@@ -96,6 +162,7 @@ class SharedPrefectClients:
         if self.ready or time.monotonic() < self._next_try:
             return self.ready
         from prefect.context import AsyncClientContext, SyncClientContext
+        from prefect.settings import PREFECT_API_URL
 
         from flows.prefect_server import install
 
@@ -107,6 +174,9 @@ class SharedPrefectClients:
         started = time.perf_counter()
         opened = contextlib.AsyncExitStack()
         try:
+            configured = PREFECT_API_URL.value()
+            if configured:  # a server of its own: it may be away (the ephemeral one starts below)
+                await probe(configured)
             opened.enter_context(SyncClientContext())
             shared = await opened.enter_async_context(AsyncClientContext())
             _retry_quickly_on_busy(shared.client)
@@ -114,13 +184,21 @@ class SharedPrefectClients:
             await opened.aclose()
             self._next_try = time.monotonic() + RETRY_SECONDS
             self.error = f"{type(exc).__name__}: {exc}"
-            log.warning(
-                "prefect not reachable yet", extra={"event": "prefect_unreachable", "error": str(exc)}
-            )
+            if self.unreachable.due():
+                log.warning(
+                    "prefect not reachable; webhooks are kept and delivered once it answers",
+                    extra={
+                        "event": "prefect_unreachable",
+                        "error": self.error,
+                        "retry_seconds": RETRY_SECONDS,
+                        "held_back": self.unreachable.logged(),
+                    },
+                )
             return False
         self._stack.push_async_exit(opened)
         self.ready = True
         self.error = None
+        self.unreachable.over()
         log.info(
             "prefect ready",
             extra={"event": "prefect_ready", "seconds": round(time.perf_counter() - started, 1)},

@@ -100,7 +100,8 @@ def _health(delivery: dict[str, object]) -> str:
     elif reachable:
         prefect = "Prefect reachable"
     else:
-        prefect = f"Prefect UNREACHABLE ({delivery.get('prefect_error') or 'no answer'})"
+        error = delivery.get("prefect_error") or "no answer"
+        prefect = f"Prefect UNREACHABLE ({error}): webhooks are kept and delivered once it answers"
     return f"{dispatcher}, {prefect}"
 
 

@@ -77,12 +77,16 @@ _STALLED = {
 _STALLED_ACTION = (
     "check `hookhub status` and the hub's log (Prefect, dispatcher); restart it if this persists"
 )
+_STALLED_ACTIONS = {
+    "prefect": "check that the Prefect server PREFECT_API_URL names is up and reachable from the hub"
+    " (`hookhub status` shows the error); nothing needs replaying: delivery resumes once it answers",
+}
 
 
 def stalled(key: str, detail: str, after: float, now: float) -> Alert:
     what = _STALLED.get(key, f"submissions have waited more than {format_duration(after)} to be delivered")
     summary = f"Delivery is stalled: {what}. Webhooks are still accepted and kept."
-    words = (f"delivery stalled ({key})", summary, _STALLED_ACTION)
+    words = (f"delivery stalled ({key})", summary, _STALLED_ACTIONS.get(key, _STALLED_ACTION))
     return _alert("stalled", key, now, words, [detail] if detail else [])
 
 

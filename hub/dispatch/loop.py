@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from flows.delivery_pool import DeliveryPool
-from flows.prefect_clients import SharedPrefectClients, quiet_prefect, unquiet_prefect
+from flows.prefect_clients import LastingCondition, SharedPrefectClients, quiet_prefect, unquiet_prefect
 from flows.stages import Stages
 from hub.dispatch.runs import FlowRuns
 from hub.spool import lease, ledger, suspects
@@ -165,7 +165,13 @@ class Dispatcher:
         # Awaited here, not in a task of its own: the runs started below inherit the clients.
         if not await session.prefect.ensure():
             self._note_prefect(session.prefect.error or "not connected yet")
-        self._start_services(session)
+        # Nothing is claimed while Prefect is away: a flow run could only fail, log and put its
+        # batch back, and `status` would show a claim that nothing works on.
+        usable = session.prefect.ready and self.hub.health.prefect_reachable is not False
+        self._start_services(session, usable)
+        if not usable:
+            await asyncio.sleep(POLL_SECONDS)
+            return
         settings = self.hub.config.current.dispatch
         claimed = await self._claim_when_ready(
             session, settings.max_flows, settings.batch_size, settings.batch_wait
@@ -190,15 +196,16 @@ class Dispatcher:
             session.next_renewal = time.monotonic() + POLL_SECONDS * 20
             log.warning("lease not renewed", extra={"event": "lease_renewal_failed", "error": str(error)})
 
-    def _start_services(self, session: _Session) -> None:
-        """Start the delivery workers once, and the upkeep whenever it is due and not running."""
+    def _start_services(self, session: _Session, prefect_usable: bool) -> None:
+        """Start the delivery workers once, and the upkeep (flow runs) whenever it is due, not
+        running and Prefect answers."""
         if session.pool is not None and session.pool_started is None:
             session.pool_started = asyncio.create_task(self._start_pool(session.pool))
         if session.prefect.ready and session.prefect_watch is None:
             # Created once the shared clients are open, so the checks reuse them (context).
             session.prefect_watch = asyncio.create_task(self._watch_prefect())
         upkeep = session.upkeep
-        if time.monotonic() >= session.next_upkeep and (upkeep is None or upkeep.done()):
+        if prefect_usable and time.monotonic() >= session.next_upkeep and (upkeep is None or upkeep.done()):
             session.next_upkeep = time.monotonic() + UPKEEP_CHECK_SECONDS
             # Beside the deliveries, not before them: a slow provider API must not stall them.
             session.upkeep = asyncio.create_task(self._upkeep(session.conn))
@@ -322,6 +329,7 @@ class Dispatcher:
         """Record whether Prefect's API answers, every PREFECT_CHECK_SECONDS, beside the deliveries."""
         from prefect.client.orchestration import get_client
 
+        away = LastingCondition()
         while True:
             try:
                 failure = await asyncio.wait_for(get_client().api_healthcheck(), PREFECT_CHECK_TIMEOUT)
@@ -329,6 +337,13 @@ class Dispatcher:
             except TimeoutError:
                 error = f"no answer within {PREFECT_CHECK_TIMEOUT:g} s"
             self._note_prefect(error)
+            if error is not None and away.due():
+                log.warning(
+                    "prefect's API does not answer; nothing is claimed until it does",
+                    extra={"event": "prefect_unreachable", "error": error, "held_back": away.logged()},
+                )
+            elif error is None and away.over():
+                log.info("prefect's API answers again", extra={"event": "prefect_reachable"})
             await asyncio.sleep(PREFECT_CHECK_SECONDS)
 
     def _note_prefect(self, error: str | None) -> None:

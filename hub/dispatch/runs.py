@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from flows.prefect_clients import LastingCondition
 from hub.spool import ledger, suspects
 
 if TYPE_CHECKING:
@@ -43,6 +44,8 @@ class FlowRuns:
     flows_run: int = 0
     paused_until: float = 0.0
     """Monotonic time before which no run starts (Prefect's API did not answer)."""
+    prefect_away: LastingCondition = field(default_factory=LastingCondition)
+    """Runs that failed with Prefect away, logged once, then at most once a minute."""
 
     def start(
         self,
@@ -141,13 +144,15 @@ class FlowRuns:
         facts: dict[str, Any] = {"error": error, "submissions": len(inbox_ids), "retries": len(due)}
         if not await self.prefect_answers():
             self.paused_until = time.monotonic() + self.flow_failure_backoff
-            log.error(
-                "flow run failed and Prefect's API does not answer; its batch goes back to the queue",
-                extra={"event": "flow_failed", **facts},
-            )
+            if self.prefect_away.due():  # the same cause each time: once, then once a minute
+                log.error(
+                    "flow run failed and Prefect's API does not answer; its batch goes back to the queue",
+                    extra={"event": "flow_failed", **facts, "held_back": self.prefect_away.logged()},
+                )
             self.give_back(conn, task)
             return
         del self.claims[task]
+        self.prefect_away.over()
         try:
             quarantined = suspects.flow_failed(
                 conn, inbox_ids, due, error, self.clock(), self.flow_failure_backoff, self.quarantine_after
