@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
+from flows.prefect_clients import LastingCondition
 from tests.fake_destination import FakeDestination
 from tests.harness import ServeProcess, wait_for
 from tests.test_alerts_hub import SLACK, slack_texts
@@ -162,3 +163,18 @@ def test_prefect_unreachable_is_reported_everywhere_and_the_webhook_kept(
     assert errors == [], errors
     assert 1 <= len(prefect_warnings) <= allowed, prefect_warnings
     assert len(warnings) <= allowed, warnings
+
+
+def test_a_lasting_condition_is_logged_once_then_once_a_minute_and_its_end_once() -> None:
+    now = [1000.0]
+    condition = LastingCondition(every=60.0, clock=lambda: now[0])
+    assert condition.due() and condition.logged() == 0
+    seen = []
+    for _ in range(12):  # the dispatcher's retries, every 10 s for two minutes
+        now[0] += 10.0
+        if condition.due():
+            seen.append((now[0], condition.logged()))
+    assert seen == [(1060.0, 5), (1120.0, 5)]
+    assert condition.over() is True
+    assert condition.over() is False  # its end is said once
+    assert condition.due()  # a new outage is said at once
