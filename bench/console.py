@@ -98,8 +98,10 @@ def measure_pair(
 
 
 def measure_pages(ctx: BenchContext) -> list[Timing]:
-    """The console's pages through HTTP (hub/console adds them); none yet."""
-    return []
+    """The console's pages through HTTP, beside the rows they show (bench/console_pages.py)."""
+    from bench.console_pages import measure_pages as pages
+
+    return pages(ctx)
 
 
 def write_config(path: Path) -> Path:
