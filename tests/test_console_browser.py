@@ -67,13 +67,6 @@ def browser() -> Iterator[Any]:
     driver.quit()
 
 
-@pytest.fixture
-def fake() -> Iterator[FakeDestination]:
-    destination = FakeDestination().start()
-    yield destination
-    destination.stop()
-
-
 def _post(holder: Any, base_url: str, email: str, name: str) -> str:
     source = prepare_sources(holder.current)["demo"]
     url = f"{base_url}/hooks/demo"
@@ -119,6 +112,16 @@ def _slack_link(fake: FakeDestination, inbox_id: str) -> str:
             if link.endswith(inbox_id):
                 return str(link)
     raise AssertionError("no Slack message with a View in hookhub link to this submission")
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeDestination]:
+    """The loopback CRM (/crm) and Slack (SLACK) the hub delivers to."""
+    destination = FakeDestination().start()
+    try:
+        yield destination
+    finally:
+        destination.stop()
 
 
 def test_console_in_a_browser(tmp_path: Path, fake: FakeDestination, browser: Any) -> None:
@@ -175,16 +178,10 @@ def test_console_in_a_browser(tmp_path: Path, fake: FakeDestination, browser: An
         assert "Replay preview: 1 dead letter(s)" in browser.page_source
         _shot(browser, "deadletters.png")
         browser.get(f"{server.url}/admin/submissions/{chloe}")
-        section = browser.find_element(By.ID, "delivery-crm")
 
         # Replay the dead letter; the CRM now answers 200.
-        section.find_element(By.CSS_SELECTOR, "button").click()
-        wait_for(
-            lambda: "put back in the queue" in _text(browser, By.CSS_SELECTOR, ".flash"),
-            10,
-            0.1,
-            "put back in the queue",
-        )
+        _click(browser, "#delivery-crm button")
+        _see(browser, By.CSS_SELECTOR, ".flash", "put back in the queue")
 
         def delivered() -> bool:
             browser.refresh()
@@ -194,15 +191,10 @@ def test_console_in_a_browser(tmp_path: Path, fake: FakeDestination, browser: An
         assert len(fake.received("/crm")) == 3  # the failed try, Ada's, the replay
 
         # Resend the delivered one: the confirmation says it will be sent again.
-        browser.find_element(By.ID, "delivery-crm").find_element(By.CSS_SELECTOR, "button").click()
-        wait_for(lambda: "sent again" in _text(browser, By.TAG_NAME, "main"), 10, 0.1, "the confirmation")
-        browser.find_element(By.CSS_SELECTOR, "main button[type=submit]").click()
-        wait_for(
-            lambda: "queued to be sent again" in _text(browser, By.CSS_SELECTOR, ".flash"),
-            10,
-            0.1,
-            "queued to be sent again",
-        )
+        _click(browser, "#delivery-crm button")
+        _see(browser, By.TAG_NAME, "main", "sent again")
+        _click(browser, "main button[type=submit]")
+        _see(browser, By.CSS_SELECTOR, ".flash", "queued to be sent again")
         wait_for(lambda: len(fake.received("/crm")) == 4, 120, 0.2, "the resend to reach the CRM")
         resent = fake.received("/crm")[-1].webhook_id
         assert resent != fake.received("/crm")[-2].webhook_id  # a new sending, its own idempotency key
@@ -210,21 +202,20 @@ def test_console_in_a_browser(tmp_path: Path, fake: FakeDestination, browser: An
         # Send it to a destination no route gave it.
         browser.find_element(By.CSS_SELECTOR, "select[name=destination]").send_keys("archive")
         browser.find_element(By.XPATH, "//button[normalize-space()='Send…']").click()
-        browser.find_element(By.CSS_SELECTOR, "main button[type=submit]").click()
+        _click(browser, "main button[type=submit]")
         wait_for(
             lambda: _delivery_status(hub.spool_path, chloe, "archive") == "delivered", 120, 0.2, "archive"
         )
 
         # Pause and resume the CRM.
         browser.get(f"{server.url}/admin/destinations")
-        row = browser.find_element(By.ID, "destination-crm")
-        row.find_element(By.CSS_SELECTOR, "button").click()
-        wait_for(lambda: "paused" in _text(browser, By.ID, "destination-crm"), 10, 0.1, "paused")
+        _click(browser, "#destination-crm button")
+        _see(browser, By.ID, "destination-crm", "paused")
         paused_post = _post(hub.config, server.url, "grace@example.net", "Grace Hopper")
         wait_for(lambda: _delivery_status(hub.spool_path, paused_post, "team-slack") == "delivered", 60, 0.2)
         assert _delivery_status(hub.spool_path, paused_post, "crm") == "pending"  # no attempt while paused
-        browser.find_element(By.ID, "destination-crm").find_element(By.CSS_SELECTOR, "button").click()
-        wait_for(lambda: "active" in _text(browser, By.ID, "destination-crm"), 10, 0.1, "active")
+        _click(browser, "#destination-crm button")
+        _see(browser, By.ID, "destination-crm", "active")
         wait_for(lambda: _delivery_status(hub.spool_path, paused_post, "crm") == "delivered", 60, 0.2)
         _shot(browser, "destinations.png")
         for page, name in (("/admin/", "overview.png"), ("/admin/submissions", "submissions.png")):
@@ -242,6 +233,25 @@ def _text(browser: Any, by: str, value: str) -> str:
         return str(browser.find_element(by, value).text)
     except (NoSuchElementException, StaleElementReferenceException):
         return ""
+
+
+def _see(browser: Any, by: str, value: str, text: str) -> None:
+    wait_for(lambda: text in _text(browser, by, value), 10, 0.1, repr(text))
+
+
+def _click(browser: Any, css: str) -> None:
+    """Click once the element is on the page (a click or refresh before may still be replacing it)."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    def clicked() -> bool:
+        try:
+            browser.find_element(By.CSS_SELECTOR, css).click()
+        except (NoSuchElementException, StaleElementReferenceException):
+            return False
+        return True
+
+    wait_for(clicked, 10, 0.1, f"{css} to click")
 
 
 def _set_public_base_url(config: Path, text: str, url: str) -> None:
