@@ -58,10 +58,11 @@ def dead_api(request: pytest.FixtureRequest) -> Iterator[str]:
 
 
 @pytest.fixture
-def slack() -> Iterator[FakeDestination]:
+def slack(request: pytest.FixtureRequest) -> FakeDestination:
+    """Slack's incoming webhook, played on loopback (it answers `ok`)."""
     fake = FakeDestination().start()
-    yield fake
-    fake.stop()
+    request.addfinalizer(fake.stop)
+    return fake
 
 
 def _hookhub(*args: str) -> subprocess.CompletedProcess[str]:
