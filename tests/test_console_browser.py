@@ -218,9 +218,11 @@ def test_console_in_a_browser(tmp_path: Path, fake: FakeDestination, browser: An
         _see(browser, By.ID, "destination-crm", "active")
         wait_for(lambda: _delivery_status(hub.spool_path, paused_post, "crm") == "delivered", 60, 0.2)
         _shot(browser, "destinations.png")
-        for page, name in (("/admin/", "overview.png"), ("/admin/submissions", "submissions.png")):
-            browser.get(server.url + page)
-            _shot(browser, name)
+        browser.get(f"{server.url}/admin/")
+        _see(browser, By.TAG_NAME, "main", "Dispatcher: running; Prefect: reachable")  # Hub.health
+        _shot(browser, "overview.png")
+        browser.get(f"{server.url}/admin/submissions")
+        _shot(browser, "submissions.png")
     finally:
         server.stop()
 
