@@ -32,10 +32,10 @@ from hub.config.loader import load_config
 from hub.config.models import HubConfig
 from hub.spool.detail import submission_detail
 from hub.spool.ids import encode_time
-from hub.spool.ledger import open_spool
 from hub.spool.schema import SPOOL_FILE
 from hub.spool.search import Cursor, SearchQuery, build_sql, search
 from hub.spool.terms import BACKFILL_KEY, terms_of
+from hub.spool.transactions import open_spool
 
 SOURCES = 300
 FORMS_PER_SOURCE = 2

@@ -19,8 +19,8 @@ from flows.retry import decide, not_attempted
 from flows.runtime import Runtime
 from hub.routing.plan import route_target
 from hub.sender import Sender
-from hub.spool import ledger
-from hub.spool.ledger import Decision, DeliveryRow
+from hub.spool import delivery_outcomes
+from hub.spool.rows import Decision, DeliveryRow
 from hub.spool.schema import connect
 
 log = logging.getLogger("hookhub.pipeline")
@@ -219,17 +219,21 @@ async def deliver_and_record(
     started = time.perf_counter()
     keys = [(inbox_id, destination) for inbox_id in inbox_ids]
     try:
-        rows = await asyncio.to_thread(ledger.load_deliveries, conn, keys)
-        disabled = await asyncio.to_thread(ledger.disabled_destinations, conn)
+        rows = await asyncio.to_thread(delivery_outcomes.load_deliveries, conn, keys)
+        disabled = await asyncio.to_thread(delivery_outcomes.disabled_destinations, conn)
         before = dict(disabled)
         loaded = time.perf_counter()
         decisions = await deliver_rows(runtime, destination, rows, disabled, http)
         sent = time.perf_counter()
         if destination in disabled and destination not in before:
             await asyncio.to_thread(
-                ledger.disable_destination, conn, runtime.clock(), destination, disabled[destination]
+                delivery_outcomes.disable_destination,
+                conn,
+                runtime.clock(),
+                destination,
+                disabled[destination],
             )
-        decisions = await asyncio.to_thread(ledger.record, conn, runtime.clock(), decisions)
+        decisions = await asyncio.to_thread(delivery_outcomes.record, conn, runtime.clock(), decisions)
     finally:
         conn.close()
     log.debug(

@@ -42,9 +42,9 @@ from flows.run_report import (
 from flows.runtime import Runtime, runtime_for
 from hub.config.models import HubConfig
 from hub.routing.process import ConnectorLookup, connector_for, normalize_rows, plan_batch
-from hub.spool import ledger
+from hub.spool import routing_store
 from hub.spool.ids import new_id
-from hub.spool.ledger import InboxRow
+from hub.spool.rows import InboxRow
 from hub.spool.schema import connect
 from hub.submission import Submission
 
@@ -82,7 +82,7 @@ class Fetched:
     failed: dict[str, str] = field(default_factory=dict)
     """New dead letters: inbox id -> why."""
     later: list[str] = field(default_factory=list)
-    """Rows given back to be fetched again after a backoff (`ledger.fetch_later`)."""
+    """Rows given back to be fetched again after a backoff (`routing_store.fetch_later`)."""
 
 
 @dataclass(frozen=True)
@@ -155,14 +155,14 @@ async def _fetch_failed(
 ) -> _RowFetched:
     """A dead letter if trying again cannot help or the tries are used up; else fetch later."""
     reason = f"could not fetch details from {connector.title}: {exc}"
-    attempts = await asyncio.to_thread(ledger.fetch_attempts, conn, row.id)
+    attempts = await asyncio.to_thread(routing_store.fetch_attempts, conn, row.id)
     if exc.permanent:
         outcome = _RowFetched(failed=reason)
     elif attempts + 1 >= FETCH_RETRIES:
         outcome = _RowFetched(failed=f"{reason} (gave up after {attempts + 1} attempts)")
     else:
         delay = min(30.0 * 2**attempts, 3600.0)
-        await asyncio.to_thread(ledger.fetch_later, conn, now, row.id, delay, reason)
+        await asyncio.to_thread(routing_store.fetch_later, conn, now, row.id, delay, reason)
         outcome = _RowFetched(later=True)
     log.warning(
         "fetch failed",
@@ -191,7 +191,7 @@ async def _store_expanded(
         )
         _, data = child.model_copy(update={"id": child_id, "source": row.source}).to_json()
         children.append((child_id, key, data))
-    added = await asyncio.to_thread(ledger.add_expanded, conn, now, row, children, "flow")
+    added = await asyncio.to_thread(routing_store.add_expanded, conn, now, row, children, "flow")
     return {child_id: Submission.model_validate_json(data) for child_id, data in added.items()}
 
 
@@ -218,7 +218,7 @@ async def normalize_and_route(
     config, stages = runtime.config(), runtime.stages
     conn = connect(runtime.spool_path)
     try:
-        rows = await asyncio.to_thread(ledger.load_inbox, conn, _split(inbox_ids))
+        rows = await asyncio.to_thread(routing_store.load_inbox, conn, _split(inbox_ids))
         submissions, failed = await asyncio.to_thread(normalize_rows, config, rows, stages.connector)
         fetched = await fetch_details(
             config, conn, {r.id: r for r in rows}, submissions, stages.connector, runtime.clock
@@ -226,7 +226,7 @@ async def normalize_and_route(
         failed = {**failed, **fetched.failed}
         planned = plan_batch(config, fetched.submissions, failed, stages.condition)
         keys = await asyncio.to_thread(
-            ledger.save_routing, conn, runtime.clock(), planned.routed, failed, dict(planned.skipped)
+            routing_store.save_routing, conn, runtime.clock(), planned.routed, failed, dict(planned.skipped)
         )
     finally:
         conn.close()

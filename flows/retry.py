@@ -13,7 +13,7 @@ from typing import TypedDict
 import tenacity
 
 from flows.destinations.base import Outcome, RetryPolicy
-from hub.spool.ledger import Decision, DeliveryRow, DeliveryStatus
+from hub.spool.rows import Decision, DeliveryRow, DeliveryStatus
 
 DEFERRAL_JITTER = 1.0
 """At most this many seconds (and at most a tenth of the pause) are added to the end of a pause,

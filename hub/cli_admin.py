@@ -18,8 +18,9 @@ from pydantic import TypeAdapter
 from hub.config.loader import ConfigError, load_config
 from hub.metrics.live import running_hub
 from hub.spool import actions, report
-from hub.spool.ledger import load_inbox, open_spool
+from hub.spool.routing_store import load_inbox
 from hub.spool.schema import SPOOL_FILE
+from hub.spool.transactions import open_spool
 
 INBOX_COLUMNS = ("pending", "claimed", "routed", "done", "failed", "skipped")
 DELIVERY_COLUMNS = ("pending", "sending", "retrying", "delivered", "dead")

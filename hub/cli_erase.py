@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from hub.spool.erase import ErasureReport, erase
-from hub.spool.ledger import open_spool
 from hub.spool.schema import SPOOL_FILE
+from hub.spool.transactions import open_spool
 
 ArgumentAdder = Callable[[argparse.ArgumentParser], None]
 

@@ -79,8 +79,9 @@ def submission_from_fixture(path: Path, config: HubConfig, route: RouteConfig) -
 
 def submission_from_spool(data_dir: Path, submission_id: str, config: HubConfig) -> Submission:
     from hub.routing.process import normalize_row
-    from hub.spool.ledger import load_inbox, open_spool
+    from hub.spool.routing_store import load_inbox
     from hub.spool.schema import SPOOL_FILE
+    from hub.spool.transactions import open_spool
 
     conn = open_spool(data_dir / SPOOL_FILE)
     try:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import sqlite3
 from datetime import UTC, datetime
 
-from hub.spool import ledger
-from hub.spool.ledger import PlannedDelivery
+from hub.spool import routing_store
+from hub.spool.rows import PlannedDelivery
 from hub.submission import Answer, Submission
 
 
@@ -48,4 +48,4 @@ def store(
     )
     text = submission_json(inbox_id, source, email, name, form, received_at)
     planned = [PlannedDelivery(d, "all") for d in destinations]
-    ledger.save_routing(conn, received_at, {inbox_id: (text, planned)}, {})
+    routing_store.save_routing(conn, received_at, {inbox_id: (text, planned)}, {})

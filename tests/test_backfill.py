@@ -11,9 +11,10 @@ import pytest
 from hub.cli import main as cli
 from hub.config.loader import load_config
 from hub.config.models import RouteConfig
-from hub.spool import ledger
+from hub.spool import delivery_outcomes
 from hub.spool.backfill import backfill
-from hub.spool.ledger import Decision
+from hub.spool.rows import Decision
+from hub.spool.transactions import open_spool
 from tests.admin_hub import admin_hub
 from tests.spool_fill import store
 
@@ -24,10 +25,10 @@ ROUTE = RouteConfig.model_validate(
 
 @pytest.fixture
 def conn(tmp_path: Path) -> sqlite3.Connection:
-    conn = ledger.open_spool(tmp_path / "spool.db")
+    conn = open_spool(tmp_path / "spool.db")
     store(conn, "OLD", 50.0, email="a@lead.example")  # before the range
     store(conn, "A", 100.0, email="b@lead.example", destinations=("crm",))
-    ledger.record(conn, 101.0, [Decision("A", "crm", "delivered", "delivered")])
+    delivery_outcomes.record(conn, 101.0, [Decision("A", "crm", "delivered", "delivered")])
     store(conn, "B", 200.0, email="c@lead.example")
     store(conn, "C", 300.0, email="d@other.example")  # `when` false
     store(conn, "D", 400.0, source="jf", email="e@lead.example")  # not in `from`

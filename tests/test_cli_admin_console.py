@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from hub.cli import main as cli
-from hub.spool import ledger
-from hub.spool.ledger import Decision
+from hub.spool import delivery_outcomes
+from hub.spool.rows import Decision
+from hub.spool.transactions import open_spool
 from tests.spool_fill import store
 
 CONFIG = """
@@ -28,9 +29,9 @@ routes:
 def dirs(tmp_path: Path) -> list[str]:
     config = tmp_path / "connectors.yaml"
     config.write_text(CONFIG, encoding="utf-8")
-    conn = ledger.open_spool(tmp_path / "data" / "spool.db")
+    conn = open_spool(tmp_path / "data" / "spool.db")
     store(conn, "S1", 100.0, email="chloe@example.com", name="Chloé Martin", destinations=("crm", "chat"))
-    ledger.record(
+    delivery_outcomes.record(
         conn,
         110.0,
         [

@@ -14,8 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from hub.spool import lease, ledger
+from hub.spool import claiming, lease
 from hub.spool.schema import SPOOL_FILE
+from hub.spool.transactions import open_spool
 from tests.harness import ServeProcess, free_socket, serve_command
 
 NOW = 1_700_000_000.0
@@ -76,7 +77,7 @@ def test_a_taken_port_is_one_line_and_exit_1_before_anything_starts(tmp_path: Pa
 
 
 def _spool(tmp_path: Path) -> sqlite3.Connection:
-    conn = ledger.open_spool(tmp_path / SPOOL_FILE)
+    conn = open_spool(tmp_path / SPOOL_FILE)
     for n in range(4):
         conn.execute(
             "INSERT INTO inbox (id, received_at, source, provider, event_id, kind, state, body)"
@@ -94,9 +95,9 @@ def test_recover_puts_back_only_the_claims_of_owners_that_are_gone(tmp_path: Pat
     conn = _spool(tmp_path)
     lease.hold(conn, lease.Owner("live", 101, "host-a", 8000), NOW)
     lease.hold(conn, lease.Owner("killed", 102, "host-a", 8001), NOW)
-    assert ledger.claim_inbox(conn, NOW, 2, "live") == ["S0", "S1"]
-    assert ledger.claim_inbox(conn, NOW, 1, "killed") == ["S2"]
-    assert ledger.claim_inbox(conn, NOW, 1, "never-leased") == ["S3"]  # e.g. written before leases
+    assert claiming.claim_inbox(conn, NOW, 2, "live") == ["S0", "S1"]
+    assert claiming.claim_inbox(conn, NOW, 1, "killed") == ["S2"]
+    assert claiming.claim_inbox(conn, NOW, 1, "never-leased") == ["S3"]  # e.g. written before leases
 
     recovered = lease.recover(conn, NOW + 1, alive=lambda pid, host: pid == 101)
 
@@ -109,8 +110,8 @@ def test_an_expired_lease_is_gone_even_if_its_pid_runs_and_renewal_keeps_it(tmp_
     conn = _spool(tmp_path)
     lease.hold(conn, lease.Owner("renewing", 101, "h", None), NOW, ttl=60)
     lease.hold(conn, lease.Owner("frozen", 102, "h", None), NOW, ttl=60)
-    ledger.claim_inbox(conn, NOW, 1, "renewing")
-    ledger.claim_inbox(conn, NOW, 1, "frozen")
+    claiming.claim_inbox(conn, NOW, 1, "renewing")
+    claiming.claim_inbox(conn, NOW, 1, "frozen")
     assert lease.renew(conn, "renewing", NOW + 50, ttl=60)
 
     assert lease.recover(conn, NOW + 61, alive=lambda pid, host: True) == (1, 0)
@@ -122,7 +123,7 @@ def test_an_expired_lease_is_gone_even_if_its_pid_runs_and_renewal_keeps_it(tmp_
 def test_deliveries_in_sending_carry_their_owner_however_they_got_there(tmp_path: Path) -> None:
     conn = _spool(tmp_path)
     lease.hold(conn, lease.Owner("live", 101, "h", None), NOW)
-    ledger.claim_inbox(conn, NOW, 1, "live")
+    claiming.claim_inbox(conn, NOW, 1, "live")
     conn.executemany(
         "INSERT INTO deliveries (inbox_id, destination, route, status, attempts, next_attempt_at,"
         " created_at) VALUES (?, 'out', 'all', 'pending', 0, ?, ?)",
@@ -130,7 +131,7 @@ def test_deliveries_in_sending_carry_their_owner_however_they_got_there(tmp_path
     )
     # Routing a claimed submission sends its deliveries at once (no owner in that UPDATE).
     conn.execute("UPDATE deliveries SET status='sending' WHERE inbox_id='S0'")
-    assert ledger.claim_due(conn, NOW, 10, "gone") == [("S1", "out")]
+    assert claiming.claim_due(conn, NOW, 10, "gone") == [("S1", "out")]
 
     assert lease.recover(conn, NOW + 1, alive=lambda pid, host: True) == (0, 1)
 

@@ -10,7 +10,7 @@ import pytest
 from flows.delivery import deliver_rows
 from flows.runtime import Runtime
 from hub.config.loader import load_config
-from hub.spool.ledger import DeliveryRow
+from hub.spool.rows import DeliveryRow
 from tests.email_destination_cases import make_submission
 
 CONFIG = """

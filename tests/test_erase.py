@@ -28,7 +28,7 @@ from hub.dispatch import attach_dispatcher
 from hub.runtime import ConfigHolder
 from hub.server import Hub
 from hub.spool.erase import erase
-from hub.spool.ledger import open_spool
+from hub.spool.transactions import open_spool
 from tests.fake_destination import FakeDestination
 from tests.harness import PROVIDER_FIXTURES, RunningServer, load_fixture, serve_app, wait_for
 

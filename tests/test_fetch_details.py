@@ -18,7 +18,8 @@ from connectors.base import FetchFailed, NoOptions
 from flows.pipeline import FETCH_RETRIES, Fetched, fetch_details
 from hub.config.loader import parse_config
 from hub.config.models import HubConfig
-from hub.spool import ledger
+from hub.spool import routing_store
+from hub.spool.transactions import open_spool
 from hub.submission import Submission
 
 
@@ -62,7 +63,7 @@ OUTCOMES: dict[str, list[Submission] | Exception] = {
 
 @pytest.fixture
 def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
-    connection = ledger.open_spool(tmp_path / "spool.db")
+    connection = open_spool(tmp_path / "spool.db")
     for n in range(1, 6):
         connection.execute(
             "INSERT INTO inbox (id, received_at, source, provider, event_id, kind, body, state)"
@@ -82,7 +83,7 @@ def _config() -> HubConfig:
 
 
 async def _fetch(conn: sqlite3.Connection, ids: list[str]) -> tuple[Fetched, dict[str, Submission]]:
-    rows = {r.id: r for r in ledger.load_inbox(conn, ids)}
+    rows = {r.id: r for r in routing_store.load_inbox(conn, ids)}
     submissions = {i: _submission(rows[i].event_id, i) for i in ids}
     given = dict(submissions)
     connector = FakeConnector(OUTCOMES)
@@ -104,7 +105,7 @@ async def test_each_row_s_fetch_comes_back_as_what_it_produced(conn: sqlite3.Con
     assert sorted(fetched.submissions[i].event_id for i in ids[1:]) == ["r1", "r2"]
     states = dict(conn.execute("SELECT id, state FROM inbox WHERE id LIKE 'S%'").fetchall())
     assert states["S2"] == "pending" and states["S5"] == "done"
-    assert ledger.fetch_attempts(conn, "S2") == 1
+    assert routing_store.fetch_attempts(conn, "S2") == 1
     (not_before,) = conn.execute("SELECT not_before FROM inbox WHERE id='S2'").fetchone()
     assert not_before is not None
 

@@ -15,39 +15,43 @@ from hub.health import DeliveryHealth
 from hub.metrics.collector import DeliveryCollector
 from hub.metrics.snapshot import SnapshotCache
 from hub.runtime import ConfigHolder
-from hub.spool import ledger
-from hub.spool.ledger import Decision, PlannedDelivery
+from hub.spool import delivery_outcomes, routing_store
+from hub.spool.rows import Decision, DeliveryStatus, PlannedDelivery, Routed
 from hub.spool.stats import read_counters
+from hub.spool.transactions import open_spool, transaction
 
 RECEIVED = 1_000.0
 
 
 @pytest.fixture
 def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
-    connection = ledger.open_spool(tmp_path / "spool.db")
+    connection = open_spool(tmp_path / "spool.db")
     for n in range(3):
         connection.execute(
             "INSERT INTO inbox (id, received_at, source, provider, event_id, kind, body, state)"
             f" VALUES ('S{n}', {RECEIVED + n}, 'form', 'typeform', 'e{n}', 'submission', x'7b7d', 'claimed')"
         )
     plan = [PlannedDelivery("crm", "r"), PlannedDelivery("chat", "r")]
-    routed: ledger.Routed = {f"S{n}": ("{}", plan) for n in range(3)}
-    ledger.save_routing(connection, RECEIVED + 5, routed, {}, skipped={"sheet": 3, "chat": 0})
+    routed: Routed = {f"S{n}": ("{}", plan) for n in range(3)}
+    routing_store.save_routing(connection, RECEIVED + 5, routed, {}, skipped={"sheet": 3, "chat": 0})
     yield connection
     connection.close()
 
 
-def _decision(inbox_id: str, status: ledger.DeliveryStatus, attempted: bool = True) -> Decision:
+def _decision(inbox_id: str, status: DeliveryStatus, attempted: bool = True) -> Decision:
     next_at = RECEIVED + 600 if status == "retrying" else None
     return Decision(inbox_id, "crm", status, status, attempted=attempted, next_attempt_at=next_at, error="x")
 
 
 def test_outcomes_attempts_and_latency_are_counted_once_per_change(conn: sqlite3.Connection) -> None:
-    ledger.record(conn, RECEIVED + 10, [_decision("S0", "retrying"), _decision("S1", "retrying", False)])
-    ledger.record(conn, RECEIVED + 20, [_decision("S0", "delivered"), _decision("S2", "dead")])
+    delivery_outcomes.record(
+        conn, RECEIVED + 10, [_decision("S0", "retrying"), _decision("S1", "retrying", False)]
+    )
+    delivery_outcomes.record(conn, RECEIVED + 20, [_decision("S0", "delivered"), _decision("S2", "dead")])
     # Recorded again (a worker and the hub both reporting one chunk): a delivered row changes no more.
-    ledger.record(conn, RECEIVED + 30, [_decision("S0", "delivered")])
-    ledger.record(conn, RECEIVED + 30, [Decision("gone", "crm", "delivered", "delivered")])  # no such row
+    delivery_outcomes.record(conn, RECEIVED + 30, [_decision("S0", "delivered")])
+    # No such row:
+    delivery_outcomes.record(conn, RECEIVED + 30, [Decision("gone", "crm", "delivered", "delivered")])
 
     crm = read_counters(conn)["crm"]
     assert crm["outcome:retrying"] == 1 and crm["outcome:deferred"] == 1  # a deferral is no attempt
@@ -60,9 +64,9 @@ def test_outcomes_attempts_and_latency_are_counted_once_per_change(conn: sqlite3
 
 
 def test_the_collector_exposes_counters_gauges_and_health(conn: sqlite3.Connection, tmp_path: Path) -> None:
-    ledger.record(conn, RECEIVED + 10, [_decision("S0", "delivered"), _decision("S1", "retrying")])
-    ledger.record(conn, RECEIVED + 10, [_decision("S2", "dead")])
-    ledger.disable_destination(conn, RECEIVED + 10, "chat", "the receiver answered 410 Gone")
+    delivery_outcomes.record(conn, RECEIVED + 10, [_decision("S0", "delivered"), _decision("S1", "retrying")])
+    delivery_outcomes.record(conn, RECEIVED + 10, [_decision("S2", "dead")])
+    delivery_outcomes.disable_destination(conn, RECEIVED + 10, "chat", "the receiver answered 410 Gone")
     conn.execute(
         "INSERT INTO inbox (id, received_at, source, provider, event_id, kind, body, state)"
         " VALUES ('P', 1990.0, 'form', 'typeform', 'p', 'submission', x'7b7d', 'pending')"
@@ -124,9 +128,9 @@ def test_a_snapshot_is_read_again_only_when_older_than_max_age(
 
 def test_scrape_cost_with_100000_deliveries(tmp_path: Path) -> None:
     """Not a benchmark: a bound far above the few ms measured, so a query that loses its index fails."""
-    conn = ledger.open_spool(tmp_path / "spool.db")
+    conn = open_spool(tmp_path / "spool.db")
     statuses = ["delivered"] * 97 + ["retrying", "dead", "pending"]
-    with ledger.transaction(conn):
+    with transaction(conn):
         conn.executemany(
             "INSERT INTO inbox (id, received_at, source, provider, event_id, kind, body, state)"
             " VALUES (?, ?, 'form', 'typeform', ?, 'submission', x'7b7d', ?)",

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from hub.spool import actions, ledger
-from hub.spool.ledger import PlannedDelivery
+from hub.spool import actions, claiming, delivery_outcomes, routing_store
+from hub.spool.rows import PlannedDelivery
+from hub.spool.transactions import open_spool
 from tests.admin_hub import admin_hub
 from tests.harness import wait_for
 
@@ -20,7 +21,7 @@ def test_a_paused_destination_keeps_its_deliveries_pending_until_resumed(tmp_pat
     with admin_hub(tmp_path) as running:
         first = running.post()
         running.wait_delivered(first, "crm", "a first delivery (the dispatcher and Prefect work)")
-        conn = ledger.open_spool(running.hub.spool_path)
+        conn = open_spool(running.hub.spool_path)
         assert actions.pause(conn, "crm", time.time(), configured={"crm", "chat"})
         assert not actions.pause(conn, "crm", time.time())  # already paused: nothing changes
         held = [running.post() for _ in range(3)]
@@ -47,35 +48,35 @@ def test_a_paused_destination_keeps_its_deliveries_pending_until_resumed(tmp_pat
 
 
 def test_resume_enables_a_destination_a_410_disabled(tmp_path: Path) -> None:
-    conn = ledger.open_spool(tmp_path / "spool.db")
-    ledger.disable_destination(conn, 10.0, "crm", "answered HTTP 410: gone")
-    assert ledger.disabled_destinations(conn) == {"crm": "answered HTTP 410: gone"}
+    conn = open_spool(tmp_path / "spool.db")
+    delivery_outcomes.disable_destination(conn, 10.0, "crm", "answered HTTP 410: gone")
+    assert delivery_outcomes.disabled_destinations(conn) == {"crm": "answered HTTP 410: gone"}
     resumed = actions.resume(conn, "crm", {"crm"})
     assert (resumed.was_paused, resumed.was_disabled) == (False, "answered HTTP 410: gone")
-    assert ledger.disabled_destinations(conn) == {}
+    assert delivery_outcomes.disabled_destinations(conn) == {}
 
 
 def test_claims_skip_a_paused_destination(tmp_path: Path) -> None:
-    conn: sqlite3.Connection = ledger.open_spool(tmp_path / "spool.db")
+    conn: sqlite3.Connection = open_spool(tmp_path / "spool.db")
     conn.execute(
         "INSERT INTO inbox (id, received_at, source, provider, event_id, kind, body, state)"
         " VALUES ('A', 1, 'form', 'typeform', 'e', 'submission', x'7b7d', 'claimed')"
     )
     actions.pause(conn, "crm", 1.0)
-    sent = ledger.save_routing(
+    sent = routing_store.save_routing(
         conn, 2.0, {"A": ("{}", [PlannedDelivery("crm", "r"), PlannedDelivery("chat", "r")])}, {}
     )
     assert sent == [("A", "chat")]  # routing sends the unpaused one at once
-    assert not ledger.has_work(conn, 100.0)
-    assert ledger.next_due_at(conn) is None
-    assert ledger.claim_due(conn, 100.0, 10) == []
+    assert not claiming.has_work(conn, 100.0)
+    assert claiming.next_due_at(conn) is None
+    assert claiming.claim_due(conn, 100.0, 10) == []
     actions.resume(conn, "crm")
-    assert ledger.has_work(conn, 100.0)
-    assert ledger.claim_due(conn, 100.0, 10) == [("A", "crm")]
+    assert claiming.has_work(conn, 100.0)
+    assert claiming.claim_due(conn, 100.0, 10) == [("A", "crm")]
 
 
 def test_unknown_destinations_are_refused_with_the_configured_ones(tmp_path: Path) -> None:
-    conn = ledger.open_spool(tmp_path / "spool.db")
+    conn = open_spool(tmp_path / "spool.db")
     with pytest.raises(actions.UnknownName, match=r"no destination named 'nosuch'; configured: chat, crm"):
         actions.pause(conn, "nosuch", 1.0, configured={"crm", "chat"})
     with pytest.raises(actions.UnknownName, match="nosuch"):

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from hub.spool import actions, ledger
+from hub.spool import actions, delivery_outcomes
 from hub.spool.detail import submission_detail
-from hub.spool.ledger import Decision
+from hub.spool.rows import Decision
+from hub.spool.transactions import open_spool
 from tests.admin_hub import admin_hub
 from tests.spool_fill import store
 
@@ -20,7 +21,7 @@ def test_a_resend_is_sent_again_with_a_new_webhook_id(tmp_path: Path) -> None:
     with admin_hub(tmp_path) as running:
         inbox_id = running.post()
         running.wait_delivered(inbox_id, "crm")
-        conn = ledger.open_spool(running.hub.spool_path)
+        conn = open_spool(running.hub.spool_path)
         done = actions.resend(conn, inbox_id, time.time(), None, {"crm", "chat"})
         assert [(r.destination, r.action, r.generation) for r in done] == [("crm", "resend", 1)]
         running.wait_delivered(inbox_id, "crm", "the resend delivered")
@@ -34,13 +35,13 @@ def test_a_resend_is_sent_again_with_a_new_webhook_id(tmp_path: Path) -> None:
 
 
 def test_resend_refuses_what_is_on_its_way_and_replays_what_is_dead(tmp_path: Path) -> None:
-    conn = ledger.open_spool(tmp_path / "spool.db")
+    conn = open_spool(tmp_path / "spool.db")
     store(conn, "A", 1.0, destinations=("crm", "chat"))
     with pytest.raises(actions.NothingToResend, match="A is already on its way to crm"):
         actions.resend(conn, "A", 2.0, ["crm"])
     with pytest.raises(actions.NothingToResend, match="A is already on its way to chat, crm"):
         actions.resend(conn, "A", 2.0)
-    ledger.record(
+    delivery_outcomes.record(
         conn,
         3.0,
         [
@@ -67,7 +68,7 @@ def test_resend_refuses_what_is_on_its_way_and_replays_what_is_dead(tmp_path: Pa
 
 
 def test_resend_to_another_destination_adds_a_manual_delivery(tmp_path: Path) -> None:
-    conn = ledger.open_spool(tmp_path / "spool.db")
+    conn = open_spool(tmp_path / "spool.db")
     store(conn, "A", 1.0)  # routed nowhere
     with pytest.raises(actions.UnknownName, match=r"no destination named 'crn'; configured: chat, crm"):
         actions.resend(conn, "A", 2.0, ["crn"], {"crm", "chat"})

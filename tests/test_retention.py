@@ -20,9 +20,10 @@ from flows.maintenance import upkeep_retention
 from flows.runtime import Runtime, bind, unbind
 from hub.config.check import check_file
 from hub.config.loader import load_config
-from hub.spool import ledger, retention
-from hub.spool.ledger import Decision
+from hub.spool import delivery_outcomes, retention
+from hub.spool.rows import Decision
 from hub.spool.schema import ensure_schema
+from hub.spool.transactions import open_spool
 from tests.harness import FakeClock, start_hub, wait_for
 
 DAY = 86400.0
@@ -59,7 +60,7 @@ ROWS = {
 
 def fill(spool: Path) -> sqlite3.Connection:
     ensure_schema(spool)
-    conn = ledger.open_spool(spool)
+    conn = open_spool(spool)
     for inbox_id, (source, age, state, status) in ROWS.items():
         at = NOW - age * DAY
         conn.execute(
@@ -129,7 +130,7 @@ def test_periods_on_a_fixed_clock(tmp_path: Path, caplog: pytest.LogCaptureFixtu
     assert not retention.due(conn, config.retention, NOW + 60)  # type: ignore[arg-type]
     assert retention.enforce(conn, config, NOW + 60).purged == {"raw_requests": 0, "submissions": 0}
     # Once the retrying delivery is delivered, its body goes at the next run.
-    ledger.record(conn, NOW, [Decision("a-retrying", "crm", "delivered", "delivered")])
+    delivery_outcomes.record(conn, NOW, [Decision("a-retrying", "crm", "delivered", "delivered")])
     assert retention.enforce(conn, config, NOW + 3600).purged["raw_requests"] == 1
     assert bodies(conn)["a-retrying"] == 0
     assert retention.purged_totals(conn) == (

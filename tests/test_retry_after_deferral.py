@@ -37,8 +37,9 @@ from flows.destinations.base import DeliveryContext, DeliveryItem, Outcome, Retr
 from flows.retry import DEFERRAL_JITTER, decide
 from hub.config.loader import load_config
 from hub.runtime import prepare_sources
-from hub.spool import ledger
-from hub.spool.ledger import DeliveryRow, PlannedDelivery
+from hub.spool import claiming, delivery_outcomes, routing_store
+from hub.spool.rows import DeliveryRow, PlannedDelivery
+from hub.spool.transactions import open_spool
 from tests import email_destination_cases as email_cases
 from tests.harness import RunningServer, serve_app, start_hub, wait_for
 
@@ -102,25 +103,25 @@ def test_a_pause_past_the_horizon_makes_a_dead_letter_without_an_attempt() -> No
 
 @pytest.fixture
 def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
-    connection = ledger.open_spool(tmp_path / "spool.db")
+    connection = open_spool(tmp_path / "spool.db")
     connection.execute(
         "INSERT INTO inbox (id, received_at, source, provider, event_id, kind, body, state)"
         " VALUES ('S1', 1.0, 'form', 'typeform', 'e1', 'submission', x'7b7d', 'pending')"
     )
-    ledger.save_routing(connection, time.time(), {"S1": ("{}", [PlannedDelivery("crm", "r")])}, {})
+    routing_store.save_routing(connection, time.time(), {"S1": ("{}", [PlannedDelivery("crm", "r")])}, {})
     yield connection
     connection.close()
 
 
 def test_the_ledger_reschedules_a_deferral_without_an_attempt_row(conn: sqlite3.Connection) -> None:
     policy = RetryPolicy(initial=1, max_delay=10)
-    (row,) = ledger.load_deliveries(conn, [("S1", "crm")])
+    (row,) = delivery_outcomes.load_deliveries(conn, [("S1", "crm")])
     real = Outcome(key="S1.crm", status="retry", status_code=429, retry_after=2.0, reason="HTTP 429")
-    ledger.record(conn, time.time(), [decide(row, real, policy, time.time())])
-    (row,) = ledger.load_deliveries(conn, [("S1", "crm")])
+    delivery_outcomes.record(conn, time.time(), [decide(row, real, policy, time.time())])
+    (row,) = delivery_outcomes.load_deliveries(conn, [("S1", "crm")])
     now = time.time()
-    ledger.record(conn, now, [decide(row, _deferred(30.0), policy, now)])
-    ledger.record(conn, now, [decide(row, _deferred(30.0), policy, now)])
+    delivery_outcomes.record(conn, now, [decide(row, _deferred(30.0), policy, now)])
+    delivery_outcomes.record(conn, now, [decide(row, _deferred(30.0), policy, now)])
 
     attempts, status, due, code = conn.execute(
         "SELECT attempts, status, next_attempt_at, last_status_code FROM deliveries"
@@ -131,8 +132,8 @@ def test_the_ledger_reschedules_a_deferral_without_an_attempt_row(conn: sqlite3.
         (1, "retry", 429)
     ]
     # The dispatcher does not pick it up again while the pause lasts, and does after it.
-    assert ledger.claim_due(conn, now + 29, 10) == []
-    assert ledger.claim_due(conn, due, 10) == [("S1", "crm")]
+    assert claiming.claim_due(conn, now + 29, 10) == []
+    assert claiming.claim_due(conn, due, 10) == [("S1", "crm")]
 
 
 # --- every destination that holds sends during a pause --------------------------------------

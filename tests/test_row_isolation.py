@@ -34,10 +34,12 @@ from hub.dispatch import Dispatcher
 from hub.routing.plan import compiled_condition
 from hub.routing.when import Condition
 from hub.server import Hub
-from hub.spool import ledger, report, suspects
+from hub.spool import claiming, delivery_outcomes, report, routing_store, suspects
 from hub.spool.ids import new_id
-from hub.spool.ledger import Decision, PlannedDelivery, load_inbox
+from hub.spool.routing_store import load_inbox
+from hub.spool.rows import Decision, PlannedDelivery
 from hub.spool.schema import connect
+from hub.spool.transactions import open_spool
 from hub.submission import Submission
 from tests.harness import RunningServer, serve_app, wait_for
 
@@ -296,7 +298,7 @@ def test_a_flow_that_fails_for_no_rows_reason_is_bisected_and_its_row_quarantine
 
 @pytest.fixture
 def spool(tmp_path: Path) -> Iterator[sqlite3.Connection]:
-    conn = ledger.open_spool(tmp_path / "spool.db")
+    conn = open_spool(tmp_path / "spool.db")
     conn.executemany(
         "INSERT INTO inbox (id, received_at, source, provider, event_id, kind, body, state, claimed_by)"
         " VALUES (?, ?, 'forms', 'typeform', ?, 'submission', x'7b7d', 'claimed', 'me')",
@@ -318,7 +320,9 @@ def _deliveries(conn: sqlite3.Connection) -> dict[str, tuple[str, str | None, st
 def test_routing_that_sqlite_refuses_for_one_row_fails_that_row_only(spool: sqlite3.Connection) -> None:
     routed = {f"S{n}": (json.dumps({"n": n}), [PlannedDelivery("out", "all")]) for n in (1, 2, 3)}
     routed["S2"] = ('{"name": "Ren\ud83d"}', [PlannedDelivery("out", "all")])  # JSON no encoder would write
-    claimed = ledger.save_routing(spool, time.time(), routed, {"S4": "unnormalizable (typeform): broken"})
+    claimed = routing_store.save_routing(
+        spool, time.time(), routed, {"S4": "unnormalizable (typeform): broken"}
+    )
     assert sorted(claimed) == [("S1", "out"), ("S3", "out")]
     states = _inbox(spool)
     assert states["S1"][0] == states["S3"][0] == "routed"
@@ -328,7 +332,7 @@ def test_routing_that_sqlite_refuses_for_one_row_fails_that_row_only(spool: sqli
 
 
 def test_outcomes_that_sqlite_refuses_for_one_row_fail_that_row_only(spool: sqlite3.Connection) -> None:
-    ledger.save_routing(
+    routing_store.save_routing(
         spool, time.time(), {f"S{n}": ("{}", [PlannedDelivery("out", "all")]) for n in range(1, 5)}, {}
     )
     decisions = [
@@ -337,7 +341,7 @@ def test_outcomes_that_sqlite_refuses_for_one_row_fail_that_row_only(spool: sqli
         Decision("S3", "out", "delivered", "delivered", status_code=200, remote_id="r\udc00"),
         Decision("S4", "out", "retrying", "retry", status_code=2**70, next_attempt_at=time.time() + 60),
     ]
-    written = ledger.record(spool, time.time(), decisions)
+    written = delivery_outcomes.record(spool, time.time(), decisions)
     rows = _deliveries(spool)
     assert rows["S1"] == ("delivered", None, "r1")
     assert rows["S2"][0] == "dead" and "could not be recorded: UnicodeEncodeError" in (rows["S2"][1] or "")
@@ -359,7 +363,7 @@ def test_a_failed_batch_comes_back_in_halves_behind_no_one_and_a_row_failing_alo
         " VALUES ('S5', 9.0, 'forms', 'typeform', 'e5', 'submission', x'7b7d', 'pending')"
     )
     # Fresh work is claimed without the suspects, however old they are.
-    assert ledger.claim_inbox(spool, time.time(), 100, "me") == ["S5"]
+    assert claiming.claim_inbox(spool, time.time(), 100, "me") == ["S5"]
     assert suspects.claim_suspects(spool, time.time(), "me") == (["S1", "S2"], [])
     assert suspects.claim_suspects(spool, time.time(), "me") == (["S3", "S4"], [])
     suspects.flow_succeeded(spool, ["S3", "S4"], [])
@@ -378,4 +382,4 @@ def test_a_failed_batch_comes_back_in_halves_behind_no_one_and_a_row_failing_alo
     assert rows["S2"] == rows["S3"] == (None, 0)  # cleared by their successful runs
     # A replay puts it back as an ordinary row.
     report.replay(spool, report.dead_letters(spool), time.time())
-    assert ledger.claim_inbox(spool, time.time(), 100, "me") == ["S1"]
+    assert claiming.claim_inbox(spool, time.time(), 100, "me") == ["S1"]

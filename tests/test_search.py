@@ -8,16 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from hub.spool import ledger
+from hub.spool import routing_store
 from hub.spool.search import Cursor, SearchQuery, build_sql, search
 from hub.spool.terms import BACKFILL_KEY, INLINE_FILL
+from hub.spool.transactions import open_spool
 from tests.harness import wait_for
 from tests.spool_fill import store, submission_json
 
 
 @pytest.fixture
 def conn(tmp_path: Path) -> sqlite3.Connection:
-    conn = ledger.open_spool(tmp_path / "spool.db")
+    conn = open_spool(tmp_path / "spool.db")
     people = [
         ("A", 100.0, "tf", "Chloe.Martin@Example.com", "Chloé Martin", "f1"),
         ("B", 200.0, "tf", "bob@example.com", "Bob Stone", "f2"),
@@ -70,7 +71,7 @@ def test_pages_cover_every_row_once_even_with_equal_times(conn: sqlite3.Connecti
 
 
 def test_a_stored_submission_is_searchable_by_its_replayed_json_only(conn: sqlite3.Connection) -> None:
-    store_again = ledger.save_routing
+    store_again = routing_store.save_routing
     conn.execute("UPDATE inbox SET state='claimed' WHERE id='B'")
     store_again(
         conn, 500.0, {"B": (submission_json("B", "tf", "robert@example.com", "Robert Stone"), [])}, {}
@@ -85,13 +86,13 @@ def test_upgrade_fills_the_search_table_once(tmp_path: Path, conn: sqlite3.Conne
     conn.execute("DROP TABLE submission_terms")
     conn.execute("DELETE FROM meta WHERE key=?", (BACKFILL_KEY,))
     conn.close()
-    reopened = ledger.open_spool(path)
+    reopened = open_spool(path)
     assert ids(reopened, email="chloe.martin@example.com") == ["C", "A"]
     assert ids(reopened, name="chloe", source="jf") == ["C"]
     count = reopened.execute("SELECT count(*) FROM submission_terms").fetchone()[0]
     assert reopened.execute("SELECT value FROM meta WHERE key=?", (BACKFILL_KEY,)).fetchone() == ("done",)
     reopened.close()
-    again = ledger.open_spool(path)
+    again = open_spool(path)
     assert again.execute("SELECT count(*) FROM submission_terms").fetchone()[0] == count
 
 
@@ -142,14 +143,14 @@ def test_a_terms_table_without_sources_is_filled_again(conn: sqlite3.Connection)
     )
     conn.execute("INSERT INTO submission_terms VALUES ('name', 'chloe', 100.0, 'A')")
     conn.close()
-    reopened = ledger.open_spool(path)
+    reopened = open_spool(path)
     assert ids(reopened, name="chloe", source="tf") == ["A"]
     assert ids(reopened, name="chloe") == ["C", "A"]
 
 
 def test_a_large_backlog_is_filled_beside_the_open_spool(tmp_path: Path) -> None:
     path = tmp_path / "spool.db"
-    conn = ledger.open_spool(path)
+    conn = open_spool(path)
     count = INLINE_FILL + 500
     conn.execute("BEGIN")
     conn.executemany(
@@ -169,7 +170,7 @@ def test_a_large_backlog_is_filled_beside_the_open_spool(tmp_path: Path) -> None
     conn.execute("DELETE FROM meta WHERE key=?", (BACKFILL_KEY,))
     conn.execute("COMMIT")
     conn.close()
-    reopened = ledger.open_spool(path)
+    reopened = open_spool(path)
     # Opening did not wait for ~20,000 submissions' terms (seconds of work): a thread fills them.
     assert reopened.execute("SELECT value FROM meta WHERE key=?", (BACKFILL_KEY,)).fetchone() != ("done",)
     wait_for(

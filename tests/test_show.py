@@ -12,9 +12,10 @@ import pytest
 from connectors import get_connector
 from hub.config.loader import load_config
 from hub.config.models import HubConfig
-from hub.spool import ledger
+from hub.spool import delivery_outcomes
 from hub.spool.detail import SubmissionNotFound, submission_detail
-from hub.spool.ledger import Decision
+from hub.spool.rows import Decision
+from hub.spool.transactions import open_spool
 from tests.spool_fill import store
 
 CONFIG = """
@@ -46,7 +47,7 @@ def config(tmp_path: Path) -> HubConfig:
 
 @pytest.fixture
 def conn(tmp_path: Path) -> sqlite3.Connection:
-    conn = ledger.open_spool(tmp_path / "spool.db")
+    conn = open_spool(tmp_path / "spool.db")
     headers = {"content-type": "application/json", "typeform-signature": SIGNATURE, "user-agent": "Typeform"}
     body = json.dumps({"form_response": {"token": "resp-1", "answers": []}, "HandshakeKey": HANDSHAKE})
     store(
@@ -60,7 +61,7 @@ def conn(tmp_path: Path) -> sqlite3.Connection:
         headers=json.dumps(headers),
         url=f"http://hub/hooks/tf?token={URL_TOKEN}&lang=fr",
     )
-    ledger.record(
+    delivery_outcomes.record(
         conn,
         110.0,
         [
@@ -76,7 +77,7 @@ def conn(tmp_path: Path) -> sqlite3.Connection:
             Decision("S1", "chat", "delivered", "delivered", status_code=200, remote_id="1712345678.000100"),
         ],
     )
-    ledger.record(
+    delivery_outcomes.record(
         conn, 170.0, [Decision("S1", "crm", "dead", "failed", status_code=400, error="HTTP 400: bad")]
     )
     return conn

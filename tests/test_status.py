@@ -15,9 +15,10 @@ import pytest
 
 from hub.cli import main as cli
 from hub.server import Hub
-from hub.spool import ledger
-from hub.spool.ledger import Decision, PlannedDelivery
+from hub.spool import delivery_outcomes, routing_store
 from hub.spool.lock import DataDirLock
+from hub.spool.rows import Decision, PlannedDelivery
+from hub.spool.transactions import open_spool
 from tests.harness import RunningServer, start_hub
 
 STATUS_TOKEN = "status-token-for-the-status-tests"
@@ -46,18 +47,18 @@ def running(tmp_path: Path) -> Iterator[tuple[Hub, RunningServer]]:
 
 
 def _spool_with_a_retry_and_a_pending_submission(hub: Hub, now: float) -> None:
-    conn = ledger.open_spool(hub.spool_path)
+    conn = open_spool(hub.spool_path)
     for name, state, age in (("R", "claimed", 600.0), ("P", "pending", 90.0)):
         conn.execute(
             "INSERT INTO inbox (id, received_at, source, provider, event_id, kind, body, state)"
             " VALUES (?, ?, 'tf', 'typeform', ?, 'submission', x'7b7d', ?)",
             (name, now - age, name, state),
         )
-    ledger.save_routing(conn, now - 300, {"R": ("{}", [PlannedDelivery("crm", "all")])}, {})
+    routing_store.save_routing(conn, now - 300, {"R": ("{}", [PlannedDelivery("crm", "all")])}, {})
     retry = Decision(
         "R", "crm", "retrying", "retry", next_attempt_at=now + 120, status_code=503, error="HTTP 503"
     )
-    ledger.record(conn, now - 200, [retry])
+    delivery_outcomes.record(conn, now - 200, [retry])
     conn.close()
 
 

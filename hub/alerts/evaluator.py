@@ -30,8 +30,8 @@ from hub.alerts.model import Alert, AlertNotSent
 from hub.health import DeliveryHealth
 from hub.runtime import ConfigHolder
 from hub.sender import AiohttpSender
-from hub.spool.ledger import transaction
 from hub.spool.schema import connect
+from hub.spool.transactions import transaction
 
 if TYPE_CHECKING:
     from hub.server import Hub

@@ -25,7 +25,7 @@ from hub.alerts import messages, store
 from hub.alerts.model import Alert
 from hub.alerts.store import RuleState
 from hub.config.models import AlertKind, AlertsConfig, HubConfig
-from hub.spool.ledger import transaction
+from hub.spool.transactions import transaction
 
 SCAN_LAG = 2.0
 BEFORE_DELIVERY = "(before delivery)"

@@ -17,7 +17,8 @@ from flows.delivery_pool import DeliveryPool
 from flows.prefect_clients import LastingCondition, SharedPrefectClients, quiet_prefect, unquiet_prefect
 from flows.stages import Stages
 from hub.dispatch.runs import FlowRuns
-from hub.spool import lease, ledger, suspects
+from hub.spool import claiming, lease, suspects
+from hub.spool.transactions import open_spool
 
 if TYPE_CHECKING:
     from flows.runtime import Runtime
@@ -132,7 +133,7 @@ class Dispatcher:
         from flows.runtime import Runtime, bind
 
         unquiet_prefect()  # a dispatcher stopped before in this process (tests) silenced it
-        conn = ledger.open_spool(self.hub.spool_path)
+        conn = open_spool(self.hub.spool_path)
         lease.hold(conn, lease.this_process(self.owner, self.hub.port), self.clock())
         inbox, deliveries = lease.recover(conn, self.clock())
         if inbox or deliveries:
@@ -218,7 +219,7 @@ class Dispatcher:
             if (
                 len(self.runs.in_flight) >= max_flows
                 or time.monotonic() < self.runs.paused_until
-                or not ledger.has_work(session.conn, self.clock())
+                or not claiming.has_work(session.conn, self.clock())
             ):
                 await asyncio.sleep(POLL_SECONDS)
                 return None
@@ -310,8 +311,8 @@ class Dispatcher:
                 inbox_ids, due = suspects.claim_suspects(conn, self.clock(), self.owner)
             else:
                 await self._fill(conn, batch_size, batch_wait)
-                inbox_ids = ledger.claim_inbox(conn, self.clock(), batch_size, self.owner)
-                due = ledger.claim_due(conn, self.clock(), batch_size, self.owner)
+                inbox_ids = claiming.claim_inbox(conn, self.clock(), batch_size, self.owner)
+                due = claiming.claim_due(conn, self.clock(), batch_size, self.owner)
             if inbox_ids or due:
                 self._suspects_next = not of_suspects
                 return inbox_ids, due, of_suspects
@@ -321,7 +322,7 @@ class Dispatcher:
         """Give a batch up to `batch_wait` seconds to fill, so one flow run carries many submissions."""
         deadline = time.monotonic() + batch_wait
         while time.monotonic() < deadline and not self._stop.is_set():
-            if ledger.pending_count(conn, self.clock()) >= batch_size:
+            if claiming.pending_count(conn, self.clock()) >= batch_size:
                 return
             await asyncio.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from flows.prefect_clients import LastingCondition
-from hub.spool import ledger, suspects
+from hub.spool import claiming, suspects
 
 if TYPE_CHECKING:
     from hub.server import Hub
@@ -185,7 +185,7 @@ class FlowRuns:
         if claims is None:
             return
         try:
-            ledger.release(conn, self.clock(), *claims)
+            claiming.release(conn, self.clock(), *claims)
         except sqlite3.Error as error:
             log.warning(
                 "could not give a batch's claims back; the next start recovers them",

@@ -8,7 +8,7 @@ from functools import lru_cache
 
 from hub.config.models import HubConfig, RouteConfig, RouteTarget
 from hub.routing.when import Condition, WhenError, WhenSyntaxError, compile_when
-from hub.spool.ledger import PlannedDelivery
+from hub.spool.rows import PlannedDelivery
 from hub.submission import Submission
 
 

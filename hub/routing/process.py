@@ -17,7 +17,7 @@ from connectors.base import Connector, InboundRequest, NormalizeContext
 from hub.config.models import HubConfig
 from hub.routing.plan import compiled_condition, plan
 from hub.routing.when import Condition
-from hub.spool.ledger import InboxRow, PlannedDelivery
+from hub.spool.rows import InboxRow, PlannedDelivery
 from hub.submission import Submission
 
 log = logging.getLogger("hookhub.routing")

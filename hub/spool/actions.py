@@ -21,7 +21,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from hub.spool.ledger import transaction
+from hub.spool.transactions import transaction
 
 MANUAL_ROUTE = "manual"
 """The route recorded for a delivery an admin asked for (`hookhub resend --destination`)."""

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from hub.config.models import RouteConfig
 from hub.routing.plan import compiled_condition
 from hub.routing.when import WhenError, WhenSyntaxError
-from hub.spool.ledger import transaction
+from hub.spool.transactions import transaction
 from hub.submission import Submission
 
 BATCH = 500

@@ -26,7 +26,7 @@ from urllib.parse import quote, quote_plus
 
 from pydantic import BaseModel, Field
 
-from hub.spool.ledger import transaction
+from hub.spool.transactions import transaction
 
 log = logging.getLogger("hookhub.erase")
 
@@ -156,7 +156,7 @@ def _by_terms(conn: sqlite3.Connection, email: str) -> list[str]:
 
 
 def _parents(conn: sqlite3.Connection, ids: Iterable[str]) -> set[str]:
-    """The notifications the matched rows were fetched for (hub.spool.ledger.add_expanded)."""
+    """The notifications the matched rows were fetched for (hub.spool.routing_store.add_expanded)."""
     prefix = "fetched for notification "
     found: set[str] = set()
     for chunk in _chunks(sorted(ids)):

@@ -3,7 +3,7 @@
 Each dispatcher holds a lease (owner id, pid, host, port, expiry) and renews it while it runs;
 every claim it makes is tagged with its owner id. At start, leases that expired or whose
 process is gone are dropped, and claims whose owner holds no lease go back to the queue
-(`ledger.recover`). One hub per data dir is enforced by `hub/spool/lock.py`; the lease is the
+(`claiming.recover`). One hub per data dir is enforced by `hub/spool/lock.py`; the lease is the
 rule that also holds for several workers sharing one store (the PostgreSQL spool), where no
 file lock can tell who is alive.
 """
@@ -16,7 +16,8 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from hub.spool import ledger
+from hub.spool import claiming
+from hub.spool.transactions import transaction
 
 LEASE_SECONDS = 60.0
 """How long a lease lasts without renewal: a frozen owner's claims wait at most this long."""
@@ -51,7 +52,7 @@ def process_alive(pid: int, host: str) -> bool:
 
 def hold(conn: sqlite3.Connection, owner: Owner, now: float, ttl: float = LEASE_SECONDS) -> None:
     """Take (or take again) `owner`'s lease until `now + ttl`."""
-    with ledger.transaction(conn):
+    with transaction(conn):
         conn.execute(
             "INSERT INTO leases (owner, pid, host, port, started_at, expires_at) VALUES (?,?,?,?,?,?)"
             " ON CONFLICT(owner) DO UPDATE SET expires_at=excluded.expires_at",
@@ -61,14 +62,14 @@ def hold(conn: sqlite3.Connection, owner: Owner, now: float, ttl: float = LEASE_
 
 def renew(conn: sqlite3.Connection, owner_id: str, now: float, ttl: float = LEASE_SECONDS) -> bool:
     """Extend the lease; False if it was dropped meanwhile (its claims may have been put back)."""
-    with ledger.transaction(conn):
+    with transaction(conn):
         renewed = conn.execute("UPDATE leases SET expires_at=? WHERE owner=?", (now + ttl, owner_id)).rowcount
     return renewed == 1
 
 
 def give_up(conn: sqlite3.Connection, owner_id: str) -> None:
     """End the lease at a clean stop, after the owner gave its claims back."""
-    with ledger.transaction(conn):
+    with transaction(conn):
         conn.execute("DELETE FROM leases WHERE owner=?", (owner_id,))
 
 
@@ -76,7 +77,7 @@ def drop_dead(
     conn: sqlite3.Connection, now: float, alive: Callable[[int, str], bool] = process_alive
 ) -> list[str]:
     """Drop the leases that expired or whose process is gone; returns their owner ids."""
-    with ledger.transaction(conn):
+    with transaction(conn):
         rows = conn.execute("SELECT owner, pid, host, expires_at FROM leases").fetchall()
         dead = [owner for owner, pid, host, expires in rows if expires <= now or not alive(pid, host)]
         conn.executemany("DELETE FROM leases WHERE owner=?", [(owner,) for owner in dead])
@@ -88,4 +89,4 @@ def recover(
 ) -> tuple[int, int]:
     """Put back the claims of owners that are gone: (submissions, deliveries)."""
     drop_dead(conn, now, alive)
-    return ledger.recover(conn, now)
+    return claiming.recover(conn, now)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-from hub.spool.ledger import transaction
+from hub.spool.transactions import transaction
 
 
 @dataclass(frozen=True)

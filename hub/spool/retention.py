@@ -28,7 +28,7 @@ from pydantic import BaseModel
 
 from hub.alerts.store import DDL as ALERT_DDL
 from hub.config.models import HubConfig, RetentionConfig
-from hub.spool.ledger import transaction
+from hub.spool.transactions import transaction
 
 log = logging.getLogger("hookhub.retention")
 

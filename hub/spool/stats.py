@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import sqlite_utils
 
 if TYPE_CHECKING:
-    from hub.spool.ledger import Decision
+    from hub.spool.rows import Decision
 
 # Seconds from the receiver's answer to the delivery: from an instant send up to the two-day
 # default retry horizon.

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import sqlite3
 
-from hub.spool import ledger
+from hub.spool import delivery_outcomes
+from hub.spool.transactions import transaction
 
 
 def claim_suspects(
@@ -23,7 +24,7 @@ def claim_suspects(
     The smallest group size first, then the oldest: a failed batch of N comes back as two
     groups of N/2 (see `flow_failed`), and so on down to single rows.
     """
-    with ledger.transaction(conn):
+    with transaction(conn):
         size = conn.execute(
             "SELECT min(retry_group) FROM inbox WHERE state='pending' AND retry_group IS NOT NULL"
             " AND coalesce(not_before, 0) <= ?",
@@ -70,11 +71,11 @@ def flow_failed(
     failures it is a dead letter ("quarantined ...") instead. Returns the quarantined keys,
     as `inbox id` or `inbox id/destination`.
     """
-    error = ledger.unrecordable(error)
+    error = delivery_outcomes.unrecordable(error)
     claims = len(inbox_ids) + len(deliveries)
     group = (claims + 1) // 2
     quarantined: list[str] = []
-    with ledger.transaction(conn):
+    with transaction(conn):
         if claims == 1:
             # Only while still held: a submission the run already routed fails through its deliveries.
             table, where, args = (
@@ -100,7 +101,7 @@ def flow_failed(
                         " updated_at=? WHERE inbox_id=? AND destination=? AND status='sending'",
                         (reason, now, *deliveries[0]),
                     )
-                    ledger.settle(conn, [deliveries[0][0]], now)
+                    delivery_outcomes.settle(conn, [deliveries[0][0]], now)
                 quarantined.append("/".join(args))
         conn.executemany(
             "UPDATE inbox SET state='pending', claimed_by=NULL, retry_group=?, not_before=?, error=?,"
@@ -123,7 +124,7 @@ def flow_failed(
 
 def flow_succeeded(conn: sqlite3.Connection, inbox_ids: list[str], deliveries: list[tuple[str, str]]) -> None:
     """A run that held suspects ended well: they are ordinary rows again."""
-    with ledger.transaction(conn):
+    with transaction(conn):
         conn.executemany(
             "UPDATE inbox SET retry_group=NULL, flow_failures=0 WHERE id=? AND retry_group IS NOT NULL",
             [(i,) for i in inbox_ids],

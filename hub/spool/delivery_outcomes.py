@@ -1,0 +1,187 @@
+"""Recording what delivery attempts concluded, and settling each submission's state from its deliveries.
+
+A delivered row stays delivered whatever replays or restarts happen: an outcome never
+overwrites it. One row never fails its chunk: a decision SQLite cannot store is written
+without its details.
+
+Nothing here reads the clock: a function whose rule depends on the time takes `now` (unix
+seconds) from its caller.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+
+from hub.spool import stats
+from hub.spool.rows import Decision, DeliveryRow, chunks
+from hub.spool.transactions import transaction
+
+log = logging.getLogger("hookhub.ledger")
+
+
+def load_deliveries(conn: sqlite3.Connection, keys: list[tuple[str, str]]) -> list[DeliveryRow]:
+    by_destination: dict[str, list[str]] = {}
+    for inbox_id, destination in keys:
+        by_destination.setdefault(destination, []).append(inbox_id)
+    rows: list[DeliveryRow] = []
+    for destination, inbox_ids in by_destination.items():
+        for chunk in chunks(inbox_ids, 500):
+            rows.extend(
+                DeliveryRow(*r)
+                for r in conn.execute(
+                    "SELECT d.inbox_id, d.destination, d.route, d.attempts, d.first_attempt_at, d.remote_id,"
+                    " i.submission, d.generation"
+                    " FROM deliveries d JOIN inbox i ON i.id = d.inbox_id"
+                    f" WHERE d.destination=? AND d.inbox_id IN ({','.join('?' * len(chunk))})",
+                    (destination, *chunk),
+                )
+            )
+    return rows
+
+
+def disabled_destinations(conn: sqlite3.Connection) -> dict[str, str]:
+    return {d: reason for d, reason in conn.execute("SELECT destination, reason FROM disabled_destinations")}
+
+
+def disable_destination(conn: sqlite3.Connection, now: float, destination: str, reason: str) -> None:
+    with transaction(conn):
+        conn.execute(
+            "INSERT OR REPLACE INTO disabled_destinations(destination, since, reason) VALUES (?,?,?)",
+            (destination, now, reason),
+        )
+
+
+def unrecordable(reason: str) -> str:
+    """A reason safe to store whatever the failed value was (its text may be what failed)."""
+    return reason.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def record(conn: sqlite3.Connection, now: float, decisions: list[Decision]) -> list[Decision]:
+    """Apply what delivery attempts concluded, with one row per attempt in `attempts`.
+
+    Set-based (`executemany`, one transaction with the settling of the submissions): this
+    runs for every delivered chunk, and a statement per row and step cost more than the send.
+    A decision whose delivery row is gone changes nothing.
+
+    If the chunk cannot be written for a reason other than the database itself (a value
+    SQLite cannot bind: an error text or remote id with a lone surrogate, an integer beyond
+    64 bits), each decision is written alone; one that still fails is written without its
+    details: a delivery that was delivered stays delivered (a dead letter would be sent
+    again on replay), any other becomes a dead letter saying why. Returns what was written.
+    """
+    try:
+        _record(conn, now, decisions)
+        return decisions
+    except sqlite3.OperationalError:  # locked, disk full, I/O: the database, not a row
+        raise
+    except Exception:  # noqa: BLE001 - found decision by decision below
+        pass
+    written: list[Decision] = []
+    for decision in decisions:
+        try:
+            _record(conn, now, [decision])
+        except sqlite3.OperationalError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - this row's own outcome, reduced to what can be stored
+            decision = _without_details(decision, f"{type(exc).__name__}: {exc}")
+            _record(conn, now, [decision])
+        written.append(decision)
+    return written
+
+
+def _without_details(decision: Decision, why: str) -> Decision:
+    if decision.status == "delivered":
+        log.warning(
+            "delivered, but details of the outcome could not be recorded",
+            extra={
+                "event": "record_details_failed",
+                "id": decision.inbox_id,
+                "destination": decision.destination,
+                "error": unrecordable(why),
+            },
+        )
+        return Decision(
+            decision.inbox_id,
+            decision.destination,
+            "delivered",
+            decision.outcome,
+            attempted=decision.attempted,
+        )
+    reason = unrecordable(f"its outcome ({decision.outcome}) could not be recorded: {why}")
+    return Decision(
+        decision.inbox_id, decision.destination, "dead", "failed", attempted=decision.attempted, error=reason
+    )
+
+
+def _record(conn: sqlite3.Connection, now: float, decisions: list[Decision]) -> None:
+    attempted = [(d.inbox_id, d.destination) for d in decisions if d.attempted]
+    with transaction(conn):
+        stats.count_decisions(conn, now, decisions)  # first: it counts only rows not delivered yet
+        conn.executemany(
+            "UPDATE deliveries SET attempts = attempts + 1, first_attempt_at = coalesce(first_attempt_at, ?),"
+            " last_attempt_at = ? WHERE inbox_id=? AND destination=?",
+            [(now, now, inbox_id, destination) for inbox_id, destination in attempted],
+        )
+        conn.executemany(
+            "INSERT OR REPLACE INTO attempts (inbox_id, destination, attempt, at, outcome, status_code,"
+            " error, retry_after, generation) SELECT inbox_id, destination, attempts, ?, ?, ?, ?, ?,"
+            " generation FROM deliveries"
+            " WHERE inbox_id=? AND destination=?",
+            [
+                (now, d.outcome, d.status_code, d.error, d.retry_after, d.inbox_id, d.destination)
+                for d in decisions
+                if d.attempted
+            ],
+        )
+        conn.executemany(
+            "UPDATE deliveries SET status=?, next_attempt_at=coalesce(?, next_attempt_at),"
+            " last_status_code=coalesce(?, last_status_code), last_error=?,"
+            " remote_id=coalesce(?, remote_id), delivered_at=?, updated_at=?"
+            " WHERE inbox_id=? AND destination=? AND status != 'delivered'",
+            [
+                (
+                    d.status,
+                    d.next_attempt_at,
+                    d.status_code,
+                    None if d.status == "delivered" else d.error,
+                    d.remote_id,
+                    now if d.status == "delivered" else None,
+                    now,
+                    d.inbox_id,
+                    d.destination,
+                )
+                for d in decisions
+            ],
+        )
+        settle(conn, sorted({d.inbox_id for d in decisions}), now)
+
+
+def settle_inbox(conn: sqlite3.Connection, now: float, inbox_ids: list[str]) -> None:
+    """Derive each submission's state from its deliveries once none is left in flight."""
+    with transaction(conn):
+        settle(conn, inbox_ids, now)
+
+
+_NONE_OPEN = (
+    "NOT EXISTS (SELECT 1 FROM deliveries WHERE inbox_id = inbox.id"
+    " AND status IN ('pending', 'sending', 'retrying'))"
+)
+
+
+def settle(conn: sqlite3.Connection, inbox_ids: list[str], now: float) -> None:
+    """`settle_inbox` inside a transaction the caller holds."""
+    # A routed submission with nothing in flight is failed if a delivery is dead (the reasons
+    # joined), else done; one with deliveries still open stays routed.
+    conn.executemany(
+        "UPDATE inbox SET state='failed', updated_at=?, error=(SELECT group_concat("
+        " destination || ': ' || coalesce(last_error, ''), '; ') FROM deliveries"
+        " WHERE inbox_id = inbox.id AND status = 'dead')"
+        f" WHERE id=? AND state='routed' AND {_NONE_OPEN}"
+        " AND EXISTS (SELECT 1 FROM deliveries WHERE inbox_id = inbox.id AND status = 'dead')",
+        [(now, inbox_id) for inbox_id in inbox_ids],
+    )
+    conn.executemany(
+        f"UPDATE inbox SET state='done', updated_at=? WHERE id=? AND state='routed' AND {_NONE_OPEN}",
+        [(now, inbox_id) for inbox_id in inbox_ids],
+    )

@@ -1,0 +1,198 @@
+"""Storing what routing made of submissions: their Submission JSON and planned deliveries,
+the submissions a notification stood for, and fetches to try again later.
+
+Planning inserts with INSERT OR IGNORE, so re-routing a submission after a crash or a replay
+adds only what is missing, and a replayed submission's delivered rows stay as they are.
+One row never fails its batch: what SQLite cannot store makes that row a dead letter.
+
+Nothing here reads the clock: a function whose rule depends on the time takes `now` (unix
+seconds) from its caller.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+from hub.spool import stats
+from hub.spool.claiming import NOT_PAUSED
+from hub.spool.delivery_outcomes import settle_inbox, unrecordable
+from hub.spool.rows import InboxRow, Routed, chunks
+from hub.spool.terms import write_terms
+from hub.spool.transactions import transaction
+
+
+def load_inbox(conn: sqlite3.Connection, ids: list[str]) -> list[InboxRow]:
+    rows: list[InboxRow] = []
+    for chunk in chunks(ids, 500):
+        marks = ",".join("?" * len(chunk))
+        for r in conn.execute(
+            "SELECT id, received_at, source, provider, event_id, method, url, headers, body, kind"
+            f" FROM inbox WHERE id IN ({marks}) ORDER BY received_at",
+            chunk,
+        ):
+            rows.append(
+                InboxRow(
+                    r[0],
+                    r[1],
+                    r[2],
+                    r[3],
+                    r[4],
+                    r[5] or "POST",
+                    r[6] or "",
+                    json.loads(r[7] or "{}"),
+                    r[8],
+                    r[9] or "submission",
+                )
+            )
+    return rows
+
+
+def fetch_later(conn: sqlite3.Connection, now: float, inbox_id: str, delay: float, reason: str) -> None:
+    """A provider API could not be read this time: try the whole submission again `delay` after `now`."""
+    with transaction(conn):
+        conn.execute(
+            "UPDATE inbox SET state='pending', not_before=?, fetch_attempts=fetch_attempts+1, error=?,"
+            " claimed_by=NULL, updated_at=? WHERE id=?",
+            (now + delay, reason, now, inbox_id),
+        )
+
+
+def fetch_attempts(conn: sqlite3.Connection, inbox_id: str) -> int:
+    row = conn.execute("SELECT fetch_attempts FROM inbox WHERE id=?", (inbox_id,)).fetchone()
+    return int(row[0] or 0) if row else 0
+
+
+def save_routing(
+    conn: sqlite3.Connection,
+    now: float,
+    routed: Routed,
+    failed: dict[str, str],
+    skipped: dict[str, int] | None = None,
+) -> list[tuple[str, str]]:
+    """Store normalized submissions and plan their deliveries; returns the deliveries to send now.
+
+    `routed`: inbox id -> (Submission JSON, planned deliveries); `failed`: inbox id -> why it
+    is a dead letter (unnormalizable, route error). A submission can be both: routes that
+    evaluated deliver, and the one that did not makes it a dead letter to look at.
+
+    All in one transaction; if that fails for a reason other than the database itself (a value
+    SQLite cannot bind), each submission is saved alone, and one that still fails is a dead
+    letter saying why: one row never fails its batch.
+    """
+    try:
+        return _save_routing(conn, now, routed, failed, skipped)
+    except sqlite3.OperationalError:  # locked, disk full, I/O: the database, not a row
+        raise
+    except Exception:  # noqa: BLE001 - found row by row below
+        pass
+    if skipped:  # `skipped` (destination -> submissions a `when` kept from it) counts once per batch
+        with transaction(conn):
+            stats.count_skipped(conn, skipped)
+    claimed: list[tuple[str, str]] = []
+    for inbox_id in [*routed, *(i for i in failed if i not in routed)]:
+        one_routed = {inbox_id: routed[inbox_id]} if inbox_id in routed else {}
+        one_failed = {inbox_id: failed[inbox_id]} if inbox_id in failed else {}
+        try:
+            claimed.extend(_save_routing(conn, now, one_routed, one_failed, None))
+        except sqlite3.OperationalError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - this row's own dead letter
+            reason = unrecordable(f"could not be stored: {type(exc).__name__}: {exc}")
+            with transaction(conn):
+                conn.execute(
+                    "UPDATE inbox SET state='failed', error=?, claimed_by=NULL, updated_at=? WHERE id=?",
+                    (reason, now, inbox_id),
+                )
+    return claimed
+
+
+def _save_routing(
+    conn: sqlite3.Connection,
+    now: float,
+    routed: Routed,
+    failed: dict[str, str],
+    skipped: dict[str, int] | None,
+) -> list[tuple[str, str]]:
+    claimed: list[tuple[str, str]] = []
+    with transaction(conn):
+        if skipped:
+            stats.count_skipped(conn, skipped)
+        for inbox_id, (submission, planned) in routed.items():
+            conn.executemany(
+                "INSERT OR IGNORE INTO deliveries (inbox_id, destination, route, status, attempts,"
+                " next_attempt_at, created_at, updated_at) VALUES (?,?,?,'pending',0,?,?,?)",
+                [(inbox_id, p.destination, p.route, now, now, now) for p in planned],
+            )
+            if planned:
+                # Only what is still pending: a replayed submission's delivered rows stay as they are.
+                claimed.extend(
+                    conn.execute(
+                        "UPDATE deliveries SET status='sending', updated_at=?"
+                        f" WHERE inbox_id=? AND status='pending' AND {NOT_PAUSED}"
+                        " RETURNING inbox_id, destination",
+                        (now, inbox_id),
+                    ).fetchall()
+                )
+            state = "failed" if inbox_id in failed else "routed"
+            conn.execute(
+                "UPDATE inbox SET submission=?, state=?, error=?, claimed_by=NULL, updated_at=? WHERE id=?",
+                (submission, state, failed.get(inbox_id), now, inbox_id),
+            )
+        write_terms(conn, [(inbox_id, submission) for inbox_id, (submission, _) in routed.items()])
+        for inbox_id, reason in failed.items():
+            if inbox_id not in routed:
+                conn.execute(
+                    "UPDATE inbox SET state='failed', error=?, claimed_by=NULL, updated_at=? WHERE id=?",
+                    (reason, now, inbox_id),
+                )
+    settle_inbox(conn, now, list(routed))
+    return claimed
+
+
+def add_expanded(
+    conn: sqlite3.Connection,
+    now: float,
+    parent: InboxRow,
+    children: list[tuple[str, str, str]],
+    owner: str,
+) -> dict[str, str]:
+    """Store the submissions a notification stood for as rows of their own; the parent is done.
+
+    `children`: (new id, dedupe key, Submission JSON). A child whose dedupe key the source has
+    already stored (a response fetched again by a later notification) is skipped. Returns the
+    new ids actually inserted, with their Submission JSON, claimed for the calling flow run.
+    """
+    added: dict[str, str] = {}
+    with transaction(conn):
+        for child_id, key, submission in children:
+            row = conn.execute(
+                "INSERT INTO inbox (id, received_at, source, provider, event_id, kind, note, method, url,"
+                " headers, body, state, redeliveries, claimed_at, claimed_by, submission, updated_at)"
+                " VALUES (?,?,?,?,?,'fetched',?,?,?,'{}',?,'claimed',0,?,?,?,?)"
+                " ON CONFLICT(source, event_id) DO NOTHING RETURNING id",
+                (
+                    child_id,
+                    now,
+                    parent.source,
+                    parent.provider,
+                    key,
+                    f"fetched for notification {parent.id}",
+                    parent.method,
+                    parent.url,
+                    submission.encode("utf-8"),
+                    now,
+                    owner,
+                    submission,
+                    now,
+                ),
+            ).fetchone()
+            if row is not None:
+                added[child_id] = submission
+        write_terms(conn, added.items())
+        note = f"notification: {len(added)} new of {len(children)} fetched"
+        conn.execute(
+            "UPDATE inbox SET state='done', note=?, error=NULL, claimed_by=NULL, updated_at=? WHERE id=?",
+            (note, now, parent.id),
+        )
+    return added
