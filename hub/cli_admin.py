@@ -127,14 +127,22 @@ def _print_letter(letter: report.DeadLetter) -> None:
     print(f"    {letter.reason}")
 
 
-def cmd_deadletters(args: argparse.Namespace) -> int:
+def _spool_with_known_names(args: argparse.Namespace, command: str) -> sqlite3.Connection | int:
+    """The spool, or the exit code when there is none (1) or `args` names what does not exist (2)."""
     conn = open_spool_or_say(args)
     if conn is None:
         return 1
     unknown = unknown_names(conn, args)
     if unknown:
-        print(f"hookhub deadletters: {unknown}", file=sys.stderr)
+        print(f"hookhub {command}: {unknown}", file=sys.stderr)
         return 2
+    return conn
+
+
+def cmd_deadletters(args: argparse.Namespace) -> int:
+    conn = _spool_with_known_names(args, "deadletters")
+    if isinstance(conn, int):
+        return conn
     letters = report.dead_letters(conn, source=args.source)
     if args.json:
         print(TypeAdapter(list[report.DeadLetter]).dump_json(letters, indent=2).decode())
@@ -152,13 +160,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    conn = open_spool_or_say(args)
-    if conn is None:
-        return 1
-    unknown = unknown_names(conn, args)
-    if unknown:
-        print(f"hookhub replay: {unknown}", file=sys.stderr)
-        return 2
+    conn = _spool_with_known_names(args, "replay")
+    if isinstance(conn, int):
+        return conn
     letters = report.dead_letters(conn, source=args.source, ids=args.id or None)
     if not letters:
         print("nothing to replay: no dead letters match")
