@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 from datetime import UTC
 from pathlib import Path
 
@@ -25,11 +24,12 @@ from hub.config.models import HubConfig
 from hub.routing.process import connector_for
 from hub.spool import retention
 from hub.spool.schema import connect
+from hub.store import Connection
 
 log = logging.getLogger("hookhub.maintenance")
 
 
-def due_sources(config: HubConfig, conn: sqlite3.Connection, now: float) -> list[str]:
+def due_sources(config: HubConfig, conn: Connection, now: float) -> list[str]:
     """Sources whose connector asks for upkeep and whose interval has passed."""
     due: list[str] = []
     for source_id, source in config.sources.items():
@@ -100,7 +100,7 @@ async def maintain_sources(spool_path: str, config_path: str, source_ids: list[s
 
 
 async def upkeep_retention(
-    spool_path: str, config_path: str, config: HubConfig, conn: sqlite3.Connection, now: float
+    spool_path: str, config_path: str, config: HubConfig, conn: Connection, now: float
 ) -> None:
     """Run the retention flow if `retention:` is set and its interval has passed."""
     if config.retention is not None and retention.due(conn, config.retention, now):

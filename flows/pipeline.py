@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterator
@@ -46,6 +45,7 @@ from hub.spool import routing_store
 from hub.spool.ids import new_id
 from hub.spool.rows import InboxRow
 from hub.spool.schema import connect
+from hub.store import Connection, StoreUnavailable
 from hub.submission import Submission
 
 log = logging.getLogger("hookhub.pipeline")
@@ -96,7 +96,7 @@ class _RowFetched:
 
 async def fetch_details(
     config: HubConfig,
-    conn: sqlite3.Connection,
+    conn: Connection,
     rows: dict[str, InboxRow],
     submissions: dict[str, Submission],
     connectors: ConnectorLookup = get_connector,
@@ -117,7 +117,7 @@ async def fetch_details(
                 kept[inbox_id] = submission
                 continue
             outcome = await _fetch_one(config, conn, row, connector, submission, clock)
-        except sqlite3.OperationalError:
+        except StoreUnavailable:
             raise  # the spool (locked, full), not this row: the run fails and is retried
         except Exception as exc:  # noqa: BLE001 - a connector bug is this row's dead letter
             outcome = _connector_bug(row, exc)
@@ -132,7 +132,7 @@ async def fetch_details(
 
 async def _fetch_one(
     config: HubConfig,
-    conn: sqlite3.Connection,
+    conn: Connection,
     row: InboxRow,
     connector: Connector,
     submission: Submission,
@@ -151,7 +151,7 @@ async def _fetch_one(
 
 
 async def _fetch_failed(
-    conn: sqlite3.Connection, row: InboxRow, connector: Connector, exc: FetchFailed, now: float
+    conn: Connection, row: InboxRow, connector: Connector, exc: FetchFailed, now: float
 ) -> _RowFetched:
     """A dead letter if trying again cannot help or the tries are used up; else fetch later."""
     reason = f"could not fetch details from {connector.title}: {exc}"
@@ -178,7 +178,7 @@ async def _fetch_failed(
 
 
 async def _store_expanded(
-    conn: sqlite3.Connection, row: InboxRow, connector: Connector, found: list[Submission], now: float
+    conn: Connection, row: InboxRow, connector: Connector, found: list[Submission], now: float
 ) -> dict[str, Submission]:
     """Store what a notification stood for as rows of their own; returns the new ones."""
     children = []

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import argparse
-import sqlite3
 import sys
 import time
 from collections.abc import Callable
@@ -21,12 +20,13 @@ from hub.spool import actions, report
 from hub.spool.routing_store import load_inbox
 from hub.spool.schema import SPOOL_FILE
 from hub.spool.transactions import open_spool
+from hub.store import Connection
 
 INBOX_COLUMNS = ("pending", "claimed", "routed", "done", "failed", "skipped")
 DELIVERY_COLUMNS = ("pending", "sending", "retrying", "delivered", "dead")
 
 
-def open_spool_or_say(args: argparse.Namespace) -> sqlite3.Connection | None:
+def open_spool_or_say(args: argparse.Namespace) -> Connection | None:
     """The spool of --data-dir, or None after saying on stderr that there is none."""
     path = Path(args.data_dir) / SPOOL_FILE
     if not path.exists():
@@ -67,7 +67,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _delivery(conn: sqlite3.Connection, data_dir: Path, now: float) -> None:
+def _delivery(conn: Connection, data_dir: Path, now: float) -> None:
     """Whether delivery works: the running hub's view (if one runs), then what the spool holds."""
     print("delivery")
     hub = running_hub(data_dir)
@@ -127,7 +127,7 @@ def _print_letter(letter: report.DeadLetter) -> None:
     print(f"    {letter.reason}")
 
 
-def _spool_with_known_names(args: argparse.Namespace, command: str) -> sqlite3.Connection | int:
+def _spool_with_known_names(args: argparse.Namespace, command: str) -> Connection | int:
     """The spool, or the exit code when there is none (1) or `args` names what does not exist (2)."""
     conn = open_spool_or_say(args)
     if conn is None:
@@ -177,7 +177,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def unknown_names(conn: sqlite3.Connection, args: argparse.Namespace) -> str | None:
+def unknown_names(conn: Connection, args: argparse.Namespace) -> str | None:
     """What is wrong with --source / --id if they name nothing: a source neither in the spool nor
     in the config, an id not in the spool (index probes only)."""
     source = getattr(args, "source", None)
@@ -198,7 +198,7 @@ def unknown_names(conn: sqlite3.Connection, args: argparse.Namespace) -> str | N
     return None
 
 
-def _dry_run(conn: sqlite3.Connection, args: argparse.Namespace, letters: list[report.DeadLetter]) -> None:
+def _dry_run(conn: Connection, args: argparse.Namespace, letters: list[report.DeadLetter]) -> None:
     from hub.routing.process import route_rows
 
     try:
@@ -222,7 +222,7 @@ def _dry_run(conn: sqlite3.Connection, args: argparse.Namespace, letters: list[r
     print(f"dry run: {len(letters)} dead letters would be replayed; nothing was changed")
 
 
-def _wait(conn: sqlite3.Connection, ids: list[str], timeout: float) -> int:
+def _wait(conn: Connection, ids: list[str], timeout: float) -> int:
     """Show progress until every replayed submission is settled again (or the timeout)."""
     deadline = time.monotonic() + timeout
     marks = ",".join("?" * len(ids))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import sqlite3
 import sys
 import time
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from hub.config.models import HubConfig
 from hub.spool import actions
 from hub.spool.backfill import BackfillCounts, backfill
 from hub.spool.detail import SubmissionDetail, SubmissionNotFound, submission_detail
+from hub.store import Connection
 
 USAGE = 2
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
@@ -116,7 +116,7 @@ def _print_detail(d: SubmissionDetail, routes_known: bool) -> None:
     print(f"  {raw.body}")
 
 
-def _acting(args: argparse.Namespace, act: Callable[[HubConfig, sqlite3.Connection], int]) -> int:
+def _acting(args: argparse.Namespace, act: Callable[[HubConfig, Connection], int]) -> int:
     """Run `act` with the config and the spool; a name that does not exist exits 2, saying so."""
     config = _config(args, needed=True)
     conn = open_spool_or_say(args)
@@ -133,7 +133,7 @@ def _acting(args: argparse.Namespace, act: Callable[[HubConfig, sqlite3.Connecti
 
 
 def cmd_resend(args: argparse.Namespace) -> int:
-    def act(config: HubConfig, conn: sqlite3.Connection) -> int:
+    def act(config: HubConfig, conn: Connection) -> int:
         done = actions.resend(conn, args.id, time.time(), args.destination, config.destinations)
         for r in done:
             what = {
@@ -196,7 +196,7 @@ def _progress() -> Callable[[BackfillCounts], None]:
 
 
 def cmd_pause(args: argparse.Namespace) -> int:
-    def act(config: HubConfig, conn: sqlite3.Connection) -> int:
+    def act(config: HubConfig, conn: Connection) -> int:
         added = actions.pause(conn, args.destination, time.time(), args.reason or "", config.destinations)
         state = "paused" if added else "was already paused"
         print(
@@ -209,7 +209,7 @@ def cmd_pause(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    def act(config: HubConfig, conn: sqlite3.Connection) -> int:
+    def act(config: HubConfig, conn: Connection) -> int:
         resumed = actions.resume(conn, args.destination, config.destinations)
         was = "resumed" if resumed.was_paused else "was not paused"
         enabled = f"; enabled again (disabled: {resumed.was_disabled})" if resumed.was_disabled else ""

@@ -9,8 +9,13 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+
+from hub.store import PostgresStore, SqliteStore, Store
+from tests.postgres import scratch_schema
 
 _PREFECT_HOME = tempfile.mkdtemp(prefix="hookhub-tests-prefect-")
 os.environ["PREFECT_HOME"] = _PREFECT_HOME
@@ -25,3 +30,17 @@ def pytest_unconfigure(config: object) -> None:
 def anyio_backend() -> str:
     """`@pytest.mark.anyio` tests run on asyncio only: the hub runs on asyncio (aiohttp)."""
     return "asyncio"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[Store]:
+    """An empty, prepared store of each kind: the ledger's contract holds on both engines."""
+    if request.param == "sqlite":
+        sqlite = SqliteStore(Path(str(tmp_path)) / "spool.db")
+        sqlite.prepare()
+        yield sqlite
+        return
+    with scratch_schema(request.node.name) as url:
+        postgres = PostgresStore(url)
+        postgres.prepare()
+        yield postgres

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from hub.runtime import ConfigHolder
 from hub.sender import AiohttpSender
 from hub.spool.schema import connect
 from hub.spool.transactions import transaction
+from hub.store import Connection
 
 if TYPE_CHECKING:
     from hub.server import Hub
@@ -92,7 +92,7 @@ class AlertEvaluator:
     channel: AlertChannel
     clock: Callable[[], float] = time.time
     started_at: float = field(init=False)
-    _conn: sqlite3.Connection | None = field(default=None, init=False)
+    _conn: Connection | None = field(default=None, init=False)
     _reload_error: str | None = field(default=None, init=False)
     _prefect_down_since: float | None = field(default=None, init=False)
     _restarted: bool = field(default=True, init=False)
@@ -107,7 +107,7 @@ class AlertEvaluator:
         # one reference assignment, read once per turn.
         self._reload_error = reason
 
-    def connection(self) -> sqlite3.Connection:
+    def connection(self) -> Connection:
         if self._conn is None:
             conn = connect(self.spool_path)
             with transaction(conn):

@@ -17,7 +17,6 @@ a moment later, so a row can become visible with a stamp slightly in the past.
 
 from __future__ import annotations
 
-import sqlite3
 from collections import Counter
 from dataclasses import dataclass
 
@@ -26,6 +25,7 @@ from hub.alerts.model import Alert
 from hub.alerts.store import RuleState
 from hub.config.models import AlertKind, AlertsConfig, HubConfig
 from hub.spool.transactions import transaction
+from hub.store import Connection
 
 SCAN_LAG = 2.0
 BEFORE_DELIVERY = "(before delivery)"
@@ -45,7 +45,7 @@ class Facts:
     reload_error: str | None = None
 
 
-def evaluate(conn: sqlite3.Connection, config: HubConfig, facts: Facts, now: float) -> list[Alert]:
+def evaluate(conn: Connection, config: HubConfig, facts: Facts, now: float) -> list[Alert]:
     """Apply every enabled rule at `now`; the alerts decided are queued in the outbox (same transaction)."""
     alerts = config.alerts
     if alerts is None:
@@ -70,7 +70,7 @@ def evaluate(conn: sqlite3.Connection, config: HubConfig, facts: Facts, now: flo
 
 
 def _level(
-    conn: sqlite3.Connection, alerts: AlertsConfig, kind: AlertKind, conditions: dict[str, Alert], now: float
+    conn: Connection, alerts: AlertsConfig, kind: AlertKind, conditions: dict[str, Alert], now: float
 ) -> list[Alert]:
     states = store.states(conn, kind)
     out: list[Alert] = []
@@ -89,7 +89,7 @@ def _level(
     return out
 
 
-def _dead_letters(conn: sqlite3.Connection, alerts: AlertsConfig, now: float) -> list[Alert]:
+def _dead_letters(conn: Connection, alerts: AlertsConfig, now: float) -> list[Alert]:
     states = store.states(conn, "dead_letters")
     upper = now - SCAN_LAG
     # Counting starts when alerts are first enabled: older dead letters are history.
@@ -125,7 +125,7 @@ def _dead_letters(conn: sqlite3.Connection, alerts: AlertsConfig, now: float) ->
     return out
 
 
-def _new_dead(conn: sqlite3.Connection, low: float, high: float) -> list[tuple[str, str, str, float]]:
+def _new_dead(conn: Connection, low: float, high: float) -> list[tuple[str, str, str, float]]:
     delivered = conn.execute(
         # The partial index (hub/alerts/store.py): without statistics SQLite would pick
         # deliveries_due and read every dead letter ever kept, each turn.
@@ -143,7 +143,7 @@ def _new_dead(conn: sqlite3.Connection, low: float, high: float) -> list[tuple[s
     return [*delivered, *undelivered]
 
 
-def _delivered_since(conn: sqlite3.Connection, destination: str, since: float) -> bool:
+def _delivered_since(conn: Connection, destination: str, since: float) -> bool:
     # Through the attempts since then (an index range), not the deliveries: those hold every
     # submission ever delivered.
     row = conn.execute(
@@ -153,14 +153,14 @@ def _delivered_since(conn: sqlite3.Connection, destination: str, since: float) -
     return row is not None
 
 
-def _dead_count(conn: sqlite3.Connection, destination: str) -> int:
+def _dead_count(conn: Connection, destination: str) -> int:
     row = conn.execute(
         "SELECT count(*) FROM deliveries WHERE destination = ? AND status = 'dead'", (destination,)
     ).fetchone()
     return int(row[0])
 
 
-def _failing(conn: sqlite3.Connection, config: HubConfig, in_a_row: int, now: float) -> dict[str, Alert]:
+def _failing(conn: Connection, config: HubConfig, in_a_row: int, now: float) -> dict[str, Alert]:
     found: dict[str, Alert] = {}
     for destination in config.destinations:
         rows = conn.execute(
@@ -174,12 +174,12 @@ def _failing(conn: sqlite3.Connection, config: HubConfig, in_a_row: int, now: fl
     return found
 
 
-def _disabled(conn: sqlite3.Connection, now: float) -> dict[str, Alert]:
+def _disabled(conn: Connection, now: float) -> dict[str, Alert]:
     rows = conn.execute("SELECT destination, coalesce(reason, '') FROM disabled_destinations")
     return {dest: messages.disabled(dest, reason, now) for dest, reason in rows}
 
 
-def _stalled(conn: sqlite3.Connection, alerts: AlertsConfig, facts: Facts, now: float) -> dict[str, Alert]:
+def _stalled(conn: Connection, alerts: AlertsConfig, facts: Facts, now: float) -> dict[str, Alert]:
     found: dict[str, Alert] = {}
     if not facts.dispatching:
         return found  # `serve --no-dispatch`: delivering is someone else's job
@@ -211,7 +211,7 @@ def _state_col(table: str) -> str:
     return "state" if table == "inbox" else "status"
 
 
-def _silent(conn: sqlite3.Connection, config: HubConfig, facts: Facts, now: float) -> dict[str, Alert]:
+def _silent(conn: Connection, config: HubConfig, facts: Facts, now: float) -> dict[str, Alert]:
     found: dict[str, Alert] = {}
     for source_id, source in config.sources.items():
         if source.expect_every is None:

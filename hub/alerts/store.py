@@ -13,11 +13,11 @@ never dead letters, so an alert destination that fails cannot alert about itself
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from hub.alerts.model import Alert
+from hub.store import Connection
 
 
 class _Executes(Protocol):
@@ -70,7 +70,7 @@ class RuleState:
         return self.last_sent_at is not None and now < self.last_sent_at + throttle
 
 
-def states(conn: sqlite3.Connection, rule: str) -> dict[str, RuleState]:
+def states(conn: Connection, rule: str) -> dict[str, RuleState]:
     rows = conn.execute(
         "SELECT key, firing, since, last_sent_at, last_seen_at, pending, pending_since, reasons, sources"
         " FROM alert_state WHERE rule=?",
@@ -84,7 +84,7 @@ def states(conn: sqlite3.Connection, rule: str) -> dict[str, RuleState]:
     }
 
 
-def save(conn: sqlite3.Connection, state: RuleState) -> None:
+def save(conn: Connection, state: RuleState) -> None:
     conn.execute(
         "INSERT OR REPLACE INTO alert_state (rule, key, firing, since, last_sent_at, last_seen_at, pending,"
         " pending_since, reasons, sources) VALUES (?,?,?,?,?,?,?,?,?,?)",
@@ -103,16 +103,16 @@ def save(conn: sqlite3.Connection, state: RuleState) -> None:
     )
 
 
-def watermark(conn: sqlite3.Connection, name: str, default: float) -> float:
+def watermark(conn: Connection, name: str, default: float) -> float:
     row = conn.execute("SELECT value FROM alert_watermarks WHERE name=?", (name,)).fetchone()
     return default if row is None else float(row[0])
 
 
-def set_watermark(conn: sqlite3.Connection, name: str, value: float) -> None:
+def set_watermark(conn: Connection, name: str, value: float) -> None:
     conn.execute("INSERT OR REPLACE INTO alert_watermarks (name, value) VALUES (?,?)", (name, value))
 
 
-def owe(conn: sqlite3.Connection, alert: Alert, destinations: list[str], now: float) -> None:
+def owe(conn: Connection, alert: Alert, destinations: list[str], now: float) -> None:
     """Queue `alert` for each of `destinations` (sent by the evaluator, retried until sent)."""
     body = alert.model_dump_json()
     conn.executemany(
@@ -131,7 +131,7 @@ class Owed:
     attempts: int
 
 
-def due(conn: sqlite3.Connection, now: float, limit: int = 50) -> list[Owed]:
+def due(conn: Connection, now: float, limit: int = 50) -> list[Owed]:
     rows = conn.execute(
         "SELECT id, destination, alert, created_at, attempts FROM alert_outbox"
         " WHERE status='owed' AND next_attempt_at <= ? ORDER BY id LIMIT ?",
@@ -140,13 +140,13 @@ def due(conn: sqlite3.Connection, now: float, limit: int = 50) -> list[Owed]:
     return [Owed(i, dest, Alert.model_validate_json(body), at, n) for i, dest, body, at, n in rows]
 
 
-def mark_sent(conn: sqlite3.Connection, owed_id: int, now: float) -> None:
+def mark_sent(conn: Connection, owed_id: int, now: float) -> None:
     conn.execute(
         "UPDATE alert_outbox SET status='sent', sent_at=?, attempts=attempts+1 WHERE id=?", (now, owed_id)
     )
 
 
-def mark_failed(conn: sqlite3.Connection, owed_id: int, error: str, next_attempt_at: float | None) -> None:
+def mark_failed(conn: Connection, owed_id: int, error: str, next_attempt_at: float | None) -> None:
     """Record a failed send: tried again at `next_attempt_at`, or dropped when that is None."""
     status = "owed" if next_attempt_at is not None else "dropped"
     conn.execute(

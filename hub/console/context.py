@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +23,7 @@ from hub.console.throttle import LoginThrottle
 from hub.health import DeliveryHealth
 from hub.runtime import ConfigHolder
 from hub.spool.schema import connect
+from hub.store import Connection
 
 # Inline, allowed by its hash in the Content-Security-Policy: no file to serve without a session.
 CSS = resources.files("hub.console").joinpath("static/console.css").read_text(encoding="utf-8")
@@ -62,7 +62,7 @@ class Console:
             return self._signers[configured]
 
     @contextmanager
-    def db(self) -> Iterator[sqlite3.Connection]:
+    def db(self) -> Iterator[Connection]:
         """A connection of its own per request (pages run in worker threads, beside the writer)."""
         conn = connect(self.spool_path, durability="normal")
         try:

@@ -6,13 +6,13 @@ Overview numbers come from the same snapshot /metrics reads (hub/metrics/snapsho
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
 from hub.config.models import HubConfig
 from hub.console.redact import scrub, secrets_of
 from hub.metrics.snapshot import Snapshot, read_snapshot
+from hub.store import Connection
 
 DAY = 86400.0
 
@@ -41,7 +41,7 @@ class DestinationLine:
     last_error_at: float | None
 
 
-def sources(conn: sqlite3.Connection, config: HubConfig, now: float) -> list[SourceLine]:
+def sources(conn: Connection, config: HubConfig, now: float) -> list[SourceLine]:
     lines = []
     for name, source in sorted(config.sources.items()):
         # inbox(source, received_at) (alert_inbox_by_source): two range counts and one seek each.
@@ -60,11 +60,11 @@ def sources(conn: sqlite3.Connection, config: HubConfig, now: float) -> list[Sou
     return lines
 
 
-def snapshot(conn: sqlite3.Connection, spool_path: Any, now: float) -> Snapshot:
+def snapshot(conn: Connection, spool_path: Any, now: float) -> Snapshot:
     return read_snapshot(conn, spool_path, now)
 
 
-def destinations(conn: sqlite3.Connection, config: HubConfig, snap: Snapshot) -> list[DestinationLine]:
+def destinations(conn: Connection, config: HubConfig, snap: Snapshot) -> list[DestinationLine]:
     lines = []
     secrets = secrets_of(config)  # a destination's error text may echo its URL or token
     paused = {row[0] for row in conn.execute("SELECT destination FROM paused_destinations")}
@@ -91,7 +91,7 @@ def destinations(conn: sqlite3.Connection, config: HubConfig, snap: Snapshot) ->
     return lines
 
 
-def _last_error(conn: sqlite3.Connection, destination: str) -> tuple[str, float] | None:
+def _last_error(conn: Connection, destination: str) -> tuple[str, float] | None:
     """The error of the destination's latest-scheduled retrying or dead delivery (about its newest).
 
     Each read is one seek at the end of a range of the partial index deliveries_open (status,
@@ -109,7 +109,7 @@ def _last_error(conn: sqlite3.Connection, destination: str) -> tuple[str, float]
     return max(errors, key=lambda pair: pair[1]) if errors else None
 
 
-def dead_groups(conn: sqlite3.Connection, source: str | None) -> list[tuple[str | None, str, int]]:
+def dead_groups(conn: Connection, source: str | None) -> list[tuple[str | None, str, int]]:
     """(destination or None before delivery, reason, count) of every dead letter, counted by SQLite
     (a range of deliveries_open, and of inbox_by_state) instead of loading each letter."""
     where, args = ("AND i.source = ?", [source]) if source else ("", [])
@@ -128,7 +128,7 @@ def dead_groups(conn: sqlite3.Connection, source: str | None) -> list[tuple[str 
     return [(row[0], row[1], row[2]) for row in rows]
 
 
-def recent_alerts(conn: sqlite3.Connection, limit: int = 10) -> list[dict[str, Any]]:
+def recent_alerts(conn: Connection, limit: int = 10) -> list[dict[str, Any]]:
     """The newest alerts sent or owed (hub/alerts/store.py's outbox), one line per alert."""
     if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'alert_outbox'").fetchone():
         return []  # no `alerts:` section has ever run on this spool

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import sqlite3
 import threading
 import time
 import uuid
@@ -19,6 +18,7 @@ from flows.stages import Stages
 from hub.dispatch.runs import FlowRuns
 from hub.spool import claiming, lease, suspects
 from hub.spool.transactions import open_spool
+from hub.store import Connection, StoreError
 
 if TYPE_CHECKING:
     from flows.runtime import Runtime
@@ -47,7 +47,7 @@ POOL_STOP_SECONDS = 1.0
 class _Session:
     """What one run of the dispatcher's loop holds, from `_set_up` to `_shut_down`."""
 
-    conn: sqlite3.Connection
+    conn: Connection
     runtime: Runtime
     pool: DeliveryPool | None
     prefect: SharedPrefectClients
@@ -193,7 +193,7 @@ class Dispatcher:
                 # have put its claims back; take it again so new claims are this owner's.
                 log.warning("lease was lost and is taken again", extra={"event": "lease_lost"})
                 lease.hold(session.conn, lease.this_process(self.owner, self.hub.port), self.clock())
-        except sqlite3.Error as error:  # tried again next turn; the lease lasts LEASE_SECONDS
+        except StoreError as error:  # tried again next turn; the lease lasts LEASE_SECONDS
             session.next_renewal = time.monotonic() + POLL_SECONDS * 20
             log.warning("lease not renewed", extra={"event": "lease_renewal_failed", "error": str(error)})
 
@@ -224,7 +224,7 @@ class Dispatcher:
                 await asyncio.sleep(POLL_SECONDS)
                 return None
             return await self._claim(session.conn, batch_size, batch_wait)
-        except sqlite3.Error as exc:
+        except StoreError as exc:
             # A locked or full disk is usually passing; the spool keeps the work meanwhile.
             log.error(
                 "spool unavailable to the dispatcher; retrying",
@@ -260,7 +260,7 @@ class Dispatcher:
             await session.pool.aclose(POOL_STOP_SECONDS)
         try:
             lease.give_up(session.conn, self.owner)
-        except sqlite3.Error as error:  # it expires by itself
+        except StoreError as error:  # it expires by itself
             log.warning("lease not given up", extra={"event": "lease_not_given_up", "error": str(error)})
         session.conn.close()
         await close_shared_client()
@@ -280,7 +280,7 @@ class Dispatcher:
                 extra={"event": "delivery_pool_failed", "error": f"{type(exc).__name__}: {exc}"},
             )
 
-    async def _upkeep(self, conn: sqlite3.Connection) -> None:
+    async def _upkeep(self, conn: Connection) -> None:
         """Start the maintenance flow for sources whose upkeep is due (watch renewals), then the
         retention flow when `retention:` is due (flows/maintenance.py)."""
         from flows.maintenance import due_sources, maintain_sources, upkeep_retention
@@ -298,7 +298,7 @@ class Dispatcher:
 
     async def _claim(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         batch_size: int,
         batch_wait: float,
     ) -> tuple[list[str], list[tuple[str, str]], bool]:
@@ -318,7 +318,7 @@ class Dispatcher:
                 return inbox_ids, due, of_suspects
         return [], [], False
 
-    async def _fill(self, conn: sqlite3.Connection, batch_size: int, batch_wait: float) -> None:
+    async def _fill(self, conn: Connection, batch_size: int, batch_wait: float) -> None:
         """Give a batch up to `batch_wait` seconds to fill, so one flow run carries many submissions."""
         deadline = time.monotonic() + batch_wait
         while time.monotonic() < deadline and not self._stop.is_set():

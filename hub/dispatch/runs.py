@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from flows.prefect_clients import LastingCondition
 from hub.spool import claiming, suspects
+from hub.store import Connection, StoreError
 
 if TYPE_CHECKING:
     from hub.server import Hub
@@ -49,7 +49,7 @@ class FlowRuns:
 
     def start(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         inbox_ids: list[str],
         due: list[tuple[str, str]],
         chunk_size: int,
@@ -62,7 +62,7 @@ class FlowRuns:
         self.in_flight.add(job)
         job.add_done_callback(self.in_flight.discard)
 
-    async def finish(self, conn: sqlite3.Connection, grace: float, cancel_wait: float) -> int:
+    async def finish(self, conn: Connection, grace: float, cancel_wait: float) -> int:
         """Let the runs in flight end within `grace` seconds; cancel the rest and give back their claims.
 
         A cancelled run ends `Crashed` in Prefect (its engine reports the cancellation while the
@@ -82,7 +82,7 @@ class FlowRuns:
 
     async def _flow(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         inbox_ids: list[str],
         due: list[tuple[str, str]],
         chunk_size: int,
@@ -113,7 +113,7 @@ class FlowRuns:
         if of_suspects:
             try:
                 suspects.flow_succeeded(conn, inbox_ids, due)
-            except sqlite3.Error as error:  # they stay suspects: tried in small groups, no harm
+            except StoreError as error:  # they stay suspects: tried in small groups, no harm
                 log.warning(
                     "could not clear suspects", extra={"event": "suspects_not_cleared", "error": str(error)}
                 )
@@ -135,7 +135,7 @@ class FlowRuns:
         )
 
     async def _flow_failed(
-        self, conn: sqlite3.Connection, inbox_ids: list[str], due: list[tuple[str, str]], error: str
+        self, conn: Connection, inbox_ids: list[str], due: list[tuple[str, str]], error: str
     ) -> None:
         """Give the claims back as suspects to bisect, or unchanged if Prefect is what failed."""
         task = asyncio.current_task()
@@ -157,7 +157,7 @@ class FlowRuns:
             quarantined = suspects.flow_failed(
                 conn, inbox_ids, due, error, self.clock(), self.flow_failure_backoff, self.quarantine_after
             )
-        except sqlite3.Error as spool_error:
+        except StoreError as spool_error:
             log.warning(
                 "could not give a failed batch's claims back; the next start recovers them",
                 extra={"event": "release_failed", "error": str(spool_error)},
@@ -179,14 +179,14 @@ class FlowRuns:
             return False
         return error is None
 
-    def give_back(self, conn: sqlite3.Connection, job: asyncio.Task[None]) -> None:
+    def give_back(self, conn: Connection, job: asyncio.Task[None]) -> None:
         """Release what `job` claimed, once; a spool error leaves it to the next start's recovery."""
         claims = self.claims.pop(job, None)
         if claims is None:
             return
         try:
             claiming.release(conn, self.clock(), *claims)
-        except sqlite3.Error as error:
+        except StoreError as error:
             log.warning(
                 "could not give a batch's claims back; the next start recovers them",
                 extra={"event": "release_failed", "error": str(error)},

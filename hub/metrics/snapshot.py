@@ -8,7 +8,6 @@ of the next second, so neither a busy scraper nor a load balancer adds load on t
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from pathlib import Path
 from hub.spool.retention import purged_totals
 from hub.spool.schema import connect
 from hub.spool.stats import read_counters
+from hub.store import Connection
 
 OPEN_STATUSES = ("pending", "sending", "retrying", "dead")
 COUNTED_STATES = ("pending", "claimed", "routed", "failed")
@@ -60,7 +60,7 @@ class Snapshot:
         return 0.0 if self.oldest_pending_at is None else max(0.0, self.taken_at - self.oldest_pending_at)
 
 
-def read_snapshot(conn: sqlite3.Connection, spool_path: Path, now: float) -> Snapshot:
+def read_snapshot(conn: Connection, spool_path: Path, now: float) -> Snapshot:
     started = time.perf_counter()
     conn.execute("BEGIN")  # one read transaction: every number from the same state of the spool
     try:
@@ -129,7 +129,7 @@ class SnapshotCache:
     max_age: float = 1.0
     clock: Callable[[], float] = time.time
     latest: Snapshot | None = None
-    _conn: sqlite3.Connection | None = field(default=None, init=False, repr=False)
+    _conn: Connection | None = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def refresh(self) -> Snapshot:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -48,6 +47,7 @@ from hub.receiver.protocol import EdgeLimits
 from hub.runtime import ConfigHolder, PreparedSource
 from hub.spool.ids import new_id
 from hub.spool.writer import SpoolRecord, SpoolUnavailable, SpoolWriter
+from hub.store import StoreError
 
 log = logging.getLogger("hookhub.receiver")
 
@@ -219,7 +219,7 @@ class Receiver:
         """The spool's delivery numbers (at most a second old), or None if the spool is too busy."""
         try:
             return await asyncio.wait_for(asyncio.to_thread(self.snapshots.refresh), timeout=2.0)
-        except (TimeoutError, sqlite3.Error) as exc:
+        except StoreError + (TimeoutError,) as exc:
             log.warning("spool numbers unavailable", extra={"event": "snapshot_failed", "error": str(exc)})
             return None
 

@@ -15,13 +15,13 @@ one); the running dispatcher does the sending. Semantics (README, "Resend, backf
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Collection
 from typing import Literal
 
 from pydantic import BaseModel
 
 from hub.spool.transactions import transaction
+from hub.store import Connection
 
 MANUAL_ROUTE = "manual"
 """The route recorded for a delivery an admin asked for (`hookhub resend --destination`)."""
@@ -49,7 +49,7 @@ def _known(name: str, known: Collection[str] | None, what: str) -> None:
 
 
 def resend(
-    conn: sqlite3.Connection,
+    conn: Connection,
     inbox_id: str,
     now: float,
     destinations: list[str] | None = None,
@@ -91,9 +91,7 @@ def resend(
     return done
 
 
-def _resend_one(
-    conn: sqlite3.Connection, inbox_id: str, destination: str, status: str | None, now: float
-) -> Resent:
+def _resend_one(conn: Connection, inbox_id: str, destination: str, status: str | None, now: float) -> Resent:
     if status is None:
         conn.execute(
             "INSERT INTO deliveries (inbox_id, destination, route, status, attempts, next_attempt_at,"
@@ -126,7 +124,7 @@ class Resumed(BaseModel):
 
 
 def pause(
-    conn: sqlite3.Connection,
+    conn: Connection,
     destination: str,
     now: float,
     reason: str = "",
@@ -142,7 +140,7 @@ def pause(
     return bool(added)
 
 
-def resume(conn: sqlite3.Connection, destination: str, configured: Collection[str] | None = None) -> Resumed:
+def resume(conn: Connection, destination: str, configured: Collection[str] | None = None) -> Resumed:
     """Let a paused destination's deliveries go, and enable one a 410 disabled."""
     _known(destination, configured, "destination")
     with transaction(conn):
@@ -161,7 +159,7 @@ def resume(conn: sqlite3.Connection, destination: str, configured: Collection[st
     )
 
 
-def paused(conn: sqlite3.Connection) -> list[tuple[str, float, str]]:
+def paused(conn: Connection) -> list[tuple[str, float, str]]:
     """(destination, since, reason) of the paused destinations."""
     rows = conn.execute("SELECT destination, since, reason FROM paused_destinations ORDER BY destination")
     return [(name, since or 0.0, reason or "") for name, since, reason in rows]

@@ -10,7 +10,6 @@ the routes in force anyway; skipped events and unnormalized ones have no Submiss
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -18,6 +17,7 @@ from hub.config.models import RouteConfig
 from hub.routing.plan import compiled_condition
 from hub.routing.when import WhenError, WhenSyntaxError
 from hub.spool.transactions import transaction
+from hub.store import Connection
 from hub.submission import Submission
 
 BATCH = 500
@@ -39,7 +39,7 @@ class BackfillCounts:
 
 
 def backfill(
-    conn: sqlite3.Connection,
+    conn: Connection,
     route: RouteConfig,
     since: float,
     until: float | None,
@@ -82,7 +82,7 @@ def _matches(route: RouteConfig, source: str, stored: str, counts: BackfillCount
 
 
 def _plan(
-    conn: sqlite3.Connection,
+    conn: Connection,
     route: str,
     pairs: list[tuple[str, str]],
     now: float,

@@ -14,15 +14,14 @@ seconds) from its caller, so the rules can be checked at any fixed instant.
 
 from __future__ import annotations
 
-import sqlite3
-
 from hub.spool.transactions import transaction
+from hub.store import Connection
 
 NOT_PAUSED = "destination NOT IN (SELECT destination FROM paused_destinations)"
 """A paused destination's deliveries stay pending or retrying: nothing claims them (pause/resume)."""
 
 
-def recover(conn: sqlite3.Connection, now: float) -> tuple[int, int]:
+def recover(conn: Connection, now: float) -> tuple[int, int]:
     """Put back what owners without a lease held: claimed submissions and in-flight deliveries.
 
     `lease.recover` first drops the leases of owners that are gone or expired; a claim of a live
@@ -46,7 +45,7 @@ def recover(conn: sqlite3.Connection, now: float) -> tuple[int, int]:
     return inbox, deliveries
 
 
-def has_work(conn: sqlite3.Connection, now: float) -> bool:
+def has_work(conn: Connection, now: float) -> bool:
     row = conn.execute(
         "SELECT EXISTS(SELECT 1 FROM inbox WHERE state='pending' AND coalesce(not_before, 0) <= ?1)"
         " OR EXISTS(SELECT 1 FROM deliveries WHERE status IN ('pending','retrying')"
@@ -56,7 +55,7 @@ def has_work(conn: sqlite3.Connection, now: float) -> bool:
     return bool(row[0])
 
 
-def pending_count(conn: sqlite3.Connection, now: float) -> int:
+def pending_count(conn: Connection, now: float) -> int:
     count: int = conn.execute(
         "SELECT count(*) FROM inbox WHERE state='pending' AND coalesce(not_before, 0) <= ?"
         " AND retry_group IS NULL",
@@ -65,7 +64,7 @@ def pending_count(conn: sqlite3.Connection, now: float) -> int:
     return count
 
 
-def next_due_at(conn: sqlite3.Connection) -> float | None:
+def next_due_at(conn: Connection) -> float | None:
     row = conn.execute(
         f"SELECT min(next_attempt_at) FROM deliveries WHERE status IN ('pending','retrying') AND {NOT_PAUSED}"
     ).fetchone()
@@ -73,7 +72,7 @@ def next_due_at(conn: sqlite3.Connection) -> float | None:
     return due
 
 
-def claim_inbox(conn: sqlite3.Connection, now: float, limit: int, owner: str) -> list[str]:
+def claim_inbox(conn: Connection, now: float, limit: int, owner: str) -> list[str]:
     """The oldest pending submissions, but no suspect of a failed flow run (`claim_suspects`
     takes those): a row that fails its runs can never hold back the ones after it."""
     with transaction(conn):
@@ -87,9 +86,7 @@ def claim_inbox(conn: sqlite3.Connection, now: float, limit: int, owner: str) ->
     return sorted(r[0] for r in rows)
 
 
-def claim_due(
-    conn: sqlite3.Connection, now: float, limit: int, owner: str | None = None
-) -> list[tuple[str, str]]:
+def claim_due(conn: Connection, now: float, limit: int, owner: str | None = None) -> list[tuple[str, str]]:
     """Due deliveries, tagged with `owner` (None: no owner, put back by any `recover`)."""
     with transaction(conn):
         rows = conn.execute(
@@ -103,9 +100,7 @@ def claim_due(
     return [(r[0], r[1]) for r in rows]
 
 
-def release(
-    conn: sqlite3.Connection, now: float, inbox_ids: list[str], deliveries: list[tuple[str, str]]
-) -> None:
+def release(conn: Connection, now: float, inbox_ids: list[str], deliveries: list[tuple[str, str]]) -> None:
     """Give back claims a flow run could not finish (e.g. Prefect was unreachable)."""
     with transaction(conn):
         conn.executemany(

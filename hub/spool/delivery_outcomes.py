@@ -11,16 +11,16 @@ seconds) from its caller.
 from __future__ import annotations
 
 import logging
-import sqlite3
 
 from hub.spool import stats
 from hub.spool.rows import Decision, DeliveryRow, chunks
 from hub.spool.transactions import transaction
+from hub.store import Connection, StoreUnavailable
 
 log = logging.getLogger("hookhub.ledger")
 
 
-def load_deliveries(conn: sqlite3.Connection, keys: list[tuple[str, str]]) -> list[DeliveryRow]:
+def load_deliveries(conn: Connection, keys: list[tuple[str, str]]) -> list[DeliveryRow]:
     by_destination: dict[str, list[str]] = {}
     for inbox_id, destination in keys:
         by_destination.setdefault(destination, []).append(inbox_id)
@@ -40,11 +40,11 @@ def load_deliveries(conn: sqlite3.Connection, keys: list[tuple[str, str]]) -> li
     return rows
 
 
-def disabled_destinations(conn: sqlite3.Connection) -> dict[str, str]:
+def disabled_destinations(conn: Connection) -> dict[str, str]:
     return {d: reason for d, reason in conn.execute("SELECT destination, reason FROM disabled_destinations")}
 
 
-def disable_destination(conn: sqlite3.Connection, now: float, destination: str, reason: str) -> None:
+def disable_destination(conn: Connection, now: float, destination: str, reason: str) -> None:
     with transaction(conn):
         conn.execute(
             "INSERT OR REPLACE INTO disabled_destinations(destination, since, reason) VALUES (?,?,?)",
@@ -57,7 +57,7 @@ def unrecordable(reason: str) -> str:
     return reason.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def record(conn: sqlite3.Connection, now: float, decisions: list[Decision]) -> list[Decision]:
+def record(conn: Connection, now: float, decisions: list[Decision]) -> list[Decision]:
     """Apply what delivery attempts concluded, with one row per attempt in `attempts`.
 
     Set-based (`executemany`, one transaction with the settling of the submissions): this
@@ -73,7 +73,7 @@ def record(conn: sqlite3.Connection, now: float, decisions: list[Decision]) -> l
     try:
         _record(conn, now, decisions)
         return decisions
-    except sqlite3.OperationalError:  # locked, disk full, I/O: the database, not a row
+    except StoreUnavailable:  # locked, disk full, I/O: the database, not a row
         raise
     except Exception:  # noqa: BLE001 - found decision by decision below
         pass
@@ -81,7 +81,7 @@ def record(conn: sqlite3.Connection, now: float, decisions: list[Decision]) -> l
     for decision in decisions:
         try:
             _record(conn, now, [decision])
-        except sqlite3.OperationalError:
+        except StoreUnavailable:
             raise
         except Exception as exc:  # noqa: BLE001 - this row's own outcome, reduced to what can be stored
             decision = _without_details(decision, f"{type(exc).__name__}: {exc}")
@@ -114,7 +114,7 @@ def _without_details(decision: Decision, why: str) -> Decision:
     )
 
 
-def _record(conn: sqlite3.Connection, now: float, decisions: list[Decision]) -> None:
+def _record(conn: Connection, now: float, decisions: list[Decision]) -> None:
     attempted = [(d.inbox_id, d.destination) for d in decisions if d.attempted]
     with transaction(conn):
         stats.count_decisions(conn, now, decisions)  # first: it counts only rows not delivered yet
@@ -157,7 +157,7 @@ def _record(conn: sqlite3.Connection, now: float, decisions: list[Decision]) -> 
         settle(conn, sorted({d.inbox_id for d in decisions}), now)
 
 
-def settle_inbox(conn: sqlite3.Connection, now: float, inbox_ids: list[str]) -> None:
+def settle_inbox(conn: Connection, now: float, inbox_ids: list[str]) -> None:
     """Derive each submission's state from its deliveries once none is left in flight."""
     with transaction(conn):
         settle(conn, inbox_ids, now)
@@ -169,7 +169,7 @@ _NONE_OPEN = (
 )
 
 
-def settle(conn: sqlite3.Connection, inbox_ids: list[str], now: float) -> None:
+def settle(conn: Connection, inbox_ids: list[str], now: float) -> None:
     """`settle_inbox` inside a transaction the caller holds."""
     # A routed submission with nothing in flight is failed if a delivery is dead (the reasons
     # joined), else done; one with deliveries still open stays routed.

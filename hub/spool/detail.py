@@ -8,7 +8,6 @@ destination the delivery with every attempt. Read-only: a few primary-key and in
 from __future__ import annotations
 
 import json
-import sqlite3
 from typing import Any
 
 from pydantic import BaseModel
@@ -19,6 +18,7 @@ from hub.routing.plan import compiled_condition
 from hub.routing.when import WhenError, WhenSyntaxError
 from hub.spool.redact import RawRequest, raw_request
 from hub.spool.search import SUMMARY_COLUMNS, SubmissionSummary
+from hub.store import Connection, Cursor
 from hub.submission import Submission
 
 
@@ -80,7 +80,7 @@ class SubmissionDetail(SubmissionSummary):
 
 
 def submission_detail(
-    conn: sqlite3.Connection,
+    conn: Connection,
     inbox_id: str,
     config: HubConfig | None = None,
     connector: Connector | None = None,
@@ -116,7 +116,7 @@ def submission_detail(
     )
 
 
-def _dicts(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:
+def _dicts(cursor: Cursor) -> list[dict[str, Any]]:
     names = [column[0] for column in cursor.description]
     return [dict(zip(names, values, strict=True)) for values in cursor]
 
@@ -157,7 +157,7 @@ def _why_not(from_: list[str], when: str | None, submission: Submission) -> str 
         return f"`when` failed: {type(exc).__name__}: {exc}"
 
 
-def deliveries(conn: sqlite3.Connection, inbox_id: str) -> list[Delivery]:
+def deliveries(conn: Connection, inbox_id: str) -> list[Delivery]:
     paused = {r[0] for r in conn.execute("SELECT destination FROM paused_destinations")}
     disabled = dict(conn.execute("SELECT destination, reason FROM disabled_destinations").fetchall())
     history: dict[str, list[Attempt]] = {}

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import time
 from collections.abc import Iterable, Iterator
 from urllib.parse import quote, quote_plus
@@ -27,6 +26,7 @@ from urllib.parse import quote, quote_plus
 from pydantic import BaseModel, Field
 
 from hub.spool.transactions import transaction
+from hub.store import Connection
 
 log = logging.getLogger("hookhub.erase")
 
@@ -72,9 +72,7 @@ class ErasureReport(BaseModel):
         return bool(self.submissions)
 
 
-def find_ids(
-    conn: sqlite3.Connection, email: str | None = None, submission_id: str | None = None
-) -> list[str]:
+def find_ids(conn: Connection, email: str | None = None, submission_id: str | None = None) -> list[str]:
     """Inbox ids of the person's submissions: by id, or by e-mail anywhere in the stored request
     or Submission JSON (any field, any case, JSON- or form-encoded), with the notifications
     they were fetched for."""
@@ -98,7 +96,7 @@ def find_ids(
 
 
 def erase(
-    conn: sqlite3.Connection,
+    conn: Connection,
     *,
     email: str | None = None,
     submission_id: str | None = None,
@@ -143,7 +141,7 @@ def _encodings(email: str) -> set[str]:
     }
 
 
-def _by_terms(conn: sqlite3.Connection, email: str) -> list[str]:
+def _by_terms(conn: Connection, email: str) -> list[str]:
     """Ids from `submission_terms` (hub/spool/terms.py, the console's search index) where the
     spool has it; a help, not the whole search: it holds only the e-mail field."""
     columns = {row[1] for row in conn.execute("PRAGMA table_info(submission_terms)")}
@@ -155,7 +153,7 @@ def _by_terms(conn: sqlite3.Connection, email: str) -> list[str]:
     return [row[0] for row in rows]
 
 
-def _parents(conn: sqlite3.Connection, ids: Iterable[str]) -> set[str]:
+def _parents(conn: Connection, ids: Iterable[str]) -> set[str]:
     """The notifications the matched rows were fetched for (hub.spool.routing_store.add_expanded)."""
     prefix = "fetched for notification "
     found: set[str] = set()
@@ -180,7 +178,7 @@ _DELIVERY_FIELDS = (
 )
 
 
-def _describe(conn: sqlite3.Connection, inbox_id: str) -> ErasedSubmission:
+def _describe(conn: Connection, inbox_id: str) -> ErasedSubmission:
     source, received_at, state = conn.execute(
         "SELECT source, received_at, state FROM inbox WHERE id = ?", (inbox_id,)
     ).fetchone()
@@ -196,7 +194,7 @@ def _describe(conn: sqlite3.Connection, inbox_id: str) -> ErasedSubmission:
     )
 
 
-def _values(conn: sqlite3.Connection, ids: list[str]) -> set[str]:
+def _values(conn: Connection, ids: list[str]) -> set[str]:
     """What other rows' texts may quote of the person: their e-mail, name and answers (each line
     of a long one on its own too), and the error texts of their own deliveries and attempts
     (an alert about a dead letter quotes its reason, which may quote the answers)."""
@@ -237,7 +235,7 @@ def _leaves(value: object) -> Iterator[str]:
             yield from _leaves(item)
 
 
-def _anonymize(conn: sqlite3.Connection, ids: list[str], now: float) -> tuple[int, int]:
+def _anonymize(conn: Connection, ids: list[str], now: float) -> tuple[int, int]:
     scrubbed = removed = 0
     has_terms = bool(conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'submission_terms'").fetchone())
     for chunk in _chunks(ids):
@@ -265,7 +263,7 @@ def _anonymize(conn: sqlite3.Connection, ids: list[str], now: float) -> tuple[in
     return scrubbed, removed
 
 
-def _scrub_texts(conn: sqlite3.Connection, values: set[str]) -> int:
+def _scrub_texts(conn: Connection, values: set[str]) -> int:
     """Replace quotes of `values` in texts other rows keep: alerts, dead-letter reasons of other
     deliveries, disabled destinations."""
     # As stored, as a reason quotes it (repr), and either one inside alert JSON.
@@ -298,7 +296,7 @@ def _scrub_texts(conn: sqlite3.Connection, values: set[str]) -> int:
     return changed
 
 
-def _checkpoint(conn: sqlite3.Connection) -> bool:
+def _checkpoint(conn: Connection) -> bool:
     """Copy the WAL into the database and truncate it; False if readers kept it from finishing."""
     for _ in range(CHECKPOINT_TRIES):
         busy, _log, _done = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import os
 import socket
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from hub.spool import claiming
 from hub.spool.transactions import transaction
+from hub.store import Connection
 
 LEASE_SECONDS = 60.0
 """How long a lease lasts without renewal: a frozen owner's claims wait at most this long."""
@@ -50,7 +50,7 @@ def process_alive(pid: int, host: str) -> bool:
     return True
 
 
-def hold(conn: sqlite3.Connection, owner: Owner, now: float, ttl: float = LEASE_SECONDS) -> None:
+def hold(conn: Connection, owner: Owner, now: float, ttl: float = LEASE_SECONDS) -> None:
     """Take (or take again) `owner`'s lease until `now + ttl`."""
     with transaction(conn):
         conn.execute(
@@ -60,22 +60,20 @@ def hold(conn: sqlite3.Connection, owner: Owner, now: float, ttl: float = LEASE_
         )
 
 
-def renew(conn: sqlite3.Connection, owner_id: str, now: float, ttl: float = LEASE_SECONDS) -> bool:
+def renew(conn: Connection, owner_id: str, now: float, ttl: float = LEASE_SECONDS) -> bool:
     """Extend the lease; False if it was dropped meanwhile (its claims may have been put back)."""
     with transaction(conn):
         renewed = conn.execute("UPDATE leases SET expires_at=? WHERE owner=?", (now + ttl, owner_id)).rowcount
     return renewed == 1
 
 
-def give_up(conn: sqlite3.Connection, owner_id: str) -> None:
+def give_up(conn: Connection, owner_id: str) -> None:
     """End the lease at a clean stop, after the owner gave its claims back."""
     with transaction(conn):
         conn.execute("DELETE FROM leases WHERE owner=?", (owner_id,))
 
 
-def drop_dead(
-    conn: sqlite3.Connection, now: float, alive: Callable[[int, str], bool] = process_alive
-) -> list[str]:
+def drop_dead(conn: Connection, now: float, alive: Callable[[int, str], bool] = process_alive) -> list[str]:
     """Drop the leases that expired or whose process is gone; returns their owner ids."""
     with transaction(conn):
         rows = conn.execute("SELECT owner, pid, host, expires_at FROM leases").fetchall()
@@ -85,7 +83,7 @@ def drop_dead(
 
 
 def recover(
-    conn: sqlite3.Connection, now: float, alive: Callable[[int, str], bool] = process_alive
+    conn: Connection, now: float, alive: Callable[[int, str], bool] = process_alive
 ) -> tuple[int, int]:
     """Put back the claims of owners that are gone: (submissions, deliveries)."""
     drop_dead(conn, now, alive)

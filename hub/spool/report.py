@@ -6,12 +6,12 @@ moves rows back to `pending`, and the running dispatcher picks them up from ther
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 
 from pydantic import BaseModel
 
 from hub.spool.transactions import transaction
+from hub.store import Connection, Cursor
 
 
 @dataclass(frozen=True)
@@ -27,12 +27,12 @@ class DeadLetter:
     at: float
 
 
-def source_status(conn: sqlite3.Connection) -> list[tuple[str, dict[str, int]]]:
+def source_status(conn: Connection) -> list[tuple[str, dict[str, int]]]:
     rows = conn.execute("SELECT source, state, count(*) FROM inbox GROUP BY source, state ORDER BY source")
     return _pivot(rows)
 
 
-def destination_status(conn: sqlite3.Connection) -> list[tuple[str, dict[str, int]]]:
+def destination_status(conn: Connection) -> list[tuple[str, dict[str, int]]]:
     rows = conn.execute(
         "SELECT destination, status, count(*) FROM deliveries"
         " GROUP BY destination, status ORDER BY destination"
@@ -51,7 +51,7 @@ class Retrying:
     last_status_code: int | None
 
 
-def retrying(conn: sqlite3.Connection) -> list[Retrying]:
+def retrying(conn: Connection) -> list[Retrying]:
     out = []
     for destination, count, next_at in conn.execute(
         "SELECT destination, count(*), min(next_attempt_at) FROM deliveries WHERE status='retrying'"
@@ -66,13 +66,13 @@ def retrying(conn: sqlite3.Connection) -> list[Retrying]:
     return out
 
 
-def disabled(conn: sqlite3.Connection) -> list[tuple[str, float, str]]:
+def disabled(conn: Connection) -> list[tuple[str, float, str]]:
     """(destination, since, reason) of the destinations a 410 disabled."""
     rows = conn.execute("SELECT destination, since, reason FROM disabled_destinations ORDER BY destination")
     return [(name, since or 0.0, reason or "") for name, since, reason in rows]
 
 
-def oldest_pending(conn: sqlite3.Connection) -> tuple[int, float | None]:
+def oldest_pending(conn: Connection) -> tuple[int, float | None]:
     """(submissions not yet routed, received_at of the oldest), pending or claimed."""
     count, oldest = conn.execute(
         "SELECT count(*), min(received_at) FROM inbox WHERE state IN ('pending', 'claimed')"
@@ -106,7 +106,7 @@ class StatusReport(BaseModel):
     """The running hub on this data dir (pid, port, /readyz's delivery part), if one runs."""
 
 
-def status_report(conn: sqlite3.Connection) -> StatusReport:
+def status_report(conn: Connection) -> StatusReport:
     sources = dict(source_status(conn))
     count, oldest = oldest_pending(conn)
     paused = conn.execute("SELECT destination, since, reason FROM paused_destinations ORDER BY destination")
@@ -122,12 +122,12 @@ def status_report(conn: sqlite3.Connection) -> StatusReport:
     )
 
 
-def source_exists(conn: sqlite3.Connection, source: str) -> bool:
+def source_exists(conn: Connection, source: str) -> bool:
     """Whether the spool holds anything from `source` (one index probe)."""
     return conn.execute("SELECT 1 FROM inbox WHERE source=? LIMIT 1", (source,)).fetchone() is not None
 
 
-def _pivot(rows: sqlite3.Cursor) -> list[tuple[str, dict[str, int]]]:
+def _pivot(rows: Cursor) -> list[tuple[str, dict[str, int]]]:
     out: dict[str, dict[str, int]] = {}
     for name, state, count in rows:
         out.setdefault(name, {})[state] = count
@@ -135,7 +135,7 @@ def _pivot(rows: sqlite3.Cursor) -> list[tuple[str, dict[str, int]]]:
 
 
 def dead_letters(
-    conn: sqlite3.Connection, source: str | None = None, ids: list[str] | None = None
+    conn: Connection, source: str | None = None, ids: list[str] | None = None
 ) -> list[DeadLetter]:
     where, args = _filter("i", source, ids)
     letters = [
@@ -160,7 +160,7 @@ def dead_letters(
     return letters
 
 
-def replay(conn: sqlite3.Connection, letters: list[DeadLetter], now: float) -> int:
+def replay(conn: Connection, letters: list[DeadLetter], now: float) -> int:
     """Put dead letters back in the queue; delivered (submission, destination) pairs stay delivered.
 
     A dead delivery goes back to pending with a fresh retry horizon; a submission that

@@ -19,7 +19,6 @@ a year of data never holds the spool's write lock for long and the receiver keep
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
 from collections.abc import Callable
 from typing import Literal
@@ -29,6 +28,7 @@ from pydantic import BaseModel
 from hub.alerts.store import DDL as ALERT_DDL
 from hub.config.models import HubConfig, RetentionConfig
 from hub.spool.transactions import transaction
+from hub.store import Connection
 
 log = logging.getLogger("hookhub.retention")
 
@@ -68,13 +68,13 @@ class RetentionRun(BaseModel):
     longest_transaction: float
 
 
-def due(conn: sqlite3.Connection, config: RetentionConfig, now: float) -> bool:
+def due(conn: Connection, config: RetentionConfig, now: float) -> bool:
     row = conn.execute("SELECT value FROM meta WHERE key=?", (LAST_RUN_KEY,)).fetchone()
     return row is None or now - float(row[0]) >= config.every
 
 
 def enforce(
-    conn: sqlite3.Connection,
+    conn: Connection,
     config: HubConfig,
     now: float,
     pause: Callable[[], None] = lambda: time.sleep(PAUSE_SECONDS),
@@ -123,7 +123,7 @@ class _Counter:
 
 
 def _purge(
-    conn: sqlite3.Connection,
+    conn: Connection,
     purge: Purge,
     source: str,
     cutoff: float,
@@ -161,7 +161,7 @@ def _purge(
         pause()
 
 
-def _remove(conn: sqlite3.Connection, purge: Purge, ids: list[str]) -> None:
+def _remove(conn: Connection, purge: Purge, ids: list[str]) -> None:
     marks = ",".join("?" * len(ids))
     if purge == "raw_requests":
         conn.execute(_EMPTY_RAW.format(marks=marks), ids)
@@ -171,13 +171,13 @@ def _remove(conn: sqlite3.Connection, purge: Purge, ids: list[str]) -> None:
     conn.execute(f"DELETE FROM inbox WHERE id IN ({marks})", ids)
 
 
-def _terms_table(conn: sqlite3.Connection) -> list[str]:
+def _terms_table(conn: Connection) -> list[str]:
     """`submission_terms` (the console's search index) where this spool has it."""
     columns = {row[1] for row in conn.execute("PRAGMA table_info(submission_terms)")}
     return ["submission_terms"] if "inbox_id" in columns else []
 
 
-def add_count(conn: sqlite3.Connection, purge: str, rows: int) -> None:
+def add_count(conn: Connection, purge: str, rows: int) -> None:
     """Add to the rows purged of one kind (raw_requests, submissions, flow_runs), for /metrics."""
     conn.execute(
         "INSERT INTO meta(key, value) VALUES (?, ?)"
@@ -186,7 +186,7 @@ def add_count(conn: sqlite3.Connection, purge: str, rows: int) -> None:
     )
 
 
-def purged_totals(conn: sqlite3.Connection) -> tuple[dict[str, float], float | None]:
+def purged_totals(conn: Connection) -> tuple[dict[str, float], float | None]:
     """Rows purged since the spool was made, per purge, and when retention last ran (for /metrics)."""
     totals: dict[str, float] = dict.fromkeys((*PURGES, "flow_runs"), 0.0)
     last: float | None = None

@@ -12,7 +12,6 @@ seconds) from its caller.
 from __future__ import annotations
 
 import json
-import sqlite3
 
 from hub.spool import stats
 from hub.spool.claiming import NOT_PAUSED
@@ -20,9 +19,10 @@ from hub.spool.delivery_outcomes import settle_inbox, unrecordable
 from hub.spool.rows import InboxRow, Routed, chunks
 from hub.spool.terms import write_terms
 from hub.spool.transactions import transaction
+from hub.store import Connection, StoreUnavailable
 
 
-def load_inbox(conn: sqlite3.Connection, ids: list[str]) -> list[InboxRow]:
+def load_inbox(conn: Connection, ids: list[str]) -> list[InboxRow]:
     rows: list[InboxRow] = []
     for chunk in chunks(ids, 500):
         marks = ",".join("?" * len(chunk))
@@ -48,7 +48,7 @@ def load_inbox(conn: sqlite3.Connection, ids: list[str]) -> list[InboxRow]:
     return rows
 
 
-def fetch_later(conn: sqlite3.Connection, now: float, inbox_id: str, delay: float, reason: str) -> None:
+def fetch_later(conn: Connection, now: float, inbox_id: str, delay: float, reason: str) -> None:
     """A provider API could not be read this time: try the whole submission again `delay` after `now`."""
     with transaction(conn):
         conn.execute(
@@ -58,13 +58,13 @@ def fetch_later(conn: sqlite3.Connection, now: float, inbox_id: str, delay: floa
         )
 
 
-def fetch_attempts(conn: sqlite3.Connection, inbox_id: str) -> int:
+def fetch_attempts(conn: Connection, inbox_id: str) -> int:
     row = conn.execute("SELECT fetch_attempts FROM inbox WHERE id=?", (inbox_id,)).fetchone()
     return int(row[0] or 0) if row else 0
 
 
 def save_routing(
-    conn: sqlite3.Connection,
+    conn: Connection,
     now: float,
     routed: Routed,
     failed: dict[str, str],
@@ -82,7 +82,7 @@ def save_routing(
     """
     try:
         return _save_routing(conn, now, routed, failed, skipped)
-    except sqlite3.OperationalError:  # locked, disk full, I/O: the database, not a row
+    except StoreUnavailable:  # locked, disk full, I/O: the database, not a row
         raise
     except Exception:  # noqa: BLE001 - found row by row below
         pass
@@ -95,7 +95,7 @@ def save_routing(
         one_failed = {inbox_id: failed[inbox_id]} if inbox_id in failed else {}
         try:
             claimed.extend(_save_routing(conn, now, one_routed, one_failed, None))
-        except sqlite3.OperationalError:
+        except StoreUnavailable:
             raise
         except Exception as exc:  # noqa: BLE001 - this row's own dead letter
             reason = unrecordable(f"could not be stored: {type(exc).__name__}: {exc}")
@@ -108,7 +108,7 @@ def save_routing(
 
 
 def _save_routing(
-    conn: sqlite3.Connection,
+    conn: Connection,
     now: float,
     routed: Routed,
     failed: dict[str, str],
@@ -151,7 +151,7 @@ def _save_routing(
 
 
 def add_expanded(
-    conn: sqlite3.Connection,
+    conn: Connection,
     now: float,
     parent: InboxRow,
     children: list[tuple[str, str, str]],

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 import sqlite_utils
 
 from hub.spool.files import ensure_private_dir, ensure_private_file
 from hub.spool.stats import ensure_stats
 from hub.spool.terms import ensure_terms
+from hub.store.sqlite import SqliteConnection, open_file
 
 Durability = Literal["full", "normal"]
 
@@ -33,13 +33,13 @@ INBOX_STATES = ("pending", "claimed", "routed", "done", "failed", "skipped")
 DELIVERY_STATES = ("pending", "sending", "retrying", "delivered", "dead")
 
 
-def connect(path: Path, durability: Durability = "full") -> sqlite3.Connection:
+def connect(path: Path, durability: Durability = "full") -> SqliteConnection:
     """A connection with the pragmas every spool user needs.
 
     synchronous=FULL makes each commit fsync the WAL: an accepted webhook survives a power
     cut, not just a process crash. The writer batches commits, so this costs little.
     """
-    conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    conn = open_file(path)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
     conn.execute("PRAGMA busy_timeout=30000")
@@ -117,7 +117,7 @@ def _ensure_console(db: sqlite_utils.Database) -> None:
     db.table("paused_destinations").create(
         {"destination": str, "since": float, "reason": str}, pk="destination", if_not_exists=True
     )
-    ensure_terms(db.conn)
+    ensure_terms(cast(SqliteConnection, db.conn))
 
 
 def _ensure_leases(db: sqlite_utils.Database) -> None:

@@ -9,12 +9,12 @@ tests/test_search_plan.py holds the query plans to that.
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from hub.spool.terms import TermKind, normalize
+from hub.store import Connection
 
 InboxState = Literal["pending", "claimed", "routed", "done", "failed", "skipped"]
 MAX_PAGE = 500
@@ -142,7 +142,7 @@ def build_sql(query: SearchQuery) -> tuple[str, list[object]]:
     return sql, [*args, query.limit + 1]
 
 
-def search(conn: sqlite3.Connection, query: SearchQuery) -> SearchPage:
+def search(conn: Connection, query: SearchQuery) -> SearchPage:
     sql, args = build_sql(query)
     rows = conn.execute(sql, args).fetchall()
     items = [_summary(row) for row in rows[: query.limit]]

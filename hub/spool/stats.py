@@ -10,12 +10,13 @@ memory. Each row is one monotonic value: an outcome's count, attempts, or one la
 from __future__ import annotations
 
 import bisect
-import sqlite3
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 import sqlite_utils
+
+from hub.store import Connection
 
 if TYPE_CHECKING:
     from hub.spool.rows import Decision
@@ -57,7 +58,7 @@ def outcome_of(decision: Decision) -> str:
     return decision.status
 
 
-def count_decisions(conn: sqlite3.Connection, now: float, decisions: list[Decision]) -> None:
+def count_decisions(conn: Connection, now: float, decisions: list[Decision]) -> None:
     """Add `decisions` to the counters; inside `record`'s transaction, before it updates the rows.
 
     Only decisions whose delivery row exists and is not delivered yet count, as only those
@@ -81,16 +82,16 @@ def count_decisions(conn: sqlite3.Connection, now: float, decisions: list[Decisi
     _add(conn, counts)
 
 
-def count_skipped(conn: sqlite3.Connection, skipped: Mapping[str, int]) -> None:
+def count_skipped(conn: Connection, skipped: Mapping[str, int]) -> None:
     """Submissions a route's `when` kept from each destination (inside the caller's transaction)."""
     _add(conn, {(destination, OUTCOME + "skipped"): n for destination, n in skipped.items() if n})
 
 
-def _add(conn: sqlite3.Connection, counts: Mapping[tuple[str, str], float]) -> None:
+def _add(conn: Connection, counts: Mapping[tuple[str, str], float]) -> None:
     conn.executemany(_UPSERT, [(destination, name, value) for (destination, name), value in counts.items()])
 
 
-def _open_rows(conn: sqlite3.Connection, decisions: Iterable[Decision]) -> dict[tuple[str, str], float]:
+def _open_rows(conn: Connection, decisions: Iterable[Decision]) -> dict[tuple[str, str], float]:
     """(inbox id, destination) -> received_at, for the decisions' rows not delivered yet."""
     by_destination: dict[str, list[str]] = defaultdict(list)
     for decision in decisions:
@@ -109,7 +110,7 @@ def _open_rows(conn: sqlite3.Connection, decisions: Iterable[Decision]) -> dict[
     return found
 
 
-def read_counters(conn: sqlite3.Connection) -> dict[str, dict[str, float]]:
+def read_counters(conn: Connection) -> dict[str, dict[str, float]]:
     """destination -> counter name -> value."""
     out: dict[str, dict[str, float]] = defaultdict(dict)
     for destination, name, value in conn.execute("SELECT destination, name, value FROM delivery_counters"):

@@ -8,14 +8,13 @@ set that reads and writes `retry_group` and `flow_failures`.
 
 from __future__ import annotations
 
-import sqlite3
-
 from hub.spool import delivery_outcomes
 from hub.spool.transactions import transaction
+from hub.store import Connection
 
 
 def claim_suspects(
-    conn: sqlite3.Connection,
+    conn: Connection,
     now: float,
     owner: str,
 ) -> tuple[list[str], list[tuple[str, str]]]:
@@ -57,7 +56,7 @@ def claim_suspects(
 
 
 def flow_failed(
-    conn: sqlite3.Connection,
+    conn: Connection,
     inbox_ids: list[str],
     deliveries: list[tuple[str, str]],
     error: str,
@@ -122,7 +121,7 @@ def flow_failed(
     return quarantined
 
 
-def flow_succeeded(conn: sqlite3.Connection, inbox_ids: list[str], deliveries: list[tuple[str, str]]) -> None:
+def flow_succeeded(conn: Connection, inbox_ids: list[str], deliveries: list[tuple[str, str]]) -> None:
     """A run that held suspects ended well: they are ordinary rows again."""
     with transaction(conn):
         conn.executemany(

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import threading
 import unicodedata
 from collections.abc import Iterable
 from typing import Literal
+
+from hub.store import Connection, StoreError
+from hub.store.sqlite import open_file
 
 TermKind = Literal["email", "name", "form"]
 
@@ -67,7 +69,7 @@ def terms_of(submission_json: str) -> set[tuple[TermKind, str]]:
     return out
 
 
-def write_terms(conn: sqlite3.Connection, submissions: Iterable[tuple[str, str]]) -> None:
+def write_terms(conn: Connection, submissions: Iterable[tuple[str, str]]) -> None:
     """(inbox id, Submission JSON) -> their terms, replacing any earlier ones (a replay re-stores
     the JSON). Runs inside the caller's transaction; reads received_at from the inbox rows.
     Set-based, a few statements per batch: it runs in the routing transaction of every batch."""
@@ -91,7 +93,7 @@ def write_terms(conn: sqlite3.Connection, submissions: Iterable[tuple[str, str]]
         )
 
 
-def ensure_terms(conn: sqlite3.Connection) -> None:
+def ensure_terms(conn: Connection) -> None:
     """Create the table (additive) and fill it for submissions stored before it existed.
 
     Idempotent and resumable: the meta row remembers the last inbox rowid done, each batch
@@ -132,20 +134,20 @@ _filling_lock = threading.Lock()
 
 def _fill_in_background(path: str) -> None:
     try:
-        conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        conn = open_file(path)
         conn.execute("PRAGMA busy_timeout=30000")
         try:
             _fill(conn)
         finally:
             conn.close()
-    except sqlite3.Error as exc:  # resumed from its mark at the next start
+    except StoreError as exc:  # resumed from its mark at the next start
         log.warning("search terms not filled yet", extra={"event": "search_terms_stopped", "error": str(exc)})
     finally:
         with _filling_lock:
             _filling.discard(path)
 
 
-def _fill(conn: sqlite3.Connection) -> None:
+def _fill(conn: Connection) -> None:
     filled = 0
     while True:
         conn.execute("BEGIN IMMEDIATE")

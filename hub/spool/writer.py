@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import logging
 import queue
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -34,6 +33,7 @@ from typing import Any
 import orjson
 
 from hub.spool.schema import Durability, connect, ensure_schema
+from hub.store import Connection, StoreError
 
 log = logging.getLogger("hookhub.spool")
 
@@ -215,7 +215,7 @@ class SpoolWriter:
 
     # -- writer thread ---------------------------------------------------------------
 
-    def _loop(self, conn: sqlite3.Connection) -> None:
+    def _loop(self, conn: Connection) -> None:
         try:
             while True:
                 first = self._jobs.get()
@@ -246,10 +246,10 @@ class SpoolWriter:
         finally:
             conn.close()
 
-    def _commit_group(self, conn: sqlite3.Connection, group: list[_Job]) -> None:
+    def _commit_group(self, conn: Connection, group: list[_Job]) -> None:
         try:
             results = self._write(conn, group)
-        except sqlite3.Error as exc:
+        except StoreError as exc:
             self._safe_rollback(conn)
             self.last_error = f"{type(exc).__name__}: {exc}"
             log.error("spool commit failed", extra={"event": "spool_error", "error": self.last_error})
@@ -263,7 +263,7 @@ class SpoolWriter:
         self.last_error = None
         _resolve(group, results)
 
-    def _write(self, conn: sqlite3.Connection, group: list[_Job]) -> list[StoreResult | None]:
+    def _write(self, conn: Connection, group: list[_Job]) -> list[StoreResult | None]:
         if self.before_write is not None:
             self.before_write()
         now = self.clock()
@@ -288,7 +288,7 @@ class SpoolWriter:
         return [stored[record.id] if record is not None else None for record, _, _, _ in group]
 
     @staticmethod
-    def _sort_out_duplicates(conn: sqlite3.Connection, records: list[SpoolRecord]) -> dict[str, StoreResult]:
+    def _sort_out_duplicates(conn: Connection, records: list[SpoolRecord]) -> dict[str, StoreResult]:
         """The unique index refused some rows: each record either owns its key's row or repeats it.
 
         The multi-row INSERT went in group order, so the first record with a new key owns the
@@ -305,8 +305,8 @@ class SpoolWriter:
         return results
 
     @staticmethod
-    def _safe_rollback(conn: sqlite3.Connection) -> None:
-        with contextlib.suppress(sqlite3.Error):
+    def _safe_rollback(conn: Connection) -> None:
+        with contextlib.suppress(*StoreError):
             conn.execute("ROLLBACK")
 
 

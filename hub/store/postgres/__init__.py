@@ -1,0 +1,1 @@
+"""The PostgreSQL store: connections (qmark statements on psycopg 3) and versioned schema."""

@@ -1,0 +1,78 @@
+"""A psycopg 3 connection that takes the ledger's qmark (`?`) statements.
+
+The ledger's SQL is written once for both engines; the one spelling PostgreSQL needs changed
+is the placeholder. psycopg has no qmark style, so `?` becomes `%s` (and a literal `%`
+becomes `%%`), once per statement text: the conversions are cached, and the statements
+carry no `?` or `%` inside string literals (tests/test_store_contract.py runs all of them).
+
+psycopg 3 rather than asyncpg: the spool writer is a plain thread, and so are the ledger's
+callers (`asyncio.to_thread`); psycopg's synchronous connection drops in where sqlite3's is,
+while asyncpg would need an event loop in each of those threads. bench/store_writer.py
+measures both in the writer's own statement shape.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import psycopg
+from psycopg.adapt import Loader
+
+from hub.store.connection import Cursor, Dialect
+
+
+@functools.lru_cache(maxsize=1024)
+def to_pyformat(sql: str) -> str:
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+class _JsonAsText(Loader):
+    """Submissions are stored as `json` (so `->>` works on both engines) but read as the text
+    written, which the ledger parses itself: key order and numbers stay exactly as stored."""
+
+    def load(self, data: Any) -> str:
+        return bytes(data).decode("utf-8")
+
+
+class _NumericAsNumber(Loader):
+    """sum() over integers is `numeric` in PostgreSQL; the ledger wants int or float, as SQLite gives."""
+
+    def load(self, data: Any) -> int | float:
+        text = bytes(data).decode("ascii")
+        return float(text) if any(c in text for c in ".eEN") else int(text)
+
+
+class PostgresConnection:
+    """What the ledger needs of a connection, in autocommit mode as the SQLite one is."""
+
+    dialect: Dialect = "postgresql"
+
+    def __init__(self, raw: psycopg.Connection[Any]) -> None:
+        self.raw = raw
+        raw.adapters.register_loader("json", _JsonAsText)
+        raw.adapters.register_loader("numeric", _NumericAsNumber)
+
+    @classmethod
+    def open(cls, url: str, application_name: str = "hookhub") -> PostgresConnection:
+        return cls(psycopg.connect(url, autocommit=True, application_name=application_name))
+
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Cursor:
+        if not parameters:
+            return self.raw.execute(sql)
+        return self.raw.execute(to_pyformat(sql), parameters)
+
+    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Cursor:
+        cursor = self.raw.cursor()
+        rows = list(parameters)
+        if rows:
+            cursor.executemany(to_pyformat(sql), rows)
+        return cursor
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+
+    def close(self) -> None:
+        self.raw.close()

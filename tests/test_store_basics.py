@@ -1,0 +1,68 @@
+"""The store layer itself: choosing a store, PostgreSQL's schema versions, placeholders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hub.spool.transactions import open_spool, transaction
+from hub.store import PostgresStore, SqliteStore, Store, store_from_setting
+from hub.store.location import BadStoreSetting, redact
+from hub.store.postgres import schema as pg_schema
+from hub.store.postgres.connection import to_pyformat
+from tests.postgres import scratch_schema
+
+
+def test_the_default_is_the_sqlite_file_in_the_data_dir(tmp_path: Path) -> None:
+    assert store_from_setting(None, tmp_path, environ={}) == SqliteStore(tmp_path / "spool.db")
+    assert store_from_setting("sqlite", tmp_path, environ={}) == SqliteStore(tmp_path / "spool.db")
+
+
+def test_the_environment_wins_over_the_config(tmp_path: Path) -> None:
+    chosen = store_from_setting("sqlite", tmp_path, environ={"HOOKHUB_STORE": "postgresql://u:pw@db/hub"})
+    assert isinstance(chosen, PostgresStore)
+    assert chosen.url == "postgresql://u:pw@db/hub"
+
+
+def test_the_key_and_repr_hold_no_password(tmp_path: Path) -> None:
+    chosen = store_from_setting(
+        "postgresql://hub:s3cret@db.internal:5433/hub?password=x&sslmode=require", tmp_path, {}
+    )
+    assert "s3cret" not in chosen.key and "s3cret" not in repr(chosen) and "password" not in chosen.key
+    assert chosen.key == "postgresql://db.internal:5433/hub?sslmode=require"
+    assert redact("postgresql://db/hub") == "postgresql://db/hub"
+
+
+def test_an_unknown_store_is_refused_with_what_is_accepted(tmp_path: Path) -> None:
+    with pytest.raises(BadStoreSetting, match="postgresql://"):
+        store_from_setting("mysql://root@db/hub", tmp_path, environ={})
+
+
+def test_placeholders_become_pyformat_and_percent_signs_are_kept() -> None:
+    assert to_pyformat("SELECT ? WHERE a LIKE '%' || ?") == "SELECT %s WHERE a LIKE '%%' || %s"
+
+
+def test_postgres_migrations_run_once_and_record_their_version() -> None:
+    with scratch_schema("migrations") as url:
+        store = PostgresStore(url)
+        conn = store.connect()
+        assert pg_schema.current_version(conn) == 0
+        assert pg_schema.migrate(conn, now=1.0) == [pg_schema.LATEST]
+        assert pg_schema.migrate(conn, now=2.0) == []
+        assert pg_schema.current_version(conn) == pg_schema.LATEST
+        conn.execute(
+            "INSERT INTO schema_migrations VALUES (?, 'from the future', 3.0)", (pg_schema.LATEST + 1,)
+        )
+        with pytest.raises(pg_schema.SchemaTooNew, match="upgrade hookhub"):
+            pg_schema.migrate(conn)
+        conn.close()
+
+
+def test_a_failed_transaction_leaves_nothing_behind(store: Store) -> None:
+    conn = open_spool(store)
+    with pytest.raises(RuntimeError), transaction(conn):
+        conn.execute("INSERT INTO meta (key, value) VALUES (?, ?)", ("k", "v"))
+        raise RuntimeError("boom")
+    assert conn.execute("SELECT count(*) FROM meta WHERE key = ?", ("k",)).fetchone()[0] == 0
+    conn.close()
