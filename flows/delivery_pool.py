@@ -37,6 +37,7 @@ from typing import Any
 from flows.destinations import UnknownDestinationType, get_destination
 from flows.runtime import Runtime
 from hub.config.models import HubConfig
+from hub.store.location import Store
 
 log = logging.getLogger("hookhub.delivery_pool")
 
@@ -56,11 +57,13 @@ class DeliveryWorkerFailed(RuntimeError):
 class ChunkJob:
     """Everything a worker needs, pickled: the config in force goes along, so a reload applies at once."""
 
-    spool_path: str
+    store: Store
+    """Goes to the worker over its own pipe, URL and all: never into logs or Prefect."""
     data_dir: str
     config: HubConfig
     destination: str
     inbox_ids: list[str]
+    owner: str | None = None
 
 
 @dataclass
@@ -112,7 +115,8 @@ class DeliveryPool:
             }
         )
         job = ChunkJob(
-            spool_path=str(runtime.spool_path),
+            store=runtime.store,
+            owner=runtime.owner,
             data_dir=str(runtime.data_dir),
             config=needed,
             destination=destination,
@@ -273,7 +277,7 @@ async def _run(conn: Connection, job_id: int, job: ChunkJob) -> None:
     from flows.http_clients import delivery_sender
 
     config = job.config
-    runtime = Runtime(config=lambda: config, spool_path=Path(job.spool_path), data_dir=Path(job.data_dir))
+    runtime = Runtime(config=lambda: config, store=job.store, data_dir=Path(job.data_dir), owner=job.owner)
     answer: tuple[int, bool, Any]
     try:
         answer = (

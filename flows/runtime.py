@@ -1,12 +1,15 @@
-"""What a flow run needs from the hub that runs it: config in force, spool, data dir, links.
+"""What a flow run needs from the hub that runs it: config in force, store, data dir, links.
 
-Flow parameters stay plain (paths and ids) so the Prefect UI shows them and a worker on
-another machine could run the same flow; inside `hookhub serve` the dispatcher binds the
-live runtime, so a config reload is seen by the very next task without re-reading files.
+Flow parameters stay plain (the store's key and the config path) so the Prefect UI shows them
+and a worker on another machine could run the same flow; the key holds no credentials, so a
+standalone worker finds the PostgreSQL URL itself (HOOKHUB_STORE or the config's `store:`).
+Inside `hookhub serve` / `hookhub worker` the dispatcher binds the live runtime, so a config
+reload is seen by the very next task without re-reading files.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -17,15 +20,20 @@ from typing import TYPE_CHECKING
 from flows.stages import Stages
 from hub.config.loader import load_config
 from hub.config.models import HubConfig
+from hub.store.location import ENV, PostgresStore, SqliteStore, Store, store_from_setting
 
 if TYPE_CHECKING:  # flows.delivery_pool imports this module
     from flows.delivery_pool import DeliveryPool
 
 
+class StoreNotSqlite(TypeError):
+    """A caller asked for the SQLite file of a PostgreSQL store."""
+
+
 @dataclass(frozen=True)
 class Runtime:
     config: Callable[[], HubConfig]
-    spool_path: Path
+    store: Store
     data_dir: Path
     delivery_pool: DeliveryPool | None = None
     """A flows.delivery_pool.DeliveryPool when deliveries may run in worker processes."""
@@ -33,6 +41,18 @@ class Runtime:
     clock: Callable[[], float] = time.time
     """Wall clock (unix seconds) for the flows' time rules: retry times and horizons, fetch
     backoff, upkeep stamps; a test pins it to check a rule at a fixed instant."""
+    owner: str | None = None
+    """The dispatcher's owner id (its lease), recorded with outcomes so a late write of an owner
+    whose lease was taken over is refused; None outside a dispatcher (tests, `test-route`)."""
+
+    @property
+    def spool_path(self) -> Path:
+        """The SQLite file, for code that has not moved to `store.connect()` yet."""
+        if self.store.path is None:
+            raise StoreNotSqlite(
+                f"the store {self.store.key} is not a SQLite file; open it with store.connect()"
+            )
+        return self.store.path
 
     def record_link(self, submission_id: str) -> str | None:
         base = self.config().server.public_base_url
@@ -45,27 +65,45 @@ _lock = threading.Lock()
 
 def bind(runtime: Runtime) -> None:
     with _lock:
-        _bound[str(runtime.spool_path)] = runtime
+        _bound[runtime.store.key] = runtime
 
 
 def unbind(runtime: Runtime) -> None:
     with _lock:
-        _bound.pop(str(runtime.spool_path), None)
+        _bound.pop(runtime.store.key, None)
 
 
-def clock_for(spool_path: str) -> Callable[[], float]:
+def clock_for(store_key: str) -> Callable[[], float]:
     """The bound runtime's clock, else the wall clock: for paths where reading the config could
     fail again (recording that an upkeep failed)."""
     with _lock:
-        found = _bound.get(spool_path)
+        found = _bound.get(store_key)
     return found.clock if found is not None else time.time
 
 
-def runtime_for(spool_path: str, config_path: str) -> Runtime:
-    """The bound runtime of this spool, or one read from the files (a standalone worker)."""
+def store_for_key(store_key: str, setting: str | None, data_dir: Path) -> Store:
+    """The store a flow parameter names: a SQLite file by its path; PostgreSQL by the URL that
+    HOOKHUB_STORE or `store:` holds here, which must be the database the key names."""
+    if "://" not in store_key:
+        return SqliteStore(Path(store_key))
+    found = store_from_setting(setting, data_dir)
+    if not isinstance(found, PostgresStore) or found.key != store_key:
+        raise LookupError(
+            f"this process's store is {found.key}, not {store_key}; set {ENV} (or store: in the config)"
+            " to the PostgreSQL URL the hub uses"
+        )
+    return found
+
+
+def runtime_for(store_key: str, config_path: str) -> Runtime:
+    """The bound runtime of this store, or one read from the files (a standalone worker)."""
     with _lock:
-        found = _bound.get(spool_path)
+        found = _bound.get(store_key)
     if found is not None:
         return found
     config = load_config(config_path)
-    return Runtime(config=lambda: config, spool_path=Path(spool_path), data_dir=Path(spool_path).parent)
+    data_dir = Path(os.environ.get("HOOKHUB_DATA_DIR", Path(config_path).parent))
+    if "://" not in store_key:
+        data_dir = Path(store_key).parent
+    store = store_for_key(store_key, config.store, data_dir)
+    return Runtime(config=lambda: config, store=store, data_dir=data_dir)

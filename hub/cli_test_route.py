@@ -29,6 +29,8 @@ from hub.config.models import HubConfig, RouteConfig
 from hub.routing.plan import route_target
 from hub.routing.when import WhenError, WhenSyntaxError, compile_when
 from hub.sender import Answer, FakeSender, Request, json_content
+from hub.spool.schema import SPOOL_FILE
+from hub.store.location import SqliteStore
 from hub.submission import Submission, parse_instant
 
 REDACTED = "REDACTED"
@@ -151,7 +153,7 @@ async def _render(
     from flows.runtime import Runtime
 
     shown: list[tuple[str, list[str]]] = []
-    runtime = Runtime(config=lambda: config, spool_path=Path("."), data_dir=Path("."))
+    runtime = Runtime(config=lambda: config, store=SqliteStore(Path(SPOOL_FILE)), data_dir=Path("."))
     for destination_id in route.destination_ids():
         destination = config.destinations[destination_id]
         settings = destination.settings

@@ -26,9 +26,12 @@ from hub.runtime import ConfigHolder
 from hub.spool.files import ensure_private_dir
 from hub.spool.schema import SPOOL_FILE, Durability
 from hub.spool.writer import SpoolWriter
+from hub.store.location import SqliteStore, Store
 
 log = logging.getLogger("hookhub.server")
 
+# Hub's default store: the SQLite file in its data dir (a marker, replaced in __post_init__).
+_IN_DATA_DIR: Store = SqliteStore(Path(SPOOL_FILE))
 BackgroundTask = Callable[["Hub"], Coroutine[Any, Any, None]]
 # File descriptors beyond server.max_connections: spool, delivery workers, outgoing connections.
 FD_MARGIN = 1024
@@ -60,17 +63,22 @@ class Hub:
     """The port `serve` listens on, recorded in the dispatcher's lease (None in tests)."""
     health: DeliveryHealth = field(default_factory=DeliveryHealth)
     """Kept current by the dispatcher; read by the receiver's endpoints."""
+    store: Store = _IN_DATA_DIR
+    """The ledger: by default the SQLite file in the data dir; a PostgreSQL store is shared by a cluster."""
     spool: SpoolWriter = field(init=False)
     receiver: Receiver = field(init=False)
 
     def __post_init__(self) -> None:
         ensure_private_dir(self.data_dir)  # 0700: the spool holds every raw submission
+        if self.store is _IN_DATA_DIR:
+            self.store = SqliteStore(self.data_dir / SPOOL_FILE)
         self.spool = SpoolWriter(self.spool_path, self.durability, clock=self.clock)
         self.receiver = Receiver(config=self.config, spool=self.spool, clock=self.clock, health=self.health)
 
     @property
     def spool_path(self) -> Path:
-        return self.data_dir / SPOOL_FILE
+        """The SQLite spool file (where a PostgreSQL hub would keep one, unused)."""
+        return self.store.path or self.data_dir / SPOOL_FILE
 
     @asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
@@ -86,7 +94,7 @@ class Hub:
             _freeze_startup_heap()
         log.info(
             "hub started",
-            extra={"event": "started", "sources": sorted(self.config.sources), "spool": str(self.spool_path)},
+            extra={"event": "started", "sources": sorted(self.config.sources), "store": self.store.key},
         )
         try:
             yield

@@ -11,6 +11,7 @@ from flows.delivery import deliver_rows
 from flows.runtime import Runtime
 from hub.config.loader import load_config
 from hub.spool.rows import DeliveryRow
+from hub.store.location import SqliteStore
 from tests.email_destination_cases import make_submission
 
 CONFIG = """
@@ -29,7 +30,7 @@ def runtime(tmp_path: Path) -> Runtime:
     path = tmp_path / "connectors.yaml"
     path.write_text(CONFIG, encoding="utf-8")
     config = load_config(path)
-    return Runtime(config=lambda: config, spool_path=tmp_path / "spool.db", data_dir=tmp_path)
+    return Runtime(config=lambda: config, store=SqliteStore(tmp_path / "spool.db"), data_dir=tmp_path)
 
 
 def _row(inbox_id: str, destination: str, submission: str | None) -> DeliveryRow:

@@ -11,6 +11,7 @@ from flows.delivery import deliver_rows
 from flows.runtime import Runtime
 from hub.config.loader import load_config
 from hub.spool.rows import DeliveryRow
+from hub.store.location import SqliteStore
 from tests.email_destination_cases import make_submission
 
 INSTANT = 1_000_000_000.0  # 2001: far from now, so a rule that read the wall clock shows
@@ -32,7 +33,10 @@ def runtime(tmp_path: Path) -> Runtime:
     (tmp_path / "blocked").write_text("", encoding="utf-8")
     config = load_config(path)
     return Runtime(
-        config=lambda: config, spool_path=tmp_path / "spool.db", data_dir=tmp_path, clock=lambda: INSTANT
+        config=lambda: config,
+        store=SqliteStore(tmp_path / "spool.db"),
+        data_dir=tmp_path,
+        clock=lambda: INSTANT,
     )
 
 

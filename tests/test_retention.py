@@ -24,6 +24,7 @@ from hub.spool import delivery_outcomes, retention
 from hub.spool.rows import Decision
 from hub.spool.schema import ensure_schema
 from hub.spool.transactions import open_spool
+from hub.store.location import SqliteStore
 from tests.harness import FakeClock, start_hub, wait_for
 
 DAY = 86400.0
@@ -171,7 +172,9 @@ def test_the_retention_flow_runs_when_due(tmp_path: Path) -> None:
     spool = tmp_path / "spool.db"
     conn = fill(spool)
     config = load_config(config_path)
-    runtime = Runtime(config=lambda: config, spool_path=spool, data_dir=tmp_path, clock=FakeClock(NOW))
+    runtime = Runtime(
+        config=lambda: config, store=SqliteStore(spool), data_dir=tmp_path, clock=FakeClock(NOW)
+    )
     bind(runtime)
     try:
         asyncio.run(upkeep_retention(str(spool), str(config_path), config, conn, NOW))

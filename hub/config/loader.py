@@ -50,7 +50,17 @@ __all__ = ["ConfigError", "ConfigProblem", "load_config", "load_config_with_warn
 
 # Sections keyed by id: a duplicate key there is a duplicate id.
 _ID_SECTIONS = frozenset({"sources", "destinations"})
-_SECTIONS = ("sources", "destinations", "routes", "server", "dispatch", "alerts", "retention", "admin")
+_SECTIONS = (
+    "sources",
+    "destinations",
+    "routes",
+    "server",
+    "dispatch",
+    "alerts",
+    "retention",
+    "admin",
+    "store",
+)
 
 
 def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> HubConfig:

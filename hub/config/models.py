@@ -280,3 +280,6 @@ class HubConfig(Strict):
     alerts: AlertsConfig | None = None
     retention: RetentionConfig | None = None
     admin: AdminConfig = Field(default_factory=AdminConfig)
+    store: str | None = None
+    """The ledger: `sqlite` (default, a file in the data dir) or a PostgreSQL URL, usually
+    `${HOOKHUB_STORE}`; the HOOKHUB_STORE environment variable wins over it."""

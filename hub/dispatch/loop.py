@@ -146,7 +146,7 @@ class Dispatcher:
         self.pool = pool
         runtime = Runtime(
             config=lambda: self.hub.config.current,
-            spool_path=self.hub.spool_path,
+            store=self.hub.store,
             data_dir=self.hub.data_dir,
             delivery_pool=pool,
             stages=self.stages,
