@@ -312,6 +312,12 @@ class Sender:
             self.acked[submission_id] = time.time()
         return submission_id
 
+    def post_to(self, base_url: str) -> str:
+        with httpx.Client(timeout=30) as client:
+            submission = self.post(client, base_url)
+        assert submission is not None, f"{base_url} did not acknowledge a signed webhook"
+        return submission
+
     def send(
         self, urls: list[str], count: int, threads: int = 4, stop: threading.Event | None = None
     ) -> None:
