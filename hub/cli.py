@@ -78,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from hub.cli_admin import add_parsers
     from hub.cli_erase import add_parser as add_erase
+    from hub.cli_store import add_parser as add_migrate
     from hub.cli_submissions import add_parsers as add_submission_parsers
     from hub.cli_test_route import add_parser as add_test_route
     from hub.console.cli import add_parser as add_console
@@ -86,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_submission_parsers(sub, _data_dir_arg, _config_arg)
     add_console(sub)
     add_erase(sub, _data_dir_arg)
+    add_migrate(sub, _data_dir_arg, _config_arg)
     add_test_route(sub, _data_dir_arg, _config_arg)
     return parser
 
@@ -93,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from hub.cli_admin import HANDLERS
     from hub.cli_erase import cmd_erase
+    from hub.cli_store import cmd_migrate
     from hub.cli_submissions import HANDLERS as SUBMISSION_HANDLERS
     from hub.cli_test_route import cmd_test_route
     from hub.console.cli import cmd_admin
@@ -104,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         "admin": cmd_admin,
         "test-route": cmd_test_route,
         "erase": cmd_erase,
+        "migrate": cmd_migrate,
         "serve": cmd_serve,
         "check": cmd_check,
         "providers": cmd_providers,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Literal, cast
 
@@ -10,11 +11,18 @@ import sqlite_utils
 from hub.spool.files import ensure_private_dir, ensure_private_file
 from hub.spool.stats import ensure_stats
 from hub.spool.terms import ensure_terms
+from hub.store.postgres.schema import SchemaTooNew
 from hub.store.sqlite import SqliteConnection, open_file
 
 Durability = Literal["full", "normal"]
 
 SPOOL_FILE = "spool.db"
+
+SCHEMA_VERSION = 1
+"""The spool's shape as this hookhub makes it, recorded in `meta` by `ensure_schema`. The
+upgrades below stay additive; the number tells a newer spool (an older hookhub must not open
+it) from one this hookhub can bring up to date. 0: a spool from before versions were kept."""
+VERSION_KEY = "schema_version"
 
 # States of a stored request (inbox.state):
 #   pending     waiting for the dispatcher
@@ -87,12 +95,33 @@ def ensure_schema(path: Path) -> None:
     inbox.create_index(["source", "event_id"], index_name="inbox_dedupe", unique=True, if_not_exists=True)
     db.execute("CREATE INDEX IF NOT EXISTS inbox_by_state ON inbox(state, received_at)")
     db.table("meta").create({"key": str, "value": str}, pk="key", if_not_exists=True)
+    found = recorded_version(db.conn)
+    if found > SCHEMA_VERSION:
+        db.close()
+        raise SchemaTooNew(
+            f"the spool {path} is at schema version {found}, newer than this hookhub knows"
+            f" ({SCHEMA_VERSION}); upgrade hookhub on this machine"
+        )
     _ensure_ledger(db)
     ensure_stats(db)
     _ensure_flow_failure_columns(db)
     _ensure_leases(db)
     _ensure_console(db)
+    if found != SCHEMA_VERSION:
+        db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [VERSION_KEY, str(SCHEMA_VERSION)],
+        )
     db.close()
+
+
+def recorded_version(conn: sqlite3.Connection) -> int:
+    """The schema version in the spool's `meta`; 0 where none is recorded (or no meta table yet)."""
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone() is None:
+        return 0
+    row = conn.execute("SELECT value FROM meta WHERE key=?", (VERSION_KEY,)).fetchone()
+    return int(row[0]) if row is not None else 0
 
 
 def _ensure_console(db: sqlite_utils.Database) -> None:
