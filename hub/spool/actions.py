@@ -103,13 +103,13 @@ def _resend_one(conn: Connection, inbox_id: str, destination: str, status: str |
     # first_attempt_at cleared: the retry horizon counts from the resend's own first attempt.
     # A replayed dead pair keeps its remote id: a half-done CRM delivery finishes what it began.
     (generation,) = conn.execute(
-        "UPDATE deliveries SET status='pending', generation=generation+?1, next_attempt_at=?2,"
-        " previous_remote_id=CASE WHEN ?1 THEN coalesce(remote_id, previous_remote_id)"
-        "   ELSE previous_remote_id END, remote_id=CASE WHEN ?1 THEN NULL ELSE remote_id END,"
+        "UPDATE deliveries SET status='pending', generation=generation+?, next_attempt_at=?,"
+        " previous_remote_id=CASE WHEN ? = 1 THEN coalesce(remote_id, previous_remote_id)"
+        "   ELSE previous_remote_id END, remote_id=CASE WHEN ? = 1 THEN NULL ELSE remote_id END,"
         " first_attempt_at=NULL, delivered_at=NULL, last_error=NULL, last_status_code=NULL,"
-        " flow_failures=0, retry_group=NULL, updated_at=?2 WHERE inbox_id=?3 AND destination=?4"
+        " flow_failures=0, retry_group=NULL, updated_at=? WHERE inbox_id=? AND destination=?"
         " RETURNING generation",
-        (bump, now, inbox_id, destination),
+        (bump, now, bump, bump, now, inbox_id, destination),
     ).fetchone()
     return Resent(destination=destination, action="resend" if bump else "replay", generation=generation)
 
@@ -134,7 +134,8 @@ def pause(
     _known(destination, configured, "destination")
     with transaction(conn):
         added = conn.execute(
-            "INSERT OR IGNORE INTO paused_destinations(destination, since, reason) VALUES (?,?,?)",
+            "INSERT INTO paused_destinations(destination, since, reason) VALUES (?,?,?)"
+            " ON CONFLICT(destination) DO NOTHING",
             (destination, now, reason or "paused by an admin"),
         ).rowcount
     return bool(added)

@@ -99,8 +99,9 @@ def _plan(
             else:
                 added = bool(
                     conn.execute(
-                        "INSERT OR IGNORE INTO deliveries (inbox_id, destination, route, status, attempts,"
-                        " next_attempt_at, created_at, updated_at) VALUES (?,?,?,'pending',0,?,?,?)",
+                        "INSERT INTO deliveries (inbox_id, destination, route, status, attempts,"
+                        " next_attempt_at, created_at, updated_at) VALUES (?,?,?,'pending',0,?,?,?)"
+                        " ON CONFLICT(inbox_id, destination) DO NOTHING",
                         (inbox_id, destination, route, now, now, now),
                     ).rowcount
                 )

@@ -1,8 +1,8 @@
 """Recording what delivery attempts concluded, and settling each submission's state from its deliveries.
 
 A delivered row stays delivered whatever replays or restarts happen: an outcome never
-overwrites it. One row never fails its chunk: a decision SQLite cannot store is written
-without its details.
+overwrites it. An outcome from an owner whose claim was put back is refused (fencing). One row
+never fails its chunk: a decision the database cannot store is written without its details.
 
 Nothing here reads the clock: a function whose rule depends on the time takes `now` (unix
 seconds) from its caller.
@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 
 from hub.spool import stats
-from hub.spool.rows import Decision, DeliveryRow, chunks
+from hub.spool.rows import Decision, DeliveryRow, by_destination, chunks
 from hub.spool.transactions import transaction
 from hub.store import Connection, StoreUnavailable
 
@@ -21,11 +21,8 @@ log = logging.getLogger("hookhub.ledger")
 
 
 def load_deliveries(conn: Connection, keys: list[tuple[str, str]]) -> list[DeliveryRow]:
-    by_destination: dict[str, list[str]] = {}
-    for inbox_id, destination in keys:
-        by_destination.setdefault(destination, []).append(inbox_id)
     rows: list[DeliveryRow] = []
-    for destination, inbox_ids in by_destination.items():
+    for destination, inbox_ids in by_destination(keys).items():
         for chunk in chunks(inbox_ids, 500):
             rows.extend(
                 DeliveryRow(*r)
@@ -47,7 +44,8 @@ def disabled_destinations(conn: Connection) -> dict[str, str]:
 def disable_destination(conn: Connection, now: float, destination: str, reason: str) -> None:
     with transaction(conn):
         conn.execute(
-            "INSERT OR REPLACE INTO disabled_destinations(destination, since, reason) VALUES (?,?,?)",
+            "INSERT INTO disabled_destinations(destination, since, reason) VALUES (?,?,?)"
+            " ON CONFLICT(destination) DO UPDATE SET since=excluded.since, reason=excluded.reason",
             (destination, now, reason),
         )
 
@@ -57,37 +55,66 @@ def unrecordable(reason: str) -> str:
     return reason.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def record(conn: Connection, now: float, decisions: list[Decision]) -> list[Decision]:
+def record(
+    conn: Connection, now: float, decisions: list[Decision], owner: str | None = None
+) -> list[Decision]:
     """Apply what delivery attempts concluded, with one row per attempt in `attempts`.
 
     Set-based (`executemany`, one transaction with the settling of the submissions): this
     runs for every delivered chunk, and a statement per row and step cost more than the send.
     A decision whose delivery row is gone changes nothing.
 
+    With `owner` (the claimant the outcomes are from), a decision is written only while its
+    delivery is still `sending` and claimed by `owner`: one that stalled past its lease, whose
+    claims were put back and maybe taken by another owner, has its late outcomes refused (no
+    attempt row, no status change, no counter), each logged as `late_outcome_refused` and left
+    out of what is returned. Without it, any row not delivered yet takes the outcome.
+
     If the chunk cannot be written for a reason other than the database itself (a value
-    SQLite cannot bind: an error text or remote id with a lone surrogate, an integer beyond
+    the database cannot bind: an error text or remote id with a lone surrogate, an integer beyond
     64 bits), each decision is written alone; one that still fails is written without its
     details: a delivery that was delivered stays delivered (a dead letter would be sent
     again on replay), any other becomes a dead letter saying why. Returns what was written.
     """
     try:
-        _record(conn, now, decisions)
-        return decisions
+        written = _record(conn, now, decisions, owner)
     except StoreUnavailable:  # locked, disk full, I/O: the database, not a row
         raise
     except Exception:  # noqa: BLE001 - found decision by decision below
-        pass
+        written = _record_each(conn, now, decisions, owner)
+    if owner is not None and len(written) < len(decisions):
+        _log_refused(decisions, written)
+    return written
+
+
+def _record_each(
+    conn: Connection, now: float, decisions: list[Decision], owner: str | None
+) -> list[Decision]:
     written: list[Decision] = []
     for decision in decisions:
         try:
-            _record(conn, now, [decision])
+            written.extend(_record(conn, now, [decision], owner))
         except StoreUnavailable:
             raise
         except Exception as exc:  # noqa: BLE001 - this row's own outcome, reduced to what can be stored
             decision = _without_details(decision, f"{type(exc).__name__}: {exc}")
-            _record(conn, now, [decision])
-        written.append(decision)
+            written.extend(_record(conn, now, [decision], owner))
     return written
+
+
+def _log_refused(decisions: list[Decision], written: list[Decision]) -> None:
+    kept = {(d.inbox_id, d.destination) for d in written}
+    for decision in decisions:
+        if (decision.inbox_id, decision.destination) not in kept:
+            log.warning(
+                "outcome refused: the delivery is no longer this owner's claim (its lease ran out)",
+                extra={
+                    "event": "late_outcome_refused",
+                    "id": decision.inbox_id,
+                    "destination": decision.destination,
+                    "status": decision.status,
+                },
+            )
 
 
 def _without_details(decision: Decision, why: str) -> Decision:
@@ -114,9 +141,13 @@ def _without_details(decision: Decision, why: str) -> Decision:
     )
 
 
-def _record(conn: Connection, now: float, decisions: list[Decision]) -> None:
-    attempted = [(d.inbox_id, d.destination) for d in decisions if d.attempted]
+def _record(conn: Connection, now: float, decisions: list[Decision], owner: str | None) -> list[Decision]:
+    """Write `decisions` in one transaction; returns those written (all of them without `owner`)."""
     with transaction(conn):
+        if owner is not None:
+            held = _held(conn, owner, [(d.inbox_id, d.destination) for d in decisions])
+            decisions = [d for d in decisions if (d.inbox_id, d.destination) in held]
+        attempted = [(d.inbox_id, d.destination) for d in decisions if d.attempted]
         stats.count_decisions(conn, now, decisions)  # first: it counts only rows not delivered yet
         conn.executemany(
             "UPDATE deliveries SET attempts = attempts + 1, first_attempt_at = coalesce(first_attempt_at, ?),"
@@ -124,10 +155,12 @@ def _record(conn: Connection, now: float, decisions: list[Decision]) -> None:
             [(now, now, inbox_id, destination) for inbox_id, destination in attempted],
         )
         conn.executemany(
-            "INSERT OR REPLACE INTO attempts (inbox_id, destination, attempt, at, outcome, status_code,"
+            "INSERT INTO attempts (inbox_id, destination, attempt, at, outcome, status_code,"
             " error, retry_after, generation) SELECT inbox_id, destination, attempts, ?, ?, ?, ?, ?,"
-            " generation FROM deliveries"
-            " WHERE inbox_id=? AND destination=?",
+            " generation FROM deliveries WHERE inbox_id=? AND destination=?"
+            " ON CONFLICT(inbox_id, destination, attempt) DO UPDATE SET at=excluded.at,"
+            " outcome=excluded.outcome, status_code=excluded.status_code, error=excluded.error,"
+            " retry_after=excluded.retry_after, generation=excluded.generation",
             [
                 (now, d.outcome, d.status_code, d.error, d.retry_after, d.inbox_id, d.destination)
                 for d in decisions
@@ -155,6 +188,25 @@ def _record(conn: Connection, now: float, decisions: list[Decision]) -> None:
             ],
         )
         settle(conn, sorted({d.inbox_id for d in decisions}), now)
+    return decisions
+
+
+def _held(conn: Connection, owner: str, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
+    """The `keys` whose delivery is `sending` under `owner`'s claim, locked on PostgreSQL until the
+    transaction ends, so a reaper cannot put one back between this check and the write."""
+    lock = " FOR UPDATE" if conn.dialect == "postgresql" else ""
+    held: set[tuple[str, str]] = set()
+    for destination, inbox_ids in by_destination(keys).items():
+        for chunk in chunks(inbox_ids, 500):
+            held.update(
+                (r[0], destination)
+                for r in conn.execute(
+                    "SELECT inbox_id FROM deliveries WHERE destination=? AND status='sending'"
+                    f" AND claimed_by=? AND inbox_id IN ({','.join('?' * len(chunk))}){lock}",
+                    (destination, owner, *chunk),
+                )
+            )
+    return held
 
 
 def settle_inbox(conn: Connection, now: float, inbox_ids: list[str]) -> None:
@@ -173,9 +225,13 @@ def settle(conn: Connection, inbox_ids: list[str], now: float) -> None:
     """`settle_inbox` inside a transaction the caller holds."""
     # A routed submission with nothing in flight is failed if a delivery is dead (the reasons
     # joined), else done; one with deliveries still open stays routed.
+    reasons = (
+        "group_concat(destination || ': ' || coalesce(last_error, ''), '; ')"
+        if conn.dialect == "sqlite"
+        else "string_agg(destination || ': ' || coalesce(last_error, ''), '; ' ORDER BY destination)"
+    )
     conn.executemany(
-        "UPDATE inbox SET state='failed', updated_at=?, error=(SELECT group_concat("
-        " destination || ': ' || coalesce(last_error, ''), '; ') FROM deliveries"
+        f"UPDATE inbox SET state='failed', updated_at=?, error=(SELECT {reasons} FROM deliveries"
         " WHERE inbox_id = inbox.id AND status = 'dead')"
         f" WHERE id=? AND state='routed' AND {_NONE_OPEN}"
         " AND EXISTS (SELECT 1 FROM deliveries WHERE inbox_id = inbox.id AND status = 'dead')",

@@ -1,6 +1,6 @@
 """What the admin commands read and change: status counts, dead letters, replay.
 
-They open the spool file directly (WAL lets them run beside a serving hub); a replay only
+They open the store directly (beside a serving hub: WAL on SQLite); a replay only
 moves rows back to `pending`, and the running dispatcher picks them up from there.
 """
 
@@ -165,7 +165,7 @@ def replay(conn: Connection, letters: list[DeadLetter], now: float) -> int:
 
     A dead delivery goes back to pending with a fresh retry horizon; a submission that
     could not be normalized or routed goes back to pending as a whole, so it is normalized
-    and routed again by the connector and routes now in force (INSERT OR IGNORE keeps its
+    and routed again by the connector and routes now in force (ON CONFLICT DO NOTHING keeps its
     delivered rows). Destinations disabled by a 410 are enabled again.
     """
     with transaction(conn):

@@ -1,9 +1,12 @@
 """Storing what routing made of submissions: their Submission JSON and planned deliveries,
 the submissions a notification stood for, and fetches to try again later.
 
-Planning inserts with INSERT OR IGNORE, so re-routing a submission after a crash or a replay
-adds only what is missing, and a replayed submission's delivered rows stay as they are.
-One row never fails its batch: what SQLite cannot store makes that row a dead letter.
+Planning inserts with ON CONFLICT DO NOTHING, so re-routing a submission after a crash or a
+replay adds only what is missing, and a replayed submission's delivered rows stay as they are.
+With the claimant's `owner`, a submission is stored and planned only while it is still that
+owner's claim: an owner that outlived its lease (its claims put back, maybe taken by another
+worker) cannot plan or send them a second time. One row never fails its batch: what the
+database cannot store makes that row a dead letter.
 
 Nothing here reads the clock: a function whose rule depends on the time takes `now` (unix
 seconds) from its caller.
@@ -12,14 +15,17 @@ seconds) from its caller.
 from __future__ import annotations
 
 import json
+import logging
 
 from hub.spool import stats
-from hub.spool.claiming import NOT_PAUSED
+from hub.spool.claiming import NOT_PAUSED, held_by
 from hub.spool.delivery_outcomes import settle_inbox, unrecordable
 from hub.spool.rows import InboxRow, Routed, chunks
 from hub.spool.terms import write_terms
 from hub.spool.transactions import transaction
 from hub.store import Connection, StoreUnavailable
+
+log = logging.getLogger("hookhub.ledger")
 
 
 def load_inbox(conn: Connection, ids: list[str]) -> list[InboxRow]:
@@ -48,14 +54,24 @@ def load_inbox(conn: Connection, ids: list[str]) -> list[InboxRow]:
     return rows
 
 
-def fetch_later(conn: Connection, now: float, inbox_id: str, delay: float, reason: str) -> None:
-    """A provider API could not be read this time: try the whole submission again `delay` after `now`."""
+def fetch_later(
+    conn: Connection, now: float, inbox_id: str, delay: float, reason: str, owner: str | None = None
+) -> None:
+    """A provider API could not be read this time: try the whole submission again `delay` after `now`
+    (with `owner`, only if it is still that owner's claim)."""
+    mine, args = _still_claimed(owner)
     with transaction(conn):
         conn.execute(
             "UPDATE inbox SET state='pending', not_before=?, fetch_attempts=fetch_attempts+1, error=?,"
-            " claimed_by=NULL, updated_at=? WHERE id=?",
-            (now + delay, reason, now, inbox_id),
+            f" claimed_by=NULL, updated_at=? WHERE id=?{mine}",
+            (now + delay, reason, now, inbox_id, *args),
         )
+
+
+def _still_claimed(owner: str | None) -> tuple[str, tuple[str, ...]]:
+    """The condition that a submission is still claimed by `owner` (nothing for None)."""
+    mine, args = held_by(owner)
+    return (" AND state='claimed'" + mine, args) if owner is not None else ("", ())
 
 
 def fetch_attempts(conn: Connection, inbox_id: str) -> int:
@@ -69,6 +85,7 @@ def save_routing(
     routed: Routed,
     failed: dict[str, str],
     skipped: dict[str, int] | None = None,
+    owner: str | None = None,
 ) -> list[tuple[str, str]]:
     """Store normalized submissions and plan their deliveries; returns the deliveries to send now.
 
@@ -77,11 +94,14 @@ def save_routing(
     evaluated deliver, and the one that did not makes it a dead letter to look at.
 
     All in one transaction; if that fails for a reason other than the database itself (a value
-    SQLite cannot bind), each submission is saved alone, and one that still fails is a dead
+    the database cannot bind), each submission is saved alone, and one that still fails is a dead
     letter saying why: one row never fails its batch.
+
+    With `owner`, a submission that is no longer its claim is left alone (logged as
+    `late_routing_refused`): nothing stored, planned or returned for it.
     """
     try:
-        return _save_routing(conn, now, routed, failed, skipped)
+        return _save_routing(conn, now, routed, failed, skipped, owner)
     except StoreUnavailable:  # locked, disk full, I/O: the database, not a row
         raise
     except Exception:  # noqa: BLE001 - found row by row below
@@ -94,15 +114,17 @@ def save_routing(
         one_routed = {inbox_id: routed[inbox_id]} if inbox_id in routed else {}
         one_failed = {inbox_id: failed[inbox_id]} if inbox_id in failed else {}
         try:
-            claimed.extend(_save_routing(conn, now, one_routed, one_failed, None))
+            claimed.extend(_save_routing(conn, now, one_routed, one_failed, None, owner))
         except StoreUnavailable:
             raise
         except Exception as exc:  # noqa: BLE001 - this row's own dead letter
             reason = unrecordable(f"could not be stored: {type(exc).__name__}: {exc}")
+            mine, args = _still_claimed(owner)
             with transaction(conn):
                 conn.execute(
-                    "UPDATE inbox SET state='failed', error=?, claimed_by=NULL, updated_at=? WHERE id=?",
-                    (reason, now, inbox_id),
+                    "UPDATE inbox SET state='failed', error=?, claimed_by=NULL, updated_at=?"
+                    f" WHERE id=?{mine}",
+                    (reason, now, inbox_id, *args),
                 )
     return claimed
 
@@ -113,15 +135,19 @@ def _save_routing(
     routed: Routed,
     failed: dict[str, str],
     skipped: dict[str, int] | None,
+    owner: str | None,
 ) -> list[tuple[str, str]]:
     claimed: list[tuple[str, str]] = []
     with transaction(conn):
+        if owner is not None:
+            routed, failed = _still_held(conn, now, owner, routed, failed)
         if skipped:
             stats.count_skipped(conn, skipped)
         for inbox_id, (submission, planned) in routed.items():
             conn.executemany(
-                "INSERT OR IGNORE INTO deliveries (inbox_id, destination, route, status, attempts,"
-                " next_attempt_at, created_at, updated_at) VALUES (?,?,?,'pending',0,?,?,?)",
+                "INSERT INTO deliveries (inbox_id, destination, route, status, attempts,"
+                " next_attempt_at, created_at, updated_at) VALUES (?,?,?,'pending',0,?,?,?)"
+                " ON CONFLICT(inbox_id, destination) DO NOTHING",
                 [(inbox_id, p.destination, p.route, now, now, now) for p in planned],
             )
             if planned:
@@ -150,6 +176,36 @@ def _save_routing(
     return claimed
 
 
+def _still_held(
+    conn: Connection, now: float, owner: str, routed: Routed, failed: dict[str, str]
+) -> tuple[Routed, dict[str, str]]:
+    """`routed` and `failed` without the submissions that are no longer `owner`'s claims.
+
+    The UPDATE that finds them also locks them until the transaction ends (on PostgreSQL a
+    reaper's put-back then waits, and finds them routed), so the check cannot go stale."""
+    wanted = sorted({*routed, *failed})
+    held: set[str] = set()
+    for chunk in chunks(wanted, 500):
+        held.update(
+            r[0]
+            for r in conn.execute(
+                f"UPDATE inbox SET updated_at=? WHERE id IN ({','.join('?' * len(chunk))})"
+                " AND state='claimed' AND claimed_by=? RETURNING id",
+                (now, *chunk, owner),
+            )
+        )
+    for inbox_id in wanted:
+        if inbox_id not in held:
+            log.warning(
+                "routing refused: the submission is no longer this owner's claim (its lease ran out)",
+                extra={"event": "late_routing_refused", "id": inbox_id},
+            )
+    return (
+        {i: plan for i, plan in routed.items() if i in held},
+        {i: why for i, why in failed.items() if i in held},
+    )
+
+
 def add_expanded(
     conn: Connection,
     now: float,
@@ -161,10 +217,17 @@ def add_expanded(
 
     `children`: (new id, dedupe key, Submission JSON). A child whose dedupe key the source has
     already stored (a response fetched again by a later notification) is skipped. Returns the
-    new ids actually inserted, with their Submission JSON, claimed for the calling flow run.
+    new ids actually inserted, with their Submission JSON, claimed for the calling flow run:
+    under the parent's claim owner if it has one (so they are put back only if that owner's
+    lease is lost, and routed only by it), else under `owner`.
     """
     added: dict[str, str] = {}
     with transaction(conn):
+        parent_owner = conn.execute(
+            "SELECT claimed_by FROM inbox WHERE id=? AND state='claimed'", (parent.id,)
+        ).fetchone()
+        if parent_owner is not None and parent_owner[0] is not None:
+            owner = parent_owner[0]
         for child_id, key, submission in children:
             row = conn.execute(
                 "INSERT INTO inbox (id, received_at, source, provider, event_id, kind, note, method, url,"

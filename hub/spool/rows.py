@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -72,6 +72,14 @@ class Decision:
     error: str | None = None
     retry_after: float | None = None
     remote_id: str | None = None
+
+
+def by_destination(keys: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    """(inbox id, destination) pairs as destination -> inbox ids: one IN (...) query per destination."""
+    grouped: dict[str, list[str]] = {}
+    for inbox_id, destination in keys:
+        grouped.setdefault(destination, []).append(inbox_id)
+    return grouped
 
 
 def chunks(items: list[str], size: int) -> Iterator[list[str]]:

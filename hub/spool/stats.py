@@ -12,14 +12,11 @@ from __future__ import annotations
 import bisect
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING
 
 import sqlite_utils
 
+from hub.spool.rows import Decision, by_destination, chunks
 from hub.store import Connection
-
-if TYPE_CHECKING:
-    from hub.spool.rows import Decision
 
 # Seconds from the receiver's answer to the delivery: from an instant send up to the two-day
 # default retry horizon.
@@ -93,13 +90,9 @@ def _add(conn: Connection, counts: Mapping[tuple[str, str], float]) -> None:
 
 def _open_rows(conn: Connection, decisions: Iterable[Decision]) -> dict[tuple[str, str], float]:
     """(inbox id, destination) -> received_at, for the decisions' rows not delivered yet."""
-    by_destination: dict[str, list[str]] = defaultdict(list)
-    for decision in decisions:
-        by_destination[decision.destination].append(decision.inbox_id)
     found: dict[tuple[str, str], float] = {}
-    for destination, inbox_ids in by_destination.items():
-        for start in range(0, len(inbox_ids), 500):
-            chunk = inbox_ids[start : start + 500]
+    for destination, inbox_ids in by_destination((d.inbox_id, d.destination) for d in decisions).items():
+        for chunk in chunks(inbox_ids, 500):
             for inbox_id, received_at in conn.execute(
                 "SELECT d.inbox_id, i.received_at FROM deliveries d JOIN inbox i ON i.id = d.inbox_id"
                 " WHERE d.destination=? AND d.status != 'delivered'"

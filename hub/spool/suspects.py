@@ -9,6 +9,7 @@ set that reads and writes `retry_group` and `flow_failures`.
 from __future__ import annotations
 
 from hub.spool import delivery_outcomes
+from hub.spool.claiming import held_by, skip_locked
 from hub.spool.transactions import transaction
 from hub.store import Connection
 
@@ -33,7 +34,7 @@ def claim_suspects(
             rows = conn.execute(
                 "UPDATE inbox SET state='claimed', claimed_at=?, claimed_by=?, updated_at=?"
                 " WHERE id IN (SELECT id FROM inbox WHERE state='pending' AND retry_group=?"
-                "   AND coalesce(not_before, 0) <= ? ORDER BY received_at LIMIT ?)"
+                f"   AND coalesce(not_before, 0) <= ? ORDER BY received_at LIMIT ?{skip_locked(conn)})"
                 " RETURNING id",
                 (now, owner, now, size, now, size),
             ).fetchall()
@@ -47,8 +48,9 @@ def claim_suspects(
             return [], []
         due = conn.execute(
             "UPDATE deliveries SET status='sending', claimed_by=?, updated_at=?"
-            " WHERE rowid IN (SELECT rowid FROM deliveries WHERE status IN ('pending','retrying')"
-            "   AND retry_group=? AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?)"
+            " WHERE (inbox_id, destination) IN (SELECT inbox_id, destination FROM deliveries"
+            "   WHERE status IN ('pending','retrying') AND retry_group=? AND next_attempt_at <= ?"
+            f"   ORDER BY next_attempt_at LIMIT ?{skip_locked(conn)})"
             " RETURNING inbox_id, destination",
             (owner, now, size, now, size),
         ).fetchall()
@@ -63,13 +65,16 @@ def flow_failed(
     now: float,
     backoff: float,
     quarantine_after: int,
+    owner: str | None = None,
 ) -> list[str]:
     """Give back what a failed flow run claimed, as suspects to be tried in halves after `backoff`.
 
     A row that was the run's only claim counts the failure; at `quarantine_after` such
     failures it is a dead letter ("quarantined ...") instead. Returns the quarantined keys,
-    as `inbox id` or `inbox id/destination`.
+    as `inbox id` or `inbox id/destination`. With `owner`, only rows still its claims change:
+    a claim put back meanwhile (the owner outlived its lease) belongs to whoever took it.
     """
+    mine, mine_args = held_by(owner)
     error = delivery_outcomes.unrecordable(error)
     claims = len(inbox_ids) + len(deliveries)
     group = (claims + 1) // 2
@@ -83,8 +88,9 @@ def flow_failed(
                 else ("deliveries", "inbox_id=? AND destination=? AND status='sending'", deliveries[0])
             )
             failures = conn.execute(
-                f"UPDATE {table} SET flow_failures = flow_failures + 1 WHERE {where} RETURNING flow_failures",
-                args,
+                f"UPDATE {table} SET flow_failures = flow_failures + 1 WHERE {where}{mine}"
+                " RETURNING flow_failures",
+                (*args, *mine_args),
             ).fetchone()
             if failures is not None and failures[0] >= quarantine_after:
                 reason = f"quarantined after {failures[0]} failed flow runs of it alone: {error}"
@@ -104,19 +110,19 @@ def flow_failed(
                 quarantined.append("/".join(args))
         conn.executemany(
             "UPDATE inbox SET state='pending', claimed_by=NULL, retry_group=?, not_before=?, error=?,"
-            " updated_at=? WHERE id=? AND state='claimed'",
-            [(group, now + backoff, f"flow run failed: {error}", now, i) for i in inbox_ids],
+            f" updated_at=? WHERE id=? AND state='claimed'{mine}",
+            [(group, now + backoff, f"flow run failed: {error}", now, i, *mine_args) for i in inbox_ids],
         )
         conn.executemany(
             "UPDATE deliveries SET status='pending', retry_group=?, next_attempt_at=?, updated_at=?"
-            " WHERE inbox_id=? AND destination=? AND status='sending'",
-            [(group, now + backoff, now, i, d) for i, d in deliveries],
+            f" WHERE inbox_id=? AND destination=? AND status='sending'{mine}",
+            [(group, now + backoff, now, i, d, *mine_args) for i, d in deliveries],
         )
         # Deliveries the run planned itself (routing happened before it failed) are suspects too.
         conn.executemany(
             "UPDATE deliveries SET status='pending', retry_group=?, next_attempt_at=?, updated_at=?"
-            " WHERE inbox_id=? AND status='sending'",
-            [(group, now + backoff, now, i) for i in inbox_ids],
+            f" WHERE inbox_id=? AND status='sending'{mine}",
+            [(group, now + backoff, now, i, *mine_args) for i in inbox_ids],
         )
     return quarantined
 

@@ -15,6 +15,10 @@ per group is one SQLite call, not a few per row: the rows are encoded on the eve
 (`store`) and the group is one multi-row INSERT, its own transaction in autocommit mode.
 Only when the unique index refused a row does the writer go row by row, in a second
 transaction, to tell the stored rows from the duplicates.
+
+The same statement serves PostgreSQL (several receivers sharing one database): there the
+INSERT is wrapped so that the group's commit also notifies `hookhub_work` when it stored new
+work, and waiting workers wake at once instead of at their next poll.
 """
 
 from __future__ import annotations
@@ -32,12 +36,17 @@ from typing import Any
 
 import orjson
 
-from hub.spool.schema import Durability, connect, ensure_schema
-from hub.store import Connection, StoreError
+from hub.spool.schema import Durability
+from hub.spool.transactions import transaction
+from hub.store import Connection, SqliteStore, Store, StoreError
 
 log = logging.getLogger("hookhub.spool")
 
 MAX_GROUP = 512
+"""Rows per INSERT: 13 parameters each, 6,656 in all, within SQLite's 32,766 and PostgreSQL's 65,535."""
+
+NOTIFY_CHANNEL = "hookhub_work"
+"""What a group commit on PostgreSQL notifies when it stored new pending work (workers LISTEN)."""
 
 
 class SpoolUnavailable(Exception):
@@ -76,13 +85,28 @@ _INSERT_ROWS = (
     " headers, body, state, redeliveries, updated_at) VALUES {} ON CONFLICT(source, event_id) DO NOTHING"
 )
 _ROW = "(?,?,?,?,?,?,?,?,?,?,?,?,0,?)"
+_NOTIFYING = (
+    "WITH stored AS ({} RETURNING state) SELECT count(*),"
+    f" CASE WHEN count(*) FILTER (WHERE state = 'pending') > 0 THEN pg_notify('{NOTIFY_CHANNEL}', '') END"
+    " FROM stored"
+)
+"""PostgreSQL: the INSERT, and the notification in the same statement (so the same transaction),
+answering how many rows it stored."""
 _FIND = "SELECT id FROM inbox WHERE source = ? AND event_id = ?"
 _COUNT_REDELIVERY = "UPDATE inbox SET redeliveries = redeliveries + 1 WHERE id = ?"
 
 
 def _insert_sql(rows: int) -> str:
-    # One statement text per group size; sqlite3's statement cache keeps them prepared.
+    # One statement text per group size; sqlite3's statement cache (and psycopg's) keeps them prepared.
     return _INSERT_ROWS.format(",".join([_ROW] * rows))
+
+
+def _insert(conn: Connection, rows: int, params: list[object]) -> int:
+    """Run a group's INSERT as its own transaction; how many of its rows were new."""
+    if conn.dialect == "sqlite":
+        return conn.execute(_insert_sql(rows), params).rowcount
+    stored: int = conn.execute(_NOTIFYING.format(_insert_sql(rows)), params).fetchone()[0]
+    return stored
 
 
 _Row = tuple[object, ...]
@@ -96,13 +120,16 @@ _Job = tuple[SpoolRecord | None, _Row | None, asyncio.Future[Any], asyncio.Abstr
 class SpoolWriter:
     def __init__(
         self,
-        path: Path,
+        where: Path | Store,
         durability: Durability = "full",
         clock: Callable[[], float] = time.time,
         jobs: queue.SimpleQueue[list[_Job] | None] | None = None,
         before_write: Callable[[], None] | None = None,
     ) -> None:
-        self.path = path
+        self.location: Store = SqliteStore(where) if isinstance(where, Path) else where
+        """Where rows go; a Path is the SQLite spool file."""
+        self.path = self.location.path
+        """The SQLite spool file (None for PostgreSQL)."""
         self.durability = durability
         self.clock = clock
         """Stamps each commit (rows' updated_at, probes): the hub's clock, as the receiver's."""
@@ -122,13 +149,13 @@ class SpoolWriter:
         self.last_error: str | None = None
 
     def start(self) -> None:
-        ensure_schema(self.path)
+        self.location.prepare()
         ready = threading.Event()
         failure: list[BaseException] = []
 
         def run() -> None:
             try:
-                conn = connect(self.path, self.durability)
+                conn = self.location.connect(self.durability)
             except BaseException as exc:  # noqa: BLE001 - reported to start()
                 failure.append(exc)
                 ready.set()
@@ -146,7 +173,7 @@ class SpoolWriter:
         self._thread.start()
         ready.wait()
         if failure:
-            raise SpoolUnavailable(f"cannot open spool {self.path}: {failure[0]}")
+            raise SpoolUnavailable(f"cannot open spool {self.location.key}: {failure[0]}")
 
     def stop(self) -> None:
         if self._thread is not None:
@@ -268,7 +295,11 @@ class SpoolWriter:
             self.before_write()
         now = self.clock()
         if any(record is None for record, _, _, _ in group):
-            conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('probe', ?)", (str(now),))
+            conn.execute(
+                "INSERT INTO meta(key, value) VALUES ('probe', ?)"
+                " ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                (str(now),),
+            )
         rows = [(record, row) for record, row, _, _ in group if record is not None and row is not None]
         stored: dict[str, StoreResult] = {}
         if rows:
@@ -278,13 +309,12 @@ class SpoolWriter:
                 params.append(now)
             # The connection is in autocommit mode, so this one statement is a whole transaction:
             # every row or none, committed (and fsynced) before execute() returns.
-            inserted = conn.execute(_insert_sql(len(rows)), params).rowcount
+            inserted = _insert(conn, len(rows), params)
             if inserted == len(rows):
                 stored = {record.id: StoreResult(id=record.id, duplicate=False) for record, _ in rows}
             else:
-                conn.execute("BEGIN IMMEDIATE")
-                stored = self._sort_out_duplicates(conn, [record for record, _ in rows])
-                conn.execute("COMMIT")
+                with transaction(conn):
+                    stored = self._sort_out_duplicates(conn, [record for record, _ in rows])
         return [stored[record.id] if record is not None else None for record, _, _, _ in group]
 
     @staticmethod
