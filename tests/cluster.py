@@ -229,21 +229,28 @@ class Cluster:
         return role
 
     def add_worker(self) -> Role:
-        name = f"worker{len(self.workers) + 1}"
-        argv = hookhub(
-            "worker", "--config", str(self.config), "--data-dir", str(self.root / name),
-            "--lease", f"{self.lease:g}", "--log-level", self.log_level,
-        )  # fmt: skip
-        role = spawn(name, argv, self.hub_env(name), self.root / f"{name}.log")
-        self.workers.append(role)
-        wait_for(lambda: self.owner_of(role), timeout=90, what=f"{name} to hold a lease in the ledger")
-        return role
+        return self.add_workers(1)[0]
+
+    def add_workers(self, count: int) -> list[Role]:
+        """`count` workers started together, returned once each holds its lease in the ledger."""
+        started = []
+        for _ in range(count):
+            name = f"worker{len(self.workers) + 1}"
+            argv = hookhub(
+                "worker", "--config", str(self.config), "--data-dir", str(self.root / name),
+                "--lease", f"{self.lease:g}", "--log-level", self.log_level,
+            )  # fmt: skip
+            role = spawn(name, argv, self.hub_env(name), self.root / f"{name}.log")
+            self.workers.append(role)
+            started.append(role)
+        for role in started:
+            wait_for(lambda: self.owner_of(role), timeout=90, what=f"{role.name} to hold a lease")  # noqa: B023
+        return started
 
     def start(self, receivers: int, workers: int) -> None:
         for _ in range(receivers):
             self.add_receiver()
-        for _ in range(workers):
-            self.add_worker()
+        self.add_workers(workers)
 
     def ledger(self) -> psycopg.Connection[Any]:
         return psycopg.connect(self.store_url, autocommit=True)

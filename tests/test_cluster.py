@@ -188,7 +188,7 @@ def test_a_worker_frozen_past_its_lease_cannot_overwrite_its_successor(setup: Se
 
 def refused_write(role: Role) -> bool:
     text = role.text()
-    return "fenced" in text or "lease_lost" in text
+    return "late_outcome_refused" in text
 
 
 def test_killing_a_receiver_under_load_loses_nothing_acknowledged(setup: Setup) -> None:
