@@ -82,10 +82,18 @@ def describe(report: ErasureReport) -> list[str]:
             f" {report.alert_texts_scrubbed} quoting text(s);"
             f" removed {report.deliveries_removed} undelivered delivery(ies)"
         )
-        if not report.wal_checkpointed:
+        if report.store == "sqlite" and not report.wal_checkpointed:
             lines.append(
                 "warning: a reader kept the write-ahead log from being emptied; old copies may remain in"
                 " spool.db-wal until the hub's next checkpoint: run erase again later to be sure"
+            )
+        if report.store == "postgresql":
+            lines.append(
+                "the changed tables were vacuumed; PostgreSQL's WAL, its archive, replicas and backups keep"
+                " old copies until they expire (docs/privacy.md)"
+                if report.vacuumed
+                else "warning: VACUUM could not run (see the log); old row versions stay in PostgreSQL"
+                " until autovacuum removes them (docs/privacy.md)"
             )
     return lines
 

@@ -126,11 +126,12 @@ def _dead_letters(conn: Connection, alerts: AlertsConfig, now: float) -> list[Al
 
 
 def _new_dead(conn: Connection, low: float, high: float) -> list[tuple[str, str, str, float]]:
+    # The partial index (hub/alerts/store.py): without statistics SQLite would pick
+    # deliveries_due and read every dead letter ever kept, each turn. PostgreSQL has them.
+    indexed = " INDEXED BY alert_dead_by_time" if conn.dialect == "sqlite" else ""
     delivered = conn.execute(
-        # The partial index (hub/alerts/store.py): without statistics SQLite would pick
-        # deliveries_due and read every dead letter ever kept, each turn.
         "SELECT d.destination, coalesce(d.last_error, ''), i.source, d.updated_at"
-        " FROM deliveries d INDEXED BY alert_dead_by_time JOIN inbox i ON i.id = d.inbox_id"
+        f" FROM deliveries d{indexed} JOIN inbox i ON i.id = d.inbox_id"
         " WHERE d.status = 'dead' AND d.updated_at > ? AND d.updated_at <= ?",
         (low, high),
     ).fetchall()

@@ -24,7 +24,7 @@ class _Executes(Protocol):
     def execute(self, sql: str, /) -> Any: ...
 
 
-DDL = (
+DDL = (  # SQLite's; PostgreSQL's are in its first migration (hub/store/postgres/schema.py)
     "CREATE TABLE IF NOT EXISTS alert_state (rule TEXT NOT NULL, key TEXT NOT NULL,"
     " firing INTEGER NOT NULL DEFAULT 0, since REAL, last_sent_at REAL, last_seen_at REAL,"
     " pending INTEGER NOT NULL DEFAULT 0, pending_since REAL, reasons TEXT NOT NULL DEFAULT '{}',"
@@ -46,7 +46,9 @@ DDL = (
 
 
 def ensure_alert_tables(db: _Executes) -> None:
-    """Create the alert tables (idempotent); called by hub.spool.schema.ensure_schema."""
+    """Create the alert tables on a SQLite spool (idempotent); a PostgreSQL store has them already."""
+    if getattr(db, "dialect", "sqlite") != "sqlite":
+        return
     for statement in DDL:
         db.execute(statement)
 
@@ -86,8 +88,11 @@ def states(conn: Connection, rule: str) -> dict[str, RuleState]:
 
 def save(conn: Connection, state: RuleState) -> None:
     conn.execute(
-        "INSERT OR REPLACE INTO alert_state (rule, key, firing, since, last_sent_at, last_seen_at, pending,"
-        " pending_since, reasons, sources) VALUES (?,?,?,?,?,?,?,?,?,?)",
+        "INSERT INTO alert_state (rule, key, firing, since, last_sent_at, last_seen_at, pending,"
+        " pending_since, reasons, sources) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT (rule, key) DO UPDATE"
+        " SET firing = excluded.firing, since = excluded.since, last_sent_at = excluded.last_sent_at,"
+        " last_seen_at = excluded.last_seen_at, pending = excluded.pending,"
+        " pending_since = excluded.pending_since, reasons = excluded.reasons, sources = excluded.sources",
         (
             state.rule,
             state.key,
@@ -109,7 +114,11 @@ def watermark(conn: Connection, name: str, default: float) -> float:
 
 
 def set_watermark(conn: Connection, name: str, value: float) -> None:
-    conn.execute("INSERT OR REPLACE INTO alert_watermarks (name, value) VALUES (?,?)", (name, value))
+    conn.execute(
+        "INSERT INTO alert_watermarks (name, value) VALUES (?,?)"
+        " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        (name, value),
+    )
 
 
 def owe(conn: Connection, alert: Alert, destinations: list[str], now: float) -> None:

@@ -13,6 +13,7 @@ from hub.config.models import HubConfig
 from hub.console.redact import scrub, secrets_of
 from hub.metrics.snapshot import Snapshot, read_snapshot
 from hub.store import Connection
+from hub.store.catalog import tables
 
 DAY = 86400.0
 
@@ -119,21 +120,26 @@ def dead_groups(conn: Connection, source: str | None) -> list[tuple[str | None, 
         f" WHERE d.status = 'dead' AND d.status != 'delivered' {where} GROUP BY 1, 2",
         args,
     ).fetchall()
+    # SQLite: `+d.status` looks the submission's own rows up by primary key, not every dead row;
+    # PostgreSQL has no unary + on text, and its planner needs no such hint.
+    status = "+d.status" if conn.dialect == "sqlite" else "d.status"
     rows += conn.execute(
         "SELECT NULL, coalesce(i.error, 'failed'), count(*) FROM inbox i WHERE i.state = 'failed'"
-        f" {where} AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.inbox_id = i.id AND +d.status = 'dead')"
+        f" {where} AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.inbox_id = i.id AND {status} = 'dead')"
         " GROUP BY 2",
         args,
-    ).fetchall()  # `+d.status`: look the submission's own rows up by primary key, not every dead row
+    ).fetchall()
     return [(row[0], row[1], row[2]) for row in rows]
 
 
 def recent_alerts(conn: Connection, limit: int = 10) -> list[dict[str, Any]]:
     """The newest alerts sent or owed (hub/alerts/store.py's outbox), one line per alert."""
-    if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'alert_outbox'").fetchone():
-        return []  # no `alerts:` section has ever run on this spool
+    if "alert_outbox" not in tables(conn):
+        return []  # no `alerts:` section has ever run on this SQLite spool
+    # One alert is one outbox row per alert destination, each with the same text (max() picks it).
+    statuses = "group_concat(status)" if conn.dialect == "sqlite" else "string_agg(status, ',')"
     rows = conn.execute(
-        "SELECT rule, key, max(created_at), group_concat(status), alert FROM alert_outbox"
+        f"SELECT rule, key, max(created_at), {statuses}, max(alert) FROM alert_outbox"
         " GROUP BY rule, key, created_at ORDER BY created_at DESC LIMIT ?",
         (limit,),
     ).fetchall()

@@ -4,6 +4,10 @@ Every query is an index range or a small table (the counters, the disabled desti
 with 100,000 deliveries in the spool a read takes a few milliseconds (README, Monitoring).
 It runs in a worker thread, and `SnapshotCache` serves one read to every scrape and /readyz
 of the next second, so neither a busy scraper nor a load balancer adds load on the spool.
+
+`spool_bytes` is the SQLite file with its -wal and -shm; on PostgreSQL, the tables of the
+schema that holds the ledger with their indexes and TOAST (pg_total_relation_size), the WAL
+not included: the ledger's own size, not the whole database's, which may hold Prefect's too.
 """
 
 from __future__ import annotations
@@ -15,9 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hub.spool.retention import purged_totals
-from hub.spool.schema import connect
 from hub.spool.stats import read_counters
-from hub.store import Connection
+from hub.store import Connection, SqliteStore, Store
 
 OPEN_STATUSES = ("pending", "sending", "retrying", "dead")
 COUNTED_STATES = ("pending", "claimed", "routed", "failed")
@@ -60,9 +63,12 @@ class Snapshot:
         return 0.0 if self.oldest_pending_at is None else max(0.0, self.taken_at - self.oldest_pending_at)
 
 
-def read_snapshot(conn: Connection, spool_path: Path, now: float) -> Snapshot:
+def read_snapshot(conn: Connection, spool_path: Path | None, now: float) -> Snapshot:
+    """`spool_path`: the SQLite file (None, or anything, on PostgreSQL: its size is asked of the server)."""
     started = time.perf_counter()
-    conn.execute("BEGIN")  # one read transaction: every number from the same state of the spool
+    # One read transaction: every number from the same state of the spool (on PostgreSQL that
+    # takes REPEATABLE READ; its default gives each statement a snapshot of its own).
+    conn.execute("BEGIN" if conn.dialect == "sqlite" else "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
     try:
         counters = read_counters(conn)
         marks = ",".join("?" * len(OPEN_STATUSES))
@@ -92,6 +98,7 @@ def read_snapshot(conn: Connection, spool_path: Path, now: float) -> Snapshot:
                 "SELECT destination, since, reason FROM disabled_destinations"
             )
         }
+        size = _spool_bytes(spool_path) if conn.dialect == "sqlite" else _ledger_bytes(conn)
     finally:
         conn.execute("COMMIT")
     return Snapshot(
@@ -101,21 +108,31 @@ def read_snapshot(conn: Connection, spool_path: Path, now: float) -> Snapshot:
         submissions=submissions,
         oldest_pending_at=oldest,
         disabled=disabled,
-        spool_bytes=_spool_bytes(spool_path),
+        spool_bytes=size,
         read_seconds=time.perf_counter() - started,
         retention_purged=retention_purged,
         retention_last_run=retention_last_run,
     )
 
 
-def _spool_bytes(path: Path) -> int:
+def _spool_bytes(path: Path | None) -> int:
     total = 0
+    if path is None:
+        return total
     for suffix in ("", "-wal", "-shm"):
         try:
             total += path.with_name(path.name + suffix).stat().st_size
         except FileNotFoundError:
             continue
     return total
+
+
+def _ledger_bytes(conn: Connection) -> int:
+    row = conn.execute(
+        "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c WHERE c.relkind = 'r'"
+        " AND c.relnamespace = (SELECT relnamespace FROM pg_class WHERE oid = to_regclass('inbox'))"
+    ).fetchone()
+    return int(row[0])
 
 
 @dataclass
@@ -125,7 +142,8 @@ class SnapshotCache:
     `refresh` blocks on SQLite: call it off the event loop (`asyncio.to_thread`).
     """
 
-    spool_path: Path
+    spool: Path | Store
+    """The SQLite spool file, or the store (either engine)."""
     max_age: float = 1.0
     clock: Callable[[], float] = time.time
     latest: Snapshot | None = None
@@ -137,9 +155,10 @@ class SnapshotCache:
             now = self.clock()
             if self.latest is not None and now - self.latest.taken_at < self.max_age:
                 return self.latest
+            store = SqliteStore(self.spool) if isinstance(self.spool, Path) else self.spool
             if self._conn is None:
-                self._conn = connect(self.spool_path, durability="normal")
-            self.latest = read_snapshot(self._conn, self.spool_path, now)
+                self._conn = store.connect(durability="normal")
+            self.latest = read_snapshot(self._conn, store.path, now)
             return self.latest
 
     def close(self) -> None:

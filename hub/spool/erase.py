@@ -8,11 +8,18 @@ and lose their error texts and remote ids; those not delivered yet are removed, 
 sends the person's data after the erasure. Attempts keep their times and codes, not their
 error excerpts. Alert texts quoting the person's e-mail or answers have them replaced.
 
-Then the bytes must leave the files, not only the tables: SQLite leaves deleted content in free
-space of pages and old page images in the WAL. The erase transaction runs with
+Then the bytes must leave the files, not only the tables. SQLite leaves deleted content in free
+space of pages and old page images in the WAL: the erase transaction runs with
 `PRAGMA secure_delete=ON` (freed space is zeroed), and the WAL is checkpointed with TRUNCATE so
 no frame from before the erasure is left; `vacuumed` says whether a VACUUM was run as well
 (when the checkpoint could not finish because a reader held an old snapshot).
+
+PostgreSQL has no secure_delete: an UPDATE or DELETE leaves the old row version in the table as
+a dead tuple until VACUUM removes it (autovacuum would, at a time of its choosing). After the
+erase commits, the affected tables are vacuumed at once (outside a transaction, as VACUUM must
+be); `vacuumed` says whether that ran. VACUUM makes the dead tuples' space reusable, it does not
+overwrite it, and the server's WAL, its archive, replicas and backups keep copies until they are
+recycled or expire: docs/privacy.md says what an admin must do about those.
 """
 
 from __future__ import annotations
@@ -20,13 +27,14 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable, Iterator
-from urllib.parse import quote, quote_plus
+from collections.abc import Iterator
 
 from pydantic import BaseModel, Field
 
+from hub.spool.erase_find import chunks, find_ids
 from hub.spool.transactions import transaction
-from hub.store import Connection
+from hub.store import Connection, Dialect, StoreError
+from hub.store.catalog import tables
 
 log = logging.getLogger("hookhub.erase")
 
@@ -64,35 +72,16 @@ class ErasureReport(BaseModel):
     attempts_scrubbed: int = 0
     deliveries_removed: int = 0
     alert_texts_scrubbed: int = 0
+    store: Dialect = "sqlite"
     wal_checkpointed: bool = False
+    """SQLite: the write-ahead log was emptied into the database (no frame from before is left)."""
     vacuumed: bool = False
+    """SQLite: VACUUM ran because the checkpoint could not finish; PostgreSQL: the affected
+    tables were vacuumed after the erasure (their dead row versions removed)."""
 
     @property
     def found(self) -> bool:
         return bool(self.submissions)
-
-
-def find_ids(conn: Connection, email: str | None = None, submission_id: str | None = None) -> list[str]:
-    """Inbox ids of the person's submissions: by id, or by e-mail anywhere in the stored request
-    or Submission JSON (any field, any case, JSON- or form-encoded), with the notifications
-    they were fetched for."""
-    if submission_id is not None:
-        rows = conn.execute("SELECT id FROM inbox WHERE id = ?", (submission_id,)).fetchall()
-        return [row[0] for row in rows]
-    if not email:
-        raise ValueError("name an e-mail address or a submission id")
-    patterns = sorted(_encodings(email.strip()))
-    ids: set[str] = set()
-    ids.update(_by_terms(conn, email.strip().lower()))
-    # A full scan: an erasure is rare, and the e-mail may be in any answer, not only the
-    # e-mail field an index could cover. instr() on lower() matches without LIKE's wildcards.
-    where = " OR ".join(
-        "instr(lower(CAST(body AS TEXT)), ?) OR instr(lower(coalesce(submission, '')), ?)" for _ in patterns
-    )
-    args = [p for pattern in patterns for p in (pattern, pattern)]
-    ids.update(row[0] for row in conn.execute(f"SELECT id FROM inbox WHERE {where}", args))
-    parents = _parents(conn, ids)
-    return sorted(ids | parents)
 
 
 def erase(
@@ -110,61 +99,29 @@ def erase(
     if dry_run or not ids:
         return report
     values = _values(conn, ids) | ({email.strip()} if email else set())
-    conn.execute("PRAGMA secure_delete=ON")
+    report.store = conn.dialect
+    if conn.dialect == "sqlite":
+        conn.execute("PRAGMA secure_delete=ON")
     try:
         with transaction(conn):
             report.attempts_scrubbed, report.deliveries_removed = _anonymize(conn, ids, now)
             report.alert_texts_scrubbed = _scrub_texts(conn, values)
     finally:
-        conn.execute("PRAGMA secure_delete=OFF")
-    report.wal_checkpointed = _checkpoint(conn)
-    if not report.wal_checkpointed:
-        conn.execute("VACUUM")
-        report.vacuumed = True
+        if conn.dialect == "sqlite":
+            conn.execute("PRAGMA secure_delete=OFF")
+    if conn.dialect == "sqlite":
         report.wal_checkpointed = _checkpoint(conn)
+        if not report.wal_checkpointed:
+            conn.execute("VACUUM")
+            report.vacuumed = True
+            report.wal_checkpointed = _checkpoint(conn)
+    else:
+        report.vacuumed = _vacuum_pg(conn)
     log.info(
         "submissions erased",
         extra={"event": "erased", "submissions": len(ids), "vacuumed": report.vacuumed},
     )
     return report
-
-
-def _encodings(email: str) -> set[str]:
-    """The forms an address takes in stored bodies, lower-cased: as is, JSON-escaped, URL-encoded."""
-    lowered = email.lower()
-    return {
-        lowered,
-        json.dumps(lowered)[1:-1],
-        quote_plus(lowered),
-        quote(lowered, safe=""),
-        lowered.replace("@", "\\u0040"),
-    }
-
-
-def _by_terms(conn: Connection, email: str) -> list[str]:
-    """Ids from `submission_terms` (hub/spool/terms.py, the console's search index) where the
-    spool has it; a help, not the whole search: it holds only the e-mail field."""
-    columns = {row[1] for row in conn.execute("PRAGMA table_info(submission_terms)")}
-    if not {"kind", "value", "inbox_id"} <= columns:
-        return []
-    rows = conn.execute(
-        "SELECT inbox_id FROM submission_terms WHERE kind = 'email' AND value = ?", (email.casefold(),)
-    )
-    return [row[0] for row in rows]
-
-
-def _parents(conn: Connection, ids: Iterable[str]) -> set[str]:
-    """The notifications the matched rows were fetched for (hub.spool.routing_store.add_expanded)."""
-    prefix = "fetched for notification "
-    found: set[str] = set()
-    for chunk in _chunks(sorted(ids)):
-        marks = ",".join("?" * len(chunk))
-        for (note,) in conn.execute(
-            f"SELECT note FROM inbox WHERE id IN ({marks}) AND note LIKE 'fetched for%'", chunk
-        ):
-            if note.startswith(prefix):
-                found.add(note[len(prefix) :])
-    return found
 
 
 _DELIVERY_FIELDS = (
@@ -204,7 +161,7 @@ def _values(conn: Connection, ids: list[str]) -> set[str]:
         "SELECT last_error FROM deliveries WHERE inbox_id IN ({marks})",
         "SELECT error FROM attempts WHERE inbox_id IN ({marks})",
     )
-    for chunk in _chunks(ids):
+    for chunk in chunks(ids):
         marks = ",".join("?" * len(chunk))
         for query in errors:
             values.update(text for (text,) in conn.execute(query.format(marks=marks), chunk) if text)
@@ -237,8 +194,8 @@ def _leaves(value: object) -> Iterator[str]:
 
 def _anonymize(conn: Connection, ids: list[str], now: float) -> tuple[int, int]:
     scrubbed = removed = 0
-    has_terms = bool(conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'submission_terms'").fetchone())
-    for chunk in _chunks(ids):
+    has_terms = "submission_terms" in tables(conn)
+    for chunk in chunks(ids):
         marks = ",".join("?" * len(chunk))
         scrubbed += conn.execute(
             f"UPDATE attempts SET error = NULL WHERE inbox_id IN ({marks}) AND error IS NOT NULL", chunk
@@ -255,10 +212,15 @@ def _anonymize(conn: Connection, ids: list[str], now: float) -> tuple[int, int]:
             conn.execute(f"DELETE FROM submission_terms WHERE inbox_id IN ({marks})", chunk)
         # state `done`: nothing is left to deliver; `error` says why the row is empty.
         conn.execute(
-            "UPDATE inbox SET body = x'', headers = NULL, url = NULL, submission = NULL, note = NULL,"
+            "UPDATE inbox SET body = ?, headers = NULL, url = NULL, submission = NULL, note = NULL,"
             " method = NULL, state = 'done', claimed_by = NULL, error = ?, updated_at = ?"
             f" WHERE id IN ({marks})",
-            (f"erased on request at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(now))}", now, *chunk),
+            (
+                b"",
+                f"erased on request at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(now))}",
+                now,
+                *chunk,
+            ),
         )
     return scrubbed, removed
 
@@ -272,28 +234,57 @@ def _scrub_texts(conn: Connection, values: set[str]) -> int:
     if not forms:
         return 0
     changed = 0
-    tables = [
-        ("alert_outbox", "rowid", "alert"),
-        ("alert_outbox", "rowid", "last_error"),
-        ("alert_state", "rowid", "reasons"),
-        ("deliveries", "rowid", "last_error"),
-        ("attempts", "rowid", "error"),
-        ("inbox", "rowid", "error"),
-        ("disabled_destinations", "rowid", "reason"),
-    ]
-    existing = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    for table, key, column in tables:
+    existing = tables(conn)
+    for table, key, column in _QUOTING:
         if table not in existing:
             continue
-        where = " OR ".join(f"instr({column}, ?)" for _ in forms)
-        for rowid, text in conn.execute(
-            f"SELECT {key}, {column} FROM {table} WHERE {where}", forms
+        where = " OR ".join(f"instr({column}, ?) > 0" for _ in forms)
+        by_key = " AND ".join(f"{k} = ?" for k in key)
+        for *row_key, text in conn.execute(
+            f"SELECT {', '.join(key)}, {column} FROM {table} WHERE {where}", forms
         ).fetchall():
             for form in forms:
                 text = text.replace(form, ERASED)
-            conn.execute(f"UPDATE {table} SET {column} = ? WHERE {key} = ?", (text, rowid))
+            conn.execute(f"UPDATE {table} SET {column} = ? WHERE {by_key}", (text, *row_key))
             changed += 1
     return changed
+
+
+_QUOTING: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("alert_outbox", ("id",), "alert"),
+    ("alert_outbox", ("id",), "last_error"),
+    ("alert_state", ("rule", "key"), "reasons"),
+    ("deliveries", ("inbox_id", "destination"), "last_error"),
+    ("attempts", ("inbox_id", "destination", "attempt"), "error"),
+    ("inbox", ("id",), "error"),
+    ("disabled_destinations", ("destination",), "reason"),
+)
+"""(table, primary key, column) of every text that may quote a person."""
+
+_ERASED_FROM = ("inbox", "deliveries", "attempts", "submission_terms", *{t for t, _, _ in _QUOTING})
+
+
+def _vacuum_pg(conn: Connection) -> bool:
+    """VACUUM the tables the erasure changed, so their dead row versions (the old texts) go now, not
+    at autovacuum's next turn. False (with a warning) if it could not: VACUUM skips, with only a
+    notice, tables this role does not own, and fails inside a transaction."""
+    names = sorted(set(_ERASED_FROM))
+    try:
+        owned = conn.execute(
+            "SELECT count(*) FROM pg_class WHERE pg_has_role(current_user, relowner, 'USAGE')"
+            " AND oid IN (SELECT to_regclass(n) FROM unnest(?::text[]) AS n)",
+            (names,),
+        ).fetchone()[0]
+        if owned < len(names):
+            raise PermissionError(f"{len(names) - owned} of the tables are owned by another role")
+        conn.execute(f"VACUUM {', '.join(names)}")
+    except (PermissionError, *StoreError) as exc:
+        log.warning(
+            "erased rows not vacuumed: old row versions stay until autovacuum removes them",
+            extra={"event": "erase_not_vacuumed", "error": str(exc)},
+        )
+        return False
+    return True
 
 
 def _checkpoint(conn: Connection) -> bool:
@@ -304,8 +295,3 @@ def _checkpoint(conn: Connection) -> bool:
             return True
         time.sleep(0.05)
     return False
-
-
-def _chunks(ids: list[str], size: int = 500) -> Iterator[list[str]]:
-    for start in range(0, len(ids), size):
-        yield ids[start : start + size]

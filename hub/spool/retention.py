@@ -14,6 +14,9 @@ with nothing `pending`, `sending` or `retrying`: after `submissions`, dead lette
 
 The work runs in batches of `batch_size` rows, one short transaction each, so a first run over
 a year of data never holds the spool's write lock for long and the receiver keeps answering.
+On PostgreSQL a batch locks only its own rows (FOR UPDATE SKIP LOCKED: a row a worker or a
+replay holds is left for the next run), and deletes a submission's deliveries before it, as
+the foreign key wants.
 """
 
 from __future__ import annotations
@@ -27,8 +30,10 @@ from pydantic import BaseModel
 
 from hub.alerts.store import DDL as ALERT_DDL
 from hub.config.models import HubConfig, RetentionConfig
+from hub.spool.meta import set_meta
 from hub.spool.transactions import transaction
 from hub.store import Connection
+from hub.store.catalog import columns
 
 log = logging.getLogger("hookhub.retention")
 
@@ -50,13 +55,16 @@ SETTLED: dict[Purge, str] = {
 KEPT_INDEX = (
     "CREATE INDEX IF NOT EXISTS retention_raw_kept ON inbox(source, received_at) WHERE length(body) > 0"
 )
+# PostgreSQL builds it without holding off the receivers' inserts (CREATE INDEX would, for the
+# whole build); a build that failed leaves an invalid index, dropped and built again.
+KEPT_INDEX_PG = KEPT_INDEX.replace("CREATE INDEX", "CREATE INDEX CONCURRENTLY")
 RAW_KEPT = "length(body) > 0"
 # The alerts' index of arrivals by source (created here too: alerts may be off).
 BY_SOURCE = next(statement for statement in ALERT_DDL if "alert_inbox_by_source" in statement)
 PAUSE_SECONDS = 0.1
 """Between batches: longer than SQLite's longest busy-handler sleep (100 ms), so a writer that
 found the spool locked gets it at its next try instead of missing every gap."""
-_EMPTY_RAW = "UPDATE inbox SET body = x'', headers = NULL, url = NULL WHERE id IN ({marks})"
+_EMPTY_RAW = "UPDATE inbox SET body = ?, headers = NULL, url = NULL WHERE id IN ({marks})"
 
 
 class RetentionRun(BaseModel):
@@ -83,8 +91,7 @@ def enforce(
     retention = config.retention
     if retention is None:
         raise ValueError("no `retention:` section in the config: nothing to enforce")
-    conn.execute(KEPT_INDEX)
-    conn.execute(BY_SOURCE)
+    _ensure_indexes(conn)
     started = time.perf_counter()
     run = _Counter()
     sources = [row[0] for row in conn.execute("SELECT DISTINCT source FROM inbox")]
@@ -96,7 +103,7 @@ def enforce(
             if period is not None:
                 _purge(conn, purge, source, now - period, retention.batch_size, run, pause)
     with transaction(conn):
-        conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (LAST_RUN_KEY, repr(now)))
+        set_meta(conn, LAST_RUN_KEY, repr(now))
     result = RetentionRun(
         purged=run.purged,
         batches=run.batches,
@@ -113,6 +120,22 @@ def enforce(
         },
     )
     return result
+
+
+def _ensure_indexes(conn: Connection) -> None:
+    if conn.dialect == "sqlite":
+        conn.execute(KEPT_INDEX)
+        conn.execute(BY_SOURCE)
+        return
+    # alert_inbox_by_source is in PostgreSQL's first migration.
+    found = conn.execute(
+        "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass('retention_raw_kept')"
+    ).fetchone()
+    if found is not None and found[0]:
+        return
+    if found is not None:
+        conn.execute("DROP INDEX CONCURRENTLY IF EXISTS retention_raw_kept")
+    conn.execute(KEPT_INDEX_PG)
 
 
 class _Counter:
@@ -132,10 +155,13 @@ def _purge(
     pause: Callable[[], None],
 ) -> None:
     kept = f" AND {RAW_KEPT}" if purge == "raw_requests" else ""
+    sqlite = conn.dialect == "sqlite"
+    # SQLite's planner, without statistics, would not pick these; PostgreSQL's does, and there a
+    # batch must lock its rows against a concurrent replay or claim (SQLite's one writer needs not).
+    indexed = f" INDEXED BY {'retention_raw_kept' if kept else 'alert_inbox_by_source'}" if sqlite else ""
     select = (
-        f"SELECT id FROM inbox INDEXED BY {'retention_raw_kept' if kept else 'alert_inbox_by_source'}"
-        f" WHERE source = ? AND received_at < ?{kept} AND {SETTLED[purge]}"
-        " ORDER BY received_at LIMIT ?"
+        f"SELECT id FROM inbox{indexed} WHERE source = ? AND received_at < ?{kept} AND {SETTLED[purge]}"
+        " ORDER BY received_at LIMIT ?" + ("" if sqlite else " FOR UPDATE SKIP LOCKED")
     )
     while True:
         began = time.perf_counter()
@@ -153,9 +179,10 @@ def _purge(
             "retention batch",
             extra={"event": "retention_batch", "purge": purge, "source": source, "rows": len(ids)},
         )
-        # The purge copies its own pages back into the database, so the WAL's automatic
-        # checkpoint does not fall to the receiver's next commit (seconds after a large batch).
-        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        if sqlite:
+            # The purge copies its own pages back into the database, so the WAL's automatic
+            # checkpoint does not fall to the receiver's next commit (seconds after a large batch).
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
         if len(ids) < batch_size:
             return
         pause()
@@ -164,8 +191,9 @@ def _purge(
 def _remove(conn: Connection, purge: Purge, ids: list[str]) -> None:
     marks = ",".join("?" * len(ids))
     if purge == "raw_requests":
-        conn.execute(_EMPTY_RAW.format(marks=marks), ids)
+        conn.execute(_EMPTY_RAW.format(marks=marks), (b"", *ids))
         return
+    # Deliveries before their inbox row: PostgreSQL checks the foreign key at each statement.
     for table in ("attempts", "deliveries", *_terms_table(conn)):
         conn.execute(f"DELETE FROM {table} WHERE inbox_id IN ({marks})", ids)
     conn.execute(f"DELETE FROM inbox WHERE id IN ({marks})", ids)
@@ -173,16 +201,15 @@ def _remove(conn: Connection, purge: Purge, ids: list[str]) -> None:
 
 def _terms_table(conn: Connection) -> list[str]:
     """`submission_terms` (the console's search index) where this spool has it."""
-    columns = {row[1] for row in conn.execute("PRAGMA table_info(submission_terms)")}
-    return ["submission_terms"] if "inbox_id" in columns else []
+    return ["submission_terms"] if "inbox_id" in columns(conn, "submission_terms") else []
 
 
 def add_count(conn: Connection, purge: str, rows: int) -> None:
     """Add to the rows purged of one kind (raw_requests, submissions, flow_runs), for /metrics."""
     conn.execute(
-        "INSERT INTO meta(key, value) VALUES (?, ?)"
-        " ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + excluded.value",
-        (COUNT_KEY + purge, rows),
+        "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE"
+        " SET value = CAST(CAST(meta.value AS BIGINT) + CAST(excluded.value AS BIGINT) AS TEXT)",
+        (COUNT_KEY + purge, str(rows)),
     )
 
 

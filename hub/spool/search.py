@@ -74,10 +74,11 @@ class SubmissionSummary(BaseModel):
 
 SUMMARY_COLUMNS = (
     "i.id, i.received_at, i.source, i.provider, i.event_id, i.state,"
-    " json_extract(i.submission, '$.email') AS email, json_extract(i.submission, '$.name') AS name,"
-    " json_extract(i.submission, '$.form_id') AS form_id, i.error"
+    " i.submission ->> 'email' AS email, i.submission ->> 'name' AS name,"
+    " i.submission ->> 'form_id' AS form_id, i.error"
 )
-"""A SubmissionSummary's columns, in its field order, from `inbox i`."""
+"""A SubmissionSummary's columns, in its field order, from `inbox i` (`->>` reads the JSON text on
+SQLite and the `json` column on PostgreSQL alike)."""
 
 
 class SearchPage(BaseModel):

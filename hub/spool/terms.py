@@ -2,10 +2,11 @@
 
 E-mail and name live inside the stored Submission JSON; searching them there would read every
 row. `submission_terms` keeps them normalized (case-folded, accents removed) beside the
-submission's `received_at`, keyed (kind, value, received_at, inbox_id) in a WITHOUT ROWID table,
-so a search is one index range read in page order. The ledger writes a submission's terms in
-the transaction that stores its JSON; spools written before this table get theirs once, at
-schema upgrade (`ensure_terms`), resumably.
+submission's `received_at`, keyed (kind, value, received_at, inbox_id) (SQLite: a WITHOUT ROWID
+table), so a search is one index range read in page order. The ledger writes a submission's
+terms in the transaction that stores its JSON. SQLite spools written before this table get
+theirs once, at schema upgrade (`ensure_terms`), resumably; a PostgreSQL store has had the
+table since its first migration (hub/store/postgres/schema.py), so it has nothing to fill.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import unicodedata
 from collections.abc import Iterable
 from typing import Literal
 
+from hub.spool.meta import set_meta
 from hub.store import Connection, StoreError
 from hub.store.sqlite import open_file
 
@@ -87,14 +89,15 @@ def write_terms(conn: Connection, submissions: Iterable[tuple[str, str]]) -> Non
             for kind, value in terms_of(texts[inbox_id])
         ]
         conn.executemany(
-            "INSERT OR IGNORE INTO submission_terms (kind, value, received_at, inbox_id, source)"
-            " VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO submission_terms (kind, value, received_at, inbox_id, source)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (kind, value, received_at, inbox_id) DO NOTHING",
             rows,
         )
 
 
 def ensure_terms(conn: Connection) -> None:
-    """Create the table (additive) and fill it for submissions stored before it existed.
+    """Create the table (additive) and fill it for submissions stored before it existed (SQLite:
+    PostgreSQL's schema is created whole by its migrations, and its rows have no rowid to resume by).
 
     Idempotent and resumable: the meta row remembers the last inbox rowid done, each batch
     commits with it, and a finished backfill is one meta read at every later open. A small
@@ -103,6 +106,8 @@ def ensure_terms(conn: Connection) -> None:
     hub upgraded on a big spool starts receiving at once (searches miss the older submissions
     until the log says `search_terms_filled`).
     """
+    if conn.dialect != "sqlite":
+        return
     for statement in DDL:
         conn.execute(statement)
     if "source" not in {c[1] for c in conn.execute("PRAGMA table_info(submission_terms)")}:
@@ -168,7 +173,7 @@ def _fill(conn: Connection) -> None:
             filled += len(batch)
             done_to = batch[-1][0] if batch else done_to
             mark = str(done_to) if len(batch) == _BACKFILL_BATCH else "done"
-            conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (BACKFILL_KEY, mark))
+            set_meta(conn, BACKFILL_KEY, mark)
         except BaseException:
             conn.execute("ROLLBACK")
             raise

@@ -18,9 +18,7 @@ def erase_person(console: Console, request: Request, session: Session | None) ->
     by_email = form_text(request, "by") == "email"
     confirmed = form_text(request, "confirm") == "yes"
     with console.db() as conn:
-        row = conn.execute(
-            "SELECT json_extract(submission, '$.email') FROM inbox WHERE id = ?", (inbox_id,)
-        ).fetchone()
+        row = conn.execute("SELECT submission ->> 'email' FROM inbox WHERE id = ?", (inbox_id,)).fetchone()
         if row is None:
             return refused(404, "no submission has this id (it may have been erased already)")
         email = row[0] if by_email else None
