@@ -1,0 +1,408 @@
+"""`hookhub migrate` and `hookhub migrate --from-sqlite`: real SQLite spools, real PostgreSQL schemas.
+
+The spool is written by the real writer and ledger functions (received, claimed, routed,
+delivered, retrying, dead, in flight, paused, disabled, alerts owed), copied, and compared
+table by table, row by row; claims arrive pending, leases and the SQLite file's own meta
+rows stay behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hub.alerts import store as alert_store
+from hub.alerts.model import Alert
+from hub.cli import main
+from hub.spool import claiming, delivery_outcomes, lease, retention, routing_store
+from hub.spool.actions import pause
+from hub.spool.ids import new_id
+from hub.spool.rows import Decision, PlannedDelivery
+from hub.spool.schema import SCHEMA_VERSION, VERSION_KEY, connect
+from hub.spool.transactions import open_spool
+from hub.spool.writer import SpoolRecord, SpoolWriter
+from hub.store.copy_sqlite import TABLES, copy_spool
+from hub.store.postgres.connection import PostgresConnection
+from hub.store.postgres.schema import LATEST, migrate
+from tests.postgres import scratch_schema
+from tests.spool_fill import submission_json
+
+NOW = 1_760_000_000.0
+OWNER = "hub-a"
+CLAIM_COLUMNS = {"inbox": ("state", "claimed", "pending"), "deliveries": ("status", "sending", "pending")}
+
+
+@pytest.fixture
+def pg_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    with scratch_schema(request.node.name) as url:
+        yield url
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    build_spool(tmp_path / "old-hub")
+    return tmp_path / "old-hub"
+
+
+def _record(n: int, event_id: str, body: bytes, kind: str = "submission") -> SpoolRecord:
+    return SpoolRecord(
+        id=new_id(NOW),
+        received_at=NOW + n / 1000,
+        source="contact-form",
+        provider="typeform",
+        event_id=event_id,
+        kind=kind,
+        note=None,
+        method="POST",
+        url="http://127.0.0.1/hooks/contact-form",
+        headers={"content-type": "application/json"},
+        body=body,
+    )
+
+
+async def _receive(path: Path, records: list[SpoolRecord]) -> None:
+    writer = SpoolWriter(path, clock=lambda: NOW)
+    writer.start()
+    try:
+        for record in records:  # one at a time: received_at order is their order
+            await writer.store(record)
+        await writer.probe()  # the writer's liveness row in meta: the SQLite file's own
+    finally:
+        writer.stop()
+
+
+def build_spool(data_dir: Path) -> None:
+    """Eight requests through the writer: three delivered or failing, one in flight, one claimed
+    but not routed, two still pending (one with a body that is not UTF-8), one test ping."""
+    path = data_dir / "spool.db"
+    bodies = [b'{"n": %d}' % i for i in range(6)] + [b"\x00\xff\xfe binary \x80"]
+    records = [_record(i, f"ev-{i}", body) for i, body in enumerate(bodies)]
+    records.append(_record(len(records), "ping", b"{}", kind="test"))
+    asyncio.run(_receive(path, records))
+    ids = [r.id for r in records]
+    conn = open_spool(path)
+    try:
+        lease.hold(conn, lease.this_process(OWNER, 8000), NOW)
+        assert claiming.claim_inbox(conn, NOW, 5, OWNER) == sorted(ids[:5])
+        both = [PlannedDelivery("crm", "all"), PlannedDelivery("slack", "all")]
+        routed = {
+            inbox_id: (submission_json(inbox_id, "contact-form", f"p{i}@example.org", f"Zoë {i}"), both)
+            for i, inbox_id in enumerate(ids[:4])
+        }
+        # Exactly as stored, key order and spacing included: the copy must keep the text.
+        routed[ids[3]] = (f'{{"z": 1,  "a": "é", "id": "{ids[3]}"}}', both)
+        sending = routing_store.save_routing(conn, NOW, routed, {}, owner=OWNER)
+        assert len(sending) == 8
+        a, b, c, d = ids[:4]
+        delivery_outcomes.record(
+            conn,
+            NOW + 1,
+            [
+                Decision(a, "crm", "delivered", "delivered", status_code=200, remote_id="crm-1"),
+                Decision(a, "slack", "delivered", "delivered", status_code=200),
+                Decision(
+                    b, "crm", "retrying", "retry", status_code=503, next_attempt_at=NOW + 60, error="HTTP 503"
+                ),
+                Decision(b, "slack", "dead", "failed", status_code=400, error="invalid_blocks"),
+                Decision(c, "slack", "delivered", "delivered", status_code=200),
+                Decision(d, "crm", "dead", "failed", status_code=422, error="bad field"),
+                Decision(
+                    d, "slack", "retrying", "retry", status_code=429, next_attempt_at=NOW + 30, retry_after=30
+                ),
+            ],
+            owner=OWNER,
+        )
+        # (c, crm) stays `sending`, ids[4] stays `claimed`: the hub "stopped" with them in flight.
+        pause(conn, "slack", NOW + 2, "maintenance window")
+        delivery_outcomes.disable_destination(conn, NOW + 3, "old-crm", "HTTP 410 Gone")
+        retention.add_count(conn, "raw_requests", 3)
+        alert_store.ensure_alert_tables(conn)
+        alert = Alert(
+            kind="dead_letters", key="crm", title="1 dead letter", summary="crm refused one", at=NOW
+        )
+        alert_store.owe(conn, alert, ["ops-mail", "ops-slack", "pager"], NOW)
+        alert_store.save(
+            conn, alert_store.RuleState("dead_letters", "crm", firing=True, since=NOW, reasons={"x": 1})
+        )
+        alert_store.set_watermark(conn, "dead_letters", NOW + 1)
+        # The highest id is gone (sent and purged): PostgreSQL must not give it out again.
+        conn.execute("DELETE FROM alert_outbox WHERE id = (SELECT max(id) FROM alert_outbox)")
+    finally:
+        conn.close()
+
+
+def _columns(pg: PostgresConnection, table: str) -> list[str]:
+    rows = pg.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema()"
+        " AND table_name = ? ORDER BY ordinal_position",
+        (table,),
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def _rows(
+    conn: sqlite3.Connection | PostgresConnection, table: str, columns: list[str]
+) -> list[tuple[Any, ...]]:
+    where = (
+        " WHERE key NOT IN ('probe', 'submission_terms_filled_to', 'schema_version')"
+        if table == "meta"
+        else ""
+    )
+    rows = conn.execute(f"SELECT {', '.join(columns)} FROM {table}{where}").fetchall()
+    return sorted((tuple(r) for r in rows), key=repr)
+
+
+def _expected(table: str, columns: list[str], row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The SQLite row as it must arrive: a claim (its owner stopped) back to pending."""
+    values = dict(zip(columns, row, strict=True))
+    if table in CLAIM_COLUMNS:
+        column, claimed, pending = CLAIM_COLUMNS[table]
+        if values[column] == claimed:
+            values.update({column: pending, "claimed_by": None, "updated_at": "set by the copy"})
+            if table == "inbox":
+                values["claimed_at"] = None
+    return tuple(values.values())
+
+
+def assert_copied(spool: Path, url: str, copied_between: tuple[float, float]) -> dict[str, int]:
+    """Every table row for row; returns the rows per table. Claims carry the copy's updated_at."""
+    source = connect(spool)
+    target = PostgresConnection.open(url)
+    sizes: dict[str, int] = {}
+    try:
+        for table in TABLES:
+            columns = _columns(target, table)
+            want = [_expected(table, columns, row) for row in _rows(source, table, columns)]
+            got = _rows(target, table, columns)
+            if table in CLAIM_COLUMNS:
+                at, (lo, hi) = columns.index("updated_at"), copied_between
+                got = [
+                    (*r[:at], "set by the copy", *r[at + 1 :])
+                    if r[at] is not None and lo <= r[at] <= hi
+                    else r
+                    for r in got
+                ]
+            assert sorted(got, key=repr) == sorted(want, key=repr), table
+            sizes[table] = len(got)
+        assert target.execute("SELECT count(*) FROM leases").fetchone()[0] == 0
+    finally:
+        source.close()
+        target.close()
+    return sizes
+
+
+def test_from_sqlite_copies_every_table_row_for_row_and_a_second_run_adds_nothing(
+    data_dir: Path, pg_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOOKHUB_STORE", pg_url)
+    started = time.time()
+    assert main(["migrate", "--from-sqlite", str(data_dir)]) == 0
+    out = capsys.readouterr().out
+    sizes = assert_copied(data_dir / "spool.db", pg_url, (started, time.time()))
+    assert sizes == {
+        "meta": 1,  # retention's purge count; not the probe, the terms mark, the schema version
+        "inbox": 8,
+        "deliveries": 8,
+        "attempts": 7,
+        "disabled_destinations": 1,
+        "paused_destinations": 1,
+        "delivery_counters": sizes["delivery_counters"],
+        "submission_terms": sizes["submission_terms"],
+        "alert_state": 1,
+        "alert_watermarks": 1,
+        "alert_outbox": 2,
+    }
+    assert sizes["delivery_counters"] > 0 and sizes["submission_terms"] > 0
+    assert "1 submission(s) claimed and 1 delivery(ies) in flight" in out
+    assert "hookhub serve --no-dispatch" in out and "HOOKHUB_STORE=" in out
+
+    target = PostgresConnection.open(pg_url)
+    try:
+        states = dict(target.execute("SELECT state, count(*) FROM inbox GROUP BY state").fetchall())
+        assert states["pending"] == 3 and states["skipped"] == 1 and "claimed" not in states
+        statuses = dict(target.execute("SELECT status, count(*) FROM deliveries GROUP BY status").fetchall())
+        assert statuses == {"delivered": 3, "retrying": 2, "dead": 2, "pending": 1}
+        # The next alert takes an id SQLite never gave out (3 were, the third then deleted).
+        (new_id_,) = target.execute(
+            "INSERT INTO alert_outbox (rule, key, destination, alert, created_at, next_attempt_at)"
+            " VALUES ('r', 'k', 'd', '{}', 0, 0) RETURNING id"
+        ).fetchone()
+        assert new_id_ == 4
+        target.execute("DELETE FROM alert_outbox WHERE id = 4")
+    finally:
+        target.close()
+
+    assert main(["migrate", "--from-sqlite", str(data_dir)]) == 0
+    again = capsys.readouterr().out
+    for table, size in sizes.items():
+        assert f"{size:>12,} {size:>12,} {0:>12,}" in next(
+            line for line in again.splitlines() if line.startswith(table + " ")
+        )
+    assert assert_copied(data_dir / "spool.db", pg_url, (started, time.time())) == sizes
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_an_interrupted_copy_is_finished_by_the_next_run_without_duplicates(
+    data_dir: Path, pg_url: str
+) -> None:
+    target = PostgresConnection.open(pg_url)
+    source = connect(data_dir / "spool.db")
+    chunks: list[str] = []
+
+    def stop_in_deliveries(table: str, done: int, total: int) -> None:
+        chunks.append(table)
+        if table == "deliveries" and done >= 4:
+            raise Interrupted
+
+    try:
+        migrate(target)
+        with pytest.raises(Interrupted):
+            copy_spool(source, target, NOW + 100, stop_in_deliveries, chunk_rows=3)
+        assert chunks.count("inbox") == 3  # 8 rows in chunks of 3: one chunk in memory at a time
+        partial = target.execute("SELECT count(*) FROM deliveries").fetchone()[0]
+        assert 0 < partial < 8
+        report = copy_spool(source, target, NOW + 100, None, chunk_rows=3)
+    finally:
+        source.close()
+        target.close()
+    assert report.mismatched == []
+    copied = {count.table: count.copied for count in report.tables}
+    assert copied["inbox"] == 0 and copied["deliveries"] == 8 - partial and copied["attempts"] == 7
+    assert_copied(data_dir / "spool.db", pg_url, (NOW + 100, NOW + 100))
+
+
+def test_refused_while_a_live_hub_holds_the_data_dir(
+    data_dir: Path, pg_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from pathlib import Path; from hub.spool.lock import DataDirLock;"
+            " DataDirLock(Path(sys.argv[1])).acquire(8123); print('held', flush=True); sys.stdin.read()",
+            str(data_dir),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        monkeypatch.setenv("HOOKHUB_STORE", pg_url)
+        assert main(["migrate", "--from-sqlite", str(data_dir)]) == 1
+        err = capsys.readouterr().err
+        assert f"another hub (pid {holder.pid}, port 8123)" in err and "must be stopped" in err
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    target = PostgresConnection.open(pg_url)
+    try:  # refused before anything was created or copied
+        assert target.execute("SELECT to_regclass('inbox') IS NULL").fetchone()[0]
+    finally:
+        target.close()
+    assert main(["migrate", "--from-sqlite", str(data_dir)]) == 0  # the hub gone, it goes ahead
+
+
+def test_from_sqlite_refuses_a_sqlite_target_and_a_dir_without_spool(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOOKHUB_STORE", "sqlite")
+    assert main(["migrate", "--from-sqlite", str(data_dir), "--data-dir", str(tmp_path / "new")]) == 1
+    assert "copies into PostgreSQL, but the configured store is SQLite" in capsys.readouterr().err
+    monkeypatch.setenv("HOOKHUB_STORE", "postgresql://127.0.0.1:1/none")
+    assert main(["migrate", "--from-sqlite", str(tmp_path / "empty")]) == 1
+    assert "no spool at" in capsys.readouterr().err
+
+
+def test_counts_that_differ_exit_non_zero(
+    data_dir: Path, pg_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A receiver already ran on the target: its row is kept, and the operator is told."""
+    target = PostgresConnection.open(pg_url)
+    try:
+        migrate(target)
+        target.execute(
+            "INSERT INTO inbox (id, received_at, source, provider, event_id, kind, body)"
+            " VALUES ('already-there', 1.0, 'contact-form', 'typeform', 'ev-new', 'submission', ?)",
+            (b"{}",),
+        )
+    finally:
+        target.close()
+    monkeypatch.setenv("HOOKHUB_STORE", pg_url)
+    assert main(["migrate", "--from-sqlite", str(data_dir)]) == 1
+    captured = capsys.readouterr()
+    assert "counts differ for inbox" in captured.err and "DIFFERS" in captured.out
+
+
+def _hookhub(*argv: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "hub.cli", *argv]
+    return subprocess.run(command, env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
+
+
+def test_migrate_creates_a_postgres_schema_then_finds_it_up_to_date_without_showing_the_password(
+    pg_url: str, tmp_path: Path
+) -> None:
+    with_password = pg_url.replace("postgresql://postgres@", "postgresql://postgres:s3cret-pw@")
+    assert with_password != pg_url
+    first = _hookhub("migrate", "--data-dir", str(tmp_path), env={"HOOKHUB_STORE": with_password})
+    assert first.returncode == 0, first.stderr
+    assert f"schema version none -> {LATEST}" in first.stdout and "(PostgreSQL)" in first.stdout
+    second = _hookhub("migrate", "--data-dir", str(tmp_path), env={"HOOKHUB_STORE": with_password})
+    assert second.returncode == 0, second.stderr
+    assert f"schema version {LATEST}: up to date" in second.stdout
+    assert "s3cret-pw" not in first.stdout + first.stderr + second.stdout + second.stderr
+    assert not (tmp_path / "spool.db").exists()
+
+
+def test_a_newer_postgres_schema_is_refused(pg_url: str, tmp_path: Path) -> None:
+    conn = PostgresConnection.open(pg_url)
+    try:
+        migrate(conn)
+        conn.execute("INSERT INTO schema_migrations VALUES (?, 'from the future', 0)", (LATEST + 1,))
+    finally:
+        conn.close()
+    result = _hookhub("migrate", "--data-dir", str(tmp_path), env={"HOOKHUB_STORE": pg_url})
+    assert result.returncode == 1
+    assert f"schema version {LATEST + 1}, newer than this hookhub knows ({LATEST})" in result.stderr
+
+
+def test_sqlite_migrate_records_the_version_and_refuses_a_newer_spool(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("HOOKHUB_STORE", raising=False)
+    config = tmp_path / "connectors.yaml"
+    config.write_text("store: sqlite\n")
+    args = ["migrate", "--config", str(config), "--data-dir", str(tmp_path / "d")]
+    assert main(args) == 0
+    assert f"schema version none -> {SCHEMA_VERSION}" in capsys.readouterr().out
+    assert main(args) == 0
+    assert f"schema version {SCHEMA_VERSION}: up to date" in capsys.readouterr().out
+
+    conn = connect(tmp_path / "d" / "spool.db")
+    try:  # a spool from before versions were recorded is brought up to date
+        conn.execute("DELETE FROM meta WHERE key=?", (VERSION_KEY,))
+    finally:
+        conn.close()
+    assert main(args) == 0
+    assert f"schema version none -> {SCHEMA_VERSION}" in capsys.readouterr().out
+
+    conn = connect(tmp_path / "d" / "spool.db")
+    try:
+        conn.execute("UPDATE meta SET value=? WHERE key=?", (str(SCHEMA_VERSION + 1), VERSION_KEY))
+    finally:
+        conn.close()
+    assert main(args) == 1
+    assert f"newer than this hookhub knows ({SCHEMA_VERSION})" in capsys.readouterr().err
