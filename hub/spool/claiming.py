@@ -27,6 +27,13 @@ NOT_PAUSED = "destination NOT IN (SELECT destination FROM paused_destinations)"
 
 _NO_LIVE_LEASE = "claimed_by NOT IN (SELECT owner FROM leases)"
 
+NOT_BEING_ROUTED = (
+    "NOT EXISTS (SELECT 1 FROM inbox WHERE inbox.id = deliveries.inbox_id AND inbox.state = 'claimed')"
+)
+"""A delivery whose submission is claimed (being routed again, after a replay) waits for that
+routing: a delivery put in `sending` takes its claimed submission's owner (the schema's
+trigger), so a second owner claiming it could never record its outcome."""
+
 
 def skip_locked(conn: Connection) -> str:
     """What ends a claim's row-picking subquery: SQLite's one writer needs nothing, PostgreSQL's
@@ -121,7 +128,7 @@ def claim_due(conn: Connection, now: float, limit: int, owner: str | None = None
             "UPDATE deliveries SET status='sending', claimed_by=?, updated_at=?"
             " WHERE (inbox_id, destination) IN (SELECT inbox_id, destination FROM deliveries"
             f"   WHERE status IN ('pending','retrying') AND next_attempt_at <= ? AND retry_group IS NULL"
-            f"   AND {NOT_PAUSED} ORDER BY next_attempt_at LIMIT ?{skip_locked(conn)})"
+            f"   AND {NOT_PAUSED} AND {NOT_BEING_ROUTED} ORDER BY next_attempt_at LIMIT ?{skip_locked(conn)})"
             " RETURNING inbox_id, destination",
             (owner, now, now, limit),
         ).fetchall()

@@ -225,14 +225,17 @@ def settle(conn: Connection, inbox_ids: list[str], now: float) -> None:
     """`settle_inbox` inside a transaction the caller holds."""
     # A routed submission with nothing in flight is failed if a delivery is dead (the reasons
     # joined), else done; one with deliveries still open stays routed.
+    # In destination order on both engines (SQLite 3.40's group_concat takes no ORDER BY: it
+    # joins in the order its subquery yields).
     reasons = (
-        "group_concat(destination || ': ' || coalesce(last_error, ''), '; ')"
+        "SELECT group_concat(reason, '; ') FROM (SELECT destination || ': ' || coalesce(last_error, '')"
+        " AS reason FROM deliveries WHERE inbox_id = inbox.id AND status = 'dead' ORDER BY destination)"
         if conn.dialect == "sqlite"
-        else "string_agg(destination || ': ' || coalesce(last_error, ''), '; ' ORDER BY destination)"
+        else "SELECT string_agg(destination || ': ' || coalesce(last_error, ''), '; ' ORDER BY destination)"
+        " FROM deliveries WHERE inbox_id = inbox.id AND status = 'dead'"
     )
     conn.executemany(
-        f"UPDATE inbox SET state='failed', updated_at=?, error=(SELECT {reasons} FROM deliveries"
-        " WHERE inbox_id = inbox.id AND status = 'dead')"
+        f"UPDATE inbox SET state='failed', updated_at=?, error=({reasons})"
         f" WHERE id=? AND state='routed' AND {_NONE_OPEN}"
         " AND EXISTS (SELECT 1 FROM deliveries WHERE inbox_id = inbox.id AND status = 'dead')",
         [(now, inbox_id) for inbox_id in inbox_ids],

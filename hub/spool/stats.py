@@ -30,7 +30,7 @@ OUTCOME = "outcome:"
 
 _UPSERT = (
     "INSERT INTO delivery_counters (destination, name, value) VALUES (?,?,?)"
-    " ON CONFLICT(destination, name) DO UPDATE SET value = value + excluded.value"
+    " ON CONFLICT(destination, name) DO UPDATE SET value = delivery_counters.value + excluded.value"
 )
 
 

@@ -9,7 +9,7 @@ set that reads and writes `retry_group` and `flow_failures`.
 from __future__ import annotations
 
 from hub.spool import delivery_outcomes
-from hub.spool.claiming import held_by, skip_locked
+from hub.spool.claiming import NOT_BEING_ROUTED, held_by, skip_locked
 from hub.spool.transactions import transaction
 from hub.store import Connection
 
@@ -50,7 +50,7 @@ def claim_suspects(
             "UPDATE deliveries SET status='sending', claimed_by=?, updated_at=?"
             " WHERE (inbox_id, destination) IN (SELECT inbox_id, destination FROM deliveries"
             "   WHERE status IN ('pending','retrying') AND retry_group=? AND next_attempt_at <= ?"
-            f"   ORDER BY next_attempt_at LIMIT ?{skip_locked(conn)})"
+            f"   AND {NOT_BEING_ROUTED} ORDER BY next_attempt_at LIMIT ?{skip_locked(conn)})"
             " RETURNING inbox_id, destination",
             (owner, now, size, now, size),
         ).fetchall()
