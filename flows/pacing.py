@@ -55,19 +55,28 @@ class Pacer:
         self._paused_until: dict[str, float] = {}
         self._windows: dict[str, _Window] = {}
 
-    async def wait_turn(self, key: str, min_interval: float) -> None:
-        """Return when the caller may send on `key`; the slot is taken when this returns."""
+    async def wait_turn(self, key: str, min_interval: float, max_wait: float | None = None) -> bool:
+        """Return True when the caller may send on `key`; the slot is taken when this returns.
+
+        False, taking nothing, when the turn would start more than `max_wait` seconds from now:
+        the caller can hand its work back (as `acquire` does) rather than sleep that long.
+        """
         if min_interval < 0:
             raise ValueError("min_interval must not be negative")
         reserved: float | None = None
         while True:
-            wait, reserved = self._reserve(key, min_interval, reserved)
+            wait, reserved = self._reserve(key, min_interval, reserved, max_wait)
             if wait is None:
-                return
+                return True
+            if reserved is None:
+                return False
             await self._sleep(wait)
 
-    def _reserve(self, key: str, min_interval: float, reserved: float | None) -> tuple[float | None, float]:
-        """Seconds to sleep before checking again (None: go now) and the slot time held.
+    def _reserve(
+        self, key: str, min_interval: float, reserved: float | None, max_wait: float | None = None
+    ) -> tuple[float | None, float | None]:
+        """Seconds to sleep before checking again (None: go now) and the slot time held (None:
+        the slot would start more than `max_wait` from now, and none was taken).
 
         A pause that starts after a caller reserved its slot still applies to it: on waking
         the caller finds the key paused and takes a new slot after the pause.
@@ -79,6 +88,8 @@ class Pacer:
                 return None, reserved
             if reserved is None or paused_until > now:
                 reserved = max(now, self._next_free.get(key, now), paused_until)
+                if max_wait is not None and reserved - now > max_wait:
+                    return 0.0, None
                 self._next_free[key] = reserved + min_interval
             wait = reserved - now
             if wait <= 0:

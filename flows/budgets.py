@@ -1,0 +1,384 @@
+"""Rate budgets held once for a whole cluster: one row per budget key in PostgreSQL's `rate_budgets`.
+
+`StorePacer` has `flows.pacing.Pacer`'s interface, so destinations do not know which one they
+got; `pacer_for(store)` picks it: the in-memory `PACER` for the SQLite all-in-one hub (one
+process holds every budget), a `StorePacer` for PostgreSQL, where several `hookhub worker`
+processes, on several hosts, send to the same Slack channel or CRM token.
+
+Each key is a GCRA schedule (generic cell rate algorithm): `tat` is the earliest time the next
+send on the key may start, `paused_until` the end of the longest pause a target asked for.
+Taking a turn is one upsert that moves `tat` one interval past max(tat, now, paused_until) and
+returns the row: the row lock orders concurrent callers, so no two get the same slot, and idle
+time is not banked (a burst after idling is still spaced).
+
+Times are the injected clock's wall-clock seconds, written into the shared row by every host:
+the hosts of a cluster must run NTP, as a skew between two of them shrinks or widens the gap
+between their sends by that skew.
+
+Database round trips run on the pacer's own few threads, each with its own connection: delivery
+tasks call from several threads, each with its own event loop, and none of those loops may wait
+on the database. `pause` and `observe` are synchronous in the interface, so they update this
+process's view at once and write to the row in the background; `paused_for` reads that view,
+which a watcher thread refreshes from the table every `watch_every` seconds (a pause another
+worker set is seen here within that time; a turn taken through the row honours it at once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from typing import Any, TypeVar
+
+from flows.pacing import PACER, Clock, Pacer, Sleep
+from hub.store.connection import Connection, Cursor, StoreError
+from hub.store.location import Store
+
+log = logging.getLogger("hookhub.pacing")
+
+T = TypeVar("T")
+
+# start = greatest(tat - tolerance, now, paused_until); tat' = greatest(tat, start) + interval. The
+# tolerance is 0 for a spaced turn and infinite for a turn that only honours pauses (interval 0),
+# so that one never waits for, nor moves, the key's schedule. A start beyond the horizon takes
+# nothing: the WHERE leaves the row alone and returns no row.
+_TAKE = """
+INSERT INTO rate_budgets AS b (key, tat, paused_until) VALUES (?, ?, ?)
+ON CONFLICT (key) DO UPDATE SET
+    tat = greatest(b.tat, greatest(b.tat - ?, ?, b.paused_until, ?)) + ?,
+    paused_until = greatest(b.paused_until, ?)
+WHERE greatest(b.tat - ?, ?, b.paused_until, ?) <= ?
+RETURNING tat, paused_until
+"""
+
+_READ = "SELECT tat, paused_until FROM rate_budgets WHERE key = ?"
+
+_PAUSE = """
+INSERT INTO rate_budgets AS b (key, tat, paused_until) VALUES (?, ?, ?)
+ON CONFLICT (key) DO UPDATE SET paused_until = greatest(b.paused_until, excluded.paused_until)
+RETURNING tat, paused_until
+"""
+
+# Sends the target counts but this cluster cannot have made move the schedule on, as if made now.
+# The cluster's own sends in the last window are at most the slots from there to its last start
+# (tat - interval), never more than the limit: only usage beyond that is someone else's.
+_OBSERVE = """
+INSERT INTO rate_budgets AS b (key, tat, paused_until) VALUES (?, ?, 0)
+ON CONFLICT (key) DO UPDATE SET tat = greatest(b.tat, ?) + ? * greatest(0, ? - ? - least(?,
+    greatest(0, floor((b.tat - ? - ?) / ?) + 1)))
+RETURNING tat, paused_until
+"""
+
+_ACTIVE_PAUSES = "SELECT key, paused_until FROM rate_budgets WHERE paused_until > ?"
+
+
+class StorePacer:
+    """`flows.pacing.Pacer`'s interface over the store's `rate_budgets` rows (PostgreSQL).
+
+    Rolling budgets (`acquire`: at most `limit` sends per `window`) are GCRA schedules with
+    interval window/limit and no burst: sends are spaced evenly, so no window of that length
+    ever holds more than `limit` of them, as the target counts. (A GCRA burst of `limit`, the
+    usual leaky-bucket setting, would let up to 2 * limit - 1 through in one window after an
+    idle spell, and the target would answer 429.) The sustained rate is the same as the
+    in-memory pacer's; what is lost is only the burst after idling.
+
+    When the store cannot be reached, a turn falls back to an in-memory `Pacer` of this process
+    (logged once per outage): sends stay spaced per process, and the ledger's own errors will
+    be what the admin sees.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock = time.time,
+        sleep: Sleep = asyncio.sleep,
+        threads: int = 2,
+        watch_every: float | None = 1.0,
+    ) -> None:
+        if store.dialect != "postgresql":
+            raise ValueError(f"a StorePacer needs a PostgreSQL store, not {store.dialect}; use PACER")
+        self._store = store
+        self._clock = clock
+        self._sleep = sleep
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="hookhub-budgets")
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: list[Connection] = []
+        self._writes: set[Future[None]] = set()
+        self._paused_until: dict[str, float] = {}
+        self._tat: dict[str, float] = {}
+        self._windows: dict[str, tuple[int, float]] = {}
+        self._fallback = Pacer(clock=clock, sleep=sleep)
+        self._unavailable = False
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+        if watch_every is not None:
+            self._watcher = threading.Thread(
+                target=self._watch, args=(watch_every,), name="hookhub-budgets-watch", daemon=True
+            )
+            self._watcher.start()
+
+    # -- turns ----------------------------------------------------------------------------------
+
+    async def wait_turn(self, key: str, min_interval: float, max_wait: float | None = None) -> bool:
+        """Return True when the caller may send on `key`; the slot is taken when this returns.
+
+        False, taking nothing, when the turn would start more than `max_wait` seconds from now
+        (a long pause, or a deep queue of other workers' turns): the caller can defer its work.
+        """
+        if min_interval < 0:
+            raise ValueError("min_interval must not be negative")
+        tolerance = 0.0 if min_interval > 0 else math.inf
+        alone = self._fallback
+        return await self._turn(
+            key, min_interval, tolerance, max_wait, lambda: alone.wait_turn(key, min_interval, max_wait)
+        )
+
+    async def acquire(self, key: str, limit: int, window: float, max_wait: float | None = None) -> bool:
+        """Wait until one more send on `key` fits `limit` sends per `window` seconds and `key` is
+        not paused; True once the send is counted, False (nothing counted) when that is more than
+        `max_wait` away. The target's own numbers, once `observe` learned them, replace these."""
+        if limit < 1 or window <= 0:
+            raise ValueError("a budget needs limit >= 1 and window > 0")
+        with self._lock:
+            limit, window = self._windows.setdefault(key, (limit, window))
+        return await self._turn(
+            key, window / limit, 0.0, max_wait, lambda: self._fallback.acquire(key, limit, window, max_wait)
+        )
+
+    async def _turn(
+        self,
+        key: str,
+        interval: float,
+        tolerance: float,
+        max_wait: float | None,
+        fallback: Callable[[], Awaitable[bool]],
+    ) -> bool:
+        while True:
+            now = self._clock()
+            paused = max(0.0, self._known_pause(key))
+            if max_wait is not None and paused - now > max_wait:
+                return False
+            horizon = math.inf if max_wait is None else now + max_wait
+            try:
+                start = await self._in_thread(self._take, key, interval, tolerance, now, paused, horizon)
+            except StoreError as exc:
+                self._store_failed("take a turn", exc)
+                return await fallback()
+            if start is None:
+                return False
+            wait = start - self._clock()
+            if wait > 0:
+                await self._sleep(wait)
+            # A pause that arrived while this caller waited (a 429 here, or one the watcher saw)
+            # applies to its slot too: it takes a new one after the pause.
+            if self._known_pause(key) <= self._clock():
+                return True
+
+    def _take(
+        self, key: str, interval: float, tolerance: float, now: float, paused: float, horizon: float
+    ) -> float | None:
+        """The start of the slot taken on `key`, or None (nothing taken) when it lies past `horizon`."""
+        new_row = (key, max(now, paused) + interval, paused)
+        start = (tolerance, now, paused)
+        row = self._run(_TAKE, (*new_row, *start, interval, paused, *start, horizon)).fetchone()
+        if row is None:
+            known = self._run(_READ, (key,)).fetchone()
+            if known is not None:
+                self._learn(key, float(known[0]), float(known[1]))
+            return None
+        tat, paused_until = float(row[0]), float(row[1])
+        self._learn(key, tat, paused_until)
+        return max(now, paused_until, tat - interval - tolerance)
+
+    # -- pauses ---------------------------------------------------------------------------------
+
+    def pause(self, key: str, seconds: float) -> None:
+        """Nobody in the cluster sends on `key` for `seconds` from now; honoured exactly, and a
+        shorter pause never cuts a longer one. Seen here at once; written to the row in the
+        background (the next turn taken here carries it too, should that write fail)."""
+        if seconds <= 0:
+            return
+        now = self._clock()
+        until = now + seconds
+        with self._lock:
+            if until > self._paused_until.get(key, -math.inf):
+                self._paused_until[key] = until
+        log.info("pacing key paused", extra={"pacing_key": key, "pause_seconds": seconds})
+        self._in_background("record a pause", self._write_pause, key, now, until)
+
+    def _write_pause(self, key: str, now: float, until: float) -> None:
+        row = self._run(_PAUSE, (key, now, until)).fetchone()
+        self._learn(key, float(row[0]), float(row[1]))
+
+    def paused_for(self, key: str) -> float:
+        """Seconds until `key` may be used again because of a pause (0 when not paused), as this
+        process knows it: its own pauses, the rows its turns read, and the watcher's last look."""
+        return max(0.0, self._known_pause(key) - self._clock())
+
+    def _known_pause(self, key: str) -> float:
+        with self._lock:
+            return self._paused_until.get(key, -math.inf)
+
+    def refresh_pauses(self) -> None:
+        """Read every pause in force from the table (what the watcher thread does periodically)."""
+        for key, until in self._run(_ACTIVE_PAUSES, (self._clock(),)).fetchall():
+            with self._lock:
+                if float(until) > self._paused_until.get(key, -math.inf):
+                    self._paused_until[key] = float(until)
+
+    def _watch(self, every: float) -> None:
+        while not self._stop.wait(every):
+            try:
+                self.refresh_pauses()
+            except StoreError as exc:
+                self._store_failed("read the pauses", exc)
+
+    # -- what the target says -------------------------------------------------------------------
+
+    def observe(
+        self, key: str, remaining: int, limit: int | None = None, window: float | None = None
+    ) -> None:
+        """The target says `remaining` sends are left in its window for `key` (and, when given,
+        its limit and window, which replace the caller's defaults for later `acquire`s).
+
+        Sends the target counted beyond what this cluster can have made in the window (other
+        apps on the same token) move the key's schedule on as if made now. The cluster's own
+        sends are counted as many as its schedule allows, so this tightens only for usage that
+        cannot be its own; a 429's pause remains the backstop.
+        """
+        with self._lock:
+            known = self._windows.get(key)
+            if known is None and (limit is None or window is None):
+                return
+            current_limit, current_window = known if known is not None else (limit or 1, window or 1.0)
+            if limit is not None and limit >= 1:
+                current_limit = limit
+            if window is not None and window > 0:
+                current_window = window
+            self._windows[key] = (current_limit, current_window)
+        interval = current_window / current_limit
+        left = float(max(0, remaining))
+        now = self._clock()
+        unseen_if_new = max(0.0, current_limit - left)
+        limit_ = float(current_limit)
+        own_since = now - current_window
+        parameters: tuple[Any, ...] = (key, now + interval * unseen_if_new, now, interval, limit_, left)
+        parameters += (limit_, interval, own_since, interval)
+        self._in_background("record the target's budget", self._write_observed, key, parameters)
+
+    def _write_observed(self, key: str, parameters: tuple[Any, ...]) -> None:
+        row = self._run(_OBSERVE, parameters).fetchone()
+        self._learn(key, float(row[0]), float(row[1]))
+
+    def budget_left(self, key: str) -> int | None:
+        """Sends the key's schedule leaves in the next window, as this process last saw the row
+        (None when no budget is known for `key` yet); other workers' turns since are not in it."""
+        with self._lock:
+            budget = self._windows.get(key)
+            tat = self._tat.get(key)
+        if budget is None:
+            return None
+        limit, window = budget
+        ahead = 0.0 if tat is None else max(0.0, tat - self._clock())
+        return max(0, limit - math.ceil(ahead / (window / limit) - 1e-9))
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    def _learn(self, key: str, tat: float, paused_until: float) -> None:
+        with self._lock:
+            self._tat[key] = tat
+            if paused_until > self._paused_until.get(key, -math.inf):
+                self._paused_until[key] = paused_until
+            was_unavailable, self._unavailable = self._unavailable, False
+        if was_unavailable:
+            log.info("rate budgets are held in the store again")
+
+    def _run(self, sql: str, parameters: tuple[Any, ...]) -> Cursor:
+        """Run one statement on this thread's connection; a failed connection is dropped, so the
+        next call opens a new one."""
+        conn: Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._store.connect()
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        try:
+            return conn.execute(sql, parameters)
+        except StoreError:
+            self._local.conn = None
+            with self._lock:
+                self._connections.remove(conn)
+            conn.close()
+            raise
+
+    async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def _in_background(self, what: str, fn: Callable[..., None], *args: Any) -> None:
+        def done(future: Future[None]) -> None:
+            with self._lock:
+                self._writes.discard(future)
+            exc = future.exception()
+            if isinstance(exc, StoreError):
+                self._store_failed(what, exc)
+            elif exc is not None:
+                log.error("rate budget write failed", exc_info=exc, extra={"action": what})
+
+        try:
+            future = self._executor.submit(fn, *args)
+        except RuntimeError:  # closed: this process is stopping and keeps only its own view
+            log.debug("rate budget write skipped after close", extra={"action": what})
+            return
+        with self._lock:
+            self._writes.add(future)
+        future.add_done_callback(done)
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Wait (blocking: not from an event loop) until the pauses and observations asked for
+        so far are in the table, or `timeout` seconds."""
+        with self._lock:
+            pending = set(self._writes)
+        wait(pending, timeout=timeout)
+
+    def _store_failed(self, what: str, exc: Exception) -> None:
+        with self._lock:
+            first, self._unavailable = not self._unavailable, True
+        if first:
+            log.warning(
+                "rate budgets cannot be reached in the store; this process paces on its own until they can",
+                extra={"action": what, "error": type(exc).__name__, "store": self._store.key},
+            )
+
+    def close(self) -> None:
+        """Finish the writes already asked for (pauses, observations), then close the connections."""
+        self._stop.set()
+        if self._watcher is not None:
+            self._watcher.join()
+        self._executor.shutdown(wait=True)
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            conn.close()
+
+
+_pacers: dict[tuple[int, str], StorePacer] = {}
+_pacers_lock = threading.Lock()
+
+
+def pacer_for(store: Store) -> Pacer | StorePacer:
+    """The pacer a delivery on `store` shares with the rest of its hub: the process-wide `PACER`
+    on SQLite (one process is the whole hub), else this process's `StorePacer` of that database
+    (one per process: a forked child opens its own threads and connections)."""
+    if store.dialect == "sqlite":
+        return PACER
+    with _pacers_lock:
+        found = _pacers.get((os.getpid(), store.key))
+        if found is None:
+            found = _pacers[(os.getpid(), store.key)] = StorePacer(store)
+        return found
