@@ -233,11 +233,14 @@ class StorePacer:
                     self._paused_until[key] = float(until)
 
     def _watch(self, every: float) -> None:
+        # The look runs on the pacer's own threads, so the watcher holds no connection of its own.
         while not self._stop.wait(every):
             try:
-                self.refresh_pauses()
+                self._executor.submit(self.refresh_pauses).result()
             except StoreError as exc:
                 self._store_failed("read the pauses", exc)
+            except RuntimeError:  # closed meanwhile
+                return
 
     # -- what the target says -------------------------------------------------------------------
 
@@ -382,3 +385,13 @@ def pacer_for(store: Store) -> Pacer | StorePacer:
         if found is None:
             found = _pacers[(os.getpid(), store.key)] = StorePacer(store)
         return found
+
+
+def close_pacers() -> None:
+    """Close this process's store pacers (their threads and connections): for a process that
+    stops its hub and goes on, such as a test session; `pacer_for` opens new ones if asked again."""
+    with _pacers_lock:
+        mine = [key for key in _pacers if key[0] == os.getpid()]
+        closing = [_pacers.pop(key) for key in mine]
+    for pacer in closing:
+        pacer.close()

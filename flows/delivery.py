@@ -13,7 +13,7 @@ from collections import defaultdict
 from typing import Any
 
 from flows.destinations.base import DeliveryContext, DeliveryItem, Destination, DestinationSettings, Outcome
-from flows.pacing import PACER
+from flows.budgets import pacer_for
 from flows.reasons import protocol_of, reason_class
 from flows.retry import decide, not_attempted
 from flows.runtime import Runtime
@@ -82,7 +82,7 @@ async def deliver_rows(
         return decisions
     context = DeliveryContext(
         http=http,
-        pacer=PACER,
+        pacer=pacer_for(runtime.store),
         destination_id=destination_id,
         record_link=runtime.record_link,
         extra={"data_dir": str(runtime.data_dir)},

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from bench.budgets import fidelity, run_processes
-from flows.budgets import StorePacer, pacer_for
+from flows.budgets import StorePacer, close_pacers, pacer_for
 from flows.pacing import PACER
 from hub.store import PostgresStore, SqliteStore
 from tests.destination_helpers import VirtualTime
@@ -264,7 +264,10 @@ def test_the_store_chooses_the_pacer(url: str, tmp_path: Path) -> None:
     try:
         assert pacer_for(PostgresStore(url)) is found
     finally:
-        found.close()
+        close_pacers()
+    again = pacer_for(PostgresStore(url))
+    close_pacers()
+    assert again is not found
     with pytest.raises(ValueError, match="PostgreSQL"):
         StorePacer(SqliteStore(tmp_path / "spool.db"))
 
