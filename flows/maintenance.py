@@ -12,18 +12,17 @@ import asyncio
 import contextlib
 import logging
 from datetime import UTC
-from pathlib import Path
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.http_clients import api_sender
 from flows.prefect_clients import unpersisted_results
-from flows.runtime import clock_for, runtime_for
+from flows.runtime import clock_for, runtime_for, store_of
 from hub.config.models import HubConfig
 from hub.routing.process import connector_for
 from hub.spool import retention
-from hub.spool.schema import connect
+from hub.spool.meta import set_meta
 from hub.store import Connection
 
 log = logging.getLogger("hookhub.maintenance")
@@ -52,13 +51,10 @@ def due_sources(config: HubConfig, conn: Connection, now: float) -> list[str]:
     return due
 
 
-def _remember(spool_path: str, source_id: str, outcome: str, now: float) -> None:
-    conn = connect(Path(spool_path))
+def _remember(store: str, source_id: str, outcome: str, now: float) -> None:
+    conn = store_of(store).connect()
     try:
-        conn.execute(
-            "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
-            (f"maintained:{source_id}", f"{now}:{outcome}"),
-        )
+        set_meta(conn, f"maintained:{source_id}", f"{now}:{outcome}")
     finally:
         conn.close()
 
@@ -66,13 +62,13 @@ def _remember(spool_path: str, source_id: str, outcome: str, now: float) -> None
 @task(
     name="maintain source", task_run_name="maintain {source_id}", cache_policy=NO_CACHE, persist_result=False
 )
-async def maintain_source(spool_path: str, config_path: str, source_id: str) -> str:
-    runtime = runtime_for(spool_path, config_path)
+async def maintain_source(store: str, config_path: str, source_id: str) -> str:
+    runtime = runtime_for(store, config_path)
     config = runtime.config()
     source = config.sources[source_id]
     connector = connector_for(config, source_id, source.provider)
     done = await connector.maintain(source_id, source, api_sender())
-    _remember(spool_path, source_id, "ok", runtime.clock())
+    _remember(store, source_id, "ok", runtime.clock())
     log.info("source maintained", extra={"event": "maintained", "source": source_id, "result": done})
     return done
 
@@ -83,15 +79,15 @@ async def maintain_source(spool_path: str, config_path: str, source_id: str) -> 
     validate_parameters=False,
     result_storage=unpersisted_results(),
 )
-async def maintain_sources(spool_path: str, config_path: str, source_ids: list[str]) -> dict[str, str]:
+async def maintain_sources(store: str, config_path: str, source_ids: list[str]) -> dict[str, str]:
     """Run each source's upkeep; one failing source does not stop the others (it is retried next time)."""
     results: dict[str, str] = {}
     for source_id in source_ids:
         try:
-            results[source_id] = await maintain_source(spool_path, config_path, source_id)
+            results[source_id] = await maintain_source(store, config_path, source_id)
         except Exception as exc:  # noqa: BLE001 - reported; the next round tries again
             results[source_id] = f"failed: {type(exc).__name__}: {exc}"
-            _remember(spool_path, source_id, "failed", clock_for(spool_path)())
+            _remember(store, source_id, "failed", clock_for(store)())
             log.warning(
                 "source upkeep failed",
                 extra={"event": "maintenance_failed", "source": source_id, "error": str(exc)},
@@ -100,11 +96,11 @@ async def maintain_sources(spool_path: str, config_path: str, source_ids: list[s
 
 
 async def upkeep_retention(
-    spool_path: str, config_path: str, config: HubConfig, conn: Connection, now: float
+    store: str, config_path: str, config: HubConfig, conn: Connection, now: float
 ) -> None:
     """Run the retention flow if `retention:` is set and its interval has passed."""
     if config.retention is not None and retention.due(conn, config.retention, now):
-        await enforce_retention(spool_path=spool_path, config_path=config_path)
+        await enforce_retention(store=store, config_path=config_path)
 
 
 @flow(
@@ -113,17 +109,18 @@ async def upkeep_retention(
     validate_parameters=False,
     result_storage=unpersisted_results(),
 )
-async def enforce_retention(spool_path: str, config_path: str) -> dict[str, int]:
+async def enforce_retention(store: str, config_path: str) -> dict[str, int]:
     """Purge what the `retention:` periods say is too old; returns rows purged per kind.
 
-    Its parameters are paths and its result counts: nothing personal reaches Prefect's database.
+    Its parameters are the store's key and a path, its result counts: nothing personal (nor the
+    store's password) reaches Prefect's database.
     The batches run in a worker thread, on a connection of their own, beside the deliveries.
     """
-    runtime = runtime_for(spool_path, config_path)
+    runtime = runtime_for(store, config_path)
     config, now = runtime.config(), runtime.clock()
 
     def run() -> retention.RetentionRun:
-        conn = connect(Path(spool_path))
+        conn = runtime.store.connect()
         try:
             return retention.enforce(conn, config, now)
         finally:
@@ -132,7 +129,7 @@ async def enforce_retention(spool_path: str, config_path: str) -> dict[str, int]
     purged = (await asyncio.to_thread(run)).purged
     if config.retention is not None and config.retention.flow_runs is not None:
         purged["flow_runs"] = await delete_old_flow_runs(now - config.retention.flow_runs)
-        conn = connect(Path(spool_path))
+        conn = runtime.store.connect()
         try:
             retention.add_count(conn, "flow_runs", purged["flow_runs"])
         finally:

@@ -15,7 +15,6 @@ import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from prefect import flow, tags, task
@@ -44,7 +43,6 @@ from hub.routing.process import ConnectorLookup, connector_for, normalize_rows, 
 from hub.spool import routing_store
 from hub.spool.ids import new_id
 from hub.spool.rows import InboxRow
-from hub.spool.schema import connect
 from hub.store import Connection, StoreUnavailable
 from hub.submission import Submission
 
@@ -210,13 +208,13 @@ def _connector_bug(row: InboxRow, exc: Exception) -> _RowFetched:
     persist_result=False,
 )
 async def normalize_and_route(
-    spool_path: str, config_path: str, inbox_ids: str, count: int
+    store: str, config_path: str, inbox_ids: str, count: int
 ) -> State[Any] | dict[str, Any]:
     """Per destination, the (comma-joined) submissions to deliver there, and the count of dead
     letters ({"routes", "dead"}); in a Failed state if there are any (flows/run_report.py)."""
-    runtime = runtime_for(spool_path, config_path)
+    runtime = runtime_for(store, config_path)
     config, stages = runtime.config(), runtime.stages
-    conn = connect(runtime.spool_path)
+    conn = runtime.store.connect()
     try:
         rows = await asyncio.to_thread(routing_store.load_inbox, conn, _split(inbox_ids))
         submissions, failed = await asyncio.to_thread(normalize_rows, config, rows, stages.connector)
@@ -244,13 +242,13 @@ async def normalize_and_route(
     persist_result=False,
 )
 async def deliver_chunk(
-    spool_path: str, config_path: str, destination: str, inbox_ids: str, count: int
+    store: str, config_path: str, destination: str, inbox_ids: str, count: int
 ) -> State[Any] | dict[str, int]:
     """Counts by status; a Failed state with them if some died, after a summary in the run's logs."""
-    runtime = runtime_for(spool_path, config_path)
+    runtime = runtime_for(store, config_path)
     ids = _split(inbox_ids)
     counts = await _deliver(runtime, destination, ids)
-    return await report_chunk(runtime.config(), runtime.spool_path, destination, ids, counts)
+    return await report_chunk(runtime.config(), runtime.store, destination, ids, counts)
 
 
 async def _deliver(runtime: Runtime, destination: str, ids: list[str]) -> dict[str, int]:
@@ -261,12 +259,17 @@ async def _deliver(runtime: Runtime, destination: str, ids: list[str]) -> dict[s
     return await deliver_and_record(runtime, destination, ids, delivery_sender())
 
 
+WORKER_TAG = "worker:"
+"""Tags a run with the dispatcher (owner id) that claimed its batch, so the UI shows who ran what."""
+
+
 def _run_name() -> str:
     from prefect.runtime import flow_run
 
     params: dict[str, Any] = flow_run.parameters or {}
     new, due = len(params.get("inbox_ids") or []), len(params.get("due") or [])
-    return f"{new} new, {due} retrying"
+    workers = [tag.removeprefix(WORKER_TAG) for tag in flow_run.tags or [] if tag.startswith(WORKER_TAG)]
+    return f"{new} new, {due} retrying" + (f" on {workers[0]}" if workers else "")
 
 
 @flow(
@@ -278,7 +281,7 @@ def _run_name() -> str:
     result_storage=unpersisted_results(),
 )
 async def deliver_batch_flow(
-    spool_path: str, config_path: str, inbox_ids: list[str], due: list[list[str]], chunk_size: int = 100
+    store: str, config_path: str, inbox_ids: list[str], due: list[list[str]], chunk_size: int = 100
 ) -> State[Any]:
     """Normalize and route the new submissions, then deliver them and the due retries.
 
@@ -292,7 +295,7 @@ async def deliver_batch_flow(
         routed = await asyncio.gather(
             *[
                 _state_of(
-                    normalize_and_route(spool_path, config_path, _join(chunk), len(chunk), return_state=True)
+                    normalize_and_route(store, config_path, _join(chunk), len(chunk), return_state=True)
                 )
                 for chunk in _chunks(inbox_ids, max(chunk_size, 250))
             ]
@@ -306,7 +309,7 @@ async def deliver_batch_flow(
         # Every chunk runs to its end, even when another one fails: their outcomes are recorded.
         states = await asyncio.gather(
             *[
-                _deliver_state(spool_path, config_path, destination, chunk)
+                _deliver_state(store, config_path, destination, chunk)
                 for destination, ids in sorted(by_destination.items())
                 for chunk in _chunks(ids, chunk_size)
             ]
@@ -320,13 +323,11 @@ async def deliver_batch_flow(
     return batch_state(dict(totals))
 
 
-def _deliver_state(
-    spool_path: str, config_path: str, destination: str, chunk: list[str]
-) -> Awaitable[State[Any]]:
+def _deliver_state(store: str, config_path: str, destination: str, chunk: list[str]) -> Awaitable[State[Any]]:
     """The deliver task's run, tagged with its destination, ending in a state instead of raising."""
     return _state_of(
         deliver_chunk.with_options(tags=[f"destination:{destination}"])(
-            spool_path, config_path, destination, _join(chunk), len(chunk), return_state=True
+            store, config_path, destination, _join(chunk), len(chunk), return_state=True
         )
     )
 
@@ -338,18 +339,18 @@ def _state_of(run: object) -> Awaitable[State[Any]]:
 
 
 async def deliver_batch(
-    spool_path: str, config_path: str, inbox_ids: list[str], due: list[list[str]], chunk_size: int = 100
+    store: str, config_path: str, inbox_ids: list[str], due: list[list[str]], chunk_size: int = 100
 ) -> dict[str, int]:
     """Run the batch's flow, tagged with its sources and destinations; the counts by status.
 
     A run that ended Failed because deliveries died still returns its counts: its batch is done.
     Raises what failed a run otherwise (the dispatcher then gives the claims back as suspects).
     """
-    config = runtime_for(spool_path, config_path).config()
+    runtime = runtime_for(store, config_path)
+    config = runtime.config()
     all_ids = [*inbox_ids, *(inbox_id for inbox_id, _ in due)]
-    sources = await asyncio.to_thread(batch_sources, Path(spool_path), all_ids)
-    with tags(*run_tags(config, sources, (destination for _, destination in due))):
-        state = await deliver_batch_flow(
-            spool_path, config_path, inbox_ids, due, chunk_size, return_state=True
-        )
+    sources = await asyncio.to_thread(batch_sources, runtime.store, all_ids)
+    worker = [f"{WORKER_TAG}{runtime.owner}"] if runtime.owner else []
+    with tags(*run_tags(config, sources, (destination for _, destination in due)), *worker):
+        state = await deliver_batch_flow(store, config_path, inbox_ids, due, chunk_size, return_state=True)
     return await batch_counts(state)

@@ -18,7 +18,6 @@ import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 from prefect.client.schemas.objects import State
@@ -27,7 +26,7 @@ from prefect.states import Completed, Failed
 
 from flows.reasons import protocol_of, reason_class
 from hub.config.models import HubConfig
-from hub.spool.schema import connect
+from hub.store.location import Store
 
 MAX_IDS = 20
 """Submission ids a summary lists per status; more are counted, not listed."""
@@ -60,8 +59,8 @@ class _Summary:
         return logging.WARNING if self.counts.get("retrying") else logging.INFO
 
 
-def _unsettled(spool_path: Path, destination: str, inbox_ids: list[str]) -> list[tuple[str, str, Any, Any]]:
-    conn = connect(spool_path)
+def _unsettled(store: Store, destination: str, inbox_ids: list[str]) -> list[tuple[str, str, Any, Any]]:
+    conn = store.connect()
     try:
         marks = ",".join("?" * len(inbox_ids))
         return conn.execute(
@@ -74,12 +73,12 @@ def _unsettled(spool_path: Path, destination: str, inbox_ids: list[str]) -> list
 
 
 async def report_chunk(
-    config: HubConfig, spool_path: Path, destination: str, inbox_ids: list[str], counts: dict[str, int]
+    config: HubConfig, store: Store, destination: str, inbox_ids: list[str], counts: dict[str, int]
 ) -> State[Any] | dict[str, int]:
     """Log the chunk's summary to its task run; Failed with the counts if any died, else the counts."""
     summary = _Summary(destination, counts)
     if counts.get("dead") or counts.get("retrying"):
-        rows = await asyncio.to_thread(_unsettled, spool_path, destination, inbox_ids)
+        rows = await asyncio.to_thread(_unsettled, store, destination, inbox_ids)
         known = config.destinations.get(destination)
         protocol = protocol_of(known.type) if known is not None else "HTTP"
         for inbox_id, status, code, error in rows:
@@ -160,12 +159,12 @@ def run_tags(config: HubConfig, sources: Iterable[str], destinations: Iterable[s
     return sorted(f"source:{s}" for s in source_ids) + sorted(f"destination:{d}" for d in known)
 
 
-def batch_sources(spool_path: Path, inbox_ids: Iterable[str]) -> set[str]:
+def batch_sources(store: Store, inbox_ids: Iterable[str]) -> set[str]:
     """The sources of a batch's submissions (one small query, for the run's tags)."""
     ids = list(inbox_ids)
     if not ids:
         return set()
-    conn = connect(spool_path)
+    conn = store.connect()
     try:
         found: set[str] = set()
         for start in range(0, len(ids), 500):

@@ -95,6 +95,16 @@ def store_for_key(store_key: str, setting: str | None, data_dir: Path) -> Store:
     return found
 
 
+def store_of(store_key: str) -> Store:
+    """The bound runtime's store, else the one the key and HOOKHUB_STORE name: for paths where
+    reading the config could fail again (recording that an upkeep failed)."""
+    with _lock:
+        found = _bound.get(store_key)
+    if found is not None:
+        return found.store
+    return store_for_key(store_key, None, Path(store_key).parent)
+
+
 def runtime_for(store_key: str, config_path: str) -> Runtime:
     """The bound runtime of this store, or one read from the files (a standalone worker)."""
     with _lock:

@@ -12,6 +12,8 @@ from importlib import metadata
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from hub.cli_worker import lease_arg
+
 DEFAULT_CONFIG = "connectors.yaml"
 DEFAULT_DATA_DIR = ".hookhub"
 DEFAULT_PORT = 8000
@@ -58,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="log lines on stderr as text or JSON (default: $HOOKHUB_LOG_FORMAT, else text on a terminal)",
     )
     serve.add_argument("--no-dispatch", action="store_true", help="only receive and spool; do not deliver")
+    lease_arg(serve)
     serve.add_argument("--admin-host", default="127.0.0.1", help="with --admin-port: the console's address")
     serve.add_argument("--admin-port", type=int, help="serve the admin console here, not at --port's /admin")
 
@@ -81,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     from hub.cli_store import add_parser as add_migrate
     from hub.cli_submissions import add_parsers as add_submission_parsers
     from hub.cli_test_route import add_parser as add_test_route
+    from hub.cli_worker import add_parser as add_worker
     from hub.console.cli import add_parser as add_console
 
     add_parsers(sub, _data_dir_arg, _config_arg)
@@ -89,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_erase(sub, _data_dir_arg)
     add_migrate(sub, _data_dir_arg, _config_arg)
     add_test_route(sub, _data_dir_arg, _config_arg)
+    add_worker(sub, _data_dir_arg, _config_arg)
     return parser
 
 
@@ -98,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     from hub.cli_store import cmd_migrate
     from hub.cli_submissions import HANDLERS as SUBMISSION_HANDLERS
     from hub.cli_test_route import cmd_test_route
+    from hub.cli_worker import cmd_worker
     from hub.console.cli import cmd_admin
 
     args = build_parser().parse_args(argv)
@@ -109,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         "erase": cmd_erase,
         "migrate": cmd_migrate,
         "serve": cmd_serve,
+        "worker": cmd_worker,
         "check": cmd_check,
         "providers": cmd_providers,
         "send-test": cmd_send_test,
@@ -153,14 +160,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"{args.config}: {exc.strerror or exc}", file=sys.stderr)
         return 1
+    from hub.cli_worker import StoreNotReady, open_store
     from hub.server import listen
     from hub.spool.lock import DataDirBusy, DataDirLock
 
-    # The data dir, then the port, before anything starts: a hub that cannot own both says so
-    # in one line and exits 1 (and never takes over a live hub's claims).
+    try:
+        store = open_store(holder.current, Path(args.data_dir))
+    except StoreNotReady as exc:
+        print(f"hookhub: not starting: {exc}", file=sys.stderr)
+        return 1
+    # The data dir (of a SQLite store: receivers and workers share a PostgreSQL one), then the
+    # port, before anything starts: a hub that cannot own both says so in one line and exits 1
+    # (and never takes over a live hub's claims).
     lock = DataDirLock(Path(args.data_dir))
     try:
-        lock.acquire(args.port)
+        if store.dialect == "sqlite":
+            lock.acquire(args.port)
     except DataDirBusy as exc:
         print(f"hookhub: not starting: {exc}", file=sys.stderr)
         return 1
@@ -170,11 +185,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         why = os.strerror(exc.errno) if exc.errno else str(exc)
         print(f"hookhub: not starting: cannot listen on {args.host}:{args.port}: {why}", file=sys.stderr)
         return 1
-    hub = Hub(config=holder, data_dir=Path(args.data_dir), durability=args.durability, port=args.port)
+    hub = Hub(
+        config=holder, data_dir=Path(args.data_dir), durability=args.durability, port=args.port, store=store
+    )
     if not args.no_dispatch:
         from hub.dispatch import attach_dispatcher
 
-        attach_dispatcher(hub)
+        attach_dispatcher(hub, lease_seconds=args.lease)
     from hub.alerts.evaluator import attach_alerts
 
     attach_alerts(hub)
@@ -184,7 +201,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 1
     print(
         f"hookhub: listening on http://{args.host}:{args.port}/hooks/<source id> "
-        f"(sources: {', '.join(sorted(holder.sources)) or 'none'}; spool {hub.spool_path})",
+        f"(sources: {', '.join(sorted(holder.sources)) or 'none'}; store {store.key})",
         file=sys.stderr,
     )
     # uvicorn shuts down gracefully on SIGTERM/SIGINT and then re-raises the signal to the

@@ -22,6 +22,7 @@ from starlette.applications import Starlette
 from hub.health import DeliveryHealth
 from hub.receiver.app import HubApp, Receiver, create_app
 from hub.receiver.protocol import EdgeLimits, protocol_class
+from hub.roles import MaintenanceRole
 from hub.runtime import ConfigHolder
 from hub.spool.files import ensure_private_dir
 from hub.spool.schema import SPOOL_FILE, Durability
@@ -67,12 +68,17 @@ class Hub:
     """The ledger: by default the SQLite file in the data dir; a PostgreSQL store is shared by a cluster."""
     spool: SpoolWriter = field(init=False)
     receiver: Receiver = field(init=False)
+    maintenance: MaintenanceRole = field(init=False)
+    """Whether this process runs the cluster's upkeep and alerts: the one hub of a SQLite data
+    dir always; on PostgreSQL the dispatcher that holds the `maintenance` lease."""
 
     def __post_init__(self) -> None:
         ensure_private_dir(self.data_dir)  # 0700: the spool holds every raw submission
         if self.store is _IN_DATA_DIR:
             self.store = SqliteStore(self.data_dir / SPOOL_FILE)
-        self.spool = SpoolWriter(self.spool_path, self.durability, clock=self.clock)
+        shared = self.store.dialect != "sqlite"
+        self.maintenance = MaintenanceRole(held=not shared, shared=shared)
+        self.spool = SpoolWriter(self.store, self.durability, clock=self.clock)
         self.receiver = Receiver(config=self.config, spool=self.spool, clock=self.clock, health=self.health)
 
     @property

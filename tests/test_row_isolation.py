@@ -265,7 +265,7 @@ def test_a_flow_that_fails_for_no_rows_reason_is_bisected_and_its_row_quarantine
 
     async def crashing_flow(**params: Any) -> dict[str, int]:
         """The real flow, but a run holding the marked row fails before any stage can blame it."""
-        conn = connect(Path(params["spool_path"]))
+        conn = connect(Path(params["store"]))
         try:
             rows = load_inbox(conn, params["inbox_ids"])
         finally:

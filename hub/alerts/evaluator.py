@@ -29,9 +29,9 @@ from hub.alerts.model import Alert, AlertNotSent
 from hub.health import DeliveryHealth
 from hub.runtime import ConfigHolder
 from hub.sender import AiohttpSender
-from hub.spool.schema import connect
 from hub.spool.transactions import transaction
 from hub.store import Connection
+from hub.store.location import SqliteStore, Store
 
 if TYPE_CHECKING:
     from hub.server import Hub
@@ -86,11 +86,15 @@ class DestinationChannel:
 
 @dataclass
 class AlertEvaluator:
-    spool_path: Path
+    spool: Path | Store
+    """The store (a Path: the SQLite spool file)."""
     holder: ConfigHolder
     health: DeliveryHealth
     channel: AlertChannel
     clock: Callable[[], float] = time.time
+    runs_here: Callable[[], bool] = lambda: True
+    """Whether this process holds the cluster's maintenance role (hub/roles.py): alerts are
+    evaluated and sent by one process of a cluster only."""
     started_at: float = field(init=False)
     _conn: Connection | None = field(default=None, init=False)
     _reload_error: str | None = field(default=None, init=False)
@@ -109,7 +113,8 @@ class AlertEvaluator:
 
     def connection(self) -> Connection:
         if self._conn is None:
-            conn = connect(self.spool_path)
+            where = SqliteStore(self.spool) if isinstance(self.spool, Path) else self.spool
+            conn = where.connect()
             with transaction(conn):
                 store.ensure_alert_tables(conn)
             self._conn = conn
@@ -180,7 +185,7 @@ class AlertEvaluator:
 
     async def turn(self) -> None:
         """One evaluation and one pass over the outbox (nothing while `alerts:` is absent)."""
-        if self.holder.current.alerts is None:
+        if self.holder.current.alerts is None or not self.runs_here():
             return
         if self._restarted:
             await self.send_owed()
@@ -216,11 +221,12 @@ def _facts_of(owed: store.Owed, **extra: object) -> dict[str, object]:
 def attach_alerts(hub: Hub, channel: AlertChannel | None = None) -> AlertEvaluator:
     """Run the alert evaluator in `hub` (cmd_serve; tests pass their own channel or none)."""
     evaluator = AlertEvaluator(
-        hub.spool_path,
+        hub.store,
         hub.config,
         hub.health,
         channel or DestinationChannel(hub.config),
         clock=hub.clock,
+        runs_here=lambda: hub.maintenance.held,
     )
     hub.background.append(evaluator.run)
     return evaluator

@@ -8,6 +8,7 @@ warning (unused sources or destinations).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -30,8 +31,26 @@ def check_file(path: str | Path, environ: Mapping[str, str] | None = None) -> tu
             _count(len(config.routes), "route"),
         ]
     )
-    lines = [f"{path}: OK — {counts}", *(f"warning: {w}" for w in warnings)]
+    lines = [
+        f"{path}: OK — {counts}",
+        *_store_line(config.store, environ),
+        *(f"warning: {w}" for w in warnings),
+    ]
     return EXIT_OK, "\n".join(lines)
+
+
+def _store_line(setting: str | None, environ: Mapping[str, str] | None) -> list[str]:
+    """Which store a hub started with this file would use (its key: no credentials), if not the default."""
+    from hub.store.location import ENV, BadStoreSetting, store_from_setting
+
+    env = dict(os.environ if environ is None else environ)
+    if not (setting or env.get(ENV)):
+        return []
+    try:
+        store = store_from_setting(setting, Path(env.get("HOOKHUB_DATA_DIR", ".hookhub")), env)
+    except BadStoreSetting as exc:  # HOOKHUB_STORE's: the file itself is valid
+        return [f"warning: {ENV}: {exc}"]
+    return [f"store: {store.key}" + (f" ({ENV} overrides store:)" if env.get(ENV) and setting else "")]
 
 
 def _count(n: int, noun: str) -> str:

@@ -42,6 +42,7 @@ from hub.config.semantic import (
     check_retention,
     check_routes,
     check_sources,
+    check_store,
     warn_unused,
 )
 from hub.config.validation import report_validation_error
@@ -121,6 +122,7 @@ def parse_config(
     check_alerts(reporter, data)  # `alerts.to` names destinations, as routes do
     check_retention(reporter, data)
     check_admin(reporter, data)
+    check_store(reporter, data)
     if reporter.errors or config is None:
         raise ConfigError(reporter.sorted_errors())
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -325,3 +326,18 @@ def _targets(value: Any, path: KeyPath) -> list[tuple[KeyPath, str]]:
 
 def _defined(section: str, items: dict[str, Any]) -> str:
     return f"defined {section}: {', '.join(map(str, items))}" if items else f"no {section} are defined"
+
+
+def check_store(reporter: Reporter, data: dict[str, Any]) -> None:
+    """`store:` is `sqlite` or a PostgreSQL URL; problems are told with the URL's credentials left out."""
+    from hub.store.location import BadStoreSetting, store_from_setting
+
+    value = data.get("store")
+    if not isinstance(value, str):
+        return  # absent (SQLite), or a wrong type the models report
+    try:
+        store_from_setting(value, Path("."), environ={}).key  # noqa: B018 - parses the URL's port
+    except BadStoreSetting as exc:
+        reporter.error(("store",), str(exc))
+    except ValueError:  # urllib's "Port could not be cast to integer value as '...'" would show it
+        reporter.error(("store",), "the URL's port is not a number (expected postgresql://host:5432/db)")

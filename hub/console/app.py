@@ -58,7 +58,7 @@ and a separate admin server, so both see one login throttle and where the consol
 def console_for(receiver: Receiver) -> Console:
     key = id(receiver)
     if key not in _consoles:
-        _consoles[key] = Console(receiver.config, receiver.spool.path, health=lambda: receiver.health)
+        _consoles[key] = Console(receiver.config, receiver.spool.location, health=lambda: receiver.health)
     return _consoles[key]
 
 

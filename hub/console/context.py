@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,8 +23,8 @@ from hub.console.sessions import Signer, load_key
 from hub.console.throttle import LoginThrottle
 from hub.health import DeliveryHealth
 from hub.runtime import ConfigHolder
-from hub.spool.schema import connect
 from hub.store import Connection
+from hub.store.location import SqliteStore, Store
 
 # Inline, allowed by its hash in the Content-Security-Policy: no file to serve without a session.
 CSS = resources.files("hub.console").joinpath("static/console.css").read_text(encoding="utf-8")
@@ -33,7 +34,8 @@ CSS_HASH = base64.b64encode(hashlib.sha256(CSS.encode("utf-8")).digest()).decode
 @dataclass
 class Console:
     config: ConfigHolder
-    spool_path: Path
+    spool: Path | Store
+    """The store (a Path: the SQLite spool file, as tests pass it)."""
     health: Callable[[], DeliveryHealth | None] = lambda: None
     clock: Callable[[], float] = time.time
     elsewhere: str | None = None
@@ -49,6 +51,15 @@ class Console:
         self.templates = _environment()
 
     @property
+    def store(self) -> Store:
+        return SqliteStore(self.spool) if isinstance(self.spool, Path) else self.spool
+
+    @property
+    def spool_path(self) -> Path | None:
+        """The SQLite file, whose size the overview shows (None on PostgreSQL)."""
+        return self.store.path
+
+    @property
     def admin(self) -> AdminConfig:
         return self.config.current.admin
 
@@ -58,17 +69,23 @@ class Console:
         configured = self.admin.secret_key
         with self._lock:  # pages run in worker threads: the first ones must not each write a key
             if configured not in self._signers:
-                self._signers = {configured: Signer(load_key(configured, self.spool_path.parent))}
+                self._signers = {configured: Signer(load_key(configured, self._key_dir()))}
             return self._signers[configured]
 
     @contextmanager
     def db(self) -> Iterator[Connection]:
         """A connection of its own per request (pages run in worker threads, beside the writer)."""
-        conn = connect(self.spool_path, durability="normal")
+        conn = self.store.connect(durability="normal")
         try:
             yield conn
         finally:
             conn.close()
+
+    def _key_dir(self) -> Path:
+        # The generated session key lives beside the SQLite spool; receivers of a PostgreSQL
+        # store each keep theirs in the data dir (admin.secret_key shares one across them).
+        path = self.spool_path
+        return path.parent if path is not None else Path(os.environ.get("HOOKHUB_DATA_DIR", ".hookhub"))
 
     def render(self, name: str, **values: Any) -> str:
         return self.templates.get_template(name).render(**values)

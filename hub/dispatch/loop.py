@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import socket
 import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from flows.delivery_pool import DeliveryPool
-from flows.prefect_clients import LastingCondition, SharedPrefectClients, quiet_prefect, unquiet_prefect
+from flows.prefect_clients import SharedPrefectClients, quiet_prefect, unquiet_prefect
 from flows.stages import Stages
+from hub.dispatch.keeper import LeaseKeeper
+from hub.dispatch.prefect_watch import note_prefect, watch_prefect
 from hub.dispatch.runs import FlowRuns
+from hub.dispatch.wake import Poll, Wake, wake_for
+from hub.roles import MaintenanceRole, ensure_table
 from hub.spool import claiming, lease, suspects
 from hub.spool.transactions import open_spool
 from hub.store import Connection, StoreError
@@ -32,9 +38,6 @@ FLOW_FAILURE_BACKOFF = 5.0
 QUARANTINE_AFTER = 3
 """Failed flow runs of a row alone that make it a dead letter."""
 UPKEEP_CHECK_SECONDS = 60.0
-PREFECT_CHECK_SECONDS = 10.0
-"""How often the dispatcher asks Prefect's API whether it is healthy, for `hub.health`."""
-PREFECT_CHECK_TIMEOUT = 3.0
 # A stop must be over within ~10 s of the signal (service managers escalate to SIGKILL after
 # 10-90 s): runs under way get STOP_GRACE seconds to end, a cancelled one CANCEL_SECONDS to
 # report its end to Prefect, the delivery workers POOL_STOP_SECONDS to record their chunks.
@@ -56,8 +59,8 @@ class _Session:
     prefect_watch: asyncio.Task[None] | None = None
     next_upkeep: float = 0.0
     """Monotonic time of the next check for due upkeep."""
-    next_renewal: float = 0.0
-    """Monotonic time of the next renewal of the lease."""
+    wake: Wake = field(default_factory=Poll)
+    keeper: LeaseKeeper | None = None
 
 
 @dataclass
@@ -71,7 +74,12 @@ class Dispatcher:
     """The flow a batch runs in; None: flows.pipeline.deliver_batch."""
     flow_failure_backoff: float = FLOW_FAILURE_BACKOFF
     quarantine_after: int = QUARANTINE_AFTER
-    owner: str = field(default_factory=lambda: f"{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    owner: str = field(default_factory=lambda: new_owner())
+    """Tags this dispatcher's claims, lease and flow runs (`worker:<owner>`); a new one after a
+    lost lease, so writes of the runs it abandoned are refused as another owner's."""
+    lease_seconds: float = lease.LEASE_SECONDS
+    """How long the lease lasts unrenewed: a frozen or killed worker's claims wait this long at
+    most; renewed (and other owners' dead claims reaped) every third of it."""
     clock: Callable[[], float] = time.time
     """Wall clock (unix seconds) for the ledger's rules and leases; not the hub's, which is the
     receiver's (tests set that one to a fixture's time so signatures verify)."""
@@ -80,6 +88,7 @@ class Dispatcher:
     pool: DeliveryPool | None = field(default=None, init=False)
     runs: FlowRuns = field(init=False)
     _suspects_next: bool = field(default=True, init=False)
+    _session: _Session | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.runs = FlowRuns(
@@ -100,8 +109,15 @@ class Dispatcher:
         self._thread = threading.Thread(target=self._run, name="hookhub-dispatcher", daemon=True)
         self._thread.start()
 
+    @property
+    def maintenance(self) -> MaintenanceRole:
+        return self.hub.maintenance
+
     def stop(self) -> None:
         self._stop.set()
+        session = self._session
+        if session is not None:
+            session.wake.poke()
         if self._thread is not None:
             # Wait for batches under way; with none, do not wait for Prefect's server to finish
             # starting (that blocks the thread for seconds): an unfinished claim is recovered
@@ -133,8 +149,9 @@ class Dispatcher:
         from flows.runtime import Runtime, bind
 
         unquiet_prefect()  # a dispatcher stopped before in this process (tests) silenced it
-        conn = open_spool(self.hub.spool_path)
-        lease.hold(conn, lease.this_process(self.owner, self.hub.port), self.clock())
+        conn = open_spool(self.hub.store)
+        ensure_table(conn)
+        lease.hold(conn, lease.this_process(self.owner, self.hub.port), self.clock(), self.lease_seconds)
         inbox, deliveries = lease.recover(conn, self.clock())
         if inbox or deliveries:
             log.info(
@@ -151,21 +168,36 @@ class Dispatcher:
             delivery_pool=pool,
             stages=self.stages,
             clock=self.clock,
+            owner=self.owner,
         )
         bind(runtime)
         prefect = SharedPrefectClients()
         self.runs.prefect_ready = lambda: prefect.ready
-        session = _Session(conn=conn, runtime=runtime, pool=pool, prefect=prefect)
-        session.next_renewal = time.monotonic() + lease.RENEW_SECONDS
+        loop = asyncio.get_running_loop()
+        session = _Session(
+            conn=conn, runtime=runtime, pool=pool, prefect=prefect, wake=wake_for(self.hub.store, loop)
+        )
+        self.maintenance.keep(conn, self.owner, self.clock(), self.lease_seconds)
+        session.keeper = LeaseKeeper(
+            self.hub.store,
+            self.owner,
+            self.hub.port,
+            self.clock,
+            self.lease_seconds,
+            self.maintenance,
+            new_owner,
+            lambda lost, new: _call_soon(loop, self._lease_lost, session, lost, new),
+        )
+        session.keeper.start()
+        self._session = session
         return session
 
     async def _turn(self, session: _Session) -> None:
         """One turn of the loop: keep the services up, then claim a batch and start its flow run."""
         self.hub.health.dispatcher_beat_at = self.clock()
-        self._renew_lease(session)
         # Awaited here, not in a task of its own: the runs started below inherit the clients.
         if not await session.prefect.ensure():
-            self._note_prefect(session.prefect.error or "not connected yet")
+            note_prefect(self.hub.health, self.clock, session.prefect.error or "not connected yet")
         # Nothing is claimed while Prefect is away: a flow run could only fail, log and put its
         # batch back, and `status` would show a claim that nothing works on.
         usable = session.prefect.ready and self.hub.health.prefect_reachable is not False
@@ -183,19 +215,19 @@ class Dispatcher:
         if inbox_ids or due:
             self.runs.start(session.conn, inbox_ids, due, settings.chunk_size, of_suspects)
 
-    def _renew_lease(self, session: _Session) -> None:
-        if time.monotonic() < session.next_renewal:
-            return
-        session.next_renewal = time.monotonic() + lease.RENEW_SECONDS
-        try:
-            if not lease.renew(session.conn, self.owner, self.clock()):
-                # Another process found it expired (this one stalled for a whole lease) and may
-                # have put its claims back; take it again so new claims are this owner's.
-                log.warning("lease was lost and is taken again", extra={"event": "lease_lost"})
-                lease.hold(session.conn, lease.this_process(self.owner, self.hub.port), self.clock())
-        except StoreError as error:  # tried again next turn; the lease lasts LEASE_SECONDS
-            session.next_renewal = time.monotonic() + POLL_SECONDS * 20
-            log.warning("lease not renewed", extra={"event": "lease_renewal_failed", "error": str(error)})
+    def _lease_lost(self, session: _Session, lost: str, new: str) -> None:
+        """On the loop, after the keeper found the lease dropped and took one under `new`: forget
+        the runs under way (their late writes are refused by the ledger) and claim as `new`."""
+        from flows.runtime import bind
+
+        abandoned = self.runs.abandon()
+        self.owner = new
+        log.warning(
+            "lease lost; the runs under way are abandoned and this worker goes on as a new owner",
+            extra={"event": "lease_lost", "owner": lost, "new_owner": new, "runs": abandoned},
+        )
+        session.runtime = replace(session.runtime, owner=new)
+        bind(session.runtime)
 
     def _start_services(self, session: _Session, prefect_usable: bool) -> None:
         """Start the delivery workers once, and the upkeep (flow runs) whenever it is due, not
@@ -204,9 +236,14 @@ class Dispatcher:
             session.pool_started = asyncio.create_task(self._start_pool(session.pool))
         if session.prefect.ready and session.prefect_watch is None:
             # Created once the shared clients are open, so the checks reuse them (context).
-            session.prefect_watch = asyncio.create_task(self._watch_prefect())
+            session.prefect_watch = asyncio.create_task(watch_prefect(self.hub.health, self.clock))
         upkeep = session.upkeep
-        if prefect_usable and time.monotonic() >= session.next_upkeep and (upkeep is None or upkeep.done()):
+        if (
+            prefect_usable
+            and self.maintenance.held
+            and time.monotonic() >= session.next_upkeep
+            and (upkeep is None or upkeep.done())
+        ):
             session.next_upkeep = time.monotonic() + UPKEEP_CHECK_SECONDS
             # Beside the deliveries, not before them: a slow provider API must not stall them.
             session.upkeep = asyncio.create_task(self._upkeep(session.conn))
@@ -216,12 +253,16 @@ class Dispatcher:
     ) -> tuple[list[str], list[tuple[str, str]], bool] | None:
         """Claim work if a run may start and there is some; None after waiting a little if not."""
         try:
+            keeper = session.keeper
             if (
                 len(self.runs.in_flight) >= max_flows
                 or time.monotonic() < self.runs.paused_until
-                or not claiming.has_work(session.conn, self.clock())
+                or (keeper is not None and keeper.owner != self.owner)  # a lost lease, not yet handled
             ):
                 await asyncio.sleep(POLL_SECONDS)
+                return None
+            if not claiming.has_work(session.conn, self.clock()):
+                await session.wake.wait()
                 return None
             return await self._claim(session.conn, batch_size, batch_wait)
         except StoreError as exc:
@@ -253,16 +294,21 @@ class Dispatcher:
                 extra={"event": "runs_cancelled", "runs": cancelled},
             )
         unbind(session.runtime)
+        session.wake.close()
         await session.prefect.aclose()
         if session.pool_started is not None:
             session.pool_started.cancel()
         if session.pool is not None:
             await session.pool.aclose(POOL_STOP_SECONDS)
+        if session.keeper is not None:
+            session.keeper.stop()
+        self.maintenance.release(session.conn)
         try:
             lease.give_up(session.conn, self.owner)
         except StoreError as error:  # it expires by itself
             log.warning("lease not given up", extra={"event": "lease_not_given_up", "error": str(error)})
         session.conn.close()
+        self._session = None
         await close_shared_client()
 
     async def _start_pool(self, pool: DeliveryPool) -> None:
@@ -286,13 +332,11 @@ class Dispatcher:
         from flows.maintenance import due_sources, maintain_sources, upkeep_retention
 
         try:
+            store, config_path = self.hub.store.key, str(self.hub.config.path)
             due = due_sources(self.hub.config.current, conn, self.clock())
             if due:
-                await maintain_sources(
-                    spool_path=str(self.hub.spool_path), config_path=str(self.hub.config.path), source_ids=due
-                )
-            paths = (str(self.hub.spool_path), str(self.hub.config.path))
-            await upkeep_retention(*paths, self.hub.config.current, conn, self.clock())
+                await maintain_sources(store=store, config_path=config_path, source_ids=due)
+            await upkeep_retention(store, config_path, self.hub.config.current, conn, self.clock())
         except Exception as exc:  # noqa: BLE001 - upkeep must never stop deliveries
             log.error("maintenance flow failed", extra={"event": "maintenance_failed", "error": str(exc)})
 
@@ -326,32 +370,15 @@ class Dispatcher:
                 return
             await asyncio.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
 
-    async def _watch_prefect(self) -> None:
-        """Record whether Prefect's API answers, every PREFECT_CHECK_SECONDS, beside the deliveries."""
-        from prefect.client.orchestration import get_client
 
-        away = LastingCondition()
-        while True:
-            try:
-                failure = await asyncio.wait_for(get_client().api_healthcheck(), PREFECT_CHECK_TIMEOUT)
-                error = None if failure is None else f"{type(failure).__name__}: {failure}"
-            except TimeoutError:
-                error = f"no answer within {PREFECT_CHECK_TIMEOUT:g} s"
-            self._note_prefect(error)
-            if error is not None and away.due():
-                log.warning(
-                    "prefect's API does not answer; nothing is claimed until it does",
-                    extra={"event": "prefect_unreachable", "error": error, "held_back": away.logged()},
-                )
-            elif error is None and away.over():
-                log.info("prefect's API answers again", extra={"event": "prefect_reachable"})
-            await asyncio.sleep(PREFECT_CHECK_SECONDS)
+def _call_soon(loop: asyncio.AbstractEventLoop, call: Callable[..., None], *args: object) -> None:
+    with contextlib.suppress(RuntimeError):  # the loop is closed: the dispatcher stopped meanwhile
+        loop.call_soon_threadsafe(call, *args)
 
-    def _note_prefect(self, error: str | None) -> None:
-        health = self.hub.health
-        health.prefect_reachable = error is None
-        health.prefect_error = error
-        health.prefect_checked_at = self.clock()
+
+def new_owner() -> str:
+    """`<host>-<pid>-<random>`: unique across a cluster's machines and restarts, and says where it runs."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
 def _log_level() -> str:
@@ -366,7 +393,7 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
-def attach_dispatcher(hub: Hub) -> Dispatcher:
-    dispatcher = Dispatcher(hub)
+def attach_dispatcher(hub: Hub, lease_seconds: float = lease.LEASE_SECONDS) -> Dispatcher:
+    dispatcher = Dispatcher(hub, lease_seconds=lease_seconds)
     hub.services.append(dispatcher)
     return dispatcher

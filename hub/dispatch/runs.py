@@ -62,6 +62,15 @@ class FlowRuns:
         self.in_flight.add(job)
         job.add_done_callback(self.in_flight.discard)
 
+    def abandon(self) -> int:
+        """Forget and cancel every run in flight without giving its claims back (the lease that
+        made them this process's is gone; another worker may hold them now). Returns how many."""
+        jobs = list(self.in_flight)
+        self.claims.clear()
+        for job in jobs:
+            job.cancel()
+        return len(jobs)
+
     async def finish(self, conn: Connection, grace: float, cancel_wait: float) -> int:
         """Let the runs in flight end within `grace` seconds; cancel the rest and give back their claims.
 
@@ -96,7 +105,7 @@ class FlowRuns:
         started = time.perf_counter()
         try:
             totals = await run_flow(
-                spool_path=str(self.hub.spool_path),
+                store=self.hub.store.key,
                 config_path=str(self.hub.config.path),
                 inbox_ids=inbox_ids,
                 due=[list(k) for k in due],

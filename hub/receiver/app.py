@@ -65,7 +65,7 @@ class Receiver:
 
     def __post_init__(self) -> None:
         # Wall time, not `clock`: tests pin `clock` to a fixture's instant so signatures verify.
-        self.snapshots = SnapshotCache(self.spool.path)
+        self.snapshots = SnapshotCache(self.spool.location)
         self.metrics.registry.register(
             DeliveryCollector(
                 self.snapshots,
