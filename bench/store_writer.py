@@ -46,8 +46,12 @@ from urllib.parse import quote
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import asyncpg
 import psycopg
+
+try:
+    import asyncpg
+except ImportError:  # not a dependency of hookhub: only this comparison uses it
+    sys.exit("bench/store_writer.py compares asyncpg: `pip install asyncpg` into this environment first")
 
 from hub.spool.schema import connect, ensure_schema
 from hub.spool.writer import _insert_sql
