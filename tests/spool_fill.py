@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import UTC, datetime
 
 from hub.spool import routing_store
 from hub.spool.rows import PlannedDelivery
+from hub.spool.search import Cursor, SearchQuery, search
+from hub.store import Connection
 from hub.submission import Answer, Submission
 
 
@@ -28,7 +29,7 @@ def submission_json(
 
 
 def store(
-    conn: sqlite3.Connection,
+    conn: Connection,
     inbox_id: str,
     received_at: float,
     source: str = "tf",
@@ -49,3 +50,15 @@ def store(
     text = submission_json(inbox_id, source, email, name, form, received_at)
     planned = [PlannedDelivery(d, "all") for d in destinations]
     routing_store.save_routing(conn, received_at, {inbox_id: (text, planned)}, {})
+
+
+def every_page(conn: Connection, query: SearchQuery) -> list[str]:
+    """The ids of every page of `query`, each page asked with the cursor the one before encoded."""
+    seen: list[str] = []
+    after: Cursor | None = None
+    while True:
+        page = search(conn, query.model_copy(update={"after": after}))
+        seen += [s.id for s in page.items]
+        if page.next is None:
+            return seen
+        after = Cursor.decode(page.next.encode())

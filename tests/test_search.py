@@ -13,7 +13,7 @@ from hub.spool.search import Cursor, SearchQuery, build_sql, search
 from hub.spool.terms import BACKFILL_KEY, INLINE_FILL
 from hub.spool.transactions import open_spool
 from tests.harness import wait_for
-from tests.spool_fill import store, submission_json
+from tests.spool_fill import every_page, store, submission_json
 
 
 @pytest.fixture
@@ -59,13 +59,7 @@ def test_pages_cover_every_row_once_even_with_equal_times(conn: sqlite3.Connecti
         SearchQuery(limit=1, source="jf"),
         SearchQuery(limit=1, name="chloe"),
     ):
-        seen, after = [], None
-        while True:
-            page = search(conn, query.model_copy(update={"after": after}))
-            seen += [s.id for s in page.items]
-            if page.next is None:
-                break
-            after = Cursor.decode(page.next.encode())
+        seen = every_page(conn, query)
         assert seen == [s.id for s in search(conn, query.model_copy(update={"limit": 500})).items]
     assert len(ids(conn, limit=500)) == 5
 
