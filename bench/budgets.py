@@ -1,10 +1,13 @@
 """Budget fidelity: how close N worker processes sending on one key come to the configured rate.
 
-Each process takes `count` turns on one key at `interval` through a pacer and notes the wall
-time each turn was given; the merged times give the achieved rate (sends after the first, over
-the time from the first to the last) against the configured 1/interval, and the smallest gap.
-The store pacer (flows/budgets.py, one row in PostgreSQL) is set against the in-memory one
-(flows/pacing.py), whose budgets are per process: with two processes it sends twice as fast.
+Each process takes `count` turns on one key at `interval` through a pacer and notes, for each,
+when the pacer planned it (the end of the sleep it asked for) and when it was given (the sleep
+woke). The merged turns give the achieved rate against the configured 1/interval, the smallest
+gap as given (what a target sees) and as planned (the pacer's schedule), and the largest wake-up
+delay: on a loaded machine a turn given late shortens the gap to the next one by that delay,
+which is the scheduler's doing, not the budget's. The store pacer (flows/budgets.py, one row in
+PostgreSQL) is set against the in-memory one (flows/pacing.py), whose budgets are per process:
+with two processes it sends twice as fast.
 
     python -m bench.budgets [--rounds 3] [--interval 0.25] [--seconds 10]
 
@@ -30,25 +33,43 @@ START_DELAY = 0.3
 """Seconds from the go signal to the first turn: every process has its connections open by then."""
 
 
+@dataclass(frozen=True)
+class Turn:
+    planned: float
+    """When the pacer meant the turn to start: the end of the sleep it asked for (or, when it did
+    not sleep, the time the turn was asked for, which is no later than its start)."""
+    given: float
+    """When the turn was given (wait_turn returned): the planned start plus the wake-up delay."""
+
+
 def turns_in_process(kind: str, url: str, key: str, interval: float, count: int, out: Any, go: Event) -> None:
-    """A worker process's part: `count` turns on `key`, then their times (or the error) on `out`."""
+    """A worker process's part: `count` turns on `key`, then the turns (or the error) on `out`."""
     from flows.budgets import StorePacer
     from flows.pacing import Pacer
 
-    pacer: Pacer | StorePacer = StorePacer(PostgresStore(url)) if kind == "store" else Pacer()
+    ends: list[float] = []
 
-    async def take() -> list[float]:
+    async def sleep(seconds: float) -> None:
+        ends.append(time.time() + seconds)
+        await asyncio.sleep(seconds)
+
+    pacer: Pacer | StorePacer = (
+        StorePacer(PostgresStore(url), sleep=sleep) if kind == "store" else Pacer(sleep=sleep)
+    )
+
+    async def take() -> list[Turn]:
         await pacer.wait_turn(f"{key}:warm-up", 0.0)  # opens a connection before the clock runs
         out.put(("ready", None))
         await asyncio.to_thread(go.wait)
-        given = []
+        turns = []
         for _ in range(count):
+            asked, slept = time.time(), len(ends)
             await pacer.wait_turn(key, interval)
-            given.append(time.time())
-        return given
+            turns.append(Turn(planned=ends[-1] if len(ends) > slept else asked, given=time.time()))
+        return turns
 
     try:
-        out.put(("times", asyncio.run(take())))
+        out.put(("turns", asyncio.run(take())))
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
         out.put(("error", f"{type(exc).__name__}: {exc}"))
     finally:
@@ -60,8 +81,9 @@ class WorkerFailed(RuntimeError):
     """A worker process reported an error or did not answer in time."""
 
 
-def run_processes(kind: str, url: str, interval: float, count: int, processes: int) -> list[float]:
-    """Start `processes` spawned workers, release them together, and return every turn's time, sorted.
+def run_processes(kind: str, url: str, interval: float, count: int, processes: int) -> list[Turn]:
+    """Start `processes` spawned workers, release them together, and return every turn, in the
+    order they were given.
 
     For the store pacer the key's row is set so that the first turn is START_DELAY after the
     release, whichever worker gets it: both then start on one schedule.
@@ -91,13 +113,13 @@ def run_processes(kind: str, url: str, interval: float, count: int, processes: i
             finally:
                 conn.close()
         go.set()
-        answers = _collect(out, processes, "times", deadline=time.monotonic() + 60 + 2 * count * interval)
+        answers = _collect(out, processes, "turns", deadline=time.monotonic() + 60 + 2 * count * interval)
     finally:
         for worker in workers:
             worker.join(timeout=10)
             if worker.is_alive():
                 worker.kill()
-    return sorted(t for times in answers for t in times)
+    return sorted((turn for turns in answers for turn in turns), key=lambda turn: turn.given)
 
 
 def _collect(out: Any, processes: int, kind: str, deadline: float) -> list[Any]:
@@ -116,15 +138,32 @@ def _collect(out: Any, processes: int, kind: str, deadline: float) -> list[Any]:
 @dataclass(frozen=True)
 class Fidelity:
     achieved_ratio: float
-    """Achieved rate over the configured one."""
+    """Achieved rate (turns given after the first, over the time to the last) over the configured one."""
     min_gap: float
-    sends: int
+    """Smallest gap between two turns as given: what the target sees, wake-up delays included."""
+    min_gap_planned: float
+    """Smallest gap between two planned starts: the pacer's own schedule."""
+    min_after_planned: float
+    """Smallest time from a turn's planned start to the next turn given. A gap as given falls short
+    of the interval by no more than the earlier turn's wake-up delay while this stays >= the
+    interval; two turns given one slot would bring it near 0."""
+    max_delay: float
+    """Largest wake-up delay (given - planned): the machine's scheduling, not the pacer."""
+    turns: int
 
 
-def fidelity(times: list[float], interval: float) -> Fidelity:
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
-    achieved = (len(times) - 1) / (times[-1] - times[0])
-    return Fidelity(achieved_ratio=achieved * interval, min_gap=min(gaps), sends=len(times))
+def fidelity(turns: list[Turn], interval: float) -> Fidelity:
+    """`turns` in the order they were given."""
+    pairs = list(zip(turns, turns[1:], strict=False))
+    planned = sorted(turn.planned for turn in turns)
+    return Fidelity(
+        achieved_ratio=(len(turns) - 1) / (turns[-1].given - turns[0].given) * interval,
+        min_gap=min(b.given - a.given for a, b in pairs),
+        min_gap_planned=min(b - a for a, b in zip(planned, planned[1:], strict=False)),
+        min_after_planned=min(b.given - a.planned for a, b in pairs),
+        max_delay=max(turn.given - turn.planned for turn in turns),
+        turns=len(turns),
+    )
 
 
 def _spread(values: list[float]) -> str:
@@ -152,11 +191,16 @@ def main() -> None:
         f"{1 / args.interval:g}/s configured, {total} turns per run over ~{args.seconds:g} s,"
         f" {args.rounds} rounds: median [min-max]"
     )
-    print(f"{'pacer':<8} {'procs':>5}  {'achieved/configured':<24} {'min gap s':<24}")
+    columns = {
+        "achieved/configured": "achieved_ratio",
+        "min gap s": "min_gap",
+        "min planned gap s": "min_gap_planned",
+        "max wake delay s": "max_delay",
+    }
+    print(f"{'pacer':<7} {'procs':>5}  " + "  ".join(f"{name:<23}" for name in columns))
     for (kind, processes), found in results.items():
-        ratios = [f.achieved_ratio for f in found]
-        gaps = [f.min_gap for f in found]
-        print(f"{kind:<8} {processes:>5}  {_spread(ratios):<24} {_spread(gaps):<24}")
+        cells = [_spread([getattr(f, field) for f in found]) for field in columns.values()]
+        print(f"{kind:<7} {processes:>5}  " + "  ".join(f"{cell:<23}" for cell in cells))
     print("prefect rate_limit (design note's probe, not run here): 0.70-0.77, min gap 1.00 s at 1/s")
 
 

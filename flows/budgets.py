@@ -147,8 +147,9 @@ class StorePacer:
             raise ValueError("a budget needs limit >= 1 and window > 0")
         with self._lock:
             limit, window = self._windows.setdefault(key, (limit, window))
+        alone = self._fallback
         return await self._turn(
-            key, window / limit, 0.0, max_wait, lambda: self._fallback.acquire(key, limit, window, max_wait)
+            key, window / limit, 0.0, max_wait, lambda: alone.acquire(key, limit, window, max_wait)
         )
 
     async def _turn(

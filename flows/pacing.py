@@ -9,6 +9,9 @@ Delivery tasks run in different threads, each with its own asyncio event loop, a
 them share `PACER`. asyncio locks and events belong to one loop, so slots are reserved under
 a `threading.Lock` (held only for a few arithmetic operations, never across an `await`) and
 each caller then sleeps in its own loop until its reserved time.
+
+This is the pacer of the SQLite all-in-one hub, one process; on PostgreSQL, where several
+worker processes share the budgets, flows/budgets.py holds them in the store instead.
 """
 
 from __future__ import annotations

@@ -272,19 +272,25 @@ def test_the_store_chooses_the_pacer(url: str, tmp_path: Path) -> None:
         StorePacer(SqliteStore(tmp_path / "spool.db"))
 
 
-CLOCK_TOLERANCE = 0.05
-"""Seconds a measured gap may fall short of the interval. The processes share one clock (no
-skew); asyncio wakes a timer at its deadline or later, so a gap only shrinks by how late the
-earlier of its two sends woke (scheduling on this shared 2-core machine: tens of ms at worst).
-Two workers given one slot would show a gap near 0, far below this."""
+CLOCK_TOLERANCE = 0.001
+"""Seconds a gap may fall short of the interval beyond the earlier turn's measured wake-up delay.
+
+The processes share one clock, so there is no skew between them. A turn is given when its sleep
+wakes, at its planned start or later (asyncio never wakes a timer early), so the gap to the next
+turn is short of the interval by at most that delay; this shared 2-core machine delays wakes by
+up to ~0.16 s under load (bench/budgets.py), so the gap as given is checked against the planned
+start of the earlier turn. What is left is float rounding and the microseconds between the
+pacer's reading of the clock and the recording sleep's. Two workers given one slot would show
+a gap near 0 either way."""
 
 
 def test_two_processes_share_one_budget(url: str) -> None:
     interval = 0.25
-    times = run_processes("store", url, interval, count=20, processes=2)
-    assert len(times) == 40
-    found = fidelity(times, interval)
-    assert found.min_gap >= interval - CLOCK_TOLERANCE, found
+    turns = run_processes("store", url, interval, count=20, processes=2)
+    assert len(turns) == 40
+    found = fidelity(turns, interval)
+    assert found.min_gap_planned >= interval - CLOCK_TOLERANCE, found
+    assert found.min_after_planned >= interval - CLOCK_TOLERANCE, found
     assert found.achieved_ratio >= 0.95, found
 
 

@@ -154,9 +154,11 @@ class DeliveryContext:
 
     `http` is what every HTTP request goes through (hub/sender.py): an `AiohttpSender` over the
     hub's pooled session in the pipeline, a `FakeSender` in tests and `hookhub test-route`;
-    `pacer` is the process-wide `flows.pacing.Pacer`, shared by every task and flow run, so
-    budgets hold across routes and batches; `record_link(submission_id)` is the URL of the
-    hub's record of a submission, or None when the hub has no public URL.
+    `pacer` is the hub's pacer, shared by every task and flow run, so budgets hold across
+    routes and batches: the process-wide `flows.pacing.Pacer`, or on PostgreSQL a
+    `flows.budgets.StorePacer`, whose budgets hold across every worker of the cluster;
+    `record_link(submission_id)` is the URL of the hub's record of a submission, or None when
+    the hub has no public URL.
     """
 
     http: Sender
