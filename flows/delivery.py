@@ -21,7 +21,6 @@ from hub.routing.plan import route_target
 from hub.sender import Sender
 from hub.spool import delivery_outcomes
 from hub.spool.rows import Decision, DeliveryRow
-from hub.spool.schema import connect
 
 log = logging.getLogger("hookhub.pipeline")
 
@@ -215,7 +214,7 @@ async def deliver_and_record(
     runtime: Runtime, destination: str, inbox_ids: list[str], http: Sender
 ) -> dict[str, int]:
     """Deliver the claimed (inbox id, `destination`) rows and record every outcome; counts by status."""
-    conn = connect(runtime.spool_path)
+    conn = runtime.store.connect()
     started = time.perf_counter()
     keys = [(inbox_id, destination) for inbox_id in inbox_ids]
     try:
