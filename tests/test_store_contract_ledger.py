@@ -59,20 +59,20 @@ def statuses(conn: Connection) -> dict[tuple[str, str], str]:
     return {(i, d): s for i, d, s in conn.execute("SELECT inbox_id, destination, status FROM deliveries")}
 
 
+REQUEST = {
+    "source": "form",
+    "provider": "typeform",
+    "kind": "submission",
+    "note": None,
+    "method": "POST",
+    "url": "http://127.0.0.1/hooks/form",
+    "headers": {"content-type": "application/json"},
+    "body": b'{"e": 1}',
+}
+
+
 def spool_record(event_id: str) -> SpoolRecord:
-    return SpoolRecord(
-        id=new_id(),
-        received_at=time.time(),
-        source="form",
-        provider="typeform",
-        event_id=event_id,
-        kind="submission",
-        note=None,
-        method="POST",
-        url="http://127.0.0.1/hooks/form",
-        headers={"content-type": "application/json"},
-        body=b'{"e": 1}',
-    )
+    return SpoolRecord(id=new_id(), received_at=time.time(), event_id=event_id, **REQUEST)  # type: ignore[arg-type]
 
 
 @pytest.mark.anyio

@@ -207,3 +207,12 @@ def test_leases_are_held_renewed_and_given_up_with_their_own_length(
     lease.give_up(a, A.id)
     assert lease.renew(a, A.id, T0 + 12, ttl=5.0) is False
     assert lease.renew_every(30.0) == 10.0
+
+
+def test_ownerless_claims_are_left_to_a_starts_recovery(two: tuple[Connection, Connection]) -> None:
+    a, b = two
+    plan_due(a, ["D1"])
+    assert claiming.claim_due(a, T0, 10, None) == [("D1", "crm")]  # a caller without a lease
+    assert lease.reap(b, T0, everyone_alive) == (0, 0)
+    assert lease.recover(b, T0, everyone_alive) == (0, 1)
+    assert delivery(a, "D1") == ("pending", None, 0)
