@@ -21,7 +21,7 @@ from hub.spool.ids import new_id
 from hub.spool.rows import Decision, PlannedDelivery
 from hub.spool.stats import read_counters
 from hub.spool.transactions import open_spool
-from hub.spool.writer import NOTIFY_CHANNEL, SpoolRecord, SpoolWriter
+from hub.spool.writer import MAX_GROUP, NOTIFY_CHANNEL, SpoolRecord, SpoolWriter
 from hub.store import Connection, PostgresStore, Store
 
 NOW = 1_000.0
@@ -97,6 +97,22 @@ async def test_the_writer_stores_once_and_answers_repeats_as_duplicates(store: S
         (records[1].id, "pending", 1, b'{"e": 1}'),
         (records[2].id, "pending", 1, b'{"e": 1}'),
     ]
+
+
+@pytest.mark.anyio
+async def test_more_rows_than_one_statement_holds_are_all_stored(store: Store) -> None:
+    writer = SpoolWriter(store)
+    writer.start()
+    try:
+        results = await asyncio.gather(
+            *(writer.store(spool_record(f"e{i}")) for i in range(2 * MAX_GROUP + 7))
+        )
+    finally:
+        writer.stop()
+    assert not any(r.duplicate for r in results)
+    conn = open_spool(store)
+    assert conn.execute("SELECT count(*) FROM inbox").fetchone()[0] == 2 * MAX_GROUP + 7
+    conn.close()
 
 
 @pytest.mark.anyio
