@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import multiprocessing
 import statistics
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -36,8 +37,8 @@ START_DELAY = 0.3
 @dataclass(frozen=True)
 class Turn:
     planned: float
-    """When the pacer meant the turn to start: the end of the sleep it asked for (or, when it did
-    not sleep, the time the turn was asked for, which is no later than its start)."""
+    """The start the pacer gave the turn: the clock reading it computed its sleep from plus that
+    sleep (when it did not sleep, when the turn was given: no earlier than its start)."""
     given: float
     """When the turn was given (wait_turn returned): the planned start plus the wake-up delay."""
 
@@ -48,13 +49,20 @@ def turns_in_process(kind: str, url: str, key: str, interval: float, count: int,
     from flows.pacing import Pacer
 
     ends: list[float] = []
+    read = threading.local()  # the pacer's watcher reads the clock from its own thread
+
+    def clock() -> float:
+        read.last = time.time()
+        return float(read.last)
 
     async def sleep(seconds: float) -> None:
-        ends.append(time.time() + seconds)
+        ends.append(read.last + seconds)  # the pacer slept from its latest reading to the start
         await asyncio.sleep(seconds)
 
     pacer: Pacer | StorePacer = (
-        StorePacer(PostgresStore(url), sleep=sleep) if kind == "store" else Pacer(sleep=sleep)
+        StorePacer(PostgresStore(url), clock=clock, sleep=sleep)
+        if kind == "store"
+        else Pacer(clock=clock, sleep=sleep)
     )
 
     async def take() -> list[Turn]:
@@ -63,9 +71,10 @@ def turns_in_process(kind: str, url: str, key: str, interval: float, count: int,
         await asyncio.to_thread(go.wait)
         turns = []
         for _ in range(count):
-            asked, slept = time.time(), len(ends)
+            slept = len(ends)
             await pacer.wait_turn(key, interval)
-            turns.append(Turn(planned=ends[-1] if len(ends) > slept else asked, given=time.time()))
+            given = time.time()
+            turns.append(Turn(planned=ends[-1] if len(ends) > slept else given, given=given))
         return turns
 
     try:
