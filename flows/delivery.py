@@ -12,8 +12,8 @@ import time
 from collections import defaultdict
 from typing import Any
 
-from flows.destinations.base import DeliveryContext, DeliveryItem, Destination, DestinationSettings, Outcome
 from flows.budgets import pacer_for
+from flows.destinations.base import DeliveryContext, DeliveryItem, Destination, DestinationSettings, Outcome
 from flows.reasons import protocol_of, reason_class
 from flows.retry import decide, not_attempted
 from flows.runtime import Runtime
