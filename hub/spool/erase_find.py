@@ -41,20 +41,18 @@ def _matching_sqlite(conn: Connection, patterns: list[str]) -> set[str]:
     return {row[0] for row in conn.execute(f"SELECT id FROM inbox WHERE {where}", args)}
 
 
-_ASCII_UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-
-
 def _matching_pg(conn: Connection, patterns: list[str]) -> set[str]:
     """The body is `bytea` on PostgreSQL, and any bytes (not always UTF-8: convert_from would fail
     on the first invalid one). encode(body, 'escape') is text whatever the bytes: ASCII stays as
     it is, a backslash is doubled, a zero or high byte becomes `\\ooo`; a pattern escaped the same
-    way is found in it where its bytes are in the body, the ASCII letters folded by translate()
-    (as SQLite's lower() folds them, whatever the server's locale). A match that starts inside an
-    escape (`\\3` + `51...`) is not one in the bytes, so each candidate is checked in Python."""
+    way is found in it where its bytes are in the body. lower() in the "C" collation folds ASCII
+    letters only, as SQLite's does, whatever the server's locale, and fast (translate() took 50
+    times as long). A match that starts inside an escape (`\\3` + `51...`) is not one in the
+    bytes, so each candidate is checked again in Python."""
     body_where = " OR ".join("strpos(t, ?) > 0" for _ in patterns)
     json_where = " OR ".join("strpos(j, ?) > 0" for _ in patterns)
     escaped = [_escape_bytes(p.encode("utf-8")) for p in patterns]
-    folded = f"translate(encode(body, 'escape'), '{_ASCII_UPPER}', '{_ASCII_UPPER.lower()}')"
+    folded = "lower(encode(body, 'escape') COLLATE \"C\")"
     # OFFSET 0 keeps the subquery whole, so each row's body is escaped once, not once per pattern.
     rows = conn.execute(
         f"SELECT id, body, ({json_where}) FROM (SELECT id, body, {folded} AS t,"
