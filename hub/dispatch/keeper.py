@@ -12,8 +12,13 @@ abandons the runs under way: the ledger refuses their late writes, which name th
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import os
+import socket
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -85,3 +90,13 @@ class LeaseKeeper:
                 extra={"event": "reaped", "submissions": inbox, "deliveries": deliveries},
             )
         self.role.keep(conn, self.owner, self.clock(), self.lease_seconds)
+
+
+def call_soon(loop: asyncio.AbstractEventLoop, call: Callable[..., None], *args: object) -> None:
+    with contextlib.suppress(RuntimeError):  # the loop is closed: the dispatcher stopped meanwhile
+        loop.call_soon_threadsafe(call, *args)
+
+
+def new_owner() -> str:
+    """`<host>-<pid>-<random>`: unique across a cluster's machines and restarts, and says where it runs."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"

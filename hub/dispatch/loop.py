@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
-import socket
 import threading
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
@@ -17,7 +13,7 @@ from typing import TYPE_CHECKING
 from flows.delivery_pool import DeliveryPool
 from flows.prefect_clients import SharedPrefectClients, quiet_prefect, unquiet_prefect
 from flows.stages import Stages
-from hub.dispatch.keeper import LeaseKeeper
+from hub.dispatch.keeper import LeaseKeeper, call_soon, new_owner
 from hub.dispatch.prefect_watch import note_prefect, watch_prefect
 from hub.dispatch.runs import FlowRuns
 from hub.dispatch.wake import Poll, Wake, wake_for
@@ -25,6 +21,7 @@ from hub.roles import MaintenanceRole, ensure_table
 from hub.spool import claiming, lease, suspects
 from hub.spool.transactions import open_spool
 from hub.store import Connection, StoreError
+from hub.store.location import Store
 
 if TYPE_CHECKING:
     from flows.runtime import Runtime
@@ -80,6 +77,8 @@ class Dispatcher:
     lease_seconds: float = lease.LEASE_SECONDS
     """How long the lease lasts unrenewed: a frozen or killed worker's claims wait this long at
     most; renewed (and other owners' dead claims reaped) every third of it."""
+    waker: Callable[[Store, asyncio.AbstractEventLoop], Wake] = wake_for
+    """How an idle dispatcher learns of new work (LISTEN on PostgreSQL); a bench compares polling."""
     clock: Callable[[], float] = time.time
     """Wall clock (unix seconds) for the ledger's rules and leases; not the hub's, which is the
     receiver's (tests set that one to a fixture's time so signatures verify)."""
@@ -175,7 +174,7 @@ class Dispatcher:
         self.runs.prefect_ready = lambda: prefect.ready
         loop = asyncio.get_running_loop()
         session = _Session(
-            conn=conn, runtime=runtime, pool=pool, prefect=prefect, wake=wake_for(self.hub.store, loop)
+            conn=conn, runtime=runtime, pool=pool, prefect=prefect, wake=self.waker(self.hub.store, loop)
         )
         self.maintenance.keep(conn, self.owner, self.clock(), self.lease_seconds)
         session.keeper = LeaseKeeper(
@@ -186,7 +185,7 @@ class Dispatcher:
             self.lease_seconds,
             self.maintenance,
             new_owner,
-            lambda lost, new: _call_soon(loop, self._lease_lost, session, lost, new),
+            lambda lost, new: call_soon(loop, self._lease_lost, session, lost, new),
         )
         session.keeper.start()
         self._session = session
@@ -369,16 +368,6 @@ class Dispatcher:
             if claiming.pending_count(conn, self.clock()) >= batch_size:
                 return
             await asyncio.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
-
-
-def _call_soon(loop: asyncio.AbstractEventLoop, call: Callable[..., None], *args: object) -> None:
-    with contextlib.suppress(RuntimeError):  # the loop is closed: the dispatcher stopped meanwhile
-        loop.call_soon_threadsafe(call, *args)
-
-
-def new_owner() -> str:
-    """`<host>-<pid>-<random>`: unique across a cluster's machines and restarts, and says where it runs."""
-    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
 def _log_level() -> str:
