@@ -2,7 +2,7 @@
 
 The GCRA rules are checked at fixed instants: the pacers run on virtual time (the injected
 sleep advances the injected clock) against a real PostgreSQL schema, and two pacers on one
-database stand for two workers. Two tests then run real worker processes on the real clock.
+database stand for two workers. The last tests run real worker processes on the real clock.
 """
 
 from __future__ import annotations
@@ -147,19 +147,22 @@ async def test_a_turn_honours_a_pause_it_only_learns_from_the_row(
 
 
 @pytest.mark.anyio
-async def test_a_pause_arriving_while_a_caller_waits_applies_to_its_slot(
+async def test_a_pause_another_worker_sets_while_a_caller_waits_applies_to_its_slot(
     pacers: list[StorePacer], vt: VirtualTime
 ) -> None:
-    pacer = pacers[0]
+    waiting, pausing = pacers
 
-    def pause_once(_seconds: float) -> None:
+    def answered_429(_seconds: float) -> None:
         vt.on_sleep = None
-        pacer.pause(KEY, 30)
+        pausing.pause(KEY, 30)
+        pausing.flush()
+        waiting.refresh_pauses()  # the watcher's periodic look
 
-    await pacer.wait_turn(KEY, 1.0)
-    vt.on_sleep = pause_once
-    await pacer.wait_turn(KEY, 1.0)
+    await waiting.wait_turn(KEY, 1.0)
+    vt.on_sleep = answered_429
+    await waiting.wait_turn(KEY, 1.0)
     assert vt.now == 1030.0
+    assert vt.sleeps == [1.0, 29.0]
 
 
 @pytest.mark.anyio
