@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from collections.abc import Callable
@@ -18,24 +19,41 @@ from hub.config.loader import ConfigError, load_config
 from hub.metrics.live import running_hub
 from hub.spool import actions, report
 from hub.spool.routing_store import load_inbox
-from hub.spool.schema import SPOOL_FILE
 from hub.spool.transactions import open_spool
-from hub.store import Connection
+from hub.store import Connection, StoreError
+from hub.store.location import Store, store_from_setting
 
 INBOX_COLUMNS = ("pending", "claimed", "routed", "done", "failed", "skipped")
 DELIVERY_COLUMNS = ("pending", "sending", "retrying", "delivered", "dead")
 
 
+def store_of(args: argparse.Namespace) -> Store:
+    """The store HOOKHUB_STORE or the config's `store:` names (the SQLite spool of --data-dir by
+    default); a config that does not load names none."""
+    setting = None
+    config = getattr(args, "config", None)
+    if config is not None and Path(config).is_file():
+        with contextlib.suppress(ConfigError, OSError):
+            setting = load_config(Path(config)).store
+    return store_from_setting(setting, Path(args.data_dir))
+
+
 def open_spool_or_say(args: argparse.Namespace) -> Connection | None:
-    """The spool of --data-dir, or None after saying on stderr that there is none."""
-    path = Path(args.data_dir) / SPOOL_FILE
-    if not path.exists():
+    """The store's connection, or None after saying on stderr that there is no spool or no server."""
+    store = store_of(args)
+    if store.path is not None and not store.path.exists():
         print(
-            f"hookhub: no spool at {path} (has `hookhub serve --data-dir {args.data_dir}` run yet?)",
+            f"hookhub: no spool at {store.path} (has `hookhub serve --data-dir {args.data_dir}` run yet?)",
             file=sys.stderr,
         )
         return None
-    return open_spool(path)
+    try:
+        return open_spool(store)
+    except StoreError as exc:
+        from hub.cli_worker import unreachable
+
+        print(f"hookhub: {unreachable(store, exc)}", file=sys.stderr)
+        return None
 
 
 def _table(title: str, columns: tuple[str, ...], rows: list[tuple[str, dict[str, int]]]) -> None:
@@ -58,7 +76,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
     sources = report.source_status(conn)
     accepted = sum(n for _, counts in sources for n in counts.values())
-    print(f"{accepted} webhooks stored in {args.data_dir}/{SPOOL_FILE}\n")
+    print(f"{accepted} webhooks stored in {store_of(args).key}\n")
     _table("source", INBOX_COLUMNS, sources)
     print()
     _table("destination", DELIVERY_COLUMNS, report.destination_status(conn))
@@ -260,6 +278,7 @@ def add_parsers(
     )
     status.add_argument("--json", action="store_true", help="print it as JSON")
     data_dir_arg(status)
+    config_arg(status)
 
     dead = sub.add_parser("deadletters", help="list what failed for good, with reasons")
     dead.add_argument("--source", default=None)

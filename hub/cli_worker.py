@@ -85,11 +85,14 @@ def open_store(config: HubConfig, data_dir: Path) -> Store:
         try:
             store.prepare()
         except StoreError as exc:
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise StoreNotReady(
-                f"cannot reach the store {store.key}: {reason}; check HOOKHUB_STORE / store:"
-            ) from None
+            raise StoreNotReady(unreachable(store, exc)) from None
     return store
+
+
+def unreachable(store: Store, error: Exception) -> str:
+    """One line: which store (its key, no credentials), the driver's first line, what to check."""
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return f"cannot reach the store {store.key}: {reason}; check HOOKHUB_STORE / store:"
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

@@ -130,6 +130,18 @@ def _processes() -> Iterator[list[Proc]]:
             proc.stop()
 
 
+def _hookhub(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """A `hookhub` command run to its end."""
+    return subprocess.run(
+        [sys.executable, "-m", "hub.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def _port() -> int:
     sock = free_socket()
     port = int(sock.getsockname()[1])
@@ -192,6 +204,9 @@ def test_two_receivers_and_a_worker_deliver_every_submission_once(tmp_path: Path
             )
             owner = _owner_of(url, worker)
             settled = _rows(url, "SELECT inbox_id, status, claimed_by FROM deliveries ORDER BY inbox_id")
+            shown = _hookhub(
+                ["status", "--data-dir", str(tmp_path), "--config", str(config)], _env(tmp_path, url)
+            )
         copies = by_webhook_id(fake.received("/hook"))
     finally:
         fake.stop()
@@ -199,28 +214,16 @@ def test_two_receivers_and_a_worker_deliver_every_submission_once(tmp_path: Path
     assert sorted(str(inbox_id) for inbox_id, _, _ in settled) == sorted(ids)
     assert {status for _, status, _ in settled} == {"delivered"}
     assert owner is not None and owner.startswith(f"{os.uname().nodename}-{worker.proc.pid}-")
+    assert shown.returncode == 0, shown.stderr
+    assert f"{SUBMISSIONS} webhooks stored in postgresql://127.0.0.1:5432/" in shown.stdout
     log = worker.text()
     assert f"worker {owner} delivering from " in log and "postgresql://127.0.0.1" in log
 
 
 def test_worker_refuses_the_sqlite_store(tmp_path: Path) -> None:
     config = _config(tmp_path / "connectors.yaml", "http://127.0.0.1:9/hook")
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "hub.cli",
-            "worker",
-            "--config",
-            str(config),
-            "--data-dir",
-            str(tmp_path / "d"),
-        ],
-        env=_env(tmp_path, None),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    done = _hookhub(
+        ["worker", "--config", str(config), "--data-dir", str(tmp_path / "d")], _env(tmp_path, None)
     )
     assert done.returncode == 2, done.stderr
     assert "the store is SQLite" in done.stderr and "run `hookhub serve`" in done.stderr
@@ -231,23 +234,8 @@ def test_an_unreachable_store_is_one_line_without_the_password(tmp_path: Path) -
     closed = _port()
     url = f"postgresql://hookhub:hunter2@127.0.0.1:{closed}/hub"
     for command in (["worker"], ["serve", "--port", str(_port())]):
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "hub.cli",
-                *command,
-                "--config",
-                str(config),
-                "--data-dir",
-                str(tmp_path / "d"),
-            ],
-            env=_env(tmp_path, url),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        args = [*command, "--config", str(config), "--data-dir", str(tmp_path / "d")]
+        done = _hookhub(args, _env(tmp_path, url))
         assert done.returncode == 1, done.stderr
         assert f"cannot reach the store postgresql://127.0.0.1:{closed}/hub: " in done.stderr
         assert "check HOOKHUB_STORE / store:" in done.stderr and "hunter2" not in done.stderr
