@@ -259,6 +259,15 @@ class Cluster:
         with self.ledger() as conn:
             return list(conn.execute(sql, params).fetchall())
 
+    def counts(self) -> dict[str, int]:
+        """Submissions by state and deliveries by status (with owner), for failure messages."""
+        rows = self.query(
+            "SELECT 'inbox ' || state, count(*) FROM inbox GROUP BY state UNION ALL"
+            " SELECT 'delivery ' || status || ' ' || coalesce(claimed_by, '-'), count(*)"
+            " FROM deliveries GROUP BY status, claimed_by"
+        )
+        return {str(name): int(n) for name, n in rows}
+
     def owner_of(self, role: Role) -> str | None:
         """The owner id a worker's claims carry (its lease row names its pid)."""
         assert role.running(), f"{role.name} exited: {role.text()[-4000:]}"
@@ -281,9 +290,15 @@ def _answers(url: str, role: Role) -> bool:
         return False
 
 
-def wait_until(condition: Any, seconds: float, what: str) -> Any:
-    """`wait_for` with a coarser poll: the ledger is read over a new connection each time."""
-    return wait_for(condition, timeout=seconds, interval=0.2, what=what)
+def wait_until(condition: Any, seconds: float, what: str, cluster: Cluster | None = None) -> Any:
+    """`wait_for` with a coarser poll (the ledger is read over a new connection each time); on a
+    timeout, the ledger's counts and the roles' logs say where things stood."""
+    try:
+        return wait_for(condition, timeout=seconds, interval=0.2, what=what)
+    except AssertionError as exc:
+        if cluster is None:
+            raise
+        raise AssertionError(f"{exc}\nledger: {cluster.counts()}\n{cluster.logs()}") from None
 
 
 class Sender:
