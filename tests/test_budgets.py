@@ -15,14 +15,21 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+import respx
 
 from bench.budgets import fidelity, run_processes
 from flows.budgets import StorePacer, close_pacers, pacer_for
+from flows.destinations.base import DeliveryContext, DeliveryItem, Outcome
+from flows.destinations.webhook import WebhookDestination
 from flows.pacing import PACER
 from hub.store import PostgresStore, SqliteStore
 from tests.destination_helpers import VirtualTime
+from tests.httpx_senders import respx_sender
 from tests.postgres import scratch_schema
+from tests.test_destination_webhook import URL as WEBHOOK_URL
+from tests.test_destination_webhook import Clock, config, item
 
 KEY = "slack-channel:0123456789abcdef"
 
@@ -258,6 +265,33 @@ async def test_an_unreachable_store_falls_back_to_pacing_in_this_process(
         assert "127.0.0.1:1/none" in warnings[0].__dict__["store"]
     finally:
         pacer.close()
+
+
+async def _webhook(one: DeliveryItem, pacer: StorePacer, clock: Clock) -> list[Outcome]:
+    context = DeliveryContext(http=respx_sender(), pacer=pacer, destination_id="crm")
+    return await WebhookDestination(clock=clock).deliver([one], config(), context)
+
+
+@pytest.mark.anyio
+async def test_a_429_one_worker_gets_defers_the_other_workers_webhooks(url: str) -> None:
+    # The destinations are unchanged: the webhook destination pauses and asks through the same
+    # interface, and the pause reaches the other worker through the row.
+    clock = Clock()
+    first, second = (StorePacer(PostgresStore(url), clock=clock, watch_every=None) for _ in range(2))
+    try:
+        with respx.mock(assert_all_called=True) as router:
+            answer = httpx.Response(429, headers={"retry-after": "120"})
+            route = router.post(WEBHOOK_URL).mock(return_value=answer)
+            [refused] = await _webhook(item(1), first, clock)
+            first.flush()
+            second.refresh_pauses()  # the watcher's periodic look
+            [held] = await _webhook(item(2), second, clock)
+        assert route.call_count == 1
+        assert (refused.status, refused.retry_after, refused.deferred) == ("retry", 120.0, False)
+        assert (held.status, held.retry_after, held.deferred) == ("retry", 120.0, True)
+    finally:
+        first.close()
+        second.close()
 
 
 def test_the_store_chooses_the_pacer(url: str, tmp_path: Path) -> None:
