@@ -197,10 +197,11 @@ def test_two_receivers_and_a_worker_deliver_every_submission_once(tmp_path: Path
                 )
                 assert answer.status_code == 200 and answer.json()["status"] == "accepted", answer.text
                 ids.append(answer.json()["id"])
+            delivered = "SELECT count(*) FROM deliveries WHERE status = 'delivered'"
             wait_for(
-                lambda: worker.running() and len(by_webhook_id(fake.received("/hook"))) == SUBMISSIONS,
+                lambda: worker.running() and _rows(url, delivered) == [(SUBMISSIONS,)],
                 timeout=150,
-                what="every submission delivered",
+                what="every submission delivered and recorded",
             )
             owner = _owner_of(url, worker)
             settled = _rows(url, "SELECT inbox_id, status, claimed_by FROM deliveries ORDER BY inbox_id")
