@@ -21,8 +21,8 @@ with the receiver's event loop.
 
     python bench/store_writer.py [--rounds 3] [--seconds 2] [--groups 1,16,128] [--body 2048]
 
-PostgreSQL: HOOKHUB_TEST_POSTGRES_URL, else postgresql://postgres@127.0.0.1:5432/test; the
-bench works in a schema of its own and drops it at the end.
+PostgreSQL: HOOKHUB_TEST_POSTGRES_URL, else postgresql://postgres@127.0.0.1:5432/test (as the
+tests, tests/postgres.py); the bench works in a schema of its own and drops it at the end.
 """
 
 from __future__ import annotations
@@ -38,12 +38,10 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -58,8 +56,8 @@ from hub.spool.schema import connect, ensure_schema
 from hub.spool.writer import _insert_sql
 from hub.store.postgres.connection import PostgresConnection
 from hub.store.postgres.schema import migrate
+from tests.postgres import scratch_schema
 
-URL = os.environ.get("HOOKHUB_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 Row = tuple[Any, ...]
 
 
@@ -247,25 +245,6 @@ async def asyncpg_variants(url: str) -> tuple[Measure, Measure, Callable[[], Awa
     return multirow, executemany, conn.close
 
 
-@contextmanager
-def bench_schema(url: str) -> Iterator[str]:
-    """A schema of the bench's own, migrated as a hub would; dropped afterwards."""
-    name = f"bench_store_writer_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(url, autocommit=True) as admin:
-        admin.execute(f'CREATE SCHEMA "{name}"')
-    scoped = f"{url}{'&' if '?' in url else '?'}options={quote(f'-csearch_path={name}')}"
-    try:
-        conn = PostgresConnection.open(scoped)
-        try:
-            migrate(conn)
-        finally:
-            conn.close()
-        yield scoped
-    finally:
-        with psycopg.connect(url, autocommit=True) as admin:
-            admin.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
-
-
 async def run(args: argparse.Namespace, scoped: str, spool: Path) -> dict[tuple[str, int], list[Figure]]:
     sqlite_measure, close_sqlite = sqlite_variant(spool)
     psycopg_measure, close_psycopg = psycopg_variant(scoped, raw=False)
@@ -340,7 +319,12 @@ def main() -> None:
     parser.add_argument("--groups", type=lambda s: [int(x) for x in s.split(",")], default=[1, 16, 128])
     parser.add_argument("--body", type=int, default=2048, help="bytes of each row's JSON body")
     args = parser.parse_args()
-    with bench_schema(URL) as scoped, tempfile.TemporaryDirectory() as tmp:
+    with scratch_schema("store_writer") as scoped, tempfile.TemporaryDirectory() as tmp:
+        conn = PostgresConnection.open(scoped)
+        try:
+            migrate(conn)
+        finally:
+            conn.close()
         figures = asyncio.run(run(args, scoped, Path(tmp) / "spool.db"))
     report(figures, args.groups)
 
