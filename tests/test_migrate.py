@@ -23,7 +23,7 @@ import pytest
 from hub.alerts import store as alert_store
 from hub.alerts.model import Alert
 from hub.cli import main
-from hub.spool import claiming, delivery_outcomes, lease, retention, routing_store
+from hub.spool import claiming, delivery_outcomes, lease, retention, routing_store, terms
 from hub.spool.actions import pause
 from hub.spool.ids import new_id
 from hub.spool.rows import Decision, PlannedDelivery
@@ -406,3 +406,25 @@ def test_sqlite_migrate_records_the_version_and_refuses_a_newer_spool(
         conn.close()
     assert main(args) == 1
     assert f"newer than this hookhub knows ({SCHEMA_VERSION})" in capsys.readouterr().err
+
+
+def test_search_terms_still_to_fill_are_filled_before_the_copy(
+    data_dir: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A spool upgraded from before `submission_terms` fills them in a thread beside a serving hub;
+    migrate waits for that thread instead of copying half a search index."""
+    conn = connect(data_dir / "spool.db")
+    try:
+        expected = conn.execute("SELECT count(*) FROM submission_terms").fetchone()[0]
+        conn.execute("DROP TABLE submission_terms")  # as written before the table existed
+        conn.execute("DELETE FROM meta WHERE key=?", (terms.BACKFILL_KEY,))
+    finally:
+        conn.close()
+    monkeypatch.setattr(terms, "INLINE_FILL", 0)  # even these few go to the thread,
+    monkeypatch.setattr(terms, "_BACKFILL_BATCH", 1)  # a commit each: a copy not waiting would see few
+    monkeypatch.setenv("HOOKHUB_STORE", pg_url)
+    started = time.time()
+    assert main(["migrate", "--from-sqlite", str(data_dir)]) == 0
+    assert (
+        assert_copied(data_dir / "spool.db", pg_url, (started, time.time()))["submission_terms"] == expected
+    )
