@@ -76,7 +76,8 @@ def _server_class() -> type[Any]:
                     "on",
                 ],
                 env={
-                    **os.environ,
+                    # Not the store's URL: it may hold a password, and Prefect's server has no use for it.
+                    **{k: v for k, v in os.environ.items() if k != "HOOKHUB_STORE"},
                     **server_env,
                     **get_current_settings().to_environment_variables(exclude_unset=True),
                 },

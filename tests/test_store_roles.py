@@ -270,10 +270,29 @@ def test_one_of_two_workers_holds_the_maintenance_lease_and_the_other_takes_it_o
         held, other = workers if first == f"maintenance:{owners['worker1']}" else workers[::-1]
         assert '"role_taken"' in held.text() and '"role_taken"' not in other.text()
 
+        # Frozen past its lease, the other worker loses it (the holder's keeper drops it); thawed,
+        # it says so and goes on under a new owner id.
+        os.killpg(other.proc.pid, signal.SIGSTOP)
+        try:
+            wait_for(
+                lambda: _owner_of(url, other) is None,
+                timeout=LEASE * 3,
+                what="the frozen worker's lease dropped",
+            )
+        finally:
+            os.killpg(other.proc.pid, signal.SIGCONT)
+        wait_for(
+            lambda: '"lease_lost"' in other.text(), timeout=LEASE * 2, what="the thawed worker's lease_lost"
+        )
+        wait_for(
+            lambda: _owner_of(url, other) not in (None, owners[other.name]), timeout=5, what="its new lease"
+        )
+        renamed = _owner_of(url, other)
+
         held.stop(signal.SIGKILL)  # no clean stop: its lease must run out
         killed_at = time.monotonic()
         wait_for(
-            lambda: holder() == f"maintenance:{owners[other.name]}",
+            lambda: holder() == f"maintenance:{renamed}",
             timeout=LEASE * 3,
             what="the other worker to take the maintenance lease over",
         )
