@@ -19,7 +19,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -29,6 +28,7 @@ import pytest
 from hub.config.check import check_file
 from hub.config.loader import load_config
 from hub.store.location import PostgresStore, SqliteStore, store_from_setting
+from tests.cluster import Role, hookhub, spawn
 from tests.fake_destination import FakeDestination, by_webhook_id
 from tests.harness import PROVIDER_FIXTURES, free_socket, load_fixture, wait_for
 from tests.postgres import scratch_schema
@@ -74,55 +74,22 @@ def _env(tmp_path: Path, store: str | None, **extra: str) -> dict[str, str]:
     return env
 
 
-@dataclass
-class Proc:
-    """A `hookhub` command in its own process group, its stderr in a file."""
+def _alive(role: Role) -> bool:
+    assert role.running(), f"{role.name} exited {role.proc.returncode}:\n{role.text()[-3000:]}"
+    return True
 
-    name: str
-    proc: subprocess.Popen[bytes]
-    log: Path
-    port: int | None = None
 
-    @classmethod
-    def start(
-        cls, name: str, args: list[str], env: dict[str, str], log: Path, port: int | None = None
-    ) -> Proc:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "hub.cli", *args],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=log.open("ab"),
-            start_new_session=True,
-        )
-        return cls(name, proc, log, port)
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def running(self) -> bool:
-        assert self.proc.poll() is None, f"{self.name} exited {self.proc.returncode}:\n{self.text()[-3000:]}"
-        return True
-
-    def healthy(self) -> bool:
-        self.running()
-        try:
-            return httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def stop(self, signum: int = signal.SIGTERM) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signum)
-        try:
-            self.proc.wait(timeout=30)
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)  # whatever is left of the group (Prefect's server)
+def _healthy(role: Role) -> bool:
+    _alive(role)
+    try:
+        return httpx.get(f"{role.url}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 @contextlib.contextmanager
-def _processes() -> Iterator[list[Proc]]:
-    started: list[Proc] = []
+def _processes() -> Iterator[list[Role]]:
+    started: list[Role] = []
     try:
         yield started
     finally:
@@ -149,15 +116,17 @@ def _port() -> int:
     return port
 
 
-def _receiver(tmp_path: Path, config: Path, url: str, name: str) -> Proc:
+def _receiver(tmp_path: Path, config: Path, url: str, name: str) -> Role:
     port = _port()
     args = ["serve", "--no-dispatch", "--config", str(config), "--data-dir", str(tmp_path / name)]
-    return Proc.start(name, [*args, "--port", str(port)], _env(tmp_path, url), tmp_path / f"{name}.log", port)
+    return spawn(
+        name, hookhub(*args, "--port", str(port)), _env(tmp_path, url), tmp_path / f"{name}.log", port
+    )
 
 
-def _worker(tmp_path: Path, config: Path, url: str, name: str, **env: str) -> Proc:
+def _worker(tmp_path: Path, config: Path, url: str, name: str, **env: str) -> Role:
     args = ["worker", "--config", str(config), "--data-dir", str(tmp_path / name), "--lease", f"{LEASE:g}"]
-    return Proc.start(name, args, _env(tmp_path, url, **env), tmp_path / f"{name}.log")
+    return spawn(name, hookhub(*args), _env(tmp_path, url, **env), tmp_path / f"{name}.log")
 
 
 def _rows(url: str, sql: str) -> list[tuple[object, ...]]:
@@ -169,7 +138,7 @@ def _rows(url: str, sql: str) -> list[tuple[object, ...]]:
             return []
 
 
-def _owner_of(url: str, worker: Proc) -> str | None:
+def _owner_of(url: str, worker: Role) -> str | None:
     found = _rows(url, f"SELECT owner FROM leases WHERE pid = {worker.proc.pid}")
     return str(found[0][0]) if found else None
 
@@ -182,15 +151,14 @@ def test_two_receivers_and_a_worker_deliver_every_submission_once(tmp_path: Path
             config = _config(tmp_path / "connectors.yaml", fake.url("/hook"))
             receivers = [_receiver(tmp_path, config, url, f"receiver{n}") for n in (1, 2)]
             procs.extend(receivers)
-            for receiver in receivers:
-                wait_for(receiver.healthy, timeout=60, what=f"{receiver.name} /healthz")
+            wait_for(lambda: all(_healthy(r) for r in receivers), timeout=60, what="both receivers' /healthz")
             worker = _worker(tmp_path, config, url, "worker")
             procs.append(worker)
             ids = []
             for n in range(SUBMISSIONS):
                 body, headers = _signed(n)
                 answer = httpx.post(
-                    f"http://127.0.0.1:{receivers[n % 2].port}/hooks/contact-form",
+                    f"{receivers[n % 2].url}/hooks/contact-form",
                     content=body,
                     headers=headers,
                     timeout=30,
@@ -199,7 +167,7 @@ def test_two_receivers_and_a_worker_deliver_every_submission_once(tmp_path: Path
                 ids.append(answer.json()["id"])
             delivered = "SELECT count(*) FROM deliveries WHERE status = 'delivered'"
             wait_for(
-                lambda: worker.running() and _rows(url, delivered) == [(SUBMISSIONS,)],
+                lambda: _alive(worker) and _rows(url, delivered) == [(SUBMISSIONS,)],
                 timeout=150,
                 what="every submission delivered and recorded",
             )
@@ -251,7 +219,7 @@ def test_one_of_two_workers_holds_the_maintenance_lease_and_the_other_takes_it_o
         workers = [_worker(tmp_path, config, url, f"worker{n}", **away) for n in (1, 2)]
         procs.extend(workers)
         wait_for(
-            lambda: all(w.running() and _owner_of(url, w) for w in workers),
+            lambda: all(_alive(w) and _owner_of(url, w) for w in workers),
             timeout=60,
             what="both workers' leases",
         )
@@ -272,7 +240,7 @@ def test_one_of_two_workers_holds_the_maintenance_lease_and_the_other_takes_it_o
 
         # Frozen past its lease, the other worker loses it (the holder's keeper drops it); thawed,
         # it says so and goes on under a new owner id.
-        os.killpg(other.proc.pid, signal.SIGSTOP)
+        other.signal(signal.SIGSTOP)
         try:
             wait_for(
                 lambda: _owner_of(url, other) is None,
@@ -280,7 +248,7 @@ def test_one_of_two_workers_holds_the_maintenance_lease_and_the_other_takes_it_o
                 what="the frozen worker's lease dropped",
             )
         finally:
-            os.killpg(other.proc.pid, signal.SIGCONT)
+            other.signal(signal.SIGCONT)
         wait_for(
             lambda: '"lease_lost"' in other.text(), timeout=LEASE * 2, what="the thawed worker's lease_lost"
         )
@@ -289,7 +257,7 @@ def test_one_of_two_workers_holds_the_maintenance_lease_and_the_other_takes_it_o
         )
         renamed = _owner_of(url, other)
 
-        held.stop(signal.SIGKILL)  # no clean stop: its lease must run out
+        held.kill()  # no clean stop: its lease must run out
         killed_at = time.monotonic()
         wait_for(
             lambda: holder() == f"maintenance:{renamed}",
