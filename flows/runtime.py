@@ -26,10 +26,6 @@ if TYPE_CHECKING:  # flows.delivery_pool imports this module
     from flows.delivery_pool import DeliveryPool
 
 
-class StoreNotSqlite(TypeError):
-    """A caller asked for the SQLite file of a PostgreSQL store."""
-
-
 @dataclass(frozen=True)
 class Runtime:
     config: Callable[[], HubConfig]
@@ -44,15 +40,6 @@ class Runtime:
     owner: str | None = None
     """The dispatcher's owner id (its lease), recorded with outcomes so a late write of an owner
     whose lease was taken over is refused; None outside a dispatcher (tests, `test-route`)."""
-
-    @property
-    def spool_path(self) -> Path:
-        """The SQLite file, for code that has not moved to `store.connect()` yet."""
-        if self.store.path is None:
-            raise StoreNotSqlite(
-                f"the store {self.store.key} is not a SQLite file; open it with store.connect()"
-            )
-        return self.store.path
 
     def record_link(self, submission_id: str) -> str | None:
         base = self.config().server.public_base_url

@@ -4,6 +4,9 @@ The kernel drops the lock when the holding process dies however it dies (kill -9
 so a stale lock file never blocks a restart; its contents only say who holds it. The file
 descriptor is close-on-exec (Python's default), so neither Prefect's server nor the delivery
 workers inherit it and keep a dead hub's lock.
+
+It guards the SQLite store only (`hookhub serve` takes it for that store): receivers and
+workers sharing a PostgreSQL store are many by design, and their leases say who is alive.
 """
 
 from __future__ import annotations
