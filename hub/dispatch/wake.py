@@ -15,11 +15,11 @@ import logging
 import threading
 from typing import Protocol
 
+from hub.spool.writer import NOTIFY_CHANNEL
 from hub.store.location import PostgresStore, Store
 
 log = logging.getLogger("hookhub.dispatch")
 
-CHANNEL = "hookhub_work"
 POLL_SECONDS = 0.05
 FALLBACK_SECONDS = 1.0
 RECONNECT_SECONDS = 1.0
@@ -80,7 +80,7 @@ class Listen:
         while not self._closed.is_set():
             try:
                 with psycopg.connect(self._url, autocommit=True, application_name="hookhub-listen") as conn:
-                    conn.execute(f"LISTEN {CHANNEL}")
+                    conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
                     while not self._closed.is_set():
                         # Several notifications in one wait wake the dispatcher once.
                         if any(True for _ in conn.notifies(timeout=FALLBACK_SECONDS, stop_after=1)):
