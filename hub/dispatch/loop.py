@@ -149,7 +149,8 @@ class Dispatcher:
 
         unquiet_prefect()  # a dispatcher stopped before in this process (tests) silenced it
         conn = open_spool(self.hub.store)
-        ensure_table(conn)
+        if self.maintenance.shared:  # on SQLite the hub holds the role without a lease row
+            ensure_table(conn)
         lease.hold(conn, lease.this_process(self.owner, self.hub.port), self.clock(), self.lease_seconds)
         inbox, deliveries = lease.recover(conn, self.clock())
         if inbox or deliveries:
