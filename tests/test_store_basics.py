@@ -10,7 +10,7 @@ from hub.spool.transactions import open_spool, transaction
 from hub.store import PostgresStore, SqliteStore, Store, store_from_setting
 from hub.store.location import BadStoreSetting, redact
 from hub.store.postgres import schema as pg_schema
-from hub.store.postgres.connection import to_pyformat
+from hub.store.postgres.connection import to_numbered
 from tests.postgres import scratch_schema
 
 
@@ -39,8 +39,17 @@ def test_an_unknown_store_is_refused_with_what_is_accepted(tmp_path: Path) -> No
         store_from_setting("mysql://root@db/hub", tmp_path, environ={})
 
 
-def test_placeholders_become_pyformat_and_percent_signs_are_kept() -> None:
-    assert to_pyformat("SELECT ? WHERE a LIKE '%' || ?") == "SELECT %s WHERE a LIKE '%%' || %s"
+def test_placeholders_become_numbered_and_percent_signs_are_kept() -> None:
+    assert to_numbered("SELECT ? WHERE a LIKE '%' || ?") == "SELECT $1 WHERE a LIKE '%' || $2"
+
+
+def test_a_long_statement_with_percent_signs_runs_on_postgres() -> None:
+    with scratch_schema("placeholders") as url:
+        conn = PostgresStore(url).connect()
+        values = ",".join(["(?)"] * 600)
+        rows = conn.execute(f"SELECT count(*) FROM (VALUES {values}) v(x) WHERE x LIKE '%a%'", ["a"] * 600)
+        assert rows.fetchone()[0] == 600
+        conn.close()
 
 
 def test_postgres_migrations_run_once_and_record_their_version() -> None:
