@@ -30,15 +30,25 @@ WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 SECRET = "bench-typeform-secret"
 
 
-def config(sink_port: int, concurrency: int, batch: int, max_flows: int) -> str:
+def config(sink_port: int, fixed: tuple[int, int, int] | None = None) -> str:
+    """hookhub's default dispatch settings, or `fixed` (concurrency, batch and chunk size, max_flows):
+    the throughput runs' small per-worker concurrency."""
+    destination = f"type: webhook, url: 'http://127.0.0.1:{sink_port}/in/a', secret: {WHSEC}"
+    dispatch = ""
+    if fixed is not None:
+        concurrency, batch, max_flows = fixed
+        destination += f", concurrency: {concurrency}"
+        dispatch = (
+            f"dispatch: {{batch_size: {batch}, batch_wait: 0.1, chunk_size: {batch}, max_flows: {max_flows}}}"
+        )
     return f"""
 sources:
   contact-form: {{provider: typeform, secret: {SECRET}}}
 destinations:
-  a: {{type: webhook, url: 'http://127.0.0.1:{sink_port}/in/a', secret: {WHSEC}, concurrency: {concurrency}}}
+  a: {{{destination}}}
 routes:
   - {{name: all, from: [contact-form], to: [a]}}
-dispatch: {{batch_size: {batch}, batch_wait: 0.1, chunk_size: {batch}, max_flows: {max_flows}}}
+{dispatch}
 """
 
 
@@ -97,6 +107,11 @@ def measure(sink: SinkLog, count: int, processes: dict[str, list[int]], timeout:
         time.sleep(0.05)
     (t0, n0), (t1, n1) = marks
     used = {kind: (cpu[1][kind] - cpu[0][kind]) / (n1 - n0) * 1e6 for kind in processes}
+    while done < count:  # the rest too, so that no backlog is left to the next measurement
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{done} of {count} deliveries after {timeout:.0f} s")
+        done += len(sink.poll())
+        time.sleep(0.1)
     return Throughput((n1 - n0) / (t1 - t0), used)
 
 
@@ -148,30 +163,46 @@ def latency(ports: list[int], requests: list[bytes], rate: float, sink: SinkLog)
     return statistics.median(waits), waits[min(len(waits) - 1, round(0.95 * (len(waits) - 1)))]
 
 
+def ready(role: Role) -> bool:
+    """The role's dispatcher has reached Prefect (logged once it answered): start-up is over."""
+    assert role.running(), f"{role.name} exited: {role.text()[-3000:]}"
+    return '"prefect_ready"' in role.text()
+
+
 def pg_throughput(cluster: Cluster, sink: SinkLog, workers: int, requests: list[bytes]) -> Throughput:
-    """Stop every worker, pre-load the backlog through the receivers, start `workers` at once."""
+    """`workers` started and ready first (their start-up costs CPU that is not delivery), then the
+    backlog through both receivers (much faster than it is delivered), then the measurement."""
     for role in cluster.workers:
         role.stop()
+    roles = cluster.add_workers(workers)
+    for role in roles:
+        wait_for(lambda: ready(role), timeout=120, what=f"{role.name} to reach Prefect")  # noqa: B023
+    assert cluster.prefect is not None
+    processes = {"workers": [r.pid for r in roles], "Prefect server": [cluster.prefect.pid]}
     sink.poll()
     ingest([r.port or 0 for r in cluster.receivers], requests)
-    roles = cluster.add_workers(workers)
-    assert cluster.prefect is not None
-    processes = {"worker": [r.pid for r in roles], "prefect server": [cluster.prefect.pid]}
     return measure(sink, len(requests), processes)
 
 
+def ingest_receivers(cluster: Cluster, store_url: str, count: int) -> list[Role]:
+    """Receivers like the cluster's on another store: what the ingest runs accept is never delivered,
+    so it cannot queue ahead of a later measurement's webhooks."""
+    roles = []
+    for number in range(count):
+        name = f"ingest-receiver{number + 1}"
+        env = {**cluster.hub_env(name), "HOOKHUB_STORE": store_url}
+        roles.append(hub_serve(cluster.root, name, cluster.config, "--no-dispatch", env=env))
+    return roles
+
+
 def hub_serve(root: Path, name: str, config: Path, *extra: str, env: dict[str, str] | None = None) -> Role:
-    """`hookhub serve` (SQLite unless `env` names a store), once it answers /healthz."""
+    """`hookhub serve` on SQLite in root/<data dir> (unless `env` names a store), once it answers /healthz."""
     port = free_port()
-    argv = hookhub("serve", "--port", str(port), "--config", str(config), "--data-dir", str(root / "sqlite"),
-                   "--log-level", "warning", *extra)  # fmt: skip
-    role = spawn(
-        name,
-        argv,
-        env or {**os.environ, "PREFECT_HOME": str(root / "prefect-sqlite")},
-        root / f"{name}.log",
-        port,
-    )
+    data_dir = root / ("sqlite-ingest" if "--no-dispatch" in extra else "sqlite")
+    argv = hookhub("serve", "--port", str(port), "--config", str(config), "--data-dir", str(data_dir),
+                   "--log-level", "info", *extra)  # fmt: skip
+    env = env or {**os.environ, "PREFECT_HOME": str(root / "prefect-sqlite"), "HOOKHUB_LOG_FORMAT": "json"}
+    role = spawn(name, argv, env, root / f"{name}.log", port)
 
     def healthy() -> bool:
         assert role.running(), role.text()[-3000:]
@@ -185,15 +216,12 @@ def hub_serve(root: Path, name: str, config: Path, *extra: str, env: dict[str, s
 
 
 def sqlite_throughput(root: Path, config: Path, sink: SinkLog, requests: list[bytes]) -> Throughput:
-    """The all-in-one on SQLite: the backlog through `serve --no-dispatch`, then `serve` delivers it."""
-    receiver = hub_serve(root, "sqlite-receiver", config, "--no-dispatch")
-    try:
-        sink.poll()
-        ingest([receiver.port or 0], requests)
-    finally:
-        receiver.stop()
+    """The all-in-one on SQLite, started and ready first, then the backlog sent to it."""
     hub = hub_serve(root, "sqlite-hub", config)
     try:
+        wait_for(lambda: ready(hub), timeout=120, what="the SQLite hub to reach Prefect")
+        sink.poll()
+        ingest([hub.port or 0], requests)
         return measure(sink, len(requests), {"hub (with its Prefect)": [hub.pid]})
     finally:
         hub.stop()

@@ -231,13 +231,14 @@ class Cluster:
     def add_worker(self) -> Role:
         return self.add_workers(1)[0]
 
-    def add_workers(self, count: int) -> list[Role]:
-        """`count` workers started together, returned once each holds its lease in the ledger."""
+    def add_workers(self, count: int, config: Path | None = None) -> list[Role]:
+        """`count` workers started together (on `config`, else the cluster's), returned once each
+        holds its lease in the ledger."""
         started = []
         for _ in range(count):
             name = f"worker{len(self.workers) + 1}"
             argv = hookhub(
-                "worker", "--config", str(self.config), "--data-dir", str(self.root / name),
+                "worker", "--config", str(config or self.config), "--data-dir", str(self.root / name),
                 "--lease", f"{self.lease:g}", "--log-level", self.log_level,
             )  # fmt: skip
             role = spawn(name, argv, self.hub_env(name), self.root / f"{name}.log")

@@ -223,6 +223,8 @@ def test_slack_posts_to_one_channel_from_two_workers_keep_slacks_pace(setup: Set
         f"{SLACK_POSTS} posts to {CHANNEL}",
     )
     took = time.monotonic() - started
+    posters = cluster.query("SELECT DISTINCT claimed_by FROM deliveries WHERE destination = 'team'")
+    assert len(posters) == 2, f"the posts were not shared by both workers: {posters}"
     posts = slack.to(CHANNEL)
     closest = ", ".join(f"{g:.3f}" for g in sorted(gaps(posts))[:5])
     limited = [p.status for p in posts].count(429)
