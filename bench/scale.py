@@ -145,14 +145,16 @@ def main() -> None:
             hub.stop()
 
         e2e = e2e_rounds(args.rounds, args.e2e_args.split()) if args.e2e else {}
-        slack = None
-        if args.slack:
-            try:
-                slack = slack_run(root / "slack", args.slack)
-            except (AssertionError, TimeoutError) as exc:  # the other figures still stand
-                slack = f"Slack run failed: {str(exc)[:2000]}"
+        slack = slack_posts(root / "slack", args.slack) if args.slack else None
 
     report(args, worker_counts, figures, cpu, pg_latency, sqlite_latency, e2e, slack)
+
+
+def slack_posts(root: Path, posts: int) -> str:
+    try:
+        return slack_run(root, posts)
+    except (AssertionError, TimeoutError) as exc:  # the other figures still stand
+        return f"Slack run failed: {str(exc)[:2000]}"
 
 
 def e2e_rounds(rounds: int, e2e_args: list[str]) -> dict[str, list[dict[str, float]]]:
