@@ -99,6 +99,7 @@ async def fetch_details(
     submissions: dict[str, Submission],
     connectors: ConnectorLookup = get_connector,
     clock: Callable[[], float] = time.time,
+    owner: str | None = None,
 ) -> Fetched:
     """Complete thin notifications through their provider's API (connectors with `fetches`).
 
@@ -114,7 +115,7 @@ async def fetch_details(
             if not connector.fetches or row.kind == "fetched":
                 kept[inbox_id] = submission
                 continue
-            outcome = await _fetch_one(config, conn, row, connector, submission, clock)
+            outcome = await _fetch_one(config, conn, row, connector, submission, clock, owner)
         except StoreUnavailable:
             raise  # the spool (locked, full), not this row: the run fails and is retried
         except Exception as exc:  # noqa: BLE001 - a connector bug is this row's dead letter
@@ -135,6 +136,7 @@ async def _fetch_one(
     connector: Connector,
     submission: Submission,
     clock: Callable[[], float],
+    owner: str | None,
 ) -> _RowFetched:
     source = config.sources.get(row.source)
     if source is None:
@@ -142,14 +144,14 @@ async def _fetch_one(
     try:
         found = await connector.expand(submission, source, api_sender())
     except FetchFailed as exc:  # the provider's API said no or could not be reached: maybe later
-        return await _fetch_failed(conn, row, connector, exc, clock())
+        return await _fetch_failed(conn, row, connector, exc, clock(), owner)
     if len(found) == 1 and found[0].event_id == submission.event_id:
         return _RowFetched({row.id: found[0].model_copy(update={"id": row.id, "source": row.source})})
     return _RowFetched(await _store_expanded(conn, row, connector, found, clock()))
 
 
 async def _fetch_failed(
-    conn: Connection, row: InboxRow, connector: Connector, exc: FetchFailed, now: float
+    conn: Connection, row: InboxRow, connector: Connector, exc: FetchFailed, now: float, owner: str | None
 ) -> _RowFetched:
     """A dead letter if trying again cannot help or the tries are used up; else fetch later."""
     reason = f"could not fetch details from {connector.title}: {exc}"
@@ -160,7 +162,7 @@ async def _fetch_failed(
         outcome = _RowFetched(failed=f"{reason} (gave up after {attempts + 1} attempts)")
     else:
         delay = min(30.0 * 2**attempts, 3600.0)
-        await asyncio.to_thread(routing_store.fetch_later, conn, now, row.id, delay, reason)
+        await asyncio.to_thread(routing_store.fetch_later, conn, now, row.id, delay, reason, owner)
         outcome = _RowFetched(later=True)
     log.warning(
         "fetch failed",
@@ -219,12 +221,18 @@ async def normalize_and_route(
         rows = await asyncio.to_thread(routing_store.load_inbox, conn, _split(inbox_ids))
         submissions, failed = await asyncio.to_thread(normalize_rows, config, rows, stages.connector)
         fetched = await fetch_details(
-            config, conn, {r.id: r for r in rows}, submissions, stages.connector, runtime.clock
+            config, conn, {r.id: r for r in rows}, submissions, stages.connector, runtime.clock, runtime.owner
         )
         failed = {**failed, **fetched.failed}
         planned = plan_batch(config, fetched.submissions, failed, stages.condition)
         keys = await asyncio.to_thread(
-            routing_store.save_routing, conn, runtime.clock(), planned.routed, failed, dict(planned.skipped)
+            routing_store.save_routing,
+            conn,
+            runtime.clock(),
+            planned.routed,
+            failed,
+            dict(planned.skipped),
+            runtime.owner,  # a claim that passed to another worker is left to it
         )
     finally:
         conn.close()

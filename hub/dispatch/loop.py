@@ -213,7 +213,7 @@ class Dispatcher:
             return
         inbox_ids, due, of_suspects = claimed
         if inbox_ids or due:
-            self.runs.start(session.conn, inbox_ids, due, settings.chunk_size, of_suspects)
+            self.runs.start(session.conn, inbox_ids, due, settings.chunk_size, of_suspects, self.owner)
 
     def _lease_lost(self, session: _Session, lost: str, new: str) -> None:
         """On the loop, after the keeper found the lease dropped and took one under `new`: forget

@@ -25,8 +25,16 @@ log = logging.getLogger("hookhub.dispatch")
 
 HEALTH_CHECK_SECONDS = 10.0
 
-Claims = tuple[list[str], list[tuple[str, str]]]
-"""Submissions and (submission, destination) deliveries one flow run holds."""
+
+@dataclass(frozen=True)
+class Claims:
+    """Submissions and (submission, destination) deliveries one flow run holds, and the owner
+    they were claimed as: only that owner's claims are given back (after a lost lease the
+    dispatcher has a new owner, and another worker may hold them)."""
+
+    inbox_ids: list[str]
+    deliveries: list[tuple[str, str]]
+    owner: str
 
 
 @dataclass
@@ -54,10 +62,11 @@ class FlowRuns:
         due: list[tuple[str, str]],
         chunk_size: int,
         of_suspects: bool,
+        owner: str,
     ) -> None:
         """Run a flow for the claimed work; its claims are held, and counted in flight, until it ends."""
         job = asyncio.create_task(self._flow(conn, inbox_ids, due, chunk_size, of_suspects))
-        self.claims[job] = (inbox_ids, due)
+        self.claims[job] = Claims(inbox_ids, due, owner)
         job.add_done_callback(lambda done: self.claims.pop(done, None))
         self.in_flight.add(job)
         job.add_done_callback(self.in_flight.discard)
@@ -160,11 +169,18 @@ class FlowRuns:
                 )
             self.give_back(conn, task)
             return
-        del self.claims[task]
+        owner = self.claims.pop(task).owner
         self.prefect_away.over()
         try:
             quarantined = suspects.flow_failed(
-                conn, inbox_ids, due, error, self.clock(), self.flow_failure_backoff, self.quarantine_after
+                conn,
+                inbox_ids,
+                due,
+                error,
+                self.clock(),
+                self.flow_failure_backoff,
+                self.quarantine_after,
+                owner,
             )
         except StoreError as spool_error:
             log.warning(
@@ -194,7 +210,7 @@ class FlowRuns:
         if claims is None:
             return
         try:
-            claiming.release(conn, self.clock(), *claims)
+            claiming.release(conn, self.clock(), claims.inbox_ids, claims.deliveries, claims.owner)
         except StoreError as error:
             log.warning(
                 "could not give a batch's claims back; the next start recovers them",
