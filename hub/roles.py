@@ -3,7 +3,8 @@
 Source upkeep (watch renewals), retention and the alert evaluator with its outbox must run
 once per cluster, not once per worker: each would renew a watch, purge rows or send an alert
 as many times as there are workers. A role is a lease in `role_leases`, taken when free or
-expired, renewed with the dispatcher's own lease and given up at a clean stop. On SQLite the
+expired, renewed with the dispatcher's own lease and given up at a clean stop (the table is
+PostgreSQL's migration 2). On SQLite the
 one hub of a data dir (hub/spool/lock.py) holds every role without asking.
 """
 
@@ -18,22 +19,6 @@ from hub.store import Connection, StoreError
 log = logging.getLogger("hookhub.dispatch")
 
 MAINTENANCE = "maintenance"
-
-# Outside the numbered migrations because any engine's connection creates it on first use;
-# `double precision` is REAL to SQLite. The lock keeps two first workers from racing on
-# PostgreSQL's catalogue (CREATE ... IF NOT EXISTS is not atomic there).
-_TABLE = (
-    "CREATE TABLE IF NOT EXISTS role_leases"
-    " (name text PRIMARY KEY, holder text NOT NULL, expires_at double precision NOT NULL)"
-)
-_DDL_LOCK = 0x686F6F6B_726F6C65  # "hookrole"
-
-
-def ensure_table(conn: Connection) -> None:
-    with transaction(conn):
-        if conn.dialect == "postgresql":
-            conn.execute("SELECT pg_advisory_xact_lock(?)", (_DDL_LOCK,))
-        conn.execute(_TABLE)
 
 
 def take(conn: Connection, name: str, holder: str, now: float, ttl: float) -> bool:

@@ -17,7 +17,7 @@ from hub.dispatch.keeper import LeaseKeeper, call_soon, new_owner
 from hub.dispatch.prefect_watch import note_prefect, watch_prefect
 from hub.dispatch.runs import FlowRuns
 from hub.dispatch.wake import Poll, Wake, wake_for
-from hub.roles import MaintenanceRole, ensure_table
+from hub.roles import MaintenanceRole
 from hub.spool import claiming, lease, suspects
 from hub.spool.transactions import open_spool
 from hub.store import Connection, StoreError
@@ -149,8 +149,6 @@ class Dispatcher:
 
         unquiet_prefect()  # a dispatcher stopped before in this process (tests) silenced it
         conn = open_spool(self.hub.store)
-        if self.maintenance.shared:  # on SQLite the hub holds the role without a lease row
-            ensure_table(conn)
         lease.hold(conn, lease.this_process(self.owner, self.hub.port), self.clock(), self.lease_seconds)
         inbox, deliveries = lease.recover(conn, self.clock())
         if inbox or deliveries:

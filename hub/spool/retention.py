@@ -55,9 +55,6 @@ SETTLED: dict[Purge, str] = {
 KEPT_INDEX = (
     "CREATE INDEX IF NOT EXISTS retention_raw_kept ON inbox(source, received_at) WHERE length(body) > 0"
 )
-# PostgreSQL builds it without holding off the receivers' inserts (CREATE INDEX would, for the
-# whole build); a build that failed leaves an invalid index, dropped and built again.
-KEPT_INDEX_PG = KEPT_INDEX.replace("CREATE INDEX", "CREATE INDEX CONCURRENTLY")
 RAW_KEPT = "length(body) > 0"
 # The alerts' index of arrivals by source (created here too: alerts may be off).
 BY_SOURCE = next(statement for statement in ALERT_DDL if "alert_inbox_by_source" in statement)
@@ -123,19 +120,10 @@ def enforce(
 
 
 def _ensure_indexes(conn: Connection) -> None:
+    # PostgreSQL's migrations create both (hub/store/postgres/schema.py, versions 1 and 2).
     if conn.dialect == "sqlite":
         conn.execute(KEPT_INDEX)
         conn.execute(BY_SOURCE)
-        return
-    # alert_inbox_by_source is in PostgreSQL's first migration.
-    found = conn.execute(
-        "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass('retention_raw_kept')"
-    ).fetchone()
-    if found is not None and found[0]:
-        return
-    if found is not None:
-        conn.execute("DROP INDEX CONCURRENTLY IF EXISTS retention_raw_kept")
-    conn.execute(KEPT_INDEX_PG)
 
 
 class _Counter:

@@ -106,6 +106,19 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
                 paused_until double precision NOT NULL DEFAULT 0)""",
         ),
     ),
+    (
+        2,
+        "one holder per cluster for the upkeep (role_leases); retention's index of kept raw bodies",
+        (
+            # hub/roles.py: the maintenance role, taken when free or expired.
+            """CREATE TABLE role_leases (name text PRIMARY KEY, holder text NOT NULL,
+                expires_at double precision NOT NULL)""",
+            # hub/spool/retention.py: the raw bodies a purge still has to empty, by source and age.
+            # Built inside the migration's transaction, which holds off inserts while it runs:
+            # run `hookhub migrate` before starting receivers of the new version.
+            "CREATE INDEX retention_raw_kept ON inbox (source, received_at) WHERE length(body) > 0",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1][0]
