@@ -10,11 +10,9 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 
+from hub.cli_admin import open_spool_or_say
 from hub.spool.erase import ErasureReport, erase
-from hub.spool.schema import SPOOL_FILE
-from hub.spool.transactions import open_spool
 
 ArgumentAdder = Callable[[argparse.ArgumentParser], None]
 
@@ -33,14 +31,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], data_di
 
 
 def cmd_erase(args: argparse.Namespace) -> int:
-    path = Path(args.data_dir) / SPOOL_FILE
-    if not path.exists():
-        print(f"hookhub erase: no spool at {path}: nothing stored, nothing to erase", file=sys.stderr)
-        return 1
+    """Erases from the store HOOKHUB_STORE names (PostgreSQL), else from the data dir's spool."""
     if args.email is not None and "@" not in args.email:
         print(f"hookhub erase: --email {args.email!r} is not an e-mail address", file=sys.stderr)
         return 2
-    conn = open_spool(path)
+    conn = open_spool_or_say(args)
+    if conn is None:
+        return 1
     try:
         report = erase(
             conn, email=args.email, submission_id=args.submission_id, now=time.time(), dry_run=args.dry_run

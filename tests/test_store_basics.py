@@ -75,3 +75,38 @@ def test_a_failed_transaction_leaves_nothing_behind(store: Store) -> None:
         raise RuntimeError("boom")
     assert conn.execute("SELECT count(*) FROM meta WHERE key = ?", ("k",)).fetchone()[0] == 0
     conn.close()
+
+
+def test_the_admin_commands_reach_the_postgresql_store_named_by_hookhub_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from hub.cli import main
+
+    with scratch_schema("cli") as url:
+        store = PostgresStore(url)
+        conn = open_spool(store)
+        conn.execute(
+            "INSERT INTO inbox (id, received_at, source, provider, event_id, kind, body, state, submission)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                "sub-1",
+                1.0,
+                "contact",
+                "typeform",
+                "ev-1",
+                "submission",
+                b'{"email":"ada@example.com"}',
+                "done",
+                '{"email": "ada@example.com"}',
+            ),
+        )
+        monkeypatch.setenv("HOOKHUB_STORE", url)
+        # No SQLite spool in the data dir: the commands must not look for one.
+        assert main(["status", "--data-dir", str(tmp_path)]) == 0
+        assert "postgresql://" in capsys.readouterr().out
+        assert main(["erase", "--email", "ada@example.com", "--data-dir", str(tmp_path)]) == 0
+        # The row stays as a tombstone (its id answers "erased"); what it held is gone.
+        kept = conn.execute("SELECT body, submission, headers FROM inbox WHERE id = 'sub-1'").fetchone()
+        assert kept is not None and b"ada@" not in bytes(kept[0]) and kept[1] is None
+        conn.close()
+    assert not (tmp_path / "spool.db").exists()
