@@ -224,11 +224,20 @@ def dedupe_key(connector: Connector, envelope: Envelope) -> str:
         if connector.event_ids_per_form and envelope.form_id
         else envelope.event_id
     )
-    if key.isascii():
-        return key
-    # A JSON id may hold a lone UTF-16 surrogate ("Ren\ud83d"), which SQLite cannot store as text:
-    # written as its escape, each such id keeps a key of its own (U+FFFD would merge "\ud83d" and "\ud83e").
-    return key.encode("utf-8", "backslashreplace").decode("utf-8")
+    return storable_text(key)
+
+
+def storable_text(text: str) -> str:
+    """`text` as both stores can hold it, different texts kept different.
+
+    A JSON id may hold a lone UTF-16 surrogate ("Ren\ud83d"), which SQLite cannot store as text,
+    or a NUL ("\u0000"), which PostgreSQL's text refuses: each is written as its escape, so such
+    an id keeps a key of its own (U+FFFD would merge "\ud83d" and "\ud83e"); only an id that
+    spells the escape out itself could meet it.
+    """
+    if text.isascii() and "\x00" not in text:
+        return text
+    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def require_secrets(source: SourceSettings) -> Sequence[str]:

@@ -140,7 +140,9 @@ def check_request(case: Case, request: InboundRequest, now: float = NOW) -> None
         str(exc).encode("utf-8")  # the receiver stores it as the request's note
     else:
         assert envelope.kind in ("submission", "test", "ignored")
-        dedupe_key(case.connector, envelope).encode("utf-8")  # SQLite stores it as UTF-8 text
+        key = dedupe_key(case.connector, envelope)
+        key.encode("utf-8")  # SQLite stores it as UTF-8 text
+        assert "\x00" not in key  # PostgreSQL's text cannot hold NUL
         (envelope.note or "").encode("utf-8")
     try:
         submission = case.connector.normalize(request, _context())

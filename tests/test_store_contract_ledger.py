@@ -100,6 +100,29 @@ async def test_the_writer_stores_once_and_answers_repeats_as_duplicates(store: S
 
 
 @pytest.mark.anyio
+async def test_nul_and_lone_surrogates_in_ids_and_notes_are_stored_apart(store: Store) -> None:
+    from connectors.base import storable_text
+
+    keys = [storable_text(text) for text in ("a\x00b", "a\x00\x00b", "Ren\ud83d", "Ren\ud83e", "plain")]
+    assert len(set(keys)) == 5 and all("\x00" not in key for key in keys)
+    writer = SpoolWriter(store)
+    writer.start()
+    try:
+        results = [await writer.store(spool_record(key)) for key in keys]
+        noted = spool_record("noted")
+        noted.note = "unsupported payload: bad \x00 value"
+        await writer.store(noted)
+        again = await writer.store(spool_record(storable_text("a\x00b")))
+    finally:
+        writer.stop()
+    assert not any(r.duplicate for r in results) and again.duplicate and again.id == results[0].id
+    conn = open_spool(store)
+    note = conn.execute("SELECT note FROM inbox WHERE event_id = 'noted'").fetchone()[0]
+    conn.close()
+    assert note == "unsupported payload: bad \\x00 value"
+
+
+@pytest.mark.anyio
 async def test_more_rows_than_one_statement_holds_are_all_stored(store: Store) -> None:
     writer = SpoolWriter(store)
     writer.start()

@@ -38,6 +38,7 @@ from typing import Any
 import orjson
 import psycopg
 
+from connectors.base import storable_text
 from hub.spool.schema import Durability
 from hub.spool.transactions import transaction
 from hub.store import Connection, SqliteStore, Store, StoreError
@@ -384,7 +385,7 @@ def _row(record: SpoolRecord) -> _Row:
         record.provider,
         record.event_id,
         record.kind,
-        record.note,
+        None if record.note is None else storable_text(record.note),
         record.method,
         record.url,
         _encode_headers(record.headers),
