@@ -72,7 +72,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         live = running_hub(Path(args.data_dir))
         hub = None if live is None else {"pid": live.pid, "port": live.port, "delivery": live.delivery}
-        print(report.status_report(conn).model_copy(update={"hub": hub}).model_dump_json(indent=2))
+        found = report.status_report(conn, time.time())
+        print(found.model_copy(update={"hub": hub, "store": store_of(args).key}).model_dump_json(indent=2))
         return 0
     sources = report.source_status(conn)
     accepted = sum(n for _, counts in sources for n in counts.values())
@@ -89,8 +90,12 @@ def _delivery(conn: Connection, data_dir: Path, now: float) -> None:
     """Whether delivery works: the running hub's view (if one runs), then what the spool holds."""
     print("delivery")
     hub = running_hub(data_dir)
+    for live in report.live_owners(conn, now):
+        port = f", port {live.port}" if live.port else ""
+        print(f"  worker     {live.host} pid {live.pid}{port}: lease held ({live.owner})")
     if hub is None:
-        print("  hub        not running on this data dir: Prefect and the dispatcher are not known")
+        if conn.dialect == "sqlite":  # on PostgreSQL, the workers above are the dispatchers
+            print("  hub        not running on this data dir: Prefect and the dispatcher are not known")
     elif hub.delivery is None:
         print(f"  hub        pid {hub.pid}, port {hub.port}: /readyz did not answer ({hub.error})")
     else:

@@ -185,6 +185,8 @@ def test_two_receivers_and_a_worker_deliver_every_submission_once(tmp_path: Path
     assert owner is not None and owner.startswith(f"{os.uname().nodename}-{worker.proc.pid}-")
     assert shown.returncode == 0, shown.stderr
     assert f"{SUBMISSIONS} webhooks stored in postgresql://127.0.0.1:5432/" in shown.stdout
+    assert f"worker     {os.uname().nodename} pid {worker.proc.pid}" in shown.stdout  # its live lease
+    assert "hub        not running" not in shown.stdout
     log = worker.text()
     assert f"worker {owner} delivering from " in log and "postgresql://127.0.0.1" in log
 

@@ -86,7 +86,9 @@ class DeliveryCollector(Collector):
             disabled.add_metric([name], 1.0 if name in snap.disabled else 0.0)
         yield disabled
         yield GaugeMetricFamily(
-            "hookhub_spool_size_bytes", "Spool file size, WAL included", value=snap.spool_bytes
+            "hookhub_spool_size_bytes",
+            "Store size: the SQLite file with its WAL, or the PostgreSQL schema's tables",
+            value=snap.spool_bytes,
         )
         yield GaugeMetricFamily(
             "hookhub_spool_read_seconds", "Time the last read of these numbers took", value=snap.read_seconds

@@ -89,6 +89,22 @@ class HeldDestination:
     reason: str
 
 
+class LiveOwner(BaseModel):
+    owner: str
+    host: str
+    pid: int
+    port: int | None
+    expires_at: float
+
+
+def live_owners(conn: Connection, now: float) -> list[LiveOwner]:
+    rows = conn.execute(
+        "SELECT owner, host, pid, port, expires_at FROM leases WHERE expires_at > ? ORDER BY host, pid",
+        (now,),
+    )
+    return [LiveOwner(owner=o, host=h, pid=p, port=port, expires_at=e) for o, h, p, port, e in rows]
+
+
 class StatusReport(BaseModel):
     """`hookhub status --json` (and the console's overview)."""
 
@@ -104,9 +120,13 @@ class StatusReport(BaseModel):
     retrying: list[Retrying]
     hub: dict[str, object] | None = None
     """The running hub on this data dir (pid, port, /readyz's delivery part), if one runs."""
+    store: str | None = None
+    """Which store this is (its key: no credentials)."""
+    workers: list[LiveOwner] = []
+    """Dispatchers holding a lease on this store now: the workers of a cluster, or the one hub."""
 
 
-def status_report(conn: Connection) -> StatusReport:
+def status_report(conn: Connection, now: float | None = None) -> StatusReport:
     sources = dict(source_status(conn))
     count, oldest = oldest_pending(conn)
     paused = conn.execute("SELECT destination, since, reason FROM paused_destinations ORDER BY destination")
@@ -119,6 +139,7 @@ def status_report(conn: Connection) -> StatusReport:
         disabled=[HeldDestination(*row) for row in disabled(conn)],
         paused=[HeldDestination(name, since or 0.0, reason or "") for name, since, reason in paused],
         retrying=retrying(conn),
+        workers=[] if now is None else live_owners(conn, now),
     )
 
 
