@@ -102,7 +102,7 @@ def test_unknown_top_level_key(tmp_path: Path) -> None:
         f"{path}:2:1: sourcs: unknown key 'sourcs'; did you mean 'sources'?",
         (
             f"{path}:3:1: bogus: unknown key 'bogus'; "
-            "known keys: admin, alerts, destinations, dispatch, retention, routes, server, sources"
+            "known keys: admin, alerts, destinations, dispatch, retention, routes, server, sources, store"
         ),
     ]
 
@@ -345,7 +345,7 @@ def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
     path = write(tmp_path, "- a\n- b\n")
     assert only_problem(path) == (
         f"{path}:1:1: expected a mapping of sections "
-        "(sources, destinations, routes, server, dispatch, alerts, retention, admin) at the top level"
+        "(sources, destinations, routes, server, dispatch, alerts, retention, admin, store) at the top level"
     )
 
 
@@ -437,7 +437,7 @@ def test_check_file_reports_problems(tmp_path: Path) -> None:
         f"{path}:2:17: sources.a.provider: {UnknownProvider('nope')}",
         (
             f"{path}:3:1: extra: unknown key 'extra'; "
-            "known keys: admin, alerts, destinations, dispatch, retention, routes, server, sources"
+            "known keys: admin, alerts, destinations, dispatch, retention, routes, server, sources, store"
         ),
     ]
 
