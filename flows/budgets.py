@@ -267,7 +267,7 @@ class StorePacer:
         conn: Connection | None = getattr(self._local, "conn", None)
         fresh = conn is None
         if conn is None:
-            conn = self._local.conn = self._store.connect()
+            conn = self._local.conn = self._store.connect(dedicated=True)
             with self._lock:
                 self._connections.append(conn)
         try:

@@ -17,6 +17,8 @@ from urllib.parse import quote
 import psycopg
 import pytest
 
+from hub.store.postgres.pool import close_pools
+
 URL = os.environ.get("HOOKHUB_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 HOW_TO_RUN = (
@@ -54,8 +56,10 @@ def scratch_schema(label: str = "t") -> Iterator[str]:
     name = f"hookhub_{''.join(c if c.isalnum() else '_' for c in label.lower())[:30]}_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(URL, autocommit=True) as admin:
         admin.execute(f'CREATE SCHEMA "{name}"')
+    url = with_search_path(URL, name)
     try:
-        yield with_search_path(URL, name)
+        yield url
     finally:
+        close_pools(url)
         with psycopg.connect(URL, autocommit=True) as admin:
             admin.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')

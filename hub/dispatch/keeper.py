@@ -63,8 +63,8 @@ class LeaseKeeper:
         pause = self.lease_seconds / 3
         while not self._stop.wait(pause):
             try:
-                if conn is None:
-                    conn = self.store.connect()
+                if conn is None:  # its own: with the server away it fails at once, not after a pool's wait
+                    conn = self.store.connect(dedicated=True)
                 self.turn(conn)
                 pause = self.lease_seconds / 3
             except StoreError as error:  # tried again soon; a lease outlasts a few failures

@@ -41,7 +41,10 @@ class Store(Protocol):
     def prepare(self) -> None:
         """Create or upgrade the schema (idempotent; safe from several processes at once)."""
 
-    def connect(self, durability: Literal["full", "normal"] = "full") -> Connection: ...
+    def connect(self, durability: Literal["full", "normal"] = "full", dedicated: bool = False) -> Connection:
+        """A connection; `dedicated`: one of its own, never pooled, for a long-lived user that
+        changes its session (the store pacer) or must fail at once when the server is away."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,7 @@ class SqliteStore:
 
         ensure_schema(self.file)
 
-    def connect(self, durability: Literal["full", "normal"] = "full") -> Connection:
+    def connect(self, durability: Literal["full", "normal"] = "full", dedicated: bool = False) -> Connection:
         from hub.spool.schema import connect
 
         return connect(self.file, durability)
@@ -86,19 +89,21 @@ class PostgresStore:
         return None
 
     def prepare(self) -> None:
+        from hub.store.postgres.connection import PostgresConnection
         from hub.store.postgres.schema import migrate
 
-        conn = self.connect()
+        # Its own connection, not the pool's: at a start an unreachable server fails at once.
+        conn = PostgresConnection.open(self.url)
         try:
             migrate(conn)
         finally:
             conn.close()
 
-    def connect(self, durability: Literal["full", "normal"] = "full") -> Connection:
+    def connect(self, durability: Literal["full", "normal"] = "full", dedicated: bool = False) -> Connection:
         # Durability is the server's (synchronous_commit); every commit waits for its WAL flush.
         from hub.store.postgres.connection import PostgresConnection
 
-        return PostgresConnection.open(self.url)
+        return PostgresConnection.open(self.url) if dedicated else PostgresConnection.borrow(self.url)
 
 
 def redact(url: str) -> str:

@@ -21,8 +21,10 @@ from typing import Any
 
 import psycopg
 from psycopg.adapt import Loader
+from psycopg_pool import ConnectionPool
 
 from hub.store.connection import Cursor, Dialect
+from hub.store.postgres.pool import pool_for
 
 
 @functools.lru_cache(maxsize=1024)
@@ -52,8 +54,9 @@ class PostgresConnection:
 
     dialect: Dialect = "postgresql"
 
-    def __init__(self, raw: psycopg.Connection[Any]) -> None:
+    def __init__(self, raw: psycopg.Connection[Any], pool: ConnectionPool[Any] | None = None) -> None:
         self.raw = raw
+        self._pool = pool
         raw.adapters.register_loader("json", _JsonAsText)
         raw.adapters.register_loader("numeric", _NumericAsNumber)
 
@@ -63,6 +66,12 @@ class PostgresConnection:
             url, autocommit=True, application_name=application_name, cursor_factory=psycopg.RawCursor
         )
         return cls(raw)
+
+    @classmethod
+    def borrow(cls, url: str, application_name: str = "hookhub") -> PostgresConnection:
+        """A connection from this process's pool for `url`; `close()` gives it back."""
+        pool = pool_for(url, application_name)
+        return cls(pool.getconn(), pool)
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Cursor:
         if not parameters:
@@ -81,4 +90,8 @@ class PostgresConnection:
         return self.raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
 
     def close(self) -> None:
-        self.raw.close()
+        if self._pool is None:
+            self.raw.close()
+        elif not self.raw.closed:
+            pool, self._pool = self._pool, None  # a second close() must not return it twice
+            pool.putconn(self.raw)
