@@ -45,8 +45,12 @@ destinations:
 routes:
   - {{name: crm, from: [contact-form], to: [crm]}}
   - {{name: team, from: [team-form], to: [team]}}
-dispatch: {{batch_size: 10, batch_wait: 0.1, chunk_size: 5}}
+dispatch: {{batch_size: 10, batch_wait: 0.1, chunk_size: 5, max_flows: 1}}
 """
+
+
+# max_flows 1: a worker holds one batch at a time, so the Slack test's posts are shared by both
+# workers (with 2, one worker could claim every batch while the other slept).
 
 
 @dataclass

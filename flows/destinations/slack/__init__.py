@@ -41,6 +41,10 @@ from hub.sender import Sender
 DEFAULT_BASE_URL = "https://slack.com/api"
 MIN_INTERVAL = 1.0
 """Slack's posting limit: about one message per second per webhook / per channel (rate limits)."""
+SPACING = MIN_INTERVAL + 0.05
+"""Between two posts to one channel: turns are 1 s apart when taken, but a post reaches Slack a
+little after its turn, by a delay that varies (posts from two workers arrived 0.978 s apart on
+this loaded machine: tests/test_cluster.py); the margin keeps them 1 s apart where Slack counts."""
 ADVICE = incoming_webhook.ADVICE  # webhook error strings; Web API codes are in web_api.ADVICE
 _CHANNEL_ID = re.compile(r"[A-Z][A-Z0-9]{8,}")
 _CHANNEL_NAME = re.compile(r"#?[^\sA-Z#,<>@|]{1,80}")
@@ -312,7 +316,7 @@ def channel_key(config: SlackConfig) -> str:
 
 async def _held(item: DeliveryItem, key: str, context: DeliveryContext) -> Outcome | None:
     """A retry outcome when `key` is paused for long, else None once it is this item's turn."""
-    paused = await held_for(context, key, MIN_INTERVAL)
+    paused = await held_for(context, key, SPACING)
     if paused is None:
         return None
     reason = f"not sent: Slack asked to slow down (429); this channel is paused for {paused:.0f} s"
