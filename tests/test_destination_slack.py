@@ -26,7 +26,7 @@ from flows.delivery import deliver_chunk
 from flows.destinations import get_destination
 from flows.destinations._http import account_key
 from flows.destinations.base import DeliveryContext, DeliveryItem, Outcome
-from flows.destinations.slack import ADVICE, SlackConfig, SlackDestination, channel_key
+from flows.destinations.slack import ADVICE, SPACING, SlackConfig, SlackDestination, channel_key
 from flows.destinations.slack.blocks import render_message
 from flows.destinations.slack.web_api import ADVICE as API_ADVICE
 from flows.pacing import Pacer
@@ -418,7 +418,7 @@ async def test_a_batch_is_paced_one_per_second() -> None:
         router.post(URL).mock(side_effect=record)
         outcomes = await deliver([item(i) for i in range(3)], config(), pacer)
     assert [o.status for o in outcomes] == ["delivered"] * 3
-    assert sent_at == [1000.0, 1001.0, 1002.0]
+    assert sent_at == pytest.approx([1000.0, 1000.0 + SPACING, 1000.0 + 2 * SPACING])
 
 
 @pytest.mark.anyio
@@ -812,7 +812,8 @@ async def test_an_edit_of_a_deleted_message_posts_it_anew() -> None:
     with respx.mock() as router:
         router.post(url__startswith="https://slack.com/api/").mock(side_effect=answer)
         [outcome] = await deliver([item(remote_id=POSTED)], api_config(), pacer)
-    assert sent == [("/api/chat.update", 1000.0), ("/api/chat.postMessage", 1001.0)]
+    assert [path for path, _ in sent] == ["/api/chat.update", "/api/chat.postMessage"]
+    assert [t for _, t in sent] == pytest.approx([1000.0, 1000.0 + SPACING])
     assert outcome.status == "delivered" and outcome.remote_id == "C0123456789:1763899999.000200"
 
 
@@ -881,7 +882,7 @@ async def test_routes_posting_to_one_channel_share_its_one_per_second_budget() -
             dest.deliver([item(4)], other, context),
         )
     same = sorted(t for channel, t in sent if channel == CHANNEL)
-    assert same == [1000.0, 1001.0, 1002.0]
+    assert same == pytest.approx([1000.0, 1000.0 + SPACING, 1000.0 + 2 * SPACING])
     assert [t for channel, t in sent if channel == "C0000000OTHER"] == [1000.0]  # its own budget
 
 
@@ -901,7 +902,7 @@ async def test_a_short_retry_after_queues_the_rest_of_the_batch() -> None:
         outcomes = await deliver([item(1), item(2)], api_config(), pacer)
     assert [o.status for o in outcomes] == ["retry", "delivered"]
     assert outcomes[0].retry_after == 1.0
-    assert [t for _, t in sent] == [1000.0, 1001.0]
+    assert [t for _, t in sent] == pytest.approx([1000.0, 1000.0 + SPACING])  # the pause, then spacing
 
 
 @pytest.mark.anyio
