@@ -115,7 +115,7 @@ class Post:
 class SlackSink:
     """Slack's Web API at /api (`base_url`): chat.postMessage answers 429 + `Retry-After` when the
     channel had a post less than `min_gap` seconds before (Slack allows about 1 msg/s per channel,
-    ../shared/reference/destinations.md 1.2), else `ok: true` with the channel and a `ts`."""
+    docs/destinations/slack.md), else `ok: true` with the channel and a `ts`."""
 
     min_gap: float = 1.0
     posts: list[Post] = field(default_factory=list)
