@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
-import statistics
 import threading
 import time
 import uuid
@@ -28,6 +27,7 @@ from dataclasses import dataclass
 from multiprocessing.synchronize import Event
 from typing import Any
 
+from bench.figures import spread
 from hub.store import PostgresStore
 
 START_DELAY = 0.3
@@ -175,10 +175,6 @@ def fidelity(turns: list[Turn], interval: float) -> Fidelity:
     )
 
 
-def _spread(values: list[float]) -> str:
-    return f"{statistics.median(values):.3f} [{min(values):.3f}-{max(values):.3f}]"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -208,7 +204,7 @@ def main() -> None:
     }
     print(f"{'pacer':<7} {'procs':>5}  " + "  ".join(f"{name:<23}" for name in columns))
     for (kind, processes), found in results.items():
-        cells = [_spread([getattr(f, field) for f in found]) for field in columns.values()]
+        cells = [spread([getattr(f, field) for f in found], digits=3) for field in columns.values()]
         print(f"{kind:<7} {processes:>5}  " + "  ".join(f"{cell:<23}" for cell in cells))
     print("prefect rate_limit (design note's probe, not run here): 0.70-0.77, min gap 1.00 s at 1/s")
 

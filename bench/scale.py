@@ -32,19 +32,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import scale_runs as runs
+from bench.figures import spread
 from bench.ingest import signed_requests
 from bench.scale_slack import slack_run
 from bench.servers import free_port, process
 from tests.cluster import Cluster
 from tests.harness import wait_for
 from tests.postgres import scratch_schema
-
-
-def spread(values: list[float], unit: str = "", digits: int = 0) -> str:
-    return (
-        f"{statistics.median(values):,.{digits}f}{unit} "
-        f"(range {min(values):,.{digits}f}-{max(values):,.{digits}f}, n={len(values)})"
-    )
 
 
 def main() -> None:
@@ -199,7 +193,7 @@ def report(
         ratio = statistics.median(values) / base
         print(f"deliveries/s, {name}: {spread(values, digits=1)}; {ratio:.2f}x 1 worker")
         for kind, used in cpu[name].items():
-            print(f"    CPU per delivery, {kind}: {spread(used, ' µs')}")
+            print(f"    CPU per delivery, {kind}: {spread(used, unit=' µs')}")
     goals = {2: 1.8, 4: 3.2}
     for count, goal in goals.items():
         name = f"PostgreSQL, {count} workers"
@@ -212,7 +206,7 @@ def report(
     for name, values in figures.items():
         if name.startswith("ingest"):
             ratio = statistics.median(values) / ingest_base
-            print(f"{name}: {spread(values, ' req/s')}; {ratio:.2f}x the SQLite receiver")
+            print(f"{name}: {spread(values, unit=' req/s')}; {ratio:.2f}x the SQLite receiver")
     print(
         f"ack->delivered at {args.rate:g}/s: PostgreSQL (2 receivers, 2 workers) "
         f"p50 {pg_latency[0]:.2f} s, p95 {pg_latency[1]:.2f} s; "
@@ -223,8 +217,8 @@ def report(
         ratio = statistics.median(rates["postgresql"]) / statistics.median(rates["sqlite"])
         for engine, values in rates.items():
             p95 = [r["p95"] for r in e2e[engine]]
-            rate = spread(values, " submissions/s")
-            print(f"bench/e2e.py, {engine} all-in-one: {rate}, p95 {spread(p95, ' s', 2)}")
+            rate = spread(values, unit=" submissions/s")
+            print(f"bench/e2e.py, {engine} all-in-one: {rate}, p95 {spread(p95, digits=2, unit=' s')}")
         verdict = "met" if ratio >= 0.75 else "NOT met"
         print(f"goal PostgreSQL all-in-one within 25% of SQLite on bench/e2e.py: {ratio:.2f}x {verdict}")
     if slack:

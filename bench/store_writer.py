@@ -52,6 +52,7 @@ try:
 except ImportError:  # not a dependency of hookhub: only this comparison uses it
     sys.exit("bench/store_writer.py compares asyncpg: `pip install asyncpg` into this environment first")
 
+from bench.figures import spread
 from hub.spool.schema import connect, ensure_schema
 from hub.spool.writer import _insert_sql
 from hub.store.postgres.connection import PostgresConnection
@@ -289,10 +290,6 @@ def _us(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f}"
 
 
-def _spread(values: list[float]) -> str:
-    return f"{statistics.median(values):>9,.0f} [{min(values):,.0f}-{max(values):,.0f}]"
-
-
 def report(figures: dict[tuple[str, int], list[Figure]], groups: list[int]) -> None:
     names = list(dict.fromkeys(name for name, _ in figures))
     print(
@@ -303,8 +300,8 @@ def report(figures: dict[tuple[str, int], list[Figure]], groups: list[int]) -> N
         for name in names:
             runs = figures[(name, size)]
             print(
-                f"{size:>5} {name:<20} {_spread([f.rows_per_s for f in runs]):>30}"
-                f" {_spread([f.commits_per_s for f in runs]):>28}"
+                f"{size:>5} {name:<20} {spread([f.rows_per_s for f in runs]):>30}"
+                f" {spread([f.commits_per_s for f in runs]):>28}"
                 f" {statistics.median(f.cpu_us_per_row for f in runs):>10,.0f}"
                 f" {_us(_median([f.server_us_per_row for f in runs])):>13}"
             )
