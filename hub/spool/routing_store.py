@@ -141,8 +141,6 @@ def _save_routing(
     with transaction(conn):
         if owner is not None:
             routed, failed = _still_held(conn, now, owner, routed, failed)
-        if skipped:
-            stats.count_skipped(conn, skipped)
         # One statement per step for the whole batch, not per submission: on PostgreSQL each
         # statement is a round trip to the server (three per submission took ~30 % of a hub's
         # time on bench/e2e.py); the steps keep their order, so the claim-owner trigger still
@@ -186,6 +184,8 @@ def _save_routing(
             "UPDATE inbox SET state='failed', error=?, claimed_by=NULL, updated_at=? WHERE id=?",
             [(reason, now, inbox_id) for inbox_id, reason in failed.items() if inbox_id not in routed],
         )
+        if skipped:  # last: see stats.add
+            stats.count_skipped(conn, skipped)
     settle_inbox(conn, now, list(routed))
     return claimed
 

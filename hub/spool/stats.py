@@ -55,16 +55,17 @@ def outcome_of(decision: Decision) -> str:
     return decision.status
 
 
-def count_decisions(conn: Connection, now: float, decisions: list[Decision]) -> None:
-    """Add `decisions` to the counters; inside `record`'s transaction, before it updates the rows.
+def decision_counts(conn: Connection, now: float, decisions: list[Decision]) -> dict[tuple[str, str], float]:
+    """What `decisions` add to the counters; read inside `record`'s transaction before it updates
+    the rows, written by `add` at its end.
 
     Only decisions whose delivery row exists and is not delivered yet count, as only those
     change anything; a delivered one adds its time since the webhook was received.
     """
-    if not decisions:
-        return
-    open_rows = _open_rows(conn, decisions)
     counts: dict[tuple[str, str], float] = defaultdict(float)
+    if not decisions:
+        return counts
+    open_rows = _open_rows(conn, decisions)
     for decision in decisions:
         received_at = open_rows.get((decision.inbox_id, decision.destination))
         if received_at is None:
@@ -76,16 +77,24 @@ def count_decisions(conn: Connection, now: float, decisions: list[Decision]) -> 
             latency = max(0.0, now - received_at)
             counts[(decision.destination, f"{BUCKET}{bisect.bisect_left(LATENCY_BUCKETS, latency)}")] += 1
             counts[(decision.destination, LATENCY_SUM)] += latency
-    _add(conn, counts)
+    return counts
 
 
 def count_skipped(conn: Connection, skipped: Mapping[str, int]) -> None:
     """Submissions a route's `when` kept from each destination (inside the caller's transaction)."""
-    _add(conn, {(destination, OUTCOME + "skipped"): n for destination, n in skipped.items() if n})
+    add(conn, {(destination, OUTCOME + "skipped"): n for destination, n in skipped.items() if n})
 
 
-def _add(conn: Connection, counts: Mapping[tuple[str, str], float]) -> None:
-    conn.executemany(_UPSERT, [(destination, name, value) for (destination, name), value in counts.items()])
+def add(conn: Connection, counts: Mapping[tuple[str, str], float]) -> None:
+    """Add `counts` to the counter rows, inside the caller's transaction.
+
+    Every transaction that records outcomes for a destination updates the same few rows, and on
+    PostgreSQL holds their locks until it commits: call this last, just before the commit, so
+    the others wait for a commit and not for the rest of the transaction's work. In key order,
+    so two transactions cannot deadlock on them."""
+    conn.executemany(
+        _UPSERT, [(destination, name, counts[destination, name]) for destination, name in sorted(counts)]
+    )
 
 
 def _open_rows(conn: Connection, decisions: Iterable[Decision]) -> dict[tuple[str, str], float]:
