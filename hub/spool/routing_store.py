@@ -18,7 +18,7 @@ import json
 import logging
 
 from hub.spool import stats
-from hub.spool.claiming import NOT_PAUSED, held_by
+from hub.spool.claiming import held_by
 from hub.spool.delivery_outcomes import settle_inbox, unrecordable
 from hub.spool.rows import InboxRow, Routed, chunks
 from hub.spool.terms import write_terms
@@ -141,31 +141,7 @@ def _save_routing(
     with transaction(conn):
         if owner is not None:
             routed, failed = _still_held(conn, now, owner, routed, failed)
-        # One statement per step for the whole batch, not per submission: on PostgreSQL each
-        # statement is a round trip to the server (three per submission took ~30 % of a hub's
-        # time on bench/e2e.py); the steps keep their order, so the claim-owner trigger still
-        # sees each submission claimed when its deliveries go to `sending`.
-        conn.executemany(
-            "INSERT INTO deliveries (inbox_id, destination, route, status, attempts,"
-            " next_attempt_at, created_at, updated_at) VALUES (?,?,?,'pending',0,?,?,?)"
-            " ON CONFLICT(inbox_id, destination) DO NOTHING",
-            [
-                (inbox_id, p.destination, p.route, now, now, now)
-                for inbox_id, (_, planned) in routed.items()
-                for p in planned
-            ],
-        )
-        planning = [inbox_id for inbox_id, (_, planned) in routed.items() if planned]
-        for chunk in chunks(planning, 500):
-            # Only what is still pending: a replayed submission's delivered rows stay as they are.
-            claimed.extend(
-                conn.execute(
-                    "UPDATE deliveries SET status='sending', updated_at=?"
-                    f" WHERE inbox_id IN ({','.join('?' * len(chunk))}) AND status='pending'"
-                    f" AND {NOT_PAUSED} RETURNING inbox_id, destination",
-                    (now, *chunk),
-                ).fetchall()
-            )
+        claimed = _plan(conn, now, routed, owner)
         conn.executemany(
             "UPDATE inbox SET submission=?, state=?, error=?, claimed_by=NULL, updated_at=? WHERE id=?",
             [
@@ -188,6 +164,72 @@ def _save_routing(
             stats.count_skipped(conn, skipped)
     settle_inbox(conn, now, list(routed))
     return claimed
+
+
+def _plan(conn: Connection, now: float, routed: Routed, owner: str | None) -> list[tuple[str, str]]:
+    """Insert the planned deliveries, those to send now already `sending` under the claim's owner;
+    returns them with the earlier rows of a replayed submission still pending, now sending too.
+
+    A new row is written once, in its final state: inserted `pending` and then updated to
+    `sending`, each delivery cost a second row version, its foreign-key check and the owner
+    trigger, and on PostgreSQL that UPDATE, found through the status index, read every dead
+    `pending` entry a burst had left (112 ms per 500 rows at the end of bench/e2e.py's burst).
+    """
+    ids = [inbox_id for inbox_id, (_, planned) in routed.items() if planned]
+    if not ids:
+        return []
+    paused = {r[0] for r in conn.execute("SELECT destination FROM paused_destinations")}
+    owners = {i: owner for i in ids} if owner is not None else _claim_owners(conn, ids)
+    # Rows a replay or an earlier try left; locked on PostgreSQL so that no claim takes a pending
+    # one between this read and its update. Read by the primary key alone (see `settle`).
+    lock = " FOR NO KEY UPDATE" if conn.dialect == "postgresql" else ""
+    existing: dict[tuple[str, str], str] = {}
+    for chunk in chunks(ids, 500):
+        for inbox_id, destination, status in conn.execute(
+            "SELECT inbox_id, destination, status FROM deliveries"
+            f" WHERE inbox_id IN ({','.join('?' * len(chunk))}){lock}",
+            chunk,
+        ):
+            existing[inbox_id, destination] = status
+    # Two routes to one destination plan one delivery: the first route's, as ON CONFLICT kept it.
+    new: dict[tuple[str, str], str] = {}
+    for inbox_id in ids:
+        for p in routed[inbox_id][1]:
+            if (inbox_id, p.destination) not in existing:
+                new.setdefault((inbox_id, p.destination), p.route)
+    send = [key for key in new if key[1] not in paused]
+    conn.executemany(
+        "INSERT INTO deliveries (inbox_id, destination, route, status, attempts, next_attempt_at,"
+        " created_at, updated_at, claimed_by) VALUES (?,?,?,?,0,?,?,?,?)"
+        " ON CONFLICT(inbox_id, destination) DO NOTHING",
+        [
+            (inbox_id, destination, route, "pending", now, now, now, None)
+            if destination in paused
+            else (inbox_id, destination, route, "sending", now, now, now, owners.get(inbox_id))
+            for (inbox_id, destination), route in new.items()
+        ],
+    )
+    # Only what is still pending: a replayed submission's delivered rows stay as they are.
+    again = sorted(key for key, status in existing.items() if status == "pending" and key[1] not in paused)
+    conn.executemany(
+        "UPDATE deliveries SET status='sending', updated_at=? WHERE inbox_id=? AND destination=?",
+        [(now, inbox_id, destination) for inbox_id, destination in again],
+    )
+    return send + again
+
+
+def _claim_owners(conn: Connection, ids: list[str]) -> dict[str, str | None]:
+    """Inbox id -> the owner of its claim (the owner trigger's rule, for rows inserted `sending`)."""
+    owners: dict[str, str | None] = {}
+    for chunk in chunks(ids, 500):
+        owners.update(
+            conn.execute(
+                f"SELECT id, claimed_by FROM inbox WHERE id IN ({','.join('?' * len(chunk))})"
+                " AND state='claimed'",
+                chunk,
+            ).fetchall()
+        )
+    return owners
 
 
 def _still_held(
