@@ -147,16 +147,11 @@ def _record(conn: Connection, now: float, decisions: list[Decision], owner: str 
         if owner is not None:
             held = _held(conn, owner, [(d.inbox_id, d.destination) for d in decisions])
             decisions = [d for d in decisions if (d.inbox_id, d.destination) in held]
-        attempted = [(d.inbox_id, d.destination) for d in decisions if d.attempted]
-        counts = stats.decision_counts(conn, now, decisions)  # first: only rows not delivered yet count
-        conn.executemany(
-            "UPDATE deliveries SET attempts = attempts + 1, first_attempt_at = coalesce(first_attempt_at, ?),"
-            " last_attempt_at = ? WHERE inbox_id=? AND destination=?",
-            [(now, now, inbox_id, destination) for inbox_id, destination in attempted],
-        )
+        open_rows = stats.open_rows(conn, decisions)  # first: only rows not delivered yet count
+        counts = stats.decision_counts(now, decisions, open_rows)
         conn.executemany(
             "INSERT INTO attempts (inbox_id, destination, attempt, at, outcome, status_code,"
-            " error, retry_after, generation) SELECT inbox_id, destination, attempts, ?, ?, ?, ?, ?,"
+            " error, retry_after, generation) SELECT inbox_id, destination, attempts + 1, ?, ?, ?, ?, ?,"
             " generation FROM deliveries WHERE inbox_id=? AND destination=?"
             " ON CONFLICT(inbox_id, destination, attempt) DO UPDATE SET at=excluded.at,"
             " outcome=excluded.outcome, status_code=excluded.status_code, error=excluded.error,"
@@ -167,10 +162,24 @@ def _record(conn: Connection, now: float, decisions: list[Decision], owner: str 
                 if d.attempted
             ],
         )
+        # An attempt on a row delivered already (only without `owner`) is counted, its status kept.
         conn.executemany(
+            "UPDATE deliveries SET attempts = attempts + 1, first_attempt_at = coalesce(first_attempt_at, ?),"
+            " last_attempt_at = ? WHERE inbox_id=? AND destination=?",
+            [
+                (now, now, d.inbox_id, d.destination)
+                for d in decisions
+                if d.attempted and (d.inbox_id, d.destination) not in open_rows
+            ],
+        )
+        conn.executemany(
+            # The attempt is counted in the same UPDATE as the outcome: one row version per
+            # delivery, not two (on PostgreSQL the second also ran the foreign key's check).
             "UPDATE deliveries SET status=?, next_attempt_at=coalesce(?, next_attempt_at),"
             " last_status_code=coalesce(?, last_status_code), last_error=?,"
-            " remote_id=coalesce(?, remote_id), delivered_at=?, updated_at=?"
+            " remote_id=coalesce(?, remote_id), delivered_at=?, updated_at=?, attempts = attempts + ?,"
+            " first_attempt_at = coalesce(first_attempt_at, ?),"
+            " last_attempt_at = coalesce(?, last_attempt_at)"
             " WHERE inbox_id=? AND destination=? AND status != 'delivered'",
             [
                 (
@@ -181,6 +190,9 @@ def _record(conn: Connection, now: float, decisions: list[Decision], owner: str 
                     d.remote_id,
                     now if d.status == "delivered" else None,
                     now,
+                    1 if d.attempted else 0,
+                    now if d.attempted else None,
+                    now if d.attempted else None,
                     d.inbox_id,
                     d.destination,
                 )
@@ -195,17 +207,20 @@ def _record(conn: Connection, now: float, decisions: list[Decision], owner: str 
 def _held(conn: Connection, owner: str, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
     """The `keys` whose delivery is `sending` under `owner`'s claim, locked on PostgreSQL until the
     transaction ends, so a reaper cannot put one back between this check and the write."""
-    lock = " FOR UPDATE" if conn.dialect == "postgresql" else ""
+    # Found by the primary key alone and checked here (see `settle`): the owner's partial index
+    # holds every delivery it has in flight, thousands in a burst.
+    lock = " FOR NO KEY UPDATE" if conn.dialect == "postgresql" else ""
     held: set[tuple[str, str]] = set()
     for destination, inbox_ids in by_destination(keys).items():
         for chunk in chunks(inbox_ids, 500):
             held.update(
-                (r[0], destination)
-                for r in conn.execute(
-                    "SELECT inbox_id FROM deliveries WHERE destination=? AND status='sending'"
-                    f" AND claimed_by=? AND inbox_id IN ({','.join('?' * len(chunk))}){lock}",
-                    (destination, owner, *chunk),
+                (inbox_id, destination)
+                for inbox_id, status, claimed_by in conn.execute(
+                    "SELECT inbox_id, status, claimed_by FROM deliveries WHERE destination=?"
+                    f" AND inbox_id IN ({','.join('?' * len(chunk))}){lock}",
+                    (destination, *chunk),
                 )
+                if status == "sending" and claimed_by == owner
             )
     return held
 

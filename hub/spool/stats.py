@@ -55,17 +55,16 @@ def outcome_of(decision: Decision) -> str:
     return decision.status
 
 
-def decision_counts(conn: Connection, now: float, decisions: list[Decision]) -> dict[tuple[str, str], float]:
-    """What `decisions` add to the counters; read inside `record`'s transaction before it updates
-    the rows, written by `add` at its end.
+def decision_counts(
+    now: float, decisions: list[Decision], open_rows: Mapping[tuple[str, str], float]
+) -> dict[tuple[str, str], float]:
+    """What `decisions` add to the counters, given their `open_rows` (read inside `record`'s
+    transaction before it updates the rows); written by `add` at its end.
 
     Only decisions whose delivery row exists and is not delivered yet count, as only those
     change anything; a delivered one adds its time since the webhook was received.
     """
     counts: dict[tuple[str, str], float] = defaultdict(float)
-    if not decisions:
-        return counts
-    open_rows = _open_rows(conn, decisions)
     for decision in decisions:
         received_at = open_rows.get((decision.inbox_id, decision.destination))
         if received_at is None:
@@ -97,18 +96,22 @@ def add(conn: Connection, counts: Mapping[tuple[str, str], float]) -> None:
     )
 
 
-def _open_rows(conn: Connection, decisions: Iterable[Decision]) -> dict[tuple[str, str], float]:
+def open_rows(conn: Connection, decisions: Iterable[Decision]) -> dict[tuple[str, str], float]:
     """(inbox id, destination) -> received_at, for the decisions' rows not delivered yet."""
     found: dict[tuple[str, str], float] = {}
     for destination, inbox_ids in by_destination((d.inbox_id, d.destination) for d in decisions).items():
         for chunk in chunks(inbox_ids, 500):
-            for inbox_id, received_at in conn.execute(
-                "SELECT d.inbox_id, i.received_at FROM deliveries d JOIN inbox i ON i.id = d.inbox_id"
-                " WHERE d.destination=? AND d.status != 'delivered'"
+            # The status is checked here, not in SQL: `status != 'delivered'` is the predicate of
+            # the deliveries_open index, which PostgreSQL then scanned whole, every open
+            # delivery of a burst for each chunk, instead of the primary key.
+            for inbox_id, status, received_at in conn.execute(
+                "SELECT d.inbox_id, d.status, i.received_at FROM deliveries d"
+                " JOIN inbox i ON i.id = d.inbox_id WHERE d.destination=?"
                 f" AND d.inbox_id IN ({','.join('?' * len(chunk))})",
                 (destination, *chunk),
             ):
-                found[(inbox_id, destination)] = received_at
+                if status != "delivered":
+                    found[(inbox_id, destination)] = received_at
     return found
 
 
