@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import httpx
 import pytest
 
 from tests.cluster import Cluster, Role, Sender, wait_until
@@ -145,6 +146,28 @@ def test_sigkill_a_worker_mid_batch_delivers_every_acked_submission_once(setup: 
     assert set(copies) >= {f"{i}.crm" for i in ids}
     twice = {wid.removesuffix(".crm") for wid, n in copies.items() if n > 1 and wid.endswith(".crm")}
     assert twice <= cut, f"sent twice but not in flight at the kill: {sorted(twice - cut)}"
+
+
+def test_prefect_shows_which_worker_ran_each_delivery(setup: Setup) -> None:
+    cluster = setup.cluster
+    setup.workers()
+    sender = Sender(cluster.config)
+    sender.send(setup.receivers(), 30)
+    ids = set(sender.acked)
+    assert len(ids) == 30, cluster.logs()
+    wait_until(lambda: all_delivered(cluster, ids), 120, "every acked submission delivered", cluster)
+    # A delivered row keeps the owner whose claim sent it; Prefect's server must name the same.
+    senders = {owner for _, owner in crm_pairs(cluster, ids).values()}
+    assert None not in senders
+    answer = httpx.post(f"{cluster.api_url}/flow_runs/filter", json={"limit": 200}, timeout=30)
+    answer.raise_for_status()
+    tagged: dict[str, list[str]] = {}
+    for run in answer.json():
+        workers = [t.removeprefix("worker:") for t in run["tags"] if t.startswith("worker:")]
+        assert len(workers) == 1, f"flow run {run['name']!r} has tags {run['tags']}"
+        assert run["name"].endswith(f" on {workers[0]}"), run["name"]
+        tagged.setdefault(workers[0], []).append(run["name"])
+    assert senders <= set(tagged), f"delivered by {senders}, flow runs tagged {sorted(tagged)}"
 
 
 def test_a_worker_frozen_past_its_lease_cannot_overwrite_its_successor(setup: Setup) -> None:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from hub.spool.transactions import open_spool, transaction
-from hub.store import PostgresStore, SqliteStore, Store, store_from_setting
+from hub.store import PostgresStore, SqliteStore, Store, StoreUnavailable, store_from_setting
 from hub.store.location import BadStoreSetting, redact
 from hub.store.postgres import schema as pg_schema
-from hub.store.postgres.connection import to_numbered
-from tests.postgres import scratch_schema
+from hub.store.postgres.connection import PostgresConnection, to_numbered
+from tests.postgres import URL, scratch_schema
 
 
 def test_the_default_is_the_sqlite_file_in_the_data_dir(tmp_path: Path) -> None:
@@ -110,3 +111,36 @@ def test_the_admin_commands_reach_the_postgresql_store_named_by_hookhub_store(
         assert kept is not None and b"ada@" not in bytes(kept[0]) and kept[1] is None
         conn.close()
     assert not (tmp_path / "spool.db").exists()
+
+
+def _cut(conn: PostgresConnection) -> None:
+    """End `conn`'s server backend, as a restart of the server does."""
+    backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+    with psycopg.connect(URL, autocommit=True) as admin:
+        assert admin.execute("SELECT pg_terminate_backend(%s)", (backend,)).fetchone()[0] is True
+
+
+@pytest.mark.parametrize("kind", ["dedicated", "pooled"])
+def test_a_dropped_connection_is_replaced_at_the_next_statement_but_never_inside_a_transaction(
+    kind: str,
+) -> None:
+    with scratch_schema("reconnect") as url:
+        PostgresStore(url).prepare()
+        conn = PostgresConnection.open(url) if kind == "dedicated" else PostgresConnection.borrow(url)
+        try:
+            conn.execute("INSERT INTO meta (key, value) VALUES ('a', '1')")
+            _cut(conn)
+            with pytest.raises(StoreUnavailable):  # the statement that finds the loss fails
+                conn.execute("SELECT 1")
+            assert conn.execute("SELECT value FROM meta WHERE key = 'a'").fetchone()[0] == "1"
+
+            with pytest.raises(StoreUnavailable), transaction(conn):
+                conn.execute("INSERT INTO meta (key, value) VALUES ('b', '2')")
+                _cut(conn)
+                with pytest.raises(StoreUnavailable):
+                    conn.execute("INSERT INTO meta (key, value) VALUES ('c', '3')")
+                # Still inside the transaction: not run on a new connection, committed on its own.
+                conn.execute("INSERT INTO meta (key, value) VALUES ('d', '4')")
+            assert conn.execute("SELECT key FROM meta WHERE key IN ('b', 'c', 'd')").fetchall() == []
+        finally:
+            conn.close()

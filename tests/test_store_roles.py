@@ -31,7 +31,7 @@ from hub.store.location import PostgresStore, SqliteStore, store_from_setting
 from tests.cluster import Role, hookhub, spawn
 from tests.fake_destination import FakeDestination, by_webhook_id
 from tests.harness import PROVIDER_FIXTURES, free_socket, load_fixture, wait_for
-from tests.postgres import scratch_schema
+from tests.postgres import URL, scratch_schema
 
 FIXTURE = load_fixture(PROVIDER_FIXTURES / "typeform" / "full_event_registration.json")
 SECRET = str(FIXTURE["secret"])
@@ -189,6 +189,67 @@ def test_two_receivers_and_a_worker_deliver_every_submission_once(tmp_path: Path
     assert "hub        not running" not in shown.stdout
     log = worker.text()
     assert f"worker {owner} delivering from " in log and "postgresql://127.0.0.1" in log
+
+
+def _cut_connections(*roles: Role) -> int:
+    """Terminate every PostgreSQL backend serving `roles` (found by the pid in their connections'
+    application_name), as a server restart does to its clients; returns how many were cut."""
+    pids = "|".join(str(role.proc.pid) for role in roles)
+    with psycopg.connect(URL, autocommit=True) as admin:
+        rows = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name ~ %s AND pid <> pg_backend_pid()",
+            (f"^hookhub.* pid ({pids})$",),
+        ).fetchall()
+    return len(rows)
+
+
+def _post(receiver: Role, body: bytes, headers: dict[str, str]) -> str | None:
+    """One signed submission; its id if acknowledged (a provider would retry anything else)."""
+    try:
+        answer = httpx.post(f"{receiver.url}/hooks/contact-form", content=body, headers=headers, timeout=30)
+    except httpx.HTTPError:
+        return None
+    return str(answer.json()["id"]) if answer.status_code == 200 else None
+
+
+@pytest.mark.timeout(240)
+def test_a_receiver_and_a_worker_carry_on_after_their_database_connections_are_cut(tmp_path: Path) -> None:
+    fake = FakeDestination().start()
+    try:
+        with scratch_schema("roles_cut") as url, _processes() as procs:
+            config = _config(tmp_path / "connectors.yaml", fake.url("/hook"))
+            receiver = _receiver(tmp_path, config, url, "receiver")
+            procs.append(receiver)
+            wait_for(lambda: _healthy(receiver), timeout=60, what="the receiver's /healthz")
+            worker = _worker(tmp_path, config, url, "worker")
+            procs.append(worker)
+            delivered = "SELECT count(*) FROM deliveries WHERE status = 'delivered'"
+            acked = [i for i in (_post(receiver, *_signed(n)) for n in range(4)) if i is not None]
+            assert len(acked) == 4
+            wait_for(lambda: _alive(worker) and _rows(url, delivered) == [(4,)], timeout=120, what="4 sent")
+
+            # Every connection of both processes cut at once: pooled ones, the writer's, the lease
+            # keeper's and the LISTEN connection.
+            assert _cut_connections(receiver, worker) >= 3
+            for n in range(4, 12):  # as a provider retries: the same request until acknowledged
+                request, deadline = _signed(n), time.monotonic() + 30
+                while (submission := _post(receiver, *request)) is None:
+                    assert time.monotonic() < deadline, f"submission {n} never acknowledged after the cut"
+                    time.sleep(0.2)
+                acked.append(submission)
+            wait_for(
+                lambda: _alive(worker) and _rows(url, delivered) == [(12,)],
+                timeout=120,
+                what="every submission acknowledged after the cut delivered",
+            )
+            settled = _rows(url, "SELECT inbox_id, status FROM deliveries ORDER BY inbox_id")
+            assert _alive(receiver) and _alive(worker)
+        copies = by_webhook_id(fake.received("/hook"))
+    finally:
+        fake.stop()
+    assert sorted(str(i) for i, _ in settled) == sorted(acked)
+    assert sorted(copies.values()) == [1] * 12
 
 
 def test_worker_refuses_the_sqlite_store(tmp_path: Path) -> None:

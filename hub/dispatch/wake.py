@@ -77,9 +77,12 @@ class Listen:
     def _listen(self) -> None:
         import psycopg
 
+        from hub.store.postgres.connection import process_name
+
+        name = process_name("hookhub-listen")
         while not self._closed.is_set():
             try:
-                with psycopg.connect(self._url, autocommit=True, application_name="hookhub-listen") as conn:
+                with psycopg.connect(self._url, autocommit=True, application_name=name) as conn:
                     conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
                     while not self._closed.is_set():
                         # Several notifications in one wait wake the dispatcher once.

@@ -16,7 +16,10 @@ measures both in the writer's own statement shape.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Sequence
+import logging
+import os
+import socket
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import psycopg
@@ -25,6 +28,8 @@ from psycopg_pool import ConnectionPool
 
 from hub.store.connection import Cursor, Dialect
 from hub.store.postgres.pool import pool_for
+
+log = logging.getLogger("hookhub.store")
 
 
 @functools.lru_cache(maxsize=1024)
@@ -49,36 +54,93 @@ class _NumericAsNumber(Loader):
         return float(text) if any(c in text for c in ".eEN") else int(text)
 
 
+def process_name(role: str = "hookhub") -> str:
+    """The `application_name` of this process's connections: pg_stat_activity then shows which
+    host and pid each backend serves (PostgreSQL keeps the first 63 bytes)."""
+    return f"{role} {socket.gethostname()} pid {os.getpid()}"[:63]
+
+
+def _adopt(raw: psycopg.Connection[Any]) -> None:
+    raw.adapters.register_loader("json", _JsonAsText)
+    raw.adapters.register_loader("numeric", _NumericAsNumber)
+
+
 class PostgresConnection:
     """What the ledger needs of a connection, in autocommit mode as the SQLite one is."""
 
     dialect: Dialect = "postgresql"
 
-    def __init__(self, raw: psycopg.Connection[Any], pool: ConnectionPool[Any] | None = None) -> None:
+    def __init__(
+        self,
+        raw: psycopg.Connection[Any],
+        pool: ConnectionPool[Any] | None = None,
+        reconnect: Callable[[], psycopg.Connection[Any]] | None = None,
+    ) -> None:
         self.raw = raw
         self._pool = pool
-        raw.adapters.register_loader("json", _JsonAsText)
-        raw.adapters.register_loader("numeric", _NumericAsNumber)
+        self._reconnect = reconnect
+        self._in_transaction = False
+        _adopt(raw)
 
     @classmethod
-    def open(cls, url: str, application_name: str = "hookhub") -> PostgresConnection:
-        raw = psycopg.connect(
-            url, autocommit=True, application_name=application_name, cursor_factory=psycopg.RawCursor
-        )
-        return cls(raw)
+    def open(cls, url: str, application_name: str | None = None) -> PostgresConnection:
+        name = application_name or process_name()
+
+        def connect() -> psycopg.Connection[Any]:
+            return psycopg.connect(
+                url, autocommit=True, application_name=name, cursor_factory=psycopg.RawCursor
+            )
+
+        return cls(connect(), reconnect=connect)
 
     @classmethod
-    def borrow(cls, url: str, application_name: str = "hookhub") -> PostgresConnection:
+    def borrow(cls, url: str, application_name: str | None = None) -> PostgresConnection:
         """A connection from this process's pool for `url`; `close()` gives it back."""
-        pool = pool_for(url, application_name)
+        pool = pool_for(url, application_name or process_name())
         return cls(pool.getconn(), pool)
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Cursor:
+        self._ready(sql)
         if not parameters:
             return self.raw.execute(sql)
         return self.raw.execute(to_numbered(sql), parameters)
 
+    def _ready(self, sql: str) -> None:
+        """Connect again before `sql` if the server dropped this connection (a restart, a failover,
+        an idle timeout). Holders keep a connection for their whole life (the spool writer, the
+        dispatcher), and without this a receiver answered 503 to every request after one
+        restart of the database (tests/test_store_roles.py cuts every connection of a running
+        receiver and worker).
+
+        Never inside a transaction: the rest of it would run on the new connection, committed
+        one statement at a time. Its next statement fails on the dead connection instead, and
+        the caller's ROLLBACK, which ends it, connects again.
+        """
+        if sql.startswith(("COMMIT", "ROLLBACK")):
+            ending, self._in_transaction = self._in_transaction, False
+            if ending and sql.startswith("ROLLBACK") and self.raw.broken:
+                self._replace()  # nothing is left to roll back on a connection that is gone
+            return
+        if self.raw.broken and not self._in_transaction:
+            self._replace()
+        if sql.startswith("BEGIN"):
+            self._in_transaction = True
+
+    def _replace(self) -> None:
+        """A new connection in place of the broken one; if none can be had, the broken one stays
+        and the next statement tries again (a server that is down fails at once)."""
+        broken = self.raw
+        if self._pool is not None:
+            self.raw = self._pool.getconn()
+            self._pool.putconn(broken)  # the pool discards a broken connection
+        elif self._reconnect is not None:
+            self.raw = self._reconnect()
+            broken.close()
+        _adopt(self.raw)
+        log.info("reconnected to PostgreSQL", extra={"event": "store_reconnected"})
+
     def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Cursor:
+        self._ready(sql)
         cursor = self.raw.cursor()
         rows = list(parameters)
         if rows:
