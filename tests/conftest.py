@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from hub.store import PostgresStore, SqliteStore, Store
+from hub.spool.transactions import open_spool
+from hub.store import Connection, PostgresStore, SqliteStore, Store
 from tests.postgres import scratch_schema
 
 _PREFECT_HOME = tempfile.mkdtemp(prefix="hookhub-tests-prefect-")
@@ -44,3 +45,13 @@ def store(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[Store]:
         postgres = PostgresStore(url)
         postgres.prepare()
         yield postgres
+
+
+@pytest.fixture
+def two(store: Store) -> Iterator[tuple[Connection, Connection]]:
+    """Two connections to one `store`, as two workers have (the first prepared the schema)."""
+    first = open_spool(store)
+    second = store.connect()
+    yield first, second
+    first.close()
+    second.close()

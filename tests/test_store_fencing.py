@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
 
 import psycopg
 import pytest
@@ -27,15 +26,6 @@ B = lease.Owner("worker-b", 102, "host-b")
 
 def everyone_alive(pid: int, host: str) -> bool:
     return True
-
-
-@pytest.fixture
-def two(store: Store) -> Iterator[tuple[Connection, Connection]]:
-    first = open_spool(store)
-    second = store.connect()
-    yield first, second
-    first.close()
-    second.close()
 
 
 def receive(conn: Connection, ids: list[str]) -> None:

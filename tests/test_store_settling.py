@@ -10,27 +10,17 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 
 from hub.spool import delivery_outcomes
 from hub.spool.rows import Decision
-from hub.spool.transactions import open_spool, transaction
+from hub.spool.transactions import transaction
 from hub.store import Connection, Store
 
 T0 = 1_000.0
 OWNER = "worker-a"
 DESTINATIONS = ("crm", "mail")
-
-
-@pytest.fixture
-def two(store: Store) -> Iterator[tuple[Connection, Connection]]:
-    first = open_spool(store)
-    second = store.connect()
-    yield first, second
-    first.close()
-    second.close()
 
 
 def sending(conn: Connection, ids: list[str]) -> None:
