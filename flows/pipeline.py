@@ -298,7 +298,7 @@ async def deliver_batch_flow(
     by_destination: dict[str, list[str]] = defaultdict(list)
     for inbox_id, destination in due:
         by_destination[destination].append(inbox_id)
-    # The run's tags are the batch's; each task run gets only its own destination's.
+    # The run's tags are the batch's; its task runs get none (see _deliver_state).
     with TagsContext(current_tags=set()):
         routed = await asyncio.gather(
             *[
@@ -332,11 +332,16 @@ async def deliver_batch_flow(
 
 
 def _deliver_state(store: str, config_path: str, destination: str, chunk: list[str]) -> Awaitable[State[Any]]:
-    """The deliver task's run, tagged with its destination, ending in a state instead of raising."""
+    """The deliver task's run (named after its destination), ending in a state instead of raising.
+
+    Untagged: Prefect acquires a concurrency slot through its API for every tag of a task run
+    as it starts, on a client of its own, which backs off 2 s and then 4 s when the server
+    answers 503 (busy, several times a minute on its SQLite database). With a `destination:`
+    tag on each deliver task that was the whole p95 of ack->delivered at 50/s (bench/e2e.py:
+    3.1-5.9 s, stalls of ~2.5 s); the flow run carries the destinations' tags instead.
+    """
     return _state_of(
-        deliver_chunk.with_options(tags=[f"destination:{destination}"])(
-            store, config_path, destination, _join(chunk), len(chunk), return_state=True
-        )
+        deliver_chunk(store, config_path, destination, _join(chunk), len(chunk), return_state=True)
     )
 
 
