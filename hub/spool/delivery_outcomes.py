@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 
-from hub.spool import stats
+from hub.spool import outcome_rows, stats
 from hub.spool.rows import Decision, DeliveryRow, by_destination, chunks
 from hub.spool.transactions import transaction
 from hub.store import Connection, StoreUnavailable
@@ -149,19 +149,7 @@ def _record(conn: Connection, now: float, decisions: list[Decision], owner: str 
             decisions = [d for d in decisions if (d.inbox_id, d.destination) in held]
         open_rows = stats.open_rows(conn, decisions)  # first: only rows not delivered yet count
         counts = stats.decision_counts(now, decisions, open_rows)
-        conn.executemany(
-            "INSERT INTO attempts (inbox_id, destination, attempt, at, outcome, status_code,"
-            " error, retry_after, generation) SELECT inbox_id, destination, attempts + 1, ?, ?, ?, ?, ?,"
-            " generation FROM deliveries WHERE inbox_id=? AND destination=?"
-            " ON CONFLICT(inbox_id, destination, attempt) DO UPDATE SET at=excluded.at,"
-            " outcome=excluded.outcome, status_code=excluded.status_code, error=excluded.error,"
-            " retry_after=excluded.retry_after, generation=excluded.generation",
-            [
-                (now, d.outcome, d.status_code, d.error, d.retry_after, d.inbox_id, d.destination)
-                for d in decisions
-                if d.attempted
-            ],
-        )
+        outcome_rows.write(conn, now, decisions)  # attempts numbered from the rows as they were
         # An attempt on a row delivered already (only without `owner`) is counted, its status kept.
         conn.executemany(
             "UPDATE deliveries SET attempts = attempts + 1, first_attempt_at = coalesce(first_attempt_at, ?),"
@@ -170,33 +158,6 @@ def _record(conn: Connection, now: float, decisions: list[Decision], owner: str 
                 (now, now, d.inbox_id, d.destination)
                 for d in decisions
                 if d.attempted and (d.inbox_id, d.destination) not in open_rows
-            ],
-        )
-        conn.executemany(
-            # The attempt is counted in the same UPDATE as the outcome: one row version per
-            # delivery, not two (on PostgreSQL the second also ran the foreign key's check).
-            "UPDATE deliveries SET status=?, next_attempt_at=coalesce(?, next_attempt_at),"
-            " last_status_code=coalesce(?, last_status_code), last_error=?,"
-            " remote_id=coalesce(?, remote_id), delivered_at=?, updated_at=?, attempts = attempts + ?,"
-            " first_attempt_at = coalesce(first_attempt_at, ?),"
-            " last_attempt_at = coalesce(?, last_attempt_at)"
-            " WHERE inbox_id=? AND destination=? AND status != 'delivered'",
-            [
-                (
-                    d.status,
-                    d.next_attempt_at,
-                    d.status_code,
-                    None if d.status == "delivered" else d.error,
-                    d.remote_id,
-                    now if d.status == "delivered" else None,
-                    now,
-                    1 if d.attempted else 0,
-                    now if d.attempted else None,
-                    now if d.attempted else None,
-                    d.inbox_id,
-                    d.destination,
-                )
-                for d in decisions
             ],
         )
         settle(conn, sorted({d.inbox_id for d in decisions}), now)

@@ -139,6 +139,12 @@ class PostgresConnection:
         _adopt(self.raw)
         log.info("reconnected to PostgreSQL", extra={"event": "store_reconnected"})
 
+    def execute_unprepared(self, sql: str, parameters: Sequence[Any]) -> Cursor:
+        """`execute`, planned for these parameters each time (a statement over arrays whose size
+        varies: a generic plan would guess their length)."""
+        self._ready(sql)
+        return self.raw.execute(to_numbered(sql), parameters, prepare=False)
+
     def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Cursor:
         self._ready(sql)
         cursor = self.raw.cursor()
