@@ -14,6 +14,7 @@ from typing import Any
 
 from hub.spool.rows import Decision
 from hub.store import Connection
+from hub.store.postgres.connection import PostgresConnection
 
 _ATTEMPT_UPSERT = (
     " ON CONFLICT(inbox_id, destination, attempt) DO UPDATE SET at=excluded.at,"
@@ -27,7 +28,7 @@ def write(conn: Connection, now: float, decisions: list[Decision]) -> None:
     then each delivery not delivered yet takes its decision's status, details and attempt."""
     attempted = [d for d in decisions if d.attempted]
     outcomes = [_outcome(d, now) for d in decisions]
-    if conn.dialect == "postgresql":
+    if isinstance(conn, PostgresConnection):
         _write_arrays(conn, now, attempted, outcomes)
         return
     conn.executemany(
@@ -69,11 +70,8 @@ def _outcome(d: Decision, now: float) -> tuple[Any, ...]:
 
 
 def _write_arrays(
-    conn: Connection, now: float, attempted: list[Decision], outcomes: list[tuple[Any, ...]]
+    conn: PostgresConnection, now: float, attempted: list[Decision], outcomes: list[tuple[Any, ...]]
 ) -> None:
-    from hub.store.postgres.connection import PostgresConnection
-
-    assert isinstance(conn, PostgresConnection)
     if attempted:
         columns = [
             [d.inbox_id for d in attempted],

@@ -137,7 +137,6 @@ def _save_routing(
     skipped: dict[str, int] | None,
     owner: str | None,
 ) -> list[tuple[str, str]]:
-    claimed: list[tuple[str, str]] = []
     with transaction(conn):
         if owner is not None:
             routed, failed = _still_held(conn, now, owner, routed, failed)
