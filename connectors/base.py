@@ -27,6 +27,7 @@ from connectors._hashing import sha256_hex
 from hub.submission import Submission
 
 if TYPE_CHECKING:  # only annotations here: the receiver imports connectors, not the HTTP client
+    from connectors.reconciling import Reconciler
     from hub.sender import Sender
 
 
@@ -121,6 +122,11 @@ class Envelope:
     kind: Kind = "submission"
     form_id: str | None = None
     note: str | None = None
+    response_id: str | None = None
+    """The provider's identity of the response a submission event is about (Typeform's `token`,
+    Tally's `responseId`), where the webhook carries it: the spool keeps one row per (source,
+    response id) as well as per event id, so a response that reconciliation fetched and its late
+    webhook (or the other way round) are delivered once. Set only on `submission` events."""
 
 
 @dataclass(frozen=True)
@@ -208,6 +214,11 @@ class Connector(abc.ABC):
         Raise `FetchFailed` when the API cannot be read; every request goes through `http` (hub/sender.py).
         """
         return [submission]
+
+    reconciler: ClassVar[Reconciler | None] = None
+    """The provider's responses API (connectors/reconciling.py), where it has one: sources of this
+    provider may then set `reconcile:`. Responses fetched by `expand` are kept under their
+    `event_id` as their response id too, so that a reconciled response is not fetched twice."""
 
     maintenance_interval: ClassVar[float | None] = None
     """Seconds between `maintain` runs for each source of this provider (None: never)."""
