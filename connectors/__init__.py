@@ -13,7 +13,7 @@ from functools import cache
 
 from connectors.base import Connector
 
-_NOT_PROVIDERS = frozenset({"base"})
+_NOT_PROVIDERS = frozenset({"base", "reconciling"})
 
 
 class UnknownProvider(KeyError):
