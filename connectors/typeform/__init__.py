@@ -4,18 +4,21 @@ Sources: Typeform's webhook documentation: example payload
 (https://www.typeform.com/developers/webhooks/example-payload/), "secure your webhooks"
 (https://www.typeform.com/developers/webhooks/secure-your-webhooks/), create-or-update webhook
 (https://www.typeform.com/developers/webhooks/reference/create-or-update-webhook/); answer rules from
-tests/fixtures/providers/README.md ("typeform" row).
+tests/fixtures/providers/README.md ("typeform" row). Reconciliation (listing a form's responses
+through Typeform's API): connectors/typeform/api.py.
 """
 
 from __future__ import annotations
 
 import secrets
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from connectors import _answers
 from connectors._schemes import BodyHmacEvents, EventKeys
-from connectors.base import Connector, InboundRequest, NormalizeContext, SourceSettings
+from connectors.base import Connector, Envelope, InboundRequest, NormalizeContext, SourceSettings
+from connectors.typeform.api import TypeformReconciler
 from hub.spool.ids import new_id
 from hub.submission import Answer, Submission, iso_utc
 
@@ -51,6 +54,16 @@ class TypeformConnector(BodyHmacEvents, Connector):
     )
     submitted = _SUBMITTED
     notes = _NOTES
+    reconciler = TypeformReconciler()
+
+    def envelope(self, request: InboundRequest) -> Envelope:
+        """As BodyHmacEvents, with `form_response.token` as the response id: the Responses API lists
+        the same response under the same `token` (the `event_id` is the delivery's, not the response's)."""
+        envelope = super().envelope(request)
+        if envelope.kind != "submission":
+            return envelope
+        response = _answers.maybe_obj(_answers.parse_json_object(request.body), "form_response")
+        return replace(envelope, response_id=_answers.optional_text(response, "token"))
 
     def normalize(self, request: InboundRequest, context: NormalizeContext) -> Submission:
         body = _answers.parse_json_object(request.body)
