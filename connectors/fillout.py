@@ -9,14 +9,21 @@ answer rules from tests/fixtures/providers/README.md ("fillout" row).
 Fillout documents no request signature, so the source's secret is a token in the webhook URL query
 (`?token=...`, connectors/_tokens.py). Dedupe key: `submission.submissionId` (Fillout's test/resend
 re-delivers the same id, so it is acknowledged as a duplicate).
+
+Reconciliation lists the form's submissions through Fillout's REST API (`FilloutReconciler`); the facts
+it relies on, with their sources: docs/providers/fillout.md, "Reconciliation (missed webhooks)".
 """
 
 from __future__ import annotations
 
+import json
 import uuid
-from datetime import UTC, datetime
-from typing import Any
-from urllib.parse import urlencode
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlencode, urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from connectors import _answers
 from connectors._tokens import TOKEN_PARAM, UrlTokenVerification
@@ -30,7 +37,19 @@ from connectors.base import (
     require_secrets,
     send_test_request,
 )
-from hub.submission import Answer, Submission, iso_utc
+from connectors.reconciling import (
+    ListedResponse,
+    ReconcileFailed,
+    Reconciler,
+    ReconcileSettings,
+    ResponsePage,
+    Window,
+    get_json,
+)
+from hub.submission import Answer, Submission, iso_utc, parse_instant
+
+if TYPE_CHECKING:
+    from hub.sender import Sender
 
 # Parts of the submission object that are not questions but worth keeping for the admin.
 _EXTRA_PARTS = ("quiz", "documents", "scheduling", "payments", "login")
@@ -76,9 +95,160 @@ def _collect_answers(submission: dict[str, Any]) -> tuple[list[Answer], dict[str
     return _answers.collect(out), hidden
 
 
+# -- reconciliation: the submissions API ----------------------------------------------------
+
+API_BASE = "https://api.fillout.com"
+"""US accounts; the EU data centre is https://eu-api.fillout.com, and self-hosted Fillout shows its own
+in the API dashboard (setting `api_base_url`). Paths start with /v1/api."""
+PAGE_SIZE = 150
+"""`limit`: Fillout's documented maximum (default 50)."""
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+"""Hosts `api_base_url` may name over plain http: a test's fake API."""
+_SLACK = timedelta(seconds=1)
+"""The window is widened by this much on both sides when asked (Fillout does not say whether `afterDate`
+and `beforeDate` are inclusive), then cut to [since, until) here."""
+
+
+class FilloutCredentials(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    api_key: SecretStr = Field(
+        description="a Fillout API key (Settings > Developer), or an integration's token"
+    )
+
+    @field_validator("api_key")
+    @classmethod
+    def _shape(cls, value: SecretStr) -> SecretStr:
+        key = value.get_secret_value().strip()
+        if not key:
+            raise ValueError("api_key is empty (is the environment variable unset?)")
+        if key[:7].lower() == "bearer ":
+            raise ValueError("api_key must be the key alone, without 'Bearer '")
+        if len(key) < 16 or any(c.isspace() or not c.isprintable() for c in key):
+            raise ValueError(
+                "api_key must be the whole Fillout API key from Settings > Developer (sk_prod_...), "
+                "one line without spaces"
+            )
+        return SecretStr(key)
+
+
+class FilloutReconcileSettings(ReconcileSettings):
+    form_id: str = Field(min_length=1, description="the form's public id (in its share link)")
+    credentials: FilloutCredentials
+    api_base_url: str = API_BASE
+
+    @field_validator("form_id")
+    @classmethod
+    def _form_id(cls, value: str) -> str:
+        value = value.strip()
+        if not value or not value.isalnum():
+            raise ValueError("form_id must be the form's public id: letters and digits, as in its share link")
+        return value
+
+    @field_validator("api_base_url")
+    @classmethod
+    def _base(cls, value: str) -> str:
+        # The API reference names servers with the path (https://eu-api.fillout.com/v1/api): accept either.
+        url = urlsplit(value.strip())
+        if url.scheme != "https" and not (url.scheme == "http" and url.hostname in _LOOPBACK):
+            raise ValueError(
+                "api_base_url must be https, e.g. https://eu-api.fillout.com (the key is sent there)"
+            )
+        if not url.hostname or url.query or url.fragment:
+            raise ValueError("api_base_url must be a plain URL such as https://eu-api.fillout.com")
+        return value.strip().rstrip("/").removesuffix("/v1/api")
+
+
+def _fillout_time(value: datetime) -> str:
+    """`YYYY-MM-DDTHH:mm:ss.sssZ`, the form Fillout's examples use."""
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class FilloutReconciler(Reconciler):
+    """`GET /v1/api/forms/{formId}/submissions`, finished submissions, oldest first, by offset.
+
+    Fillout's API can create and remove a webhook but not list one, so `webhook_health` stays None."""
+
+    Settings: ClassVar[type[ReconcileSettings]] = FilloutReconcileSettings
+    page_size: ClassVar[int] = PAGE_SIZE
+    api: ClassVar[str] = "Fillout REST API"
+
+    async def responses(
+        self, source: SourceSettings, settings: Any, window: Window, http: Sender
+    ) -> AsyncIterator[ResponsePage]:
+        assert isinstance(settings, FilloutReconcileSettings)
+        url = f"{settings.api_base_url}/v1/api/forms/{settings.form_id}/submissions"
+        key = settings.credentials.api_key.get_secret_value()
+        query = {
+            "limit": str(PAGE_SIZE),
+            "afterDate": _fillout_time(window.since - _SLACK),
+            "beforeDate": _fillout_time(window.until + _SLACK),
+            "status": "finished",
+            "sort": "asc",
+        }
+        seen: set[str] = set()
+        offset = 0
+        while True:
+            what = f"list submissions of Fillout form {settings.form_id} (offset {offset})"
+            body = await get_json(
+                http,
+                url,
+                what=what,
+                headers={"authorization": f"Bearer {key}", "accept": "application/json"},
+                params={**query, "offset": str(offset)},
+                sleep=self.sleep,
+                denied="the Fillout API key was refused (regenerated or revoked): copy the current key from "
+                "Settings > Developer into reconcile.credentials.api_key (and check api_base_url: an EU "
+                "account's key works only with https://eu-api.fillout.com)",
+                not_found=f"no form {settings.form_id!r} for this API key: check reconcile.form_id (the "
+                "public id in the form's share link)",
+            )
+            items = body.get("responses") if isinstance(body, dict) else None
+            if not isinstance(items, list):
+                raise ReconcileFailed(f"{what}: the answer has no responses list")
+            listed = []
+            for item in items:
+                response = self._listed(item, settings.form_id, what)
+                if response.response_id not in seen and window.since <= response.submitted_at < window.until:
+                    seen.add(response.response_id)
+                    listed.append(response)
+            total = body.get("totalResponses")
+            total = total if isinstance(total, int) and not isinstance(total, bool) else None
+            yield ResponsePage(listed, total=total)
+            offset += len(items)
+            if not items or len(items) < PAGE_SIZE or (total is not None and offset >= total):
+                return
+
+    @staticmethod
+    def _listed(item: Any, form_id: str, what: str) -> ListedResponse:
+        if (
+            not isinstance(item, dict)
+            or not isinstance(item.get("submissionId"), str)
+            or not item["submissionId"]
+        ):
+            raise ReconcileFailed(f"{what}: a submission has no submissionId")
+        response_id = item["submissionId"]
+        try:
+            at = parse_instant(str(item.get("submissionTime")))
+        except ValueError:
+            raise ReconcileFailed(
+                f"{what}: submission {response_id} has no readable submissionTime"
+            ) from None
+        # The API's item is the webhook's `submission` object: wrapped as the webhook sends it and
+        # normalized by the connector itself, so both give the same answers.
+        body = json.dumps({"formId": form_id, "submission": item}).encode()
+        request = InboundRequest("GET", "", {"content-type": "application/json"}, body)
+        try:
+            submission = connector.normalize(request, NormalizeContext("pending", "pending", at))
+        except UnsupportedPayload as exc:
+            raise ReconcileFailed(f"{what}: submission {response_id}: {exc}") from None
+        return ListedResponse(response_id=response_id, submitted_at=at, submission=submission)
+
+
 class FilloutConnector(UrlTokenVerification, Connector):
     provider = "fillout"
     title = "Fillout"
+    reconciler: ClassVar[Reconciler | None] = FilloutReconciler()
 
     def envelope(self, request: InboundRequest) -> Envelope:
         body = _answers.parse_json_object(request.body)
@@ -86,9 +256,10 @@ class FilloutConnector(UrlTokenVerification, Connector):
         _answers.items(
             submission, "questions", "submission"
         )  # shape check, so a broken body is flagged on arrival
+        submission_id = _answers.text(submission, "submissionId", "submission")
+        # The submission id is both the dedupe key and the API's identity of the response.
         return Envelope(
-            event_id=_answers.text(submission, "submissionId", "submission"),
-            form_id=_answers.optional_text(body, "formId"),
+            event_id=submission_id, form_id=_answers.optional_text(body, "formId"), response_id=submission_id
         )
 
     def normalize(self, request: InboundRequest, context: NormalizeContext) -> Submission:

@@ -1,21 +1,49 @@
-"""Tally webhooks (`FORM_RESPONSE`).
+"""Tally webhooks (`FORM_RESPONSE`) and, for reconciliation, Tally's submissions API.
 
 Sources: Tally's docs (https://tally.so/help/webhooks, webhook API:
 https://developers.tally.so/api-reference/endpoint/webhooks/post; option-id values and CHECKBOXES
 sub-fields observed in receiver code); answer rules from tests/fixtures/providers/README.md ("tally" row).
+The API facts the reconciler relies on, with their sources and what is unconfirmed:
+docs/providers/tally.md, "Reconciliation (missed webhooks)".
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import secrets
 import uuid
-from datetime import UTC, datetime
-from typing import Any
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from connectors import _answers
 from connectors._schemes import BodyHmacEvents, EventKeys
-from connectors.base import Connector, InboundRequest, NormalizeContext, SourceSettings
-from hub.submission import Answer, Submission, iso_utc
+from connectors.base import (
+    Connector,
+    Envelope,
+    InboundRequest,
+    NormalizeContext,
+    SourceSettings,
+    UnsupportedPayload,
+)
+from connectors.reconciling import (
+    ListedResponse,
+    ReconcileFailed,
+    Reconciler,
+    ReconcileSettings,
+    ResponsePage,
+    WebhookHealth,
+    Window,
+    get_json,
+)
+from hub.submission import Answer, Submission, iso_utc, parse_instant
+
+if TYPE_CHECKING:
+    from hub.sender import Sender
 
 _SUBMITTED = "FORM_RESPONSE"
 _ONE_OPTION = frozenset({"MULTIPLE_CHOICE", "DROPDOWN"})
@@ -59,6 +87,261 @@ def _collect_answers(fields: list[dict[str, Any]]) -> list[Answer]:
     return _answers.collect(out)
 
 
+# -- reconciliation: the submissions API ----------------------------------------------------
+
+API_BASE = "https://api.tally.so"
+PAGE_SIZE = 50
+"""Submissions per page: Tally's default (`"limit": 50` in its documented answer); no `limit` is sent."""
+_KEY_PREFIXES = ("tly-", "tly_")
+_SLACK = timedelta(seconds=1)
+"""The window is widened by this much on both sides when asked (whether Tally's bounds are inclusive to
+the millisecond is not documented), then cut to [since, until) here."""
+
+
+class TallyCredentials(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    api_key: SecretStr = Field(description="a Tally API key (Settings > API keys), `tly-...`")
+
+    @field_validator("api_key")
+    @classmethod
+    def _shape(cls, value: SecretStr) -> SecretStr:
+        key = value.get_secret_value().strip()
+        if not key:
+            raise ValueError("api_key is empty (is the environment variable unset?)")
+        if key[:7].lower() == "bearer ":
+            raise ValueError("api_key must be the key alone, without 'Bearer '")
+        if not key.startswith(_KEY_PREFIXES) or any(c.isspace() for c in key):
+            raise ValueError(
+                "api_key must be a Tally API key, which starts with 'tly-' (create one at "
+                "https://tally.so/settings/api-keys)"
+            )
+        return SecretStr(key)
+
+
+class TallyReconcileSettings(ReconcileSettings):
+    form_id: str = Field(min_length=1, description="the form's id, as in its URL (tally.so/r/<form id>)")
+    credentials: TallyCredentials
+    api_base_url: str = API_BASE
+
+    @field_validator("form_id")
+    @classmethod
+    def _form_id(cls, value: str) -> str:
+        value = value.strip()
+        if not value or not value.isalnum():
+            raise ValueError("form_id must be the form's id, letters and digits as in tally.so/r/<form id>")
+        return value
+
+    @field_validator("api_base_url")
+    @classmethod
+    def _base(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        loopback = parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1")  # tests
+        if not (parts.scheme == "https" or loopback) or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError(
+                f"api_base_url must be an https URL such as {API_BASE} (the API key is sent to it)"
+            )
+        return value.strip().rstrip("/")
+
+
+def _same_url(a: str, b: str) -> bool:
+    """Whether two webhook URLs name the same endpoint: scheme, host and path; the query (which may
+    hold a token) is ignored and never printed."""
+    x, y = urlsplit(a.strip()), urlsplit(b.strip())
+    return (x.scheme.lower(), (x.netloc or "").lower(), x.path.rstrip("/")) == (
+        y.scheme.lower(),
+        (y.netloc or "").lower(),
+        y.path.rstrip("/"),
+    )
+
+
+def _without_query(url: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+def _question_options(question: dict[str, Any]) -> list[Any]:
+    # Where the API lists a question's options (observed in receiver code, not documented), choice ids
+    # resolve to their labels as in the webhook; otherwise the answer is kept as the API sent it.
+    options = question.get("options")
+    if isinstance(options, list):
+        return options
+    return [o for f in question.get("fields") or [] if isinstance(f, dict) for o in f.get("options") or []]
+
+
+def _webhook_fields(item: dict[str, Any], questions: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The submission's answers as the webhook's `data.fields`: the webhook's key is `question_<question id>`
+    and its label the question's title."""
+    fields: list[dict[str, Any]] = []
+    for response in item.get("responses") or []:
+        if not isinstance(response, dict) or not isinstance(response.get("questionId"), str):
+            continue
+        qid = response["questionId"]
+        question = questions.get(qid, {})
+        value = response.get("answer", response.get("value"))
+        type_ = question.get("type") or "unknown"
+        title = question.get("title") or qid
+        if type_ == "HIDDEN_FIELDS" and isinstance(value, dict):
+            # Several hidden fields under one question (unconfirmed): one field each, as the webhook has.
+            fields += [
+                {"key": f"question_{qid}_{k}", "label": k, "type": type_, "value": v}
+                for k, v in value.items()
+            ]
+            continue
+        field: dict[str, Any] = {"key": f"question_{qid}", "label": title, "type": type_, "value": value}
+        options = _question_options(question)
+        if options:
+            field["options"] = options
+        fields.append(field)
+    return fields
+
+
+class TallyReconciler(Reconciler):
+    """`GET /forms/{formId}/submissions` (completed only), and `GET /webhooks` for the webhook's state."""
+
+    Settings: ClassVar[type[ReconcileSettings]] = TallyReconcileSettings
+    page_size: ClassVar[int] = PAGE_SIZE
+    api: ClassVar[str] = "Tally API"
+
+    @staticmethod
+    def _call(settings: TallyReconcileSettings) -> dict[str, Any]:
+        key = settings.credentials.api_key.get_secret_value()
+        return {
+            "headers": {"authorization": f"Bearer {key}", "accept": "application/json"},
+            "denied": "the Tally API key was refused (deleted, or its user left the organization): create a "
+            "new key at https://tally.so/settings/api-keys and put it in reconcile.credentials.api_key",
+            "not_found": f"no form {settings.form_id!r} for this API key: check reconcile.form_id "
+            "(the id in the form's tally.so/r/<id> link) and that the key's user can see the form",
+        }
+
+    async def responses(
+        self, source: SourceSettings, settings: Any, window: Window, http: Sender
+    ) -> AsyncIterator[ResponsePage]:
+        assert isinstance(settings, TallyReconcileSettings)
+        url = f"{settings.api_base_url}/forms/{settings.form_id}/submissions"
+        base = {
+            "filter": "completed",
+            "startDate": iso_utc(window.since - _SLACK),
+            "endDate": iso_utc(window.until + _SLACK),
+        }
+        seen: set[str] = set()
+        page = 1
+        while True:
+            what = f"list submissions of Tally form {settings.form_id} (page {page})"
+            body = await get_json(
+                http,
+                url,
+                what=what,
+                params={**base, "page": str(page)},
+                sleep=self.sleep,
+                **self._call(settings),
+            )
+            if not isinstance(body, dict) or not isinstance(body.get("submissions"), list):
+                raise ReconcileFailed(f"{what}: the answer has no submissions list")
+            questions = {
+                q["id"]: q
+                for q in body.get("questions") or []
+                if isinstance(q, dict) and isinstance(q.get("id"), str)
+            }
+            listed = []
+            for item in body["submissions"]:
+                response = self._listed(item, questions, settings.form_id, what)
+                if (
+                    response
+                    and response.response_id not in seen
+                    and window.since <= response.submitted_at < window.until
+                ):
+                    seen.add(response.response_id)
+                    listed.append(response)
+            totals = body.get("totalNumberOfSubmissionsPerFilter")
+            total = totals.get("completed") if isinstance(totals, dict) else None
+            yield ResponsePage(listed, total=total if isinstance(total, int) else None)
+            if body.get("hasMore") is not True or not body["submissions"]:
+                return
+            page += 1
+
+    @staticmethod
+    def _listed(
+        item: Any, questions: dict[str, dict[str, Any]], form_id: str, what: str
+    ) -> ListedResponse | None:
+        if not isinstance(item, dict) or item.get("isCompleted") is False:
+            return None  # partial submissions are never webhooks' business
+        response_id, submitted = item.get("id"), item.get("submittedAt")
+        if not isinstance(response_id, str) or not response_id or not isinstance(submitted, str):
+            raise ReconcileFailed(f"{what}: a submission has no id or submittedAt")
+        try:
+            at = parse_instant(submitted)
+        except ValueError:
+            raise ReconcileFailed(f"{what}: submission {response_id} has an unreadable submittedAt") from None
+        # The webhook's body for this response (without its event id, which the API does not have):
+        # normalized by the connector itself, so both give the same answers.
+        data = {
+            "responseId": response_id,
+            "submissionId": response_id,
+            "respondentId": item.get("respondentId"),
+            "formId": item.get("formId") or form_id,
+            "createdAt": submitted,
+            "fields": _webhook_fields(item, questions),
+        }
+        body = {"eventId": response_id, "eventType": _SUBMITTED, "data": data}
+        request = InboundRequest("GET", "", {"content-type": "application/json"}, json.dumps(body).encode())
+        try:
+            submission = connector.normalize(request, NormalizeContext("pending", "pending", at))
+        except UnsupportedPayload as exc:
+            raise ReconcileFailed(f"{what}: submission {response_id}: {exc}") from None
+        return ListedResponse(response_id=response_id, submitted_at=at, submission=submission)
+
+    async def webhook_health(
+        self, source: SourceSettings, settings: Any, expected_url: str | None, http: Sender
+    ) -> WebhookHealth | None:
+        assert isinstance(settings, TallyReconcileSettings)
+        ours: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            what = f"list Tally webhooks (page {page})"
+            body = await get_json(
+                http,
+                f"{settings.api_base_url}/webhooks",
+                what=what,
+                params={"page": str(page), "limit": "100"},
+                sleep=self.sleep,
+                **self._call(settings),
+            )
+            hooks = body.get("webhooks") if isinstance(body, dict) else None
+            if not isinstance(hooks, list):
+                raise ReconcileFailed(f"{what}: the answer has no webhooks list")
+            hooks = [h for h in hooks if isinstance(h, dict)]
+            if any("formId" not in h for h in hooks):
+                return None  # a list without the form of each webhook (undocumented field) cannot say
+            ours += [h for h in hooks if h.get("formId") == settings.form_id]
+            if body.get("hasMore") is not True or not hooks:
+                break
+            page += 1
+        return _health(ours, settings.form_id, expected_url)
+
+
+def _health(hooks: list[dict[str, Any]], form_id: str, expected_url: str | None) -> WebhookHealth:
+    form = f"Tally form {form_id}"
+    if not hooks:
+        return WebhookHealth("missing", f"{form} has no webhook: add one (Integrations > Webhooks)")
+    urls = [str(h.get("url") or "") for h in hooks]
+    if expected_url is not None:
+        pointing = [h for h, u in zip(hooks, urls, strict=True) if _same_url(u, expected_url)]
+        if not pointing:
+            elsewhere = ", ".join(sorted({_without_query(u) for u in urls if u})) or "no URL"
+            return WebhookHealth(
+                "elsewhere",
+                f"{form} has webhooks, none to {_without_query(expected_url)} (they go to {elsewhere})",
+            )
+        hooks = pointing
+    if any(h.get("isEnabled") is True for h in hooks):
+        return WebhookHealth("ok", f"{form}: webhook enabled")
+    return WebhookHealth(
+        "disabled",
+        f"{form}: the webhook is disabled in Tally (turn it on again under Integrations > Webhooks)",
+    )
+
+
 class TallyConnector(BodyHmacEvents, Connector):
     provider = "tally"
     title = "Tally"
@@ -67,6 +350,15 @@ class TallyConnector(BodyHmacEvents, Connector):
     stored_headers = frozenset({signature_header})
     event_keys = EventKeys(event_id="eventId", event_type="eventType", payload="data", form_id="formId")
     submitted = _SUBMITTED
+    reconciler: ClassVar[Reconciler | None] = TallyReconciler()
+
+    def envelope(self, request: InboundRequest) -> Envelope:
+        """The mixin's envelope; a submission also carries `data.responseId`, the API's submission `id`."""
+        envelope = super().envelope(request)
+        if envelope.kind != "submission":
+            return envelope
+        data = _answers.obj(_answers.parse_json_object(request.body), "data", "body")
+        return dataclasses.replace(envelope, response_id=_answers.optional_text(data, "responseId"))
 
     def normalize(self, request: InboundRequest, context: NormalizeContext) -> Submission:
         body = _answers.parse_json_object(request.body)
