@@ -238,6 +238,22 @@ def dedupe_key(connector: Connector, envelope: Envelope) -> str:
     return storable_text(key)
 
 
+def response_key(connector: Connector, envelope: Envelope) -> str | None:
+    """The spool's second dedupe key: the response a submission event is about, if the webhook says.
+
+    Per form where the provider numbers per form, like `dedupe_key`; None for tests and ignored
+    events, so that an update to a response never stands in for the response itself.
+    """
+    if envelope.kind != "submission" or not envelope.response_id:
+        return None
+    key = (
+        f"{envelope.form_id}/{envelope.response_id}"
+        if connector.event_ids_per_form and envelope.form_id
+        else envelope.response_id
+    )
+    return storable_text(key)
+
+
 def storable_text(text: str) -> str:
     """`text` as both stores can hold it, different texts kept different.
 

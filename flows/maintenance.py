@@ -137,7 +137,7 @@ async def enforce_retention(store: str, config_path: str) -> dict[str, int]:
     return purged
 
 
-HOOKHUB_FLOWS = ("hookhub-deliver", "hookhub-maintenance", "hookhub-retention")
+HOOKHUB_FLOWS = ("hookhub-deliver", "hookhub-maintenance", "hookhub-retention", "hookhub-reconcile")
 
 
 async def delete_old_flow_runs(before: float, batch_size: int = 200) -> int:

@@ -81,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from hub.cli_admin import add_parsers
     from hub.cli_erase import add_parser as add_erase
+    from hub.cli_reconcile import add_parsers as add_reconcile_parsers
     from hub.cli_store import add_parser as add_migrate
     from hub.cli_submissions import add_parsers as add_submission_parsers
     from hub.cli_test_route import add_parser as add_test_route
@@ -94,12 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_migrate(sub, _data_dir_arg, _config_arg)
     add_test_route(sub, _data_dir_arg, _config_arg)
     add_worker(sub, _data_dir_arg, _config_arg)
+    add_reconcile_parsers(sub, _data_dir_arg, _config_arg)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     from hub.cli_admin import HANDLERS
     from hub.cli_erase import cmd_erase
+    from hub.cli_reconcile import HANDLERS as RECONCILE_HANDLERS
     from hub.cli_store import cmd_migrate
     from hub.cli_submissions import HANDLERS as SUBMISSION_HANDLERS
     from hub.cli_test_route import cmd_test_route
@@ -110,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     handler = {
         **HANDLERS,
         **SUBMISSION_HANDLERS,
+        **RECONCILE_HANDLERS,
         "admin": cmd_admin,
         "test-route": cmd_test_route,
         "erase": cmd_erase,

@@ -10,6 +10,7 @@ from typing import Any
 
 from hub.alerts import store as alert_store
 from hub.alerts.model import Alert
+from hub.reconcile import state as reconcile_state
 from hub.spool import claiming, delivery_outcomes, lease, retention, routing_store
 from hub.spool.actions import pause
 from hub.spool.ids import new_id
@@ -27,6 +28,7 @@ CLAIM_COLUMNS = {"inbox": ("state", "claimed", "pending"), "deliveries": ("statu
 
 
 def _record(n: int, event_id: str, body: bytes, kind: str = "submission") -> SpoolRecord:
+    # The submissions carry their response identity (inbox.response_key), copied like any column.
     return SpoolRecord(
         id=new_id(NOW),
         received_at=NOW + n / 1000,
@@ -39,6 +41,7 @@ def _record(n: int, event_id: str, body: bytes, kind: str = "submission") -> Spo
         url="http://127.0.0.1/hooks/contact-form",
         headers={"content-type": "application/json"},
         body=body,
+        response_key=f"token-{n}" if kind == "submission" else None,
     )
 
 
@@ -98,6 +101,18 @@ def build_spool(data_dir: Path) -> None:
         pause(conn, "slack", NOW + 2, "maintenance window")
         delivery_outcomes.disable_destination(conn, NOW + 3, "old-crm", "HTTP 410 Gone")
         retention.add_count(conn, "raw_requests", 3)
+        reconcile_state.save(
+            conn,
+            reconcile_state.SourceState(
+                "contact-form",
+                watermark=NOW - 600,
+                last_run_at=NOW,
+                last_outcome="ok",
+                reconciled=2,
+                webhook_state="disabled",
+                webhook_detail="Typeform: the webhook 'hookhub' is disabled",
+            ),
+        )
         alert_store.ensure_alert_tables(conn)
         alert = Alert(
             kind="dead_letters", key="crm", title="1 dead letter", summary="crm refused one", at=NOW

@@ -80,7 +80,7 @@ def test_problems_are_positioned_and_say_what_to_do() -> None:
         "(or a number of seconds), above zero",
         "c.yaml:20:21: alerts.failing_in_a_row: Input should be greater than or equal to 1",
         "c.yaml:21:11: alerts.rules.bogus: unknown key 'bogus'; known keys: dead_letters, disabled, "
-        "failing, reload_rejected, silent, stalled",
+        "failing, reconciled, reload_rejected, silent, stalled, webhook",
         "c.yaml:21:36: alerts.rules.silent.to[0]: unknown destination 'gone' for alerts; "
         "defined destinations: local-file, ops-slack, ops-mail",
     ]

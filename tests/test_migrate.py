@@ -59,6 +59,7 @@ def test_from_sqlite_copies_every_table_row_for_row_and_a_second_run_adds_nothin
         "alert_state": 1,
         "alert_watermarks": 1,
         "alert_outbox": 2,
+        "reconcile_state": 1,
     }
     assert sizes["delivery_counters"] > 0 and sizes["submission_terms"] > 0
     assert "1 submission(s) claimed and 1 delivery(ies) in flight" in out

@@ -106,12 +106,46 @@ def reload_rejected(reason: str, now: float) -> Alert:
     return _alert("reload_rejected", "config", now, words, reason.splitlines()[:10])
 
 
+_WEBHOOK_STATES = {
+    "disabled": "is disabled at the provider",
+    "missing": "no longer exists at the provider",
+    "elsewhere": "points at another URL",
+}
+
+
+def webhook(source: str, provider: str, state: str, detail: str, now: float) -> Alert:
+    how = _WEBHOOK_STATES.get(state, f"is {state}")
+    summary = (
+        f"The {provider} webhook of `{source}` {how}: new submissions reach the hub only through"
+        " reconciliation, up to `reconcile.every` late."
+    )
+    action = (
+        "turn the webhook back on (or point it at this hub's /hooks/" + source + ") in the provider's"
+        " settings; `hookhub reconcile " + source + "` checks it again"
+    )
+    return _alert("webhook", source, now, (f"{source}: webhook {state}", summary, action), [detail])
+
+
+def reconciled(source: str, count: int, window: float, now: float) -> Alert:
+    summary = (
+        f"{count} submission(s) of `{source}` arrived only through reconciliation in the last"
+        f" {format_duration(window)}: the webhook may be failing."
+    )
+    action = (
+        "look at the provider's webhook log (deliveries failing, disabled) and at `hookhub status`;"
+        " the submissions themselves were delivered"
+    )
+    return _alert("reconciled", source, now, (f"{source}: webhooks missed", summary, action), [], count)
+
+
 _RESOLVED = {
     "failing": "deliveries to {key} succeed again",
     "disabled": "{key} is enabled again",
     "stalled": "delivery moves again ({key})",
     "silent": "{key} sends submissions again",
     "reload_rejected": "connectors.yaml reloaded",
+    "webhook": "the webhook of {key} sends to this hub again",
+    "reconciled": "{key}: no submission needed reconciliation in the last hour",
 }
 
 

@@ -60,6 +60,8 @@ def evaluate(conn: Connection, config: HubConfig, facts: Facts, now: float) -> l
             ("stalled", _stalled(conn, alerts, facts, now)),
             ("silent", _silent(conn, config, facts, now)),
             ("reload_rejected", _reload(facts, now)),
+            ("webhook", _webhooks(conn, config, now)),
+            ("reconciled", _reconciled(conn, config, now)),
         ]
         for kind, conditions in levels:
             if alerts.rule(kind).enabled:
@@ -228,6 +230,45 @@ def _silent(conn: Connection, config: HubConfig, facts: Facts, now: float) -> di
         # A hub that was down did not hear anything either: count from its start.
         if now - max(last or 0.0, facts.started_at) > source.expect_every:
             found[source_id] = messages.silent(source_id, source.expect_every, last, now)
+    return found
+
+
+RECONCILED_WINDOW = 3600.0
+"""The `reconciled` rule counts submissions that came only through reconciliation in this long."""
+
+
+def _webhooks(conn: Connection, config: HubConfig, now: float) -> dict[str, Alert]:
+    """Reconciled sources whose provider said, at the last run, the webhook is not sending here."""
+    found: dict[str, Alert] = {}
+    reconciled = [s for s, source in config.sources.items() if source.reconcile is not None]
+    if not reconciled:
+        return found
+    for source_id, webhook_state, detail in conn.execute(
+        "SELECT source, webhook_state, webhook_detail FROM reconcile_state"
+        " WHERE webhook_state IS NOT NULL AND webhook_state <> 'ok'"
+    ):
+        if source_id in reconciled:
+            provider = config.sources[source_id].provider
+            found[source_id] = messages.webhook(source_id, provider, webhook_state, detail or "", now)
+    return found
+
+
+def _reconciled(conn: Connection, config: HubConfig, now: float) -> dict[str, Alert]:
+    """Sources with submissions stored by reconciliation in the last hour: a webhook is failing."""
+    found: dict[str, Alert] = {}
+    for source_id, source in config.sources.items():
+        if source.reconcile is None:
+            continue
+        # Along (source, received_at): the last hour of this source only.
+        count = int(
+            conn.execute(
+                "SELECT count(*) FROM inbox WHERE source = ? AND received_at > ?"
+                " AND event_id LIKE 'reconciled:%'",
+                (source_id, now - RECONCILED_WINDOW),
+            ).fetchone()[0]
+        )
+        if count:
+            found[source_id] = messages.reconciled(source_id, count, RECONCILED_WINDOW, now)
     return found
 
 

@@ -116,7 +116,7 @@ def parse_config(
     data = {k: v for k, v in data.items() if not (k in _SECTIONS and v is None)}
 
     config = _validate(reporter, data)
-    options = check_sources(reporter, data.get("sources"))
+    options, reconcile = check_sources(reporter, data.get("sources"))
     settings = check_destinations(reporter, data.get("destinations"))
     check_routes(reporter, data)
     check_alerts(reporter, data)  # `alerts.to` names destinations, as routes do
@@ -128,6 +128,7 @@ def parse_config(
 
     for source_id, source in config.sources.items():
         source._options = options[source_id]
+        source._reconcile = reconcile.get(source_id)
     for dest_id, destination in config.destinations.items():
         destination._settings = settings[dest_id]
     warn_unused(reporter, data)

@@ -95,11 +95,24 @@ class SourceConfig(BaseModel):
         default=None, description="alert when no submission arrived for this long (e.g. 6h)"
     )
     retention: RetentionPeriods | None = Field(default=None, description="overrides the `retention:` periods")
+    reconcile: dict[str, Any] | None = Field(
+        default=None,
+        description="list the form's responses through the provider's API and store those whose webhook"
+        " never arrived (keys: every, lookback, settle, and the provider's: credentials, form id)",
+    )
     _options: BaseModel | None = PrivateAttr(default=None)
+    _reconcile: BaseModel | None = PrivateAttr(default=None)
 
     @property
     def options(self) -> BaseModel:
         return _set_by_loader(self._options, "source options")
+
+    @property
+    def reconcile_settings(self) -> Any:
+        """The provider's validated `reconcile:` (connectors.reconciling.ReconcileSettings), or None."""
+        if self.reconcile is None:
+            return None
+        return _set_by_loader(self._reconcile, "reconcile settings")
 
     @property
     def secrets(self) -> list[str]:
@@ -146,6 +159,11 @@ class RouteConfig(Strict):
     from_: list[str] = Field(alias="from", min_length=1)
     when: str | None = None
     to: list[str | RouteTarget] = Field(min_length=1)
+    backfill: bool = Field(
+        default=False,
+        description="also deliver submissions brought in by `hookhub import` (a form's history); off so"
+        " that adding a source does not flood a CRM by surprise",
+    )
 
     @field_validator("from_", mode="before")
     @classmethod
@@ -194,7 +212,9 @@ class DispatchConfig(Strict):
     )
 
 
-AlertKind = Literal["dead_letters", "failing", "disabled", "stalled", "silent", "reload_rejected"]
+AlertKind = Literal[
+    "dead_letters", "failing", "disabled", "stalled", "silent", "reload_rejected", "webhook", "reconciled"
+]
 """The alert rules (hub/alerts/rules.py; README "### Alerts" says what each means)."""
 
 
@@ -215,6 +235,8 @@ class AlertRules(Strict):
     stalled: AlertRuleConfig = Field(default_factory=AlertRuleConfig)
     silent: AlertRuleConfig = Field(default_factory=AlertRuleConfig)
     reload_rejected: AlertRuleConfig = Field(default_factory=AlertRuleConfig)
+    webhook: AlertRuleConfig = Field(default_factory=AlertRuleConfig)
+    reconciled: AlertRuleConfig = Field(default_factory=AlertRuleConfig)
 
 
 class AlertsConfig(Strict):

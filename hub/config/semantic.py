@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from pydantic import BaseModel, ValidationError
 
@@ -63,9 +63,13 @@ def _plugins(
         yield entry_id, raw, path, plugin
 
 
-def check_sources(reporter: Reporter, sources: Any) -> dict[str, BaseModel]:
-    """Provider, provider options and secret of every source; returns valid options by id."""
+def check_sources(
+    reporter: Reporter, sources: Any
+) -> tuple[dict[str, BaseModel], dict[str, BaseModel | None]]:
+    """Provider, provider options, secret and `reconcile:` of every source; returns the valid
+    options by id, and the reconcile settings by id of the sources that set `reconcile:`."""
     options: dict[str, BaseModel] = {}
+    reconcile: dict[str, BaseModel | None] = {}
     for source_id, raw, path, connector in _plugins(
         reporter, "sources", sources, "provider", connectors.get_connector, UnknownProvider
     ):
@@ -99,7 +103,36 @@ def check_sources(reporter: Reporter, sources: Any) -> dict[str, BaseModel]:
                 at="key",
                 pos_path=path,
             )
-    return options
+        if raw.get("reconcile") is not None:
+            reconcile[source_id] = _check_reconcile(reporter, raw["reconcile"], path, connector, provider)
+    return options, reconcile
+
+
+def _check_reconcile(
+    reporter: Reporter, raw: Any, path: tuple[str | int, ...], connector: Any, provider: str
+) -> BaseModel | None:
+    """A source's `reconcile:` against its provider's settings model (connectors/reconciling.py)."""
+    reconciler = getattr(connector, "reconciler", None)
+    where = (*path, "reconcile")
+    if reconciler is None:
+        able = ", ".join(c.provider for c in connectors.all_connectors() if c.reconciler is not None)
+        reporter.error(
+            where,
+            f"provider {provider} has no responses API hookhub can list; reconciliation is available"
+            f" for: {able}",
+            at="key",
+        )
+        return None
+    if not isinstance(raw, dict):
+        reporter.error(where, "expected a mapping (every, lookback, and the provider's keys)")
+        return None
+    try:
+        return cast(BaseModel, reconciler.Settings.model_validate(raw))
+    except ValidationError as exc:
+        report_validation_error(
+            reporter, exc, raw, reconciler.Settings, prefix=where, context=f" for provider {provider}"
+        )
+        return None
 
 
 def check_destinations(reporter: Reporter, destinations: Any) -> dict[str, BaseModel]:

@@ -326,8 +326,10 @@ class Dispatcher:
 
     async def _upkeep(self, conn: Connection) -> None:
         """Start the maintenance flow for sources whose upkeep is due (watch renewals), then the
-        retention flow when `retention:` is due (flows/maintenance.py)."""
+        retention flow when `retention:` is due (flows/maintenance.py), then the reconcile flow
+        for sources whose `reconcile.every` has passed (flows/reconcile.py)."""
         from flows.maintenance import due_sources, maintain_sources, upkeep_retention
+        from flows.reconcile import upkeep_reconcile
 
         try:
             store, config_path = self.hub.store.key, str(self.hub.config.path)
@@ -335,6 +337,7 @@ class Dispatcher:
             if due:
                 await maintain_sources(store=store, config_path=config_path, source_ids=due)
             await upkeep_retention(store, config_path, self.hub.config.current, conn, self.clock())
+            await upkeep_reconcile(store, config_path, self.hub.config.current, conn, self.clock())
         except Exception as exc:  # noqa: BLE001 - upkeep must never stop deliveries
             log.error("maintenance flow failed", extra={"event": "maintenance_failed", "error": str(exc)})
 

@@ -43,6 +43,7 @@ class DeliveryCollector(Collector):
         snapshot = self.cache.latest
         if snapshot is not None:
             yield from self._spool_series(snapshot)
+            yield from self._reconcile_series(snapshot)
         yield from self._health_series()
         yield from self._config_series()
 
@@ -94,6 +95,34 @@ class DeliveryCollector(Collector):
             "hookhub_spool_read_seconds", "Time the last read of these numbers took", value=snap.read_seconds
         )
         yield from _retention_series(snap)
+
+    def _reconcile_series(self, snap: Snapshot) -> Iterator[Metric]:
+        """Reconciliation per source (labels: source ids from connectors.yaml)."""
+        stored = CounterMetricFamily(
+            "hookhub_reconciled_submissions",
+            "Submissions stored by reconciliation (their webhook never arrived) or `hookhub import`,"
+            " by source and origin",
+            labels=["source", "origin"],
+        )
+        last_run = GaugeMetricFamily(
+            "hookhub_reconcile_last_run_timestamp_seconds",
+            "When the source was last reconciled (unix time), by outcome (ok, failed, refused)",
+            labels=["source", "outcome"],
+        )
+        webhook = GaugeMetricFamily(
+            "hookhub_webhook_enabled",
+            "1 if the provider said at the last reconciliation that the source's webhook is enabled and"
+            " points here, 0 if not (disabled, missing or elsewhere); absent where it cannot say",
+            labels=["source"],
+        )
+        for source, row in sorted(snap.reconcile.items()):
+            stored.add_metric([source, "reconciled"], row.reconciled)
+            stored.add_metric([source, "imported"], row.imported)
+            if row.last_run_at is not None:
+                last_run.add_metric([source, row.last_outcome or "ok"], row.last_run_at)
+            if row.webhook_state is not None:
+                webhook.add_metric([source], 1.0 if row.webhook_state == "ok" else 0.0)
+        yield from (stored, last_run, webhook)
 
     def _health_series(self) -> Iterator[Metric]:
         health = self._health()

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hub.reconcile.state import SourceState, read_all
 from hub.spool.retention import purged_totals
 from hub.spool.stats import read_counters
 from hub.store import Connection, SqliteStore, Store
@@ -58,6 +59,8 @@ class Snapshot:
     retention_purged: dict[str, float] = field(default_factory=dict)
     """Rows purged by `retention:` since the spool was made, by purge (raw_requests, submissions)."""
     retention_last_run: float | None = None
+    reconcile: dict[str, SourceState] = field(default_factory=dict)
+    """Per reconciled source: its counters, last run and webhook health (hub/reconcile/state.py)."""
 
     def oldest_pending_age(self) -> float:
         return 0.0 if self.oldest_pending_at is None else max(0.0, self.taken_at - self.oldest_pending_at)
@@ -92,6 +95,7 @@ def read_snapshot(conn: Connection, spool_path: Path | None, now: float) -> Snap
             "SELECT min(received_at) FROM inbox WHERE state IN ('pending', 'claimed')"
         ).fetchone()[0]
         retention_purged, retention_last_run = purged_totals(conn)
+        reconcile = read_all(conn)
         disabled = {
             destination: Disabled(since or 0.0, reason or "")
             for destination, since, reason in conn.execute(
@@ -112,6 +116,7 @@ def read_snapshot(conn: Connection, spool_path: Path | None, now: float) -> Snap
         read_seconds=time.perf_counter() - started,
         retention_purged=retention_purged,
         retention_last_run=retention_last_run,
+        reconcile=reconcile,
     )
 
 

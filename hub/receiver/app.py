@@ -34,7 +34,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ExceptionHandler, Lifespan, Receive, Scope, Send
 
-from connectors.base import Envelope, InboundRequest, UnsupportedPayload, VerificationFailed, dedupe_key
+from connectors.base import (
+    Envelope,
+    InboundRequest,
+    UnsupportedPayload,
+    VerificationFailed,
+    dedupe_key,
+    response_key,
+)
 from hub.console.app import console_routes
 from hub.health import DeliveryHealth
 from hub.metrics.collector import DeliveryCollector
@@ -135,6 +142,7 @@ class Receiver:
             source=source_id,
             provider=source.connector.provider,
             event_id=dedupe_key(source.connector, envelope),
+            response_key=response_key(source.connector, envelope),
             kind=envelope.kind,
             note=envelope.note,
             method=inbound.method,

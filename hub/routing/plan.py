@@ -11,6 +11,10 @@ from hub.routing.when import Condition, WhenError, WhenSyntaxError, compile_when
 from hub.spool.rows import PlannedDelivery
 from hub.submission import Submission
 
+IMPORTED = "imported"
+"""`metadata.origin` of a submission `hookhub import` brought in (hub/reconcile/): routed only by
+routes with `backfill: true`."""
+
 
 @dataclass
 class RoutingResult:
@@ -38,8 +42,11 @@ def plan(
     result = RoutingResult()
     seen: set[str] = set()
     kept_from: list[str] = []
+    imported = submission.metadata.get("origin") == IMPORTED
     for route in config.routes:
         if not route.matches_source(submission.source):
+            continue
+        if imported and not route.backfill:  # a form's history goes only where a route asked for it
             continue
         if route.when:
             try:

@@ -271,7 +271,8 @@ def add_expanded(
     """Store the submissions a notification stood for as rows of their own; the parent is done.
 
     `children`: (new id, dedupe key, Submission JSON). A child whose dedupe key the source has
-    already stored (a response fetched again by a later notification) is skipped. Returns the
+    already stored as an event id or a response key (a response fetched again by a later
+    notification, or stored by reconciliation) is skipped. Returns the
     new ids actually inserted, with their Submission JSON, claimed for the calling flow run:
     under the parent's claim owner if it has one (so they are put back only if that owner's
     lease is lost, and routed only by it), else under `owner`.
@@ -285,16 +286,17 @@ def add_expanded(
             owner = parent_owner[0]
         for child_id, key, submission in children:
             row = conn.execute(
-                "INSERT INTO inbox (id, received_at, source, provider, event_id, kind, note, method, url,"
-                " headers, body, state, redeliveries, claimed_at, claimed_by, submission, updated_at)"
-                " VALUES (?,?,?,?,?,'fetched',?,?,?,'{}',?,'claimed',0,?,?,?,?)"
-                " ON CONFLICT(source, event_id) DO NOTHING RETURNING id",
+                "INSERT INTO inbox (id, received_at, source, provider, event_id, response_key, kind, note,"
+                " method, url, headers, body, state, redeliveries, claimed_at, claimed_by, submission,"
+                " updated_at) VALUES (?,?,?,?,?,?,'fetched',?,?,?,'{}',?,'claimed',0,?,?,?,?)"
+                " ON CONFLICT DO NOTHING RETURNING id",
                 (
                     child_id,
                     now,
                     parent.source,
                     parent.provider,
                     key,
+                    key,  # a fetched response's event id is its response id (Connector.reconciler)
                     f"fetched for notification {parent.id}",
                     parent.method,
                     parent.url,

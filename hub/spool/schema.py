@@ -18,10 +18,11 @@ Durability = Literal["full", "normal"]
 
 SPOOL_FILE = "spool.db"
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """The spool's shape as this hookhub makes it, recorded in `meta` by `ensure_schema`. The
 upgrades below stay additive; the number tells a newer spool (an older hookhub must not open
-it) from one this hookhub can bring up to date. 0: a spool from before versions were kept."""
+it) from one this hookhub can bring up to date. 0: a spool from before versions were kept.
+2: the response identity (`inbox.response_key`) and `reconcile_state` (issue 16)."""
 VERSION_KEY = "schema_version"
 
 # States of a stored request (inbox.state):
@@ -107,6 +108,7 @@ def ensure_schema(path: Path) -> None:
     _ensure_flow_failure_columns(db)
     _ensure_leases(db)
     _ensure_console(db)
+    _ensure_reconciliation(db)
     if found != SCHEMA_VERSION:
         db.execute(
             "INSERT INTO meta (key, value) VALUES (?, ?)"
@@ -147,6 +149,36 @@ def _ensure_console(db: sqlite_utils.Database) -> None:
         {"destination": str, "since": float, "reason": str}, pk="destination", if_not_exists=True
     )
     ensure_terms(cast(SqliteConnection, db.conn))
+
+
+def _ensure_reconciliation(db: sqlite_utils.Database) -> None:
+    """What reconciliation needs (hub/reconcile/), additive for old spools too.
+
+    - `inbox.response_key`: the provider's response identity (connectors.base.response_key),
+      unique per source where set, so a response stored by reconciliation and its webhook (in
+      either order) make one row; rows from before it have none (hub/reconcile/keys.py fills
+      them from their stored requests when a run looks at their time);
+    - `reconcile_state`: per source, the watermark (the end of the last window listed), the
+      last run's outcome and counts, and what the provider said of its webhook.
+    """
+    if "response_key" not in db.table("inbox").columns_dict:
+        db.execute("ALTER TABLE inbox ADD COLUMN response_key TEXT")
+    db.execute(
+        "CREATE UNIQUE INDEX IF NOT EXISTS inbox_response ON inbox(source, response_key)"
+        " WHERE response_key IS NOT NULL"
+    )
+    db.execute(RECONCILE_STATE_TABLE)
+
+
+RECONCILE_STATE_TABLE = (
+    "CREATE TABLE IF NOT EXISTS reconcile_state (source TEXT PRIMARY KEY, watermark REAL,"
+    " last_run_at REAL, last_outcome TEXT, last_error TEXT, last_listed INTEGER NOT NULL DEFAULT 0,"
+    " last_missing INTEGER NOT NULL DEFAULT 0, reconciled INTEGER NOT NULL DEFAULT 0,"
+    " imported INTEGER NOT NULL DEFAULT 0, webhook_state TEXT, webhook_detail TEXT,"
+    " webhook_checked_at REAL)"
+)
+"""`reconciled` and `imported` count every submission stored so far (the /metrics counters); the
+`last_` columns describe the last run. PostgreSQL's migration 3 makes the same table."""
 
 
 def _ensure_leases(db: sqlite_utils.Database) -> None:

@@ -44,7 +44,7 @@ from hub.store import Connection, SqliteStore, Store, StoreError
 log = logging.getLogger("hookhub.spool")
 
 MAX_GROUP = 512
-"""Rows per INSERT: 13 parameters each, 6,656 in all, within SQLite's 32,766 and PostgreSQL's 65,535."""
+"""Rows per INSERT: 14 parameters each, 7,168 in all, within SQLite's 32,766 and PostgreSQL's 65,535."""
 
 NOTIFY_CHANNEL = "hookhub_work"
 """What a group commit on PostgreSQL notifies when it stored new pending work (workers LISTEN)."""
@@ -69,6 +69,8 @@ class SpoolRecord:
     url: str
     headers: dict[str, str]
     body: bytes
+    response_key: str | None = None
+    """The provider's response identity (connectors.base.response_key): a second dedupe key."""
 
     @property
     def initial_state(self) -> str:
@@ -82,10 +84,12 @@ class StoreResult:
 
 
 _INSERT_ROWS = (
-    "INSERT INTO inbox (id, received_at, source, provider, event_id, kind, note, method, url,"
-    " headers, body, state, redeliveries, updated_at) VALUES {} ON CONFLICT(source, event_id) DO NOTHING"
+    "INSERT INTO inbox (id, received_at, source, provider, event_id, response_key, kind, note, method, url,"
+    " headers, body, state, redeliveries, updated_at) VALUES {} ON CONFLICT DO NOTHING"
 )
-_ROW = "(?,?,?,?,?,?,?,?,?,?,?,?,0,?)"
+"""Either unique index may refuse a row: (source, event_id), or (source, response_key) when the
+response was stored already under another event (reconciled, or a provider's second event id)."""
+_ROW = "(?,?,?,?,?,?,?,?,?,?,?,?,?,0,?)"
 _NOTIFYING = (
     "WITH stored AS ({} RETURNING state) SELECT count(*),"
     f" CASE WHEN count(*) FILTER (WHERE state = 'pending') > 0 THEN pg_notify('{NOTIFY_CHANNEL}', '') END"
@@ -94,6 +98,7 @@ _NOTIFYING = (
 """PostgreSQL: the INSERT, and the notification in the same statement (so the same transaction),
 answering how many rows it stored."""
 _FIND = "SELECT id FROM inbox WHERE source = ? AND event_id = ?"
+_FIND_RESPONSE = "SELECT id FROM inbox WHERE source = ? AND response_key = ?"
 _COUNT_REDELIVERY = "UPDATE inbox SET redeliveries = redeliveries + 1 WHERE id = ?"
 
 
@@ -329,7 +334,10 @@ class SpoolWriter:
         """
         results: dict[str, StoreResult] = {}
         for record in records:
-            owner = conn.execute(_FIND, (record.source, record.event_id)).fetchone()[0]
+            found = conn.execute(_FIND, (record.source, record.event_id)).fetchone()
+            if found is None:  # refused for its response, stored under another event id
+                found = conn.execute(_FIND_RESPONSE, (record.source, record.response_key)).fetchone()
+            owner = found[0]
             if owner == record.id:
                 results[record.id] = StoreResult(id=owner, duplicate=False)
             else:
@@ -368,6 +376,7 @@ def _row(record: SpoolRecord) -> _Row:
         record.source,
         record.provider,
         record.event_id,
+        record.response_key,
         record.kind,
         None if record.note is None else storable_text(record.note),
         record.method,

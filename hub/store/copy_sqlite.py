@@ -37,6 +37,7 @@ TABLES = (
     "alert_state",
     "alert_watermarks",
     "alert_outbox",
+    "reconcile_state",
 )
 
 LOCAL_META = ("probe", BACKFILL_KEY, VERSION_KEY)

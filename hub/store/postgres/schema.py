@@ -119,6 +119,22 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             "CREATE INDEX retention_raw_kept ON inbox (source, received_at) WHERE length(body) > 0",
         ),
     ),
+    (
+        3,
+        "the response identity (inbox.response_key) and reconcile_state, for reconciliation",
+        (
+            # hub/spool/schema.py's _ensure_reconciliation, in PostgreSQL's types. Adding a nullable
+            # column rewrites nothing; the index is built under the migration's lock, as above.
+            "ALTER TABLE inbox ADD COLUMN response_key text",
+            "CREATE UNIQUE INDEX inbox_response ON inbox (source, response_key)"
+            " WHERE response_key IS NOT NULL",
+            """CREATE TABLE reconcile_state (source text PRIMARY KEY, watermark double precision,
+                last_run_at double precision, last_outcome text, last_error text,
+                last_listed integer NOT NULL DEFAULT 0, last_missing integer NOT NULL DEFAULT 0,
+                reconciled integer NOT NULL DEFAULT 0, imported integer NOT NULL DEFAULT 0,
+                webhook_state text, webhook_detail text, webhook_checked_at double precision)""",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1][0]
