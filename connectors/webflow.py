@@ -9,17 +9,23 @@ tests/fixtures/providers/README.md ("webflow" row and the `webflow-hmac-sha256` 
 
 Because dashboard-made webhooks are unsigned, a source may set `auth: url-token` and carry a token in
 the URL query instead (connectors/_tokens.py); the signed scheme stays the default.
+
+Reconciliation (missed webhooks) lists the form's submissions through the Data API v2
+(`WebflowReconciler`); the facts it relies on, their sources and what is unconfirmed:
+docs/providers/webflow.md, "Reconciliation (missed webhooks)".
 """
 
 from __future__ import annotations
 
 import json
+import re
 import secrets
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import urlencode
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from connectors import _answers
 from connectors._hashing import hmac_digest
@@ -35,7 +41,22 @@ from connectors.base import (
     VerificationFailed,
     require_secrets,
 )
-from hub.submission import Submission, iso_utc
+from connectors.google_forms_pubsub.forms_api import https_url
+from connectors.jotform.api import url_health
+from connectors.reconciling import (
+    ListedResponse,
+    ReconcileFailed,
+    Reconciler,
+    ReconcileSettings,
+    ResponsePage,
+    WebhookHealth,
+    Window,
+    get_json,
+)
+from hub.submission import Submission, iso_utc, parse_instant
+
+if TYPE_CHECKING:
+    from hub.sender import Sender
 
 _SUBMITTED = "form_submission"
 _TIMESTAMP = "x-webflow-timestamp"
@@ -87,6 +108,190 @@ def _payload(body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     return trigger, _answers.obj(body, "payload", "body")
 
 
+# -- reconciliation: the Data API v2 -----------------------------------------------------------
+
+API_BASE = "https://api.webflow.com"
+PAGE_SIZE = 100
+"""Submissions per call: the most `limit` takes."""
+_WEBFLOW_ID = re.compile(r"[0-9a-f]{24}")
+
+
+class WebflowCredentials(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    token: SecretStr = Field(
+        description="a site or OAuth token with forms:read (and sites:read for the webhook check)"
+    )
+
+    @field_validator("token")
+    @classmethod
+    def _shape(cls, value: SecretStr) -> SecretStr:
+        token = value.get_secret_value().strip()
+        if not token:
+            raise ValueError("token is empty (is the environment variable unset?)")
+        if token[:7].lower() == "bearer ":
+            raise ValueError("token must be the token alone, without 'Bearer '")
+        if len(token) < 20 or not all(c.isascii() and (c.isalnum() or c in "-_.") for c in token):
+            raise ValueError(
+                "token must be a Webflow API token (Site settings > Apps & integrations > API access, "
+                "with Forms: read) or an OAuth access token"
+            )
+        return SecretStr(token)
+
+
+def _webflow_id(value: str | None, name: str) -> str | None:
+    if value is None:
+        return None
+    value = value.strip().lower()
+    if not _WEBFLOW_ID.fullmatch(value):
+        raise ValueError(
+            f"{name} must be a Webflow id: 24 hex digits (GET /v2/sites lists sites, "
+            f"GET /v2/sites/<site id>/forms a site's forms)"
+        )
+    return value
+
+
+class WebflowReconcileSettings(ReconcileSettings):
+    form_id: str = Field(description="the form's id (`id` in List Forms; the webhook's payload.formId)")
+    site_id: str | None = Field(default=None, description="the site's id: needed for the webhook check")
+    credentials: WebflowCredentials
+    api_base_url: str = API_BASE
+
+    @field_validator("form_id", "site_id")
+    @classmethod
+    def _ids(cls, value: str | None, info: Any) -> str | None:
+        return _webflow_id(value, info.field_name)
+
+    @field_validator("api_base_url")
+    @classmethod
+    def _base(cls, value: str) -> str:
+        return https_url(value, "api_base_url").removesuffix("/v2")
+
+
+class WebflowReconciler(Reconciler):
+    """`GET /v2/forms/{form_id}/submissions` (every page: the API has no date filter) and
+    `GET /v2/sites/{site_id}/webhooks` for the webhook check."""
+
+    Settings: ClassVar[type[ReconcileSettings]] = WebflowReconcileSettings
+    page_size: ClassVar[int] = PAGE_SIZE
+    api: ClassVar[str] = "Webflow Data API v2"
+
+    def _call(self, settings: WebflowReconcileSettings, scope: str) -> dict[str, Any]:
+        return {
+            "headers": {
+                "authorization": f"Bearer {settings.credentials.token.get_secret_value()}",
+                "accept": "application/json",
+            },
+            "sleep": self.sleep,
+            "denied": f"the Webflow token was refused (revoked, expired, or without the {scope} scope): "
+            f"create a site token with {scope} (Site settings > Apps & integrations > API access) and put "
+            "it in reconcile.credentials.token",
+        }
+
+    async def responses(
+        self, source: SourceSettings, settings: Any, window: Window, http: Sender
+    ) -> AsyncIterator[ResponsePage]:
+        assert isinstance(settings, WebflowReconcileSettings)
+        url = f"{settings.api_base_url}/v2/forms/{settings.form_id}/submissions"
+        seen: set[str] = set()
+        offset = 0
+        while True:
+            what = f"list submissions of Webflow form {settings.form_id} (from {offset})"
+            body = await get_json(
+                http,
+                url,
+                what=what,
+                params={"offset": str(offset), "limit": str(PAGE_SIZE)},
+                not_found=f"no form {settings.form_id} for this token: check reconcile.form_id "
+                "(GET /v2/sites/<site id>/forms lists a site's forms) and that the token is of its site",
+                **self._call(settings, "forms:read"),
+            )
+            items = body.get("formSubmissions") if isinstance(body, dict) else None
+            if not isinstance(items, list):
+                raise ReconcileFailed(f"{what}: the answer has no formSubmissions list")
+            listed = []
+            for item in items:
+                response = _listed(item, settings.form_id, what)
+                if (
+                    response
+                    and response.response_id not in seen
+                    and window.since <= response.submitted_at < window.until
+                ):
+                    seen.add(response.response_id)
+                    listed.append(response)
+            yield ResponsePage(listed)  # the API's total counts the whole form, not the window
+            offset += len(items)
+            pagination = body.get("pagination")
+            total = pagination.get("total") if isinstance(pagination, dict) else None
+            if len(items) < PAGE_SIZE or (isinstance(total, int) and offset >= total):
+                return
+
+    async def webhook_health(
+        self, source: SourceSettings, settings: Any, expected_url: str | None, http: Sender
+    ) -> WebhookHealth | None:
+        assert isinstance(settings, WebflowReconcileSettings)
+        if settings.site_id is None:
+            return None  # webhooks are listed per site
+        what = f"list webhooks of Webflow site {settings.site_id}"
+        body = await get_json(
+            http,
+            f"{settings.api_base_url}/v2/sites/{settings.site_id}/webhooks",
+            what=what,
+            not_found=f"no site {settings.site_id} for this token: check reconcile.site_id",
+            **self._call(settings, "sites:read"),
+        )
+        hooks = body.get("webhooks") if isinstance(body, dict) else None
+        if not isinstance(hooks, list):
+            raise ReconcileFailed(f"{what}: the answer has no webhooks list")
+        urls = [
+            str(h.get("url") or "")
+            for h in hooks
+            if isinstance(h, dict) and h.get("triggerType") == _SUBMITTED
+        ]
+        # The API says nothing of a webhook Webflow deactivated after failures: it cannot be "disabled".
+        return url_health(
+            urls,
+            expected_url,
+            f"Webflow site {settings.site_id}",
+            f"create a {_SUBMITTED} webhook again (POST /v2/sites/{settings.site_id}/webhooks, or "
+            "Site settings > Apps & integrations > Webhooks)",
+        )
+
+
+def _listed(item: Any, form_id: str, what: str) -> ListedResponse | None:
+    """One listed submission, normalized by the connector from the `form_submission` body it stands for."""
+    if not isinstance(item, dict):
+        return None
+    response_id, submitted = item.get("id"), item.get("dateSubmitted")
+    if not isinstance(response_id, str) or not response_id or not isinstance(submitted, str):
+        raise ReconcileFailed(f"{what}: a submission has no id or dateSubmitted")
+    try:
+        at = parse_instant(submitted)
+    except (ValueError, OverflowError):
+        raise ReconcileFailed(f"{what}: submission {response_id} has an unreadable dateSubmitted") from None
+    data = item.get("formResponse")
+    payload: dict[str, Any] = {
+        "name": item.get("displayName"),
+        "siteId": item.get("siteId"),
+        "data": data if isinstance(data, dict) else {},
+        "schema": [],  # the API has no field types or element ids: answers are keyed by field name
+        "submittedAt": submitted,
+        "id": response_id,
+        "formId": form_id,
+    }
+    request = InboundRequest(
+        "POST",
+        "",
+        {"content-type": "application/json"},
+        json.dumps({"triggerType": _SUBMITTED, "payload": payload}).encode(),
+    )
+    try:
+        submission = connector.normalize(request, NormalizeContext("pending", "pending", at))
+    except UnsupportedPayload as exc:
+        raise ReconcileFailed(f"{what}: submission {response_id}: {exc}") from None
+    return ListedResponse(response_id=response_id, submitted_at=at, submission=submission)
+
+
 class WebflowConnector(Connector):
     provider = "webflow"
     title = "Webflow"
@@ -94,6 +299,7 @@ class WebflowConnector(Connector):
     stored_headers = frozenset({_SIGNATURE, _TIMESTAMP})
     credential_query = frozenset({TOKEN_PARAM})
     Options = WebflowOptions
+    reconciler = WebflowReconciler()
 
     def verify(self, request: InboundRequest, source: SourceSettings, now: float) -> None:
         if _options(source).auth == "url-token":
@@ -115,7 +321,8 @@ class WebflowConnector(Connector):
             )
         event_id = _answers.text(payload, "id", "body.payload")
         _answers.obj(payload, "data", "body.payload")
-        return Envelope(event_id=event_id, form_id=form_id)
+        # payload.id is the submission's id, the `id` List Form Submissions gives (WebflowReconciler).
+        return Envelope(event_id=event_id, form_id=form_id, response_id=event_id)
 
     def normalize(self, request: InboundRequest, context: NormalizeContext) -> Submission:
         trigger, payload = _payload(_answers.parse_json_object(request.body))

@@ -12,6 +12,8 @@ dedupe key is `submissionID`. Answers come from the `rawRequest` JSON (keys `q<i
 only in `pretty` ("Label:Value, Label:Value"), where labels and values may contain ":" and ", ". So we do not
 split `pretty`: we predict how each rawRequest value is shown there and align the two (see `_labels`).
 Answers the alignment cannot place keep their slug as label (listed in metadata `labels_not_in_pretty`).
+
+Reconciliation (missed webhooks) lists the form's submissions through Jotform's API (api.py).
 """
 
 from __future__ import annotations
@@ -36,12 +38,12 @@ from connectors.base import (
     UnsupportedPayload,
     require_secrets,
 )
+from connectors.jotform.api import JotformReconciler
+from connectors.jotform.values import deep_empty, shape
 from hub.submission import Answer, Submission
 
 _MULTIPART = "multipart/form-data"
 _QKEY = re.compile(r"^q([0-9]{1,18})_(.+)$")  # bounded: int() of a question id stays cheap
-_NAME = ("prefix", "first", "middle", "last", "suffix")
-_ADDRESS = ("addr_line1", "addr_line2", "city", "state", "postal", "country")
 _MAX_STEPS = 200_000  # bound on the pretty alignment search; past it every answer keeps its slug
 _SPAN = 8  # most ", " a label, or a value in an unpredicted format, is looked for with
 _LOOSE, _SEGMENT, _NOT_SHOWN, _SKIP = 100, 50, 200, 300  # alignment costs; ", " in a label costs 1
@@ -73,69 +75,13 @@ def _raw_request(form: dict[str, str]) -> dict[str, Any]:
     return raw
 
 
-def _deep_empty(value: Any) -> bool:
-    if isinstance(value, dict):
-        return all(_deep_empty(v) for v in value.values())
-    if isinstance(value, list):
-        return all(_deep_empty(v) for v in value)
-    return _answers.is_empty(value)
-
-
-def _joined(raw: dict[str, Any], keys: tuple[str, ...], sep: str) -> str:
-    return sep.join(
-        str(raw[k]).strip() for k in keys if not _answers.is_empty(raw.get(k)) and str(raw[k]).strip()
-    )
-
-
-def _shape(raw: Any) -> tuple[str, Any, tuple[str, ...], bool]:
-    """(type, value, how `pretty` shows it, loose) of one non-empty rawRequest answer."""
-    if isinstance(raw, str):
-        return "text", raw, (raw, raw.strip()), False
-    if isinstance(raw, list):
-        items = [
-            v if isinstance(v, str) else json.dumps(v, ensure_ascii=False) for v in raw if not _deep_empty(v)
-        ]
-        return "list", items, (" ".join(items),), not all(isinstance(v, str) for v in raw)
-    if not isinstance(raw, dict):  # a JSON number or boolean: keep its type
-        return type(raw).__name__, raw, (json.dumps(raw),), True
-    keys = set(raw)
-    if "full" in keys or ("phone" in keys and keys <= {"area", "phone", "country"}):
-        value = raw.get("full") or _joined(raw, ("country", "area", "phone"), " ")
-        return "phone", value, (value,), "full" not in keys
-    if keys >= {"month", "day", "year"}:
-        y, m, d = (str(raw[k]).strip() for k in ("year", "month", "day"))
-        if not (y + m + d).isdigit():
-            return "date", _answers.coerce_value(raw), (), True
-        value = f"{y:0>4}-{m:0>2}-{d:0>2}"
-        if not _answers.is_empty(raw.get("hour")):  # a date field with a time part keeps the time as sent
-            value += f" {raw['hour']}:{raw.get('min') or '00'}" + (
-                f" {raw['ampm']}" if raw.get("ampm") else ""
-            )
-        # `pretty` follows the field's display format (MM-DD-YYYY in captures); try the common ones.
-        shown = tuple(
-            f"{a}{sep}{b}{sep}{c}" for sep in "-/." for a, b, c in ((m, d, y), (d, m, y), (y, m, d))
-        )
-        return "date", value, shown, True
-    if keys & {"first", "last"} and keys <= set(_NAME):
-        value = _joined(raw, _NAME, " ")
-        return "name", value, (value,), False
-    if keys & {"addr_line1", "city", "postal"} and keys <= set(_ADDRESS):
-        value = _joined(raw, _ADDRESS, ", ")
-        return "address", value, (value,), True
-    if keys >= {"hourSelect", "minuteSelect"}:
-        value = f"{raw['hourSelect']}:{raw['minuteSelect']}" + (f" {raw['ampm']}" if raw.get("ampm") else "")
-        return "time", value, (value,), True
-    # Matrix, products, widgets: compact JSON text, placed in `pretty` by position only.
-    return "object", _answers.coerce_value(raw), (), True
-
-
 def _fields(raw: dict[str, Any]) -> list[_Field]:
     uploads = _answers.maybe_obj(raw, "temp_upload")
     fields: list[_Field] = []
     for key, value in raw.items():
         match = _QKEY.match(key)
-        if match and key not in uploads and not _deep_empty(value):
-            fields.append(_Field(key, match[2], int(match[1]), *_shape(value)))
+        if match and key not in uploads and not deep_empty(value):
+            fields.append(_Field(key, match[2], int(match[1]), *shape(value)))
     for key, names in uploads.items():
         match = _QKEY.match(key)
         if not match or not isinstance(names, list) or not names:
@@ -291,13 +237,17 @@ class JotformConnector(UrlTokenVerification, Connector):
     provider = "jotform"
     title = "Jotform"
     content_types = frozenset({_MULTIPART})
+    reconciler = JotformReconciler()
 
     def envelope(self, request: InboundRequest) -> Envelope:
         form = _form(request)
         _raw_request(form)  # shape check on the request path: a broken body is flagged at once
+        submission_id = _answers.text(form, "submissionID", "body")
+        # The webhook's submissionID is the API's submission `id` (connectors/jotform/api.py).
         return Envelope(
-            event_id=_answers.text(form, "submissionID", "body"),
+            event_id=submission_id,
             form_id=_answers.optional_text(form, "formID"),
+            response_id=submission_id,
         )
 
     def normalize(self, request: InboundRequest, context: NormalizeContext) -> Submission:
