@@ -8,18 +8,21 @@ rules from tests/fixtures/providers/README.md ("google_forms_apps_script" row).
 
 Body: `{"type": "form.response.submitted", "timestamp", "data": {form_id, form_title, response_id,
 submitted_at, respondent_email, edit_response_url, items: [{item_id, title, type, response}]}}`;
-`webhook-id` is the FormResponse id, so the script's retries dedupe.
+`webhook-id` is the FormResponse id, so the script's retries dedupe; it is also the envelope's
+`response_id`. No reconciler: the Forms API's `responseId` is not known to be the same string as
+`FormResponse.getId()` (docs/providers/google_forms_apps_script.md, "Reconciliation").
 """
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from datetime import UTC, datetime
 from typing import Any
 
 from connectors import _answers
 from connectors._schemes import StandardWebhooksMessages, signed_request
-from connectors.base import InboundRequest, SourceSettings
+from connectors.base import Envelope, InboundRequest, SourceSettings
 from hub.submission import Answer, iso_utc
 
 SUBMITTED = "form.response.submitted"
@@ -39,6 +42,13 @@ class GoogleFormsAppsScriptConnector(StandardWebhooksMessages):
     title = "Google Forms (Apps Script)"
     submitted = SUBMITTED
     kept_data = ("response_id", "edit_response_url")
+
+    def envelope(self, request: InboundRequest) -> Envelope:
+        envelope = super().envelope(request)
+        if envelope.kind != "submission":
+            return envelope
+        # webhook-id is FormResponse.getId() (docs/providers/google_forms_apps_script.gs).
+        return dataclasses.replace(envelope, response_id=envelope.event_id)
 
     def answers(self, data: dict[str, Any]) -> list[Answer]:
         return _answers.collect(_item_answer(item) for item in _answers.items(data, "items", "data"))

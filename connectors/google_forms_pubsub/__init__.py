@@ -14,6 +14,8 @@ A RESPONSES notification carries ids only: `normalize` makes it a Submission wit
 `metadata` names the form; `expand` (pipeline step) lists the form's responses submitted since the
 notification's publish time minus `lookback_seconds` and returns one Submission per response (event id =
 responseId, so responses listed again by a later notification are dropped by the pipeline's dedupe).
+Reconciliation (listing.py) lists the form's responses in a window and reads the watch's state; a listed
+response's identity is its responseId, the event id `expand` gives it.
 `maintain` (daily) renews the configured watch, which Google expires after 7 days, and re-creates it
 when it is gone.
 """
@@ -42,7 +44,8 @@ from connectors.base import (
 )
 from connectors.google_forms_pubsub import forms_api as api
 from connectors.google_forms_pubsub import oidc
-from connectors.google_forms_pubsub.answers import map_answers, questions_of
+from connectors.google_forms_pubsub.answers import form_title, questions_of, response_submission
+from connectors.google_forms_pubsub.listing import FormsReconciler
 from connectors.google_forms_pubsub.oidc import GOOGLE_ISSUERS
 from connectors.google_forms_pubsub.options import GoogleFormsPubSubOptions
 from hub.sender import Sender
@@ -88,6 +91,8 @@ class GoogleFormsPubSubConnector(Connector):
     requires_secret = False
     Options = GoogleFormsPubSubOptions
     fetches = True
+    reconciler = FormsReconciler()
+    """forms.responses.list; the fetch step's children carry event_id = responseId, the listing's identity."""
     maintenance_interval = 24 * 3600.0
     """Watches expire 7 days after creation or the last renewal: renewing daily leaves 6 days of retries."""
 
@@ -248,8 +253,7 @@ class GoogleFormsPubSubConnector(Connector):
         if any(q not in questions for r in found for q in _answers.maybe_obj(r, "answers")):
             form = await self.api.form(http, options, form_id, refresh=True)  # edited since it was cached
             questions = questions_of(form)
-        info = _answers.maybe_obj(form, "info")
-        title = info.get("title") or info.get("documentTitle") or None
+        title = form_title(form)
         return [self._response(submission, form_id, title, questions, r) for r in found]
 
     def _response(
@@ -260,36 +264,14 @@ class GoogleFormsPubSubConnector(Connector):
         questions: dict[str, Any],
         response: dict[str, Any],
     ) -> Submission:
-        answers = map_answers(response, questions)
-        try:
-            at = _answers.instant(
-                response.get("lastSubmittedTime") or response.get("createTime"),
-                "lastSubmittedTime",
-                notification.submitted_at,
-            )
-        except UnsupportedPayload:
-            at = notification.submitted_at
         facts = {
-            "response_id": response["responseId"],
-            "create_time": response.get("createTime"),
-            "total_score": response.get("totalScore"),
             "notification_id": notification.event_id,
             "watch_id": notification.metadata.get("watch_id"),
             "publish_time": notification.metadata.get("publish_time"),
         }
         # Every response keeps the notification's id and source: they are the one stored request's.
         stored = NormalizeContext(notification.id, notification.source, notification.submitted_at)
-        return _answers.submission(
-            self.provider,
-            stored,
-            answers,
-            form_id=form_id,
-            form_title=title,
-            event_id=str(response["responseId"]),
-            submitted_at=at.replace(microsecond=at.microsecond // 1000 * 1000),
-            respondent_email=response.get("respondentEmail"),
-            metadata={k: v for k, v in facts.items() if v is not None},
-        )
+        return response_submission(stored, form_id, title, questions, response, facts)
 
     async def maintain(self, source_id: str, source: SourceSettings, http: Sender) -> str:
         """Renew the configured watch; re-create it when it is gone. Returns what was done, for the log."""

@@ -8,10 +8,14 @@ connectors/google_forms_pubsub/forms_api.py, which fetches both.
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any
 
 from connectors import _answers
-from hub.submission import Answer
+from connectors.base import NormalizeContext, UnsupportedPayload
+from hub.submission import Answer, Submission
+
+PROVIDER = "google_forms_pubsub"
 
 
 def questions_of(form: dict[str, Any]) -> dict[str, tuple[str, str, bool]]:
@@ -80,3 +84,48 @@ def map_answers(response: dict[str, Any], questions: dict[str, tuple[str, str, b
             _answers.answer(qid, label, kind, values if multi or len(values) > 1 else (values or [None])[0])
         )
     return _answers.collect(found)
+
+
+def form_title(form: dict[str, Any]) -> str | None:
+    info = _answers.maybe_obj(form, "info")
+    return info.get("title") or info.get("documentTitle") or None
+
+
+def submitted_at(response: dict[str, Any], fallback: datetime) -> datetime:
+    """When a FormResponse was (last) submitted, to the millisecond; else `fallback`."""
+    try:
+        at = _answers.instant(
+            response.get("lastSubmittedTime") or response.get("createTime"), "lastSubmittedTime", fallback
+        )
+    except UnsupportedPayload:
+        at = fallback
+    return at.replace(microsecond=at.microsecond // 1000 * 1000)
+
+
+def response_submission(
+    context: NormalizeContext,
+    form_id: str,
+    title: str | None,
+    questions: dict[str, tuple[str, str, bool]],
+    response: dict[str, Any],
+    facts: dict[str, Any],
+) -> Submission:
+    """One FormResponse as a Submission whose event id is its `responseId` (the fetch step's and
+    reconciliation's shared shape); `facts` are added to its metadata where not None."""
+    metadata = {
+        "response_id": response["responseId"],
+        "create_time": response.get("createTime"),
+        "total_score": response.get("totalScore"),
+        **facts,
+    }
+    return _answers.submission(
+        PROVIDER,
+        context,
+        map_answers(response, questions),
+        form_id=form_id,
+        form_title=title,
+        event_id=str(response["responseId"]),
+        submitted_at=submitted_at(response, context.received_at),
+        respondent_email=response.get("respondentEmail"),
+        metadata={k: v for k, v in metadata.items() if v is not None},
+    )

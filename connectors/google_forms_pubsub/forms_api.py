@@ -1,6 +1,6 @@
 """Google Forms API for the fetch step and the watch upkeep: credentials, forms.get, forms.responses.list,
 forms.watches renew/create/list (answers.py maps a FormResponse). Used by connectors/google_forms_pubsub/
-(`expand`, `maintain`).
+(`expand`, `maintain`) and, for its credentials, by listing.py (reconciliation).
 
 Followed: developers.google.com/workspace/forms/api/reference/rest/v1 — forms.responses.list (`filter`
 "timestamp > N" in RFC3339 Zulu, `pageToken`/`nextPageToken`, up to 5000 per page), FormResponse
@@ -175,6 +175,10 @@ class FormsClient:
     def _token_key(self, options: FetchOptions) -> tuple[Any, ...]:
         return (options.service_account_file, options.delegated_user, options.token_url)
 
+    def forget_token(self, options: FetchOptions) -> None:
+        """Drop the cached token (refused by the API): the next call mints a new one."""
+        self._tokens.pop(self._token_key(options), None)
+
     async def token(self, http: Sender, options: FetchOptions) -> str:
         if options.access_token:
             return options.access_token
@@ -261,7 +265,7 @@ class FormsClient:
             return await self._call(http, method, f"{options.api_base_url}/v1/{path}", token, what, **kwargs)
         except ApiError as exc:
             if exc.status == 401:
-                self._tokens.pop(self._token_key(options), None)  # mint a new one next time
+                self.forget_token(options)
             raise
 
     # resources

@@ -14,6 +14,9 @@ for question headings and choice texts, `GET /v3/surveys/{survey_id}/details` (c
 few minutes), and returns the same submission with its answers. What is uncertain about the API's
 shapes is listed in connectors/surveymonkey/api.py.
 
+Reconciliation (connectors/surveymonkey/listing.py) lists the survey's completed responses with
+`/responses/bulk`; a `response_completed` envelope's `response_id` is its `object_id`, the API's response id.
+
 The scheme has no timestamp: `now` and `tolerance` do not apply; replays are caught only by
 deduplication on `event_id`.
 """
@@ -44,6 +47,7 @@ from connectors.base import (
     require_secrets,
 )
 from connectors.surveymonkey import api
+from connectors.surveymonkey.listing import SurveyMonkeyReconciler
 from hub.sender import Sender
 from hub.submission import Submission
 
@@ -97,13 +101,7 @@ class _Event:
     resources: dict[str, Any]
 
 
-def _id(value: object) -> str | None:
-    # SurveyMonkey sends ids as strings; a number is accepted as the same id.
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, str)) and str(value).strip():
-        return str(value).strip()
-    return None
+_id = api.id_text
 
 
 def _event(request: InboundRequest) -> _Event:
@@ -146,6 +144,7 @@ class SurveyMonkeyConnector(Connector):
     stored_headers = frozenset({_SIGNATURE})  # not sm-apikey: an API key, kept out like any credential
     Options = SurveyMonkeyOptions
     fetches = True
+    reconciler = SurveyMonkeyReconciler()
 
     def __init__(self) -> None:
         self.surveys = api.SurveyCache()
@@ -170,8 +169,9 @@ class SurveyMonkeyConnector(Connector):
     def envelope(self, request: InboundRequest) -> Envelope:
         event = _event(request)
         if event.event_type == _SUBMITTED:
-            _response_ids(event)
-            return Envelope(event_id=event.event_id, form_id=event.survey_id)
+            # object_id is the response's id: the API's `id` of the same response (reconciliation).
+            _, response_id = _response_ids(event)
+            return Envelope(event_id=event.event_id, form_id=event.survey_id, response_id=response_id)
         # SurveyMonkey has no test/ping callback (it checks the URL with a HEAD request instead);
         # everything but a completed response is authentic and not a submission.
         return Envelope(
@@ -283,30 +283,7 @@ class SurveyMonkeyConnector(Connector):
             http, f"{response_href}/details", token, f"response {response_id} of survey {survey_id}"
         )
         survey = await self._survey(http, base, token, survey_id, api.answered_ids(details))
-        answers = api.map_answers(details, api.questions_of(survey))
-        email, name = api.respondent(details, answers)
-        metadata = {k: v for k, v in submission.metadata.items() if k != "answers_pending"}
-        metadata.update(response_href=response_href, details_href=f"{response_href}/details")
-        for key in ("response_status", "collection_mode", "custom_value", "analyze_url"):
-            if isinstance(details.get(key), str) and details[key]:
-                metadata[key] = details[key]
-        hidden = {
-            k: v for k, v in (details.get("custom_variables") or {}).items() if not _answers.is_empty(v)
-        }
-        title = survey.get("title")
-        return [
-            submission.model_copy(
-                update={
-                    "answers": answers,
-                    "email": email,
-                    "name": name,
-                    "hidden": {**submission.hidden, **hidden},
-                    "form_title": title if isinstance(title, str) and title else submission.form_title,
-                    "submitted_at": _response_time(details, submission.submitted_at),
-                    "metadata": metadata,
-                }
-            )
-        ]
+        return [api.completed(submission, details, survey, response_href)]
 
     async def _survey(
         self, http: Sender, base: str, token: str, survey_id: str, needed: list[str]
@@ -321,18 +298,6 @@ class SurveyMonkeyConnector(Connector):
         )
         self.surveys.put(key, survey)
         return survey
-
-
-def _response_time(details: dict[str, Any], fallback: datetime) -> datetime:
-    """When the response was completed: its last modification (else creation), to the millisecond."""
-    for key in ("date_modified", "date_created"):
-        try:
-            at = _answers.instant(details.get(key), f"details.{key}", fallback)
-        except UnsupportedPayload:
-            continue
-        if at is not fallback:
-            return at.replace(microsecond=at.microsecond // 1000 * 1000)
-    return fallback
 
 
 connector = SurveyMonkeyConnector()

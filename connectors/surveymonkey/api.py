@@ -22,16 +22,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, field_validator
 
 from connectors import _answers
-from connectors.base import FetchFailed
+from connectors.base import FetchFailed, UnsupportedPayload
 from hub.sender import Answer as HttpAnswer
 from hub.sender import Request, Sender, TransportFailed
-from hub.submission import Answer
+from hub.submission import Answer, Submission
 
 DEFAULT_API_BASE = "https://api.surveymonkey.com"
 SURVEY_TTL = 300.0
@@ -53,6 +54,15 @@ def api_base(value: str, name: str = "api_base_url") -> str:
     if parts.query or parts.fragment:
         raise ValueError(f"{name} must not have a query or fragment")
     return value.removesuffix("/v3")
+
+
+def id_text(value: object) -> str | None:
+    # SurveyMonkey sends ids as strings; a number is accepted as the same id.
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, str)) and str(value).strip():
+        return str(value).strip()
+    return None
 
 
 class FetchOptions(BaseModel):
@@ -302,3 +312,42 @@ def respondent(details: dict[str, Any], answers: list[Answer]) -> tuple[str | No
     email = _answers.pick_email(_contact(details, "email") or details.get("email_address"), answers)
     parts = [p for p in (_contact(details, "first_name"), _contact(details, "last_name")) if p]
     return email, " ".join(parts) if parts else _answers.pick_name(answers)
+
+
+def completed(
+    submission: Submission, details: dict[str, Any], survey: dict[str, Any], response_href: str
+) -> Submission:
+    """`submission` with the answers of a response's details (`/responses/{id}/details`, or one item of
+    `/responses/bulk`: the same shape) labelled from the survey's details."""
+    answers = map_answers(details, questions_of(survey))
+    email, name = respondent(details, answers)
+    metadata = {k: v for k, v in submission.metadata.items() if k != "answers_pending"}
+    metadata.update(response_href=response_href, details_href=f"{response_href}/details")
+    for key in ("response_status", "collection_mode", "custom_value", "analyze_url"):
+        if isinstance(details.get(key), str) and details[key]:
+            metadata[key] = details[key]
+    hidden = {k: v for k, v in (details.get("custom_variables") or {}).items() if not _answers.is_empty(v)}
+    title = survey.get("title")
+    return submission.model_copy(
+        update={
+            "answers": answers,
+            "email": email,
+            "name": name,
+            "hidden": {**submission.hidden, **hidden},
+            "form_title": title if isinstance(title, str) and title else submission.form_title,
+            "submitted_at": response_time(details, submission.submitted_at),
+            "metadata": metadata,
+        }
+    )
+
+
+def response_time(details: dict[str, Any], fallback: datetime) -> datetime:
+    """When the response was completed: its last modification (else creation), to the millisecond."""
+    for key in ("date_modified", "date_created"):
+        try:
+            at = _answers.instant(details.get(key), f"details.{key}", fallback)
+        except UnsupportedPayload:
+            continue
+        if at is not fallback:
+            return at.replace(microsecond=at.microsecond // 1000 * 1000)
+    return fallback
