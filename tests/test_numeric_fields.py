@@ -148,6 +148,8 @@ def _typeform(event_id: str, tickets: str) -> InboundRequest:
     fields.append({"id": "n1", "title": "How many tickets?", "type": "number"})
     fx["form_response"]["answers"].append({"type": "number", "number": "TICKETS", "field": {"id": "n1"}})
     fx["event_id"] = "EVENT_ID"
+    # Two events of one response would be one submission (the spool dedupes on the response too).
+    fx["form_response"]["token"] = f"token-{event_id}"
     body = json.dumps(fx).replace('"TICKETS"', tickets).replace('"EVENT_ID"', event_id).encode()
     signature = "sha256=" + b64(hmac_digest(TYPEFORM["secret"].encode(), body))
     headers = {"content-type": "application/json", "typeform-signature": signature}
