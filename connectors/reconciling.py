@@ -19,7 +19,7 @@ from __future__ import annotations
 import abc
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -91,12 +91,27 @@ class ListedResponse:
 
 
 @dataclass(frozen=True)
+class UnreadableResponse:
+    """A listed response the connector could not normalize: `problem` says why.
+
+    Listed on its page rather than raised, so that one odd response neither stops the run nor
+    holds the watermark back for ever: the hub stores it as a dead letter with the problem, and
+    the listing goes on with the others.
+    """
+
+    response_id: str
+    submitted_at: datetime
+    problem: str
+
+
+@dataclass(frozen=True)
 class ResponsePage:
     """One page of a listing, oldest first where the API allows it."""
 
     responses: list[ListedResponse]
     total: int | None = None
     """Responses in the whole window, when the API says (for the progress bar)."""
+    unreadable: list[UnreadableResponse] = field(default_factory=list)
 
 
 Sleep = Callable[[float], Awaitable[None]]

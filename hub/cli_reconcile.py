@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 
 import aiohttp
 
+from connectors.reconciling import UnreadableResponse
 from hub.cli_admin import open_spool_or_say
 from hub.cli_submissions import USAGE, parse_instant
 from hub.config.loader import ConfigError, load_config
@@ -170,7 +171,12 @@ def describe(report: RunReport, config: HubConfig) -> list[str]:
         f" - {_when(report.until)} listed; {len(report.missing)} missing from the spool"
     ]
     for item in report.missing[:SHOWN]:
-        lines.append(f"  response {item.response_id}, submitted {_when(item.submitted_at)}")
+        odd = (
+            f" (not readable: {item.problem}; kept as a dead letter)"
+            if isinstance(item, UnreadableResponse)
+            else ""
+        )
+        lines.append(f"  response {item.response_id}, submitted {_when(item.submitted_at)}{odd}")
     if len(report.missing) > SHOWN:
         lines.append(f"  ... and {len(report.missing) - SHOWN} more")
     if report.dry_run:

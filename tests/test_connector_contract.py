@@ -27,6 +27,7 @@ from connectors.base import (
     VerificationFailed,
 )
 from hub.spool.ids import encode_time
+from tests.harness import PROVIDER_FIXTURES
 
 NOW = 1_795_183_408.0
 TOLERANCE = 300
@@ -111,6 +112,35 @@ def test_sample_request_verifies_and_normalizes(connector: Connector) -> None:
     assert submission.form_id == envelope.form_id
     assert submission.provider == connector.provider
     assert submission.id == "sub_1" and submission.source == "test"
+
+
+@by_provider
+def test_a_reconcilable_provider_names_the_response_of_each_submission(connector: Connector) -> None:
+    """Reconciliation finds a webhook's response by `Envelope.response_id` (connectors/reconciling.py):
+    a provider with a reconciler must set it on every submission, and only on submissions."""
+    if connector.reconciler is None:
+        pytest.skip(f"{connector.provider} has no reconciler")
+    request = sample(connector, new_secret())
+    first = connector.envelope(request)
+    if connector.fetches and first.response_id is None:
+        pytest.skip("a notification that stands for responses fetched later, which carry the identity")
+    assert first.kind == "submission" and first.response_id
+    assert connector.envelope(sample(connector, new_secret())).response_id != first.response_id
+    checked = 0
+    for path in sorted((PROVIDER_FIXTURES / connector.provider).glob("*.json")):
+        fixture = json.loads(path.read_text(encoding="utf-8"))
+        headers = {name.lower(): value for name, value in fixture["headers"].items()}
+        request = InboundRequest(fixture["method"], fixture["url"], headers, fixture["body"].encode("utf-8"))
+        try:
+            envelope = connector.envelope(request)
+        except UnsupportedPayload:
+            continue  # a refused body (tests/test_provider_fixtures.py covers it)
+        if envelope.kind == "submission":
+            assert envelope.response_id, f"{path.name}: a submission without a response id"
+            checked += 1
+        else:
+            assert envelope.response_id is None, f"{path.name}: a {envelope.kind} event with a response id"
+    assert checked, f"no submission fixture of {connector.provider} was checked"
 
 
 @by_provider

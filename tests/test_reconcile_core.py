@@ -24,6 +24,7 @@ from connectors.reconciling import (
     Reconciler,
     ReconcileSettings,
     ResponsePage,
+    UnreadableResponse,
     WebhookHealth,
     Window,
 )
@@ -65,6 +66,7 @@ class MemoryReconciler(Reconciler):
         self.permanent = False
         self.webhook: WebhookHealth | None = None
         self.windows: list[Window] = []
+        self.unreadable: set[str] = set()
 
     def add(self, response_id: str, at: float) -> None:
         self.submitted[response_id] = at
@@ -79,7 +81,13 @@ class MemoryReconciler(Reconciler):
             if self.fail_after_pages is not None and number >= self.fail_after_pages:
                 raise ReconcileFailed("memory API: HTTP 401: token revoked", permanent=self.permanent)
             page = chosen[start : start + self.page_size]
-            yield ResponsePage([_listed(rid, at) for at, rid in page], total=len(chosen))
+            odd = [
+                UnreadableResponse(rid, datetime.fromtimestamp(at, UTC), "answers is not a list")
+                for at, rid in page
+                if rid in self.unreadable
+            ]
+            readable = [_listed(rid, at) for at, rid in page if rid not in self.unreadable]
+            yield ResponsePage(readable, total=len(chosen), unreadable=odd)
 
     async def webhook_health(
         self, source: Any, settings: Any, expected_url: str | None, http: Any
@@ -385,3 +393,19 @@ def test_a_source_that_cannot_be_reconciled_says_what_to_do(
     config = parse_config("sources:\n  contact-form: {provider: typeform, secret: s}\n", "c.yaml", {})[0]
     with pytest.raises(NotReconcilable, match="has no `reconcile:` settings"):
         _run(conn, config)
+
+
+def test_a_response_the_connector_cannot_read_is_a_dead_letter_and_the_run_goes_on(
+    conn: Connection, config: HubConfig, memory: MemoryReconciler
+) -> None:
+    for n in range(1, 5):
+        memory.add(f"r{n}", NOW - 2 * HOUR + n)
+    memory.unreadable = {"r2"}
+    report = _run(conn, config)
+    assert report.ok and report.listed == 4 and len(report.stored) == 4
+    assert state.read(conn, "contact-form").watermark == NOW - 600
+    rows = dict(conn.execute("SELECT response_key, state FROM inbox").fetchall())
+    assert rows == {"r1": "pending", "r2": "failed", "r3": "pending", "r4": "pending"}
+    error = conn.execute("SELECT error FROM inbox WHERE response_key = 'r2'").fetchone()[0]
+    assert error == "reconciled from the memory API, but not readable: answers is not a list"
+    assert _run(conn, config, since=NOW - 24 * HOUR).stored == []  # not stored twice

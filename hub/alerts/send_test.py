@@ -13,13 +13,14 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import get_args
 
 from hub.alerts import messages
 from hub.alerts.model import Alert, AlertNotSent
 from hub.alerts.render import slack_text, webhook_payload
 from hub.config.models import AlertKind, HubConfig
 
-KINDS: tuple[AlertKind, ...] = ("dead_letters", "failing", "disabled", "stalled", "silent", "reload_rejected")
+KINDS: tuple[AlertKind, ...] = get_args(AlertKind)
 
 
 def sample(kind: AlertKind, now: float) -> Alert:
@@ -34,6 +35,10 @@ def sample(kind: AlertKind, now: float) -> Alert:
         "reload_rejected": lambda: messages.reload_rejected(
             "connectors.yaml:12:5: routes[all-leads].to[0]: unknown destination 'crn'", now
         ),
+        "webhook": lambda: messages.webhook(
+            "contact-form", "typeform", "disabled", "webhook 'hookhub' on form u6nXL7 is disabled", now
+        ),
+        "reconciled": lambda: messages.reconciled("contact-form", 12, 3600, now),
     }[kind]()
     return alert.model_copy(update={"title": f"TEST: {alert.title}"})
 

@@ -27,10 +27,12 @@ LOOKUP_CHUNK = 500
 
 @dataclass(frozen=True)
 class Missing:
-    """A listed response the spool does not hold: its key there, and the Submission to store."""
+    """A listed response the spool does not hold: its key there, and the Submission to store, or
+    why the connector could not make one (it is then stored as a dead letter saying so)."""
 
     key: str
-    submission: Submission
+    submission: Submission | None
+    problem: str | None = None
 
 
 def known_keys(conn: Connection, source: str, keys: Sequence[str]) -> set[str]:
@@ -65,14 +67,19 @@ def store_missing(
     with transaction(conn):
         for item in missing:
             inbox_id = new_id(now)
-            metadata = {**item.submission.metadata, "origin": origin}
-            _, data = item.submission.model_copy(
-                update={"id": inbox_id, "source": source, "metadata": metadata}
-            ).to_json()
+            if item.submission is not None:
+                metadata = {**item.submission.metadata, "origin": origin}
+                _, data = item.submission.model_copy(
+                    update={"id": inbox_id, "source": source, "metadata": metadata}
+                ).to_json()
+                body, row_state, error = data.encode(), "pending", None
+            else:
+                body, row_state = b"", "failed"
+                error = f"{origin} from the {api}, but not readable: {item.problem}"
             row = conn.execute(
                 "INSERT INTO inbox (id, received_at, source, provider, event_id, response_key, kind, note,"
-                " method, url, headers, body, state, redeliveries, updated_at)"
-                " VALUES (?,?,?,?,?,?,'fetched',?,'GET',?,'{}',?,'pending',0,?)"
+                " method, url, headers, body, state, error, redeliveries, updated_at)"
+                " VALUES (?,?,?,?,?,?,'fetched',?,'GET',?,'{}',?,?,?,0,?)"
                 " ON CONFLICT DO NOTHING RETURNING id",
                 (
                     inbox_id,
@@ -83,7 +90,9 @@ def store_missing(
                     item.key,
                     note,
                     api,
-                    data.encode(),
+                    body,
+                    row_state,
+                    error,
                     now,
                 ),
             ).fetchone()

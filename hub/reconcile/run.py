@@ -26,6 +26,7 @@ from connectors.reconciling import (
     ReconcileFailed,
     Reconciler,
     ReconcileSettings,
+    UnreadableResponse,
     WebhookHealth,
     Window,
 )
@@ -65,8 +66,9 @@ class RunReport:
     until: float
     dry_run: bool
     listed: int = 0
-    missing: list[ListedResponse] = field(default_factory=list)
-    """Listed responses the spool did not hold (stored, unless a dry run or a webhook won the race)."""
+    missing: list[ListedResponse | UnreadableResponse] = field(default_factory=list)
+    """Listed responses the spool did not hold (stored, unless a dry run or a webhook won the race;
+    an unreadable one as a dead letter saying why)."""
     stored: list[str] = field(default_factory=list)
     """Ids of the rows stored."""
     keys_filled: int = 0
@@ -160,12 +162,14 @@ async def reconcile_source(
     try:
         async for page in reconciler.responses(source, settings, window, http):
             counts.total = page.total if page.total is not None else counts.total
-            listed = {_key(connector, item): item for item in page.responses}
+            listed: dict[str, ListedResponse | UnreadableResponse] = {
+                _key(connector, item.response_id, item.submission.form_id): item for item in page.responses
+            }
+            for odd in page.unreadable:
+                listed.setdefault(_key(connector, odd.response_id, None), odd)
             known = await asyncio.to_thread(ingest.known_keys, conn, source_id, list(listed))
-            missing = [
-                ingest.Missing(key, item.submission) for key, item in listed.items() if key not in known
-            ]
-            report.listed += len(page.responses)
+            missing = [_missing(key, item) for key, item in listed.items() if key not in known]
+            report.listed += len(listed)
             report.missing.extend(listed[m.key] for m in missing)
             if missing and not dry_run:
                 report.stored += await asyncio.to_thread(
@@ -198,11 +202,16 @@ async def reconcile_source(
     return report
 
 
-def _key(connector: Connector, item: ListedResponse) -> str:
+def _key(connector: Connector, response_id: str, form_id: str | None) -> str:
     """The response's key in the spool, as connectors.base.response_key makes it for its webhook."""
-    form_id = item.submission.form_id
-    key = f"{form_id}/{item.response_id}" if connector.event_ids_per_form and form_id else item.response_id
+    key = f"{form_id}/{response_id}" if connector.event_ids_per_form and form_id else response_id
     return storable_text(key)
+
+
+def _missing(key: str, item: ListedResponse | UnreadableResponse) -> ingest.Missing:
+    if isinstance(item, UnreadableResponse):
+        return ingest.Missing(key, None, item.problem)
+    return ingest.Missing(key, item.submission)
 
 
 def _remember(conn: Connection, source_id: str, report: RunReport, now: float) -> None:
