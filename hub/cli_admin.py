@@ -17,6 +17,7 @@ from pydantic import TypeAdapter
 
 from hub.config.loader import ConfigError, load_config
 from hub.metrics.live import running_hub
+from hub.reconcile import state as reconcile_state
 from hub.spool import actions, report
 from hub.spool.routing_store import load_inbox
 from hub.spool.transactions import open_spool
@@ -83,7 +84,27 @@ def cmd_status(args: argparse.Namespace) -> int:
     _table("destination", DELIVERY_COLUMNS, report.destination_status(conn))
     print()
     _delivery(conn, Path(args.data_dir), time.time())
+    _reconciliation(conn)
     return 0
+
+
+def _reconciliation(conn: Connection) -> None:
+    """Each reconciled source's last run and webhook (README "Missed webhooks"), if any."""
+    states = reconcile_state.read_all(conn)
+    if not states:
+        return
+    print("\nreconciliation")
+    for source, row in states.items():
+        if row.last_run_at is None:
+            last = "not run yet"
+        elif row.last_outcome == "ok":
+            last = f"last run {when(row.last_run_at)}: {row.last_listed} listed, {row.last_missing} missing"
+        else:
+            outcome = (row.last_outcome or "failed").upper()
+            last = f"last run {when(row.last_run_at)} {outcome}: {row.last_error}"
+        print(f"  {source}  {last}; {row.reconciled} reconciled, {row.imported} imported so far")
+        if row.webhook_state is not None:
+            print(f"  {' ' * len(source)}  webhook {row.webhook_state}: {row.webhook_detail}")
 
 
 def _delivery(conn: Connection, data_dir: Path, now: float) -> None:

@@ -6,10 +6,11 @@ moves rows back to `pending`, and the running dispatcher picks them up from ther
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from pydantic import BaseModel
 
+from hub.reconcile import state as reconcile_state
 from hub.spool.transactions import transaction
 from hub.store import Connection, Cursor
 
@@ -124,6 +125,8 @@ class StatusReport(BaseModel):
     """Which store this is (its key: no credentials)."""
     workers: list[LiveOwner] = []
     """Dispatchers holding a lease on this store now: the workers of a cluster, or the one hub."""
+    reconcile: dict[str, dict[str, object]] = {}
+    """Source -> its reconciliation state (hub/reconcile/state.py): watermark, last run, webhook."""
 
 
 def status_report(conn: Connection, now: float | None = None) -> StatusReport:
@@ -140,6 +143,7 @@ def status_report(conn: Connection, now: float | None = None) -> StatusReport:
         paused=[HeldDestination(name, since or 0.0, reason or "") for name, since, reason in paused],
         retrying=retrying(conn),
         workers=[] if now is None else live_owners(conn, now),
+        reconcile={source: asdict(row) for source, row in reconcile_state.read_all(conn).items()},
     )
 
 
