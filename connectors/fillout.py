@@ -17,11 +17,13 @@ it relies on, with their sources: docs/providers/fillout.md, "Reconciliation (mi
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
@@ -38,13 +40,18 @@ from connectors.base import (
     send_test_request,
 )
 from connectors.reconciling import (
-    ListedResponse,
+    Read,
     ReconcileFailed,
     Reconciler,
     ReconcileSettings,
     ResponsePage,
     Window,
+    api_base_url,
     get_json,
+    id_text,
+    page_of,
+    read_response,
+    secret_text,
 )
 from hub.submission import Answer, Submission, iso_utc, parse_instant
 
@@ -102,8 +109,7 @@ API_BASE = "https://api.fillout.com"
 in the API dashboard (setting `api_base_url`). Paths start with /v1/api."""
 PAGE_SIZE = 150
 """`limit`: Fillout's documented maximum (default 50)."""
-_LOOPBACK = ("127.0.0.1", "localhost", "::1")
-"""Hosts `api_base_url` may name over plain http: a test's fake API."""
+_FORM_ID = re.compile(r"[A-Za-z0-9]+")
 _SLACK = timedelta(seconds=1)
 """The window is widened by this much on both sides when asked (Fillout does not say whether `afterDate`
 and `beforeDate` are inclusive), then cut to [since, until) here."""
@@ -119,15 +125,11 @@ class FilloutCredentials(BaseModel):
     @field_validator("api_key")
     @classmethod
     def _shape(cls, value: SecretStr) -> SecretStr:
-        key = value.get_secret_value().strip()
-        if not key:
-            raise ValueError("api_key is empty (is the environment variable unset?)")
-        if key[:7].lower() == "bearer ":
-            raise ValueError("api_key must be the key alone, without 'Bearer '")
-        if len(key) < 16 or any(c.isspace() or not c.isprintable() for c in key):
+        key = secret_text(value, "credentials.api_key", "FILLOUT_API_KEY")
+        if len(key) < 16:
             raise ValueError(
-                "api_key must be the whole Fillout API key from Settings > Developer (sk_prod_...), "
-                "one line without spaces"
+                "credentials.api_key must be the whole Fillout API key "
+                "from Settings > Developer (sk_prod_...)"
             )
         return SecretStr(key)
 
@@ -140,23 +142,14 @@ class FilloutReconcileSettings(ReconcileSettings):
     @field_validator("form_id")
     @classmethod
     def _form_id(cls, value: str) -> str:
-        value = value.strip()
-        if not value or not value.isalnum():
-            raise ValueError("form_id must be the form's public id: letters and digits, as in its share link")
-        return value
+        hint = "the form's public id: letters and digits, as in its share link"
+        return id_text(value, "form_id", _FORM_ID, hint)
 
     @field_validator("api_base_url")
     @classmethod
     def _base(cls, value: str) -> str:
         # The API reference names servers with the path (https://eu-api.fillout.com/v1/api): accept either.
-        url = urlsplit(value.strip())
-        if url.scheme != "https" and not (url.scheme == "http" and url.hostname in _LOOPBACK):
-            raise ValueError(
-                "api_base_url must be https, e.g. https://eu-api.fillout.com (the key is sent there)"
-            )
-        if not url.hostname or url.query or url.fragment:
-            raise ValueError("api_base_url must be a plain URL such as https://eu-api.fillout.com")
-        return value.strip().rstrip("/").removesuffix("/v1/api")
+        return api_base_url(value, "https://eu-api.fillout.com").removesuffix("/v1/api")
 
 
 def _fillout_time(value: datetime) -> str:
@@ -206,21 +199,21 @@ class FilloutReconciler(Reconciler):
             items = body.get("responses") if isinstance(body, dict) else None
             if not isinstance(items, list):
                 raise ReconcileFailed(f"{what}: the answer has no responses list")
-            listed = []
+            read: list[Read] = []
             for item in items:
                 response = self._listed(item, settings.form_id, what)
                 if response.response_id not in seen and window.since <= response.submitted_at < window.until:
                     seen.add(response.response_id)
-                    listed.append(response)
+                    read.append(response)
             total = body.get("totalResponses")
             total = total if isinstance(total, int) and not isinstance(total, bool) else None
-            yield ResponsePage(listed, total=total)
+            yield page_of(read, total=total)
             offset += len(items)
             if not items or len(items) < PAGE_SIZE or (total is not None and offset >= total):
                 return
 
     @staticmethod
-    def _listed(item: Any, form_id: str, what: str) -> ListedResponse:
+    def _listed(item: Any, form_id: str, what: str) -> Read:
         if (
             not isinstance(item, dict)
             or not isinstance(item.get("submissionId"), str)
@@ -238,11 +231,8 @@ class FilloutReconciler(Reconciler):
         # normalized by the connector itself, so both give the same answers.
         body = json.dumps({"formId": form_id, "submission": item}).encode()
         request = InboundRequest("GET", "", {"content-type": "application/json"}, body)
-        try:
-            submission = connector.normalize(request, NormalizeContext("pending", "pending", at))
-        except UnsupportedPayload as exc:
-            raise ReconcileFailed(f"{what}: submission {response_id}: {exc}") from None
-        return ListedResponse(response_id=response_id, submitted_at=at, submission=submission)
+        context = NormalizeContext("pending", "pending", at)
+        return read_response(response_id, at, partial(connector.normalize, request, context))
 
 
 class FilloutConnector(UrlTokenVerification, Connector):

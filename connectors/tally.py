@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import secrets
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
@@ -31,14 +32,22 @@ from connectors.base import (
     UnsupportedPayload,
 )
 from connectors.reconciling import (
-    ListedResponse,
+    Read,
     ReconcileFailed,
     Reconciler,
     ReconcileSettings,
     ResponsePage,
     WebhookHealth,
     Window,
+    api_base_url,
+    bare_url,
     get_json,
+    hosts,
+    id_text,
+    page_of,
+    read_response,
+    same_endpoint,
+    secret_text,
 )
 from hub.submission import Answer, Submission, iso_utc, parse_instant
 
@@ -93,6 +102,7 @@ API_BASE = "https://api.tally.so"
 PAGE_SIZE = 50
 """Submissions per page: Tally's default (`"limit": 50` in its documented answer); no `limit` is sent."""
 _KEY_PREFIXES = ("tly-", "tly_")
+_FORM_ID = re.compile(r"[A-Za-z0-9]+")
 _SLACK = timedelta(seconds=1)
 """The window is widened by this much on both sides when asked (whether Tally's bounds are inclusive to
 the millisecond is not documented), then cut to [since, until) here."""
@@ -106,14 +116,10 @@ class TallyCredentials(BaseModel):
     @field_validator("api_key")
     @classmethod
     def _shape(cls, value: SecretStr) -> SecretStr:
-        key = value.get_secret_value().strip()
-        if not key:
-            raise ValueError("api_key is empty (is the environment variable unset?)")
-        if key[:7].lower() == "bearer ":
-            raise ValueError("api_key must be the key alone, without 'Bearer '")
-        if not key.startswith(_KEY_PREFIXES) or any(c.isspace() for c in key):
+        key = secret_text(value, "credentials.api_key", "TALLY_API_KEY")
+        if not key.startswith(_KEY_PREFIXES):
             raise ValueError(
-                "api_key must be a Tally API key, which starts with 'tly-' (create one at "
+                "credentials.api_key must be a Tally API key, which starts with 'tly-' (create one at "
                 "https://tally.so/settings/api-keys)"
             )
         return SecretStr(key)
@@ -127,37 +133,14 @@ class TallyReconcileSettings(ReconcileSettings):
     @field_validator("form_id")
     @classmethod
     def _form_id(cls, value: str) -> str:
-        value = value.strip()
-        if not value or not value.isalnum():
-            raise ValueError("form_id must be the form's id, letters and digits as in tally.so/r/<form id>")
-        return value
+        return id_text(
+            value, "form_id", _FORM_ID, "the form's id, letters and digits as in tally.so/r/<form id>"
+        )
 
     @field_validator("api_base_url")
     @classmethod
     def _base(cls, value: str) -> str:
-        parts = urlsplit(value.strip())
-        loopback = parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1")  # tests
-        if not (parts.scheme == "https" or loopback) or not parts.hostname or parts.query or parts.fragment:
-            raise ValueError(
-                f"api_base_url must be an https URL such as {API_BASE} (the API key is sent to it)"
-            )
-        return value.strip().rstrip("/")
-
-
-def _same_url(a: str, b: str) -> bool:
-    """Whether two webhook URLs name the same endpoint: scheme, host and path; the query (which may
-    hold a token) is ignored and never printed."""
-    x, y = urlsplit(a.strip()), urlsplit(b.strip())
-    return (x.scheme.lower(), (x.netloc or "").lower(), x.path.rstrip("/")) == (
-        y.scheme.lower(),
-        (y.netloc or "").lower(),
-        y.path.rstrip("/"),
-    )
-
-
-def _without_query(url: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+        return api_base_url(value, API_BASE)
 
 
 def _question_options(question: dict[str, Any]) -> list[Any]:
@@ -173,7 +156,10 @@ def _webhook_fields(item: dict[str, Any], questions: dict[str, dict[str, Any]]) 
     """The submission's answers as the webhook's `data.fields`: the webhook's key is `question_<question id>`
     and its label the question's title."""
     fields: list[dict[str, Any]] = []
-    for response in item.get("responses") or []:
+    responses = item.get("responses") or []
+    if not isinstance(responses, list):
+        raise UnsupportedPayload("the submission's responses is not a list")
+    for response in responses:
         if not isinstance(response, dict) or not isinstance(response.get("questionId"), str):
             continue
         qid = response["questionId"]
@@ -243,7 +229,7 @@ class TallyReconciler(Reconciler):
                 for q in body.get("questions") or []
                 if isinstance(q, dict) and isinstance(q.get("id"), str)
             }
-            listed = []
+            read: list[Read] = []
             for item in body["submissions"]:
                 response = self._listed(item, questions, settings.form_id, what)
                 if (
@@ -252,18 +238,16 @@ class TallyReconciler(Reconciler):
                     and window.since <= response.submitted_at < window.until
                 ):
                     seen.add(response.response_id)
-                    listed.append(response)
+                    read.append(response)
             totals = body.get("totalNumberOfSubmissionsPerFilter")
             total = totals.get("completed") if isinstance(totals, dict) else None
-            yield ResponsePage(listed, total=total if isinstance(total, int) else None)
+            yield page_of(read, total=total if isinstance(total, int) else None)
             if body.get("hasMore") is not True or not body["submissions"]:
                 return
             page += 1
 
     @staticmethod
-    def _listed(
-        item: Any, questions: dict[str, dict[str, Any]], form_id: str, what: str
-    ) -> ListedResponse | None:
+    def _listed(item: Any, questions: dict[str, dict[str, Any]], form_id: str, what: str) -> Read | None:
         if not isinstance(item, dict) or item.get("isCompleted") is False:
             return None  # partial submissions are never webhooks' business
         response_id, submitted = item.get("id"), item.get("submittedAt")
@@ -273,23 +257,7 @@ class TallyReconciler(Reconciler):
             at = parse_instant(submitted)
         except ValueError:
             raise ReconcileFailed(f"{what}: submission {response_id} has an unreadable submittedAt") from None
-        # The webhook's body for this response (without its event id, which the API does not have):
-        # normalized by the connector itself, so both give the same answers.
-        data = {
-            "responseId": response_id,
-            "submissionId": response_id,
-            "respondentId": item.get("respondentId"),
-            "formId": item.get("formId") or form_id,
-            "createdAt": submitted,
-            "fields": _webhook_fields(item, questions),
-        }
-        body = {"eventId": response_id, "eventType": _SUBMITTED, "data": data}
-        request = InboundRequest("GET", "", {"content-type": "application/json"}, json.dumps(body).encode())
-        try:
-            submission = connector.normalize(request, NormalizeContext("pending", "pending", at))
-        except UnsupportedPayload as exc:
-            raise ReconcileFailed(f"{what}: submission {response_id}: {exc}") from None
-        return ListedResponse(response_id=response_id, submitted_at=at, submission=submission)
+        return read_response(response_id, at, partial(_normalized, item, questions, form_id, at))
 
     async def webhook_health(
         self, source: SourceSettings, settings: Any, expected_url: str | None, http: Sender
@@ -320,18 +288,36 @@ class TallyReconciler(Reconciler):
         return _health(ours, settings.form_id, expected_url)
 
 
+def _normalized(
+    item: dict[str, Any], questions: dict[str, dict[str, Any]], form_id: str, at: datetime
+) -> Submission:
+    """The webhook's body for this listed submission (without its event id, which the API does not
+    have), normalized by the connector itself, so both give the same answers."""
+    data = {
+        "responseId": item["id"],
+        "submissionId": item["id"],
+        "respondentId": item.get("respondentId"),
+        "formId": item.get("formId") or form_id,
+        "createdAt": item["submittedAt"],
+        "fields": _webhook_fields(item, questions),
+    }
+    body = {"eventId": item["id"], "eventType": _SUBMITTED, "data": data}
+    request = InboundRequest("GET", "", {"content-type": "application/json"}, json.dumps(body).encode())
+    return connector.normalize(request, NormalizeContext("pending", "pending", at))
+
+
 def _health(hooks: list[dict[str, Any]], form_id: str, expected_url: str | None) -> WebhookHealth:
     form = f"Tally form {form_id}"
     if not hooks:
         return WebhookHealth("missing", f"{form} has no webhook: add one (Integrations > Webhooks)")
     urls = [str(h.get("url") or "") for h in hooks]
     if expected_url is not None:
-        pointing = [h for h, u in zip(hooks, urls, strict=True) if _same_url(u, expected_url)]
+        pointing = [h for h, u in zip(hooks, urls, strict=True) if same_endpoint(u, expected_url)]
         if not pointing:
-            elsewhere = ", ".join(sorted({_without_query(u) for u in urls if u})) or "no URL"
             return WebhookHealth(
                 "elsewhere",
-                f"{form} has webhooks, none to {_without_query(expected_url)} (they go to {elsewhere})",
+                f"{form} has webhooks, none to {bare_url(expected_url)} "
+                f"(they go to {hosts(u for u in urls if u)})",
             )
         hooks = pointing
     if any(h.get("isEnabled") is True for h in hooks):

@@ -22,6 +22,7 @@ import re
 import secrets
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import urlencode
 
@@ -41,17 +42,21 @@ from connectors.base import (
     VerificationFailed,
     require_secrets,
 )
-from connectors.google_forms_pubsub.forms_api import https_url
-from connectors.jotform.api import url_health
 from connectors.reconciling import (
-    ListedResponse,
+    Read,
     ReconcileFailed,
     Reconciler,
     ReconcileSettings,
     ResponsePage,
     WebhookHealth,
     Window,
+    api_base_url,
     get_json,
+    id_text,
+    page_of,
+    read_response,
+    secret_text,
+    url_health,
 )
 from hub.submission import Submission, iso_utc, parse_instant
 
@@ -126,15 +131,11 @@ class WebflowCredentials(BaseModel):
     @field_validator("token")
     @classmethod
     def _shape(cls, value: SecretStr) -> SecretStr:
-        token = value.get_secret_value().strip()
-        if not token:
-            raise ValueError("token is empty (is the environment variable unset?)")
-        if token[:7].lower() == "bearer ":
-            raise ValueError("token must be the token alone, without 'Bearer '")
+        token = secret_text(value, "credentials.token", "WEBFLOW_TOKEN")
         if len(token) < 20 or not all(c.isascii() and (c.isalnum() or c in "-_.") for c in token):
             raise ValueError(
-                "token must be a Webflow API token (Site settings > Apps & integrations > API access, "
-                "with Forms: read) or an OAuth access token"
+                "credentials.token must be a Webflow API token (Site settings > Apps & integrations > "
+                "API access, with Forms: read) or an OAuth access token"
             )
         return SecretStr(token)
 
@@ -142,13 +143,11 @@ class WebflowCredentials(BaseModel):
 def _webflow_id(value: str | None, name: str) -> str | None:
     if value is None:
         return None
-    value = value.strip().lower()
-    if not _WEBFLOW_ID.fullmatch(value):
-        raise ValueError(
-            f"{name} must be a Webflow id: 24 hex digits (GET /v2/sites lists sites, "
-            f"GET /v2/sites/<site id>/forms a site's forms)"
-        )
-    return value
+    hint = (
+        "a Webflow id: 24 hex digits (GET /v2/sites lists sites, "
+        "GET /v2/sites/<site id>/forms a site's forms)"
+    )
+    return id_text(value.lower(), name, _WEBFLOW_ID, hint)
 
 
 class WebflowReconcileSettings(ReconcileSettings):
@@ -165,7 +164,7 @@ class WebflowReconcileSettings(ReconcileSettings):
     @field_validator("api_base_url")
     @classmethod
     def _base(cls, value: str) -> str:
-        return https_url(value, "api_base_url").removesuffix("/v2")
+        return api_base_url(value, API_BASE).removesuffix("/v2")
 
 
 class WebflowReconciler(Reconciler):
@@ -209,7 +208,7 @@ class WebflowReconciler(Reconciler):
             items = body.get("formSubmissions") if isinstance(body, dict) else None
             if not isinstance(items, list):
                 raise ReconcileFailed(f"{what}: the answer has no formSubmissions list")
-            listed = []
+            read: list[Read] = []
             for item in items:
                 response = _listed(item, settings.form_id, what)
                 if (
@@ -218,8 +217,8 @@ class WebflowReconciler(Reconciler):
                     and window.since <= response.submitted_at < window.until
                 ):
                     seen.add(response.response_id)
-                    listed.append(response)
-            yield ResponsePage(listed)  # the API's total counts the whole form, not the window
+                    read.append(response)
+            yield page_of(read)  # the API's total counts the whole form, not the window
             offset += len(items)
             pagination = body.get("pagination")
             total = pagination.get("total") if isinstance(pagination, dict) else None
@@ -258,7 +257,7 @@ class WebflowReconciler(Reconciler):
         )
 
 
-def _listed(item: Any, form_id: str, what: str) -> ListedResponse | None:
+def _listed(item: Any, form_id: str, what: str) -> Read | None:
     """One listed submission, normalized by the connector from the `form_submission` body it stands for."""
     if not isinstance(item, dict):
         return None
@@ -269,14 +268,20 @@ def _listed(item: Any, form_id: str, what: str) -> ListedResponse | None:
         at = parse_instant(submitted)
     except (ValueError, OverflowError):
         raise ReconcileFailed(f"{what}: submission {response_id} has an unreadable dateSubmitted") from None
+    return read_response(response_id, at, partial(_normalized, item, form_id, at))
+
+
+def _normalized(item: dict[str, Any], form_id: str, at: datetime) -> Submission:
     data = item.get("formResponse")
+    if data is not None and not isinstance(data, dict):
+        raise UnsupportedPayload("the submission's formResponse is not an object of fields")
     payload: dict[str, Any] = {
         "name": item.get("displayName"),
         "siteId": item.get("siteId"),
-        "data": data if isinstance(data, dict) else {},
+        "data": data or {},
         "schema": [],  # the API has no field types or element ids: answers are keyed by field name
-        "submittedAt": submitted,
-        "id": response_id,
+        "submittedAt": item["dateSubmitted"],
+        "id": item["id"],
         "formId": form_id,
     }
     request = InboundRequest(
@@ -285,11 +290,7 @@ def _listed(item: Any, form_id: str, what: str) -> ListedResponse | None:
         {"content-type": "application/json"},
         json.dumps({"triggerType": _SUBMITTED, "payload": payload}).encode(),
     )
-    try:
-        submission = connector.normalize(request, NormalizeContext("pending", "pending", at))
-    except UnsupportedPayload as exc:
-        raise ReconcileFailed(f"{what}: submission {response_id}: {exc}") from None
-    return ListedResponse(response_id=response_id, submitted_at=at, submission=submission)
+    return connector.normalize(request, NormalizeContext("pending", "pending", at))
 
 
 class WebflowConnector(Connector):

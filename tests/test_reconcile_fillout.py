@@ -195,6 +195,20 @@ async def test_a_response_deleted_at_fillout_is_simply_not_listed() -> None:
     assert "sub-149" not in ids and len(ids) == len(set(ids)) == 319
 
 
+@pytest.mark.anyio
+async def test_an_unreadable_submission_is_set_aside_and_the_others_are_listed() -> None:
+    fake = many()
+    odd = item("odd-one", SINCE + timedelta(minutes=7), "x")
+    odd["questions"] = {"nameQ": "not a list"}
+    fake.items.append(odd)
+    pages = await listing(fake)
+    ids = [r.response_id for p in pages for r in p.responses]
+    assert sorted(ids) == [f"sub-{n:03d}" for n in range(320)]
+    [unreadable] = [u for p in pages for u in p.unreadable]
+    assert unreadable.response_id == "odd-one" and unreadable.submitted_at == SINCE + timedelta(minutes=7)
+    assert unreadable.problem == "submission.questions is not a list of objects"
+
+
 @pytest.mark.parametrize(
     ("raw", "says"),
     [

@@ -255,6 +255,21 @@ async def test_a_response_deleted_in_google_forms_is_simply_not_listed() -> None
     assert [r.response_id for p in pages for r in p.responses] == ["ACYDBNj_0001", "ACYDBNj_0003"]
 
 
+@pytest.mark.anyio
+async def test_an_unreadable_response_is_set_aside_and_the_others_are_listed() -> None:
+    odd = {**at(5), "responseId": "ACYDBNj_odd", "answers": [{"questionId": "q1"}]}  # not by question id
+    api = FakeForms([at(1), at(2), odd, at(7), at(8)])
+    with respx.mock(assert_all_called=False) as mock:
+        api.mount(mock)
+        pages = await listed(FormsReconciler())
+    ids = [r.response_id for p in pages for r in p.responses]
+    assert ids == ["ACYDBNj_0001", "ACYDBNj_0002", "ACYDBNj_0007", "ACYDBNj_0008"]
+    [unreadable] = [u for p in pages for u in p.unreadable]
+    assert unreadable.response_id == "ACYDBNj_odd"
+    assert unreadable.submitted_at == parse_instant(odd["lastSubmittedTime"])
+    assert unreadable.problem == "the response's answers are not an object by question id"
+
+
 def test_settings_validation_says_what_is_wrong() -> None:
     assert GoogleFormsReconcileSettings.model_validate({}).form_id is None
     assert GoogleFormsReconcileSettings.model_validate({"form_id": f" {FORM_ID} "}).form_id == FORM_ID

@@ -328,6 +328,22 @@ async def test_deleted_submissions_are_not_listed() -> None:
     assert [r.response_id for page in pages for r in page] == [kept["id"]]
 
 
+@pytest.mark.anyio
+async def test_an_unreadable_submission_is_set_aside_and_the_others_are_listed() -> None:
+    good = [item(f"60000000000000000{n:02d}", f"2026-11-20 09:{n * 10:02d}:00") for n in range(3)]
+    odd = item("6000000000000000099", "2026-11-20 09:15:00")
+    odd["answers"] = ["Renée", "renee@example.de"]  # not an object of questions by id
+    with respx.mock() as mock:
+        mock.route(host="api.jotform.com").mock(side_effect=FakeJotform([*good, odd]))
+        pages = [p async for p in JotformReconciler().responses(Source(), settings(), WINDOW, respx_sender())]
+    assert sorted(r.response_id for p in pages for r in p.responses) == sorted(s["id"] for s in good)
+    assert all(r.submission.form_title == TITLE for p in pages for r in p.responses)
+    [unreadable] = [u for p in pages for u in p.unreadable]
+    assert unreadable.response_id == odd["id"]
+    assert unreadable.submitted_at == datetime(2026, 11, 20, 14, 15, tzinfo=UTC)
+    assert unreadable.problem == "the submission's answers are not an object of questions by id"
+
+
 def test_settings_are_checked_with_messages_an_admin_can_act_on() -> None:
     good = settings(api_base_url="https://eu-api.jotform.com/", every="15m")
     assert good.api_base_url == "https://eu-api.jotform.com" and good.timezone == "America/New_York"
@@ -335,8 +351,9 @@ def test_settings_are_checked_with_messages_an_admin_can_act_on() -> None:
     cases: list[tuple[dict[str, Any], str]] = [
         ({"form_id": FORM_ID}, "credentials"),
         ({"form_id": FORM_ID, "credentials": {}}, "api_key"),
-        ({"form_id": FORM_ID, "credentials": {"api_key": "  "}}, "environment variable unset"),
-        ({"form_id": FORM_ID, "credentials": {"api_key": "${JOTFORM_KEY}"}}, "Settings > API"),
+        ({"form_id": FORM_ID, "credentials": {"api_key": "  "}}, "empty .is its environment variable"),
+        ({"form_id": FORM_ID, "credentials": {"api_key": "${JOTFORM_KEY}"}}, "unexpanded"),
+        ({"form_id": FORM_ID, "credentials": {"api_key": "apiKey=0f1e2d3c4b5a6978"}}, "Settings > API"),
         ({"form_id": FORM_ID, "credentials": {"api_key": KEY, "token": "x"}}, "Extra inputs"),
         ({"form_id": "https://form.jotform.com/2432", "credentials": {"api_key": KEY}}, "digits in its URL"),
         (

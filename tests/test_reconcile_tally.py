@@ -249,6 +249,20 @@ async def test_a_response_deleted_at_tally_is_simply_not_listed() -> None:
     assert "S050" not in ids and len(ids) == len(set(ids)) == 122
 
 
+@pytest.mark.anyio
+async def test_an_unreadable_submission_is_set_aside_and_the_others_are_listed() -> None:
+    fake = many()
+    odd = submission("ODD001", SINCE + timedelta(minutes=3), {"qName": "x"})
+    odd["responses"] = 42  # not a list of answers
+    fake.submissions.append(odd)
+    pages = await listing(fake)
+    ids = [r.response_id for p in pages for r in p.responses]
+    assert sorted(ids) == [f"S{n:03d}" for n in range(123)]
+    [unreadable] = [u for p in pages for u in p.unreadable]
+    assert unreadable.response_id == "ODD001" and unreadable.submitted_at == SINCE + timedelta(minutes=3)
+    assert unreadable.problem == "the submission's responses is not a list"
+
+
 # -- (6) settings --------------------------------------------------------------------------
 
 
@@ -266,7 +280,7 @@ async def test_a_response_deleted_at_tally_is_simply_not_listed() -> None:
         ({"form_id": FORM, "credentials": {"api_key": KEY}, "api_base_url": "ftp://x"}, "https URL such as"),
         (
             {"form_id": FORM, "credentials": {"api_key": KEY}, "api_base_url": "http://api.tally.so"},
-            "https URL such as",
+            "must use https, as in https://api.tally.so",
         ),
     ],
 )
@@ -331,8 +345,12 @@ async def test_webhook_health_missing() -> None:
 @pytest.mark.anyio
 async def test_webhook_health_elsewhere_never_prints_a_query() -> None:
     result = await health([[hook("w1", "https://old-hub.example.org/hooks/tally-waitlist?token=s3cr3t")]])
-    assert result.state == "elsewhere" and "old-hub.example.org/hooks/tally-waitlist" in result.detail
+    assert result.state == "elsewhere" and "(they go to old-hub.example.org)" in result.detail
     assert "s3cr3t" not in result.detail and "token" not in result.detail
+    # Another service's webhook is named by its host alone: its path may be its secret.
+    result = await health([[hook("w1", "https://hooks.zapier.com/hooks/catch/123/abc/")]])
+    assert result.state == "elsewhere" and "hooks.zapier.com" in result.detail
+    assert "catch" not in result.detail
 
 
 @pytest.mark.anyio

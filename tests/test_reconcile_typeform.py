@@ -340,6 +340,20 @@ async def test_a_deleted_response_is_simply_not_listed() -> None:
     assert sorted(r.response_id for p in after for r in p.responses) == ["tok00", "tok01", "tok03", "tok04"]
 
 
+@pytest.mark.anyio
+async def test_an_unreadable_response_is_set_aside_and_the_others_are_listed() -> None:
+    odd = api_item("odd01", at(9, 30), answers={"email": "not a list"})
+    fake = FakeTypeform([*(api_item(f"tok{n:02d}", at(9, n)) for n in range(5)), odd])
+    with respx.mock(assert_all_called=False) as mock:
+        fake.install(mock)
+        pages = await listed(SmallPages())
+    assert sorted(r.response_id for p in pages for r in p.responses) == [f"tok{n:02d}" for n in range(5)]
+    [unreadable] = [u for p in pages for u in p.unreadable]
+    assert unreadable.response_id == "odd01"
+    assert unreadable.submitted_at == datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
+    assert unreadable.problem == "form_response.answers is not a list of objects"
+
+
 # -- (6) settings ------------------------------------------------------------------------------------
 
 
@@ -365,9 +379,10 @@ def test_settings_defaults_and_base_url() -> None:
         ({"credentials": {"token": "tfp_abc def"}}, "must not contain spaces"),
         ({"credentials": {"token": TOKEN, "secret": "x"}}, "Extra inputs are not permitted"),
         ({"form_id": "https://acme.typeform.com/to/u6nXL7"}, "the id at the end of the form's URL"),
-        ({"api_base_url": "ftp://api.typeform.com"}, "plain URL"),
+        ({"api_base_url": "ftp://api.typeform.com"}, "must be an https URL such as https://api.typeform.com"),
         ({"api_base_url": "http://api.typeform.com"}, "must use https"),
-        ({"api_base_url": "https://api.typeform.com/?x=1"}, "plain URL"),
+        ({"api_base_url": "https://api.typeform.com/?x=1"}, "plain URL such as https://api.typeform.com"),
+        ({"api_base_url": "https://user:pw@api.typeform.com"}, "no query, fragment or user:password@"),
         ({"webhook": "x"}, "Extra inputs are not permitted"),
     ],
 )

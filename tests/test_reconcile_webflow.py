@@ -220,6 +220,21 @@ async def test_deleted_submissions_are_not_listed() -> None:
     assert [r.response_id for page in pages for r in page] == [kept["id"]]
 
 
+@pytest.mark.anyio
+async def test_an_unreadable_submission_is_set_aside_and_the_others_are_listed() -> None:
+    good = [item(f"6650f0c2a1b2c3d4e5f600{n:02d}", f"2026-11-20T14:{n * 10:02d}:00.000Z") for n in range(3)]
+    odd = item("6650f0c2a1b2c3d4e5f60099", "2026-11-20T14:15:00.000Z")
+    odd["formResponse"] = ["Ada", "ada@example.org"]  # not an object of fields
+    with respx.mock() as mock:
+        mock.route(host="api.webflow.com").mock(side_effect=FakeWebflow([*good, odd]))
+        pages = [p async for p in WebflowReconciler().responses(Source(), settings(), WINDOW, respx_sender())]
+    assert sorted(r.response_id for p in pages for r in p.responses) == sorted(s["id"] for s in good)
+    [unreadable] = [u for p in pages for u in p.unreadable]
+    assert unreadable.response_id == odd["id"]
+    assert unreadable.submitted_at == datetime(2026, 11, 20, 14, 15, tzinfo=UTC)
+    assert unreadable.problem == "the submission's formResponse is not an object of fields"
+
+
 def test_settings_are_checked_with_messages_an_admin_can_act_on() -> None:
     good = settings(api_base_url="https://api.webflow.com/v2/", site_id=None, lookback="30d")
     assert good.api_base_url == BASE and good.site_id is None
@@ -228,9 +243,10 @@ def test_settings_are_checked_with_messages_an_admin_can_act_on() -> None:
     cases: list[tuple[dict[str, Any], str]] = [
         ({"form_id": FORM_ID}, "credentials"),
         ({**base, "credentials": {}}, "token"),
-        ({**base, "credentials": {"token": ""}}, "environment variable unset"),
+        ({**base, "credentials": {"token": ""}}, "empty .is its environment variable, e.g. WEBFLOW_TOKEN"),
         ({**base, "credentials": {"token": f"Bearer {TOKEN}"}}, "without 'Bearer '"),
-        ({**base, "credentials": {"token": "${WEBFLOW_TOKEN}"}}, "API access"),
+        ({**base, "credentials": {"token": "${WEBFLOW_TOKEN}"}}, "unexpanded"),
+        ({**base, "credentials": {"token": "site-token"}}, "API access"),
         ({**base, "credentials": {"token": TOKEN, "scope": "forms:read"}}, "Extra inputs"),
         ({**base, "form_id": "Contact form"}, "24 hex digits"),
         ({**base, "site_id": "my-site"}, "24 hex digits"),

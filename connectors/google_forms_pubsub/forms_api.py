@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from connectors.base import FetchFailed
+from connectors.reconciling import api_base_url
 from hub.sender import Answer, Request, Sender, TransportFailed, form_content, json_content
 
 FORMS_API_BASE = "https://forms.googleapis.com"
@@ -50,17 +51,6 @@ MAX_BYTES = 32 * 1024 * 1024
 MAX_PAGES = 200
 _WATCH_ID = re.compile(r"[a-z0-9-]{4,63}")
 _TOPIC = re.compile(r"projects/[^/\s]+/topics/[^/\s]+")
-_LOOPBACK = ("localhost", "127.0.0.1", "::1")
-
-
-def https_url(value: str, name: str) -> str:
-    """An https URL without trailing `/` (http only on loopback, for tests): a token is sent to it."""
-    value, parts = value.strip().rstrip("/"), urlsplit(value.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
-        raise ValueError(f"{name} must be a plain URL such as https://forms.googleapis.com")
-    if parts.scheme == "http" and parts.hostname not in _LOOPBACK:
-        raise ValueError(f"{name} must use https (credentials are sent to it)")
-    return value
 
 
 @dataclass(frozen=True)
@@ -125,8 +115,9 @@ class FetchOptions(BaseModel):
     @field_validator("api_base_url", "token_url")
     @classmethod
     def _url(cls, value: str, info: Any) -> str:
-        url = https_url(value, info.field_name)
-        return url.removesuffix("/v1") if info.field_name == "api_base_url" else url
+        if info.field_name == "token_url":
+            return api_base_url(value, TOKEN_URL, "token_url")
+        return api_base_url(value, FORMS_API_BASE).removesuffix("/v1")
 
     @field_validator("topic_name")
     @classmethod

@@ -18,13 +18,15 @@ gives as `response_id`.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from pydantic import Field, field_validator
 
-from connectors.base import FetchFailed, NormalizeContext, SourceSettings
+from connectors.base import FetchFailed, NormalizeContext, SourceSettings, UnsupportedPayload
 from connectors.google_forms_pubsub import forms_api
 from connectors.google_forms_pubsub.answers import (
     form_title,
@@ -32,7 +34,7 @@ from connectors.google_forms_pubsub.answers import (
     response_submission,
 )
 from connectors.reconciling import (
-    ListedResponse,
+    Read,
     ReconcileFailed,
     Reconciler,
     ReconcileSettings,
@@ -41,12 +43,16 @@ from connectors.reconciling import (
     WebhookHealth,
     Window,
     get_json,
+    id_text,
+    page_of,
+    read_response,
 )
 from hub.sender import Sender
-from hub.submission import iso_utc, parse_instant
+from hub.submission import Submission, iso_utc, parse_instant
 
 MAX_PAGES = 1000
 _RESPONSES = "RESPONSES"
+_FORM_ID = re.compile(r"[^/\s]+")
 DENIED = (
     "Google refused the credentials: an access_token expires after 1 h (use service_account_file); "
     "otherwise share the form with the service account's e-mail and enable the Google Forms API "
@@ -66,12 +72,8 @@ class GoogleFormsReconcileSettings(ReconcileSettings):
     def _form_id(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        value = value.strip()
-        if not value or "/" in value or any(c.isspace() for c in value):
-            raise ValueError(
-                "form_id must be the form's id (the part after /forms/d/ in the form's edit URL), not a URL"
-            )
-        return value
+        hint = "the form's id (the part after /forms/d/ in the form's edit URL), not a URL"
+        return id_text(value, "form_id", _FORM_ID, hint)
 
 
 def _options(source: SourceSettings) -> forms_api.FetchOptions:
@@ -94,6 +96,26 @@ def _form_id(settings: GoogleFormsReconcileSettings, options: forms_api.FetchOpt
             "no form to list: set form_id on the source (or under reconcile:)", permanent=True
         )
     return form_id
+
+
+def _answered(response: dict[str, Any]) -> list[str]:
+    """The question ids a response answers (none where its answers are not an object)."""
+    answers = response.get("answers")
+    return [str(q) for q in answers] if isinstance(answers, dict) else []
+
+
+def _submission(
+    form_id: str,
+    title: str | None,
+    questions: dict[str, tuple[str, str, bool]],
+    response: dict[str, Any],
+    at: datetime,
+) -> Submission:
+    """A listed response as the fetch step makes it from the same FormResponse."""
+    if not isinstance(response.get("answers", {}), dict):
+        raise UnsupportedPayload("the response's answers are not an object by question id")
+    context = NormalizeContext("pending", "pending", at)
+    return response_submission(context, form_id, title, questions, response, {})
 
 
 def _in_window(response: dict[str, Any], window: Window) -> datetime | None:
@@ -168,18 +190,17 @@ class FormsReconciler(Reconciler):
                 http, options, f"forms/{form_id}/responses", f"list responses of form {form_id}", params
             )
             found = [r for r in page.get("responses") or [] if isinstance(r, dict) and r.get("responseId")]
-            if any(q not in questions for r in found for q in r.get("answers") or {}):
+            if any(q not in questions for r in found for q in _answered(r)):
                 form = await self._get(http, options, f"forms/{form_id}", f"read form {form_id}")
                 questions, title = questions_of(form), form_title(form)  # edited since the run began
-            listed = []
+            read: list[Read] = []
             for response in found:
                 at = _in_window(response, window)
                 if at is None:
                     continue
-                context = NormalizeContext("pending", "pending", at)
-                submission = response_submission(context, form_id, title, questions, response, {})
-                listed.append(ListedResponse(str(response["responseId"]), at, submission))
-            yield ResponsePage(listed)
+                normalize = partial(_submission, form_id, title, questions, response, at)
+                read.append(read_response(str(response["responseId"]), at, normalize))
+            yield page_of(read)
             next_token = page.get("nextPageToken")
             if not next_token or next_token == params.get("pageToken"):
                 return

@@ -14,26 +14,32 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from connectors import _answers
-from connectors.base import NormalizeContext, SourceSettings
-from connectors.google_forms_pubsub.forms_api import https_url
+from connectors.base import NormalizeContext, SourceSettings, UnsupportedPayload
 from connectors.jotform.values import deep_empty, shape
 from connectors.reconciling import (
     ListedResponse,
+    Read,
     ReconcileFailed,
     Reconciler,
     ReconcileSettings,
     ResponsePage,
     WebhookHealth,
     Window,
+    api_base_url,
     get_json,
+    id_text,
+    page_of,
+    read_response,
+    secret_text,
+    url_health,
 )
 from hub.submission import Answer, Submission
 
@@ -49,6 +55,7 @@ _SLACK = timedelta(seconds=1)
 """`created_at` has whole seconds and the filter compares strictly: the asked range is widened by this
 on both sides, then cut to [since, until) here."""
 _API_KEY = re.compile(r"[A-Za-z0-9]{20,64}")
+_FORM_ID = re.compile(r"[0-9]+")
 _FILE_TYPES = frozenset({"control_fileupload"})
 _STAMP = "%Y-%m-%d %H:%M:%S"
 
@@ -61,13 +68,11 @@ class JotformCredentials(BaseModel):
     @field_validator("api_key")
     @classmethod
     def _shape(cls, value: SecretStr) -> SecretStr:
-        key = value.get_secret_value().strip()
-        if not key:
-            raise ValueError("api_key is empty (is the environment variable unset?)")
+        key = secret_text(value, "credentials.api_key", "JOTFORM_API_KEY")
         if not _API_KEY.fullmatch(key):
             raise ValueError(
-                "api_key must be a Jotform API key: the letters and digits shown under Settings > API "
-                "(https://www.jotform.com/myaccount/api), without 'apiKey=' or spaces"
+                "credentials.api_key must be a Jotform API key: the letters and digits shown under "
+                "Settings > API (https://www.jotform.com/myaccount/api), without 'apiKey='"
             )
         return SecretStr(key)
 
@@ -87,15 +92,14 @@ class JotformReconcileSettings(ReconcileSettings):
     @field_validator("form_id")
     @classmethod
     def _form_id(cls, value: str) -> str:
-        value = value.strip()
-        if not value.isdigit() or not value.isascii():
-            raise ValueError("form_id must be the form's id: the digits in its URL (form.jotform.com/<id>)")
-        return value
+        return id_text(
+            value, "form_id", _FORM_ID, "the form's id: the digits in its URL (form.jotform.com/<id>)"
+        )
 
     @field_validator("api_base_url")
     @classmethod
     def _base(cls, value: str) -> str:
-        return https_url(value, "api_base_url")
+        return api_base_url(value, "https://eu-api.jotform.com")
 
     @field_validator("timezone")
     @classmethod
@@ -105,37 +109,6 @@ class JotformReconcileSettings(ReconcileSettings):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"timezone must be an IANA time zone such as {TIMEZONE}") from None
         return value.strip()
-
-
-# -- webhook URLs, compared without their query ---------------------------------------------
-
-
-def endpoint(url: str) -> str:
-    """`url` as scheme://host[:port]/path: no query (it may hold the source's token), no user info."""
-    parts = urlsplit(url.strip())
-    host = (parts.hostname or "").lower()
-    try:
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:  # a port that is no number: compared, and shown, without it
-        port = ""
-    return f"{parts.scheme.lower()}://{host}{port}{parts.path.rstrip('/')}"
-
-
-def url_health(urls: list[str], expected_url: str | None, where: str, how_to_add: str) -> WebhookHealth:
-    """What a provider's list of webhook URLs (no enabled flag) says: missing, elsewhere or ok."""
-    urls = [u for u in urls if u.strip()]
-    if not urls:
-        return WebhookHealth("missing", f"{where} has no webhook: {how_to_add}")
-    if expected_url is None:
-        return WebhookHealth(
-            "ok", f"{where} has {len(urls)} webhook(s) (where they point is not checked: no public URL known)"
-        )
-    if any(endpoint(u) == endpoint(expected_url) for u in urls):
-        return WebhookHealth("ok", f"{where} has a webhook to {endpoint(expected_url)}")
-    others = ", ".join(sorted({endpoint(u) for u in urls}))
-    return WebhookHealth(
-        "elsewhere", f"{where} has no webhook to {endpoint(expected_url)} (its webhooks go to {others})"
-    )
 
 
 # -- the reconciler ----------------------------------------------------------------------------
@@ -148,8 +121,10 @@ def _stamp(at: datetime, zone: ZoneInfo) -> str:
 def _answer_list(answers: Any) -> list[Answer]:
     """The API's answers as the webhook's: key `q<id>_<name>`, the question text as label, and type and
     value shaped as `rawRequest`'s (connectors/jotform/values.py), in form order."""
+    if deep_empty(answers):
+        return []  # none, or PHP's empty array
     if not isinstance(answers, dict):
-        return []
+        raise UnsupportedPayload("the submission's answers are not an object of questions by id")
     questions = [(qid, q) for qid, q in answers.items() if isinstance(q, dict) and str(qid).isdigit()]
 
     def order(item: tuple[str, dict[str, Any]]) -> tuple[int, int]:
@@ -169,6 +144,20 @@ def _answer_list(answers: Any) -> list[Answer]:
             type_, shaped, _, _ = shape(value)
         out.append(_answers.answer(f"q{qid}_{name}", (label or "").strip() or name, type_, shaped))
     return _answers.collect(out)
+
+
+def _submission(item: dict[str, Any], sid: str, at: datetime) -> Submission:
+    """A listed submission as the webhook's would be (the form's title is added per page)."""
+    metadata = {"ip": item["ip"]} if isinstance(item.get("ip"), str) and item["ip"] else {}
+    return _answers.submission(
+        "jotform",
+        NormalizeContext("pending", "pending", at),
+        _answer_list(item.get("answers")),
+        event_id=sid,
+        submitted_at=at,
+        form_id=_answers.optional_text(item, "form_id"),
+        metadata=metadata,
+    )
 
 
 class JotformReconciler(Reconciler):
@@ -238,20 +227,20 @@ class JotformReconciler(Reconciler):
                 for r in found
                 if window.since <= r.submitted_at < window.until and r.response_id not in seen
             ]
-            if found and title is None:
+            if title is None and any(isinstance(r, ListedResponse) for r in found):
                 form = await self._content(
                     http, settings, f"/form/{settings.form_id}", f"read Jotform form {settings.form_id}"
                 )
                 title = str(form.get("title") or "") if isinstance(form, dict) else ""
-            listed = [self._titled(r, title or None, settings.form_id) for r in found]
-            seen.update(r.response_id for r in listed)
-            yield ResponsePage(listed)
+            read = [self._titled(r, title or None, settings.form_id) for r in found]
+            seen.update(r.response_id for r in read)
+            yield page_of(read)
             if len(content) < PAGE_SIZE:
                 return
             offset += len(content)
 
     @staticmethod
-    def _listed(item: Any, zone: ZoneInfo, what: str) -> ListedResponse | None:
+    def _listed(item: Any, zone: ZoneInfo, what: str) -> Read | None:
         if not isinstance(item, dict) or item.get("status") == "DELETED":
             return None  # a deleted submission is not missing: it is gone
         sid, created = item.get("id"), item.get("created_at")
@@ -263,26 +252,15 @@ class JotformReconciler(Reconciler):
         ):
             raise ReconcileFailed(f"{what}: a submission has no id or created_at")
         try:
-            at = datetime.strptime(created.strip(), _STAMP).replace(tzinfo=zone)
+            at = datetime.strptime(created.strip(), _STAMP).replace(tzinfo=zone).astimezone(UTC)
         except ValueError:
             raise ReconcileFailed(f"{what}: submission {sid} has an unreadable created_at") from None
-        answers = _answer_list(item.get("answers"))
-        metadata = {"ip": item["ip"]} if isinstance(item.get("ip"), str) and item["ip"] else {}
-        submission = _answers.submission(
-            "jotform",
-            NormalizeContext("pending", "pending", at),
-            answers,
-            event_id=str(sid),
-            submitted_at=at,
-            form_id=_answers.optional_text(item, "form_id"),
-            metadata=metadata,
-        )
-        return ListedResponse(
-            response_id=str(sid), submitted_at=submission.submitted_at, submission=submission
-        )
+        return read_response(str(sid), at, partial(_submission, item, str(sid), at))
 
     @staticmethod
-    def _titled(response: ListedResponse, title: str | None, form_id: str) -> ListedResponse:
+    def _titled(response: Read, title: str | None, form_id: str) -> Read:
+        if not isinstance(response, ListedResponse):
+            return response
         submission: Submission = response.submission.model_copy(
             update={"form_title": title, "form_id": response.submission.form_id or form_id}
         )

@@ -30,6 +30,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from connectors import _answers
 from connectors.base import FetchFailed, UnsupportedPayload
+from connectors.reconciling import api_base_url
 from hub.sender import Answer as HttpAnswer
 from hub.sender import Request, Sender, TransportFailed
 from hub.submission import Answer, Submission
@@ -40,20 +41,11 @@ SURVEY_TTL = 300.0
 TIMEOUT = 20.0
 MAX_BYTES = 16 * 1024 * 1024
 """A survey's details with hundreds of questions and their choices run to megabytes; a cut one is no JSON."""
-_LOOPBACK = ("localhost", "127.0.0.1", "::1")
 
 
 def api_base(value: str, name: str = "api_base_url") -> str:
     """An https base URL (http only on loopback, for tests), without trailing `/` or API version."""
-    value = value.strip().rstrip("/")
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{name} must be a URL such as https://api.eu.surveymonkey.com")
-    if parts.scheme == "http" and parts.hostname not in _LOOPBACK:
-        raise ValueError(f"{name} must use https (the access token is sent to it)")
-    if parts.query or parts.fragment:
-        raise ValueError(f"{name} must not have a query or fragment")
-    return value.removesuffix("/v3")
+    return api_base_url(value, "https://api.eu.surveymonkey.com", name).removesuffix("/v3")
 
 
 def id_text(value: object) -> str | None:

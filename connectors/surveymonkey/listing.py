@@ -19,14 +19,14 @@ import asyncio
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from connectors.base import SourceSettings
 from connectors.reconciling import (
-    ListedResponse,
+    Read,
     ReconcileFailed,
     Reconciler,
     ReconcileSettings,
@@ -34,7 +34,14 @@ from connectors.reconciling import (
     Sleep,
     WebhookHealth,
     Window,
+    bare_url,
     get_json,
+    id_text,
+    page_of,
+    read_response,
+    same_endpoint,
+    secret_text,
+    url_host,
 )
 from connectors.surveymonkey import api as sm_api
 from hub.sender import Sender
@@ -64,14 +71,10 @@ class SurveyMonkeyCredentials(BaseModel):
     @field_validator("access_token")
     @classmethod
     def _shape(cls, value: SecretStr) -> SecretStr:
-        token = value.get_secret_value().strip()
-        if not token:
-            raise ValueError("access_token is empty (is the environment variable unset?)")
-        if token.lower().startswith("bearer "):
-            raise ValueError("access_token must be the token alone, without 'Bearer '")
-        if any(c.isspace() for c in token) or len(token) < 16:
+        token = secret_text(value, "credentials.access_token", "SURVEYMONKEY_ACCESS_TOKEN")
+        if len(token) < 16:
             raise ValueError(
-                "access_token does not look like a SurveyMonkey access token (one word of 16 or more "
+                "credentials.access_token does not look like a SurveyMonkey access token (16 or more "
                 "characters, from your app's Settings page in the Developer Portal)"
             )
         return SecretStr(token)
@@ -88,13 +91,9 @@ class SurveyMonkeyReconcileSettings(ReconcileSettings):
 
     @field_validator("survey_id", mode="before")
     @classmethod
-    def _survey_id(cls, value: Any) -> Any:
-        text = str(value).strip() if isinstance(value, (int, str)) and not isinstance(value, bool) else value
-        if not isinstance(text, str) or not _ID.fullmatch(text):
-            raise ValueError(
-                "survey_id must be the survey's API id (digits, as GET /v3/surveys lists it), not its URL"
-            )
-        return text
+    def _survey_id(cls, value: Any) -> str:
+        hint = "the survey's API id (digits, as GET /v3/surveys lists it), not its URL"
+        return id_text(value, "survey_id", _ID, hint)
 
     @field_validator("api_base_url")
     @classmethod
@@ -130,12 +129,28 @@ def _time(item: dict[str, Any], key: str) -> datetime | None:
         return None
 
 
-def bare_url(url: str) -> str:
-    """scheme://host[:port]/path of `url`: no credentials, query or fragment (they may hold secrets)."""
-    parts = urlsplit(url.strip())
-    host = (parts.hostname or "").lower()
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme.lower()}://{host}{port}{parts.path.rstrip('/')}"
+def _submission(
+    base: str, survey_id: str, survey: dict[str, Any], item: dict[str, Any], at: datetime
+) -> Submission:
+    """A bulk item as the fetch step completes a webhook's response (`sm_api.completed`)."""
+    response_id = str(sm_api.id_text(item.get("id")))
+    metadata: dict[str, Any] = {"response_id": response_id, "survey_id": survey_id}
+    for key in ("collector_id", "recipient_id"):
+        value = sm_api.id_text(item.get(key))
+        if value is not None and value != "0":
+            metadata[key] = value
+    # No event id of the API's own: the response id stands for it (the hub sets id and source).
+    thin = Submission(
+        id="pending",
+        source="pending",
+        provider="surveymonkey",
+        form_id=survey_id,
+        event_id=response_id,
+        submitted_at=at,
+        metadata=metadata,
+    )
+    href = f"{base}/v3/surveys/{survey_id}/responses/{response_id}"
+    return sm_api.completed(thin, item, survey, href)
 
 
 class SurveyMonkeyReconciler(Reconciler):
@@ -192,47 +207,26 @@ class SurveyMonkeyReconciler(Reconciler):
                 {**params, "page": str(page)},
             )
             items = [i for i in data.get("data") or [] if isinstance(i, dict) and sm_api.id_text(i.get("id"))]
-            if not set(
-                sm_api.answered_ids({"pages": [p for i in items for p in i.get("pages") or []]})
-            ) <= set(sm_api.questions_of(survey)):
+            pages = [p for i in items if isinstance(i.get("pages"), list) for p in i["pages"]]
+            if not set(sm_api.answered_ids({"pages": pages})) <= set(sm_api.questions_of(survey)):
                 survey = await self._get(http, survey_url, token, f"read survey {survey_id}")  # edited
-            listed = []
+            read: list[Read] = []
             for item in items:
                 at, created = _time(item, "date_modified"), _time(item, "date_created")
                 if at is None or not window.since <= at < window.until or (created and created < oldest):
                     continue
                 if item.get("response_status") not in (None, "completed"):
                     continue
-                listed.append(self._listed(base, survey_id, survey, item, at))
+                response_id = str(sm_api.id_text(item.get("id")))
+                normalize = partial(_submission, base, survey_id, survey, item, at)
+                read.append(read_response(response_id, at, normalize))
             total = data.get("total")
-            yield ResponsePage(listed, total if isinstance(total, int) else None)
+            yield page_of(read, total if isinstance(total, int) else None)
             if not items or not (data.get("links") or {}).get("next"):
                 return
         raise ReconcileFailed(
             f"survey {survey_id} has more than {MAX_PAGES} pages of responses in the window"
         )
-
-    def _listed(
-        self, base: str, survey_id: str, survey: dict[str, Any], item: dict[str, Any], at: datetime
-    ) -> ListedResponse:
-        response_id = str(sm_api.id_text(item.get("id")))
-        metadata: dict[str, Any] = {"response_id": response_id, "survey_id": survey_id}
-        for key in ("collector_id", "recipient_id"):
-            value = sm_api.id_text(item.get(key))
-            if value is not None and value != "0":
-                metadata[key] = value
-        # No event id of the API's own: the response id stands for it (the hub sets id and source).
-        thin = Submission(
-            id="pending",
-            source="pending",
-            provider="surveymonkey",
-            form_id=survey_id,
-            event_id=response_id,
-            submitted_at=at,
-            metadata=metadata,
-        )
-        href = f"{base}/v3/surveys/{survey_id}/responses/{response_id}"
-        return ListedResponse(response_id, at, sm_api.completed(thin, item, survey, href))
 
     async def webhook_health(
         self, source: SourceSettings, settings: Any, expected_url: str | None, http: Sender
@@ -261,7 +255,7 @@ class SurveyMonkeyReconciler(Reconciler):
             objects = [str(o) for o in hook.get("object_ids") or []]
             if hook.get("object_type") == "survey" and survey_id in objects:
                 on_survey.append((webhook_id, url))
-            if expected_url and url and bare_url(url) == bare_url(expected_url):
+            if expected_url and same_endpoint(url, expected_url):
                 to_us.append(webhook_id)  # also a collector-filtered one sending here
         if expected_url and to_us:
             return WebhookHealth("ok", f"webhook {to_us[0]} sends response_completed to this source")
@@ -269,7 +263,7 @@ class SurveyMonkeyReconciler(Reconciler):
             webhook_id, url = on_survey[0]
             return WebhookHealth(
                 "elsewhere",
-                f"webhook {webhook_id} for survey {survey_id} sends to {bare_url(url)}, not to "
+                f"webhook {webhook_id} for survey {survey_id} sends to {url_host(url)}, not to "
                 f"{bare_url(expected_url)}",
             )
         if on_survey:

@@ -18,22 +18,31 @@ import json
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from connectors import typeform
-from connectors.base import InboundRequest, NormalizeContext, SourceSettings, UnsupportedPayload
+from connectors.base import InboundRequest, NormalizeContext, SourceSettings
 from connectors.reconciling import (
-    ListedResponse,
+    Read,
     ReconcileFailed,
     Reconciler,
     ReconcileSettings,
     ResponsePage,
     WebhookHealth,
     Window,
+    api_base_url,
+    bare_url,
     get_json,
+    hosts,
+    id_text,
+    page_of,
+    read_response,
+    same_endpoint,
+    secret_text,
+    url_host,
 )
 from hub.alerts.durations import Duration
 from hub.submission import Submission, parse_instant
@@ -48,7 +57,6 @@ MAX_PAGES = 1000
 """A million responses in one window; past that the listing is not trusted to end."""
 _LEGACY_TOKEN = re.compile(r"[0-9a-f]{40}")
 _FORM_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_LOOPBACK = ("localhost", "127.0.0.1", "::1")
 _DENIED = (
     "Typeform refused the personal access token (expired, revoked, or without the {scope} scope): "
     "generate a new one under Account → Personal tokens with forms:read, responses:read and "
@@ -66,20 +74,12 @@ class TypeformCredentials(BaseModel):
     @field_validator("token")
     @classmethod
     def _shape(cls, value: SecretStr) -> SecretStr:
-        token = value.get_secret_value().strip()
-        if not token:
-            raise ValueError(
-                "credentials.token is empty (is its environment variable, e.g. TYPEFORM_TOKEN, set?)"
-            )
-        if token.lower().startswith("bearer"):
-            raise ValueError("credentials.token: give the token alone, without 'Bearer '")
+        token = secret_text(value, "credentials.token", "TYPEFORM_TOKEN")
         if not token.startswith("tfp_") and not _LEGACY_TOKEN.fullmatch(token):
             raise ValueError(
                 "credentials.token is not a Typeform personal access token: those start with tfp_ "
                 "(Typeform: Account → Personal tokens → Generate a new token)"
             )
-        if any(c.isspace() for c in token):
-            raise ValueError("credentials.token must not contain spaces or line breaks")
         return SecretStr(token)
 
 
@@ -106,23 +106,14 @@ class TypeformReconcileSettings(ReconcileSettings):
     @field_validator("form_id")
     @classmethod
     def _form_id(cls, value: str) -> str:
-        value = value.strip()
-        if not _FORM_ID.fullmatch(value):
-            raise ValueError(
-                "form_id must be the id at the end of the form's URL, e.g. u6nXL7 in .../to/u6nXL7"
-            )
-        return value
+        return id_text(
+            value, "form_id", _FORM_ID, "the id at the end of the form's URL, e.g. u6nXL7 in .../to/u6nXL7"
+        )
 
     @field_validator("api_base_url")
     @classmethod
     def _base(cls, value: str) -> str:
-        value = value.strip().rstrip("/")
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
-            raise ValueError("api_base_url must be a plain URL such as https://api.typeform.com")
-        if parts.scheme == "http" and parts.hostname not in _LOOPBACK:
-            raise ValueError("api_base_url must use https (the token is sent to it)")
-        return value
+        return api_base_url(value, API_BASE)
 
 
 def _settings(settings: Any) -> TypeformReconcileSettings:
@@ -205,16 +196,6 @@ def _submitted_at(item: dict[str, Any]) -> datetime | None:
         return None
 
 
-def _plain_url(url: str) -> str:
-    """`url` without query and fragment (they may hold the source's token), for comparing."""
-    parts = urlsplit(url.strip())
-    return f"{parts.scheme.lower()}://{parts.netloc.lower()}{parts.path.rstrip('/')}"
-
-
-def _host(url: Any) -> str:
-    return (urlsplit(url).hostname or "?") if isinstance(url, str) else "?"
-
-
 def judge_webhooks(
     hooks: list[dict[str, Any]], form_id: str, expected_url: str | None, tag: str | None
 ) -> WebhookHealth:
@@ -228,30 +209,23 @@ def judge_webhooks(
         if hook.get("enabled") is not True:
             return WebhookHealth("disabled", f"the webhook tagged {tag!r} on {where} is disabled")
         url = hook.get("url")
-        if expected_url is not None and (
-            not isinstance(url, str) or _plain_url(url) != _plain_url(expected_url)
-        ):
+        if expected_url is not None and (not isinstance(url, str) or not same_endpoint(url, expected_url)):
             return WebhookHealth(
                 "elsewhere",
-                f"the webhook tagged {tag!r} on {where} sends to {_host(url)}, "
-                f"not to {_plain_url(expected_url)}",
+                f"the webhook tagged {tag!r} on {where} sends to {url_host(url)}, "
+                f"not to {bare_url(expected_url)}",
             )
         return WebhookHealth("ok", f"the webhook tagged {tag!r} on {where} is enabled")
     if expected_url is None:
         mine = hooks
     else:
-        mine = [
-            h
-            for h in hooks
-            if isinstance(h.get("url"), str) and _plain_url(h["url"]) == _plain_url(expected_url)
-        ]
+        mine = [h for h in hooks if isinstance(h.get("url"), str) and same_endpoint(h["url"], expected_url)]
     if not mine:
         if hooks and expected_url is not None:
-            hosts = ", ".join(sorted({_host(h.get("url")) for h in hooks}))
             return WebhookHealth(
                 "elsewhere",
-                f"{where} has {len(hooks)} webhook(s), none to {_plain_url(expected_url)} "
-                f"(they send to {hosts})",
+                f"{where} has {len(hooks)} webhook(s), none to {bare_url(expected_url)} "
+                f"(they send to {hosts(h.get('url') for h in hooks)})",
             )
         return WebhookHealth("missing", f"{where} has no webhook")
     tags = ", ".join(repr(h.get("tag")) for h in mine)
@@ -314,17 +288,16 @@ class TypeformReconciler(Reconciler):
             items = [i for i in items if isinstance(i, dict)]
             if total is None and isinstance(page.get("total_items"), int):
                 total = page["total_items"]
-            listed = []
+            read: list[Read] = []
             for item in items:
                 token, submitted_at = response_token(item), _submitted_at(item)
                 if token is None or token in seen or submitted_at is None:
                     continue  # no identity, listed twice, or not submitted (a partial response)
                 seen.add(token)
                 if since <= submitted_at < until:
-                    listed.append(
-                        ListedResponse(token, submitted_at, self._submission(item, s, form_definition))
-                    )
-            yield ResponsePage(listed, total)
+                    normalize = partial(self._submission, item, s, form_definition)
+                    read.append(read_response(token, submitted_at, normalize))
+            yield page_of(read, total)
             page_count = page.get("page_count")
             more = page_count > 1 if isinstance(page_count, int) else len(items) >= self.page_size
             last = response_token(items[-1]) if items else None
@@ -346,12 +319,7 @@ class TypeformReconciler(Reconciler):
         context = NormalizeContext(
             submission_id="pending", source="typeform", received_at=_submitted_at(item) or datetime.now(UTC)
         )
-        try:
-            return typeform.connector.normalize(request, context)
-        except UnsupportedPayload as exc:
-            raise ReconcileFailed(
-                f"response {response_token(item)} of form {settings.form_id}: {exc}"
-            ) from None
+        return typeform.connector.normalize(request, context)
 
     async def webhook_health(
         self, source: SourceSettings, settings: Any, expected_url: str | None, http: Sender
