@@ -9,7 +9,6 @@ docs/providers/tally.md, "Reconciliation (missed webhooks)".
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import secrets
@@ -25,7 +24,6 @@ from connectors import _answers
 from connectors._schemes import BodyHmacEvents, EventKeys
 from connectors.base import (
     Connector,
-    Envelope,
     InboundRequest,
     NormalizeContext,
     SourceSettings,
@@ -334,17 +332,12 @@ class TallyConnector(BodyHmacEvents, Connector):
     scheme = "tally-hmac-sha256"
     signature_header = "tally-signature"
     stored_headers = frozenset({signature_header})
-    event_keys = EventKeys(event_id="eventId", event_type="eventType", payload="data", form_id="formId")
+    # A submission's `data.responseId` is the API's submission `id` (the eventId is the delivery's).
+    event_keys = EventKeys(
+        event_id="eventId", event_type="eventType", payload="data", form_id="formId", response_id="responseId"
+    )
     submitted = _SUBMITTED
     reconciler: ClassVar[Reconciler | None] = TallyReconciler()
-
-    def envelope(self, request: InboundRequest) -> Envelope:
-        """The mixin's envelope; a submission also carries `data.responseId`, the API's submission `id`."""
-        envelope = super().envelope(request)
-        if envelope.kind != "submission":
-            return envelope
-        data = _answers.obj(_answers.parse_json_object(request.body), "data", "body")
-        return dataclasses.replace(envelope, response_id=_answers.optional_text(data, "responseId"))
 
     def normalize(self, request: InboundRequest, context: NormalizeContext) -> Submission:
         body = _answers.parse_json_object(request.body)

@@ -291,6 +291,11 @@ def test_reconciliation_delivers_exactly_the_missed_responses_once(
     with api.lock:
         del api.items["tok6"]
     api.webhook_enabled = False
+    wait_for(
+        lambda: hub.rows("SELECT count(*) FROM inbox WHERE state NOT IN ('done', 'skipped')") == [(0,)],
+        timeout=DELIVERY,
+        what="every submission settled",
+    )
     before = hub.rows("SELECT id, state, response_key FROM inbox ORDER BY id")
     out = hub.reconcile(capsys, "--since", "1d")
     assert "0 missing from the spool" in out and "webhook: disabled" in out, out

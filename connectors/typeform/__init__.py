@@ -11,13 +11,12 @@ through Typeform's API): connectors/typeform/api.py.
 from __future__ import annotations
 
 import secrets
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from connectors import _answers
 from connectors._schemes import BodyHmacEvents, EventKeys
-from connectors.base import Connector, Envelope, InboundRequest, NormalizeContext, SourceSettings
+from connectors.base import Connector, InboundRequest, NormalizeContext, SourceSettings
 from connectors.typeform.api import TypeformReconciler
 from hub.spool.ids import new_id
 from hub.submission import Answer, Submission, iso_utc
@@ -49,21 +48,18 @@ class TypeformConnector(BodyHmacEvents, Connector):
     signature_header = "typeform-signature"
     signature_prefix = "sha256="
     stored_headers = frozenset({signature_header})
+    # The response id: the Responses API lists the same response under the same `token` (the
+    # `event_id` is the delivery's, not the response's).
     event_keys = EventKeys(
-        event_id="event_id", event_type="event_type", payload="form_response", form_id="form_id"
+        event_id="event_id",
+        event_type="event_type",
+        payload="form_response",
+        form_id="form_id",
+        response_id="token",
     )
     submitted = _SUBMITTED
     notes = _NOTES
     reconciler = TypeformReconciler()
-
-    def envelope(self, request: InboundRequest) -> Envelope:
-        """As BodyHmacEvents, with `form_response.token` as the response id: the Responses API lists
-        the same response under the same `token` (the `event_id` is the delivery's, not the response's)."""
-        envelope = super().envelope(request)
-        if envelope.kind != "submission":
-            return envelope
-        response = _answers.maybe_obj(_answers.parse_json_object(request.body), "form_response")
-        return replace(envelope, response_id=_answers.optional_text(response, "token"))
 
     def normalize(self, request: InboundRequest, context: NormalizeContext) -> Submission:
         body = _answers.parse_json_object(request.body)
