@@ -25,6 +25,7 @@ from hub.alerts import rules
 from hub.alerts.store import ensure_alert_tables
 from hub.config.loader import ConfigError, parse_config
 from hub.config.models import HubConfig
+from hub.console import queries
 from hub.reconcile import state
 from hub.reconcile.run import NotReconcilable, reconcile_source
 from hub.routing.plan import plan
@@ -277,6 +278,8 @@ def test_a_disabled_webhook_fires_one_alert_until_it_is_back(
         ("contact-form", "firing", ["Typeform says the webhook 'hookhub' is disabled"])
     ]
     assert "disabled at the provider" in fired[0].summary
+    [line] = queries.sources(conn, config, NOW)  # the console's overview says it too
+    assert line.warnings == ("webhook disabled: Typeform says the webhook 'hookhub' is disabled",)
     _run(conn, config, now=NOW + HOUR)
     assert [a for a in rules.evaluate(conn, config, facts, NOW + HOUR) if a.kind == "webhook"] == []
     memory.webhook = WebhookHealth("ok", "enabled, posting to this hub")

@@ -12,6 +12,7 @@ from typing import Any
 from hub.config.models import HubConfig
 from hub.console.redact import scrub, secrets_of
 from hub.metrics.snapshot import Snapshot, read_snapshot
+from hub.reconcile import state as reconcile_state
 from hub.store import Connection
 from hub.store.catalog import tables
 
@@ -26,6 +27,10 @@ class SourceLine:
     last_received: float | None
     silent_for: float | None
     """Seconds without a submission beyond the source's expect_every (None: not silent)."""
+    warnings: tuple[str, ...] = ()
+    """What reconciliation found wrong (README "Missed webhooks"): the webhook, the last run."""
+    reconciled: int = 0
+    """Submissions stored by reconciliation so far: their webhooks never came."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,7 @@ class DestinationLine:
 
 def sources(conn: Connection, config: HubConfig, now: float) -> list[SourceLine]:
     lines = []
+    reconciled = reconcile_state.read_all(conn)
     for name, source in sorted(config.sources.items()):
         # inbox(source, received_at) (alert_inbox_by_source): two range counts and one seek each.
         today, week = (
@@ -57,7 +63,15 @@ def sources(conn: Connection, config: HubConfig, now: float) -> list[SourceLine]
         if source.expect_every is not None:
             quiet = now - (last if last is not None else now)
             silent = quiet if quiet > source.expect_every else None
-        lines.append(SourceLine(name, today, week, last, silent))
+        state = reconciled.get(name)
+        warnings: list[str] = []
+        if state is not None and source.reconcile is not None:
+            if state.webhook_state not in (None, "ok"):
+                warnings.append(f"webhook {state.webhook_state}: {state.webhook_detail}")
+            if state.last_outcome in ("failed", "refused"):
+                warnings.append(f"reconciliation {state.last_outcome}: {state.last_error}")
+        count = state.reconciled if state is not None else 0
+        lines.append(SourceLine(name, today, week, last, silent, tuple(warnings), count))
     return lines
 
 
