@@ -60,7 +60,10 @@ class ReconcileSettings(BaseModel):
 
     every: Duration = Field(default=3600.0, ge=60, description="how often the scheduled run lists the form")
     lookback: Duration = Field(
-        default=7 * DAY, ge=60, description="how far back the first run (with no watermark yet) looks"
+        default=7 * DAY,
+        ge=60,
+        description="how far back a first run (no watermark yet) may look; never before the source's"
+        " first stored submission less an hour (older responses are history: `hookhub import`)",
     )
     settle: Duration = Field(
         default=600.0,

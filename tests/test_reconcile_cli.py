@@ -78,7 +78,9 @@ def test_failures_and_usage_errors_say_what_to_do(
     config, data = paths
     memory.add("r1", time.time() - HOUR)
     memory.fail_after_pages, memory.permanent = 0, True
-    code, out, _ = _run(capsys, "reconcile", "contact-form", "--config", config, "--data-dir", data)
+    code, out, _ = _run(
+        capsys, "reconcile", "contact-form", "--config", config, "--data-dir", data, "--since", "1d"
+    )
     assert code == 1
     assert (
         "error: memory API: HTTP 401: token revoked (fix the credentials or settings, then run again)" in out

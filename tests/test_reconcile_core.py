@@ -135,8 +135,9 @@ def test_missing_responses_are_stored_once_and_the_watermark_moves(
     report = _run(conn, config)
     assert report.ok and report.listed == 8
     assert [m.response_id for m in report.missing] == ["r6", "r7"]
-    # First run: `lookback` back from now, up to `settle` ago.
-    assert (report.since, report.until) == (NOW - 24 * HOUR, NOW - 600)
+    # First run: `lookback` back from now, but not before the source's first stored webhook (less
+    # an hour): what the form collected before the hub heard of it is history (`hookhub import`).
+    assert (report.since, report.until) == (NOW - 6 * HOUR, NOW - 600)
     rows = _rows(conn)
     assert rows["r6"] == ("reconciled:r6", "fetched", "pending") and rows["r7"][0] == "reconciled:r7"
     assert len(rows) == 8
@@ -159,11 +160,28 @@ def test_missing_responses_are_stored_once_and_the_watermark_moves(
     assert state.read(conn, "contact-form").reconciled == 3
 
 
+def test_a_new_source_is_reconciled_from_its_first_run_on_and_its_history_is_left_to_import(
+    conn: Connection, config: HubConfig, memory: MemoryReconciler
+) -> None:
+    memory.add("before", NOW - 3 * HOUR)  # collected before the hub ever heard of the form
+    first = _run(conn, config)
+    assert first.ok and (first.since, first.until) == (NOW - 600, NOW - 600) and first.listed == 0
+    assert state.read(conn, "contact-form").watermark == NOW - 600
+    memory.add("after", NOW + 60)
+    later = _run(conn, config, now=NOW + HOUR)
+    assert [m.response_id for m in later.missing] == ["after"]
+    # An import brings the history in; it leaves the schedule's watermark and last run alone.
+    imported = _run(conn, config, now=NOW + HOUR, since=NOW - 24 * HOUR, origin="imported")
+    assert [m.response_id for m in imported.missing] == ["before"]
+    after = state.read(conn, "contact-form")
+    assert (after.watermark, after.last_run_at, after.imported) == (NOW + HOUR - 600, NOW + HOUR, 1)
+
+
 def test_a_late_webhook_for_a_reconciled_response_is_a_duplicate(
     store: Store, conn: Connection, config: HubConfig, memory: MemoryReconciler
 ) -> None:
     memory.add("r6", NOW - 2 * HOUR)
-    report = _run(conn, config)
+    report = _run(conn, config, since=NOW - 24 * HOUR)
     assert len(report.stored) == 1
     owner, duplicate = _webhook(store, "ev6", "r6")
     assert duplicate and owner == report.stored[0]
@@ -177,7 +195,7 @@ def test_a_response_deleted_at_the_provider_changes_nothing_stored(
     conn: Connection, config: HubConfig, memory: MemoryReconciler
 ) -> None:
     memory.add("r6", NOW - 2 * HOUR)
-    first = _run(conn, config)
+    first = _run(conn, config, since=NOW - 24 * HOUR)
     del memory.submitted["r6"]
     again = _run(conn, config, since=NOW - 24 * HOUR)
     assert again.ok and again.listed == 0 and again.stored == []
@@ -188,15 +206,16 @@ def test_a_dry_run_shows_what_is_missing_and_changes_nothing(
     conn: Connection, config: HubConfig, memory: MemoryReconciler
 ) -> None:
     memory.add("r1", NOW - 2 * HOUR)
-    report = _run(conn, config, dry_run=True)
+    report = _run(conn, config, since=NOW - 24 * HOUR, dry_run=True)
     assert [m.response_id for m in report.missing] == ["r1"] and report.stored == []
     assert conn.execute("SELECT count(*) FROM inbox").fetchone()[0] == 0
     assert conn.execute("SELECT count(*) FROM reconcile_state").fetchone()[0] == 0
 
 
 def test_a_run_that_fails_half_way_keeps_what_it_stored_and_its_window(
-    conn: Connection, config: HubConfig, memory: MemoryReconciler
+    store: Store, conn: Connection, config: HubConfig, memory: MemoryReconciler
 ) -> None:
+    _webhook(store, "ev0", "r0")  # received 5 h ago: the first window starts an hour before it
     for n in range(1, 6):
         memory.add(f"r{n}", NOW - 3 * HOUR + n)
     memory.fail_after_pages = 1
@@ -208,7 +227,7 @@ def test_a_run_that_fails_half_way_keeps_what_it_stored_and_its_window(
 
     memory.fail_after_pages = None
     retried = _run(conn, config, now=NOW + 60)
-    assert retried.since == NOW + 60 - 24 * HOUR  # the same window again: no watermark yet
+    assert retried.since == report.since == NOW - 6 * HOUR  # the same window again: no watermark yet
     assert [m.response_id for m in retried.missing] == ["r3", "r4", "r5"]
     assert state.read(conn, "contact-form").reconciled == 5
 
@@ -272,7 +291,7 @@ def test_a_disabled_webhook_fires_one_alert_until_it_is_back(
     config = parse_config(CONFIG + "alerts: {to: [crm]}\n", "c.yaml", {})[0]
     facts = rules.Facts(started_at=NOW - HOUR)
     memory.webhook = WebhookHealth("disabled", "Typeform says the webhook 'hookhub' is disabled")
-    _run(conn, config)
+    _run(conn, config, since=NOW - 24 * HOUR)
     fired = [a for a in rules.evaluate(conn, config, facts, NOW) if a.kind == "webhook"]
     assert [(a.key, a.state, a.details) for a in fired] == [
         ("contact-form", "firing", ["Typeform says the webhook 'hookhub' is disabled"])
@@ -295,7 +314,7 @@ def test_submissions_that_came_only_through_reconciliation_are_counted_in_one_al
     facts = rules.Facts(started_at=NOW - HOUR)
     for n in range(12):
         memory.add(f"r{n}", NOW - 2 * HOUR + n)
-    _run(conn, config)
+    _run(conn, config, since=NOW - 24 * HOUR)
     fired = [a for a in rules.evaluate(conn, config, facts, NOW + 1) if a.kind == "reconciled"]
     assert [(a.key, a.count) for a in fired] == [("contact-form", 12)]
     assert fired[0].summary.startswith(
@@ -333,7 +352,7 @@ def test_a_response_the_connector_cannot_read_is_a_dead_letter_and_the_run_goes_
     for n in range(1, 5):
         memory.add(f"r{n}", NOW - 2 * HOUR + n)
     memory.unreadable = {"r2"}
-    report = _run(conn, config)
+    report = _run(conn, config, since=NOW - 24 * HOUR)
     assert report.ok and report.listed == 4 and len(report.stored) == 4
     assert state.read(conn, "contact-form").watermark == NOW - 600
     rows = dict(conn.execute("SELECT response_key, state FROM inbox").fetchall())

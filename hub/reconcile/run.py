@@ -3,7 +3,8 @@
 The window a run lists is [since, until): `until` is `settle` before now (younger responses are
 left to their webhook, which may still be on its way: Typeform retries for hours), `since` is the
 end of the last window less `settle` (an overlap costs a few listed responses and is deduplicated),
-or `lookback` before now on a source's first run. The watermark moves only when the whole window
+or on a source's first run `lookback` before now but not earlier than its first stored submission
+(see window_for). The watermark moves only when the whole window
 was listed, so a run that fails half way starts from the same place next time; what it stored
 before failing stays stored and is not stored again.
 
@@ -39,6 +40,9 @@ from hub.store import Connection
 log = logging.getLogger("hookhub.reconcile")
 
 Origin = Literal["reconciled", "imported"]
+FIRST_MARGIN = 3600.0
+"""A first run also looks this much before the source's first stored submission: a response
+submitted just before it may be one whose webhook was lost while the source was being set up."""
 KEY_FILL_MARGIN = 3600.0
 """How much earlier than the window webhooks are given their response key (keys.py): a response's
 webhook is received at or after its submission, so rows received before the window are not it."""
@@ -113,12 +117,27 @@ def expected_url(config: HubConfig, source_id: str) -> str | None:
 
 
 def window_for(
-    settings: ReconcileSettings, watermark: float | None, now: float, since: float | None
+    settings: ReconcileSettings,
+    watermark: float | None,
+    now: float,
+    since: float | None,
+    first_received: float | None,
 ) -> tuple[float, float]:
+    """[since, until) for a run; `since` given (the commands' --since) wins.
+
+    A source's first run (no watermark) looks back `lookback`, but not before the source's first
+    stored submission (less FIRST_MARGIN): what the form collected before the hub received its
+    webhooks is history, which `hookhub import` brings in for the routes that ask for it, not
+    missed webhooks. A source with nothing stored yet starts now.
+    """
     until = now - settings.settle
-    if since is None:
-        since = watermark - settings.settle if watermark is not None else now - settings.lookback
-    return since, until
+    if since is not None:
+        return since, until
+    if watermark is not None:
+        return watermark - settings.settle, until
+    if first_received is None:
+        return until, until
+    return max(now - settings.lookback, first_received - FIRST_MARGIN), until
 
 
 async def reconcile_source(
@@ -142,64 +161,81 @@ async def reconcile_source(
     """
     source, connector, reconciler, settings = reconcilable(config, source_id)
     before = await asyncio.to_thread(state.read, conn, source_id)
-    start, end = window_for(settings, before.watermark, now, since)
+    first = (
+        None if before.watermark is not None else await asyncio.to_thread(_first_received, conn, source_id)
+    )
+    start, end = window_for(settings, before.watermark, now, since, first)
     if until is not None:
         end = until
     report = RunReport(source_id, origin, start, end, dry_run)
-    if end <= start:
-        return report
-    counts = Progress()
-    window = Window(datetime.fromtimestamp(start, UTC), datetime.fromtimestamp(end, UTC))
-    if not dry_run:
-        report.keys_filled = await asyncio.to_thread(
-            keys.fill_keys, conn, source_id, connector, start - KEY_FILL_MARGIN
-        )
-    note = (
-        f"reconciled from the {reconciler.api}: its webhook never arrived"
-        if origin == "reconciled"
-        else f"imported from the {reconciler.api}"
-    )
     try:
-        async for page in reconciler.responses(source, settings, window, http):
-            counts.total = page.total if page.total is not None else counts.total
-            listed: dict[str, ListedResponse | UnreadableResponse] = {
-                _key(connector, item.response_id, item.submission.form_id): item for item in page.responses
-            }
-            for odd in page.unreadable:
-                listed.setdefault(_key(connector, odd.response_id, None), odd)
-            known = await asyncio.to_thread(ingest.known_keys, conn, source_id, list(listed))
-            missing = [_missing(key, item) for key, item in listed.items() if key not in known]
-            report.listed += len(listed)
-            report.missing.extend(listed[m.key] for m in missing)
-            if missing and not dry_run:
-                report.stored += await asyncio.to_thread(
-                    ingest.store_missing,
-                    conn,
-                    now,
-                    source_id,
-                    connector.provider,
-                    missing,
-                    origin,
-                    note,
-                    reconciler.api,
-                )
-            counts.listed, counts.missing, counts.stored = (
-                report.listed,
-                len(report.missing),
-                len(report.stored),
-            )
-            if progress is not None:
-                progress(counts)
+        if end > start:  # a source with nothing stored yet lists nothing on its first run
+            await _list_window(conn, reconciler, connector, source, settings, report, now, http, progress)
         if check_webhook:
             report.webhook = await reconciler.webhook_health(
                 source, settings, expected_url(config, source_id), http
             )
     except ReconcileFailed as exc:
         report.error, report.permanent = str(exc), exc.permanent
-    if not dry_run:
-        await asyncio.to_thread(_remember, conn, before.source, report, now)
+    if not dry_run and origin == "reconciled":  # an import is not a reconciliation: its counter only
+        # The watermark moves only past a window that starts where the schedule's would have.
+        default_start = window_for(settings, before.watermark, now, None, first)[0]
+        advance = start <= default_start
+        await asyncio.to_thread(_remember, conn, before.source, report, now, advance)
     _log(report, connector)
     return report
+
+
+async def _list_window(
+    conn: Connection,
+    reconciler: Reconciler,
+    connector: Connector,
+    source: SourceConfig,
+    settings: ReconcileSettings,
+    report: RunReport,
+    now: float,
+    http: Sender,
+    progress: Callable[[Progress], None] | None,
+) -> None:
+    """List [report.since, report.until) page by page, storing each page's missing responses
+    (unless a dry run) before asking for the next; raises ReconcileFailed."""
+    if not report.dry_run:
+        report.keys_filled = await asyncio.to_thread(
+            keys.fill_keys, conn, report.source, connector, report.since - KEY_FILL_MARGIN
+        )
+    note = (
+        f"reconciled from the {reconciler.api}: its webhook never arrived"
+        if report.origin == "reconciled"
+        else f"imported from the {reconciler.api}"
+    )
+    counts = Progress()
+    window = Window(datetime.fromtimestamp(report.since, UTC), datetime.fromtimestamp(report.until, UTC))
+    async for page in reconciler.responses(source, settings, window, http):
+        counts.total = page.total if page.total is not None else counts.total
+        listed: dict[str, ListedResponse | UnreadableResponse] = {
+            _key(connector, item.response_id, item.submission.form_id): item for item in page.responses
+        }
+        for odd in page.unreadable:
+            listed.setdefault(_key(connector, odd.response_id, None), odd)
+        known = await asyncio.to_thread(ingest.known_keys, conn, report.source, list(listed))
+        missing = [_missing(key, item) for key, item in listed.items() if key not in known]
+        report.listed += len(listed)
+        report.missing.extend(listed[m.key] for m in missing)
+        if missing and not report.dry_run:
+            report.stored += await asyncio.to_thread(
+                ingest.store_missing,
+                conn,
+                now,
+                report.source,
+                connector.provider,
+                missing,
+                report.origin,
+                note,
+                reconciler.api,
+            )
+        counts.listed, counts.missing, counts.stored = report.listed, len(report.missing), len(report.stored)
+        if progress is not None:
+            progress(counts)
 
 
 def _key(connector: Connector, response_id: str, form_id: str | None) -> str:
@@ -214,13 +250,22 @@ def _missing(key: str, item: ListedResponse | UnreadableResponse) -> ingest.Miss
     return ingest.Missing(key, item.submission)
 
 
-def _remember(conn: Connection, source_id: str, report: RunReport, now: float) -> None:
+def _first_received(conn: Connection, source_id: str) -> float | None:
+    """When the source's first submission was stored (along inbox_by_source_time)."""
+    row = conn.execute(
+        "SELECT received_at FROM inbox WHERE source = ? ORDER BY received_at LIMIT 1", (source_id,)
+    ).fetchone()
+    return None if row is None else float(row[0])
+
+
+def _remember(conn: Connection, source_id: str, report: RunReport, now: float, advance: bool) -> None:
     current = state.read(conn, source_id)  # re-read: the counters moved as rows were stored
     current.last_run_at = now
     current.last_listed, current.last_missing = report.listed, len(report.missing)
     if report.ok:
         current.last_outcome, current.last_error = "ok", None
-        current.watermark = max(report.until, current.watermark or report.until)
+        if advance:
+            current.watermark = max(report.until, current.watermark or report.until)
     else:
         current.last_outcome = "refused" if report.permanent else "failed"
         current.last_error = report.error
