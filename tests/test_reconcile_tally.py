@@ -20,7 +20,8 @@ from pydantic import ValidationError
 
 from connectors.base import InboundRequest, NormalizeContext
 from connectors.reconciling import ListedResponse, ReconcileFailed, Window
-from connectors.tally import TallyReconciler, TallyReconcileSettings, connector
+from connectors.tally import connector
+from connectors.tally.api import TallyReconciler, TallyReconcileSettings
 from hub.submission import iso_utc, parse_instant
 from tests.destination_helpers import VirtualTime
 from tests.harness import PROVIDER_FIXTURES, load_fixture
