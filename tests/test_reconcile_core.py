@@ -360,3 +360,18 @@ def test_a_response_the_connector_cannot_read_is_a_dead_letter_and_the_run_goes_
     error = conn.execute("SELECT error FROM inbox WHERE response_key = 'r2'").fetchone()[0]
     assert error == "reconciled from the memory API, but not readable: answers is not a list"
     assert _run(conn, config, since=NOW - 24 * HOUR).stored == []  # not stored twice
+
+
+@pytest.mark.parametrize("store", ["sqlite"], indirect=True)
+def test_a_store_that_refuses_the_rows_fails_the_run_with_the_reason_and_keeps_the_window(
+    store: Store, conn: Connection, config: HubConfig, memory: MemoryReconciler
+) -> None:
+    memory.add("r1", NOW - 2 * HOUR)
+    conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON inbox BEGIN SELECT RAISE(ABORT, 'disk full'); END")
+    report = _run(conn, config, since=NOW - 24 * HOUR)
+    assert report.error is not None and "the store could not be written" in report.error
+    assert "disk full" in report.error and not report.permanent
+    failed = state.read(conn, "contact-form")
+    assert (failed.last_outcome, failed.watermark) == ("failed", None)
+    conn.execute("DROP TRIGGER refuse")
+    assert len(_run(conn, config, since=NOW - 24 * HOUR).stored) == 1

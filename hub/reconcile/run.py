@@ -15,6 +15,7 @@ submissions go only to routes with `backfill: true` (hub/routing/plan.py).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ from hub.config.models import HubConfig, SourceConfig
 from hub.reconcile import ingest, keys, state
 from hub.routing.process import connector_for
 from hub.sender import Sender
-from hub.store import Connection
+from hub.store import Connection, StoreError
 
 log = logging.getLogger("hookhub.reconcile")
 
@@ -177,6 +178,17 @@ async def reconcile_source(
             )
     except ReconcileFailed as exc:
         report.error, report.permanent = str(exc), exc.permanent
+    except StoreError as exc:  # locked, gone, or a webhook of the same response committed meanwhile
+        report.error = (
+            f"the store could not be written ({type(exc).__name__}: {exc}); the next run tries again"
+        )
+        with contextlib.suppress(*StoreError):
+            conn.execute("ROLLBACK")
+        if not dry_run and origin == "reconciled":
+            with contextlib.suppress(*StoreError):  # recorded if the store allows it now
+                await asyncio.to_thread(_remember, conn, before.source, report, now, False)
+        _log(report, connector)
+        return report
     if not dry_run and origin == "reconciled":  # an import is not a reconciliation: its counter only
         # The watermark moves only past a window that starts where the schedule's would have.
         default_start = window_for(settings, before.watermark, now, None, first)[0]
