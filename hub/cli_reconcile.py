@@ -139,6 +139,7 @@ def _progress_bar(shown: bool) -> Iterator[Callable[[Progress], None] | None]:
     if not shown:
         yield None
         return
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
     from rich.progress import Progress as Bar
 
@@ -148,7 +149,7 @@ def _progress_bar(shown: bool) -> Iterator[Callable[[Progress], None] | None]:
         MofNCompleteColumn(),
         TextColumn("{task.fields[missing]} missing"),
         TimeElapsedColumn(),
-        console=None,
+        console=Console(stderr=True),  # stdout carries the report, which may be piped
         transient=True,
     ) as bar:
         task = bar.add_task("list", total=None, missing=0)

@@ -95,3 +95,18 @@ def test_failures_and_usage_errors_say_what_to_do(
         capsys, "import", "contact-form", "--config", config, "--data-dir", data + "x", "--since", "1d"
     )
     assert code == 1 and "no spool at" in err
+
+
+def test_the_progress_bar_counts_what_was_listed_and_missing() -> None:
+    from rich.console import Console
+
+    from hub.cli_reconcile import _progress_bar
+    from hub.reconcile.run import Progress
+
+    with _progress_bar(True) as show:
+        assert show is not None
+        show(Progress(listed=1000, total=2500, missing=12))
+        bar = Console(stderr=True)  # what the bar writes to: stderr, never the report on stdout
+        assert bar.stderr
+    with _progress_bar(False) as none:
+        assert none is None
