@@ -15,14 +15,25 @@ history): the triggering submission is the newest `form-submissions[]` entry, de
 `conversion-id`; its answers are the properties with a version written by that submission
 (`source-type` FORM, `source-id` = form id, same timestamp) [reference: obs/design, unconfirmed for
 today's workflows].
+
+Reconciliation lists the form's submissions through HubSpot's Forms API (`HubSpotReconciler`,
+`GET /form-integrations/v1/submissions/forms/{formGuid}`): its `conversionId` is the webhook's
+`conversion-id`. The facts it relies on, with their sources: docs/providers/hubspot.md,
+"Reconciliation (missed webhooks)".
 """
 
 from __future__ import annotations
 
 import json
+import re
 import uuid
+from collections import defaultdict
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from connectors import _answers
 from connectors._hashing import hmac_digest
@@ -37,7 +48,24 @@ from connectors.base import (
     VerificationFailed,
     require_secrets,
 )
+from connectors.reconciling import (
+    Read,
+    ReconcileFailed,
+    Reconciler,
+    ReconcileSettings,
+    ResponsePage,
+    Window,
+    api_base_url,
+    get_json,
+    id_text,
+    page_of,
+    read_response,
+    secret_text,
+)
 from hub.submission import Answer, Submission
+
+if TYPE_CHECKING:
+    from hub.sender import Sender
 
 SIGNATURE = "x-hubspot-signature-v3"
 TIMESTAMP = "x-hubspot-request-timestamp"
@@ -132,7 +160,190 @@ def _collect_answers(properties: dict[str, Any], form_id: str, at: int, conversi
 def _property(properties: dict[str, Any], name: str) -> str | None:
     prop = properties.get(name)
     value = prop.get("value") if isinstance(prop, dict) else None
+    return _stripped(value)
+
+
+def _stripped(value: object) -> str | None:
     return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def _full_name(first: str | None, last: str | None) -> str | None:
+    return " ".join(filter(None, (first, last))) or None
+
+
+# -- reconciliation: the Forms API's submissions of a form ------------------------------------
+
+API_BASE = "https://api.hubapi.com"
+"""HubSpot's API host for every account (EU accounts included); `api_base_url` is for tests."""
+PAGE_SIZE = 50
+"""`limit`: the documented maximum (default 20)."""
+_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_MULTIPLE = ";"
+"""How HubSpot writes a multi-checkbox property's values in one string (the webhook's property values)."""
+
+
+class HubSpotCredentials(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    access_token: SecretStr = Field(
+        description="the access token of a private app with the `forms` scope (Settings > Integrations > "
+        "Private Apps > the app > Auth)"
+    )
+
+    @field_validator("access_token")
+    @classmethod
+    def _shape(cls, value: SecretStr) -> SecretStr:
+        token = secret_text(value, "credentials.access_token", "HUBSPOT_ACCESS_TOKEN")
+        if _GUID.fullmatch(token):
+            # The source's `secret` (an app's client secret) and the sunset hapikey are GUIDs; a token is not.
+            raise ValueError(
+                "credentials.access_token looks like an app's client secret or an old API key (a GUID): "
+                "use the access token of a private app with the forms scope (Settings > Integrations > "
+                "Private Apps > the app > Auth, pat-...)"
+            )
+        if len(token) < 20:
+            raise ValueError(
+                "credentials.access_token must be the whole access token of a private app (pat-...), "
+                "from Settings > Integrations > Private Apps > the app > Auth"
+            )
+        return SecretStr(token)
+
+
+class HubSpotReconcileSettings(ReconcileSettings):
+    form_id: str = Field(min_length=1, description="the form's GUID (in the form editor's URL)")
+    credentials: HubSpotCredentials
+    api_base_url: str = API_BASE
+
+    @field_validator("form_id")
+    @classmethod
+    def _form_id(cls, value: str) -> str:
+        hint = (
+            "the form's GUID, e.g. 8a127002-724d-46be-a109-b1b34d544d1e (in the form editor's URL, "
+            "app.hubspot.com/forms/<portal>/<GUID>/..., or the webhook's form-submissions[].form-id)"
+        )
+        return id_text(value, "form_id", _GUID, hint).lower()
+
+    @field_validator("api_base_url")
+    @classmethod
+    def _base(cls, value: str) -> str:
+        return api_base_url(value, API_BASE)
+
+
+def _values(item: dict[str, Any]) -> dict[str, Any]:
+    """`values[{name, value}]` by name, a name listed more than once (a multi-checkbox, if the API
+    lists its choices apart) joined with `;` as the contact property holds it; order kept."""
+    grouped: defaultdict[str, list[Any]] = defaultdict(list)
+    for pair in _answers.items(item, "values", "results[]"):
+        name = pair.get("name")
+        if not isinstance(name, str) or not name:
+            raise UnsupportedPayload("results[].values[] has an entry without a name")
+        grouped[name].append(pair.get("value"))
+    return {
+        name: found[0]
+        if len(found) == 1
+        else _MULTIPLE.join(str(v) for v in found if not _answers.is_empty(v))
+        for name, found in grouped.items()
+    }
+
+
+def _listed_submission(
+    item: dict[str, Any], form_id: str, conversion_id: str, submitted_at: datetime
+) -> Submission:
+    values = _values(item)
+    answers = _answers.collect(
+        _answers.answer(name, name, "property", value) for name, value in values.items()
+    )
+    page_url = item.get("pageUrl")
+    return _answers.submission(
+        connector.provider,
+        NormalizeContext("pending", "pending", submitted_at),
+        answers,
+        form_id=form_id,
+        event_id=conversion_id,
+        submitted_at=submitted_at,
+        respondent_email=_stripped(values.get("email")),
+        name=_full_name(_stripped(values.get("firstname")), _stripped(values.get("lastname"))),
+        metadata={"page_url": page_url} if page_url not in (None, "") else {},
+    )
+
+
+def _listed(item: object, form_id: str, what: str) -> Read:
+    if (
+        not isinstance(item, dict)
+        or not isinstance(item.get("conversionId"), str)
+        or not item["conversionId"]
+    ):
+        raise ReconcileFailed(f"{what}: a submission has no conversionId")
+    conversion_id: str = item["conversionId"]
+    try:
+        at = _millis(item.get("submittedAt"), "submittedAt")
+        submitted_at = _instant(at, "submittedAt")
+    except UnsupportedPayload:
+        raise ReconcileFailed(f"{what}: submission {conversion_id} has no readable submittedAt") from None
+    return read_response(
+        conversion_id, submitted_at, partial(_listed_submission, item, form_id, conversion_id, submitted_at)
+    )
+
+
+def _next_after(body: dict[str, Any]) -> str | None:
+    paging = body.get("paging")
+    following = paging.get("next") if isinstance(paging, dict) else None
+    after = following.get("after") if isinstance(following, dict) else None
+    return after if isinstance(after, str) and after else None
+
+
+class HubSpotReconciler(Reconciler):
+    """`GET /form-integrations/v1/submissions/forms/{formGuid}`: newest first, by `after` cursor, no date
+    filter, so the listing stops at the first page that reaches back before the window.
+
+    HubSpot's workflow API (the only place the "Send a webhook" action lives) is in beta and does not
+    document that action's fields, so `webhook_health` stays None."""
+
+    Settings: ClassVar[type[ReconcileSettings]] = HubSpotReconcileSettings
+    page_size: ClassVar[int] = PAGE_SIZE
+    api: ClassVar[str] = "HubSpot Forms API"
+
+    async def responses(
+        self, source: SourceSettings, settings: Any, window: Window, http: Sender
+    ) -> AsyncIterator[ResponsePage]:
+        assert isinstance(settings, HubSpotReconcileSettings)
+        url = f"{settings.api_base_url}/form-integrations/v1/submissions/forms/{settings.form_id}"
+        token = settings.credentials.access_token.get_secret_value()
+        seen: set[str] = set()
+        after: str | None = None
+        page = 0
+        while True:
+            page += 1
+            what = f"list submissions of HubSpot form {settings.form_id} (page {page})"
+            body = await get_json(
+                http,
+                url,
+                what=what,
+                headers={"authorization": f"Bearer {token}", "accept": "application/json"},
+                params={"limit": str(PAGE_SIZE), **({"after": after} if after else {})},
+                sleep=self.sleep,
+                denied="the HubSpot access token was refused (rotated, its private app deleted, or "
+                "without the forms scope): copy the current token from Settings > Integrations > Private "
+                "Apps > the app > Auth into reconcile.credentials.access_token",
+                not_found=f"no form {settings.form_id} in this HubSpot account: check reconcile.form_id (the "
+                "GUID in the form editor's URL) and that the private app belongs to the form's account",
+            )
+            items = body.get("results") if isinstance(body, dict) else None
+            if not isinstance(items, list):
+                raise ReconcileFailed(f"{what}: the answer has no results list")
+            read: list[Read] = []
+            reached_back = False
+            for item in items:
+                response = _listed(item, settings.form_id, what)
+                if response.submitted_at < window.since:
+                    reached_back = True  # newest first: every later one is older still
+                elif response.submitted_at < window.until and response.response_id not in seen:
+                    seen.add(response.response_id)
+                    read.append(response)
+            yield page_of(reversed(read))  # oldest first within the page; the API has no total
+            after = _next_after(body)
+            if reached_back or after is None or not items:
+                return
 
 
 class HubSpotConnector(Connector):
@@ -140,6 +351,7 @@ class HubSpotConnector(Connector):
     title = "HubSpot (workflow webhook)"
     scheme = "hubspot-signature-v3"
     stored_headers = frozenset({SIGNATURE, TIMESTAMP})
+    reconciler: ClassVar[Reconciler | None] = HubSpotReconciler()
 
     def verify(self, request: InboundRequest, source: SourceSettings, now: float) -> None:
         secrets = require_secrets(source)
@@ -168,9 +380,12 @@ class HubSpotConnector(Connector):
                 note=f"contact {vid} has no form submission: enrolled by something other than a form",
             )
         latest = _latest(submissions)
+        conversion_id = _answers.text(latest, "conversion-id", "form-submissions[]")
+        # The conversion id is the dedupe key and the Forms API's `conversionId` of the same submission.
         return Envelope(
-            event_id=_answers.text(latest, "conversion-id", "form-submissions[]"),
+            event_id=conversion_id,
             form_id=_answers.text(latest, "form-id", "form-submissions[]"),
+            response_id=conversion_id,
         )
 
     def normalize(self, request: InboundRequest, context: NormalizeContext) -> Submission:
@@ -183,7 +398,7 @@ class HubSpotConnector(Connector):
         at = _millis(latest.get("timestamp"), "form-submissions[].timestamp")
         properties: dict[str, Any] = body["properties"]
         answers = _collect_answers(properties, form_id, at, conversion_id)
-        name = " ".join(filter(None, (_property(properties, "firstname"), _property(properties, "lastname"))))
+        name = _full_name(_property(properties, "firstname"), _property(properties, "lastname"))
         metadata: dict[str, Any] = {
             key.replace("-", "_"): latest[key]
             for key in ("page-url", "page-title", "form-type", "portal-id")
@@ -200,7 +415,7 @@ class HubSpotConnector(Connector):
             event_id=conversion_id,
             submitted_at=_instant(at, "form-submissions[].timestamp"),
             respondent_email=_property(properties, "email"),
-            name=name or None,
+            name=name,
             metadata=metadata,
         )
 
