@@ -303,6 +303,13 @@ class HubSpotReconciler(Reconciler):
     page_size: ClassVar[int] = PAGE_SIZE
     api: ClassVar[str] = "HubSpot Forms API"
 
+    def warnings(self, settings: Any) -> list[str]:
+        return [
+            "HubSpot does not document that a workflow webhook's conversion-id is the Forms API's"
+            " conversionId: before scheduling, run `hookhub reconcile <source> --dry-run --since 1d` and"
+            " check that submissions whose webhooks arrived are not listed as missing"
+        ]
+
     async def responses(
         self, source: SourceSettings, settings: Any, window: Window, http: Sender
     ) -> AsyncIterator[ResponsePage]:

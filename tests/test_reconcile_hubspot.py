@@ -317,3 +317,17 @@ async def test_hubspot_cannot_say_how_its_workflow_webhook_is() -> None:
     reconciler = HubSpotReconciler()
     url = "https://hub.example.org/hooks/hubspot-contact"
     assert await reconciler.webhook_health(SOURCE, settings(), url, respx_sender()) is None
+
+
+def test_check_warns_that_hubspots_identity_rule_is_unconfirmed() -> None:
+    from hub.config.loader import parse_config
+
+    text = (
+        "sources:\n  crm-forms:\n    provider: hubspot\n    secret: s3cretvalue12345\n"
+        "    reconcile: {form_id: 0f5c3b4e-1234-4abc-9def-0123456789ab,"
+        " credentials: {access_token: pat-na1-0f5c3b4e-1234-4abc-9def-0123456789ab}}\n"
+    )
+    _, warnings = parse_config(text, "c.yaml", {})
+    [warning] = [str(w) for w in warnings if "reconcile" in str(w)]
+    assert warning.startswith("c.yaml:5:5: sources.crm-forms.reconcile: HubSpot does not document")
+    assert "--dry-run" in warning

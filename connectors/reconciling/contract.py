@@ -143,3 +143,8 @@ class Reconciler(abc.ABC):
         """Whether the provider's webhook for this source is enabled and points at `expected_url`
         (the source's public URL, None if the hub does not know it); None where the API cannot say."""
         return None
+
+    def warnings(self, settings: Any) -> list[str]:
+        """Valid but risky about reconciling this provider (an identity rule the provider's docs do
+        not confirm), for `hookhub check` to print as warnings."""
+        return []

@@ -127,12 +127,15 @@ def _check_reconcile(
         reporter.error(where, "expected a mapping (every, lookback, and the provider's keys)")
         return None
     try:
-        return cast(BaseModel, reconciler.Settings.model_validate(raw))
+        settings = cast(BaseModel, reconciler.Settings.model_validate(raw))
     except ValidationError as exc:
         report_validation_error(
             reporter, exc, raw, reconciler.Settings, prefix=where, context=f" for provider {provider}"
         )
         return None
+    for message in reconciler.warnings(settings):
+        reporter.warn(where, message)
+    return settings
 
 
 def check_destinations(reporter: Reporter, destinations: Any) -> dict[str, BaseModel]:
