@@ -30,6 +30,7 @@ from connectors.reconciling.checks import (
     secret_text,
     url_health,
     url_host,
+    zone_text,
 )
 from connectors.reconciling.contract import (
     DAY,
@@ -75,4 +76,5 @@ __all__ = [
     "secret_text",
     "url_health",
     "url_host",
+    "zone_text",
 ]

@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import SecretStr
 
@@ -116,6 +117,17 @@ def id_text(value: object, name: str, shape: re.Pattern[str], hint: str) -> str:
     text = str(value).strip() if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
     if not shape.fullmatch(text):
         raise ValueError(f"{name} must be {hint}")
+    return text
+
+
+def zone_text(value: str, name: str, example: str) -> str:
+    """An IANA time zone name from the config (`timezone`, for an API whose times carry no zone),
+    stripped, refused (ValueError naming `example`) unless the zone database knows it."""
+    text = value.strip()
+    try:
+        ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{name} must be an IANA time zone such as {example}") from None
     return text
 
 
