@@ -366,7 +366,14 @@ class WufooReconciler(Reconciler):
             for entry, entry_id, at in found:
                 seen.add(entry_id)
                 fields, form = structure or ([], None)
-                read.append(read_response(entry_id, at, partial(_normalized, entry, fields, form, at)))
+                # An unreadable entry keeps the key its webhook has: `<form Hash>/<EntryId>`.
+                form_id = (
+                    (_answers.optional_text(form, "Hash") or _answers.optional_text(form, "Url"))
+                    if form
+                    else None
+                )
+                normalize = partial(_normalized, entry, fields, form, at)
+                read.append(read_response(entry_id, at, normalize, form_id))
             yield page_of(read)
             if len(entries) < PAGE_SIZE:
                 return

@@ -330,13 +330,13 @@ def test_a_source_that_cannot_be_reconciled_says_what_to_do(
 ) -> None:
     with pytest.raises(ConfigError) as error:
         parse_config(
-            "sources:\n  w: {provider: wufoo, secret: s, reconcile: {every: 1h}}\n"
+            "sources:\n  w: {provider: wpforms, secret: s, reconcile: {every: 1h}}\n"
             "  t: {provider: typeform, secret: s, reconcile: {every: 1h, credentials: {token: x}}}\n",
             "c.yaml",
             {},
         )
     problems = [str(p) for p in error.value.problems]
-    assert problems[0].startswith("c.yaml:2:35: sources.w.reconcile: provider wufoo has no responses API")
+    assert problems[0].startswith("c.yaml:2:37: sources.w.reconcile: provider wpforms has no responses API")
     assert "typeform" in problems[0]
     assert problems[1].startswith(
         "c.yaml:3:5: sources.t.reconcile.form_id: missing required key 'form_id'"

@@ -257,6 +257,8 @@ async def test_an_unreadable_entry_is_set_aside_and_the_others_are_listed() -> N
     [unreadable] = [u for p in pages for u in p.unreadable]
     assert unreadable.response_id == "300" and unreadable.submitted_at == SINCE + timedelta(minutes=7)
     assert unreadable.problem == "entry field Field3 is not text"
+    # Its dead letter is keyed per form, as its webhook would be: `<form Hash>/<EntryId>`.
+    assert unreadable.form_id == FORM["Hash"] == pages[0].responses[0].submission.form_id
 
 
 @pytest.mark.parametrize(

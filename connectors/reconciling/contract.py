@@ -90,6 +90,9 @@ class UnreadableResponse:
     response_id: str
     submitted_at: datetime
     problem: str
+    form_id: str | None = None
+    """The form it belongs to, where the provider numbers responses per form (Wufoo): the spool's
+    key is then `<form id>/<response id>`, as for the webhook (connectors.base.response_key)."""
 
 
 @dataclass(frozen=True)

@@ -25,16 +25,18 @@ def problem_text(error: BaseException, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def read_response(response_id: str, submitted_at: datetime, normalize: Callable[[], Submission]) -> Read:
+def read_response(
+    response_id: str, submitted_at: datetime, normalize: Callable[[], Submission], form_id: str | None = None
+) -> Read:
     """The response normalized, or, where `normalize` fails, an `UnreadableResponse` saying why.
 
     One odd response (a field of an unexpected type, an API change in one item) must neither stop
     the run nor hold the watermark back for ever: its identity and time are known, so the hub keeps
-    it as a dead letter and the rest of the page is stored."""
+    it as a dead letter and the rest of the page is stored. `form_id`: see UnreadableResponse."""
     try:
         submission = normalize()
     except Exception as exc:  # noqa: BLE001 - any failure of this one item is its problem, not the run's
-        return UnreadableResponse(response_id, submitted_at, problem_text(exc))
+        return UnreadableResponse(response_id, submitted_at, problem_text(exc), form_id)
     return ListedResponse(response_id, submitted_at, submission)
 
 

@@ -228,7 +228,7 @@ async def _list_window(
             _key(connector, item.response_id, item.submission.form_id): item for item in page.responses
         }
         for odd in page.unreadable:
-            listed.setdefault(_key(connector, odd.response_id, None), odd)
+            listed.setdefault(_key(connector, odd.response_id, odd.form_id), odd)
         known = await asyncio.to_thread(ingest.known_keys, conn, report.source, list(listed))
         missing = [_missing(key, item) for key, item in listed.items() if key not in known]
         report.listed += len(listed)
