@@ -13,6 +13,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import math
 import sqlite3
 import threading
@@ -242,6 +243,27 @@ def world(
         api_server.stop()
 
 
+class Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def records() -> Iterator[Records]:
+    """Every record of hookhub.reconcile, with its structured fields, however the hub set up logging."""
+    logger, handler = logging.getLogger("hookhub.reconcile"), Records()
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    yield handler
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+
+
 def _delivered(sinks: FakeDestination) -> list[dict[str, Any]]:
     return [json_body(r) for r in sinks.received("/crm")]
 
@@ -251,7 +273,7 @@ def _alerts(sinks: FakeDestination, kind: str) -> list[dict[str, Any]]:
 
 
 def test_reconciliation_delivers_exactly_the_missed_responses_once(
-    world: Any, capsys: pytest.CaptureFixture[str]
+    world: Any, capsys: pytest.CaptureFixture[str], records: Records
 ) -> None:
     api, sinks, hub = world
     # The scheduled run at the start lists the (still empty) form and records the first watermark.
@@ -314,3 +336,7 @@ def test_reconciliation_delivers_exactly_the_missed_responses_once(
     [missed] = _alerts(sinks, "reconciled")
     assert missed["count"] == 2 and "arrived only through reconciliation" in missed["summary"]
     assert len(_delivered(sinks)) == 9
+    # What reconciliation logged names runs and counts, never the token or a respondent.
+    logged = [str(r.__dict__) for r in records.records]
+    assert any("'listed': 8" in line for line in logged), logged
+    assert not [line for line in logged if TOKEN in line or "person6@example.org" in line]
