@@ -22,10 +22,10 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 from urllib.parse import urlencode
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import Field, SecretStr
 
 from connectors import _answers
 from connectors._tokens import TOKEN_PARAM, UrlTokenVerification
@@ -40,18 +40,18 @@ from connectors.base import (
     send_test_request,
 )
 from connectors.reconciling import (
+    Credentials,
     Read,
     ReconcileFailed,
     Reconciler,
     ReconcileSettings,
     ResponsePage,
     Window,
-    api_base_url,
+    checked_base_url,
+    checked_id,
     get_json,
-    id_text,
     page_of,
     read_response,
-    secret_text,
 )
 from hub.submission import Answer, Submission, iso_utc, parse_instant
 
@@ -115,41 +115,26 @@ _SLACK = timedelta(seconds=1)
 and `beforeDate` are inclusive), then cut to [since, until) here."""
 
 
-class FilloutCredentials(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class FilloutCredentials(Credentials):
     api_key: SecretStr = Field(
         description="a Fillout API key (Settings > Developer), or an integration's token"
     )
+    env_hint: ClassVar[str] = "FILLOUT_API_KEY"
 
-    @field_validator("api_key")
     @classmethod
-    def _shape(cls, value: SecretStr) -> SecretStr:
-        key = secret_text(value, "credentials.api_key", "FILLOUT_API_KEY")
+    def problem(cls, key: str) -> str | None:
         if len(key) < 16:
-            raise ValueError(
-                "credentials.api_key must be the whole Fillout API key "
-                "from Settings > Developer (sk_prod_...)"
-            )
-        return SecretStr(key)
+            return "must be the whole Fillout API key from Settings > Developer (sk_prod_...)"
+        return None
 
 
 class FilloutReconcileSettings(ReconcileSettings):
-    form_id: str = Field(min_length=1, description="the form's public id (in its share link)")
+    form_id: Annotated[
+        str, checked_id(_FORM_ID, "the form's public id: letters and digits, as in its share link")
+    ] = Field(min_length=1, description="the form's public id (in its share link)")
     credentials: FilloutCredentials
-    api_base_url: str = API_BASE
-
-    @field_validator("form_id")
-    @classmethod
-    def _form_id(cls, value: str) -> str:
-        hint = "the form's public id: letters and digits, as in its share link"
-        return id_text(value, "form_id", _FORM_ID, hint)
-
-    @field_validator("api_base_url")
-    @classmethod
-    def _base(cls, value: str) -> str:
-        # The API reference names servers with the path (https://eu-api.fillout.com/v1/api): accept either.
-        return api_base_url(value, "https://eu-api.fillout.com").removesuffix("/v1/api")
+    # The API reference names servers with the path (https://eu-api.fillout.com/v1/api): accept either.
+    api_base_url: Annotated[str, checked_base_url("https://eu-api.fillout.com", "/v1/api")] = API_BASE
 
 
 def _fillout_time(value: datetime) -> str:

@@ -23,7 +23,7 @@ import secrets
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from functools import partial
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from urllib.parse import urlencode
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
@@ -43,6 +43,7 @@ from connectors.base import (
     require_secrets,
 )
 from connectors.reconciling import (
+    Credentials,
     Read,
     ReconcileFailed,
     Reconciler,
@@ -50,12 +51,11 @@ from connectors.reconciling import (
     ResponsePage,
     WebhookHealth,
     Window,
-    api_base_url,
+    checked_base_url,
     get_json,
     id_text,
     page_of,
     read_response,
-    secret_text,
     url_health,
 )
 from hub.submission import Submission, iso_utc, parse_instant
@@ -121,23 +121,20 @@ PAGE_SIZE = 100
 _WEBFLOW_ID = re.compile(r"[0-9a-f]{24}")
 
 
-class WebflowCredentials(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class WebflowCredentials(Credentials):
     token: SecretStr = Field(
         description="a site or OAuth token with forms:read (and sites:read for the webhook check)"
     )
+    env_hint: ClassVar[str] = "WEBFLOW_TOKEN"
 
-    @field_validator("token")
     @classmethod
-    def _shape(cls, value: SecretStr) -> SecretStr:
-        token = secret_text(value, "credentials.token", "WEBFLOW_TOKEN")
-        if len(token) < 20 or not all(c.isascii() and (c.isalnum() or c in "-_.") for c in token):
-            raise ValueError(
-                "credentials.token must be a Webflow API token (Site settings > Apps & integrations > "
-                "API access, with Forms: read) or an OAuth access token"
-            )
-        return SecretStr(token)
+    def problem(cls, token: str) -> str | None:
+        if len(token) >= 20 and all(c.isascii() and (c.isalnum() or c in "-_.") for c in token):
+            return None
+        return (
+            "must be a Webflow API token (Site settings > Apps & integrations > "
+            "API access, with Forms: read) or an OAuth access token"
+        )
 
 
 def _webflow_id(value: str | None, name: str) -> str | None:
@@ -154,17 +151,12 @@ class WebflowReconcileSettings(ReconcileSettings):
     form_id: str = Field(description="the form's id (`id` in List Forms; the webhook's payload.formId)")
     site_id: str | None = Field(default=None, description="the site's id: needed for the webhook check")
     credentials: WebflowCredentials
-    api_base_url: str = API_BASE
+    api_base_url: Annotated[str, checked_base_url(API_BASE, "/v2")] = API_BASE
 
     @field_validator("form_id", "site_id")
     @classmethod
     def _ids(cls, value: str | None, info: Any) -> str | None:
         return _webflow_id(value, info.field_name)
-
-    @field_validator("api_base_url")
-    @classmethod
-    def _base(cls, value: str) -> str:
-        return api_base_url(value, API_BASE).removesuffix("/v2")
 
 
 class WebflowReconciler(Reconciler):

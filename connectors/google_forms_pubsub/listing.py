@@ -22,9 +22,9 @@ import re
 from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
 from functools import partial
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from connectors.base import FetchFailed, NormalizeContext, SourceSettings, UnsupportedPayload
 from connectors.google_forms_pubsub import forms_api
@@ -42,8 +42,8 @@ from connectors.reconciling import (
     Sleep,
     WebhookHealth,
     Window,
+    checked_id,
     get_json,
-    id_text,
     page_of,
     read_response,
 )
@@ -63,17 +63,10 @@ DENIED = (
 class GoogleFormsReconcileSettings(ReconcileSettings):
     """`reconcile:` of a google_forms_pubsub source. Credentials and api_base_url are the source's own."""
 
-    form_id: str | None = Field(
-        default=None, description="the form to list; default: the source's form_id (the watched form)"
-    )
-
-    @field_validator("form_id")
-    @classmethod
-    def _form_id(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        hint = "the form's id (the part after /forms/d/ in the form's edit URL), not a URL"
-        return id_text(value, "form_id", _FORM_ID, hint)
+    form_id: Annotated[
+        str | None,
+        checked_id(_FORM_ID, "the form's id (the part after /forms/d/ in the form's edit URL), not a URL"),
+    ] = Field(default=None, description="the form to list; default: the source's form_id (the watched form)")
 
 
 def _options(source: SourceSettings) -> forms_api.FetchOptions:

@@ -16,15 +16,16 @@ import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import TYPE_CHECKING, Any, ClassVar
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
+from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import Field, SecretStr
 
 from connectors import _answers
 from connectors.base import NormalizeContext, SourceSettings, UnsupportedPayload
 from connectors.jotform.values import deep_empty, shape
 from connectors.reconciling import (
+    Credentials,
     ListedResponse,
     Read,
     ReconcileFailed,
@@ -33,12 +34,12 @@ from connectors.reconciling import (
     ResponsePage,
     WebhookHealth,
     Window,
-    api_base_url,
+    checked_base_url,
+    checked_id,
+    checked_zone,
     get_json,
-    id_text,
     page_of,
     read_response,
-    secret_text,
     url_health,
 )
 from hub.submission import Answer, Submission
@@ -60,55 +61,33 @@ _FILE_TYPES = frozenset({"control_fileupload"})
 _STAMP = "%Y-%m-%d %H:%M:%S"
 
 
-class JotformCredentials(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class JotformCredentials(Credentials):
     api_key: SecretStr = Field(description="a Jotform API key (Settings > API); Read Access is enough")
+    env_hint: ClassVar[str] = "JOTFORM_API_KEY"
 
-    @field_validator("api_key")
     @classmethod
-    def _shape(cls, value: SecretStr) -> SecretStr:
-        key = secret_text(value, "credentials.api_key", "JOTFORM_API_KEY")
-        if not _API_KEY.fullmatch(key):
-            raise ValueError(
-                "credentials.api_key must be a Jotform API key: the letters and digits shown under "
-                "Settings > API (https://www.jotform.com/myaccount/api), without 'apiKey='"
-            )
-        return SecretStr(key)
+    def problem(cls, key: str) -> str | None:
+        if _API_KEY.fullmatch(key):
+            return None
+        return (
+            "must be a Jotform API key: the letters and digits shown under "
+            "Settings > API (https://www.jotform.com/myaccount/api), without 'apiKey='"
+        )
 
 
 class JotformReconcileSettings(ReconcileSettings):
-    form_id: str = Field(description="the form's id: the digits in its URL (form.jotform.com/<form id>)")
+    form_id: Annotated[
+        str, checked_id(_FORM_ID, "the form's id: the digits in its URL (form.jotform.com/<id>)")
+    ] = Field(description="the form's id: the digits in its URL (form.jotform.com/<form id>)")
     credentials: JotformCredentials
-    api_base_url: str = Field(
+    api_base_url: Annotated[str, checked_base_url("https://eu-api.jotform.com")] = Field(
         default=API_BASE,
         description="https://eu-api.jotform.com (EU Safe), https://hipaa-api.jotform.com (HIPAA), "
         "or an Enterprise domain's https://<domain>/API",
     )
-    timezone: str = Field(
+    timezone: Annotated[str, checked_zone(TIMEZONE)] = Field(
         default=TIMEZONE, description="the IANA zone the API's created_at times are in (America/New_York)"
     )
-
-    @field_validator("form_id")
-    @classmethod
-    def _form_id(cls, value: str) -> str:
-        return id_text(
-            value, "form_id", _FORM_ID, "the form's id: the digits in its URL (form.jotform.com/<id>)"
-        )
-
-    @field_validator("api_base_url")
-    @classmethod
-    def _base(cls, value: str) -> str:
-        return api_base_url(value, "https://eu-api.jotform.com")
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value.strip())
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"timezone must be an IANA time zone such as {TIMEZONE}") from None
-        return value.strip()
 
 
 # -- the reconciler ----------------------------------------------------------------------------

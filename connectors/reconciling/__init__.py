@@ -12,9 +12,10 @@ whichever comes second is a duplicate. Each provider's docs page states its rule
 
 Every request goes through the `Sender` (hub/sender.py) and through `get_json` (api_calls.py),
 which retries 429 and 5xx answers (honouring Retry-After) and turns the rest into `ReconcileFailed`.
-contract.py holds what a reconciler is and yields; checks.py the settings checks and URL comparisons
-every provider shares; listing.py the reading of a listing one item at a time. Their public names
-are this package's.
+contract.py holds what a reconciler is and yields; checks.py the settings checks (also as field
+validators) and URL comparisons every provider shares; credentials.py the `Credentials` base that
+checks each provider's secret; listing.py the reading of a listing one item at a time. Their public
+names are this package's.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from connectors.reconciling.checks import (
     LOOPBACK,
     api_base_url,
     bare_url,
+    checked_base_url,
+    checked_id,
+    checked_zone,
     hosts,
     id_text,
     same_endpoint,
@@ -45,10 +49,12 @@ from connectors.reconciling.contract import (
     WebhookState,
     Window,
 )
+from connectors.reconciling.credentials import Credentials
 from connectors.reconciling.listing import Read, page_of, problem_text, read_response
 
 __all__ = [
     "DAY",
+    "Credentials",
     "LOOPBACK",
     "ListedResponse",
     "MAX_WAIT",
@@ -65,6 +71,9 @@ __all__ = [
     "Window",
     "api_base_url",
     "bare_url",
+    "checked_base_url",
+    "checked_id",
+    "checked_zone",
     "get_json",
     "hosts",
     "id_text",

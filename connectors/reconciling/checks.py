@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import SecretStr
-
-if TYPE_CHECKING:
-    pass
+from pydantic import AfterValidator, BeforeValidator, SecretStr, ValidationInfo
 
 from connectors.reconciling.contract import WebhookHealth
 
@@ -153,3 +149,47 @@ def url_health(urls: list[str], expected_url: str | None, where: str, how_to_add
         "elsewhere",
         f"{where} has no webhook to {bare_url(expected_url)} (its webhooks go to {hosts(urls)})",
     )
+
+
+# The same checks as validators on a Settings field, `form_id: Annotated[str, checked_id(...)]`,
+# under the field's own name, for the settings that need nothing else.
+
+
+def checked_id(
+    shape: re.Pattern[str], hint: str, *, before: bool = False, lower: bool = False
+) -> AfterValidator | BeforeValidator:
+    """`id_text` on the field (lower-cased if `lower`; None stays None on an optional field). `before`:
+    checked before pydantic's `str` check, so that a YAML number (`form_id: 1234`) is taken as its
+    digits rather than refused."""
+
+    def check(value: object, info: ValidationInfo) -> str | None:
+        if value is None and not before:
+            return None
+        text = id_text(value, info.field_name or "id", shape, hint)
+        return text.lower() if lower else text
+
+    return BeforeValidator(check) if before else AfterValidator(check)
+
+
+def checked_base_url(example: str, *suffixes: str) -> AfterValidator:
+    """`api_base_url` on the field (None stays None), then without `suffixes` in turn (a version path
+    the docs write into their server's URL: /v2)."""
+
+    def check(value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        text = api_base_url(value, example, info.field_name or "api_base_url")
+        for suffix in suffixes:
+            text = text.removesuffix(suffix)
+        return text
+
+    return AfterValidator(check)
+
+
+def checked_zone(example: str) -> AfterValidator:
+    """`zone_text` on the field (None stays None)."""
+
+    def check(value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else zone_text(value, info.field_name or "timezone", example)
+
+    return AfterValidator(check)

@@ -20,12 +20,13 @@ import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 
 from connectors.base import SourceSettings
 from connectors.reconciling import (
+    Credentials,
     Read,
     ReconcileFailed,
     Reconciler,
@@ -35,12 +36,11 @@ from connectors.reconciling import (
     WebhookHealth,
     Window,
     bare_url,
+    checked_id,
     get_json,
-    id_text,
     page_of,
     read_response,
     same_endpoint,
-    secret_text,
     url_host,
 )
 from connectors.surveymonkey import api as sm_api
@@ -63,37 +63,33 @@ NOT_FOUND = (
 )
 
 
-class SurveyMonkeyCredentials(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class SurveyMonkeyCredentials(Credentials):
     access_token: SecretStr = Field(description="the app's access token, e.g. ${SURVEYMONKEY_ACCESS_TOKEN}")
+    env_hint: ClassVar[str] = "SURVEYMONKEY_ACCESS_TOKEN"
 
-    @field_validator("access_token")
     @classmethod
-    def _shape(cls, value: SecretStr) -> SecretStr:
-        token = secret_text(value, "credentials.access_token", "SURVEYMONKEY_ACCESS_TOKEN")
-        if len(token) < 16:
-            raise ValueError(
-                "credentials.access_token does not look like a SurveyMonkey access token (16 or more "
-                "characters, from your app's Settings page in the Developer Portal)"
-            )
-        return SecretStr(token)
+    def problem(cls, token: str) -> str | None:
+        if len(token) >= 16:
+            return None
+        return (
+            "does not look like a SurveyMonkey access token (16 or more "
+            "characters, from your app's Settings page in the Developer Portal)"
+        )
 
 
 class SurveyMonkeyReconcileSettings(ReconcileSettings):
     """`reconcile:` of a surveymonkey source."""
 
-    survey_id: str = Field(description="the survey to list (GET /v3/surveys lists their ids)")
+    survey_id: Annotated[
+        str,
+        checked_id(
+            _ID, "the survey's API id (digits, as GET /v3/surveys lists it), not its URL", before=True
+        ),
+    ] = Field(description="the survey to list (GET /v3/surveys lists their ids)")
     credentials: SurveyMonkeyCredentials | None = Field(
         default=None, description="default: the source's access_token"
     )
     api_base_url: str | None = Field(default=None, description="default: the source's api_base_url")
-
-    @field_validator("survey_id", mode="before")
-    @classmethod
-    def _survey_id(cls, value: Any) -> str:
-        hint = "the survey's API id (digits, as GET /v3/surveys lists it), not its URL"
-        return id_text(value, "survey_id", _ID, hint)
 
     @field_validator("api_base_url")
     @classmethod

@@ -12,9 +12,9 @@ import re
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from functools import partial
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import Field, SecretStr
 
 from connectors.base import (
     InboundRequest,
@@ -23,6 +23,7 @@ from connectors.base import (
     UnsupportedPayload,
 )
 from connectors.reconciling import (
+    Credentials,
     Read,
     ReconcileFailed,
     Reconciler,
@@ -30,15 +31,14 @@ from connectors.reconciling import (
     ResponsePage,
     WebhookHealth,
     Window,
-    api_base_url,
     bare_url,
+    checked_base_url,
+    checked_id,
     get_json,
     hosts,
-    id_text,
     page_of,
     read_response,
     same_endpoint,
-    secret_text,
 )
 from hub.submission import Submission, iso_utc, parse_instant
 
@@ -59,39 +59,26 @@ _SLACK = timedelta(seconds=1)
 the millisecond is not documented), then cut to [since, until) here."""
 
 
-class TallyCredentials(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class TallyCredentials(Credentials):
     api_key: SecretStr = Field(description="a Tally API key (Settings > API keys), `tly-...`")
+    env_hint: ClassVar[str] = "TALLY_API_KEY"
 
-    @field_validator("api_key")
     @classmethod
-    def _shape(cls, value: SecretStr) -> SecretStr:
-        key = secret_text(value, "credentials.api_key", "TALLY_API_KEY")
-        if not key.startswith(_KEY_PREFIXES):
-            raise ValueError(
-                "credentials.api_key must be a Tally API key, which starts with 'tly-' (create one at "
-                "https://tally.so/settings/api-keys)"
-            )
-        return SecretStr(key)
+    def problem(cls, key: str) -> str | None:
+        if key.startswith(_KEY_PREFIXES):
+            return None
+        return (
+            "must be a Tally API key, which starts with 'tly-' (create one at "
+            "https://tally.so/settings/api-keys)"
+        )
 
 
 class TallyReconcileSettings(ReconcileSettings):
-    form_id: str = Field(min_length=1, description="the form's id, as in its URL (tally.so/r/<form id>)")
+    form_id: Annotated[
+        str, checked_id(_FORM_ID, "the form's id, letters and digits as in tally.so/r/<form id>")
+    ] = Field(min_length=1, description="the form's id, as in its URL (tally.so/r/<form id>)")
     credentials: TallyCredentials
-    api_base_url: str = API_BASE
-
-    @field_validator("form_id")
-    @classmethod
-    def _form_id(cls, value: str) -> str:
-        return id_text(
-            value, "form_id", _FORM_ID, "the form's id, letters and digits as in tally.so/r/<form id>"
-        )
-
-    @field_validator("api_base_url")
-    @classmethod
-    def _base(cls, value: str) -> str:
-        return api_base_url(value, API_BASE)
+    api_base_url: Annotated[str, checked_base_url(API_BASE)] = API_BASE
 
 
 def _question_options(question: dict[str, Any]) -> list[Any]:

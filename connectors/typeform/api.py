@@ -19,13 +19,14 @@ import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import Field, SecretStr
 
 from connectors import typeform
 from connectors.base import InboundRequest, NormalizeContext, SourceSettings
 from connectors.reconciling import (
+    Credentials,
     Read,
     ReconcileFailed,
     Reconciler,
@@ -33,15 +34,14 @@ from connectors.reconciling import (
     ResponsePage,
     WebhookHealth,
     Window,
-    api_base_url,
     bare_url,
+    checked_base_url,
+    checked_id,
     get_json,
     hosts,
-    id_text,
     page_of,
     read_response,
     same_endpoint,
-    secret_text,
     url_host,
 )
 from hub.alerts.durations import Duration
@@ -64,33 +64,30 @@ _DENIED = (
 )
 
 
-class TypeformCredentials(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class TypeformCredentials(Credentials):
     token: SecretStr = Field(
         description="a personal access token (tfp_…) with forms:read, responses:read, webhooks:read"
     )
+    env_hint: ClassVar[str] = "TYPEFORM_TOKEN"
 
-    @field_validator("token")
     @classmethod
-    def _shape(cls, value: SecretStr) -> SecretStr:
-        token = secret_text(value, "credentials.token", "TYPEFORM_TOKEN")
-        if not token.startswith("tfp_") and not _LEGACY_TOKEN.fullmatch(token):
-            raise ValueError(
-                "credentials.token is not a Typeform personal access token: those start with tfp_ "
-                "(Typeform: Account → Personal tokens → Generate a new token)"
-            )
-        return SecretStr(token)
+    def problem(cls, token: str) -> str | None:
+        if token.startswith("tfp_") or _LEGACY_TOKEN.fullmatch(token):
+            return None
+        return (
+            "is not a Typeform personal access token: those start with tfp_ "
+            "(Typeform: Account → Personal tokens → Generate a new token)"
+        )
 
 
 class TypeformReconcileSettings(ReconcileSettings):
     """`reconcile:` on a typeform source."""
 
-    form_id: str = Field(
-        description="the form's id: the end of its URL, https://<account>.typeform.com/to/<form_id>"
-    )
+    form_id: Annotated[
+        str, checked_id(_FORM_ID, "the id at the end of the form's URL, e.g. u6nXL7 in .../to/u6nXL7")
+    ] = Field(description="the form's id: the end of its URL, https://<account>.typeform.com/to/<form_id>")
     credentials: TypeformCredentials
-    api_base_url: str = Field(
+    api_base_url: Annotated[str, checked_base_url(API_BASE)] = Field(
         default=API_BASE, description="https://api.eu.typeform.com for EU data-centre accounts"
     )
     webhook_tag: str | None = Field(
@@ -102,18 +99,6 @@ class TypeformReconcileSettings(ReconcileSettings):
         ge=0,
         description="Typeform may leave the last ~30 minutes out of its listing: younger responses wait",
     )
-
-    @field_validator("form_id")
-    @classmethod
-    def _form_id(cls, value: str) -> str:
-        return id_text(
-            value, "form_id", _FORM_ID, "the id at the end of the form's URL, e.g. u6nXL7 in .../to/u6nXL7"
-        )
-
-    @field_validator("api_base_url")
-    @classmethod
-    def _base(cls, value: str) -> str:
-        return api_base_url(value, API_BASE)
 
 
 def _settings(settings: Any) -> TypeformReconcileSettings:
