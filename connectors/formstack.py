@@ -27,7 +27,7 @@ import secrets
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from urllib.parse import parse_qsl, urlencode
 from zoneinfo import ZoneInfo
 
@@ -48,6 +48,7 @@ from connectors.base import (
     require_secrets,
 )
 from connectors.reconciling import (
+    Credentials,
     Read,
     ReconcileFailed,
     Reconciler,
@@ -55,14 +56,13 @@ from connectors.reconciling import (
     ResponsePage,
     WebhookHealth,
     Window,
-    api_base_url,
+    checked_base_url,
+    checked_id,
+    checked_zone,
     get_json,
-    id_text,
     page_of,
     read_response,
-    secret_text,
     url_health,
-    zone_text,
 )
 from hub.submission import Submission
 
@@ -170,24 +170,21 @@ _TOKEN = re.compile(r"[A-Za-z0-9]{16,128}")
 FieldKeys = Literal["field_names", "field_ids", "api_friendly"]
 
 
-class FormstackCredentials(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class FormstackCredentials(Credentials):
     token: SecretStr = Field(description="an API v2 access token (Settings > API > your application)")
     encryption_password: SecretStr | None = Field(
         default=None, description="the form's encryption password, for an encrypted form"
     )
+    env_hint: ClassVar[str] = "FORMSTACK_TOKEN"
 
-    @field_validator("token")
     @classmethod
-    def _shape(cls, value: SecretStr) -> SecretStr:
-        token = secret_text(value, "credentials.token", "FORMSTACK_TOKEN")
-        if not _TOKEN.fullmatch(token):
-            raise ValueError(
-                "credentials.token must be a Formstack API access token: the letters and digits shown as "
-                "the access token of your application (Settings > API, https://www.formstack.com/admin/apiKey/main)"
-            )
-        return SecretStr(token)
+    def problem(cls, token: str) -> str | None:
+        if _TOKEN.fullmatch(token):
+            return None
+        return (
+            "must be a Formstack API access token: the letters and digits shown as "
+            "the access token of your application (Settings > API, https://www.formstack.com/admin/apiKey/main)"
+        )
 
     @field_validator("encryption_password")
     @classmethod
@@ -203,31 +200,18 @@ class FormstackCredentials(BaseModel):
 
 
 class FormstackReconcileSettings(ReconcileSettings):
-    form_id: str = Field(
-        description="the form's id: the digits in its builder URL (/admin/form/builder/<id>)"
-    )
+    form_id: Annotated[
+        str, checked_id(_FORM_ID, "the form's id: the digits in its builder URL", before=True)
+    ] = Field(description="the form's id: the digits in its builder URL (/admin/form/builder/<id>)")
     credentials: FormstackCredentials
     field_keys: FieldKeys = Field(
         default="field_names",
         description="how the webhook keys its fields: its 'post using field names / IDs / API-friendly keys'",
     )
-    timezone: str = Field(default=TIMEZONE, description="the IANA zone of the API's timestamps")
-    api_base_url: str = API_BASE
-
-    @field_validator("form_id", mode="before")
-    @classmethod
-    def _form_id(cls, value: object) -> str:
-        return id_text(value, "form_id", _FORM_ID, "the form's id: the digits in its builder URL")
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        return zone_text(value, "timezone", TIMEZONE)
-
-    @field_validator("api_base_url")
-    @classmethod
-    def _base(cls, value: str) -> str:
-        return api_base_url(value, API_BASE)
+    timezone: Annotated[str, checked_zone(TIMEZONE)] = Field(
+        default=TIMEZONE, description="the IANA zone of the API's timestamps"
+    )
+    api_base_url: Annotated[str, checked_base_url(API_BASE)] = API_BASE
 
 
 def _field_key(field: dict[str, Any], keys: FieldKeys) -> str | None:

@@ -25,7 +25,7 @@ import secrets
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -48,16 +48,16 @@ from connectors.reconciling import (
     ResponsePage,
     WebhookHealth,
     Window,
-    api_base_url,
     bare_url,
+    checked_base_url,
+    checked_id,
+    checked_zone,
     get_json,
-    id_text,
     page_of,
     read_response,
     same_endpoint,
     secret_text,
     url_health,
-    zone_text,
 )
 from hub.submission import Answer, Submission, parse_instant
 
@@ -252,12 +252,16 @@ class GravityFormsCredentials(BaseModel):
 
 
 class GravityFormsReconcileSettings(ReconcileSettings):
-    form_id: str = Field(min_length=1, description="the form's id (Forms > Forms, the ID column)")
+    form_id: Annotated[
+        str, checked_id(_FORM_ID, "the form's id: the number in Forms > Forms (ID column)", before=True)
+    ] = Field(min_length=1, description="the form's id (Forms > Forms, the ID column)")
     credentials: GravityFormsCredentials
-    api_base_url: str = Field(
+    api_base_url: Annotated[str, checked_base_url("https://www.example.org", API_PATH, "/wp-json")] = Field(
         description="the WordPress site's address, https://www.example.org (its REST API is under /wp-json)"
     )
-    timezone: str | None = Field(
+    timezone: Annotated[
+        str | None, checked_zone("Europe/Berlin or UTC (the site's, as set under Settings > General)")
+    ] = Field(
         default=None,
         description="the site's time zone (Settings > General), an IANA name: saves listing 14 hours either"
         " side of each window",
@@ -267,23 +271,6 @@ class GravityFormsReconcileSettings(ReconcileSettings):
         description="list the Webhooks Add-On's feeds for the webhook check (the user needs"
         " gravityforms_edit_forms)",
     )
-
-    @field_validator("form_id", mode="before")
-    @classmethod
-    def _form_id(cls, value: object) -> str:
-        return id_text(value, "form_id", _FORM_ID, "the form's id: the number in Forms > Forms (ID column)")
-
-    @field_validator("api_base_url")
-    @classmethod
-    def _base(cls, value: str) -> str:
-        base = api_base_url(value, "https://www.example.org")
-        return base.removesuffix(API_PATH).removesuffix("/wp-json")
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str | None) -> str | None:
-        example = "Europe/Berlin or UTC (the site's, as set under Settings > General)"
-        return None if value is None else zone_text(value, "timezone", example)
 
 
 def _php_json(value: Any) -> str:

@@ -31,9 +31,9 @@ from collections import defaultdict
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import Field, SecretStr
 
 from connectors import _answers
 from connectors._hashing import hmac_digest
@@ -49,18 +49,18 @@ from connectors.base import (
     require_secrets,
 )
 from connectors.reconciling import (
+    Credentials,
     Read,
     ReconcileFailed,
     Reconciler,
     ReconcileSettings,
     ResponsePage,
     Window,
-    api_base_url,
+    checked_base_url,
+    checked_id,
     get_json,
-    id_text,
     page_of,
     read_response,
-    secret_text,
 )
 from hub.submission import Answer, Submission
 
@@ -182,51 +182,42 @@ _MULTIPLE = ";"
 """How HubSpot writes a multi-checkbox property's values in one string (the webhook's property values)."""
 
 
-class HubSpotCredentials(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class HubSpotCredentials(Credentials):
     access_token: SecretStr = Field(
         description="the access token of a private app with the `forms` scope (Settings > Integrations > "
         "Private Apps > the app > Auth)"
     )
+    env_hint: ClassVar[str] = "HUBSPOT_ACCESS_TOKEN"
 
-    @field_validator("access_token")
     @classmethod
-    def _shape(cls, value: SecretStr) -> SecretStr:
-        token = secret_text(value, "credentials.access_token", "HUBSPOT_ACCESS_TOKEN")
+    def problem(cls, token: str) -> str | None:
         if _GUID.fullmatch(token):
             # The source's `secret` (an app's client secret) and the sunset hapikey are GUIDs; a token is not.
-            raise ValueError(
-                "credentials.access_token looks like an app's client secret or an old API key (a GUID): "
+            return (
+                "looks like an app's client secret or an old API key (a GUID): "
                 "use the access token of a private app with the forms scope (Settings > Integrations > "
                 "Private Apps > the app > Auth, pat-...)"
             )
         if len(token) < 20:
-            raise ValueError(
-                "credentials.access_token must be the whole access token of a private app (pat-...), "
+            return (
+                "must be the whole access token of a private app (pat-...), "
                 "from Settings > Integrations > Private Apps > the app > Auth"
             )
-        return SecretStr(token)
+        return None
 
 
 class HubSpotReconcileSettings(ReconcileSettings):
-    form_id: str = Field(min_length=1, description="the form's GUID (in the form editor's URL)")
-    credentials: HubSpotCredentials
-    api_base_url: str = API_BASE
-
-    @field_validator("form_id")
-    @classmethod
-    def _form_id(cls, value: str) -> str:
-        hint = (
+    form_id: Annotated[
+        str,
+        checked_id(
+            _GUID,
             "the form's GUID, e.g. 8a127002-724d-46be-a109-b1b34d544d1e (in the form editor's URL, "
-            "app.hubspot.com/forms/<portal>/<GUID>/..., or the webhook's form-submissions[].form-id)"
-        )
-        return id_text(value, "form_id", _GUID, hint).lower()
-
-    @field_validator("api_base_url")
-    @classmethod
-    def _base(cls, value: str) -> str:
-        return api_base_url(value, API_BASE)
+            "app.hubspot.com/forms/<portal>/<GUID>/..., or the webhook's form-submissions[].form-id)",
+            lower=True,
+        ),
+    ] = Field(min_length=1, description="the form's GUID (in the form editor's URL)")
+    credentials: HubSpotCredentials
+    api_base_url: Annotated[str, checked_base_url(API_BASE)] = API_BASE
 
 
 def _values(item: dict[str, Any]) -> dict[str, Any]:

@@ -24,9 +24,9 @@ import secrets
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import Field, SecretStr
 
 from connectors import _answers
 from connectors._tokens import UrlTokenVerification, url_with_token
@@ -41,6 +41,7 @@ from connectors.base import (
     send_test_request,
 )
 from connectors.reconciling import (
+    Credentials,
     Read,
     ReconcileFailed,
     Reconciler,
@@ -48,12 +49,11 @@ from connectors.reconciling import (
     ResponsePage,
     WebhookHealth,
     Window,
-    api_base_url,
+    checked_base_url,
+    checked_id,
     get_json,
-    id_text,
     page_of,
     read_response,
-    secret_text,
     url_health,
 )
 from hub.submission import Answer, Submission, iso_utc, parse_instant
@@ -107,45 +107,35 @@ _HOW_TO_ADD = (
 )
 
 
-class PaperformCredentials(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class PaperformCredentials(Credentials):
     api_key: SecretStr = Field(description="a Paperform API key (your account's Developer page)")
+    env_hint: ClassVar[str] = "PAPERFORM_API_KEY"
 
-    @field_validator("api_key")
     @classmethod
-    def _shape(cls, value: SecretStr) -> SecretStr:
-        key = secret_text(value, "credentials.api_key", "PAPERFORM_API_KEY")
-        if len(key) < 20:
-            raise ValueError(
-                "credentials.api_key must be the whole Paperform API key, as generated on your account's "
-                "Developer page (https://paperform.co/account/developer)"
-            )
-        return SecretStr(key)
+    def problem(cls, key: str) -> str | None:
+        if len(key) >= 20:
+            return None
+        return (
+            "must be the whole Paperform API key, as generated on your account's "
+            "Developer page (https://paperform.co/account/developer)"
+        )
 
 
 class PaperformReconcileSettings(ReconcileSettings):
-    form_id: str = Field(min_length=1, description="the form's slug, custom slug or id")
+    form_id: Annotated[
+        str,
+        checked_id(
+            _FORM_ID,
+            "the form's slug or id as in its address (https://<slug>.paperform.co): letters, digits, - and _",
+        ),
+    ] = Field(min_length=1, description="the form's slug, custom slug or id")
     credentials: PaperformCredentials
-    api_base_url: str = API_BASE
+    api_base_url: Annotated[str, checked_base_url(API_BASE, "/v1")] = API_BASE
     webhook_check: bool = Field(
         default=True,
         description="ask Paperform's webhooks API whether the form's webhook still exists (a Business "
         "API feature: set false where the plan lacks it)",
     )
-
-    @field_validator("form_id")
-    @classmethod
-    def _form_id(cls, value: str) -> str:
-        hint = (
-            "the form's slug or id as in its address (https://<slug>.paperform.co): letters, digits, - and _"
-        )
-        return id_text(value, "form_id", _FORM_ID, hint)
-
-    @field_validator("api_base_url")
-    @classmethod
-    def _base(cls, value: str) -> str:
-        return api_base_url(value, API_BASE).removesuffix("/v1")
 
 
 def _paperform_time(value: datetime) -> str:

@@ -27,11 +27,11 @@ import secrets
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Self
 from urllib.parse import unquote_plus, urlencode
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, model_validator
 
 from connectors import _answers
 from connectors._tokens import verify_token
@@ -46,19 +46,19 @@ from connectors.base import (
     require_secrets,
 )
 from connectors.reconciling import (
+    Credentials,
     Read,
     ReconcileFailed,
     Reconciler,
     ReconcileSettings,
     ResponsePage,
     Window,
-    api_base_url,
+    checked_base_url,
+    checked_id,
+    checked_zone,
     get_json,
-    id_text,
     page_of,
     read_response,
-    secret_text,
-    zone_text,
 )
 from hub.submission import Answer, Submission
 
@@ -194,60 +194,47 @@ _FILE_VALUE = re.compile(r"^(?P<name>.*?)\s*\((?P<url>https?://\S+)\)\s*$", re.D
 _PARTIAL = "0"
 
 
-class WufooCredentials(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class WufooCredentials(Credentials):
     api_key: SecretStr = Field(
         description="the API key of a Wufoo user who can see the form (XXXX-XXXX-XXXX-XXXX)"
     )
+    env_hint: ClassVar[str] = "WUFOO_API_KEY"
 
-    @field_validator("api_key")
     @classmethod
-    def _shape(cls, value: SecretStr) -> SecretStr:
-        key = secret_text(value, "credentials.api_key", "WUFOO_API_KEY")
-        if not _API_KEY.fullmatch(key):
-            raise ValueError(
-                "credentials.api_key must be a Wufoo API key, four groups of four letters or digits ("
-                "XXXX-XXXX-XXXX-XXXX) from Form Manager > the form's More > API Information"
-            )
-        return SecretStr(key)
+    def problem(cls, key: str) -> str | None:
+        if _API_KEY.fullmatch(key):
+            return None
+        return (
+            "must be a Wufoo API key, four groups of four letters or digits ("
+            "XXXX-XXXX-XXXX-XXXX) from Form Manager > the form's More > API Information"
+        )
 
 
 class WufooReconcileSettings(ReconcileSettings):
-    subdomain: str = Field(description="the account's subdomain: <subdomain>.wufoo.com")
-    form_id: str = Field(description="the form's hash (API Information) or its URL title")
+    subdomain: Annotated[
+        str,
+        checked_id(
+            _NAME, "the account's subdomain: letters, digits and '-', as in <subdomain>.wufoo.com", lower=True
+        ),
+    ] = Field(description="the account's subdomain: <subdomain>.wufoo.com")
+    form_id: Annotated[
+        str,
+        checked_id(
+            _NAME, "the form's hash (such as s1afea8b1vk0jf7, under API Information) or its URL title"
+        ),
+    ] = Field(description="the form's hash (API Information) or its URL title")
     credentials: WufooCredentials
     webhook_metadata: bool = Field(
         default=True,
         description="whether the webhook sends Field and Form Structures (metadata=true): without them the "
         "webhook has no form id and labels answers by field id, and a listed entry must look the same",
     )
-    timezone: str = Field(
+    timezone: Annotated[str, checked_zone("America/Chicago or UTC")] = Field(
         default="UTC", description="the zone of the API key's user, in which DateCreated is"
     )
-    api_base_url: str | None = Field(default=None, description="https://<subdomain>.wufoo.com unless set")
-
-    @field_validator("subdomain")
-    @classmethod
-    def _subdomain(cls, value: str) -> str:
-        hint = "the account's subdomain: letters, digits and '-', as in <subdomain>.wufoo.com"
-        return id_text(value, "subdomain", _NAME, hint).lower()
-
-    @field_validator("form_id")
-    @classmethod
-    def _form_id(cls, value: str) -> str:
-        hint = "the form's hash (such as s1afea8b1vk0jf7, under API Information) or its URL title"
-        return id_text(value, "form_id", _NAME, hint)
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        return zone_text(value, "timezone", "America/Chicago or UTC")
-
-    @field_validator("api_base_url")
-    @classmethod
-    def _base(cls, value: str | None) -> str | None:
-        return None if value is None else api_base_url(value, "https://<subdomain>.wufoo.com")
+    api_base_url: Annotated[str | None, checked_base_url("https://<subdomain>.wufoo.com")] = Field(
+        default=None, description="https://<subdomain>.wufoo.com unless set"
+    )
 
     @model_validator(mode="after")
     def _default_base(self) -> Self:
