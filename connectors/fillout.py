@@ -50,6 +50,7 @@ from connectors.reconciling import (
     checked_base_url,
     checked_id,
     get_json,
+    list_in,
     page_of,
     read_response,
 )
@@ -181,9 +182,7 @@ class FilloutReconciler(Reconciler):
                 not_found=f"no form {settings.form_id!r} for this API key: check reconcile.form_id (the "
                 "public id in the form's share link)",
             )
-            items = body.get("responses") if isinstance(body, dict) else None
-            if not isinstance(items, list):
-                raise ReconcileFailed(f"{what}: the answer has no responses list")
+            items = list_in(body, "responses", what)
             read: list[Read] = []
             for item in items:
                 response = self._listed(item, settings.form_id, what)

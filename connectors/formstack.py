@@ -60,6 +60,7 @@ from connectors.reconciling import (
     checked_id,
     checked_zone,
     get_json,
+    list_in,
     page_of,
     read_response,
     url_health,
@@ -313,9 +314,7 @@ class FormstackReconciler(Reconciler):
             body = await get_json(
                 http, url, what=what, params={**query, "page": str(page)}, **self._call(settings)
             )
-            items = body.get("submissions") if isinstance(body, dict) else None
-            if not isinstance(items, list):
-                raise ReconcileFailed(f"{what}: the answer has no submissions list")
+            items = list_in(body, "submissions", what)
             found = [self._time(item, zone, what) for item in items]
             found = [
                 (i, sid, at) for i, sid, at in found if window.since <= at < window.until and sid not in seen
@@ -385,9 +384,7 @@ class FormstackReconciler(Reconciler):
             what=what,
             **self._call(settings),
         )
-        hooks = body.get("webhooks") if isinstance(body, dict) else None
-        if not isinstance(hooks, list):
-            raise ReconcileFailed(f"{what}: the answer has no webhooks list")
+        hooks = list_in(body, "webhooks", what)
         urls = [str(h.get("url") or "") for h in hooks if isinstance(h, dict)]
         return url_health(
             urls,

@@ -53,6 +53,7 @@ from connectors.reconciling import (
     checked_id,
     checked_zone,
     get_json,
+    list_in,
     page_of,
     read_response,
     same_endpoint,
@@ -370,9 +371,7 @@ class GravityFormsReconciler(Reconciler):
                 params={**query, "paging[current_page]": str(page)},
                 **self._call(settings),
             )
-            entries = body.get("entries") if isinstance(body, dict) else None
-            if not isinstance(entries, list):
-                raise ReconcileFailed(f"{what}: the answer has no entries list")
+            entries = list_in(body, "entries", what)
             read: list[Read] = []
             for entry in entries:
                 response = self._listed(entry, what)

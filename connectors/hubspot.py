@@ -59,6 +59,7 @@ from connectors.reconciling import (
     checked_base_url,
     checked_id,
     get_json,
+    list_in,
     page_of,
     read_response,
 )
@@ -326,9 +327,7 @@ class HubSpotReconciler(Reconciler):
                 not_found=f"no form {settings.form_id} in this HubSpot account: check reconcile.form_id (the "
                 "GUID in the form editor's URL) and that the private app belongs to the form's account",
             )
-            items = body.get("results") if isinstance(body, dict) else None
-            if not isinstance(items, list):
-                raise ReconcileFailed(f"{what}: the answer has no results list")
+            items = list_in(body, "results", what)
             read: list[Read] = []
             reached_back = False
             for item in items:

@@ -54,6 +54,7 @@ from connectors.reconciling import (
     checked_base_url,
     get_json,
     id_text,
+    list_in,
     page_of,
     read_response,
     url_health,
@@ -197,9 +198,7 @@ class WebflowReconciler(Reconciler):
                 "(GET /v2/sites/<site id>/forms lists a site's forms) and that the token is of its site",
                 **self._call(settings, "forms:read"),
             )
-            items = body.get("formSubmissions") if isinstance(body, dict) else None
-            if not isinstance(items, list):
-                raise ReconcileFailed(f"{what}: the answer has no formSubmissions list")
+            items = list_in(body, "formSubmissions", what)
             read: list[Read] = []
             for item in items:
                 response = _listed(item, settings.form_id, what)
@@ -231,9 +230,7 @@ class WebflowReconciler(Reconciler):
             not_found=f"no site {settings.site_id} for this token: check reconcile.site_id",
             **self._call(settings, "sites:read"),
         )
-        hooks = body.get("webhooks") if isinstance(body, dict) else None
-        if not isinstance(hooks, list):
-            raise ReconcileFailed(f"{what}: the answer has no webhooks list")
+        hooks = list_in(body, "webhooks", what)
         urls = [
             str(h.get("url") or "")
             for h in hooks

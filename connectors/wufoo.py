@@ -57,6 +57,7 @@ from connectors.reconciling import (
     checked_id,
     checked_zone,
     get_json,
+    list_in,
     page_of,
     read_response,
 )
@@ -343,9 +344,7 @@ class WufooReconciler(Reconciler):
         while True:
             what = f"list entries of Wufoo form {settings.form_id} (from {start})"
             body = await self._get(http, settings, "/entries.json", what, **query, pageStart=str(start))
-            entries = body.get("Entries") if isinstance(body, dict) else None
-            if not isinstance(entries, list):
-                raise ReconcileFailed(f"{what}: the answer has no Entries list")
+            entries = list_in(body, "Entries", what)
             found = [r for entry in entries if (r := self._entry(entry, zone, what)) and r[1] not in seen]
             if found and structure is None:
                 structure = await self._structure(http, settings)
@@ -388,9 +387,7 @@ class WufooReconciler(Reconciler):
         structures, the form (`Hash`, `Name`, `Url`: its FormStructure)."""
         what = f"list fields of Wufoo form {settings.form_id}"
         body = await self._get(http, settings, "/fields.json", what)
-        fields = body.get("Fields") if isinstance(body, dict) else None
-        if not isinstance(fields, list):
-            raise ReconcileFailed(f"{what}: the answer has no Fields list")
+        fields = list_in(body, "Fields", what)
         if not settings.webhook_metadata:
             return [f for f in fields if isinstance(f, dict)], None
         what = f"read Wufoo form {settings.form_id}"

@@ -10,17 +10,23 @@ from __future__ import annotations
 import asyncio
 import re
 from datetime import UTC, datetime
+from typing import Annotated, ClassVar
 
 import pytest
-from pydantic import SecretStr
+from pydantic import BaseModel, Field, SecretStr, ValidationError
 
 from connectors.base import UnsupportedPayload
 from connectors.reconciling import (
+    Credentials,
     ListedResponse,
+    ReconcileFailed,
     UnreadableResponse,
     api_base_url,
     bare_url,
+    checked_base_url,
+    checked_id,
     id_text,
+    list_in,
     page_of,
     problem_text,
     read_response,
@@ -273,3 +279,51 @@ def test_page_of_keeps_the_readable_and_the_unreadable_apart_in_order() -> None:
     assert page.responses == [first, last] and page.unreadable == [odd] and page.total == 7
     empty = page_of([])
     assert (empty.responses, empty.unreadable, empty.total) == ([], [], None)
+
+
+# -- Credentials, checked_id, checked_base_url, list_in ------------------------------------------
+
+
+class _Credentials(Credentials):
+    token: SecretStr = Field(description="a token")
+    env_hint: ClassVar[str] = "EXAMPLE_TOKEN"
+
+    @classmethod
+    def problem(cls, token: str) -> str | None:
+        return None if token.startswith("tok_") else "must start with tok_"
+
+
+def test_credentials_check_the_first_field_alike_then_by_the_providers_rule() -> None:
+    assert _Credentials(token=f" {SECRET} ").token.get_secret_value() == SECRET
+    for value, message in (
+        ("", "credentials.token is empty"),
+        ("abc", "credentials.token must start with tok_"),
+    ):
+        with pytest.raises(ValidationError, match=re.escape(message)):
+            _Credentials(token=value)
+    with pytest.raises(ValidationError, match="extra"):
+        _Credentials.model_validate({"token": SECRET, "other": 1})
+    with pytest.raises(TypeError, match="first field must be the secret"):
+        type("NoSecret", (Credentials,), {"__annotations__": {"name": "str"}})
+
+
+class _Settings(BaseModel):
+    form_id: Annotated[str, checked_id(re.compile(r"[0-9]+"), "digits", before=True)]
+    api_base_url: Annotated[str | None, checked_base_url(EXAMPLE, "/v2")] = None
+
+
+def test_checked_fields_check_under_their_own_name() -> None:
+    settings = _Settings.model_validate({"form_id": 42, "api_base_url": "https://api.example.com/v2/"})
+    assert (settings.form_id, settings.api_base_url) == ("42", "https://api.example.com")
+    assert _Settings(form_id="7", api_base_url=None).api_base_url is None
+    with pytest.raises(ValidationError, match="form_id must be digits"):
+        _Settings(form_id="a7")
+    with pytest.raises(ValidationError, match="api_base_url must use https"):
+        _Settings(form_id="7", api_base_url="http://api.example.com")
+
+
+def test_list_in_gives_the_answers_list_or_fails_naming_the_request() -> None:
+    assert list_in({"items": [1]}, "items", "list") == [1]
+    for body in ({"items": None}, [], "text"):
+        with pytest.raises(ReconcileFailed, match="^list responses: the answer has no items list$"):
+            list_in(body, "items", "list responses")

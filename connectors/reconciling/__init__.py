@@ -50,7 +50,7 @@ from connectors.reconciling.contract import (
     Window,
 )
 from connectors.reconciling.credentials import Credentials
-from connectors.reconciling.listing import Read, page_of, problem_text, read_response
+from connectors.reconciling.listing import Read, list_in, page_of, problem_text, read_response
 
 __all__ = [
     "DAY",
@@ -77,6 +77,7 @@ __all__ = [
     "get_json",
     "hosts",
     "id_text",
+    "list_in",
     "page_of",
     "problem_text",
     "read_response",

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import Any
 
+from connectors.reconciling.contract import ListedResponse, ReconcileFailed, ResponsePage, UnreadableResponse
 from hub.submission import Submission
-
-if TYPE_CHECKING:
-    pass
-
-from connectors.reconciling.contract import ListedResponse, ResponsePage, UnreadableResponse
 
 Read = ListedResponse | UnreadableResponse
 """One listed item, as `read_response` gives it."""
+
+
+def list_in(body: Any, key: str, what: str) -> list[Any]:
+    """`body[key]`, the list an API answer holds (its items, its webhooks); `ReconcileFailed` naming
+    `what` (the request) if the answer is no object or has no such list."""
+    items = body.get(key) if isinstance(body, dict) else None
+    if not isinstance(items, list):
+        raise ReconcileFailed(f"{what}: the answer has no {key} list")
+    return items
 
 
 def problem_text(error: BaseException, limit: int = 300) -> str:

@@ -36,6 +36,7 @@ from connectors.reconciling import (
     checked_id,
     get_json,
     hosts,
+    list_in,
     page_of,
     read_response,
     same_endpoint,
@@ -213,9 +214,7 @@ class TallyReconciler(Reconciler):
                 sleep=self.sleep,
                 **self._call(settings),
             )
-            hooks = body.get("webhooks") if isinstance(body, dict) else None
-            if not isinstance(hooks, list):
-                raise ReconcileFailed(f"{what}: the answer has no webhooks list")
+            hooks = list_in(body, "webhooks", what)
             hooks = [h for h in hooks if isinstance(h, dict)]
             if any("formId" not in h for h in hooks):
                 return None  # a list without the form of each webhook (undocumented field) cannot say
