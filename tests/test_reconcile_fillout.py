@@ -22,9 +22,16 @@ from connectors.base import InboundRequest, NormalizeContext
 from connectors.fillout import FilloutReconciler, FilloutReconcileSettings, connector
 from connectors.reconciling import ReconcileFailed, Window
 from hub.submission import parse_instant
-from tests.destination_helpers import VirtualTime
 from tests.harness import PROVIDER_FIXTURES, load_fixture
 from tests.httpx_senders import respx_sender
+from tests.reconcile_cases import (
+    VirtualTime,
+    assert_refused_without,
+    assert_set_aside,
+    first_answer_then,
+    ids_of,
+    rate_limited,
+)
 from tests.test_provider_fixtures import FixtureSource
 
 FORM = "vGkWW4cQ9pus"
@@ -154,11 +161,7 @@ async def test_a_listed_response_has_the_webhooks_response_id_and_answers() -> N
 @pytest.mark.anyio
 async def test_a_429_is_waited_out_for_its_retry_after_then_read() -> None:
     fake, time = many(), VirtualTime()
-    first = iter([httpx.Response(429, headers={"Retry-After": "3"}, json={"message": "Too many requests"})])
-
-    def limited(request: httpx.Request) -> httpx.Response:
-        return next(first, None) or fake(request)
-
+    limited = first_answer_then(rate_limited("3", json={"message": "Too many requests"}), fake)
     pages = await listing(limited, FilloutReconciler(sleep=time.sleep))
     assert time.sleeps == [3.0] and sum(len(p.responses) for p in pages) == 320
 
@@ -168,10 +171,9 @@ async def test_a_refused_key_stops_the_run_saying_what_to_do_without_the_key() -
     other = "sk_prod_regeneratedregenerated0001"
     with pytest.raises(ReconcileFailed) as caught:
         await listing(many(), credentials={"api_key": other})
-    message = str(caught.value)
-    assert caught.value.permanent and "HTTP 401" in message
-    assert "Settings > Developer" in message and "reconcile.credentials.api_key" in message
-    assert other not in message and KEY not in message
+    assert_refused_without(
+        (other, KEY), caught, "HTTP 401", "Settings > Developer", "reconcile.credentials.api_key"
+    )
 
 
 @pytest.mark.anyio
@@ -190,8 +192,7 @@ async def test_an_eu_account_sets_its_base_url() -> None:
 async def test_a_response_deleted_at_fillout_is_simply_not_listed() -> None:
     fake = many()
     fake.items = [i for i in fake.items if i["submissionId"] != "sub-149"]
-    pages = await listing(fake)
-    ids = [r.response_id for p in pages for r in p.responses]
+    ids = ids_of(await listing(fake))
     assert "sub-149" not in ids and len(ids) == len(set(ids)) == 319
 
 
@@ -202,11 +203,9 @@ async def test_an_unreadable_submission_is_set_aside_and_the_others_are_listed()
     odd["questions"] = {"nameQ": "not a list"}
     fake.items.append(odd)
     pages = await listing(fake)
-    ids = [r.response_id for p in pages for r in p.responses]
-    assert sorted(ids) == [f"sub-{n:03d}" for n in range(320)]
-    [unreadable] = [u for p in pages for u in p.unreadable]
-    assert unreadable.response_id == "odd-one" and unreadable.submitted_at == SINCE + timedelta(minutes=7)
-    assert unreadable.problem == "submission.questions is not a list of objects"
+    assert sorted(ids_of(pages)) == [f"sub-{n:03d}" for n in range(320)]
+    problem = "submission.questions is not a list of objects"
+    assert_set_aside(pages, "odd-one", SINCE + timedelta(minutes=7), problem)
 
 
 @pytest.mark.parametrize(

@@ -22,9 +22,16 @@ from pydantic import ValidationError
 from connectors.base import InboundRequest, NormalizeContext
 from connectors.formstack import FormstackReconciler, FormstackReconcileSettings, connector
 from connectors.reconciling import ReconcileFailed, Window
-from tests.destination_helpers import VirtualTime
 from tests.harness import PROVIDER_FIXTURES, load_fixture
 from tests.httpx_senders import respx_sender
+from tests.reconcile_cases import (
+    VirtualTime,
+    assert_refused_without,
+    assert_set_aside,
+    first_answer_then,
+    ids_of,
+    rate_limited,
+)
 from tests.test_provider_fixtures import FixtureSource
 
 FORM = "5123456"
@@ -193,11 +200,7 @@ async def test_the_answers_are_keyed_as_the_webhook_posts_them(keys: str, expect
 @pytest.mark.anyio
 async def test_a_429_is_waited_out_for_its_retry_after_then_read() -> None:
     fake, time = many(), VirtualTime()
-    first = iter([httpx.Response(429, headers={"Retry-After": "4"}, json={"error": "Rate limit exceeded"})])
-
-    def limited(request: httpx.Request) -> httpx.Response:
-        return next(first, None) or fake(request)
-
+    limited = first_answer_then(rate_limited("4", json={"error": "Rate limit exceeded"}), fake)
     pages = await listing(limited, FormstackReconciler(sleep=time.sleep))
     assert time.sleeps == [4.0] and sum(len(p.responses) for p in pages) == 250
 
@@ -207,10 +210,9 @@ async def test_a_revoked_token_stops_the_run_saying_what_to_do_without_the_token
     other = "0123456789abcdef0123456789abcdef"
     with pytest.raises(ReconcileFailed) as caught:
         await listing(many(), credentials={"token": other})
-    message = str(caught.value)
-    assert caught.value.permanent and "HTTP 401" in message
-    assert "Settings > API" in message and "reconcile.credentials.token" in message
-    assert other not in message and TOKEN not in message
+    assert_refused_without(
+        (other, TOKEN), caught, "HTTP 401", "Settings > API", "reconcile.credentials.token"
+    )
 
 
 @pytest.mark.anyio
@@ -228,10 +230,9 @@ async def test_an_unreadable_submission_is_set_aside_and_the_others_are_listed()
     odd["data"] = "not fields"
     fake.items.append(odd)
     pages = await listing(fake)
-    assert sum(len(p.responses) for p in pages) == 250
-    [unreadable] = [u for p in pages for u in p.unreadable]
-    assert unreadable.response_id == "4100000000" and unreadable.submitted_at == SINCE + timedelta(minutes=7)
-    assert unreadable.problem == "the submission's data is neither an object nor a list of fields"
+    assert len(ids_of(pages)) == 250
+    problem = "the submission's data is neither an object nor a list of fields"
+    assert_set_aside(pages, "4100000000", SINCE + timedelta(minutes=7), problem)
 
 
 @pytest.mark.anyio
@@ -321,4 +322,4 @@ async def test_webhook_health_refused_token_is_permanent() -> None:
         mock.get(HOOKS_URL).respond(401, json={"error": "Invalid access token"})
         with pytest.raises(ReconcileFailed) as caught:
             await FormstackReconciler().webhook_health(SOURCE, settings(), PUBLIC, respx_sender())
-    assert caught.value.permanent and TOKEN not in str(caught.value)
+    assert_refused_without([TOKEN], caught)

@@ -31,6 +31,14 @@ from connectors.reconciling import ReconcileFailed, Window
 from hub.submission import parse_instant
 from tests.harness import PROVIDER_FIXTURES, load_fixture
 from tests.httpx_senders import respx_sender
+from tests.reconcile_cases import (
+    VirtualTime,
+    assert_refused_without,
+    assert_set_aside,
+    first_answer_then,
+    ids_of,
+    rate_limited,
+)
 from tests.test_fetch_google_forms import (
     API,
     EXPECTED_1,
@@ -49,7 +57,6 @@ from tests.test_fetch_google_forms import (
     run,
     thin,
 )
-from tests.test_reconcile_surveymonkey import Sleeps
 
 SINCE = datetime(2026, 11, 20, tzinfo=UTC)
 UNTIL = SINCE + timedelta(days=1)
@@ -218,18 +225,15 @@ def test_apps_script_ping_has_no_response_id() -> None:
 
 @pytest.mark.anyio
 async def test_429_waits_the_retry_after_then_succeeds() -> None:
-    sleeps = Sleeps()
+    time = VirtualTime()
     api = FakeForms([at(5)])
     with respx.mock(assert_all_called=False) as mock:
         api.mount(mock)
-        limited = httpx.Response(429, headers={"Retry-After": "3"}, json={"error": {"code": 429}})
-        answers = iter([limited])
-        mock.get(f"{API}/forms/{FORM_ID}/responses").mock(
-            side_effect=lambda request: next(answers, None) or api.list(request)
-        )
-        [page] = await listed(FormsReconciler(sleep=sleeps))
-    assert sleeps == [3.0]
-    assert [r.response_id for r in page.responses] == ["ACYDBNj_0005"]
+        limited = rate_limited("3", json={"error": {"code": 429}})
+        mock.get(f"{API}/forms/{FORM_ID}/responses").mock(side_effect=first_answer_then(limited, api.list))
+        pages = await listed(FormsReconciler(sleep=time.sleep))
+    assert time.sleeps == [3.0]
+    assert ids_of(pages) == ["ACYDBNj_0005"]
 
 
 @pytest.mark.anyio
@@ -239,10 +243,7 @@ async def test_an_expired_token_fails_permanently_saying_what_to_do_without_the_
         FakeForms([at(5)]).mount(mock)
         with pytest.raises(ReconcileFailed) as caught:
             await listed(FormsReconciler(), Source(options(access_token=expired, form_id=FORM_ID)))
-    assert caught.value.permanent
-    message = str(caught.value)
-    assert "HTTP 401" in message and "service_account_file" in message and "share the form" in message
-    assert expired not in message
+    assert_refused_without([expired], caught, "HTTP 401", "service_account_file", "share the form")
 
 
 @pytest.mark.anyio
@@ -262,12 +263,9 @@ async def test_an_unreadable_response_is_set_aside_and_the_others_are_listed() -
     with respx.mock(assert_all_called=False) as mock:
         api.mount(mock)
         pages = await listed(FormsReconciler())
-    ids = [r.response_id for p in pages for r in p.responses]
-    assert ids == ["ACYDBNj_0001", "ACYDBNj_0002", "ACYDBNj_0007", "ACYDBNj_0008"]
-    [unreadable] = [u for p in pages for u in p.unreadable]
-    assert unreadable.response_id == "ACYDBNj_odd"
-    assert unreadable.submitted_at == parse_instant(odd["lastSubmittedTime"])
-    assert unreadable.problem == "the response's answers are not an object by question id"
+    assert ids_of(pages) == ["ACYDBNj_0001", "ACYDBNj_0002", "ACYDBNj_0007", "ACYDBNj_0008"]
+    problem = "the response's answers are not an object by question id"
+    assert_set_aside(pages, "ACYDBNj_odd", parse_instant(odd["lastSubmittedTime"]), problem)
 
 
 def test_settings_validation_says_what_is_wrong() -> None:

@@ -27,9 +27,16 @@ from connectors.base import InboundRequest, NormalizeContext
 from connectors.gravity_forms import GravityFormsReconciler, GravityFormsReconcileSettings, connector
 from connectors.reconciling import ReconcileFailed, Window
 from hub.submission import Submission, parse_instant
-from tests.destination_helpers import VirtualTime
 from tests.harness import PROVIDER_FIXTURES, load_fixture
 from tests.httpx_senders import respx_sender
+from tests.reconcile_cases import (
+    VirtualTime,
+    assert_refused_without,
+    assert_set_aside,
+    first_answer_then,
+    ids_of,
+    rate_limited,
+)
 from tests.test_provider_fixtures import FixtureSource
 
 SITE = "https://www.example-shop.de"
@@ -139,10 +146,6 @@ async def listing(fake: Any, reconciler: GravityFormsReconciler | None = None, *
     return pages
 
 
-def ids_of(pages: list[Any]) -> list[str]:
-    return [r.response_id for p in pages for r in p.responses]
-
-
 # -- (1) paging ------------------------------------------------------------------------------
 
 
@@ -240,11 +243,7 @@ def test_only_active_entries_carry_a_response_id() -> None:
 @pytest.mark.anyio
 async def test_a_429_is_waited_out_for_its_retry_after_then_read() -> None:
     fake, time = many(), VirtualTime()
-    first = iter([httpx.Response(429, headers={"Retry-After": "5"}, json={"code": "too_many_requests"})])
-
-    def limited(request: httpx.Request) -> httpx.Response:
-        return next(first, None) or fake(request)
-
+    limited = first_answer_then(rate_limited("5", json={"code": "too_many_requests"}), fake)
     pages = await listing(limited, GravityFormsReconciler(sleep=time.sleep))
     assert time.sleeps == [5.0] and len(ids_of(pages)) == 230
 
@@ -254,17 +253,10 @@ async def test_revoked_credentials_stop_the_run_saying_what_to_do_without_them()
     password = "abcd EFGH 1234 ijkl MNOP 5678"
     with pytest.raises(ReconcileFailed) as caught:
         await listing(many(), credentials={"username": "shop-admin", "application_password": password})
-    message = str(caught.value)
-    assert caught.value.permanent and "HTTP 401" in message and "reconcile.credentials" in message
-    assert "Forms > Settings > REST API" in message
-    for secret in (
-        password.replace(" ", ""),
-        "abcd EFGH",
-        CK,
-        CS,
-        basic("shop-admin", password.replace(" ", "")),
-    ):
-        assert secret not in message
+    secrets = (password.replace(" ", ""), "abcd EFGH", CK, CS, basic("shop-admin", password.replace(" ", "")))
+    assert_refused_without(
+        secrets, caught, "HTTP 401", "reconcile.credentials", "Forms > Settings > REST API"
+    )
 
 
 @pytest.mark.anyio
@@ -299,9 +291,8 @@ async def test_an_unreadable_entry_is_set_aside_and_the_others_are_listed(
     monkeypatch.setattr(connector, "normalize", fussy)
     pages = await listing(many())
     assert "42" not in ids_of(pages) and len(ids_of(pages)) == 229
-    [unreadable] = [u for p in pages for u in p.unreadable]
-    assert unreadable.response_id == "42" and unreadable.submitted_at == SINCE + timedelta(minutes=462)
-    assert unreadable.problem == "entry 42: something the connector cannot read"
+    problem = "entry 42: something the connector cannot read"
+    assert_set_aside(pages, "42", SINCE + timedelta(minutes=462), problem)
 
 
 # -- (6) settings --------------------------------------------------------------------------

@@ -23,9 +23,16 @@ from pydantic import ValidationError
 from connectors.base import InboundRequest, NormalizeContext
 from connectors.hubspot import HubSpotReconciler, HubSpotReconcileSettings, connector
 from connectors.reconciling import ReconcileFailed, Window
-from tests.destination_helpers import VirtualTime
 from tests.harness import PROVIDER_FIXTURES, load_fixture
 from tests.httpx_senders import respx_sender
+from tests.reconcile_cases import (
+    VirtualTime,
+    assert_refused_without,
+    assert_set_aside,
+    first_answer_then,
+    ids_of,
+    rate_limited,
+)
 from tests.test_provider_fixtures import FixtureSource
 
 FORM = "8a127002-724d-46be-a109-b1b34d544d1e"
@@ -199,11 +206,7 @@ def test_only_a_submission_event_carries_a_response_id() -> None:
 @pytest.mark.anyio
 async def test_a_429_is_waited_out_for_its_retry_after_then_read() -> None:
     fake, time = many(), VirtualTime()
-    first = iter([httpx.Response(429, headers={"Retry-After": "10"}, json={"status": "error"})])
-
-    def limited(request: httpx.Request) -> httpx.Response:
-        return next(first, None) or fake(request)
-
+    limited = first_answer_then(rate_limited("10", json={"status": "error"}), fake)
     pages = await listing(limited, HubSpotReconciler(sleep=time.sleep))
     assert time.sleeps == [10.0] and sum(len(p.responses) for p in pages) == 130
 
@@ -213,10 +216,9 @@ async def test_a_revoked_token_stops_the_run_saying_what_to_do_without_the_token
     other = "pat-eu1-rotatedrotated-0000-1111-2222-333344445555"
     with pytest.raises(ReconcileFailed) as caught:
         await listing(many(), credentials={"access_token": other})
-    message = str(caught.value)
-    assert caught.value.permanent and "HTTP 401" in message
-    assert "Private Apps" in message and "reconcile.credentials.access_token" in message
-    assert other not in message and TOKEN not in message
+    assert_refused_without(
+        (other, TOKEN), caught, "HTTP 401", "Private Apps", "reconcile.credentials.access_token"
+    )
 
 
 @pytest.mark.anyio
@@ -235,8 +237,7 @@ async def test_an_unknown_form_says_where_to_find_its_guid() -> None:
 async def test_a_submission_deleted_at_hubspot_is_simply_not_listed() -> None:
     fake = many()
     fake.items = [i for i in fake.items if i["conversionId"] != "in-079"]
-    pages = await listing(fake)
-    ids = [r.response_id for p in pages for r in p.responses]
+    ids = ids_of(await listing(fake))
     assert "in-079" not in ids and len(ids) == len(set(ids)) == 129
 
 
@@ -247,11 +248,10 @@ async def test_an_unreadable_submission_is_set_aside_and_the_others_are_listed()
     odd["values"] = {"email": "not a list"}
     fake.items.append(odd)
     pages = await listing(fake)
-    ids = [r.response_id for p in pages for r in p.responses]
-    assert sorted(ids) == [f"in-{n:03d}" for n in range(130)]
-    [unreadable] = [u for p in pages for u in p.unreadable]
-    assert unreadable.response_id == "odd-one" and unreadable.submitted_at == SINCE + timedelta(minutes=7)
-    assert unreadable.problem == "results[].values is not a list of objects"
+    assert sorted(ids_of(pages)) == [f"in-{n:03d}" for n in range(130)]
+    assert_set_aside(
+        pages, "odd-one", SINCE + timedelta(minutes=7), "results[].values is not a list of objects"
+    )
 
 
 @pytest.mark.anyio

@@ -26,6 +26,7 @@ from connectors.reconciling import ListedResponse, ReconcileFailed, Window
 from hub.submission import Submission, parse_instant
 from tests.harness import PROVIDER_FIXTURES, load_fixture
 from tests.httpx_senders import respx_sender
+from tests.reconcile_cases import VirtualTime, assert_refused_without, assert_set_aside, ids_of, rate_limited
 
 FIXTURE = load_fixture(PROVIDER_FIXTURES / "jotform" / "full_event_registration.json")
 FORM_ID = "243231271343446"
@@ -291,15 +292,11 @@ async def test_the_webhook_and_the_listing_name_the_same_response_with_the_same_
 
 @pytest.mark.anyio
 async def test_429_waits_the_retry_after_then_succeeds() -> None:
-    waits: list[float] = []
-
-    async def sleep(seconds: float) -> None:
-        waits.append(seconds)
-
+    time = VirtualTime()
     fake = FakeJotform([FIXTURE_ITEM])
-    fake.queued = [httpx.Response(429, headers={"Retry-After": "7"}, json={"responseCode": 429})]
-    [[listed]] = await listing(fake, JotformReconciler(sleep=sleep))
-    assert waits == [7.0] and listed.response_id == FIXTURE_ITEM["id"]
+    fake.queued = [rate_limited("7", json={"responseCode": 429})]
+    [[listed]] = await listing(fake, JotformReconciler(sleep=time.sleep))
+    assert time.sleeps == [7.0] and listed.response_id == FIXTURE_ITEM["id"]
 
 
 @pytest.mark.anyio
@@ -308,12 +305,9 @@ async def test_a_revoked_key_fails_for_good_and_says_what_to_do_without_the_key(
     fake = FakeJotform([FIXTURE_ITEM])
     with pytest.raises(ReconcileFailed) as caught:
         await listing(fake, credentials={"api_key": revoked})
-    assert caught.value.permanent
-    message = str(caught.value)
-    assert (
-        "HTTP 401" in message and "reconcile.credentials.api_key" in message and "Settings > API" in message
+    assert_refused_without(
+        (revoked, KEY), caught, "HTTP 401", "reconcile.credentials.api_key", "Settings > API"
     )
-    assert revoked not in message and KEY not in message
     with pytest.raises(ReconcileFailed, match="reconcile.form_id") as missing:
         await listing(fake, form_id="240000000000001")
     assert missing.value.permanent
@@ -336,12 +330,10 @@ async def test_an_unreadable_submission_is_set_aside_and_the_others_are_listed()
     with respx.mock() as mock:
         mock.route(host="api.jotform.com").mock(side_effect=FakeJotform([*good, odd]))
         pages = [p async for p in JotformReconciler().responses(Source(), settings(), WINDOW, respx_sender())]
-    assert sorted(r.response_id for p in pages for r in p.responses) == sorted(s["id"] for s in good)
+    assert sorted(ids_of(pages)) == sorted(s["id"] for s in good)
     assert all(r.submission.form_title == TITLE for p in pages for r in p.responses)
-    [unreadable] = [u for p in pages for u in p.unreadable]
-    assert unreadable.response_id == odd["id"]
-    assert unreadable.submitted_at == datetime(2026, 11, 20, 14, 15, tzinfo=UTC)
-    assert unreadable.problem == "the submission's answers are not an object of questions by id"
+    problem = "the submission's answers are not an object of questions by id"
+    assert_set_aside(pages, odd["id"], datetime(2026, 11, 20, 14, 15, tzinfo=UTC), problem)
 
 
 def test_settings_are_checked_with_messages_an_admin_can_act_on() -> None:

@@ -24,9 +24,16 @@ from connectors.base import InboundRequest, NormalizeContext
 from connectors.paperform import PaperformReconciler, PaperformReconcileSettings, connector
 from connectors.reconciling import ReconcileFailed, Window
 from hub.submission import iso_utc, parse_instant
-from tests.destination_helpers import VirtualTime
 from tests.harness import PROVIDER_FIXTURES, load_fixture
 from tests.httpx_senders import respx_sender
+from tests.reconcile_cases import (
+    VirtualTime,
+    assert_refused_without,
+    assert_set_aside,
+    first_answer_then,
+    ids_of,
+    rate_limited,
+)
 from tests.test_provider_fixtures import FixtureSource
 
 FORM = "pyconf-2026"
@@ -211,11 +218,7 @@ def test_a_partial_submission_webhook_carries_no_response_id() -> None:
 @pytest.mark.anyio
 async def test_a_429_is_waited_out_for_its_retry_after_then_read() -> None:
     fake, time = many(), VirtualTime()
-    first = iter([httpx.Response(429, headers={"Retry-After": "11"}, text="Too many requests.")])
-
-    def limited(request: httpx.Request) -> httpx.Response:
-        return next(first, None) or fake(request)
-
+    limited = first_answer_then(rate_limited("11", text="Too many requests."), fake)
     pages = await listing(limited, PaperformReconciler(sleep=time.sleep))
     assert time.sleeps == [11.0] and sum(len(p.responses) for p in pages) == 250
 
@@ -225,10 +228,8 @@ async def test_a_refused_key_stops_the_run_saying_what_to_do_without_the_key() -
     revoked = "pf_live_revokedrevokedrevokedrevoked"
     with pytest.raises(ReconcileFailed) as caught:
         await listing(many(), credentials={"api_key": revoked})
-    message = str(caught.value)
-    assert caught.value.permanent and "HTTP 401" in message
-    assert "paperform.co/account/developer" in message and "reconcile.credentials.api_key" in message
-    assert revoked not in message and KEY not in message
+    hints = ("HTTP 401", "paperform.co/account/developer", "reconcile.credentials.api_key")
+    assert_refused_without((revoked, KEY), caught, *hints)
 
 
 @pytest.mark.anyio
@@ -259,11 +260,9 @@ async def test_an_unreadable_submission_is_set_aside_and_the_others_are_listed()
     odd["data"] = ["not", "an", "object"]
     fake.submissions.append(odd)
     pages = await listing(fake)
-    ids = [r.response_id for p in pages for r in p.responses]
-    assert sorted(ids) == [f"{n:024x}" for n in range(250)]
-    [unreadable] = [u for p in pages for u in p.unreadable]
-    assert unreadable.response_id == "0dd" * 8 and unreadable.submitted_at == SINCE + timedelta(minutes=4)
-    assert unreadable.problem == "the submission's data is not an object of answers by question key"
+    assert sorted(ids_of(pages)) == [f"{n:024x}" for n in range(250)]
+    problem = "the submission's data is not an object of answers by question key"
+    assert_set_aside(pages, "0dd" * 8, SINCE + timedelta(minutes=4), problem)
 
 
 # -- (6) settings --------------------------------------------------------------------------

@@ -25,6 +25,14 @@ from connectors.surveymonkey import SurveyMonkeyConnector, SurveyMonkeyOptions, 
 from connectors.surveymonkey.listing import SurveyMonkeyReconciler, SurveyMonkeyReconcileSettings
 from hub.submission import parse_instant
 from tests.httpx_senders import respx_sender
+from tests.reconcile_cases import (
+    VirtualTime,
+    assert_refused_without,
+    assert_set_aside,
+    first_answer_then,
+    ids_of,
+    rate_limited,
+)
 from tests.test_fetch_surveymonkey import (
     BASE,
     DETAILS,
@@ -47,13 +55,6 @@ UNTIL = SINCE + timedelta(days=1)
 WINDOW = Window(SINCE, UNTIL)
 BULK_URL = f"{BASE}/v3/surveys/{SURVEY_ID}/responses/bulk"
 HOOK_URL = "https://hub.example.org/hooks/surveymonkey-nps"
-
-
-class Sleeps(list[float]):
-    """A reconciler's `sleep` that records instead of waiting."""
-
-    async def __call__(self, seconds: float) -> None:
-        self.append(seconds)
 
 
 def settings(**extra: Any) -> SurveyMonkeyReconcileSettings:
@@ -217,16 +218,15 @@ async def test_the_webhook_and_the_listing_give_the_same_identity_and_the_same_a
 
 @pytest.mark.anyio
 async def test_429_waits_the_retry_after_then_succeeds() -> None:
-    sleeps = Sleeps()
+    time = VirtualTime()
     api = FakeSurveyMonkey([item(1, SINCE + timedelta(hours=1))])
     with respx.mock(assert_all_called=False) as mock:
         api.mount(mock)
-        limited = httpx.Response(429, headers={"Retry-After": "7"}, json={"error": {"id": "1040"}})
-        answers = iter([limited])
-        mock.get(BULK_URL).mock(side_effect=lambda request: next(answers, None) or api.bulk(request))
-        [page] = await listed(SurveyMonkeyReconciler(sleep=sleeps))
-    assert sleeps == [7.0]
-    assert [r.response_id for r in page.responses] == ["900000000001"]
+        limited = rate_limited("7", json={"error": {"id": "1040"}})
+        mock.get(BULK_URL).mock(side_effect=first_answer_then(limited, api.bulk))
+        pages = await listed(SurveyMonkeyReconciler(sleep=time.sleep))
+    assert time.sleeps == [7.0]
+    assert ids_of(pages) == ["900000000001"]
 
 
 @pytest.mark.anyio
@@ -237,9 +237,7 @@ async def test_a_revoked_token_fails_permanently_saying_what_to_do_without_the_t
         api.mount(mock)
         with pytest.raises(ReconcileFailed) as caught:
             await listed(SurveyMonkeyReconciler(), credentials={"access_token": revoked})
-    assert caught.value.permanent
-    assert "HTTP 401" in str(caught.value) and "access_token" in str(caught.value)
-    assert revoked not in str(caught.value) and TOKEN not in str(caught.value)
+    assert_refused_without((revoked, TOKEN), caught, "HTTP 401", "access_token")
 
 
 @pytest.mark.anyio
@@ -261,11 +259,9 @@ async def test_an_unreadable_response_is_set_aside_and_the_others_are_listed() -
     with respx.mock(assert_all_called=False) as mock:
         api.mount(mock)
         pages = await listed(SurveyMonkeyReconciler())
-    ids = [r.response_id for p in pages for r in p.responses]
-    assert ids == ["900000000001", "900000000002", "900000000004"]
-    [unreadable] = [u for p in pages for u in p.unreadable]
-    assert unreadable.response_id == "900000000003" and unreadable.submitted_at == SINCE + timedelta(hours=3)
-    assert unreadable.problem == "'list' object has no attribute 'items'"
+    assert ids_of(pages) == ["900000000001", "900000000002", "900000000004"]
+    problem = "'list' object has no attribute 'items'"
+    assert_set_aside(pages, "900000000003", SINCE + timedelta(hours=3), problem)
 
 
 @pytest.mark.anyio

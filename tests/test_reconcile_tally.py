@@ -23,9 +23,16 @@ from connectors.reconciling import ListedResponse, ReconcileFailed, Window
 from connectors.tally import connector
 from connectors.tally.api import TallyReconciler, TallyReconcileSettings
 from hub.submission import iso_utc, parse_instant
-from tests.destination_helpers import VirtualTime
 from tests.harness import PROVIDER_FIXTURES, load_fixture
 from tests.httpx_senders import respx_sender
+from tests.reconcile_cases import (
+    VirtualTime,
+    assert_refused_without,
+    assert_set_aside,
+    first_answer_then,
+    ids_of,
+    rate_limited,
+)
 from tests.test_provider_fixtures import FixtureSource
 
 FORM = "mBzNlP"
@@ -208,11 +215,7 @@ def test_only_submission_events_carry_a_response_id() -> None:
 @pytest.mark.anyio
 async def test_a_429_is_waited_out_for_its_retry_after_then_read() -> None:
     fake, time = many(), VirtualTime()
-    answers = iter([httpx.Response(429, headers={"Retry-After": "7"}, json={"message": "Too many requests"})])
-
-    def limited(request: httpx.Request) -> httpx.Response:
-        return next(answers, None) or fake(request)
-
+    limited = first_answer_then(rate_limited("7", json={"message": "Too many requests"}), fake)
     pages = await listing(limited, TallyReconciler(sleep=time.sleep))
     assert time.sleeps == [7.0]
     assert sum(len(p.responses) for p in pages) == 123
@@ -223,10 +226,8 @@ async def test_a_refused_key_stops_the_run_saying_what_to_do_without_the_key() -
     revoked = "tly-revokedrevokedrevoked"
     with pytest.raises(ReconcileFailed) as caught:
         await listing(many(), credentials={"api_key": revoked})
-    message = str(caught.value)
-    assert caught.value.permanent and "HTTP 401" in message
-    assert "tally.so/settings/api-keys" in message and "reconcile.credentials.api_key" in message
-    assert revoked not in message and KEY not in message
+    hints = ("HTTP 401", "tally.so/settings/api-keys", "reconcile.credentials.api_key")
+    assert_refused_without((revoked, KEY), caught, *hints)
 
 
 @pytest.mark.anyio
@@ -257,11 +258,10 @@ async def test_an_unreadable_submission_is_set_aside_and_the_others_are_listed()
     odd["responses"] = 42  # not a list of answers
     fake.submissions.append(odd)
     pages = await listing(fake)
-    ids = [r.response_id for p in pages for r in p.responses]
-    assert sorted(ids) == [f"S{n:03d}" for n in range(123)]
-    [unreadable] = [u for p in pages for u in p.unreadable]
-    assert unreadable.response_id == "ODD001" and unreadable.submitted_at == SINCE + timedelta(minutes=3)
-    assert unreadable.problem == "the submission's responses is not a list"
+    assert sorted(ids_of(pages)) == [f"S{n:03d}" for n in range(123)]
+    assert_set_aside(
+        pages, "ODD001", SINCE + timedelta(minutes=3), "the submission's responses is not a list"
+    )
 
 
 # -- (6) settings --------------------------------------------------------------------------

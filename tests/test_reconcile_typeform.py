@@ -30,6 +30,7 @@ from connectors.typeform.api import TypeformReconciler, TypeformReconcileSetting
 from hub.submission import Submission, parse_instant
 from tests.harness import PROVIDER_FIXTURES, load_fixture
 from tests.httpx_senders import respx_sender
+from tests.reconcile_cases import VirtualTime, assert_refused_without, assert_set_aside, ids_of, rate_limited
 
 FIXTURE = load_fixture(PROVIDER_FIXTURES / "typeform" / "full_event_registration.json")
 WEBHOOK = json.loads(FIXTURE["body"])
@@ -163,14 +164,6 @@ class SmallPages(TypeformReconciler):
     page_size = 3
 
 
-class Sleeps:
-    def __init__(self) -> None:
-        self.waited: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.waited.append(seconds)
-
-
 async def listed(
     reconciler: TypeformReconciler, s: TypeformReconcileSettings | None = None
 ) -> list[ResponsePage]:
@@ -288,14 +281,14 @@ def test_only_submission_events_carry_a_response_id() -> None:
 
 @pytest.mark.anyio
 async def test_429_waits_for_retry_after_then_succeeds() -> None:
-    sleeps = Sleeps()
+    time = VirtualTime()
     fake = FakeTypeform([api_item("tok01", at(9))])
-    fake.failures = [httpx.Response(429, headers={"Retry-After": "7"}, json={"code": "TOO_MANY_REQUESTS"})]
+    fake.failures = [rate_limited("7", json={"code": "TOO_MANY_REQUESTS"})]
     with respx.mock(assert_all_called=False) as mock:
         fake.install(mock)
-        pages = await listed(TypeformReconciler(sleep=sleeps))
-    assert sleeps.waited == [7.0]
-    assert [r.response_id for p in pages for r in p.responses] == ["tok01"]
+        pages = await listed(TypeformReconciler(sleep=time.sleep))
+    assert time.sleeps == [7.0]
+    assert ids_of(pages) == ["tok01"]
 
 
 @pytest.mark.anyio
@@ -306,13 +299,9 @@ async def test_a_refused_token_is_permanent_and_says_what_to_do(status: int) -> 
     with respx.mock(assert_all_called=False) as mock:
         fake.install(mock)
         with pytest.raises(ReconcileFailed) as caught:
-            await listed(TypeformReconciler(sleep=Sleeps()))
-    assert caught.value.permanent
-    message = str(caught.value)
-    assert (
-        "Personal tokens" in message and "forms:read" in message and "reconcile.credentials.token" in message
-    )
-    assert TOKEN not in message and TOKEN[4:] not in message
+            await listed(TypeformReconciler(sleep=VirtualTime().sleep))
+    hints = ("Personal tokens", "forms:read", "reconcile.credentials.token")
+    assert_refused_without((TOKEN, TOKEN[4:]), caught, *hints)
 
 
 @pytest.mark.anyio
@@ -347,11 +336,9 @@ async def test_an_unreadable_response_is_set_aside_and_the_others_are_listed() -
     with respx.mock(assert_all_called=False) as mock:
         fake.install(mock)
         pages = await listed(SmallPages())
-    assert sorted(r.response_id for p in pages for r in p.responses) == [f"tok{n:02d}" for n in range(5)]
-    [unreadable] = [u for p in pages for u in p.unreadable]
-    assert unreadable.response_id == "odd01"
-    assert unreadable.submitted_at == datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
-    assert unreadable.problem == "form_response.answers is not a list of objects"
+    assert sorted(ids_of(pages)) == [f"tok{n:02d}" for n in range(5)]
+    problem = "form_response.answers is not a list of objects"
+    assert_set_aside(pages, "odd01", datetime(2026, 11, 20, 9, 30, tzinfo=UTC), problem)
 
 
 # -- (6) settings ------------------------------------------------------------------------------------
@@ -468,7 +455,7 @@ async def test_webhook_health_without_webhooks_read_scope_says_so() -> None:
         fake.install(mock)
         with pytest.raises(ReconcileFailed, match="webhooks:read scope") as caught:
             await TypeformReconciler().webhook_health(Source(), settings(), HUB_URL, respx_sender())
-    assert caught.value.permanent and TOKEN not in str(caught.value)
+    assert_refused_without([TOKEN], caught)
 
 
 def test_the_connector_offers_its_reconciler() -> None:

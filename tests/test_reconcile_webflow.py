@@ -24,6 +24,7 @@ from connectors.webflow import WebflowOptions, WebflowReconciler, WebflowReconci
 from hub.submission import Submission, parse_instant
 from tests.harness import PROVIDER_FIXTURES, load_fixture
 from tests.httpx_senders import respx_sender
+from tests.reconcile_cases import VirtualTime, assert_refused_without, assert_set_aside, ids_of, rate_limited
 
 FIXTURE = load_fixture(PROVIDER_FIXTURES / "webflow" / "full_contact_form.json")
 PAYLOAD = json.loads(FIXTURE["body"])["payload"]
@@ -187,15 +188,11 @@ async def test_the_webhook_and_the_listing_name_the_same_response_with_the_same_
 
 @pytest.mark.anyio
 async def test_429_waits_the_retry_after_then_succeeds() -> None:
-    waits: list[float] = []
-
-    async def sleep(seconds: float) -> None:
-        waits.append(seconds)
-
+    time = VirtualTime()
     fake = FakeWebflow([FIXTURE_ITEM])
-    fake.queued = [httpx.Response(429, headers={"Retry-After": "60"}, json={"code": "too_many_requests"})]
-    [[listed]] = await listing(fake, WebflowReconciler(sleep=sleep))
-    assert waits == [60.0] and listed.response_id == PAYLOAD["id"]
+    fake.queued = [rate_limited("60", json={"code": "too_many_requests"})]
+    [[listed]] = await listing(fake, WebflowReconciler(sleep=time.sleep))
+    assert time.sleeps == [60.0] and listed.response_id == PAYLOAD["id"]
 
 
 @pytest.mark.anyio
@@ -203,10 +200,7 @@ async def test_a_revoked_token_fails_for_good_and_says_what_to_do_without_the_to
     revoked = "0" * 64
     with pytest.raises(ReconcileFailed) as caught:
         await listing(FakeWebflow([FIXTURE_ITEM]), credentials={"token": revoked})
-    message = str(caught.value)
-    assert caught.value.permanent and "HTTP 401" in message
-    assert "forms:read" in message and "reconcile.credentials.token" in message
-    assert revoked not in message and TOKEN not in message
+    assert_refused_without((revoked, TOKEN), caught, "HTTP 401", "forms:read", "reconcile.credentials.token")
     with pytest.raises(ReconcileFailed, match="reconcile.form_id") as missing:
         await listing(FakeWebflow([]), form_id="0123456789abcdef01234567")
     assert missing.value.permanent
@@ -228,11 +222,9 @@ async def test_an_unreadable_submission_is_set_aside_and_the_others_are_listed()
     with respx.mock() as mock:
         mock.route(host="api.webflow.com").mock(side_effect=FakeWebflow([*good, odd]))
         pages = [p async for p in WebflowReconciler().responses(Source(), settings(), WINDOW, respx_sender())]
-    assert sorted(r.response_id for p in pages for r in p.responses) == sorted(s["id"] for s in good)
-    [unreadable] = [u for p in pages for u in p.unreadable]
-    assert unreadable.response_id == odd["id"]
-    assert unreadable.submitted_at == datetime(2026, 11, 20, 14, 15, tzinfo=UTC)
-    assert unreadable.problem == "the submission's formResponse is not an object of fields"
+    assert sorted(ids_of(pages)) == sorted(s["id"] for s in good)
+    problem = "the submission's formResponse is not an object of fields"
+    assert_set_aside(pages, odd["id"], datetime(2026, 11, 20, 14, 15, tzinfo=UTC), problem)
 
 
 def test_settings_are_checked_with_messages_an_admin_can_act_on() -> None:

@@ -25,9 +25,16 @@ from pydantic import ValidationError
 from connectors.base import InboundRequest, NormalizeContext, response_key
 from connectors.reconciling import ReconcileFailed, Window
 from connectors.wufoo import WufooReconciler, WufooReconcileSettings, connector
-from tests.destination_helpers import VirtualTime
 from tests.harness import PROVIDER_FIXTURES, load_fixture
 from tests.httpx_senders import respx_sender
+from tests.reconcile_cases import (
+    VirtualTime,
+    assert_refused_without,
+    assert_set_aside,
+    first_answer_then,
+    ids_of,
+    rate_limited,
+)
 from tests.test_provider_fixtures import FixtureSource
 
 KEY = "AOI6-LFKL-VM1Q-IEX9"
@@ -218,13 +225,7 @@ async def test_date_created_is_read_in_the_zone_of_the_keys_user() -> None:
 @pytest.mark.anyio
 async def test_a_429_is_waited_out_for_its_retry_after_then_read() -> None:
     fake, time = many(), VirtualTime()
-    first = iter(
-        [httpx.Response(429, headers={"Retry-After": "9"}, json={"Text": "Slow Down", "HTTPCode": 429})]
-    )
-
-    def limited(request: httpx.Request) -> httpx.Response:
-        return next(first, None) or fake(request)
-
+    limited = first_answer_then(rate_limited("9", json={"Text": "Slow Down", "HTTPCode": 429}), fake)
     pages = await listing(limited, WufooReconciler(sleep=time.sleep))
     assert time.sleeps == [9.0] and sum(len(p.responses) for p in pages) == 250
 
@@ -234,10 +235,9 @@ async def test_a_reset_key_stops_the_run_saying_what_to_do_without_the_key() -> 
     other = "ZZZZ-YYYY-XXXX-WWWW"
     with pytest.raises(ReconcileFailed) as caught:
         await listing(many(), credentials={"api_key": other})
-    message = str(caught.value)
-    assert caught.value.permanent and "HTTP 401" in message
-    assert "API Information" in message and "reconcile.credentials.api_key" in message
-    assert other not in message and KEY not in message
+    assert_refused_without(
+        (other, KEY), caught, "HTTP 401", "API Information", "reconcile.credentials.api_key"
+    )
 
 
 @pytest.mark.anyio
@@ -253,10 +253,10 @@ async def test_an_unreadable_entry_is_set_aside_and_the_others_are_listed() -> N
     fake = many()
     fake.entries.append(entry(300, SINCE + timedelta(minutes=7), {"Field3": {"not": "text"}}))  # type: ignore[dict-item]
     pages = await listing(fake)
-    assert sum(len(p.responses) for p in pages) == 250
-    [unreadable] = [u for p in pages for u in p.unreadable]
-    assert unreadable.response_id == "300" and unreadable.submitted_at == SINCE + timedelta(minutes=7)
-    assert unreadable.problem == "entry field Field3 is not text"
+    assert len(ids_of(pages)) == 250
+    unreadable = assert_set_aside(
+        pages, "300", SINCE + timedelta(minutes=7), "entry field Field3 is not text"
+    )
     # Its dead letter is keyed per form, as its webhook would be: `<form Hash>/<EntryId>`.
     assert unreadable.form_id == FORM["Hash"] == pages[0].responses[0].submission.form_id
 
