@@ -14,8 +14,17 @@ from datetime import datetime
 import httpx
 import pytest
 
-from connectors.reconciling import ReconcileFailed, ResponsePage, UnreadableResponse
+from connectors.base import SourceSettings
+from connectors.reconciling import (
+    ReconcileFailed,
+    Reconciler,
+    ReconcileSettings,
+    ResponsePage,
+    UnreadableResponse,
+    Window,
+)
 from tests.destination_helpers import VirtualTime
+from tests.httpx_senders import respx_sender
 
 __all__ = [
     "VirtualTime",
@@ -23,6 +32,7 @@ __all__ = [
     "assert_set_aside",
     "first_answer_then",
     "ids_of",
+    "pages_of",
     "rate_limited",
 ]
 
@@ -42,6 +52,13 @@ def first_answer_then(first: httpx.Response, then: Handler) -> Handler:
         return next(answers, None) or then(request)
 
     return answer
+
+
+async def pages_of(
+    reconciler: Reconciler, source: SourceSettings, settings: ReconcileSettings, window: Window
+) -> list[ResponsePage]:
+    """Every page `reconciler` lists for `window`, asked through a Sender that respx can mock."""
+    return [page async for page in reconciler.responses(source, settings, window, respx_sender())]
 
 
 def ids_of(pages: Iterable[ResponsePage]) -> list[str]:

@@ -30,6 +30,7 @@ from tests.reconcile_cases import (
     assert_set_aside,
     first_answer_then,
     ids_of,
+    pages_of,
     rate_limited,
 )
 from tests.test_provider_fixtures import FixtureSource
@@ -107,19 +108,16 @@ def many() -> FakeFillout:
 
 async def listing(fake: Any, reconciler: FilloutReconciler | None = None, **kw: Any) -> list[Any]:
     reconciler = reconciler or FilloutReconciler(sleep=VirtualTime().sleep)
-    window, pages = Window(SINCE, UNTIL), []
     with respx.mock() as mock:
         mock.get(LIST_URL).mock(side_effect=fake)
-        async for page in reconciler.responses(SOURCE, settings(**kw), window, respx_sender()):
-            pages.append(page)
-    return pages
+        return await pages_of(reconciler, SOURCE, settings(**kw), Window(SINCE, UNTIL))
 
 
 @pytest.mark.anyio
 async def test_listing_reads_every_page_once_with_the_window_as_fillout_wants_it() -> None:
     fake = many()
     pages = await listing(fake)
-    ids = [r.response_id for p in pages for r in p.responses]
+    ids = ids_of(pages)
     assert len(pages) == 3 and [q["offset"] for q in fake.asked] == ["0", "150", "300"]
     assert sorted(ids) == [f"sub-{n:03d}" for n in range(320)]  # each once; not in progress, none outside
     first = fake.asked[0]
@@ -184,7 +182,7 @@ async def test_an_eu_account_sets_its_base_url() -> None:
         reconciler = FilloutReconciler()
         window = Window(SINCE, UNTIL)
         eu_settings = settings(api_base_url="https://eu-api.fillout.com/v1/api/")
-        pages = [p async for p in reconciler.responses(SOURCE, eu_settings, window, respx_sender())]
+        pages = await pages_of(reconciler, SOURCE, eu_settings, window)
     assert route.called and pages[0].responses == [] and pages[0].total == 0
 
 

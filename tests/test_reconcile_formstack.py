@@ -30,6 +30,7 @@ from tests.reconcile_cases import (
     assert_set_aside,
     first_answer_then,
     ids_of,
+    pages_of,
     rate_limited,
 )
 from tests.test_provider_fixtures import FixtureSource
@@ -137,20 +138,17 @@ def many() -> FakeFormstack:
 
 async def listing(fake: Any, reconciler: FormstackReconciler | None = None, **kw: Any) -> list[Any]:
     reconciler = reconciler or FormstackReconciler(sleep=VirtualTime().sleep)
-    pages = []
     with respx.mock(assert_all_called=False) as mock:  # field.json is read only when something is listed
         mock.get(LIST_URL).mock(side_effect=fake)
         mock.get(FIELDS_URL).mock(side_effect=fake)
-        async for page in reconciler.responses(SOURCE, settings(**kw), Window(SINCE, UNTIL), respx_sender()):
-            pages.append(page)
-    return pages
+        return await pages_of(reconciler, SOURCE, settings(**kw), Window(SINCE, UNTIL))
 
 
 @pytest.mark.anyio
 async def test_listing_reads_every_page_once_with_the_window_in_eastern_time() -> None:
     fake = many()
     pages = await listing(fake)
-    ids = [r.response_id for p in pages for r in p.responses]
+    ids = ids_of(pages)
     assert len(pages) == 3 and [q["page"] for q in fake.asked] == ["1", "2", "3"]
     assert ids == [str(4000000000 + n) for n in range(250)]  # each once, oldest first, none outside
     first = fake.asked[0]

@@ -37,6 +37,7 @@ from tests.reconcile_cases import (
     assert_set_aside,
     first_answer_then,
     ids_of,
+    pages_of,
     rate_limited,
 )
 from tests.test_fetch_google_forms import (
@@ -144,7 +145,7 @@ class FakeForms:
 async def listed(reconciler: FormsReconciler, src: Source | None = None, **extra: Any) -> list[Any]:
     settings = GoogleFormsReconcileSettings.model_validate(extra)
     src = src or Source(options(form_id=FORM_ID))
-    return [page async for page in reconciler.responses(src, settings, WINDOW, respx_sender())]
+    return await pages_of(reconciler, src, settings, WINDOW)
 
 
 @pytest.mark.anyio
@@ -164,7 +165,7 @@ async def test_a_listing_of_three_pages_is_read_to_the_end_with_the_window_as_th
         None,
         *[f"timestamp >= 2026-11-20T00:00:00Z@{n}" for n in (4, 8)],
     ]
-    ids = [r.response_id for p in pages for r in p.responses]
+    ids = ids_of(pages)
     assert ids == [r["responseId"] for r in inside]  # each once; `until` itself is outside
     first = pages[0].responses[0]
     assert first.submitted_at == parse_instant(inside[0]["lastSubmittedTime"])
@@ -253,7 +254,7 @@ async def test_a_response_deleted_in_google_forms_is_simply_not_listed() -> None
     with respx.mock(assert_all_called=False) as mock:
         api.mount(mock)
         pages = await listed(FormsReconciler())
-    assert [r.response_id for p in pages for r in p.responses] == ["ACYDBNj_0001", "ACYDBNj_0003"]
+    assert ids_of(pages) == ["ACYDBNj_0001", "ACYDBNj_0003"]
 
 
 @pytest.mark.anyio

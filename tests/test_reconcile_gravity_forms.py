@@ -35,6 +35,7 @@ from tests.reconcile_cases import (
     assert_set_aside,
     first_answer_then,
     ids_of,
+    pages_of,
     rate_limited,
 )
 from tests.test_provider_fixtures import FixtureSource
@@ -138,12 +139,9 @@ def many() -> FakeSite:
 
 async def listing(fake: Any, reconciler: GravityFormsReconciler | None = None, **kw: Any) -> list[Any]:
     reconciler = reconciler or GravityFormsReconciler(sleep=VirtualTime().sleep)
-    pages = []
     with respx.mock() as mock:
         mock.get(LIST_URL).mock(side_effect=fake)
-        async for page in reconciler.responses(SOURCE, settings(**kw), Window(SINCE, UNTIL), respx_sender()):
-            pages.append(page)
-    return pages
+        return await pages_of(reconciler, SOURCE, settings(**kw), Window(SINCE, UNTIL))
 
 
 # -- (1) paging ------------------------------------------------------------------------------

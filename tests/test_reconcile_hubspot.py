@@ -31,6 +31,7 @@ from tests.reconcile_cases import (
     assert_set_aside,
     first_answer_then,
     ids_of,
+    pages_of,
     rate_limited,
 )
 from tests.test_provider_fixtures import FixtureSource
@@ -108,12 +109,9 @@ def many() -> FakeHubSpot:
 
 async def listing(fake: Any, reconciler: HubSpotReconciler | None = None, **kw: Any) -> list[Any]:
     reconciler = reconciler or HubSpotReconciler(sleep=VirtualTime().sleep)
-    window, pages = Window(SINCE, UNTIL), []
     with respx.mock() as mock:
         mock.get(LIST_URL).mock(side_effect=fake)
-        async for page in reconciler.responses(SOURCE, settings(**kw), window, respx_sender()):
-            pages.append(page)
-    return pages
+        return await pages_of(reconciler, SOURCE, settings(**kw), Window(SINCE, UNTIL))
 
 
 def webhook_request() -> InboundRequest:
@@ -125,7 +123,7 @@ def webhook_request() -> InboundRequest:
 async def test_listing_reads_newest_first_until_it_reaches_back_before_the_window() -> None:
     fake = many()
     pages = await listing(fake)
-    ids = [r.response_id for p in pages for r in p.responses]
+    ids = ids_of(pages)
     # 3 later + 130 in the window = 133: the third page of 50 reaches back before `since`, so the 400
     # older submissions are not paged through (HubSpot has no date filter: the window is applied here).
     assert len(pages) == 3 and len(fake.asked) == 3

@@ -32,6 +32,7 @@ from tests.reconcile_cases import (
     assert_set_aside,
     first_answer_then,
     ids_of,
+    pages_of,
     rate_limited,
 )
 from tests.test_provider_fixtures import FixtureSource
@@ -128,13 +129,10 @@ def many() -> FakePaperform:
 
 async def listing(fake: Any, reconciler: PaperformReconciler | None = None, **kw: Any) -> list[Any]:
     reconciler = reconciler or PaperformReconciler(sleep=VirtualTime().sleep)
-    pages = []
     with respx.mock(assert_all_called=False) as mock:
         mock.get(LIST_URL).mock(side_effect=fake)
         mock.get(FIELDS_URL).mock(side_effect=fake)
-        async for page in reconciler.responses(SOURCE, settings(**kw), Window(SINCE, UNTIL), respx_sender()):
-            pages.append(page)
-    return pages
+        return await pages_of(reconciler, SOURCE, settings(**kw), Window(SINCE, UNTIL))
 
 
 # -- (1) paging ------------------------------------------------------------------------------
@@ -144,7 +142,7 @@ async def listing(fake: Any, reconciler: PaperformReconciler | None = None, **kw
 async def test_listing_reads_every_page_once_with_the_window_as_paperform_wants_it() -> None:
     fake = many()
     pages = await listing(fake)
-    ids = [r.response_id for p in pages for r in p.responses]
+    ids = ids_of(pages)
     assert len(pages) == 3 and [q["skip"] for q in fake.asked] == ["0", "100", "200"]
     assert sorted(ids) == [f"{n:024x}" for n in range(250)]  # each once, none outside [since, until)
     first = fake.asked[0]
@@ -249,7 +247,7 @@ async def test_a_submission_deleted_at_paperform_is_simply_not_listed() -> None:
     fake = many()
     fake.submissions = [s for s in fake.submissions if s["id"] != f"{99:024x}"]
     pages = await listing(fake)
-    ids = [r.response_id for p in pages for r in p.responses]
+    ids = ids_of(pages)
     assert f"{99:024x}" not in ids and len(ids) == len(set(ids)) == 249
 
 

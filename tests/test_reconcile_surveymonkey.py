@@ -31,6 +31,7 @@ from tests.reconcile_cases import (
     assert_set_aside,
     first_answer_then,
     ids_of,
+    pages_of,
     rate_limited,
 )
 from tests.test_fetch_surveymonkey import (
@@ -144,7 +145,7 @@ class FakeSurveyMonkey:
 
 
 async def listed(reconciler: SurveyMonkeyReconciler, **extra: Any) -> list[Any]:
-    pages = [page async for page in reconciler.responses(source(), settings(**extra), WINDOW, respx_sender())]
+    pages = await pages_of(reconciler, source(), settings(**extra), WINDOW)
     return pages
 
 
@@ -248,7 +249,7 @@ async def test_a_response_deleted_at_surveymonkey_is_simply_not_listed() -> None
     with respx.mock(assert_all_called=False) as mock:
         api.mount(mock)
         pages = await listed(SurveyMonkeyReconciler())
-    assert [r.response_id for p in pages for r in p.responses] == ["900000000001", "900000000003"]
+    assert ids_of(pages) == ["900000000001", "900000000003"]
 
 
 @pytest.mark.anyio
@@ -273,7 +274,7 @@ async def test_an_old_response_edited_in_the_window_is_not_listed_again() -> Non
     with respx.mock(assert_all_called=False) as mock:
         FakeSurveyMonkey([edited, late]).mount(mock)
         pages = await listed(SurveyMonkeyReconciler())
-    assert [r.response_id for p in pages for r in p.responses] == [late["id"]]
+    assert ids_of(pages) == [late["id"]]
 
 
 def test_settings_validation_says_what_is_wrong() -> None:
@@ -307,7 +308,7 @@ async def test_no_token_anywhere_fails_permanently_before_any_call() -> None:
         respx.mock(assert_all_called=False) as mock,
         pytest.raises(ReconcileFailed, match="no access token") as caught,
     ):
-        [p async for p in SurveyMonkeyReconciler().responses(bare, settings(), WINDOW, respx_sender())]
+        await pages_of(SurveyMonkeyReconciler(), bare, settings(), WINDOW)
     assert caught.value.permanent and not mock.calls
 
 

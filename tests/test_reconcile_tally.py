@@ -31,6 +31,7 @@ from tests.reconcile_cases import (
     assert_set_aside,
     first_answer_then,
     ids_of,
+    pages_of,
     rate_limited,
 )
 from tests.test_provider_fixtures import FixtureSource
@@ -118,12 +119,9 @@ class FakeTally:
 
 async def listing(fake: Any, reconciler: TallyReconciler | None = None, **kw: Any) -> list[Any]:
     reconciler = reconciler or TallyReconciler(sleep=VirtualTime().sleep)
-    pages = []
     with respx.mock(assert_all_called=False) as mock:
         mock.get(LIST_URL).mock(side_effect=fake)
-        async for page in reconciler.responses(SOURCE, settings(**kw), Window(SINCE, UNTIL), respx_sender()):
-            pages.append(page)
-    return pages
+        return await pages_of(reconciler, SOURCE, settings(**kw), Window(SINCE, UNTIL))
 
 
 def many() -> FakeTally:
@@ -146,7 +144,7 @@ def many() -> FakeTally:
 async def test_listing_reads_every_page_once_with_the_window_as_tally_wants_it() -> None:
     fake = many()
     pages = await listing(fake)
-    ids = [r.response_id for p in pages for r in p.responses]
+    ids = ids_of(pages)
     assert len(pages) == 3 and [q["page"] for q in fake.pages_asked] == ["1", "2", "3"]
     assert sorted(ids) == [f"S{n:03d}" for n in range(123)]  # each once; no partial, none outside
     assert all(q["filter"] == "completed" for q in fake.pages_asked)
@@ -247,7 +245,7 @@ async def test_a_response_deleted_at_tally_is_simply_not_listed() -> None:
     fake = many()
     fake.submissions = [s for s in fake.submissions if s["id"] != "S050"]
     pages = await listing(fake)
-    ids = [r.response_id for p in pages for r in p.responses]
+    ids = ids_of(pages)
     assert "S050" not in ids and len(ids) == len(set(ids)) == 122
 
 

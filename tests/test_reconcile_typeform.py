@@ -232,7 +232,7 @@ async def test_a_window_with_fractions_keeps_since_and_drops_until() -> None:
         and fake.listings[0]["until"] == "2026-11-20T09:02:00"
     )
     # 09:00:00 is before since (09:00:00.5); 09:02:00 is before until (09:02:00.25).
-    assert sorted(r.response_id for p in pages for r in p.responses) == ["t1", "t2"]
+    assert sorted(ids_of(pages)) == ["t1", "t2"]
 
 
 # -- (2) identity and normalization -------------------------------------------------------------

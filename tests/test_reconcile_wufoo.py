@@ -33,6 +33,7 @@ from tests.reconcile_cases import (
     assert_set_aside,
     first_answer_then,
     ids_of,
+    pages_of,
     rate_limited,
 )
 from tests.test_provider_fixtures import FixtureSource
@@ -131,12 +132,9 @@ def many() -> FakeWufoo:
 
 async def listing(fake: Any, reconciler: WufooReconciler | None = None, **kw: Any) -> list[Any]:
     reconciler = reconciler or WufooReconciler(sleep=VirtualTime().sleep)
-    pages = []
     with respx.mock(assert_all_called=False) as mock:  # the structure is read only when something is listed
         mock.get(url__startswith=BASE).mock(side_effect=fake)
-        async for page in reconciler.responses(SOURCE, settings(**kw), Window(SINCE, UNTIL), respx_sender()):
-            pages.append(page)
-    return pages
+        return await pages_of(reconciler, SOURCE, settings(**kw), Window(SINCE, UNTIL))
 
 
 def webhook(fixture: dict[str, Any]) -> InboundRequest:
@@ -148,7 +146,7 @@ def webhook(fixture: dict[str, Any]) -> InboundRequest:
 async def test_listing_reads_every_page_once_with_the_window_in_pacific_time() -> None:
     fake = many()
     pages = await listing(fake)
-    ids = [r.response_id for p in pages for r in p.responses]
+    ids = ids_of(pages)
     assert len(pages) == 3 and [q["pageStart"] for q in fake.asked] == ["0", "100", "200"]
     assert ids == [str(n) for n in range(1, 251)]  # each once, by EntryId; no partial entry, none outside
     first = fake.asked[0]
