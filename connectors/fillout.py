@@ -157,7 +157,6 @@ class FilloutReconciler(Reconciler):
     ) -> AsyncIterator[ResponsePage]:
         assert isinstance(settings, FilloutReconcileSettings)
         url = f"{settings.api_base_url}/v1/api/forms/{settings.form_id}/submissions"
-        key = settings.credentials.api_key.get_secret_value()
         query = {
             "limit": str(PAGE_SIZE),
             "afterDate": _fillout_time(window.since - _SLACK),
@@ -173,7 +172,7 @@ class FilloutReconciler(Reconciler):
                 http,
                 url,
                 what=what,
-                headers={"authorization": f"Bearer {key}", "accept": "application/json"},
+                headers=settings.credentials.bearer(),
                 params={**query, "offset": str(offset)},
                 sleep=self.sleep,
                 denied="the Fillout API key was refused (regenerated or revoked): copy the current key from "

@@ -277,10 +277,7 @@ class FormstackReconciler(Reconciler):
     api: ClassVar[str] = "Formstack API"
 
     def _call(self, settings: FormstackReconcileSettings) -> dict[str, Any]:
-        headers = {
-            "authorization": f"Bearer {settings.credentials.token.get_secret_value()}",
-            "accept": "application/json",
-        }
+        headers = settings.credentials.bearer()
         if settings.credentials.encryption_password is not None:
             headers["x-fs-encryption-password"] = settings.credentials.encryption_password.get_secret_value()
         return {

@@ -307,7 +307,6 @@ class HubSpotReconciler(Reconciler):
     ) -> AsyncIterator[ResponsePage]:
         assert isinstance(settings, HubSpotReconcileSettings)
         url = f"{settings.api_base_url}/form-integrations/v1/submissions/forms/{settings.form_id}"
-        token = settings.credentials.access_token.get_secret_value()
         seen: set[str] = set()
         after: str | None = None
         page = 0
@@ -318,7 +317,7 @@ class HubSpotReconciler(Reconciler):
                 http,
                 url,
                 what=what,
-                headers={"authorization": f"Bearer {token}", "accept": "application/json"},
+                headers=settings.credentials.bearer(),
                 params={"limit": str(PAGE_SIZE), **({"after": after} if after else {})},
                 sleep=self.sleep,
                 denied="the HubSpot access token was refused (rotated, its private app deleted, or "

@@ -201,9 +201,8 @@ class PaperformReconciler(Reconciler):
         ]
 
     def _call(self, settings: PaperformReconcileSettings) -> dict[str, Any]:
-        key = settings.credentials.api_key.get_secret_value()
         return {
-            "headers": {"authorization": f"Bearer {key}", "accept": "application/json"},
+            "headers": settings.credentials.bearer(),
             "sleep": self.sleep,
             "denied": "the Paperform API key was refused (regenerated or deleted, or the plan has no API "
             "access): generate one on your account's Developer page (https://paperform.co/account/developer) "

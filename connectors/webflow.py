@@ -170,10 +170,7 @@ class WebflowReconciler(Reconciler):
 
     def _call(self, settings: WebflowReconcileSettings, scope: str) -> dict[str, Any]:
         return {
-            "headers": {
-                "authorization": f"Bearer {settings.credentials.token.get_secret_value()}",
-                "accept": "application/json",
-            },
+            "headers": settings.credentials.bearer(),
             "sleep": self.sleep,
             "denied": f"the Webflow token was refused (revoked, expired, or without the {scope} scope): "
             f"create a site token with {scope} (Site settings > Apps & integrations > API access) and put "

@@ -294,7 +294,9 @@ class _Credentials(Credentials):
 
 
 def test_credentials_check_the_first_field_alike_then_by_the_providers_rule() -> None:
-    assert _Credentials(token=f" {SECRET} ").token.get_secret_value() == SECRET
+    credentials = _Credentials(token=f" {SECRET} ")
+    assert credentials.token.get_secret_value() == SECRET and SECRET not in repr(credentials)
+    assert credentials.bearer() == {"authorization": f"Bearer {SECRET}", "accept": "application/json"}
     for value, message in (
         ("", "credentials.token is empty"),
         ("abc", "credentials.token must start with tok_"),

@@ -15,6 +15,7 @@ key its docs use: `api_key`, `token`, `access_token`), names the environment var
 The secret is refused like every other provider's first (`secret_text`: empty, an unexpanded `${...}`,
 `Bearer `, more than one word), then by `problem`, whose text follows the setting's name
 (`credentials.api_key must be ...`). More fields (an encryption password) keep their own validators.
+`bearer()` gives the request headers of an API that takes the secret as a Bearer token.
 """
 
 from __future__ import annotations
@@ -46,6 +47,11 @@ class Credentials(BaseModel):
     def problem(cls, secret: str) -> str | None:
         """What is wrong with the secret (after `secret_text`), to follow its name; None if nothing."""
         return None
+
+    def bearer(self) -> dict[str, str]:
+        """Request headers for an API that takes the secret as a Bearer token and answers JSON."""
+        secret: SecretStr = getattr(self, self.secret_field)
+        return {"authorization": f"Bearer {secret.get_secret_value()}", "accept": "application/json"}
 
     @field_validator("*")
     @classmethod

@@ -130,9 +130,8 @@ class TallyReconciler(Reconciler):
 
     @staticmethod
     def _call(settings: TallyReconcileSettings) -> dict[str, Any]:
-        key = settings.credentials.api_key.get_secret_value()
         return {
-            "headers": {"authorization": f"Bearer {key}", "accept": "application/json"},
+            "headers": settings.credentials.bearer(),
             "denied": "the Tally API key was refused (deleted, or its user left the organization): create a "
             "new key at https://tally.so/settings/api-keys and put it in reconcile.credentials.api_key",
             "not_found": f"no form {settings.form_id!r} for this API key: check reconcile.form_id "

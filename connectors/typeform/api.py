@@ -107,13 +107,6 @@ def _settings(settings: Any) -> TypeformReconcileSettings:
     return TypeformReconcileSettings.model_validate(settings)
 
 
-def _headers(settings: TypeformReconcileSettings) -> dict[str, str]:
-    return {
-        "authorization": f"Bearer {settings.credentials.token.get_secret_value()}",
-        "accept": "application/json",
-    }
-
-
 def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
@@ -241,7 +234,7 @@ class TypeformReconciler(Reconciler):
             http,
             f"{settings.api_base_url}/forms/{settings.form_id}{path}",
             what=what,
-            headers=_headers(settings),
+            headers=settings.credentials.bearer(),
             params=params or None,
             sleep=self.sleep,
             denied=_DENIED.format(scope=scope),
