@@ -24,7 +24,8 @@ import respx
 from pydantic import ValidationError
 
 from connectors.base import InboundRequest, NormalizeContext
-from connectors.gravity_forms import GravityFormsReconciler, GravityFormsReconcileSettings, connector
+from connectors.gravity_forms import connector
+from connectors.gravity_forms.api import GravityFormsReconciler, GravityFormsReconcileSettings
 from connectors.reconciling import ReconcileFailed, Window
 from hub.submission import Submission, parse_instant
 from tests.harness import PROVIDER_FIXTURES, load_fixture
