@@ -20,7 +20,8 @@ import respx
 from pydantic import ValidationError
 
 from connectors.base import InboundRequest, NormalizeContext
-from connectors.formstack import FormstackReconciler, FormstackReconcileSettings, connector
+from connectors.formstack import connector
+from connectors.formstack.api import FormstackReconciler, FormstackReconcileSettings
 from connectors.reconciling import ReconcileFailed, Window
 from tests.harness import PROVIDER_FIXTURES, load_fixture
 from tests.httpx_senders import respx_sender
