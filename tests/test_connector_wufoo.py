@@ -1,4 +1,4 @@
-"""Wufoo's Handshake Key is read from the raw body without parsing the form (connectors/wufoo.py).
+"""Wufoo's Handshake Key is read from the raw body without parsing the form (connectors/wufoo/__init__.py).
 
 Verification runs for every caller, signed or not, so it must not parse a 10 MiB form first;
 what it reads must still be exactly what the form parser reads, or a real key would be refused

@@ -24,7 +24,8 @@ from pydantic import ValidationError
 
 from connectors.base import InboundRequest, NormalizeContext, response_key
 from connectors.reconciling import ReconcileFailed, Window
-from connectors.wufoo import WufooReconciler, WufooReconcileSettings, connector
+from connectors.wufoo import connector
+from connectors.wufoo.api import WufooReconciler, WufooReconcileSettings
 from tests.harness import PROVIDER_FIXTURES, load_fixture
 from tests.httpx_senders import respx_sender
 from tests.reconcile_cases import (
