@@ -21,7 +21,8 @@ import respx
 from pydantic import ValidationError
 
 from connectors.base import InboundRequest, NormalizeContext
-from connectors.hubspot import HubSpotReconciler, HubSpotReconcileSettings, connector
+from connectors.hubspot import connector
+from connectors.hubspot.api import HubSpotReconciler, HubSpotReconcileSettings
 from connectors.reconciling import ReconcileFailed, Window
 from tests.harness import PROVIDER_FIXTURES, load_fixture
 from tests.httpx_senders import respx_sender
