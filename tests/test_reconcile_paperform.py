@@ -21,7 +21,8 @@ import respx
 from pydantic import ValidationError
 
 from connectors.base import InboundRequest, NormalizeContext
-from connectors.paperform import PaperformReconciler, PaperformReconcileSettings, connector
+from connectors.paperform import connector
+from connectors.paperform.api import PaperformReconciler, PaperformReconcileSettings
 from connectors.reconciling import ReconcileFailed, Window
 from hub.submission import iso_utc, parse_instant
 from tests.harness import PROVIDER_FIXTURES, load_fixture
