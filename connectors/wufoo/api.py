@@ -68,7 +68,7 @@ _PARTIAL = "0"
 
 class WufooCredentials(Credentials):
     api_key: SecretStr = Field(
-        description="the API key of a Wufoo user who can see the form (XXXX-XXXX-XXXX-XXXX)"
+        description="the API key of a Wufoo user who can see the form (such as AB12-CD34-EF56-GH78)"
     )
     env_hint: ClassVar[str] = "WUFOO_API_KEY"
 
@@ -78,7 +78,7 @@ class WufooCredentials(Credentials):
             return None
         return (
             "must be a Wufoo API key, four groups of four letters or digits ("
-            "XXXX-XXXX-XXXX-XXXX) from Form Manager > the form's More > API Information"
+            "such as AB12-CD34-EF56-GH78) from Form Manager > the form's More > API Information"
         )
 
 
