@@ -70,9 +70,8 @@ def test_the_readme_example() -> None:
     assert condition.text == "answers['How many tickets?'] > 2 and email contains '@example.com'"
     assert condition(SUB) is True
     assert condition(submission(email="bob@other.org")) is False
-    # Ordering a missing answer against a number is an error, not false: guard with exists().
-    with pytest.raises(WhenError, match="is null"):
-        condition(submission(answers=[]))
+    # A form without the question (or with it unanswered) is not "more than 2": false, no dead letter.
+    assert condition(submission(answers=[])) is False
     guarded = compile_when("exists(answers['How many tickets?']) and answers['How many tickets?'] > 2")
     assert guarded(submission(answers=[])) is False
 
@@ -315,6 +314,29 @@ def test_and_or_give_booleans_through_the_condition() -> None:
 
 
 @pytest.mark.parametrize(
+    "text",
+    [
+        "answers['Company'] > 2",  # not asked at all
+        "answers['Company'] <= 2",
+        "2 < answers['Company']",
+        "answers.Notes > 2",  # asked, left empty
+        "answers.Notes >= ''",
+        "number(answers['Company']) > 1",
+        "number(answers.Notes) == 0",
+        "answers['Company'] startswith 'A'",
+        "email startswith answers['Company']",
+        "answers['Company'] endswith 'Ltd'",
+        "answers['Company'] matches 'Ltd$'",
+        "answers['Company'] contains 'Ltd'",
+        "answers.Notes contains 'x'",
+        "'x' in answers['Company']",
+    ],
+)
+def test_a_missing_or_empty_answer_makes_a_comparison_false_not_a_dead_letter(text: str) -> None:
+    assert compile_when(text)(SUB) is False
+
+
+@pytest.mark.parametrize(
     ("text", "col", "message"),
     [
         ("answers['x'] > 2 )", 18, "unexpected ')' at column 18"),
@@ -407,18 +429,12 @@ def test_never_uses_python_eval(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     ("text", "col", "message"),
     [
-        (
-            "answers.Notes > 2",
-            1,
-            "cannot compare text with number using '>'; answers.Notes is text that is not",
-        ),
         ("email < 3", 1, "email < 3 (column 1): cannot compare text with number using '<'"),
-        ("answers['Company'] > 2", 1, "is null (missing): guard it with exists(...)"),
+        ("email > 2", 1, "cannot compare text with number using '>'; email is text that is not a number"),
         ("true > false", 1, "cannot compare boolean with boolean"),
         ("answers.Colours >= 2", 1, "cannot compare list with number"),
         ("answers.Count > 'abc'", 1, "'abc' is text that is not a number"),
         ("email == 'x' or number(email) > 1", 17, "number(email) (column 17): the text is not a number"),
-        ("number(answers['Company'])", 1, "answers['Company'] is null (missing)"),
         ("number(answers['Vegan?'])", 1, "number() does not take boolean"),
         ("lower(answers.Count) == 'x'", 1, "lower() does not take number"),
         ("len(answers.Count) == 1", 1, "len() does not take number"),

@@ -49,6 +49,16 @@ def kind(value: Any) -> str:
     return type(value).__name__
 
 
+def absent(value: Any) -> bool:
+    """A missing or empty answer: null, text with only spaces, or an empty list (nothing chosen).
+
+    Ordering, `number()`, `startswith`, `endswith` and `matches` against an absent value are false
+    (the README's "Conditions"): forms leave optional questions empty, and a route meant for
+    "more than 2 tickets" must skip such a submission, not make it a dead letter.
+    """
+    return value is None or (isinstance(value, str) and not value.strip()) or value == []
+
+
 def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -168,13 +178,13 @@ class Evaluation:
         """number(x): a number as is, a text as the number it spells; `_NOT_TAKEN` for other types."""
         if is_number(value):
             return value
-        if isinstance(value, str):
+        if isinstance(value, str) and value.strip():
             number = as_number(value)
             if number is None:
                 raise self.fail(node, "the text is not a number")
             return number
-        if value is None:
-            raise self.fail(node, f"{self.quote(node.arg)} is null (missing); guard it with exists(...)")
+        if absent(value):  # a missing answer spells no number: the comparison it feeds is false
+            return None
         return _NOT_TAKEN
 
     def compare(self, node: Compare) -> bool:
@@ -188,7 +198,7 @@ class Evaluation:
             return self.member(node, left, right) == (op == "in")
         if op == "contains":
             return self.member(node, right, left)
-        if left is None:  # startswith / endswith / matches: a missing value matches nothing
+        if left is None or (right is None and op != "matches"):  # a missing value matches nothing
             return False
         if not isinstance(left, str):
             raise self.fail(node, f"'{op}' needs text on the left, got {kind(left)}")
@@ -200,6 +210,10 @@ class Evaluation:
         return left.startswith(right) if op == "startswith" else left.endswith(right)
 
     def order(self, node: Compare, left: Any, right: Any) -> bool:
+        if absent(left) or absent(right):
+            # "only when it is more than 2": an optional question left unanswered (or a form
+            # without it) is not more than 2, not an error that makes the submission a dead letter.
+            return False
         a, b = left, right
         # Providers send numbers as text ("3"); compare those as the numbers they spell.
         if is_number(a) and isinstance(b, str):
@@ -210,9 +224,7 @@ class Evaluation:
             return _ORDER[node.op](a, b)
         why = f"cannot compare {kind(left)} with {kind(right)} using '{node.op}'"
         for side, original, now in ((node.left, left, a), (node.right, right, b)):
-            if original is None:
-                why += f"; {self.quote(side)} is null (missing): guard it with exists(...)"
-            elif isinstance(original, str) and now is None:
+            if isinstance(original, str) and now is None:
                 why += f"; {self.quote(side)} is text that is not a number"
         raise self.fail(node, why)
 
