@@ -79,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_alert_arguments(send)
 
+    from hub.cli_add import add_parsers as add_add_parsers
     from hub.cli_admin import add_parsers
     from hub.cli_erase import add_parser as add_erase
     from hub.cli_reconcile import add_parsers as add_reconcile_parsers
@@ -96,10 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_test_route(sub, _data_dir_arg, _config_arg)
     add_worker(sub, _data_dir_arg, _config_arg)
     add_reconcile_parsers(sub, _data_dir_arg, _config_arg)
+    add_add_parsers(sub, _config_arg)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from hub.cli_add import HANDLERS as ADD_HANDLERS
     from hub.cli_admin import HANDLERS
     from hub.cli_erase import cmd_erase
     from hub.cli_reconcile import HANDLERS as RECONCILE_HANDLERS
@@ -114,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         **HANDLERS,
         **SUBMISSION_HANDLERS,
         **RECONCILE_HANDLERS,
+        **ADD_HANDLERS,
         "admin": cmd_admin,
         "test-route": cmd_test_route,
         "erase": cmd_erase,
