@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -163,12 +164,22 @@ def when(at: float) -> str:
     return datetime.fromtimestamp(at, tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
+_ROUTE_FAILED = re.compile(r"route '([^']+)': (?:cannot evaluate|`when` failed)")
+
+
 def _print_letter(letter: report.DeadLetter) -> None:
-    target = letter.destination or "(not routed)"
+    if letter.destination is not None:
+        target = letter.destination
+    elif routes := _ROUTE_FAILED.findall(letter.reason):
+        target = f"route {', '.join(dict.fromkeys(routes))} (its `when` could not be judged)"
+    else:
+        target = "(not normalized or not routed)"
     code = f" HTTP {letter.last_status_code}" if letter.last_status_code else ""
     tries = f", {letter.attempts} attempts" if letter.attempts else ""
     print(f"{letter.inbox_id}  {letter.source} -> {target}  [{when(letter.at)}{code}{tries}]")
     print(f"    {letter.reason}")
+    if letter.delivered_to:
+        print(f"    delivered all the same by its other routes to: {', '.join(letter.delivered_to)}")
 
 
 def _spool_with_known_names(args: argparse.Namespace, command: str) -> Connection | int:

@@ -240,7 +240,9 @@ def test_when_false_is_not_delivered(tmp_path, fake, hub_factory) -> None:
     assert [r["destination"] for r in ledger(hub)] == ["crm"]
 
 
-def test_route_that_cannot_evaluate_dead_letters_that_submission_only(tmp_path, fake, hub_factory) -> None:
+def test_route_that_cannot_evaluate_dead_letters_that_submission_only(
+    tmp_path, fake, hub_factory, capsys
+) -> None:
     routes = """
   - name: picky
     from: [contact-form]
@@ -264,6 +266,11 @@ def test_route_that_cannot_evaluate_dead_letters_that_submission_only(tmp_path, 
     error = conn.execute("SELECT error FROM inbox WHERE id=?", (broken,)).fetchone()[0]
     conn.close()
     assert "route 'picky'" in error and "when" in error
+    # `deadletters` names the route that could not be judged, and where the others delivered it.
+    assert cli(["deadletters", "--data-dir", str(hub.data_dir)]) == 0
+    listed = capsys.readouterr().out
+    assert f"{broken}  contact-form -> route picky (its `when` could not be judged)" in listed
+    assert "delivered all the same by its other routes to: crm" in listed
 
 
 def test_signed_payload_of_the_wrong_shape_is_kept_as_a_dead_letter(
@@ -292,5 +299,6 @@ def test_signed_payload_of_the_wrong_shape_is_kept_as_a_dead_letter(
     )
     assert cli(["deadletters", "--data-dir", str(hub.data_dir)]) == 0
     listed = capsys.readouterr().out
-    assert f"{broken}  contact-form -> (not routed)" in listed and "unnormalizable (typeform)" in listed
+    assert f"{broken}  contact-form -> (not normalized or not routed)" in listed
+    assert "unnormalizable (typeform)" in listed
     assert ledger(hub) and all(r["inbox_id"] == fine for r in ledger(hub))

@@ -26,6 +26,9 @@ class DeadLetter:
     attempts: int
     last_status_code: int | None
     at: float
+    delivered_to: tuple[str, ...] = ()
+    """For a submission-level letter: where its other routes delivered it all the same (a route
+    whose `when` failed fails the submission, not the routes that could be judged)."""
 
 
 def source_status(conn: Connection) -> list[tuple[str, dict[str, int]]]:
@@ -164,7 +167,7 @@ def dead_letters(
 ) -> list[DeadLetter]:
     where, args = _filter("i", source, ids)
     letters = [
-        DeadLetter(r[0], r[1], None, r[2] or "failed", 0, None, r[3])
+        DeadLetter(r[0], r[1], None, r[2] or "failed", 0, None, r[3], _delivered_to(conn, r[0]))
         for r in conn.execute(
             "SELECT i.id, i.source, i.error, i.updated_at FROM inbox i"
             " WHERE i.state='failed' AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.inbox_id=i.id"
@@ -183,6 +186,14 @@ def dead_letters(
         )
     ]
     return letters
+
+
+def _delivered_to(conn: Connection, inbox_id: str) -> tuple[str, ...]:
+    rows = conn.execute(
+        "SELECT destination FROM deliveries WHERE inbox_id=? AND status='delivered' ORDER BY destination",
+        (inbox_id,),
+    )
+    return tuple(row[0] for row in rows)
 
 
 def replay(conn: Connection, letters: list[DeadLetter], now: float) -> int:
