@@ -212,7 +212,10 @@ def instructions(new: NewSource, path: Path, base_url: str) -> list[str]:
     lines += [
         f"  setup steps: docs/providers/{connector.provider}.md",
         "",
-        "Then, with the hub running, try it:",
+        # A running hub reloads the file but reads its environment only at start.
+        f"Then restart the hub with {new.env_var} set, and try it:"
+        if connector.requires_secret
+        else "Then, with the hub running (it reloads the file), try it:",
         f"  hookhub send-test {new.name} --config {shlex.quote(str(path))}",
     ]
     return lines

@@ -109,6 +109,16 @@ def test_standard_webhooks_secret_and_public_base_url(
     assert "secret: ${SIGNED_KEY}" in config.read_text()
 
 
+def test_a_provider_issued_secret_is_not_made_up(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # HubSpot signs with its app's client secret: a generated one could never verify.
+    before = config.read_bytes()
+    argv = ["add", "source", "crm-form", "--provider", "hubspot", "--config", str(config), "--yes"]
+    assert cli(argv) == 0
+    out = capsys.readouterr().out
+    assert "export HOOKHUB_CRM_FORM_SECRET='<the secret from HubSpot" in out, out
+    assert "secret: ${HOOKHUB_CRM_FORM_SECRET}" in _inserted(before, config.read_bytes()).decode()
+
+
 @pytest.mark.parametrize(
     ("argv", "says"),
     [
