@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     from hub.cli_admin import add_parsers
     from hub.cli_erase import add_parser as add_erase
     from hub.cli_reconcile import add_parsers as add_reconcile_parsers
+    from hub.cli_schema import add_parsers as add_schema_parsers
     from hub.cli_store import add_parser as add_migrate
     from hub.cli_submissions import add_parsers as add_submission_parsers
     from hub.cli_test_route import add_parser as add_test_route
@@ -97,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_test_route(sub, _data_dir_arg, _config_arg)
     add_worker(sub, _data_dir_arg, _config_arg)
     add_reconcile_parsers(sub, _data_dir_arg, _config_arg)
+    add_schema_parsers(sub, _data_dir_arg, _config_arg)
     add_add_parsers(sub, _config_arg)
     return parser
 
@@ -106,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     from hub.cli_admin import HANDLERS
     from hub.cli_erase import cmd_erase
     from hub.cli_reconcile import HANDLERS as RECONCILE_HANDLERS
+    from hub.cli_schema import HANDLERS as SCHEMA_HANDLERS
     from hub.cli_store import cmd_migrate
     from hub.cli_submissions import HANDLERS as SUBMISSION_HANDLERS
     from hub.cli_test_route import cmd_test_route
@@ -117,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         **HANDLERS,
         **SUBMISSION_HANDLERS,
         **RECONCILE_HANDLERS,
+        **SCHEMA_HANDLERS,
         **ADD_HANDLERS,
         "admin": cmd_admin,
         "test-route": cmd_test_route,
