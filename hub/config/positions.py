@@ -51,6 +51,16 @@ class _RecordingConstructor(RoundTripConstructor):
         self.duplicates: list[DuplicateKey] = []
 
     def check_mapping_key(self, node: Any, key_node: Any, mapping: Any, key: Any, value: Any) -> bool:
+        try:
+            hash(key)
+        except TypeError:  # `{a: 1}: x` or `[a]: x`: a mapping or list used as a key
+            mark = key_node.start_mark
+            raise YamlSyntaxError(
+                mark.line + 1,
+                mark.column + 1,
+                "invalid YAML: a key must be a plain value, not a mapping or a list"
+                " (is a `{` or `[` at the start of a line meant as text? quote it)",
+            ) from None
         if key in mapping:
             mark = key_node.start_mark
             self.duplicates.append(DuplicateKey(mapping, key, mark.line + 1, mark.column + 1))
