@@ -55,7 +55,9 @@ class Refused(Exception):
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser], config_arg: ArgumentAdder) -> None:
-    add = sub.add_parser("add", help="add a source to connectors.yaml, with a fresh secret")
+    from hub.cli_add_route import add_parser as add_route_parser
+
+    add = sub.add_parser("add", help="add a source (with a fresh secret) or a route to connectors.yaml")
     kinds = add.add_subparsers(dest="what", required=True, metavar="WHAT")
     source = kinds.add_parser("source", help="a new webhook URL for one provider's form(s)")
     source.add_argument("name", nargs="?", help="the source id: the URL becomes /hooks/NAME")
@@ -67,6 +69,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser], config
     )
     source.add_argument("--yes", action="store_true", help="write without asking for confirmation")
     config_arg(source)
+    add_route_parser(kinds, config_arg)
 
 
 @dataclass(frozen=True)
@@ -79,35 +82,46 @@ class NewSource:
 
 
 def cmd_add(args: argparse.Namespace) -> int:
+    if args.what == "route":
+        from hub.cli_add_route import cmd_add_route
+
+        return cmd_add_route(args)
+    return cmd_add_source(args)
+
+
+def read_config(path: Path) -> tuple[bytes, str]:
+    """The file's bytes (to restore) and text; Refused if it cannot be read."""
+    try:
+        original = path.read_bytes()
+        return original, original.decode("utf-8")
+    except OSError as exc:
+        raise Refused(f"cannot read {path}: {exc.strerror or exc} (pass --config FILE)") from None
+    except UnicodeDecodeError as exc:
+        raise Refused(f"{path} is not UTF-8 text: {exc.reason}") from None
+
+
+def cmd_add_source(args: argparse.Namespace) -> int:
     interactive = sys.stdin.isatty()
     path = Path(args.config)
     try:
-        original = path.read_bytes()
-        text = original.decode("utf-8")
-    except OSError as exc:
-        print(f"hookhub add: cannot read {path}: {exc.strerror or exc} (pass --config FILE)", file=sys.stderr)
-        return USAGE
-    except UnicodeDecodeError as exc:
-        print(f"hookhub add: {path} is not UTF-8 text: {exc.reason}", file=sys.stderr)
-        return USAGE
-    try:
+        original, text = read_config(path)
         new = _plan(args, text, interactive)
         updated = append_entry(text, "sources", new.name, _body(new), _comment(new))
-        if not _confirmed(args, path, interactive):
+        if not confirmed(args, path, interactive):
             print("hookhub add: nothing written", file=sys.stderr)
             return USAGE
     except (Refused, EditError) as exc:
         print(f"hookhub add: {exc}", file=sys.stderr)
         return USAGE
     try:
-        _write(path, updated.encode("utf-8"))
+        write_atomically(path, updated.encode("utf-8"))
     except OSError as exc:
         print(f"hookhub add: cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     environ = {**os.environ, new.env_var: new.secret or placeholder_secret(new.connector)}
     code, report = check_file(path, environ)
     if code != 0:
-        _write(path, original)
+        write_atomically(path, original)
         print(report, file=sys.stderr)
         print(
             f"hookhub add: the file would not load with source {new.name!r} added (problems above); "
@@ -121,7 +135,7 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace, text: str, interactive: bool) -> NewSource:
-    name = args.name or _ask(interactive, "source id (the URL becomes /hooks/<id>)", "NAME")
+    name = args.name or ask(interactive, "source id (the URL becomes /hooks/<id>)", "NAME")
     if not ID_PATTERN.fullmatch(name):
         raise Refused(
             f"bad source id {name!r}: use 1-64 letters, digits, '.', '_' or '-',"
@@ -129,7 +143,7 @@ def _plan(args: argparse.Namespace, text: str, interactive: bool) -> NewSource:
         )
     if name in section_keys(text, "sources"):
         raise Refused(f"source {name!r} already exists in {args.config}; choose another name")
-    provider = args.provider or _ask(interactive, "provider (`hookhub providers` lists them)", "--provider")
+    provider = args.provider or ask(interactive, "provider (`hookhub providers` lists them)", "--provider")
     try:
         connector = connectors.get_connector(provider)
     except connectors.UnknownProvider:
@@ -145,16 +159,20 @@ def _plan(args: argparse.Namespace, text: str, interactive: bool) -> NewSource:
     return NewSource(name=name, connector=connector, env_var=env_var, secret=secret)
 
 
-def _ask(interactive: bool, what: str, flag: str) -> str:
+SOURCE_USAGE = "hookhub add source NAME --provider P [--secret-env VAR] [--config FILE] [--yes]"
+
+
+def ask(interactive: bool, what: str, flag: str, usage: str = SOURCE_USAGE) -> str:
+    """The answer to a prompt on a terminal; elsewhere a missing argument is a usage error."""
     if not interactive:
-        raise Refused(f"missing {flag}; usage: hookhub add source NAME --provider P [--config FILE] [--yes]")
+        raise Refused(f"missing {flag}; usage: {usage}")
     answer = input(f"{what}: ").strip()
     if not answer:
         raise Refused(f"no {flag} given")
     return answer
 
 
-def _confirmed(args: argparse.Namespace, path: Path, interactive: bool) -> bool:
+def confirmed(args: argparse.Namespace, path: Path, interactive: bool) -> bool:
     if args.yes:
         return True
     if not interactive:
@@ -176,7 +194,7 @@ def _comment(new: NewSource) -> str:
     return f"{new.connector.title}, added by `hookhub add source` on {today}; {docs}"
 
 
-def _write(path: Path, data: bytes) -> None:
+def write_atomically(path: Path, data: bytes) -> None:
     """Replace the file in one step (a crash leaves the old or the new file, never half of one)."""
     temp = path.with_name(f".{path.name}.hookhub-add")
     temp.write_bytes(data)

@@ -19,7 +19,7 @@ import pytest
 
 from hub.cli import main as cli
 from hub.config.check import check_file
-from hub.config.edit import EditError, append_entry
+from hub.config.edit import EditError, append_entry, append_item
 from hub.config.loader import load_config
 from tests.harness import start_hub
 
@@ -205,3 +205,52 @@ def test_edit_appends_to_a_last_section_and_creates_a_missing_one() -> None:
 def test_edit_refuses_a_flow_style_section() -> None:
     with pytest.raises(EditError, match="flow style"):
         append_entry("sources: {a: {provider: tally}}\n", "sources", "b", BODY, "c")
+
+
+# --- add route -------------------------------------------------------------------------------------
+
+
+def test_add_route_keeps_the_file_and_loads(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = config.read_bytes()
+    when = "answers['How many tickets?'] > 2"
+    argv = ["add", "route", "big", "--from", "demo", "--to", "local-file", "--when", when]
+    assert cli([*argv, "--config", str(config), "--yes"]) == 0, capsys.readouterr().err
+    block = _inserted(before, config.read_bytes()).decode()
+    expected = f'  - name: big\n    from: [demo]\n    when: "{when}"\n    to: [local-file]\n'
+    assert expected in block, block
+    route = load_config(config).routes[-1]
+    assert (route.name, route.from_, route.when, route.destination_ids()) == (
+        "big",
+        ["demo"],
+        when,
+        ["local-file"],
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "says"),
+    [
+        (["demo-to-file", "--from", "demo", "--to", "local-file"], 2, "route 'demo-to-file' already exists"),
+        (["r", "--from", "dmeo", "--to", "local-file"], 2, "did you mean 'demo'?"),
+        (["r", "--from", "demo", "--to", "local-fil"], 2, "did you mean 'local-file'?"),
+        (["r", "--from", "demo"], 2, "missing --to"),
+        (["r", "--from", "demo", "--to", "local-file", "--when", "answers["], 1, "is unchanged"),
+    ],
+)
+def test_add_route_refusals_leave_the_file(
+    config: Path, capsys: pytest.CaptureFixture[str], argv: list[str], code: int, says: str
+) -> None:
+    before = config.read_bytes()
+    assert cli(["add", "route", *argv, "--config", str(config), "--yes"]) == code
+    assert says in capsys.readouterr().err
+    assert config.read_bytes() == before
+
+
+def test_edit_appends_list_items_at_the_list_indentation() -> None:
+    text = "routes:\n- name: a\n  from: [b]\n  to: [c]\n"
+    item = {"name": "x", "from": ["y", "z"], "to": ["c"]}
+    assert (
+        append_item(text, "routes", item, "new") == text + "\n# new\n- name: x\n  from: [y, z]\n  to: [c]\n"
+    )
+    created = append_item("sources: {}\n", "routes", item, "new")
+    assert created == "sources: {}\n\nroutes:\n  # new\n  - name: x\n    from: [y, z]\n    to: [c]\n"

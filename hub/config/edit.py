@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
 DEFAULT_INDENT = 2
@@ -78,6 +78,49 @@ def append_entry(text: str, section: str, entry_id: str, body: Mapping[str, Any]
     return f"{before}{newline}{block}{''.join(lines[at:])}"
 
 
+def append_item(text: str, section: str, item: Mapping[str, Any], comment: str) -> str:
+    """`text` with `item` added as the last item of the list `section` (routes), under `# comment`.
+
+    Lists inside the item are written in flow style (`from: [a, b]`), as the example file does.
+    """
+    data = load_round_trip(text)
+    newline = "\r\n" if "\r\n" in text else "\n"
+    lines = text.splitlines(keepends=True)
+    if section not in data:
+        prefix = "" if not text or text.endswith(("\n", "\r")) else newline
+        block = _item_block(item, comment, DEFAULT_INDENT, newline)
+        return f"{text}{prefix}{newline if text else ''}{section}:{newline}{block}"
+    items = data[section]
+    if items is not None and not isinstance(items, CommentedSeq):
+        raise EditError(f"`{section}:` is not a list; fix it (`hookhub check` shows how) and run again")
+    if isinstance(items, CommentedSeq) and items.fa.flow_style():
+        raise EditError(
+            f"`{section}:` is written in flow style ([...]); write it as an indented list to add to it"
+        )
+    start = data.lc.key(section)[0] + 1
+    at = _end_of_section(data, section, lines)
+    dashes = [
+        len(line) - len(line.lstrip(" ")) for line in lines[start:at] if line.lstrip(" ").startswith("-")
+    ]
+    block = _item_block(item, comment, dashes[0] if dashes else DEFAULT_INDENT, newline)
+    before = "".join(lines[:at])
+    if before and not before.endswith(("\n", "\r")):
+        before += newline
+    return f"{before}{newline}{block}{''.join(lines[at:])}"
+
+
+def _item_block(item: Mapping[str, Any], comment: str, indent: int, newline: str) -> str:
+    flowing = CommentedMap()
+    for key, value in item.items():
+        if isinstance(value, list):
+            value = CommentedSeq(value)
+            value.fa.set_flow_style()
+        flowing[key] = value
+    out = io.StringIO()
+    YAML(typ="rt").dump([flowing], out)
+    return _indented(out.getvalue(), comment, indent, newline)
+
+
 def _end_of_section(data: CommentedMap, section: str, lines: list[str]) -> int:
     """The index of the line after the section's last line of its own.
 
@@ -103,7 +146,11 @@ def _block(entry_id: str, body: Mapping[str, Any], comment: str, indent: int, ne
     yaml.indent(mapping=DEFAULT_INDENT, sequence=DEFAULT_INDENT + 2, offset=DEFAULT_INDENT)
     out = io.StringIO()
     yaml.dump({entry_id: dict(body)}, out)
+    return _indented(out.getvalue(), comment, indent, newline)
+
+
+def _indented(dumped_text: str, comment: str, indent: int, newline: str) -> str:
     pad = " " * indent
-    dumped = [f"{pad}{line}" for line in out.getvalue().splitlines()]
+    dumped = [f"{pad}{line}" for line in dumped_text.splitlines()]
     comment_lines = [f"{pad}# {line}".rstrip() for line in comment.splitlines()]
     return "".join(f"{line}{newline}" for line in [*comment_lines, *dumped])
