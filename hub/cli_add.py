@@ -55,9 +55,10 @@ class Refused(Exception):
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser], config_arg: ArgumentAdder) -> None:
+    from hub.cli_add_destination import add_parser as add_destination_parser
     from hub.cli_add_route import add_parser as add_route_parser
 
-    add = sub.add_parser("add", help="add a source (with a fresh secret) or a route to connectors.yaml")
+    add = sub.add_parser("add", help="add a source (with a fresh secret), destination or route to the config")
     kinds = add.add_subparsers(dest="what", required=True, metavar="WHAT")
     source = kinds.add_parser("source", help="a new webhook URL for one provider's form(s)")
     source.add_argument("name", nargs="?", help="the source id: the URL becomes /hooks/NAME")
@@ -69,6 +70,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser], config
     )
     source.add_argument("--yes", action="store_true", help="write without asking for confirmation")
     config_arg(source)
+    add_destination_parser(kinds, config_arg)
     add_route_parser(kinds, config_arg)
 
 
@@ -86,6 +88,10 @@ def cmd_add(args: argparse.Namespace) -> int:
         from hub.cli_add_route import cmd_add_route
 
         return cmd_add_route(args)
+    if args.what == "destination":
+        from hub.cli_add_destination import cmd_add_destination
+
+        return cmd_add_destination(args)
     return cmd_add_source(args)
 
 
@@ -152,11 +158,17 @@ def _plan(args: argparse.Namespace, text: str, interactive: bool) -> NewSource:
         raise Refused(
             f"unknown provider {provider!r}; {hint}known providers: {', '.join(connectors.provider_ids())}"
         ) from None
-    env_var = args.secret_env or f"HOOKHUB_{name.upper().replace('-', '_').replace('.', '_')}_SECRET"
-    if not ENV_NAME.fullmatch(env_var):
-        raise Refused(f"--secret-env {env_var!r} is not an environment variable name (letters, digits, '_')")
+    env_var = secret_variable(name, args.secret_env)
     secret = new_secret(connector) if needs_generated_secret(connector) else None
     return NewSource(name=name, connector=connector, env_var=env_var, secret=secret)
+
+
+def secret_variable(name: str, given: str | None) -> str:
+    """The environment variable a new entry's secret goes in: `given`, or HOOKHUB_<NAME>_SECRET."""
+    env_var = given or f"HOOKHUB_{name.upper().replace('-', '_').replace('.', '_')}_SECRET"
+    if not ENV_NAME.fullmatch(env_var):
+        raise Refused(f"--secret-env {env_var!r} is not an environment variable name (letters, digits, '_')")
+    return env_var
 
 
 SOURCE_USAGE = "hookhub add source NAME --provider P [--secret-env VAR] [--config FILE] [--yes]"

@@ -254,3 +254,65 @@ def test_edit_appends_list_items_at_the_list_indentation() -> None:
     )
     created = append_item("sources: {}\n", "routes", item, "new")
     assert created == "sources: {}\n\nroutes:\n  # new\n  - name: x\n    from: [y, z]\n    to: [c]\n"
+
+
+# --- add destination -------------------------------------------------------------------------------
+
+
+def test_add_webhook_destination_generates_its_signing_secret(
+    config: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    before = config.read_bytes()
+    argv = ["add", "destination", "crm", "--type", "webhook", "--set", "url=https://crm.example.com/hooks"]
+    assert cli([*argv, "--set", "timeout=20", "--config", str(config), "--yes"]) == 0
+    out = capsys.readouterr().out
+    match = re.search(r"^  export HOOKHUB_CRM_SECRET=(whsec_\S+)$", out, re.MULTILINE)
+    assert match, out
+    block = _inserted(before, config.read_bytes()).decode()
+    assert "  crm:\n    type: webhook\n    url: https://crm.example.com/hooks\n    timeout: 20\n" in block
+    assert "    secret: ${HOOKHUB_CRM_SECRET}\n" in block and match.group(1) not in block
+    assert out.count(match.group(1)) == 1 and match.group(1) not in caplog.text
+    loaded = load_config(config, {"HOOKHUB_CRM_SECRET": match.group(1)})
+    assert loaded.destinations["crm"].type == "webhook"
+    assert "docs/destinations/webhook.md" in out
+
+
+def test_add_destination_takes_lists_as_yaml(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["add", "destination", "mail", "--type", "smtp", "--set", "host=smtp.example.com"]
+    argv += ["--set", "from=hub@example.com", "--set", "to=[ops@example.com, sales@example.com]"]
+    assert cli([*argv, "--config", str(config), "--yes"]) == 0, capsys.readouterr().err
+    assert "    to: [ops@example.com, sales@example.com]\n" in config.read_text()
+    load_config(config)
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (
+            ["local-file", "--type", "file", "--set", "path=x.jsonl"],
+            "destination 'local-file' already exists",
+        ),
+        (["s", "--type", "slak"], "did you mean 'slack'?"),
+        (["mail", "--type", "smtp"], "a smtp destination needs from, to, host"),
+        (["bad id", "--type", "file"], "bad destination id"),
+        (["f", "--type", "file", "--set", "path"], "write KEY=VALUE"),
+    ],
+)
+def test_add_destination_refusals_leave_the_file(
+    config: Path, capsys: pytest.CaptureFixture[str], argv: list[str], says: str
+) -> None:
+    before = config.read_bytes()
+    assert cli(["add", "destination", *argv, "--config", str(config), "--yes"]) == 2
+    assert says in capsys.readouterr().err
+    assert config.read_bytes() == before
+
+
+def test_add_destination_that_does_not_load_is_undone(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = config.read_bytes()
+    argv = ["add", "destination", "crm", "--type", "webhook", "--set", "url=ftp://nowhere"]
+    assert cli([*argv, "--config", str(config), "--yes"]) == 1
+    assert "is unchanged" in capsys.readouterr().err
+    assert config.read_bytes() == before

@@ -110,15 +110,20 @@ def append_item(text: str, section: str, item: Mapping[str, Any], comment: str) 
 
 
 def _item_block(item: Mapping[str, Any], comment: str, indent: int, newline: str) -> str:
+    out = io.StringIO()
+    YAML(typ="rt").dump([_flowing_lists(item)], out)
+    return _indented(out.getvalue(), comment, indent, newline)
+
+
+def _flowing_lists(body: Mapping[str, Any]) -> CommentedMap:
+    """`body` with its lists in flow style (`to: [a, b]`), as the example file writes them."""
     flowing = CommentedMap()
-    for key, value in item.items():
+    for key, value in body.items():
         if isinstance(value, list):
             value = CommentedSeq(value)
             value.fa.set_flow_style()
         flowing[key] = value
-    out = io.StringIO()
-    YAML(typ="rt").dump([flowing], out)
-    return _indented(out.getvalue(), comment, indent, newline)
+    return flowing
 
 
 def _end_of_section(data: CommentedMap, section: str, lines: list[str]) -> int:
@@ -142,10 +147,8 @@ def _belongs_to_next(line: str) -> bool:
 
 
 def _block(entry_id: str, body: Mapping[str, Any], comment: str, indent: int, newline: str) -> str:
-    yaml = YAML(typ="rt")
-    yaml.indent(mapping=DEFAULT_INDENT, sequence=DEFAULT_INDENT + 2, offset=DEFAULT_INDENT)
     out = io.StringIO()
-    yaml.dump({entry_id: dict(body)}, out)
+    YAML(typ="rt").dump({entry_id: _flowing_lists(body)}, out)
     return _indented(out.getvalue(), comment, indent, newline)
 
 
