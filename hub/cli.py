@@ -65,7 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--admin-port", type=int, help="serve the admin console here, not at --port's /admin")
 
     check = sub.add_parser("check", help="validate connectors.yaml")
-    _config_arg(check, positional=True)
+    check.add_argument(
+        "file",
+        nargs="?",
+        default=None,
+        help="config file (the same as --config; this wins if both are given)",
+    )
+    _config_arg(check)
 
     sub.add_parser("providers", help="list connectors and their verification schemes")
 
@@ -138,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from hub.config.check import check_file
 
-    code, text = check_file(args.file)
+    code, text = check_file(args.file or args.config)
     print(text, file=sys.stdout if code == 0 else sys.stderr)
     return code
 

@@ -49,6 +49,7 @@ from hub.config.validation import report_validation_error
 
 __all__ = ["ConfigError", "ConfigProblem", "load_config", "load_config_with_warnings", "parse_config"]
 
+WHERE_CONFIG = "name the config file with --config FILE, or set HOOKHUB_CONFIG to its path"
 # Sections keyed by id: a duplicate key there is a duplicate id.
 _ID_SECTIONS = frozenset({"sources", "destinations"})
 _SECTIONS = (
@@ -77,6 +78,10 @@ def load_config_with_warnings(
         text = Path(path).read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError([ConfigProblem(filename, 1, 1, "", f"not UTF-8 text: {exc.reason}")]) from None
+    except FileNotFoundError as exc:
+        # Most often the command ran elsewhere than the config's directory: say how to point at it.
+        message = f"cannot read: {exc.strerror or exc}; {WHERE_CONFIG}"
+        raise ConfigError([ConfigProblem(filename, 1, 1, "", message)]) from None
     except OSError as exc:
         raise ConfigError(
             [ConfigProblem(filename, 1, 1, "", f"cannot read: {exc.strerror or exc}")]

@@ -8,6 +8,7 @@ has reported already, so it is skipped here.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from flows.destinations import UnknownDestinationType
 from hub.config.models import SourceConfig
 from hub.config.positions import KeyPath
 from hub.config.problems import Reporter
+from hub.config.secret_strength import secret_problems
 from hub.config.validation import report_validation_error
 from hub.routing.when import WhenSyntaxError, compile_when
 
@@ -103,9 +105,25 @@ def check_sources(
                 at="key",
                 pos_path=path,
             )
+        _check_secrets(reporter, raw.get("secret"), (*path, "secret"), connector)
         if raw.get("reconcile") is not None:
             reconcile[source_id] = _check_reconcile(reporter, raw["reconcile"], path, connector, provider)
     return options, reconcile
+
+
+def _check_secrets(reporter: Reporter, value: Any, path: KeyPath, connector: Any) -> None:
+    """Each configured secret (one, or a rotation list) against its connector's scheme."""
+    listed = [(path, value)] if isinstance(value, str) else []
+    if isinstance(value, list):
+        listed = [((*path, i), v) for i, v in enumerate(value) if isinstance(v, str)]
+    for secret_path, secret in listed:
+        if not secret:
+            continue  # reported by the models
+        for problem in secret_problems(secret, getattr(connector, "scheme", "")):
+            if problem.is_error:
+                reporter.error(secret_path, problem.message)
+            else:
+                reporter.warn(secret_path, problem.message, at="value")
 
 
 def _check_reconcile(
@@ -263,17 +281,35 @@ def _check_route_name(reporter: Reporter, name: Any, path: KeyPath, first_line: 
 def _check_route_references(
     reporter: Reporter, route: dict[str, Any], path: KeyPath, sources: Any, destinations: Any
 ) -> None:
-    """`from` names defined sources (or `*`), `to` names defined destinations."""
-    if isinstance(sources, dict):
+    """`from` names defined sources (or `*`), `to` names defined destinations.
+
+    A route none of whose sources is defined is only unreachable (a warning from warn_unused:
+    the admin may have removed a form), unless one of them is a misspelt defined source."""
+    if isinstance(sources, dict) and not unreachable(route, sources):
         for ref_path, ref in _references(route.get("from"), (*path, "from")):
             if ref != "*" and ref not in sources:
-                reporter.error(ref_path, f"unknown source {ref!r}; {_defined('sources', sources)}")
+                reporter.error(ref_path, f"unknown source {ref!r}; {_defined_or_close(ref, sources)}")
     if isinstance(destinations, dict):
         for ref_path, ref in _targets(route.get("to"), (*path, "to")):
             if ref not in destinations:
                 reporter.error(
                     ref_path, f"unknown destination {ref!r}; {_defined('destinations', destinations)}"
                 )
+
+
+def unreachable(route: dict[str, Any], sources: dict[str, Any]) -> bool:
+    """`from` names sources, none of them defined and none a near miss of a defined one."""
+    refs = [ref for _, ref in _references(route.get("from"), ())]
+    return bool(refs) and all(ref != "*" and ref not in sources and not _close(ref, sources) for ref in refs)
+
+
+def _close(ref: str, items: dict[str, Any]) -> list[str]:
+    return difflib.get_close_matches(ref, [str(k) for k in items], n=1, cutoff=0.6)
+
+
+def _defined_or_close(ref: str, items: dict[str, Any]) -> str:
+    close = _close(ref, items)
+    return f"did you mean {close[0]!r}?" if close else _defined("sources", items)
 
 
 def _check_when(reporter: Reporter, route: dict[str, Any], path: KeyPath) -> None:
@@ -324,10 +360,25 @@ def warn_unused(reporter: Reporter, data: dict[str, Any]) -> None:
                     ("sources", source_id),
                     "no route takes from this source: its submissions are stored, not delivered",
                 )
-    sent = {ref for r in routes for _, ref in _targets(r.get("to"), ())}
+    if isinstance(sources, dict):
+        for index, route in enumerate(data.get("routes") or []):
+            if isinstance(route, dict) and unreachable(route, sources):
+                reporter.warn(
+                    ("routes", index, "from"),
+                    "no configured source can reach this route: `from` names no defined source and"
+                    f' not "*" ({_defined("sources", sources)}); it never runs',
+                )
+    live = [r for r in routes if not (isinstance(sources, dict) and unreachable(r, sources))]
+    named = {ref for r in routes for _, ref in _targets(r.get("to"), ())}
+    sent = {ref for r in live for _, ref in _targets(r.get("to"), ())}
     sent |= alert_destinations(data.get("alerts"))
     for dest_id in destinations:
-        if dest_id not in sent:
+        if dest_id in named and dest_id not in sent:
+            reporter.warn(
+                ("destinations", dest_id),
+                "only routes no source can reach send to this destination: nothing will be delivered here",
+            )
+        elif dest_id not in sent:
             reporter.warn(("destinations", dest_id), "no route sends to this destination")
 
 

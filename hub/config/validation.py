@@ -72,9 +72,15 @@ def report_validation_error(
     for item in _without_rejected_union_members([_resolve(e, data) for e in exc.errors()]):
         path = (*prefix, *item.path)
         if item.missing is not None:
-            reporter.error(
-                (*path, item.missing), f"missing required key {item.missing!r}", at="key", pos_path=path
-            )
+            known = [*(known_keys(model, item.path) or []), *(extra_keys if not item.path else ())]
+            typo = _misspelling_of(item.missing, _node_at(data, item.path), known)
+            if typo is not None:
+                # The key is there, misspelt: naming the typo is what the admin must fix.
+                reporter.error((*path, typo), unknown_key_message(typo, known, context), at="key")
+            else:
+                reporter.error(
+                    (*path, item.missing), f"missing required key {item.missing!r}", at="key", pos_path=path
+                )
         elif item.error["type"] == "extra_forbidden":
             known = [*(known_keys(model, item.path[:-1]) or []), *(extra_keys if len(item.path) == 1 else ())]
             reporter.error(path, unknown_key_message(item.path[-1], known, context), at="key")
@@ -92,6 +98,32 @@ def unknown_key_message(key: Any, known: Sequence[str], context: str = "") -> st
     if known:
         return f"{message}; known keys: {', '.join(sorted(set(known)))}"
     return message
+
+
+def _misspelling_of(missing: str, node: Any, known: Sequence[str]) -> str | None:
+    """A key of `node` that is no known key and whose closest known key is `missing`, if any.
+
+    Models that allow extra keys (sources, destinations) never call such a key unknown, so
+    without this a typo'd `provider` shows only as a missing one."""
+    if not isinstance(node, dict):
+        return None
+    for key in node:
+        if (
+            isinstance(key, str)
+            and key not in known
+            and difflib.get_close_matches(key, list(known), n=1, cutoff=0.6) == [missing]
+        ):
+            return key
+    return None
+
+
+def _node_at(data: Any, path: KeyPath) -> Any:
+    node = data
+    for segment in path:
+        if not _contains(node, segment):
+            return None
+        node = node[segment]
+    return node
 
 
 def _resolve(error: ErrorDetails, data: Any) -> _Resolved:
