@@ -3,7 +3,7 @@
 `check_file(path, environ=None) -> (exit_code, text)`: the CLI prints `text` and exits
 with `exit_code`. Invalid: exit 1 and every problem, one per line, `FILE:LINE:COL:
 key.path: message`. Valid: exit 0, one summary line, then one `warning: ...` line per
-warning (unused sources or destinations).
+warning (unused sources or destinations, routes no source can reach, weak secrets).
 """
 
 from __future__ import annotations

@@ -8,8 +8,9 @@ Public API:
 
 All raise `ConfigError` whose `.problems` lists every problem found, in file order, each
 `FILE:LINE:COL: key.path: message` (1-based). Warnings (a source no route takes from, a
-destination no route sends to, no sources at all) never fail a load; they are returned by
-the `*_with_warnings` / `parse_config` variants and printed by `hookhub check`.
+destination no route sends to, a route no source can reach, a weak secret, no sources at
+all) never fail a load; they are returned by the `*_with_warnings` / `parse_config` variants
+and printed by `hookhub check`.
 
 Key paths name route items by their `name` when they have one (`routes[all-leads].to[0]`),
 by index otherwise (`routes[2]`). A missing key is positioned at the key that owns the
