@@ -19,7 +19,7 @@ import os
 import re
 import shlex
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -106,13 +106,25 @@ def read_config(path: Path) -> tuple[bytes, str]:
         raise Refused(f"{path} is not UTF-8 text: {exc.reason}") from None
 
 
-def cmd_add_source(args: argparse.Namespace) -> int:
+@dataclass(frozen=True)
+class Edit:
+    """What an `add` command writes: the whole new text, named for messages (`source 'x'`), loaded
+    for the check with `environ` (None: the process's own), and where to read more if it fails."""
+
+    text: str
+    what: str
+    environ: Mapping[str, str] | None = None
+    hint: str = ""
+
+
+def apply_edit(args: argparse.Namespace, path: Path, plan: Callable[[str], Edit]) -> int | None:
+    """Read the config, `plan` the edit (Refused, EditError: exit 2), confirm, write it atomically,
+    then load it as `hookhub check` does; undo the write if it does not load. None when the new file
+    is written and loads, else the exit code (after saying why on stderr)."""
     interactive = sys.stdin.isatty()
-    path = Path(args.config)
     try:
         original, text = read_config(path)
-        new = _plan(args, text, interactive)
-        updated = append_entry(text, "sources", new.name, _body(new), _comment(new))
+        edit = plan(text)
         if not confirmed(args, path, interactive):
             print("hookhub add: nothing written", file=sys.stderr)
             return USAGE
@@ -120,21 +132,42 @@ def cmd_add_source(args: argparse.Namespace) -> int:
         print(f"hookhub add: {exc}", file=sys.stderr)
         return USAGE
     try:
-        write_atomically(path, updated.encode("utf-8"))
+        write_atomically(path, edit.text.encode("utf-8"))
     except OSError as exc:
         print(f"hookhub add: cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
         return 1
-    environ = {**os.environ, new.env_var: new.secret or placeholder_secret(new.connector)}
-    code, report = check_file(path, environ)
+    code, report = check_file(path, edit.environ)
     if code != 0:
         write_atomically(path, original)
         print(report, file=sys.stderr)
         print(
-            f"hookhub add: the file would not load with source {new.name!r} added (problems above); "
-            f"{path} is unchanged. See docs/providers/{new.connector.provider}.md for the keys it needs.",
+            f"hookhub add: the file would not load with {edit.what} added (problems above);"
+            f" {path} is unchanged{edit.hint}",
             file=sys.stderr,
         )
         return 1
+    return None
+
+
+def cmd_add_source(args: argparse.Namespace) -> int:
+    path = Path(args.config)
+    planned: list[NewSource] = []
+
+    def plan(text: str) -> Edit:
+        new = _plan(args, text, sys.stdin.isatty())
+        planned.append(new)
+        return Edit(
+            append_entry(text, "sources", new.name, _body(new), _comment(new)),
+            f"source {new.name!r}",
+            {**os.environ, new.env_var: new.secret or placeholder_secret(new.connector)},
+            f". See docs/providers/{new.connector.provider}.md for the keys it needs.",
+        )
+
+    code = apply_edit(args, path, plan)
+    if code is not None:
+        return code
+    [new] = planned
+    environ = {**os.environ, new.env_var: new.secret or placeholder_secret(new.connector)}
     base = load_config(path, environ).server.public_base_url or DEFAULT_BASE_URL
     print("\n".join(instructions(new, path, base)))
     return 0

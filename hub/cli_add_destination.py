@@ -27,9 +27,8 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from flows.destinations import UnknownDestinationType, destination_types, get_destination
-from hub.cli_add import USAGE, Refused, ask, confirmed, read_config, secret_variable, write_atomically
-from hub.config.check import check_file
-from hub.config.edit import EditError, append_entry, section_keys
+from hub.cli_add import Edit, Refused, apply_edit, ask, secret_variable
+from hub.config.edit import append_entry, section_keys
 from hub.config.semantic import ID_PATTERN
 
 DESTINATION_USAGE = "hookhub add destination NAME --type T [--set KEY=VALUE ...] [--config FILE] [--yes]"
@@ -69,37 +68,27 @@ class NewDestination:
 
 
 def cmd_add_destination(args: argparse.Namespace) -> int:
-    interactive = sys.stdin.isatty()
     path = Path(args.config)
-    try:
-        original, text = read_config(path)
-        new = _plan(args, text, interactive)
+    planned: list[NewDestination] = []
+
+    def plan(text: str) -> Edit:
+        new = _plan(args, text, sys.stdin.isatty())
+        planned.append(new)
         comment = f"added by `hookhub add destination` on {datetime.now(UTC).date().isoformat()}"
-        updated = append_entry(text, "destinations", new.name, new.body, comment)
-        if not confirmed(args, path, interactive):
-            print("hookhub add: nothing written", file=sys.stderr)
-            return USAGE
-    except (Refused, EditError) as exc:
-        print(f"hookhub add: {exc}", file=sys.stderr)
-        return USAGE
-    try:
-        write_atomically(path, updated.encode("utf-8"))
-    except OSError as exc:
-        print(f"hookhub add: cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
-        return 1
-    environ = dict(os.environ)
-    if new.env_var and new.secret:
-        environ[new.env_var] = new.secret
-    code, report = check_file(path, environ)
-    if code != 0:
-        write_atomically(path, original)
-        print(report, file=sys.stderr)
-        print(
-            f"hookhub add: the file would not load with destination {new.name!r} added (problems above);"
-            f" {path} is unchanged. See docs/destinations/{new.type}.md for its keys.",
-            file=sys.stderr,
+        environ = dict(os.environ)
+        if new.env_var and new.secret:
+            environ[new.env_var] = new.secret
+        return Edit(
+            append_entry(text, "destinations", new.name, new.body, comment),
+            f"destination {new.name!r}",
+            environ,
+            f". See docs/destinations/{new.type}.md for its keys.",
         )
-        return 1
+
+    code = apply_edit(args, path, plan)
+    if code is not None:
+        return code
+    [new] = planned
     lines = [f"Added destination {new.name!r} ({new.type}) to {path}."]
     if new.env_var and new.secret:
         lines += [

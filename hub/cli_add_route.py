@@ -17,9 +17,8 @@ from pathlib import Path
 
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
-from hub.cli_add import USAGE, Refused, ask, confirmed, read_config, write_atomically
-from hub.config.check import check_file
-from hub.config.edit import EditError, append_item, load_round_trip, section_keys
+from hub.cli_add import Edit, Refused, apply_edit, ask
+from hub.config.edit import append_item, load_round_trip, section_keys
 
 ROUTE_USAGE = (
     "hookhub add route NAME --from SOURCE... --to DESTINATION... [--when EXPR] [--config FILE] [--yes]"
@@ -40,34 +39,20 @@ def add_parser(
 
 
 def cmd_add_route(args: argparse.Namespace) -> int:
-    interactive = sys.stdin.isatty()
     path = Path(args.config)
-    try:
-        original, text = read_config(path)
-        route = _plan(args, text, interactive)
+    planned: list[dict[str, object]] = []
+
+    def plan(text: str) -> Edit:
+        route = _plan(args, text, sys.stdin.isatty())
+        planned.append(route)
         today = datetime.now(UTC).date().isoformat()
         updated = append_item(text, "routes", route, f"added by `hookhub add route` on {today}")
-        if not confirmed(args, path, interactive):
-            print("hookhub add: nothing written", file=sys.stderr)
-            return USAGE
-    except (Refused, EditError) as exc:
-        print(f"hookhub add: {exc}", file=sys.stderr)
-        return USAGE
-    try:
-        write_atomically(path, updated.encode("utf-8"))
-    except OSError as exc:
-        print(f"hookhub add: cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
-        return 1
-    code, report = check_file(path)
-    if code != 0:
-        write_atomically(path, original)
-        print(report, file=sys.stderr)
-        print(
-            f"hookhub add: the file would not load with route {route['name']!r} added (problems above);"
-            f" {path} is unchanged",
-            file=sys.stderr,
-        )
-        return 1
+        return Edit(updated, f"route {route['name']!r}")
+
+    code = apply_edit(args, path, plan)
+    if code is not None:
+        return code
+    [route] = planned
     print(f"Added route {route['name']!r} to {path}.")
     print("A running hub reloads the file; `hookhub test-route` shows which submissions it would deliver.")
     return 0
