@@ -17,7 +17,7 @@ import pytest
 
 from connectors._schemes import b64, hmac_digest
 from hub.receiver.access import UNVERIFIED_DETAIL, bearer_matches, is_loopback
-from hub.receiver.app import _headers
+from hub.receiver.request_parts import request_headers
 from tests.harness import RunningServer, start_hub
 
 STATUS_TOKEN = "status-token-for-the-access-tests"
@@ -115,7 +115,7 @@ def test_repeated_headers_are_joined_in_linear_time() -> None:
     # Joined per repeat, 100,000 repeats took ~8 s here (400,000: 190 s, with the event loop stopped).
     scope = {"headers": [(b"x-a", b"b")] * 100_000 + [(b"Content-Type", b"application/json")]}
     started = time.perf_counter()
-    headers = _headers(scope)
+    headers = request_headers(scope)
     assert time.perf_counter() - started < 2.0
     assert headers["x-a"] == ", ".join(["b"] * 100_000) and headers["content-type"] == "application/json"
-    assert _headers({"headers": [(b"a", b"1"), (b"b", b"2")]}) == {"a": "1", "b": "2"}
+    assert request_headers({"headers": [(b"a", b"1"), (b"b", b"2")]}) == {"a": "1", "b": "2"}

@@ -37,15 +37,8 @@ from hub.config.envsubst import resolve_tree
 from hub.config.models import HubConfig
 from hub.config.positions import Locator, YamlSyntaxError, parse_yaml
 from hub.config.problems import ConfigError, ConfigProblem, Reporter
-from hub.config.semantic import (
-    check_admin,
-    check_destinations,
-    check_retention,
-    check_routes,
-    check_sources,
-    check_store,
-    warn_unused,
-)
+from hub.config.route_checks import check_routes, warn_unused
+from hub.config.semantic import check_admin, check_destinations, check_retention, check_sources, check_store
 from hub.config.validation import report_validation_error
 
 __all__ = ["ConfigError", "ConfigProblem", "load_config", "load_config_with_warnings", "parse_config"]

@@ -15,19 +15,16 @@ took ~120 µs per request, the same endpoint as plain ASGI ~75 µs.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
-from starlette.datastructures import URL
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -51,6 +48,7 @@ from hub.receiver.access import STATUS_FORBIDDEN_DETAIL, UNVERIFIED_DETAIL, bear
 from hub.receiver.body import BadContentLength, BodyTooLarge, ClientGone, read_limited
 from hub.receiver.metrics import ReceiverMetrics
 from hub.receiver.protocol import EdgeLimits
+from hub.receiver.request_parts import redacted_url, request_headers, stored_headers, verification_url
 from hub.runtime import ConfigHolder, PreparedSource
 from hub.spool.ids import new_id
 from hub.spool.writer import SpoolRecord, SpoolUnavailable, SpoolWriter
@@ -88,7 +86,7 @@ class Receiver:
         started = time.perf_counter()
         source_id: str = scope["path_params"]["source_id"]
         source = self.config.sources.get(source_id)
-        headers = _headers(scope)
+        headers = request_headers(scope)
         # An unknown source is read and refused like a known one whose verification fails, so
         # an anonymous caller cannot tell which source ids exist (see docs/security.md).
         limit = source.max_body_bytes if source is not None else self.config.current.server.max_body_bytes
@@ -108,7 +106,7 @@ class Receiver:
 
         inbound = InboundRequest(
             method=scope["method"],
-            url=_verification_url(scope, headers, source),
+            url=verification_url(scope, headers, source),
             headers=headers,
             body=body,
         )
@@ -146,8 +144,8 @@ class Receiver:
             kind=envelope.kind,
             note=envelope.note,
             method=inbound.method,
-            url=_redact_url(inbound.url, source.credential_query),
-            headers=_stored(headers, source.stored_headers),
+            url=redacted_url(inbound.url, source.credential_query),
+            headers=stored_headers(headers, source.stored_headers),
             body=body,
         )
         try:
@@ -277,88 +275,6 @@ async def _answer(
         headers += extra_headers
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-
-
-def _headers(scope: Scope) -> dict[str, str]:
-    """Request headers by lower-case name (as the server gives them); repeats joined with ", "."""
-    headers: dict[str, str] = {}
-    for raw_name, raw_value in scope["headers"]:
-        name = raw_name.decode("latin-1").lower()
-        if name in headers:
-            return _joined_headers(scope["headers"])
-        headers[name] = raw_value.decode("latin-1")
-    return headers
-
-
-def _joined_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
-    # Each name's values are joined once at the end: joining per repeat was quadratic
-    # (400,000 repeats of one header took 190 s with the event loop stopped).
-    values: dict[str, list[str]] = {}
-    for raw_name, raw_value in raw:
-        values.setdefault(raw_name.decode("latin-1").lower(), []).append(raw_value.decode("latin-1"))
-    return {name: ", ".join(parts) for name, parts in values.items()}
-
-
-def _stored(headers: dict[str, str], names: frozenset[str]) -> dict[str, str]:
-    """The headers kept with a stored request: only the source's allow-list (see hub.runtime)."""
-    return {name: value for name in names if (value := headers.get(name)) is not None}
-
-
-def _verification_url(scope: Scope, headers: dict[str, str], source: PreparedSource) -> str:
-    """The URL the provider signed: the configured public URL (behind proxies the Host differs).
-
-    The query always comes from the request itself: it can carry the credential (URL-token
-    schemes), so a query written into `public_url` must never stand in for the real one.
-    """
-    public = source.config.public_url
-    if not public:
-        return _request_url(scope, headers)
-    base = public.split("?", 1)[0]
-    query = URL(scope=scope).query if scope.get("query_string") else ""
-    return f"{base}?{query}" if query else base
-
-
-def _request_url(scope: Scope, headers: dict[str, str]) -> str:
-    """`str(request.url)`, as Starlette builds it; remembered, as it costs more than the HMAC."""
-    host = headers.get("host")
-    if host is not None and "," in host:  # repeated Host headers: Starlette takes the first
-        return str(URL(scope=scope))
-    server = scope.get("server")
-    return _url_from_parts(
-        scope.get("scheme", "http"),
-        host,
-        tuple(server) if server else None,
-        scope["path"],
-        scope.get("query_string", b""),
-    )
-
-
-@functools.lru_cache(maxsize=1024)
-def _url_from_parts(
-    scheme: str, host: str | None, server: tuple[str, int] | None, path: str, query_string: bytes
-) -> str:
-    headers = [] if host is None else [(b"host", host.encode("latin-1"))]
-    scope = {
-        "scheme": scheme,
-        "server": server,
-        "path": path,
-        "query_string": query_string,
-        "headers": headers,
-    }
-    return str(URL(scope=scope))
-
-
-def _redact_url(url: str, names: frozenset[str]) -> str:
-    if "?" not in url:
-        return url
-    parts = urlsplit(url)
-    if not parts.query:
-        return url
-    pairs = [
-        (k, "REDACTED" if k.lower() in names else v)
-        for k, v in parse_qsl(parts.query, keep_blank_values=True)
-    ]
-    return urlunsplit(parts._replace(query=urlencode(pairs)))
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
