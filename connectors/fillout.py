@@ -132,7 +132,7 @@ class FilloutCredentials(Credentials):
 class FilloutReconcileSettings(ReconcileSettings):
     form_id: Annotated[
         str, checked_id(_FORM_ID, "the form's public id: letters and digits, as in its share link")
-    ] = Field(min_length=1, description="the form's public id (in its share link)")
+    ] = Field(min_length=1, description="the form's public id (in its share link)", examples=["vGkWW4cQ9pus"])
     credentials: FilloutCredentials
     # The API reference names servers with the path (https://eu-api.fillout.com/v1/api): accept either.
     api_base_url: Annotated[str, checked_base_url("https://eu-api.fillout.com", "/v1/api")] = API_BASE

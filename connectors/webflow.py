@@ -149,7 +149,10 @@ def _webflow_id(value: str | None, name: str) -> str | None:
 
 
 class WebflowReconcileSettings(ReconcileSettings):
-    form_id: str = Field(description="the form's id (`id` in List Forms; the webhook's payload.formId)")
+    form_id: str = Field(
+        description="the form's id (`id` in List Forms; the webhook's payload.formId)",
+        examples=["984728902f3a9c462ab740cc"],
+    )
     site_id: str | None = Field(default=None, description="the site's id: needed for the webhook check")
     credentials: WebflowCredentials
     api_base_url: Annotated[str, checked_base_url(API_BASE, "/v2")] = API_BASE

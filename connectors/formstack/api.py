@@ -95,7 +95,10 @@ class FormstackCredentials(Credentials):
 class FormstackReconcileSettings(ReconcileSettings):
     form_id: Annotated[
         str, checked_id(_FORM_ID, "the form's id: the digits in its builder URL", before=True)
-    ] = Field(description="the form's id: the digits in its builder URL (/admin/form/builder/<id>)")
+    ] = Field(
+        description="the form's id: the digits in its builder URL (/admin/form/builder/<id>)",
+        examples=["5123456"],
+    )
     credentials: FormstackCredentials
     field_keys: FieldKeys = Field(
         default="field_names",

@@ -164,10 +164,13 @@ class GravityFormsCredentials(BaseModel):
 class GravityFormsReconcileSettings(ReconcileSettings):
     form_id: Annotated[
         str, checked_id(_FORM_ID, "the form's id: the number in Forms > Forms (ID column)", before=True)
-    ] = Field(min_length=1, description="the form's id (Forms > Forms, the ID column)")
-    credentials: GravityFormsCredentials
+    ] = Field(min_length=1, description="the form's id (Forms > Forms, the ID column)", examples=["3"])
+    credentials: GravityFormsCredentials = Field(
+        examples=[{"consumer_key": "${GF_CONSUMER_KEY}", "consumer_secret": "${GF_CONSUMER_SECRET}"}]
+    )
     api_base_url: Annotated[str, checked_base_url("https://www.example.org", API_PATH, "/wp-json")] = Field(
-        description="the WordPress site's address, https://www.example.org (its REST API is under /wp-json)"
+        description="the WordPress site's address, https://www.example.org (its REST API is under /wp-json)",
+        examples=["https://www.example-shop.de"],
     )
     timezone: Annotated[
         str | None, checked_zone("Europe/Berlin or UTC (the site's, as set under Settings > General)")

@@ -111,7 +111,11 @@ class HubSpotReconcileSettings(ReconcileSettings):
             "app.hubspot.com/forms/<portal>/<GUID>/..., or the webhook's form-submissions[].form-id)",
             lower=True,
         ),
-    ] = Field(min_length=1, description="the form's GUID (in the form editor's URL)")
+    ] = Field(
+        min_length=1,
+        description="the form's GUID (in the form editor's URL)",
+        examples=["8a127002-724d-46be-a109-b1b34d544d1e"],
+    )
     credentials: HubSpotCredentials
     api_base_url: Annotated[str, checked_base_url(API_BASE)] = API_BASE
 

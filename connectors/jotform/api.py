@@ -78,7 +78,10 @@ class JotformCredentials(Credentials):
 class JotformReconcileSettings(ReconcileSettings):
     form_id: Annotated[
         str, checked_id(_FORM_ID, "the form's id: the digits in its URL (form.jotform.com/<id>)")
-    ] = Field(description="the form's id: the digits in its URL (form.jotform.com/<form id>)")
+    ] = Field(
+        description="the form's id: the digits in its URL (form.jotform.com/<form id>)",
+        examples=["243231271343446"],
+    )
     credentials: JotformCredentials
     api_base_url: Annotated[str, checked_base_url("https://eu-api.jotform.com")] = Field(
         default=API_BASE,

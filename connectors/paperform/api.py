@@ -84,7 +84,7 @@ class PaperformReconcileSettings(ReconcileSettings):
             _FORM_ID,
             "the form's slug or id as in its address (https://<slug>.paperform.co): letters, digits, - and _",
         ),
-    ] = Field(min_length=1, description="the form's slug, custom slug or id")
+    ] = Field(min_length=1, description="the form's slug, custom slug or id", examples=["pyconf-2026"])
     credentials: PaperformCredentials
     api_base_url: Annotated[str, checked_base_url(API_BASE, "/v1")] = API_BASE
     webhook_check: bool = Field(

@@ -34,12 +34,32 @@ class ReconcileFailed(Exception):
         self.permanent = permanent
 
 
+SHARED_KEYS = {
+    "credentials": "The API secret the listing is read with, from the environment (${VAR}); it never"
+    " appears in a log or a message.",
+    "api_base_url": "The API's root URL; change it only for another data centre, a proxy or a test server.",
+}
+
+
+def _shared_keys(schema: dict[str, Any], model: type[Any]) -> None:
+    """Hover text for the keys every provider's Settings declares with a type of its own, so once here
+    rather than in each subclass; a subclass's own description or example wins."""
+    properties = schema.get("properties", {})
+    for key, text in SHARED_KEYS.items():
+        if key in properties:
+            properties[key].setdefault("description", text)
+    credentials = model.model_fields.get("credentials")
+    example = getattr(credentials.annotation, "yaml_example", None) if credentials is not None else None
+    if example is not None and "credentials" in properties:
+        properties["credentials"].setdefault("examples", [example()])
+
+
 class ReconcileSettings(BaseModel):
     """`reconcile:` on a source. Each provider's `Reconciler.Settings` subclasses this with what its
     API needs (credentials, form ids, `api_base_url`); credentials come from the environment
     (`${TYPEFORM_TOKEN}`) and are `SecretStr`, so they never appear in a repr or a log."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_shared_keys)
 
     every: Duration = Field(default=3600.0, ge=60, description="how often the scheduled run lists the form")
     lookback: Duration = Field(

@@ -27,8 +27,15 @@ from pydantic import BaseModel, ConfigDict, SecretStr, ValidationInfo, field_val
 from connectors.reconciling.checks import secret_text
 
 
+def _secret_example(schema: dict[str, Any], model: type[Any]) -> None:
+    """The JSON Schema's example for the secret: the environment variable the provider's docs suggest."""
+    secret = schema.get("properties", {}).get(getattr(model, "secret_field", ""))
+    if secret is not None:
+        secret.setdefault("examples", [f"${{{model.env_hint}}}"])
+
+
 class Credentials(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_secret_example)
 
     env_hint: ClassVar[str]
     """The environment variable the provider's docs suggest for the secret (`TYPEFORM_TOKEN`)."""
@@ -42,6 +49,11 @@ class Credentials(BaseModel):
         if first is None or cls.model_fields[first].annotation is not SecretStr:
             raise TypeError(f"{cls.__name__}: the first field must be the secret, a SecretStr")
         cls.secret_field = first
+
+    @classmethod
+    def yaml_example(cls) -> dict[str, str]:
+        """`credentials:` as connectors.yaml would say it, for the JSON Schema's examples."""
+        return {cls.secret_field: f"${{{cls.env_hint}}}"}
 
     @classmethod
     def problem(cls, secret: str) -> str | None:

@@ -85,7 +85,7 @@ class SurveyMonkeyReconcileSettings(ReconcileSettings):
         checked_id(
             _ID, "the survey's API id (digits, as GET /v3/surveys lists it), not its URL", before=True
         ),
-    ] = Field(description="the survey to list (GET /v3/surveys lists their ids)")
+    ] = Field(description="the survey to list (GET /v3/surveys lists their ids)", examples=["405631222"])
     credentials: SurveyMonkeyCredentials | None = Field(
         default=None, description="default: the source's access_token"
     )

@@ -77,7 +77,9 @@ class TallyCredentials(Credentials):
 class TallyReconcileSettings(ReconcileSettings):
     form_id: Annotated[
         str, checked_id(_FORM_ID, "the form's id, letters and digits as in tally.so/r/<form id>")
-    ] = Field(min_length=1, description="the form's id, as in its URL (tally.so/r/<form id>)")
+    ] = Field(
+        min_length=1, description="the form's id, as in its URL (tally.so/r/<form id>)", examples=["mBzNlP"]
+    )
     credentials: TallyCredentials
     api_base_url: Annotated[str, checked_base_url(API_BASE)] = API_BASE
 

@@ -85,7 +85,10 @@ class TypeformReconcileSettings(ReconcileSettings):
 
     form_id: Annotated[
         str, checked_id(_FORM_ID, "the id at the end of the form's URL, e.g. u6nXL7 in .../to/u6nXL7")
-    ] = Field(description="the form's id: the end of its URL, https://<account>.typeform.com/to/<form_id>")
+    ] = Field(
+        description="the form's id: the end of its URL, https://<account>.typeform.com/to/<form_id>",
+        examples=["Hq7Zr2Lm"],
+    )
     credentials: TypeformCredentials
     api_base_url: Annotated[str, checked_base_url(API_BASE)] = Field(
         default=API_BASE, description="https://api.eu.typeform.com for EU data-centre accounts"

@@ -88,13 +88,13 @@ class WufooReconcileSettings(ReconcileSettings):
         checked_id(
             _NAME, "the account's subdomain: letters, digits and '-', as in <subdomain>.wufoo.com", lower=True
         ),
-    ] = Field(description="the account's subdomain: <subdomain>.wufoo.com")
+    ] = Field(description="the account's subdomain: <subdomain>.wufoo.com", examples=["acme"])
     form_id: Annotated[
         str,
         checked_id(
             _NAME, "the form's hash (such as s1afea8b1vk0jf7, under API Information) or its URL title"
         ),
-    ] = Field(description="the form's hash (API Information) or its URL title")
+    ] = Field(description="the form's hash (API Information) or its URL title", examples=["s1afea8b1vk0jf7"])
     credentials: WufooCredentials
     webhook_metadata: bool = Field(
         default=True,

@@ -7,18 +7,19 @@ setting.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from hub.alerts.durations import Duration
+from hub.config.alert_models import AlertKind as AlertKind
+from hub.config.alert_models import AlertRuleConfig as AlertRuleConfig
+from hub.config.alert_models import AlertRules as AlertRules
+from hub.config.alert_models import AlertsConfig
+from hub.config.strict import Strict
 from hub.console import passwords
 
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
 def _set_by_loader(value: BaseModel | None, what: str) -> BaseModel:
@@ -39,20 +40,34 @@ class RetentionPeriods(Strict):
     raw_requests: Duration | None = Field(
         default=None,
         ge=3600,
-        description="after this, a settled request's body, headers and URL are emptied (ids and states stay)",
+        description="After this, a settled request's body, headers and URL are emptied (ids and states"
+        " stay). A duration such as 30d or seconds; at least 1h.",
+        examples=["30d"],
     )
     submissions: Duration | None = Field(
         default=None,
         ge=3600,
-        description="after this, a settled submission is removed with its deliveries and attempts",
+        description="After this, a settled submission is removed with its deliveries and attempts. A"
+        " duration such as 365d or seconds; at least 1h.",
+        examples=["365d"],
     )
 
 
 class RetentionConfig(RetentionPeriods):
     """`retention:`: periods for every source (each may override them), enforced by the upkeep."""
 
-    raw_requests: Duration | None = Field(default=30 * DAY, ge=3600)
-    submissions: Duration | None = Field(default=365 * DAY, ge=3600)
+    raw_requests: Duration | None = Field(
+        default=30 * DAY,
+        ge=3600,
+        description="After this, a settled request's body, headers and URL are emptied (ids and states"
+        " stay); null: never. Default 30d; a source's `retention:` may override it.",
+    )
+    submissions: Duration | None = Field(
+        default=365 * DAY,
+        ge=3600,
+        description="After this, a settled submission is removed with its deliveries and attempts; null:"
+        " never. Default 365d; a source's `retention:` may override it.",
+    )
     flow_runs: Duration | None = Field(
         default=30 * DAY, ge=3600, description="hookhub's Prefect flow runs that ended longer ago are deleted"
     )
@@ -90,7 +105,11 @@ class SourceConfig(BaseModel):
         default=None, description="the exact URL registered with the provider, for schemes that sign it"
     )
     max_body_bytes: int | None = Field(default=None, ge=1, description="overrides server.max_body_bytes")
-    description: str | None = None
+    description: str | None = Field(
+        default=None,
+        description="A note for whoever reads this file (which form, who owns it); hookhub does not use it.",
+        examples=["Contact form on www.example.com (marketing team)"],
+    )
     expect_every: Duration | None = Field(
         default=None, description="alert when no submission arrived for this long (e.g. 6h)"
     )
@@ -149,16 +168,44 @@ class DestinationConfig(BaseModel):
 class RouteTarget(Strict):
     """A destination in a route, optionally with its own template or field mapping."""
 
-    destination: str
-    template: str | None = None
-    map: dict[str, str] | None = None
+    destination: str = Field(description="Id of a destination under `destinations:`.", examples=["crm"])
+    template: str | None = Field(
+        default=None,
+        description="Jinja template that replaces the destination's own for this route: Slack's message"
+        " text, an e-mail's plain-text body, HubSpot's note, Pipedrive's title.",
+    )
+    map: dict[str, str] | None = Field(
+        default=None,
+        description="Target field -> Jinja template over the submission, for CRM and e-mail destinations;"
+        " replaces the destination's `map` for this route.",
+    )
 
 
 class RouteConfig(Strict):
-    name: str
-    from_: list[str] = Field(alias="from", min_length=1)
-    when: str | None = None
-    to: list[str | RouteTarget] = Field(min_length=1)
+    name: str = Field(
+        description="Unique name of the route, for `hookhub test-route`, `hookhub backfill --route` and"
+        " `hookhub show` (which routes matched).",
+        examples=["all-leads"],
+    )
+    from_: list[str] = Field(
+        alias="from",
+        min_length=1,
+        description='Source ids this route takes submissions from, or "*" for every source; one id may'
+        " be written without the list.",
+        examples=[["contact-form"], ["*"]],
+    )
+    when: str | None = Field(
+        default=None,
+        description="Condition over the submission (README, Conditions); the route applies only where it"
+        " is true. Unset: to every submission.",
+        examples=["answers['Email'] contains '@'", "answers['How many tickets?'] > 2"],
+    )
+    to: list[str | RouteTarget] = Field(
+        min_length=1,
+        description="Destination ids to deliver to; an entry may be {destination, map, template} to give"
+        " that destination this route's own mapping.",
+        examples=[["crm", "sales-slack"], [{"destination": "crm", "map": {"email": "{{ email | lower }}"}}]],
+    )
     backfill: bool = Field(
         default=False,
         description="also deliver submissions brought in by `hookhub import` (a form's history); off so"
@@ -178,7 +225,12 @@ class RouteConfig(Strict):
 
 
 class ServerConfig(Strict):
-    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1)
+    max_body_bytes: int = Field(
+        default=DEFAULT_MAX_BODY_BYTES,
+        ge=1,
+        description="Largest request body in bytes, chunked bodies too; larger ones get 413. A source's"
+        " max_body_bytes overrides it.",
+    )
     public_base_url: str | None = Field(
         default=None, description="how providers reach this hub, for links in messages and send-test"
     )
@@ -199,7 +251,9 @@ class ServerConfig(Strict):
 
 
 class DispatchConfig(Strict):
-    batch_size: int = Field(default=500, ge=1, le=10_000)
+    batch_size: int = Field(
+        default=500, ge=1, le=10_000, description="Submissions per flow run at most (1 to 10000)."
+    )
     batch_wait: float = Field(default=0.2, ge=0, le=60, description="seconds to wait to fill a batch")
     chunk_size: int = Field(default=100, ge=1, le=1_000, description="submissions per delivery task")
     max_flows: int = Field(default=2, ge=1, le=16, description="flow runs in flight at once")
@@ -210,58 +264,6 @@ class DispatchConfig(Strict):
         description="worker processes for deliveries to webhook destinations (0: all in the hub's process);"
         " read at start",
     )
-
-
-AlertKind = Literal[
-    "dead_letters", "failing", "disabled", "stalled", "silent", "reload_rejected", "webhook", "reconciled"
-]
-"""The alert rules (hub/alerts/rules.py; README "### Alerts" says what each means)."""
-
-
-class AlertRuleConfig(Strict):
-    """Per-rule overrides of the `alerts:` defaults."""
-
-    enabled: bool = True
-    to: list[str] | None = Field(default=None, min_length=1, description="instead of alerts.to")
-    throttle: Duration | None = Field(default=None, description="instead of alerts.throttle")
-
-
-class AlertRules(Strict):
-    """`alerts.rules`: one entry per rule (AlertKind), each optional."""
-
-    dead_letters: AlertRuleConfig = Field(default_factory=AlertRuleConfig)
-    failing: AlertRuleConfig = Field(default_factory=AlertRuleConfig)
-    disabled: AlertRuleConfig = Field(default_factory=AlertRuleConfig)
-    stalled: AlertRuleConfig = Field(default_factory=AlertRuleConfig)
-    silent: AlertRuleConfig = Field(default_factory=AlertRuleConfig)
-    reload_rejected: AlertRuleConfig = Field(default_factory=AlertRuleConfig)
-    webhook: AlertRuleConfig = Field(default_factory=AlertRuleConfig)
-    reconciled: AlertRuleConfig = Field(default_factory=AlertRuleConfig)
-
-
-class AlertsConfig(Strict):
-    """`alerts:`: where alerts go and how often; every rule is on unless `rules` turns it off."""
-
-    to: list[str] = Field(min_length=1, description="destinations that carry alerts (slack, webhook, e-mail)")
-    throttle: Duration = Field(default=600.0, description="at most one message per rule and key per this")
-    group_window: Duration = Field(
-        default=30.0, le=3600, description="dead letters of a destination within this are one message"
-    )
-    failing_in_a_row: int = Field(default=5, ge=1, le=10_000, description="failed attempts in a row")
-    stalled_after: Duration = Field(default=900.0, description="pending longer than this is stalled")
-    check_every: Duration = Field(default=5.0, le=300, description="how often the rules are evaluated")
-    top_reasons: int = Field(default=3, ge=1, le=20, description="reasons listed in a dead-letter alert")
-    rules: AlertRules = Field(default_factory=AlertRules)
-
-    def rule(self, kind: AlertKind) -> AlertRuleConfig:
-        rule: AlertRuleConfig = getattr(self.rules, kind)
-        return rule
-
-    def destinations_of(self, kind: AlertKind) -> list[str]:
-        return self.rule(kind).to or self.to
-
-    def throttle_of(self, kind: AlertKind) -> float:
-        return self.rule(kind).throttle or self.throttle
 
 
 class AdminConfig(Strict):
@@ -294,14 +296,52 @@ class AdminConfig(Strict):
 
 
 class HubConfig(Strict):
-    sources: dict[str, SourceConfig] = Field(default_factory=dict)
-    destinations: dict[str, DestinationConfig] = Field(default_factory=dict)
-    routes: list[RouteConfig] = Field(default_factory=list)
-    server: ServerConfig = Field(default_factory=ServerConfig)
-    dispatch: DispatchConfig = Field(default_factory=DispatchConfig)
-    alerts: AlertsConfig | None = None
-    retention: RetentionConfig | None = None
-    admin: AdminConfig = Field(default_factory=AdminConfig)
-    store: str | None = None
-    """The ledger: `sqlite` (default, a file in the data dir) or a PostgreSQL URL, usually
-    `${HOOKHUB_STORE}`; the HOOKHUB_STORE environment variable wins over it."""
+    sources: dict[str, SourceConfig] = Field(
+        default_factory=dict,
+        description="Webhook URLs by id: each receives POST /hooks/<id>; `provider` says how requests"
+        " are verified and read (`hookhub providers` lists them).",
+        examples=[{"contact-form": {"provider": "typeform", "secret": "${TYPEFORM_SECRET}"}}],
+    )
+    destinations: dict[str, DestinationConfig] = Field(
+        default_factory=dict,
+        description="Where submissions are delivered, by id; `type` picks the kind (file, webhook, slack,"
+        " e-mail, CRM).",
+        examples=[{"sales-slack": {"type": "slack", "webhook_url": "${SLACK_WEBHOOK_URL}"}}],
+    )
+    routes: list[RouteConfig] = Field(
+        default_factory=list,
+        description="Which submissions go where: each route sends its sources' submissions (where `when`"
+        " is true) to its destinations.",
+        examples=[[{"name": "all-leads", "from": ["contact-form"], "to": ["sales-slack"]}]],
+    )
+    server: ServerConfig = Field(
+        default_factory=ServerConfig,
+        description="The receiver: body and HTTP limits, the public address, the status token.",
+        examples=[{"max_body_bytes": 10485760, "public_base_url": "https://hooks.example.com"}],
+    )
+    dispatch: DispatchConfig = Field(
+        default_factory=DispatchConfig,
+        description="How pending submissions are batched into flow runs and delivery tasks.",
+        examples=[{"batch_size": 500, "max_flows": 2}],
+    )
+    alerts: AlertsConfig | None = Field(
+        default=None,
+        description="Alert messages about failures (dead letters, silent sources, ...) and where they go;"
+        " absent: no alerts are sent.",
+    )
+    retention: RetentionConfig | None = Field(
+        default=None,
+        description="How long stored requests and submissions keep personal data; absent: nothing is"
+        " removed, `retention: {}` takes the defaults.",
+    )
+    admin: AdminConfig = Field(
+        default_factory=AdminConfig,
+        description="The web console under /admin, served only while password_hash or token is set.",
+        examples=[{"password_hash": "${HOOKHUB_ADMIN_PASSWORD_HASH}"}],
+    )
+    store: str | None = Field(
+        default=None,
+        description="The ledger: sqlite (the default, <data-dir>/spool.db) or a PostgreSQL URL; the"
+        " HOOKHUB_STORE environment variable wins over it.",
+        examples=["sqlite", "postgresql://hookhub@db/hookhub", "${HOOKHUB_STORE}"],
+    )
