@@ -36,6 +36,16 @@ def _data_dir_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _positive(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return number
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hookhub", description="Webhook integration hub for online forms.")
     parser.add_argument("--version", action="version", version=f"hookhub {metadata.version('hookhub')}")
@@ -72,6 +82,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="config file (the same as --config; this wins if both are given)",
     )
     _config_arg(check)
+    check.add_argument(
+        "--against-data",
+        metavar="DIR",
+        type=Path,
+        default=None,
+        help="also warn about `when` answer labels no recent stored submission of the route's"
+        " sources had (DIR: a hub data dir, or the store HOOKHUB_STORE / store: names; read only)",
+    )
+    check.add_argument(
+        "--sample",
+        metavar="N",
+        type=_positive,
+        default=500,
+        help="with --against-data: how many recent submissions of each source to look at (default 500)",
+    )
 
     sub.add_parser("providers", help="list connectors and their verification schemes")
 
@@ -144,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from hub.config.check import check_file
 
-    code, text = check_file(args.file or args.config)
+    code, text = check_file(args.file or args.config, against_data=args.against_data, sample=args.sample)
     print(text, file=sys.stdout if code == 0 else sys.stderr)
     return code
 
