@@ -149,14 +149,18 @@ def test_sample_looks_at_only_the_most_recent(
     ]
 
 
-def test_without_against_data_no_label_is_judged(filled: tuple[Path, Path], capsys) -> None:
+def test_without_against_data_no_label_is_judged(
+    filled: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     config, _ = filled
     code, out, _ = check(capsys, str(config))
     assert code == 0
     assert not [line for line in out if "How many tickets" in line or line.startswith("note:")]
 
 
-def test_a_missing_data_dir_is_an_error_and_nothing_is_created(tmp_path: Path, capsys) -> None:
+def test_a_missing_data_dir_is_an_error_and_nothing_is_created(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = write_config(tmp_path)
     absent = tmp_path / "nowhere"
     code, out, err = check(capsys, str(config), "--against-data", str(absent))
@@ -165,7 +169,9 @@ def test_a_missing_data_dir_is_an_error_and_nothing_is_created(tmp_path: Path, c
     assert not absent.exists()
 
 
-def test_a_file_that_is_no_spool_is_an_error_and_stays_untouched(tmp_path: Path, capsys) -> None:
+def test_a_file_that_is_no_spool_is_an_error_and_stays_untouched(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = write_config(tmp_path)
     data = tmp_path / "data"
     data.mkdir()
@@ -177,7 +183,9 @@ def test_a_file_that_is_no_spool_is_an_error_and_stays_untouched(tmp_path: Path,
     assert (data / SPOOL_FILE).read_bytes() == b""
 
 
-def test_an_invalid_config_reports_its_problems_first(tmp_path: Path, capsys) -> None:
+def test_an_invalid_config_reports_its_problems_first(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = write_config(tmp_path, CONFIG.replace("answers['How many tickets'] > 2", "answers[ > 2"))
     code, out, err = check(capsys, str(config), "--against-data", str(tmp_path / "nowhere"))
     assert code == 1 and out == []
@@ -187,7 +195,7 @@ def test_an_invalid_config_reports_its_problems_first(tmp_path: Path, capsys) ->
     assert "no hub data" not in err
 
 
-def test_sample_must_be_positive(tmp_path: Path, capsys) -> None:
+def test_sample_must_be_positive(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
         main(["check", str(write_config(tmp_path)), "--against-data", str(tmp_path), "--sample", "0"])
     assert exited.value.code == 2
