@@ -74,7 +74,11 @@ class WebflowOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    auth: Literal["signature", "url-token"] = "signature"
+    auth: Literal["signature", "url-token"] = Field(
+        default="signature",
+        description="signature: x-webflow-signature, for webhooks made through the API or an app;"
+        " url-token: ?token=<secret> in the URL, for unsigned dashboard webhooks.",
+    )
 
 
 def _options(source: SourceSettings) -> WebflowOptions:

@@ -10,6 +10,7 @@ import ast
 import base64
 import re
 import textwrap
+import tomllib
 from collections.abc import Iterator, Mapping
 from functools import cache
 from pathlib import Path
@@ -29,6 +30,7 @@ from hub.config.schema import config_schema, render
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "docs" / "connectors.schema.json"
+PACKAGED = REPO / "hub" / "config" / "connectors.schema.json"
 _CONFIG_LIKE = re.compile(r"^\s*(sources|destinations|routes):", re.MULTILINE)
 _YAML_BLOCK = re.compile(r"```ya?ml\n(.*?)```", re.DOTALL)
 
@@ -145,6 +147,24 @@ def test_shipped_schema_is_what_hookhub_schema_prints(capsys: pytest.CaptureFixt
     printed = capsys.readouterr().out
     assert printed == render()
     assert SHIPPED.read_text(encoding="utf-8") == printed, "run: hookhub schema > docs/connectors.schema.json"
+    assert PACKAGED.read_text(encoding="utf-8") == printed, f"run: cp {SHIPPED.relative_to(REPO)} {PACKAGED}"
+
+
+def test_the_packaged_schema_is_package_data() -> None:
+    # Without this line in pyproject.toml a wheel would leave the file out and `--path` would fail.
+    package_data = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    assert "config/connectors.schema.json" in package_data["package-data"]["hub"]
+
+
+def test_schema_path_prints_the_installed_copy(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["schema", "--path"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.endswith("\n") and printed.count("\n") == 1, printed
+    path = Path(printed.strip())
+    assert path.is_absolute()
+    # Installed in editable mode for the tests: the package's copy is the repo's file.
+    assert path == PACKAGED.resolve()
+    assert path.read_text(encoding="utf-8") == render()
 
 
 BASE = """\
@@ -263,3 +283,48 @@ def test_destination_keys_match_the_models(type_name: str) -> None:
 def test_keys_carry_the_models_descriptions() -> None:
     described = _def("Source.typeform")["properties"]["secret"]
     assert described["description"] == SourceConfig.model_fields["secret"].description
+
+
+def _properties(node: Any, path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every key's schema with where it is; `if:` clauses are skipped, as they only repeat the
+    `provider` / `type` discriminator to pick a variant."""
+    if isinstance(node, dict):
+        for keyword, value in node.items():
+            if keyword == "if":
+                continue
+            if keyword == "properties" and isinstance(value, dict):
+                for name, schema in value.items():
+                    yield f"{path}.{name}", schema
+            yield from _properties(value, f"{path}/{keyword}")
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _properties(value, f"{path}[{index}]")
+
+
+def test_there_are_keys_to_document() -> None:
+    # Guards the next tests against a walk that finds nothing.
+    assert len(list(_properties(config_schema()))) > 300
+
+
+def test_every_key_has_hover_text_and_an_example() -> None:
+    # What editors show on hover and offer in completion; issue 17 asks for both on every key.
+    undescribed = [where for where, schema in _properties(config_schema()) if not schema.get("description")]
+    unexampled = [
+        where
+        for where, schema in _properties(config_schema())
+        if not schema.get("examples") and "default" not in schema
+    ]
+    assert undescribed == []
+    assert unexampled == []
+
+
+def test_every_example_is_valid_for_its_key() -> None:
+    # A wrong example would teach the mistake the schema is there to catch.
+    root = config_schema()
+    wrong = []
+    for where, schema in _properties(root):
+        check = Draft202012Validator({**schema, "$defs": root["$defs"]})
+        wrong += [
+            f"{where}: {example!r}" for example in schema.get("examples", []) if not check.is_valid(example)
+        ]
+    assert wrong == []

@@ -23,7 +23,7 @@ import secrets
 from typing import Any, ClassVar, Literal
 from urllib.parse import parse_qsl, urlencode
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from connectors import _answers
 from connectors._hashing import hmac_digest
@@ -57,7 +57,11 @@ _SUB_LINE = re.compile(r"^([A-Za-z0-9_]+) ?= ?(.*)$")
 class FormstackOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    auth: Literal["signature", "handshake-key", "url-token"] = "signature"
+    auth: Literal["signature", "handshake-key", "url-token"] = Field(
+        default="signature",
+        description="signature: the X-FS-Signature HMAC (the webhook's HMAC secret); handshake-key: the"
+        " body's HandshakeKey equals the secret (classic webhooks); url-token: ?token=<secret> in the URL.",
+    )
 
 
 def _options(source: SourceSettings) -> FormstackOptions:

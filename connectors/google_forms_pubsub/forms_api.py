@@ -89,8 +89,12 @@ class FetchOptions(BaseModel):
     delegated_user: str | None = Field(
         default=None, description="user to impersonate (domain-wide delegation)"
     )
-    token_url: str = Field(default=TOKEN_URL)
-    api_base_url: str = Field(default=FORMS_API_BASE)
+    token_url: str = Field(
+        default=TOKEN_URL, description="Google's OAuth token endpoint, where a service account gets its token"
+    )
+    api_base_url: str = Field(
+        default=FORMS_API_BASE, description="the Forms API's root (tests point it elsewhere); must be https"
+    )
     lookback_seconds: int = Field(
         default=3600,
         ge=0,

@@ -21,9 +21,16 @@ class GoogleFormsPubSubOptions(api.FetchOptions):
 
     model_config = ConfigDict(extra="forbid")
 
-    service_account_email: str = Field(description="the push subscription's service account")
+    service_account_email: str = Field(
+        description="the push subscription's service account: the push's token must name it",
+        examples=["forms-push@my-project.iam.gserviceaccount.com"],
+    )
     audience: str | None = Field(default=None, description="default: the source's public_url")
-    issuer: list[str] = Field(default_factory=lambda: list(GOOGLE_ISSUERS))
+    issuer: list[str] = Field(
+        default_factory=lambda: list(GOOGLE_ISSUERS),
+        description="accepted `iss` of the push's OIDC token (default: Google's two spellings)",
+        examples=[list(GOOGLE_ISSUERS)],
+    )
     leeway_seconds: int = Field(default=60, ge=0, le=600, description="clock skew allowed on iat/exp")
     jwks: dict[str, Any] | None = Field(default=None, description="trusted JWK set (Google's certs)")
     certs_url: str = Field(default=GOOGLE_CERTS_URL, description="where a key fetcher would read them")

@@ -134,7 +134,9 @@ class AnswersOptions(BaseModel):
         "whole body, which is what form fields are)",
     )
     exclude: list[str] = Field(
-        default_factory=list, description="object: keys of that object that are not answers"
+        default_factory=list,
+        description="object: keys of that object that are not answers",
+        examples=[["form_id", "entry_id"]],
     )
 
     @model_validator(mode="after")
@@ -182,6 +184,7 @@ class MappedOptions(BaseModel):
     verify: VerifyOptions = Field(
         default_factory=VerifyOptions,
         description="how requests are authenticated (default: hmac, hex HMAC-SHA256 in X-Signature)",
+        examples=[{"mode": "hmac", "header": "X-Signature", "prefix": "sha256="}],
     )
     body: Literal["any", "json", "form"] = Field(
         default="any",
@@ -207,14 +210,18 @@ class MappedOptions(BaseModel):
         default=None, description="respondent name; unset: the first answer labelled or typed as a name"
     )
     answers: AnswersOptions = Field(
-        default_factory=AnswersOptions, description="where the answers are (list or object shape)"
+        default_factory=AnswersOptions,
+        description="where the answers are (list or object shape)",
+        examples=[{"list": "data.fields", "key": "id", "label": "label", "value": "value"}],
     )
     hidden: PathText | None = Field(
         default=None,
         description="an object of hidden fields / URL parameters: answers typed hidden, and `hidden`",
     )
     metadata: dict[str, PathText] = Field(
-        default_factory=dict, description="extra values kept in `metadata`: name -> path"
+        default_factory=dict,
+        description="extra values kept in `metadata`: name -> path",
+        examples=[{"page_url": "data.page.url"}],
     )
     test_when: Conditions = Field(
         default=None,

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from connectors import _answers
 from connectors._hashing import hmac_digest
@@ -65,7 +65,11 @@ class SurveyMonkeyOptions(api.FetchOptions):
 
     model_config = ConfigDict(extra="forbid")
 
-    api_key: str | list[str] | None = None
+    api_key: str | list[str] | None = Field(
+        default=None,
+        description="the app's Client ID, which Sm-Apikey must equal (recommended; a list rotates);"
+        " unset: the header's key is taken as sent",
+    )
 
     @field_validator("api_key")
     @classmethod

@@ -114,10 +114,24 @@ def _split_addresses(text: str) -> list[str]:
 
 
 class EmailSettings(DestinationSettings):
-    from_: str = Field(alias="from", description="sender: forms@example.com or 'Forms <forms@example.com>'")
-    to: list[str] = Field(min_length=1, description="recipients; each entry addresses or a Jinja template")
-    cc: list[str] = Field(default_factory=list, description="copy recipients, like `to`")
-    bcc: list[str] = Field(default_factory=list, description="blind-copy recipients, like `to`")
+    from_: str = Field(
+        alias="from",
+        description="sender: forms@example.com or 'Forms <forms@example.com>'",
+        examples=["Forms <forms@example.com>"],
+    )
+    to: list[str] = Field(
+        min_length=1,
+        description="recipients; each entry addresses or a Jinja template",
+        examples=[["sales@example.com"], ["{{ answers['Department'] | lower }}@example.com"]],
+    )
+    cc: list[str] = Field(
+        default_factory=list, description="copy recipients, like `to`", examples=[["team-lead@example.com"]]
+    )
+    bcc: list[str] = Field(
+        default_factory=list,
+        description="blind-copy recipients, like `to`",
+        examples=[["archive@example.com"]],
+    )
     subject: str = Field(default=DEFAULT_SUBJECT, min_length=1, description="Jinja template of the subject")
     text_template: str | None = Field(default=None, description="Jinja template of the plain-text body")
     html_template: str | None = Field(

@@ -61,7 +61,16 @@ class DestinationSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     type: str
-    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    retry: RetryPolicy = Field(
+        default_factory=RetryPolicy,
+        description="How a failed delivery is tried again: waits start at `initial` seconds and grow by"
+        " `multiplier` up to `max_delay`; it is given up `horizon` seconds (default 2 days) after the"
+        " first attempt, or after `max_attempts`.",
+        examples=[
+            {"initial": 10, "multiplier": 2, "max_delay": 3600, "horizon": 172800},
+            {"max_attempts": 30},
+        ],
+    )
     timeout: float = Field(default=30.0, gt=0, le=600, description="seconds for one request to the target")
 
 

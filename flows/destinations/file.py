@@ -13,7 +13,10 @@ from flows.destinations.base import DeliveryContext, DeliveryItem, Destination, 
 
 
 class FileConfig(DestinationSettings):
-    path: str = Field(description="JSON-lines file; relative paths are relative to the data dir")
+    path: str = Field(
+        description="JSON-lines file; relative paths are relative to the data dir",
+        examples=["deliveries.jsonl"],
+    )
     fsync: bool = Field(
         default=True, description="fsync after each batch so a delivered line survives a crash"
     )

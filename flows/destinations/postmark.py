@@ -59,7 +59,8 @@ ADVICE = {
 
 class PostmarkConfig(EmailSettings):
     server_token: Annotated[SecretStr, api_credential("token")] = Field(
-        description="Postmark server API token (POSTMARK_API_TEST validates only)"
+        description="Postmark server API token (POSTMARK_API_TEST validates only)",
+        examples=["${POSTMARK_SERVER_TOKEN}"],
     )
     base_url: ApiRoot = Field(default=DEFAULT_BASE_URL, description="API root (a proxy or test server)")
     message_stream: str = Field(

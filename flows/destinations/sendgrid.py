@@ -51,7 +51,7 @@ ADVICE = {
 
 class SendgridConfig(EmailSettings):
     api_key: Annotated[SecretStr, api_credential("API key")] = Field(
-        description="SendGrid API key (SG.…) with the Mail Send permission"
+        description="SendGrid API key (SG.…) with the Mail Send permission", examples=["${SENDGRID_API_KEY}"]
     )
     base_url: ApiRoot = Field(
         default=DEFAULT_BASE_URL, description="API root; https://api.eu.sendgrid.com for EU subusers"

@@ -46,7 +46,7 @@ BUSY_PAUSE = 60.0
 
 
 class SmtpConfig(EmailSettings):
-    host: str = Field(min_length=1, description="SMTP server host name")
+    host: str = Field(min_length=1, description="SMTP server host name", examples=["smtp.example.com"])
     port: int | None = Field(
         default=None, ge=1, le=65535, description="default 587, 465 for tls, 25 for none"
     )

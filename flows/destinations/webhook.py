@@ -42,13 +42,17 @@ _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 
 
 class WebhookConfig(DestinationSettings):
-    url: str = Field(description="receiver URL, https:// (or http://)")
+    url: str = Field(
+        description="receiver URL, https:// (or http://)", examples=["https://crm.example.com/hooks/forms"]
+    )
     secret: SecretStr = Field(
-        description="Standard Webhooks secret: whsec_ followed by base64 of ≥24 random bytes"
+        description="Standard Webhooks secret: whsec_ followed by base64 of ≥24 random bytes",
+        examples=["${CRM_WEBHOOK_SECRET}"],
     )
     headers: dict[str, SecretStr] = Field(
         default_factory=dict,
         description="extra request headers, e.g. Authorization; not webhook-* or content-type",
+        examples=[{"Authorization": "Bearer ${CRM_API_TOKEN}"}],
     )
     concurrency: int = Field(default=10, ge=1, le=100, description="requests in flight at once per batch")
 

@@ -15,7 +15,7 @@ from hub.alerts.durations import Duration
 from hub.config.alert_models import AlertKind as AlertKind
 from hub.config.alert_models import AlertRuleConfig as AlertRuleConfig
 from hub.config.alert_models import AlertRules as AlertRules
-from hub.config.alert_models import AlertsConfig
+from hub.config.alert_models import AlertsConfig as AlertsConfig
 from hub.config.strict import Strict
 from hub.console import passwords
 

@@ -124,7 +124,11 @@ def _add_sources(
     for provider, options_model in plugins["options"].items():
         options = defs[names[options_model]]
         properties = {**common["properties"], **options.get("properties", {})}
-        properties["provider"] = {"const": provider, "description": _provider_title(provider)}
+        properties["provider"] = {
+            "const": provider,
+            "description": _provider_title(provider),
+            "examples": [provider],
+        }
         settings = plugins["reconcile"].get(provider)
         if settings is None:
             # hookhub check rejects `reconcile:` for a provider without a reconciler.
@@ -133,6 +137,7 @@ def _add_sources(
             properties["reconcile"] = {
                 "anyOf": [{"$ref": f"#/$defs/{names[settings]}"}, {"type": "null"}],
                 "description": SourceConfig.model_fields["reconcile"].description,
+                "examples": [_required_example(defs[names[settings]], every="1h")],
             }
         name = f"Source.{provider}"
         defs[name] = {
@@ -153,7 +158,7 @@ def _add_destinations(
     for type_name, model in configs.items():
         variant = copy.deepcopy(defs[names[model]])
         variant["properties"] = {
-            "type": {"const": type_name, "description": "destination type"},
+            "type": {"const": type_name, "description": "destination type", "examples": [type_name]},
             **{k: v for k, v in variant["properties"].items() if k != "type"},
         }
         variant["required"] = sorted({"type", *variant.get("required", [])})
@@ -171,7 +176,9 @@ def _section(entries: Schema, kind: str, variant_names: list[str]) -> Schema:
     entry: Schema = {
         "type": "object",
         "required": [key],
-        "properties": {key: {"enum": values, "description": f"one of: {', '.join(values)}"}},
+        "properties": {
+            key: {"enum": values, "description": f"one of: {', '.join(values)}", "examples": values[:2]}
+        },
         "allOf": [
             {
                 "if": {"properties": {key: {"const": value}}, "required": [key]},
@@ -190,9 +197,17 @@ def _widen_route_from(defs: Schema) -> None:
     listed = route["from"]
     route["from"] = {
         **{k: v for k, v in listed.items() if k in _ANNOTATIONS},
-        "description": 'source ids this route takes submissions from, or "*" for every source',
         "anyOf": [{"type": "string"}, {k: v for k, v in listed.items() if k not in _ANNOTATIONS}],
     }
+
+
+def _required_example(model: Schema, **common: Any) -> Schema:
+    """An example of a whole object: its required keys' first examples, and `common` ones."""
+    properties = model.get("properties", {})
+    required = {
+        k: properties[k]["examples"][0] for k in model.get("required", []) if properties[k].get("examples")
+    }
+    return {**required, **common}
 
 
 def _nullable(schema: Schema) -> Schema:

@@ -62,7 +62,10 @@ _UPSERT_IS_SAFE = "retrying (an upsert by email cannot duplicate the contact)"
 
 
 class HubspotConfig(DestinationSettings):
-    token: SecretStr = Field(description="private app (or OAuth access) token, sent as Authorization: Bearer")
+    token: SecretStr = Field(
+        description="private app (or OAuth access) token, sent as Authorization: Bearer",
+        examples=["${HUBSPOT_TOKEN}"],
+    )
     base_url: ApiRoot = Field(
         default=DEFAULT_BASE_URL,
         description="API root: https://api-eu1.hubapi.com for EU accounts, or a proxy",

@@ -64,7 +64,7 @@ _NUMERIC_ID = re.compile(r"\d{1,20}")
 
 class PipedriveConfig(DestinationSettings):
     api_token: PlainToken = Field(
-        description="API token (Personal preferences > API), e.g. ${PIPEDRIVE_TOKEN}"
+        description="API token (Personal preferences > API)", examples=["${PIPEDRIVE_TOKEN}"]
     )
     base_url: ApiRoot = Field(
         default=DEFAULT_BASE_URL, description="API host, or https://<company>.pipedrive.com"

@@ -74,10 +74,12 @@ class SalesforceConfig(DestinationSettings):
     base_url: ApiRoot | None = Field(
         default=None, description="same as instance_url (a proxy or sandbox URL also works)"
     )
-    access_token: PlainToken = Field(description="OAuth access token, e.g. ${SF_ACCESS_TOKEN}")
+    access_token: PlainToken = Field(description="OAuth access token", examples=["${SF_ACCESS_TOKEN}"])
     api_version: str = Field(default=DEFAULT_API_VERSION, description="REST API version such as 62.0")
     sobject: str = Field(default="Lead", description="object to upsert, e.g. Lead, Contact, Web_Form__c")
-    external_id_field: str = Field(description="External ID + Unique field to upsert on, e.g. Hookhub_Id__c")
+    external_id_field: str = Field(
+        description="API name of the External ID + Unique field to upsert on", examples=["Hookhub_Id__c"]
+    )
     external_id: str = Field(default="{{ id }}", description="template of the external id value")
     map: dict[str, str] | None = Field(default=None, description="{Salesforce field: Jinja template}")
     batch_size: int = Field(default=200, ge=1, le=200, description="records per collection request")
