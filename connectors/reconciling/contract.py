@@ -35,8 +35,8 @@ class ReconcileFailed(Exception):
 
 
 SHARED_KEYS = {
-    "credentials": "The API secret the listing is read with, from the environment (${VAR}); it never"
-    " appears in a log or a message.",
+    "credentials": "The API secret the form's responses are listed with; write it as ${VAR} so it stays"
+    " out of the file. It is never logged.",
     "api_base_url": "The API's root URL; change it only for another data centre, a proxy or a test server.",
 }
 
