@@ -1,10 +1,12 @@
-"""A loopback destination for benchmarks: accepts every POST and remembers when each webhook-id came."""
+"""A loopback destination for benchmarks: accepts every POST (webhooks, and Slack's chat.postMessage
+at /api) and remembers when each webhook-id came."""
 
 from __future__ import annotations
 
 import argparse
 import time
 
+import orjson
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -22,6 +24,15 @@ async def receive(request: Request) -> Response:
     return Response(status_code=204)
 
 
+async def slack_post(request: Request) -> JSONResponse:
+    """Slack's chat.postMessage as it answers a post it accepts (no rate limit here: the hub's own
+    per-channel budget paces Slack, flows/budgets.py)."""
+    channel = str(orjson.loads(await request.body()).get("channel", ""))
+    now = time.time()
+    arrivals.append((f"slack:{channel}", now))
+    return JSONResponse({"ok": True, "channel": channel, "ts": f"{now:.6f}"})
+
+
 async def stats(request: Request) -> JSONResponse:
     since = int(request.query_params.get("since", "0"))
     return JSONResponse({"count": len(arrivals), "arrivals": arrivals[since:]})
@@ -30,6 +41,7 @@ async def stats(request: Request) -> JSONResponse:
 app = Starlette(
     routes=[
         Route("/in/{name}", receive, methods=["POST"]),
+        Route("/api/chat.postMessage", slack_post, methods=["POST"]),
         Route("/stats", stats),
         Route("/healthz", lambda r: JSONResponse({"status": "alive"})),
     ]

@@ -70,6 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="log lines on stderr as text or JSON (default: $HOOKHUB_LOG_FORMAT, else text on a terminal)",
     )
     serve.add_argument("--no-dispatch", action="store_true", help="only receive and spool; do not deliver")
+    serve.add_argument(
+        "--delivery",
+        choices=["process", "thread"],
+        default="process",
+        help="where delivery runs: a process of its own at a lower CPU priority, so receiving wins"
+        " during bursts (default), or a thread of the receiver's process (README: Peak load)",
+    )
     lease_arg(serve)
     serve.add_argument("--admin-host", default="127.0.0.1", help="with --admin-port: the console's address")
     serve.add_argument("--admin-port", type=int, help="serve the admin console here, not at --port's /admin")
@@ -231,13 +238,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     hub = Hub(
         config=holder, data_dir=Path(args.data_dir), durability=args.durability, port=args.port, store=store
     )
-    if not args.no_dispatch:
-        from hub.dispatch import attach_dispatcher
+    if args.no_dispatch or args.delivery == "thread":
+        if not args.no_dispatch:
+            from hub.dispatch import attach_dispatcher
 
-        attach_dispatcher(hub, lease_seconds=args.lease)
-    from hub.alerts.evaluator import attach_alerts
+            attach_dispatcher(hub, lease_seconds=args.lease)
+        from hub.alerts.evaluator import attach_alerts
 
-    attach_alerts(hub)
+        attach_alerts(hub)
+    else:
+        # The delivery process evaluates the alerts too: they need the dispatcher's health.
+        from hub.dispatch.delivery_process import attach_delivery_process
+
+        attach_delivery_process(hub, Path(args.config), args.lease)
     from hub.console.serve import serve_separately
 
     if args.admin_port is not None and not serve_separately(hub, args.admin_host, args.admin_port):

@@ -69,6 +69,8 @@ def add_parser(
     worker.add_argument("--port", type=int, help="answer /healthz, /readyz and /metrics here (default: none)")
     worker.add_argument("--log-level", default="info")
     worker.add_argument("--log-format", choices=["auto", "text", "json"], default=None)
+    # `hookhub serve` starts its delivery as `worker --attached FD` (hub/dispatch/delivery_process.py).
+    worker.add_argument("--attached", type=int, default=None, metavar="FD", help=argparse.SUPPRESS)
 
 
 def open_store(config: HubConfig, data_dir: Path) -> Store:
@@ -115,7 +117,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     except StoreNotReady as exc:
         print(f"hookhub: not starting: {exc}", file=sys.stderr)
         return 1
-    if store.dialect != "postgresql":
+    if store.dialect != "postgresql" and args.attached is None:
         print(
             "hookhub worker: the store is SQLite, which one `hookhub serve` receives and delivers"
             " from on its own; run `hookhub serve`, or set HOOKHUB_STORE (or store:) to a"
@@ -124,7 +126,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
         )
         return 2
     hub = _worker_hub(holder, data_dir, store, args)
-    print(f"hookhub: worker {hub_owner(hub)} delivering from {store.key}", file=sys.stderr)
+    if args.attached is not None:
+        from hub.dispatch.attached import attach_to_receiver
+
+        attach_to_receiver(hub, args.attached)
+    else:
+        print(f"hookhub: worker {hub_owner(hub)} delivering from {store.key}", file=sys.stderr)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     with contextlib.suppress(KeyboardInterrupt):
         if args.port is None:

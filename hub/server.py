@@ -14,7 +14,8 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from types import FrameType
+from typing import Any, Protocol, runtime_checkable
 
 import uvicorn
 from starlette.applications import Starlette
@@ -40,11 +41,17 @@ LISTEN_BACKLOG = 2048  # uvicorn's default
 
 
 class Service(Protocol):
-    """Something that runs beside the receiver in its own thread (the dispatcher)."""
+    """Something that runs beside the receiver in its own thread or process (the dispatcher)."""
 
     def start(self) -> None: ...
 
     def stop(self) -> None: ...
+
+
+@runtime_checkable
+class EarlyStopping(Protocol):
+    def begin_stop(self) -> None:
+        """Start stopping now, without blocking (called from a signal handler); `stop` follows."""
 
 
 @dataclass
@@ -117,6 +124,12 @@ class Hub:
             self.receiver.snapshots.close()
             log.info("hub stopped", extra={"event": "stopped"})
 
+    def begin_stop(self) -> None:
+        """A stop signal came: services that take long to stop start now (see _HubServer)."""
+        for service in self.services:
+            if isinstance(service, EarlyStopping):
+                service.begin_stop()
+
     def app(self) -> HubApp:
         return create_app(self.receiver, lifespan=self.lifespan)
 
@@ -180,8 +193,22 @@ def serve(hub: Hub, host: str, port: int, sock: socket.socket | None = None) -> 
     app = hub.app()
     limits = app.edge_limits()
     _raise_file_limit(limits.max_connections + FD_MARGIN)
-    server = uvicorn.Server(uvicorn_config(app, host, port, limits=limits))
+    server = _HubServer(uvicorn_config(app, host, port, limits=limits), hub)
     server.run(sockets=None if sock is None else [sock])
+
+
+class _HubServer(uvicorn.Server):
+    """uvicorn's server, telling the hub's services of a stop as soon as the signal comes."""
+
+    def __init__(self, config: uvicorn.Config, hub: Hub) -> None:
+        super().__init__(config)
+        self.hub = hub
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # uvicorn first waits for requests in flight (up to 3 s) and only then ends the lifespan,
+        # where services stop. The delivery process needs most of the 10 s a stop may take.
+        self.hub.begin_stop()
+        super().handle_exit(sig, frame)
 
 
 def _raise_file_limit(wanted: int) -> None:

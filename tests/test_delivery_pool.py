@@ -17,7 +17,7 @@ import pytest
 from flows.delivery_pool import DeliveryPool
 from hub.dispatch import Dispatcher
 from tests.fake_destination import FakeDestination, by_webhook_id
-from tests.harness import ServeProcess, wait_for
+from tests.harness import ServeProcess, descendants, wait_for
 from tests.test_pipeline_e2e import (
     FIRST_DELIVERY,
     FULL,
@@ -161,7 +161,8 @@ def test_workers_die_with_a_killed_hub(tmp_path, fake: FakeDestination) -> None:
         workers = wait_for(
             lambda: [
                 p
-                for p in children(serve.proc.pid)
+                # Below the delivery process `hookhub serve` starts (hub/dispatch/delivery_process.py).
+                for p in descendants(serve.proc.pid)
                 if b"multiprocessing" in cmdline(p) and b"resource_tracker" not in cmdline(p)
             ],
             timeout=10,
@@ -173,19 +174,6 @@ def test_workers_die_with_a_killed_hub(tmp_path, fake: FakeDestination) -> None:
         wait_for(lambda: not any(alive(p) for p in workers), timeout=10, what="the workers to go")
     finally:
         serve.kill()
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    if int(stat.read().rsplit(")", 1)[1].split()[1]) == pid:
-                        found.append(int(entry))
-            except OSError:
-                continue
-    return found
 
 
 def cmdline(pid: int) -> bytes:

@@ -1,0 +1,60 @@
+"""The delivery process's side of `hookhub serve` (hub/dispatch/delivery_process.py): a worker
+that runs at a lower CPU priority, reports its health to the receiver's process and stops when
+that process is gone."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import threading
+from typing import TYPE_CHECKING
+
+from hub.dispatch.delivery_process import health_line
+
+if TYPE_CHECKING:
+    from hub.server import Hub
+
+log = logging.getLogger("hookhub.dispatch")
+
+NICENESS = 10
+"""Added to the delivery process's nice value. On Linux a nice-0 task weighs 1024 against 110 at
++10, so while both want the CPU the receiver gets ~90 % of it; idle receivers cost delivery nothing."""
+HEALTH_SECONDS = 1.0
+
+
+def attach_to_receiver(hub: Hub, fd: int) -> None:
+    """Make this worker the delivery process of the hub whose socket is `fd`."""
+    with contextlib.suppress(OSError):  # a container may forbid it; delivery still works, unprioritized
+        os.nice(NICENESS)
+    channel = socket.socket(fileno=fd)
+    channel.set_inheritable(False)  # Prefect's server and delivery workers must not keep it open
+    threading.Thread(
+        target=_stop_when_receiver_gone, args=(channel,), name="hookhub-attached", daemon=True
+    ).start()
+
+    async def report_health(hub: Hub) -> None:
+        while True:
+            try:
+                await asyncio.to_thread(channel.sendall, health_line(hub.health))
+            except OSError:
+                _stop("cannot reach the receiver's process")
+                return
+            await asyncio.sleep(HEALTH_SECONDS)
+
+    hub.background.append(report_health)
+
+
+def _stop_when_receiver_gone(channel: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while channel.recv(1024):
+            pass
+    _stop("the receiver's process is gone")
+
+
+def _stop(why: str) -> None:
+    log.warning("delivery stops: %s", why, extra={"event": "receiver_gone"})
+    os.kill(os.getpid(), signal.SIGTERM)
