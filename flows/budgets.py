@@ -107,6 +107,12 @@ class StorePacer:
             key, min_interval, tolerance, max_wait, lambda: alone.wait_turn(key, min_interval, max_wait)
         )
 
+    def later_turn(self, key: str, min_interval: float) -> float:
+        """`Pacer.later_turn`, from this process's own schedule: a time to come back, not a slot
+        (the turn is still taken through the row then), so each worker spreading its own
+        deferrals is enough."""
+        return max(self._fallback.later_turn(key, min_interval), self.paused_for(key))
+
     async def acquire(self, key: str, limit: int, window: float, max_wait: float | None = None) -> bool:
         """Wait until one more send on `key` fits `limit` sends per `window` seconds and `key` is
         not paused; True once the send is counted, False (nothing counted) when that is more than

@@ -57,6 +57,7 @@ class Pacer:
         self._next_free: dict[str, float] = {}
         self._paused_until: dict[str, float] = {}
         self._windows: dict[str, _Window] = {}
+        self._later: dict[str, float] = {}
 
     async def wait_turn(self, key: str, min_interval: float, max_wait: float | None = None) -> bool:
         """Return True when the caller may send on `key`; the slot is taken when this returns.
@@ -98,6 +99,27 @@ class Pacer:
             if wait <= 0:
                 return None, reserved
             return wait, reserved
+
+    def later_turn(self, key: str, min_interval: float) -> float:
+        """Seconds from now until a turn for a caller that hands its send back to the ledger
+        instead of waiting (`wait_turn` with `max_wait` said no).
+
+        Each such caller is given the next of a second schedule, spaced `min_interval` apart
+        and starting after every slot already taken: a backlog of 30,000 Slack posts comes
+        back spread over the hours the channel needs, about one post per turn, instead of all
+        at once every few seconds (each time costing a ledger write per post to hand back
+        again). No slot is taken: the caller still waits its turn when it comes back.
+        """
+        with self._lock:
+            now = self._clock()
+            start = max(
+                now,
+                self._next_free.get(key, now),
+                self._paused_until.get(key, now),
+                self._later.get(key, now),
+            )
+            self._later[key] = start + min_interval
+            return start - now
 
     def pause(self, key: str, seconds: float) -> None:
         """Nobody sends on `key` for `seconds` from now; honoured exactly, never shortened or capped.

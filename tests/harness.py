@@ -134,14 +134,14 @@ def serve_command(config: Path, data_dir: Path, port: int, *extra: str) -> list[
 class ServeProcess:
     """`hookhub serve` as a real subprocess in its own process group (with its Prefect server)."""
 
-    def __init__(self, config: Path, data_dir: Path, prefect_home: Path, log: Path) -> None:
+    def __init__(self, config: Path, data_dir: Path, prefect_home: Path, log: Path, *extra: str) -> None:
         sock = free_socket()
         self.port = sock.getsockname()[1]
         sock.close()
         env = {**os.environ, "PREFECT_HOME": str(prefect_home)}
         self.log = log
         self.proc = subprocess.Popen(
-            serve_command(config, data_dir, self.port),
+            serve_command(config, data_dir, self.port, *extra),
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=log.open("ab"),

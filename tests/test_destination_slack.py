@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from flows.delivery import deliver_chunk
 from flows.destinations import get_destination
 from flows.destinations._http import account_key
+from flows.destinations._pause import MAX_INLINE_PAUSE
 from flows.destinations.base import DeliveryContext, DeliveryItem, Outcome
 from flows.destinations.slack import ADVICE, SPACING, SlackConfig, SlackDestination, channel_key
 from flows.destinations.slack.blocks import render_message
@@ -419,6 +420,33 @@ async def test_a_batch_is_paced_one_per_second() -> None:
         outcomes = await deliver([item(i) for i in range(3)], config(), pacer)
     assert [o.status for o in outcomes] == ["delivered"] * 3
     assert sent_at == pytest.approx([1000.0, 1000.0 + SPACING, 1000.0 + 2 * SPACING])
+
+
+@pytest.mark.anyio
+async def test_a_backlog_is_handed_back_spread_over_the_turns_it_needs() -> None:
+    # A batch of 12 posts: waiting for all would hold the batch's other destinations ~12 s.
+    # The posts whose turn is more than MAX_INLINE_PAUSE away go back to the ledger, each due
+    # at a turn of its own (not all at once, to be handed back again), and none counts as an attempt.
+    pacer, vt = fake_pacer()
+    sent_at: list[float] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        sent_at.append(vt.now)
+        return httpx.Response(200, text="ok")
+
+    with respx.mock() as router:
+        router.post(URL).mock(side_effect=record)
+        outcomes = await deliver([item(i) for i in range(12)], config(), pacer)
+    inline = int(MAX_INLINE_PAUSE / SPACING) + 1
+    assert [o.status for o in outcomes] == ["delivered"] * inline + ["retry"] * (12 - inline)
+    assert sent_at == pytest.approx([1000.0 + n * SPACING for n in range(inline)])
+    handed_back = outcomes[inline:]
+    assert all(o.deferred for o in handed_back)
+    assert "queued behind earlier sends" in (handed_back[0].reason or "")
+    # Due one turn apart, the first right after the turns the inline posts took (the clock
+    # has moved on by the inline sends, so these are counted from the last one's time).
+    dues = [vt.now + (o.retry_after or 0) for o in handed_back]
+    assert dues == pytest.approx([1000.0 + n * SPACING for n in range(inline, 12)])
 
 
 @pytest.mark.anyio

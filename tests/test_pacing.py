@@ -153,3 +153,24 @@ async def test_negative_interval_is_a_caller_bug() -> None:
     pacer, _ = fake_pacer()
     with pytest.raises(ValueError):
         await pacer.wait_turn(KEY, -1.0)
+
+
+@pytest.mark.anyio
+async def test_later_turns_start_after_the_taken_slots_and_are_spaced() -> None:
+    pacer, vt = fake_pacer()
+    await pacer.wait_turn(KEY, 1.0)  # 1000
+    assert not await pacer.wait_turn(KEY, 1.0, max_wait=0.5)  # 1001 is more than 0.5 s away
+    assert [pacer.later_turn(KEY, 1.0) for _ in range(3)] == [1.0, 2.0, 3.0]
+    assert vt.sleeps == []  # handing back costs no wait
+    pacer.pause(KEY, 30)
+    assert pacer.later_turn(KEY, 1.0) == 30.0  # never inside a pause
+    assert pacer.later_turn(OTHER, 1.0) == 0.0  # another account's schedule
+
+
+@pytest.mark.anyio
+async def test_later_turns_are_not_slots_the_next_inline_caller_still_goes_first() -> None:
+    pacer, vt = fake_pacer()
+    for _ in range(5):
+        pacer.later_turn(KEY, 1.0)
+    await pacer.wait_turn(KEY, 1.0)
+    assert vt.sleeps == []

@@ -7,6 +7,11 @@ task does not hold a worker while the ledger can reschedule the items for the pa
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+
 from flows.destinations.base import DeliveryContext
 
 MAX_INLINE_PAUSE = 5.0
@@ -21,3 +26,47 @@ async def held_for(context: DeliveryContext, key: str, interval: float = 0.0) ->
         return paused
     await context.pacer.wait_turn(key, interval)
     return None
+
+
+# How many more turns the current delivery task may wait for (None: no limit); set per task by
+# `inline_turns`, read deep in a destination's send path without threading it through each call.
+_turns_left: ContextVar[int | None] = ContextVar("hookhub_inline_turns", default=None)
+
+
+@contextmanager
+def inline_turns(interval: float) -> Iterator[None]:
+    """Within it, the task waits for at most the turns that fit in MAX_INLINE_PAUSE at `interval`
+    (a chunk of 100 Slack posts would otherwise take 100 s, and its batch's other destinations,
+    and the batches behind it, would wait that long); later sends are handed back."""
+    token = _turns_left.set(int(MAX_INLINE_PAUSE / interval) + 1 if interval > 0 else None)
+    try:
+        yield
+    finally:
+        _turns_left.reset(token)
+
+
+async def turn_or_later(context: DeliveryContext, key: str, interval: float) -> Hold | None:
+    """None once it is the caller's turn on `key` (sends spaced `interval` apart); else why and
+    for how long to hand the send back: a pause longer than MAX_INLINE_PAUSE, more than that of
+    turns already taken by other tasks, or this task's own `inline_turns` used up."""
+    paused: float = context.pacer.paused_for(key)
+    if paused > MAX_INLINE_PAUSE:
+        return Hold(paused, paused=True)
+    left = _turns_left.get()
+    if (left is None or left > 0) and await context.pacer.wait_turn(key, interval, MAX_INLINE_PAUSE):
+        if left is not None:
+            _turns_left.set(left - 1)
+        return None
+    return Hold(context.pacer.later_turn(key, interval), paused=False)
+
+
+@dataclass(frozen=True)
+class Hold:
+    seconds: float
+    paused: bool
+    """True: the target asked for the pause (429, 421); False: the turns before it are taken."""
+
+    def reason(self, asked: str) -> str:
+        if self.paused:
+            return f"not sent: {asked}; paused for {self.seconds:.0f} s"
+        return f"not sent yet: queued behind earlier sends to the same target; due in {self.seconds:.0f} s"

@@ -32,7 +32,7 @@ from flows.destinations import _http
 from flows.destinations._email_render import EmailContent, check_email, render_email
 from flows.destinations._email_settings import EmailSettings, Mailbox
 from flows.destinations._item_guard import content_failed, send_crashed
-from flows.destinations._pause import held_for
+from flows.destinations._pause import inline_turns, turn_or_later
 from flows.destinations._smtp_session import ConnectFailed, InjectedSender, Sender, SmtpSession
 from flows.destinations.base import DeliveryContext, DeliveryItem, Destination, Outcome
 from flows.mapping import MappingError
@@ -98,17 +98,19 @@ class SmtpDestination(Destination[SmtpConfig]):
         sender = _sender(config, context)
         outcomes: list[Outcome] = []
         stop: Outcome | None = None  # a failure to connect or log in, applied to the rest
+        interval = 60.0 / config.max_per_minute if config.max_per_minute else 0.0
         try:
-            for item in items:
-                try:
-                    outcome, ends_session = await self._deliver_one(
-                        item, config, context, sender, pacing_key, stop
-                    )
-                except Exception as exc:  # noqa: BLE001 - one item's crash must not re-send the others
-                    outcome, ends_session = send_crashed(item.key, exc), False
-                if ends_session:
-                    stop = outcome
-                outcomes.append(outcome)
+            with inline_turns(interval):
+                for item in items:
+                    try:
+                        outcome, ends_session = await self._deliver_one(
+                            item, config, context, sender, pacing_key, stop
+                        )
+                    except Exception as exc:  # noqa: BLE001 - one item's crash must not re-send the others
+                        outcome, ends_session = send_crashed(item.key, exc), False
+                    if ends_session:
+                        stop = outcome
+                    outcomes.append(outcome)
         finally:
             await sender.close()
         return outcomes
@@ -130,10 +132,12 @@ class SmtpDestination(Destination[SmtpConfig]):
         if stop is not None:
             return stop.model_copy(update={"key": item.key, "reason": f"not sent: {stop.reason}"}), False
         interval = 60.0 / config.max_per_minute if config.max_per_minute else 0.0
-        paused = await held_for(context, pacing_key, interval)
-        if paused is not None:
-            reason = f"not sent: the SMTP server asked to wait (421); paused for {paused:.0f} s"
-            deferral = Outcome(key=item.key, status="retry", reason=reason, retry_after=paused, deferred=True)
+        hold = await turn_or_later(context, pacing_key, interval)
+        if hold is not None:
+            reason = hold.reason("the SMTP server asked to wait (421)")
+            deferral = Outcome(
+                key=item.key, status="retry", reason=reason, retry_after=hold.seconds, deferred=True
+            )
             return deferral, False
         try:
             refused = await sender.send(message, content.sender.address, content.recipients)

@@ -29,7 +29,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from flows.destinations import _http
 from flows.destinations._config import ApiRoot
 from flows.destinations._item_guard import content_failed, send_crashed
-from flows.destinations._pause import held_for
+from flows.destinations._pause import inline_turns, turn_or_later
 from flows.destinations.base import DeliveryContext, DeliveryItem, Destination, DestinationSettings, Outcome
 from flows.destinations.slack import incoming_webhook, web_api
 from flows.destinations.slack.blocks import render_message, render_template_message
@@ -158,13 +158,14 @@ class SlackDestination(Destination[SlackConfig]):
     ) -> list[Outcome]:
         # One after the other: Slack takes one message per second per channel anyway.
         outcomes: list[Outcome] = []
-        for item in items:
-            try:
-                outcome = await self._deliver_one(item, config, context)
-            except Exception as exc:  # noqa: BLE001 - one item's crash must not re-send the others
-                outcome = send_crashed(item.key, exc)
-                _note(context, item, method=None)
-            outcomes.append(outcome)
+        with inline_turns(SPACING):
+            for item in items:
+                try:
+                    outcome = await self._deliver_one(item, config, context)
+                except Exception as exc:  # noqa: BLE001 - one item's crash must not re-send the others
+                    outcome = send_crashed(item.key, exc)
+                    _note(context, item, method=None)
+                outcomes.append(outcome)
         return outcomes
 
     async def _deliver_one(
@@ -316,11 +317,11 @@ def channel_key(config: SlackConfig) -> str:
 
 async def _held(item: DeliveryItem, key: str, context: DeliveryContext) -> Outcome | None:
     """A retry outcome when `key` is paused for long, else None once it is this item's turn."""
-    paused = await held_for(context, key, SPACING)
-    if paused is None:
+    hold = await turn_or_later(context, key, SPACING)
+    if hold is None:
         return None
-    reason = f"not sent: Slack asked to slow down (429); this channel is paused for {paused:.0f} s"
-    return Outcome(key=item.key, status="retry", reason=reason, retry_after=paused, deferred=True)
+    reason = hold.reason("Slack asked to slow down (429)")
+    return Outcome(key=item.key, status="retry", reason=reason, retry_after=hold.seconds, deferred=True)
 
 
 def transport_outcome(key: str, exc: _http.TransportFailed, posting: bool = True) -> Outcome:
