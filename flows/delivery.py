@@ -118,13 +118,16 @@ def log_outcome(type_name: str, context: DeliveryContext, outcome: Outcome) -> N
     """The one log line of a delivery outcome, on the destination type's logger.
 
     A success at DEBUG (one line each would cost more CPU than the delivery at hundreds per
-    second), a retry at WARNING, a failure (a dead letter) at ERROR. The reason may quote the
-    target's answer or rendered text (personal data), so it stays in the ledger and the line has
-    its class (flows/reasons.py); the destination adds its own facts with `context.note`.
+    second), a retry at WARNING, a failure (a dead letter) at ERROR. A deferral (not sent: the
+    target's pause, or its turn is later) is no attempt and at DEBUG too: a backlog for Slack
+    hands back thousands an hour, and the pause that caused it was logged once already.
+    The reason may quote the target's answer or rendered text (personal data), so it stays in
+    the ledger and the line has its class (flows/reasons.py); the destination adds its own
+    facts with `context.note`.
     """
     facts = dict(context.facts.get(outcome.key, {}))
     warn = bool(facts.pop("warn", False))
-    level = _LEVELS.get(outcome.status, logging.WARNING)
+    level = logging.DEBUG if outcome.deferred else _LEVELS.get(outcome.status, logging.WARNING)
     if warn:
         level = max(level, logging.WARNING)
     logger = logging.getLogger(f"hookhub.destinations.{type_name}")

@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from flows.delivery import deliver_chunk
 from flows.destinations import get_destination
 from flows.destinations._http import account_key
-from flows.destinations._pause import MAX_INLINE_PAUSE
+from flows.destinations._pause import INLINE_TURNS_SECONDS
 from flows.destinations.base import DeliveryContext, DeliveryItem, Outcome
 from flows.destinations.slack import ADVICE, SPACING, SlackConfig, SlackDestination, channel_key
 from flows.destinations.slack.blocks import render_message
@@ -425,7 +425,7 @@ async def test_a_batch_is_paced_one_per_second() -> None:
 @pytest.mark.anyio
 async def test_a_backlog_is_handed_back_spread_over_the_turns_it_needs() -> None:
     # A batch of 12 posts: waiting for all would hold the batch's other destinations ~12 s.
-    # The posts whose turn is more than MAX_INLINE_PAUSE away go back to the ledger, each due
+    # The posts beyond the turns that fit in INLINE_TURNS_SECONDS go back to the ledger, each due
     # at a turn of its own (not all at once, to be handed back again), and none counts as an attempt.
     pacer, vt = fake_pacer()
     sent_at: list[float] = []
@@ -437,7 +437,7 @@ async def test_a_backlog_is_handed_back_spread_over_the_turns_it_needs() -> None
     with respx.mock() as router:
         router.post(URL).mock(side_effect=record)
         outcomes = await deliver([item(i) for i in range(12)], config(), pacer)
-    inline = int(MAX_INLINE_PAUSE / SPACING) + 1
+    inline = int(INLINE_TURNS_SECONDS / SPACING) + 1
     assert [o.status for o in outcomes] == ["delivered"] * inline + ["retry"] * (12 - inline)
     assert sent_at == pytest.approx([1000.0 + n * SPACING for n in range(inline)])
     handed_back = outcomes[inline:]
