@@ -17,7 +17,7 @@ plus one fsynced SQLite insert per request) under the same burst. Variants of th
 runs delivery beside the receiver) alternate with it round by round; medians and ranges.
 
     python bench/peak.py [--backlog 30000] [--rounds 3] [--burst 10000] [--rate 1000] [--seconds 10]
-                         [--variant NAME=SERVE-ARGS ...]
+                         [--variant NAME=SERVE-ARGS[@CHECKOUT] ...] [--to DESTINATIONS]
 """
 
 from __future__ import annotations
@@ -82,6 +82,8 @@ class Round:
 class Variant:
     name: str
     args: list[str]
+    checkout: Path = REPO
+    """The source tree the hub runs from (another git worktree compares two versions in one run)."""
     rounds: list[Round] = field(default_factory=list)
 
 
@@ -147,10 +149,10 @@ def run_hub(
     with log.open("wb") as log_file:
         proc = subprocess.Popen(
             [sys.executable, *serve_args(config, data_dir, port, *variant.args)],
-            cwd=REPO,
+            cwd=variant.checkout,
             stdout=log_file,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONPATH": str(REPO)},
+            env={**os.environ, "PYTHONPATH": str(variant.checkout)},
             start_new_session=True,  # its own process group: the stop below waits for all of it
         )
         try:
@@ -261,6 +263,13 @@ def show_round(number: int, name: str, r: Round) -> None:
     )
 
 
+def variant(spec: str) -> Variant:
+    """`NAME=ARGS` or `NAME=ARGS@DIR` (the hub runs from the checkout DIR)."""
+    name, _, rest = spec.partition("=")
+    extra, _, checkout = rest.partition("@")
+    return Variant(name, shlex.split(extra), Path(checkout).resolve() if checkout else REPO)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -277,13 +286,11 @@ def main() -> None:
         action="append",
         default=None,
         metavar="NAME=ARGS",
-        help="a hub to measure: a name and extra `hookhub serve` arguments (repeatable; default: hub=)",
+        help="a hub to measure: a name, extra `hookhub serve` arguments and optionally @ a checkout"
+        " to run it from (repeatable; default: hub=)",
     )
     args = parser.parse_args()
-    variants = [
-        Variant(name, shlex.split(extra))
-        for name, _, extra in (spec.partition("=") for spec in args.variant or DEFAULT_VARIANTS)
-    ]
+    variants = [variant(spec) for spec in args.variant or DEFAULT_VARIANTS]
     with tempfile.TemporaryDirectory(prefix="hookhub-peak-") as tmp:
         root = Path(tmp)
         sink_port = free_port()
