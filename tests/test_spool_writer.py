@@ -182,3 +182,46 @@ async def test_rows_and_probes_are_stamped_by_the_injected_clock(tmp_path: Path)
     with sqlite3.connect(tmp_path / "spool.db") as conn:
         assert conn.execute("SELECT updated_at FROM inbox").fetchall() == [(1_000_000.0,)]
         assert conn.execute("SELECT value FROM meta WHERE key='probe'").fetchone() == ("1000000.0",)
+
+
+@pytest.mark.anyio
+async def test_a_group_that_meets_another_process_write_lock_waits_for_it_then_commits(
+    tmp_path: Path,
+) -> None:
+    # The delivery process holds the write lock (a long transaction); the webhook's group must
+    # neither fail (a 503) nor wait out SQLite's coarse sleeps: it is stored once the lock goes.
+    tried = threading.Event()
+    spool = SpoolWriter(tmp_path / "spool.db")
+    spool.before_write = tried.set
+    spool.start()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sqlite3, sys\n"
+            f"conn = sqlite3.connect({str(tmp_path / 'spool.db')!r}, isolation_level=None)\n"
+            "conn.execute('BEGIN IMMEDIATE')\n"
+            "print('locked', flush=True)\n"
+            "sys.stdin.readline()\n"
+            "conn.execute('COMMIT')\n",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        stored = asyncio.ensure_future(spool.store(_record("evt-locked")))
+        assert await asyncio.to_thread(tried.wait, 10)
+        await asyncio.sleep(0.2)  # the writer is polling the lock meanwhile
+        assert not stored.done()
+        assert holder.stdin is not None
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        result = await asyncio.wait_for(stored, 10)
+        assert result.duplicate is False
+        assert list(_stored(tmp_path / "spool.db").values()) == ["evt-locked"]
+    finally:
+        holder.kill()
+        holder.wait()
+        spool.stop()
