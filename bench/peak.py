@@ -263,7 +263,7 @@ def show_round(number: int, name: str, r: Round) -> None:
     )
 
 
-def variant(spec: str) -> Variant:
+def parse_variant(spec: str) -> Variant:
     """`NAME=ARGS` or `NAME=ARGS@DIR` (the hub runs from the checkout DIR)."""
     name, _, rest = spec.partition("=")
     extra, _, checkout = rest.partition("@")
@@ -290,7 +290,7 @@ def main() -> None:
         " to run it from (repeatable; default: hub=)",
     )
     args = parser.parse_args()
-    variants = [variant(spec) for spec in args.variant or DEFAULT_VARIANTS]
+    variants = [parse_variant(spec) for spec in args.variant or DEFAULT_VARIANTS]
     with tempfile.TemporaryDirectory(prefix="hookhub-peak-") as tmp:
         root = Path(tmp)
         sink_port = free_port()
