@@ -10,12 +10,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from hub.spool.ids import new_id
-from hub.spool.writer import MAX_GROUP, SpoolRecord, SpoolUnavailable, SpoolWriter
+from hub.spool.intake import COLUMNS, INTAKE_FILE, open_intake
+from hub.spool.writer import MAX_GROUP, SpoolRecord, SpoolUnavailable, SpoolWriter, StoreResult, _row
 
 
 def _record(event_id: str) -> SpoolRecord:
@@ -184,22 +186,15 @@ async def test_rows_and_probes_are_stamped_by_the_injected_clock(tmp_path: Path)
         assert conn.execute("SELECT value FROM meta WHERE key='probe'").fetchone() == ("1000000.0",)
 
 
-@pytest.mark.anyio
-async def test_a_group_that_meets_another_process_write_lock_waits_for_it_then_commits(
-    tmp_path: Path,
-) -> None:
-    # The delivery process holds the write lock (a long transaction); the webhook's group must
-    # neither fail (a 503) nor wait out SQLite's coarse sleeps: it is stored once the lock goes.
-    tried = threading.Event()
-    spool = SpoolWriter(tmp_path / "spool.db")
-    spool.before_write = tried.set
-    spool.start()
+def _hold_write_lock(spool: Path) -> subprocess.Popen[str]:
+    """Another process (the delivery process, in the hub) in a write transaction on `spool`,
+    until a line is written to its stdin."""
     holder = subprocess.Popen(
         [
             sys.executable,
             "-c",
             "import sqlite3, sys\n"
-            f"conn = sqlite3.connect({str(tmp_path / 'spool.db')!r}, isolation_level=None)\n"
+            f"conn = sqlite3.connect({str(spool)!r}, isolation_level=None)\n"
             "conn.execute('BEGIN IMMEDIATE')\n"
             "print('locked', flush=True)\n"
             "sys.stdin.readline()\n"
@@ -209,19 +204,90 @@ async def test_a_group_that_meets_another_process_write_lock_waits_for_it_then_c
         stdout=subprocess.PIPE,
         text=True,
     )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+def _release(holder: subprocess.Popen[str]) -> None:
+    assert holder.stdin is not None
+    holder.stdin.write("\n")
+    holder.stdin.flush()
+    holder.wait(timeout=10)
+
+
+def _intake_rows(path: Path) -> list[str]:
+    with sqlite3.connect(path.with_name(INTAKE_FILE)) as conn:
+        return [row[0] for row in conn.execute("SELECT event_id FROM intake ORDER BY seq")]
+
+
+@pytest.mark.anyio
+async def test_while_another_process_holds_the_lock_webhooks_are_answered_from_the_intake(
+    tmp_path: Path,
+) -> None:
+    spool_path = tmp_path / "spool.db"
+    spool = SpoolWriter(spool_path)
+    spool.start()
+    holder = _hold_write_lock(spool_path)
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
-        stored = asyncio.ensure_future(spool.store(_record("evt-locked")))
-        assert await asyncio.to_thread(tried.wait, 10)
-        await asyncio.sleep(0.2)  # the writer is polling the lock meanwhile
-        assert not stored.done()
-        assert holder.stdin is not None
-        holder.stdin.write("\n")
-        holder.stdin.flush()
-        result = await asyncio.wait_for(stored, 10)
-        assert result.duplicate is False
-        assert list(_stored(tmp_path / "spool.db").values()) == ["evt-locked"]
+        # Answered at once (not after the lock), from the intake: committed there, not yet moved.
+        first = await asyncio.wait_for(spool.store(_record("evt-1")), 5)
+        again = await asyncio.wait_for(spool.store(_record("evt-1")), 5)
+        assert first.duplicate is False
+        assert again == StoreResult(id=first.id, duplicate=True)  # its key is in the intake
+        assert holder.poll() is None, "the lock was still held while both were answered"
+        assert _intake_rows(spool_path) == ["evt-1"]
+        assert _stored(spool_path) == {}
+        _release(holder)
+        # The mover copies it into the spool, with its id; the writer then forgets it.
+        await asyncio.to_thread(_wait, lambda: _stored(spool_path) == {first.id: "evt-1"})
+        later = await spool.store(_record("evt-1"))
+        assert later == StoreResult(id=first.id, duplicate=True)
+        await asyncio.to_thread(_wait, lambda: _intake_rows(spool_path) == [])
+        with sqlite3.connect(spool_path) as conn:
+            redeliveries = conn.execute("SELECT redeliveries FROM inbox").fetchone()[0]
+        assert redeliveries >= 2  # the one answered from the intake and the one after
     finally:
         holder.kill()
-        holder.wait()
         spool.stop()
+
+
+@pytest.mark.anyio
+async def test_a_key_in_the_spool_is_a_duplicate_on_the_intake_path_too(tmp_path: Path) -> None:
+    spool_path = tmp_path / "spool.db"
+    spool = SpoolWriter(spool_path)
+    spool.start()
+    try:
+        first = await spool.store(_record("evt-1"))
+        holder = _hold_write_lock(spool_path)
+        try:
+            again = await asyncio.wait_for(spool.store(_record("evt-1")), 5)
+            assert again == StoreResult(id=first.id, duplicate=True)
+            assert _intake_rows(spool_path) == []
+        finally:
+            _release(holder)
+    finally:
+        spool.stop()
+
+
+def test_rows_a_crash_left_in_the_intake_are_moved_at_the_next_start(tmp_path: Path) -> None:
+    spool_path = tmp_path / "spool.db"
+    SpoolWriter(spool_path).location.prepare()
+    intake = open_intake(spool_path, "full")
+    record = _record("evt-left")
+    row = [*_row(record), 0, time.time()]
+    intake.execute(f"INSERT INTO intake ({COLUMNS}) VALUES ({','.join('?' * len(row))})", row)
+    intake.close()
+    spool = SpoolWriter(spool_path)
+    spool.start()
+    try:
+        _wait(lambda: _stored(spool_path) == {record.id: "evt-left"})
+    finally:
+        spool.stop()
+    assert _intake_rows(spool_path) == []
+
+
+def _wait(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)

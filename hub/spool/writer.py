@@ -38,6 +38,7 @@ from typing import Any, TypeVar
 import orjson
 
 from connectors.base import storable_text
+from hub.spool.intake import Detour, is_busy
 from hub.spool.schema import Durability
 from hub.spool.transactions import transaction
 from hub.store import Connection, SqliteStore, Store, StoreError
@@ -184,6 +185,8 @@ class SpoolWriter:
         """Held while putting work on the queue and while closing it: nothing can be queued
         after the writer has stopped reading, where it would wait for an answer forever."""
         self.last_error: str | None = None
+        self._detour: Detour | None = None
+        """SQLite: where groups go while the delivery process holds the spool's write lock."""
 
     def start(self) -> None:
         self.location.prepare()
@@ -193,8 +196,11 @@ class SpoolWriter:
         def run() -> None:
             try:
                 conn = self.location.connect(self.durability)
-                if conn.dialect == "sqlite":
-                    conn.execute("PRAGMA busy_timeout=0")  # the writer waits its own way: _when_unlocked
+                if conn.dialect == "sqlite" and self.path is not None:
+                    # The writer never waits for the lock: a taken lock sends the group to the intake.
+                    conn.execute("PRAGMA busy_timeout=0")
+                    self._detour = Detour(self.path, self.durability, wake_writer=lambda: self._jobs.put([]))
+                    self._detour.open()
             except BaseException as exc:  # noqa: BLE001 - reported to start()
                 failure.append(exc)
                 ready.set()
@@ -287,6 +293,8 @@ class SpoolWriter:
                 first = self._jobs.get()
                 if first is None:
                     return
+                if self._detour is not None:
+                    self._detour.forget_moved()
                 group = list(first)
                 stop = False
                 while len(group) < MAX_GROUP:
@@ -310,6 +318,8 @@ class SpoolWriter:
                 if stop:
                     return
         finally:
+            if self._detour is not None:
+                self._detour.close()
             conn.close()
 
     def _commit_group(self, conn: Connection, group: list[_Job]) -> None:
@@ -334,18 +344,17 @@ class SpoolWriter:
             self.before_write()
         now = self.clock()
         if any(record is None for record, _, _, _ in group):
-            _when_unlocked(
-                conn,
-                lambda: (
-                    conn.execute(
-                        "INSERT INTO meta(key, value) VALUES ('probe', ?)"
-                        " ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-                        (str(now),),
-                    ).rowcount
-                ),
-            )
+            self._probe(conn, now)
         rows = [(record, row) for record, row, _, _ in group if record is not None and row is not None]
         stored: dict[str, StoreResult] = {}
+        detour = self._detour
+        if rows and detour is not None and detour.rows:
+            # Keys still in the intake (answered, not yet moved into the spool) are duplicates too.
+            owners = detour.owners_in_intake([_key(record) for record, _ in rows])
+            for index, owner in owners.items():
+                stored[rows[index][0].id] = StoreResult(id=owner, duplicate=True)
+            detour.count_redeliveries(owners.values())
+            rows = [pair for index, pair in enumerate(rows) if index not in owners]
         if rows:
             params: list[object] = []
             for _, row in rows:
@@ -353,13 +362,34 @@ class SpoolWriter:
                 params.append(now)
             # The connection is in autocommit mode, so this one statement is a whole transaction:
             # every row or none, committed (and fsynced) before execute() returns.
-            inserted = _when_unlocked(conn, lambda: _insert(conn, len(rows), params))
-            if inserted == len(rows):
-                stored = {record.id: StoreResult(id=record.id, duplicate=False) for record, _ in rows}
-            else:
+            try:
+                inserted = _insert(conn, len(rows), params)
+            except sqlite3.OperationalError as exc:
+                if detour is None or not is_busy(exc):
+                    raise
+                # The delivery process holds the spool's lock: commit to the intake, not wait.
+                taken = detour.store(conn, [(r.id, _key(r), [*row, 0, now]) for r, row in rows])
+                stored.update({i: StoreResult(id=owner, duplicate=dup) for i, (owner, dup) in taken.items()})
+                rows = []
+                inserted = 0
+            if rows and inserted == len(rows):
+                stored.update({record.id: StoreResult(id=record.id, duplicate=False) for record, _ in rows})
+            elif rows:
                 refused = [record for record, _ in rows]
-                stored = _when_unlocked(conn, lambda: self._sort_out_in_transaction(conn, refused))
+                stored.update(_when_unlocked(conn, lambda: self._sort_out_in_transaction(conn, refused)))
         return [stored[record.id] if record is not None else None for record, _, _, _ in group]
+
+    def _probe(self, conn: Connection, now: float) -> None:
+        try:
+            conn.execute(
+                "INSERT INTO meta(key, value) VALUES ('probe', ?)"
+                " ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                (str(now),),
+            )
+        except sqlite3.OperationalError as exc:
+            if self._detour is None or not is_busy(exc):
+                raise
+            self._detour.probe(now)  # where webhooks go meanwhile: that is what must be writable
 
     @classmethod
     def _sort_out_in_transaction(cls, conn: Connection, records: list[SpoolRecord]) -> dict[str, StoreResult]:
@@ -403,6 +433,10 @@ def _resolve(group: list[_Job], results: Sequence[StoreResult | BaseException | 
         # RuntimeError: that loop has closed, its requests are gone and there is nothing to answer.
         with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(_settle, pairs)
+
+
+def _key(record: SpoolRecord) -> tuple[str, str, str | None]:
+    return (record.source, record.event_id, record.response_key)
 
 
 def _encode_headers(headers: dict[str, str]) -> str:
