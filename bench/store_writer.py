@@ -1,6 +1,6 @@
 """The spool writer's commit on PostgreSQL: psycopg 3 (sync, as the writer's thread uses it) vs asyncpg.
 
-The statement is the writer's own (hub/spool/writer.py `_insert_sql`): one multi-row
+The statement is the writer's own (hub/spool/inbox_rows.py `insert_sql`): one multi-row
 `INSERT INTO inbox ... ON CONFLICT (source, event_id) DO NOTHING` per group, its own
 transaction, into the real schema (hub/store/postgres/schema.py, with its five inbox indexes),
 rows of ~2 KB JSON bodies, in groups of 1, 16 and 128 rows. Measured through:
@@ -53,8 +53,8 @@ except ImportError:  # not a dependency of hookhub: only this comparison uses it
     sys.exit("bench/store_writer.py compares asyncpg: `pip install asyncpg` into this environment first")
 
 from bench.figures import spread
+from hub.spool.inbox_rows import insert_sql as _insert_sql
 from hub.spool.schema import connect, ensure_schema
-from hub.spool.writer import _insert_sql
 from hub.store.postgres.connection import PostgresConnection
 from hub.store.postgres.schema import migrate
 from tests.postgres import scratch_schema

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from hub.spool.ids import new_id
+from hub.spool.inbox_rows import row as _row
 from hub.spool.intake import COLUMNS, INTAKE_FILE, open_intake
-from hub.spool.writer import MAX_GROUP, SpoolRecord, SpoolUnavailable, SpoolWriter, StoreResult, _row
+from hub.spool.writer import MAX_GROUP, SpoolRecord, SpoolUnavailable, SpoolWriter, StoreResult
 
 
 def _record(event_id: str) -> SpoolRecord:

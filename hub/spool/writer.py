@@ -31,128 +31,39 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import orjson
-
-from connectors.base import storable_text
+from hub.spool.inbox_rows import (
+    NOTIFY_CHANNEL,
+    Row,
+    SpoolRecord,
+    StoreResult,
+    insert,
+    key,
+    sort_out_in_transaction,
+    when_unlocked,
+)
+from hub.spool.inbox_rows import row as encode_row
 from hub.spool.intake import Detour, is_busy
 from hub.spool.schema import Durability
-from hub.spool.transactions import transaction
 from hub.store import Connection, SqliteStore, Store, StoreError
+
+__all__ = ["MAX_GROUP", "NOTIFY_CHANNEL", "SpoolRecord", "SpoolUnavailable", "SpoolWriter", "StoreResult"]
 
 log = logging.getLogger("hookhub.spool")
 
 MAX_GROUP = 512
 """Rows per INSERT: 14 parameters each, 7,168 in all, within SQLite's 32,766 and PostgreSQL's 65,535."""
 
-NOTIFY_CHANNEL = "hookhub_work"
-"""What a group commit on PostgreSQL notifies when it stored new pending work (workers LISTEN)."""
-
 
 class SpoolUnavailable(Exception):
     """The spool could not commit; the caller answers 503 so the provider retries."""
 
 
-@dataclass(slots=True)
-class SpoolRecord:
-    # Not frozen: a frozen dataclass sets each field through object.__setattr__, ~2 us of the
-    # request path for these eleven; nothing changes a record after the receiver builds it.
-    id: str
-    received_at: float
-    source: str
-    provider: str
-    event_id: str
-    kind: str
-    note: str | None
-    method: str
-    url: str
-    headers: dict[str, str]
-    body: bytes
-    response_key: str | None = None
-    """The provider's response identity (connectors.base.response_key): a second dedupe key."""
-
-    @property
-    def initial_state(self) -> str:
-        return "skipped" if self.kind in ("test", "ignored") else "pending"
-
-
-@dataclass(frozen=True)
-class StoreResult:
-    id: str
-    duplicate: bool
-
-
-_INSERT_ROWS = (
-    "INSERT INTO inbox (id, received_at, source, provider, event_id, response_key, kind, note, method, url,"
-    " headers, body, state, redeliveries, updated_at) VALUES {} ON CONFLICT DO NOTHING"
-)
-"""Either unique index may refuse a row: (source, event_id), or (source, response_key) when the
-response was stored already under another event (reconciled, or a provider's second event id)."""
-_ROW = "(?,?,?,?,?,?,?,?,?,?,?,?,?,0,?)"
-_NOTIFYING = (
-    "WITH stored AS ({} RETURNING state) SELECT count(*),"
-    f" CASE WHEN count(*) FILTER (WHERE state = 'pending') > 0 THEN pg_notify('{NOTIFY_CHANNEL}', '') END"
-    " FROM stored"
-)
-"""PostgreSQL: the INSERT, and the notification in the same statement (so the same transaction),
-answering how many rows it stored."""
-_FIND = "SELECT id FROM inbox WHERE source = ? AND event_id = ?"
-_FIND_RESPONSE = "SELECT id FROM inbox WHERE source = ? AND response_key = ?"
-_COUNT_REDELIVERY = "UPDATE inbox SET redeliveries = redeliveries + 1 WHERE id = ?"
-
-
-def _insert_sql(rows: int) -> str:
-    # One statement text per group size; sqlite3's statement cache (and psycopg's) keeps them prepared.
-    return _INSERT_ROWS.format(",".join([_ROW] * rows))
-
-
-BUSY_POLL_SECONDS = 0.0005
-BUSY_GIVE_UP_SECONDS = 30.0
-"""SQLite: while another connection (the delivery process) holds the write lock, the writer tries
-again every BUSY_POLL_SECONDS, for up to BUSY_GIVE_UP_SECONDS (the busy_timeout it replaces)."""
-SQLITE_BUSY = 5
-T = TypeVar("T")
-
-
-def _when_unlocked(conn: Connection, write: Callable[[], T]) -> T:
-    """Run `write`; on SQLite, again every 0.5 ms while the write lock is taken.
-
-    SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, then 100 ms
-    between tries: a group that meets a delivery transaction of 30 ms waits ~50 ms, and every
-    webhook in the group with it. Polling finely takes the lock within half a millisecond of
-    its release, and leaves the coarse schedule to the delivery side: receiving goes first.
-    """
-    if conn.dialect != "sqlite":
-        return write()
-    deadline = time.monotonic() + BUSY_GIVE_UP_SECONDS
-    while True:
-        try:
-            return write()
-        except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode & 0xFF != SQLITE_BUSY or time.monotonic() > deadline:
-                raise
-        time.sleep(BUSY_POLL_SECONDS)
-
-
-def _insert(conn: Connection, rows: int, params: list[object]) -> int:
-    """Run a group's INSERT as its own transaction; how many of its rows were new."""
-    if conn.dialect == "sqlite":
-        return conn.execute(_insert_sql(rows), params).rowcount
-    # PostgresConnection sends it with $n placeholders as it is (psycopg would parse a `%s`
-    # statement this long again at each execute: 28-36 us of writer CPU per row, against 5-6 us).
-    row = conn.execute(_NOTIFYING.format(_insert_sql(rows)), params).fetchone()
-    return int(row[0]) if row is not None else 0
-
-
-_Row = tuple[object, ...]
-"""A record's INSERT parameters, without updated_at (the commit time, added per group)."""
-
 # A probe has neither record nor row. The future gets a record's StoreResult, or None for a probe
 # (or the exception that stopped either): one queue carries both, so it is typed loosely here.
-_Job = tuple[SpoolRecord | None, _Row | None, asyncio.Future[Any], asyncio.AbstractEventLoop]
+_Job = tuple[SpoolRecord | None, Row | None, asyncio.Future[Any], asyncio.AbstractEventLoop]
 
 
 class SpoolWriter:
@@ -243,7 +154,7 @@ class SpoolWriter:
             # this turn joins it, and the writer is woken once for them all (see _hand_over).
             batch = self._batches[loop] = []
             loop.call_soon(self._hand_over, loop)
-        batch.append((record, _row(record), future, loop))
+        batch.append((record, encode_row(record), future, loop))
         return await future
 
     async def probe(self) -> None:
@@ -350,7 +261,7 @@ class SpoolWriter:
         detour = self._detour
         if rows and detour is not None and detour.rows:
             # Keys still in the intake (answered, not yet moved into the spool) are duplicates too.
-            owners = detour.owners_in_intake([_key(record) for record, _ in rows])
+            owners = detour.owners_in_intake([key(record) for record, _ in rows])
             for index, owner in owners.items():
                 stored[rows[index][0].id] = StoreResult(id=owner, duplicate=True)
             detour.count_redeliveries(owners.values())
@@ -363,12 +274,12 @@ class SpoolWriter:
             # The connection is in autocommit mode, so this one statement is a whole transaction:
             # every row or none, committed (and fsynced) before execute() returns.
             try:
-                inserted = _insert(conn, len(rows), params)
+                inserted = insert(conn, len(rows), params)
             except sqlite3.OperationalError as exc:
                 if detour is None or not is_busy(exc):
                     raise
                 # The delivery process holds the spool's lock: commit to the intake, not wait.
-                taken = detour.store(conn, [(r.id, _key(r), [*row, 0, now]) for r, row in rows])
+                taken = detour.store(conn, [(r.id, key(r), [*row, 0, now]) for r, row in rows])
                 stored.update({i: StoreResult(id=owner, duplicate=dup) for i, (owner, dup) in taken.items()})
                 rows = []
                 inserted = 0
@@ -376,7 +287,7 @@ class SpoolWriter:
                 stored.update({record.id: StoreResult(id=record.id, duplicate=False) for record, _ in rows})
             elif rows:
                 refused = [record for record, _ in rows]
-                stored.update(_when_unlocked(conn, lambda: self._sort_out_in_transaction(conn, refused)))
+                stored.update(when_unlocked(conn, lambda: sort_out_in_transaction(conn, refused)))
         return [stored[record.id] if record is not None else None for record, _, _, _ in group]
 
     def _probe(self, conn: Connection, now: float) -> None:
@@ -390,31 +301,6 @@ class SpoolWriter:
             if self._detour is None or not is_busy(exc):
                 raise
             self._detour.probe(now)  # where webhooks go meanwhile: that is what must be writable
-
-    @classmethod
-    def _sort_out_in_transaction(cls, conn: Connection, records: list[SpoolRecord]) -> dict[str, StoreResult]:
-        with transaction(conn):
-            return cls._sort_out_duplicates(conn, records)
-
-    @staticmethod
-    def _sort_out_duplicates(conn: Connection, records: list[SpoolRecord]) -> dict[str, StoreResult]:
-        """The unique index refused some rows: each record either owns its key's row or repeats it.
-
-        The multi-row INSERT went in group order, so the first record with a new key owns the
-        row; later ones in the group, and any whose key was stored earlier, are redeliveries.
-        """
-        results: dict[str, StoreResult] = {}
-        for record in records:
-            found = conn.execute(_FIND, (record.source, record.event_id)).fetchone()
-            if found is None:  # refused for its response, stored under another event id
-                found = conn.execute(_FIND_RESPONSE, (record.source, record.response_key)).fetchone()
-            owner = found[0]
-            if owner == record.id:
-                results[record.id] = StoreResult(id=owner, duplicate=False)
-            else:
-                conn.execute(_COUNT_REDELIVERY, (owner,))
-                results[record.id] = StoreResult(id=owner, duplicate=True)
-        return results
 
     @staticmethod
     def _safe_rollback(conn: Connection) -> None:
@@ -433,33 +319,6 @@ def _resolve(group: list[_Job], results: Sequence[StoreResult | BaseException | 
         # RuntimeError: that loop has closed, its requests are gone and there is nothing to answer.
         with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(_settle, pairs)
-
-
-def _key(record: SpoolRecord) -> tuple[str, str, str | None]:
-    return (record.source, record.event_id, record.response_key)
-
-
-def _encode_headers(headers: dict[str, str]) -> str:
-    # On the request path: a tenth of json.dumps's cost. Stored as TEXT, as before.
-    return orjson.dumps(headers).decode("utf-8")
-
-
-def _row(record: SpoolRecord) -> _Row:
-    return (
-        record.id,
-        record.received_at,
-        record.source,
-        record.provider,
-        record.event_id,
-        record.response_key,
-        record.kind,
-        None if record.note is None else storable_text(record.note),
-        record.method,
-        record.url,
-        _encode_headers(record.headers),
-        record.body,
-        record.initial_state,
-    )
 
 
 def _settle(pairs: list[tuple[asyncio.Future[Any], object]]) -> None:
