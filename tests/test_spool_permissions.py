@@ -86,7 +86,7 @@ def test_new_data_dir_is_0700_and_every_file_0600_after_a_delivery(tmp_path: Pat
         server.stop()
 
     assert mode(data_dir) == 0o700
-    assert {"spool.db", "spool.db-wal", "spool.db-shm", "deliveries.jsonl"} <= files.keys()
+    assert {"spool.db", "spool.db-wal", "spool.db-shm", "intake.db", "deliveries.jsonl"} <= files.keys()
     assert files == dict.fromkeys(files, 0o600)
 
 
