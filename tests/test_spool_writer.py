@@ -247,6 +247,12 @@ async def test_while_another_process_holds_the_lock_webhooks_are_answered_from_t
         with sqlite3.connect(spool_path) as conn:
             redeliveries = conn.execute("SELECT redeliveries FROM inbox").fetchone()[0]
         assert redeliveries >= 2  # the one answered from the intake and the one after
+        # Once emptied, the intake must not number new rows from 1 again ("moved up to 1").
+        holder = _hold_write_lock(spool_path)
+        second = await asyncio.wait_for(spool.store(_record("evt-2")), 5)
+        assert _intake_rows(spool_path) == ["evt-2"]
+        _release(holder)
+        await asyncio.to_thread(_wait, lambda: second.id in _stored(spool_path))
     finally:
         holder.kill()
         spool.stop()

@@ -168,4 +168,3 @@ def row(record: SpoolRecord) -> Row:
         record.body,
         record.initial_state,
     )
-

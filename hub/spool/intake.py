@@ -45,10 +45,13 @@ COLUMNS = (
     "id, received_at, source, provider, event_id, response_key, kind, note, method, url,"
     " headers, body, state, redeliveries, updated_at"
 )
+# AUTOINCREMENT: a seq is never used twice, even once every row was deleted, so "moved up to
+# seq N" stays true of the rows that come later (plain rowids restart after an emptied table).
 _SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS intake (seq INTEGER PRIMARY KEY, id TEXT NOT NULL, received_at REAL,"
-    " source TEXT, provider TEXT, event_id TEXT, response_key TEXT, kind TEXT, note TEXT, method TEXT,"
-    " url TEXT, headers TEXT, body BLOB, state TEXT, redeliveries INTEGER, updated_at REAL)",
+    "CREATE TABLE IF NOT EXISTS intake (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL,"
+    " received_at REAL, source TEXT, provider TEXT, event_id TEXT, response_key TEXT, kind TEXT,"
+    " note TEXT, method TEXT, url TEXT, headers TEXT, body BLOB, state TEXT, redeliveries INTEGER,"
+    " updated_at REAL)",
     "CREATE UNIQUE INDEX IF NOT EXISTS intake_event ON intake(source, event_id)",
     "CREATE TABLE IF NOT EXISTS probe (key TEXT PRIMARY KEY, value TEXT)",
     "CREATE UNIQUE INDEX IF NOT EXISTS intake_response ON intake(source, response_key)"
