@@ -10,12 +10,14 @@ stays and is still delivered.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
 import json
 import os
 import sqlite3
+import time
 from pathlib import Path
 from urllib.parse import quote, quote_plus
 
@@ -28,9 +30,12 @@ from hub.dispatch import attach_dispatcher
 from hub.runtime import ConfigHolder
 from hub.server import Hub
 from hub.spool.erase import erase
+from hub.spool.ids import new_id
 from hub.spool.transactions import open_spool
+from hub.spool.writer import SpoolRecord, SpoolWriter
 from tests.fake_destination import FakeDestination
 from tests.harness import PROVIDER_FIXTURES, RunningServer, load_fixture, serve_app, wait_for
+from tests.test_spool_writer import _hold_write_lock, _intake_rows, _release
 
 FIXTURE = load_fixture(PROVIDER_FIXTURES / "typeform" / "full_event_registration.json")
 SECRET = FIXTURE["secret"]
@@ -233,3 +238,40 @@ def test_erase_by_id_in_a_dry_run_reports_without_changing(tmp_path: Path) -> No
     assert conn.execute("SELECT count(*) FROM submission_terms").fetchone()[0] == 0
     assert report.wal_checkpointed
     conn.close()
+
+
+@pytest.mark.anyio
+async def test_a_submission_that_passed_through_the_intake_leaves_no_byte_there_after_erase(
+    tmp_path: Path,
+) -> None:
+    # Received while another process held the spool's write lock: committed to intake.db, moved,
+    # deleted there. Its bytes linger in intake.db-wal until the erasure's checkpoint.
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    spool_path = data_dir / "spool.db"
+    writer = SpoolWriter(spool_path)
+    writer.start()
+    try:
+        holder = _hold_write_lock(spool_path)
+        body, headers = body_of(RENEE, "01KVG79GJE6RRHM8TEPJ28RENE", "renee000token")
+        record = SpoolRecord(
+            id=new_id(), received_at=time.time(), source="reg", provider="typeform",
+            event_id="01KVG79GJE6RRHM8TEPJ28RENE", kind="submission", note=None, method="POST",
+            url="http://127.0.0.1/hooks/reg", headers=headers, body=body,
+        )  # fmt: skip
+        stored = await asyncio.wait_for(writer.store(record), 5)
+        _release(holder)
+        conn = open_spool(spool_path)
+        try:
+            wait_for(lambda: conn.execute("SELECT count(*) FROM inbox").fetchone()[0] == 1, 10, what="moved")
+            await writer.probe()  # a group after the move: the writer deletes the moved rows
+            wait_for(lambda: _intake_rows(spool_path) == [], 10, what="the intake emptied")
+            intake_files = [p for p in data_dir.iterdir() if p.name.startswith("intake.db")]
+            assert any(any(f in p.read_bytes() for f in forms(RENEE["email"])) for p in intake_files)
+
+            erase(conn, submission_id=stored.id, now=time.time())
+        finally:
+            conn.close()
+    finally:
+        writer.stop()
+    assert found_in(data_dir, RENEE) == []

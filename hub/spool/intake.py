@@ -74,6 +74,9 @@ def open_intake(spool: Path, durability: Durability) -> Connection:
     path = intake_path(spool)
     ensure_private_file(path)  # it holds raw submissions, as the spool does
     conn = connect(path, durability)
+    # Moved rows are deleted here: zero their bytes, as `hookhub erase` expects (its TRUNCATE
+    # checkpoint then removes the older frames from intake.db-wal).
+    conn.execute("PRAGMA secure_delete=ON")
     for statement in _SCHEMA:
         conn.execute(statement)
     return conn
