@@ -1,0 +1,83 @@
+"""`hookhub serve`'s delivery process (hub/dispatch/delivery_process.py), run as the real command.
+
+- It runs below the receiver at a lower CPU priority, and its health reaches the receiver's
+  /readyz.
+- Killed on its own, it is started again and delivers what arrives afterwards.
+(That it goes when the receiver's process is killed is in tests/test_stop.py.)
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import httpx
+import pytest
+
+from hub.dispatch.attached import NICENESS
+from tests.fake_destination import FakeDestination
+from tests.harness import ServeProcess, alive, descendants, wait_for
+from tests.test_crash_recovery import _config, _delivery, _post
+
+FIRST_DELIVERY = 180.0
+
+
+def _delivery_processes(hub: ServeProcess) -> list[int]:
+    found = []
+    for pid in descendants(hub.proc.pid):
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"worker" in command and b"--attached" in command:
+            found.append(pid)
+    return found
+
+
+def _nice(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rindex(")") + 2 :].split()[16])
+
+
+def _delivery_health(hub: ServeProcess) -> dict[str, object]:
+    try:
+        delivery = httpx.get(f"{hub.url}/readyz", timeout=5).json().get("delivery", {})
+    except (httpx.HTTPError, ValueError):
+        return {}
+    return delivery if isinstance(delivery, dict) else {}
+
+
+@pytest.mark.timeout(600)
+def test_a_killed_delivery_process_is_started_again_and_delivers(tmp_path: Path) -> None:
+    fake = FakeDestination().start()
+    log = tmp_path / "serve.log"
+    hub = ServeProcess(_config(tmp_path, fake), tmp_path / "data", tmp_path / "prefect", log)
+    try:
+        [first] = wait_for(lambda: _delivery_processes(hub), timeout=60, what="the delivery process")
+        # Set as it starts, before it takes on any work.
+        wait_for(lambda: _nice(first) == _nice(hub.proc.pid) + NICENESS, timeout=60, what="its niceness")
+        wait_for(
+            lambda: (
+                _delivery_health(hub).get("dispatcher_alive") is True
+                and _delivery_health(hub).get("prefect_reachable") is True
+            ),
+            timeout=FIRST_DELIVERY,
+            what="the delivery process's health at /readyz",
+        )
+
+        os.kill(first, signal.SIGKILL)
+        wait_for(lambda: not alive(first), timeout=10, what="the delivery process to die")
+        [second] = wait_for(
+            lambda: [p for p in _delivery_processes(hub) if p != first], timeout=30, what="a new one"
+        )
+        assert '"delivery_process_exited"' in log.read_text(errors="replace")
+        assert hub.proc.poll() is None  # the receiver went on receiving meanwhile
+
+        _post(hub)
+        wait_for(lambda: _delivery(tmp_path / "data" / "spool.db") == ("delivered", 1), FIRST_DELIVERY)
+        assert len(fake.received("/hook")) == 1
+        assert _delivery_processes(hub) == [second]
+    finally:
+        hub.kill()
+        fake.stop()
