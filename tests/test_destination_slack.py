@@ -406,8 +406,8 @@ async def test_two_deliveries_to_one_webhook_are_a_second_apart() -> None:
     assert sent_at[1] - sent_at[0] >= 1.0
 
 
-@pytest.mark.anyio
-async def test_a_batch_is_paced_one_per_second() -> None:
+async def paced_posts(count: int) -> tuple[list[Outcome], list[float], VirtualTime]:
+    """`count` items delivered in one task on virtual time: the outcomes, and when each post went."""
     pacer, vt = fake_pacer()
     sent_at: list[float] = []
 
@@ -417,7 +417,13 @@ async def test_a_batch_is_paced_one_per_second() -> None:
 
     with respx.mock() as router:
         router.post(URL).mock(side_effect=record)
-        outcomes = await deliver([item(i) for i in range(3)], config(), pacer)
+        outcomes = await deliver([item(i) for i in range(count)], config(), pacer)
+    return outcomes, sent_at, vt
+
+
+@pytest.mark.anyio
+async def test_a_batch_is_paced_one_per_second() -> None:
+    outcomes, sent_at, _ = await paced_posts(3)
     assert [o.status for o in outcomes] == ["delivered"] * 3
     assert sent_at == pytest.approx([1000.0, 1000.0 + SPACING, 1000.0 + 2 * SPACING])
 
@@ -427,16 +433,7 @@ async def test_a_backlog_is_handed_back_spread_over_the_turns_it_needs() -> None
     # A batch of 12 posts: waiting for all would hold the batch's other destinations ~12 s.
     # The posts beyond the turns that fit in INLINE_TURNS_SECONDS go back to the ledger, each due
     # at a turn of its own (not all at once, to be handed back again), and none counts as an attempt.
-    pacer, vt = fake_pacer()
-    sent_at: list[float] = []
-
-    def record(request: httpx.Request) -> httpx.Response:
-        sent_at.append(vt.now)
-        return httpx.Response(200, text="ok")
-
-    with respx.mock() as router:
-        router.post(URL).mock(side_effect=record)
-        outcomes = await deliver([item(i) for i in range(12)], config(), pacer)
+    outcomes, sent_at, vt = await paced_posts(12)
     inline = int(INLINE_TURNS_SECONDS / SPACING) + 1
     assert [o.status for o in outcomes] == ["delivered"] * inline + ["retry"] * (12 - inline)
     assert sent_at == pytest.approx([1000.0 + n * SPACING for n in range(inline)])
