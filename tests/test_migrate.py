@@ -19,7 +19,11 @@ import pytest
 
 from hub.cli import main
 from hub.spool import terms
+from hub.spool.ids import new_id
+from hub.spool.inbox_rows import row as encode_row
+from hub.spool.intake import COLUMNS, open_intake
 from hub.spool.schema import SCHEMA_VERSION, VERSION_KEY, connect
+from hub.spool.writer import SpoolRecord, SpoolWriter
 from hub.store.copy_sqlite import copy_spool
 from hub.store.postgres.connection import PostgresConnection
 from hub.store.postgres.schema import LATEST, migrate
@@ -154,6 +158,32 @@ def test_refused_while_a_live_hub_holds_the_data_dir(
     finally:
         target.close()
     assert main(["migrate", "--from-sqlite", str(data_dir)]) == 0  # the hub gone, it goes ahead
+
+
+def test_webhooks_left_in_the_intake_by_a_hard_stop_are_moved_by_a_start_before_the_copy(
+    data_dir: Path, pg_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record = SpoolRecord(
+        id=new_id(NOW), received_at=NOW, source="contact-form", provider="typeform", event_id="left-over",
+        kind="submission", note=None, method="POST", url="http://127.0.0.1/hooks/contact-form",
+        headers={"content-type": "application/json"}, body=b"{}",
+    )  # fmt: skip
+    intake = open_intake(data_dir / "spool.db", "full")
+    row = [*encode_row(record), 0, NOW]
+    intake.execute(f"INSERT INTO intake ({COLUMNS}) VALUES ({','.join('?' * len(row))})", row)
+    intake.close()
+    monkeypatch.setenv("HOOKHUB_STORE", pg_url)
+    assert main(["migrate", "--from-sqlite", str(data_dir)]) == 1
+    assert "intake.db still holds 1 webhook(s)" in capsys.readouterr().err
+    writer = SpoolWriter(data_dir / "spool.db")  # what `hookhub serve` starts and stops
+    writer.start()
+    writer.stop()
+    assert main(["migrate", "--from-sqlite", str(data_dir)]) == 0
+    target = PostgresConnection.open(pg_url)
+    try:
+        assert target.execute("SELECT count(*) FROM inbox WHERE id = ?", (record.id,)).fetchone()[0] == 1
+    finally:
+        target.close()
 
 
 def test_from_sqlite_refuses_a_sqlite_target_and_a_dir_without_spool(

@@ -13,13 +13,16 @@ mean something in that SQLite file are not copied.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psycopg
 
+from hub.spool.intake import intake_path
 from hub.spool.schema import VERSION_KEY
 from hub.spool.terms import BACKFILL_KEY
 from hub.store.connection import Connection
@@ -92,6 +95,7 @@ def copy_spool(
 ) -> CopyReport:
     """Copy every table of TABLES that the source has into `target` (migrated already); then
     move alert_outbox's id sequence past the copied ids, and count both sides."""
+    _refuse_unmoved_intake(source)
     counts: list[TableCount] = []
     released = {"inbox": 0, "deliveries": 0}
     for table in TABLES:
@@ -108,6 +112,25 @@ def copy_spool(
         counts.append(TableCount(table, total, _count(target, table), copied))
     _advance_outbox_ids(source, target)
     return CopyReport(counts, released["inbox"], released["deliveries"])
+
+
+def _refuse_unmoved_intake(source: sqlite3.Connection) -> None:
+    """Webhooks a hub answered from intake.db (hub/spool/intake.py) and had not moved into the
+    spool when it stopped hard are moved at its next start; copying before that would lose them."""
+    main = source.execute("PRAGMA database_list").fetchone()[2]
+    intake = intake_path(Path(main)) if main else None
+    if intake is None or not intake.exists():
+        return
+    with contextlib.closing(sqlite3.connect(f"file:{intake}?mode=ro", uri=True)) as conn:
+        try:
+            waiting = conn.execute("SELECT count(*) FROM intake").fetchone()[0]
+        except sqlite3.OperationalError:  # no table yet: nothing was ever written there
+            return
+    if waiting:
+        raise CopyFailed(
+            f"{intake.name} still holds {waiting} webhook(s) not yet moved into the spool (the hub"
+            " stopped hard): start `hookhub serve` on this data dir once and stop it, then migrate"
+        )
 
 
 def _shared_columns(source: sqlite3.Connection, target: Connection, table: str) -> dict[str, str] | None:
