@@ -23,6 +23,7 @@ stored and delivered once, under the reconciled row's id.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import threading
@@ -33,7 +34,6 @@ from pathlib import Path
 
 from hub.spool.files import ensure_private_file
 from hub.spool.schema import Durability, connect
-from hub.spool.transactions import transaction
 from hub.store import Connection
 
 log = logging.getLogger("hookhub.spool")
@@ -193,13 +193,13 @@ class Detour:
 
     def _move_loop(self) -> None:
         spool = connect(self.spool, self.durability)  # SQLite's busy_timeout: it may wait its turn
-        intake = connect(intake_path(self.spool), self.durability)
+        spool.execute("ATTACH DATABASE ? AS intake", (str(intake_path(self.spool)),))
         try:
             while True:
                 self._wake.wait(timeout=1.0)
                 self._wake.clear()
                 try:
-                    while self._move_some(spool, intake):
+                    while self._move_some(spool):
                         pass
                 except sqlite3.Error as error:  # the rows stay in the intake; tried again shortly
                     log.warning(
@@ -211,39 +211,46 @@ class Detour:
                     return
         finally:
             spool.close()
-            intake.close()
 
-    def _move_some(self, spool: Connection, intake: Connection) -> bool:
+    def _move_some(self, spool: Connection) -> bool:
         """Copy the next rows (and the redeliveries counted meanwhile) into the spool; whether
-        more may be waiting."""
-        rows = intake.execute(
-            f"SELECT seq, {COLUMNS} FROM intake WHERE seq > ? ORDER BY seq LIMIT ?",
+        more may be waiting. The rows go from file to file inside SQLite (`spool` has the intake
+        attached): their bodies never become Python objects in the receiver's process."""
+        upto = spool.execute(
+            "SELECT max(seq) FROM (SELECT seq FROM intake.intake WHERE seq > ? ORDER BY seq LIMIT ?)",
             (self.moved_upto, MOVE_ROWS),
-        ).fetchall()
+        ).fetchone()[0]
         with self._lock:
             counts, self.redeliveries = self.redeliveries, Counter()
-        if not rows and not counts:
+        if upto is None and not counts:
             return False
+        # BEGIN, not transaction()'s IMMEDIATE: that would take the intake's write lock too (it
+        # is attached), and the writer thread would wait for it; this only reads the intake.
+        spool.execute("BEGIN")
         try:
-            with transaction(spool):
-                if rows:
-                    placeholders = ",".join(["(" + ",".join(["?"] * (len(rows[0]) - 1)) + ")"] * len(rows))
-                    spool.execute(
-                        f"INSERT INTO inbox ({COLUMNS}) VALUES {placeholders} ON CONFLICT DO NOTHING",
-                        [value for row in rows for value in row[1:]],
-                    )
-                spool.executemany(
-                    "UPDATE inbox SET redeliveries = redeliveries + ? WHERE id = ?",
-                    [(n, owner) for owner, n in counts.items()],
+            if upto is not None:
+                spool.execute(
+                    f"INSERT INTO main.inbox ({COLUMNS}) SELECT {COLUMNS} FROM intake.intake"
+                    " WHERE seq > ? AND seq <= ? ORDER BY seq ON CONFLICT DO NOTHING",
+                    (self.moved_upto, upto),
                 )
+            spool.executemany(
+                "UPDATE main.inbox SET redeliveries = redeliveries + ? WHERE id = ?",
+                [(n, owner) for owner, n in counts.items()],
+            )
+            spool.execute("COMMIT")
         except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                spool.execute("ROLLBACK")
             with self._lock:
                 self.redeliveries.update(counts)
             raise
-        if rows:
-            self.moved_upto = int(rows[-1][0])
-            self.wake_writer()
-        return len(rows) == MOVE_ROWS
+        if upto is None:
+            return False
+        moved = int(upto) - self.moved_upto
+        self.moved_upto = int(upto)
+        self.wake_writer()
+        return moved >= MOVE_ROWS
 
 
 def _owners(conn: Connection, table: str, keys: Sequence[tuple[str, str, str | None]]) -> dict[int, str]:
