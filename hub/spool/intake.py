@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hub.spool.files import ensure_private_file
+from hub.spool.inbox_rows import when_unlocked
 from hub.spool.schema import Durability, connect
 from hub.store import Connection
 
@@ -133,7 +134,9 @@ class Detour:
         """Commit (id, key, INSERT parameters) rows to the intake; id -> (owner id, duplicate)."""
         assert self.conn is not None
         keys = [key for _, key, _ in records]
-        stored = _owners(spool, "inbox", keys)  # reads: the spool's lock is not needed
+        # Reads, which need no lock; `when_unlocked` covers the moments a WAL reader can be told
+        # BUSY too (another connection resetting the WAL), as this connection waits for nothing.
+        stored = when_unlocked(spool, lambda: _owners(spool, "inbox", keys))
         results: dict[str, tuple[str, bool]] = {}
         fresh: list[tuple[str, tuple[str, str, str | None], list[object]]] = []
         for index, (record_id, key, params) in enumerate(records):
