@@ -298,3 +298,24 @@ def _wait(condition: Callable[[], bool], timeout: float = 10.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.01)
+
+
+@pytest.mark.anyio
+async def test_the_spool_is_checkpointed_off_the_writer_thread(tmp_path: Path) -> None:
+    # The writer's connection never checkpoints (a webhook's commit would pay for it); the mover
+    # does, every CHECKPOINT_SECONDS: the pages reach spool.db itself without anyone else writing.
+    spool_path = tmp_path / "spool.db"
+    spool = SpoolWriter(spool_path)
+    spool.start()
+    try:
+        empty = spool_path.stat().st_size
+        for batch in range(4):
+            records = [_record(f"evt-{batch}-{i}") for i in range(100)]
+            for record in records:
+                record.body = b"x" * 8192
+            await asyncio.gather(*(spool.store(record) for record in records))
+        with sqlite3.connect(spool_path) as conn:
+            assert conn.execute("SELECT count(*) FROM inbox").fetchone()[0] == 400
+        await asyncio.to_thread(_wait, lambda: spool_path.stat().st_size > empty + 400 * 8192, 10.0)
+    finally:
+        spool.stop()

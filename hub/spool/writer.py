@@ -110,6 +110,7 @@ class SpoolWriter:
                 if conn.dialect == "sqlite" and self.path is not None:
                     # The writer never waits for the lock: a taken lock sends the group to the intake.
                     conn.execute("PRAGMA busy_timeout=0")
+                    conn.execute("PRAGMA wal_autocheckpoint=0")  # the mover checkpoints: intake.py
                     self._detour = Detour(self.path, self.durability, wake_writer=lambda: self._jobs.put([]))
                     self._detour.open()
             except BaseException as exc:  # noqa: BLE001 - reported to start()
