@@ -259,21 +259,18 @@ async def test_while_another_process_holds_the_lock_webhooks_are_answered_from_t
 
 
 @pytest.mark.anyio
-async def test_a_key_in_the_spool_is_a_duplicate_on_the_intake_path_too(tmp_path: Path) -> None:
+async def test_a_key_in_the_spool_is_a_duplicate_on_the_intake_path_too(
+    tmp_path: Path, writer: SpoolWriter
+) -> None:
     spool_path = tmp_path / "spool.db"
-    spool = SpoolWriter(spool_path)
-    spool.start()
+    first = await writer.store(_record("evt-1"))
+    holder = _hold_write_lock(spool_path)
     try:
-        first = await spool.store(_record("evt-1"))
-        holder = _hold_write_lock(spool_path)
-        try:
-            again = await asyncio.wait_for(spool.store(_record("evt-1")), 5)
-            assert again == StoreResult(id=first.id, duplicate=True)
-            assert _intake_rows(spool_path) == []
-        finally:
-            _release(holder)
+        again = await asyncio.wait_for(writer.store(_record("evt-1")), 5)
+        assert again == StoreResult(id=first.id, duplicate=True)
+        assert _intake_rows(spool_path) == []
     finally:
-        spool.stop()
+        _release(holder)
 
 
 def test_rows_a_crash_left_in_the_intake_are_moved_at_the_next_start(tmp_path: Path) -> None:
@@ -301,21 +298,16 @@ def _wait(condition: Callable[[], bool], timeout: float = 10.0) -> None:
 
 
 @pytest.mark.anyio
-async def test_the_spool_is_checkpointed_off_the_writer_thread(tmp_path: Path) -> None:
+async def test_the_spool_is_checkpointed_off_the_writer_thread(tmp_path: Path, writer: SpoolWriter) -> None:
     # The writer's connection never checkpoints (a webhook's commit would pay for it); the mover
     # does, every CHECKPOINT_SECONDS: the pages reach spool.db itself without anyone else writing.
     spool_path = tmp_path / "spool.db"
-    spool = SpoolWriter(spool_path)
-    spool.start()
-    try:
-        empty = spool_path.stat().st_size
-        for batch in range(4):
-            records = [_record(f"evt-{batch}-{i}") for i in range(100)]
-            for record in records:
-                record.body = b"x" * 8192
-            await asyncio.gather(*(spool.store(record) for record in records))
-        with sqlite3.connect(spool_path) as conn:
-            assert conn.execute("SELECT count(*) FROM inbox").fetchone()[0] == 400
-        await asyncio.to_thread(_wait, lambda: spool_path.stat().st_size > empty + 400 * 8192, 10.0)
-    finally:
-        spool.stop()
+    empty = spool_path.stat().st_size
+    for batch in range(4):
+        records = [_record(f"evt-{batch}-{i}") for i in range(100)]
+        for record in records:
+            record.body = b"x" * 8192
+        await asyncio.gather(*(writer.store(record) for record in records))
+    with sqlite3.connect(spool_path) as conn:
+        assert conn.execute("SELECT count(*) FROM inbox").fetchone()[0] == 400
+    await asyncio.to_thread(_wait, lambda: spool_path.stat().st_size > empty + 400 * 8192, 10.0)
