@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from pathlib import Path
@@ -65,6 +66,16 @@ def test_a_killed_delivery_process_is_started_again_and_delivers(tmp_path: Path)
             timeout=FIRST_DELIVERY,
             what="the delivery process's health at /readyz",
         )
+
+        # Its lines, on the hub's one stderr, say they are the delivery process's.
+        lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+        [ready] = [line for line in lines if line.get("event") == "prefect_ready"]
+        assert ready["role"] == "delivery"
+        # "hub started" comes from both; the receiver's lines carry no role.
+        assert sorted(str(line.get("role")) for line in lines if line.get("event") == "started") == [
+            "None",
+            "delivery",
+        ]
 
         os.kill(first, signal.SIGKILL)
         wait_for(lambda: not alive(first), timeout=10, what="the delivery process to die")

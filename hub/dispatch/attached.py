@@ -28,6 +28,9 @@ HEALTH_SECONDS = 1.0
 
 def attach_to_receiver(hub: Hub, fd: int) -> None:
     """Make this worker the delivery process of the hub whose socket is `fd`."""
+    # Both processes write to the hub's one stderr: this one's lines say whose they are.
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_tag_delivery)
     with contextlib.suppress(OSError):  # a container may forbid it; delivery still works, unprioritized
         os.nice(NICENESS)
     channel = socket.socket(fileno=fd)
@@ -46,6 +49,11 @@ def attach_to_receiver(hub: Hub, fd: int) -> None:
             await asyncio.sleep(HEALTH_SECONDS)
 
     hub.background.append(report_health)
+
+
+def _tag_delivery(record: logging.LogRecord) -> bool:
+    record.role = "delivery"
+    return True
 
 
 def _stop_when_receiver_gone(channel: socket.socket) -> None:
