@@ -59,7 +59,8 @@ routes:
 """
 DESTINATIONS = "archive,crm-hook,team"
 DEFAULT_VARIANTS = ("hub=",)
-SETTLED = ("done", "failed", "dead", "skipped", "erased")
+SETTLED = ("done", "failed", "skipped")
+"""The inbox states a submission ends in (hub/spool/schema.py INBOX_STATES)."""
 START_SECONDS = 240.0
 """How long a hub may take to deliver its first submission (Prefect's ephemeral server starts first)."""
 

@@ -59,8 +59,6 @@ class DeliveryProcess:
     log_level: str
     stop_seconds: float = STOP_SECONDS
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
-    starts: int = field(default=0, init=False)
-    """How many delivery processes were started (restarts included)."""
     _stopping: threading.Event = field(default_factory=threading.Event, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     _supervisor: threading.Thread | None = field(default=None, init=False)
@@ -114,7 +112,6 @@ class DeliveryProcess:
                 self.process = subprocess.Popen(
                     self._command(theirs.fileno()), pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL
                 )
-                self.starts += 1
             theirs.close()
             log.info(
                 "delivery process started",

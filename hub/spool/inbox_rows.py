@@ -84,6 +84,11 @@ SQLITE_BUSY = 5
 T = TypeVar("T")
 
 
+def is_busy(error: BaseException) -> bool:
+    """Whether `error` is SQLite's "database is locked" (another connection holds the write lock)."""
+    return isinstance(error, sqlite3.OperationalError) and error.sqlite_errorcode & 0xFF == SQLITE_BUSY
+
+
 def when_unlocked(conn: Connection, write: Callable[[], T]) -> T:
     """Run `write`; on SQLite, again every 0.5 ms while the write lock is taken.
 
@@ -99,7 +104,7 @@ def when_unlocked(conn: Connection, write: Callable[[], T]) -> T:
         try:
             return write()
         except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode & 0xFF != SQLITE_BUSY or time.monotonic() > deadline:
+            if not is_busy(exc) or time.monotonic() > deadline:
                 raise
         time.sleep(BUSY_POLL_SECONDS)
 

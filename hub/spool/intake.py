@@ -41,7 +41,6 @@ from hub.store import Connection
 log = logging.getLogger("hookhub.spool")
 
 INTAKE_FILE = "intake.db"
-SQLITE_BUSY = 5
 MOVE_ROWS = 512
 CHECKPOINT_SECONDS = 1.0
 """How often the mover copies the WALs' pages into the spool and the intake (a PASSIVE
@@ -68,11 +67,6 @@ _SCHEMA = (
 )
 _FIND = "SELECT id FROM {} WHERE source = ? AND event_id = ?"
 _FIND_RESPONSE = "SELECT id FROM {} WHERE source = ? AND response_key = ?"
-
-
-def is_busy(error: BaseException) -> bool:
-    """Whether `error` is SQLite's "database is locked" (another connection holds the write lock)."""
-    return isinstance(error, sqlite3.OperationalError) and error.sqlite_errorcode & 0xFF == SQLITE_BUSY
 
 
 def intake_path(spool: Path) -> Path:

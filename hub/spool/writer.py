@@ -40,12 +40,13 @@ from hub.spool.inbox_rows import (
     SpoolRecord,
     StoreResult,
     insert,
+    is_busy,
     key,
     sort_out_in_transaction,
     when_unlocked,
 )
 from hub.spool.inbox_rows import row as encode_row
-from hub.spool.intake import Detour, is_busy
+from hub.spool.intake import Detour
 from hub.spool.schema import Durability
 from hub.store import Connection, SqliteStore, Store, StoreError
 
