@@ -12,9 +12,14 @@ and a Slack-like API (bench/sink_app.py, its own process). Once the hub is deliv
   was still undelivered at the end (the backlog must outlast the measurement);
 - stop: seconds from SIGTERM until the hub's process (and its children) exited.
 
+Beside each steady phase bench/disk_probe.py times an fsync every 10 ms: a stalled fsync
+delays every durable answer behind it, so each round's p99 is shown with what the disk did.
+
 Baseline in the same rounds: the naive durable endpoint (bench/bare_sqlite_app.py: Starlette
-plus one fsynced SQLite insert per request) under the same burst. Variants of the hub (how it
-runs delivery beside the receiver) alternate with it round by round; medians and ranges.
+plus one fsynced SQLite insert per request) under the same burst and the same steady rate. A
+variant with `--no-dispatch` is the receiver alone (the backlog waits, nothing is delivered).
+Variants of the hub (how it runs delivery beside the receiver) alternate with it round by round;
+medians and ranges.
 
     python bench/peak.py [--backlog 30000] [--rounds 3] [--burst 10000] [--rate 1000] [--seconds 10]
                          [--variant NAME=SERVE-ARGS[@CHECKOUT] ...] [--to DESTINATIONS]
@@ -40,6 +45,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.disk_probe import DiskProbe, DiskReport
 from bench.figures import spread
 from bench.ingest import signed_requests
 from bench.loadgen import Result, closed_loop, open_loop
@@ -73,10 +79,18 @@ class Round:
     drain_seconds: float
     left: int
     stop_seconds: float
+    disk: DiskReport
 
     @property
     def drain_rate(self) -> float:
         return self.drained / self.drain_seconds
+
+
+@dataclass
+class NaiveRound:
+    burst: Result
+    steady: Result
+    disk: DiskReport
 
 
 @dataclass
@@ -159,13 +173,14 @@ def run_hub(
         try:
             wait_healthy(port, proc, timeout=60)
             deadline = time.monotonic() + START_SECONDS
-            while delivered() == 0:
+            while delivered() == 0 and "--no-dispatch" not in variant.args:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise SystemExit(f"{variant.name}: no delivery within {START_SECONDS:.0f} s; see {log}")
                 time.sleep(0.2)
             began, before = time.monotonic(), delivered()
             burst = asyncio.run(closed_loop(port, burst_requests, args.connections))
-            steady = asyncio.run(open_loop(port, steady_requests, args.rate))
+            with DiskProbe(root) as probe:
+                steady = asyncio.run(open_loop(port, steady_requests, args.rate))
             seconds, drained = time.monotonic() - began, delivered() - before
             left = _undelivered(port)
             stop_seconds = _stop(proc)
@@ -175,7 +190,7 @@ def run_hub(
                 proc.wait()
     shutil.rmtree(data_dir, ignore_errors=True)
     out.unlink(missing_ok=True)
-    return Round(burst, steady, drained, seconds, left, stop_seconds)
+    return Round(burst, steady, drained, seconds, left, stop_seconds, probe.report)
 
 
 def _undelivered(port: int) -> int:
@@ -217,35 +232,50 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-def run_naive(root: Path, number: int, args: argparse.Namespace, config: Path) -> Result:
+def run_naive(root: Path, number: int, args: argparse.Namespace, config: Path) -> NaiveRound:
     port = free_port()
     db = root / f"naive-{number}.db"
+    requests = signed_requests(config, args.burst + int(args.rate * args.seconds))
     with process(["-m", "bench.bare_sqlite_app", "--port", str(port), "--db", str(db)], port):
-        result = asyncio.run(closed_loop(port, signed_requests(config, args.burst), args.connections))
+        burst = asyncio.run(closed_loop(port, requests[: args.burst], args.connections))
+        with DiskProbe(root) as probe:
+            steady = asyncio.run(open_loop(port, requests[args.burst :], args.rate))
     db.unlink(missing_ok=True)
-    return result
+    return NaiveRound(burst, steady, probe.report)
 
 
-def report(naive: list[Result], variants: list[Variant], args: argparse.Namespace) -> None:
-    naive_rates = [r.rate() for r in naive]
+def _disk(rounds: list[Round] | list[NaiveRound]) -> str:
+    stalls = [r.disk.stalls for r in rounds]
+    longest = max(r.disk.longest_ms for r in rounds)
+    return f"disk stalls (fsync > 30 ms) per round {stalls}, longest {longest:.0f} ms"
+
+
+def _steady(rounds: list[Round] | list[NaiveRound], rate: float) -> str:
+    p99 = spread([r.steady.percentile(99) * 1000 for r in rounds], 1, " ms")
+    p50 = spread([r.steady.percentile(50) * 1000 for r in rounds], 1, " ms")
+    return f"{rate:,.0f}/s offered, p99 {p99}, p50 {p50}; {_disk(rounds)}"
+
+
+def report(naive: list[NaiveRound], variants: list[Variant], args: argparse.Namespace) -> None:
+    naive_rates = [r.burst.rate() for r in naive]
     print(
         f"\n== peak load: backlog {args.backlog:,}, burst {args.burst:,} at {args.connections} connections,"
         f" then {args.rate:,.0f}/s for {args.seconds:g} s; {len(naive)} rounds, median [range]"
     )
-    naive_p99 = spread([r.percentile(99) * 1000 for r in naive], 0, " ms")
-    print(f"naive durable endpoint (baseline): {spread(naive_rates, unit='/s')} accepted, p99 {naive_p99}")
+    naive_p99 = spread([r.burst.percentile(99) * 1000 for r in naive], 0, " ms")
+    print("naive durable endpoint (baseline):")
+    print(f"  burst:  {spread(naive_rates, unit='/s')} accepted, p99 {naive_p99}")
+    print(f"  steady: {_steady(naive, args.rate)}")
     for v in variants:
         ratios = [r.burst.rate() / n for r, n in zip(v.rounds, naive_rates, strict=True)]
         failed = sum(r.burst.sent - r.burst.ok() + r.steady.sent - r.steady.ok() for r in v.rounds)
         burst_p99 = spread([r.burst.percentile(99) * 1000 for r in v.rounds], 0, " ms")
-        steady_p99 = spread([r.steady.percentile(99) * 1000 for r in v.rounds], 1, " ms")
-        steady_p50 = spread([r.steady.percentile(50) * 1000 for r in v.rounds], 1, " ms")
         print(f"{v.name} ({' '.join(v.args) or 'defaults'}):")
         print(
             f"  burst:  {spread([r.burst.rate() for r in v.rounds], unit='/s')} accepted"
             f" = {spread(ratios, 2, 'x')} the naive endpoint (same round), p99 {burst_p99}"
         )
-        print(f"  steady: {args.rate:,.0f}/s offered, p99 {steady_p99}, p50 {steady_p50}")
+        print(f"  steady: {_steady(v.rounds, args.rate)}")
         print(
             f"  drain:  {spread([r.drain_rate for r in v.rounds], unit='/s')} submissions to the file"
             f" meanwhile; {spread([float(r.left) for r in v.rounds])} still waiting at the end"
@@ -259,7 +289,8 @@ def report(naive: list[Result], variants: list[Variant], args: argparse.Namespac
 def show_round(number: int, name: str, r: Round) -> None:
     print(
         f"round {number + 1} {name}: burst {r.burst.summary()}; steady {r.steady.summary()};"
-        f" drained {r.drained:,} in {r.drain_seconds:.1f} s, {r.left:,} left; stop {r.stop_seconds:.1f} s",
+        f" {r.disk.summary()}; drained {r.drained:,} in {r.drain_seconds:.1f} s, {r.left:,} left;"
+        f" stop {r.stop_seconds:.1f} s",
         flush=True,
     )
 
@@ -297,11 +328,16 @@ def main() -> None:
         sink_port = free_port()
         with process(["-m", "bench.sink_app", "--port", str(sink_port)], sink_port):
             template = fill_backlog(root, args.backlog, sink_port)
-            naive: list[Result] = []
+            naive: list[NaiveRound] = []
             for number in range(args.rounds):
                 # Alternate: this machine's speed drifts, so each ratio compares neighbours in time.
                 naive.append(run_naive(root, number, args, root / "fill.yaml"))
-                print(f"round {number + 1} naive: {naive[-1].summary()}", flush=True)
+                n = naive[-1]
+                print(
+                    f"round {number + 1} naive: burst {n.burst.summary()}; steady {n.steady.summary()};"
+                    f" {n.disk.summary()}",
+                    flush=True,
+                )
                 for variant in variants if number % 2 == 0 else reversed(variants):
                     variant.rounds.append(run_hub(root, variant, template, number, sink_port, args))
                     show_round(number, variant.name, variant.rounds[-1])
