@@ -146,7 +146,9 @@ def _worker_hub(holder: ConfigHolder, data_dir: Path, store: Store, args: argpar
     from hub.dispatch import attach_dispatcher
     from hub.server import Hub
 
-    hub = Hub(config=holder, data_dir=data_dir, store=store, port=args.port)
+    # A worker receives nothing, but one with --port answers /readyz by probing the store through
+    # its spool writer; the delivery process `serve` starts has no port, and its receiver writes.
+    hub = Hub(config=holder, data_dir=data_dir, store=store, port=args.port, receives=args.attached is None)
     attach_dispatcher(hub, lease_seconds=args.lease)
     attach_alerts(hub)
     return hub

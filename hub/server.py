@@ -73,6 +73,10 @@ class Hub:
     """Kept current by the dispatcher; read by the receiver's endpoints."""
     store: Store = _IN_DATA_DIR
     """The ledger: by default the SQLite file in the data dir; a PostgreSQL store is shared by a cluster."""
+    receives: bool = True
+    """Whether this process takes webhooks. False in the delivery process `serve` starts: its
+    receiver writes the spool, and a second spool writer there (with its own intake mover and
+    checkpoints, hub/spool/intake.py) would compete with it for the spool's and the intake's locks."""
     spool: SpoolWriter = field(init=False)
     receiver: Receiver = field(init=False)
     maintenance: MaintenanceRole = field(init=False)
@@ -95,7 +99,8 @@ class Hub:
 
     @asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
-        self.spool.start()
+        if self.receives:
+            self.spool.start()
         for service in self.services:
             service.start()
         tasks = [

@@ -3,6 +3,7 @@
 - It runs below the receiver at a lower CPU priority, and its health reaches the receiver's
   /readyz.
 - Killed on its own, it is started again and delivers what arrives afterwards.
+- It writes no webhooks: only the receiver's process holds the intake (hub/spool/intake.py) open.
 (That it goes when the receiver's process is killed is in tests/test_stop.py.)
 """
 
@@ -39,6 +40,16 @@ def _delivery_processes(hub: ServeProcess) -> list[int]:
 def _nice(pid: int) -> int:
     stat = Path(f"/proc/{pid}/stat").read_text()
     return int(stat[stat.rindex(")") + 2 :].split()[16])
+
+
+def _open_files(pid: int) -> set[str]:
+    names = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            names.add(os.readlink(fd))
+        except OSError:
+            continue
+    return names
 
 
 def _delivery_health(hub: ServeProcess) -> dict[str, object]:
@@ -89,6 +100,10 @@ def test_a_killed_delivery_process_is_started_again_and_delivers(tmp_path: Path)
         wait_for(lambda: _delivery(tmp_path / "data" / "spool.db") == ("delivered", 1), FIRST_DELIVERY)
         assert len(fake.received("/hook")) == 1
         assert _delivery_processes(hub) == [second]
+        # A second spool writer there would move and checkpoint the intake beside the receiver's.
+        intake = str((tmp_path / "data" / "intake.db").resolve())
+        assert intake in _open_files(hub.proc.pid)
+        assert not {name for name in _open_files(second) if name.startswith(intake)}
     finally:
         hub.kill()
         fake.stop()
