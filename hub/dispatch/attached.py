@@ -13,6 +13,7 @@ import socket
 import threading
 from typing import TYPE_CHECKING
 
+from hub.cpu_priority import background_process
 from hub.dispatch.delivery_process import health_line
 
 if TYPE_CHECKING:
@@ -20,9 +21,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("hookhub.dispatch")
 
-NICENESS = 10
-"""Added to the delivery process's nice value. On Linux a nice-0 task weighs 1024 against 110 at
-+10, so while both want the CPU the receiver gets ~90 % of it; idle receivers cost delivery nothing."""
 HEALTH_SECONDS = 1.0
 
 
@@ -31,8 +29,9 @@ def attach_to_receiver(hub: Hub, fd: int) -> None:
     # Both processes write to the hub's one stderr: this one's lines say whose they are.
     for handler in logging.getLogger().handlers:
         handler.addFilter(_tag_delivery)
-    with contextlib.suppress(OSError):  # a container may forbid it; delivery still works, unprioritized
-        os.nice(NICENESS)
+    # SCHED_IDLE and nice +10, for this process, Prefect's server and the delivery workers it
+    # starts: the receiver gets the CPU the moment it wants it (hub/cpu_priority.py).
+    background_process()
     channel = socket.socket(fileno=fd)
     channel.set_inheritable(False)  # Prefect's server and delivery workers must not keep it open
     threading.Thread(

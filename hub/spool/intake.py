@@ -33,9 +33,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hub.cpu_priority import background_thread
 from hub.spool.files import ensure_private_file
 from hub.spool.inbox_rows import when_unlocked
 from hub.spool.schema import Durability, connect
+from hub.spool.wal_upkeep import checkpoint
 from hub.store import Connection
 
 log = logging.getLogger("hookhub.spool")
@@ -43,12 +45,11 @@ log = logging.getLogger("hookhub.spool")
 INTAKE_FILE = "intake.db"
 MOVE_ROWS = 512
 CHECKPOINT_SECONDS = 1.0
-"""How often the mover copies the WALs' pages into the spool and the intake (a PASSIVE
-checkpoint: it never blocks a writer). The writer thread never does it: SQLite's automatic
-checkpoint runs in the commit that crosses 1,000 pages, and with the delivery process writing
-the spool that commit can be a webhook's. Suspected, not proven, for a one-row group that took
-89 ms in bench/peak.py with the lock free; the p99 before/after was within this machine's noise
-(51.6 ms [32.6-146.5] against 70.8 ms [28.5-95.0], 3 rounds each)."""
+"""How often the mover copies the WALs' pages into the spool and the intake: a PASSIVE
+checkpoint, which never blocks a writer, then a RESTART one if the WAL is long
+(hub/spool/wal_upkeep.py). The writer thread never checkpoints: SQLite's automatic checkpoint
+runs in the commit that crosses 1,000 pages, and with the delivery process writing the spool
+that commit can be a webhook's."""
 COLUMNS = (
     "id, received_at, source, provider, event_id, response_key, kind, note, method, url,"
     " headers, body, state, redeliveries, updated_at"
@@ -198,6 +199,8 @@ class Detour:
     # -- mover thread --------------------------------------------------------------------------
 
     def _move_loop(self) -> None:
+        # Moving and checkpointing can wait; the event loop and the writer thread answer webhooks.
+        background_thread()
         spool = connect(self.spool, self.durability)  # SQLite's busy_timeout: it may wait its turn
         spool.execute("ATTACH DATABASE ? AS intake", (str(intake_path(self.spool)),))
         next_checkpoint = 0.0
@@ -210,8 +213,8 @@ class Detour:
                         pass
                     if time.monotonic() >= next_checkpoint:
                         # The writer's connection does not checkpoint (see SpoolWriter.start).
-                        spool.execute("PRAGMA main.wal_checkpoint(PASSIVE)")
-                        spool.execute("PRAGMA intake.wal_checkpoint(PASSIVE)")
+                        checkpoint(spool, "main")
+                        checkpoint(spool, "intake")
                         next_checkpoint = time.monotonic() + CHECKPOINT_SECONDS
                 except sqlite3.Error as error:  # the rows stay in the intake; tried again shortly
                     log.warning(

@@ -11,6 +11,7 @@ import sqlite_utils
 from hub.spool.files import ensure_private_dir, ensure_private_file
 from hub.spool.stats import ensure_stats
 from hub.spool.terms import ensure_terms
+from hub.spool.wal_upkeep import JOURNAL_SIZE_LIMIT
 from hub.store.postgres.schema import SchemaTooNew
 from hub.store.sqlite import SqliteConnection, open_file
 
@@ -53,6 +54,8 @@ def connect(path: Path, durability: Durability = "full") -> SqliteConnection:
     conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
     conn.execute("PRAGMA busy_timeout=30000")
     conn.execute("PRAGMA foreign_keys=ON")
+    # Without it a WAL keeps the largest size it ever reached (hub/spool/wal_upkeep.py).
+    conn.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
     return conn
 
 
