@@ -1,7 +1,7 @@
 """`hookhub serve`'s delivery process (hub/dispatch/delivery_process.py), run as the real command.
 
-- It runs below the receiver at a lower CPU priority, and its health reaches the receiver's
-  /readyz.
+- It runs below the receiver at a lower CPU priority (SCHED_IDLE and nice +10, with what it
+  starts), and its health reaches the receiver's /readyz.
 - Killed on its own, it is started again and delivers what arrives afterwards.
 - It writes no webhooks: only the receiver's process holds the intake (hub/spool/intake.py) open.
 (That it goes when the receiver's process is killed is in tests/test_stop.py.)
@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from hub.dispatch.attached import NICENESS
+from hub.cpu_priority import NICENESS
 from tests.fake_destination import FakeDestination
 from tests.harness import ServeProcess, alive, descendants, wait_for
 from tests.test_crash_recovery import _config, _delivery, _post
@@ -40,6 +40,23 @@ def _delivery_processes(hub: ServeProcess) -> list[int]:
 def _nice(pid: int) -> int:
     stat = Path(f"/proc/{pid}/stat").read_text()
     return int(stat[stat.rindex(")") + 2 :].split()[16])
+
+
+def _policies(pid: int) -> list[int]:
+    """The scheduling policy of each thread of `pid` (Linux keeps one per thread)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            found.append(os.sched_getscheduler(int(task.name)))
+        except OSError:  # the thread ended meanwhile
+            continue
+    return found
+
+
+def _policy(pid: int) -> int:
+    policies = set(_policies(pid))
+    assert len(policies) == 1, f"{pid}: threads of different policies {policies}"
+    return policies.pop()
 
 
 def _open_files(pid: int) -> set[str]:
@@ -69,6 +86,8 @@ def test_a_killed_delivery_process_is_started_again_and_delivers(tmp_path: Path)
         [first] = wait_for(lambda: _delivery_processes(hub), timeout=60, what="the delivery process")
         # Set as it starts, before it takes on any work.
         wait_for(lambda: _nice(first) == _nice(hub.proc.pid) + NICENESS, timeout=60, what="its niceness")
+        assert os.sched_getscheduler(first) == os.SCHED_IDLE
+        assert os.sched_getscheduler(hub.proc.pid) == os.SCHED_OTHER
         wait_for(
             lambda: (
                 _delivery_health(hub).get("dispatcher_alive") is True
@@ -98,6 +117,13 @@ def test_a_killed_delivery_process_is_started_again_and_delivers(tmp_path: Path)
 
         _post(hub)
         wait_for(lambda: _delivery(tmp_path / "data" / "spool.db") == ("delivered", 1), FIRST_DELIVERY)
+        # Every thread of it, and what it started (Prefect's server, delivery workers), yields the
+        # CPU to the receiver; of the receiver's threads only the intake's mover does.
+        below = [second, *descendants(second)]
+        assert len(below) >= 2
+        assert {_policy(pid) for pid in below} == {os.SCHED_IDLE}
+        receiver = _policies(hub.proc.pid)
+        assert sorted(receiver).count(os.SCHED_IDLE) == 1 and os.SCHED_OTHER in receiver
         assert len(fake.received("/hook")) == 1
         assert _delivery_processes(hub) == [second]
         # A second spool writer there would move and checkpoint the intake beside the receiver's.

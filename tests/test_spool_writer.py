@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import queue
 import sqlite3
 import subprocess
@@ -311,3 +312,11 @@ async def test_the_spool_is_checkpointed_off_the_writer_thread(tmp_path: Path, w
     with sqlite3.connect(spool_path) as conn:
         assert conn.execute("SELECT count(*) FROM inbox").fetchone()[0] == 400
     await asyncio.to_thread(_wait, lambda: spool_path.stat().st_size > empty + 400 * 8192, 10.0)
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
+def test_the_mover_yields_the_cpu_and_the_writer_does_not(writer: SpoolWriter) -> None:
+    # The event loop and the writer thread answer webhooks; moving and checkpointing can wait.
+    threads = {thread.name: thread.native_id for thread in threading.enumerate()}
+    _wait(lambda: os.sched_getscheduler(threads["hookhub-spool-mover"]) == os.SCHED_IDLE, 5.0)
+    assert os.sched_getscheduler(threads["hookhub-spool-writer"]) == os.SCHED_OTHER
