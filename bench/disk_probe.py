@@ -5,7 +5,8 @@ answer behind it, whatever the server does. On this shared machine fsync usually
 1 ms but now and then 100-400 ms, with nothing else of ours running (measured: 3 fsyncs over
 30 ms in 60 s, the longest 404 ms). The probe commits 4 KB with fsync every 10 ms beside the
 phase (the same load as one more group commit per 10 ms), so a round's p99 can be read against
-what the disk did meanwhile.
+what the disk did meanwhile. It is a normal-priority process, as the receiver is: a time it
+reports includes any wait for a CPU after the fsync returned, as a webhook's answer would.
 
     python -m bench.disk_probe DIR      # runs until its stdin closes, then prints one JSON line
 """

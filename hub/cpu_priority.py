@@ -1,12 +1,12 @@
 """Background work that yields the CPU to the receiver the moment the receiver wants it.
 
-Linux's scheduler (EEVDF since 6.6) lets a running task finish its slice before a task that
-wakes up gets the CPU, whatever their nice values; only a SCHED_IDLE task is preempted at once
-(kernel/sched/fair.c, "Idle tasks are by definition preempted by non-idle tasks"). With delivery
-at nice +10 the receiver's event loop still waited on the run queue for 5-18 ms of every 20 ms
-while a backlog drained (its /proc/<tid>/schedstat, bench/peak.py's steady phase at 1,000/s on
-kernel 6.18, 2 cores), and every answer waited with it. A SCHED_IDLE task still gets every CPU
-cycle no normal task wants, so delivery runs as fast as before whenever the receiver is idle.
+With delivery at nice +10 the receiver's event loop thread still waited on the run queue for
+5-18 ms of many 20 ms windows while a backlog drained (its /proc/<tid>/schedstat in
+bench/peak.py's steady phase at 1,000/s; kernel 6.18, 2 cores about 60 % busy), and every answer
+waited with it: under EEVDF (Linux 6.6+) a waking task need not preempt a running one of a higher
+nice value at once. A SCHED_IDLE task is (kernel/sched/fair.c: "Idle tasks are by definition
+preempted by non-idle tasks"), and it still gets every cycle no normal task wants, so delivery
+runs as fast as before whenever the receiver is idle.
 """
 
 from __future__ import annotations

@@ -1,13 +1,13 @@
 """Keeping a SQLite spool's write-ahead log from growing without end while it is read all the time.
 
-SQLite starts its WAL again from the beginning only when a writer finds every frame copied
-into the database and no reader still using the WAL. While a backlog drains, some connection
-(the delivery process claiming and recording, the receiver looking up duplicates) is nearly
-always reading, so the PASSIVE checkpoints copied every frame and the WAL still grew: to 48,617
-frames (190 MB) within 12 s of bench/peak.py's steady phase. Every commit then appended to a
-growing file, and on ext4 an fsync that grows a file waits for a journal commit, which waits for
-the other files' dirty data (the delivery process's writes): one source of the 30-90 ms commits
-the receiver saw with the write lock free.
+SQLite starts its WAL again from the beginning only when a writer finds every frame copied into
+the database and no reader still using the WAL. While a backlog drains, some connection (the
+delivery process claiming and recording, the receiver looking up duplicates) is nearly always
+reading, so the PASSIVE checkpoints copied every frame and the WAL still grew: it had reached
+48,617 frames (190 MB) by the end of bench/peak.py's 10 s steady phase: disk space, old page
+images (docs/privacy.md) and longer WAL lookups for every reader. Every commit also appended to a
+growing file, and on ext4 an fsync that grows a file waits for a journal commit (suspected, not
+measured apart, to lengthen the receiver's commits; README, Peak load).
 
 So past RESTART_FRAMES a RESTART checkpoint follows: it waits (RESTART_WAIT_MS at most) for the
 readers of old frames to finish and makes the next writer start the WAL from its beginning,
