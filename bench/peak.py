@@ -80,6 +80,8 @@ class Round:
     left: int
     stop_seconds: float
     disk: DiskReport
+    wal_mb: float
+    """The spool's and the intake's WAL files together at the end of the steady phase."""
 
     @property
     def drain_rate(self) -> float:
@@ -182,6 +184,7 @@ def run_hub(
             with DiskProbe(root) as probe:
                 steady = asyncio.run(open_loop(port, steady_requests, args.rate))
             seconds, drained = time.monotonic() - began, delivered() - before
+            wal_mb = _wal_megabytes(data_dir)
             left = _undelivered(port)
             stop_seconds = _stop(proc)
         finally:
@@ -190,7 +193,13 @@ def run_hub(
                 proc.wait()
     shutil.rmtree(data_dir, ignore_errors=True)
     out.unlink(missing_ok=True)
-    return Round(burst, steady, drained, seconds, left, stop_seconds, probe.report)
+    return Round(burst, steady, drained, seconds, left, stop_seconds, probe.report, wal_mb)
+
+
+def _wal_megabytes(data_dir: Path) -> float:
+    sizes = [(data_dir / name).stat().st_size for name in ("spool.db-wal", "intake.db-wal")
+             if (data_dir / name).exists()]  # fmt: skip
+    return sum(sizes) / 1e6
 
 
 def _undelivered(port: int) -> int:
@@ -280,6 +289,8 @@ def report(naive: list[NaiveRound], variants: list[Variant], args: argparse.Name
             f"  drain:  {spread([r.drain_rate for r in v.rounds], unit='/s')} submissions to the file"
             f" meanwhile; {spread([float(r.left) for r in v.rounds])} still waiting at the end"
         )
+        wal = spread([r.wal_mb for r in v.rounds], 1, " MB")
+        print(f"  WAL:    {wal} (the spool's and the intake's) after the steady phase")
         print(
             f"  stop:   SIGTERM to exit {spread([r.stop_seconds for r in v.rounds], 1, ' s')};"
             f" non-2xx answers: {failed}"
@@ -289,7 +300,8 @@ def report(naive: list[NaiveRound], variants: list[Variant], args: argparse.Name
 def show_round(number: int, name: str, r: Round) -> None:
     print(
         f"round {number + 1} {name}: burst {r.burst.summary()}; steady {r.steady.summary()};"
-        f" {r.disk.summary()}; drained {r.drained:,} in {r.drain_seconds:.1f} s, {r.left:,} left;"
+        f" {r.disk.summary()}; WAL {r.wal_mb:.1f} MB; drained {r.drained:,} in {r.drain_seconds:.1f} s,"
+        f" {r.left:,} left;"
         f" stop {r.stop_seconds:.1f} s",
         flush=True,
     )

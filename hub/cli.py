@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from hub.cli_worker import lease_arg
+from hub.cpu_priority import PRIORITIES
 
 DEFAULT_CONFIG = "connectors.yaml"
 DEFAULT_DATA_DIR = ".hookhub"
@@ -76,6 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="process",
         help="where delivery runs: a process of its own at a lower CPU priority, so receiving wins"
         " during bursts (default), or a thread of the receiver's process (README: Peak load)",
+    )
+    serve.add_argument(
+        "--delivery-priority",
+        choices=PRIORITIES,
+        default="idle",
+        help="how delivery yields the CPU to receiving: idle (Linux SCHED_IDLE: only CPU time nothing"
+        " else wants; the default) or low (nice +10: a share even when other services keep the CPUs busy)",
     )
     lease_arg(serve)
     serve.add_argument("--admin-host", default="127.0.0.1", help="with --admin-port: the console's address")
@@ -236,7 +244,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"hookhub: not starting: cannot listen on {args.host}:{args.port}: {why}", file=sys.stderr)
         return 1
     hub = Hub(
-        config=holder, data_dir=Path(args.data_dir), durability=args.durability, port=args.port, store=store
+        config=holder,
+        data_dir=Path(args.data_dir),
+        durability=args.durability,
+        port=args.port,
+        store=store,
+        delivery_priority=args.delivery_priority,
     )
     if args.no_dispatch or args.delivery == "thread":
         if not args.no_dispatch:

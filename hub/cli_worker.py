@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hub.cpu_priority import PRIORITIES
 from hub.spool.lease import LEASE_SECONDS
 
 if TYPE_CHECKING:
@@ -71,6 +72,7 @@ def add_parser(
     worker.add_argument("--log-format", choices=["auto", "text", "json"], default=None)
     # `hookhub serve` starts its delivery as `worker --attached FD` (hub/dispatch/delivery_process.py).
     worker.add_argument("--attached", type=int, default=None, metavar="FD", help=argparse.SUPPRESS)
+    worker.add_argument("--priority", choices=PRIORITIES, default="idle", help=argparse.SUPPRESS)
 
 
 def open_store(config: HubConfig, data_dir: Path) -> Store:
@@ -129,7 +131,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if args.attached is not None:
         from hub.dispatch.attached import attach_to_receiver
 
-        attach_to_receiver(hub, args.attached)
+        attach_to_receiver(hub, args.attached, args.priority)
     else:
         print(f"hookhub: worker {hub_owner(hub)} delivering from {store.key}", file=sys.stderr)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

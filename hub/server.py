@@ -20,6 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 import uvicorn
 from starlette.applications import Starlette
 
+from hub.cpu_priority import Priority
 from hub.health import DeliveryHealth
 from hub.receiver.app import HubApp, Receiver, create_app
 from hub.receiver.protocol import EdgeLimits, protocol_class
@@ -73,6 +74,9 @@ class Hub:
     """Kept current by the dispatcher; read by the receiver's endpoints."""
     store: Store = _IN_DATA_DIR
     """The ledger: by default the SQLite file in the data dir; a PostgreSQL store is shared by a cluster."""
+    delivery_priority: Priority = "idle"
+    """How delivery yields the CPU to receiving: the delivery process `serve` starts and the
+    intake's mover (hub/cpu_priority.py)."""
     receives: bool = True
     """Whether this process takes webhooks. False in the delivery process `serve` starts: its
     receiver writes the spool, and a second spool writer there (with its own intake mover and
@@ -89,7 +93,9 @@ class Hub:
             self.store = SqliteStore(self.data_dir / SPOOL_FILE)
         shared = self.store.dialect != "sqlite"
         self.maintenance = MaintenanceRole(held=not shared, shared=shared)
-        self.spool = SpoolWriter(self.store, self.durability, clock=self.clock)
+        self.spool = SpoolWriter(
+            self.store, self.durability, clock=self.clock, background=self.delivery_priority
+        )
         self.receiver = Receiver(config=self.config, spool=self.spool, clock=self.clock, health=self.health)
 
     @property

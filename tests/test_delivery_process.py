@@ -38,8 +38,7 @@ def _delivery_processes(hub: ServeProcess) -> list[int]:
 
 
 def _nice(pid: int) -> int:
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return int(stat[stat.rindex(")") + 2 :].split()[16])
+    return _nice_of(Path(f"/proc/{pid}/stat"))
 
 
 def _policies(pid: int) -> list[int]:
@@ -133,3 +132,41 @@ def test_a_killed_delivery_process_is_started_again_and_delivers(tmp_path: Path)
     finally:
         hub.kill()
         fake.stop()
+
+
+@pytest.mark.timeout(300)
+def test_delivery_priority_low_keeps_delivery_a_share_at_nice_plus_ten(tmp_path: Path) -> None:
+    # For hosts whose other services keep the CPUs busy (hub/cpu_priority.py): no SCHED_IDLE anywhere.
+    fake = FakeDestination().start()
+    log = tmp_path / "serve.log"
+    hub = ServeProcess(
+        _config(tmp_path, fake), tmp_path / "data", tmp_path / "prefect", log, "--delivery-priority", "low"
+    )
+    try:
+        [child] = wait_for(lambda: _delivery_processes(hub), timeout=60, what="the delivery process")
+        wait_for(lambda: _nice(child) == _nice(hub.proc.pid) + NICENESS, timeout=60, what="its niceness")
+        assert _policy(child) == os.SCHED_OTHER
+        # The receiver's mover runs from the start (it moves a crash's leftovers): at nice +10.
+        receiver = _policies(hub.proc.pid)
+        assert set(receiver) == {os.SCHED_OTHER}
+        wait_for(
+            lambda: _thread_nices(hub.proc.pid).count(_nice(hub.proc.pid) + NICENESS) == 1, 30, "the mover"
+        )
+    finally:
+        hub.kill()
+        fake.stop()
+
+
+def _thread_nices(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            found.append(_nice_of(task / "stat"))
+        except OSError:
+            continue
+    return found
+
+
+def _nice_of(stat_file: Path) -> int:
+    stat = stat_file.read_text()
+    return int(stat[stat.rindex(")") + 2 :].split()[16])

@@ -13,7 +13,7 @@ import socket
 import threading
 from typing import TYPE_CHECKING
 
-from hub.cpu_priority import background_process
+from hub.cpu_priority import Priority, background_process
 from hub.dispatch.delivery_process import health_line
 
 if TYPE_CHECKING:
@@ -24,14 +24,14 @@ log = logging.getLogger("hookhub.dispatch")
 HEALTH_SECONDS = 1.0
 
 
-def attach_to_receiver(hub: Hub, fd: int) -> None:
+def attach_to_receiver(hub: Hub, fd: int, priority: Priority = "idle") -> None:
     """Make this worker the delivery process of the hub whose socket is `fd`."""
     # Both processes write to the hub's one stderr: this one's lines say whose they are.
     for handler in logging.getLogger().handlers:
         handler.addFilter(_tag_delivery)
-    # SCHED_IDLE and nice +10, for this process, Prefect's server and the delivery workers it
-    # starts: the receiver gets the CPU the moment it wants it (hub/cpu_priority.py).
-    background_process()
+    # SCHED_IDLE (unless `low`) and nice +10, for this process, Prefect's server and the delivery
+    # workers it starts: the receiver gets the CPU the moment it wants it (hub/cpu_priority.py).
+    background_process(priority)
     channel = socket.socket(fileno=fd)
     channel.set_inheritable(False)  # Prefect's server and delivery workers must not keep it open
     threading.Thread(

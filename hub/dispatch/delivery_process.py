@@ -135,6 +135,7 @@ class DeliveryProcess:
             sys.executable, "-m", "hub.cli", "worker", "--attached", str(fd),
             "--config", str(self.config_path), "--data-dir", str(self.hub.data_dir),
             "--lease", repr(self.lease_seconds), "--log-level", self.log_level,
+            "--priority", self.hub.delivery_priority,
         ]  # fmt: skip
 
     def _relay_health(self, ours: socket.socket) -> None:

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hub.cpu_priority import background_thread
+from hub.cpu_priority import Priority, background_thread
 from hub.spool.files import ensure_private_file
 from hub.spool.inbox_rows import when_unlocked
 from hub.spool.schema import Durability, connect
@@ -46,7 +46,7 @@ INTAKE_FILE = "intake.db"
 MOVE_ROWS = 512
 CHECKPOINT_SECONDS = 1.0
 """How often the mover copies the WALs' pages into the spool and the intake: a PASSIVE
-checkpoint, which never blocks a writer, then a RESTART one if the WAL is long
+checkpoint, which never blocks a writer, then for the spool a RESTART one if its WAL is long
 (hub/spool/wal_upkeep.py). The writer thread never checkpoints: SQLite's automatic checkpoint
 runs in the commit that crosses 1,000 pages, and with the delivery process writing the spool
 that commit can be a webhook's."""
@@ -95,6 +95,8 @@ class Detour:
     durability: Durability
     wake_writer: Callable[[], None]
     """Called (from the mover) when moved rows may be deleted: the writer thread does that."""
+    background: Priority = "idle"
+    """How the mover yields the CPU: moving and checkpointing can wait, answers cannot."""
     rows: int = 0
     """Rows in the intake, moved or not (the writer thread's count: it alone inserts and deletes)."""
     moved_upto: int = 0
@@ -199,8 +201,7 @@ class Detour:
     # -- mover thread --------------------------------------------------------------------------
 
     def _move_loop(self) -> None:
-        # Moving and checkpointing can wait; the event loop and the writer thread answer webhooks.
-        background_thread()
+        background_thread(self.background)
         spool = connect(self.spool, self.durability)  # SQLite's busy_timeout: it may wait its turn
         spool.execute("ATTACH DATABASE ? AS intake", (str(intake_path(self.spool)),))
         next_checkpoint = 0.0
@@ -214,7 +215,9 @@ class Detour:
                     if time.monotonic() >= next_checkpoint:
                         # The writer's connection does not checkpoint (see SpoolWriter.start).
                         checkpoint(spool, "main")
-                        checkpoint(spool, "intake")
+                        # PASSIVE only: a RESTART holds the intake's write lock while it runs,
+                        # and the receiver's groups must never wait for that one.
+                        spool.execute("PRAGMA intake.wal_checkpoint(PASSIVE)")
                         next_checkpoint = time.monotonic() + CHECKPOINT_SECONDS
                 except sqlite3.Error as error:  # the rows stay in the intake; tried again shortly
                     log.warning(

@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from hub.cpu_priority import Priority
 from hub.spool.inbox_rows import (
     NOTIFY_CHANNEL,
     Row,
@@ -75,6 +76,7 @@ class SpoolWriter:
         clock: Callable[[], float] = time.time,
         jobs: queue.SimpleQueue[list[_Job] | None] | None = None,
         before_write: Callable[[], None] | None = None,
+        background: Priority = "idle",
     ) -> None:
         self.location: Store = SqliteStore(where) if isinstance(where, Path) else where
         """Where rows go; a Path is the SQLite spool file."""
@@ -99,6 +101,8 @@ class SpoolWriter:
         self.last_error: str | None = None
         self._detour: Detour | None = None
         """SQLite: where groups go while the delivery process holds the spool's write lock."""
+        self.background = background
+        """How the intake's mover yields the CPU to the writer and the event loop."""
 
     def start(self) -> None:
         self.location.prepare()
@@ -112,7 +116,12 @@ class SpoolWriter:
                     # The writer never waits for the lock: a taken lock sends the group to the intake.
                     conn.execute("PRAGMA busy_timeout=0")
                     conn.execute("PRAGMA wal_autocheckpoint=0")  # the mover checkpoints: intake.py
-                    self._detour = Detour(self.path, self.durability, wake_writer=lambda: self._jobs.put([]))
+                    self._detour = Detour(
+                        self.path,
+                        self.durability,
+                        wake_writer=lambda: self._jobs.put([]),
+                        background=self.background,
+                    )
                     self._detour.open()
             except BaseException as exc:  # noqa: BLE001 - reported to start()
                 failure.append(exc)
