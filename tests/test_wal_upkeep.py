@@ -64,9 +64,9 @@ def test_past_restart_frames_the_next_write_starts_the_wal_again(tmp_path: Path)
     ends = threading.Timer(0.2, lambda: reader.execute("COMMIT"))
     ends.start()
     began = time.monotonic()
-    done = checkpoint(writer)
+    restarted = checkpoint(writer)
     ends.join()
-    assert done.restarted
+    assert restarted
     assert time.monotonic() - began >= 0.15  # it waited for the reader rather than giving up
     reader = _reader_on_latest(tmp_path / "spool.db")  # a reader as in the control above
     _write(writer, 10)
@@ -81,8 +81,7 @@ def test_a_short_wal_gets_only_the_passive_checkpoint(tmp_path: Path) -> None:
     _write(writer, 100)
     reader = _reader_on_latest(tmp_path / "spool.db")  # a RESTART would wait for it
     began = time.monotonic()
-    done = checkpoint(writer)
-    assert not done.restarted
+    assert not checkpoint(writer)
     assert time.monotonic() - began < RESTART_WAIT_MS / 1000
     reader.close()
 
@@ -97,9 +96,9 @@ def test_a_reader_that_stays_makes_the_restart_give_up_after_its_wait(tmp_path: 
     reader.execute("SELECT count(*) FROM rows").fetchone()
     _write(writer, 5)
     began = time.monotonic()
-    done = checkpoint(writer)
+    restarted = checkpoint(writer)
     waited = time.monotonic() - began
-    assert not done.restarted
+    assert not restarted
     assert RESTART_WAIT_MS / 1000 * 0.8 <= waited < 10
     assert writer.execute("PRAGMA busy_timeout").fetchone()[0] == 30000
     reader.close()

@@ -18,7 +18,6 @@ waits its turn. JOURNAL_SIZE_LIMIT then returns what a long transaction made the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -30,24 +29,17 @@ RESTART_WAIT_MS = 1000
 JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
 
 
-@dataclass(frozen=True)
-class Checkpoint:
-    frames: int
-    """Frames in the WAL when the checkpoint ended."""
-    restarted: bool
-    """A RESTART checkpoint finished: the next commit writes from the WAL's start."""
-
-
-def checkpoint(conn: Connection, schema: str = "main") -> Checkpoint:
+def checkpoint(conn: Connection, schema: str = "main") -> bool:
     """Copy the WAL into the database (PASSIVE: never waits), and make the WAL start again
-    when it holds more than RESTART_FRAMES (RESTART: waits up to RESTART_WAIT_MS for readers)."""
+    when it holds more than RESTART_FRAMES (RESTART: waits up to RESTART_WAIT_MS for readers).
+    Whether a RESTART finished: then the next commit writes from the WAL's start."""
     _busy, frames, _copied = conn.execute(f"PRAGMA {schema}.wal_checkpoint(PASSIVE)").fetchone()
     if frames <= RESTART_FRAMES:
-        return Checkpoint(frames=frames, restarted=False)
+        return False
     waited = conn.execute("PRAGMA busy_timeout").fetchone()[0]
     conn.execute(f"PRAGMA busy_timeout={RESTART_WAIT_MS}")
     try:
-        busy, frames, _copied = conn.execute(f"PRAGMA {schema}.wal_checkpoint(RESTART)").fetchone()
+        busy, _frames, _copied = conn.execute(f"PRAGMA {schema}.wal_checkpoint(RESTART)").fetchone()
     finally:
         conn.execute(f"PRAGMA busy_timeout={waited}")
-    return Checkpoint(frames=frames, restarted=not busy)
+    return not busy
