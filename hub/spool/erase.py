@@ -28,12 +28,11 @@ import json
 import logging
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 from pydantic import BaseModel, Field
 
 from hub.spool.erase_find import chunks, find_ids
-from hub.spool.intake import intake_path
+from hub.spool.intake import intake_beside
 from hub.spool.transactions import transaction
 from hub.store import Connection, Dialect, StoreError
 from hub.store.catalog import tables
@@ -297,9 +296,8 @@ def _checkpoint_intake(spool: Connection) -> bool:
     """A submission may have passed through intake.db (hub/spool/intake.py), where its row is
     deleted with secure_delete once moved, but older frames stay in intake.db-wal until a
     TRUNCATE checkpoint; False if one could not finish."""
-    main = spool.execute("PRAGMA database_list").fetchone()[2]
-    path = intake_path(Path(main)) if main else None
-    if path is None or not path.exists():
+    path = intake_beside(spool)
+    if path is None:
         return True
     intake = open_file(path)
     try:

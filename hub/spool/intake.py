@@ -74,6 +74,14 @@ def intake_path(spool: Path) -> Path:
     return spool.with_name(INTAKE_FILE)
 
 
+def intake_beside(spool: Connection | sqlite3.Connection) -> Path | None:
+    """The intake file beside the SQLite spool `spool` is open on; None if there is none (or
+    the spool is in memory)."""
+    main = spool.execute("PRAGMA database_list").fetchone()[2]
+    path = intake_path(Path(main)) if main else None
+    return path if path is not None and path.exists() else None
+
+
 def open_intake(spool: Path, durability: Durability) -> Connection:
     path = intake_path(spool)
     ensure_private_file(path)  # it holds raw submissions, as the spool does

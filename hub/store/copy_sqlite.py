@@ -17,12 +17,11 @@ import contextlib
 import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import psycopg
 
-from hub.spool.intake import intake_path
+from hub.spool.intake import intake_beside
 from hub.spool.schema import VERSION_KEY
 from hub.spool.terms import BACKFILL_KEY
 from hub.store.connection import Connection
@@ -117,9 +116,8 @@ def copy_spool(
 def _refuse_unmoved_intake(source: sqlite3.Connection) -> None:
     """Webhooks a hub answered from intake.db (hub/spool/intake.py) and had not moved into the
     spool when it stopped hard are moved at its next start; copying before that would lose them."""
-    main = source.execute("PRAGMA database_list").fetchone()[2]
-    intake = intake_path(Path(main)) if main else None
-    if intake is None or not intake.exists():
+    intake = intake_beside(source)
+    if intake is None:
         return
     with contextlib.closing(sqlite3.connect(f"file:{intake}?mode=ro", uri=True)) as conn:
         try:
